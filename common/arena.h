@@ -1,0 +1,33 @@
+/* Per-request arena.
+ *
+ * One arena is created for each request (decode, convert, answer) and freed as a whole at the end,
+ * so the hot paths never free individually. The arena has a byte budget: once the total reserved
+ * memory would exceed it, allocation fails (returns NULL) instead of growing without bound, and
+ * callers turn that into SP_ETOOBIG / SP_ENOMEM for that request alone.
+ *
+ * sp_arena_protobuf_allocator() adapts it to protobuf-c's ProtobufCAllocator (free is a no-op).
+ */
+#ifndef SP_ARENA_H
+#define SP_ARENA_H
+
+#include <stddef.h>
+
+typedef struct sp_arena sp_arena;
+
+/* budget 0 = unlimited. */
+sp_arena *sp_arena_new(size_t budget);
+void sp_arena_free(sp_arena *a);
+void sp_arena_reset(sp_arena *a);
+
+void *sp_arena_alloc(sp_arena *a, size_t n);   /* 16-byte aligned, uninitialised */
+void *sp_arena_calloc(sp_arena *a, size_t n, size_t size); /* zeroed; NULL on overflow */
+char *sp_arena_strndup(sp_arena *a, const char *s, size_t n);
+void *sp_arena_memdup(sp_arena *a, const void *p, size_t n);
+
+size_t sp_arena_used(const sp_arena *a);      /* bytes reserved from the system */
+
+struct ProtobufCAllocator;
+/* Fills *out so protobuf_c_message_unpack() allocates from a. */
+void sp_arena_protobuf_allocator(sp_arena *a, struct ProtobufCAllocator *out);
+
+#endif

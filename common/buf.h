@@ -1,0 +1,26 @@
+/* Growable byte buffer with a hard cap.
+ *
+ * Bodies, decompressed messages and encoded answers are built in sp_buf. Every append checks the
+ * cap first, so a peer cannot make the buffer grow past the limit it was created with.
+ */
+#ifndef SP_BUF_H
+#define SP_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_buf {
+    uint8_t *data;
+    size_t len, cap, limit; /* limit 0 = unlimited */
+} sp_buf;
+
+void sp_buf_init(sp_buf *b, size_t limit);
+void sp_buf_free(sp_buf *b);
+/* 0, or SP_ETOOBIG when len would exceed limit, SP_ENOMEM on allocation failure. */
+int sp_buf_reserve(sp_buf *b, size_t extra);
+int sp_buf_append(sp_buf *b, const void *p, size_t n);
+int sp_buf_printf(sp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hands the bytes to the caller (who frees them) and leaves b empty. */
+uint8_t *sp_buf_take(sp_buf *b, size_t *len);
+
+#endif

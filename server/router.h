@@ -1,0 +1,26 @@
+/* Routing: one table from (method, path) to a handler, shared by every listener and protocol.
+ *
+ * A route is INLINE (runs on the event loop: cheap, never blocks: /ready, /metrics) or WORKER (runs
+ * on the worker pool behind the bounded ingest queue: decoding, conversion, storage). When the
+ * queue is full the router answers at once with SP_EFULL, which becomes gRPC RESOURCE_EXHAUSTED or
+ * HTTP 429 with Retry-After. Unknown gRPC paths get UNIMPLEMENTED, unknown HTTP paths 404.
+ */
+#ifndef SRV_ROUTER_H
+#define SRV_ROUTER_H
+
+#include "request.h"
+
+typedef void (*srv_handler_fn)(srv_request *req, srv_response *resp, void *ud);
+
+typedef enum { SRV_INLINE, SRV_WORKER } srv_route_kind;
+
+typedef struct srv_router srv_router;
+
+srv_router *srv_router_new(void);
+void srv_router_free(srv_router *r);
+
+/* method NULL = any method. path ending in '*' matches by prefix. endpoint names a metrics label. */
+int srv_router_add(srv_router *r, const char *method, const char *path, srv_route_kind kind,
+                   const char *endpoint, srv_handler_fn fn, void *ud);
+
+#endif
