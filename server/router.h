@@ -23,4 +23,28 @@ void srv_router_free(srv_router *r);
 int srv_router_add(srv_router *r, const char *method, const char *path, srv_route_kind kind,
                    const char *endpoint, srv_handler_fn fn, void *ud);
 
+/* ---- server/ internals: used by the protocol layers, not by handlers ---- */
+struct srv_exchange;
+struct srv_workers;
+
+struct srv_route {
+    char method[16];
+    char *path;
+    size_t plen;
+    int prefix;
+    srv_route_kind kind;
+    int endpoint;
+    srv_handler_fn fn;
+    void *ud;
+};
+
+void srv_router_set_workers(srv_router *r, struct srv_workers *w);
+/* Called once the request head is known: picks the route and starts the endpoint's metrics. */
+void srv_router_match(srv_router *r, struct srv_exchange *ex);
+/* Called once the request is complete (or must be answered early, e.g. body too big): runs or
+ * queues the handler; ex->on_done follows exactly once on the loop thread unless cancelled. */
+void srv_router_dispatch(srv_router *r, struct srv_exchange *ex);
+/* Answers ex with err right away (no handler). */
+void srv_router_fail(struct srv_exchange *ex, const sp_err *err);
+
 #endif

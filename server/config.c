@@ -1,0 +1,207 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_SIZE, T_INT, T_DURATION, T_FLAG } opt_type;
+
+typedef struct {
+    const char *name;
+    opt_type type;
+    size_t off;
+    const char *def; /* shown in --help; the value itself comes from srv_config_defaults */
+    const char *help;
+} opt;
+
+#define OFF(f) offsetof(srv_config, f)
+static const opt opts[] = {
+    {"data-dir", T_STR, OFF(data_dir), "./data", "directory of the embedded SQLite store"},
+    {"http-addr", T_STR, OFF(http_addr), "0.0.0.0:4040",
+     "HTTP API listener (HTTP/1.1, h2c, and h2 with TLS)"},
+    {"grpc-addr", T_STR, OFF(grpc_addr), "0.0.0.0:4317", "OTLP/gRPC listener (same protocols)"},
+    {"tls-cert", T_STR, OFF(tls_cert), "", "PEM certificate: both listeners then speak TLS only"},
+    {"tls-key", T_STR, OFF(tls_key), "", "PEM private key for --tls-cert"},
+    {"tls-client-ca", T_STR, OFF(tls_client_ca), "",
+     "PEM CA bundle: require client certificates signed by it (mutual TLS)"},
+    {"max-recv-msg-size", T_SIZE, OFF(max_recv_msg_size), "67108864",
+     "largest accepted message or request body, bytes (also the inflated size)"},
+    {"max-inflight-bytes", T_SIZE, OFF(max_inflight_bytes), "1073741824",
+     "request body bytes buffered across all connections before answering RESOURCE_EXHAUSTED"},
+    {"queue-size", T_SIZE, OFF(queue_size), "256",
+     "requests waiting for a worker before answering RESOURCE_EXHAUSTED / 429"},
+    {"workers", T_INT, OFF(workers), "2", "worker threads that decode, convert and store"},
+    {"max-concurrent-streams", T_INT, OFF(max_concurrent_streams), "128",
+     "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
+    {"shutdown-timeout", T_DURATION, OFF(shutdown_timeout_ms), "10s",
+     "how long SIGTERM waits for in-flight requests"},
+    {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s",
+     "close connections idle this long"},
+    {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
+    {"help", T_FLAG, OFF(help), "", "print this help and exit"},
+};
+#undef OFF
+
+void srv_config_defaults(srv_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->data_dir = "./data";
+    c->http_addr = "0.0.0.0:4040";
+    c->grpc_addr = "0.0.0.0:4317";
+    c->max_recv_msg_size = 64u << 20;
+    c->max_inflight_bytes = 1u << 30;
+    c->queue_size = 256;
+    c->workers = 2;
+    c->max_concurrent_streams = 128;
+    c->shutdown_timeout_ms = 10000;
+    c->idle_timeout_ms = 300000;
+    c->log_level = "info";
+}
+
+void srv_config_usage(FILE *out)
+{
+    fprintf(out, "usage: spanprof [flags]\n\n"
+                 "Receives OTLP traces and profiles and Pyroscope pushes, correlates spans with\n"
+                 "profile samples, stores them and serves the Pyroscope query API.\n\nflags:\n");
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s", opts[i].name, opts[i].type == T_FLAG ? "" : " V");
+        fprintf(out, "  %-28s %s", left, opts[i].help);
+        if (opts[i].type != T_FLAG)
+            fprintf(out, " (default \"%s\")", opts[i].def);
+        fputc('\n', out);
+    }
+}
+
+/* Sizes accept a plain byte count or a KiB/MiB/GiB suffix (k, m, g; binary). */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || s[0] == '-')
+        return -1;
+    unsigned long long mul = 1;
+    switch (*end) {
+    case 0: break;
+    case 'k': case 'K': mul = 1ull << 10; end++; break;
+    case 'm': case 'M': mul = 1ull << 20; end++; break;
+    case 'g': case 'G': mul = 1ull << 30; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' || *end == 'B' || *end == 'b')
+        end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
+    if (*end || (mul > 1 && v > SIZE_MAX / mul))
+        return -1;
+    *out = (size_t)(v * mul);
+    return 0;
+}
+
+/* Go-style durations as Pyroscope users write them: 500ms, 10s, 5m, 168h; a bare number is ms. */
+static int parse_duration(const char *s, int64_t *ms)
+{
+    double total = 0;
+    const char *p = s;
+    if (!*p)
+        return -1;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p || v < 0)
+            return -1;
+        p = end;
+        double unit;
+        if (strncmp(p, "ms", 2) == 0) {
+            unit = 1;
+            p += 2;
+        } else if (*p == 's') {
+            unit = 1000;
+            p++;
+        } else if (*p == 'm') {
+            unit = 60000;
+            p++;
+        } else if (*p == 'h') {
+            unit = 3600000;
+            p++;
+        } else if (*p == 'd') {
+            unit = 86400000;
+            p++;
+        } else if (*p == 0 && p != s) {
+            unit = 1;
+        } else {
+            return -1;
+        }
+        total += v * unit;
+    }
+    *ms = (int64_t)total;
+    return 0;
+}
+
+int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            return sp_fail(err, SP_EINVAL, "unexpected argument \"%s\" (flags start with --)", a);
+        a += 2;
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const opt *o = NULL;
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
+            if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, a, nlen) == 0)
+                o = &opts[k];
+        if (!o)
+            return sp_fail(err, SP_EINVAL, "unknown flag --%.*s (see --help)", (int)nlen, a);
+        char *field = (char *)c + o->off;
+        if (o->type == T_FLAG) {
+            if (eq)
+                return sp_fail(err, SP_EINVAL, "flag --%s takes no value", o->name);
+            *(int *)field = 1;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!val)
+            return sp_fail(err, SP_EINVAL, "flag --%s needs a value", o->name);
+        switch (o->type) {
+        case T_STR:
+            *(const char **)field = val;
+            break;
+        case T_SIZE:
+            if (parse_size(val, (size_t *)field))
+                return sp_fail(err, SP_EINVAL, "flag --%s: \"%s\" is not a size", o->name, val);
+            break;
+        case T_INT: {
+            char *end;
+            long v = strtol(val, &end, 10);
+            if (*end || end == val || v < 1 || v > 100000)
+                return sp_fail(err, SP_EINVAL, "flag --%s: \"%s\" is not a positive integer",
+                               o->name, val);
+            *(int *)field = (int)v;
+            break;
+        }
+        case T_DURATION:
+            if (parse_duration(val, (int64_t *)field))
+                return sp_fail(err, SP_EINVAL,
+                               "flag --%s: \"%s\" is not a duration (e.g. 500ms, 10s, 168h)",
+                               o->name, val);
+            break;
+        case T_FLAG:
+            break;
+        }
+    }
+    if (c->tls_cert && !*c->tls_cert)
+        c->tls_cert = NULL;
+    if (c->tls_key && !*c->tls_key)
+        c->tls_key = NULL;
+    if (c->tls_client_ca && !*c->tls_client_ca)
+        c->tls_client_ca = NULL;
+    if (!!c->tls_cert != !!c->tls_key)
+        return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
+    if (c->tls_client_ca && !c->tls_cert)
+        return sp_fail(err, SP_EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
+    if (c->max_recv_msg_size < 1024)
+        return sp_fail(err, SP_EINVAL, "--max-recv-msg-size must be at least 1024 bytes");
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* Command-line configuration of the one spanprof binary.
+ *
+ * srv_config_parse() knows every flag, its default and its help line; --help prints them all and an
+ * unknown flag is an error naming it. Other modules read their settings from this struct.
+ */
+#ifndef SRV_CONFIG_H
+#define SRV_CONFIG_H
+
+#include "../common/err.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+typedef struct srv_config {
+    const char *data_dir;
+    const char *http_addr;
+    const char *grpc_addr;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    size_t max_recv_msg_size;
+    size_t max_inflight_bytes;
+    size_t queue_size;
+    int workers;
+    int max_concurrent_streams;
+    int64_t shutdown_timeout_ms;
+    int64_t idle_timeout_ms;
+    const char *log_level;
+    int help;
+} srv_config;
+
+void srv_config_defaults(srv_config *c);
+/* 0, or SP_EINVAL with the offending flag named in err. */
+int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err);
+void srv_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,389 @@
+/* Listeners, accepted connections, protocol sniffing and graceful shutdown. */
+#include "conn.h"
+#include "../common/log.h"
+#include "metrics.h"
+#include "server.h"
+#include "workers.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN 24
+
+struct srv_server {
+    srv_ctx ctx;
+    struct evconnlistener *listeners[2];
+    int ports[2];
+    SSL_CTX *ssl_ctx;
+    srv_workers *workers;
+    srv_conn *conns;
+    int nconns;
+    struct event *sig_term, *sig_int, *shutdown_timer, *drain_timer;
+    int64_t shutdown_deadline_ns;
+};
+
+static srv_server *server_of(srv_ctx *ctx)
+{
+    return (srv_server *)ctx; /* ctx is the first member */
+}
+
+struct evbuffer *srv_conn_input(srv_conn *c)
+{
+    return bufferevent_get_input(c->bev);
+}
+
+struct evbuffer *srv_conn_output(srv_conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+static void conn_free(srv_conn *c)
+{
+    srv_server *s = server_of(c->ctx);
+    if (c->ops && c->ops->free)
+        c->ops->free(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
+    srv_metrics_gauge_set("open_connections", s->nconns);
+    if (c->bev) {
+        if (c->tls) {
+            SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+            if (ssl)
+                SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN);
+        }
+        bufferevent_free(c->bev);
+    }
+    free(c);
+}
+
+void srv_conn_close(srv_conn *c, int abort_now)
+{
+    if (c->closed)
+        return;
+    if (abort_now || evbuffer_get_length(srv_conn_output(c)) == 0) {
+        c->closed = 1;
+        conn_free(c);
+        return;
+    }
+    c->close_after_write = 1;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+static int sniff(srv_conn *c)
+{
+    if (c->tls && strcmp(srv_tls_alpn(c->bev), "h2") == 0)
+        return srv_http2_start(c);
+    struct evbuffer *in = srv_conn_input(c);
+    size_t n = evbuffer_get_length(in);
+    size_t cmp = n < H2_PREFACE_LEN ? n : H2_PREFACE_LEN;
+    unsigned char head[H2_PREFACE_LEN];
+    evbuffer_copyout(in, head, cmp);
+    if (memcmp(head, h2_preface, cmp) != 0)
+        return srv_http1_start(c);
+    if (n < H2_PREFACE_LEN)
+        return 0; /* could still be HTTP/2: wait for the rest of the preface */
+    return srv_http2_start(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    srv_conn *c = arg;
+    int rc = c->ops ? c->ops->on_read(c) : sniff(c);
+    if (rc < 0)
+        srv_conn_close(c, 1);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    srv_conn *c = arg;
+    if (c->close_after_write && evbuffer_get_length(srv_conn_output(c)) == 0) {
+        c->closed = 1;
+        conn_free(c);
+        return;
+    }
+    if (c->ops && c->ops->on_drain && c->ops->on_drain(c) < 0)
+        srv_conn_close(c, 1);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    srv_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED)
+        return;
+    if (what & BEV_EVENT_ERROR) {
+        unsigned long e;
+        while (c->tls && (e = bufferevent_get_openssl_error(bev)) != 0) {
+            char buf[200];
+            ERR_error_string_n(e, buf, sizeof buf);
+            sp_debug("msg=\"tls error\" peer=%s err=\"%s\"", c->peer, buf);
+        }
+    }
+    if (what & BEV_EVENT_TIMEOUT)
+        sp_debug("msg=\"connection timed out\" peer=%s", c->peer);
+    /* EOF, error or timeout: nothing more will arrive; outstanding work is cancelled. */
+    c->closed = 1;
+    conn_free(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
+                      void *arg)
+{
+    srv_server *s = arg;
+    if (s->ctx.draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    srv_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        evutil_closesocket(fd);
+        return;
+    }
+    c->ctx = &s->ctx;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in4->sin_addr, host, sizeof host);
+        port = ntohs(in4->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    if (s->ssl_ctx) {
+        SSL *ssl = SSL_new(s->ssl_ctx);
+        c->tls = 1;
+        c->bev = ssl ? bufferevent_openssl_socket_new(s->ctx.base, fd, ssl,
+                                                      BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (!c->bev)
+            SSL_free(ssl);
+        else
+            bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(s->ctx.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    srv_metrics_gauge_set("open_connections", s->nconns);
+    srv_metrics_gauge_add("accepted_connections_total", 1);
+    struct timeval idle = {s->ctx.cfg->idle_timeout_ms / 1000,
+                           (s->ctx.cfg->idle_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &idle, &idle);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: log and keep serving the connections we have. */
+    sp_warn("msg=\"accept failed\" err=\"%s\"", evutil_socket_error_to_string(e));
+}
+
+static int bind_listener(srv_server *s, int which, const char *addr, sp_err *err)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1])
+        return sp_fail(err, SP_EINVAL, "address \"%s\" is not HOST:PORT", addr);
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof host)
+        return sp_fail(err, SP_EINVAL, "address \"%s\" is too long", addr);
+    memcpy(host, addr, hlen);
+    host[hlen] = 0;
+    if (host[0] == '[' && hlen > 1 && host[hlen - 1] == ']') { /* [::1]:4040 */
+        memmove(host, host + 1, hlen - 2);
+        host[hlen - 2] = 0;
+    }
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    if (gai != 0)
+        return sp_fail(err, SP_EINVAL, "address \"%s\": %s", addr, gai_strerror(gai));
+    s->listeners[which] = evconnlistener_new_bind(
+        s->ctx.base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+        res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (!s->listeners[which])
+        return sp_fail(err, SP_EUNAVAIL, "cannot listen on %s: %s", addr, strerror(errno));
+    evconnlistener_set_error_cb(s->listeners[which], on_accept_error);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(evconnlistener_get_fd(s->listeners[which]), (struct sockaddr *)&ss, &sl);
+    s->ports[which] = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+int srv_server_new(srv_server **out, const srv_config *cfg, srv_router *router, sp_err *err)
+{
+    static int threads_ready;
+    if (!threads_ready) {
+        evthread_use_pthreads(); /* workers wake the loop with event_active() */
+        threads_ready = 1;
+    }
+    srv_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return sp_fail(err, SP_ENOMEM, "out of memory");
+    s->ctx.cfg = cfg;
+    s->ctx.router = router;
+    s->ctx.base = event_base_new();
+    if (!s->ctx.base) {
+        free(s);
+        return sp_fail(err, SP_EINTERNAL, "cannot create the event loop");
+    }
+    srv_inflight_budget_set(cfg->max_inflight_bytes);
+    int rc = 0;
+    if (cfg->tls_cert)
+        rc = srv_tls_ctx_new(&s->ssl_ctx, cfg, err);
+    if (!rc)
+        rc = bind_listener(s, 0, cfg->http_addr, err);
+    if (!rc && strcmp(cfg->http_addr, cfg->grpc_addr) != 0)
+        rc = bind_listener(s, 1, cfg->grpc_addr, err);
+    else if (!rc)
+        s->ports[1] = s->ports[0];
+    if (!rc) {
+        s->workers = srv_workers_new(s->ctx.base, cfg->workers, cfg->queue_size);
+        if (!s->workers)
+            rc = sp_fail(err, SP_EINTERNAL, "cannot start %d worker threads", cfg->workers);
+    }
+    if (rc) {
+        srv_server_free(s);
+        return rc;
+    }
+    srv_router_set_workers(router, s->workers);
+    *out = s;
+    return 0;
+}
+
+int srv_server_port(const srv_server *s, int which)
+{
+    return s->ports[which ? 1 : 0];
+}
+
+static void maybe_finish(srv_server *s)
+{
+    int busy = srv_workers_outstanding(s->workers) > 0;
+    for (srv_conn *c = s->conns; c && !busy; c = c->next)
+        if (c->ops && !c->ops->idle(c))
+            busy = 1;
+    if (!busy || srv_now_ns() >= s->shutdown_deadline_ns) {
+        if (busy)
+            sp_warn("msg=\"shutdown timeout: abandoning in-flight requests\"");
+        event_base_loopexit(s->ctx.base, NULL);
+    }
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    maybe_finish(arg);
+}
+
+static void begin_shutdown(srv_server *s)
+{
+    if (s->ctx.draining)
+        return;
+    s->ctx.draining = 1;
+    sp_info("msg=\"shutting down\" inflight=%zu", srv_workers_outstanding(s->workers));
+    for (int i = 0; i < 2; i++)
+        if (s->listeners[i])
+            evconnlistener_disable(s->listeners[i]);
+    for (srv_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->ops)
+            srv_conn_close(c, 1);
+        else
+            c->ops->on_shutdown(c);
+    }
+    s->shutdown_deadline_ns = srv_now_ns() + s->ctx.cfg->shutdown_timeout_ms * 1000000;
+    struct timeval tick = {0, 50000};
+    s->drain_timer = event_new(s->ctx.base, -1, EV_PERSIST, on_drain_tick, s);
+    event_add(s->drain_timer, &tick);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    begin_shutdown(arg);
+}
+
+int srv_server_run(srv_server *s)
+{
+    s->sig_term = evsignal_new(s->ctx.base, SIGTERM, on_signal, s);
+    s->sig_int = evsignal_new(s->ctx.base, SIGINT, on_signal, s);
+    event_add(s->sig_term, NULL);
+    event_add(s->sig_int, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sp_info("msg=\"listening\" http_port=%d grpc_port=%d tls=%s", s->ports[0], s->ports[1],
+            s->ssl_ctx ? (s->ctx.cfg->tls_client_ca ? "mutual" : "on") : "off");
+    int rc = event_base_dispatch(s->ctx.base);
+    return rc < 0 ? SP_EINTERNAL : 0;
+}
+
+void srv_server_stop(srv_server *s)
+{
+    if (s->sig_term)
+        event_active(s->sig_term, EV_SIGNAL, 1);
+}
+
+void srv_server_free(srv_server *s)
+{
+    if (!s)
+        return;
+    while (s->conns) {
+        srv_conn *c = s->conns;
+        c->closed = 1;
+        conn_free(c);
+    }
+    /* Joins the threads; exchanges they finish now are freed, the peers are gone. */
+    srv_workers_free(s->workers);
+    for (int i = 0; i < 2; i++)
+        if (s->listeners[i])
+            evconnlistener_free(s->listeners[i]);
+    if (s->sig_term)
+        event_free(s->sig_term);
+    if (s->sig_int)
+        event_free(s->sig_int);
+    if (s->drain_timer)
+        event_free(s->drain_timer);
+    if (s->ssl_ctx)
+        SSL_CTX_free(s->ssl_ctx);
+    if (s->ctx.base)
+        event_base_free(s->ctx.base);
+    free(s);
+}

@@ -1,0 +1,214 @@
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_CODES 16
+#define MAX_GAUGES 32
+
+typedef struct {
+    _Atomic int code; /* -1 = free slot; codes < 1000 are HTTP, >= 1000 are 1000 + gRPC status */
+    _Atomic uint64_t count;
+} code_count;
+
+typedef struct {
+    char name[64];
+    code_count codes[MAX_CODES];
+    _Atomic uint64_t bytes, accepted, rejected;
+    _Atomic int64_t inflight;
+} endpoint;
+
+static endpoint endpoints[SRV_METRICS_MAX_ENDPOINTS];
+static _Atomic int nendpoints;
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct {
+    char name[64];
+    _Atomic int64_t value;
+} gauges[MAX_GAUGES];
+static _Atomic int ngauges;
+
+static void init_endpoint(endpoint *e, const char *name)
+{
+    snprintf(e->name, sizeof e->name, "%s", name);
+    for (int i = 0; i < MAX_CODES; i++)
+        atomic_store(&e->codes[i].code, -1);
+}
+
+int srv_metrics_endpoint(const char *name)
+{
+    pthread_mutex_lock(&reg_lock);
+    int n = atomic_load(&nendpoints);
+    if (n == 0) {
+        init_endpoint(&endpoints[0], "other");
+        n = 1;
+    }
+    int found = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(endpoints[i].name, name) == 0)
+            found = i + 1;
+    if (!found && n < SRV_METRICS_MAX_ENDPOINTS) {
+        init_endpoint(&endpoints[n], name);
+        found = ++n;
+    }
+    atomic_store(&nendpoints, n);
+    pthread_mutex_unlock(&reg_lock);
+    return found ? found - 1 : 0;
+}
+
+static endpoint *ep(int i)
+{
+    if (i < 0 || i >= atomic_load(&nendpoints))
+        i = 0;
+    if (atomic_load(&nendpoints) == 0)
+        srv_metrics_endpoint("other");
+    return &endpoints[i];
+}
+
+void srv_metrics_request_start(int e)
+{
+    atomic_fetch_add(&ep(e)->inflight, 1);
+}
+
+void srv_metrics_request_done(int e, int http_status, int grpc, int grpc_status, uint64_t bytes)
+{
+    endpoint *p = ep(e);
+    atomic_fetch_sub(&p->inflight, 1);
+    atomic_fetch_add(&p->bytes, bytes);
+    int code = grpc ? 1000 + grpc_status : http_status;
+    for (int i = 0; i < MAX_CODES; i++) {
+        int cur = atomic_load(&p->codes[i].code);
+        if (cur == -1) {
+            int expect = -1;
+            if (atomic_compare_exchange_strong(&p->codes[i].code, &expect, code))
+                cur = code;
+            else
+                cur = expect;
+        }
+        if (cur == code) {
+            atomic_fetch_add(&p->codes[i].count, 1);
+            return;
+        }
+    }
+}
+
+void srv_metrics_items(const srv_request *req, uint64_t accepted, uint64_t rejected)
+{
+    endpoint *p = ep(req ? req->endpoint : 0);
+    atomic_fetch_add(&p->accepted, accepted);
+    atomic_fetch_add(&p->rejected, rejected);
+}
+
+static _Atomic int64_t *gauge(const char *name)
+{
+    int n = atomic_load(&ngauges);
+    for (int i = 0; i < n; i++)
+        if (strcmp(gauges[i].name, name) == 0)
+            return &gauges[i].value;
+    pthread_mutex_lock(&reg_lock);
+    n = atomic_load(&ngauges);
+    _Atomic int64_t *v = NULL;
+    for (int i = 0; i < n && !v; i++)
+        if (strcmp(gauges[i].name, name) == 0)
+            v = &gauges[i].value;
+    if (!v && n < MAX_GAUGES) {
+        snprintf(gauges[n].name, sizeof gauges[n].name, "%s", name);
+        v = &gauges[n].value;
+        atomic_store(&ngauges, n + 1);
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return v;
+}
+
+void srv_metrics_gauge_set(const char *name, int64_t value)
+{
+    _Atomic int64_t *g = gauge(name);
+    if (g)
+        atomic_store(g, value);
+}
+
+void srv_metrics_gauge_add(const char *name, int64_t delta)
+{
+    _Atomic int64_t *g = gauge(name);
+    if (g)
+        atomic_fetch_add(g, delta);
+}
+
+static const char *grpc_code_name(int c)
+{
+    static const char *names[] = {"OK",
+                                  "CANCELLED",
+                                  "UNKNOWN",
+                                  "INVALID_ARGUMENT",
+                                  "DEADLINE_EXCEEDED",
+                                  "NOT_FOUND",
+                                  "ALREADY_EXISTS",
+                                  "PERMISSION_DENIED",
+                                  "RESOURCE_EXHAUSTED",
+                                  "FAILED_PRECONDITION",
+                                  "ABORTED",
+                                  "OUT_OF_RANGE",
+                                  "UNIMPLEMENTED",
+                                  "INTERNAL",
+                                  "UNAVAILABLE",
+                                  "DATA_LOSS",
+                                  "UNAUTHENTICATED"};
+    return c >= 0 && c <= 16 ? names[c] : "UNKNOWN";
+}
+
+int srv_metrics_render(sp_buf *o)
+{
+    int n = atomic_load(&nendpoints), rc = 0;
+    rc |= sp_buf_printf(o, "# HELP spanprof_requests_total Requests answered, by endpoint and "
+                           "status (HTTP status, or gRPC status name).\n"
+                           "# TYPE spanprof_requests_total counter\n");
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < MAX_CODES; j++) {
+            int c = atomic_load(&endpoints[i].codes[j].code);
+            if (c < 0)
+                break;
+            uint64_t v = atomic_load(&endpoints[i].codes[j].count);
+            if (c >= 1000)
+                rc |= sp_buf_printf(o, "spanprof_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
+                                    endpoints[i].name, grpc_code_name(c - 1000),
+                                    (unsigned long long)v);
+            else
+                rc |= sp_buf_printf(o, "spanprof_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
+                                    endpoints[i].name, c, (unsigned long long)v);
+        }
+    static const struct {
+        const char *name, *help, *type;
+        size_t off;
+    } series[] = {
+        {"spanprof_received_bytes_total", "Request body bytes received.", "counter",
+         offsetof(endpoint, bytes)},
+        {"spanprof_accepted_items_total", "Items (profiles, spans) accepted.", "counter",
+         offsetof(endpoint, accepted)},
+        {"spanprof_rejected_items_total", "Items (profiles, spans) rejected as invalid.",
+         "counter", offsetof(endpoint, rejected)},
+        {"spanprof_inflight_requests", "Requests or streams being received or handled.", "gauge",
+         offsetof(endpoint, inflight)},
+    };
+    for (size_t s = 0; s < sizeof series / sizeof series[0]; s++) {
+        rc |= sp_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", series[s].name, series[s].help,
+                            series[s].name, series[s].type);
+        for (int i = 0; i < n; i++) {
+            const char *base = (const char *)&endpoints[i];
+            long long v;
+            if (series[s].off == offsetof(endpoint, inflight))
+                v = (long long)atomic_load((_Atomic int64_t *)(base + series[s].off));
+            else
+                v = (long long)atomic_load((_Atomic uint64_t *)(base + series[s].off));
+            rc |= sp_buf_printf(o, "%s{endpoint=\"%s\"} %lld\n", series[s].name, endpoints[i].name,
+                                v);
+        }
+    }
+    int ng = atomic_load(&ngauges);
+    for (int i = 0; i < ng; i++)
+        rc |= sp_buf_printf(o, "# TYPE spanprof_%s gauge\nspanprof_%s %lld\n", gauges[i].name,
+                            gauges[i].name, (long long)atomic_load(&gauges[i].value));
+    return rc ? SP_ENOMEM : 0;
+}

@@ -1,0 +1,175 @@
+/* srv_request / srv_response helpers and the one status table of the program. */
+#include "request.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* The edge's only mapping from error codes to wire statuses (gRPC statuscodes.md, RFC 9110). */
+static const struct {
+    int code, grpc, http;
+} status_table[] = {
+    {SP_OK, GRPC_OK, 200},
+    {SP_EINVAL, GRPC_INVALID_ARGUMENT, 400},
+    {SP_ETOOBIG, GRPC_RESOURCE_EXHAUSTED, 413},
+    {SP_EFULL, GRPC_RESOURCE_EXHAUSTED, 429},
+    {SP_EUNAVAIL, GRPC_UNAVAILABLE, 503},
+    {SP_ENOTFOUND, GRPC_NOT_FOUND, 404},
+    {SP_EUNIMPL, GRPC_UNIMPLEMENTED, 404},
+    {SP_EDEADLINE, GRPC_DEADLINE_EXCEEDED, 504},
+    {SP_EMEDIA, GRPC_INVALID_ARGUMENT, 415},
+    {SP_EAUTH, GRPC_UNAUTHENTICATED, 401},
+    {SP_ENOMEM, GRPC_RESOURCE_EXHAUSTED, 503},
+    {SP_EINTERNAL, GRPC_INTERNAL, 500},
+};
+
+int srv_status_grpc(int code)
+{
+    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+        if (status_table[i].code == code)
+            return status_table[i].grpc;
+    return GRPC_INTERNAL;
+}
+
+int srv_status_http(int code)
+{
+    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
+        if (status_table[i].code == code)
+            return status_table[i].http;
+    return 500;
+}
+
+const char *srv_header_get(const srv_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->nheaders; i++)
+        if (strcasecmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    return NULL;
+}
+
+int srv_request_is_grpc(const srv_request *req)
+{
+    const char *ct = srv_header_get(req, "content-type");
+    return ct && strncasecmp(ct, "application/grpc", 16) == 0 &&
+           (ct[16] == 0 || ct[16] == '+' || ct[16] == ';');
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Percent-decodes src[0..n) into out (NUL-terminated, truncated to outsz); '+' is a space. */
+static int url_decode(const char *src, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < outsz; i++) {
+        int h, l;
+        if (src[i] == '%' && i + 2 < n && (h = hexval((unsigned char)src[i + 1])) >= 0 &&
+            (l = hexval((unsigned char)src[i + 2])) >= 0) {
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (src[i] == '+') {
+            out[o++] = ' ';
+        } else {
+            out[o++] = src[i];
+        }
+    }
+    if (outsz)
+        out[o] = 0;
+    return (int)o;
+}
+
+int srv_query_get(const srv_request *req, const char *name, char *out, size_t outsz)
+{
+    if (!req->query)
+        return -1;
+    size_t nl = strlen(name);
+    const char *p = req->query;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        char key[128];
+        url_decode(p, klen, key, sizeof key);
+        if (strlen(key) == nl && memcmp(key, name, nl) == 0) {
+            if (!eq)
+                return outsz ? (out[0] = 0, 0) : 0;
+            return url_decode(eq + 1, len - klen - 1, out, outsz);
+        }
+        if (!amp)
+            break;
+        p = amp + 1;
+    }
+    return -1;
+}
+
+int srv_response_header(srv_response *resp, const char *name, const char *value)
+{
+    if (resp->nheaders == resp->cap_headers) {
+        size_t cap = resp->cap_headers ? resp->cap_headers * 2 : 8;
+        srv_header *h = realloc(resp->headers, cap * sizeof *h);
+        if (!h)
+            return SP_ENOMEM;
+        resp->headers = h;
+        resp->cap_headers = cap;
+    }
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return SP_ENOMEM;
+    }
+    for (char *c = n; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    resp->headers[resp->nheaders].name = n;
+    resp->headers[resp->nheaders].value = v;
+    resp->nheaders++;
+    return 0;
+}
+
+int srv_response_send(srv_response *resp, int status, const char *content_type, const void *body,
+                      size_t len)
+{
+    resp->status = status;
+    resp->body.len = 0;
+    if (content_type)
+        srv_response_header(resp, "content-type", content_type);
+    return sp_buf_append(&resp->body, body, len);
+}
+
+void srv_response_grpc(srv_response *resp, int grpc_status, const char *message, const void *framed,
+                       size_t len)
+{
+    resp->status = 200;
+    resp->grpc = 1;
+    resp->grpc_status = grpc_status;
+    snprintf(resp->grpc_message, sizeof resp->grpc_message, "%s", message ? message : "");
+    resp->body.len = 0;
+    if (framed && len)
+        sp_buf_append(&resp->body, framed, len);
+}
+
+void srv_response_error(srv_response *resp, const srv_request *req, const sp_err *err)
+{
+    int code = err ? err->code : SP_EINTERNAL;
+    const char *msg = err && err->msg[0] ? err->msg : sp_code_name(code);
+    if (srv_request_is_grpc(req)) {
+        srv_response_grpc(resp, srv_status_grpc(code), msg, NULL, 0);
+        return;
+    }
+    if (code == SP_EFULL || code == SP_EUNAVAIL)
+        srv_response_header(resp, "retry-after", "1"); /* OTLP/HTTP retry contract */
+    char line[600];
+    int n = snprintf(line, sizeof line, "%s\n", msg);
+    srv_response_send(resp, srv_status_http(code), "text/plain; charset=utf-8", line,
+                      n > 0 ? (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1) : 0);
+}

@@ -1,0 +1,160 @@
+#include "workers.h"
+#include "../common/log.h"
+#include "metrics.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+typedef struct job {
+    srv_exchange *ex;
+    srv_job_fn run;
+} job;
+
+struct srv_workers {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *ring;
+    size_t cap, head, count; /* pending jobs: ring[head .. head+count) */
+    size_t outstanding;      /* submitted and not yet completed on the loop */
+    int stopping;
+    pthread_t *threads;
+    int nthreads;
+    srv_exchange *done; /* completed, waiting for the loop (LIFO; order does not matter) */
+    struct event *done_ev;
+};
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    srv_workers *w = arg;
+    pthread_mutex_lock(&w->lock);
+    srv_exchange *list = w->done;
+    w->done = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (list) {
+        srv_exchange *ex = list;
+        list = ex->next;
+        ex->next = NULL;
+        pthread_mutex_lock(&w->lock);
+        w->outstanding--;
+        pthread_mutex_unlock(&w->lock);
+        if (atomic_load(&ex->cancelled))
+            srv_exchange_free(ex);
+        else
+            ex->on_done(ex);
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    srv_workers *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        while (w->count == 0 && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->count == 0 && w->stopping) {
+            pthread_mutex_unlock(&w->lock);
+            return NULL;
+        }
+        job j = w->ring[w->head];
+        w->head = (w->head + 1) % w->cap;
+        w->count--;
+        srv_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+        pthread_mutex_unlock(&w->lock);
+
+        if (!atomic_load(&j.ex->cancelled))
+            j.run(j.ex);
+
+        pthread_mutex_lock(&w->lock);
+        j.ex->next = w->done;
+        w->done = j.ex;
+        pthread_mutex_unlock(&w->lock);
+        event_active(w->done_ev, EV_READ, 0);
+    }
+}
+
+srv_workers *srv_workers_new(struct event_base *base, int nthreads, size_t max_pending)
+{
+    srv_workers *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    if (nthreads < 1)
+        nthreads = 1;
+    if (max_pending < 1)
+        max_pending = 1;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    w->cap = max_pending;
+    w->ring = calloc(max_pending, sizeof *w->ring);
+    w->threads = calloc((size_t)nthreads, sizeof *w->threads);
+    w->done_ev = event_new(base, -1, 0, on_done, w);
+    if (!w->ring || !w->threads || !w->done_ev)
+        goto fail;
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&w->threads[i], NULL, thread_main, w) != 0)
+            goto fail;
+        w->nthreads++;
+    }
+    return w;
+fail:
+    sp_error("msg=\"cannot start worker threads\"");
+    srv_workers_free(w);
+    return NULL;
+}
+
+void srv_workers_free(srv_workers *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_join(w->threads[i], NULL);
+    /* Whatever completed after the loop stopped has nobody left to answer. */
+    while (w->done) {
+        srv_exchange *ex = w->done;
+        w->done = ex->next;
+        srv_exchange_free(ex);
+    }
+    if (w->done_ev)
+        event_free(w->done_ev);
+    free(w->ring);
+    free(w->threads);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+int srv_workers_submit(srv_workers *w, srv_exchange *ex, srv_job_fn run)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->count == w->cap || w->stopping) {
+        pthread_mutex_unlock(&w->lock);
+        return SP_EFULL;
+    }
+    w->ring[(w->head + w->count) % w->cap] = (job){ex, run};
+    w->count++;
+    w->outstanding++;
+    srv_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+size_t srv_workers_pending(srv_workers *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->count;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+size_t srv_workers_outstanding(srv_workers *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->outstanding;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
