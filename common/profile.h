@@ -1,0 +1,125 @@
+/* The internal currency: a pprof profile plus the per-sample facts pprof has no field for.
+ *
+ * Every ingest path (OTLP profiles, Pyroscope /ingest and Push) ends as sp_profile values; the
+ * correlator attaches span ids to their samples; the store writes them; the query side reads back
+ * the same shapes. The layout mirrors perftools.profiles.Profile (ids are 1-based, 0 = none, index
+ * 0 of every table is unused) so conversion to and from pprof is a copy, not a translation.
+ *
+ * Memory: everything a profile points to lives in the arena of the batch that carries it.
+ * Strings are indices into `strings` (pprof's string_table; strings[0] == "").
+ */
+#ifndef SP_PROFILE_H
+#define SP_PROFILE_H
+
+#include "arena.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_label {
+    uint32_t key; /* string index */
+    uint32_t str; /* string index, 0 when numeric */
+    int64_t num;
+    uint32_t num_unit; /* string index, 0 = none */
+} sp_label;
+
+typedef struct sp_function {
+    uint32_t name, system_name, filename; /* string indices */
+    int64_t start_line;
+} sp_function;
+
+typedef struct sp_line {
+    uint32_t function_id; /* into functions, 0 = none */
+    int64_t line;
+    int64_t column;
+} sp_line;
+
+typedef struct sp_location {
+    uint32_t mapping_id; /* into mappings, 0 = none */
+    uint64_t address;
+    sp_line *lines; /* innermost (inlined callee) first, as in pprof */
+    uint32_t nlines;
+    uint32_t frame_type; /* string index: "native", "kernel", "jvm", ... (OTLP profile.frame.type) */
+} sp_location;
+
+typedef struct sp_mapping {
+    uint64_t memory_start, memory_limit, file_offset;
+    uint32_t filename, build_id; /* string indices */
+    uint8_t has_functions, has_filenames, has_line_numbers, has_inline_frames;
+} sp_mapping;
+
+typedef struct sp_span_ref {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+} sp_span_ref;
+
+typedef struct sp_sample {
+    uint32_t *location_ids; /* leaf first */
+    uint32_t nlocations;
+    int64_t value; /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
+    /* Per-observation detail when the sender had it: nobs timestamps (UTC ns) and, parallel to
+     * them, the value each one contributed (already scaled like `value`). Both may be NULL. */
+    uint64_t *timestamps;
+    int64_t *values;
+    uint32_t nobs;
+    int64_t pid, tid;     /* process.pid / thread.id; 0 = unknown */
+    uint32_t thread_name; /* string index */
+    /* Explicit link from the sender (OTLP link_index, pprof span_id/trace_id labels). */
+    uint8_t has_link;
+    sp_span_ref link;
+    /* Spans this sample was attached to by the correlator (explicit link first). */
+    sp_span_ref *spans;
+    uint32_t nspans;
+    sp_label *labels; /* the sample's other attributes */
+    uint32_t nlabels;
+} sp_sample;
+
+typedef struct sp_kv {
+    const char *name, *value;
+} sp_kv;
+
+typedef struct sp_profile {
+    /* Pyroscope profile type id: name:sample_type:sample_unit:period_type:period_unit,
+     * e.g. "process_cpu:cpu:nanoseconds:cpu:nanoseconds". */
+    const char *type_id;
+    const char *name; /* __name__, e.g. "process_cpu" */
+    uint32_t sample_type, sample_unit, period_type, period_unit; /* string indices */
+    int64_t period;
+    int64_t time_nanos, duration_nanos;
+    const char **strings;
+    uint32_t *string_lens;
+    uint32_t nstrings;
+    sp_function *functions; /* [0] unused */
+    uint32_t nfunctions;
+    sp_location *locations; /* [0] unused */
+    uint32_t nlocations;
+    sp_mapping *mappings; /* [0] unused */
+    uint32_t nmappings;
+    sp_sample *samples;
+    uint32_t nsamples;
+    /* Series labels, sorted by name, unique: __name__, service_name, resource and scope
+     * attributes (dots turned into underscores). */
+    sp_kv *series;
+    uint32_t nseries;
+} sp_profile;
+
+typedef struct sp_span {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t parent_span_id[8]; /* zero = root */
+    const char *service, *name;
+    uint64_t start_ns, end_ns;
+    int64_t pid, tid; /* process.pid (resource) and thread.id (span attribute); 0 = unknown */
+} sp_span;
+
+/* What one request carries to the next stage; everything lives in `arena`. */
+typedef struct sp_batch {
+    const char *tenant;
+    sp_arena *arena;
+    sp_profile **profiles;
+    size_t nprofiles;
+    sp_span *spans;
+    size_t nspans;
+} sp_batch;
+
+#endif
