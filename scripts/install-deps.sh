@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what building and testing spanprof needs, and nothing when it is all there already:
+#   - Debian packages (apt-get; sudo only when not root), installed only if some are missing;
+#   - <repo>/.venv with the end-to-end test clients of tests/e2e/requirements.txt, (re)installed
+#     only when the venv is missing or broken, or the requirements file changed since.
+# Safe to run any number of times; scripts/run.sh and scripts/test.sh call it first.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(
+  build-essential cmake pkg-config
+  libnghttp2-dev libevent-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
+  zlib1g-dev libzstd-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev libjansson-dev
+  libcurl4-openssl-dev curl openssl python3-venv
+)
+
+installed() {
+  dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo=(sudo)
+  fi
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ---- Python venv for tests/e2e ----------------------------------------------------------------------
+venv="$repo/.venv"
+req="$repo/tests/e2e/requirements.txt"
+stamp="$venv/.requirements.sha256"
+# Debian's interpreter is the one python3-venv above makes venvs for; fall back to PATH.
+python=/usr/bin/python3
+[ -x "$python" ] || python=$(command -v python3)
+
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
+   && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+
+if ! [ -x "$venv/bin/python" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  echo "install-deps: creating $venv"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+fi
+echo "install-deps: pip install -r tests/e2e/requirements.txt"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+echo "$want" > "$stamp"
