@@ -79,7 +79,7 @@ def test_sigterm_after_traffic_exits_0_and_frees_both_ports(spanprof_factory):
 
 def test_creates_missing_data_dir(tmp_path):
     """The default data dir ./data does not exist on a fresh checkout; the server creates it."""
-    d = tmp_path / "fresh" / "nested-data"
+    d = tmp_path / "data-not-yet-made"
     http_port, grpc_port = free_port(), free_port()
     err_path = tmp_path / "err.log"
     with open(err_path, "wb") as err:
