@@ -1,0 +1,722 @@
+#include "convert.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary dict_t;
+typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
+typedef Opentelemetry__Proto__Profiles__V1development__Sample sample_t;
+typedef Opentelemetry__Proto__Profiles__V1development__KeyValueAndUnit kvu_t;
+typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
+
+#define TEN_SECONDS_NS 10000000000LL
+
+/* Conversion state of one request: the shared string table (the dictionary's strings followed by
+ * the ones conversion adds) and the dictionary tables converted once for every profile. */
+typedef struct conv {
+    sp_arena *a;
+    const dict_t *d;
+    const char **strs;
+    uint32_t *lens;
+    uint32_t n, cap;
+    uint32_t *slots; /* open addressing: string index + 1, 0 = empty */
+    uint32_t nslots;
+    sp_function *funcs;
+    uint32_t nfuncs, capfuncs;
+    sp_location *locs;
+    uint32_t nlocs;
+    sp_mapping *maps;
+    uint32_t nmaps;
+} conv;
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: short strings, no need for more */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int grow_slots(conv *c)
+{
+    uint32_t nslots = c->nslots ? c->nslots * 2 : 1024;
+    while (nslots < c->n * 2u)
+        nslots *= 2;
+    uint32_t *slots = sp_arena_calloc(c->a, nslots, sizeof *slots);
+    if (!slots)
+        return SP_ETOOBIG;
+    for (uint32_t i = 0; i < c->n; i++) {
+        uint32_t h = (uint32_t)hash_bytes(c->strs[i], c->lens[i]) & (nslots - 1);
+        while (slots[h])
+            h = (h + 1) & (nslots - 1);
+        slots[h] = i + 1;
+    }
+    c->slots = slots;
+    c->nslots = nslots;
+    return 0;
+}
+
+/* Index of s in the string table, adding it when new; 0 (the empty string) on allocation failure,
+ * which keeps the profile valid. */
+static uint32_t intern_n(conv *c, const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if ((c->n + 1) * 2u > c->nslots && grow_slots(c))
+        return 0;
+    uint32_t h = (uint32_t)hash_bytes(s, len) & (c->nslots - 1);
+    while (c->slots[h]) {
+        uint32_t i = c->slots[h] - 1;
+        if (c->lens[i] == len && memcmp(c->strs[i], s, len) == 0)
+            return i;
+        h = (h + 1) & (c->nslots - 1);
+    }
+    if (c->n == c->cap) {
+        uint32_t cap = c->cap * 2 + 64;
+        const char **strs = sp_arena_alloc(c->a, cap * sizeof *strs);
+        uint32_t *lens = sp_arena_alloc(c->a, cap * sizeof *lens);
+        if (!strs || !lens)
+            return 0;
+        memcpy(strs, c->strs, c->n * sizeof *strs);
+        memcpy(lens, c->lens, c->n * sizeof *lens);
+        c->strs = strs;
+        c->lens = lens;
+        c->cap = cap;
+    }
+    char *copy = sp_arena_strndup(c->a, s, len);
+    if (!copy)
+        return 0;
+    c->strs[c->n] = copy;
+    c->lens[c->n] = (uint32_t)len;
+    c->slots[h] = ++c->n;
+    return c->n - 1;
+}
+
+static uint32_t intern(conv *c, const char *s)
+{
+    return s ? intern_n(c, s, strlen(s)) : 0;
+}
+
+static const char *str_at(const conv *c, int32_t i)
+{
+    return i > 0 && (uint32_t)i < c->n ? c->strs[i] : "";
+}
+
+char *otlp_label_name(sp_arena *a, const char *key)
+{
+    size_t n = strlen(key), lead = n && key[0] >= '0' && key[0] <= '9';
+    char *out = sp_arena_alloc(a, n + lead + 1);
+    if (!out)
+        return NULL;
+    if (lead)
+        out[0] = '_';
+    for (size_t i = 0; i < n; i++) {
+        char ch = key[i];
+        int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '_';
+        out[i + lead] = ok ? ch : '_';
+    }
+    out[n + lead] = 0;
+    return out;
+}
+
+/* The string form of an attribute value, as Pyroscope reads it: strings, integers, and
+ * single-element arrays of those. NULL for other types. */
+static const char *any_string(conv *c, const any_t *v, char *num, size_t numsz)
+{
+    if (!v)
+        return NULL;
+    switch (v->value_case) {
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
+        return v->string_value;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE_STRINDEX:
+        return v->string_value_strindex > 0 && (uint32_t)v->string_value_strindex < c->n
+                   ? c->strs[v->string_value_strindex]
+                   : NULL;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
+        snprintf(num, numsz, "%" PRId64, v->int_value);
+        return num;
+    case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
+        if (v->array_value && v->array_value->n_values == 1)
+            return any_string(c, v->array_value->values[0], num, numsz);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+static int any_int(const any_t *v, int64_t *out)
+{
+    if (!v)
+        return 0;
+    if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
+        *out = v->int_value;
+        return 1;
+    }
+    if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE &&
+        v->string_value) {
+        char *end;
+        long long x = strtoll(v->string_value, &end, 10);
+        if (*end == 0 && end != v->string_value) {
+            *out = x;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const kvu_t *attr(const conv *c, int32_t idx)
+{
+    const dict_t *d = c->d;
+    if (idx <= 0 || (size_t)idx >= d->n_attribute_table)
+        return NULL;
+    return d->attribute_table[idx];
+}
+
+/* The value of the first attribute named key among indices[0..n). */
+static const any_t *find_attr(const conv *c, const int32_t *indices, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++) {
+        const kvu_t *kv = attr(c, indices[i]);
+        if (kv && strcmp(str_at(c, kv->key_strindex), key) == 0)
+            return kv->value;
+    }
+    return NULL;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+static int add_function(conv *c, uint32_t name)
+{
+    if (c->nfuncs == c->capfuncs) {
+        uint32_t cap = c->capfuncs * 2 + 16;
+        sp_function *f = sp_arena_alloc(c->a, cap * sizeof *f);
+        if (!f)
+            return -1;
+        memcpy(f, c->funcs, c->nfuncs * sizeof *f);
+        c->funcs = f;
+        c->capfuncs = cap;
+    }
+    sp_function *f = &c->funcs[c->nfuncs];
+    memset(f, 0, sizeof *f);
+    f->name = f->system_name = name;
+    return (int)c->nfuncs++;
+}
+
+/* A frame the sender could not symbolize still needs a name in a flame graph: its address in its
+ * mapping's file, and the frame type when known. */
+static uint32_t synthetic_name(conv *c, const sp_location *loc)
+{
+    char buf[512];
+    const char *file = "";
+    if (loc->mapping_id && loc->mapping_id < c->nmaps)
+        file = base_name(c->strs[c->maps[loc->mapping_id].filename]);
+    const char *type = loc->frame_type ? c->strs[loc->frame_type] : "";
+    int n = snprintf(buf, sizeof buf, "%s%s0x%" PRIx64 "%s%s%s", file, *file ? "+" : "",
+                     loc->address, *type ? " [" : "", type, *type ? "]" : "");
+    return intern_n(c, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : strlen(buf));
+}
+
+static int convert_dictionary(conv *c, sp_err *err)
+{
+    const dict_t *d = c->d;
+    /* Strings: the dictionary's, with [0] forced to "" (pprof requires it; OTLP says so too). */
+    c->cap = (uint32_t)d->n_string_table + 64;
+    c->strs = sp_arena_alloc(c->a, c->cap * sizeof *c->strs);
+    c->lens = sp_arena_alloc(c->a, c->cap * sizeof *c->lens);
+    if (!c->strs || !c->lens)
+        return sp_fail(err, SP_ETOOBIG, "string table too large for the request budget");
+    c->strs[0] = "";
+    c->lens[0] = 0;
+    for (size_t i = 1; i < d->n_string_table; i++) {
+        c->strs[i] = d->string_table[i] ? d->string_table[i] : "";
+        c->lens[i] = (uint32_t)strlen(c->strs[i]);
+    }
+    c->n = d->n_string_table ? (uint32_t)d->n_string_table : 1;
+
+    c->nmaps = d->n_mapping_table ? (uint32_t)d->n_mapping_table : 1;
+    c->maps = sp_arena_calloc(c->a, c->nmaps, sizeof *c->maps);
+    c->nfuncs = d->n_function_table ? (uint32_t)d->n_function_table : 1;
+    c->capfuncs = c->nfuncs + 16;
+    c->funcs = sp_arena_calloc(c->a, c->capfuncs, sizeof *c->funcs);
+    c->nlocs = d->n_location_table ? (uint32_t)d->n_location_table : 1;
+    c->locs = sp_arena_calloc(c->a, c->nlocs, sizeof *c->locs);
+    if (!c->maps || !c->funcs || !c->locs)
+        return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
+
+    for (uint32_t i = 1; i < d->n_mapping_table; i++) {
+        const Opentelemetry__Proto__Profiles__V1development__Mapping *m = d->mapping_table[i];
+        sp_mapping *o = &c->maps[i];
+        o->memory_start = m->memory_start;
+        o->memory_limit = m->memory_limit;
+        o->file_offset = m->file_offset;
+        o->filename = m->filename_strindex > 0 && (uint32_t)m->filename_strindex < c->n
+                          ? (uint32_t)m->filename_strindex
+                          : 0;
+        char num[32];
+        const char *bid = any_string(c,
+                                     find_attr(c, m->attribute_indices, m->n_attribute_indices,
+                                               "process.executable.build_id.gnu"),
+                                     num, sizeof num);
+        o->build_id = intern(c, bid);
+    }
+    for (uint32_t i = 1; i < d->n_function_table; i++) {
+        const Opentelemetry__Proto__Profiles__V1development__Function *f = d->function_table[i];
+        sp_function *o = &c->funcs[i];
+        o->name = f->name_strindex > 0 && (uint32_t)f->name_strindex < c->n
+                      ? (uint32_t)f->name_strindex
+                      : 0;
+        o->system_name = f->system_name_strindex > 0 && (uint32_t)f->system_name_strindex < c->n
+                             ? (uint32_t)f->system_name_strindex
+                             : o->name;
+        o->filename = f->filename_strindex > 0 && (uint32_t)f->filename_strindex < c->n
+                          ? (uint32_t)f->filename_strindex
+                          : 0;
+        o->start_line = f->start_line;
+    }
+    for (uint32_t i = 1; i < d->n_location_table; i++) {
+        const Opentelemetry__Proto__Profiles__V1development__Location *l = d->location_table[i];
+        sp_location *o = &c->locs[i];
+        o->mapping_id = l->mapping_index > 0 && (uint32_t)l->mapping_index < c->nmaps
+                            ? (uint32_t)l->mapping_index
+                            : 0;
+        o->address = l->address;
+        char num[32];
+        o->frame_type =
+            intern(c, any_string(c,
+                                 find_attr(c, l->attribute_indices, l->n_attribute_indices,
+                                           "profile.frame.type"),
+                                 num, sizeof num));
+        o->nlines = (uint32_t)l->n_lines;
+        o->lines = o->nlines ? sp_arena_alloc(c->a, o->nlines * sizeof *o->lines) : NULL;
+        if (o->nlines && !o->lines)
+            return sp_fail(err, SP_ETOOBIG, "location table too large for the request budget");
+        int unnamed = o->nlines == 0;
+        for (uint32_t k = 0; k < o->nlines; k++) {
+            int32_t fi = l->lines[k]->function_index;
+            o->lines[k].function_id =
+                fi > 0 && (uint32_t)fi < d->n_function_table ? (uint32_t)fi : 0;
+            o->lines[k].line = l->lines[k]->line;
+            o->lines[k].column = l->lines[k]->column;
+            if (!o->lines[k].function_id || !c->funcs[o->lines[k].function_id].name)
+                unnamed = 1;
+        }
+        if (!unnamed)
+            continue;
+        int fid = add_function(c, synthetic_name(c, o));
+        if (fid < 0)
+            return sp_fail(err, SP_ETOOBIG, "function table too large for the request budget");
+        if (o->nlines == 0) {
+            o->lines = sp_arena_calloc(c->a, 1, sizeof *o->lines);
+            if (!o->lines)
+                return sp_fail(err, SP_ETOOBIG, "location table too large for the request budget");
+            o->nlines = 1;
+        }
+        for (uint32_t k = 0; k < o->nlines; k++)
+            if (!o->lines[k].function_id || !c->funcs[o->lines[k].function_id].name)
+                o->lines[k].function_id = (uint32_t)fid;
+    }
+    /* pprof's mapping flags, derived from what the locations carry (as Pyroscope does). */
+    for (uint32_t i = 1; i < c->nlocs; i++) {
+        sp_location *l = &c->locs[i];
+        if (!l->mapping_id)
+            continue;
+        sp_mapping *m = &c->maps[l->mapping_id];
+        for (uint32_t k = 0; k < l->nlines; k++) {
+            const sp_function *f = &c->funcs[l->lines[k].function_id];
+            m->has_functions |= f->name != 0;
+            m->has_filenames |= f->filename != 0;
+            m->has_line_numbers |= l->lines[k].line != 0;
+        }
+        m->has_inline_frames |= l->nlines > 1;
+    }
+    return 0;
+}
+
+/* ---- series labels ---- */
+
+typedef struct labelset {
+    sp_kv *kv;
+    uint32_t n, cap;
+} labelset;
+
+static int labels_add(conv *c, labelset *ls, const char *name, const char *value)
+{
+    if (!name || !*name || !value)
+        return 0;
+    for (uint32_t i = 0; i < ls->n; i++)
+        if (strcmp(ls->kv[i].name, name) == 0)
+            return 0; /* first occurrence wins */
+    if (ls->n == ls->cap) {
+        uint32_t cap = ls->cap * 2 + 16;
+        sp_kv *kv = sp_arena_alloc(c->a, cap * sizeof *kv);
+        if (!kv)
+            return SP_ETOOBIG;
+        memcpy(kv, ls->kv, ls->n * sizeof *kv);
+        ls->kv = kv;
+        ls->cap = cap;
+    }
+    ls->kv[ls->n].name = name;
+    ls->kv[ls->n].value = value;
+    ls->n++;
+    return 0;
+}
+
+static int add_kv_list(conv *c, labelset *ls, Opentelemetry__Proto__Common__V1__KeyValue **kvs,
+                       size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key = NULL, *str = NULL;
+        if (otlp_resolve_kv(kvs[i], (char *const *)c->strs, c->d ? c->d->n_string_table : 0, &key,
+                            &str, NULL) != 0)
+            continue; /* a broken reference in a resource attribute: treat as absent */
+        char num[32];
+        if (!str)
+            str = any_string(c, kvs[i]->value, num, sizeof num);
+        if (!key || !*key || !str)
+            continue;
+        if (str == num)
+            str = sp_arena_strndup(c->a, num, strlen(num));
+        char *name = otlp_label_name(c->a, key);
+        if (!name || labels_add(c, ls, name, str))
+            return SP_ETOOBIG;
+    }
+    return 0;
+}
+
+static const char *resource_attr(conv *c, Opentelemetry__Proto__Common__V1__KeyValue **kvs,
+                                 size_t n, const char *want, int64_t *num_out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key = NULL, *str = NULL;
+        if (otlp_resolve_kv(kvs[i], (char *const *)c->strs, c->d ? c->d->n_string_table : 0, &key,
+                            &str, NULL) != 0 ||
+            !key || strcmp(key, want) != 0)
+            continue;
+        if (num_out && any_int(kvs[i]->value, num_out))
+            return "";
+        if (str)
+            return str;
+        static _Thread_local char num[32];
+        return any_string(c, kvs[i]->value, num, sizeof num);
+    }
+    return NULL;
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+    return strcmp(((const sp_kv *)a)->name, ((const sp_kv *)b)->name);
+}
+
+/* ---- profiles ---- */
+
+typedef struct type_rule {
+    const char *name;
+    uint32_t sample_type, sample_unit;
+    int64_t scale;
+} type_rule;
+
+/* Pyroscope's profile type rules for OTLP (pkg/ingester/otlp/convert.go, profileType). */
+static void profile_type(conv *c, const profile_t *p, type_rule *r, const char **type_id)
+{
+    const char *st = p->sample_type ? str_at(c, p->sample_type->type_strindex) : "";
+    const char *su = p->sample_type ? str_at(c, p->sample_type->unit_strindex) : "";
+    int has_period = p->period_type && p->period != 0;
+    const char *pt = has_period ? str_at(c, p->period_type->type_strindex) : "";
+    const char *pu = has_period ? str_at(c, p->period_type->unit_strindex) : "";
+    r->sample_type = intern(c, st);
+    r->sample_unit = intern(c, su);
+    r->scale = 1;
+    if (strcmp(st, "samples") == 0 && strcmp(su, "count") == 0 && strcmp(pt, "cpu") == 0 &&
+        strcmp(pu, "nanoseconds") == 0) {
+        /* eBPF CPU samples: one count is one period of CPU time. */
+        r->name = "process_cpu";
+        r->sample_type = intern(c, "cpu");
+        r->sample_unit = intern(c, "nanoseconds");
+        r->scale = p->period;
+        st = "cpu";
+        su = "nanoseconds";
+    } else if (strcmp(st, "off_cpu") == 0 && strcmp(su, "nanoseconds") == 0 && !*pt) {
+        r->name = "off_cpu";
+    } else if (*pt) {
+        r->name = pt;
+    } else {
+        /* Pyroscope would leave __name__ empty here; a series without a name is unqueryable. */
+        r->name = *st ? st : "unknown";
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s:%s:%s:%s:%s", r->name, st, su, pt, pu);
+    *type_id = sp_arena_strndup(c->a, buf, strlen(buf));
+}
+
+static int link_of(conv *c, int32_t idx, sp_sample *s)
+{
+    const dict_t *d = c->d;
+    if (idx <= 0 || (size_t)idx >= d->n_link_table)
+        return 0;
+    const Opentelemetry__Proto__Profiles__V1development__Link *l = d->link_table[idx];
+    if (l->span_id.len != 8)
+        return 0;
+    static const uint8_t zero[16];
+    if (memcmp(l->span_id.data, zero, 8) == 0)
+        return 0;
+    memcpy(s->link.span_id, l->span_id.data, 8);
+    if (l->trace_id.len == 16)
+        memcpy(s->link.trace_id, l->trace_id.data, 16);
+    s->has_link = 1;
+    return 0;
+}
+
+static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64_t pid_default,
+                          sp_sample *s, sp_err *err)
+{
+    const dict_t *d = c->d;
+    memset(s, 0, sizeof *s);
+    if (in->stack_index > 0 && (size_t)in->stack_index < d->n_stack_table) {
+        const Opentelemetry__Proto__Profiles__V1development__Stack *st =
+            d->stack_table[in->stack_index];
+        s->nlocations = (uint32_t)st->n_location_indices;
+        s->location_ids = sp_arena_alloc(c->a, (s->nlocations + 1) * sizeof *s->location_ids);
+        if (!s->location_ids)
+            return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
+        for (uint32_t k = 0; k < s->nlocations; k++) {
+            int32_t li = st->location_indices[k];
+            s->location_ids[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
+        }
+    }
+    /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs). */
+    size_t nobs = in->n_timestamps_unix_nano ? in->n_timestamps_unix_nano : 0;
+    if (nobs) {
+        s->nobs = (uint32_t)nobs;
+        s->timestamps = sp_arena_memdup(c->a, in->timestamps_unix_nano, nobs * sizeof(uint64_t));
+        s->values = sp_arena_alloc(c->a, nobs * sizeof *s->values);
+        if (!s->timestamps || !s->values)
+            return sp_fail(err, SP_ETOOBIG, "samples too large for the request budget");
+        for (size_t k = 0; k < nobs; k++) {
+            int64_t v = in->n_values == nobs ? in->values[k] : 1;
+            s->values[k] = v * r->scale;
+            s->value += s->values[k];
+        }
+    } else {
+        for (size_t k = 0; k < in->n_values; k++)
+            s->value += in->values[k] * r->scale;
+    }
+    s->pid = pid_default;
+    link_of(c, in->link_index, s);
+    s->labels = in->n_attribute_indices
+                    ? sp_arena_alloc(c->a, in->n_attribute_indices * sizeof *s->labels)
+                    : NULL;
+    for (size_t k = 0; k < in->n_attribute_indices; k++) {
+        const kvu_t *kv = attr(c, in->attribute_indices[k]);
+        if (!kv)
+            continue;
+        const char *key = str_at(c, kv->key_strindex);
+        int64_t num;
+        char buf[32];
+        if (strcmp(key, "thread.id") == 0 && any_int(kv->value, &num)) {
+            s->tid = num;
+        } else if (strcmp(key, "process.pid") == 0 && any_int(kv->value, &num)) {
+            s->pid = num;
+        } else if (strcmp(key, "thread.name") == 0) {
+            s->thread_name = intern(c, any_string(c, kv->value, buf, sizeof buf));
+        } else if (strcmp(key, "service.name") == 0) {
+            /* split into its own profile by the caller */
+        } else if (s->labels) {
+            char *name = otlp_label_name(c->a, key);
+            if (!name)
+                return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
+            sp_label *l = &s->labels[s->nlabels];
+            memset(l, 0, sizeof *l);
+            l->key = intern(c, name);
+            if (kv->value && kv->value->value_case ==
+                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
+                l->num = kv->value->int_value;
+                l->num_unit = kv->unit_strindex > 0 && (uint32_t)kv->unit_strindex < c->n
+                                  ? (uint32_t)kv->unit_strindex
+                                  : 0;
+            } else {
+                const char *v = any_string(c, kv->value, buf, sizeof buf);
+                if (!v)
+                    continue; /* bool, double, bytes, kvlist: no pprof label form */
+                l->str = intern(c, v);
+            }
+            if (l->key)
+                s->nlabels++;
+        }
+    }
+    return 0;
+}
+
+static const char *sample_service(conv *c, const sample_t *in)
+{
+    char buf[32];
+    const char *v =
+        any_string(c, find_attr(c, in->attribute_indices, in->n_attribute_indices, "service.name"),
+                   buf, sizeof buf);
+    return v == buf ? NULL : v;
+}
+
+static int push_profile(sp_batch *out, sp_profile *p)
+{
+    if ((out->nprofiles & (out->nprofiles + 1)) == 0 || out->profiles == NULL) {
+        size_t cap = (out->nprofiles + 1) * 2;
+        sp_profile **ps = sp_arena_alloc(out->arena, cap * sizeof *ps);
+        if (!ps)
+            return SP_ETOOBIG;
+        if (out->nprofiles)
+            memcpy(ps, out->profiles, out->nprofiles * sizeof *ps);
+        out->profiles = ps;
+    }
+    out->profiles[out->nprofiles++] = p;
+    return 0;
+}
+
+static int
+convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp,
+                const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp,
+                const profile_t *in, int64_t now_ns, sp_batch *out, sp_err *err)
+{
+    Opentelemetry__Proto__Common__V1__KeyValue **rattrs =
+        rp->resource ? rp->resource->attributes : NULL;
+    size_t nrattrs = rp->resource ? rp->resource->n_attributes : 0;
+    type_rule r;
+    const char *type_id;
+    profile_type(c, in, &r, &type_id);
+
+    /* service_name: sample service.name (splits the profile), else the resource's, else
+     * unknown_service:<process.executable.name>, else unknown_service. */
+    const char *svc = resource_attr(c, rattrs, nrattrs, "service.name", NULL);
+    if (!svc || !*svc) {
+        const char *exe = resource_attr(c, rattrs, nrattrs, "process.executable.name", NULL);
+        if (exe && *exe) {
+            size_t n = strlen(exe) + 17;
+            char *s = sp_arena_alloc(c->a, n);
+            if (s)
+                snprintf(s, n, "unknown_service:%s", exe);
+            svc = s;
+        } else {
+            svc = "unknown_service";
+        }
+    }
+    int64_t pid = 0;
+    resource_attr(c, rattrs, nrattrs, "process.pid", &pid);
+
+    /* Distinct sample-level services, in order of first appearance; slot 0 = the default. */
+    const char **services = sp_arena_alloc(c->a, (in->n_samples + 1) * sizeof *services);
+    uint32_t *which = sp_arena_alloc(c->a, (in->n_samples + 1) * sizeof *which);
+    if (!services || !which)
+        return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
+    uint32_t nservices = 1;
+    services[0] = svc;
+    for (size_t i = 0; i < in->n_samples; i++) {
+        const char *s = sample_service(c, in->samples[i]);
+        uint32_t k = 0;
+        if (s && *s) {
+            for (k = 1; k < nservices && strcmp(services[k], s) != 0; k++)
+                ;
+            if (k == nservices)
+                services[nservices++] = s;
+        }
+        which[i] = k;
+    }
+
+    for (uint32_t k = 0; k < nservices; k++) {
+        uint32_t count = 0;
+        for (size_t i = 0; i < in->n_samples; i++)
+            count += which[i] == k;
+        if (k == 0 && count == 0 && nservices > 1)
+            continue; /* every sample named its own service */
+        sp_profile *p = sp_arena_calloc(c->a, 1, sizeof *p);
+        if (!p)
+            return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
+        p->type_id = type_id;
+        p->name = r.name;
+        p->sample_type = r.sample_type;
+        p->sample_unit = r.sample_unit;
+        if (in->period_type) {
+            p->period_type = intern(c, str_at(c, in->period_type->type_strindex));
+            p->period_unit = intern(c, str_at(c, in->period_type->unit_strindex));
+        }
+        p->period = in->period;
+        p->time_nanos = in->time_unix_nano ? (int64_t)in->time_unix_nano : now_ns;
+        p->duration_nanos = in->duration_nano ? (int64_t)in->duration_nano : TEN_SECONDS_NS;
+        p->samples = count ? sp_arena_alloc(c->a, count * sizeof *p->samples) : NULL;
+        if (count && !p->samples)
+            return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
+        for (size_t i = 0; i < in->n_samples; i++) {
+            if (which[i] != k)
+                continue;
+            int rc = convert_sample(c, in->samples[i], &r, pid, &p->samples[p->nsamples], err);
+            if (rc) {
+                sp_err_prefix(err, "sample %zu: ", i);
+                return rc;
+            }
+            p->nsamples++;
+        }
+        labelset ls = {0};
+        int rc = labels_add(c, &ls, "__name__", r.name);
+        rc |= labels_add(c, &ls, "service_name", services[k]);
+        rc |= add_kv_list(c, &ls, rattrs, nrattrs);
+        if (sp->scope)
+            rc |= add_kv_list(c, &ls, sp->scope->attributes, sp->scope->n_attributes);
+        if (rc)
+            return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
+        qsort(ls.kv, ls.n, sizeof *ls.kv, cmp_kv);
+        p->series = ls.kv;
+        p->nseries = ls.n;
+        if (push_profile(out, p))
+            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
+    }
+    return 0;
+}
+
+int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, int64_t now_ns,
+                          sp_batch *out, sp_err *err)
+{
+    conv c = {.a = out->arena, .d = req->dictionary};
+    size_t first = out->nprofiles;
+    if (!req->dictionary)
+        return 0; /* validation already refused profiles without a dictionary */
+    int rc = convert_dictionary(&c, err);
+    if (rc)
+        return rc;
+    size_t item = 0;
+    for (size_t i = 0; i < req->n_resource_profiles; i++) {
+        const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
+            req->resource_profiles[i];
+        for (size_t j = 0; j < rp->n_scope_profiles; j++) {
+            const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp =
+                rp->scope_profiles[j];
+            for (size_t k = 0; k < sp->n_profiles; k++, item++) {
+                if (v && v->is_bad && item < v->total && v->is_bad[item])
+                    continue;
+                rc = convert_profile(&c, rp, sp, sp->profiles[k], now_ns, out, err);
+                if (rc) {
+                    sp_err_prefix(
+                        err, "resource_profiles[%zu].scope_profiles[%zu].profiles[%zu]: ", i, j, k);
+                    return rc;
+                }
+            }
+        }
+    }
+    /* The tables grew while converting: give every profile the final ones. */
+    for (size_t i = first; i < out->nprofiles; i++) {
+        sp_profile *p = out->profiles[i];
+        p->strings = c.strs;
+        p->string_lens = c.lens;
+        p->nstrings = c.n;
+        p->functions = c.funcs;
+        p->nfunctions = c.nfuncs;
+        p->locations = c.locs;
+        p->nlocations = c.nlocs;
+        p->mappings = c.maps;
+        p->nmappings = c.nmaps;
+    }
+    return 0;
+}

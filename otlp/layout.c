@@ -1,0 +1,252 @@
+/* Sample/Profile layout detection and rewrite: see layout.h. Field numbers below are those of
+ * opentelemetry-proto profiles/v1development/profiles.proto at v1.8.0, v1.9.0 and v1.10.0. */
+#include "layout.h"
+#include "wire.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Message levels walked, and the field that holds the next level's messages. */
+enum { L_REQ, L_RP, L_SP, L_PROFILE, L_SAMPLE };
+static const uint32_t child_field[] = {1, 2, 2, 2};
+static const char *const child_name[] = {"resource_profiles", "scope_profiles", "profiles",
+                                         "samples"};
+
+typedef struct ctx {
+    otlp_layout_info *info;
+    const uint8_t *base;
+    sp_err *err;
+    size_t idx[4]; /* position of the message being walked at each level */
+    int old;       /* rewrite Sample numbering */
+    int any_v18;   /* some profile uses v1.8 Profile numbering */
+} ctx;
+
+static void prefix_path(ctx *c, int level)
+{
+    char path[160];
+    size_t n = 0;
+    path[0] = 0;
+    for (int l = 0; l < level && n < sizeof path; l++) {
+        int w = snprintf(path + n, sizeof path - n, "%s%s[%zu]", l ? "." : "", child_name[l],
+                         c->idx[l]);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+    if (level > 0)
+        sp_err_prefix(c->err, "%s: ", path);
+}
+
+/* v1.8 Profile: comment_strindices 7, profile_id 8, dropped_attributes_count 9,
+ * original_payload_format 10, original_payload 11, attribute_indices 12. Only these wire types
+ * cannot come from a v1.9+ writer. */
+static int profile_is_v18(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    otlp_wire_field f;
+    while (p < end) {
+        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+            return 0;
+        if (f.num == 12 || (f.num == 8 && f.wt == OTLP_WT_LEN) ||
+            (f.num == 9 && f.wt == OTLP_WT_VARINT) || (f.num == 7 && f.wt == OTLP_WT_VARINT))
+            return 1;
+    }
+    return 0;
+}
+
+static void vote(ctx *c, const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    otlp_wire_field f;
+    int f2 = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
+    while (p < end) {
+        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+            return;
+        switch (f.num) {
+        case 2:
+            f2 = 1;
+            break;
+        case 3:
+            f3len |= f.wt == OTLP_WT_LEN;
+            break;
+        case 4:
+            if (f.wt == OTLP_WT_VARINT)
+                f4var++;
+            else if (f.wt == OTLP_WT_LEN)
+                f4len = 1;
+            break;
+        case 5:
+            f5 = 1;
+            break;
+        }
+    }
+    int old = f3len || f4var == 1 || (f2 && !f4var && !f4len && !f5);
+    int cur = f4len || f4var >= 2;
+    c->info->samples++;
+    if (old && !cur)
+        c->info->old_votes++;
+    else if (cur && !old)
+        c->info->new_votes++;
+}
+
+/* Pass 1: checks the framing of every walked message and counts votes. */
+static int detect(ctx *c, int level, const uint8_t *p, size_t len)
+{
+    if (level == L_SAMPLE) {
+        vote(c, p, len);
+        /* Framing errors inside a Sample are reported here with its path. */
+    } else if (level == L_PROFILE && profile_is_v18(p, len)) {
+        c->any_v18 = 1;
+    }
+    const uint8_t *end = p + len;
+    otlp_wire_field f;
+    size_t child = 0;
+    while (p < end) {
+        int rc = otlp_wire_next(&p, end, c->base, &f, c->err);
+        if (rc) {
+            prefix_path(c, level);
+            return rc;
+        }
+        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == OTLP_WT_LEN) {
+            c->idx[level] = child++;
+            rc = detect(c, level + 1, f.val, f.vlen);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    return out ? otlp_wire_put_varint(out, v) : otlp_wire_varint_size(v);
+}
+
+static size_t put_bytes(uint8_t *out, const uint8_t *p, size_t n)
+{
+    if (out && n)
+        memcpy(out, p, n);
+    return n;
+}
+
+/* A field under a new number: new tag, original value bytes. */
+static size_t put_renumbered(uint8_t *out, const otlp_wire_field *f, uint32_t num)
+{
+    size_t n = put_varint(out, (uint64_t)num << 3 | (uint64_t)f->wt);
+    return n + put_bytes(out ? out + n : NULL, f->body, (size_t)(f->end - f->body));
+}
+
+/* Current (v1.10) Profile schema: does wire type wt fit field num? Unknown fields fit. */
+static int profile_field_fits(const otlp_wire_field *f)
+{
+    switch (f->num) {
+    case 1:  /* sample_type */
+    case 2:  /* samples */
+    case 5:  /* period_type */
+    case 7:  /* profile_id */
+    case 9:  /* original_payload_format */
+    case 10: /* original_payload */
+        return f->wt == OTLP_WT_LEN;
+    case 3: /* time_unix_nano */
+        return f->wt == OTLP_WT_I64;
+    case 4: /* duration_nano */
+    case 6: /* period */
+    case 8: /* dropped_attributes_count */
+        return f->wt == OTLP_WT_VARINT;
+    case 11: /* attribute_indices, packed or not */
+        return f->wt == OTLP_WT_VARINT ||
+               (f->wt == OTLP_WT_LEN && otlp_wire_is_packed_varints(f->val, f->vlen));
+    default:
+        return 1;
+    }
+}
+
+/* Pass 2: writes the rewritten message at out (or only measures it when out is NULL). */
+static size_t emit(ctx *c, int level, const uint8_t *p, size_t len, uint8_t *out)
+{
+    const uint8_t *end = p + len;
+    otlp_wire_field f;
+    size_t n = 0;
+    int v18 = level == L_PROFILE && profile_is_v18(p, len);
+    if (out && v18)
+        c->info->v18_profiles++;
+    while (p < end) {
+        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+            break; /* cannot happen: pass 1 checked the framing */
+        uint8_t *o = out ? out + n : NULL;
+        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == OTLP_WT_LEN) {
+            size_t sz = emit(c, level + 1, f.val, f.vlen, NULL);
+            n += put_varint(o, (uint64_t)f.num << 3 | OTLP_WT_LEN);
+            n += put_varint(out ? out + n : NULL, sz);
+            if (out)
+                emit(c, level + 1, f.val, f.vlen, out + n);
+            n += sz;
+            continue;
+        }
+        if (level == L_PROFILE) {
+            otlp_wire_field g = f;
+            if (v18) {
+                if (f.num == 7) { /* comment_strindices: gone since v1.9 */
+                    if (out)
+                        c->info->dropped_fields++;
+                    continue;
+                }
+                if (f.num >= 8 && f.num <= 12)
+                    g.num = f.num - 1;
+            }
+            if (!profile_field_fits(&g)) {
+                if (out)
+                    c->info->dropped_fields++;
+                continue;
+            }
+            n += put_renumbered(o, &g, g.num);
+            continue;
+        }
+        if (level == L_SAMPLE && c->old && f.num >= 2 && f.num <= 4) {
+            /* v1.9 values 2 -> 4, attribute_indices 3 -> 2, link_index 4 -> 3. */
+            static const uint32_t renum[] = {0, 0, 4, 2, 3};
+            n += put_renumbered(o, &f, renum[f.num]);
+            continue;
+        }
+        n += put_bytes(o, f.start, (size_t)(f.end - f.start));
+    }
+    return n;
+}
+
+int otlp_layout_normalize(const uint8_t *in, size_t len, sp_arena *a, const uint8_t **out,
+                          size_t *outlen, otlp_layout_info *info, sp_err *err)
+{
+    otlp_layout_info scratch;
+    if (!info)
+        info = &scratch;
+    memset(info, 0, sizeof *info);
+    ctx c = {.info = info, .base = in, .err = err};
+    *out = in;
+    *outlen = len;
+    int rc = detect(&c, L_REQ, in, len);
+    if (rc)
+        return rc;
+    c.old = info->old_votes > info->new_votes;
+    info->layout = c.old ? OTLP_LAYOUT_V1_9 : OTLP_LAYOUT_CURRENT;
+    if (!c.old && !c.any_v18)
+        return 0;
+    size_t n = emit(&c, L_REQ, in, len, NULL);
+    uint8_t *buf = sp_arena_alloc(a, n ? n : 1);
+    if (!buf)
+        return sp_fail(err, SP_ETOOBIG,
+                       "no memory left in the request's decode budget to rewrite %zu bytes of "
+                       "v1.9-layout profiles",
+                       n);
+    size_t w = emit(&c, L_REQ, in, len, buf);
+    if (w != n)
+        return sp_fail(err, SP_EINTERNAL, "layout rewrite wrote %zu of %zu bytes", w, n);
+    info->rewritten = 1;
+    *out = buf;
+    *outlen = n;
+    return 0;
+}
+
+const char *otlp_layout_name(otlp_layout layout)
+{
+    return layout == OTLP_LAYOUT_V1_9 ? "v1.9" : "v1.10";
+}

@@ -1,0 +1,394 @@
+/* OTLP Export services over gRPC and OTLP/HTTP: see service.h. Specs: OTLP 1.x "OTLP/gRPC" and
+ * "OTLP/HTTP" (partial success, failures, google.rpc.Status error bodies), gRPC PROTOCOL-HTTP2.md.
+ */
+#include "service.h"
+#include "compress.h"
+#include "grpc.h"
+#include "layout.h"
+#include "validate.h"
+#include "wire.h"
+
+#include "../common/arena.h"
+#include "../common/log.h"
+#include "../server/metrics.h"
+
+#include <protobuf-c/protobuf-c.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+/* Decode arena budget: protobuf-c structs are larger than their wire form (a packed int32 index
+ * grows from ~2 to 4 bytes, a 20-byte Sample to ~140 bytes with its arrays); real OTLP payloads
+ * expand 5-12x. Requests that need more are refused with RESOURCE_EXHAUSTED. */
+#define ARENA_FACTOR 32
+#define ARENA_BASE   (4u * 1024 * 1024)
+
+typedef struct signal_def {
+    int signal;
+    const char *msg_name; /* for messages */
+    const char *items;    /* "profiles" / "spans" */
+    const ProtobufCMessageDescriptor *desc;
+} signal_def;
+
+static const signal_def profiles_def = {
+    OTLP_SIGNAL_PROFILES, "ExportProfilesServiceRequest", "profiles",
+    &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor};
+static const signal_def traces_def = {
+    OTLP_SIGNAL_TRACES, "ExportTraceServiceRequest", "spans",
+    &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor};
+
+/* protobuf-c allocator over the request arena that remembers whether the budget ran out, so an
+ * unpack failure can be told apart from malformed input. */
+typedef struct pb_arena {
+    sp_arena *a;
+    int exhausted;
+} pb_arena;
+
+static void *pb_alloc(void *data, size_t size)
+{
+    pb_arena *p = data;
+    void *r = sp_arena_alloc(p->a, size);
+    if (!r)
+        p->exhausted = 1;
+    return r;
+}
+
+static void pb_free(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;
+}
+
+/* One request's decode state; everything is released by work_free(). */
+typedef struct work {
+    const otlp_config *cfg;
+    const signal_def *sig;
+    int grpc;
+    size_t max;
+    sp_buf scratch; /* decompressed message */
+    sp_arena *arena;
+    const uint8_t *msg;
+    size_t msglen;
+    ProtobufCMessage *decoded;
+    otlp_layout_info layout;
+    otlp_verdict verdict;
+} work;
+
+static void work_free(work *w)
+{
+    sp_buf_free(&w->scratch);
+    sp_arena_free(w->arena);
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Media type without parameters equals want (case-insensitive)? */
+static int media_type_is(const char *ct, const char *want)
+{
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    return strlen(want) == n && strncasecmp(ct, want, n) == 0;
+}
+
+/* gRPC: the message from the length-prefixed body. */
+static int grpc_message(const srv_request *req, work *w, sp_err *err)
+{
+    const uint8_t *body = req->body.data;
+    size_t len = req->body.len;
+    const char *ct = srv_header_get(req, "content-type");
+    if (!srv_request_is_grpc(req))
+        return sp_fail(err, SP_EMEDIA, "content-type \"%.64s\" is not application/grpc",
+                       ct ? ct : "");
+    if (ct[16] == '+' && !media_type_is(ct, "application/grpc+proto"))
+        return sp_fail(err, SP_EMEDIA,
+                       "content-type \"%.64s\" is not supported (use application/grpc or "
+                       "application/grpc+proto)",
+                       ct);
+    if (req->body_too_big) {
+        /* The server stopped buffering; the prefix, if it arrived, still says how big. */
+        if (len >= OTLP_GRPC_PREFIX_LEN) {
+            uint32_t n = (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
+                         (uint32_t)body[3] << 8 | (uint32_t)body[4];
+            if (n > w->max)
+                return sp_fail(err, SP_ETOOBIG, "received message larger than max (%u vs. %zu)", n,
+                               w->max);
+        }
+        return sp_fail(err, SP_ETOOBIG, "request body larger than max (more than %zu bytes)",
+                       w->max);
+    }
+    return otlp_grpc_unframe(body, len, srv_header_get(req, "grpc-encoding"), w->max, &w->scratch,
+                             &w->msg, &w->msglen, err);
+}
+
+/* OTLP/HTTP: the message from the (possibly compressed) body. */
+static int http_message(const srv_request *req, work *w, sp_err *err)
+{
+    const char *ct = srv_header_get(req, "content-type");
+    if (!ct || !*ct)
+        return sp_fail(err, SP_EMEDIA,
+                       "missing Content-Type (OTLP/HTTP takes application/x-protobuf)");
+    if (media_type_is(ct, "application/json"))
+        return sp_fail(err, SP_EMEDIA,
+                       "OTLP/HTTP JSON is not supported; send application/x-protobuf");
+    if (!media_type_is(ct, "application/x-protobuf") && !media_type_is(ct, "application/protobuf"))
+        return sp_fail(err, SP_EMEDIA,
+                       "Content-Type \"%.64s\" is not supported (OTLP/HTTP takes "
+                       "application/x-protobuf)",
+                       ct);
+    if (req->body_too_big)
+        return sp_fail(err, SP_ETOOBIG, "request body larger than max (more than %zu bytes)",
+                       w->max);
+    otlp_encoding enc;
+    int rc = otlp_encoding_parse(srv_header_get(req, "content-encoding"), &enc, err);
+    if (rc)
+        return sp_fail(err, SP_EMEDIA, "%s", err->msg); /* HTTP says 415 for an encoding */
+    if (enc == OTLP_ENC_IDENTITY) {
+        if (req->body.len > w->max)
+            return sp_fail(err, SP_ETOOBIG, "received message larger than max (%zu vs. %zu)",
+                           req->body.len, w->max);
+        w->msg = req->body.data;
+        w->msglen = req->body.len;
+        return 0;
+    }
+    rc = otlp_decompress(enc, req->body.data, req->body.len, w->max, &w->scratch, err);
+    if (rc) {
+        sp_err_prefix(err, "request body (Content-Encoding %s): ", otlp_encoding_name(enc));
+        return rc;
+    }
+    w->msg = w->scratch.data;
+    w->msglen = w->scratch.len;
+    return 0;
+}
+
+static int decode(work *w, sp_err *err)
+{
+    const signal_def *sig = w->sig;
+    size_t budget = w->msglen > (SIZE_MAX - ARENA_BASE) / ARENA_FACTOR
+                        ? SIZE_MAX
+                        : w->msglen * ARENA_FACTOR + ARENA_BASE;
+    w->arena = sp_arena_new(budget);
+    if (!w->arena)
+        return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
+    const uint8_t *msg = w->msg ? w->msg : (const uint8_t *)"";
+    size_t len = w->msglen;
+    int rc = otlp_wire_check_depth(sig->desc, msg, len, OTLP_WIRE_MAX_DEPTH, err);
+    if (rc) {
+        sp_err_prefix(err, "%s does not decode: ", sig->msg_name);
+        return rc;
+    }
+    if (sig->signal == OTLP_SIGNAL_PROFILES) {
+        rc = otlp_layout_normalize(msg, len, w->arena, &msg, &len, &w->layout, err);
+        if (rc) {
+            if (rc == SP_EINVAL)
+                sp_err_prefix(err, "%s does not decode: ", sig->msg_name);
+            return rc;
+        }
+        if (w->layout.rewritten)
+            sp_debug("msg=\"profiles rewritten to the current layout\" layout=%s samples=%llu "
+                     "old_votes=%llu new_votes=%llu v18_profiles=%llu dropped_fields=%llu",
+                     otlp_layout_name(w->layout.layout), (unsigned long long)w->layout.samples,
+                     (unsigned long long)w->layout.old_votes,
+                     (unsigned long long)w->layout.new_votes,
+                     (unsigned long long)w->layout.v18_profiles,
+                     (unsigned long long)w->layout.dropped_fields);
+    }
+    pb_arena pa = {w->arena, 0};
+    ProtobufCAllocator alloc = {pb_alloc, pb_free, &pa};
+    w->decoded = protobuf_c_message_unpack(sig->desc, &alloc, len, msg);
+    if (!w->decoded) {
+        if (pa.exhausted)
+            return sp_fail(err, SP_ETOOBIG,
+                           "%s of %zu bytes needs more than the %zu byte decode memory budget",
+                           sig->msg_name, len, budget);
+        return sp_fail(err, SP_EINVAL,
+                       "%s does not decode as protobuf (%zu bytes): a field has the wrong type "
+                       "or the message is corrupt",
+                       sig->msg_name, len);
+    }
+    if (sig->signal == OTLP_SIGNAL_PROFILES)
+        return otlp_validate_profiles((const otlp_profiles_req *)w->decoded, w->arena, &w->verdict,
+                                      err);
+    return otlp_validate_traces((const otlp_traces_req *)w->decoded, w->arena, &w->verdict, err);
+}
+
+int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message)
+{
+    uint8_t head[16];
+    size_t n = 0;
+    if (grpc_code != 0) {
+        head[n++] = 0x08; /* field 1 code, varint; negative int32 = 10-byte varint */
+        n += otlp_wire_put_varint(head + n, (uint64_t)(int64_t)grpc_code);
+    }
+    size_t mlen = message ? strlen(message) : 0;
+    int rc = sp_buf_append(out, head, n);
+    if (!rc && mlen) {
+        n = 0;
+        head[n++] = 0x12; /* field 2 message, length-delimited */
+        n += otlp_wire_put_varint(head + n, mlen);
+        rc = sp_buf_append(out, head, n);
+        if (!rc)
+            rc = sp_buf_append(out, message, mlen);
+    }
+    return rc;
+}
+
+static void answer_error(srv_response *resp, const srv_request *req, const work *w,
+                         const sp_err *err)
+{
+    int code = err->code ? err->code : SP_EINTERNAL;
+    if (w->grpc) {
+        if (code == SP_EUNIMPL) /* compression.md: tell the client what we do accept */
+            srv_response_header(resp, "grpc-accept-encoding", "identity,gzip,deflate,zstd");
+        srv_response_error(resp, req, err);
+        return;
+    }
+    /* OTLP/HTTP: 4xx/5xx bodies are a protobuf google.rpc.Status. */
+    if (code == SP_EFULL || code == SP_EUNAVAIL)
+        srv_response_header(resp, "retry-after", "1");
+    sp_buf b;
+    sp_buf_init(&b, 0);
+    otlp_rpc_status_encode(&b, srv_status_grpc(code), err->msg[0] ? err->msg : sp_code_name(code));
+    srv_response_send(resp, srv_status_http(code), "application/x-protobuf", b.data, b.len);
+    sp_buf_free(&b);
+}
+
+/* Packs the Export*ServiceResponse (with partial_success when items were rejected). */
+static size_t pack_response(const work *w, uint8_t *buf, size_t cap)
+{
+    const otlp_verdict *v = &w->verdict;
+    if (w->sig->signal == OTLP_SIGNAL_PROFILES) {
+        Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfilesServiceResponse r =
+            OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_RESPONSE__INIT;
+        Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfilesPartialSuccess ps =
+            OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_PARTIAL_SUCCESS__INIT;
+        if (v->bad) {
+            ps.rejected_profiles = (int64_t)v->bad;
+            ps.error_message = (char *)v->first.msg;
+            r.partial_success = &ps;
+        }
+        if (protobuf_c_message_get_packed_size(&r.base) > cap)
+            return 0;
+        return protobuf_c_message_pack(&r.base, buf);
+    }
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceResponse r =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_SERVICE_RESPONSE__INIT;
+    Opentelemetry__Proto__Collector__Trace__V1__ExportTracePartialSuccess ps =
+        OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__EXPORT_TRACE_PARTIAL_SUCCESS__INIT;
+    if (v->bad) {
+        ps.rejected_spans = (int64_t)v->bad;
+        ps.error_message = (char *)v->first.msg;
+        r.partial_success = &ps;
+    }
+    if (protobuf_c_message_get_packed_size(&r.base) > cap)
+        return 0;
+    return protobuf_c_message_pack(&r.base, buf);
+}
+
+static void answer_ok(srv_response *resp, const work *w)
+{
+    /* error_message is at most sizeof(sp_err.msg): the response fits easily. */
+    uint8_t buf[OTLP_GRPC_PREFIX_LEN + 1024];
+    size_t n = pack_response(w, buf + OTLP_GRPC_PREFIX_LEN, sizeof buf - OTLP_GRPC_PREFIX_LEN);
+    if (w->grpc) {
+        buf[0] = 0;
+        buf[1] = (uint8_t)(n >> 24);
+        buf[2] = (uint8_t)(n >> 16);
+        buf[3] = (uint8_t)(n >> 8);
+        buf[4] = (uint8_t)n;
+        srv_response_grpc(resp, GRPC_OK, NULL, buf, OTLP_GRPC_PREFIX_LEN + n);
+    } else {
+        srv_response_send(resp, 200, "application/x-protobuf", buf + OTLP_GRPC_PREFIX_LEN, n);
+    }
+}
+
+static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
+                   const signal_def *sig, int grpc)
+{
+    work w;
+    memset(&w, 0, sizeof w);
+    w.cfg = cfg;
+    w.sig = sig;
+    w.grpc = grpc;
+    w.max = cfg && cfg->max_recv_msg_size ? cfg->max_recv_msg_size : OTLP_GRPC_DEFAULT_MAX_MSG;
+    sp_buf_init(&w.scratch, w.max);
+    sp_err err = {0};
+    int rc = 0;
+    if (req->deadline_ns && now_ns() >= req->deadline_ns)
+        rc = sp_fail(&err, SP_EDEADLINE,
+                     "the client's deadline passed before the request could be processed");
+    if (!rc)
+        rc = grpc ? grpc_message(req, &w, &err) : http_message(req, &w, &err);
+    if (!rc)
+        rc = decode(&w, &err);
+    if (rc) {
+        sp_debug("msg=\"rejected %s request\" code=\"%s\" error=\"%s\"", sig->items,
+                 sp_code_name(rc), err.msg);
+        answer_error(resp, req, &w, &err);
+        work_free(&w);
+        return;
+    }
+    uint64_t accepted = w.verdict.total - w.verdict.bad;
+    if (w.verdict.bad)
+        sp_debug("msg=\"partial success\" signal=%s rejected=%zu of=%zu first=\"%s\"", sig->items,
+                 w.verdict.bad, w.verdict.total, w.verdict.first.msg);
+    if (cfg && cfg->on_accept) {
+        sp_err serr = {0};
+        rc = cfg->on_accept(cfg->sink_ud, req, sig->signal, accepted, &serr);
+        if (rc) {
+            if (!serr.code)
+                serr.code = rc;
+            srv_metrics_items(req, 0, w.verdict.total);
+            answer_error(resp, req, &w, &serr);
+            work_free(&w);
+            return;
+        }
+    }
+    srv_metrics_items(req, accepted, w.verdict.bad);
+    answer_ok(resp, &w);
+    work_free(&w);
+}
+
+static void grpc_profiles(srv_request *req, srv_response *resp, void *ud)
+{
+    handle(req, resp, ud, &profiles_def, 1);
+}
+
+static void grpc_traces(srv_request *req, srv_response *resp, void *ud)
+{
+    handle(req, resp, ud, &traces_def, 1);
+}
+
+static void http_profiles(srv_request *req, srv_response *resp, void *ud)
+{
+    handle(req, resp, ud, &profiles_def, 0);
+}
+
+static void http_traces(srv_request *req, srv_response *resp, void *ud)
+{
+    handle(req, resp, ud, &traces_def, 0);
+}
+
+int otlp_register(srv_router *r, const otlp_config *cfg)
+{
+    void *ud = (void *)cfg;
+    int rc = srv_router_add(r, "POST", OTLP_PATH_GRPC_PROFILES, SRV_WORKER, "otlp_grpc_profiles",
+                            grpc_profiles, ud);
+    if (!rc)
+        rc = srv_router_add(r, "POST", OTLP_PATH_GRPC_TRACES, SRV_WORKER, "otlp_grpc_traces",
+                            grpc_traces, ud);
+    if (!rc)
+        rc = srv_router_add(r, "POST", OTLP_PATH_HTTP_PROFILES, SRV_WORKER, "otlp_http_profiles",
+                            http_profiles, ud);
+    if (!rc)
+        rc = srv_router_add(r, "POST", OTLP_PATH_HTTP_TRACES, SRV_WORKER, "otlp_http_traces",
+                            http_traces, ud);
+    return rc;
+}

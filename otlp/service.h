@@ -1,0 +1,50 @@
+/* The OTLP Export services: profiles and traces, over gRPC and OTLP/HTTP (binary protobuf).
+ *
+ * otlp_register() puts four WORKER routes on the server's router:
+ *   gRPC  POST /opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export
+ *   gRPC  POST /opentelemetry.proto.collector.trace.v1.TraceService/Export
+ *   HTTP  POST /v1development/profiles     HTTP  POST /v1/traces
+ * Each request is unframed / decompressed (otlp/grpc.c, otlp/compress.c), checked for nesting
+ * depth, put into the current profiles layout (otlp/layout.c), unpacked by protobuf-c into a
+ * per-request arena, validated item by item (otlp/validate.c) and handed to the next stage
+ * through cfg->on_accept. Bad items are rejected with partial_success (status OK); a request
+ * that cannot be decoded at all is INVALID_ARGUMENT / HTTP 400 with a google.rpc.Status body.
+ * Called by server/main.c; it never touches sockets and never stores anything itself.
+ */
+#ifndef OTLP_SERVICE_H
+#define OTLP_SERVICE_H
+
+#include "../common/err.h"
+#include "../server/request.h"
+#include "../server/router.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { OTLP_SIGNAL_PROFILES = 1, OTLP_SIGNAL_TRACES = 2 };
+
+#define OTLP_PATH_GRPC_PROFILES                                                                    \
+    "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+#define OTLP_PATH_GRPC_TRACES   "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+#define OTLP_PATH_HTTP_PROFILES "/v1development/profiles"
+#define OTLP_PATH_HTTP_TRACES   "/v1/traces"
+
+typedef struct otlp_config {
+    /* Largest accepted message after decompression (0 = 64 MiB). Also bounds each request's
+     * decode arena (a multiple of the message size). */
+    size_t max_recv_msg_size;
+    /* The next stage. Called once per decoded request, on a worker thread, with the number of
+     * accepted items (profiles or spans). A non-zero return (an SP_E* code with err filled) is
+     * sent back to the client instead of the Export response (e.g. SP_EFULL -> gRPC
+     * RESOURCE_EXHAUSTED / HTTP 429). NULL = count and drop. */
+    int (*on_accept)(void *ud, const srv_request *req, int signal, uint64_t items, sp_err *err);
+    void *sink_ud;
+} otlp_config;
+
+/* Registers the four routes. cfg is not copied: it must outlive the router. */
+int otlp_register(srv_router *r, const otlp_config *cfg);
+
+/* Encodes google.rpc.Status{code = 1, message = 2} (the OTLP/HTTP error body) into out. */
+int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message);
+
+#endif
