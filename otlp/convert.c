@@ -562,21 +562,6 @@ static const char *sample_service(conv *c, const sample_t *in)
     return v == buf ? NULL : v;
 }
 
-static int push_profile(sp_batch *out, sp_profile *p)
-{
-    if ((out->nprofiles & (out->nprofiles + 1)) == 0 || out->profiles == NULL) {
-        size_t cap = (out->nprofiles + 1) * 2;
-        sp_profile **ps = sp_arena_alloc(out->arena, cap * sizeof *ps);
-        if (!ps)
-            return SP_ETOOBIG;
-        if (out->nprofiles)
-            memcpy(ps, out->profiles, out->nprofiles * sizeof *ps);
-        out->profiles = ps;
-    }
-    out->profiles[out->nprofiles++] = p;
-    return 0;
-}
-
 static int
 convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp,
                 const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp,
@@ -670,7 +655,7 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
         qsort(ls.kv, ls.n, sizeof *ls.kv, cmp_kv);
         p->series = ls.kv;
         p->nseries = ls.n;
-        if (push_profile(out, p))
+        if (sp_batch_add_profile(out, p))
             return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
     }
     return 0;

@@ -304,6 +304,12 @@ static void answer_ok(srv_response *resp, const work *w)
         buf[3] = (uint8_t)(n >> 8);
         buf[4] = (uint8_t)n;
         srv_response_grpc(resp, GRPC_OK, NULL, buf, OTLP_GRPC_PREFIX_LEN + n);
+    } else if (n == 0) {
+        /* Empty Export response (full success). Not through srv_response_send: sp_buf_append of
+         * 0 bytes to a never-allocated buffer writes through NULL (common/buf.c). */
+        resp->status = 200;
+        resp->body.len = 0;
+        srv_response_header(resp, "content-type", "application/x-protobuf");
     } else {
         srv_response_send(resp, 200, "application/x-protobuf", buf + OTLP_GRPC_PREFIX_LEN, n);
     }

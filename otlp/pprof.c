@@ -1,0 +1,507 @@
+#include "pprof.h"
+#include "convert.h"
+
+#include "pprof/profile.pb-c.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------- encoding: a small protobuf writer, no intermediate structs ---------- */
+
+static int put_varint(sp_buf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return sp_buf_append(b, tmp, n);
+}
+
+static int put_key(sp_buf *b, uint32_t field, uint32_t wt)
+{
+    return put_varint(b, (uint64_t)field << 3 | wt);
+}
+
+static int put_uint(sp_buf *b, uint32_t field, uint64_t v)
+{
+    if (!v)
+        return 0; /* proto3 default: omitted */
+    return put_key(b, field, 0) || put_varint(b, v);
+}
+
+static int put_bytes(sp_buf *b, uint32_t field, const void *p, size_t n)
+{
+    return put_key(b, field, 2) || put_varint(b, n) || sp_buf_append(b, p, n);
+}
+
+/* Nested messages are written into a scratch buffer, then length-prefixed into the parent. */
+static int put_msg(sp_buf *b, uint32_t field, sp_buf *inner)
+{
+    int rc = put_bytes(b, field, inner->data, inner->len);
+    inner->len = 0;
+    return rc;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[p[i] >> 4];
+        out[2 * i + 1] = d[p[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+typedef struct extra_strings {
+    sp_buf *out;
+    uint32_t next; /* index the next added string gets */
+    sp_buf table;  /* field-6 entries, appended after the profile's own strings */
+} extra_strings;
+
+static uint32_t add_string(extra_strings *x, const char *s)
+{
+    if (put_bytes(&x->table, 6, s, strlen(s)))
+        return 0;
+    return x->next++;
+}
+
+int otlp_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err)
+{
+    sp_buf m, l;
+    sp_buf_init(&m, 0);
+    sp_buf_init(&l, 0);
+    extra_strings x = {.out = out, .next = p->nstrings ? p->nstrings : 1};
+    sp_buf_init(&x.table, 0);
+    uint32_t k_span = add_string(&x, "span_id"), k_trace = add_string(&x, "trace_id"),
+             k_pid = add_string(&x, "process_pid"), k_tid = add_string(&x, "thread_id"),
+             k_tname = add_string(&x, "thread_name");
+    int rc = 0;
+
+    /* sample_type = 1 */
+    rc |= put_uint(&m, 1, p->sample_type) | put_uint(&m, 2, p->sample_unit);
+    rc |= put_msg(out, 1, &m);
+    /* sample = 2 */
+    for (uint32_t i = 0; i < p->nsamples && !rc; i++) {
+        const sp_sample *s = &p->samples[i];
+        if (s->nlocations) {
+            for (uint32_t k = 0; k < s->nlocations; k++)
+                rc |= put_varint(&l, s->location_ids[k]);
+            rc |= put_msg(&m, 1, &l);
+        }
+        rc |= put_varint(&l, (uint64_t)s->value) | put_msg(&m, 2, &l);
+        for (uint32_t k = 0; k < s->nlabels; k++) {
+            const sp_label *lb = &s->labels[k];
+            rc |= put_uint(&l, 1, lb->key) | put_uint(&l, 2, lb->str) |
+                  put_uint(&l, 3, (uint64_t)lb->num) | put_uint(&l, 4, lb->num_unit);
+            rc |= put_msg(&m, 3, &l);
+        }
+        const sp_span_ref *span = s->nspans ? &s->spans[0] : s->has_link ? &s->link : NULL;
+        static const uint8_t zero[16];
+        if (span) {
+            char h[33];
+            hex(span->span_id, 8, h);
+            rc |= put_uint(&l, 1, k_span) | put_uint(&l, 2, add_string(&x, h)) | put_msg(&m, 3, &l);
+            if (memcmp(span->trace_id, zero, 16) != 0) {
+                hex(span->trace_id, 16, h);
+                rc |= put_uint(&l, 1, k_trace) | put_uint(&l, 2, add_string(&x, h)) |
+                      put_msg(&m, 3, &l);
+            }
+        }
+        if (s->pid)
+            rc |= put_uint(&l, 1, k_pid) | put_uint(&l, 3, (uint64_t)s->pid) | put_msg(&m, 3, &l);
+        if (s->tid)
+            rc |= put_uint(&l, 1, k_tid) | put_uint(&l, 3, (uint64_t)s->tid) | put_msg(&m, 3, &l);
+        if (s->thread_name)
+            rc |= put_uint(&l, 1, k_tname) | put_uint(&l, 2, s->thread_name) | put_msg(&m, 3, &l);
+        rc |= put_msg(out, 2, &m);
+    }
+    /* mapping = 3 */
+    for (uint32_t i = 1; i < p->nmappings && !rc; i++) {
+        const sp_mapping *mp = &p->mappings[i];
+        rc |= put_uint(&m, 1, i) | put_uint(&m, 2, mp->memory_start) |
+              put_uint(&m, 3, mp->memory_limit) | put_uint(&m, 4, mp->file_offset) |
+              put_uint(&m, 5, mp->filename) | put_uint(&m, 6, mp->build_id) |
+              put_uint(&m, 7, mp->has_functions) | put_uint(&m, 8, mp->has_filenames) |
+              put_uint(&m, 9, mp->has_line_numbers) | put_uint(&m, 10, mp->has_inline_frames);
+        rc |= put_msg(out, 3, &m);
+    }
+    /* location = 4 */
+    for (uint32_t i = 1; i < p->nlocations && !rc; i++) {
+        const sp_location *lc = &p->locations[i];
+        rc |= put_uint(&m, 1, i) | put_uint(&m, 2, lc->mapping_id) | put_uint(&m, 3, lc->address);
+        for (uint32_t k = 0; k < lc->nlines; k++) {
+            rc |= put_uint(&l, 1, lc->lines[k].function_id) |
+                  put_uint(&l, 2, (uint64_t)lc->lines[k].line) |
+                  put_uint(&l, 3, (uint64_t)lc->lines[k].column);
+            rc |= put_msg(&m, 4, &l);
+        }
+        rc |= put_msg(out, 4, &m);
+    }
+    /* function = 5 */
+    for (uint32_t i = 1; i < p->nfunctions && !rc; i++) {
+        const sp_function *f = &p->functions[i];
+        rc |= put_uint(&m, 1, i) | put_uint(&m, 2, f->name) | put_uint(&m, 3, f->system_name) |
+              put_uint(&m, 4, f->filename) | put_uint(&m, 5, (uint64_t)f->start_line);
+        rc |= put_msg(out, 5, &m);
+    }
+    /* string_table = 6: the profile's strings, then the ones added above */
+    if (!rc)
+        rc |= put_bytes(out, 6, "", 0);
+    for (uint32_t i = 1; i < p->nstrings && !rc; i++)
+        rc |= put_bytes(out, 6, p->strings[i],
+                        p->string_lens ? p->string_lens[i] : strlen(p->strings[i]));
+    if (!rc)
+        rc |= sp_buf_append(out, x.table.data, x.table.len);
+    rc |=
+        put_uint(out, 9, (uint64_t)p->time_nanos) | put_uint(out, 10, (uint64_t)p->duration_nanos);
+    if (p->period_type || p->period_unit) {
+        rc |= put_uint(&m, 1, p->period_type) | put_uint(&m, 2, p->period_unit);
+        rc |= put_msg(out, 11, &m);
+    }
+    rc |= put_uint(out, 12, (uint64_t)p->period);
+    sp_buf_free(&m);
+    sp_buf_free(&l);
+    sp_buf_free(&x.table);
+    return rc ? sp_fail(err, SP_ETOOBIG, "pprof output exceeds its limit") : 0;
+}
+
+/* ---------- decoding ---------- */
+
+int otlp_hex_decode(const char *h, uint8_t *out, size_t outlen)
+{
+    if (strlen(h) != 2 * outlen)
+        return -1;
+    for (size_t i = 0; i < outlen; i++) {
+        int v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = h[2 * i + k];
+            int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + d;
+        }
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+/* Pyroscope's names for pprof profiles: CPU → process_cpu, allocations and heap → memory,
+ * goroutines → goroutine, lock contention → mutex or block (told apart by the SDK's display
+ * name); anything else is named after its period type, else its sample type. */
+const char *otlp_pprof_profile_name(const char *st, const char *pt, const char *display)
+{
+    if (display && strncmp(display, "mutex_", 6) == 0)
+        return "mutex";
+    if (display && strncmp(display, "block_", 6) == 0)
+        return "block";
+    if (strcmp(pt, "cpu") == 0 || strcmp(st, "cpu") == 0)
+        return "process_cpu";
+    if (strcmp(pt, "space") == 0 || strncmp(st, "alloc_", 6) == 0 || strncmp(st, "inuse_", 6) == 0)
+        return "memory";
+    if (strcmp(st, "goroutine") == 0 || strcmp(st, "goroutines") == 0)
+        return "goroutine";
+    if (strcmp(pt, "contentions") == 0 || strcmp(st, "contentions") == 0 ||
+        strcmp(st, "delay") == 0)
+        return "block";
+    if (*pt)
+        return pt;
+    return *st ? st : "unknown";
+}
+
+/* Maps pprof's arbitrary uint64 ids to dense 1-based indices. Go and most writers use 1..n in
+ * order, which needs no table at all. */
+typedef struct idmap {
+    int dense;
+    uint64_t *keys;
+    uint32_t *vals;
+    uint32_t cap;
+} idmap;
+
+static int idmap_build(sp_arena *a, idmap *m, size_t n, uint64_t (*id_at)(void *, size_t),
+                       void *tbl)
+{
+    m->dense = 1;
+    for (size_t i = 0; i < n; i++)
+        if (id_at(tbl, i) != i + 1) {
+            m->dense = 0;
+            break;
+        }
+    if (m->dense)
+        return 0;
+    uint32_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    m->cap = cap;
+    m->keys = sp_arena_calloc(a, cap, sizeof *m->keys);
+    m->vals = sp_arena_calloc(a, cap, sizeof *m->vals);
+    if (!m->keys || !m->vals)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = id_at(tbl, i);
+        if (id == 0)
+            return -2;
+        uint32_t h = (uint32_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (cap - 1);
+        while (m->keys[h] && m->keys[h] != id)
+            h = (h + 1) & (cap - 1);
+        if (m->keys[h] == id)
+            return -3; /* duplicate id */
+        m->keys[h] = id;
+        m->vals[h] = (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+/* Dense index for id, 0 when unknown (or id 0). */
+static uint32_t idmap_get(const idmap *m, uint64_t id, size_t n)
+{
+    if (!id)
+        return 0;
+    if (m->dense)
+        return id <= n ? (uint32_t)id : 0;
+    uint32_t h = (uint32_t)(id * 0x9E3779B97F4A7C15ull >> 32) & (m->cap - 1);
+    while (m->keys[h]) {
+        if (m->keys[h] == id)
+            return m->vals[h];
+        h = (h + 1) & (m->cap - 1);
+    }
+    return 0;
+}
+
+static uint64_t fn_id(void *t, size_t i)
+{
+    return ((Perftools__Profiles__Function **)t)[i]->id;
+}
+static uint64_t loc_id(void *t, size_t i)
+{
+    return ((Perftools__Profiles__Location **)t)[i]->id;
+}
+static uint64_t map_id(void *t, size_t i)
+{
+    return ((Perftools__Profiles__Mapping **)t)[i]->id;
+}
+
+static uint32_t str_ok(int64_t i, size_t n)
+{
+    return i > 0 && (uint64_t)i < n ? (uint32_t)i : 0;
+}
+
+int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o, sp_batch *out,
+                      otlp_pprof_result *res, sp_err *err)
+{
+    sp_arena *a = out->arena;
+    ProtobufCAllocator alloc;
+    sp_arena_protobuf_allocator(a, &alloc);
+    memset(res, 0, sizeof *res);
+    Perftools__Profiles__Profile *pp = perftools__profiles__profile__unpack(&alloc, len, data);
+    if (!pp)
+        return sp_fail(err, SP_EINVAL, "body is not a pprof profile (protobuf decoding failed)");
+    size_t ns = pp->n_string_table;
+    if (ns == 0 || pp->string_table[0][0] != 0)
+        return sp_fail(err, SP_EINVAL, "pprof string_table must start with \"\"");
+    if (pp->n_sample_type == 0)
+        return sp_fail(err, SP_EINVAL, "pprof has no sample_type");
+
+    /* Shared tables, re-indexed densely: id i of each table becomes index i. */
+    idmap fm = {0}, lm = {0}, mm = {0};
+    if (idmap_build(a, &fm, pp->n_function, fn_id, pp->function) ||
+        idmap_build(a, &lm, pp->n_location, loc_id, pp->location) ||
+        idmap_build(a, &mm, pp->n_mapping, map_id, pp->mapping))
+        return sp_fail(err, SP_EINVAL,
+                       "pprof has a zero or duplicate function, location or "
+                       "mapping id");
+    /* The string table can grow (labels, names), so it is copied with room to spare. */
+    uint32_t cap = (uint32_t)ns + 16 + 4 * (uint32_t)pp->n_sample_type;
+    const char **strs = sp_arena_alloc(a, cap * sizeof *strs);
+    uint32_t *lens = sp_arena_alloc(a, cap * sizeof *lens);
+    sp_function *funcs = sp_arena_calloc(a, pp->n_function + 1, sizeof *funcs);
+    sp_location *locs = sp_arena_calloc(a, pp->n_location + 1, sizeof *locs);
+    sp_mapping *maps = sp_arena_calloc(a, pp->n_mapping + 1, sizeof *maps);
+    if (!strs || !lens || !funcs || !locs || !maps)
+        return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+    for (size_t i = 0; i < ns; i++) {
+        strs[i] = pp->string_table[i];
+        lens[i] = (uint32_t)strlen(strs[i]);
+    }
+    uint32_t nstr = (uint32_t)ns;
+    for (size_t i = 0; i < pp->n_function; i++) {
+        const Perftools__Profiles__Function *f = pp->function[i];
+        funcs[i + 1] = (sp_function){str_ok(f->name, ns), str_ok(f->system_name, ns),
+                                     str_ok(f->filename, ns), f->start_line};
+    }
+    for (size_t i = 0; i < pp->n_mapping; i++) {
+        const Perftools__Profiles__Mapping *m = pp->mapping[i];
+        maps[i + 1] = (sp_mapping){m->memory_start,
+                                   m->memory_limit,
+                                   m->file_offset,
+                                   str_ok(m->filename, ns),
+                                   str_ok(m->build_id, ns),
+                                   (uint8_t)m->has_functions,
+                                   (uint8_t)m->has_filenames,
+                                   (uint8_t)m->has_line_numbers,
+                                   (uint8_t)m->has_inline_frames};
+    }
+    for (size_t i = 0; i < pp->n_location; i++) {
+        const Perftools__Profiles__Location *l = pp->location[i];
+        sp_location *o = &locs[i + 1];
+        o->mapping_id = idmap_get(&mm, l->mapping_id, pp->n_mapping);
+        o->address = l->address;
+        o->nlines = (uint32_t)l->n_line;
+        o->lines = o->nlines ? sp_arena_alloc(a, o->nlines * sizeof *o->lines) : NULL;
+        if (o->nlines && !o->lines)
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+        for (uint32_t k = 0; k < o->nlines; k++) {
+            o->lines[k].function_id = idmap_get(&fm, l->line[k]->function_id, pp->n_function);
+            o->lines[k].line = l->line[k]->line;
+            o->lines[k].column = l->line[k]->column;
+        }
+    }
+
+    /* Samples are shared by every sample type; only the value column differs. */
+    uint32_t k_span = 0, k_profile = 0, k_trace = 0, k_tid = 0, k_pid = 0, k_tname = 0;
+    for (uint32_t i = 1; i < ns; i++) {
+        const char *s = strs[i];
+        if (!k_span && strcmp(s, "span_id") == 0)
+            k_span = i;
+        else if (!k_profile && strcmp(s, "profile_id") == 0)
+            k_profile = i;
+        else if (!k_trace && strcmp(s, "trace_id") == 0)
+            k_trace = i;
+        else if (!k_tid && (strcmp(s, "thread_id") == 0 || strcmp(s, "thread.id") == 0))
+            k_tid = i;
+        else if (!k_pid && (strcmp(s, "process_pid") == 0 || strcmp(s, "process.pid") == 0))
+            k_pid = i;
+        else if (!k_tname && (strcmp(s, "thread_name") == 0 || strcmp(s, "thread.name") == 0))
+            k_tname = i;
+    }
+    size_t nsamp = pp->n_sample;
+    sp_sample *base = sp_arena_calloc(a, nsamp + 1, sizeof *base);
+    uint8_t *bad = sp_arena_calloc(a, nsamp + 1, 1);
+    if (!base || !bad)
+        return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+    res->samples = nsamp;
+    for (size_t i = 0; i < nsamp; i++) {
+        const Perftools__Profiles__Sample *in = pp->sample[i];
+        sp_sample *s = &base[i];
+        if (in->n_value != pp->n_sample_type) {
+            return sp_fail(err, SP_EINVAL, "sample %zu has %zu values for %zu sample types", i,
+                           in->n_value, pp->n_sample_type);
+        }
+        s->nlocations = (uint32_t)in->n_location_id;
+        s->location_ids = sp_arena_alloc(a, (s->nlocations + 1) * sizeof *s->location_ids);
+        if (!s->location_ids)
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+        for (uint32_t k = 0; k < s->nlocations; k++) {
+            s->location_ids[k] = idmap_get(&lm, in->location_id[k], pp->n_location);
+            if (!s->location_ids[k])
+                return sp_fail(err, SP_EINVAL, "sample %zu: location id %" PRIu64 " not found", i,
+                               in->location_id[k]);
+        }
+        s->labels = in->n_label ? sp_arena_alloc(a, in->n_label * sizeof *s->labels) : NULL;
+        for (size_t k = 0; k < in->n_label; k++) {
+            const Perftools__Profiles__Label *lb = in->label[k];
+            uint32_t key = str_ok(lb->key, ns), str = str_ok(lb->str, ns);
+            if (!key)
+                continue;
+            if ((key == k_span || key == k_profile) && !bad[i]) {
+                if (otlp_hex_decode(strs[str], s->link.span_id, 8) != 0) {
+                    bad[i] = 1;
+                    if (!res->bad_samples++)
+                        sp_fail(&res->first, SP_EINVAL,
+                                "sample %zu: label %s=\"%.40s\" is not a span id (16 hex digits)",
+                                i, strs[key], strs[str]);
+                    continue;
+                }
+                s->has_link = 1;
+            } else if (key == k_trace && !bad[i]) {
+                if (otlp_hex_decode(strs[str], s->link.trace_id, 16) != 0) {
+                    bad[i] = 1;
+                    if (!res->bad_samples++)
+                        sp_fail(&res->first, SP_EINVAL,
+                                "sample %zu: label trace_id=\"%.40s\" is not a trace id (32 hex "
+                                "digits)",
+                                i, strs[str]);
+                }
+            } else if (key == k_tid && !str) {
+                s->tid = lb->num;
+            } else if (key == k_pid && !str) {
+                s->pid = lb->num;
+            } else if (key == k_tname) {
+                s->thread_name = str;
+            } else {
+                s->labels[s->nlabels++] = (sp_label){key, str, lb->num, str_ok(lb->num_unit, ns)};
+            }
+        }
+    }
+
+    for (size_t t = 0; t < pp->n_sample_type; t++) {
+        const char *st = strs[str_ok(pp->sample_type[t]->type, ns)];
+        const char *su = strs[str_ok(pp->sample_type[t]->unit, ns)];
+        const char *pt = pp->period_type ? strs[str_ok(pp->period_type->type, ns)] : "";
+        const char *pu = pp->period_type ? strs[str_ok(pp->period_type->unit, ns)] : "";
+        const char *display = NULL;
+        for (uint32_t k = 0; k < o->ndisplay_names; k++)
+            if (strcmp(o->display_names[k].name, st) == 0)
+                display = o->display_names[k].value;
+        const char *name = o->name_hint ? o->name_hint : otlp_pprof_profile_name(st, pt, display);
+        sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
+        sp_sample *samples = sp_arena_alloc(a, (nsamp + 1) * sizeof *samples);
+        sp_kv *series = sp_arena_alloc(a, (o->nseries + 1) * sizeof *series);
+        char id[512];
+        snprintf(id, sizeof id, "%s:%s:%s:%s:%s", name, st, su, pt, pu);
+        if (!p || !samples || !series)
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+        p->type_id = sp_arena_strndup(a, id, strlen(id));
+        p->name = name;
+        p->sample_type = str_ok(pp->sample_type[t]->type, ns);
+        p->sample_unit = str_ok(pp->sample_type[t]->unit, ns);
+        if (pp->period_type) {
+            p->period_type = str_ok(pp->period_type->type, ns);
+            p->period_unit = str_ok(pp->period_type->unit, ns);
+        }
+        p->period = pp->period;
+        p->time_nanos = pp->time_nanos ? pp->time_nanos : o->now_ns;
+        p->duration_nanos = pp->duration_nanos ? pp->duration_nanos : 10000000000LL;
+        for (size_t i = 0; i < nsamp; i++) {
+            int64_t v = pp->sample[i]->value[t];
+            if (bad[i] || v == 0)
+                continue; /* zero rows add nothing to a flame graph */
+            samples[p->nsamples] = base[i];
+            samples[p->nsamples].value = v;
+            p->nsamples++;
+        }
+        p->samples = samples;
+        /* Series: the caller's labels plus __name__, sorted, unique. */
+        uint32_t n = 0;
+        series[n++] = (sp_kv){"__name__", name};
+        for (uint32_t k = 0; k < o->nseries; k++)
+            if (strcmp(o->series[k].name, "__name__") != 0)
+                series[n++] = o->series[k];
+        for (uint32_t x = 1; x < n; x++) /* insertion sort: a handful of labels */
+            for (uint32_t y = x; y > 0 && strcmp(series[y - 1].name, series[y].name) > 0; y--) {
+                sp_kv tmp = series[y];
+                series[y] = series[y - 1];
+                series[y - 1] = tmp;
+            }
+        p->series = series;
+        p->nseries = n;
+        p->strings = strs;
+        p->string_lens = lens;
+        p->functions = funcs;
+        p->nfunctions = (uint32_t)pp->n_function + 1;
+        p->locations = locs;
+        p->nlocations = (uint32_t)pp->n_location + 1;
+        p->mappings = maps;
+        p->nmappings = (uint32_t)pp->n_mapping + 1;
+        if (sp_batch_add_profile(out, p))
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
+    }
+    for (size_t i = out->nprofiles - pp->n_sample_type; i < out->nprofiles; i++)
+        out->profiles[i]->nstrings = nstr;
+    return 0;
+}
