@@ -122,4 +122,7 @@ typedef struct sp_batch {
     size_t nspans;
 } sp_batch;
 
+/* Appends p to b->profiles (growing the array in b->arena); SP_ETOOBIG past the arena budget. */
+int sp_batch_add_profile(sp_batch *b, sp_profile *p);
+
 #endif

@@ -348,17 +348,17 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
     }
     for (size_t i = 0; i < pp->n_location; i++) {
         const Perftools__Profiles__Location *l = pp->location[i];
-        sp_location *o = &locs[i + 1];
-        o->mapping_id = idmap_get(&mm, l->mapping_id, pp->n_mapping);
-        o->address = l->address;
-        o->nlines = (uint32_t)l->n_line;
-        o->lines = o->nlines ? sp_arena_alloc(a, o->nlines * sizeof *o->lines) : NULL;
-        if (o->nlines && !o->lines)
+        sp_location *lo = &locs[i + 1];
+        lo->mapping_id = idmap_get(&mm, l->mapping_id, pp->n_mapping);
+        lo->address = l->address;
+        lo->nlines = (uint32_t)l->n_line;
+        lo->lines = lo->nlines ? sp_arena_alloc(a, lo->nlines * sizeof *lo->lines) : NULL;
+        if (lo->nlines && !lo->lines)
             return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
-        for (uint32_t k = 0; k < o->nlines; k++) {
-            o->lines[k].function_id = idmap_get(&fm, l->line[k]->function_id, pp->n_function);
-            o->lines[k].line = l->line[k]->line;
-            o->lines[k].column = l->line[k]->column;
+        for (uint32_t k = 0; k < lo->nlines; k++) {
+            lo->lines[k].function_id = idmap_get(&fm, l->line[k]->function_id, pp->n_function);
+            lo->lines[k].line = l->line[k]->line;
+            lo->lines[k].column = l->line[k]->column;
         }
     }
 

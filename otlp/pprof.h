@@ -13,6 +13,7 @@
 #define OTLP_PPROF_H
 
 #include "../common/buf.h"
+#include "../common/err.h"
 #include "../common/profile.h"
 
 typedef struct otlp_pprof_opts {

@@ -8,37 +8,68 @@
 #include <strings.h>
 
 /* The edge's only mapping from error codes to wire statuses (gRPC statuscodes.md, RFC 9110). */
+/* Connect (connectrpc.com/docs/protocol, "Error Codes") names its codes and fixes their HTTP
+ * statuses itself; `connect_http` is that status, `http` ours for plain HTTP endpoints. */
 static const struct {
     int code, grpc, http;
+    const char *connect;
+    int connect_http;
 } status_table[] = {
-    {SP_OK, GRPC_OK, 200},
-    {SP_EINVAL, GRPC_INVALID_ARGUMENT, 400},
-    {SP_ETOOBIG, GRPC_RESOURCE_EXHAUSTED, 413},
-    {SP_EFULL, GRPC_RESOURCE_EXHAUSTED, 429},
-    {SP_EUNAVAIL, GRPC_UNAVAILABLE, 503},
-    {SP_ENOTFOUND, GRPC_NOT_FOUND, 404},
-    {SP_EUNIMPL, GRPC_UNIMPLEMENTED, 404},
-    {SP_EDEADLINE, GRPC_DEADLINE_EXCEEDED, 504},
-    {SP_EMEDIA, GRPC_INVALID_ARGUMENT, 415},
-    {SP_EAUTH, GRPC_UNAUTHENTICATED, 401},
-    {SP_ENOMEM, GRPC_RESOURCE_EXHAUSTED, 503},
-    {SP_EINTERNAL, GRPC_INTERNAL, 500},
+    {SP_OK, GRPC_OK, 200, "ok", 200},
+    {SP_EINVAL, GRPC_INVALID_ARGUMENT, 400, "invalid_argument", 400},
+    {SP_ETOOBIG, GRPC_RESOURCE_EXHAUSTED, 413, "resource_exhausted", 429},
+    {SP_EFULL, GRPC_RESOURCE_EXHAUSTED, 429, "resource_exhausted", 429},
+    {SP_EUNAVAIL, GRPC_UNAVAILABLE, 503, "unavailable", 503},
+    {SP_ENOTFOUND, GRPC_NOT_FOUND, 404, "not_found", 404},
+    {SP_EUNIMPL, GRPC_UNIMPLEMENTED, 404, "unimplemented", 501},
+    {SP_EDEADLINE, GRPC_DEADLINE_EXCEEDED, 504, "deadline_exceeded", 504},
+    {SP_EMEDIA, GRPC_INVALID_ARGUMENT, 415, "invalid_argument", 415},
+    {SP_EAUTH, GRPC_UNAUTHENTICATED, 401, "unauthenticated", 401},
+    {SP_ENOMEM, GRPC_RESOURCE_EXHAUSTED, 503, "resource_exhausted", 429},
+    {SP_EINTERNAL, GRPC_INTERNAL, 500, "internal", 500},
 };
+
+static size_t status_row(int code)
+{
+    size_t n = sizeof status_table / sizeof status_table[0];
+    for (size_t i = 0; i < n; i++)
+        if (status_table[i].code == code)
+            return i;
+    return n - 1; /* SP_EINTERNAL */
+}
+
+void srv_response_connect_error(srv_response *resp, const sp_err *err)
+{
+    int code = err ? err->code : SP_EINTERNAL;
+    size_t row = status_row(code);
+    const char *msg = err && err->msg[0] ? err->msg : sp_code_name(code);
+    sp_buf body;
+    sp_buf_init(&body, 0);
+    sp_buf_printf(&body, "{\"code\":\"%s\",\"message\":\"", status_table[row].connect);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sp_buf_printf(&body, "\\%c", *p);
+        else if (*p < 0x20)
+            sp_buf_printf(&body, "\\u%04x", *p);
+        else
+            sp_buf_append(&body, p, 1);
+    }
+    sp_buf_append(&body, "\"}", 2);
+    if (code == SP_EFULL || code == SP_EUNAVAIL)
+        srv_response_header(resp, "retry-after", "1");
+    srv_response_send(resp, status_table[row].connect_http, "application/json", body.data,
+                      body.len);
+    sp_buf_free(&body);
+}
 
 int srv_status_grpc(int code)
 {
-    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
-        if (status_table[i].code == code)
-            return status_table[i].grpc;
-    return GRPC_INTERNAL;
+    return status_table[status_row(code)].grpc;
 }
 
 int srv_status_http(int code)
 {
-    for (size_t i = 0; i < sizeof status_table / sizeof status_table[0]; i++)
-        if (status_table[i].code == code)
-            return status_table[i].http;
-    return 500;
+    return status_table[status_row(code)].http;
 }
 
 const char *srv_header_get(const srv_request *req, const char *name)

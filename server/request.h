@@ -78,6 +78,8 @@ int srv_response_send(srv_response *resp, int status, const char *content_type, 
 /* Maps an error to the caller's protocol: gRPC status + grpc-message for gRPC requests, else the
  * HTTP status with a text/plain body (and Retry-After for SP_EFULL / SP_EUNAVAIL). */
 void srv_response_error(srv_response *resp, const srv_request *req, const sp_err *err);
+/* Connect unary error: JSON {"code","message"} with Connect's HTTP status for the code. */
+void srv_response_connect_error(srv_response *resp, const sp_err *err);
 /* A gRPC answer: message (already framed by the caller, may be NULL) plus status in trailers. */
 void srv_response_grpc(srv_response *resp, int grpc_status, const char *message, const void *framed,
                        size_t len);
