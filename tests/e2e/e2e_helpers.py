@@ -299,9 +299,14 @@ def trace_request(span_ids, trace_id=b"\x01" * 16, service="e2e-svc", pid=4242):
 # ---------------------------------------------------------------------------------------------
 
 
-def http_request(port, method, path, body=None, headers=None, timeout=RPC_TIMEOUT, host="127.0.0.1"):
-    """One HTTP/1.1 request on a fresh connection; returns (status, headers dict lower-case, body)."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+def http_request(port, method, path, body=None, headers=None, timeout=RPC_TIMEOUT, host="127.0.0.1",
+                 context=None):
+    """One HTTP/1.1 request on a fresh connection (HTTPS when an ssl context is given); returns
+    (status, headers dict lower-case, body)."""
+    if context is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -375,20 +380,26 @@ class Metrics:
         ("trace" / "profile")."""
         return sum(v for _, v in self.series(name, endpoint_contains, **labels))
 
+    def inflight(self):
+        """In-flight requests, leaving out the scrape itself (GET /metrics is in flight while it
+        renders)."""
+        return sum(v for lab, v in self.series("spanprof_inflight_requests")
+                   if "metrics" not in lab.get("endpoint", ""))
 
-def scrape(port):
-    status, headers, body = http_request(port, "GET", "/metrics")
+
+def scrape(port, context=None):
+    status, headers, body = http_request(port, "GET", "/metrics", context=context)
     assert status == 200, f"/metrics answered {status}: {body[:300]!r}"
     return Metrics(body.decode("utf-8"))
 
 
-def wait_for_metric(port, predicate, timeout=10.0):
+def wait_for_metric(port, predicate, timeout=10.0, context=None):
     """Accepted counters may be updated by the worker right after the answer is sent: poll."""
     deadline = time.monotonic() + timeout
-    m = scrape(port)
+    m = scrape(port, context)
     while not predicate(m) and time.monotonic() < deadline:
         time.sleep(0.05)
-        m = scrape(port)
+        m = scrape(port, context)
     return m
 
 

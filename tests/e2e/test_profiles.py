@@ -67,7 +67,7 @@ def test_concurrent_streams_on_one_channel(spanprof):
             assert_full_success(f.result())
     assert accepted_profiles(spanprof.http_port, 16) == 16
     m = scrape(spanprof.http_port)
-    assert m.total("spanprof_inflight_requests") == 0, m.series("spanprof_inflight_requests")
+    assert m.inflight() == 0, m.series("spanprof_inflight_requests")
 
 
 def test_stack_index_out_of_range_is_a_partial_success(spanprof):

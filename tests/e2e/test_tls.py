@@ -60,7 +60,8 @@ def alpn_of(port, certs, protocols, client_cert=None):
 def test_grpc_over_tls_on_both_ports(tls_server, certs, port_name):
     resp = export_profile(f"127.0.0.1:{getattr(tls_server, port_name)}", creds(certs, client=False))
     assert resp.partial_success.rejected_profiles == 0
-    m = wait_for_metric(tls_server.http_port, lambda m: m.total("spanprof_accepted_items_total", "profile") >= 1)
+    m = wait_for_metric(tls_server.http_port, lambda m: m.total("spanprof_accepted_items_total", "profile") >= 1,
+                        context=tls_server.ssl_context())
     assert m.total("spanprof_accepted_items_total", "profile") == 1
 
 
@@ -96,15 +97,19 @@ def test_plaintext_client_on_tls_port_fails_cleanly(tls_server, certs):
     assert tls_server.ready_status() == 200
 
 
-def test_sdk_http_exporter_over_https(tls_server, certs):
+def test_sdk_http_exporter_over_https(tls_server, certs, monkeypatch):
     from test_traces import make_spans
+    # requests lets these variables override the exporter's certificate_file.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     exp = HttpSpanExporter(endpoint=f"https://127.0.0.1:{tls_server.http_port}/v1/traces",
                            certificate_file=str(certs["ca"]), timeout=10)
     try:
         assert exp.export(make_spans(3)) == SpanExportResult.SUCCESS
     finally:
         exp.shutdown()
-    m = wait_for_metric(tls_server.http_port, lambda m: m.total("spanprof_accepted_items_total", "trace") >= 3)
+    m = wait_for_metric(tls_server.http_port, lambda m: m.total("spanprof_accepted_items_total", "trace") >= 3,
+                        context=tls_server.ssl_context())
     assert m.total("spanprof_accepted_items_total", "trace") == 3
 
 
