@@ -114,3 +114,24 @@ def test_port_already_in_use_fails_with_a_message(tmp_path):
                     "--grpc-addr", f"127.0.0.1:{free_port()}", timeout=20)
     assert r.returncode != 0, "started although its HTTP port was taken"
     assert str(port) in r.stderr, f"stderr does not name the busy address:\n{r.stderr}"
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["--log-level", "loud"], "log-level"),
+    (["--max-recv-msg-size", "lots"], "max-recv-msg-size"),
+    (["--queue-size", "many"], "queue-size"),
+    (["--workers", "-3"], "workers"),
+    (["--http-addr", "not-an-address"], "not-an-address"),
+])
+def test_invalid_flag_values_exit_nonzero_and_say_which(tmp_path, args, flag):
+    base = ["--data-dir", str(tmp_path), "--http-addr", f"127.0.0.1:{free_port()}",
+            "--grpc-addr", f"127.0.0.1:{free_port()}"]
+    r = run_cli(*base, *args, timeout=20)
+    assert r.returncode != 0, f"{args} was accepted"
+    assert flag in r.stderr, f"stderr does not name {flag}:\n{r.stderr}"
+
+
+@pytest.mark.parametrize("level", ["debug", "error"])
+def test_log_level_flag_starts(spanprof_factory, level):
+    s = spanprof_factory(["--log-level", level, "--workers", "3", "--queue-size", "8"])
+    assert http_request(s.http_port, "GET", "/ready")[0] == 200
