@@ -3,9 +3,8 @@
  */
 #include "service.h"
 #include "compress.h"
+#include "decode.h"
 #include "grpc.h"
-#include "layout.h"
-#include "validate.h"
 #include "wire.h"
 
 #include "../common/arena.h"
@@ -17,47 +16,13 @@
 #include <strings.h>
 #include <time.h>
 
-/* Decode arena budget: protobuf-c structs are larger than their wire form (a packed int32 index
- * grows from ~2 to 4 bytes, a 20-byte Sample to ~140 bytes with its arrays); real OTLP payloads
- * expand 5-12x. Requests that need more are refused with RESOURCE_EXHAUSTED. */
-#define ARENA_FACTOR 32
-#define ARENA_BASE   (4u * 1024 * 1024)
-
 typedef struct signal_def {
     int signal;
-    const char *msg_name; /* for messages */
-    const char *items;    /* "profiles" / "spans" */
-    const ProtobufCMessageDescriptor *desc;
+    const char *items; /* "profiles" / "spans" */
 } signal_def;
 
-static const signal_def profiles_def = {
-    OTLP_SIGNAL_PROFILES, "ExportProfilesServiceRequest", "profiles",
-    &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor};
-static const signal_def traces_def = {
-    OTLP_SIGNAL_TRACES, "ExportTraceServiceRequest", "spans",
-    &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor};
-
-/* protobuf-c allocator over the request arena that remembers whether the budget ran out, so an
- * unpack failure can be told apart from malformed input. */
-typedef struct pb_arena {
-    sp_arena *a;
-    int exhausted;
-} pb_arena;
-
-static void *pb_alloc(void *data, size_t size)
-{
-    pb_arena *p = data;
-    void *r = sp_arena_alloc(p->a, size);
-    if (!r)
-        p->exhausted = 1;
-    return r;
-}
-
-static void pb_free(void *data, void *ptr)
-{
-    (void)data;
-    (void)ptr;
-}
+static const signal_def profiles_def = {OTLP_SIGNAL_PROFILES, "profiles"};
+static const signal_def traces_def = {OTLP_SIGNAL_TRACES, "spans"};
 
 /* One request's decode state; everything is released by work_free(). */
 typedef struct work {
@@ -69,9 +34,7 @@ typedef struct work {
     sp_arena *arena;
     const uint8_t *msg;
     size_t msglen;
-    ProtobufCMessage *decoded;
-    otlp_layout_info layout;
-    otlp_verdict verdict;
+    otlp_decoded dec;
 } work;
 
 static void work_free(work *w)
@@ -170,53 +133,19 @@ static int http_message(const srv_request *req, work *w, sp_err *err)
 
 static int decode(work *w, sp_err *err)
 {
-    const signal_def *sig = w->sig;
-    size_t budget = w->msglen > (SIZE_MAX - ARENA_BASE) / ARENA_FACTOR
-                        ? SIZE_MAX
-                        : w->msglen * ARENA_FACTOR + ARENA_BASE;
-    w->arena = sp_arena_new(budget);
+    w->arena = sp_arena_new(otlp_decode_budget(w->msglen));
     if (!w->arena)
         return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
-    const uint8_t *msg = w->msg ? w->msg : (const uint8_t *)"";
-    size_t len = w->msglen;
-    int rc = otlp_wire_check_depth(sig->desc, msg, len, OTLP_WIRE_MAX_DEPTH, err);
-    if (rc) {
-        sp_err_prefix(err, "%s does not decode: ", sig->msg_name);
-        return rc;
-    }
-    if (sig->signal == OTLP_SIGNAL_PROFILES) {
-        rc = otlp_layout_normalize(msg, len, w->arena, &msg, &len, &w->layout, err);
-        if (rc) {
-            if (rc == SP_EINVAL)
-                sp_err_prefix(err, "%s does not decode: ", sig->msg_name);
-            return rc;
-        }
-        if (w->layout.rewritten)
-            sp_debug("msg=\"profiles rewritten to the current layout\" layout=%s samples=%llu "
-                     "old_votes=%llu new_votes=%llu v18_profiles=%llu dropped_fields=%llu",
-                     otlp_layout_name(w->layout.layout), (unsigned long long)w->layout.samples,
-                     (unsigned long long)w->layout.old_votes,
-                     (unsigned long long)w->layout.new_votes,
-                     (unsigned long long)w->layout.v18_profiles,
-                     (unsigned long long)w->layout.dropped_fields);
-    }
-    pb_arena pa = {w->arena, 0};
-    ProtobufCAllocator alloc = {pb_alloc, pb_free, &pa};
-    w->decoded = protobuf_c_message_unpack(sig->desc, &alloc, len, msg);
-    if (!w->decoded) {
-        if (pa.exhausted)
-            return sp_fail(err, SP_ETOOBIG,
-                           "%s of %zu bytes needs more than the %zu byte decode memory budget",
-                           sig->msg_name, len, budget);
-        return sp_fail(err, SP_EINVAL,
-                       "%s does not decode as protobuf (%zu bytes): a field has the wrong type "
-                       "or the message is corrupt",
-                       sig->msg_name, len);
-    }
-    if (sig->signal == OTLP_SIGNAL_PROFILES)
-        return otlp_validate_profiles((const otlp_profiles_req *)w->decoded, w->arena, &w->verdict,
-                                      err);
-    return otlp_validate_traces((const otlp_traces_req *)w->decoded, w->arena, &w->verdict, err);
+    int rc = otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
+    if (!rc && w->dec.layout.rewritten)
+        sp_debug("msg=\"profiles rewritten to the current layout\" layout=%s samples=%llu "
+                 "old_votes=%llu new_votes=%llu v18_profiles=%llu dropped_fields=%llu",
+                 otlp_layout_name(w->dec.layout.layout), (unsigned long long)w->dec.layout.samples,
+                 (unsigned long long)w->dec.layout.old_votes,
+                 (unsigned long long)w->dec.layout.new_votes,
+                 (unsigned long long)w->dec.layout.v18_profiles,
+                 (unsigned long long)w->dec.layout.dropped_fields);
+    return rc;
 }
 
 int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message)
@@ -263,7 +192,7 @@ static void answer_error(srv_response *resp, const srv_request *req, const work 
 /* Packs the Export*ServiceResponse (with partial_success when items were rejected). */
 static size_t pack_response(const work *w, uint8_t *buf, size_t cap)
 {
-    const otlp_verdict *v = &w->verdict;
+    const otlp_verdict *v = &w->dec.verdict;
     if (w->sig->signal == OTLP_SIGNAL_PROFILES) {
         Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfilesServiceResponse r =
             OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_RESPONSE__INIT;
@@ -341,23 +270,23 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
         work_free(&w);
         return;
     }
-    uint64_t accepted = w.verdict.total - w.verdict.bad;
-    if (w.verdict.bad)
+    uint64_t accepted = w.dec.verdict.total - w.dec.verdict.bad;
+    if (w.dec.verdict.bad)
         sp_debug("msg=\"partial success\" signal=%s rejected=%zu of=%zu first=\"%s\"", sig->items,
-                 w.verdict.bad, w.verdict.total, w.verdict.first.msg);
+                 w.dec.verdict.bad, w.dec.verdict.total, w.dec.verdict.first.msg);
     if (cfg && cfg->on_accept) {
         sp_err serr = {0};
         rc = cfg->on_accept(cfg->sink_ud, req, sig->signal, accepted, &serr);
         if (rc) {
             if (!serr.code)
                 serr.code = rc;
-            srv_metrics_items(req, 0, w.verdict.total);
+            srv_metrics_items(req, 0, w.dec.verdict.total);
             answer_error(resp, req, &w, &serr);
             work_free(&w);
             return;
         }
     }
-    srv_metrics_items(req, accepted, w.verdict.bad);
+    srv_metrics_items(req, accepted, w.dec.verdict.bad);
     answer_ok(resp, &w);
     work_free(&w);
 }

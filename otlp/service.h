@@ -14,14 +14,14 @@
 #ifndef OTLP_SERVICE_H
 #define OTLP_SERVICE_H
 
+#include "decode.h"
+
 #include "../common/err.h"
 #include "../server/request.h"
 #include "../server/router.h"
 
 #include <stddef.h>
 #include <stdint.h>
-
-enum { OTLP_SIGNAL_PROFILES = 1, OTLP_SIGNAL_TRACES = 2 };
 
 #define OTLP_PATH_GRPC_PROFILES                                                                    \
     "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
