@@ -509,3 +509,22 @@ class RawH2:
 
 def goaway_code(frame):
     return int.from_bytes(frame[3][4:8], "big")
+
+
+def established_client_ports(server_port):
+    """Local ports of the ESTABLISHED loopback TCP connections to `server_port` (from /proc/net/tcp
+    and tcp6: grpcio uses v4-mapped IPv6 sockets), to tell whether a client kept its connection or
+    opened a new one. The server's own accepted sockets have `server_port` as local port, not remote."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, remote, state = parts[1], parts[2], parts[3]
+                    if state == "01" and int(remote.split(":")[1], 16) == server_port:
+                        ports.add(int(local.split(":")[1], 16))
+        except FileNotFoundError:
+            pass
+    return ports

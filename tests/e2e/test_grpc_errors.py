@@ -15,6 +15,7 @@ from e2e_helpers import (
     TRACES_METHOD,
     cpu_profile_request,
     curl,
+    established_client_ports,
     grpc_frame,
     profiles_stub,
     raw_unary,
@@ -93,12 +94,15 @@ def test_message_at_the_limit_is_accepted_one_byte_more_is_resource_exhausted(sm
         at_limit = _trace_request_of_size(1048576)
         resp = raw_unary(ch, TRACES_METHOD, trace_service_pb2.ExportTraceServiceResponse)(at_limit, timeout=RPC_TIMEOUT)
         assert resp.partial_success.rejected_spans == 0
+        conns = established_client_ports(s.grpc_port)
+        assert len(conns) == 1, conns
         over = _trace_request_of_size(1048577)
         code, details = code_of(lambda: raw_unary(ch, TRACES_METHOD)(over, timeout=RPC_TIMEOUT))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
         assert "1048576" in details, f"grpc-message does not name the limit: {details!r}"
-        # Same channel, same connection: a small request still works.
+        # Same channel, same TCP connection: a small request still works.
         small_export_ok(ch)
+        assert established_client_ports(s.grpc_port) == conns, "the server dropped the connection"
 
 
 def _names_default_limit(details):
@@ -112,11 +116,14 @@ def test_message_over_default_64mib_is_resource_exhausted_and_channel_survives(s
     opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     big = b"\x00" * (DEFAULT_MAX_MSG + 1)
     with grpc.insecure_channel(spanprof.grpc_target, options=opts) as ch:
+        small_export_ok(ch)
+        conns = established_client_ports(spanprof.grpc_port)
         code, details = code_of(lambda: raw_unary(ch, PROFILES_METHOD)(big, timeout=60, compression=compression))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
         assert _names_default_limit(details), f"grpc-message does not name the limit: {details!r}"
         small_export_ok(ch)
         small_export_ok(ch)
+        assert established_client_ports(spanprof.grpc_port) == conns, "the server dropped the connection"
     assert spanprof.alive()
 
 
@@ -215,3 +222,14 @@ def test_resource_exhausted_count_in_metrics(small_limit_server):
     series = m.series("spanprof_requests_total", "profile")
     exhausted = sum(v for lab, v in series if lab.get("code", "").lower() in ("8", "resource_exhausted"))
     assert exhausted == 3, f"expected 3 requests with code RESOURCE_EXHAUSTED (8): {series}"
+
+
+def test_grpc_plus_proto_content_type_is_accepted(spanprof, tmp_path):
+    """gRPC allows "application/grpc+proto" (PROTOCOL-HTTP2.md, Content-Type)."""
+    req, _ = cpu_profile_request()
+    p = tmp_path / "body.bin"
+    p.write_bytes(grpc_frame(req.SerializeToString()))
+    r = curl("--http2-prior-knowledge", "-o", "/dev/null", "-D", "-", "-H", "content-type: application/grpc+proto",
+             "-H", "te: trailers", "--data-binary", f"@{p}", f"http://127.0.0.1:{spanprof.grpc_port}{PROFILES_METHOD}")
+    assert r.returncode == 0, r.stderr
+    assert "grpc-status: 0" in r.stdout.lower(), r.stdout

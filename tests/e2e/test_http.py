@@ -171,3 +171,91 @@ def test_http_requests_and_rejections_in_metrics(spanprof):
     assert by_code.get("200") == 3 or by_code.get("OK") == 3 or by_code.get("0") == 3, series
     assert by_code.get("400") == 1 or by_code.get("INVALID_ARGUMENT") == 1 or by_code.get("3") == 1, series
     assert m.total("spanprof_received_bytes_total", "trace") >= 3 * len(ok)
+
+
+def test_pipelined_requests_are_answered_in_order(spanprof):
+    """RFC 9112 §9.3.2: requests sent back to back on one connection get their responses in order."""
+    import socket
+    body = trace_request([b"\x01" * 8]).SerializeToString()
+    reqs = (b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            + b"GET /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n"
+            + b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", spanprof.http_port), timeout=10) as s:
+        s.sendall(reqs)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    statuses = []
+    rest = data
+    while rest:
+        head, sep, rest = rest.partition(b"\r\n\r\n")
+        assert sep, f"truncated response head: {head[:300]!r}"
+        lines = head.split(b"\r\n")
+        statuses.append(int(lines[0].split(b" ")[1]))
+        length = [int(ln.split(b":", 1)[1]) for ln in lines[1:] if ln.lower().startswith(b"content-length:")]
+        assert length, f"response without content-length: {head!r}"
+        rest = rest[length[0]:]
+    assert statuses == [200, 415, 404, 200], data[:1000]
+
+
+def test_expect_100_continue(spanprof):
+    """curl sends `Expect: 100-continue` for larger uploads: the server answers 100 before the body
+    (RFC 9110 §10.1.1), so the client does not stall waiting for it."""
+    import socket
+    body = cpu_profile_request(n_profiles=2, samples_per_profile=2000)[0].SerializeToString()
+    with socket.create_connection(("127.0.0.1", spanprof.http_port), timeout=10) as s:
+        s.sendall(b"POST /v1development/profiles HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        s.settimeout(5)
+        interim = s.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:200]
+        s.sendall(body)
+        s.settimeout(10)
+        rest = interim.split(b"\r\n\r\n", 1)[1]
+        while b"\r\n\r\n" not in rest:
+            rest += s.recv(65536)
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:200]
+
+
+def test_expect_100_continue_refused_for_wrong_content_type(spanprof):
+    """A request that will be refused anyway gets its final status instead of 100 Continue."""
+    import socket
+    with socket.create_connection(("127.0.0.1", spanprof.http_port), timeout=10) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: 100000\r\n\r\n")
+        s.settimeout(5)
+        data = s.recv(4096)
+    assert data.startswith((b"HTTP/1.1 415", b"HTTP/1.1 100")), data[:200]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["grpc", "http1", "h2c_curl"])
+def test_large_valid_export_is_accepted(spanprof, tmp_path, how):
+    """~5 MB request: exercises HTTP/2 flow control (WINDOW_UPDATE) and large HTTP/1.1 bodies."""
+    import grpc
+    from e2e_helpers import RPC_TIMEOUT, profiles_stub
+    req, _ = cpu_profile_request(n_profiles=8, samples_per_profile=25000, extra_stacks=1000)
+    payload = req.SerializeToString()
+    assert len(payload) > 5_000_000
+    if how == "grpc":
+        with grpc.insecure_channel(spanprof.grpc_target, options=[("grpc.max_send_message_length", -1)]) as ch:
+            resp = profiles_stub(ch).Export(req, timeout=60)
+        assert resp.partial_success.rejected_profiles == 0
+    elif how == "http1":
+        status, _, body = post_protobuf(spanprof.http_port, "/v1development/profiles", payload)
+        assert status == 200, body[:200]
+    else:
+        p = tmp_path / "req.bin"
+        p.write_bytes(payload)
+        r = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                 "Content-Type: application/x-protobuf", "--data-binary", f"@{p}",
+                 f"http://{spanprof.http_target}/v1development/profiles", timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "200"
+    m = wait_for_metric(spanprof.http_port, lambda m: m.total("spanprof_accepted_items_total", "profile") >= 8,
+                        timeout=30)
+    assert m.total("spanprof_accepted_items_total", "profile") == 8

@@ -134,3 +134,15 @@ def test_grpc_trace_export_with_raw_stub_and_empty_request(spanprof):
     with grpc.insecure_channel(spanprof.grpc_target) as ch:
         resp = raw_unary(ch, TRACES_METHOD, trace_service_pb2.ExportTraceServiceResponse)(b"", timeout=RPC_TIMEOUT)
     assert resp.partial_success.rejected_spans == 0
+
+
+@pytest.mark.parametrize("trace_id", [b"\x01" * 15, b"\x01" * 17, b""], ids=["15_bytes", "17_bytes", "empty"])
+def test_bad_trace_id_is_rejected(spanprof, trace_id):
+    good = trace_request([b"\x02" * 8])
+    bad = trace_request([b"\x03" * 8], trace_id=trace_id)
+    good.resource_spans[0].scope_spans[0].spans.extend(bad.resource_spans[0].scope_spans[0].spans)
+    with grpc.insecure_channel(spanprof.grpc_target) as ch:
+        resp = traces_stub(ch).Export(good, timeout=RPC_TIMEOUT)
+    assert resp.partial_success.rejected_spans == 1, resp
+    assert resp.partial_success.error_message
+    assert accepted_spans(spanprof.http_port, 1) == 1
