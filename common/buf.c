@@ -43,6 +43,8 @@ int sp_buf_reserve(sp_buf *b, size_t extra)
 
 int sp_buf_append(sp_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     int rc = sp_buf_reserve(b, n);
     if (rc)
         return rc;
