@@ -247,12 +247,9 @@ done:
 int otlp_decompress(otlp_encoding enc, const uint8_t *in, size_t len, size_t limit, sp_buf *out,
                     sp_err *err)
 {
-    if (enc == OTLP_ENC_IDENTITY) {
-        if (limit && len > limit)
-            return too_big(err, enc, limit);
-        return sp_buf_append(out, in, len) ? too_big(err, enc, 0) : 0;
-    }
-    if (len == 0)
+    if (enc == OTLP_ENC_IDENTITY && limit && len > limit)
+        return too_big(err, enc, limit);
+    if (enc != OTLP_ENC_IDENTITY && len == 0)
         return sp_fail(err, SP_EINVAL, "empty %s data", otlp_encoding_name(enc));
     /* The limit is on this call's output (out may already hold bytes). Lower out's own limit for
      * the duration of the call so that sp_buf's growth cannot reserve past it either. */
@@ -261,6 +258,11 @@ int otlp_decompress(otlp_encoding enc, const uint8_t *in, size_t len, size_t lim
         out->limit = out->len + limit;
     int rc;
     switch (enc) {
+    case OTLP_ENC_IDENTITY:
+        /* 0 bytes: no append (sp_buf_append of nothing to an unallocated buffer writes via NULL).
+         */
+        rc = len && sp_buf_append(out, in, len) ? too_big(err, enc, limit) : 0;
+        break;
     case OTLP_ENC_GZIP:
         rc = inflate_all(enc, 15 + 16, in, len, limit, out, err);
         break;

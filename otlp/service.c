@@ -157,7 +157,7 @@ int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message)
         n += otlp_wire_put_varint(head + n, (uint64_t)(int64_t)grpc_code);
     }
     size_t mlen = message ? strlen(message) : 0;
-    int rc = sp_buf_append(out, head, n);
+    int rc = n ? sp_buf_append(out, head, n) : 0;
     if (!rc && mlen) {
         n = 0;
         head[n++] = 0x12; /* field 2 message, length-delimited */
