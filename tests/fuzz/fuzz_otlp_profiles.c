@@ -1,0 +1,170 @@
+/* libFuzzer target: ExportProfilesServiceRequest bytes through the whole decode pipeline
+ * (otlp/decode.c: depth check, v1.9 layout detection and rewrite, protobuf-c unpack, validation).
+ * Then every reference of every profile the validator accepted is followed, so ASan catches any
+ * index the validator let through out of bounds. */
+#include "otlp/decode.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            __builtin_trap();                                                                      \
+    } while (0)
+
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+
+static volatile size_t sink; /* keeps the reads below from being optimised away */
+
+static const char *str(const Dict *d, int32_t i)
+{
+    CHECK(i >= 0);
+    if (i == 0)
+        return "";
+    return d->string_table[i];
+}
+
+static void touch_value(const Dict *d, const AnyValue *v)
+{
+    if (!v)
+        return;
+    if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE_STRINDEX)
+        sink += strlen(str(d, v->string_value_strindex));
+    else if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE &&
+             v->array_value)
+        for (size_t i = 0; i < v->array_value->n_values; i++)
+            touch_value(d, v->array_value->values[i]);
+    else if (v->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE &&
+             v->kvlist_value)
+        for (size_t i = 0; i < v->kvlist_value->n_values; i++) {
+            sink += strlen(str(d, v->kvlist_value->values[i]->key_strindex));
+            touch_value(d, v->kvlist_value->values[i]->value);
+        }
+}
+
+static void touch_attrs(const Dict *d, const int32_t *idx, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        CHECK(idx[k] >= 0);
+        if (idx[k] == 0)
+            continue;
+        const Opentelemetry__Proto__Profiles__V1development__KeyValueAndUnit *a =
+            d->attribute_table[idx[k]];
+        sink += strlen(str(d, a->key_strindex)) + strlen(str(d, a->unit_strindex));
+        touch_value(d, a->value);
+    }
+}
+
+static void touch_profile(const Dict *d,
+                          const Opentelemetry__Proto__Profiles__V1development__Profile *p)
+{
+    if (p->sample_type)
+        sink += strlen(str(d, p->sample_type->type_strindex)) +
+                strlen(str(d, p->sample_type->unit_strindex));
+    if (p->period_type)
+        sink += strlen(str(d, p->period_type->type_strindex)) +
+                strlen(str(d, p->period_type->unit_strindex));
+    touch_attrs(d, p->attribute_indices, p->n_attribute_indices);
+    for (size_t i = 0; i < p->n_samples; i++) {
+        const Opentelemetry__Proto__Profiles__V1development__Sample *s = p->samples[i];
+        CHECK(s->n_values || s->n_timestamps_unix_nano);
+        CHECK(!s->n_values || !s->n_timestamps_unix_nano ||
+              s->n_values == s->n_timestamps_unix_nano);
+        touch_attrs(d, s->attribute_indices, s->n_attribute_indices);
+        CHECK(s->link_index >= 0);
+        if (s->link_index) {
+            const Opentelemetry__Proto__Profiles__V1development__Link *l =
+                d->link_table[s->link_index];
+            CHECK(l->trace_id.len == 0 || l->trace_id.len == 16);
+            CHECK(l->span_id.len == 0 || l->span_id.len == 8);
+        }
+        CHECK(s->stack_index >= 0);
+        if (!s->stack_index)
+            continue;
+        const Opentelemetry__Proto__Profiles__V1development__Stack *st =
+            d->stack_table[s->stack_index];
+        for (size_t k = 0; k < st->n_location_indices; k++) {
+            int32_t li = st->location_indices[k];
+            CHECK(li >= 0);
+            if (!li)
+                continue;
+            const Opentelemetry__Proto__Profiles__V1development__Location *loc =
+                d->location_table[li];
+            CHECK(loc->mapping_index >= 0);
+            if (loc->mapping_index) {
+                const Opentelemetry__Proto__Profiles__V1development__Mapping *m =
+                    d->mapping_table[loc->mapping_index];
+                sink += strlen(str(d, m->filename_strindex));
+                touch_attrs(d, m->attribute_indices, m->n_attribute_indices);
+            }
+            for (size_t j = 0; j < loc->n_lines; j++) {
+                int32_t fi = loc->lines[j]->function_index;
+                CHECK(fi >= 0);
+                if (!fi)
+                    continue;
+                const Opentelemetry__Proto__Profiles__V1development__Function *f =
+                    d->function_table[fi];
+                sink += strlen(str(d, f->name_strindex)) + strlen(str(d, f->system_name_strindex)) +
+                        strlen(str(d, f->filename_strindex));
+            }
+            touch_attrs(d, loc->attribute_indices, loc->n_attribute_indices);
+        }
+    }
+}
+
+static void touch_kvs(const Dict *d, otlp_kv *const *kv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key, *s;
+        sp_err err;
+        CHECK(otlp_resolve_kv(kv[i], d->string_table, d->n_string_table, &key, &s, &err) == 0);
+        sink += strlen(key) + (s ? strlen(s) : 0);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    sp_arena *a = sp_arena_new(otlp_decode_budget(size));
+    otlp_decoded dec;
+    sp_err err = {0};
+    int rc = otlp_decode(OTLP_SIGNAL_PROFILES, data, size, a, &dec, &err);
+    if (rc) {
+        CHECK(rc == SP_EINVAL || rc == SP_ETOOBIG);
+        CHECK(err.code == rc && err.msg[0] != 0);
+        sp_arena_free(a);
+        return 0;
+    }
+    const otlp_profiles_req *req = (const otlp_profiles_req *)dec.msg;
+    const otlp_verdict *v = &dec.verdict;
+    CHECK(v->bad <= v->total);
+    CHECK((v->bad == 0) == (v->first.code == 0));
+    size_t k = 0, bad = 0;
+    for (size_t r = 0; r < req->n_resource_profiles; r++) {
+        const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
+            req->resource_profiles[r];
+        for (size_t s = 0; s < rp->n_scope_profiles; s++) {
+            const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp =
+                rp->scope_profiles[s];
+            for (size_t p = 0; p < sp->n_profiles; p++, k++) {
+                CHECK(k < v->total);
+                if (v->is_bad[k]) {
+                    bad++;
+                    continue;
+                }
+                /* Accepted: every reference must be safe to follow. */
+                touch_profile(req->dictionary, sp->profiles[p]);
+                if (rp->resource)
+                    touch_kvs(req->dictionary, rp->resource->attributes,
+                              rp->resource->n_attributes);
+                if (sp->scope)
+                    touch_kvs(req->dictionary, sp->scope->attributes, sp->scope->n_attributes);
+            }
+        }
+    }
+    CHECK(k == v->total && bad == v->bad);
+    CHECK(dec.layout.old_votes + dec.layout.new_votes <= dec.layout.samples);
+    sp_arena_free(a);
+    return 0;
+}
