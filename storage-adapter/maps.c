@@ -1,0 +1,352 @@
+#include "maps.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- hashing -----------------------------------------------------------------------------------
+ */
+
+static inline uint64_t rotl64(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+/* Final avalanche: every input bit affects every output bit. */
+static inline uint64_t fmix64(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 29;
+    h *= 0xa0761d6478bd642fULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static inline uint64_t word_mix(uint64_t w)
+{
+    w *= 0x9fb21c651e98df25ULL;
+    w = rotl64(w, 31);
+    return w * 0xe7037ed1a0b428dbULL;
+}
+
+uint64_t store_hash64(const void *p, size_t n, uint64_t seed)
+{
+    const uint8_t *b = p;
+    uint64_t h = seed ^ ((uint64_t)n * 0x8ebc6af09c88c6e3ULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        h ^= word_mix(w);
+        h = rotl64(h, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+        b += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, b, n);
+        h ^= word_mix(w ^ ((uint64_t)n << 56));
+        h = rotl64(h, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+    }
+    return fmix64(h);
+}
+
+static inline uint64_t mix3(int64_t a, int64_t b, int64_t c)
+{
+    uint64_t h = word_mix((uint64_t)a) ^ rotl64(word_mix((uint64_t)b), 21) ^
+                 rotl64(word_mix((uint64_t)c), 42);
+    return fmix64(h);
+}
+
+/* ---- varints -----------------------------------------------------------------------------------
+ */
+
+size_t store_varint_put(uint8_t *out, uint64_t v)
+{
+    size_t i = 0;
+    while (v >= 0x80) {
+        out[i++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[i++] = (uint8_t)v;
+    return i;
+}
+
+int store_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    const uint8_t *q = *p;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (q >= end)
+            return -1;
+        uint8_t c = *q++;
+        r |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *p = q;
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ---- dictionary cache --------------------------------------------------------------------------
+ */
+
+void store_dict_init(store_dict *d, size_t max_entries)
+{
+    memset(d, 0, sizeof *d);
+    d->max = max_entries ? max_entries : 1;
+}
+
+void store_dict_free(store_dict *d)
+{
+    free(d->slots);
+    d->slots = NULL;
+    d->cap = d->n = 0;
+}
+
+void store_dict_clear(store_dict *d)
+{
+    if (d->slots)
+        memset(d->slots, 0, d->cap * sizeof *d->slots);
+    d->n = 0;
+    d->clears++;
+}
+
+store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
+{
+    if (!d->cap)
+        return NULL;
+    if (!h1 && !h2)
+        h2 = 1; /* (0, 0) marks an empty slot */
+    size_t mask = d->cap - 1;
+    for (size_t i = h1 & mask;; i = (i + 1) & mask) {
+        store_dict_entry *e = &d->slots[i];
+        if (!e->h1 && !e->h2)
+            return NULL;
+        if (e->h1 == h1 && e->h2 == h2)
+            return e;
+    }
+}
+
+static int dict_grow(store_dict *d)
+{
+    size_t ncap = d->cap ? d->cap * 2 : 1024;
+    store_dict_entry *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    size_t mask = ncap - 1;
+    for (size_t j = 0; j < d->cap; j++) {
+        store_dict_entry *e = &d->slots[j];
+        if (!e->h1 && !e->h2)
+            continue;
+        size_t i = e->h1 & mask;
+        while (ns[i].h1 || ns[i].h2)
+            i = (i + 1) & mask;
+        ns[i] = *e;
+    }
+    free(d->slots);
+    d->slots = ns;
+    d->cap = ncap;
+    return 0;
+}
+
+store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen)
+{
+    if (!h1 && !h2)
+        h2 = 1;
+    store_dict_entry *e = store_dict_find(d, h1, h2);
+    if (!e) {
+        if (d->n >= d->max)
+            store_dict_clear(d);
+        if ((d->n + 1) * 2 > d->cap && dict_grow(d) != 0) {
+            store_dict_clear(d);
+            if (!d->cap)
+                return NULL;
+        }
+        size_t mask = d->cap - 1, i = h1 & mask;
+        while (d->slots[i].h1 || d->slots[i].h2)
+            i = (i + 1) & mask;
+        e = &d->slots[i];
+        e->h1 = h1;
+        e->h2 = h2;
+        d->n++;
+    }
+    e->id = id;
+    e->seen = seen;
+    return e;
+}
+
+size_t store_dict_bytes(const store_dict *d)
+{
+    return d->cap * sizeof *d->slots;
+}
+
+/* ---- aggregation map ---------------------------------------------------------------------------
+ */
+
+void store_agg_init(store_agg *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void store_agg_free(store_agg *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof *m);
+}
+
+void store_agg_reset(store_agg *m)
+{
+    if (m->slots && m->n)
+        memset(m->slots, 0, m->cap * sizeof *m->slots);
+    m->n = 0;
+}
+
+store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2)
+{
+    if (!m->cap)
+        return NULL;
+    size_t mask = m->cap - 1;
+    for (size_t i = mix3(k0, k1, k2) & mask;; i = (i + 1) & mask) {
+        store_agg_entry *e = &m->slots[i];
+        if (!e->used)
+            return NULL;
+        if (e->k[0] == k0 && e->k[1] == k1 && e->k[2] == k2)
+            return e;
+    }
+}
+
+static int agg_grow(store_agg *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 256;
+    store_agg_entry *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    size_t mask = ncap - 1;
+    for (size_t j = 0; j < m->cap; j++) {
+        store_agg_entry *e = &m->slots[j];
+        if (!e->used)
+            continue;
+        size_t i = mix3(e->k[0], e->k[1], e->k[2]) & mask;
+        while (ns[i].used)
+            i = (i + 1) & mask;
+        ns[i] = *e;
+    }
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return 0;
+}
+
+store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int *created)
+{
+    store_agg_entry *e = store_agg_find(m, k0, k1, k2);
+    if (created)
+        *created = 0;
+    if (e)
+        return e;
+    if ((m->n + 1) * 4 > m->cap * 3 && agg_grow(m) != 0)
+        return NULL;
+    size_t mask = m->cap - 1, i = mix3(k0, k1, k2) & mask;
+    while (m->slots[i].used)
+        i = (i + 1) & mask;
+    e = &m->slots[i];
+    e->k[0] = k0;
+    e->k[1] = k1;
+    e->k[2] = k2;
+    e->sum = e->aux = 0;
+    e->used = 1;
+    e->ord = (uint32_t)m->n++;
+    if (created)
+        *created = 1;
+    return e;
+}
+
+/* ---- string set --------------------------------------------------------------------------------
+ */
+
+void store_strset_init(store_strset *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+void store_strset_free(store_strset *s)
+{
+    free(s->slots);
+    free(s->strs);
+    free(s->lens);
+    free(s->hashes);
+    memset(s, 0, sizeof *s);
+}
+
+int64_t store_strset_find(const store_strset *set, const char *s, size_t len)
+{
+    if (!set->cap)
+        return -1;
+    uint64_t h = store_hash64(s, len, 0x5eed);
+    size_t mask = set->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        uint32_t v = set->slots[i];
+        if (!v)
+            return -1;
+        size_t k = v - 1;
+        if (set->hashes[k] == h && set->lens[k] == len && memcmp(set->strs[k], s, len) == 0)
+            return (int64_t)k;
+    }
+}
+
+static int strset_rehash(store_strset *set, size_t ncap)
+{
+    uint32_t *ns = calloc(ncap, sizeof *ns);
+    if (!ns)
+        return -1;
+    size_t mask = ncap - 1;
+    for (size_t k = 0; k < set->n; k++) {
+        size_t i = set->hashes[k] & mask;
+        while (ns[i])
+            i = (i + 1) & mask;
+        ns[i] = (uint32_t)(k + 1);
+    }
+    free(set->slots);
+    set->slots = ns;
+    set->cap = ncap;
+    return 0;
+}
+
+int64_t store_strset_add(store_strset *set, const char *s, size_t len)
+{
+    int64_t k = store_strset_find(set, s, len);
+    if (k >= 0)
+        return k;
+    if (set->n >= UINT32_MAX - 1)
+        return -1;
+    if (set->n == set->strcap) {
+        size_t nc = set->strcap ? set->strcap * 2 : 64;
+        const char **ns = realloc(set->strs, nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        set->strs = ns;
+        uint32_t *nl = realloc(set->lens, nc * sizeof *nl);
+        if (!nl)
+            return -1;
+        set->lens = nl;
+        uint64_t *nh = realloc(set->hashes, nc * sizeof *nh);
+        if (!nh)
+            return -1;
+        set->hashes = nh;
+        set->strcap = nc;
+    }
+    if ((set->n + 1) * 2 > set->cap && strset_rehash(set, set->cap ? set->cap * 2 : 128) != 0)
+        return -1;
+    uint64_t h = store_hash64(s, len, 0x5eed);
+    k = (int64_t)set->n++;
+    set->strs[k] = s;
+    set->lens[k] = (uint32_t)len;
+    set->hashes[k] = h;
+    size_t mask = set->cap - 1, i = h & mask;
+    while (set->slots[i])
+        i = (i + 1) & mask;
+    set->slots[i] = (uint32_t)(k + 1);
+    return k;
+}

@@ -1,0 +1,88 @@
+/* Internal helpers of the storage adapter: content hashing, varints and open-addressing maps.
+ *
+ * Used by the SQLite backend (writer caches, per-transaction aggregation, per-query memos). None of
+ * these touch SQLite or the disk; none are part of the store interface. A map is owned by one
+ * thread at a time (the writer thread, or the thread running one query): no locking here.
+ */
+#ifndef STORE_MAPS_H
+#define STORE_MAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 64-bit hash of n bytes; different seeds give independent hashes, so a (seed 1, seed 2) pair is
+ * used as a 128-bit content fingerprint by the dictionary caches. */
+uint64_t store_hash64(const void *p, size_t n, uint64_t seed);
+
+#define STORE_VARINT_MAX 10
+/* LEB128: 7 bits a byte, low group first. Returns the bytes written (1..10). */
+size_t store_varint_put(uint8_t *out, uint64_t v);
+/* Reads one varint from *p (not past end) and advances *p. 0, or -1 if truncated or too long. */
+int store_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
+/* ---- dictionary cache: content fingerprint (h1, h2) → database row id -------------------------
+ * Bounded by max entries; when a put would exceed it, the cache clears itself (the eviction
+ * rule: the cache only saves lookups, the database stays the truth, so forgetting is always safe).
+ */
+typedef struct store_dict_entry {
+    uint64_t h1, h2; /* (0, 0) = empty slot */
+    int64_t id;
+    int32_t seen; /* the `seen` hour last written to the row, for retention */
+} store_dict_entry;
+
+typedef struct store_dict {
+    store_dict_entry *slots;
+    size_t cap, n, max;
+    uint64_t clears;
+} store_dict;
+
+void store_dict_init(store_dict *d, size_t max_entries);
+void store_dict_free(store_dict *d);
+void store_dict_clear(store_dict *d);
+store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2);
+/* Inserts or overwrites; returns the entry or NULL on allocation failure (the cache is then
+ * empty but usable). */
+store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen);
+size_t store_dict_bytes(const store_dict *d);
+
+/* ---- aggregation map: (k0, k1, k2) → (sum, aux) ------------------------------------------------
+ * Grows without a cap of its own: its users bound what goes in (one transaction, one query). */
+typedef struct store_agg_entry {
+    int64_t k[3];
+    int64_t sum, aux;
+    uint32_t used;
+    uint32_t ord; /* insertion order, for stable iteration where callers want it */
+} store_agg_entry;
+
+typedef struct store_agg {
+    store_agg_entry *slots;
+    size_t cap, n;
+} store_agg;
+
+void store_agg_init(store_agg *m);
+void store_agg_free(store_agg *m);
+void store_agg_reset(store_agg *m); /* empties, keeps the memory */
+/* Finds or inserts the key (new entries start with sum = aux = 0, *created = 1). NULL on
+ * allocation failure. */
+store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int *created);
+store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2);
+
+/* ---- string set: interns strings to dense indices 0..n-1 ---------------------------------------
+ * The strings are not copied: what is added must outlive the set (typically an arena copy). */
+typedef struct store_strset {
+    uint32_t *slots; /* index + 1, 0 = empty */
+    size_t cap;
+    const char **strs;
+    uint32_t *lens;
+    uint64_t *hashes;
+    size_t n, strcap;
+} store_strset;
+
+void store_strset_init(store_strset *s);
+void store_strset_free(store_strset *s);
+/* Returns the index of s (len bytes) or -1 when not present. */
+int64_t store_strset_find(const store_strset *set, const char *s, size_t len);
+/* Adds s unless an equal string is present; returns its index, -1 on allocation failure. */
+int64_t store_strset_add(store_strset *set, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,299 @@
+/* Label selectors: parsing (store_parse_selector) and evaluation (match.h). */
+#include "match.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct parser {
+    const char *s, *p;
+    sp_arena *a;
+    sp_err *err;
+} parser;
+
+static void skip_ws(parser *ps)
+{
+    while (*ps->p && isspace((unsigned char)*ps->p))
+        ps->p++;
+}
+
+static int perr(parser *ps, const char *what)
+{
+    return sp_fail(ps->err, SP_EINVAL, "label selector \"%s\": %s at offset %d", ps->s, what,
+                   (int)(ps->p - ps->s));
+}
+
+/* A quoted string: "..." or '...' with Go/PromQL escapes, or `...` raw. */
+static int parse_quoted(parser *ps, const char **out)
+{
+    char q = *ps->p;
+    if (q != '"' && q != '\'' && q != '`')
+        return perr(ps, "expected a quoted string");
+    ps->p++;
+    const char *start = ps->p;
+    size_t cap = strlen(start) + 1;
+    char *buf = sp_arena_alloc(ps->a, cap);
+    if (!buf)
+        return sp_fail(ps->err, SP_ETOOBIG, "label selector too large for the request budget");
+    size_t n = 0;
+    for (;;) {
+        char c = *ps->p;
+        if (!c)
+            return perr(ps, "unterminated string");
+        ps->p++;
+        if (c == q)
+            break;
+        if (c == '\\' && q != '`') {
+            char e = *ps->p;
+            if (!e)
+                return perr(ps, "unterminated escape");
+            ps->p++;
+            switch (e) {
+            case 'n':
+                c = '\n';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case '\\':
+                c = '\\';
+                break;
+            case '"':
+                c = '"';
+                break;
+            case '\'':
+                c = '\'';
+                break;
+            default:
+                /* Keep unknown escapes (regex classes such as \. ) as written. */
+                buf[n++] = '\\';
+                c = e;
+                break;
+            }
+        }
+        buf[n++] = c;
+    }
+    buf[n] = 0;
+    *out = buf;
+    return 0;
+}
+
+static int is_name_start(char c)
+{
+    return isalpha((unsigned char)c) || c == '_';
+}
+
+static int is_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '_' || c == '.';
+}
+
+static int parse_name(parser *ps, const char **out)
+{
+    if (*ps->p == '"' || *ps->p == '\'' || *ps->p == '`')
+        return parse_quoted(ps, out);
+    if (!is_name_start(*ps->p))
+        return perr(ps, "expected a label name");
+    const char *start = ps->p;
+    while (is_name_char(*ps->p))
+        ps->p++;
+    *out = sp_arena_strndup(ps->a, start, (size_t)(ps->p - start));
+    if (!*out)
+        return sp_fail(ps->err, SP_ETOOBIG, "label selector too large for the request budget");
+    return 0;
+}
+
+/* matcher (',' matcher)* [','] up to `close` (or the end when close is 0). */
+static int parse_list(parser *ps, char close, store_selector *out)
+{
+    size_t cap = 0;
+    for (const char *c = ps->p; *c; c++)
+        cap += *c == ',';
+    cap += 1;
+    out->matchers = sp_arena_calloc(ps->a, cap, sizeof *out->matchers);
+    if (!out->matchers)
+        return sp_fail(ps->err, SP_ETOOBIG, "label selector too large for the request budget");
+    for (;;) {
+        skip_ws(ps);
+        if (*ps->p == close)
+            break;
+        if (!*ps->p)
+            return close ? perr(ps, "missing '}'") : 0;
+        store_matcher *m = &out->matchers[out->nmatchers];
+        int rc = parse_name(ps, &m->name);
+        if (rc)
+            return rc;
+        skip_ws(ps);
+        if (ps->p[0] == '=' && ps->p[1] == '~') {
+            m->op = STORE_MATCH_RE;
+            ps->p += 2;
+        } else if (ps->p[0] == '!' && ps->p[1] == '~') {
+            m->op = STORE_MATCH_NRE;
+            ps->p += 2;
+        } else if (ps->p[0] == '!' && ps->p[1] == '=') {
+            m->op = STORE_MATCH_NEQ;
+            ps->p += 2;
+        } else if (ps->p[0] == '=') {
+            m->op = STORE_MATCH_EQ;
+            ps->p += 1;
+        } else {
+            return perr(ps, "expected one of = != =~ !~");
+        }
+        skip_ws(ps);
+        if ((rc = parse_quoted(ps, &m->value)))
+            return rc;
+        if (out->nmatchers >= cap)
+            return perr(ps, "too many matchers");
+        out->nmatchers++;
+        skip_ws(ps);
+        if (*ps->p == ',') {
+            ps->p++;
+            continue;
+        }
+        if (*ps->p == close || !*ps->p)
+            continue;
+        return perr(ps, "expected ',' or the end of the selector");
+    }
+    if (close)
+        ps->p++;
+    return 0;
+}
+
+int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_err *err)
+{
+    if (!out || !a)
+        return sp_fail(err, SP_EINTERNAL, "store_parse_selector: no arena or output");
+    memset(out, 0, sizeof *out);
+    if (!text)
+        return 0;
+    parser ps = {.s = text, .p = text, .a = a, .err = err};
+    skip_ws(&ps);
+    const char *brace = strchr(ps.p, '{');
+    if (!brace) {
+        if (!*ps.p)
+            return 0;
+        /* Grafana custom queries: `method="x"` without braces; a bare word is a metric name. */
+        if (strpbrk(ps.p, "=~")) {
+            int rc = parse_list(&ps, 0, out);
+            return rc;
+        }
+        const char *end = ps.p + strlen(ps.p);
+        while (end > ps.p && isspace((unsigned char)end[-1]))
+            end--;
+        out->type_id = sp_arena_strndup(a, ps.p, (size_t)(end - ps.p));
+        return out->type_id ? 0 : sp_fail(err, SP_ETOOBIG, "label selector too large");
+    }
+    if (brace > ps.p) {
+        const char *end = brace;
+        while (end > ps.p && isspace((unsigned char)end[-1]))
+            end--;
+        for (const char *c = ps.p; c < end; c++)
+            if (isspace((unsigned char)*c) || *c == '"' || *c == '=')
+                return perr(&ps, "unexpected text before '{'");
+        out->type_id = sp_arena_strndup(a, ps.p, (size_t)(end - ps.p));
+        if (!out->type_id)
+            return sp_fail(err, SP_ETOOBIG, "label selector too large");
+    }
+    ps.p = brace + 1;
+    int rc = parse_list(&ps, '}', out);
+    if (rc)
+        return rc;
+    skip_ws(&ps);
+    if (*ps.p)
+        return perr(&ps, "unexpected text after '}'");
+    return 0;
+}
+
+/* ---- evaluation --------------------------------------------------------------------------------
+ */
+
+int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_err *err)
+{
+    memset(mm, 0, sizeof *mm);
+    mm->m = m;
+    mm->n = n;
+    if (!n)
+        return 0;
+    mm->re = calloc(n, sizeof *mm->re);
+    mm->compiled = calloc(n, 1);
+    if (!mm->re || !mm->compiled) {
+        store_match_free(mm);
+        return sp_fail(err, SP_ENOMEM, "out of memory compiling label matchers");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!m[i].name || !m[i].value) {
+            store_match_free(mm);
+            return sp_fail(err, SP_EINVAL, "label matcher %zu has no name or value", i);
+        }
+        if (m[i].op != STORE_MATCH_RE && m[i].op != STORE_MATCH_NRE) {
+            if (m[i].op != STORE_MATCH_EQ && m[i].op != STORE_MATCH_NEQ) {
+                store_match_free(mm);
+                return sp_fail(err, SP_EINVAL, "label matcher %zu: unknown operator %d", i,
+                               m[i].op);
+            }
+            continue;
+        }
+        size_t len = strlen(m[i].value);
+        char *anchored = malloc(len + 5);
+        if (!anchored) {
+            store_match_free(mm);
+            return sp_fail(err, SP_ENOMEM, "out of memory compiling label matchers");
+        }
+        memcpy(anchored, "^(", 2);
+        memcpy(anchored + 2, m[i].value, len);
+        memcpy(anchored + 2 + len, ")$", 3);
+        int rc = regcomp(&mm->re[i], anchored, REG_EXTENDED | REG_NOSUB);
+        free(anchored);
+        if (rc != 0) {
+            char msg[128];
+            regerror(rc, &mm->re[i], msg, sizeof msg);
+            store_match_free(mm);
+            return sp_fail(err, SP_EINVAL, "label matcher %s=~\"%s\": bad regular expression: %s",
+                           m[i].name, m[i].value, msg);
+        }
+        mm->compiled[i] = 1;
+    }
+    return 0;
+}
+
+void store_match_free(store_match *mm)
+{
+    if (mm->re && mm->compiled)
+        for (size_t i = 0; i < mm->n; i++)
+            if (mm->compiled[i])
+                regfree(&mm->re[i]);
+    free(mm->re);
+    free(mm->compiled);
+    memset(mm, 0, sizeof *mm);
+}
+
+int store_match_eval(const store_match *mm, store_label_fn get, void *ctx)
+{
+    for (size_t i = 0; i < mm->n; i++) {
+        const store_matcher *m = &mm->m[i];
+        const char *v = get(ctx, m->name);
+        if (!v)
+            v = "";
+        int ok;
+        switch (m->op) {
+        case STORE_MATCH_EQ:
+            ok = strcmp(v, m->value) == 0;
+            break;
+        case STORE_MATCH_NEQ:
+            ok = strcmp(v, m->value) != 0;
+            break;
+        case STORE_MATCH_RE:
+            ok = regexec(&mm->re[i], v, 0, NULL, 0) == 0;
+            break;
+        default:
+            ok = regexec(&mm->re[i], v, 0, NULL, 0) != 0;
+            break;
+        }
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}

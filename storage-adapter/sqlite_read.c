@@ -1,0 +1,1181 @@
+/* Queries of the SQLite backend (Pyroscope querier.v1 semantics).
+ *
+ * Each query borrows a read connection from the pool, opens a read transaction (one consistent
+ * WAL snapshot for all its statements, never blocking the writer), selects the tenant's series
+ * whose labels match (matchers are evaluated here, in C, against the few series rows), then
+ * reads only those series' key ranges of `sample`, or only the named spans' rows of
+ * `span_stack`. Stacks are turned into frame names once per distinct location per query.
+ */
+#include "match.h"
+#include "sqlite_store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const rsql[R_NSTMT] = {
+    [R_BEGIN] = "BEGIN",
+    [R_COMMIT] = "COMMIT",
+    [R_TENANT] = "SELECT id FROM tenant WHERE name=?1",
+    [R_SERIES] = "SELECT id, type, labels FROM series WHERE tenant=?1 ORDER BY id",
+    [R_SERIES_HAS] = "SELECT 1 FROM sample WHERE series=?1 AND bucket>=?2 AND bucket<=?3 LIMIT 1",
+    [R_STACK_SUMS] = "SELECT stack, value FROM sample WHERE series=?1 AND bucket>=?2 AND "
+                     "bucket<=?3",
+    [R_BUCKET_SUMS] = "SELECT bucket, sum(value) FROM sample WHERE series=?1 AND bucket>=?2 AND "
+                      "bucket<=?3 GROUP BY bucket",
+    [R_STACK] = "SELECT locs FROM stack WHERE id=?1",
+    [R_LOC] = "SELECT mapping, address, kind, lines FROM location WHERE id=?1",
+    [R_FUNC] = "SELECT name FROM function WHERE id=?1",
+    [R_STRING] = "SELECT s FROM string WHERE id=?1",
+    [R_MAPPING] = "SELECT file FROM mapping WHERE id=?1",
+    [R_SPANSTK] = "SELECT series, stack, value FROM span_stack WHERE span_id=?1",
+    [R_TRACE] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
+                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
+                "FROM span WHERE tenant=?1 AND trace_id=?2 ORDER BY start_ns, span_id",
+    [R_SPAN] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
+               "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
+               "FROM span WHERE tenant=?1 AND span_id=?2",
+};
+
+void sqs_reader_close(sqs_reader *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < R_NSTMT; i++)
+        sqlite3_finalize(r->st[i]);
+    sqlite3_close(r->db);
+    free(r);
+}
+
+/* ---- query context ------------------------------------------------------------------------------
+ */
+
+typedef struct rq {
+    sqs_store *s;
+    sqs_reader *r;
+    sp_arena *a;
+    sp_err *err;
+    int64_t tenant; /* 0 = the tenant has never written: every answer is empty */
+    int64_t b0, b1; /* bucket range, inclusive */
+    store_match match;
+    int in_txn;
+} rq;
+
+typedef struct rseries {
+    int64_t id;
+    const char *type;
+    const char *parts[5]; /* the type id's parts: name, sample type/unit, period type/unit */
+    sp_kv *labels;        /* sorted by name */
+    uint32_t n;
+} rseries;
+
+static int nomem(rq *q)
+{
+    return sp_fail(q->err, SP_ETOOBIG, "query answer too large for the request budget");
+}
+
+static sqlite3_stmt *stmt(rq *q, int which)
+{
+    if (!q->r->st[which] && sqlite3_prepare_v3(q->r->db, rsql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                               &q->r->st[which], NULL) != SQLITE_OK)
+        return NULL;
+    return q->r->st[which];
+}
+
+static int dberr(rq *q, int rc, int which)
+{
+    return sqs_fail(q->err, q->r->db, rc, "query (%.40s)", rsql[which]);
+}
+
+static int prep_fail(rq *q, int which)
+{
+    return sqs_fail(q->err, q->r->db, sqlite3_errcode(q->r->db), "preparing %.40s", rsql[which]);
+}
+
+static void rq_end(rq *q)
+{
+    if (q->r) {
+        for (int i = 0; i < R_NSTMT; i++)
+            if (q->r->st[i])
+                sqlite3_reset(q->r->st[i]);
+        if (q->in_txn) {
+            sqlite3_stmt *c = stmt(q, R_COMMIT);
+            if (c) {
+                sqlite3_step(c);
+                sqlite3_reset(c);
+            }
+        }
+        sqs_reader_release(q->s, q->r);
+    }
+    store_match_free(&q->match);
+    q->r = NULL;
+}
+
+static int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_arena *a,
+                    sp_err *err)
+{
+    memset(q, 0, sizeof *q);
+    q->s = (sqs_store *)st;
+    q->a = a;
+    q->err = err;
+    q->b0 = INT64_MIN;
+    q->b1 = INT64_MAX;
+    if (query) {
+        tenant = query->tenant;
+        if (query->start_ns > 0)
+            q->b0 = sqs_floor_div(query->start_ns, SQS_BUCKET_NS);
+        if (query->end_ns > 0)
+            q->b1 = sqs_floor_div(query->end_ns - 1, SQS_BUCKET_NS);
+        if (query->nmatchers && !query->matchers)
+            return sp_fail(err, SP_EINTERNAL, "query: nmatchers without matchers");
+        int rc = store_match_compile(&q->match, query->matchers, query->nmatchers, err);
+        if (rc)
+            return rc;
+    }
+    int rc = sqs_reader_acquire(q->s, &q->r, err);
+    if (rc) {
+        store_match_free(&q->match);
+        return rc;
+    }
+    sqlite3_stmt *b = stmt(q, R_BEGIN);
+    if (!b) {
+        rc = prep_fail(q, R_BEGIN);
+        rq_end(q);
+        return rc;
+    }
+    rc = sqlite3_step(b);
+    sqlite3_reset(b);
+    if (rc != SQLITE_DONE) {
+        rc = dberr(q, rc, R_BEGIN);
+        rq_end(q);
+        return rc;
+    }
+    q->in_txn = 1;
+    sqlite3_stmt *t = stmt(q, R_TENANT);
+    if (!t) {
+        rc = prep_fail(q, R_TENANT);
+        rq_end(q);
+        return rc;
+    }
+    const char *name = sqs_tenant_name(tenant);
+    sqlite3_bind_text(t, 1, name, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(t);
+    if (rc == SQLITE_ROW)
+        q->tenant = sqlite3_column_int64(t, 0);
+    sqlite3_reset(t);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = dberr(q, rc, R_TENANT);
+        rq_end(q);
+        return rc;
+    }
+    return 0;
+}
+
+/* ---- series selection --------------------------------------------------------------------------
+ */
+
+static const char *series_label(void *ctx, const char *name)
+{
+    const rseries *s = ctx;
+    if (name[0] == '_' && name[1] == '_') {
+        if (strcmp(name, "__profile_type__") == 0)
+            return s->type;
+        if (strcmp(name, "__type__") == 0)
+            return s->parts[1];
+        if (strcmp(name, "__unit__") == 0)
+            return s->parts[2];
+        if (strcmp(name, "__period_type__") == 0)
+            return s->parts[3];
+        if (strcmp(name, "__period_unit__") == 0)
+            return s->parts[4];
+    }
+    uint32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        int c = strcmp(s->labels[mid].name, name);
+        if (c == 0)
+            return s->labels[mid].value;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int decode_series(rq *q, sqlite3_stmt *st, rseries *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = sqlite3_column_int64(st, 0);
+    const char *type = (const char *)sqlite3_column_text(st, 1);
+    out->type = sp_arena_strndup(q->a, type ? type : "", type ? strlen(type) : 0);
+    const uint8_t *blob = sqlite3_column_blob(st, 2);
+    int len = sqlite3_column_bytes(st, 2);
+    if (!out->type)
+        return nomem(q);
+    /* name:sample_type:sample_unit:period_type:period_unit */
+    char *copy = sp_arena_strndup(q->a, out->type, strlen(out->type));
+    if (!copy)
+        return nomem(q);
+    for (int i = 0; i < 5 && copy; i++) {
+        out->parts[i] = copy;
+        char *c = strchr(copy, ':');
+        if (c)
+            *c = 0;
+        copy = c ? c + 1 : NULL;
+    }
+    uint32_t n = 0;
+    for (int i = 0; i < len; i++)
+        n += blob[i] == 0;
+    n /= 2;
+    if (!n)
+        return 0;
+    char *text = sp_arena_memdup(q->a, blob, (size_t)len);
+    out->labels = sp_arena_alloc(q->a, n * sizeof *out->labels);
+    if (!text || !out->labels)
+        return nomem(q);
+    char *p = text, *end = text + len;
+    for (uint32_t i = 0; i < n && p < end; i++) {
+        out->labels[i].name = p;
+        p += strlen(p) + 1;
+        if (p >= end)
+            break;
+        out->labels[i].value = p;
+        p += strlen(p) + 1;
+        out->n++;
+    }
+    return 0;
+}
+
+static int series_has_data(rq *q, int64_t id, int *has)
+{
+    sqlite3_stmt *st = stmt(q, R_SERIES_HAS);
+    if (!st)
+        return prep_fail(q, R_SERIES_HAS);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, q->b0);
+    sqlite3_bind_int64(st, 3, q->b1);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return dberr(q, rc, R_SERIES_HAS);
+    *has = rc == SQLITE_ROW;
+    return 0;
+}
+
+/* The tenant's series of the query's type whose labels match; with `in_range`, only those with
+ * data in the time range. */
+static int select_series(rq *q, const store_query *query, int in_range, rseries **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!q->tenant)
+        return 0;
+    sqlite3_stmt *st = stmt(q, R_SERIES);
+    if (!st)
+        return prep_fail(q, R_SERIES);
+    sqlite3_bind_int64(st, 1, q->tenant);
+    size_t cap = 0;
+    rseries *v = NULL;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *type = (const char *)sqlite3_column_text(st, 1);
+        if (query && query->type_id && *query->type_id &&
+            (!type || strcmp(type, query->type_id) != 0))
+            continue;
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            rseries *nv = sp_arena_alloc(q->a, nc * sizeof *nv);
+            if (!nv) {
+                sqlite3_reset(st);
+                return nomem(q);
+            }
+            if (v)
+                memcpy(nv, v, *n * sizeof *nv);
+            v = nv;
+            cap = nc;
+        }
+        if ((rc = decode_series(q, st, &v[*n]))) {
+            sqlite3_reset(st);
+            return rc;
+        }
+        if (!store_match_eval(&q->match, series_label, &v[*n]))
+            continue;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return dberr(q, rc, R_SERIES);
+    if (in_range) {
+        size_t k = 0;
+        for (size_t i = 0; i < *n; i++) {
+            int has = 0;
+            if ((rc = series_has_data(q, v[i].id, &has)))
+                return rc;
+            if (has)
+                v[k++] = v[i];
+        }
+        *n = k;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---- string answers
+ * ------------------------------------------------------------------------------ */
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Copies a string set into a sorted arena array. */
+static int finish_strings(rq *q, const store_strset *set, store_strings *out)
+{
+    out->n = set->n;
+    if (!set->n)
+        return 0;
+    out->v = sp_arena_alloc(q->a, set->n * sizeof *out->v);
+    if (!out->v)
+        return nomem(q);
+    memcpy(out->v, set->strs, set->n * sizeof *out->v);
+    qsort(out->v, out->n, sizeof *out->v, str_cmp);
+    return 0;
+}
+
+static int strset_put(rq *q, store_strset *set, const char *s)
+{
+    return store_strset_add(set, s, strlen(s)) < 0 ? nomem(q) : 0;
+}
+
+int sqs_profile_types(store *st, const store_query *query, sp_arena *a, store_strings *out,
+                      sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_strset set;
+    store_strset_init(&set);
+    rc = select_series(&q, query, 1, &v, &n);
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = strset_put(&q, &set, v[i].type);
+    if (!rc)
+        rc = finish_strings(&q, &set, out);
+    store_strset_free(&set);
+    rq_end(&q);
+    return rc;
+}
+
+static const char *const virtual_labels[] = {"__period_type__", "__period_unit__",
+                                             "__profile_type__", "__type__", "__unit__"};
+
+int sqs_label_names(store *st, const store_query *query, sp_arena *a, store_strings *out,
+                    sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_strset set;
+    store_strset_init(&set);
+    rc = select_series(&q, query, 1, &v, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        for (uint32_t k = 0; k < v[i].n && !rc; k++)
+            rc = strset_put(&q, &set, v[i].labels[k].name);
+        for (size_t k = 0; k < 5 && !rc; k++)
+            if (series_label(&v[i], virtual_labels[k]))
+                rc = strset_put(&q, &set, virtual_labels[k]);
+    }
+    if (!rc)
+        rc = finish_strings(&q, &set, out);
+    store_strset_free(&set);
+    rq_end(&q);
+    return rc;
+}
+
+int sqs_label_values(store *st, const store_query *query, const char *name, sp_arena *a,
+                     store_strings *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_strset set;
+    store_strset_init(&set);
+    rc = select_series(&q, query, 1, &v, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const char *val = series_label(&v[i], name);
+        if (val && *val)
+            rc = strset_put(&q, &set, val);
+    }
+    if (!rc)
+        rc = finish_strings(&q, &set, out);
+    store_strset_free(&set);
+    rq_end(&q);
+    return rc;
+}
+
+static int labels_cmp(const store_labels *x, const store_labels *y)
+{
+    size_t n = x->n < y->n ? x->n : y->n;
+    for (size_t i = 0; i < n; i++) {
+        int c = strcmp(x->labels[i].name, y->labels[i].name);
+        if (c)
+            return c;
+        c = strcmp(x->labels[i].value, y->labels[i].value);
+        if (c)
+            return c;
+    }
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
+static int labelset_cmp(const void *a, const void *b)
+{
+    return labels_cmp(a, b);
+}
+
+static int kv_name_cmp(const void *a, const void *b)
+{
+    return strcmp(((const sp_kv *)a)->name, ((const sp_kv *)b)->name);
+}
+
+/* A series' labels plus its virtual ones, reduced to `names` when given; sorted by name. */
+static int project(rq *q, const rseries *s, const char *const *names, size_t nnames,
+                   store_labels *out)
+{
+    size_t cap = nnames ? nnames : s->n + 5;
+    out->labels = sp_arena_alloc(q->a, (cap ? cap : 1) * sizeof *out->labels);
+    out->n = 0;
+    if (!out->labels)
+        return nomem(q);
+    if (nnames) {
+        for (size_t i = 0; i < nnames; i++) {
+            const char *v = names[i] ? series_label((void *)s, names[i]) : NULL;
+            int dup = 0;
+            for (size_t k = 0; k < out->n && !dup; k++)
+                dup = strcmp(out->labels[k].name, names[i]) == 0;
+            if (v && *v && !dup)
+                out->labels[out->n++] = (sp_kv){names[i], v};
+        }
+    } else {
+        for (uint32_t i = 0; i < s->n; i++)
+            out->labels[out->n++] = s->labels[i];
+        for (size_t k = 0; k < 5; k++) {
+            const char *v = series_label((void *)s, virtual_labels[k]);
+            if (v && *v)
+                out->labels[out->n++] = (sp_kv){virtual_labels[k], v};
+        }
+    }
+    qsort(out->labels, out->n, sizeof *out->labels, kv_name_cmp);
+    return 0;
+}
+
+int sqs_series(store *st, const store_query *query, const char *const *names, size_t nnames,
+               sp_arena *a, store_labelsets *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    rc = select_series(&q, query, 1, &v, &n);
+    if (!rc && n) {
+        out->sets = sp_arena_alloc(a, n * sizeof *out->sets);
+        if (!out->sets)
+            rc = nomem(&q);
+        for (size_t i = 0; i < n && !rc; i++)
+            rc = project(&q, &v[i], names, nnames, &out->sets[i]);
+        if (!rc) {
+            qsort(out->sets, n, sizeof *out->sets, labelset_cmp);
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!k || labels_cmp(&out->sets[k - 1], &out->sets[i]) != 0)
+                    out->sets[k++] = out->sets[i];
+            out->n = k;
+        }
+    }
+    rq_end(&q);
+    return rc;
+}
+
+/* ---- stacks -------------------------------------------------------------------------------------
+ */
+
+typedef struct frames {
+    store_strset names;
+    store_agg locs;  /* loc id → sum = offset into `v`, aux = frame count */
+    store_agg funcs; /* function id → sum = index + 1 into `aux` of its name, 0 = none */
+    store_agg texts; /* string id → sum = index + 1 into `aux` */
+    store_agg maps;  /* mapping id → sum = string id of its file */
+    store_strset aux;
+    uint32_t *v;
+    size_t n, cap;
+} frames;
+
+static void frames_free(frames *f)
+{
+    store_strset_free(&f->names);
+    store_strset_free(&f->aux);
+    store_agg_free(&f->locs);
+    store_agg_free(&f->funcs);
+    store_agg_free(&f->texts);
+    store_agg_free(&f->maps);
+    free(f->v);
+}
+
+static int push_frame(rq *q, frames *f, uint32_t name)
+{
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 1024;
+        uint32_t *nv = realloc(f->v, nc * sizeof *nv);
+        if (!nv)
+            return nomem(q);
+        f->v = nv;
+        f->cap = nc;
+    }
+    f->v[f->n++] = name;
+    return 0;
+}
+
+/* Interns a name into the answer's names (arena copy). */
+static int intern_name(rq *q, frames *f, const char *s, uint32_t *out)
+{
+    size_t len = strlen(s);
+    int64_t k = store_strset_find(&f->names, s, len);
+    if (k < 0) {
+        char *copy = sp_arena_strndup(q->a, s, len);
+        if (!copy)
+            return nomem(q);
+        k = store_strset_add(&f->names, copy, len);
+        if (k < 0)
+            return nomem(q);
+    }
+    *out = (uint32_t)k;
+    return 0;
+}
+
+/* Single-column text lookups by id, memoised in `memo` (value = index + 1 into f->aux). */
+static int text_of(rq *q, frames *f, store_agg *memo, int which, int64_t id, const char **out)
+{
+    *out = "";
+    if (!id)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(memo, id, 0, 0, &created);
+    if (!e)
+        return nomem(q);
+    if (!created) {
+        *out = e->sum ? f->aux.strs[e->sum - 1] : "";
+        return 0;
+    }
+    sqlite3_stmt *st = stmt(q, which);
+    if (!st)
+        return prep_fail(q, which);
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        if (t && *t) {
+            size_t len = strlen(t);
+            char *copy = sp_arena_strndup(q->a, t, len);
+            int64_t k = copy ? store_strset_add(&f->aux, copy, len) : -1;
+            if (k < 0) {
+                sqlite3_reset(st);
+                return nomem(q);
+            }
+            e->sum = k + 1;
+            *out = f->aux.strs[k];
+        }
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : dberr(q, rc, which);
+}
+
+static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
+{
+    *out = "";
+    if (!mapping)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(&f->maps, mapping, 0, 0, &created);
+    if (!e)
+        return nomem(q);
+    if (created) {
+        sqlite3_stmt *st = stmt(q, R_MAPPING);
+        if (!st)
+            return prep_fail(q, R_MAPPING);
+        sqlite3_bind_int64(st, 1, mapping);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            e->sum = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return dberr(q, rc, R_MAPPING);
+    }
+    return text_of(q, f, &f->texts, R_STRING, e->sum, out);
+}
+
+/* Appends the frames of one location (inlined callees first) and memoises them. */
+static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t *count)
+{
+    int created;
+    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, &created);
+    if (!e)
+        return nomem(q);
+    if (!created) {
+        *start = (size_t)e->sum;
+        *count = (size_t)e->aux;
+        return 0;
+    }
+    sqlite3_stmt *st = stmt(q, R_LOC);
+    if (!st)
+        return prep_fail(q, R_LOC);
+    sqlite3_bind_int64(st, 1, loc);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return dberr(q, rc, R_LOC);
+        /* A location retention removed under a still-referenced stack cannot happen (margins);
+         * should it anyway, show an honest placeholder rather than fail the query. */
+        uint32_t name;
+        if ((rc = intern_name(q, f, "unknown", &name)))
+            return rc;
+        e = store_agg_find(&f->locs, loc, 0, 0);
+        e->sum = (int64_t)f->n;
+        e->aux = 1;
+        *start = f->n;
+        *count = 1;
+        return push_frame(q, f, name);
+    }
+    int64_t mapping = sqlite3_column_int64(st, 0);
+    uint64_t address = (uint64_t)sqlite3_column_int64(st, 1);
+    int64_t kind = sqlite3_column_int64(st, 2);
+    int blen = sqlite3_column_bytes(st, 3);
+    const void *bp = sqlite3_column_blob(st, 3);
+    uint8_t small[256];
+    uint8_t *lines = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
+    if (!lines) {
+        sqlite3_reset(st);
+        return nomem(q);
+    }
+    if (blen)
+        memcpy(lines, bp, (size_t)blen);
+    sqlite3_reset(st);
+
+    size_t first = f->n;
+    const char *kind_s = NULL, *file_s = NULL;
+    const uint8_t *p = lines, *end = lines + blen;
+    int emitted = 0;
+    rc = 0;
+    while (p < end && !rc) {
+        uint64_t fn, line;
+        if (store_varint_get(&p, end, &fn) || store_varint_get(&p, end, &line))
+            break;
+        const char *name = "";
+        if (fn && (rc = text_of(q, f, &f->funcs, R_FUNC, (int64_t)fn, &name)))
+            break;
+        char buf[512];
+        if (!*name) {
+            if (!kind_s && ((rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) ||
+                            (rc = mapping_file(q, f, mapping, &file_s))))
+                break;
+            name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
+        }
+        uint32_t idx;
+        if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx)))
+            break;
+        emitted++;
+    }
+    if (!rc && !emitted) {
+        char buf[512];
+        if (!(rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) &&
+            !(rc = mapping_file(q, f, mapping, &file_s))) {
+            uint32_t idx;
+            const char *name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
+            if (!(rc = intern_name(q, f, name, &idx)))
+                rc = push_frame(q, f, idx);
+        }
+    }
+    if (lines != small)
+        free(lines);
+    if (rc)
+        return rc;
+    e = store_agg_find(&f->locs, loc, 0, 0);
+    e->sum = (int64_t)first;
+    e->aux = (int64_t)(f->n - first);
+    *start = first;
+    *count = f->n - first;
+    return 0;
+}
+
+static int ord_cmp(const void *a, const void *b)
+{
+    const store_agg_entry *x = *(store_agg_entry *const *)a, *y = *(store_agg_entry *const *)b;
+    if (x->sum != y->sum)
+        return x->sum > y->sum ? -1 : 1; /* heaviest first */
+    return x->k[0] < y->k[0] ? -1 : x->k[0] > y->k[0];
+}
+
+/* Turns stack id → value sums into named stacks in the arena. */
+static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
+{
+    frames f;
+    memset(&f, 0, sizeof f);
+    store_strset_init(&f.names);
+    store_strset_init(&f.aux);
+    store_agg_init(&f.locs);
+    store_agg_init(&f.funcs);
+    store_agg_init(&f.texts);
+    store_agg_init(&f.maps);
+    int rc = 0;
+    store_agg_entry **order = vals->n ? malloc(vals->n * sizeof *order) : NULL;
+    uint32_t *tmp = NULL;
+    size_t tmp_cap = 0, n = 0;
+    if (vals->n && !order) {
+        rc = nomem(q);
+        goto done;
+    }
+    for (size_t i = 0; i < vals->cap; i++)
+        if (vals->slots[i].used && vals->slots[i].sum)
+            order[n++] = &vals->slots[i];
+    if (n)
+        qsort(order, n, sizeof *order, ord_cmp);
+    out->stacks = n ? sp_arena_alloc(q->a, n * sizeof *out->stacks) : NULL;
+    if (n && !out->stacks) {
+        rc = nomem(q);
+        goto done;
+    }
+    sqlite3_stmt *st = stmt(q, R_STACK);
+    if (!st) {
+        rc = prep_fail(q, R_STACK);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, order[i]->k[0]);
+        int src = sqlite3_step(st);
+        if (src != SQLITE_ROW) {
+            sqlite3_reset(st);
+            if (src == SQLITE_DONE)
+                continue; /* removed by retention meanwhile: skip */
+            rc = dberr(q, src, R_STACK);
+            goto done;
+        }
+        int blen = sqlite3_column_bytes(st, 0);
+        const uint8_t *bp = sqlite3_column_blob(st, 0);
+        uint8_t small[512];
+        uint8_t *blob = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
+        if (!blob) {
+            sqlite3_reset(st);
+            rc = nomem(q);
+            goto done;
+        }
+        if (blen)
+            memcpy(blob, bp, (size_t)blen);
+        sqlite3_reset(st);
+        size_t nf = 0;
+        const uint8_t *p = blob, *end = blob + blen;
+        while (p < end) {
+            uint64_t loc;
+            if (store_varint_get(&p, end, &loc))
+                break;
+            size_t start = 0, count = 0;
+            if ((rc = location_frames(q, &f, (int64_t)loc, &start, &count)))
+                break;
+            if (nf + count > tmp_cap) {
+                size_t nc = tmp_cap ? tmp_cap * 2 : 256;
+                while (nc < nf + count)
+                    nc *= 2;
+                uint32_t *nt = realloc(tmp, nc * sizeof *nt);
+                if (!nt) {
+                    rc = nomem(q);
+                    break;
+                }
+                tmp = nt;
+                tmp_cap = nc;
+            }
+            memcpy(tmp + nf, f.v + start, count * sizeof *tmp);
+            nf += count;
+        }
+        if (blob != small)
+            free(blob);
+        if (rc)
+            goto done;
+        store_stack *s = &out->stacks[out->nstacks];
+        s->nframes = (uint32_t)nf;
+        s->value = order[i]->sum;
+        s->frames = nf ? sp_arena_memdup(q->a, tmp, nf * sizeof *tmp) : NULL;
+        if (nf && !s->frames) {
+            rc = nomem(q);
+            goto done;
+        }
+        out->total += s->value;
+        out->nstacks++;
+    }
+    out->nnames = (uint32_t)f.names.n;
+    if (f.names.n) {
+        out->names = sp_arena_alloc(q->a, f.names.n * sizeof *out->names);
+        if (!out->names) {
+            rc = nomem(q);
+            goto done;
+        }
+        memcpy(out->names, f.names.strs, f.names.n * sizeof *out->names);
+    }
+done:
+    free(order);
+    free(tmp);
+    frames_free(&f);
+    if (rc)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_stacks *out,
+                      sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_agg vals;
+    store_agg_init(&vals);
+    rc = select_series(&q, query, 0, &v, &n);
+    sqlite3_stmt *sums = rc ? NULL : stmt(&q, R_STACK_SUMS);
+    if (!rc && !sums)
+        rc = prep_fail(&q, R_STACK_SUMS);
+    for (size_t i = 0; i < n && !rc; i++) {
+        sqlite3_bind_int64(sums, 1, v[i].id);
+        sqlite3_bind_int64(sums, 2, q.b0);
+        sqlite3_bind_int64(sums, 3, q.b1);
+        int src;
+        while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
+            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(sums, 0), 0, 0, NULL);
+            if (!e) {
+                rc = nomem(&q);
+                break;
+            }
+            e->sum += sqlite3_column_int64(sums, 1);
+        }
+        sqlite3_reset(sums);
+        if (!rc && src != SQLITE_DONE)
+            rc = dberr(&q, src, R_STACK_SUMS);
+    }
+    if (!rc)
+        rc = build_stacks(&q, &vals, out);
+    store_agg_free(&vals);
+    rq_end(&q);
+    return rc;
+}
+
+int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
+                    sp_arena *a, store_stacks *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_agg vals, allowed;
+    store_agg_init(&vals);
+    store_agg_init(&allowed);
+    /* The span id names the time; the series filter (tenant, type, labels) still applies. */
+    rc = select_series(&q, query, 0, &v, &n);
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!store_agg_get(&allowed, v[i].id, 0, 0, NULL))
+            rc = nomem(&q);
+    sqlite3_stmt *rows = rc || !n ? NULL : stmt(&q, R_SPANSTK);
+    if (!rc && n && !rows)
+        rc = prep_fail(&q, R_SPANSTK);
+    for (size_t i = 0; i < nids && n && !rc; i++) {
+        int64_t key = sqs_span_key(span_ids[i]);
+        int dup = 0;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = memcmp(span_ids[j], span_ids[i], 8) == 0;
+        if (!key || dup)
+            continue;
+        sqlite3_bind_int64(rows, 1, key);
+        int src;
+        while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
+            if (!store_agg_find(&allowed, sqlite3_column_int64(rows, 0), 0, 0))
+                continue;
+            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(rows, 1), 0, 0, NULL);
+            if (!e) {
+                rc = nomem(&q);
+                break;
+            }
+            e->sum += sqlite3_column_int64(rows, 2);
+        }
+        sqlite3_reset(rows);
+        if (!rc && src != SQLITE_DONE)
+            rc = dberr(&q, src, R_SPANSTK);
+    }
+    if (!rc)
+        rc = build_stacks(&q, &vals, out);
+    store_agg_free(&vals);
+    store_agg_free(&allowed);
+    rq_end(&q);
+    return rc;
+}
+
+/* ---- time series ------------------------------------------------------------------------------
+ */
+
+typedef struct group {
+    store_labels labels;
+    store_agg points; /* step start → sum */
+} group;
+
+static int point_cmp(const void *a, const void *b)
+{
+    const store_point *x = a, *y = b;
+    return x->t_ns < y->t_ns ? -1 : x->t_ns > y->t_ns;
+}
+
+static int ts_cmp(const void *a, const void *b)
+{
+    return labels_cmp(&((const store_timeseries *)a)->labels,
+                      &((const store_timeseries *)b)->labels);
+}
+
+int sqs_select_series(store *st, const store_query *query, int64_t step, const char *const *by,
+                      size_t nby, sp_arena *a, store_timeseries_set *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_strset keys; /* group key text → group index */
+    store_strset_init(&keys);
+    group *groups = NULL;
+    size_t ngroups = 0, gcap = 0;
+    int64_t anchor = query->start_ns > 0 ? query->start_ns : 0;
+    rc = select_series(&q, query, 0, &v, &n);
+    sqlite3_stmt *sums = rc ? NULL : stmt(&q, R_BUCKET_SUMS);
+    if (!rc && !sums)
+        rc = prep_fail(&q, R_BUCKET_SUMS);
+    for (size_t i = 0; i < n && !rc; i++) {
+        store_labels lbl;
+        if (nby) {
+            if ((rc = project(&q, &v[i], by, nby, &lbl)))
+                break;
+        } else {
+            lbl.labels = NULL;
+            lbl.n = 0;
+        }
+        /* Group key: name=value pairs joined by \1. */
+        size_t klen = 1;
+        for (size_t k = 0; k < lbl.n; k++)
+            klen += strlen(lbl.labels[k].name) + strlen(lbl.labels[k].value) + 2;
+        char *key = sp_arena_alloc(a, klen);
+        if (!key) {
+            rc = nomem(&q);
+            break;
+        }
+        size_t kp = 0;
+        for (size_t k = 0; k < lbl.n; k++) {
+            size_t ln = strlen(lbl.labels[k].name), lv = strlen(lbl.labels[k].value);
+            memcpy(key + kp, lbl.labels[k].name, ln);
+            kp += ln;
+            key[kp++] = '\2';
+            memcpy(key + kp, lbl.labels[k].value, lv);
+            kp += lv;
+            key[kp++] = '\1';
+        }
+        key[kp] = 0;
+        int64_t gi = store_strset_find(&keys, key, kp);
+        if (gi < 0) {
+            gi = store_strset_add(&keys, key, kp);
+            if (gi < 0) {
+                rc = nomem(&q);
+                break;
+            }
+            if (ngroups == gcap) {
+                size_t nc = gcap ? gcap * 2 : 16;
+                group *ng = realloc(groups, nc * sizeof *ng);
+                if (!ng) {
+                    rc = nomem(&q);
+                    break;
+                }
+                groups = ng;
+                gcap = nc;
+            }
+            groups[ngroups].labels = lbl;
+            store_agg_init(&groups[ngroups].points);
+            ngroups++;
+        }
+        group *g = &groups[gi];
+        sqlite3_bind_int64(sums, 1, v[i].id);
+        sqlite3_bind_int64(sums, 2, q.b0);
+        sqlite3_bind_int64(sums, 3, q.b1);
+        int src;
+        while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
+            int64_t t = sqlite3_column_int64(sums, 0) * SQS_BUCKET_NS;
+            int64_t p = t <= anchor ? anchor : anchor + sqs_floor_div(t - anchor, step) * step;
+            store_agg_entry *e = store_agg_get(&g->points, p, 0, 0, NULL);
+            if (!e) {
+                rc = nomem(&q);
+                break;
+            }
+            e->sum += sqlite3_column_int64(sums, 1);
+        }
+        sqlite3_reset(sums);
+        if (!rc && src != SQLITE_DONE)
+            rc = dberr(&q, src, R_BUCKET_SUMS);
+    }
+    if (!rc && ngroups) {
+        out->series = sp_arena_alloc(a, ngroups * sizeof *out->series);
+        if (!out->series)
+            rc = nomem(&q);
+        for (size_t i = 0; i < ngroups && !rc; i++) {
+            store_timeseries *ts = &out->series[out->n];
+            ts->labels = groups[i].labels;
+            ts->npoints = 0;
+            ts->points = groups[i].points.n
+                             ? sp_arena_alloc(a, groups[i].points.n * sizeof *ts->points)
+                             : NULL;
+            if (groups[i].points.n && !ts->points) {
+                rc = nomem(&q);
+                break;
+            }
+            for (size_t k = 0; k < groups[i].points.cap; k++)
+                if (groups[i].points.slots[k].used)
+                    ts->points[ts->npoints++] = (store_point){groups[i].points.slots[k].k[0],
+                                                              groups[i].points.slots[k].sum};
+            qsort(ts->points, ts->npoints, sizeof *ts->points, point_cmp);
+            if (ts->npoints)
+                out->n++;
+        }
+        if (!rc)
+            qsort(out->series, out->n, sizeof *out->series, ts_cmp);
+    }
+    for (size_t i = 0; i < ngroups; i++)
+        store_agg_free(&groups[i].points);
+    free(groups);
+    store_strset_free(&keys);
+    if (rc)
+        memset(out, 0, sizeof *out);
+    rq_end(&q);
+    return rc;
+}
+
+/* ---- spans ---------------------------------------------------------------------------------- */
+
+static int span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    sqs_span_bytes(sqlite3_column_int64(st, 0), sp->span_id);
+    if (sqlite3_column_bytes(st, 1) == 16)
+        memcpy(sp->trace_id, sqlite3_column_blob(st, 1), 16);
+    sqs_span_bytes(sqlite3_column_int64(st, 2), sp->parent_span_id);
+    const char *svc = (const char *)sqlite3_column_text(st, 3);
+    const char *name = (const char *)sqlite3_column_text(st, 4);
+    sp->service = sp_arena_strndup(q->a, svc ? svc : "", svc ? strlen(svc) : 0);
+    sp->name = sp_arena_strndup(q->a, name ? name : "", name ? strlen(name) : 0);
+    if (!sp->service || !sp->name)
+        return nomem(q);
+    sp->start_ns = (uint64_t)sqlite3_column_int64(st, 5);
+    sp->end_ns = sp->start_ns + (uint64_t)sqlite3_column_int64(st, 6);
+    sp->pid = sqlite3_column_int64(st, 7);
+    sp->tid = sqlite3_column_int64(st, 8);
+    return 0;
+}
+
+int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
+                    store_spans *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, tenant, NULL, a, err);
+    if (rc)
+        return rc;
+    if (!q.tenant) {
+        rq_end(&q);
+        return 0;
+    }
+    sqlite3_stmt *s = stmt(&q, R_TRACE);
+    if (!s) {
+        rc = prep_fail(&q, R_TRACE);
+        rq_end(&q);
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, q.tenant);
+    sqlite3_bind_blob(s, 2, trace_id, 16, SQLITE_TRANSIENT);
+    size_t cap = 0;
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            sp_span *nv = sp_arena_alloc(a, nc * sizeof *nv);
+            if (!nv) {
+                rc = nomem(&q);
+                break;
+            }
+            if (out->spans)
+                memcpy(nv, out->spans, out->n * sizeof *nv);
+            out->spans = nv;
+            cap = nc;
+        }
+        if ((rc = span_row(&q, s, &out->spans[out->n])))
+            break;
+        out->n++;
+    }
+    sqlite3_reset(s);
+    if (!rc && src != SQLITE_DONE)
+        rc = dberr(&q, src, R_TRACE);
+    if (rc)
+        memset(out, 0, sizeof *out);
+    rq_end(&q);
+    return rc;
+}
+
+int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_arena *a, sp_span *out,
+                 sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, tenant, NULL, a, err);
+    if (rc)
+        return rc;
+    static const char hex[] = "0123456789abcdef";
+    char idhex[17];
+    for (int i = 0; i < 8; i++) {
+        idhex[2 * i] = hex[span_id[i] >> 4];
+        idhex[2 * i + 1] = hex[span_id[i] & 15];
+    }
+    idhex[16] = 0;
+    rc = sp_fail(err, SP_ENOTFOUND, "span %s is not in the span index of tenant %s", idhex,
+                 sqs_tenant_name(tenant));
+    if (q.tenant) {
+        sqlite3_stmt *s = stmt(&q, R_SPAN);
+        if (!s) {
+            rc = prep_fail(&q, R_SPAN);
+        } else {
+            sqlite3_bind_int64(s, 1, q.tenant);
+            sqlite3_bind_int64(s, 2, sqs_span_key(span_id));
+            int src = sqlite3_step(s);
+            if (src == SQLITE_ROW) {
+                rc = span_row(&q, s, out);
+                if (!rc && err) {
+                    err->code = 0;
+                    err->msg[0] = 0;
+                }
+            } else if (src != SQLITE_DONE) {
+                rc = dberr(&q, src, R_SPAN);
+            }
+            sqlite3_reset(s);
+        }
+    }
+    rq_end(&q);
+    return rc;
+}

@@ -1,0 +1,342 @@
+/* The SQLite schema, its migrations and connection set-up.
+ *
+ * Schema (version 1). One file, <data_dir>/spanprof.db, in WAL mode; PRAGMA application_id =
+ * 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version is the schema version.
+ *
+ *   meta(key TEXT PRIMARY KEY, value)            schema facts: bucket_ns = 10 s
+ *   tenant(id INTEGER PRIMARY KEY, name UNIQUE)  X-Scope-OrgID values ("anonymous" by default)
+ *   series(id INTEGER PRIMARY KEY, tenant, hash, type, labels)
+ *        One per (tenant, profile type id, label set). labels = the sorted labels as a blob
+ *        "name\0value\0name\0value\0"; hash = 31 bits of the content hash, indexed with tenant.
+ *   string(id INTEGER PRIMARY KEY, s UNIQUE)     interned text: file names, build ids, frame
+ *        types, span service and span names
+ *   mapping(id INTEGER PRIMARY KEY, file, build_id)            (string ids; 0 = none)
+ *   function(id INTEGER PRIMARY KEY, hash, seen, name, system_name, file, start_line)
+ *        system_name NULL when equal to name; file = string id
+ *   location(id INTEGER PRIMARY KEY, hash, seen, mapping, address, kind, lines)
+ *        kind = string id of the frame type (native, kernel, jvm, ...); lines = varints
+ *        (function id, zigzag line) per line, innermost inlined frame first, as in pprof
+ *   stack(id INTEGER PRIMARY KEY, hash, seen, locs)
+ *        locs = the location ids as varints, leaf first. A stack is stored once, whatever
+ *        series, bucket or span uses it.
+ *   sample(series, bucket, stack, value) PRIMARY KEY (series, bucket, stack) WITHOUT ROWID
+ *        The profile data: the sum of the values of one stack in one series over one 10 s
+ *        bucket (bucket = unix ns / 10^10). Range queries read one key range per series.
+ *   span(tenant, span_id, trace_id, parent_id, service, name, start_ns, duration_ns, pid, tid)
+ *        PRIMARY KEY (tenant, span_id) WITHOUT ROWID; indexed by (tenant, trace_id) and
+ *        start_ns. span_id/parent_id = the 8 id bytes as a big-endian signed integer (parent 0 =
+ *        root), trace_id = 16-byte blob, service/name = string ids.
+ *   span_stack(span_id, series, stack, value, bucket)
+ *        PRIMARY KEY (span_id, series, stack) WITHOUT ROWID; indexed by bucket (for retention).
+ *        What the correlator attached to a span, summed per stack: a span's flame graph reads
+ *        only the rows of that span. bucket = the latest bucket that added to the row.
+ *
+ * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
+ * were last used, refreshed at most once an hour; retention deletes those unused for longer
+ * than the retention (with a margin), so the file does not grow without bound when code
+ * changes. hash columns are 31-bit content hashes: lookups compare the full content as well,
+ * so a collision costs a second row read, never a wrong id. mapping, string, tenant and series
+ * rows are few and kept.
+ */
+#include "sqlite_store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Forward migrations: steps[v - 1] takes a file from version v - 1 to v. Never edit a shipped
+ * step; append a new one and raise SQS_SCHEMA_VERSION. */
+static const char *const steps[] = {
+    /* 0 → 1: the base schema. */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('bucket_ns', 10000000000);"
+    "CREATE TABLE tenant(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE series(id INTEGER PRIMARY KEY, tenant INTEGER NOT NULL, hash INTEGER NOT NULL,"
+    "  type TEXT NOT NULL, labels BLOB NOT NULL);"
+    "CREATE INDEX series_by_hash ON series(tenant, hash);"
+    "CREATE TABLE string(id INTEGER PRIMARY KEY, s TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE mapping(id INTEGER PRIMARY KEY, file INTEGER NOT NULL,"
+    "  build_id INTEGER NOT NULL, UNIQUE(file, build_id));"
+    "CREATE TABLE function(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, seen INTEGER NOT NULL,"
+    "  name TEXT, system_name TEXT, file INTEGER NOT NULL, start_line INTEGER NOT NULL);"
+    "CREATE INDEX function_by_hash ON function(hash);"
+    "CREATE TABLE location(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, seen INTEGER NOT NULL,"
+    "  mapping INTEGER NOT NULL, address INTEGER NOT NULL, kind INTEGER NOT NULL, lines BLOB);"
+    "CREATE INDEX location_by_hash ON location(hash);"
+    "CREATE TABLE stack(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, seen INTEGER NOT NULL,"
+    "  locs BLOB NOT NULL);"
+    "CREATE INDEX stack_by_hash ON stack(hash);"
+    "CREATE TABLE sample(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+    "  stack INTEGER NOT NULL, value INTEGER NOT NULL,"
+    "  PRIMARY KEY(series, bucket, stack)) WITHOUT ROWID;"
+    "CREATE TABLE span(tenant INTEGER NOT NULL, span_id INTEGER NOT NULL,"
+    "  trace_id BLOB NOT NULL, parent_id INTEGER NOT NULL, service INTEGER NOT NULL,"
+    "  name INTEGER NOT NULL, start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL, tid INTEGER NOT NULL,"
+    "  PRIMARY KEY(tenant, span_id)) WITHOUT ROWID;"
+    "CREATE INDEX span_by_trace ON span(tenant, trace_id);"
+    "CREATE INDEX span_by_start ON span(start_ns);"
+    "CREATE TABLE span_stack(span_id INTEGER NOT NULL, series INTEGER NOT NULL,"
+    "  stack INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+    "  PRIMARY KEY(span_id, series, stack)) WITHOUT ROWID;"
+    "CREATE INDEX span_stack_by_bucket ON span_stack(bucket);",
+};
+
+_Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+int sqs_fail(sp_err *err, sqlite3 *db, int rc, const char *fmt, ...)
+{
+    char ctx[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    int prim = rc & 0xff;
+    const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    int code;
+    const char *hint = "";
+    switch (prim) {
+    case SQLITE_FULL:
+        code = SP_EUNAVAIL;
+        hint = " (the disk is full or the database reached its size cap: free space or raise "
+               "the cap; retention frees space for new data)";
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        code = SP_EUNAVAIL;
+        hint = " (another process holds a lock on the database)";
+        break;
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_IOERR:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_PROTOCOL:
+    case SQLITE_AUTH:
+        code = SP_EUNAVAIL;
+        break;
+    case SQLITE_NOMEM:
+        code = SP_ENOMEM;
+        break;
+    default:
+        code = SP_EINTERNAL;
+        break;
+    }
+    return sp_fail(err, code, "%s: %s%s", ctx, msg, hint);
+}
+
+static int exec(sqlite3 *db, const char *sql, sp_err *err, const char *what)
+{
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sqs_fail(err, db, rc, "%s", what);
+}
+
+/* Runs a pragma that answers one integer. */
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out, sp_err *err, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            *out = 0;
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_OK)
+        return 0;
+    if ((rc & 0xff) == SQLITE_NOTADB)
+        return sp_fail(err, SP_EUNAVAIL,
+                       "%s is not a SQLite database (is --data-dir pointing at the right "
+                       "directory?)",
+                       path);
+    if ((rc & 0xff) == SQLITE_CORRUPT)
+        return sp_fail(err, SP_EUNAVAIL,
+                       "%s is corrupt: %s; restore it from a backup or move it "
+                       "aside to start empty",
+                       path, sqlite3_errmsg(db));
+    return sqs_fail(err, db, rc, "reading %s", path);
+}
+
+int sqs_migrate(sqlite3 *db, const char *path, sp_err *err)
+{
+    int64_t version = 0, app = 0, tables = 0;
+    int rc;
+    if ((rc = pragma_int(db, "PRAGMA application_id", &app, err, path)) ||
+        (rc = pragma_int(db, "PRAGMA user_version", &version, err, path)) ||
+        (rc = pragma_int(db, "SELECT count(*) FROM sqlite_master", &tables, err, path)))
+        return rc;
+    if (app != 0 && app != SQS_APPLICATION_ID)
+        return sp_fail(err, SP_EUNAVAIL,
+                       "%s is not a spanprof database (application_id 0x%08" PRIx64
+                       "); point --data-dir at another directory",
+                       path, (uint64_t)app);
+    if (app == 0 && tables > 0 && version == 0)
+        return sp_fail(err, SP_EUNAVAIL,
+                       "%s is a SQLite database of another program (it has tables but no spanprof "
+                       "mark); point --data-dir at another directory",
+                       path);
+    if (version > SQS_SCHEMA_VERSION)
+        return sp_fail(err, SP_EUNAVAIL,
+                       "database schema version %" PRId64 " is newer than this spanprof (%d); "
+                       "upgrade spanprof (file %s)",
+                       version, SQS_SCHEMA_VERSION, path);
+
+    /* Take the write lock even when nothing needs migrating: a database another process keeps
+     * locked is reported now, at start-up, rather than at the first Export. */
+    rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+            return sp_fail(err, SP_EUNAVAIL,
+                           "database %s is locked by another process; stop it (another spanprof, "
+                           "a sqlite3 shell, a backup tool) or use another --data-dir",
+                           path);
+        return sqs_fail(err, db, rc, "locking %s", path);
+    }
+    /* Re-read under the lock: another process may have migrated in between. */
+    if ((rc = pragma_int(db, "PRAGMA user_version", &version, err, path)))
+        goto rollback;
+    if (version > SQS_SCHEMA_VERSION) {
+        rc = sp_fail(err, SP_EUNAVAIL,
+                     "database schema version %" PRId64 " is newer than this spanprof (%d); "
+                     "upgrade spanprof (file %s)",
+                     version, SQS_SCHEMA_VERSION, path);
+        goto rollback;
+    }
+    for (int64_t v = version; v < SQS_SCHEMA_VERSION; v++) {
+        char what[96];
+        snprintf(what, sizeof what, "migrating schema %" PRId64 " → %" PRId64, v, v + 1);
+        if ((rc = exec(db, steps[v], err, what)))
+            goto rollback;
+    }
+    if (version < SQS_SCHEMA_VERSION) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d",
+                 SQS_SCHEMA_VERSION, SQS_APPLICATION_ID);
+        if ((rc = exec(db, sql, err, "recording the schema version")))
+            goto rollback;
+    }
+    rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = sqs_fail(err, db, rc, "committing the schema of %s", path);
+        goto rollback;
+    }
+    return 0;
+rollback:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int open_conn(sqs_store *s, sqlite3 **out, sp_err *err)
+{
+    *out = NULL;
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(
+        s->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        if (!db)
+            return sp_fail(err, SP_ENOMEM, "opening %s: out of memory", s->db_path);
+        if ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_READONLY ||
+            (rc & 0xff) == SQLITE_PERM)
+            rc = sp_fail(err, SP_EUNAVAIL,
+                         "cannot open %s for writing: %s (%s); make the data directory and the "
+                         "file writable by spanprof",
+                         s->db_path, sqlite3_errmsg(db), strerror(sqlite3_system_errno(db)));
+        else
+            rc = sqs_fail(err, db, rc, "opening %s", s->db_path);
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, (int)s->opt.busy_timeout_ms);
+    *out = db;
+    return 0;
+}
+
+int sqs_open_writer(sqs_store *s, sp_err *err)
+{
+    sqlite3 *db;
+    int rc = open_conn(s, &db, err);
+    if (rc)
+        return rc;
+    int64_t dummy;
+    /* Reading the header first tells "not a database" apart from everything else. */
+    if ((rc = pragma_int(db, "PRAGMA user_version", &dummy, err, s->db_path)))
+        goto fail;
+    char sql[256];
+    int64_t mode_ok = 0;
+    {
+        sqlite3_stmt *st = NULL;
+        int src = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            const unsigned char *m = sqlite3_column_text(st, 0);
+            mode_ok = m && strcmp((const char *)m, "wal") == 0;
+            src = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
+        if (src != SQLITE_OK) {
+            if ((src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED)
+                rc = sp_fail(err, SP_EUNAVAIL,
+                             "database %s is locked by another process; stop it (another "
+                             "spanprof, a sqlite3 shell, a backup tool) or use another "
+                             "--data-dir",
+                             s->db_path);
+            else
+                rc = sqs_fail(err, db, src, "switching %s to WAL mode", s->db_path);
+            goto fail;
+        }
+        if (!mode_ok) {
+            rc = sp_fail(err, SP_EUNAVAIL,
+                         "%s cannot use WAL mode (is the data directory on a network file "
+                         "system?); use a local directory",
+                         s->db_path);
+            goto fail;
+        }
+    }
+    snprintf(sql, sizeof sql,
+             "PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%zu;"
+             "PRAGMA journal_size_limit=67108864;",
+             s->opt.durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL",
+             s->opt.page_cache_bytes / 1024);
+    if ((rc = exec(db, sql, err, "configuring the writer connection")))
+        goto fail;
+    if ((rc = sqs_migrate(db, s->db_path, err)))
+        goto fail;
+    if (s->opt.max_db_bytes) {
+        int64_t page = 4096;
+        if ((rc = pragma_int(db, "PRAGMA page_size", &page, err, s->db_path)))
+            goto fail;
+        uint64_t pages = s->opt.max_db_bytes / (uint64_t)(page > 0 ? page : 4096);
+        snprintf(sql, sizeof sql, "PRAGMA max_page_count=%" PRIu64, pages ? pages : 1);
+        if ((rc = exec(db, sql, err, "setting the database size cap")))
+            goto fail;
+    }
+    s->w.db = db;
+    return 0;
+fail:
+    sqlite3_close(db);
+    return rc;
+}
+
+int sqs_open_reader(sqs_store *s, sqlite3 **out, sp_err *err)
+{
+    sqlite3 *db;
+    int rc = open_conn(s, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = exec(db, "PRAGMA query_only=1; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;",
+                   err, "configuring a read connection"))) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}

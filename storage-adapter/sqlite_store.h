@@ -1,0 +1,246 @@
+/* Internal to the SQLite backend: the state shared by sqlite.c (open, close, threads, reader
+ * pool), sqlite_schema.c (schema, migrations, connection set-up), sqlite_write.c (the writer
+ * thread: ingest transactions and retention) and sqlite_read.c (queries).
+ *
+ * Ownership: the writer connection, its prepared statements and its caches belong to the writer
+ * thread alone (store_open_sqlite() sets them up before the thread starts, store_close() tears
+ * them down after it stopped). Read connections belong to the pool; a query borrows one for its
+ * whole duration. The request queue and the counters are guarded by `mu`.
+ */
+#ifndef STORE_SQLITE_STORE_H
+#define STORE_SQLITE_STORE_H
+
+#include "maps.h"
+#include "store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+/* Width of a time bucket: profile values are summed per (series, stack, bucket). Part of the
+ * schema (recorded in the meta table): changing it needs a migration. */
+#define SQS_BUCKET_NS ((int64_t)10000000000)
+#define SQS_HOUR_NS   ((int64_t)3600000000000)
+
+/* PRAGMA user_version this binary writes; files with a larger one are refused. */
+#define SQS_SCHEMA_VERSION 1
+/* PRAGMA application_id of a spanprof database ("SPRF"). */
+#define SQS_APPLICATION_ID 0x53505246
+
+#define SQS_DB_FILE   "spanprof.db"
+#define SQS_LOCK_FILE "spanprof.lock"
+
+enum { SQS_REQ_WRITE, SQS_REQ_RETENTION };
+
+/* A caller waiting for the writer; lives on the caller's stack. */
+typedef struct sqs_req {
+    int kind;
+    const sp_batch *batch;
+    int64_t now_ns;
+    int rc;
+    sp_err *err; /* the caller's; may be NULL */
+    int done;
+    pthread_cond_t cv;
+    struct sqs_req *next;
+} sqs_req;
+
+/* Writer statements, prepared once on the writer connection. */
+enum {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_TENANT_FIND,
+    W_TENANT_INS,
+    W_SERIES_FIND,
+    W_SERIES_INS,
+    W_STRING_FIND,
+    W_STRING_INS,
+    W_MAPPING_FIND,
+    W_MAPPING_INS,
+    W_FUNC_FIND,
+    W_FUNC_INS,
+    W_FUNC_SEEN,
+    W_LOC_FIND,
+    W_LOC_INS,
+    W_LOC_SEEN,
+    W_STACK_FIND,
+    W_STACK_INS,
+    W_STACK_SEEN,
+    W_SAMPLE_UPSERT,
+    W_SPANSTK_UPSERT,
+    W_SPAN_UPSERT,
+    W_RET_NEXT_SERIES,
+    W_RET_SAMPLE_BOUND,
+    W_RET_SAMPLE_DEL_LE,
+    W_RET_SAMPLE_DEL_LT,
+    W_RET_SPANSTK_BOUND,
+    W_RET_SPANSTK_DEL_LE,
+    W_RET_SPANSTK_DEL_LT,
+    W_RET_SPAN_BOUND,
+    W_RET_SPAN_DEL_LE,
+    W_RET_SPAN_DEL_LT,
+    W_RET_MAX_STACK,
+    W_RET_DEL_STACK,
+    W_RET_MAX_LOC,
+    W_RET_DEL_LOC,
+    W_RET_MAX_FUNC,
+    W_RET_DEL_FUNC,
+    W_NSTMT
+};
+
+/* Retention progress, advanced one small transaction at a time by the writer thread. */
+typedef struct sqs_retention {
+    sqs_req *req; /* the run in progress, NULL when idle */
+    int phase;
+    int64_t cut_ns, cut_bucket;
+    int32_t cut_hour;
+    int64_t cursor, series_cur, max_id;
+    uint64_t deleted;
+    int32_t last_gc_hour; /* dictionary sweeps run at most once per hour of cut */
+} sqs_retention;
+
+typedef struct sqs_writer {
+    sqlite3 *db;
+    sqlite3_stmt *st[W_NSTMT];
+    store_dict tenants, series, strings, mappings, functions, locations, stacks;
+    store_agg samples; /* (series, bucket, stack) → value, this transaction */
+    store_agg spanstk; /* (span key, series, stack) → value, aux = last bucket */
+    /* Per-profile memos: profile table index → database id (0 = not resolved yet). */
+    int64_t *fn_ids, *loc_ids, *map_ids;
+    size_t fn_cap, loc_cap, map_cap;
+    uint8_t *buf; /* scratch for blobs and hash keys */
+    size_t buf_cap;
+    struct sqs_kv *kvs; /* scratch for a series' labels */
+    size_t kv_cap;
+    store_agg_entry *sorted; /* scratch for flushing aggregates in key order */
+    size_t sorted_cap;
+    int32_t now_hour;
+    sqs_retention ret;
+} sqs_writer;
+
+/* Reader statements, prepared lazily per read connection. */
+enum {
+    R_BEGIN,
+    R_COMMIT,
+    R_TENANT,
+    R_SERIES,
+    R_SERIES_HAS,
+    R_STACK_SUMS,
+    R_BUCKET_SUMS,
+    R_STACK,
+    R_LOC,
+    R_FUNC,
+    R_STRING,
+    R_MAPPING,
+    R_SPANSTK,
+    R_TRACE,
+    R_SPAN,
+    R_NSTMT
+};
+
+typedef struct sqs_reader {
+    sqlite3 *db;
+    sqlite3_stmt *st[R_NSTMT];
+    struct sqs_reader *next;
+} sqs_reader;
+
+typedef struct sqs_store {
+    store base;
+    store_options opt; /* defaults resolved */
+    char *dir, *db_path;
+    int lock_fd;
+
+    sqs_writer w;
+    pthread_t writer_thread, retention_thread;
+    int writer_started, retention_started;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake;          /* the writer waits here for work */
+    sqs_req *head, *tail;         /* pending writes, FIFO */
+    sqs_req *ret_head, *ret_tail; /* pending retention runs, FIFO */
+    size_t npending;
+    int stopping;
+    store_stats stats;
+
+    pthread_mutex_t ret_mu; /* the retention thread's sleep */
+    pthread_cond_t ret_cv;
+    int ret_stop;
+
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    sqs_reader *idle;
+    uint32_t nreaders;
+} sqs_store;
+
+/* ---- sqlite_schema.c ---- */
+/* Maps a SQLite result code to an SP_E* code and a message naming the database and the cause. */
+int sqs_fail(sp_err *err, sqlite3 *db, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Opens the writer connection, applies pragmas and runs migrations (start-up errors explained). */
+int sqs_open_writer(sqs_store *s, sp_err *err);
+/* Opens one read connection. */
+int sqs_open_reader(sqs_store *s, sqlite3 **out, sp_err *err);
+/* Runs forward migrations from the file's user_version to SQS_SCHEMA_VERSION. */
+int sqs_migrate(sqlite3 *db, const char *path, sp_err *err);
+
+/* ---- sqlite_write.c ---- */
+int sqs_writer_init(sqs_store *s, sp_err *err);
+void sqs_writer_free(sqs_store *s);
+void *sqs_writer_main(void *arg);
+int sqs_write(store *st, const sp_batch *b, sp_err *err);
+int sqs_retention_run(store *st, int64_t now_ns, sp_err *err);
+
+/* ---- sqlite_read.c ---- */
+void sqs_reader_close(sqs_reader *r);
+int sqs_profile_types(store *st, const store_query *q, sp_arena *a, store_strings *out,
+                      sp_err *err);
+int sqs_label_names(store *st, const store_query *q, sp_arena *a, store_strings *out, sp_err *err);
+int sqs_label_values(store *st, const store_query *q, const char *name, sp_arena *a,
+                     store_strings *out, sp_err *err);
+int sqs_series(store *st, const store_query *q, const char *const *names, size_t nnames,
+               sp_arena *a, store_labelsets *out, sp_err *err);
+int sqs_select_stacks(store *st, const store_query *q, sp_arena *a, store_stacks *out, sp_err *err);
+int sqs_select_series(store *st, const store_query *q, int64_t step_ns, const char *const *group_by,
+                      size_t ngroup_by, sp_arena *a, store_timeseries_set *out, sp_err *err);
+int sqs_span_stacks(store *st, const store_query *q, const uint8_t (*span_ids)[8], size_t n,
+                    sp_arena *a, store_stacks *out, sp_err *err);
+int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
+                    store_spans *out, sp_err *err);
+int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_arena *a, sp_span *out,
+                 sp_err *err);
+
+/* ---- sqlite.c ---- */
+int sqs_reader_acquire(sqs_store *s, sqs_reader **out, sp_err *err);
+void sqs_reader_release(sqs_store *s, sqs_reader *r);
+
+/* ---- shared helpers ---- */
+static inline const char *sqs_tenant_name(const char *t)
+{
+    return t && *t ? t : "anonymous";
+}
+
+/* Span ids are stored as the signed 64-bit integer of their 8 bytes read big-endian. */
+static inline int64_t sqs_span_key(const uint8_t id[8])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | id[i];
+    return (int64_t)v;
+}
+
+static inline void sqs_span_bytes(int64_t key, uint8_t id[8])
+{
+    uint64_t v = (uint64_t)key;
+    for (int i = 7; i >= 0; i--) {
+        id[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+/* floor(t / w) for any sign. */
+static inline int64_t sqs_floor_div(int64_t t, int64_t w)
+{
+    int64_t q = t / w;
+    return (t % w != 0 && ((t < 0) != (w < 0))) ? q - 1 : q;
+}
+
+#endif

@@ -1,0 +1,1399 @@
+/* The SQLite writer: one thread, one connection, batched transactions; and retention.
+ *
+ * store_write() validates its batch on the caller's thread, queues it and sleeps on its own
+ * condition variable. The writer thread takes every queued batch (up to commit_max_batches),
+ * writes them all in one transaction and wakes each caller with the outcome: all committed, or
+ * all rolled back with the same SP_EUNAVAIL message. Grouping is what makes per-Export commits
+ * affordable: one fsync (FULL) or one WAL append (NORMAL) serves every concurrent caller.
+ *
+ * Inside a transaction, sample values are first summed in memory per (series, bucket, stack)
+ * and per (span, series, stack), then upserted in key order, so a stack seen a hundred times in
+ * a batch costs one row write. Dictionary rows (strings, mappings, functions, locations, stacks,
+ * series) are found through bounded in-memory caches keyed by a 128-bit content fingerprint,
+ * else through their hash index (comparing full content), else inserted. A rollback clears the
+ * caches, since they may name rows the rollback removed.
+ *
+ * Retention runs on this thread too, as a sequence of small transactions between ingest
+ * transactions (writes always go first), so it never holds the write lock for long and never
+ * races the caches.
+ */
+#include "sqlite_store.h"
+#include "../common/log.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct sqs_kv {
+    const char *name, *value;
+    size_t nlen, vlen;
+    uint32_t ord;
+} sqs_kv;
+
+static const char *const wsql[W_NSTMT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_TENANT_FIND] = "SELECT id FROM tenant WHERE name=?1",
+    [W_TENANT_INS] = "INSERT INTO tenant(name) VALUES(?1)",
+    [W_SERIES_FIND] = "SELECT id FROM series WHERE tenant=?1 AND hash=?2 AND type=?3 AND labels=?4",
+    [W_SERIES_INS] = "INSERT INTO series(tenant, hash, type, labels) VALUES(?1, ?2, ?3, ?4)",
+    [W_STRING_FIND] = "SELECT id FROM string WHERE s=?1",
+    [W_STRING_INS] = "INSERT INTO string(s) VALUES(?1)",
+    [W_MAPPING_FIND] = "SELECT id FROM mapping WHERE file=?1 AND build_id=?2",
+    [W_MAPPING_INS] = "INSERT INTO mapping(file, build_id) VALUES(?1, ?2)",
+    [W_FUNC_FIND] = "SELECT id, seen FROM function WHERE hash=?1 AND name IS ?2 AND "
+                    "system_name IS ?3 AND file=?4 AND start_line=?5",
+    [W_FUNC_INS] = "INSERT INTO function(hash, seen, name, system_name, file, start_line) "
+                   "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
+    [W_FUNC_SEEN] = "UPDATE function SET seen=?2 WHERE id=?1",
+    [W_LOC_FIND] = "SELECT id, seen FROM location WHERE hash=?1 AND mapping=?2 AND address=?3 "
+                   "AND kind=?4 AND lines IS ?5",
+    [W_LOC_INS] = "INSERT INTO location(hash, seen, mapping, address, kind, lines) "
+                  "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
+    [W_LOC_SEEN] = "UPDATE location SET seen=?2 WHERE id=?1",
+    [W_STACK_FIND] = "SELECT id, seen FROM stack WHERE hash=?1 AND locs=?2",
+    [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
+    [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
+    [W_SAMPLE_UPSERT] = "INSERT INTO sample(series, bucket, stack, value) VALUES(?1, ?2, ?3, ?4) "
+                        "ON CONFLICT DO UPDATE SET value=value+excluded.value",
+    [W_SPANSTK_UPSERT] =
+        "INSERT INTO span_stack(span_id, series, stack, value, bucket) "
+        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value=value+excluded.value, "
+        "bucket=max(bucket, excluded.bucket)",
+    [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(tenant, span_id, trace_id, parent_id, "
+                      "service, name, start_ns, duration_ns, pid, tid) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [W_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id>?1 ORDER BY id LIMIT 1",
+    [W_RET_SAMPLE_BOUND] = "SELECT bucket FROM sample WHERE series=?1 AND bucket<?2 "
+                           "ORDER BY bucket LIMIT 1 OFFSET ?3",
+    [W_RET_SAMPLE_DEL_LE] = "DELETE FROM sample WHERE series=?1 AND bucket<=?2",
+    [W_RET_SAMPLE_DEL_LT] = "DELETE FROM sample WHERE series=?1 AND bucket<?2",
+    [W_RET_SPANSTK_BOUND] =
+        "SELECT bucket FROM span_stack WHERE bucket<?1 ORDER BY bucket LIMIT 1 OFFSET ?2",
+    [W_RET_SPANSTK_DEL_LE] = "DELETE FROM span_stack WHERE bucket<=?1",
+    [W_RET_SPANSTK_DEL_LT] = "DELETE FROM span_stack WHERE bucket<?1",
+    [W_RET_SPAN_BOUND] =
+        "SELECT start_ns FROM span WHERE start_ns<?1 ORDER BY start_ns LIMIT 1 OFFSET ?2",
+    [W_RET_SPAN_DEL_LE] = "DELETE FROM span WHERE start_ns<=?1",
+    [W_RET_SPAN_DEL_LT] = "DELETE FROM span WHERE start_ns<?1",
+    [W_RET_MAX_STACK] = "SELECT max(id) FROM stack",
+    [W_RET_DEL_STACK] = "DELETE FROM stack WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_RET_MAX_LOC] = "SELECT max(id) FROM location",
+    [W_RET_DEL_LOC] = "DELETE FROM location WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_RET_MAX_FUNC] = "SELECT max(id) FROM function",
+    [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3",
+};
+
+/* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
+enum { RP_SAMPLES, RP_SPAN_STACKS, RP_SPANS, RP_STACKS, RP_LOCATIONS, RP_FUNCTIONS, RP_DONE };
+
+/* Dictionary rows must outlive every data row that names them. A row's `seen` is refreshed when
+ * it is more than an hour old, and a location is refreshed whenever a stack using it is, so the
+ * margins below (in hours, beyond the retention cut) keep anything still referenced. */
+#define MARGIN_STACK_H    2
+#define MARGIN_LOCATION_H 4
+#define MARGIN_FUNCTION_H 6
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int32_t hour_of(int64_t t)
+{
+    return (int32_t)sqs_floor_div(t, SQS_HOUR_NS);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------------
+ */
+
+int sqs_writer_init(sqs_store *s, sp_err *err)
+{
+    sqs_writer *w = &s->w;
+    for (int i = 0; i < W_NSTMT; i++) {
+        int rc = sqlite3_prepare_v3(w->db, wsql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i], NULL);
+        if (rc != SQLITE_OK)
+            return sqs_fail(err, w->db, rc, "preparing writer statement %d", i);
+    }
+    /* The cache budget, split by how many rows each dictionary tends to have. An entry costs
+     * its size twice over (the tables are kept at most half full). */
+    size_t entries = s->opt.cache_bytes / (2 * sizeof(store_dict_entry));
+    if (entries < 1024)
+        entries = 1024;
+    store_dict_init(&w->stacks, entries / 2);
+    store_dict_init(&w->locations, entries / 4);
+    store_dict_init(&w->functions, entries / 10);
+    store_dict_init(&w->series, entries / 20);
+    store_dict_init(&w->strings, entries / 20);
+    store_dict_init(&w->mappings, entries / 40);
+    store_dict_init(&w->tenants, entries / 40);
+    store_agg_init(&w->samples);
+    store_agg_init(&w->spanstk);
+    w->ret.last_gc_hour = INT32_MIN;
+    return 0;
+}
+
+void sqs_writer_free(sqs_store *s)
+{
+    sqs_writer *w = &s->w;
+    for (int i = 0; i < W_NSTMT; i++)
+        sqlite3_finalize(w->st[i]);
+    memset(w->st, 0, sizeof w->st);
+    if (w->db)
+        sqlite3_close(w->db);
+    w->db = NULL;
+    store_dict_free(&w->stacks);
+    store_dict_free(&w->locations);
+    store_dict_free(&w->functions);
+    store_dict_free(&w->series);
+    store_dict_free(&w->strings);
+    store_dict_free(&w->mappings);
+    store_dict_free(&w->tenants);
+    store_agg_free(&w->samples);
+    store_agg_free(&w->spanstk);
+    free(w->fn_ids);
+    free(w->loc_ids);
+    free(w->map_ids);
+    free(w->buf);
+    free(w->kvs);
+    free(w->sorted);
+}
+
+static void clear_caches(sqs_writer *w)
+{
+    store_dict_clear(&w->stacks);
+    store_dict_clear(&w->locations);
+    store_dict_clear(&w->functions);
+    store_dict_clear(&w->series);
+    store_dict_clear(&w->strings);
+    store_dict_clear(&w->mappings);
+    store_dict_clear(&w->tenants);
+}
+
+/* ---- validation (on the caller's thread)
+ * ---------------------------------------------------------- */
+
+#define BAD(...) sp_fail(err, SP_EINVAL, __VA_ARGS__)
+
+static int check_str(const sp_profile *p, uint32_t idx, size_t pi, const char *what, sp_err *err)
+{
+    if (idx && idx >= p->nstrings)
+        return BAD("profile %zu: %s string index %u out of range (string table has %u entries)", pi,
+                   what, idx, p->nstrings);
+    if (idx && !p->strings)
+        return BAD("profile %zu: %s string index %u but no string table", pi, what, idx);
+    return 0;
+}
+
+static int validate_profile(const sp_profile *p, size_t pi, sp_err *err)
+{
+    int rc;
+    if (!p)
+        return BAD("profile %zu is missing", pi);
+    if (!p->type_id || !*p->type_id)
+        return BAD("profile %zu has no profile type id", pi);
+    if ((p->nfunctions > 1 && !p->functions) || (p->nlocations > 1 && !p->locations) ||
+        (p->nmappings > 1 && !p->mappings) || (p->nsamples && !p->samples) ||
+        (p->nseries && !p->series))
+        return BAD("profile %zu: a table has entries but no storage", pi);
+    for (uint32_t i = 1; i < p->nfunctions; i++) {
+        const sp_function *f = &p->functions[i];
+        if ((rc = check_str(p, f->name, pi, "function name", err)) ||
+            (rc = check_str(p, f->system_name, pi, "function system name", err)) ||
+            (rc = check_str(p, f->filename, pi, "function file name", err)))
+            return rc;
+    }
+    for (uint32_t i = 1; i < p->nmappings; i++) {
+        const sp_mapping *m = &p->mappings[i];
+        if ((rc = check_str(p, m->filename, pi, "mapping file name", err)) ||
+            (rc = check_str(p, m->build_id, pi, "mapping build id", err)))
+            return rc;
+    }
+    for (uint32_t i = 1; i < p->nlocations; i++) {
+        const sp_location *l = &p->locations[i];
+        if (l->mapping_id >= p->nmappings && l->mapping_id)
+            return BAD("profile %zu location %u: mapping_id %u out of range (%u mappings)", pi, i,
+                       l->mapping_id, p->nmappings);
+        if ((rc = check_str(p, l->frame_type, pi, "frame type", err)))
+            return rc;
+        if (l->nlines && !l->lines)
+            return BAD("profile %zu location %u: %u lines but no storage", pi, i, l->nlines);
+        for (uint32_t k = 0; k < l->nlines; k++)
+            if (l->lines[k].function_id && l->lines[k].function_id >= p->nfunctions)
+                return BAD("profile %zu location %u line %u: function_id %u out of range "
+                           "(%u functions)",
+                           pi, i, k, l->lines[k].function_id, p->nfunctions);
+    }
+    for (uint32_t i = 0; i < p->nseries; i++)
+        if (!p->series[i].name || !p->series[i].value)
+            return BAD("profile %zu: series label %u has no name or value", pi, i);
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        if (s->nlocations && !s->location_ids)
+            return BAD("profile %zu sample %u: %u locations but no storage", pi, i, s->nlocations);
+        for (uint32_t k = 0; k < s->nlocations; k++)
+            if (s->location_ids[k] >= p->nlocations)
+                return BAD("profile %zu sample %u: location_id %u out of range (%u locations)", pi,
+                           i, s->location_ids[k], p->nlocations);
+        if (s->nobs && !s->timestamps)
+            return BAD("profile %zu sample %u: %u observations but no timestamps", pi, i, s->nobs);
+        if (s->nspans && !s->spans)
+            return BAD("profile %zu sample %u: %u spans but no storage", pi, i, s->nspans);
+        if (s->nlabels && !s->labels)
+            return BAD("profile %zu sample %u: %u labels but no storage", pi, i, s->nlabels);
+        for (uint32_t k = 0; k < s->nlabels; k++)
+            if ((rc = check_str(p, s->labels[k].key, pi, "label key", err)) ||
+                (rc = check_str(p, s->labels[k].str, pi, "label value", err)))
+                return rc;
+    }
+    return 0;
+}
+
+static int validate_batch(const sp_batch *b, sp_err *err)
+{
+    if (b->nprofiles && !b->profiles)
+        return BAD("batch has %zu profiles but no storage", b->nprofiles);
+    if (b->nspans && !b->spans)
+        return BAD("batch has %zu spans but no storage", b->nspans);
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        int rc = validate_profile(b->profiles[i], i, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- small SQLite helpers ----------------------------------------------------------------------
+ */
+
+/* Steps a statement that returns no rows (or ignores them) and resets it. */
+static int run(sqs_writer *w, int which, sp_err *err)
+{
+    sqlite3_stmt *st = w->st[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        return 0;
+    return sqs_fail(err, w->db, rc, "%.40s", wsql[which]);
+}
+
+/* Steps a lookup: 1 with the row's columns 0 (and 1 if seen) read, 0 when no row, <0 error. */
+static int find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err)
+{
+    sqlite3_stmt *st = w->st[which];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        if (seen)
+            *seen = sqlite3_column_int(st, 1);
+        sqlite3_reset(st);
+        return 1;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    return sqs_fail(err, w->db, rc, "%.40s", wsql[which]);
+}
+
+static int insert(sqs_writer *w, int which, int64_t *id, sp_err *err)
+{
+    int rc = run(w, which, err);
+    if (rc)
+        return rc;
+    *id = sqlite3_last_insert_rowid(w->db);
+    return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static int oom(sp_err *err)
+{
+    return sp_fail(err, SP_EUNAVAIL, "out of memory in the store's writer");
+}
+
+static int64_t hash31(uint64_t h)
+{
+    return (int64_t)(h >> 33);
+}
+
+static const char *pstr(const sp_profile *p, uint32_t idx, size_t *len)
+{
+    if (!idx || idx >= p->nstrings || !p->strings || !p->strings[idx]) {
+        *len = 0;
+        return "";
+    }
+    *len = p->string_lens ? p->string_lens[idx] : strlen(p->strings[idx]);
+    return p->strings[idx];
+}
+
+/* Refreshes a dictionary row's `seen` when it is more than an hour behind `target`. */
+static int touch(sqs_writer *w, int which, store_dict_entry *e, int64_t id, int32_t seen,
+                 int32_t target, sp_err *err)
+{
+    if (seen >= target - 1)
+        return 0;
+    sqlite3_bind_int64(w->st[which], 1, id);
+    sqlite3_bind_int(w->st[which], 2, target);
+    int rc = run(w, which, err);
+    if (!rc && e)
+        e->seen = target;
+    return rc;
+}
+
+/* ---- dictionaries ------------------------------------------------------------------------------
+ */
+
+static int resolve_tenant(sqs_writer *w, const char *name, int64_t *out, sp_err *err)
+{
+    size_t n = strlen(name);
+    uint64_t h1 = store_hash64(name, n, 11), h2 = store_hash64(name, n, 12);
+    store_dict_entry *e = store_dict_find(&w->tenants, h1, h2);
+    if (e) {
+        *out = e->id;
+        return 0;
+    }
+    sqlite3_bind_text(w->st[W_TENANT_FIND], 1, name, (int)n, SQLITE_STATIC);
+    int rc = find(w, W_TENANT_FIND, out, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        sqlite3_bind_text(w->st[W_TENANT_INS], 1, name, (int)n, SQLITE_STATIC);
+        if ((rc = insert(w, W_TENANT_INS, out, err)))
+            return rc;
+    }
+    store_dict_put(&w->tenants, h1, h2, *out, 0);
+    return 0;
+}
+
+/* Interned text; the empty string is id 0 and has no row. */
+static int resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, sp_err *err)
+{
+    *out = 0;
+    if (!n)
+        return 0;
+    uint64_t h1 = store_hash64(s, n, 21), h2 = store_hash64(s, n, 22);
+    store_dict_entry *e = store_dict_find(&w->strings, h1, h2);
+    if (e) {
+        *out = e->id;
+        return 0;
+    }
+    sqlite3_bind_text(w->st[W_STRING_FIND], 1, s, (int)n, SQLITE_STATIC);
+    int rc = find(w, W_STRING_FIND, out, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        sqlite3_bind_text(w->st[W_STRING_INS], 1, s, (int)n, SQLITE_STATIC);
+        if ((rc = insert(w, W_STRING_INS, out, err)))
+            return rc;
+    }
+    store_dict_put(&w->strings, h1, h2, *out, 0);
+    return 0;
+}
+
+static int resolve_mapping(sqs_writer *w, const sp_profile *p, uint32_t mid, int64_t *out,
+                           sp_err *err)
+{
+    *out = 0;
+    if (!mid || mid >= p->nmappings)
+        return 0;
+    if (w->map_ids[mid]) {
+        *out = w->map_ids[mid];
+        return 0;
+    }
+    const sp_mapping *m = &p->mappings[mid];
+    size_t fl, bl;
+    const char *file = pstr(p, m->filename, &fl), *build = pstr(p, m->build_id, &bl);
+    int64_t fid, bid;
+    int rc;
+    if ((rc = resolve_string(w, file, fl, &fid, err)) ||
+        (rc = resolve_string(w, build, bl, &bid, err)))
+        return rc;
+    uint8_t key[2 * STORE_VARINT_MAX];
+    size_t k = store_varint_put(key, (uint64_t)fid);
+    k += store_varint_put(key + k, (uint64_t)bid);
+    uint64_t h1 = store_hash64(key, k, 31), h2 = store_hash64(key, k, 32);
+    store_dict_entry *e = store_dict_find(&w->mappings, h1, h2);
+    if (e) {
+        *out = w->map_ids[mid] = e->id;
+        return 0;
+    }
+    sqlite3_stmt *st = w->st[W_MAPPING_FIND];
+    sqlite3_bind_int64(st, 1, fid);
+    sqlite3_bind_int64(st, 2, bid);
+    if ((rc = find(w, W_MAPPING_FIND, out, NULL, err)) < 0)
+        return rc;
+    if (rc == 0) {
+        st = w->st[W_MAPPING_INS];
+        sqlite3_bind_int64(st, 1, fid);
+        sqlite3_bind_int64(st, 2, bid);
+        if ((rc = insert(w, W_MAPPING_INS, out, err)))
+            return rc;
+    }
+    store_dict_put(&w->mappings, h1, h2, *out, 0);
+    w->map_ids[mid] = *out;
+    return 0;
+}
+
+static size_t put_bytes(uint8_t *dst, const char *s, size_t n)
+{
+    size_t k = store_varint_put(dst, n);
+    memcpy(dst + k, s, n);
+    return k + n;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, int32_t target,
+                            int64_t *out, sp_err *err)
+{
+    *out = 0;
+    if (!fid || fid >= p->nfunctions)
+        return 0;
+    if (w->fn_ids[fid]) {
+        *out = w->fn_ids[fid];
+        return 0;
+    }
+    const sp_function *f = &p->functions[fid];
+    size_t nl, sl, fl;
+    const char *name = pstr(p, f->name, &nl), *sys = pstr(p, f->system_name, &sl);
+    const char *file = pstr(p, f->filename, &fl);
+    if (sl == nl && memcmp(sys, name, nl) == 0)
+        sl = 0;
+    int64_t file_id;
+    int rc = resolve_string(w, file, fl, &file_id, err);
+    if (rc)
+        return rc;
+    if (grow((void **)&w->buf, &w->buf_cap, nl + sl + 4 * STORE_VARINT_MAX, 1))
+        return oom(err);
+    size_t k = put_bytes(w->buf, name, nl);
+    k += put_bytes(w->buf + k, sys, sl);
+    k += store_varint_put(w->buf + k, (uint64_t)file_id);
+    k += store_varint_put(w->buf + k, zigzag(f->start_line));
+    uint64_t h1 = store_hash64(w->buf, k, 41), h2 = store_hash64(w->buf, k, 42);
+    store_dict_entry *e = store_dict_find(&w->functions, h1, h2);
+    if (e) {
+        if ((rc = touch(w, W_FUNC_SEEN, e, e->id, e->seen, target, err)))
+            return rc;
+        *out = w->fn_ids[fid] = e->id;
+        return 0;
+    }
+    sqlite3_stmt *st = w->st[W_FUNC_FIND];
+    sqlite3_bind_int64(st, 1, hash31(h1));
+    if (nl)
+        sqlite3_bind_text(st, 2, name, (int)nl, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 2);
+    if (sl)
+        sqlite3_bind_text(st, 3, sys, (int)sl, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, file_id);
+    sqlite3_bind_int64(st, 5, f->start_line);
+    int32_t seen = 0;
+    if ((rc = find(w, W_FUNC_FIND, out, &seen, err)) < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = touch(w, W_FUNC_SEEN, NULL, *out, seen, target, err)))
+            return rc;
+        if (seen < target - 1)
+            seen = target;
+    } else {
+        st = w->st[W_FUNC_INS];
+        sqlite3_bind_int64(st, 1, hash31(h1));
+        if (nl)
+            sqlite3_bind_text(st, 2, name, (int)nl, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 2);
+        if (sl)
+            sqlite3_bind_text(st, 3, sys, (int)sl, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 3);
+        sqlite3_bind_int64(st, 4, file_id);
+        sqlite3_bind_int64(st, 5, f->start_line);
+        sqlite3_bind_int(st, 6, target);
+        if ((rc = insert(w, W_FUNC_INS, out, err)))
+            return rc;
+        seen = target;
+    }
+    store_dict_put(&w->functions, h1, h2, *out, seen);
+    w->fn_ids[fid] = *out;
+    return 0;
+}
+
+static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target,
+                            int64_t *out, sp_err *err)
+{
+    *out = 0;
+    if (!lid || lid >= p->nlocations)
+        return 0;
+    if (w->loc_ids[lid]) {
+        *out = w->loc_ids[lid];
+        return 0;
+    }
+    const sp_location *l = &p->locations[lid];
+    int rc;
+    int64_t map_id, kind;
+    size_t tl;
+    const char *type = pstr(p, l->frame_type, &tl);
+    if ((rc = resolve_mapping(w, p, l->mapping_id, &map_id, err)) ||
+        (rc = resolve_string(w, type, tl, &kind, err)))
+        return rc;
+    /* Functions first: their resolution uses the scratch buffer this key is built in. */
+    for (uint32_t k = 0; k < l->nlines; k++) {
+        int64_t fdb;
+        if ((rc = resolve_function(w, p, l->lines[k].function_id, target, &fdb, err)))
+            return rc;
+    }
+    if (grow((void **)&w->buf, &w->buf_cap, (size_t)(l->nlines + 2) * 2 * STORE_VARINT_MAX, 1))
+        return oom(err);
+    /* buf = lines blob, then the rest of the key after it. */
+    size_t k = 0;
+    for (uint32_t i = 0; i < l->nlines; i++) {
+        uint32_t f = l->lines[i].function_id;
+        k += store_varint_put(w->buf + k, (uint64_t)(f && f < p->nfunctions ? w->fn_ids[f] : 0));
+        k += store_varint_put(w->buf + k, zigzag(l->lines[i].line));
+    }
+    size_t lines_len = k;
+    k += store_varint_put(w->buf + k, (uint64_t)map_id);
+    k += store_varint_put(w->buf + k, l->address);
+    k += store_varint_put(w->buf + k, (uint64_t)kind);
+    uint64_t h1 = store_hash64(w->buf, k, 51), h2 = store_hash64(w->buf, k, 52);
+    store_dict_entry *e = store_dict_find(&w->locations, h1, h2);
+    if (e) {
+        if ((rc = touch(w, W_LOC_SEEN, e, e->id, e->seen, target, err)))
+            return rc;
+        *out = w->loc_ids[lid] = e->id;
+        return 0;
+    }
+    for (int which = W_LOC_FIND; which <= W_LOC_INS; which++) {
+        sqlite3_stmt *st = w->st[which];
+        sqlite3_bind_int64(st, 1, hash31(h1));
+        sqlite3_bind_int64(st, 2, map_id);
+        sqlite3_bind_int64(st, 3, (int64_t)l->address);
+        sqlite3_bind_int64(st, 4, kind);
+        if (lines_len)
+            sqlite3_bind_blob(st, 5, w->buf, (int)lines_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 5);
+        if (which == W_LOC_INS)
+            sqlite3_bind_int(st, 6, target);
+    }
+    int32_t seen = 0;
+    if ((rc = find(w, W_LOC_FIND, out, &seen, err)) < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = touch(w, W_LOC_SEEN, NULL, *out, seen, target, err)))
+            return rc;
+        if (seen < target - 1)
+            seen = target;
+    } else {
+        if ((rc = insert(w, W_LOC_INS, out, err)))
+            return rc;
+        seen = target;
+    }
+    /* The insert statement kept a pointer to buf: clear it before buf is reused. */
+    sqlite3_clear_bindings(w->st[W_LOC_INS]);
+    sqlite3_clear_bindings(w->st[W_LOC_FIND]);
+    store_dict_put(&w->locations, h1, h2, *out, seen);
+    w->loc_ids[lid] = *out;
+    return 0;
+}
+
+static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
+                         int64_t *out, sp_err *err)
+{
+    int rc;
+    for (uint32_t i = 0; i < s->nlocations; i++) {
+        int64_t id;
+        if ((rc = resolve_location(w, p, s->location_ids[i], target, &id, err)))
+            return rc;
+    }
+    if (grow((void **)&w->buf, &w->buf_cap, (size_t)s->nlocations * STORE_VARINT_MAX + 1, 1))
+        return oom(err);
+    size_t k = 0;
+    for (uint32_t i = 0; i < s->nlocations; i++) {
+        uint32_t lid = s->location_ids[i];
+        if (lid && lid < p->nlocations)
+            k += store_varint_put(w->buf + k, (uint64_t)w->loc_ids[lid]);
+    }
+    uint64_t h1 = store_hash64(w->buf, k, 61), h2 = store_hash64(w->buf, k, 62);
+    store_dict_entry *e = store_dict_find(&w->stacks, h1, h2);
+    if (e) {
+        *out = e->id;
+        return touch(w, W_STACK_SEEN, e, e->id, e->seen, target, err);
+    }
+    for (int which = W_STACK_FIND; which <= W_STACK_INS; which++) {
+        sqlite3_stmt *st = w->st[which];
+        sqlite3_bind_int64(st, 1, hash31(h1));
+        sqlite3_bind_blob(st, 2, k ? (const void *)w->buf : "", (int)k, SQLITE_STATIC);
+        if (which == W_STACK_INS)
+            sqlite3_bind_int(st, 3, target);
+    }
+    int32_t seen = 0;
+    if ((rc = find(w, W_STACK_FIND, out, &seen, err)) < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = touch(w, W_STACK_SEEN, NULL, *out, seen, target, err)))
+            return rc;
+        if (seen < target - 1)
+            seen = target;
+    } else {
+        if ((rc = insert(w, W_STACK_INS, out, err)))
+            return rc;
+        seen = target;
+    }
+    sqlite3_clear_bindings(w->st[W_STACK_INS]);
+    sqlite3_clear_bindings(w->st[W_STACK_FIND]);
+    store_dict_put(&w->stacks, h1, h2, *out, seen);
+    return 0;
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+    const sqs_kv *x = a, *y = b;
+    size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
+    int c = memcmp(x->name, y->name, n);
+    if (c)
+        return c;
+    if (x->nlen != y->nlen)
+        return x->nlen < y->nlen ? -1 : 1;
+    return x->ord < y->ord ? -1 : x->ord > y->ord;
+}
+
+/* Labels the link travels in, never series labels (Pyroscope splits series without them). */
+static int is_link_label(const char *n, size_t len)
+{
+    return (len == 7 && memcmp(n, "span_id", 7) == 0) ||
+           (len == 8 && memcmp(n, "trace_id", 8) == 0) ||
+           (len == 10 && memcmp(n, "profile_id", 10) == 0);
+}
+
+/* The series of a sample: the profile's labels plus the sample's string labels (which win). */
+static int resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const sp_sample *s,
+                          int64_t *out, sp_err *err)
+{
+    size_t n = 0, need = p->nseries + (s ? s->nlabels : 0) + 1;
+    if (grow((void **)&w->kvs, &w->kv_cap, need, sizeof *w->kvs))
+        return oom(err);
+    int has_name = 0;
+    for (uint32_t i = 0; i < p->nseries; i++) {
+        sqs_kv *kv = &w->kvs[n];
+        kv->name = p->series[i].name;
+        kv->value = p->series[i].value;
+        kv->nlen = strlen(kv->name);
+        kv->vlen = strlen(kv->value);
+        kv->ord = (uint32_t)n;
+        has_name |= strcmp(kv->name, "__name__") == 0;
+        n++;
+    }
+    if (!has_name && p->name && *p->name) {
+        sqs_kv *kv = &w->kvs[n];
+        kv->name = "__name__";
+        kv->nlen = 8;
+        kv->value = p->name;
+        kv->vlen = strlen(p->name);
+        kv->ord = (uint32_t)n++;
+    }
+    for (uint32_t i = 0; s && i < s->nlabels; i++) {
+        const sp_label *l = &s->labels[i];
+        if (!l->str)
+            continue; /* numeric labels are not series labels */
+        sqs_kv *kv = &w->kvs[n];
+        kv->name = pstr(p, l->key, &kv->nlen);
+        kv->value = pstr(p, l->str, &kv->vlen);
+        if (!kv->nlen || is_link_label(kv->name, kv->nlen) ||
+            (kv->nlen == 8 && memcmp(kv->name, "__name__", 8) == 0))
+            continue;
+        kv->ord = (uint32_t)n++;
+    }
+    qsort(w->kvs, n, sizeof *w->kvs, kv_cmp);
+    size_t tl = strlen(p->type_id), bytes = tl + 1 + STORE_VARINT_MAX;
+    for (size_t i = 0; i < n; i++)
+        bytes += w->kvs[i].nlen + w->kvs[i].vlen + 2;
+    if (grow((void **)&w->buf, &w->buf_cap, bytes, 1))
+        return oom(err);
+    /* Key: tenant, type, labels; the labels blob is its tail. Of equal names the last wins. */
+    size_t k = store_varint_put(w->buf, (uint64_t)tenant);
+    memcpy(w->buf + k, p->type_id, tl + 1);
+    k += tl + 1;
+    size_t blob_at = k;
+    for (size_t i = 0; i < n; i++) {
+        const sqs_kv *kv = &w->kvs[i];
+        if (i + 1 < n && kv->nlen == w->kvs[i + 1].nlen &&
+            memcmp(kv->name, w->kvs[i + 1].name, kv->nlen) == 0)
+            continue;
+        if (!kv->vlen || memchr(kv->name, 0, kv->nlen) || memchr(kv->value, 0, kv->vlen))
+            continue; /* an empty value is an absent label (Prometheus) */
+        memcpy(w->buf + k, kv->name, kv->nlen);
+        k += kv->nlen;
+        w->buf[k++] = 0;
+        memcpy(w->buf + k, kv->value, kv->vlen);
+        k += kv->vlen;
+        w->buf[k++] = 0;
+    }
+    uint64_t h1 = store_hash64(w->buf, k, 71), h2 = store_hash64(w->buf, k, 72);
+    store_dict_entry *e = store_dict_find(&w->series, h1, h2);
+    if (e) {
+        *out = e->id;
+        return 0;
+    }
+    int rc;
+    for (int which = W_SERIES_FIND; which <= W_SERIES_INS; which++) {
+        sqlite3_stmt *st = w->st[which];
+        sqlite3_bind_int64(st, 1, tenant);
+        sqlite3_bind_int64(st, 2, hash31(h1));
+        sqlite3_bind_text(st, 3, p->type_id, (int)tl, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, w->buf + blob_at, (int)(k - blob_at), SQLITE_STATIC);
+    }
+    if ((rc = find(w, W_SERIES_FIND, out, NULL, err)) < 0)
+        return rc;
+    if (rc == 0 && (rc = insert(w, W_SERIES_INS, out, err)))
+        return rc;
+    sqlite3_clear_bindings(w->st[W_SERIES_FIND]);
+    sqlite3_clear_bindings(w->st[W_SERIES_INS]);
+    store_dict_put(&w->series, h1, h2, *out, 0);
+    return 0;
+}
+
+/* ---- one batch ---------------------------------------------------------------------------------
+ */
+
+static int sample_has_series_labels(const sp_profile *p, const sp_sample *s)
+{
+    for (uint32_t i = 0; i < s->nlabels; i++) {
+        if (!s->labels[i].str)
+            continue;
+        size_t n;
+        const char *k = pstr(p, s->labels[i].key, &n);
+        if (n && !is_link_label(k, n))
+            return 1;
+    }
+    return 0;
+}
+
+static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stack, int64_t v,
+                     sp_err *err)
+{
+    store_agg_entry *e = store_agg_get(&w->samples, series, bucket, stack, NULL);
+    if (!e)
+        return oom(err);
+    e->sum += v;
+    return 0;
+}
+
+static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uint64_t *nobs,
+                         sp_err *err)
+{
+    int rc;
+    if (grow((void **)&w->fn_ids, &w->fn_cap, p->nfunctions + 1, sizeof *w->fn_ids) ||
+        grow((void **)&w->loc_ids, &w->loc_cap, p->nlocations + 1, sizeof *w->loc_ids) ||
+        grow((void **)&w->map_ids, &w->map_cap, p->nmappings + 1, sizeof *w->map_ids))
+        return oom(err);
+    memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
+    memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
+    memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+
+    /* The hour dictionary rows are marked with: the later of now and the newest data. */
+    int64_t tmax = p->time_nanos + (p->duration_nanos > 0 ? p->duration_nanos : 0);
+    for (uint32_t i = 0; i < p->nsamples; i++)
+        for (uint32_t k = 0; k < p->samples[i].nobs; k++)
+            if ((int64_t)p->samples[i].timestamps[k] > tmax)
+                tmax = (int64_t)p->samples[i].timestamps[k];
+    int32_t target = hour_of(tmax);
+    if (target < w->now_hour)
+        target = w->now_hour;
+    int64_t default_bucket =
+        sqs_floor_div(p->time_nanos > 0 ? p->time_nanos : now_ns(), SQS_BUCKET_NS);
+
+    int64_t base_series = 0;
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        if (!s->nobs && !s->value)
+            continue;
+        int64_t series, stack;
+        if (sample_has_series_labels(p, s)) {
+            if ((rc = resolve_series(w, tenant, p, s, &series, err)))
+                return rc;
+        } else {
+            if (!base_series && (rc = resolve_series(w, tenant, p, NULL, &base_series, err)))
+                return rc;
+            series = base_series;
+        }
+        if ((rc = resolve_stack(w, p, s, target, &stack, err)))
+            return rc;
+        int64_t total = 0, last_bucket = default_bucket;
+        if (s->nobs) {
+            /* Observations without their own values share the sample's value. */
+            int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
+            int64_t rest = s->values ? 0 : s->value - share * (int64_t)s->nobs;
+            for (uint32_t k = 0; k < s->nobs; k++) {
+                int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
+                int64_t t = (int64_t)s->timestamps[k];
+                int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
+                if (k == 0 || b > last_bucket)
+                    last_bucket = b;
+                if (!v)
+                    continue;
+                if ((rc = add_value(w, series, b, stack, v, err)))
+                    return rc;
+                total += v;
+            }
+            *nobs += s->nobs;
+        } else {
+            if ((rc = add_value(w, series, default_bucket, stack, s->value, err)))
+                return rc;
+            total = s->value;
+            *nobs += 1;
+        }
+        if (!total)
+            continue;
+        for (uint32_t k = 0; k < s->nspans; k++) {
+            const uint8_t *id = s->spans[k].span_id;
+            int64_t key = sqs_span_key(id);
+            if (!key)
+                continue;
+            int dup = 0;
+            for (uint32_t j = 0; j < k && !dup; j++)
+                dup = memcmp(s->spans[j].span_id, id, 8) == 0;
+            if (dup)
+                continue;
+            store_agg_entry *e = store_agg_get(&w->spanstk, key, series, stack, NULL);
+            if (!e)
+                return oom(err);
+            e->sum += total;
+            if (last_bucket > e->aux)
+                e->aux = last_bucket;
+        }
+    }
+    return 0;
+}
+
+static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *err)
+{
+    int64_t key = sqs_span_key(sp->span_id);
+    if (!key)
+        return 0; /* an all-zero span id is invalid (OTLP): nothing can refer to it */
+    int64_t service, name;
+    int rc;
+    const char *svc = sp->service ? sp->service : "", *nm = sp->name ? sp->name : "";
+    if ((rc = resolve_string(w, svc, strlen(svc), &service, err)) ||
+        (rc = resolve_string(w, nm, strlen(nm), &name, err)))
+        return rc;
+    sqlite3_stmt *st = w->st[W_SPAN_UPSERT];
+    sqlite3_bind_int64(st, 1, tenant);
+    sqlite3_bind_int64(st, 2, key);
+    sqlite3_bind_blob(st, 3, sp->trace_id, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, sqs_span_key(sp->parent_span_id));
+    sqlite3_bind_int64(st, 5, service);
+    sqlite3_bind_int64(st, 6, name);
+    sqlite3_bind_int64(st, 7, (int64_t)sp->start_ns);
+    sqlite3_bind_int64(st, 8, sp->end_ns > sp->start_ns ? (int64_t)(sp->end_ns - sp->start_ns) : 0);
+    sqlite3_bind_int64(st, 9, sp->pid);
+    sqlite3_bind_int64(st, 10, sp->tid);
+    rc = run(w, W_SPAN_UPSERT, err);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int write_batch(sqs_writer *w, const sp_batch *b, uint64_t *nobs, uint64_t *nspans,
+                       sp_err *err)
+{
+    int64_t tenant;
+    int rc = resolve_tenant(w, sqs_tenant_name(b->tenant), &tenant, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < b->nprofiles; i++)
+        if ((rc = write_profile(w, tenant, b->profiles[i], nobs, err))) {
+            sp_err_prefix(err, "profile %zu: ", i);
+            return rc;
+        }
+    for (size_t i = 0; i < b->nspans; i++)
+        if ((rc = write_span(w, tenant, &b->spans[i], err)))
+            return rc;
+    *nspans += b->nspans;
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const store_agg_entry *x = a, *y = b;
+    for (int i = 0; i < 3; i++)
+        if (x->k[i] != y->k[i])
+            return x->k[i] < y->k[i] ? -1 : 1;
+    return 0;
+}
+
+/* Upserts an aggregation map in key order (B-tree friendly). */
+static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
+{
+    if (!m->n)
+        return 0;
+    if (grow((void **)&w->sorted, &w->sorted_cap, m->n, sizeof *w->sorted))
+        return oom(err);
+    size_t n = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].used)
+            w->sorted[n++] = m->slots[i];
+    qsort(w->sorted, n, sizeof *w->sorted, entry_cmp);
+    sqlite3_stmt *st = w->st[which];
+    for (size_t i = 0; i < n; i++) {
+        const store_agg_entry *e = &w->sorted[i];
+        if (!e->sum)
+            continue;
+        sqlite3_bind_int64(st, 1, e->k[0]);
+        sqlite3_bind_int64(st, 2, e->k[1]);
+        sqlite3_bind_int64(st, 3, e->k[2]);
+        sqlite3_bind_int64(st, 4, e->sum);
+        if (which == W_SPANSTK_UPSERT)
+            sqlite3_bind_int64(st, 5, e->aux);
+        int rc = run(w, which, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void rollback(sqs_writer *w)
+{
+    if (!sqlite3_get_autocommit(w->db)) {
+        sqlite3_stmt *st = w->st[W_ROLLBACK];
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    /* Statements left mid-step by an error must not keep a read snapshot. */
+    for (int i = 0; i < W_NSTMT; i++)
+        sqlite3_reset(w->st[i]);
+    clear_caches(w);
+}
+
+/* One transaction for n callers' batches. */
+static void commit_group(sqs_store *s, sqs_req **g, size_t n)
+{
+    sqs_writer *w = &s->w;
+    sp_err terr = {0};
+    uint64_t nobs = 0, nspans = 0;
+    w->now_hour = hour_of(now_ns());
+    store_agg_reset(&w->samples);
+    store_agg_reset(&w->spanstk);
+    int rc = run(w, W_BEGIN, &terr);
+    if (rc)
+        sp_err_prefix(&terr, "starting a transaction: ");
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = write_batch(w, g[i]->batch, &nobs, &nspans, &terr);
+    if (!rc)
+        rc = flush(w, &w->samples, W_SAMPLE_UPSERT, &terr);
+    if (!rc)
+        rc = flush(w, &w->spanstk, W_SPANSTK_UPSERT, &terr);
+    int64_t t0 = mono_us(), commit_us = 0;
+    if (!rc) {
+        rc = run(w, W_COMMIT, &terr);
+        if (rc)
+            sp_err_prefix(&terr, "commit: ");
+        commit_us = mono_us() - t0;
+    }
+    if (rc)
+        rollback(w);
+    store_agg_reset(&w->samples);
+    store_agg_reset(&w->spanstk);
+    for (size_t i = 0; i < n; i++) {
+        if (rc) {
+            g[i]->rc = SP_EUNAVAIL;
+            sp_fail(g[i]->err, SP_EUNAVAIL,
+                    "store write failed, nothing of this batch was stored: %s", terr.msg);
+        } else {
+            g[i]->rc = 0;
+        }
+    }
+    if (rc)
+        sp_warn("msg=\"store transaction rolled back\" batches=%zu error=\"%s\"", n, terr.msg);
+    pthread_mutex_lock(&s->mu);
+    if (rc) {
+        s->stats.batches_failed += n;
+    } else {
+        s->stats.transactions++;
+        s->stats.batches_committed += n;
+        s->stats.samples_written += nobs;
+        s->stats.spans_written += nspans;
+        s->stats.last_commit_us = (uint64_t)commit_us;
+    }
+    s->stats.cache_bytes = store_dict_bytes(&w->stacks) + store_dict_bytes(&w->locations) +
+                           store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
+                           store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +
+                           store_dict_bytes(&w->tenants);
+    s->stats.cache_clears = w->stacks.clears + w->locations.clears + w->functions.clears +
+                            w->series.clears + w->strings.clears + w->mappings.clears +
+                            w->tenants.clears;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- retention ---------------------------------------------------------------------------------
+ */
+
+static int dictionary_due(const sqs_retention *r)
+{
+    return r->cut_hour > r->last_gc_hour;
+}
+
+static void next_phase(sqs_retention *r)
+{
+    r->phase++;
+    r->cursor = r->series_cur = r->max_id = 0;
+    if (r->phase == RP_STACKS && !dictionary_due(r))
+        r->phase = RP_DONE;
+}
+
+static void retention_start(sqs_store *s, sqs_req *req)
+{
+    sqs_retention *r = &s->w.ret;
+    r->req = req;
+    r->phase = RP_SAMPLES;
+    r->cursor = r->series_cur = r->max_id = 0;
+    r->deleted = 0;
+    r->cut_ns = req->now_ns - s->opt.retention_ns;
+    r->cut_bucket = sqs_floor_div(r->cut_ns, SQS_BUCKET_NS);
+    r->cut_hour = hour_of(r->cut_ns);
+    if (s->opt.retention_ns <= 0)
+        r->phase = RP_DONE;
+}
+
+/* Reads one integer row (or none) from a statement with its parameters bound. */
+static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
+{
+    return find(w, which, out, NULL, err);
+}
+
+/* Deletes with an optional bound: rows up to the value `offset` rows in (so at least `offset`
+ * rows go), or everything under the cut when fewer are left. Returns 1 when the phase is done. */
+static int chunked_delete(sqs_writer *w, int bound, int del_le, int del_lt, int64_t cut,
+                          int64_t chunk, uint64_t *deleted, sp_err *err)
+{
+    sqlite3_bind_int64(w->st[bound], 1, cut);
+    sqlite3_bind_int64(w->st[bound], 2, chunk);
+    int64_t b;
+    int rc = one_int(w, bound, &b, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        sqlite3_bind_int64(w->st[del_le], 1, b);
+        if ((rc = run(w, del_le, err)))
+            return rc;
+        *deleted += (uint64_t)sqlite3_changes(w->db);
+        return 0;
+    }
+    sqlite3_bind_int64(w->st[del_lt], 1, cut);
+    if ((rc = run(w, del_lt, err)))
+        return rc;
+    *deleted += (uint64_t)sqlite3_changes(w->db);
+    return 1;
+}
+
+static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t older_than,
+                            int64_t window, store_dict *cache, sp_err *err)
+{
+    sqs_retention *r = &w->ret;
+    int rc;
+    if (!r->max_id) {
+        if ((rc = one_int(w, max_stmt, &r->max_id, err)) < 0)
+            return rc;
+        if (!r->max_id)
+            return 1;
+        r->cursor = 0;
+    }
+    sqlite3_stmt *st = w->st[del_stmt];
+    sqlite3_bind_int64(st, 1, r->cursor);
+    sqlite3_bind_int64(st, 2, r->cursor + window);
+    sqlite3_bind_int(st, 3, older_than);
+    if ((rc = run(w, del_stmt, err)))
+        return rc;
+    int ch = sqlite3_changes(w->db);
+    r->deleted += (uint64_t)ch;
+    if (ch)
+        store_dict_clear(cache);
+    r->cursor += window;
+    return r->cursor >= r->max_id;
+}
+
+/* One small transaction of retention work: 1 when the run is complete, 0 when there is more,
+ * negative on error. */
+static int retention_step(sqs_store *s, sp_err *err)
+{
+    sqs_writer *w = &s->w;
+    sqs_retention *r = &w->ret;
+    if (r->phase >= RP_DONE)
+        return 1;
+    int64_t chunk = s->opt.retention_chunk_rows;
+    int rc = run(w, W_BEGIN, err);
+    if (rc)
+        return rc;
+    int phase = r->phase;
+    int done = 0;
+    switch (phase) {
+    case RP_SAMPLES: {
+        int64_t budget = chunk;
+        while (budget > 0 && !done) {
+            if (!r->series_cur) {
+                sqlite3_bind_int64(w->st[W_RET_NEXT_SERIES], 1, r->cursor);
+                if ((rc = one_int(w, W_RET_NEXT_SERIES, &r->series_cur, err)) < 0)
+                    goto fail;
+                if (rc == 0) {
+                    r->series_cur = 0;
+                    done = 1;
+                    break;
+                }
+            }
+            sqlite3_stmt *st = w->st[W_RET_SAMPLE_BOUND];
+            sqlite3_bind_int64(st, 1, r->series_cur);
+            sqlite3_bind_int64(st, 2, r->cut_bucket);
+            sqlite3_bind_int64(st, 3, budget);
+            int64_t b;
+            if ((rc = one_int(w, W_RET_SAMPLE_BOUND, &b, err)) < 0)
+                goto fail;
+            if (rc == 1) {
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 2, b);
+                if ((rc = run(w, W_RET_SAMPLE_DEL_LE, err)))
+                    goto fail;
+                r->deleted += (uint64_t)sqlite3_changes(w->db);
+                budget = 0;
+            } else {
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 2, r->cut_bucket);
+                if ((rc = run(w, W_RET_SAMPLE_DEL_LT, err)))
+                    goto fail;
+                int ch = sqlite3_changes(w->db);
+                r->deleted += (uint64_t)ch;
+                budget -= ch + 1;
+                r->cursor = r->series_cur;
+                r->series_cur = 0;
+            }
+        }
+        break;
+    }
+    case RP_SPAN_STACKS:
+        rc = chunked_delete(w, W_RET_SPANSTK_BOUND, W_RET_SPANSTK_DEL_LE, W_RET_SPANSTK_DEL_LT,
+                            r->cut_bucket, chunk, &r->deleted, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_SPANS:
+        rc = chunked_delete(w, W_RET_SPAN_BOUND, W_RET_SPAN_DEL_LE, W_RET_SPAN_DEL_LT, r->cut_ns,
+                            chunk, &r->deleted, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_STACKS:
+        rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, r->cut_hour - MARGIN_STACK_H,
+                              chunk * 8, &w->stacks, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_LOCATIONS:
+        rc = sweep_dictionary(w, W_RET_MAX_LOC, W_RET_DEL_LOC, r->cut_hour - MARGIN_LOCATION_H,
+                              chunk * 8, &w->locations, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_FUNCTIONS:
+        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, r->cut_hour - MARGIN_FUNCTION_H,
+                              chunk * 8, &w->functions, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        if (done)
+            r->last_gc_hour = r->cut_hour;
+        break;
+    }
+    if ((rc = run(w, W_COMMIT, err)))
+        goto fail;
+    if (done)
+        next_phase(r);
+    return r->phase >= RP_DONE;
+fail:
+    sp_err_prefix(err, "retention: ");
+    rollback(w);
+    return rc;
+}
+
+/* ---- the writer thread -------------------------------------------------------------------------
+ */
+
+static void complete(sqs_req *req, int rc)
+{
+    req->rc = rc;
+    req->done = 1;
+    pthread_cond_signal(&req->cv);
+}
+
+void *sqs_writer_main(void *arg)
+{
+    sqs_store *s = arg;
+    size_t max = s->opt.commit_max_batches;
+    sqs_req **group = calloc(max, sizeof *group);
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->w.ret.req && !s->ret_head && !s->stopping)
+            pthread_cond_wait(&s->wake, &s->mu);
+        if (s->head) {
+            if (s->opt.commit_linger_ns > 0 && s->npending < max && !s->stopping) {
+                /* Let concurrent callers join this transaction. */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                int64_t ns = until.tv_nsec + s->opt.commit_linger_ns;
+                until.tv_sec += (time_t)(ns / 1000000000LL);
+                until.tv_nsec = (long)(ns % 1000000000LL);
+                pthread_cond_timedwait(&s->wake, &s->mu, &until);
+            }
+            size_t n = 0;
+            if (!group) {
+                /* No memory for grouping: one batch per transaction. */
+                sqs_req *one = s->head;
+                s->head = one->next;
+                if (!s->head)
+                    s->tail = NULL;
+                s->npending--;
+                pthread_mutex_unlock(&s->mu);
+                commit_group(s, &one, 1);
+                pthread_mutex_lock(&s->mu);
+                complete(one, one->rc);
+                continue;
+            }
+            while (s->head && n < max) {
+                group[n++] = s->head;
+                s->head = s->head->next;
+            }
+            if (!s->head)
+                s->tail = NULL;
+            s->npending -= n;
+            pthread_mutex_unlock(&s->mu);
+            commit_group(s, group, n);
+            pthread_mutex_lock(&s->mu);
+            for (size_t i = 0; i < n; i++)
+                complete(group[i], group[i]->rc);
+            continue;
+        }
+        if (!s->w.ret.req && s->ret_head) {
+            sqs_req *req = s->ret_head;
+            s->ret_head = req->next;
+            if (!s->ret_head)
+                s->ret_tail = NULL;
+            retention_start(s, req);
+        }
+        if (s->w.ret.req) {
+            sqs_req *req = s->w.ret.req;
+            if (s->stopping) {
+                sp_fail(req->err, SP_EUNAVAIL, "the store is closing; retention run cancelled");
+                s->w.ret.req = NULL;
+                complete(req, SP_EUNAVAIL);
+                continue;
+            }
+            pthread_mutex_unlock(&s->mu);
+            int rc = retention_step(s, req->err);
+            pthread_mutex_lock(&s->mu);
+            if (rc != 0) {
+                s->stats.rows_deleted += s->w.ret.deleted;
+                s->w.ret.deleted = 0;
+                if (rc > 0)
+                    s->stats.retention_runs++;
+                s->w.ret.req = NULL;
+                complete(req, rc > 0 ? 0 : rc);
+            }
+            continue;
+        }
+        if (s->stopping)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(group);
+    return NULL;
+}
+
+/* ---- entry points ------------------------------------------------------------------------------
+ */
+
+static int enqueue_and_wait(sqs_store *s, sqs_req *req, sp_err *err)
+{
+    pthread_cond_init(&req->cv, NULL);
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        pthread_cond_destroy(&req->cv);
+        return sp_fail(err, SP_EUNAVAIL, "the store is closing");
+    }
+    if (req->kind == SQS_REQ_WRITE) {
+        if (s->npending >= s->opt.max_pending) {
+            size_t n = s->npending;
+            pthread_mutex_unlock(&s->mu);
+            pthread_cond_destroy(&req->cv);
+            return sp_fail(err, SP_EFULL,
+                           "the store's write queue is full (%zu batches waiting); retry later", n);
+        }
+        if (s->tail)
+            s->tail->next = req;
+        else
+            s->head = req;
+        s->tail = req;
+        s->npending++;
+    } else {
+        if (s->ret_tail)
+            s->ret_tail->next = req;
+        else
+            s->ret_head = req;
+        s->ret_tail = req;
+    }
+    pthread_cond_signal(&s->wake);
+    while (!req->done)
+        pthread_cond_wait(&req->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&req->cv);
+    return req->rc;
+}
+
+int sqs_write(store *st, const sp_batch *b, sp_err *err)
+{
+    sqs_store *s = (sqs_store *)st;
+    if (!b->nprofiles && !b->nspans)
+        return 0;
+    int rc = validate_batch(b, err);
+    if (rc)
+        return rc;
+    sqs_req req = {.kind = SQS_REQ_WRITE, .batch = b, .err = err};
+    return enqueue_and_wait(s, &req, err);
+}
+
+int sqs_retention_run(store *st, int64_t now, sp_err *err)
+{
+    sqs_store *s = (sqs_store *)st;
+    sqs_req req = {.kind = SQS_REQ_RETENTION, .now_ns = now, .err = err};
+    return enqueue_and_wait(s, &req, err);
+}

@@ -1,0 +1,230 @@
+/* The store interface's dispatch: argument checks common to every backend, backend selection by
+ * URL, and the frame-name rule. */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+int store_open(store **out, const char *url, const store_options *o, sp_err *err)
+{
+    if (!out)
+        return sp_fail(err, SP_EINTERNAL, "store_open: no output pointer");
+    *out = NULL;
+    if (!url || !*url || strcmp(url, "sqlite") == 0)
+        return store_open_sqlite(out, o, err);
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        const char *dir = url + 7;
+        if (strncmp(dir, "//", 2) == 0)
+            dir += 2;
+        if (!*dir)
+            return sp_fail(err, SP_EINVAL, "store URL \"%s\" names no directory", url);
+        store_options copy = {0};
+        if (o)
+            copy = *o;
+        copy.data_dir = dir;
+        return store_open_sqlite(out, &copy, err);
+    }
+    if (strncmp(url, "pyroscope+http://", 17) == 0 || strncmp(url, "pyroscope+https://", 18) == 0)
+        return sp_fail(err, SP_EUNIMPL,
+                       "the Pyroscope remote-write backend is not built yet "
+                       "(store URL \"%s\"); use the SQLite store",
+                       url);
+    return sp_fail(err, SP_EINVAL,
+                   "unknown store URL \"%s\" (expected sqlite:<dir> or pyroscope+http(s)://...)",
+                   url);
+}
+
+void store_close(store *s)
+{
+    if (s && s->ops && s->ops->close)
+        s->ops->close(s);
+}
+
+static int unimpl(store *s, sp_err *err, const char *what)
+{
+    return sp_fail(err, SP_EUNIMPL, "the %s store does not support %s",
+                   s->ops->kind ? s->ops->kind : "configured", what);
+}
+
+#define CHECK_STORE(s, err)                                                                        \
+    do {                                                                                           \
+        if (!(s) || !(s)->ops)                                                                     \
+            return sp_fail(err, SP_EUNAVAIL, "the store is not open");                             \
+    } while (0)
+
+#define CHECK_OUT(a, out, err)                                                                     \
+    do {                                                                                           \
+        if (!(a) || !(out))                                                                        \
+            return sp_fail(err, SP_EINTERNAL, "%s: no arena or output", __func__);                 \
+    } while (0)
+
+int store_write(store *s, const sp_batch *b, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!b)
+        return sp_fail(err, SP_EINTERNAL, "store_write: no batch");
+    if (!s->ops->write)
+        return unimpl(s, err, "writes");
+    return s->ops->write(s, b, err);
+}
+
+int store_profile_types(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                        sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!s->ops->profile_types)
+        return unimpl(s, err, "listing profile types");
+    return s->ops->profile_types(s, q, a, out, err);
+}
+
+int store_label_names(store *s, const store_query *q, sp_arena *a, store_strings *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!s->ops->label_names)
+        return unimpl(s, err, "listing label names");
+    return s->ops->label_names(s, q, a, out, err);
+}
+
+int store_label_values(store *s, const store_query *q, const char *name, sp_arena *a,
+                       store_strings *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!name || !*name)
+        return sp_fail(err, SP_EINVAL, "label values: no label name given");
+    if (!s->ops->label_values)
+        return unimpl(s, err, "listing label values");
+    return s->ops->label_values(s, q, name, a, out, err);
+}
+
+int store_series(store *s, const store_query *q, const char *const *names, size_t nnames,
+                 sp_arena *a, store_labelsets *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (nnames && !names)
+        return sp_fail(err, SP_EINTERNAL, "store_series: nnames without names");
+    if (!s->ops->series)
+        return unimpl(s, err, "listing series");
+    return s->ops->series(s, q, names, nnames, a, out, err);
+}
+
+int store_select_stacks(store *s, const store_query *q, sp_arena *a, store_stacks *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!q)
+        return sp_fail(err, SP_EINTERNAL, "store_select_stacks: no query");
+    if (!s->ops->select_stacks)
+        return unimpl(s, err, "selecting stacks");
+    return s->ops->select_stacks(s, q, a, out, err);
+}
+
+int store_select_series(store *s, const store_query *q, int64_t step_ns,
+                        const char *const *group_by, size_t ngroup_by, sp_arena *a,
+                        store_timeseries_set *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!q)
+        return sp_fail(err, SP_EINTERNAL, "store_select_series: no query");
+    if (step_ns <= 0)
+        return sp_fail(err, SP_EINVAL, "select series: step must be positive (got %" PRId64 ")",
+                       step_ns);
+    if (ngroup_by && !group_by)
+        return sp_fail(err, SP_EINTERNAL, "store_select_series: ngroup_by without group_by");
+    if (!s->ops->select_series)
+        return unimpl(s, err, "selecting time series");
+    return s->ops->select_series(s, q, step_ns, group_by, ngroup_by, a, out, err);
+}
+
+int store_span_stacks(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                      size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!q)
+        return sp_fail(err, SP_EINTERNAL, "store_span_stacks: no query");
+    if (nspan_ids && !span_ids)
+        return sp_fail(err, SP_EINTERNAL, "store_span_stacks: nspan_ids without span_ids");
+    if (!s->ops->span_stacks)
+        return unimpl(s, err, "span profiles");
+    return s->ops->span_stacks(s, q, span_ids, nspan_ids, a, out, err);
+}
+
+int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
+                      store_spans *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!trace_id)
+        return sp_fail(err, SP_EINTERNAL, "store_trace_spans: no trace id");
+    if (!s->ops->trace_spans)
+        return unimpl(s, err, "trace lookups");
+    return s->ops->trace_spans(s, tenant, trace_id, a, out, err);
+}
+
+int store_span_get(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
+                   sp_span *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!span_id)
+        return sp_fail(err, SP_EINTERNAL, "store_span_get: no span id");
+    if (!s->ops->span_get)
+        return unimpl(s, err, "span lookups");
+    return s->ops->span_get(s, tenant, span_id, a, out, err);
+}
+
+int store_retention_run(store *s, int64_t now_ns, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!s->ops->retention_run)
+        return unimpl(s, err, "retention");
+    return s->ops->retention_run(s, now_ns, err);
+}
+
+void store_stats_get(store *s, store_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (s && s->ops && s->ops->stats)
+        s->ops->stats(s, out);
+}
+
+const char *store_frame_name(char *buf, size_t n, const char *function, const char *frame_type,
+                             uint64_t address, const char *mapping_file)
+{
+    if (!buf || !n)
+        return "unknown";
+    if (function && *function) {
+        snprintf(buf, n, "%s", function);
+        return buf;
+    }
+    const char *base = NULL;
+    if (mapping_file && *mapping_file) {
+        const char *slash = strrchr(mapping_file, '/');
+        base = slash && slash[1] ? slash + 1 : mapping_file;
+    }
+    int has_type = frame_type && *frame_type;
+    if (!has_type && !address && !base) {
+        snprintf(buf, n, "unknown");
+        return buf;
+    }
+    snprintf(buf, n, "%s%s0x%" PRIx64 "%s%s", has_type ? frame_type : "", has_type ? " " : "",
+             address, base ? " " : "", base ? base : "");
+    return buf;
+}

@@ -1,0 +1,269 @@
+/* The store: where correlated profiles and the span index are kept, and read back by the query API.
+ *
+ * Owns: the store interface (this file), its backends (SQLite today, selected by store_open();
+ * remote Pyroscope later), schema migrations and retention. Called by server/main.c (open, close),
+ * by the ingest workers after the correlator (store_write) and by query/ (the read functions).
+ * Never speaks HTTP, never sees protobuf, never decides which span a sample belongs to.
+ *
+ * Contract:
+ * - Every function may be called from several threads at once, except store_close(), which the
+ *   caller runs once, after every other call on the store has returned.
+ * - store_write() returns 0 only after the batch is durably committed (as durable as the
+ *   configured durability: NORMAL survives a crash of the process, FULL also a power loss). A
+ *   batch is all or nothing: on failure nothing of it is stored, the caller gets SP_EUNAVAIL
+ *   (retryable: disk full, I/O error, locked) or SP_EINVAL (the batch itself is malformed, nothing
+ *   else is affected) or SP_EFULL (too many callers already waiting; retry later).
+ * - Tenants never see each other's data: every read names its tenant. A NULL or empty tenant is
+ *   the tenant "anonymous" (Pyroscope's name for the single tenant when multi-tenancy is off).
+ * - Reads answer in memory from the caller's arena (sp_arena); nothing returned needs freeing
+ *   and nothing returned points into the store. An arena over its budget turns into SP_ETOOBIG.
+ * - Time: all times are UTC nanoseconds. Profile values are kept per time bucket (10 s in the
+ *   SQLite backend), so time ranges select whole buckets: a bucket is in [start, end) when it
+ *   overlaps it. end_ns 0 means "no upper bound".
+ * - Label matchers follow Prometheus: a missing label matches as "", regexes are fully anchored
+ *   (POSIX extended syntax: RE2 extras such as \d are not supported). Besides the stored labels a
+ *   series has the virtual labels __profile_type__ (the full type id), __type__, __unit__,
+ *   __period_type__ and __period_unit__ (its parts), as Pyroscope has.
+ */
+#ifndef STORE_STORE_H
+#define STORE_STORE_H
+
+#include "../common/arena.h"
+#include "../common/err.h"
+#include "../common/profile.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+enum { STORE_DURABILITY_NORMAL = 0, STORE_DURABILITY_FULL = 1 };
+
+/* Zero-initialised = every default. */
+typedef struct store_options {
+    const char *data_dir; /* SQLite: the directory holding spanprof.db (created if missing) */
+    int durability;       /* STORE_DURABILITY_NORMAL (default) or STORE_DURABILITY_FULL */
+    int64_t retention_ns; /* keep data this long; 0 = 168 h; negative = keep forever */
+    int64_t retention_interval_ns; /* background retention period; 0 = 1 min; negative = none */
+    uint32_t retention_chunk_rows; /* rows deleted per retention transaction; 0 = 2000 */
+    uint32_t commit_max_batches;   /* callers' batches grouped into one transaction; 0 = 256 */
+    int64_t commit_linger_ns; /* writer waits this long for more callers before a commit; 0 = no */
+    uint32_t max_pending;     /* callers queued at the writer before SP_EFULL; 0 = 4096 */
+    uint32_t busy_timeout_ms; /* waiting for a lock held by another process; 0 = 5000 */
+    uint32_t readers;         /* concurrent read connections; 0 = 4 */
+    size_t cache_bytes;       /* writer's dictionary caches (stacks, locations, ...); 0 = 64 MiB */
+    size_t page_cache_bytes;  /* SQLite page cache of the writer connection; 0 = 32 MiB */
+    uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
+                                 0 = none */
+} store_options;
+
+/* ---- label matchers and selectors
+ * ---------------------------------------------------------------- */
+
+enum { STORE_MATCH_EQ, STORE_MATCH_NEQ, STORE_MATCH_RE, STORE_MATCH_NRE };
+
+typedef struct store_matcher {
+    const char *name, *value;
+    int op; /* STORE_MATCH_* */
+} store_matcher;
+
+typedef struct store_selector {
+    const char
+        *type_id; /* what stood before '{' (render queries: "process_cpu:cpu:..."), or NULL */
+    store_matcher *matchers;
+    size_t nmatchers;
+} store_selector;
+
+/* Parses a Prometheus-style selector: `{a="x", b!="y", c=~"re", d!~"re"}`, `{}`, an optional
+ * metric name (type id) before the brace, quoted label names, and — leniently, as Grafana users
+ * write custom queries — a list without braces (`a="x", b="y"`). Result in the arena. */
+int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_err *err);
+
+/* ---- reads: what they select and what they return -----------------------------------------------
+ */
+
+typedef struct store_query {
+    const char *tenant;
+    const char *type_id; /* profile type id; NULL = every type */
+    const store_matcher *matchers;
+    size_t nmatchers;
+    int64_t start_ns, end_ns; /* [start, end); end 0 = unbounded */
+} store_query;
+
+typedef struct store_strings {
+    const char **v; /* sorted, unique */
+    size_t n;
+} store_strings;
+
+typedef struct store_labels {
+    sp_kv *labels; /* sorted by name */
+    size_t n;
+} store_labels;
+
+typedef struct store_labelsets {
+    store_labels *sets;
+    size_t n;
+} store_labelsets;
+
+typedef struct store_stack {
+    const uint32_t *frames; /* indices into store_stacks.names, leaf first */
+    uint32_t nframes;
+    int64_t value;
+} store_stack;
+
+/* Merged stacks: each distinct stack once with its summed value. Frame names are never empty
+ * (see store_frame_name()); names are unique within one answer. */
+typedef struct store_stacks {
+    const char **names;
+    uint32_t nnames;
+    store_stack *stacks;
+    size_t nstacks;
+    int64_t total;
+} store_stacks;
+
+typedef struct store_point {
+    int64_t t_ns; /* start of the step */
+    int64_t value;
+} store_point;
+
+typedef struct store_timeseries {
+    store_labels labels; /* the group_by labels present (name order); none without group_by */
+    store_point *points; /* ascending time; steps without data are absent */
+    size_t npoints;
+} store_timeseries;
+
+typedef struct store_timeseries_set {
+    store_timeseries *series;
+    size_t n;
+} store_timeseries_set;
+
+typedef struct store_spans {
+    sp_span *spans; /* strings in the caller's arena; ascending start */
+    size_t n;
+} store_spans;
+
+typedef struct store_stats {
+    uint64_t batches_committed, batches_failed, transactions, samples_written, spans_written;
+    uint64_t retention_runs, rows_deleted;
+    uint64_t pending; /* callers waiting for the writer now */
+    uint64_t cache_bytes, cache_clears;
+    uint64_t last_commit_us; /* duration of the last commit (SQLite: COMMIT alone) */
+} store_stats;
+
+/* ---- the backend seam -------------------------------------------------------------------------
+ */
+
+/* A backend fills one of these; `struct store` is the first member of its own state. NULL entries
+ * answer SP_EUNIMPL. */
+typedef struct store_ops {
+    const char *kind; /* "sqlite", "pyroscope" */
+    void (*close)(store *s);
+    int (*write)(store *s, const sp_batch *b, sp_err *err);
+    int (*profile_types)(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                         sp_err *err);
+    int (*label_names)(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                       sp_err *err);
+    int (*label_values)(store *s, const store_query *q, const char *name, sp_arena *a,
+                        store_strings *out, sp_err *err);
+    int (*series)(store *s, const store_query *q, const char *const *names, size_t nnames,
+                  sp_arena *a, store_labelsets *out, sp_err *err);
+    int (*select_stacks)(store *s, const store_query *q, sp_arena *a, store_stacks *out,
+                         sp_err *err);
+    int (*select_series)(store *s, const store_query *q, int64_t step_ns,
+                         const char *const *group_by, size_t ngroup_by, sp_arena *a,
+                         store_timeseries_set *out, sp_err *err);
+    int (*span_stacks)(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                       size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err);
+    int (*trace_spans)(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
+                       store_spans *out, sp_err *err);
+    int (*span_get)(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
+                    sp_span *out, sp_err *err);
+    int (*retention_run)(store *s, int64_t now_ns, sp_err *err);
+    void (*stats)(store *s, store_stats *out);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+};
+
+/* ---- opening and closing ------------------------------------------------------------------------
+ */
+
+/* Opens the store a URL names: NULL, "" or "sqlite" = SQLite in o->data_dir; "sqlite:<dir>" or
+ * "sqlite://<dir>" = SQLite in <dir>; "pyroscope+http(s)://..." = the remote backend (not built
+ * yet: SP_EUNIMPL). */
+int store_open(store **out, const char *url, const store_options *o, sp_err *err);
+
+/* Opens (creating if needed) the SQLite store in o->data_dir, runs forward migrations, and starts
+ * the writer and retention threads. Start-up errors name the cause and what to do: the directory
+ * is not writable, another spanprof holds it, another process holds a lock on the database, the
+ * file is not a spanprof database, its schema is newer than this binary, the disk is full
+ * (SP_EUNAVAIL). */
+int store_open_sqlite(store **out, const store_options *o, sp_err *err);
+
+/* Stops the threads (pending writes are committed first), checkpoints and frees. NULL is a no-op.
+ */
+void store_close(store *s);
+
+/* ---- writing ----------------------------------------------------------------------------------
+ */
+
+/* Stores the batch's profiles (values per series, stack and time bucket, plus per-span stack
+ * values for every span in sp_sample.spans) and its spans (the span index; a span written again
+ * replaces the earlier row). Blocks until committed; see the contract above. */
+int store_write(store *s, const sp_batch *b, sp_err *err);
+
+/* ---- reading (Pyroscope querier.v1 semantics)
+ * ----------------------------------------------------- */
+
+/* Profile type ids with data in the time range (matchers apply). */
+int store_profile_types(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                        sp_err *err);
+/* Label names of the matching series (virtual __ labels included). */
+int store_label_names(store *s, const store_query *q, sp_arena *a, store_strings *out, sp_err *err);
+int store_label_values(store *s, const store_query *q, const char *name, sp_arena *a,
+                       store_strings *out, sp_err *err);
+/* Distinct label sets of the matching series, reduced to `names` (all labels when nnames 0). */
+int store_series(store *s, const store_query *q, const char *const *names, size_t nnames,
+                 sp_arena *a, store_labelsets *out, sp_err *err);
+/* Merged stacks of the matching series in the time range (SelectMergeStacktraces). */
+int store_select_stacks(store *s, const store_query *q, sp_arena *a, store_stacks *out,
+                        sp_err *err);
+/* Totals per step (SelectSeries, aggregation sum), one series per distinct value combination of
+ * group_by (a single unlabelled series without group_by). Steps start at q->start_ns. */
+int store_select_series(store *s, const store_query *q, int64_t step_ns,
+                        const char *const *group_by, size_t ngroup_by, sp_arena *a,
+                        store_timeseries_set *out, sp_err *err);
+/* Merged stacks of the samples attached to any of the spans (SelectMergeSpanProfile): tenant,
+ * type and matchers apply; the time range does not (a span id already names its time). Reads
+ * only those spans' rows. */
+int store_span_stacks(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                      size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err);
+/* Every indexed span of a trace. */
+int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
+                      store_spans *out, sp_err *err);
+/* One span by id; SP_ENOTFOUND when it is not indexed. */
+int store_span_get(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
+                   sp_span *out, sp_err *err);
+
+/* ---- retention and metrics ----------------------------------------------------------------------
+ */
+
+/* Deletes what is older than now_ns minus the retention: profile buckets, per-span stack values,
+ * spans, and stacks/locations/functions no longer used; in small transactions that ingest
+ * interleaves with. The background thread calls it every retention interval; tests and admin
+ * endpoints may call it directly. Returns after the run completed. */
+int store_retention_run(store *s, int64_t now_ns, sp_err *err);
+
+void store_stats_get(store *s, store_stats *out);
+
+/* ---- helpers ------------------------------------------------------------------------------------
+ */
+
+/* The display name of a frame, written to buf (always NUL-terminated, never empty) and returned:
+ * the function name when there is one, else "<frame_type> 0x<address> <mapping basename>" with
+ * the parts that are known ("native 0x7f3a21 libc.so.6", "0x4010a0", "unknown"). */
+const char *store_frame_name(char *buf, size_t n, const char *function, const char *frame_type,
+                             uint64_t address, const char *mapping_file);
+
+#endif

@@ -1,0 +1,1139 @@
+/* The store interface against the SQLite backend, on real files in temp dirs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "storage-adapter/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SEC  1000000000LL
+#define HOUR (3600 * SEC)
+#define CPU  "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define WALL "wall:wall:nanoseconds:wall:nanoseconds"
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+typedef struct fx {
+    char dir[64];
+    store *s;
+    sp_arena *a; /* answers */
+    int64_t t0;  /* "now", on a bucket boundary */
+} fx;
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void rm_rf(const char *dir)
+{
+    chmod(dir, 0755);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+}
+
+static store_options opts(const char *dir)
+{
+    store_options o = {0};
+    o.data_dir = dir;
+    o.retention_interval_ns = -1; /* tests run retention by hand */
+    o.busy_timeout_ms = 200;
+    return o;
+}
+
+static void open_store(fx *f)
+{
+    store_options o = opts(f->dir);
+    sp_err err = {0};
+    int rc = store_open_sqlite(&f->s, &o, &err);
+    if (rc)
+        fail_msg("open: %s", err.msg);
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_store_XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    f->t0 = (wall_ns() / (10 * SEC)) * (10 * SEC) - 3600 * SEC;
+    f->a = sp_arena_new(0);
+    open_store(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    sp_arena_free(f->a);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A profile with a fixed dictionary: functions main, foo, bar, baz, qux (locations 1..5, one
+ * line each, in libc.so.6, frame type native), location 6 without symbol (address 0xdead),
+ * location 7 with two lines (inlined: inl inside foo). Samples are added with add_sample(). */
+enum { L_MAIN = 1, L_FOO, L_BAR, L_BAZ, L_QUX, L_NOSYM, L_INL, NLOC };
+
+static const char *const fx_strings[] = {
+    "",    "main", "foo", "bar", "baz", "qux", "inl", "native", "/lib/x86_64-linux-gnu/libc.so.6",
+    "env", "prod", "dev", "a.c"};
+enum { S_MAIN = 1, S_NATIVE = 7, S_LIBC = 8, S_ENV = 9, S_PROD = 10, S_DEV = 11, S_FILE = 12 };
+
+typedef struct pb {
+    sp_profile *p;
+    uint32_t cap;
+} pb;
+
+static sp_profile *mkprofile(sp_arena *a, const char *type, const char *service, int64_t t)
+{
+    sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
+    p->type_id = type;
+    char *name = sp_arena_strndup(a, type, strcspn(type, ":"));
+    p->name = name;
+    p->time_nanos = t;
+    p->duration_nanos = 10 * SEC;
+    p->nstrings = sizeof fx_strings / sizeof fx_strings[0];
+    p->strings = (const char **)fx_strings;
+    p->nfunctions = 7;
+    p->functions = sp_arena_calloc(a, p->nfunctions, sizeof *p->functions);
+    for (uint32_t i = 1; i < p->nfunctions; i++) {
+        p->functions[i].name = i; /* strings 1..6 */
+        p->functions[i].filename = S_FILE;
+    }
+    p->nmappings = 2;
+    p->mappings = sp_arena_calloc(a, 2, sizeof *p->mappings);
+    p->mappings[1].filename = S_LIBC;
+    p->nlocations = NLOC;
+    p->locations = sp_arena_calloc(a, NLOC, sizeof *p->locations);
+    for (uint32_t i = 1; i < NLOC; i++) {
+        sp_location *l = &p->locations[i];
+        l->mapping_id = 1;
+        l->address = 0x1000 * i;
+        l->frame_type = S_NATIVE;
+        if (i <= L_QUX) {
+            l->nlines = 1;
+            l->lines = sp_arena_calloc(a, 1, sizeof *l->lines);
+            l->lines[0].function_id = i;
+            l->lines[0].line = 10 * i;
+        }
+    }
+    p->locations[L_NOSYM].address = 0xdead;
+    /* L_INL: inl (function 6) inlined into foo (function 2): innermost first. */
+    p->locations[L_INL].nlines = 2;
+    p->locations[L_INL].lines = sp_arena_calloc(a, 2, sizeof(sp_line));
+    p->locations[L_INL].lines[0].function_id = 6;
+    p->locations[L_INL].lines[1].function_id = 2;
+    p->samples = sp_arena_calloc(a, 64, sizeof *p->samples);
+    p->nseries = 2;
+    p->series = sp_arena_calloc(a, 2, sizeof *p->series);
+    p->series[0] = (sp_kv){"__name__", name};
+    p->series[1] = (sp_kv){"service_name", service};
+    return p;
+}
+
+/* stack: location ids root first, 0-terminated. */
+static sp_sample *add_sample(sp_arena *a, sp_profile *p, const uint32_t *root_first, int64_t value,
+                             int64_t ts)
+{
+    assert_true(p->nsamples < 64);
+    sp_sample *s = &p->samples[p->nsamples++];
+    uint32_t n = 0;
+    while (root_first[n])
+        n++;
+    s->nlocations = n;
+    s->location_ids = sp_arena_calloc(a, n + 1, sizeof *s->location_ids);
+    for (uint32_t i = 0; i < n; i++)
+        s->location_ids[i] = root_first[n - 1 - i];
+    s->value = value;
+    if (ts) {
+        s->nobs = 1;
+        s->timestamps = sp_arena_calloc(a, 1, sizeof *s->timestamps);
+        s->values = sp_arena_calloc(a, 1, sizeof *s->values);
+        s->timestamps[0] = (uint64_t)ts;
+        s->values[0] = value;
+    }
+    return s;
+}
+
+static void attach(sp_arena *a, sp_sample *s, uint64_t span)
+{
+    sp_span_ref *refs = sp_arena_calloc(a, s->nspans + 1, sizeof *refs);
+    if (s->nspans)
+        memcpy(refs, s->spans, s->nspans * sizeof *refs);
+    for (int i = 0; i < 8; i++)
+        refs[s->nspans].span_id[i] = (uint8_t)(span >> (56 - 8 * i));
+    refs[s->nspans].trace_id[0] = 0x7;
+    s->spans = refs;
+    s->nspans++;
+}
+
+static void span_id(uint64_t v, uint8_t out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static sp_batch batch1(sp_arena *a, const char *tenant, sp_profile *p)
+{
+    sp_batch b = {0};
+    b.tenant = tenant;
+    b.arena = a;
+    b.profiles = sp_arena_calloc(a, 1, sizeof *b.profiles);
+    b.profiles[0] = p;
+    b.nprofiles = 1;
+    return b;
+}
+
+static void write_ok(store *s, const sp_batch *b)
+{
+    sp_err err = {0};
+    int rc = store_write(s, b, &err);
+    if (rc)
+        fail_msg("write: %s (%s)", err.msg, sp_code_name(rc));
+}
+
+/* "main;foo;bar" of a stack answer, root first. */
+static const char *stack_text(const store_stacks *st, size_t i, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    const store_stack *s = &st->stacks[i];
+    for (uint32_t j = s->nframes; j-- > 0;) {
+        int w = snprintf(buf + k, n - k, "%s%s", k ? ";" : "", st->names[s->frames[j]]);
+        if (w < 0 || (size_t)w >= n - k)
+            break;
+        k += (size_t)w;
+    }
+    return buf;
+}
+
+static int64_t value_of(const store_stacks *st, const char *text)
+{
+    char buf[512];
+    int64_t v = 0;
+    for (size_t i = 0; i < st->nstacks; i++)
+        if (strcmp(stack_text(st, i, buf, sizeof buf), text) == 0)
+            v += st->stacks[i].value;
+    return v;
+}
+
+static store_stacks select_stacks(fx *f, const char *tenant, const char *type,
+                                  const store_matcher *m, size_t nm, int64_t start, int64_t end)
+{
+    store_query q = {.tenant = tenant,
+                     .type_id = type,
+                     .matchers = m,
+                     .nmatchers = nm,
+                     .start_ns = start,
+                     .end_ns = end};
+    store_stacks out;
+    sp_err err = {0};
+    int rc = store_select_stacks(f->s, &q, f->a, &out, &err);
+    if (rc)
+        fail_msg("select stacks: %s", err.msg);
+    return out;
+}
+
+static int64_t sql_int(const char *dir, const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static const uint32_t STK_MFB[] = {L_MAIN, L_FOO, L_BAR, 0};
+static const uint32_t STK_MF[] = {L_MAIN, L_FOO, 0};
+static const uint32_t STK_MB[] = {L_MAIN, L_BAZ, 0};
+static const uint32_t STK_MQ[] = {L_MAIN, L_QUX, 0};
+
+/* ---- tests ------------------------------------------------------------------------------------
+ */
+
+static void writes_batch_and_reads_back_stacks_and_totals(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC);
+    add_sample(a, p, STK_MF, 10, f->t0 + 2 * SEC);
+    add_sample(a, p, STK_MB, 20, f->t0 + 3 * SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.nstacks, 3);
+    assert_int_equal(st.total, 60);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 30);
+    assert_int_equal(value_of(&st, "main;foo"), 10);
+    assert_int_equal(value_of(&st, "main;baz"), 20);
+
+    store_query q = {.tenant = "t1", .type_id = CPU, .start_ns = f->t0, .end_ns = f->t0 + 60 * SEC};
+    store_timeseries_set ts;
+    sp_err err = {0};
+    assert_int_equal(store_select_series(f->s, &q, 15 * SEC, NULL, 0, f->a, &ts, &err), 0);
+    assert_int_equal(ts.n, 1);
+    assert_int_equal(ts.series[0].labels.n, 0);
+    assert_int_equal(ts.series[0].npoints, 1);
+    assert_int_equal(ts.series[0].points[0].t_ns, f->t0);
+    assert_int_equal(ts.series[0].points[0].value, 60);
+}
+
+static void same_stack_twice_is_one_stack_row_with_summed_values(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        add_sample(a, p, STK_MFB, 5, f->t0 + 1 * SEC);
+        add_sample(a, p, STK_MFB, 7, f->t0 + 2 * SEC); /* same stack, same bucket */
+        sp_batch b = batch1(a, NULL, p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    store_stacks st = select_stacks(f, NULL, CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.nstacks, 1);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 24);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM sample"), 24);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 3);
+    /* The anonymous tenant is where a NULL tenant went. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM tenant WHERE name='anonymous'"), 1);
+}
+
+static void write_services(fx *f)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = {0};
+    b.tenant = "t1";
+    b.profiles = sp_arena_calloc(a, 3, sizeof *b.profiles);
+    b.nprofiles = 3;
+    const char *svc[] = {"api", "db", "web"};
+    const uint32_t *stk[] = {STK_MFB, STK_MB, STK_MQ};
+    for (int i = 0; i < 3; i++) {
+        sp_profile *p = mkprofile(a, CPU, svc[i], f->t0);
+        p->nseries = 3;
+        sp_kv *kv = sp_arena_calloc(a, 3, sizeof *kv);
+        kv[0] = p->series[0];
+        kv[1] = (sp_kv){"env", i == 2 ? "dev" : "prod"};
+        kv[2] = p->series[1];
+        p->series = kv;
+        add_sample(a, p, stk[i], 100 * (i + 1), f->t0 + SEC);
+        b.profiles[i] = p;
+    }
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+}
+
+static void label_matchers_select_series(void **state)
+{
+    fx *f = *state;
+    write_services(f);
+    store_matcher eq = {"service_name", "db", STORE_MATCH_EQ};
+    store_stacks st = select_stacks(f, "t1", CPU, &eq, 1, 0, 0);
+    assert_int_equal(st.total, 200);
+    assert_int_equal(value_of(&st, "main;baz"), 200);
+
+    store_matcher neq = {"service_name", "db", STORE_MATCH_NEQ};
+    st = select_stacks(f, "t1", CPU, &neq, 1, 0, 0);
+    assert_int_equal(st.total, 400);
+
+    store_matcher re = {"service_name", "a.*|w.b", STORE_MATCH_RE};
+    st = select_stacks(f, "t1", CPU, &re, 1, 0, 0);
+    assert_int_equal(st.total, 400);
+
+    /* Anchored: "ap" does not match "api". */
+    store_matcher re2 = {"service_name", "ap", STORE_MATCH_RE};
+    st = select_stacks(f, "t1", CPU, &re2, 1, 0, 0);
+    assert_int_equal(st.total, 0);
+
+    store_matcher nre[] = {{"service_name", "api", STORE_MATCH_NRE},
+                           {"env", "prod", STORE_MATCH_EQ}};
+    st = select_stacks(f, "t1", CPU, nre, 2, 0, 0);
+    assert_int_equal(st.total, 200);
+
+    /* A missing label matches as "". */
+    store_matcher missing = {"region", "", STORE_MATCH_EQ};
+    st = select_stacks(f, "t1", CPU, &missing, 1, 0, 0);
+    assert_int_equal(st.total, 600);
+
+    /* The virtual __profile_type__ label, as Grafana sends it. */
+    store_matcher pt = {"__profile_type__", CPU, STORE_MATCH_EQ};
+    st = select_stacks(f, "t1", NULL, &pt, 1, 0, 0);
+    assert_int_equal(st.total, 600);
+
+    /* A parsed selector works the same. */
+    store_selector sel;
+    sp_err err = {0};
+    assert_int_equal(
+        store_parse_selector(CPU "{service_name=~\"api|web\", env!=\"dev\"}", f->a, &sel, &err), 0);
+    st = select_stacks(f, "t1", sel.type_id, sel.matchers, sel.nmatchers, 0, 0);
+    assert_int_equal(st.total, 100);
+
+    /* A bad regex is the caller's error. */
+    store_matcher bad = {"service_name", "(", STORE_MATCH_RE};
+    store_query q = {.tenant = "t1", .matchers = &bad, .nmatchers = 1};
+    store_stacks out;
+    assert_int_equal(store_select_stacks(f->s, &q, f->a, &out, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "regular expression"));
+}
+
+static void label_names_values_series_and_types(void **state)
+{
+    fx *f = *state;
+    write_services(f);
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, WALL, "api", f->t0);
+    add_sample(a, p, STK_MF, 1, f->t0 + SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    sp_err err = {0};
+    store_query q = {.tenant = "t1", .start_ns = f->t0, .end_ns = f->t0 + HOUR};
+    store_strings s;
+    assert_int_equal(store_profile_types(f->s, &q, f->a, &s, &err), 0);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.v[0], CPU);
+    assert_string_equal(s.v[1], WALL);
+
+    assert_int_equal(store_label_names(f->s, &q, f->a, &s, &err), 0);
+    const char *want[] = {"__name__",
+                          "__period_type__",
+                          "__period_unit__",
+                          "__profile_type__",
+                          "__type__",
+                          "__unit__",
+                          "env",
+                          "service_name"};
+    assert_int_equal(s.n, 8);
+    for (size_t i = 0; i < 8; i++)
+        assert_string_equal(s.v[i], want[i]);
+
+    store_matcher pt = {"__profile_type__", CPU, STORE_MATCH_EQ};
+    q.matchers = &pt;
+    q.nmatchers = 1;
+    assert_int_equal(store_label_values(f->s, &q, "service_name", f->a, &s, &err), 0);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.v[0], "api");
+    assert_string_equal(s.v[2], "web");
+    assert_int_equal(store_label_values(f->s, &q, "env", f->a, &s, &err), 0);
+    assert_int_equal(s.n, 2);
+
+    const char *names[] = {"service_name", "env"};
+    store_labelsets ls;
+    assert_int_equal(store_series(f->s, &q, names, 2, f->a, &ls, &err), 0);
+    assert_int_equal(ls.n, 3);
+    assert_int_equal(ls.sets[0].n, 2);
+    assert_string_equal(ls.sets[0].labels[0].name, "env");
+    assert_string_equal(ls.sets[0].labels[0].value, "dev");
+    assert_string_equal(ls.sets[0].labels[1].value, "web");
+
+    /* Outside the time range there is nothing. */
+    store_query late = {.tenant = "t1", .start_ns = f->t0 + 2 * HOUR, .end_ns = f->t0 + 3 * HOUR};
+    assert_int_equal(store_profile_types(f->s, &late, f->a, &s, &err), 0);
+    assert_int_equal(s.n, 0);
+    /* Another tenant sees nothing. */
+    store_query other = {.tenant = "t2"};
+    assert_int_equal(store_label_names(f->s, &other, f->a, &s, &err), 0);
+    assert_int_equal(s.n, 0);
+    store_stacks st = select_stacks(f, "t2", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.nstacks, 0);
+}
+
+static void time_range_selects_buckets(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 1, f->t0 + 1 * SEC);  /* bucket 0 */
+    add_sample(a, p, STK_MFB, 2, f->t0 + 15 * SEC); /* bucket 1 */
+    add_sample(a, p, STK_MB, 4, f->t0 + 25 * SEC);  /* bucket 2 */
+    add_sample(a, p, STK_MB, 8, f->t0 + 125 * SEC); /* bucket 12 */
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, f->t0, f->t0 + 10 * SEC).total, 1);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, f->t0 + 10 * SEC, f->t0 + 30 * SEC).total,
+                     6);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, f->t0 + 30 * SEC, 0).total, 8);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, f->t0 + 200 * SEC, 0).total, 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 15);
+
+    /* Per step of 20 s from t0: [0,20) = 3, [20,40) = 4, [120,140) = 8. */
+    store_query q = {
+        .tenant = "t1", .type_id = CPU, .start_ns = f->t0, .end_ns = f->t0 + 300 * SEC};
+    store_timeseries_set ts;
+    sp_err err = {0};
+    assert_int_equal(store_select_series(f->s, &q, 20 * SEC, NULL, 0, f->a, &ts, &err), 0);
+    assert_int_equal(ts.n, 1);
+    assert_int_equal(ts.series[0].npoints, 3);
+    assert_int_equal(ts.series[0].points[0].value, 3);
+    assert_int_equal(ts.series[0].points[1].t_ns, f->t0 + 20 * SEC);
+    assert_int_equal(ts.series[0].points[1].value, 4);
+    assert_int_equal(ts.series[0].points[2].t_ns, f->t0 + 120 * SEC);
+    assert_int_equal(ts.series[0].points[2].value, 8);
+}
+
+static void select_series_groups_by_label(void **state)
+{
+    fx *f = *state;
+    write_services(f);
+    const char *by[] = {"env"};
+    store_query q = {.tenant = "t1", .type_id = CPU, .start_ns = f->t0, .end_ns = f->t0 + 60 * SEC};
+    store_timeseries_set ts;
+    sp_err err = {0};
+    assert_int_equal(store_select_series(f->s, &q, 60 * SEC, by, 1, f->a, &ts, &err), 0);
+    assert_int_equal(ts.n, 2);
+    assert_string_equal(ts.series[0].labels.labels[0].value, "dev");
+    assert_int_equal(ts.series[0].points[0].value, 300);
+    assert_string_equal(ts.series[1].labels.labels[0].value, "prod");
+    assert_int_equal(ts.series[1].points[0].value, 300);
+    assert_int_equal(store_select_series(f->s, &q, 0, NULL, 0, f->a, &ts, &err), SP_EINVAL);
+}
+
+static void span_stacks_read_only_that_span(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC), 0x1111);
+    sp_sample *both = add_sample(a, p, STK_MF, 10, f->t0 + 2 * SEC);
+    attach(a, both, 0x1111);
+    attach(a, both, 0x2222); /* nested span: the sample counts for both */
+    attach(a, add_sample(a, p, STK_MB, 20, f->t0 + 3 * SEC), 0x2222);
+    add_sample(a, p, STK_MQ, 40, f->t0 + 4 * SEC); /* no span */
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    uint8_t ids[3][8];
+    span_id(0x1111, ids[0]);
+    span_id(0x2222, ids[1]);
+    span_id(0x3333, ids[2]);
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    store_stacks st;
+    sp_err err = {0};
+    assert_int_equal(store_span_stacks(f->s, &q, ids, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 40);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 30);
+    assert_int_equal(value_of(&st, "main;foo"), 10);
+    assert_int_equal(value_of(&st, "main;qux"), 0);
+
+    assert_int_equal(store_span_stacks(f->s, &q, ids + 1, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 30);
+    assert_int_equal(value_of(&st, "main;baz"), 20);
+
+    /* A set of spans merges (the shared sample counts once per span). */
+    assert_int_equal(store_span_stacks(f->s, &q, ids, 3, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 70);
+
+    /* Unknown span, other tenant, other type: nothing. */
+    assert_int_equal(store_span_stacks(f->s, &q, ids + 2, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.nstacks, 0);
+    store_query other = {.tenant = "t2", .type_id = CPU};
+    assert_int_equal(store_span_stacks(f->s, &other, ids, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.nstacks, 0);
+    store_query wall = {.tenant = "t1", .type_id = WALL};
+    assert_int_equal(store_span_stacks(f->s, &wall, ids, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.nstacks, 0);
+
+    /* The rows a span query reads are that span's only: 2 stacks for 0x1111. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack WHERE span_id=4369"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 4);
+}
+
+static void trace_spans_and_span_lookup(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = {0};
+    b.tenant = "t1";
+    sp_span spans[3];
+    memset(spans, 0, sizeof spans);
+    for (int i = 0; i < 3; i++) {
+        spans[i].trace_id[15] = i < 2 ? 0xaa : 0xbb;
+        span_id(0x100 + (uint64_t)i, spans[i].span_id);
+        spans[i].service = "api";
+        spans[i].name = i == 0 ? "GET /" : "query";
+        spans[i].start_ns = (uint64_t)(f->t0 + (3 - i) * SEC);
+        spans[i].end_ns = spans[i].start_ns + 500000000ULL;
+        spans[i].pid = 42;
+        spans[i].tid = 43 + i;
+    }
+    span_id(0x100, spans[1].parent_span_id);
+    b.spans = spans;
+    b.nspans = 3;
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    uint8_t trace[16] = {0};
+    trace[15] = 0xaa;
+    store_spans out;
+    sp_err err = {0};
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, 2);
+    /* Ascending start: span 0x101 started first. */
+    assert_memory_equal(out.spans[0].span_id, spans[1].span_id, 8);
+    assert_memory_equal(out.spans[0].parent_span_id, spans[0].span_id, 8);
+    assert_string_equal(out.spans[0].name, "query");
+    assert_string_equal(out.spans[1].service, "api");
+    assert_int_equal(out.spans[1].end_ns - out.spans[1].start_ns, 500000000);
+    assert_int_equal(out.spans[1].tid, 43);
+
+    sp_span one;
+    assert_int_equal(store_span_get(f->s, "t1", spans[2].span_id, f->a, &one, &err), 0);
+    assert_int_equal(one.trace_id[15], 0xbb);
+    assert_int_equal(one.pid, 42);
+    assert_int_equal(store_span_get(f->s, "t2", spans[2].span_id, f->a, &one, &err), SP_ENOTFOUND);
+    uint8_t none[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+    assert_int_equal(store_span_get(f->s, "t1", none, f->a, &one, &err), SP_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "0909090909090909"));
+    assert_int_equal(store_trace_spans(f->s, "t2", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, 0);
+}
+
+static void unsymbolized_and_inlined_frames_are_named(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    const uint32_t nosym[] = {L_MAIN, L_NOSYM, 0};
+    const uint32_t inl[] = {L_MAIN, L_INL, 0};
+    add_sample(a, p, nosym, 3, f->t0 + SEC);
+    add_sample(a, p, inl, 4, f->t0 + SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;native 0xdead libc.so.6"), 3);
+    assert_int_equal(value_of(&st, "main;foo;inl"), 4);
+    for (uint32_t i = 0; i < st.nnames; i++)
+        assert_true(st.names[i][0] != 0);
+}
+
+static void restart_reads_the_same_numbers(void **state)
+{
+    fx *f = *state;
+    write_services(f);
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC), 0x1111);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_stacks before = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    store_close(f->s);
+    f->s = NULL;
+    open_store(f);
+    store_stacks after = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(before.total, 630);
+    assert_int_equal(after.total, before.total);
+    assert_int_equal(after.nstacks, before.nstacks);
+    assert_int_equal(value_of(&after, "main;foo;bar"), value_of(&before, "main;foo;bar"));
+    uint8_t id[8];
+    span_id(0x1111, id);
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    store_stacks st;
+    sp_err err = {0};
+    assert_int_equal(store_span_stacks(f->s, &q, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 30);
+    /* Writes after a restart find the existing dictionary rows. */
+    write_services(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1230);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 3);
+}
+
+static void migrates_from_version_0(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    rm_rf(f->dir);
+    mkdir(f->dir, 0700);
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", f->dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
+                     10000000000LL);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='span_stack'"),
+                     1);
+    /* Opening again does not migrate twice. */
+    store_close(f->s);
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+}
+
+static void set_pragma(const char *dir, const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static void refuses_newer_schema_version(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    set_pragma(f->dir, "PRAGMA user_version=7");
+    store_options o = opts(f->dir);
+    sp_err err = {0};
+    store *s = NULL;
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_null(s);
+    assert_non_null(
+        strstr(err.msg, "database schema version 7 is newer than this spanprof (1); upgrade"));
+    /* Nothing was changed. */
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    set_pragma(f->dir, "PRAGMA user_version=1");
+    open_store(f);
+}
+
+static void refuses_a_foreign_file(void **state)
+{
+    fx *f = *state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/test_store_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    FILE *fp = fopen(path, "w");
+    fputs("this is not a database, it is a text file that is long enough to have a header.....",
+          fp);
+    fclose(fp);
+    store_options o = opts(dir);
+    sp_err err = {0};
+    store *s = NULL;
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "not a SQLite database"));
+
+    remove(path);
+    set_pragma(dir, "CREATE TABLE users(id INTEGER)");
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "another program"));
+    rm_rf(dir);
+    (void)f;
+}
+
+static void read_only_data_dir_is_a_clear_error(void **state)
+{
+    fx *f = *state;
+    store_close(f->s); /* no other threads while forking */
+    f->s = NULL;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/ro", f->dir);
+    assert_int_equal(mkdir(dir, 0555), 0);
+    chmod(f->dir, 0755);
+    /* root ignores permissions: check as an unprivileged user in a child process. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(3);
+        store_options o = opts(dir);
+        sp_err err = {0};
+        store *s = NULL;
+        int rc = store_open_sqlite(&s, &o, &err);
+        if (rc != SP_EUNAVAIL)
+            _exit(1);
+        if (!strstr(err.msg, "is not writable") || !strstr(err.msg, dir))
+            _exit(2);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    /* A data dir that is a file. */
+    char file[128];
+    snprintf(file, sizeof file, "%s/file", f->dir);
+    FILE *fp = fopen(file, "w");
+    fclose(fp);
+    store_options o = opts(file);
+    sp_err err = {0};
+    store *s = NULL;
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "not a directory"));
+}
+
+static void second_spanprof_on_the_same_dir_is_refused(void **state)
+{
+    fx *f = *state;
+    store_options o = opts(f->dir);
+    sp_err err = {0};
+    store *s = NULL;
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "in use by another spanprof"));
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    assert_non_null(strstr(err.msg, pid));
+}
+
+static void locked_database_is_a_clear_error(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", f->dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    store_options o = opts(f->dir);
+    sp_err err = {0};
+    store *s = NULL;
+    assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "locked by another process"));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(db);
+    open_store(f);
+}
+
+typedef struct writer_arg {
+    store *s;
+    int64_t t0;
+    int id, batches, failures;
+} writer_arg;
+
+static void *writer(void *arg)
+{
+    writer_arg *w = arg;
+    for (int i = 0; i < w->batches; i++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, w->id % 2 ? "odd" : "even", w->t0);
+        add_sample(a, p, STK_MFB, 1, w->t0 + i * SEC);
+        attach(a, add_sample(a, p, STK_MB, 2, w->t0 + i * SEC), 0x5000 + (uint64_t)w->id);
+        sp_batch b = batch1(a, "t1", p);
+        sp_err err = {0};
+        if (store_write(w->s, &b, &err) != 0)
+            w->failures++;
+        sp_arena_free(a);
+    }
+    return NULL;
+}
+
+static void concurrent_writers_are_all_committed(void **state)
+{
+    fx *f = *state;
+    enum { NT = 8, NB = 40 };
+    pthread_t th[NT];
+    writer_arg args[NT];
+    for (int i = 0; i < NT; i++) {
+        args[i] = (writer_arg){.s = f->s, .t0 = f->t0, .id = i, .batches = NB};
+        pthread_create(&th[i], NULL, writer, &args[i]);
+    }
+    for (int i = 0; i < NT; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++)
+        assert_int_equal(args[i].failures, 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, NT * NB * 3);
+    assert_int_equal(value_of(&st, "main;foo;bar"), NT * NB);
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_int_equal(stats.batches_committed, NT * NB);
+    assert_int_equal(stats.batches_failed, 0);
+    assert_true(stats.transactions <= NT * NB);
+    uint8_t id[8];
+    span_id(0x5003, id);
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    sp_err err = {0};
+    assert_int_equal(store_span_stacks(f->s, &q, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, NB * 2);
+}
+
+static void retention_deletes_old_data_and_keeps_new(void **state)
+{
+    fx *f = *state;
+    /* Old data at t0 - 200 h (stack main;qux only there), new data at t0. */
+    int64_t old = f->t0 - 200 * HOUR;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *po = mkprofile(a, CPU, "api", old);
+    attach(a, add_sample(a, po, STK_MQ, 7, old + SEC), 0x0001);
+    attach(a, add_sample(a, po, STK_MFB, 5, old + SEC), 0x0001);
+    sp_profile *pn = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, pn, STK_MFB, 11, f->t0 + SEC), 0x0002);
+    sp_batch b = {0};
+    b.tenant = "t1";
+    b.profiles = sp_arena_calloc(a, 2, sizeof *b.profiles);
+    b.profiles[0] = po;
+    b.profiles[1] = pn;
+    b.nprofiles = 2;
+    sp_span spans[2];
+    memset(spans, 0, sizeof spans);
+    span_id(1, spans[0].span_id);
+    spans[0].start_ns = (uint64_t)old;
+    spans[0].end_ns = (uint64_t)old + 1;
+    span_id(2, spans[1].span_id);
+    spans[1].start_ns = (uint64_t)f->t0;
+    spans[1].end_ns = (uint64_t)f->t0 + 1;
+    b.spans = spans;
+    b.nspans = 2;
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 2);
+
+    /* Simulate that the old stack was last written long ago (the test cannot wait 200 h). */
+    store_close(f->s);
+    set_pragma(f->dir, "UPDATE stack SET seen=seen-300 WHERE id NOT IN (SELECT stack FROM sample "
+                       "WHERE bucket=(SELECT max(bucket) FROM sample));"
+                       "UPDATE location SET seen=seen-300 WHERE address=20480;"
+                       "UPDATE function SET seen=seen-300 WHERE name='qux'");
+    open_store(f);
+
+    sp_err err = {0};
+    assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, 11);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 11);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span"), 1);
+    /* The stack only the old data used is gone, with its no longer used location. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 3);
+    store_spans out;
+    uint8_t trace[16] = {0};
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, 1);
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_int_equal(stats.retention_runs, 1);
+    assert_true(stats.rows_deleted >= 6);
+
+    /* New writes after a sweep still work and reuse what is left. */
+    write_services(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 611);
+}
+
+static void retention_in_small_chunks_deletes_everything_old(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.retention_chunk_rows = 3;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    int64_t old = f->t0 - 300 * HOUR;
+    for (int k = 0; k < 4; k++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, k % 2 ? "a" : "b", old);
+        for (int i = 0; i < 20; i++)
+            attach(a, add_sample(a, p, i % 2 ? STK_MFB : STK_MB, 1, old + i * 10 * SEC),
+                   0x100 + (uint64_t)i);
+        sp_profile *pn = mkprofile(a, CPU, "a", f->t0);
+        add_sample(a, pn, STK_MF, 1, f->t0);
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        b = batch1(a, "t1", pn);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 41);
+    assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 4);
+}
+
+static void invalid_batch_is_rejected_alone(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    sp_sample *s = add_sample(a, p, STK_MFB, 1, f->t0);
+    s->location_ids[0] = 900;
+    sp_batch b = batch1(a, "t1", p);
+    sp_err err = {0};
+    assert_int_equal(store_write(f->s, &b, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "location_id 900 out of range (8 locations)"));
+    p->samples[0].location_ids[0] = L_BAR;
+    p->type_id = NULL;
+    assert_int_equal(store_write(f->s, &b, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "no profile type id"));
+    p->type_id = CPU;
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1);
+}
+
+static void full_disk_rolls_back_the_whole_batch(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.max_db_bytes = 200 * 1024;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    write_services(f);
+    /* Batches of many distinct stacks until the cap is hit. */
+    int rc = 0;
+    int64_t committed = 600;
+    for (int round = 0; round < 200 && !rc; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "big", f->t0);
+        p->nlocations = 64;
+        sp_location *locs = sp_arena_calloc(a, 64, sizeof *locs);
+        memcpy(locs, p->locations, NLOC * sizeof *locs);
+        for (uint32_t i = NLOC; i < 64; i++) {
+            locs[i].mapping_id = 1;
+            locs[i].address = (uint64_t)round * 100000 + i;
+        }
+        p->locations = locs;
+        for (int k = 0; k < 60; k++) {
+            uint32_t stk[40];
+            for (int d = 0; d < 39; d++)
+                stk[d] = NLOC + (uint32_t)((k * 7 + d * 13 + round) % (64 - NLOC));
+            stk[39] = 0;
+            add_sample(a, p, stk, 1, f->t0 + k * SEC);
+        }
+        sp_batch b = batch1(a, "t1", p);
+        rc = store_write(f->s, &b, &err);
+        if (!rc)
+            committed += 60;
+        sp_arena_free(a);
+    }
+    assert_int_equal(rc, SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "full"));
+    assert_non_null(strstr(err.msg, "nothing of this batch was stored"));
+    /* Everything acknowledged is there, nothing of the failed batch is. */
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, committed);
+    /* The store stays usable: a small write into existing pages may still fit, reads work. */
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_true(stats.batches_failed >= 1);
+    store_close(f->s);
+    open_store(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, committed);
+}
+
+static void durability_full_and_url_open(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    char url[128];
+    snprintf(url, sizeof url, "sqlite://%s", f->dir);
+    store_options o = {0};
+    o.durability = STORE_DURABILITY_FULL;
+    o.retention_interval_ns = -1;
+    sp_err err = {0};
+    assert_int_equal(store_open(&f->s, url, &o, &err), 0);
+    write_services(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 600);
+    store *s = NULL;
+    assert_int_equal(store_open(&s, "pyroscope+http://x:4040", &o, &err), SP_EUNIMPL);
+    assert_int_equal(store_open(&s, "bogus://", &o, &err), SP_EINVAL);
+    store_options none = {0};
+    assert_int_equal(store_open(&s, NULL, &none, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "no data directory"));
+}
+
+static void background_retention_thread_runs(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.retention_interval_ns = 50 * 1000000LL;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    int64_t old = f->t0 - 400 * HOUR;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", old);
+    add_sample(a, p, STK_MFB, 1, old);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_stats st;
+    for (int i = 0; i < 200; i++) {
+        store_stats_get(f->s, &st);
+        if (st.retention_runs > 0 && st.rows_deleted > 0)
+            break;
+        usleep(20000);
+    }
+    assert_true(st.rows_deleted >= 1);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(writes_batch_and_reads_back_stacks_and_totals, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(same_stack_twice_is_one_stack_row_with_summed_values, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(label_matchers_select_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(label_names_values_series_and_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(time_range_selects_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(select_series_groups_by_label, setup, teardown),
+        cmocka_unit_test_setup_teardown(span_stacks_read_only_that_span, setup, teardown),
+        cmocka_unit_test_setup_teardown(trace_spans_and_span_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(unsymbolized_and_inlined_frames_are_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(restart_reads_the_same_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_0, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_newer_schema_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_a_foreign_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_only_data_dir_is_a_clear_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_spanprof_on_the_same_dir_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(locked_database_is_a_clear_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_writers_are_all_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(invalid_batch_is_rejected_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(durability_full_and_url_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(background_retention_thread_runs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
