@@ -1,0 +1,174 @@
+/* Label selectors (parsing, matching) and frame names: the backend-neutral parts of the store. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "storage-adapter/match.h"
+#include "storage-adapter/store.h"
+
+#include <string.h>
+
+static sp_arena *arena;
+
+static store_selector parse_ok(const char *text)
+{
+    store_selector sel;
+    sp_err err = {0};
+    int rc = store_parse_selector(text, arena, &sel, &err);
+    if (rc)
+        fail_msg("%s: %s", text, err.msg);
+    return sel;
+}
+
+static void parses_prometheus_selectors(void **state)
+{
+    (void)state;
+    store_selector s = parse_ok("{service_name=\"api\", env!=\"dev\",k=~\"a.*\" , x!~'y'}");
+    assert_null(s.type_id);
+    assert_int_equal(s.nmatchers, 4);
+    assert_string_equal(s.matchers[0].name, "service_name");
+    assert_string_equal(s.matchers[0].value, "api");
+    assert_int_equal(s.matchers[0].op, STORE_MATCH_EQ);
+    assert_int_equal(s.matchers[1].op, STORE_MATCH_NEQ);
+    assert_int_equal(s.matchers[2].op, STORE_MATCH_RE);
+    assert_string_equal(s.matchers[2].value, "a.*");
+    assert_int_equal(s.matchers[3].op, STORE_MATCH_NRE);
+    assert_string_equal(s.matchers[3].value, "y");
+
+    s = parse_ok("{}");
+    assert_int_equal(s.nmatchers, 0);
+    s = parse_ok("");
+    assert_int_equal(s.nmatchers, 0);
+    assert_null(s.type_id);
+    s = parse_ok("{a=\"1\",}");
+    assert_int_equal(s.nmatchers, 1);
+}
+
+static void parses_type_id_before_the_brace(void **state)
+{
+    (void)state;
+    store_selector s = parse_ok("process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"x\"}");
+    assert_string_equal(s.type_id, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+    assert_int_equal(s.nmatchers, 1);
+    s = parse_ok("  memory:alloc_space:bytes:space:bytes  ");
+    assert_string_equal(s.type_id, "memory:alloc_space:bytes:space:bytes");
+    assert_int_equal(s.nmatchers, 0);
+}
+
+static void accepts_matchers_without_braces(void **state)
+{
+    (void)state;
+    /* Grafana custom queries are used verbatim: `method="x"` without braces. */
+    store_selector s = parse_ok("method=\"GET\", service_name=\"api\"");
+    assert_null(s.type_id);
+    assert_int_equal(s.nmatchers, 2);
+    assert_string_equal(s.matchers[0].name, "method");
+    assert_string_equal(s.matchers[1].value, "api");
+}
+
+static void handles_escapes_and_quoted_names(void **state)
+{
+    (void)state;
+    store_selector s = parse_ok("{\"service.name\"=\"a\\\"b\\\\c\", k=`raw\\d`}");
+    assert_string_equal(s.matchers[0].name, "service.name");
+    assert_string_equal(s.matchers[0].value, "a\"b\\c");
+    assert_string_equal(s.matchers[1].value, "raw\\d");
+}
+
+static void rejects_malformed_selectors(void **state)
+{
+    (void)state;
+    const char *bad[] = {"{a=\"x\"",          "{a=x}",
+                         "{a~\"x\"}",         "{=\"x\"}",
+                         "{a=\"x\"} junk",    "{a=\"x\" b=\"y\"}",
+                         "bad name{a=\"x\"}", "{a=\"unterminated}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        store_selector sel;
+        sp_err err = {0};
+        int rc = store_parse_selector(bad[i], arena, &sel, &err);
+        if (rc != SP_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+        assert_non_null(strstr(err.msg, "label selector"));
+    }
+}
+
+typedef struct kvs {
+    const char *const *kv; /* name, value, ..., NULL */
+} kvs;
+
+static const char *get(void *ctx, const char *name)
+{
+    const kvs *k = ctx;
+    for (size_t i = 0; k->kv[i]; i += 2)
+        if (strcmp(k->kv[i], name) == 0)
+            return k->kv[i + 1];
+    return NULL;
+}
+
+static int matches(const char *sel_text, const char *const *labels)
+{
+    store_selector sel = parse_ok(sel_text);
+    store_match mm;
+    sp_err err = {0};
+    assert_int_equal(store_match_compile(&mm, sel.matchers, sel.nmatchers, &err), 0);
+    kvs k = {labels};
+    int r = store_match_eval(&mm, get, &k);
+    store_match_free(&mm);
+    return r;
+}
+
+static void matchers_follow_prometheus_rules(void **state)
+{
+    (void)state;
+    const char *const l[] = {"service_name", "api-gw", "env", "prod", NULL};
+    assert_true(matches("{}", l));
+    assert_true(matches("{service_name=\"api-gw\"}", l));
+    assert_false(matches("{service_name=\"api\"}", l));
+    assert_true(matches("{service_name=~\"api.*\"}", l));
+    assert_false(matches("{service_name=~\"api\"}", l)); /* anchored */
+    assert_true(matches("{service_name!~\"web|db\"}", l));
+    assert_true(matches("{region=\"\"}", l)); /* missing = "" */
+    assert_false(matches("{region!=\"\"}", l));
+    assert_true(matches("{region=~\"|eu\"}", l));
+    assert_false(matches("{env=\"prod\", service_name=\"x\"}", l));
+
+    store_matcher bad = {"a", "([", STORE_MATCH_RE};
+    store_match mm;
+    sp_err err = {0};
+    assert_int_equal(store_match_compile(&mm, &bad, 1, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "bad regular expression"));
+}
+
+static void frame_names_are_never_empty(void **state)
+{
+    (void)state;
+    char buf[128];
+    assert_string_equal(store_frame_name(buf, sizeof buf, "main", "native", 1, "x"), "main");
+    assert_string_equal(store_frame_name(buf, sizeof buf, NULL, "native", 0x7f3a21,
+                                         "/lib/x86_64-linux-gnu/libc.so.6"),
+                        "native 0x7f3a21 libc.so.6");
+    assert_string_equal(store_frame_name(buf, sizeof buf, "", "", 0x4010a0, NULL), "0x4010a0");
+    assert_string_equal(store_frame_name(buf, sizeof buf, "", "kernel", 0xffff, ""),
+                        "kernel 0xffff");
+    assert_string_equal(store_frame_name(buf, sizeof buf, NULL, NULL, 0, NULL), "unknown");
+    assert_string_equal(store_frame_name(buf, sizeof buf, NULL, NULL, 0, "app"), "0x0 app");
+}
+
+int main(void)
+{
+    arena = sp_arena_new(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parses_prometheus_selectors),
+        cmocka_unit_test(parses_type_id_before_the_brace),
+        cmocka_unit_test(accepts_matchers_without_braces),
+        cmocka_unit_test(handles_escapes_and_quoted_names),
+        cmocka_unit_test(rejects_malformed_selectors),
+        cmocka_unit_test(matchers_follow_prometheus_rules),
+        cmocka_unit_test(frame_names_are_never_empty),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    sp_arena_free(arena);
+    return rc;
+}
