@@ -119,7 +119,7 @@ def test_hand_encoder_matches_protobuf_for_the_current_layout():
     assert sample_new_layout(3, [1, 2], 1, [7, 9], [10**18, 10**18 + 5]) == s.SerializeToString()
 
 
-def _old_layout_request(with_link):
+def _old_layout_request(with_link, with_values=True):
     req, dic = cpu_profile_request(n_profiles=2, samples_per_profile=3)
     link = dic.link(b"\x11" * 16, b"\x22" * 8) if with_link else 0
     req.dictionary.CopyFrom(dic.d)
@@ -128,16 +128,19 @@ def _old_layout_request(with_link):
         samples = []
         for s in prof.samples:
             # Values large enough that a decoder reading them as v1.10 attribute_indices would
-            # find them out of range (and reject), and timestamps of equal length.
+            # find them out of range (and reject), and timestamps of equal length. Without
+            # values: the eBPF profiler's v1.9 CPU sample (timestamps + attributes only).
+            values = [50_000_000, 50_000_000] if with_values else []
             samples.append(sample_old_layout(s.stack_index, list(s.attribute_indices), link,
-                                             [50_000_000, 50_000_000], list(s.timestamps_unix_nano)))
+                                             values, list(s.timestamps_unix_nano)))
         raw.append(samples)
     return encode_request_with_raw_samples(req, raw)
 
 
-@pytest.mark.parametrize("with_link", [True, False], ids=["with_link", "no_link"])
-def test_old_v1_9_sample_layout_is_accepted(spanprof, with_link):
-    payload = _old_layout_request(with_link)
+@pytest.mark.parametrize("with_link,with_values", [(True, True), (False, True), (False, False), (True, False)],
+                         ids=["link_values", "values", "timestamps_only", "link_timestamps_only"])
+def test_old_v1_9_sample_layout_is_accepted(spanprof, with_link, with_values):
+    payload = _old_layout_request(with_link, with_values)
     with grpc.insecure_channel(spanprof.grpc_target) as ch:
         resp = raw_unary(ch, PROFILES_METHOD, Resp)(payload, timeout=RPC_TIMEOUT, compression=grpc.Compression.Gzip)
     assert_full_success(resp)
@@ -162,6 +165,17 @@ def test_http_profiles_ok(spanprof, gz, port_name):
     assert headers.get("content-type", "").startswith("application/x-protobuf"), headers
     assert_full_success(Resp.FromString(body))
     assert accepted_profiles(spanprof.http_port, 3) == 3
+
+
+def test_several_bad_samples_reject_their_profile_once(spanprof):
+    req, _ = cpu_profile_request(n_profiles=3, samples_per_profile=5)
+    bad = req.resource_profiles[0].scope_profiles[0].profiles[2]
+    for i in (0, 2, 4):
+        bad.samples[i].stack_index = 777 + i
+    with grpc.insecure_channel(spanprof.grpc_target) as ch:
+        resp = profiles_stub(ch).Export(req, timeout=RPC_TIMEOUT)
+    assert resp.partial_success.rejected_profiles == 1, resp
+    assert accepted_profiles(spanprof.http_port, 2) == 2
 
 
 def test_http_profiles_partial_success(spanprof):
