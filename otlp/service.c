@@ -3,8 +3,10 @@
  */
 #include "service.h"
 #include "compress.h"
+#include "convert.h"
 #include "decode.h"
 #include "grpc.h"
+#include "spans.h"
 #include "wire.h"
 
 #include "../common/arena.h"
@@ -41,6 +43,13 @@ static void work_free(work *w)
 {
     sp_buf_free(&w->scratch);
     sp_arena_free(w->arena);
+}
+
+static int64_t wall_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int64_t now_ns(void)
@@ -274,9 +283,18 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
     if (w.dec.verdict.bad)
         sp_debug("msg=\"partial success\" signal=%s rejected=%zu of=%zu first=\"%s\"", sig->items,
                  w.dec.verdict.bad, w.dec.verdict.total, w.dec.verdict.first.msg);
-    if (cfg && cfg->on_accept) {
+    if (cfg && cfg->sink.write) {
+        /* Convert what validated, hand it to the next stage, answer only once it is stored. */
         sp_err serr = {0};
-        rc = cfg->on_accept(cfg->sink_ud, req, sig->signal, accepted, &serr);
+        sp_batch batch = {.tenant = req->tenant, .arena = w.arena};
+        if (sig->signal == OTLP_SIGNAL_PROFILES)
+            rc = otlp_profiles_convert((const otlp_profiles_req *)w.dec.msg, &w.dec.verdict,
+                                       wall_now_ns(), &batch, &serr);
+        else
+            rc = otlp_traces_convert((const otlp_traces_req *)w.dec.msg, &w.dec.verdict, &batch,
+                                     &serr);
+        if (!rc && (batch.nprofiles || batch.nspans))
+            rc = cfg->sink.write(cfg->sink.ud, req, &batch, &serr);
         if (rc) {
             if (!serr.code)
                 serr.code = rc;

@@ -7,7 +7,7 @@
  * Each request is unframed / decompressed (otlp/grpc.c, otlp/compress.c), checked for nesting
  * depth, put into the current profiles layout (otlp/layout.c), unpacked by protobuf-c into a
  * per-request arena, validated item by item (otlp/validate.c) and handed to the next stage
- * through cfg->on_accept. Bad items are rejected with partial_success (status OK); a request
+ * through cfg->sink. Bad items are rejected with partial_success (status OK); a request
  * that cannot be decoded at all is INVALID_ARGUMENT / HTTP 400 with a google.rpc.Status body.
  * Called by server/main.c; it never touches sockets and never stores anything itself.
  */
@@ -19,6 +19,7 @@
 #include "../common/err.h"
 #include "../server/request.h"
 #include "../server/router.h"
+#include "sink.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,12 +34,10 @@ typedef struct otlp_config {
     /* Largest accepted message after decompression (0 = 64 MiB). Also bounds each request's
      * decode arena (a multiple of the message size). */
     size_t max_recv_msg_size;
-    /* The next stage. Called once per decoded request, on a worker thread, with the number of
-     * accepted items (profiles or spans). A non-zero return (an SP_E* code with err filled) is
-     * sent back to the client instead of the Export response (e.g. SP_EFULL -> gRPC
-     * RESOURCE_EXHAUSTED / HTTP 429). NULL = count and drop. */
-    int (*on_accept)(void *ud, const srv_request *req, int signal, uint64_t items, sp_err *err);
-    void *sink_ud;
+    /* The next stage: the request's valid items converted (sp_profile / sp_span), once per
+     * request on a worker thread. An error (e.g. SP_EUNAVAIL, SP_EFULL) goes back to the client
+     * instead of the Export response. No write function = count and drop. */
+    otlp_sink sink;
 } otlp_config;
 
 /* Registers the four routes. cfg is not copied: it must outlive the router. */

@@ -38,6 +38,13 @@ static const opt opts[] = {
      "how long SIGTERM waits for in-flight requests"},
     {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s",
      "close connections idle this long"},
+    {"durability", T_STR, OFF(durability), "normal",
+     "normal: acknowledged writes survive a crash (SQLite WAL synchronous=NORMAL); full: also a "
+     "power loss (synchronous=FULL)"},
+    {"retention", T_DURATION, OFF(retention_ms), "168h",
+     "delete profiles and spans older than this (0 keeps everything)"},
+    {"min-span-duration", T_DURATION, OFF(min_span_ms), "20ms",
+     "spans shorter than this get no samples by inference"},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
 };
@@ -57,6 +64,9 @@ void srv_config_defaults(srv_config *c)
     c->shutdown_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
     c->log_level = "info";
+    c->durability = "normal";
+    c->retention_ms = 168LL * 3600 * 1000;
+    c->min_span_ms = 20;
 }
 
 void srv_config_usage(FILE *out)
@@ -201,6 +211,9 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
         return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
     if (c->tls_client_ca && !c->tls_cert)
         return sp_fail(err, SP_EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
+    if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "full") != 0)
+        return sp_fail(err, SP_EINVAL, "--durability must be normal or full, not \"%s\"",
+                       c->durability);
     if (c->max_recv_msg_size < 1024)
         return sp_fail(err, SP_EINVAL, "--max-recv-msg-size must be at least 1024 bytes");
     return 0;

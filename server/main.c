@@ -1,16 +1,17 @@
-/* spanprof: the composition root. Parses flags, opens the data directory, wires the modules'
- * routes onto one router and runs the server until SIGTERM/SIGINT. */
+/* spanprof: the composition root. Parses flags, opens the store, wires the modules' routes onto
+ * one router and the ingest pipeline (convert → correlate → store) behind them, and runs the
+ * server until SIGTERM/SIGINT. */
 #include "../common/log.h"
+#include "../correlator/correlator.h"
+#include "../otlp/pyroscope.h"
 #include "../otlp/service.h"
+#include "../storage-adapter/store.h"
 #include "admin.h"
 #include "config.h"
 #include "server.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static int set_log_level(const char *name)
 {
@@ -23,25 +24,23 @@ static int set_log_level(const char *name)
     return -1;
 }
 
-static int open_data_dir(const char *dir, sp_err *err)
-{
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return sp_fail(err, SP_EUNAVAIL, "cannot create data directory %s: %s", dir,
-                       strerror(errno));
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return sp_fail(err, SP_EUNAVAIL, "data directory %s is not a directory", dir);
-    if (access(dir, W_OK | X_OK) != 0)
-        return sp_fail(err, SP_EUNAVAIL, "data directory %s is not writable: %s", dir,
-                       strerror(errno));
-    return 0;
-}
+typedef struct pipeline {
+    corr *corr;
+    store *store;
+} pipeline;
 
-static int store_ready;
+/* The next stage of every ingest path: attach spans, then store; the answer waits for the
+ * commit, so an acknowledged export is durable. */
+static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
+{
+    pipeline *p = ud;
+    corr_attach_spans(p->corr, b);
+    return store_write(p->store, b, err);
+}
 
 static int is_ready(void *ud)
 {
-    return store_ready;
+    return ((pipeline *)ud)->store != NULL;
 }
 
 int main(int argc, char **argv)
@@ -61,28 +60,45 @@ int main(int argc, char **argv)
         fprintf(stderr, "spanprof: --log-level must be debug, info, warn or error\n");
         return 2;
     }
-    if (open_data_dir(cfg.data_dir, &err) != 0) {
-        sp_error("msg=\"%s\"", err.msg);
+
+    pipeline pl = {0};
+    store_options so = {
+        .data_dir = cfg.data_dir,
+        .durability =
+            strcmp(cfg.durability, "full") == 0 ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL,
+        .retention_ns = cfg.retention_ms ? cfg.retention_ms * 1000000 : -1,
+    };
+    if (store_open(&pl.store, NULL, &so, &err) != 0) {
+        sp_error("msg=\"cannot open the store\" err=\"%s\"", err.msg);
         return 1;
     }
+    corr_options co = {.min_span_ns = cfg.min_span_ms * 1000000};
+    pl.corr = corr_new(&co);
 
     srv_router *router = srv_router_new();
-    otlp_config ocfg = {.max_recv_msg_size = cfg.max_recv_msg_size};
-    if (!router || srv_admin_register(router, is_ready, NULL) != 0 ||
-        otlp_register(router, &ocfg) != 0) {
+    otlp_config ocfg = {.max_recv_msg_size = cfg.max_recv_msg_size,
+                        .sink = {.write = ingest, .ud = &pl}};
+    otlp_pyroscope_config pcfg = {.max_recv_msg_size = cfg.max_recv_msg_size,
+                                  .sink = {.write = ingest, .ud = &pl}};
+    int rc = 1;
+    srv_server *server = NULL;
+    if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
+        otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0) {
         sp_error("msg=\"cannot register routes\"");
-        return 1;
+        goto out;
     }
-    srv_server *server;
     if (srv_server_new(&server, &cfg, router, &err) != 0) {
         sp_error("msg=\"%s\"", err.msg);
-        srv_router_free(router);
-        return 1;
+        goto out;
     }
-    store_ready = 1;
-    int rc = srv_server_run(server);
+    sp_info("msg=\"store open\" data_dir=\"%s\" durability=%s", cfg.data_dir, cfg.durability);
+    rc = srv_server_run(server) ? 1 : 0;
+out:
+    /* The server returns after in-flight requests finished: their batches are committed. */
     srv_server_free(server);
     srv_router_free(router);
+    store_close(pl.store);
+    corr_free(pl.corr);
     sp_info("msg=\"stopped\"");
-    return rc ? 1 : 0;
+    return rc;
 }
