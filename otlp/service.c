@@ -146,6 +146,8 @@ static int decode(work *w, sp_err *err)
     if (!w->arena)
         return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
     int rc = otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
+    if (!rc && w->dec.layout.layout == OTLP_LAYOUT_V1_9)
+        srv_metrics_gauge_add("otlp_profiles_v1_9_layout_requests_total", 1);
     if (!rc && w->dec.layout.rewritten)
         sp_debug("msg=\"profiles rewritten to the current layout\" layout=%s samples=%llu "
                  "old_votes=%llu new_votes=%llu v18_profiles=%llu dropped_fields=%llu",
