@@ -58,7 +58,8 @@ typedef struct sp_sample {
     uint32_t nlocations;
     int64_t value; /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
     /* Per-observation detail when the sender had it: nobs timestamps (UTC ns) and, parallel to
-     * them, the value each one contributed (already scaled like `value`). Both may be NULL. */
+     * them, the value each one contributed (already scaled like `value`). timestamps NULL = no
+     * detail; values NULL = every observation contributed an equal share of `value`. */
     uint64_t *timestamps;
     int64_t *values;
     uint32_t nobs;

@@ -13,6 +13,17 @@ typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
 
 #define TEN_SECONDS_NS 10000000000LL
 
+/* What one attribute_table entry means for a sample, worked out once per request: the hot loop
+ * then costs an array lookup per attribute instead of string compares and interning. */
+enum { ATTR_UNSEEN = 0, ATTR_SKIP, ATTR_TID, ATTR_PID, ATTR_THREAD_NAME, ATTR_LABEL };
+
+typedef struct attr_info {
+    uint8_t kind;
+    int64_t num;     /* ATTR_TID, ATTR_PID */
+    uint32_t str;    /* ATTR_THREAD_NAME */
+    sp_label label;  /* ATTR_LABEL */
+} attr_info;
+
 /* Conversion state of one request: the shared string table (the dictionary's strings followed by
  * the ones conversion adds) and the dictionary tables converted once for every profile. */
 typedef struct conv {
@@ -29,6 +40,8 @@ typedef struct conv {
     uint32_t nlocs;
     sp_mapping *maps;
     uint32_t nmaps;
+    attr_info *attrs;  /* per attribute_table entry, filled on first use */
+    uint32_t **stacks;       /* per stack_table entry, filled on first use */
 } conv;
 
 static uint64_t hash_bytes(const char *s, size_t n)
@@ -247,7 +260,9 @@ static int convert_dictionary(conv *c, sp_err *err)
     c->funcs = sp_arena_calloc(c->a, c->capfuncs, sizeof *c->funcs);
     c->nlocs = d->n_location_table ? (uint32_t)d->n_location_table : 1;
     c->locs = sp_arena_calloc(c->a, c->nlocs, sizeof *c->locs);
-    if (!c->maps || !c->funcs || !c->locs)
+    c->attrs = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->attrs);
+    c->stacks = sp_arena_calloc(c->a, d->n_stack_table + 1, sizeof *c->stacks);
+    if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
@@ -473,35 +488,94 @@ static int link_of(conv *c, int32_t idx, sp_sample *s)
     return 0;
 }
 
+
+static const attr_info *attr_classify(conv *c, int32_t idx)
+{
+    static const attr_info skip = {.kind = ATTR_SKIP};
+    if (idx <= 0 || (size_t)idx >= c->d->n_attribute_table)
+        return &skip;
+    attr_info *ai = &c->attrs[idx];
+    if (ai->kind != ATTR_UNSEEN)
+        return ai;
+    ai->kind = ATTR_SKIP;
+    const kvu_t *kv = c->d->attribute_table[idx];
+    const char *key = str_at(c, kv->key_strindex);
+    char buf[32];
+    if (strcmp(key, "thread.id") == 0 && any_int(kv->value, &ai->num)) {
+        ai->kind = ATTR_TID;
+    } else if (strcmp(key, "process.pid") == 0 && any_int(kv->value, &ai->num)) {
+        ai->kind = ATTR_PID;
+    } else if (strcmp(key, "thread.name") == 0) {
+        ai->kind = ATTR_THREAD_NAME;
+        ai->str = intern(c, any_string(c, kv->value, buf, sizeof buf));
+    } else if (strcmp(key, "service.name") != 0 && *key) {
+        /* service.name splits the profile instead (see convert_profile). */
+        char *name = otlp_label_name(c->a, key);
+        ai->label.key = name ? intern(c, name) : 0;
+        if (kv->value &&
+            kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
+            ai->label.num = kv->value->int_value;
+            ai->label.num_unit = kv->unit_strindex > 0 && (uint32_t)kv->unit_strindex < c->n
+                                     ? (uint32_t)kv->unit_strindex
+                                     : 0;
+            ai->kind = ai->label.key ? ATTR_LABEL : ATTR_SKIP;
+        } else {
+            const char *v = any_string(c, kv->value, buf, sizeof buf);
+            ai->label.str = v ? intern(c, v) : 0;
+            /* bool, double, bytes, kvlist: no pprof label form */
+            ai->kind = ai->label.key && v ? ATTR_LABEL : ATTR_SKIP;
+        }
+    }
+    return ai;
+}
+
+/* A stack's location ids, converted once and shared by every sample that uses the stack. */
+static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
+{
+    const dict_t *d = c->d;
+    *ids = NULL;
+    *n = 0;
+    if (idx <= 0 || (size_t)idx >= d->n_stack_table)
+        return 0;
+    if (!c->stacks[idx]) {
+        const Opentelemetry__Proto__Profiles__V1development__Stack *st = d->stack_table[idx];
+        uint32_t *v = sp_arena_alloc(c->a, (st->n_location_indices + 1) * sizeof *v);
+        if (!v)
+            return SP_ETOOBIG;
+        for (size_t k = 0; k < st->n_location_indices; k++) {
+            int32_t li = st->location_indices[k];
+            v[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
+        }
+        c->stacks[idx] = v;
+    }
+    *ids = c->stacks[idx];
+    *n = (uint32_t)d->stack_table[idx]->n_location_indices;
+    return 0;
+}
+
 static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64_t pid_default,
                           sp_sample *s, sp_err *err)
 {
-    const dict_t *d = c->d;
     memset(s, 0, sizeof *s);
-    if (in->stack_index > 0 && (size_t)in->stack_index < d->n_stack_table) {
-        const Opentelemetry__Proto__Profiles__V1development__Stack *st =
-            d->stack_table[in->stack_index];
-        s->nlocations = (uint32_t)st->n_location_indices;
-        s->location_ids = sp_arena_alloc(c->a, (s->nlocations + 1) * sizeof *s->location_ids);
-        if (!s->location_ids)
-            return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
-        for (uint32_t k = 0; k < s->nlocations; k++) {
-            int32_t li = st->location_indices[k];
-            s->location_ids[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
-        }
-    }
-    /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs). */
-    size_t nobs = in->n_timestamps_unix_nano ? in->n_timestamps_unix_nano : 0;
+    if (stack_ids(c, in->stack_index, &s->location_ids, &s->nlocations))
+        return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
+    /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs).
+     * Timestamps stay in the decoded message (same arena); values are materialised only when
+     * they differ, NULL meaning equal shares (common/profile.h). */
+    size_t nobs = in->n_timestamps_unix_nano;
     if (nobs) {
         s->nobs = (uint32_t)nobs;
-        s->timestamps = sp_arena_memdup(c->a, in->timestamps_unix_nano, nobs * sizeof(uint64_t));
-        s->values = sp_arena_alloc(c->a, nobs * sizeof *s->values);
-        if (!s->timestamps || !s->values)
-            return sp_fail(err, SP_ETOOBIG, "samples too large for the request budget");
-        for (size_t k = 0; k < nobs; k++) {
-            int64_t v = in->n_values == nobs ? in->values[k] : 1;
-            s->values[k] = v * r->scale;
-            s->value += s->values[k];
+        s->timestamps = in->timestamps_unix_nano;
+        if (in->n_values == nobs) {
+            s->values = sp_arena_alloc(c->a, nobs * sizeof *s->values);
+            if (!s->values)
+                return sp_fail(err, SP_ETOOBIG, "samples too large for the request budget");
+            for (size_t k = 0; k < nobs; k++) {
+                s->values[k] = in->values[k] * r->scale;
+                s->value += s->values[k];
+            }
+        } else {
+            s->value = (int64_t)nobs * r->scale;
         }
     } else {
         for (size_t k = 0; k < in->n_values; k++)
@@ -509,45 +583,21 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
     }
     s->pid = pid_default;
     link_of(c, in->link_index, s);
-    s->labels = in->n_attribute_indices
-                    ? sp_arena_alloc(c->a, in->n_attribute_indices * sizeof *s->labels)
-                    : NULL;
     for (size_t k = 0; k < in->n_attribute_indices; k++) {
-        const kvu_t *kv = attr(c, in->attribute_indices[k]);
-        if (!kv)
-            continue;
-        const char *key = str_at(c, kv->key_strindex);
-        int64_t num;
-        char buf[32];
-        if (strcmp(key, "thread.id") == 0 && any_int(kv->value, &num)) {
-            s->tid = num;
-        } else if (strcmp(key, "process.pid") == 0 && any_int(kv->value, &num)) {
-            s->pid = num;
-        } else if (strcmp(key, "thread.name") == 0) {
-            s->thread_name = intern(c, any_string(c, kv->value, buf, sizeof buf));
-        } else if (strcmp(key, "service.name") == 0) {
-            /* split into its own profile by the caller */
-        } else if (s->labels) {
-            char *name = otlp_label_name(c->a, key);
-            if (!name)
-                return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
-            sp_label *l = &s->labels[s->nlabels];
-            memset(l, 0, sizeof *l);
-            l->key = intern(c, name);
-            if (kv->value && kv->value->value_case ==
-                                 OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
-                l->num = kv->value->int_value;
-                l->num_unit = kv->unit_strindex > 0 && (uint32_t)kv->unit_strindex < c->n
-                                  ? (uint32_t)kv->unit_strindex
-                                  : 0;
-            } else {
-                const char *v = any_string(c, kv->value, buf, sizeof buf);
-                if (!v)
-                    continue; /* bool, double, bytes, kvlist: no pprof label form */
-                l->str = intern(c, v);
+        const attr_info *ai = attr_classify(c, in->attribute_indices[k]);
+        switch (ai->kind) {
+        case ATTR_TID: s->tid = ai->num; break;
+        case ATTR_PID: s->pid = ai->num; break;
+        case ATTR_THREAD_NAME: s->thread_name = ai->str; break;
+        case ATTR_LABEL:
+            if (!s->labels) {
+                s->labels = sp_arena_alloc(c->a, in->n_attribute_indices * sizeof *s->labels);
+                if (!s->labels)
+                    return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
             }
-            if (l->key)
-                s->nlabels++;
+            s->labels[s->nlabels++] = ai->label;
+            break;
+        default: break;
         }
     }
     return 0;
