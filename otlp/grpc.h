@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Default maximum received message size (after decompression), as in the OTel Collector's
- * OTLP receiver ("max_recv_msg_size_mib": 4 MiB in gRPC, raised for profiles). */
+/* Default limit on a received message, compressed and after decompression (spanprof's
+ * --max-recv-msg-size default; eBPF profiler requests of a busy host stay well below it). */
 #define OTLP_GRPC_DEFAULT_MAX_MSG (64u * 1024 * 1024)
 
 #define OTLP_GRPC_PREFIX_LEN 5
