@@ -50,10 +50,10 @@ uint64_t store_hash64(const void *p, size_t n, uint64_t seed)
     return fmix64(h);
 }
 
-static inline uint64_t mix3(int64_t a, int64_t b, int64_t c)
+static inline uint64_t mix4(int64_t a, int64_t b, int64_t c, int64_t d)
 {
-    uint64_t h = word_mix((uint64_t)a) ^ rotl64(word_mix((uint64_t)b), 21) ^
-                 rotl64(word_mix((uint64_t)c), 42);
+    uint64_t h = word_mix((uint64_t)a) ^ rotl64(word_mix((uint64_t)b), 16) ^
+                 rotl64(word_mix((uint64_t)c), 32) ^ rotl64(word_mix((uint64_t)d), 48);
     return fmix64(h);
 }
 
@@ -203,16 +203,16 @@ void store_agg_reset(store_agg *m)
     m->n = 0;
 }
 
-store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2)
+store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2, int64_t k3)
 {
     if (!m->cap)
         return NULL;
     size_t mask = m->cap - 1;
-    for (size_t i = mix3(k0, k1, k2) & mask;; i = (i + 1) & mask) {
+    for (size_t i = mix4(k0, k1, k2, k3) & mask;; i = (i + 1) & mask) {
         store_agg_entry *e = &m->slots[i];
         if (!e->used)
             return NULL;
-        if (e->k[0] == k0 && e->k[1] == k1 && e->k[2] == k2)
+        if (e->k[0] == k0 && e->k[1] == k1 && e->k[2] == k2 && e->k[3] == k3)
             return e;
     }
 }
@@ -228,7 +228,7 @@ static int agg_grow(store_agg *m)
         store_agg_entry *e = &m->slots[j];
         if (!e->used)
             continue;
-        size_t i = mix3(e->k[0], e->k[1], e->k[2]) & mask;
+        size_t i = mix4(e->k[0], e->k[1], e->k[2], e->k[3]) & mask;
         while (ns[i].used)
             i = (i + 1) & mask;
         ns[i] = *e;
@@ -239,22 +239,24 @@ static int agg_grow(store_agg *m)
     return 0;
 }
 
-store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int *created)
+store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int64_t k3,
+                               int *created)
 {
-    store_agg_entry *e = store_agg_find(m, k0, k1, k2);
+    store_agg_entry *e = store_agg_find(m, k0, k1, k2, k3);
     if (created)
         *created = 0;
     if (e)
         return e;
     if ((m->n + 1) * 4 > m->cap * 3 && agg_grow(m) != 0)
         return NULL;
-    size_t mask = m->cap - 1, i = mix3(k0, k1, k2) & mask;
+    size_t mask = m->cap - 1, i = mix4(k0, k1, k2, k3) & mask;
     while (m->slots[i].used)
         i = (i + 1) & mask;
     e = &m->slots[i];
     e->k[0] = k0;
     e->k[1] = k1;
     e->k[2] = k2;
+    e->k[3] = k3;
     e->sum = e->aux = 0;
     e->used = 1;
     e->ord = (uint32_t)m->n++;

@@ -45,10 +45,10 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2);
 store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen);
 size_t store_dict_bytes(const store_dict *d);
 
-/* ---- aggregation map: (k0, k1, k2) → (sum, aux) ------------------------------------------------
+/* ---- aggregation map: (k0, k1, k2, k3) → (sum, aux) --------------------------------------------
  * Grows without a cap of its own: its users bound what goes in (one transaction, one query). */
 typedef struct store_agg_entry {
-    int64_t k[3];
+    int64_t k[4];
     int64_t sum, aux;
     uint32_t used;
     uint32_t ord; /* insertion order, for stable iteration where callers want it */
@@ -64,8 +64,9 @@ void store_agg_free(store_agg *m);
 void store_agg_reset(store_agg *m); /* empties, keeps the memory */
 /* Finds or inserts the key (new entries start with sum = aux = 0, *created = 1). NULL on
  * allocation failure. */
-store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int *created);
-store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2);
+store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2, int64_t k3,
+                               int *created);
+store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2, int64_t k3);
 
 /* ---- string set: interns strings to dense indices 0..n-1 ---------------------------------------
  * The strings are not copied: what is added must outlive the set (typically an arena copy). */

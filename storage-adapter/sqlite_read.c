@@ -27,13 +27,16 @@ static const char *const rsql[R_NSTMT] = {
     [R_FUNC] = "SELECT name FROM function WHERE id=?1",
     [R_STRING] = "SELECT s FROM string WHERE id=?1",
     [R_MAPPING] = "SELECT file FROM mapping WHERE id=?1",
-    [R_SPANSTK] = "SELECT series, stack, value FROM span_stack WHERE span_id=?1",
+    [R_SPANSTK] = "SELECT series, stack, value FROM span_stack WHERE hour IN (SELECT hour FROM "
+                  "span_hour WHERE hour>=?2 AND hour<=?3) AND span_id=?1",
     [R_TRACE] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
                 "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
-                "FROM span WHERE tenant=?1 AND trace_id=?2 ORDER BY start_ns, span_id",
+                "FROM span INDEXED BY span_by_trace WHERE tenant=?1 AND trace_id=?2 "
+                "ORDER BY start_ns, span_id",
     [R_SPAN] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
-               "FROM span WHERE tenant=?1 AND span_id=?2",
+               "FROM span WHERE hour IN (SELECT hour FROM span_hour) AND tenant=?1 AND "
+               "span_id=?2 ORDER BY hour DESC LIMIT 1",
 };
 
 void sqs_reader_close(sqs_reader *r)
@@ -568,7 +571,7 @@ static int text_of(rq *q, frames *f, store_agg *memo, int which, int64_t id, con
     if (!id)
         return 0;
     int created;
-    store_agg_entry *e = store_agg_get(memo, id, 0, 0, &created);
+    store_agg_entry *e = store_agg_get(memo, id, 0, 0, 0, &created);
     if (!e)
         return nomem(q);
     if (!created) {
@@ -605,7 +608,7 @@ static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
     if (!mapping)
         return 0;
     int created;
-    store_agg_entry *e = store_agg_get(&f->maps, mapping, 0, 0, &created);
+    store_agg_entry *e = store_agg_get(&f->maps, mapping, 0, 0, 0, &created);
     if (!e)
         return nomem(q);
     if (created) {
@@ -627,7 +630,7 @@ static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
 static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t *count)
 {
     int created;
-    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, &created);
+    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, 0, &created);
     if (!e)
         return nomem(q);
     if (!created) {
@@ -649,7 +652,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
         uint32_t name;
         if ((rc = intern_name(q, f, "unknown", &name)))
             return rc;
-        e = store_agg_find(&f->locs, loc, 0, 0);
+        e = store_agg_find(&f->locs, loc, 0, 0, 0);
         e->sum = (int64_t)f->n;
         e->aux = 1;
         *start = f->n;
@@ -709,7 +712,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
         free(lines);
     if (rc)
         return rc;
-    e = store_agg_find(&f->locs, loc, 0, 0);
+    e = store_agg_find(&f->locs, loc, 0, 0, 0);
     e->sum = (int64_t)first;
     e->aux = (int64_t)(f->n - first);
     *start = first;
@@ -859,7 +862,7 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
         sqlite3_bind_int64(sums, 3, q.b1);
         int src;
         while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
-            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(sums, 0), 0, 0, NULL);
+            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(sums, 0), 0, 0, 0, NULL);
             if (!e) {
                 rc = nomem(&q);
                 break;
@@ -889,10 +892,16 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     store_agg vals, allowed;
     store_agg_init(&vals);
     store_agg_init(&allowed);
-    /* The span id names the time; the series filter (tenant, type, labels) still applies. */
+    /* The series filter (tenant, type, labels) applies; the time range only narrows which
+     * hours are searched. */
+    int64_t h0 = INT64_MIN, h1 = INT64_MAX;
+    if (query->start_ns > 0)
+        h0 = sqs_floor_div(query->start_ns, SQS_HOUR_NS);
+    if (query->end_ns > 0)
+        h1 = sqs_floor_div(query->end_ns - 1, SQS_HOUR_NS);
     rc = select_series(&q, query, 0, &v, &n);
     for (size_t i = 0; i < n && !rc; i++)
-        if (!store_agg_get(&allowed, v[i].id, 0, 0, NULL))
+        if (!store_agg_get(&allowed, v[i].id, 0, 0, 0, NULL))
             rc = nomem(&q);
     sqlite3_stmt *rows = rc || !n ? NULL : stmt(&q, R_SPANSTK);
     if (!rc && n && !rows)
@@ -905,11 +914,13 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
         if (!key || dup)
             continue;
         sqlite3_bind_int64(rows, 1, key);
+        sqlite3_bind_int64(rows, 2, h0);
+        sqlite3_bind_int64(rows, 3, h1);
         int src;
         while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
-            if (!store_agg_find(&allowed, sqlite3_column_int64(rows, 0), 0, 0))
+            if (!store_agg_find(&allowed, sqlite3_column_int64(rows, 0), 0, 0, 0))
                 continue;
-            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(rows, 1), 0, 0, NULL);
+            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(rows, 1), 0, 0, 0, NULL);
             if (!e) {
                 rc = nomem(&q);
                 break;
@@ -1024,7 +1035,7 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
         while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
             int64_t t = sqlite3_column_int64(sums, 0) * SQS_BUCKET_NS;
             int64_t p = t <= anchor ? anchor : anchor + sqs_floor_div(t - anchor, step) * step;
-            store_agg_entry *e = store_agg_get(&g->points, p, 0, 0, NULL);
+            store_agg_entry *e = store_agg_get(&g->points, p, 0, 0, 0, NULL);
             if (!e) {
                 rc = nomem(&q);
                 break;

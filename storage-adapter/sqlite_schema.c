@@ -22,14 +22,19 @@
  *   sample(series, bucket, stack, value) PRIMARY KEY (series, bucket, stack) WITHOUT ROWID
  *        The profile data: the sum of the values of one stack in one series over one 10 s
  *        bucket (bucket = unix ns / 10^10). Range queries read one key range per series.
- *   span(tenant, span_id, trace_id, parent_id, service, name, start_ns, duration_ns, pid, tid)
- *        PRIMARY KEY (tenant, span_id) WITHOUT ROWID; indexed by (tenant, trace_id) and
- *        start_ns. span_id/parent_id = the 8 id bytes as a big-endian signed integer (parent 0 =
- *        root), trace_id = 16-byte blob, service/name = string ids.
- *   span_stack(span_id, series, stack, value, bucket)
- *        PRIMARY KEY (span_id, series, stack) WITHOUT ROWID; indexed by bucket (for retention).
- *        What the correlator attached to a span, summed per stack: a span's flame graph reads
- *        only the rows of that span. bucket = the latest bucket that added to the row.
+ *   span(hour, tenant, span_id, trace_id, parent_id, service, name, start_ns, duration_ns,
+ *        pid, tid) PRIMARY KEY (hour, tenant, span_id) WITHOUT ROWID; indexed by
+ *        (tenant, trace_id). The span index. hour = the hour of start_ns: retention deletes
+ *        whole hours from the front of the key; a lookup by span id seeks each hour of
+ *        span_hour. span_id/parent_id = the 8 id bytes as a big-endian signed integer (parent 0
+ *        = root), trace_id = 16-byte blob, service/name = string ids.
+ *   span_stack(hour, span_id, series, stack, value)
+ *        PRIMARY KEY (hour, span_id, series, stack) WITHOUT ROWID. What the correlator attached
+ *        to a span, summed per stack and per hour of the samples' time (hour = unix ns /
+ *        3.6e12). A span's flame graph seeks (hour, span_id) for each hour that has data (or
+ *        each hour of the query's time range): it reads only the rows of that span. Retention
+ *        deletes whole hours from the front of the key, so no index is needed.
+ *   span_hour(hour INTEGER PRIMARY KEY)          the hours span_stack or span have rows for
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -71,17 +76,16 @@ static const char *const steps[] = {
     "CREATE TABLE sample(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
     "  stack INTEGER NOT NULL, value INTEGER NOT NULL,"
     "  PRIMARY KEY(series, bucket, stack)) WITHOUT ROWID;"
-    "CREATE TABLE span(tenant INTEGER NOT NULL, span_id INTEGER NOT NULL,"
+    "CREATE TABLE span(hour INTEGER NOT NULL, tenant INTEGER NOT NULL, span_id INTEGER NOT NULL,"
     "  trace_id BLOB NOT NULL, parent_id INTEGER NOT NULL, service INTEGER NOT NULL,"
     "  name INTEGER NOT NULL, start_ns INTEGER NOT NULL, duration_ns INTEGER NOT NULL,"
     "  pid INTEGER NOT NULL, tid INTEGER NOT NULL,"
-    "  PRIMARY KEY(tenant, span_id)) WITHOUT ROWID;"
+    "  PRIMARY KEY(hour, tenant, span_id)) WITHOUT ROWID;"
     "CREATE INDEX span_by_trace ON span(tenant, trace_id);"
-    "CREATE INDEX span_by_start ON span(start_ns);"
-    "CREATE TABLE span_stack(span_id INTEGER NOT NULL, series INTEGER NOT NULL,"
-    "  stack INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,"
-    "  PRIMARY KEY(span_id, series, stack)) WITHOUT ROWID;"
-    "CREATE INDEX span_stack_by_bucket ON span_stack(bucket);",
+    "CREATE TABLE span_stack(hour INTEGER NOT NULL, span_id INTEGER NOT NULL,"
+    "  series INTEGER NOT NULL, stack INTEGER NOT NULL, value INTEGER NOT NULL,"
+    "  PRIMARY KEY(hour, span_id, series, stack)) WITHOUT ROWID;"
+    "CREATE TABLE span_hour(hour INTEGER PRIMARY KEY);",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

@@ -68,6 +68,7 @@ enum {
     W_SAMPLE_UPSERT,
     W_SPANSTK_UPSERT,
     W_SPAN_UPSERT,
+    W_SPAN_HOUR,
     W_RET_NEXT_SERIES,
     W_RET_SAMPLE_BOUND,
     W_RET_SAMPLE_DEL_LE,
@@ -75,6 +76,7 @@ enum {
     W_RET_SPANSTK_BOUND,
     W_RET_SPANSTK_DEL_LE,
     W_RET_SPANSTK_DEL_LT,
+    W_RET_SPANHOUR_DEL,
     W_RET_SPAN_BOUND,
     W_RET_SPAN_DEL_LE,
     W_RET_SPAN_DEL_LT,
@@ -103,10 +105,15 @@ typedef struct sqs_writer {
     sqlite3_stmt *st[W_NSTMT];
     store_dict tenants, series, strings, mappings, functions, locations, stacks;
     store_agg samples; /* (series, bucket, stack) → value, this transaction */
-    store_agg spanstk; /* (span key, series, stack) → value, aux = last bucket */
-    /* Per-profile memos: profile table index → database id (0 = not resolved yet). */
+    store_agg spanstk; /* (hour, span key, series, stack) → value, this transaction */
+    store_agg hours;   /* hours known to be in span_hour */
+    /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
+     * of one batch that share their tables (the converter shares one request dictionary among
+     * the profiles it splits by service) share the memos too: memo_* names those tables. */
     int64_t *fn_ids, *loc_ids, *map_ids;
     size_t fn_cap, loc_cap, map_cap;
+    const void *memo_locs, *memo_funcs, *memo_maps, *memo_strs;
+    uint32_t memo_nlocs, memo_nfuncs, memo_nmaps, memo_nstrs;
     uint8_t *buf; /* scratch for blobs and hash keys */
     size_t buf_cap;
     struct sqs_kv *kvs; /* scratch for a series' labels */

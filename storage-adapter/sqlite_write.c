@@ -21,6 +21,7 @@
 #include "../common/log.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,26 +59,27 @@ static const char *const wsql[W_NSTMT] = {
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
     [W_SAMPLE_UPSERT] = "INSERT INTO sample(series, bucket, stack, value) VALUES(?1, ?2, ?3, ?4) "
                         "ON CONFLICT DO UPDATE SET value=value+excluded.value",
-    [W_SPANSTK_UPSERT] =
-        "INSERT INTO span_stack(span_id, series, stack, value, bucket) "
-        "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET value=value+excluded.value, "
-        "bucket=max(bucket, excluded.bucket)",
-    [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(tenant, span_id, trace_id, parent_id, "
+    [W_SPANSTK_UPSERT] = "INSERT INTO span_stack(hour, span_id, series, stack, value) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET "
+                         "value=value+excluded.value",
+    [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(hour, tenant, span_id, trace_id, parent_id, "
                       "service, name, start_ns, duration_ns, pid, tid) "
-                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      "VALUES(?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [W_SPAN_HOUR] = "INSERT OR IGNORE INTO span_hour(hour) VALUES(?1)",
     [W_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id>?1 ORDER BY id LIMIT 1",
     [W_RET_SAMPLE_BOUND] = "SELECT bucket FROM sample WHERE series=?1 AND bucket<?2 "
                            "ORDER BY bucket LIMIT 1 OFFSET ?3",
     [W_RET_SAMPLE_DEL_LE] = "DELETE FROM sample WHERE series=?1 AND bucket<=?2",
     [W_RET_SAMPLE_DEL_LT] = "DELETE FROM sample WHERE series=?1 AND bucket<?2",
-    [W_RET_SPANSTK_BOUND] =
-        "SELECT bucket FROM span_stack WHERE bucket<?1 ORDER BY bucket LIMIT 1 OFFSET ?2",
-    [W_RET_SPANSTK_DEL_LE] = "DELETE FROM span_stack WHERE bucket<=?1",
-    [W_RET_SPANSTK_DEL_LT] = "DELETE FROM span_stack WHERE bucket<?1",
-    [W_RET_SPAN_BOUND] =
-        "SELECT start_ns FROM span WHERE start_ns<?1 ORDER BY start_ns LIMIT 1 OFFSET ?2",
-    [W_RET_SPAN_DEL_LE] = "DELETE FROM span WHERE start_ns<=?1",
-    [W_RET_SPAN_DEL_LT] = "DELETE FROM span WHERE start_ns<?1",
+    [W_RET_SPANSTK_BOUND] = "SELECT hour, span_id FROM span_stack WHERE hour<?1 "
+                            "ORDER BY hour, span_id LIMIT 1 OFFSET ?2",
+    [W_RET_SPANSTK_DEL_LE] = "DELETE FROM span_stack WHERE (hour, span_id)<=(?1, ?2)",
+    [W_RET_SPANSTK_DEL_LT] = "DELETE FROM span_stack WHERE hour<?1",
+    [W_RET_SPANHOUR_DEL] = "DELETE FROM span_hour WHERE hour<?1",
+    [W_RET_SPAN_BOUND] = "SELECT hour, tenant, span_id FROM span WHERE hour<?1 "
+                         "ORDER BY hour, tenant, span_id LIMIT 1 OFFSET ?2",
+    [W_RET_SPAN_DEL_LE] = "DELETE FROM span WHERE (hour, tenant, span_id)<=(?1, ?2, ?3)",
+    [W_RET_SPAN_DEL_LT] = "DELETE FROM span WHERE hour<?1",
     [W_RET_MAX_STACK] = "SELECT max(id) FROM stack",
     [W_RET_DEL_STACK] = "DELETE FROM stack WHERE id>?1 AND id<=?2 AND seen<?3",
     [W_RET_MAX_LOC] = "SELECT max(id) FROM location",
@@ -133,6 +135,7 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     store_dict_init(&w->tenants, entries / 40);
     store_agg_init(&w->samples);
     store_agg_init(&w->spanstk);
+    store_agg_init(&w->hours);
     w->ret.last_gc_hour = INT32_MIN;
     return 0;
 }
@@ -155,6 +158,7 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->tenants);
     store_agg_free(&w->samples);
     store_agg_free(&w->spanstk);
+    store_agg_free(&w->hours);
     free(w->fn_ids);
     free(w->loc_ids);
     free(w->map_ids);
@@ -189,7 +193,8 @@ static int check_str(const sp_profile *p, uint32_t idx, size_t pi, const char *w
     return 0;
 }
 
-static int validate_profile(const sp_profile *p, size_t pi, sp_err *err)
+/* tables = 0 when the previous profile of the batch shares (and so validated) its tables. */
+static int validate_profile(const sp_profile *p, size_t pi, int tables, sp_err *err)
 {
     int rc;
     if (!p)
@@ -200,20 +205,20 @@ static int validate_profile(const sp_profile *p, size_t pi, sp_err *err)
         (p->nmappings > 1 && !p->mappings) || (p->nsamples && !p->samples) ||
         (p->nseries && !p->series))
         return BAD("profile %zu: a table has entries but no storage", pi);
-    for (uint32_t i = 1; i < p->nfunctions; i++) {
+    for (uint32_t i = 1; tables && i < p->nfunctions; i++) {
         const sp_function *f = &p->functions[i];
         if ((rc = check_str(p, f->name, pi, "function name", err)) ||
             (rc = check_str(p, f->system_name, pi, "function system name", err)) ||
             (rc = check_str(p, f->filename, pi, "function file name", err)))
             return rc;
     }
-    for (uint32_t i = 1; i < p->nmappings; i++) {
+    for (uint32_t i = 1; tables && i < p->nmappings; i++) {
         const sp_mapping *m = &p->mappings[i];
         if ((rc = check_str(p, m->filename, pi, "mapping file name", err)) ||
             (rc = check_str(p, m->build_id, pi, "mapping build id", err)))
             return rc;
     }
-    for (uint32_t i = 1; i < p->nlocations; i++) {
+    for (uint32_t i = 1; tables && i < p->nlocations; i++) {
         const sp_location *l = &p->locations[i];
         if (l->mapping_id >= p->nmappings && l->mapping_id)
             return BAD("profile %zu location %u: mapping_id %u out of range (%u mappings)", pi, i,
@@ -259,10 +264,18 @@ static int validate_batch(const sp_batch *b, sp_err *err)
         return BAD("batch has %zu profiles but no storage", b->nprofiles);
     if (b->nspans && !b->spans)
         return BAD("batch has %zu spans but no storage", b->nspans);
+    const sp_profile *prev = NULL;
     for (size_t i = 0; i < b->nprofiles; i++) {
-        int rc = validate_profile(b->profiles[i], i, err);
+        const sp_profile *p = b->profiles[i];
+        int shared = p && prev && p->functions == prev->functions &&
+                     p->nfunctions == prev->nfunctions && p->locations == prev->locations &&
+                     p->nlocations == prev->nlocations && p->mappings == prev->mappings &&
+                     p->nmappings == prev->nmappings && p->strings == prev->strings &&
+                     p->nstrings == prev->nstrings;
+        int rc = validate_profile(p, i, !shared, err);
         if (rc)
             return rc;
+        prev = p;
     }
     return 0;
 }
@@ -540,6 +553,43 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     return 0;
 }
 
+/* Whether function fid is nothing but a made-up name for location l: what the OTLP converter
+ * ("libc.so.6+0x9a3f0 [native]") or store_frame_name() ("native 0x9a3f0 libc.so.6") call an
+ * unsymbolized frame. Such a function says nothing the location does not, so it is not stored
+ * (for eBPF profiles that is one row per native address saved); the reader names the frame
+ * again with store_frame_name(). */
+static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
+{
+    const sp_function *f = &p->functions[fid];
+    size_t nl, sl, fl, tl, ml = 0;
+    const char *name = pstr(p, f->name, &nl), *sys = pstr(p, f->system_name, &sl);
+    pstr(p, f->filename, &fl);
+    if (!nl || nl > 400 || fl || f->start_line || !memchr(name, 'x', nl))
+        return 0;
+    if (sl && (sl != nl || memcmp(sys, name, nl) != 0))
+        return 0;
+    const char *type = pstr(p, l->frame_type, &tl), *file = "";
+    if (l->mapping_id && l->mapping_id < p->nmappings)
+        file = pstr(p, p->mappings[l->mapping_id].filename, &ml);
+    if (tl > 64 || ml > 256)
+        return 0;
+    char buf[512];
+    const char *slash = memrchr(file, '/', ml);
+    const char *base = slash ? slash + 1 : file;
+    int bl = (int)(ml - (size_t)(base - file));
+    int n = snprintf(buf, sizeof buf, "%.*s%s0x%" PRIx64 "%s%.*s%s", bl, base, bl ? "+" : "",
+                     l->address, tl ? " [" : "", (int)tl, type, tl ? "]" : "");
+    if (n > 0 && (size_t)n == nl && memcmp(buf, name, nl) == 0)
+        return 1;
+    char tcopy[65], fcopy[257];
+    memcpy(tcopy, type, tl);
+    tcopy[tl] = 0;
+    memcpy(fcopy, file, ml);
+    fcopy[ml] = 0;
+    store_frame_name(buf, sizeof buf, NULL, tcopy, l->address, fcopy);
+    return strlen(buf) == nl && memcmp(buf, name, nl) == 0;
+}
+
 static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target,
                             int64_t *out, sp_err *err)
 {
@@ -559,18 +609,26 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
         (rc = resolve_string(w, type, tl, &kind, err)))
         return rc;
     /* Functions first: their resolution uses the scratch buffer this key is built in. */
+    int64_t fdb[16];
+    int useful = 0; /* any line with a real function or a line number */
     for (uint32_t k = 0; k < l->nlines; k++) {
-        int64_t fdb;
-        if ((rc = resolve_function(w, p, l->lines[k].function_id, target, &fdb, err)))
+        uint32_t f = l->lines[k].function_id;
+        int64_t id = 0;
+        if (f && f < p->nfunctions && !is_synthetic(p, l, f) &&
+            (rc = resolve_function(w, p, f, target, &id, err)))
             return rc;
+        if (k < 16)
+            fdb[k] = id;
+        useful |= id != 0 || l->lines[k].line != 0;
     }
     if (grow((void **)&w->buf, &w->buf_cap, (size_t)(l->nlines + 2) * 2 * STORE_VARINT_MAX, 1))
         return oom(err);
     /* buf = lines blob, then the rest of the key after it. */
     size_t k = 0;
-    for (uint32_t i = 0; i < l->nlines; i++) {
+    for (uint32_t i = 0; useful && i < l->nlines; i++) {
         uint32_t f = l->lines[i].function_id;
-        k += store_varint_put(w->buf + k, (uint64_t)(f && f < p->nfunctions ? w->fn_ids[f] : 0));
+        int64_t id = i < 16 ? fdb[i] : (f && f < p->nfunctions ? w->fn_ids[f] : 0);
+        k += store_varint_put(w->buf + k, (uint64_t)id);
         k += store_varint_put(w->buf + k, zigzag(l->lines[i].line));
     }
     size_t lines_len = k;
@@ -791,13 +849,31 @@ static int sample_has_series_labels(const sp_profile *p, const sp_sample *s)
     return 0;
 }
 
+/* Adds one observation: to its series' bucket, and to each span the sample is attached to
+ * (in the hour of the observation). */
 static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stack, int64_t v,
-                     sp_err *err)
+                     const sp_sample *s, sp_err *err)
 {
-    store_agg_entry *e = store_agg_get(&w->samples, series, bucket, stack, NULL);
+    store_agg_entry *e = store_agg_get(&w->samples, series, bucket, stack, 0, NULL);
     if (!e)
         return oom(err);
     e->sum += v;
+    int64_t hour = sqs_floor_div(bucket * SQS_BUCKET_NS, SQS_HOUR_NS);
+    for (uint32_t k = 0; k < s->nspans; k++) {
+        const uint8_t *id = s->spans[k].span_id;
+        int64_t key = sqs_span_key(id);
+        if (!key)
+            continue; /* an all-zero span id is invalid (OTLP): nothing can refer to it */
+        int dup = 0;
+        for (uint32_t j = 0; j < k && !dup; j++)
+            dup = memcmp(s->spans[j].span_id, id, 8) == 0;
+        if (dup)
+            continue;
+        e = store_agg_get(&w->spanstk, hour, key, series, stack, NULL);
+        if (!e)
+            return oom(err);
+        e->sum += v;
+    }
     return 0;
 }
 
@@ -809,9 +885,22 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         grow((void **)&w->loc_ids, &w->loc_cap, p->nlocations + 1, sizeof *w->loc_ids) ||
         grow((void **)&w->map_ids, &w->map_cap, p->nmappings + 1, sizeof *w->map_ids))
         return oom(err);
-    memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
-    memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
-    memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+    if (p->locations != w->memo_locs || p->functions != w->memo_funcs ||
+        p->mappings != w->memo_maps || p->strings != w->memo_strs ||
+        p->nlocations != w->memo_nlocs || p->nfunctions != w->memo_nfuncs ||
+        p->nmappings != w->memo_nmaps || p->nstrings != w->memo_nstrs) {
+        memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
+        memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
+        memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+        w->memo_locs = p->locations;
+        w->memo_funcs = p->functions;
+        w->memo_maps = p->mappings;
+        w->memo_strs = p->strings;
+        w->memo_nlocs = p->nlocations;
+        w->memo_nfuncs = p->nfunctions;
+        w->memo_nmaps = p->nmappings;
+        w->memo_nstrs = p->nstrings;
+    }
 
     /* The hour dictionary rows are marked with: the later of now and the newest data. */
     int64_t tmax = p->time_nanos + (p->duration_nanos > 0 ? p->duration_nanos : 0);
@@ -841,7 +930,6 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         }
         if ((rc = resolve_stack(w, p, s, target, &stack, err)))
             return rc;
-        int64_t total = 0, last_bucket = default_bucket;
         if (s->nobs) {
             /* Observations without their own values share the sample's value. */
             int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
@@ -850,42 +938,29 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
                 int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
                 int64_t t = (int64_t)s->timestamps[k];
                 int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
-                if (k == 0 || b > last_bucket)
-                    last_bucket = b;
-                if (!v)
-                    continue;
-                if ((rc = add_value(w, series, b, stack, v, err)))
+                if (v && (rc = add_value(w, series, b, stack, v, s, err)))
                     return rc;
-                total += v;
             }
             *nobs += s->nobs;
         } else {
-            if ((rc = add_value(w, series, default_bucket, stack, s->value, err)))
+            if ((rc = add_value(w, series, default_bucket, stack, s->value, s, err)))
                 return rc;
-            total = s->value;
             *nobs += 1;
-        }
-        if (!total)
-            continue;
-        for (uint32_t k = 0; k < s->nspans; k++) {
-            const uint8_t *id = s->spans[k].span_id;
-            int64_t key = sqs_span_key(id);
-            if (!key)
-                continue;
-            int dup = 0;
-            for (uint32_t j = 0; j < k && !dup; j++)
-                dup = memcmp(s->spans[j].span_id, id, 8) == 0;
-            if (dup)
-                continue;
-            store_agg_entry *e = store_agg_get(&w->spanstk, key, series, stack, NULL);
-            if (!e)
-                return oom(err);
-            e->sum += total;
-            if (last_bucket > e->aux)
-                e->aux = last_bucket;
         }
     }
     return 0;
+}
+
+/* Records an hour in span_hour once (the writer remembers which it has written). */
+static int note_hour(sqs_writer *w, int64_t hour, sp_err *err)
+{
+    if (store_agg_find(&w->hours, hour, 0, 0, 0))
+        return 0;
+    sqlite3_bind_int64(w->st[W_SPAN_HOUR], 1, hour);
+    int rc = run(w, W_SPAN_HOUR, err);
+    if (rc)
+        return rc;
+    return store_agg_get(&w->hours, hour, 0, 0, 0, NULL) ? 0 : oom(err);
 }
 
 static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *err)
@@ -910,15 +985,20 @@ static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *
     sqlite3_bind_int64(st, 8, sp->end_ns > sp->start_ns ? (int64_t)(sp->end_ns - sp->start_ns) : 0);
     sqlite3_bind_int64(st, 9, sp->pid);
     sqlite3_bind_int64(st, 10, sp->tid);
+    int64_t hour = sqs_floor_div((int64_t)sp->start_ns, SQS_HOUR_NS);
+    sqlite3_bind_int64(st, 11, hour);
     rc = run(w, W_SPAN_UPSERT, err);
     sqlite3_clear_bindings(st);
-    return rc;
+    return rc ? rc : note_hour(w, hour, err);
 }
 
 static int write_batch(sqs_writer *w, const sp_batch *b, uint64_t *nobs, uint64_t *nspans,
                        sp_err *err)
 {
     int64_t tenant;
+    /* Memos never outlive a batch: another batch's tables may reuse the same addresses. */
+    w->memo_locs = w->memo_funcs = w->memo_maps = w->memo_strs = NULL;
+    w->memo_nlocs = UINT32_MAX; /* matches no profile */
     int rc = resolve_tenant(w, sqs_tenant_name(b->tenant), &tenant, err);
     if (rc)
         return rc;
@@ -937,7 +1017,7 @@ static int write_batch(sqs_writer *w, const sp_batch *b, uint64_t *nobs, uint64_
 static int entry_cmp(const void *a, const void *b)
 {
     const store_agg_entry *x = a, *y = b;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (x->k[i] != y->k[i])
             return x->k[i] < y->k[i] ? -1 : 1;
     return 0;
@@ -956,18 +1036,20 @@ static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
             w->sorted[n++] = m->slots[i];
     qsort(w->sorted, n, sizeof *w->sorted, entry_cmp);
     sqlite3_stmt *st = w->st[which];
+    int nk = which == W_SPANSTK_UPSERT ? 4 : 3;
     for (size_t i = 0; i < n; i++) {
         const store_agg_entry *e = &w->sorted[i];
         if (!e->sum)
             continue;
-        sqlite3_bind_int64(st, 1, e->k[0]);
-        sqlite3_bind_int64(st, 2, e->k[1]);
-        sqlite3_bind_int64(st, 3, e->k[2]);
-        sqlite3_bind_int64(st, 4, e->sum);
-        if (which == W_SPANSTK_UPSERT)
-            sqlite3_bind_int64(st, 5, e->aux);
+        for (int k = 0; k < nk; k++)
+            sqlite3_bind_int64(st, k + 1, e->k[k]);
+        sqlite3_bind_int64(st, nk + 1, e->sum);
         int rc = run(w, which, err);
         if (rc)
+            return rc;
+        /* span_stack: record each hour in span_hour (rows are in hour order). */
+        if (which == W_SPANSTK_UPSERT && (i == 0 || e->k[0] != w->sorted[i - 1].k[0]) &&
+            (rc = note_hour(w, e->k[0], err)))
             return rc;
     }
     return 0;
@@ -991,6 +1073,7 @@ static void rollback(sqs_writer *w)
     for (int i = 0; i < W_NSTMT; i++)
         sqlite3_reset(w->st[i]);
     clear_caches(w);
+    store_agg_reset(&w->hours);
 }
 
 /* One transaction for n callers' batches. */
@@ -1089,31 +1172,6 @@ static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
     return find(w, which, out, NULL, err);
 }
 
-/* Deletes with an optional bound: rows up to the value `offset` rows in (so at least `offset`
- * rows go), or everything under the cut when fewer are left. Returns 1 when the phase is done. */
-static int chunked_delete(sqs_writer *w, int bound, int del_le, int del_lt, int64_t cut,
-                          int64_t chunk, uint64_t *deleted, sp_err *err)
-{
-    sqlite3_bind_int64(w->st[bound], 1, cut);
-    sqlite3_bind_int64(w->st[bound], 2, chunk);
-    int64_t b;
-    int rc = one_int(w, bound, &b, err);
-    if (rc < 0)
-        return rc;
-    if (rc == 1) {
-        sqlite3_bind_int64(w->st[del_le], 1, b);
-        if ((rc = run(w, del_le, err)))
-            return rc;
-        *deleted += (uint64_t)sqlite3_changes(w->db);
-        return 0;
-    }
-    sqlite3_bind_int64(w->st[del_lt], 1, cut);
-    if ((rc = run(w, del_lt, err)))
-        return rc;
-    *deleted += (uint64_t)sqlite3_changes(w->db);
-    return 1;
-}
-
 static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t older_than,
                             int64_t window, store_dict *cache, sp_err *err)
 {
@@ -1196,20 +1254,71 @@ static int retention_step(sqs_store *s, sp_err *err)
         }
         break;
     }
-    case RP_SPAN_STACKS:
-        rc = chunked_delete(w, W_RET_SPANSTK_BOUND, W_RET_SPANSTK_DEL_LE, W_RET_SPANSTK_DEL_LT,
-                            r->cut_bucket, chunk, &r->deleted, err);
-        if (rc < 0)
+    case RP_SPAN_STACKS: {
+        /* Whole hours before the cut, from the front of the key, `chunk` rows at a time. */
+        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
+        sqlite3_stmt *st = w->st[W_RET_SPANSTK_BOUND];
+        sqlite3_bind_int64(st, 1, cut_h);
+        sqlite3_bind_int64(st, 2, chunk);
+        rc = sqlite3_step(st);
+        int64_t bh = 0, bs = 0;
+        if (rc == SQLITE_ROW) {
+            bh = sqlite3_column_int64(st, 0);
+            bs = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) {
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 1, bh);
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 2, bs);
+            if ((rc = run(w, W_RET_SPANSTK_DEL_LE, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+        } else if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LT], 1, cut_h);
+            if ((rc = run(w, W_RET_SPANSTK_DEL_LT, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+            done = 1;
+        } else {
+            rc = sqs_fail(err, w->db, rc, "retention of span stacks");
             goto fail;
-        done = rc;
+        }
         break;
-    case RP_SPANS:
-        rc = chunked_delete(w, W_RET_SPAN_BOUND, W_RET_SPAN_DEL_LE, W_RET_SPAN_DEL_LT, r->cut_ns,
-                            chunk, &r->deleted, err);
-        if (rc < 0)
+    }
+    case RP_SPANS: {
+        /* Whole hours of spans that started before the cut, then those hours of span_hour. */
+        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
+        sqlite3_stmt *st = w->st[W_RET_SPAN_BOUND];
+        sqlite3_bind_int64(st, 1, cut_h);
+        sqlite3_bind_int64(st, 2, chunk);
+        rc = sqlite3_step(st);
+        int64_t key[3] = {0, 0, 0};
+        if (rc == SQLITE_ROW)
+            for (int i = 0; i < 3; i++)
+                key[i] = sqlite3_column_int64(st, i);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) {
+            for (int i = 0; i < 3; i++)
+                sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LE], i + 1, key[i]);
+            if ((rc = run(w, W_RET_SPAN_DEL_LE, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+        } else if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LT], 1, cut_h);
+            if ((rc = run(w, W_RET_SPAN_DEL_LT, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+            sqlite3_bind_int64(w->st[W_RET_SPANHOUR_DEL], 1, cut_h);
+            if ((rc = run(w, W_RET_SPANHOUR_DEL, err)))
+                goto fail;
+            store_agg_reset(&w->hours);
+            done = 1;
+        } else {
+            rc = sqs_fail(err, w->db, rc, "retention of spans");
             goto fail;
-        done = rc;
+        }
         break;
+    }
     case RP_STACKS:
         rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, r->cut_hour - MARGIN_STACK_H,
                               chunk * 8, &w->stacks, err);

@@ -235,11 +235,13 @@ int store_select_series(store *s, const store_query *q, int64_t step_ns,
                         const char *const *group_by, size_t ngroup_by, sp_arena *a,
                         store_timeseries_set *out, sp_err *err);
 /* Merged stacks of the samples attached to any of the spans (SelectMergeSpanProfile): tenant,
- * type and matchers apply; the time range does not (a span id already names its time). Reads
+ * type and matchers apply. The time range is optional (0/0 = the span's samples whenever they
+ * were taken); when given it selects by the hour (the samples taken in the hours it overlaps),
+ * which makes the lookup a single seek: Grafana's range around a span covers its samples. Reads
  * only those spans' rows. */
 int store_span_stacks(store *s, const store_query *q, const uint8_t (*span_ids)[8],
                       size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err);
-/* Every indexed span of a trace. */
+/* Every indexed span of a trace, ascending start. */
 int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
                       store_spans *out, sp_err *err);
 /* One span by id; SP_ENOTFOUND when it is not indexed. */

@@ -1104,6 +1104,109 @@ static void background_retention_thread_runs(void **state)
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
 }
 
+static void profiles_sharing_one_dictionary_are_stored_alike(void **state)
+{
+    fx *f = *state;
+    /* The converter gives every service of a request its own profile over one dictionary. */
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p1 = mkprofile(a, CPU, "api", f->t0);
+    sp_profile *p2 = mkprofile(a, CPU, "db", f->t0);
+    p2->functions = p1->functions;
+    p2->locations = p1->locations;
+    p2->mappings = p1->mappings;
+    add_sample(a, p1, STK_MFB, 3, f->t0 + SEC);
+    add_sample(a, p2, STK_MFB, 4, f->t0 + SEC);
+    add_sample(a, p2, STK_MB, 5, f->t0 + SEC);
+    sp_batch b = {.tenant = "t1", .arena = a, .nprofiles = 2};
+    sp_profile *ps[2] = {p1, p2};
+    b.profiles = ps;
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_matcher db = {"service_name", "db", STORE_MATCH_EQ};
+    store_stacks st = select_stacks(f, "t1", CPU, &db, 1, 0, 0);
+    assert_int_equal(st.total, 9);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 4);
+    assert_int_equal(value_of(&st, "main;baz"), 5);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 12);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM series"), 2);
+}
+
+static void synthetic_function_names_are_not_stored(void **state)
+{
+    fx *f = *state;
+    /* What the OTLP converter names an unsymbolized frame, and what store_frame_name() does. */
+    static const char *const strs[] = {"",
+                                       "main",
+                                       "libc.so.6+0xdead [native]",
+                                       "native 0xbeef libc.so.6",
+                                       "native",
+                                       "/lib/x86_64-linux-gnu/libc.so.6",
+                                       "libc.so.6+0xdead"};
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    p->strings = (const char **)strs;
+    p->nstrings = 7;
+    p->nfunctions = 4;
+    p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
+    p->functions[1].name = 1;
+    p->functions[2].name = p->functions[2].system_name = 2;
+    p->functions[3].name = 3;
+    p->mappings[1].filename = 5;
+    p->nlocations = 5;
+    for (uint32_t i = 1; i < 5; i++) {
+        sp_location *l = &p->locations[i];
+        l->mapping_id = 1;
+        l->frame_type = 4;
+        l->nlines = 1;
+        l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
+        l->lines[0].function_id = i < 4 ? i : 2;
+    }
+    p->locations[1].address = 0x1;
+    p->locations[2].address = 0xdead;
+    p->locations[3].address = 0xbeef;
+    p->locations[4].address = 0xf00d; /* name does not fit this address: a real name */
+    p->nseries = 1;
+    const uint32_t stk[] = {1, 2, 3, 4, 0};
+    add_sample(a, p, stk, 1, f->t0 + SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location WHERE lines IS NULL"), 2);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(
+        value_of(&st, "main;native 0xdead libc.so.6;native 0xbeef libc.so.6;libc.so.6+0xdead "
+                      "[native]"),
+        1);
+}
+
+static void span_stacks_narrowed_by_time_range(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, p, STK_MFB, 30, f->t0 + SEC), 0x1111);
+    attach(a, add_sample(a, p, STK_MB, 20, f->t0 + 2 * HOUR), 0x1111);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    uint8_t id[8];
+    span_id(0x1111, id);
+    store_stacks st;
+    sp_err err = {0};
+    store_query all = {.tenant = "t1", .type_id = CPU};
+    assert_int_equal(store_span_stacks(f->s, &all, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 50);
+    /* Grafana's range: the span's time +- 30 s. */
+    store_query around = {
+        .tenant = "t1", .type_id = CPU, .start_ns = f->t0 - 30 * SEC, .end_ns = f->t0 + 31 * SEC};
+    assert_int_equal(store_span_stacks(f->s, &around, (const uint8_t(*)[8])id, 1, f->a, &st, &err),
+                     0);
+    assert_int_equal(st.total, 30);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_hour"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1134,6 +1237,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(durability_full_and_url_open, setup, teardown),
         cmocka_unit_test_setup_teardown(background_retention_thread_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(profiles_sharing_one_dictionary_are_stored_alike, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(synthetic_function_names_are_not_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(span_stacks_narrowed_by_time_range, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
