@@ -123,6 +123,23 @@ typedef struct sp_batch {
     size_t nspans;
 } sp_batch;
 
+/* Sample values come from the wire: scaling and summing them saturates instead of overflowing. */
+static inline int64_t sp_sat_mul(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return (a < 0) != (b < 0) ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
+static inline int64_t sp_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b < 0 ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
 /* Appends p to b->profiles (growing the array in b->arena); SP_ETOOBIG past the arena budget. */
 int sp_batch_add_profile(sp_batch *b, sp_profile *p);
 

@@ -92,8 +92,10 @@ static uint32_t intern_n(conv *c, const char *s, size_t len)
         uint32_t *lens = sp_arena_alloc(c->a, cap * sizeof *lens);
         if (!strs || !lens)
             return 0;
-        memcpy(strs, c->strs, c->n * sizeof *strs);
-        memcpy(lens, c->lens, c->n * sizeof *lens);
+        if (c->n) {
+            memcpy(strs, c->strs, c->n * sizeof *strs);
+            memcpy(lens, c->lens, c->n * sizeof *lens);
+        }
         c->strs = strs;
         c->lens = lens;
         c->cap = cap;
@@ -212,7 +214,8 @@ static int add_function(conv *c, uint32_t name)
         sp_function *f = sp_arena_alloc(c->a, cap * sizeof *f);
         if (!f)
             return -1;
-        memcpy(f, c->funcs, c->nfuncs * sizeof *f);
+        if (c->nfuncs)
+            memcpy(f, c->funcs, c->nfuncs * sizeof *f);
         c->funcs = f;
         c->capfuncs = cap;
     }
@@ -287,6 +290,8 @@ static int convert_dictionary(conv *c, sp_err *err)
         o->name = f->name_strindex > 0 && (uint32_t)f->name_strindex < c->n
                       ? (uint32_t)f->name_strindex
                       : 0;
+        if (o->name && c->lens[o->name] == 0)
+            o->name = 0; /* a duplicate "" in the table is still no name */
         o->system_name = f->system_name_strindex > 0 && (uint32_t)f->system_name_strindex < c->n
                              ? (uint32_t)f->system_name_strindex
                              : o->name;
@@ -373,7 +378,8 @@ static int labels_add(conv *c, labelset *ls, const char *name, const char *value
         sp_kv *kv = sp_arena_alloc(c->a, cap * sizeof *kv);
         if (!kv)
             return SP_ETOOBIG;
-        memcpy(kv, ls->kv, ls->n * sizeof *kv);
+        if (ls->n)
+            memcpy(kv, ls->kv, ls->n * sizeof *kv);
         ls->kv = kv;
         ls->cap = cap;
     }
@@ -571,15 +577,15 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
             if (!s->values)
                 return sp_fail(err, SP_ETOOBIG, "samples too large for the request budget");
             for (size_t k = 0; k < nobs; k++) {
-                s->values[k] = in->values[k] * r->scale;
-                s->value += s->values[k];
+                s->values[k] = sp_sat_mul(in->values[k], r->scale);
+                s->value = sp_sat_add(s->value, s->values[k]);
             }
         } else {
-            s->value = (int64_t)nobs * r->scale;
+            s->value = sp_sat_mul((int64_t)nobs, r->scale);
         }
     } else {
         for (size_t k = 0; k < in->n_values; k++)
-            s->value += in->values[k] * r->scale;
+            s->value = sp_sat_add(s->value, sp_sat_mul(in->values[k], r->scale));
     }
     s->pid = pid_default;
     link_of(c, in->link_index, s);

@@ -207,8 +207,10 @@ static uint32_t st_intern(strtab *t, const char *s, size_t n)
         uint32_t *nl = sp_arena_alloc(t->a, c * sizeof *nl);
         if (!ns2 || !nl)
             return 0;
-        memcpy(ns2, t->s, t->n * sizeof *ns2);
-        memcpy(nl, t->len, t->n * sizeof *nl);
+        if (t->n) {
+            memcpy(ns2, t->s, t->n * sizeof *ns2);
+            memcpy(nl, t->len, t->n * sizeof *nl);
+        }
         t->s = ns2;
         t->len = nl;
         t->cap = c;
@@ -230,13 +232,13 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
 {
     sp_arena *a = out->arena;
     const folded_type *ft = folded_type_for(labels, units);
-    strtab t = {.a = a};
-    if (!st_intern(&t, "x", 1) && t.n == 0)
+    strtab t = {.a = a, .cap = 64};
+    t.s = sp_arena_alloc(a, t.cap * sizeof *t.s);
+    t.len = sp_arena_alloc(a, t.cap * sizeof *t.len);
+    if (!t.s || !t.len)
         return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
-    t.n = 0; /* reset: index 0 must be "" */
-    t.s[0] = "";
+    t.s[0] = ""; /* pprof: string 0 is the empty string */
     t.len[0] = 0;
-    memset(t.slots, 0, t.nslots * sizeof *t.slots);
     t.n = 1;
     /* function id == location id; name string index -> id */
     uint32_t *fid_of = NULL, cap_fid = 0, nfuncs = 1;
@@ -335,7 +337,7 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
         memset(s, 0, sizeof *s);
         s->location_ids = ids + k;
         s->nlocations = (uint32_t)(nframes - k);
-        s->value = v * scale;
+        s->value = sp_sat_mul(v, scale);
     }
     sp_function *funcs = sp_arena_calloc(a, nfuncs, sizeof *funcs);
     sp_location *locs = sp_arena_calloc(a, nfuncs, sizeof *locs);
@@ -572,16 +574,64 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
         srv_response_send(resp, 200, NULL, NULL, 0);
 }
 
+int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len,
+                          sp_batch *b, otlp_pprof_result *res, sp_err *err)
+{
+    sp_arena *a = b->arena;
+    sp_buf inner;
+    sp_buf_init(&inner, 0);
+    memset(res, 0, sizeof *res);
+    const char *fmt = p->format ? p->format : "";
+    int64_t t0 = p->from_ns, dur = p->until_ns > p->from_ns ? p->until_ns - p->from_ns
+                                                             : 10000000000LL;
+    sp_kv *labels;
+    uint32_t nlabels;
+    int rc = otlp_pyroscope_parse_name(p->name ? p->name : "", a, &labels, &nlabels, err);
+    if (rc)
+        return rc;
+    const char *ct = p->content_type;
+    if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+        part prof, conf;
+        otlp_pprof_opts o = {.series = labels, .nseries = nlabels, .now_ns = t0};
+        const uint8_t *pd;
+        size_t pl;
+        if (!(rc = multipart_parse(body, len, ct, &prof, &conf, err)) &&
+            !(rc = display_names(&conf, a, (sp_kv **)&o.display_names, &o.ndisplay_names, err))) {
+            pd = prof.data;
+            pl = prof.len;
+            if (!(rc = maybe_gunzip(&pd, &pl, p->max_size, &inner, err)))
+                rc = otlp_pprof_decode(pd, pl, &o, b, res, err);
+        }
+    } else if (strcmp(fmt, "jfr") == 0) {
+        rc = sp_fail(err, SP_EUNIMPL, "format=jfr is not supported; send pprof");
+    } else if (strcmp(fmt, "folded") == 0 || strcmp(fmt, "lines") == 0 ||
+               (!*fmt && len > 0 && body[0] != 0x1f && body[0] != 0x0a)) {
+        /* Pyroscope's default format is folded; a pprof starts with field 1 (0x0a) or gzip. */
+        rc = folded_decode((const char *)body, len, labels, nlabels, p->units, p->sample_rate, t0,
+                           dur, b, err);
+    } else if (!*fmt || strcmp(fmt, "pprof") == 0) {
+        otlp_pprof_opts o = {.series = labels, .nseries = nlabels, .now_ns = t0};
+        const uint8_t *pd = body;
+        size_t pl = len;
+        if (!(rc = maybe_gunzip(&pd, &pl, p->max_size, &inner, err)))
+            rc = otlp_pprof_decode(pd, pl, &o, b, res, err);
+    } else {
+        rc = sp_fail(err, SP_EINVAL, "format=%s is not supported (pprof, folded, lines)", fmt);
+    }
+    sp_buf_free(&inner);
+    return rc;
+}
+
 static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
 {
     const otlp_pyroscope_config *cfg = ud;
     sp_err err = {0};
     sp_arena *a = sp_arena_new(cfg->max_recv_msg_size * 8 + (64u << 20));
-    sp_buf plain, inner;
+    sp_buf plain;
     sp_buf_init(&plain, 0);
-    sp_buf_init(&inner, 0);
     sp_batch b = {.tenant = req->tenant, .arena = a};
     char name[4096], fmt[32] = "", rate[32], units[64] = "", from[32], until[32];
+    otlp_pprof_result res = {0};
     int rc = 0;
     if (!a) {
         rc = sp_fail(&err, SP_ENOMEM, "out of memory");
@@ -593,19 +643,19 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
     }
     srv_query_get(req, "format", fmt, sizeof fmt);
     srv_query_get(req, "units", units, sizeof units);
-    int64_t sample_rate = srv_query_get(req, "sampleRate", rate, sizeof rate) > 0
-                              ? strtoll(rate, NULL, 10)
-                              : 100;
     int64_t now = now_ns();
-    int64_t t0 = srv_query_get(req, "from", from, sizeof from) > 0 ? parse_time(from, now) : now;
-    int64_t t1 = srv_query_get(req, "until", until, sizeof until) > 0 ? parse_time(until, 0) : 0;
-    int64_t dur = t1 > t0 ? t1 - t0 : 10000000000LL;
-
-    sp_kv *labels;
-    uint32_t nlabels;
-    if ((rc = otlp_pyroscope_parse_name(name, a, &labels, &nlabels, &err)))
-        goto out;
-
+    otlp_ingest_params p = {
+        .name = name,
+        .format = fmt,
+        .units = units,
+        .content_type = srv_header_get(req, "content-type"),
+        .sample_rate = srv_query_get(req, "sampleRate", rate, sizeof rate) > 0
+                           ? strtoll(rate, NULL, 10)
+                           : 100,
+        .from_ns = srv_query_get(req, "from", from, sizeof from) > 0 ? parse_time(from, now) : now,
+        .until_ns = srv_query_get(req, "until", until, sizeof until) > 0 ? parse_time(until, 0) : 0,
+        .max_size = cfg->max_recv_msg_size,
+    };
     const uint8_t *body = req->body.data;
     size_t len = req->body.len;
     const char *ce = srv_header_get(req, "content-encoding");
@@ -617,54 +667,15 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
         body = plain.data;
         len = plain.len;
     }
-    const char *ct = srv_header_get(req, "content-type");
-    otlp_pprof_result res = {0};
-    if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
-        part prof, conf;
-        otlp_pprof_opts o = {.series = labels, .nseries = nlabels, .now_ns = t0};
-        if ((rc = multipart_parse(body, len, ct, &prof, &conf, &err)) ||
-            (rc = display_names(&conf, a, (sp_kv **)&o.display_names, &o.ndisplay_names, &err)))
-            goto out;
-        const uint8_t *pd = prof.data;
-        size_t pl = prof.len;
-        if ((rc = maybe_gunzip(&pd, &pl, cfg->max_recv_msg_size, &inner, &err)) ||
-            (rc = otlp_pprof_decode(pd, pl, &o, &b, &res, &err)))
-            goto out;
-    } else if (!*fmt || strcmp(fmt, "pprof") == 0 || strcmp(fmt, "jfr") == 0) {
-        if (strcmp(fmt, "jfr") == 0) {
-            rc = sp_fail(&err, SP_EUNIMPL, "format=jfr is not supported; send pprof");
-            goto out;
-        }
-        const uint8_t *pd = body;
-        size_t pl = len;
-        int is_text = !*fmt && len > 0 && pd[0] != 0x1f && pd[0] != 0x0a && pd[0] != 0x08 &&
-                      pd[0] != 0x12 && pd[0] != 0x22;
-        if (is_text) { /* Pyroscope's default format is folded */
-            rc = folded_decode((const char *)pd, pl, labels, nlabels, units, sample_rate, t0, dur,
-                               &b, &err);
-            goto done;
-        }
-        otlp_pprof_opts o = {.series = labels, .nseries = nlabels, .now_ns = t0};
-        if ((rc = maybe_gunzip(&pd, &pl, cfg->max_recv_msg_size, &inner, &err)) ||
-            (rc = otlp_pprof_decode(pd, pl, &o, &b, &res, &err)))
-            goto out;
-    } else if (strcmp(fmt, "folded") == 0 || strcmp(fmt, "lines") == 0) {
-        rc = folded_decode((const char *)body, len, labels, nlabels, units, sample_rate, t0, dur, &b,
-                           &err);
-    } else {
-        rc = sp_fail(&err, SP_EINVAL, "format=%s is not supported (pprof, folded, lines)", fmt);
-    }
-done:
-    if (!rc) {
-        finish(cfg, req, resp, &b, &res, 0);
-        goto cleanup;
-    }
+    if ((rc = otlp_pyroscope_decode(&p, body, len, &b, &res, &err)))
+        goto out;
+    finish(cfg, req, resp, &b, &res, 0);
+    goto cleanup;
 out:
     srv_metrics_items(req, 0, 1);
     srv_response_error(resp, req, &err);
 cleanup:
     sp_buf_free(&plain);
-    sp_buf_free(&inner);
     sp_arena_free(a);
 }
 

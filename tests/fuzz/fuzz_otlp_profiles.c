@@ -2,7 +2,9 @@
  * (otlp/decode.c: depth check, v1.9 layout detection and rewrite, protobuf-c unpack, validation).
  * Then every reference of every profile the validator accepted is followed, so ASan catches any
  * index the validator let through out of bounds. */
+#include "otlp/convert.h"
 #include "otlp/decode.h"
+#include "otlp/pprof.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -124,6 +126,35 @@ static void touch_kvs(const Dict *d, otlp_kv *const *kv, size_t n)
     }
 }
 
+static void check_converted(const sp_profile *p)
+{
+    CHECK(p->nstrings >= 1 && p->strings[0][0] == 0);
+    CHECK(p->sample_type < p->nstrings && p->sample_unit < p->nstrings);
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        for (uint32_t k = 0; k < s->nlocations; k++)
+            CHECK(s->location_ids[k] < p->nlocations);
+        for (uint32_t k = 0; k < s->nlabels; k++)
+            CHECK(s->labels[k].key < p->nstrings && s->labels[k].str < p->nstrings);
+        CHECK(s->thread_name < p->nstrings);
+    }
+    for (uint32_t i = 1; i < p->nlocations; i++) {
+        const sp_location *l = &p->locations[i];
+        CHECK(l->mapping_id < p->nmappings && l->frame_type < p->nstrings);
+        CHECK(l->nlines >= 1); /* unsymbolized frames get a synthetic function */
+        for (uint32_t k = 0; k < l->nlines; k++) {
+            CHECK(l->lines[k].function_id < p->nfunctions);
+            CHECK(p->functions[l->lines[k].function_id].name != 0); /* never an empty name */
+        }
+    }
+    for (uint32_t i = 1; i < p->nfunctions; i++)
+        CHECK(p->functions[i].name < p->nstrings && p->functions[i].filename < p->nstrings);
+    sp_buf out;
+    sp_buf_init(&out, 0);
+    CHECK(otlp_pprof_encode(p, &out, NULL) == 0);
+    sp_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sp_arena *a = sp_arena_new(otlp_decode_budget(size));
@@ -165,6 +196,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     CHECK(k == v->total && bad == v->bad);
     CHECK(dec.layout.old_votes + dec.layout.new_votes <= dec.layout.samples);
+    /* What validation accepted must convert, and every converted reference must be in range. */
+    sp_batch b = {.tenant = "fuzz", .arena = a};
+    if (otlp_profiles_convert(req, v, 1, &b, &err) == 0)
+        for (size_t i = 0; i < b.nprofiles; i++)
+            check_converted(b.profiles[i]);
     sp_arena_free(a);
     return 0;
 }
