@@ -237,6 +237,24 @@ def spanprof(spanprof_factory):
 
 _SERVERS_KEY = pytest.StashKey[list]()
 
+# A hung server (or a client loop waiting on one) must fail its test, not stall the suite: every
+# test body gets a wall-clock limit enforced with SIGALRM (pytest-timeout's signal method, in brief).
+TEST_TIMEOUT = float(os.environ.get("SPANPROF_TEST_TIMEOUT", "120"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    def on_alarm(signum, frame):
+        pytest.fail(f"test still running after {TEST_TIMEOUT:.0f} s (SPANPROF_TEST_TIMEOUT)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):

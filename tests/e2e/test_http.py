@@ -217,7 +217,9 @@ def test_expect_100_continue(spanprof):
         s.settimeout(10)
         rest = interim.split(b"\r\n\r\n", 1)[1]
         while b"\r\n\r\n" not in rest:
-            rest += s.recv(65536)
+            chunk = s.recv(65536)
+            assert chunk, f"connection closed without a final response (got {rest[:200]!r})"
+            rest += chunk
     assert rest.startswith(b"HTTP/1.1 200"), rest[:200]
 
 
