@@ -102,6 +102,10 @@ typedef struct sp_profile {
      * attributes (dots turned into underscores). */
     sp_kv *series;
     uint32_t nseries;
+    /* Set by the correlator for samples that were stored earlier and only now found their span
+     * (the span arrived after the profile): the store records their span attachments and adds
+     * nothing to the profile's own totals. */
+    uint8_t attach_only;
 } sp_profile;
 
 typedef struct sp_span {

@@ -5,13 +5,16 @@
 #include "../correlator/correlator.h"
 #include "../otlp/pyroscope.h"
 #include "../otlp/service.h"
+#include "../query/query.h"
 #include "../storage-adapter/store.h"
 #include "admin.h"
 #include "config.h"
+#include "metrics.h"
 #include "server.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int set_log_level(const char *name)
 {
@@ -34,8 +37,20 @@ typedef struct pipeline {
 static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
 {
     pipeline *p = ud;
-    corr_attach_spans(p->corr, b);
-    return store_write(p->store, b, err);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    corr_attach_spans(p->corr, b, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    int rc = store_write(p->store, b, err);
+    corr_stats st;
+    corr_get_stats(p->corr, &st);
+    srv_metrics_gauge_set("correlator_spans_indexed", (int64_t)st.spans_indexed);
+    srv_metrics_gauge_set("correlator_observations_retained", (int64_t)st.observations_retained);
+    srv_metrics_gauge_set("correlator_bytes", (int64_t)st.bytes);
+    srv_metrics_gauge_set("correlator_attached_explicit_total", (int64_t)st.attached_explicit);
+    srv_metrics_gauge_set("correlator_attached_inferred_total", (int64_t)st.attached_inferred);
+    srv_metrics_gauge_set("correlator_attached_late_total", (int64_t)st.attached_late);
+    srv_metrics_gauge_set("correlator_evicted_total", (int64_t)st.evicted);
+    return rc;
 }
 
 static int is_ready(void *ud)
@@ -80,10 +95,12 @@ int main(int argc, char **argv)
                         .sink = {.write = ingest, .ud = &pl}};
     otlp_pyroscope_config pcfg = {.max_recv_msg_size = cfg.max_recv_msg_size,
                                   .sink = {.write = ingest, .ud = &pl}};
+    query_config qcfg = {.max_recv_msg_size = cfg.max_recv_msg_size};
     int rc = 1;
     srv_server *server = NULL;
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
-        otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0) {
+        otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||
+        query_register(router, pl.store, &qcfg) != 0) {
         sp_error("msg=\"cannot register routes\"");
         goto out;
     }

@@ -852,12 +852,16 @@ static int sample_has_series_labels(const sp_profile *p, const sp_sample *s)
 /* Adds one observation: to its series' bucket, and to each span the sample is attached to
  * (in the hour of the observation). */
 static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stack, int64_t v,
-                     const sp_sample *s, sp_err *err)
+                     const sp_sample *s, int attach_only, sp_err *err)
 {
-    store_agg_entry *e = store_agg_get(&w->samples, series, bucket, stack, 0, NULL);
-    if (!e)
-        return oom(err);
-    e->sum += v;
+    store_agg_entry *e;
+    /* attach_only: the value was stored with its profile earlier; only the span learns of it. */
+    if (!attach_only) {
+        e = store_agg_get(&w->samples, series, bucket, stack, 0, NULL);
+        if (!e)
+            return oom(err);
+        e->sum += v;
+    }
     int64_t hour = sqs_floor_div(bucket * SQS_BUCKET_NS, SQS_HOUR_NS);
     for (uint32_t k = 0; k < s->nspans; k++) {
         const uint8_t *id = s->spans[k].span_id;
@@ -938,12 +942,12 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
                 int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
                 int64_t t = (int64_t)s->timestamps[k];
                 int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
-                if (v && (rc = add_value(w, series, b, stack, v, s, err)))
+                if (v && (rc = add_value(w, series, b, stack, v, s, p->attach_only, err)))
                     return rc;
             }
             *nobs += s->nobs;
         } else {
-            if ((rc = add_value(w, series, default_bucket, stack, s->value, s, err)))
+            if ((rc = add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
                 return rc;
             *nobs += 1;
         }
