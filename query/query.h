@@ -1,0 +1,38 @@
+/* query/: the Pyroscope-compatible read side of spanprof.
+ *
+ * Owns the querier API that Grafana's Pyroscope data source and Tempo's traces-to-profiles link
+ * call (querier.v1.QuerierService over Connect and gRPC), flame graph building, pprof export, the
+ * Pyroscope HTTP endpoints (/pprof, /render) and the built-in web page (/, /ui). Everything it
+ * answers comes from the store's read functions; it never ingests, never writes the store, and
+ * never sees a socket (handlers run on the server's worker threads).
+ *
+ * Called once by server/main.c after the store is open. The router, the store and cfg must
+ * outlive the server; query_register() keeps pointers to them (one registration per process).
+ */
+#ifndef QUERY_QUERY_H
+#define QUERY_QUERY_H
+
+#include "../server/router.h"
+#include "../storage-adapter/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Zero-initialised = every default. */
+typedef struct query_config {
+    size_t max_recv_msg_size;  /* request body cap, compressed and inflated; 0 = 4 MiB */
+    size_t query_budget;       /* memory one query may use for its answer; 0 = 1 GiB */
+    int64_t max_nodes_default; /* flame graph nodes when a request says 0; 0 = 8192 */
+    int64_t max_nodes_max;     /* largest max_nodes a request may ask for; 0 = 1 << 20 */
+} query_config;
+
+/* Adds the routes:
+ *   POST /querier.v1.QuerierService/{ProfileTypes, LabelNames, LabelValues, Series,
+ *        SelectMergeStacktraces, SelectMergeSpanProfile, SelectMergeProfile, SelectSeries}
+ *        (Connect unary proto/JSON and gRPC; other methods of the service: unimplemented)
+ *   GET  /pprof, /render, /pyroscope/render   (Pyroscope's HTTP query endpoints)
+ *   GET  /, /ui                              (the flame graph page)
+ * Returns 0, or the router's error. */
+int query_register(srv_router *r, store *s, const query_config *cfg);
+
+#endif

@@ -1,0 +1,36 @@
+/* What every query/ handler shares: the registration context, and reading merged stacks for a
+ * profile type, a label selector and either a time range or a set of span ids.
+ *
+ * Called by query/querier.c and query/render.c on worker threads.
+ */
+#ifndef QUERY_STACKS_H
+#define QUERY_STACKS_H
+
+#include "params.h"
+#include "query.h"
+
+typedef struct query_ctx {
+    store *store;
+    size_t max_msg; /* request body cap */
+    size_t budget;  /* arena budget of one query */
+    int64_t max_nodes_default, max_nodes_max;
+} query_ctx;
+
+typedef struct query_stacks_req {
+    const char *tenant;
+    const query_type *type;
+    const store_selector *sel;
+    int64_t start_ns, end_ns; /* [start, end); end 0 = unbounded; unused with by_span */
+    int by_span;              /* only samples attached to span_ids (none given: nothing) */
+    const uint8_t (*span_ids)[8];
+    size_t nspan_ids;
+} query_stacks_req;
+
+int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
+                        store_stacks *out, sp_err *err);
+
+/* A request's max_nodes: 0 = the default, negative = no truncation, more than the maximum =
+ * SP_EINVAL. */
+int query_max_nodes(const query_ctx *c, int64_t requested, int64_t *out, sp_err *err);
+
+#endif
