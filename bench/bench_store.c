@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -845,6 +846,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "open: %s\n", err.msg);
         return 1;
     }
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     double w0 = now_s();
     pthread_t *th = calloc((size_t)writers, sizeof *th);
     for (int i = 0; i < writers; i++)
@@ -852,6 +855,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < writers; i++)
         pthread_join(th[i], NULL);
     double write_s = now_s() - w0;
+    getrusage(RUSAGE_SELF, &ru1);
+    double cpu_s = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
+                   (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
+                   (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) +
+                   (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e6;
     store_stats stats;
     store_stats_get(the_store, &stats);
     store_close(the_store); /* checkpoints (TRUNCATE): the WAL is folded into the database */
@@ -953,6 +961,9 @@ int main(int argc, char **argv)
            writers, durability == STORE_DURABILITY_FULL ? "full" : "normal", write_s,
            (double)samples / write_s, (double)samples / write_s / ((double)cpus * hz * 0.7),
            stats.transactions, stats.batches_committed, write_failures);
+    printf(
+        "ingest CPU: %.2f s user+sys = %.1f us per stored sample (%.0f samples per CPU-second)\n",
+        cpu_s, cpu_s * 1e6 / (double)samples, (double)samples / cpu_s);
     printf("disk: db %" PRId64 " B + wal %" PRId64 " B after checkpoint = %.1f bytes per stored "
            "sample\n",
            db_bytes, wal_bytes, (double)(db_bytes + wal_bytes) / (double)samples);
