@@ -78,9 +78,8 @@ static int make_dirs(const char *dir, sp_err *err)
         if (mkdir(path, 0755) != 0 && errno != EEXIST) {
             int e = errno;
             path[i] = c;
-            return sp_fail(err, e == ENOSPC ? SP_EUNAVAIL : SP_EUNAVAIL,
-                           "cannot create data directory %s: %s%s", dir, strerror(e),
-                           e == ENOSPC ? " (disk full)" : "");
+            return sp_fail(err, SP_EUNAVAIL, "cannot create data directory %s: %s%s", dir,
+                           strerror(e), e == ENOSPC ? " (disk full)" : "");
         }
         path[i] = c;
     }
@@ -260,6 +259,7 @@ int store_open_sqlite(store **out, const store_options *o, sp_err *err)
 static void sqs_close(store *st)
 {
     sqs_store *s = (sqs_store *)st;
+    __atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
     if (s->retention_started) {
         pthread_mutex_lock(&s->ret_mu);
         s->ret_stop = 1;

@@ -166,6 +166,7 @@ typedef struct sqs_store {
     sqs_req *ret_head, *ret_tail; /* pending retention runs, FIFO */
     size_t npending;
     int stopping;
+    int closing; /* set (atomically) first thing in store_close(): cancels retention runs */
     store_stats stats;
 
     pthread_mutex_t ret_mu; /* the retention thread's sleep */

@@ -88,6 +88,51 @@ static const char *const wsql[W_NSTMT] = {
     [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3",
 };
 
+/* What each statement does, for error messages ("writing a stack: database or disk is full"). */
+static const char *const wwhat[W_NSTMT] = {
+    [W_BEGIN] = "starting a transaction",
+    [W_COMMIT] = "committing",
+    [W_ROLLBACK] = "rolling back",
+    [W_TENANT_FIND] = "looking up a tenant",
+    [W_TENANT_INS] = "writing a tenant",
+    [W_SERIES_FIND] = "looking up a series",
+    [W_SERIES_INS] = "writing a series",
+    [W_STRING_FIND] = "looking up a string",
+    [W_STRING_INS] = "writing a string",
+    [W_MAPPING_FIND] = "looking up a mapping",
+    [W_MAPPING_INS] = "writing a mapping",
+    [W_FUNC_FIND] = "looking up a function",
+    [W_FUNC_INS] = "writing a function",
+    [W_FUNC_SEEN] = "refreshing a function",
+    [W_LOC_FIND] = "looking up a location",
+    [W_LOC_INS] = "writing a location",
+    [W_LOC_SEEN] = "refreshing a location",
+    [W_STACK_FIND] = "looking up a stack",
+    [W_STACK_INS] = "writing a stack",
+    [W_STACK_SEEN] = "refreshing a stack",
+    [W_SAMPLE_UPSERT] = "writing sample values",
+    [W_SPANSTK_UPSERT] = "writing span stack values",
+    [W_SPAN_UPSERT] = "writing a span",
+    [W_SPAN_HOUR] = "recording a span hour",
+    [W_RET_NEXT_SERIES] = "retention: listing series",
+    [W_RET_SAMPLE_BOUND] = "retention: reading sample buckets",
+    [W_RET_SAMPLE_DEL_LE] = "retention: deleting samples",
+    [W_RET_SAMPLE_DEL_LT] = "retention: deleting samples",
+    [W_RET_SPANSTK_BOUND] = "retention: reading span stacks",
+    [W_RET_SPANSTK_DEL_LE] = "retention: deleting span stacks",
+    [W_RET_SPANSTK_DEL_LT] = "retention: deleting span stacks",
+    [W_RET_SPANHOUR_DEL] = "retention: deleting span hours",
+    [W_RET_SPAN_BOUND] = "retention: reading spans",
+    [W_RET_SPAN_DEL_LE] = "retention: deleting spans",
+    [W_RET_SPAN_DEL_LT] = "retention: deleting spans",
+    [W_RET_MAX_STACK] = "retention: reading stacks",
+    [W_RET_DEL_STACK] = "retention: deleting unused stacks",
+    [W_RET_MAX_LOC] = "retention: reading locations",
+    [W_RET_DEL_LOC] = "retention: deleting unused locations",
+    [W_RET_MAX_FUNC] = "retention: reading functions",
+    [W_RET_DEL_FUNC] = "retention: deleting unused functions",
+};
+
 /* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
 enum { RP_SAMPLES, RP_SPAN_STACKS, RP_SPANS, RP_STACKS, RP_LOCATIONS, RP_FUNCTIONS, RP_DONE };
 
@@ -291,7 +336,7 @@ static int run(sqs_writer *w, int which, sp_err *err)
     sqlite3_reset(st);
     if (rc == SQLITE_DONE || rc == SQLITE_ROW)
         return 0;
-    return sqs_fail(err, w->db, rc, "%.40s", wsql[which]);
+    return sqs_fail(err, w->db, rc, "%s", wwhat[which]);
 }
 
 /* Steps a lookup: 1 with the row's columns 0 (and 1 if seen) read, 0 when no row, <0 error. */
@@ -309,7 +354,7 @@ static int find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *er
     sqlite3_reset(st);
     if (rc == SQLITE_DONE)
         return 0;
-    return sqs_fail(err, w->db, rc, "%.40s", wsql[which]);
+    return sqs_fail(err, w->db, rc, "%s", wwhat[which]);
 }
 
 static int insert(sqs_writer *w, int which, int64_t *id, sp_err *err)
@@ -947,7 +992,8 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
             }
             *nobs += s->nobs;
         } else {
-            if ((rc = add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
+            if ((rc =
+                     add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
                 return rc;
             *nobs += 1;
         }
@@ -1424,7 +1470,7 @@ void *sqs_writer_main(void *arg)
         }
         if (s->w.ret.req) {
             sqs_req *req = s->w.ret.req;
-            if (s->stopping) {
+            if (s->stopping || __atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
                 sp_fail(req->err, SP_EUNAVAIL, "the store is closing; retention run cancelled");
                 s->w.ret.req = NULL;
                 complete(req, SP_EUNAVAIL);
