@@ -171,6 +171,16 @@ static uint32_t itab_get(corr *c, itab *t, const void *key, uint32_t len)
     return t->n - 1;
 }
 
+static void free_series(corr *c)
+{
+    for (uint32_t i = 0; i < c->series.n && i < c->capsrec; i++)
+        free(c->srec[i].kv);
+    free(c->srec);
+    c->srec = NULL;
+    c->capsrec = 0;
+    itab_free(&c->series);
+}
+
 static void clear_retained(corr *c)
 {
     for (size_t b = 0; b < NBUCKETS; b++)
@@ -183,10 +193,7 @@ static void clear_retained(corr *c)
         }
     itab_free(&c->names);
     itab_free(&c->stacks);
-    itab_free(&c->series);
-    free(c->srec);
-    c->srec = NULL;
-    c->capsrec = 0;
+    free_series(c);
     /* Recount from what is left: spans and slots. */
     c->bytes = 0;
     for (size_t b = 0; b < NBUCKETS; b++)
@@ -267,8 +274,7 @@ void corr_free(corr *c)
     }
     itab_free(&c->names);
     itab_free(&c->stacks);
-    itab_free(&c->series);
-    free(c->srec);
+    free_series(c);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -343,6 +349,7 @@ static uint32_t series_id(corr *c, const sp_profile *p)
         if (!r)
             return UINT32_MAX;
         c->bytes += (ncap - c->capsrec) * sizeof *r;
+        memset(r + c->capsrec, 0, (ncap - c->capsrec) * sizeof *r);
         c->srec = r;
         c->capsrec = ncap;
     }
