@@ -138,6 +138,17 @@ static int take_dir_lock(sqs_store *s, sp_err *err)
                        e == ENOSPC || e == EDQUOT ? " (disk full)" : "");
     }
     s->lock_fd = fd;
+    /* The lock file may be writable in a directory that is not: SQLite must create -wal and
+     * -shm next to the database, so say so now rather than with SQLite's generic message. */
+    if (access(s->dir, W_OK | X_OK) != 0 && (errno == EACCES || errno == EROFS)) {
+        int e = errno;
+        close(fd);
+        s->lock_fd = -1;
+        return sp_fail(err, SP_EUNAVAIL,
+                       "data directory %s is not writable (%s); spanprof keeps %s, its -wal "
+                       "and -shm files there: fix the permissions or choose another --data-dir",
+                       s->dir, strerror(e), SQS_DB_FILE);
+    }
     return 0;
 }
 

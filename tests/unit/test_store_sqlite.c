@@ -785,12 +785,40 @@ static void read_only_data_dir_is_a_clear_error(void **state)
             _exit(1);
         if (!strstr(err.msg, "is not writable") || !strstr(err.msg, dir))
             _exit(2);
+        /* A writable lock file (left by an earlier run) in a read-only directory. */
+        if (strstr(err.msg, "spanprof.db") == NULL)
+            _exit(4);
         _exit(0);
     }
     int status = 0;
     waitpid(pid, &status, 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+
+    /* The lock file exists and is writable, the directory is not. */
+    char lock[160];
+    snprintf(lock, sizeof lock, "%s/spanprof.lock", dir);
+    chmod(dir, 0755);
+    FILE *lf = fopen(lock, "w");
+    assert_non_null(lf);
+    fclose(lf);
+    chmod(lock, 0666);
+    chmod(dir, 0555);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(3);
+        store_options o = opts(dir);
+        sp_err err = {0};
+        store *s = NULL;
+        int rc = store_open_sqlite(&s, &o, &err);
+        _exit(rc == SP_EUNAVAIL && strstr(err.msg, "is not writable") ? 0 : 1);
+    }
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    chmod(dir, 0755);
 
     /* A data dir that is a file. */
     char file[128];
