@@ -990,12 +990,12 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
                 if (v && (rc = add_value(w, series, b, stack, v, s, p->attach_only, err)))
                     return rc;
             }
-            *nobs += s->nobs;
+            *nobs += p->attach_only ? 0 : s->nobs; /* counted when first stored */
         } else {
             if ((rc =
                      add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
                 return rc;
-            *nobs += 1;
+            *nobs += p->attach_only ? 0 : 1;
         }
     }
     return 0;

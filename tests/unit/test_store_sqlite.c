@@ -813,6 +813,8 @@ static void read_only_data_dir_is_a_clear_error(void **state)
         sp_err err = {0};
         store *s = NULL;
         int rc = store_open_sqlite(&s, &o, &err);
+        if (!(rc == SP_EUNAVAIL && strstr(err.msg, "is not writable")))
+            fprintf(stderr, "read-only open: rc=%d msg=%s\n", rc, err.msg);
         _exit(rc == SP_EUNAVAIL && strstr(err.msg, "is not writable") ? 0 : 1);
     }
     waitpid(pid, &status, 0);
@@ -1235,6 +1237,33 @@ static void span_stacks_narrowed_by_time_range(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_hour"), 2);
 }
 
+static void attach_only_profiles_add_to_spans_not_totals(void **state)
+{
+    fx *f = *state;
+    /* The profile first, without its span (the span was not known yet)... */
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 30, f->t0 + SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    /* ...then the correlator re-sends the same samples, attached, once the span arrived. */
+    p->attach_only = 1;
+    attach(a, &p->samples[0], 0x4242);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 30);
+    uint8_t id[8];
+    span_id(0x4242, id);
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    store_stacks st;
+    sp_err err = {0};
+    assert_int_equal(store_span_stacks(f->s, &q, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 30);
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_int_equal(stats.samples_written, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1269,6 +1298,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(synthetic_function_names_are_not_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(span_stacks_narrowed_by_time_range, setup, teardown),
+        cmocka_unit_test_setup_teardown(attach_only_profiles_add_to_spans_not_totals, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
