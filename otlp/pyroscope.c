@@ -758,10 +758,12 @@ static int labels_from_pairs(sp_arena *a, Types__V1__LabelPair **pairs, size_t n
     for (size_t i = 0; i < np; i++) {
         if (!pairs[i]->name || !pairs[i]->value)
             continue;
+        /* Copies: JSON bodies free their strings before the batch is stored. */
         const char *nm = otlp_label_name(a, pairs[i]->name);
-        if (!nm)
+        const char *v = sp_arena_strndup(a, pairs[i]->value, strlen(pairs[i]->value));
+        if (!nm || !v)
             return SP_ETOOBIG;
-        (*out)[(*n)++] = (sp_kv){nm, pairs[i]->value};
+        (*out)[(*n)++] = (sp_kv){nm, v};
     }
     return 0;
 }
