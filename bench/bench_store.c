@@ -445,7 +445,7 @@ static uint32_t local_loc(builder *b, uint64_t frame)
         snprintf(name, sizeof name, "ksys_fn_%u", f - maps[m].fn0);
     } else {
         /* Unsymbolized native frame: the converter's synthetic name. */
-        snprintf(name, sizeof name, "%s+0x%" PRIx64 " [native]", maps[m].base, addr);
+        sp_frame_name(name, sizeof name, "native", addr, maps[m].base);
     }
     fn->name = fn->system_name = intern(name);
     l->nlines = 1;

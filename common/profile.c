@@ -1,6 +1,8 @@
 #include "profile.h"
 #include "err.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 int sp_batch_add_profile(sp_batch *b, sp_profile *p)
@@ -18,4 +20,24 @@ int sp_batch_add_profile(sp_batch *b, sp_profile *p)
     }
     b->profiles[b->nprofiles++] = p;
     return 0;
+}
+
+const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
+                          const char *mapping_file)
+{
+    if (!buf || !n)
+        return "unknown";
+    const char *base = NULL;
+    if (mapping_file && *mapping_file) {
+        const char *slash = strrchr(mapping_file, '/');
+        base = slash && slash[1] ? slash + 1 : mapping_file;
+    }
+    int has_type = frame_type && *frame_type;
+    if (!has_type && !address && !base) {
+        snprintf(buf, n, "unknown");
+        return buf;
+    }
+    snprintf(buf, n, "%s%s0x%" PRIx64 "%s%s", has_type ? frame_type : "", has_type ? " " : "",
+             address, base ? " " : "", base ? base : "");
+    return buf;
 }

@@ -144,6 +144,12 @@ static inline int64_t sp_sat_add(int64_t a, int64_t b)
     return r;
 }
 
+/* The one name of a frame without a symbol, everywhere it is shown (flame graphs, pprof):
+ * "<frame type> 0x<address> <mapping file basename>", e.g. "native 0x9a3f0 libc.so.6"; unknown
+ * parts are left out, and with nothing known it is "unknown". Never empty. Returns buf. */
+const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
+                          const char *mapping_file);
+
 /* Appends p to b->profiles (growing the array in b->arena); SP_ETOOBIG past the arena budget. */
 int sp_batch_add_profile(sp_batch *b, sp_profile *p);
 

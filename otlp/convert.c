@@ -201,12 +201,6 @@ static const any_t *find_attr(const conv *c, const int32_t *indices, size_t n, c
     return NULL;
 }
 
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
 static int add_function(conv *c, uint32_t name)
 {
     if (c->nfuncs == c->capfuncs) {
@@ -225,18 +219,17 @@ static int add_function(conv *c, uint32_t name)
     return (int)c->nfuncs++;
 }
 
-/* A frame the sender could not symbolize still needs a name in a flame graph: its address in its
- * mapping's file, and the frame type when known. */
+/* A frame the sender could not symbolize still needs a name in a flame graph (common/profile.h:
+ * frame type, address, mapping file). */
 static uint32_t synthetic_name(conv *c, const sp_location *loc)
 {
     char buf[512];
     const char *file = "";
     if (loc->mapping_id && loc->mapping_id < c->nmaps)
-        file = base_name(c->strs[c->maps[loc->mapping_id].filename]);
-    const char *type = loc->frame_type ? c->strs[loc->frame_type] : "";
-    int n = snprintf(buf, sizeof buf, "%s%s0x%" PRIx64 "%s%s%s", file, *file ? "+" : "",
-                     loc->address, *type ? " [" : "", type, *type ? "]" : "");
-    return intern_n(c, buf, n > 0 && (size_t)n < sizeof buf ? (size_t)n : strlen(buf));
+        file = c->strs[c->maps[loc->mapping_id].filename];
+    sp_frame_name(buf, sizeof buf, loc->frame_type ? c->strs[loc->frame_type] : "", loc->address,
+                  file);
+    return intern(c, buf);
 }
 
 static int convert_dictionary(conv *c, sp_err *err)

@@ -598,11 +598,10 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     return 0;
 }
 
-/* Whether function fid is nothing but a made-up name for location l: what the OTLP converter
- * ("libc.so.6+0x9a3f0 [native]") or store_frame_name() ("native 0x9a3f0 libc.so.6") call an
- * unsymbolized frame. Such a function says nothing the location does not, so it is not stored
- * (for eBPF profiles that is one row per native address saved); the reader names the frame
- * again with store_frame_name(). */
+/* Whether function fid is nothing but the made-up name sp_frame_name() gives location l (the OTLP
+ * converter names unsymbolized frames that way). Such a function says nothing the location does
+ * not, so it is not stored (for eBPF profiles that is one row per native address saved); the
+ * reader names the frame again with store_frame_name(). */
 static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
 {
     const sp_function *f = &p->functions[fid];
@@ -618,20 +617,12 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
         file = pstr(p, p->mappings[l->mapping_id].filename, &ml);
     if (tl > 64 || ml > 256)
         return 0;
-    char buf[512];
-    const char *slash = memrchr(file, '/', ml);
-    const char *base = slash ? slash + 1 : file;
-    int bl = (int)(ml - (size_t)(base - file));
-    int n = snprintf(buf, sizeof buf, "%.*s%s0x%" PRIx64 "%s%.*s%s", bl, base, bl ? "+" : "",
-                     l->address, tl ? " [" : "", (int)tl, type, tl ? "]" : "");
-    if (n > 0 && (size_t)n == nl && memcmp(buf, name, nl) == 0)
-        return 1;
-    char tcopy[65], fcopy[257];
+    char buf[512], tcopy[65], fcopy[257];
     memcpy(tcopy, type, tl);
     tcopy[tl] = 0;
     memcpy(fcopy, file, ml);
     fcopy[ml] = 0;
-    store_frame_name(buf, sizeof buf, NULL, tcopy, l->address, fcopy);
+    sp_frame_name(buf, sizeof buf, tcopy, l->address, fcopy);
     return strlen(buf) == nl && memcmp(buf, name, nl) == 0;
 }
 

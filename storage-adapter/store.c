@@ -208,23 +208,9 @@ void store_stats_get(store *s, store_stats *out)
 const char *store_frame_name(char *buf, size_t n, const char *function, const char *frame_type,
                              uint64_t address, const char *mapping_file)
 {
-    if (!buf || !n)
-        return "unknown";
-    if (function && *function) {
+    if (buf && n && function && *function) {
         snprintf(buf, n, "%s", function);
         return buf;
     }
-    const char *base = NULL;
-    if (mapping_file && *mapping_file) {
-        const char *slash = strrchr(mapping_file, '/');
-        base = slash && slash[1] ? slash + 1 : mapping_file;
-    }
-    int has_type = frame_type && *frame_type;
-    if (!has_type && !address && !base) {
-        snprintf(buf, n, "unknown");
-        return buf;
-    }
-    snprintf(buf, n, "%s%s0x%" PRIx64 "%s%s", has_type ? frame_type : "", has_type ? " " : "",
-             address, base ? " " : "", base ? base : "");
-    return buf;
+    return sp_frame_name(buf, n, frame_type, address, mapping_file);
 }

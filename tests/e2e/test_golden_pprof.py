@@ -227,7 +227,7 @@ def test_otlp_profiles_convert_to_pprof_that_go_reads_with_equal_stack_totals(tm
         # Unsymbolized frames: spanprof names them after address and mapping file, never "".
         resolved = collections.Counter()
         for stack, v in want.items():
-            resolved[tuple("libc.so.6+0x9a3f0 [native]" if n is None else n for n in stack)] += v
+            resolved[tuple("native 0x9a3f0 libc.so.6" if n is None else n for n in stack)] += v
         assert got == resolved
         assert sum(got.values()) == sum(want.values())
     # CPU values are scaled from counts to nanoseconds by the period.
