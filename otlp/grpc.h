@@ -1,4 +1,5 @@
-/* gRPC message framing (gRPC over HTTP/2, "Length-Prefixed-Message") and grpc-timeout parsing.
+/* gRPC message framing (gRPC over HTTP/2, "Length-Prefixed-Message"); grpc-timeout is the
+ * server's (server/exchange.c), which turns it into the request deadline.
  *
  * A gRPC body is a sequence of messages, each prefixed by 1 byte Compressed-Flag and a 4-byte
  * big-endian Message-Length. spanprof's services are unary, so otlp_grpc_unframe() accepts
@@ -37,10 +38,5 @@ int otlp_grpc_unframe(const uint8_t *body, size_t len, const char *grpc_encoding
 
 /* Appends one uncompressed length-prefixed message to out. */
 int otlp_grpc_frame(sp_buf *out, const uint8_t *msg, size_t len);
-
-/* Parses a grpc-timeout header value: 1 to 8 ASCII digits followed by one unit, H M S m u n
- * (hours .. nanoseconds). Stores nanoseconds in *ns (saturating at INT64_MAX). SP_EINVAL
- * otherwise. */
-int otlp_grpc_timeout_parse(const char *value, int64_t *ns, sp_err *err);
 
 #endif

@@ -97,9 +97,9 @@ int srv_exchange_add_header(srv_exchange *ex, const char *name, size_t nlen, con
     if (strcmp(n, "x-scope-orgid") == 0 && vlen > 0)
         r->tenant = v;
     if (strcmp(n, "grpc-timeout") == 0) {
-        int64_t ns = srv_grpc_timeout_ns(v);
-        if (ns > 0)
-            r->deadline_ns = srv_now_ns() + ns;
+        int64_t ns = srv_grpc_timeout_ns(v), now = srv_now_ns();
+        if (ns >= 0)
+            r->deadline_ns = ns > INT64_MAX - now ? INT64_MAX : now + ns;
     }
     return 0;
 }
@@ -114,7 +114,8 @@ static int hexv(int c)
 
 int64_t srv_grpc_timeout_ns(const char *v)
 {
-    /* gRPC over HTTP/2: TimeoutValue is 1-8 ASCII digits, TimeoutUnit one of H M S m u n. */
+    /* gRPC over HTTP/2: TimeoutValue is 1-8 ASCII digits, TimeoutUnit one of H M S m u n.
+     * 99999999H does not fit in int64 nanoseconds: saturate rather than overflow. */
     int64_t n = 0;
     size_t i = 0;
     for (; v[i] >= '0' && v[i] <= '9'; i++) {
@@ -122,17 +123,19 @@ int64_t srv_grpc_timeout_ns(const char *v)
             return -1;
         n = n * 10 + (v[i] - '0');
     }
-    if (i == 0 || v[i + 1] != 0)
+    if (i == 0 || v[i] == 0 || v[i + 1] != 0)
         return -1;
+    int64_t mul;
     switch (v[i]) {
-    case 'H': return n * 3600 * 1000000000LL;
-    case 'M': return n * 60 * 1000000000LL;
-    case 'S': return n * 1000000000LL;
-    case 'm': return n * 1000000LL;
-    case 'u': return n * 1000LL;
-    case 'n': return n;
+    case 'H': mul = 3600 * 1000000000LL; break;
+    case 'M': mul = 60 * 1000000000LL; break;
+    case 'S': mul = 1000000000LL; break;
+    case 'm': mul = 1000000LL; break;
+    case 'u': mul = 1000LL; break;
+    case 'n': mul = 1; break;
     default: return -1;
     }
+    return n > INT64_MAX / mul ? INT64_MAX : n * mul;
 }
 
 int srv_exchange_set_target(srv_exchange *ex, const char *target, size_t len)

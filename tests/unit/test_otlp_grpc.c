@@ -1,4 +1,4 @@
-/* otlp/grpc: length-prefixed message framing and grpc-timeout parsing. */
+/* otlp/grpc: length-prefixed message framing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -221,47 +221,6 @@ static void frame_then_unframe_roundtrips(void **state)
     sp_buf_free(&out);
 }
 
-static void parses_grpc_timeout_units(void **state)
-{
-    int64_t ns;
-    sp_err err;
-    assert_int_equal(otlp_grpc_timeout_parse("100m", &ns, &err), 0);
-    assert_int_equal(ns, 100000000);
-    assert_int_equal(otlp_grpc_timeout_parse("1H", &ns, &err), 0);
-    assert_int_equal(ns, 3600000000000LL);
-    assert_int_equal(otlp_grpc_timeout_parse("2M", &ns, &err), 0);
-    assert_int_equal(ns, 120000000000LL);
-    assert_int_equal(otlp_grpc_timeout_parse("5S", &ns, &err), 0);
-    assert_int_equal(ns, 5000000000LL);
-    assert_int_equal(otlp_grpc_timeout_parse("7u", &ns, &err), 0);
-    assert_int_equal(ns, 7000);
-    assert_int_equal(otlp_grpc_timeout_parse("12345678n", &ns, &err), 0);
-    assert_int_equal(ns, 12345678);
-    assert_int_equal(otlp_grpc_timeout_parse("0S", &ns, &err), 0);
-    assert_int_equal(ns, 0);
-}
-
-static void grpc_timeout_saturates_instead_of_overflowing(void **state)
-{
-    int64_t ns;
-    sp_err err;
-    assert_int_equal(otlp_grpc_timeout_parse("99999999H", &ns, &err), 0);
-    assert_true(ns == INT64_MAX);
-}
-
-static void rejects_malformed_grpc_timeout(void **state)
-{
-    const char *bad[] = {"", "m", "S1", "123456789S", "10x", "1.5S", "-1S", " 1S", "1 S", "10"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        int64_t ns = -1;
-        sp_err err = {0};
-        assert_int_equal(otlp_grpc_timeout_parse(bad[i], &ns, &err), SP_EINVAL);
-        assert_true(err.msg[0] != 0);
-    }
-    int64_t ns;
-    assert_int_equal(otlp_grpc_timeout_parse(NULL, &ns, NULL), SP_EINVAL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,9 +240,6 @@ int main(void)
         cmocka_unit_test(prefix_claiming_more_than_max_is_too_big_before_the_body_arrives),
         cmocka_unit_test(gzip_message_inflating_past_max_is_too_big),
         cmocka_unit_test(frame_then_unframe_roundtrips),
-        cmocka_unit_test(parses_grpc_timeout_units),
-        cmocka_unit_test(grpc_timeout_saturates_instead_of_overflowing),
-        cmocka_unit_test(rejects_malformed_grpc_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
