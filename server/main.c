@@ -50,6 +50,16 @@ static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
     srv_metrics_gauge_set("correlator_attached_inferred_total", (int64_t)st.attached_inferred);
     srv_metrics_gauge_set("correlator_attached_late_total", (int64_t)st.attached_late);
     srv_metrics_gauge_set("correlator_evicted_total", (int64_t)st.evicted);
+    store_stats ss;
+    store_stats_get(p->store, &ss);
+    srv_metrics_gauge_set("store_batches_committed_total", (int64_t)ss.batches_committed);
+    srv_metrics_gauge_set("store_batches_failed_total", (int64_t)ss.batches_failed);
+    srv_metrics_gauge_set("store_transactions_total", (int64_t)ss.transactions);
+    srv_metrics_gauge_set("store_samples_written_total", (int64_t)ss.samples_written);
+    srv_metrics_gauge_set("store_spans_written_total", (int64_t)ss.spans_written);
+    srv_metrics_gauge_set("store_writer_pending", (int64_t)ss.pending);
+    srv_metrics_gauge_set("store_last_commit_microseconds", (int64_t)ss.last_commit_us);
+    srv_metrics_gauge_set("store_retention_rows_deleted_total", (int64_t)ss.rows_deleted);
     return rc;
 }
 

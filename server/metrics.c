@@ -207,8 +207,13 @@ int srv_metrics_render(sp_buf *o)
         }
     }
     int ng = atomic_load(&ngauges);
-    for (int i = 0; i < ng; i++)
-        rc |= sp_buf_printf(o, "# TYPE spanprof_%s gauge\nspanprof_%s %lld\n", gauges[i].name,
-                            gauges[i].name, (long long)atomic_load(&gauges[i].value));
+    for (int i = 0; i < ng; i++) {
+        /* Prometheus naming: a *_total series is a counter, the rest are gauges. */
+        size_t nl = strlen(gauges[i].name);
+        int counter = nl > 6 && strcmp(gauges[i].name + nl - 6, "_total") == 0;
+        rc |= sp_buf_printf(o, "# TYPE spanprof_%s %s\nspanprof_%s %lld\n", gauges[i].name,
+                            counter ? "counter" : "gauge", gauges[i].name,
+                            (long long)atomic_load(&gauges[i].value));
+    }
     return rc ? SP_ENOMEM : 0;
 }
