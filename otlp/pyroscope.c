@@ -1,5 +1,6 @@
 #include "pyroscope.h"
 #include "../common/arena.h"
+#include "../common/base64.h"
 #include "../common/log.h"
 #include "../server/metrics.h"
 #include "compress.h"
@@ -681,49 +682,6 @@ cleanup:
 
 /* ---------- push.v1.PusherService/Push ---------- */
 
-static int b64_val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-/* Standard or URL-safe base64, padded or not (protobuf JSON accepts both). */
-static int b64_decode(const char *s, sp_arena *a, uint8_t **out, size_t *outlen)
-{
-    size_t n = strlen(s);
-    uint8_t *o = sp_arena_alloc(a, n / 4 * 3 + 3);
-    if (!o)
-        return -1;
-    size_t k = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        int v = b64_val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[k++] = (uint8_t)(acc >> bits);
-        }
-    }
-    *out = o;
-    *outlen = k;
-    return 0;
-}
-
 static int push_series(const otlp_pyroscope_config *cfg, sp_arena *a, sp_kv *labels, uint32_t n,
                        const uint8_t *raw, size_t len, sp_batch *b, otlp_pprof_result *total,
                        sp_err *err)
@@ -851,7 +809,7 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
                     raw = json_string_value(json_object_get(smp, "raw_profile"));
                 uint8_t *bytes;
                 size_t bl;
-                if (!raw || b64_decode(raw, a, &bytes, &bl)) {
+                if (!raw || sp_base64_decode(raw, strlen(raw), a, &bytes, &bl)) {
                     rc = sp_fail(&err, SP_EINVAL,
                                  "series[%zu].samples[%zu].rawProfile is not base64", i, k);
                     break;

@@ -1,6 +1,7 @@
 /* Protobuf JSON mapping over protobuf-c descriptors (see pbjson.h). The rules followed are those
  * of the protobuf "JSON Mapping" section of the proto3 language guide. */
 #include "pbjson.h"
+#include "../common/base64.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -205,47 +206,6 @@ static int double_of(const json_t *v, double *out)
     return 0;
 }
 
-static int b64_val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-static int b64_decode(const char *s, size_t n, sp_arena *a, ProtobufCBinaryData *out)
-{
-    uint8_t *o = sp_arena_alloc(a, n / 4 * 3 + 4);
-    if (!o)
-        return SP_ETOOBIG;
-    size_t k = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        int v = b64_val((unsigned char)s[i]);
-        if (v < 0)
-            return SP_EINVAL;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[k++] = (uint8_t)(acc >> bits);
-        }
-    }
-    out->data = o;
-    out->len = k;
-    return 0;
-}
-
 static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj, sp_arena *a,
                          ProtobufCMessage **out, int depth, sp_err *err);
 
@@ -336,7 +296,9 @@ static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_a
     case PROTOBUF_C_TYPE_BYTES: {
         if (!json_is_string(v))
             return bad(err, f, "a base64 string", v);
-        int rc = b64_decode(json_string_value(v), json_string_length(v), a, dst);
+        ProtobufCBinaryData *bd = dst;
+        int rc = sp_base64_decode(json_string_value(v), json_string_length(v), a, &bd->data,
+                                  &bd->len);
         if (rc == SP_EINVAL)
             return bad(err, f, "base64", v);
         if (rc)

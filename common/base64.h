@@ -1,0 +1,15 @@
+/* base64 decoding as protobuf's JSON mapping accepts it: standard or URL-safe alphabet, with or
+ * without padding. Used by the JSON codecs of otlp/ (Pyroscope Push) and query/ (Connect). */
+#ifndef SP_BASE64_H
+#define SP_BASE64_H
+
+#include "arena.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Decodes s[0..n) into arena memory. 0, SP_EINVAL on a character outside the alphabet, or
+ * SP_ETOOBIG when the arena's budget is spent. */
+int sp_base64_decode(const char *s, size_t n, sp_arena *a, uint8_t **out, size_t *outlen);
+
+#endif
