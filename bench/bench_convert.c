@@ -72,9 +72,18 @@ static uint8_t *build(int procs, int threads, int per_thread, size_t *len, size_
         snprintf(b, sizeof b, "pkg%d.(*Type%d).Method%d", i % 37, i % 101, i);
         d.string_table[i] = strdup(b);
     }
-    const char *fixed[] = {"samples", "count", "cpu", "nanoseconds", "thread.id", "thread.name",
-                           "profile.frame.type", "native", "kernel", "/usr/bin/app",
-                           "process.executable.build_id.gnu", "cpu.logical_number"};
+    const char *fixed[] = {"samples",
+                           "count",
+                           "cpu",
+                           "nanoseconds",
+                           "thread.id",
+                           "thread.name",
+                           "profile.frame.type",
+                           "native",
+                           "kernel",
+                           "/usr/bin/app",
+                           "process.executable.build_id.gnu",
+                           "cpu.logical_number"};
     int S = NFUNCS;
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         d.string_table[S + i] = (char *)fixed[i];

@@ -19,12 +19,12 @@ sp_arena *sp_arena_new(size_t budget);
 void sp_arena_free(sp_arena *a);
 void sp_arena_reset(sp_arena *a);
 
-void *sp_arena_alloc(sp_arena *a, size_t n);   /* 16-byte aligned, uninitialised */
+void *sp_arena_alloc(sp_arena *a, size_t n);               /* 16-byte aligned, uninitialised */
 void *sp_arena_calloc(sp_arena *a, size_t n, size_t size); /* zeroed; NULL on overflow */
 char *sp_arena_strndup(sp_arena *a, const char *s, size_t n);
 void *sp_arena_memdup(sp_arena *a, const void *p, size_t n);
 
-size_t sp_arena_used(const sp_arena *a);      /* bytes reserved from the system */
+size_t sp_arena_used(const sp_arena *a); /* bytes reserved from the system */
 
 struct ProtobufCAllocator;
 /* Fills *out so protobuf_c_message_unpack() allocates from a. */

@@ -40,17 +40,29 @@ void sp_err_prefix(sp_err *err, const char *fmt, ...)
 const char *sp_code_name(int code)
 {
     switch (code) {
-    case SP_OK: return "ok";
-    case SP_EINVAL: return "invalid argument";
-    case SP_ETOOBIG: return "too big";
-    case SP_EFULL: return "resource exhausted";
-    case SP_EUNAVAIL: return "unavailable";
-    case SP_ENOTFOUND: return "not found";
-    case SP_EUNIMPL: return "unimplemented";
-    case SP_EDEADLINE: return "deadline exceeded";
-    case SP_EMEDIA: return "unsupported media type";
-    case SP_EAUTH: return "unauthenticated";
-    case SP_ENOMEM: return "out of memory";
-    default: return "internal error";
+    case SP_OK:
+        return "ok";
+    case SP_EINVAL:
+        return "invalid argument";
+    case SP_ETOOBIG:
+        return "too big";
+    case SP_EFULL:
+        return "resource exhausted";
+    case SP_EUNAVAIL:
+        return "unavailable";
+    case SP_ENOTFOUND:
+        return "not found";
+    case SP_EUNIMPL:
+        return "unimplemented";
+    case SP_EDEADLINE:
+        return "deadline exceeded";
+    case SP_EMEDIA:
+        return "unsupported media type";
+    case SP_EAUTH:
+        return "unauthenticated";
+    case SP_ENOMEM:
+        return "out of memory";
+    default:
+        return "internal error";
     }
 }

@@ -11,17 +11,17 @@
 
 enum {
     SP_OK = 0,
-    SP_EINVAL = -1,       /* the input is malformed or violates the protocol */
-    SP_ETOOBIG = -2,      /* the input exceeds a configured size limit */
-    SP_EFULL = -3,        /* a bounded queue or budget is full: retry later */
-    SP_EUNAVAIL = -4,     /* a dependency (the store, disk) is not usable right now */
-    SP_ENOTFOUND = -5,    /* no such route, series or span */
-    SP_EUNIMPL = -6,      /* unknown service, method or feature */
-    SP_EDEADLINE = -7,    /* the caller's deadline passed */
-    SP_EMEDIA = -8,       /* unsupported content type or encoding */
-    SP_EAUTH = -9,        /* missing or wrong credentials */
-    SP_ENOMEM = -10,      /* allocation failed */
-    SP_EINTERNAL = -11,   /* a bug or an unexpected system error */
+    SP_EINVAL = -1,     /* the input is malformed or violates the protocol */
+    SP_ETOOBIG = -2,    /* the input exceeds a configured size limit */
+    SP_EFULL = -3,      /* a bounded queue or budget is full: retry later */
+    SP_EUNAVAIL = -4,   /* a dependency (the store, disk) is not usable right now */
+    SP_ENOTFOUND = -5,  /* no such route, series or span */
+    SP_EUNIMPL = -6,    /* unknown service, method or feature */
+    SP_EDEADLINE = -7,  /* the caller's deadline passed */
+    SP_EMEDIA = -8,     /* unsupported content type or encoding */
+    SP_EAUTH = -9,      /* missing or wrong credentials */
+    SP_ENOMEM = -10,    /* allocation failed */
+    SP_EINTERNAL = -11, /* a bug or an unexpected system error */
 };
 
 typedef struct sp_err {

@@ -41,3 +41,25 @@ const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t 
              address, base ? " " : "", base ? base : "");
     return buf;
 }
+
+int sp_profile_set_series(sp_profile *p, sp_arena *a, const char *name, const sp_kv *labels,
+                          uint32_t nlabels)
+{
+    sp_kv *kv = sp_arena_alloc(a, (nlabels + 1) * sizeof *kv);
+    if (!kv)
+        return SP_ETOOBIG;
+    uint32_t n = 0;
+    kv[n++] = (sp_kv){"__name__", name};
+    for (uint32_t i = 0; i < nlabels; i++)
+        if (strcmp(labels[i].name, "__name__") != 0)
+            kv[n++] = labels[i];
+    for (uint32_t x = 1; x < n; x++) /* insertion sort: a handful of labels */
+        for (uint32_t y = x; y > 0 && strcmp(kv[y - 1].name, kv[y].name) > 0; y--) {
+            sp_kv tmp = kv[y];
+            kv[y] = kv[y - 1];
+            kv[y - 1] = tmp;
+        }
+    p->series = kv;
+    p->nseries = n;
+    return 0;
+}

@@ -39,7 +39,8 @@ typedef struct sp_location {
     uint64_t address;
     sp_line *lines; /* innermost (inlined callee) first, as in pprof */
     uint32_t nlines;
-    uint32_t frame_type; /* string index: "native", "kernel", "jvm", ... (OTLP profile.frame.type) */
+    uint32_t
+        frame_type; /* string index: "native", "kernel", "jvm", ... (OTLP profile.frame.type) */
 } sp_location;
 
 typedef struct sp_mapping {
@@ -83,7 +84,7 @@ typedef struct sp_profile {
     /* Pyroscope profile type id: name:sample_type:sample_unit:period_type:period_unit,
      * e.g. "process_cpu:cpu:nanoseconds:cpu:nanoseconds". */
     const char *type_id;
-    const char *name; /* __name__, e.g. "process_cpu" */
+    const char *name;                                            /* __name__, e.g. "process_cpu" */
     uint32_t sample_type, sample_unit, period_type, period_unit; /* string indices */
     int64_t period;
     int64_t time_nanos, duration_nanos;
@@ -149,6 +150,11 @@ static inline int64_t sp_sat_add(int64_t a, int64_t b)
  * parts are left out, and with nothing known it is "unknown". Never empty. Returns buf. */
 const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
                           const char *mapping_file);
+
+/* Sets p's series labels: __name__ = name plus labels (any __name__ among them is replaced),
+ * sorted by name, in arena memory (the strings are not copied). SP_ETOOBIG past the budget. */
+int sp_profile_set_series(sp_profile *p, sp_arena *a, const char *name, const sp_kv *labels,
+                          uint32_t nlabels);
 
 /* Appends p to b->profiles (growing the array in b->arena); SP_ETOOBIG past the arena budget. */
 int sp_batch_add_profile(sp_batch *b, sp_profile *p);

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NBUCKETS 16384
-#define MAX_MATCH 16 /* spans one observation can belong to (nesting depth) */
+#define NBUCKETS       16384
+#define MAX_MATCH      16 /* spans one observation can belong to (nesting depth) */
 #define SWEEP_EVERY_NS 1000000000LL
 
 /* ---- the windows ---- */
@@ -129,7 +129,8 @@ static uint32_t itab_get(corr *c, itab *t, const void *key, uint32_t len)
         if (!sl)
             return UINT32_MAX;
         for (uint32_t i = 0; i < t->n; i++) {
-            uint32_t h = (uint32_t)hash64(t->keys[i], t->lens[i], 1469598103934665603ull) & (ns - 1);
+            uint32_t h =
+                (uint32_t)hash64(t->keys[i], t->lens[i], 1469598103934665603ull) & (ns - 1);
             while (sl[h])
                 h = (h + 1) & (ns - 1);
             sl[h] = i + 1;
@@ -522,8 +523,12 @@ static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint64_t tenan
                     grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))
                     break;
                 obs_ent *o = &w->obs[w->nobs++];
-                *o = (obs_ent){(int64_t)s->timestamps[k], obs_value(s, k),
-                               now + c->opt.window_ns, stk, sid, {0}};
+                *o = (obs_ent){(int64_t)s->timestamps[k],
+                               obs_value(s, k),
+                               now + c->opt.window_ns,
+                               stk,
+                               sid,
+                               {0}};
                 if (s->has_link)
                     memcpy(o->link, s->link.span_id, 8);
                 c->st.observations_retained++;
@@ -586,8 +591,8 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
             for (uint32_t k = 0; k < nf; k++) {
                 if (!map[frames[k]]) {
                     map[frames[k]] = ns;
-                    strs[ns++] = sp_arena_strndup(a, c->names.keys[frames[k]],
-                                                  c->names.lens[frames[k]]);
+                    strs[ns++] =
+                        sp_arena_strndup(a, c->names.keys[frames[k]], c->names.lens[frames[k]]);
                 }
                 s->location_ids[k] = map[frames[k]];
             }

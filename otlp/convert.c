@@ -1,4 +1,5 @@
 #include "convert.h"
+#include "../common/strtab.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,9 +20,9 @@ enum { ATTR_UNSEEN = 0, ATTR_SKIP, ATTR_TID, ATTR_PID, ATTR_THREAD_NAME, ATTR_LA
 
 typedef struct attr_info {
     uint8_t kind;
-    int64_t num;     /* ATTR_TID, ATTR_PID */
-    uint32_t str;    /* ATTR_THREAD_NAME */
-    sp_label label;  /* ATTR_LABEL */
+    int64_t num;    /* ATTR_TID, ATTR_PID */
+    uint32_t str;   /* ATTR_THREAD_NAME */
+    sp_label label; /* ATTR_LABEL */
 } attr_info;
 
 /* Conversion state of one request: the shared string table (the dictionary's strings followed by
@@ -29,11 +30,7 @@ typedef struct attr_info {
 typedef struct conv {
     sp_arena *a;
     const dict_t *d;
-    const char **strs;
-    uint32_t *lens;
-    uint32_t n, cap;
-    uint32_t *slots; /* open addressing: string index + 1, 0 = empty */
-    uint32_t nslots;
+    sp_strtab st; /* the dictionary's strings, then the ones conversion adds */
     sp_function *funcs;
     uint32_t nfuncs, capfuncs;
     sp_location *locs;
@@ -41,72 +38,14 @@ typedef struct conv {
     sp_mapping *maps;
     uint32_t nmaps;
     attr_info *attrs;  /* per attribute_table entry, filled on first use */
-    uint32_t **stacks;       /* per stack_table entry, filled on first use */
+    uint32_t **stacks; /* per stack_table entry, filled on first use */
 } conv;
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: short strings, no need for more */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
-
-static int grow_slots(conv *c)
-{
-    uint32_t nslots = c->nslots ? c->nslots * 2 : 1024;
-    while (nslots < c->n * 2u)
-        nslots *= 2;
-    uint32_t *slots = sp_arena_calloc(c->a, nslots, sizeof *slots);
-    if (!slots)
-        return SP_ETOOBIG;
-    for (uint32_t i = 0; i < c->n; i++) {
-        uint32_t h = (uint32_t)hash_bytes(c->strs[i], c->lens[i]) & (nslots - 1);
-        while (slots[h])
-            h = (h + 1) & (nslots - 1);
-        slots[h] = i + 1;
-    }
-    c->slots = slots;
-    c->nslots = nslots;
-    return 0;
-}
-
-/* Index of s in the string table, adding it when new; 0 (the empty string) on allocation failure,
- * which keeps the profile valid. */
+/* Index of s in the request's string table, adding it when new (0 on allocation failure, which
+ * keeps the profile valid). */
 static uint32_t intern_n(conv *c, const char *s, size_t len)
 {
-    if (len == 0)
-        return 0;
-    if ((c->n + 1) * 2u > c->nslots && grow_slots(c))
-        return 0;
-    uint32_t h = (uint32_t)hash_bytes(s, len) & (c->nslots - 1);
-    while (c->slots[h]) {
-        uint32_t i = c->slots[h] - 1;
-        if (c->lens[i] == len && memcmp(c->strs[i], s, len) == 0)
-            return i;
-        h = (h + 1) & (c->nslots - 1);
-    }
-    if (c->n == c->cap) {
-        uint32_t cap = c->cap * 2 + 64;
-        const char **strs = sp_arena_alloc(c->a, cap * sizeof *strs);
-        uint32_t *lens = sp_arena_alloc(c->a, cap * sizeof *lens);
-        if (!strs || !lens)
-            return 0;
-        if (c->n) {
-            memcpy(strs, c->strs, c->n * sizeof *strs);
-            memcpy(lens, c->lens, c->n * sizeof *lens);
-        }
-        c->strs = strs;
-        c->lens = lens;
-        c->cap = cap;
-    }
-    char *copy = sp_arena_strndup(c->a, s, len);
-    if (!copy)
-        return 0;
-    c->strs[c->n] = copy;
-    c->lens[c->n] = (uint32_t)len;
-    c->slots[h] = ++c->n;
-    return c->n - 1;
+    return sp_strtab_intern(&c->st, s, len);
 }
 
 static uint32_t intern(conv *c, const char *s)
@@ -116,7 +55,7 @@ static uint32_t intern(conv *c, const char *s)
 
 static const char *str_at(const conv *c, int32_t i)
 {
-    return i > 0 && (uint32_t)i < c->n ? c->strs[i] : "";
+    return i > 0 && (uint32_t)i < c->st.n ? c->st.s[i] : "";
 }
 
 char *otlp_label_name(sp_arena *a, const char *key)
@@ -147,8 +86,8 @@ static const char *any_string(conv *c, const any_t *v, char *num, size_t numsz)
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
         return v->string_value;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE_STRINDEX:
-        return v->string_value_strindex > 0 && (uint32_t)v->string_value_strindex < c->n
-                   ? c->strs[v->string_value_strindex]
+        return v->string_value_strindex > 0 && (uint32_t)v->string_value_strindex < c->st.n
+                   ? c->st.s[v->string_value_strindex]
                    : NULL;
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE:
         snprintf(num, numsz, "%" PRId64, v->int_value);
@@ -226,8 +165,8 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
     char buf[512];
     const char *file = "";
     if (loc->mapping_id && loc->mapping_id < c->nmaps)
-        file = c->strs[c->maps[loc->mapping_id].filename];
-    sp_frame_name(buf, sizeof buf, loc->frame_type ? c->strs[loc->frame_type] : "", loc->address,
+        file = c->st.s[c->maps[loc->mapping_id].filename];
+    sp_frame_name(buf, sizeof buf, loc->frame_type ? c->st.s[loc->frame_type] : "", loc->address,
                   file);
     return intern(c, buf);
 }
@@ -235,19 +174,8 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
 static int convert_dictionary(conv *c, sp_err *err)
 {
     const dict_t *d = c->d;
-    /* Strings: the dictionary's, with [0] forced to "" (pprof requires it; OTLP says so too). */
-    c->cap = (uint32_t)d->n_string_table + 64;
-    c->strs = sp_arena_alloc(c->a, c->cap * sizeof *c->strs);
-    c->lens = sp_arena_alloc(c->a, c->cap * sizeof *c->lens);
-    if (!c->strs || !c->lens)
+    if (sp_strtab_init(&c->st, c->a, d->string_table, d->n_string_table))
         return sp_fail(err, SP_ETOOBIG, "string table too large for the request budget");
-    c->strs[0] = "";
-    c->lens[0] = 0;
-    for (size_t i = 1; i < d->n_string_table; i++) {
-        c->strs[i] = d->string_table[i] ? d->string_table[i] : "";
-        c->lens[i] = (uint32_t)strlen(c->strs[i]);
-    }
-    c->n = d->n_string_table ? (uint32_t)d->n_string_table : 1;
 
     c->nmaps = d->n_mapping_table ? (uint32_t)d->n_mapping_table : 1;
     c->maps = sp_arena_calloc(c->a, c->nmaps, sizeof *c->maps);
@@ -267,7 +195,7 @@ static int convert_dictionary(conv *c, sp_err *err)
         o->memory_start = m->memory_start;
         o->memory_limit = m->memory_limit;
         o->file_offset = m->file_offset;
-        o->filename = m->filename_strindex > 0 && (uint32_t)m->filename_strindex < c->n
+        o->filename = m->filename_strindex > 0 && (uint32_t)m->filename_strindex < c->st.n
                           ? (uint32_t)m->filename_strindex
                           : 0;
         char num[32];
@@ -280,15 +208,15 @@ static int convert_dictionary(conv *c, sp_err *err)
     for (uint32_t i = 1; i < d->n_function_table; i++) {
         const Opentelemetry__Proto__Profiles__V1development__Function *f = d->function_table[i];
         sp_function *o = &c->funcs[i];
-        o->name = f->name_strindex > 0 && (uint32_t)f->name_strindex < c->n
+        o->name = f->name_strindex > 0 && (uint32_t)f->name_strindex < c->st.n
                       ? (uint32_t)f->name_strindex
                       : 0;
-        if (o->name && c->lens[o->name] == 0)
+        if (o->name && c->st.len[o->name] == 0)
             o->name = 0; /* a duplicate "" in the table is still no name */
-        o->system_name = f->system_name_strindex > 0 && (uint32_t)f->system_name_strindex < c->n
+        o->system_name = f->system_name_strindex > 0 && (uint32_t)f->system_name_strindex < c->st.n
                              ? (uint32_t)f->system_name_strindex
                              : o->name;
-        o->filename = f->filename_strindex > 0 && (uint32_t)f->filename_strindex < c->n
+        o->filename = f->filename_strindex > 0 && (uint32_t)f->filename_strindex < c->st.n
                           ? (uint32_t)f->filename_strindex
                           : 0;
         o->start_line = f->start_line;
@@ -387,7 +315,7 @@ static int add_kv_list(conv *c, labelset *ls, Opentelemetry__Proto__Common__V1__
 {
     for (size_t i = 0; i < n; i++) {
         const char *key = NULL, *str = NULL;
-        if (otlp_resolve_kv(kvs[i], (char *const *)c->strs, c->d ? c->d->n_string_table : 0, &key,
+        if (otlp_resolve_kv(kvs[i], (char *const *)c->st.s, c->d ? c->d->n_string_table : 0, &key,
                             &str, NULL) != 0)
             continue; /* a broken reference in a resource attribute: treat as absent */
         char num[32];
@@ -409,7 +337,7 @@ static const char *resource_attr(conv *c, Opentelemetry__Proto__Common__V1__KeyV
 {
     for (size_t i = 0; i < n; i++) {
         const char *key = NULL, *str = NULL;
-        if (otlp_resolve_kv(kvs[i], (char *const *)c->strs, c->d ? c->d->n_string_table : 0, &key,
+        if (otlp_resolve_kv(kvs[i], (char *const *)c->st.s, c->d ? c->d->n_string_table : 0, &key,
                             &str, NULL) != 0 ||
             !key || strcmp(key, want) != 0)
             continue;
@@ -487,7 +415,6 @@ static int link_of(conv *c, int32_t idx, sp_sample *s)
     return 0;
 }
 
-
 static const attr_info *attr_classify(conv *c, int32_t idx)
 {
     static const attr_info skip = {.kind = ATTR_SKIP};
@@ -514,7 +441,7 @@ static const attr_info *attr_classify(conv *c, int32_t idx)
         if (kv->value &&
             kv->value->value_case == OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE) {
             ai->label.num = kv->value->int_value;
-            ai->label.num_unit = kv->unit_strindex > 0 && (uint32_t)kv->unit_strindex < c->n
+            ai->label.num_unit = kv->unit_strindex > 0 && (uint32_t)kv->unit_strindex < c->st.n
                                      ? (uint32_t)kv->unit_strindex
                                      : 0;
             ai->kind = ai->label.key ? ATTR_LABEL : ATTR_SKIP;
@@ -585,9 +512,15 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
     for (size_t k = 0; k < in->n_attribute_indices; k++) {
         const attr_info *ai = attr_classify(c, in->attribute_indices[k]);
         switch (ai->kind) {
-        case ATTR_TID: s->tid = ai->num; break;
-        case ATTR_PID: s->pid = ai->num; break;
-        case ATTR_THREAD_NAME: s->thread_name = ai->str; break;
+        case ATTR_TID:
+            s->tid = ai->num;
+            break;
+        case ATTR_PID:
+            s->pid = ai->num;
+            break;
+        case ATTR_THREAD_NAME:
+            s->thread_name = ai->str;
+            break;
         case ATTR_LABEL:
             if (!s->labels) {
                 s->labels = sp_arena_alloc(c->a, in->n_attribute_indices * sizeof *s->labels);
@@ -596,7 +529,8 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
             }
             s->labels[s->nlabels++] = ai->label;
             break;
-        default: break;
+        default:
+            break;
         }
     }
     return 0;
@@ -742,9 +676,9 @@ int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, i
     /* The tables grew while converting: give every profile the final ones. */
     for (size_t i = first; i < out->nprofiles; i++) {
         sp_profile *p = out->profiles[i];
-        p->strings = c.strs;
-        p->string_lens = c.lens;
-        p->nstrings = c.n;
+        p->strings = c.st.s;
+        p->string_lens = c.st.len;
+        p->nstrings = c.st.n;
         p->functions = c.funcs;
         p->nfunctions = c.nfuncs;
         p->locations = c.locs;

@@ -451,10 +451,9 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
         const char *name = o->name_hint ? o->name_hint : otlp_pprof_profile_name(st, pt, display);
         sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
         sp_sample *samples = sp_arena_alloc(a, (nsamp + 1) * sizeof *samples);
-        sp_kv *series = sp_arena_alloc(a, (o->nseries + 1) * sizeof *series);
         char id[512];
         snprintf(id, sizeof id, "%s:%s:%s:%s:%s", name, st, su, pt, pu);
-        if (!p || !samples || !series)
+        if (!p || !samples)
             return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
         p->type_id = sp_arena_strndup(a, id, strlen(id));
         p->name = name;
@@ -476,20 +475,8 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
             p->nsamples++;
         }
         p->samples = samples;
-        /* Series: the caller's labels plus __name__, sorted, unique. */
-        uint32_t n = 0;
-        series[n++] = (sp_kv){"__name__", name};
-        for (uint32_t k = 0; k < o->nseries; k++)
-            if (strcmp(o->series[k].name, "__name__") != 0)
-                series[n++] = o->series[k];
-        for (uint32_t x = 1; x < n; x++) /* insertion sort: a handful of labels */
-            for (uint32_t y = x; y > 0 && strcmp(series[y - 1].name, series[y].name) > 0; y--) {
-                sp_kv tmp = series[y];
-                series[y] = series[y - 1];
-                series[y - 1] = tmp;
-            }
-        p->series = series;
-        p->nseries = n;
+        if (sp_profile_set_series(p, a, name, o->series, o->nseries))
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
         p->strings = strs;
         p->string_lens = lens;
         p->functions = funcs;

@@ -1,6 +1,7 @@
 #include "pyroscope.h"
 #include "../common/arena.h"
 #include "../common/base64.h"
+#include "../common/strtab.h"
 #include "../common/log.h"
 #include "../server/metrics.h"
 #include "compress.h"
@@ -160,71 +161,6 @@ static const folded_type *folded_type_for(sp_kv *labels, const char *units)
     return &folded_types[0];
 }
 
-typedef struct strtab {
-    sp_arena *a;
-    const char **s;
-    uint32_t *len;
-    uint32_t n, cap;
-    uint32_t *slots, nslots;
-} strtab;
-
-static uint64_t fnv(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
-}
-
-/* Index of s in t (added when new). Returns 0 on allocation failure (never a real string). */
-static uint32_t st_intern(strtab *t, const char *s, size_t n)
-{
-    if (t->n * 2 >= t->nslots) {
-        uint32_t ns = t->nslots ? t->nslots * 2 : 256;
-        uint32_t *sl = sp_arena_calloc(t->a, ns, sizeof *sl);
-        if (!sl)
-            return 0;
-        for (uint32_t i = 1; i < t->n; i++) {
-            uint32_t h = (uint32_t)fnv(t->s[i], t->len[i]) & (ns - 1);
-            while (sl[h])
-                h = (h + 1) & (ns - 1);
-            sl[h] = i;
-        }
-        t->slots = sl;
-        t->nslots = ns;
-    }
-    if (n == 0)
-        return 0;
-    uint32_t h = (uint32_t)fnv(s, n) & (t->nslots - 1);
-    while (t->slots[h]) {
-        uint32_t i = t->slots[h];
-        if (t->len[i] == n && memcmp(t->s[i], s, n) == 0)
-            return i;
-        h = (h + 1) & (t->nslots - 1);
-    }
-    if (t->n == t->cap) {
-        uint32_t c = t->cap * 2 + 64;
-        const char **ns2 = sp_arena_alloc(t->a, c * sizeof *ns2);
-        uint32_t *nl = sp_arena_alloc(t->a, c * sizeof *nl);
-        if (!ns2 || !nl)
-            return 0;
-        if (t->n) {
-            memcpy(ns2, t->s, t->n * sizeof *ns2);
-            memcpy(nl, t->len, t->n * sizeof *nl);
-        }
-        t->s = ns2;
-        t->len = nl;
-        t->cap = c;
-    }
-    char *copy = sp_arena_strndup(t->a, s, n);
-    if (!copy)
-        return 0;
-    t->s[t->n] = copy;
-    t->len[t->n] = (uint32_t)n;
-    t->slots[h] = t->n;
-    return t->n++;
-}
-
 /* Collapsed stacks: each distinct frame name becomes one function and one location (ids equal to
  * the function's string order), each line one sample. */
 static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t nlabels,
@@ -233,14 +169,9 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
 {
     sp_arena *a = out->arena;
     const folded_type *ft = folded_type_for(labels, units);
-    strtab t = {.a = a, .cap = 64};
-    t.s = sp_arena_alloc(a, t.cap * sizeof *t.s);
-    t.len = sp_arena_alloc(a, t.cap * sizeof *t.len);
-    if (!t.s || !t.len)
+    sp_strtab t;
+    if (sp_strtab_init(&t, a, NULL, 0))
         return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
-    t.s[0] = ""; /* pprof: string 0 is the empty string */
-    t.len[0] = 0;
-    t.n = 1;
     /* function id == location id; name string index -> id */
     uint32_t *fid_of = NULL, cap_fid = 0, nfuncs = 1;
     uint32_t *fname = NULL;
@@ -296,9 +227,9 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
         while (f <= sp && k > 0) {
             const char *semi = memchr(f, ';', (size_t)(sp - f));
             const char *fe = semi ? semi : sp;
-            uint32_t s = st_intern(&t, f, (size_t)(fe - f));
+            uint32_t s = sp_strtab_intern(&t, f, (size_t)(fe - f));
             if (s == 0)
-                s = st_intern(&t, "?", 1); /* an empty frame name still needs a name */
+                s = sp_strtab_intern(&t, "?", 1); /* an empty frame name still needs a name */
             if (s >= cap_fid) {
                 uint32_t c = cap_fid * 2 + 256;
                 while (c <= s)
@@ -344,8 +275,7 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
     sp_location *locs = sp_arena_calloc(a, nfuncs, sizeof *locs);
     sp_line *lines = sp_arena_calloc(a, nfuncs, sizeof *lines);
     sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
-    sp_kv *series = sp_arena_alloc(a, (nlabels + 1) * sizeof *series);
-    if (!funcs || !locs || !lines || !p || !series)
+    if (!funcs || !locs || !lines || !p)
         return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
     for (uint32_t i = 1; i < nfuncs; i++) {
         funcs[i].name = funcs[i].system_name = fname[i];
@@ -354,10 +284,10 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
         locs[i].nlines = 1;
     }
     p->name = ft->name;
-    p->sample_type = st_intern(&t, ft->type, strlen(ft->type));
-    p->sample_unit = st_intern(&t, ft->unit, strlen(ft->unit));
-    p->period_type = st_intern(&t, ft->ptype, strlen(ft->ptype));
-    p->period_unit = st_intern(&t, ft->punit, strlen(ft->punit));
+    p->sample_type = sp_strtab_intern(&t, ft->type, strlen(ft->type));
+    p->sample_unit = sp_strtab_intern(&t, ft->unit, strlen(ft->unit));
+    p->period_type = sp_strtab_intern(&t, ft->ptype, strlen(ft->ptype));
+    p->period_unit = sp_strtab_intern(&t, ft->punit, strlen(ft->punit));
     p->period = period;
     char id[256];
     snprintf(id, sizeof id, "%s:%s:%s:%s:%s", ft->name, ft->type, ft->unit, ft->ptype, ft->punit);
@@ -372,19 +302,8 @@ static int folded_decode(const char *text, size_t len, sp_kv *labels, uint32_t n
     p->nlocations = nfuncs;
     p->mappings = sp_arena_calloc(a, 1, sizeof *p->mappings);
     p->nmappings = 1;
-    uint32_t n = 0;
-    series[n++] = (sp_kv){"__name__", ft->name};
-    for (uint32_t i = 0; i < nlabels; i++)
-        if (strcmp(labels[i].name, "__name__") != 0)
-            series[n++] = labels[i];
-    for (uint32_t x = 1; x < n; x++)
-        for (uint32_t y = x; y > 0 && strcmp(series[y - 1].name, series[y].name) > 0; y--) {
-            sp_kv tmp = series[y];
-            series[y] = series[y - 1];
-            series[y - 1] = tmp;
-        }
-    p->series = series;
-    p->nseries = n;
+    if (sp_profile_set_series(p, a, ft->name, labels, nlabels))
+        return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
     p->strings = t.s;
     p->string_lens = t.len;
     p->nstrings = t.n;
@@ -450,8 +369,7 @@ static int multipart_parse(const uint8_t *body, size_t len, const char *ct, part
         const uint8_t *data = hend + 4;
         char nd[94];
         int ndl = snprintf(nd, sizeof nd, "\r\n--%s", bnd);
-        const uint8_t *next =
-            find(data, len - (size_t)(data - body), nd, (size_t)ndl);
+        const uint8_t *next = find(data, len - (size_t)(data - body), nd, (size_t)ndl);
         if (!next)
             return sp_fail(err, SP_EINVAL, "multipart part is not terminated by its boundary");
         /* the name="..." parameter of Content-Disposition, within this part's headers */
@@ -575,16 +493,16 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
         srv_response_send(resp, 200, NULL, NULL, 0);
 }
 
-int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len,
-                          sp_batch *b, otlp_pprof_result *res, sp_err *err)
+int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len, sp_batch *b,
+                          otlp_pprof_result *res, sp_err *err)
 {
     sp_arena *a = b->arena;
     sp_buf inner;
     sp_buf_init(&inner, 0);
     memset(res, 0, sizeof *res);
     const char *fmt = p->format ? p->format : "";
-    int64_t t0 = p->from_ns, dur = p->until_ns > p->from_ns ? p->until_ns - p->from_ns
-                                                             : 10000000000LL;
+    int64_t t0 = p->from_ns,
+            dur = p->until_ns > p->from_ns ? p->until_ns - p->from_ns : 10000000000LL;
     sp_kv *labels;
     uint32_t nlabels;
     int rc = otlp_pyroscope_parse_name(p->name ? p->name : "", a, &labels, &nlabels, err);
@@ -650,9 +568,8 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
         .format = fmt,
         .units = units,
         .content_type = srv_header_get(req, "content-type"),
-        .sample_rate = srv_query_get(req, "sampleRate", rate, sizeof rate) > 0
-                           ? strtoll(rate, NULL, 10)
-                           : 100,
+        .sample_rate =
+            srv_query_get(req, "sampleRate", rate, sizeof rate) > 0 ? strtoll(rate, NULL, 10) : 100,
         .from_ns = srv_query_get(req, "from", from, sizeof from) > 0 ? parse_time(from, now) : now,
         .until_ns = srv_query_get(req, "until", until, sizeof until) > 0 ? parse_time(until, 0) : 0,
         .max_size = cfg->max_recv_msg_size,
@@ -745,8 +662,9 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         rc = sp_fail(&err, SP_ENOMEM, "out of memory");
         goto out;
     }
-    if (!grpc && !json && !(ct && (strncasecmp(ct, "application/proto", 17) == 0 ||
-                                   strncasecmp(ct, "application/x-protobuf", 22) == 0))) {
+    if (!grpc && !json &&
+        !(ct && (strncasecmp(ct, "application/proto", 17) == 0 ||
+                 strncasecmp(ct, "application/x-protobuf", 22) == 0))) {
         rc = sp_fail(&err, SP_EMEDIA,
                      "content-type %s is not supported: use application/proto, application/json "
                      "or application/grpc",
@@ -831,8 +749,9 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         sp_arena_protobuf_allocator(a, &alloc);
         Push__V1__PushRequest *pr = push__v1__push_request__unpack(&alloc, len, msg);
         if (!pr) {
-            rc = sp_fail(&err, SP_EINVAL, "body is not a push.v1.PushRequest (protobuf decoding "
-                                          "failed)");
+            rc = sp_fail(&err, SP_EINVAL,
+                         "body is not a push.v1.PushRequest (protobuf decoding "
+                         "failed)");
             goto out;
         }
         for (size_t i = 0; i < pr->n_series && !rc; i++) {
@@ -857,8 +776,8 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         sp_err ferr = {0};
         int frc = 0;
         if (total.bad_samples && total.bad_samples == total.samples)
-            frc = sp_fail(&ferr, SP_EINVAL, "every sample was rejected; first: %s",
-                          total.first.msg);
+            frc =
+                sp_fail(&ferr, SP_EINVAL, "every sample was rejected; first: %s", total.first.msg);
         if (!frc && cfg->sink.write && b.nprofiles)
             frc = cfg->sink.write(cfg->sink.ud, req, &b, &ferr);
         if (frc) {

@@ -1,9 +1,10 @@
 /* Pyroscope's ingest API, as Pyroscope SDKs and Grafana Alloy send it:
  *
- *   POST /ingest?name=app{k=v,...}&from=&until=&format=&sampleRate=&spyName=&units=&aggregationType=
- *        body: pprof (raw or gzip), multipart/form-data with `profile` (+ `sample_type_config`),
- *        or collapsed stacks text (format=folded / lines)
- *   POST /push.v1.PusherService/Push   Connect (application/proto or application/json) or gRPC
+ *   POST
+ * /ingest?name=app{k=v,...}&from=&until=&format=&sampleRate=&spyName=&units=&aggregationType= body:
+ * pprof (raw or gzip), multipart/form-data with `profile` (+ `sample_type_config`), or collapsed
+ * stacks text (format=folded / lines) POST /push.v1.PusherService/Push   Connect (application/proto
+ * or application/json) or gRPC
  *
  * Every body ends as sp_profile values handed to the sink, like OTLP profiles. Called by
  * server/main.c to register the routes; the handlers run on worker threads.
@@ -35,8 +36,8 @@ typedef struct otlp_ingest_params {
 
 /* Decodes one /ingest body (after Content-Encoding) into b->profiles: no I/O, no HTTP, so tests
  * and fuzz targets drive it directly. */
-int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len,
-                          sp_batch *b, otlp_pprof_result *res, sp_err *err);
+int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len, sp_batch *b,
+                          otlp_pprof_result *res, sp_err *err);
 
 /* Parses Pyroscope's "app.name{k=v,k2=v2}" into service_name plus labels (arena memory). */
 int otlp_pyroscope_parse_name(const char *name, sp_arena *a, sp_kv **labels, uint32_t *n,

@@ -36,8 +36,7 @@ static const opt opts[] = {
      "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
     {"shutdown-timeout", T_DURATION, OFF(shutdown_timeout_ms), "10s",
      "how long SIGTERM waits for in-flight requests"},
-    {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s",
-     "close connections idle this long"},
+    {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s", "close connections idle this long"},
     {"durability", T_STR, OFF(durability), "normal",
      "normal: acknowledged writes survive a crash (SQLite WAL synchronous=NORMAL); full: also a "
      "power loss (synchronous=FULL)"},
@@ -94,11 +93,25 @@ static int parse_size(const char *s, size_t *out)
         return -1;
     unsigned long long mul = 1;
     switch (*end) {
-    case 0: break;
-    case 'k': case 'K': mul = 1ull << 10; end++; break;
-    case 'm': case 'M': mul = 1ull << 20; end++; break;
-    case 'g': case 'G': mul = 1ull << 30; end++; break;
-    default: return -1;
+    case 0:
+        break;
+    case 'k':
+    case 'K':
+        mul = 1ull << 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1ull << 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1ull << 30;
+        end++;
+        break;
+    default:
+        return -1;
     }
     if (*end == 'i' || *end == 'B' || *end == 'b')
         end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;

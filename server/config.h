@@ -25,9 +25,9 @@ typedef struct srv_config {
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;
     const char *log_level;
-    const char *durability;  /* "normal" or "full" */
-    int64_t retention_ms;    /* 0 = keep forever */
-    int64_t min_span_ms;     /* spans shorter than this get no inferred samples */
+    const char *durability; /* "normal" or "full" */
+    int64_t retention_ms;   /* 0 = keep forever */
+    int64_t min_span_ms;    /* spans shorter than this get no inferred samples */
     int help;
 } srv_config;
 

@@ -177,9 +177,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     if (s->ssl_ctx) {
         SSL *ssl = SSL_new(s->ssl_ctx);
         c->tls = 1;
-        c->bev = ssl ? bufferevent_openssl_socket_new(s->ctx.base, fd, ssl,
-                                                      BUFFEREVENT_SSL_ACCEPTING,
-                                                      BEV_OPT_CLOSE_ON_FREE)
+        c->bev = ssl ? bufferevent_openssl_socket_new(
+                           s->ctx.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
                      : NULL;
         if (!c->bev)
             SSL_free(ssl);
@@ -236,9 +235,9 @@ static int bind_listener(srv_server *s, int which, const char *addr, sp_err *err
     int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
     if (gai != 0)
         return sp_fail(err, SP_EINVAL, "address \"%s\": %s", addr, gai_strerror(gai));
-    s->listeners[which] = evconnlistener_new_bind(
-        s->ctx.base, on_accept, s, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
-        res->ai_addr, (int)res->ai_addrlen);
+    s->listeners[which] = evconnlistener_new_bind(s->ctx.base, on_accept, s,
+                                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 1024,
+                                                  res->ai_addr, (int)res->ai_addrlen);
     freeaddrinfo(res);
     if (!s->listeners[which])
         return sp_fail(err, SP_EUNAVAIL, "cannot listen on %s: %s", addr, strerror(errno));

@@ -24,8 +24,8 @@ struct srv_ctx {
 };
 
 typedef struct srv_proto_ops {
-    int (*on_read)(srv_conn *c);  /* new bytes in srv_conn_input(); <0 = close now */
-    int (*on_drain)(srv_conn *c); /* output drained below the low watermark */
+    int (*on_read)(srv_conn *c);      /* new bytes in srv_conn_input(); <0 = close now */
+    int (*on_drain)(srv_conn *c);     /* output drained below the low watermark */
     void (*on_shutdown)(srv_conn *c); /* graceful shutdown: GOAWAY / close when idle */
     int (*idle)(srv_conn *c);         /* no request in progress */
     void (*free)(srv_conn *c);        /* cancels outstanding exchanges */

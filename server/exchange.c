@@ -127,13 +127,26 @@ int64_t srv_grpc_timeout_ns(const char *v)
         return -1;
     int64_t mul;
     switch (v[i]) {
-    case 'H': mul = 3600 * 1000000000LL; break;
-    case 'M': mul = 60 * 1000000000LL; break;
-    case 'S': mul = 1000000000LL; break;
-    case 'm': mul = 1000000LL; break;
-    case 'u': mul = 1000LL; break;
-    case 'n': mul = 1; break;
-    default: return -1;
+    case 'H':
+        mul = 3600 * 1000000000LL;
+        break;
+    case 'M':
+        mul = 60 * 1000000000LL;
+        break;
+    case 'S':
+        mul = 1000000000LL;
+        break;
+    case 'm':
+        mul = 1000000LL;
+        break;
+    case 'u':
+        mul = 1000LL;
+        break;
+    case 'n':
+        mul = 1;
+        break;
+    default:
+        return -1;
     }
     return n > INT64_MAX / mul ? INT64_MAX : n * mul;
 }

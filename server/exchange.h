@@ -1,10 +1,10 @@
 /* One request/response exchange as it travels from a connection through the router (and maybe a
  * worker thread) and back. Internal to server/.
  *
- * Lifecycle: the protocol layer (http1.c / http2.c) creates it when headers start, fills the request,
- * and calls srv_router_dispatch(). Exactly one call of ex->on_done follows on the event-loop thread,
- * unless the connection or stream went away first: then the protocol layer sets ex->cancelled and
- * forgets the exchange, and whoever holds it last (the completion path) frees it.
+ * Lifecycle: the protocol layer (http1.c / http2.c) creates it when headers start, fills the
+ * request, and calls srv_router_dispatch(). Exactly one call of ex->on_done follows on the
+ * event-loop thread, unless the connection or stream went away first: then the protocol layer sets
+ * ex->cancelled and forgets the exchange, and whoever holds it last (the completion path) frees it.
  */
 #ifndef SRV_EXCHANGE_H
 #define SRV_EXCHANGE_H
@@ -22,13 +22,13 @@ struct srv_exchange {
     srv_response resp;
     const struct srv_route *route;
     void (*on_done)(srv_exchange *ex);
-    void *owner;        /* the stream or connection waiting for the answer */
+    void *owner; /* the stream or connection waiting for the answer */
     atomic_int cancelled;
     int64_t start_ns;
-    size_t charged;     /* body bytes charged to the process-wide in-flight budget */
-    int metered;        /* counted in its endpoint's in-flight gauge, not yet finished */
+    size_t charged; /* body bytes charged to the process-wide in-flight budget */
+    int metered;    /* counted in its endpoint's in-flight gauge, not yet finished */
     void (*worker_next)(srv_exchange *ex); /* on_done to restore after a worker ran it */
-    srv_exchange *next; /* worker queue / completion list link */
+    srv_exchange *next;                    /* worker queue / completion list link */
 };
 
 /* body_limit: the most body bytes accepted; more sets req.body_too_big. */
@@ -54,8 +54,8 @@ int64_t srv_now_ns(void); /* CLOCK_MONOTONIC */
 int64_t srv_grpc_timeout_ns(const char *value);
 
 /* Body bytes allowed beyond --max-recv-msg-size: the 5-byte gRPC message prefix. */
-#define SRV_FRAME_ALLOWANCE 5
-#define SRV_MAX_HEADERS 100
+#define SRV_FRAME_ALLOWANCE  5
+#define SRV_MAX_HEADERS      100
 #define SRV_MAX_HEADER_BYTES (64 * 1024)
 
 #endif

@@ -22,10 +22,10 @@ typedef struct h1 {
     srv_exchange *ex; /* being parsed, then being handled */
     sp_buf url, hname, hval;
     int in_value;
-    int busy;         /* dispatched, waiting for the answer */
-    int fail_status;  /* answer this status and close (set by callbacks) */
+    int busy;        /* dispatched, waiting for the answer */
+    int fail_status; /* answer this status and close (set by callbacks) */
     const char *fail_msg;
-    int closing;      /* close once the current answer is written */
+    int closing; /* close once the current answer is written */
 } h1;
 
 static h1 *state(srv_conn *c)
@@ -146,24 +146,42 @@ static const http_parser_settings settings = {
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Status";
     }
 }
 
@@ -225,7 +243,7 @@ static int parse(srv_conn *c)
         enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
         if (e == HPE_PAUSED || h->busy) {
             h->busy = 1;
-            bufferevent_disable(c->bev, EV_READ); /* backpressure while the handler runs */
+            bufferevent_disable(c->bev, EV_READ);       /* backpressure while the handler runs */
             srv_router_dispatch(c->ctx->router, h->ex); /* may answer (and re-enter) at once */
             return 0;
         }
@@ -236,10 +254,10 @@ static int parse(srv_conn *c)
             return 0;
         }
         if (e != HPE_OK) {
-            int status = h->fail_status ? h->fail_status
+            int status = h->fail_status             ? h->fail_status
                          : e == HPE_HEADER_OVERFLOW ? 431
-                         : e == HPE_INVALID_METHOD ? 501
-                                                   : 400;
+                         : e == HPE_INVALID_METHOD  ? 501
+                                                    : 400;
             char msg[160];
             snprintf(msg, sizeof msg, "%s", h->fail_msg ? h->fail_msg : http_errno_description(e));
             sp_debug("msg=\"http/1.1 parse error\" peer=%s err=\"%s\"", c->peer, msg);

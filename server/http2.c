@@ -165,7 +165,9 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return 0;
     h2_stream *s = calloc(1, sizeof *s);
     /* +5 leaves room for the gRPC message prefix, so the limit applies to the message itself. */
-    srv_exchange *ex = s ? srv_exchange_new(SRV_HTTP2, c->ctx->cfg->max_recv_msg_size + SRV_FRAME_ALLOWANCE) : NULL;
+    srv_exchange *ex =
+        s ? srv_exchange_new(SRV_HTTP2, c->ctx->cfg->max_recv_msg_size + SRV_FRAME_ALLOWANCE)
+          : NULL;
     if (!ex) {
         free(s);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM(INTERNAL_ERROR) */
@@ -327,8 +329,8 @@ static void on_shutdown(srv_conn *c)
     if (!h->goaway_sent) {
         h->goaway_sent = 1;
         nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
-                              nghttp2_session_get_last_proc_stream_id(h->session),
-                              NGHTTP2_NO_ERROR, NULL, 0);
+                              nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
+                              NULL, 0);
     }
     if (h2_send(c) < 0)
         srv_conn_close(c, 1);

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_CODES 16
+#define MAX_CODES  16
 #define MAX_GAUGES 32
 
 typedef struct {
@@ -172,12 +172,13 @@ int srv_metrics_render(sp_buf *o)
                 break;
             uint64_t v = atomic_load(&endpoints[i].codes[j].count);
             if (c >= 1000)
-                rc |= sp_buf_printf(o, "spanprof_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
-                                    endpoints[i].name, grpc_code_name(c - 1000),
-                                    (unsigned long long)v);
+                rc |= sp_buf_printf(
+                    o, "spanprof_requests_total{endpoint=\"%s\",code=\"%s\"} %llu\n",
+                    endpoints[i].name, grpc_code_name(c - 1000), (unsigned long long)v);
             else
-                rc |= sp_buf_printf(o, "spanprof_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
-                                    endpoints[i].name, c, (unsigned long long)v);
+                rc |=
+                    sp_buf_printf(o, "spanprof_requests_total{endpoint=\"%s\",code=\"%d\"} %llu\n",
+                                  endpoints[i].name, c, (unsigned long long)v);
         }
     static const struct {
         const char *name, *help, *type;
@@ -187,8 +188,8 @@ int srv_metrics_render(sp_buf *o)
          offsetof(endpoint, bytes)},
         {"spanprof_accepted_items_total", "Items (profiles, spans) accepted.", "counter",
          offsetof(endpoint, accepted)},
-        {"spanprof_rejected_items_total", "Items (profiles, spans) rejected as invalid.",
-         "counter", offsetof(endpoint, rejected)},
+        {"spanprof_rejected_items_total", "Items (profiles, spans) rejected as invalid.", "counter",
+         offsetof(endpoint, rejected)},
         {"spanprof_inflight_requests", "Requests or streams being received or handled.", "gauge",
          offsetof(endpoint, inflight)},
     };

@@ -142,8 +142,8 @@ void srv_router_dispatch(srv_router *r, srv_exchange *ex)
         if (srv_request_is_grpc(&ex->req))
             sp_fail(&err, SP_EUNIMPL, "unknown service or method %s", ex->req.path);
         else if (rt == &wrong_method) {
-            srv_response_send(&ex->resp, 405, "text/plain; charset=utf-8",
-                              "method not allowed\n", 19);
+            srv_response_send(&ex->resp, 405, "text/plain; charset=utf-8", "method not allowed\n",
+                              19);
             complete(ex);
             return;
         } else

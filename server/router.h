@@ -19,7 +19,8 @@ typedef struct srv_router srv_router;
 srv_router *srv_router_new(void);
 void srv_router_free(srv_router *r);
 
-/* method NULL = any method. path ending in '*' matches by prefix. endpoint names a metrics label. */
+/* method NULL = any method. path ending in '*' matches by prefix. endpoint names a metrics label.
+ */
 int srv_router_add(srv_router *r, const char *method, const char *path, srv_route_kind kind,
                    const char *endpoint, srv_handler_fn fn, void *ud);
 

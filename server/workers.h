@@ -2,9 +2,10 @@
  *
  * The event loop submits exchanges; a fixed set of threads runs their handlers (decode, convert,
  * store) so a 64 MiB decode never stalls other connections; finished exchanges travel back to the
- * loop thread, which writes the answers. The queue holds at most max_pending exchanges that no thread
- * has picked up yet: srv_workers_submit() returns SP_EFULL beyond that and the caller answers
- * RESOURCE_EXHAUSTED / 429 at once (the OTLP retry contract), so memory stays bounded under load.
+ * loop thread, which writes the answers. The queue holds at most max_pending exchanges that no
+ * thread has picked up yet: srv_workers_submit() returns SP_EFULL beyond that and the caller
+ * answers RESOURCE_EXHAUSTED / 429 at once (the OTLP retry contract), so memory stays bounded under
+ * load.
  */
 #ifndef SRV_WORKERS_H
 #define SRV_WORKERS_H

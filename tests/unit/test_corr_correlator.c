@@ -11,7 +11,7 @@
 
 #include "correlator/correlator.h"
 
-#define MS 1000000LL
+#define MS  1000000LL
 #define PID 4242
 #define TID 101
 
@@ -23,8 +23,7 @@ typedef struct fixture {
 static const char *strs[] = {"", "main", "handle", "parse", "cpu", "nanoseconds"};
 
 /* A CPU profile with one sample per entry of ts[] groups: stack main→handle→parse. */
-static sp_profile *profile(sp_arena *a, const uint64_t *ts, uint32_t nts, int64_t pid,
-                           int64_t tid)
+static sp_profile *profile(sp_arena *a, const uint64_t *ts, uint32_t nts, int64_t pid, int64_t tid)
 {
     sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
     p->type_id = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -327,8 +326,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(nested_spans_all_get_the_sample, setup, teardown),
         cmocka_unit_test_setup_teardown(splits_a_sample_whose_observations_fall_in_different_spans,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(explicit_link_wins_without_any_span_known, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(explicit_link_wins_without_any_span_known, setup, teardown),
         cmocka_unit_test_setup_teardown(span_arriving_after_the_profile_claims_its_samples, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(late_span_does_not_double_count_an_explicit_link, setup,

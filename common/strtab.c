@@ -1,0 +1,86 @@
+#include "strtab.h"
+#include "err.h"
+
+#include <string.h>
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: short strings, no need for more */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n)
+{
+    memset(t, 0, sizeof *t);
+    t->a = a;
+    if (n == 0)
+        n = 1;
+    t->cap = (uint32_t)n + 64;
+    t->s = sp_arena_alloc(a, t->cap * sizeof *t->s);
+    t->len = sp_arena_alloc(a, t->cap * sizeof *t->len);
+    if (!t->s || !t->len)
+        return SP_ETOOBIG;
+    t->s[0] = ""; /* pprof requires it; OTLP says so too */
+    t->len[0] = 0;
+    for (size_t i = 1; i < n; i++) {
+        t->s[i] = prefill && prefill[i] ? prefill[i] : "";
+        t->len[i] = (uint32_t)strlen(t->s[i]);
+    }
+    t->n = (uint32_t)n;
+    return 0;
+}
+
+static int grow_slots(sp_strtab *t)
+{
+    uint32_t nslots = t->nslots ? t->nslots * 2 : 1024;
+    while (nslots < t->n * 2u)
+        nslots *= 2;
+    uint32_t *slots = sp_arena_calloc(t->a, nslots, sizeof *slots);
+    if (!slots)
+        return SP_ETOOBIG;
+    for (uint32_t i = 1; i < t->n; i++) {
+        uint32_t h = (uint32_t)hash_bytes(t->s[i], t->len[i]) & (nslots - 1);
+        while (slots[h])
+            h = (h + 1) & (nslots - 1);
+        slots[h] = i + 1;
+    }
+    t->slots = slots;
+    t->nslots = nslots;
+    return 0;
+}
+
+uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if ((t->n + 1) * 2u > t->nslots && grow_slots(t))
+        return 0;
+    uint32_t h = (uint32_t)hash_bytes(s, len) & (t->nslots - 1);
+    while (t->slots[h]) {
+        uint32_t i = t->slots[h] - 1;
+        if (t->len[i] == len && memcmp(t->s[i], s, len) == 0)
+            return i;
+        h = (h + 1) & (t->nslots - 1);
+    }
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap * 2 + 64;
+        const char **strs = sp_arena_alloc(t->a, cap * sizeof *strs);
+        uint32_t *lens = sp_arena_alloc(t->a, cap * sizeof *lens);
+        if (!strs || !lens)
+            return 0;
+        memcpy(strs, t->s, t->n * sizeof *strs);
+        memcpy(lens, t->len, t->n * sizeof *lens);
+        t->s = strs;
+        t->len = lens;
+        t->cap = cap;
+    }
+    char *copy = sp_arena_strndup(t->a, s, len);
+    if (!copy)
+        return 0;
+    t->s[t->n] = copy;
+    t->len[t->n] = (uint32_t)len;
+    t->slots[h] = ++t->n;
+    return t->n - 1;
+}

@@ -1,0 +1,31 @@
+/* A pprof-style string table being built: index 0 is "", every other string is interned once.
+ *
+ * The conversions (otlp/convert.c, otlp/pyroscope.c) start from the sender's own table (prefill,
+ * not copied) and add the names they make up; the hash index is built on the first lookup, so a
+ * table nobody adds to costs nothing. All memory comes from the arena.
+ */
+#ifndef SP_STRTAB_H
+#define SP_STRTAB_H
+
+#include "arena.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sp_strtab {
+    sp_arena *a;
+    const char **s;
+    uint32_t *len;
+    uint32_t n, cap;
+    uint32_t *slots, nslots; /* open addressing: index + 1, 0 = empty */
+} sp_strtab;
+
+/* Starts the table with prefill[0..n) (prefill[0] is taken as ""; NULL entries as ""), or with ""
+ * alone when prefill is NULL. SP_ETOOBIG past the arena budget. */
+int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n);
+
+/* Index of s[0..n), added when new; 0 for the empty string, and on allocation failure (which
+ * leaves a valid table: the caller's name just shows as empty). */
+uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t n);
+
+#endif
