@@ -14,6 +14,15 @@ packages=(
   zlib1g-dev libzstd-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev libjansson-dev
   libcurl4-openssl-dev curl openssl python3-venv
 )
+# The golden and Pyroscope round-trip tests read profiles with Go's own `go tool pprof` and write
+# them with Go's runtime/pprof: Debian's Go when the machine has no Go toolchain of its own.
+if ! command -v go >/dev/null 2>&1 && ! [ -x /usr/local/go/bin/go ]; then
+  packages+=(golang-go)
+fi
+# Fuzz targets (libFuzzer) need clang and its runtime: only asked for by .ci/run's fuzz step.
+if [ "${SPANPROF_FUZZ_DEPS:-0}" = 1 ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 installed() {
   dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'
