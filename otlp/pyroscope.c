@@ -436,18 +436,36 @@ static int maybe_gunzip(const uint8_t **data, size_t *len, size_t limit, sp_buf 
     return 0;
 }
 
-static int64_t parse_time(const char *s, int64_t def)
+/* Pyroscope's from/until: unix time in s, ms, µs or ns (told apart by magnitude, as Pyroscope
+ * does), or "now" / "now-<n><unit>" with s, m, h, d. def when absent or unreadable. */
+static int64_t parse_time(const char *s, int64_t now, int64_t def)
 {
     if (!s || !*s)
         return def;
     char *end;
+    if (strncmp(s, "now", 3) == 0) {
+        if (!s[3])
+            return now;
+        if (s[3] != '-')
+            return def;
+        long long n = strtoll(s + 4, &end, 10);
+        int64_t unit = *end == 's'   ? 1
+                       : *end == 'm' ? 60
+                       : *end == 'h' ? 3600
+                       : *end == 'd' ? 86400
+                                     : 0;
+        if (end == s + 4 || !unit || end[1] || n < 0)
+            return def;
+        return now - sp_sat_mul(sp_sat_mul(n, unit), 1000000000LL);
+    }
     long long v = strtoll(s, &end, 10);
-    if (*end)
+    if (*end || end == s || v < 0)
         return def;
-    /* Pyroscope accepts seconds; SDKs in the field also send ms or ns. */
-    if (v > 100000000000000000LL)
+    if (v >= 100000000000000000LL) /* ns */
         return v;
-    if (v > 100000000000LL)
+    if (v >= 100000000000000LL) /* µs */
+        return v * 1000LL;
+    if (v >= 100000000000LL) /* ms */
         return v * 1000000LL;
     return v * 1000000000LL;
 }
@@ -570,8 +588,10 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
         .content_type = srv_header_get(req, "content-type"),
         .sample_rate =
             srv_query_get(req, "sampleRate", rate, sizeof rate) > 0 ? strtoll(rate, NULL, 10) : 100,
-        .from_ns = srv_query_get(req, "from", from, sizeof from) > 0 ? parse_time(from, now) : now,
-        .until_ns = srv_query_get(req, "until", until, sizeof until) > 0 ? parse_time(until, 0) : 0,
+        .from_ns =
+            srv_query_get(req, "from", from, sizeof from) > 0 ? parse_time(from, now, now) : now,
+        .until_ns =
+            srv_query_get(req, "until", until, sizeof until) > 0 ? parse_time(until, now, 0) : 0,
         .max_size = cfg->max_recv_msg_size,
     };
     const uint8_t *body = req->body.data;
@@ -606,9 +626,14 @@ static int push_series(const otlp_pyroscope_config *cfg, sp_arena *a, sp_kv *lab
     sp_buf inner;
     sp_buf_init(&inner, 0);
     otlp_pprof_opts o = {.series = labels, .nseries = n, .now_ns = now_ns()};
-    for (uint32_t i = 0; i < n; i++)
+    int has_service = 0;
+    for (uint32_t i = 0; i < n; i++) {
         if (strcmp(labels[i].name, "__name__") == 0)
             o.name_hint = labels[i].value;
+        has_service |= strcmp(labels[i].name, "service_name") == 0 && *labels[i].value;
+    }
+    if (!has_service) /* as Pyroscope: a series without a service cannot be found again */
+        return sp_fail(err, SP_EINVAL, "labels must include service_name");
     otlp_pprof_result res;
     int rc = maybe_gunzip(&raw, &len, cfg->max_recv_msg_size, &inner, err);
     if (!rc)
@@ -808,6 +833,9 @@ int otlp_pyroscope_register(srv_router *r, const otlp_pyroscope_config *cfg)
 {
     int rc = srv_router_add(r, "POST", "/ingest", SRV_WORKER, "pyroscope_ingest", handle_ingest,
                             (void *)cfg);
+    if (!rc) /* Pyroscope serves both */
+        rc = srv_router_add(r, "POST", "/pyroscope/ingest", SRV_WORKER, "pyroscope_ingest",
+                            handle_ingest, (void *)cfg);
     if (!rc)
         rc = srv_router_add(r, "POST", "/push.v1.PusherService/Push", SRV_WORKER, "pyroscope_push",
                             handle_push, (void *)cfg);

@@ -199,3 +199,24 @@ def test_folded_collapsed_stacks(spanprof):
 def test_ingest_without_name_is_rejected(spanprof):
     status, _, body = http_request(spanprof.http_port, "POST", "/ingest?format=pprof", body=b"x")
     assert status == 400 and b"name" in body
+
+
+def test_pyroscope_ingest_alias_and_time_units(spanprof):
+    """/pyroscope/ingest is /ingest; from/until in µs (as some SDKs send) land at the right time."""
+    t0 = time.time_ns() - 3_600 * 10**9  # an hour ago
+    text = b"main;old_work 4\n"
+    status, _, body = http_request(
+        spanprof.http_port, "POST",
+        f"/pyroscope/ingest?name=timed-app.cpu&format=folded&from={t0 // 1000}&until={t0 // 1000 + 10**7}",
+        body=text, headers={"Content-Type": "text/plain"})
+    assert status == 200, body
+    w = Window(t0)
+    w.end = (t0 // 10**6) + 120_000  # only the hour-old window: found there, so the time was read right
+    assert query_stacks(spanprof, CPU, "timed-app", w) == {("main", "old_work"): 40_000_000}
+
+
+def test_push_without_service_name_is_refused(spanprof, go_profiles):
+    req = push_request([("__name__", "process_cpu")], [go_profiles["cpu"]])
+    status, _, body = http_request(spanprof.http_port, "POST", "/push.v1.PusherService/Push", body=req,
+                                   headers={"Content-Type": "application/proto"})
+    assert status == 400 and "service_name" in json.loads(body)["message"]
