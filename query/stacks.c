@@ -1,5 +1,6 @@
 /* Merged stacks for the query handlers (see stacks.h). */
 #include "stacks.h"
+#include "../otlp/pprof.h"
 
 #include <string.h>
 
@@ -19,6 +20,28 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
         if (!r->nspan_ids)
             return 0;
         return store_span_stacks(c->store, &q, r->span_ids, r->nspan_ids, a, out, err);
+    }
+    /* A matcher span_id="<16 hex>" selects a span's profile. span_id is never a series label (it
+     * is the link), so this is the only thing it can mean; it lets Grafana's traces-to-profiles
+     * custom query ({span_id="${__span.spanId}"}) reach spans that spanprof correlated itself. */
+    if (r->sel) {
+        for (size_t i = 0; i < r->sel->nmatchers; i++) {
+            const store_matcher *m = &r->sel->matchers[i];
+            uint8_t(*id)[8] = sp_arena_alloc(a, sizeof *id);
+            if (m->op != STORE_MATCH_EQ || strcmp(m->name, "span_id") != 0 || !id ||
+                otlp_hex_decode(m->value, *id, 8) != 0)
+                continue;
+            store_matcher *rest = sp_arena_alloc(a, (r->sel->nmatchers + 1) * sizeof *rest);
+            if (!rest)
+                return sp_fail(err, SP_ETOOBIG, "query too large");
+            size_t n = 0;
+            for (size_t k = 0; k < r->sel->nmatchers; k++)
+                if (k != i)
+                    rest[n++] = r->sel->matchers[k];
+            q.matchers = rest;
+            q.nmatchers = n;
+            return store_span_stacks(c->store, &q, (const uint8_t(*)[8])id, 1, a, out, err);
+        }
     }
     return store_select_stacks(c->store, &q, a, out, err);
 }

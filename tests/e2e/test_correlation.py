@@ -146,3 +146,17 @@ def test_other_threads_and_processes_do_not_match(spanprof):
     export_profile(spanprof, [(("main", "elsewhere"), [t0 + 50 * MS])], pid, tid + 1)
     export_profile(spanprof, [(("main", "other_proc"), [t0 + 60 * MS])], pid + 1, tid)
     assert span_graph(spanprof, Window(t0), ids["checkout"]) == {}
+
+
+def test_span_id_matcher_selects_a_correlated_span(spanprof):
+    """Grafana's traces-to-profiles custom query {span_id="${__span.spanId}"} reaches spans that
+    carry no pyroscope.profile.id: spanprof correlated them itself."""
+    t0 = time.time_ns() - 30_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    ids = export_spans(spanprof, [("checkout", t0, t0 + 300 * MS, None)], pid, tid)
+    export_profile(spanprof, [(("main", "inside"), [t0 + 50 * MS, t0 + 60 * MS]),
+                              (("main", "outside"), [t0 + 400 * MS])], pid, tid)
+    body = Window(t0).json(profileTypeID=CPU,
+                           labelSelector=f'{{service_name="{SVC}", span_id="{ids["checkout"]}"}}')
+    fg = connect_json(spanprof, "SelectMergeStacktraces", body)["flamegraph"]
+    assert flamegraph_stacks(fg) == {("main", "inside"): 2 * PERIOD}
