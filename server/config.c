@@ -27,8 +27,9 @@ static const opt opts[] = {
      "PEM CA bundle: require client certificates signed by it (mutual TLS)"},
     {"max-recv-msg-size", T_SIZE, OFF(max_recv_msg_size), "67108864",
      "largest accepted message or request body, bytes (also the inflated size)"},
-    {"max-inflight-bytes", T_SIZE, OFF(max_inflight_bytes), "1073741824",
-     "request body bytes buffered across all connections before answering RESOURCE_EXHAUSTED"},
+    {"max-inflight-bytes", T_SIZE, OFF(max_inflight_bytes), "268435456",
+     "memory for request bodies being received, across all connections; past it new body bytes "
+     "get RESOURCE_EXHAUSTED / 429"},
     {"queue-size", T_SIZE, OFF(queue_size), "256",
      "requests waiting for a worker before answering RESOURCE_EXHAUSTED / 429"},
     {"workers", T_INT, OFF(workers), "2", "worker threads that decode, convert and store"},
@@ -56,7 +57,7 @@ void srv_config_defaults(srv_config *c)
     c->http_addr = "0.0.0.0:4040";
     c->grpc_addr = "0.0.0.0:4317";
     c->max_recv_msg_size = 64u << 20;
-    c->max_inflight_bytes = 1u << 30;
+    c->max_inflight_bytes = 256u << 20;
     c->queue_size = 256;
     c->workers = 2;
     c->max_concurrent_streams = 128;

@@ -186,19 +186,33 @@ int srv_exchange_set_target(srv_exchange *ex, const char *target, size_t len)
 
 int srv_exchange_body(srv_exchange *ex, const void *data, size_t len)
 {
+    sp_buf *b = &ex->req.body;
     if (ex->req.body_too_big)
         return SP_ETOOBIG;
-    size_t cur = atomic_load(&inflight_bytes);
-    if (cur + len > inflight_budget)
-        return SP_EFULL;
-    int rc = sp_buf_append(&ex->req.body, data, len);
-    if (rc == SP_ETOOBIG) {
+    if (b->limit && len > b->limit - b->len) {
         ex->req.body_too_big = 1;
-        return rc;
+        return SP_ETOOBIG;
     }
+    /* Charge what the buffer will really hold (sp_buf doubles its capacity), not just the bytes
+     * received, so the budget bounds memory and not only traffic. */
+    size_t grow = 0;
+    if (b->len + len > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        if (cap < b->len + len)
+            cap = b->len + len;
+        if (b->limit && cap > b->limit)
+            cap = b->limit;
+        grow = cap - b->cap;
+    }
+    if (grow && atomic_load(&inflight_bytes) + grow > inflight_budget)
+        return SP_EFULL;
+    size_t before = b->cap;
+    int rc = sp_buf_append(b, data, len);
     if (rc)
         return rc;
-    atomic_fetch_add(&inflight_bytes, len);
-    ex->charged += len;
+    if (b->cap > before) {
+        atomic_fetch_add(&inflight_bytes, b->cap - before);
+        ex->charged += b->cap - before;
+    }
     return 0;
 }

@@ -150,8 +150,6 @@ def flood_h2(port, pid, nstreams=100):
     return sent, peak, how
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: unfinished request bodies are buffered without a "
-                                       "per-connection or global byte budget (HTTP/2 credit is always re-granted)")
 def test_many_unfinished_h2_streams_do_not_exhaust_memory(spanprof):
     sent, peak, how = flood_h2(spanprof.grpc_port, spanprof.proc.pid)
     assert peak < RSS_BUDGET, (f"server RSS grew by {peak >> 20} MiB while one connection pushed {sent >> 20} MiB "
@@ -159,8 +157,6 @@ def test_many_unfinished_h2_streams_do_not_exhaust_memory(spanprof):
     assert http_request(spanprof.http_port, "GET", "/ready")[0] == 200
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: HTTP/1.1 request bodies are buffered without a global byte "
-                                       "budget (every connection is read as fast as it sends)")
 def test_many_unfinished_http11_bodies_do_not_exhaust_memory(spanprof):
     pid = spanprof.proc.pid
     base = rss_bytes(pid)
