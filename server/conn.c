@@ -77,17 +77,29 @@ static void conn_free(srv_conn *c)
     free(c);
 }
 
+static void deferred_free(evutil_socket_t fd, short what, void *arg)
+{
+    conn_free(arg);
+}
+
+/* Never frees c on the spot: the protocol layers call this deep inside their own callbacks (and
+ * nghttp2's) and may still look at c->closed or their state afterwards. The free runs from the
+ * loop once the current callback has returned. */
 void srv_conn_close(srv_conn *c, int abort_now)
 {
     if (c->closed)
         return;
-    if (abort_now || evbuffer_get_length(srv_conn_output(c)) == 0) {
-        c->closed = 1;
-        conn_free(c);
+    if (!abort_now && evbuffer_get_length(srv_conn_output(c)) > 0) {
+        c->close_after_write = 1; /* on_write frees it once the answer is out */
+        bufferevent_disable(c->bev, EV_READ);
         return;
     }
-    c->close_after_write = 1;
-    bufferevent_disable(c->bev, EV_READ);
+    c->closed = 1;
+    bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    struct timeval now = {0, 0};
+    if (event_base_once(c->ctx->base, -1, EV_TIMEOUT, deferred_free, c, &now) != 0)
+        conn_free(c); /* cannot defer (out of memory): the caller returns straight away */
 }
 
 static int sniff(srv_conn *c)
