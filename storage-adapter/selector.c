@@ -162,6 +162,25 @@ static int parse_list(parser *ps, char close, store_selector *out)
     return 0;
 }
 
+/* The '{' that opens the matcher list: the first one outside quoted strings, since a list without
+ * braces may quote values that contain one (span_name="GET /users/{id}"). */
+static const char *find_brace(const char *p)
+{
+    for (char q = 0; *p; p++) {
+        if (q) {
+            if (*p == '\\' && q != '`' && p[1])
+                p++;
+            else if (*p == q)
+                q = 0;
+        } else if (*p == '"' || *p == '\'' || *p == '`') {
+            q = *p;
+        } else if (*p == '{') {
+            return p;
+        }
+    }
+    return NULL;
+}
+
 int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_err *err)
 {
     if (!out || !a)
@@ -171,7 +190,7 @@ int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_
         return 0;
     parser ps = {.s = text, .p = text, .a = a, .err = err};
     skip_ws(&ps);
-    const char *brace = strchr(ps.p, '{');
+    const char *brace = find_brace(ps.p);
     if (!brace) {
         if (!*ps.p)
             return 0;

@@ -251,4 +251,16 @@ static inline int64_t sqs_floor_div(int64_t t, int64_t w)
     return (t % w != 0 && ((t < 0) != (w < 0))) ? q - 1 : q;
 }
 
+/* sqlite_write.c helpers shared with sqlite_retention.c (writer thread only). */
+int sqs_run(sqs_writer *w, int which, sp_err *err);
+int sqs_find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err);
+void sqs_rollback(sqs_writer *w);
+int32_t sqs_hour_of(int64_t t);
+
+/* sqlite_retention.c: one run, started by a caller's request, advanced one small transaction at
+ * a time; sqs_retention_step() returns 1 when the run is complete, 0 when more is left, <0 on
+ * error (the transaction is rolled back). */
+void sqs_retention_start(sqs_store *s, sqs_req *req);
+int sqs_retention_step(sqs_store *s, sp_err *err);
+
 #endif

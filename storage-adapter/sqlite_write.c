@@ -134,14 +134,6 @@ static const char *const wwhat[W_NSTMT] = {
 };
 
 /* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
-enum { RP_SAMPLES, RP_SPAN_STACKS, RP_SPANS, RP_STACKS, RP_LOCATIONS, RP_FUNCTIONS, RP_DONE };
-
-/* Dictionary rows must outlive every data row that names them. A row's `seen` is refreshed when
- * it is more than an hour old, and a location is refreshed whenever a stack using it is, so the
- * margins below (in hours, beyond the retention cut) keep anything still referenced. */
-#define MARGIN_STACK_H    2
-#define MARGIN_LOCATION_H 4
-#define MARGIN_FUNCTION_H 6
 
 static int64_t now_ns(void)
 {
@@ -150,7 +142,7 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static int32_t hour_of(int64_t t)
+int32_t sqs_hour_of(int64_t t)
 {
     return (int32_t)sqs_floor_div(t, SQS_HOUR_NS);
 }
@@ -329,7 +321,7 @@ static int validate_batch(const sp_batch *b, sp_err *err)
  */
 
 /* Steps a statement that returns no rows (or ignores them) and resets it. */
-static int run(sqs_writer *w, int which, sp_err *err)
+int sqs_run(sqs_writer *w, int which, sp_err *err)
 {
     sqlite3_stmt *st = w->st[which];
     int rc = sqlite3_step(st);
@@ -340,7 +332,7 @@ static int run(sqs_writer *w, int which, sp_err *err)
 }
 
 /* Steps a lookup: 1 with the row's columns 0 (and 1 if seen) read, 0 when no row, <0 error. */
-static int find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err)
+int sqs_find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err)
 {
     sqlite3_stmt *st = w->st[which];
     int rc = sqlite3_step(st);
@@ -359,7 +351,7 @@ static int find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *er
 
 static int insert(sqs_writer *w, int which, int64_t *id, sp_err *err)
 {
-    int rc = run(w, which, err);
+    int rc = sqs_run(w, which, err);
     if (rc)
         return rc;
     *id = sqlite3_last_insert_rowid(w->db);
@@ -409,7 +401,7 @@ static int touch(sqs_writer *w, int which, store_dict_entry *e, int64_t id, int3
         return 0;
     sqlite3_bind_int64(w->st[which], 1, id);
     sqlite3_bind_int(w->st[which], 2, target);
-    int rc = run(w, which, err);
+    int rc = sqs_run(w, which, err);
     if (!rc && e)
         e->seen = target;
     return rc;
@@ -428,7 +420,7 @@ static int resolve_tenant(sqs_writer *w, const char *name, int64_t *out, sp_err 
         return 0;
     }
     sqlite3_bind_text(w->st[W_TENANT_FIND], 1, name, (int)n, SQLITE_STATIC);
-    int rc = find(w, W_TENANT_FIND, out, NULL, err);
+    int rc = sqs_find(w, W_TENANT_FIND, out, NULL, err);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -453,7 +445,7 @@ static int resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, 
         return 0;
     }
     sqlite3_bind_text(w->st[W_STRING_FIND], 1, s, (int)n, SQLITE_STATIC);
-    int rc = find(w, W_STRING_FIND, out, NULL, err);
+    int rc = sqs_find(w, W_STRING_FIND, out, NULL, err);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -495,7 +487,7 @@ static int resolve_mapping(sqs_writer *w, const sp_profile *p, uint32_t mid, int
     sqlite3_stmt *st = w->st[W_MAPPING_FIND];
     sqlite3_bind_int64(st, 1, fid);
     sqlite3_bind_int64(st, 2, bid);
-    if ((rc = find(w, W_MAPPING_FIND, out, NULL, err)) < 0)
+    if ((rc = sqs_find(w, W_MAPPING_FIND, out, NULL, err)) < 0)
         return rc;
     if (rc == 0) {
         st = w->st[W_MAPPING_INS];
@@ -568,7 +560,7 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     sqlite3_bind_int64(st, 4, file_id);
     sqlite3_bind_int64(st, 5, f->start_line);
     int32_t seen = 0;
-    if ((rc = find(w, W_FUNC_FIND, out, &seen, err)) < 0)
+    if ((rc = sqs_find(w, W_FUNC_FIND, out, &seen, err)) < 0)
         return rc;
     if (rc == 1) {
         if ((rc = touch(w, W_FUNC_SEEN, NULL, *out, seen, target, err)))
@@ -693,7 +685,7 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
             sqlite3_bind_int(st, 6, target);
     }
     int32_t seen = 0;
-    if ((rc = find(w, W_LOC_FIND, out, &seen, err)) < 0)
+    if ((rc = sqs_find(w, W_LOC_FIND, out, &seen, err)) < 0)
         return rc;
     if (rc == 1) {
         if ((rc = touch(w, W_LOC_SEEN, NULL, *out, seen, target, err)))
@@ -744,7 +736,7 @@ static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s,
             sqlite3_bind_int(st, 3, target);
     }
     int32_t seen = 0;
-    if ((rc = find(w, W_STACK_FIND, out, &seen, err)) < 0)
+    if ((rc = sqs_find(w, W_STACK_FIND, out, &seen, err)) < 0)
         return rc;
     if (rc == 1) {
         if ((rc = touch(w, W_STACK_SEEN, NULL, *out, seen, target, err)))
@@ -859,7 +851,7 @@ static int resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, co
         sqlite3_bind_text(st, 3, p->type_id, (int)tl, SQLITE_STATIC);
         sqlite3_bind_blob(st, 4, w->buf + blob_at, (int)(k - blob_at), SQLITE_STATIC);
     }
-    if ((rc = find(w, W_SERIES_FIND, out, NULL, err)) < 0)
+    if ((rc = sqs_find(w, W_SERIES_FIND, out, NULL, err)) < 0)
         return rc;
     if (rc == 0 && (rc = insert(w, W_SERIES_INS, out, err)))
         return rc;
@@ -948,7 +940,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         for (uint32_t k = 0; k < p->samples[i].nobs; k++)
             if ((int64_t)p->samples[i].timestamps[k] > tmax)
                 tmax = (int64_t)p->samples[i].timestamps[k];
-    int32_t target = hour_of(tmax);
+    int32_t target = sqs_hour_of(tmax);
     if (target < w->now_hour)
         target = w->now_hour;
     int64_t default_bucket =
@@ -998,7 +990,7 @@ static int note_hour(sqs_writer *w, int64_t hour, sp_err *err)
     if (store_agg_find(&w->hours, hour, 0, 0, 0))
         return 0;
     sqlite3_bind_int64(w->st[W_SPAN_HOUR], 1, hour);
-    int rc = run(w, W_SPAN_HOUR, err);
+    int rc = sqs_run(w, W_SPAN_HOUR, err);
     if (rc)
         return rc;
     return store_agg_get(&w->hours, hour, 0, 0, 0, NULL) ? 0 : oom(err);
@@ -1028,7 +1020,7 @@ static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *
     sqlite3_bind_int64(st, 10, sp->tid);
     int64_t hour = sqs_floor_div((int64_t)sp->start_ns, SQS_HOUR_NS);
     sqlite3_bind_int64(st, 11, hour);
-    rc = run(w, W_SPAN_UPSERT, err);
+    rc = sqs_run(w, W_SPAN_UPSERT, err);
     sqlite3_clear_bindings(st);
     return rc ? rc : note_hour(w, hour, err);
 }
@@ -1085,7 +1077,7 @@ static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
         for (int k = 0; k < nk; k++)
             sqlite3_bind_int64(st, k + 1, e->k[k]);
         sqlite3_bind_int64(st, nk + 1, e->sum);
-        int rc = run(w, which, err);
+        int rc = sqs_run(w, which, err);
         if (rc)
             return rc;
         /* span_stack: record each hour in span_hour (rows are in hour order). */
@@ -1103,7 +1095,7 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void rollback(sqs_writer *w)
+void sqs_rollback(sqs_writer *w)
 {
     if (!sqlite3_get_autocommit(w->db)) {
         sqlite3_stmt *st = w->st[W_ROLLBACK];
@@ -1123,10 +1115,10 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     sqs_writer *w = &s->w;
     sp_err terr = {0};
     uint64_t nobs = 0, nspans = 0;
-    w->now_hour = hour_of(now_ns());
+    w->now_hour = sqs_hour_of(now_ns());
     store_agg_reset(&w->samples);
     store_agg_reset(&w->spanstk);
-    int rc = run(w, W_BEGIN, &terr);
+    int rc = sqs_run(w, W_BEGIN, &terr);
     if (rc)
         sp_err_prefix(&terr, "starting a transaction: ");
     for (size_t i = 0; i < n && !rc; i++)
@@ -1137,13 +1129,13 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
         rc = flush(w, &w->spanstk, W_SPANSTK_UPSERT, &terr);
     int64_t t0 = mono_us(), commit_us = 0;
     if (!rc) {
-        rc = run(w, W_COMMIT, &terr);
+        rc = sqs_run(w, W_COMMIT, &terr);
         if (rc)
             sp_err_prefix(&terr, "commit: ");
         commit_us = mono_us() - t0;
     }
     if (rc)
-        rollback(w);
+        sqs_rollback(w);
     store_agg_reset(&w->samples);
     store_agg_reset(&w->spanstk);
     for (size_t i = 0; i < n; i++) {
@@ -1175,224 +1167,6 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
                             w->series.clears + w->strings.clears + w->mappings.clears +
                             w->tenants.clears;
     pthread_mutex_unlock(&s->mu);
-}
-
-/* ---- retention ---------------------------------------------------------------------------------
- */
-
-static int dictionary_due(const sqs_retention *r)
-{
-    return r->cut_hour > r->last_gc_hour;
-}
-
-static void next_phase(sqs_retention *r)
-{
-    r->phase++;
-    r->cursor = r->series_cur = r->max_id = 0;
-    if (r->phase == RP_STACKS && !dictionary_due(r))
-        r->phase = RP_DONE;
-}
-
-static void retention_start(sqs_store *s, sqs_req *req)
-{
-    sqs_retention *r = &s->w.ret;
-    r->req = req;
-    r->phase = RP_SAMPLES;
-    r->cursor = r->series_cur = r->max_id = 0;
-    r->deleted = 0;
-    r->cut_ns = req->now_ns - s->opt.retention_ns;
-    r->cut_bucket = sqs_floor_div(r->cut_ns, SQS_BUCKET_NS);
-    r->cut_hour = hour_of(r->cut_ns);
-    if (s->opt.retention_ns <= 0)
-        r->phase = RP_DONE;
-}
-
-/* Reads one integer row (or none) from a statement with its parameters bound. */
-static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
-{
-    return find(w, which, out, NULL, err);
-}
-
-static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t older_than,
-                            int64_t window, store_dict *cache, sp_err *err)
-{
-    sqs_retention *r = &w->ret;
-    int rc;
-    if (!r->max_id) {
-        if ((rc = one_int(w, max_stmt, &r->max_id, err)) < 0)
-            return rc;
-        if (!r->max_id)
-            return 1;
-        r->cursor = 0;
-    }
-    sqlite3_stmt *st = w->st[del_stmt];
-    sqlite3_bind_int64(st, 1, r->cursor);
-    sqlite3_bind_int64(st, 2, r->cursor + window);
-    sqlite3_bind_int(st, 3, older_than);
-    if ((rc = run(w, del_stmt, err)))
-        return rc;
-    int ch = sqlite3_changes(w->db);
-    r->deleted += (uint64_t)ch;
-    if (ch)
-        store_dict_clear(cache);
-    r->cursor += window;
-    return r->cursor >= r->max_id;
-}
-
-/* One small transaction of retention work: 1 when the run is complete, 0 when there is more,
- * negative on error. */
-static int retention_step(sqs_store *s, sp_err *err)
-{
-    sqs_writer *w = &s->w;
-    sqs_retention *r = &w->ret;
-    if (r->phase >= RP_DONE)
-        return 1;
-    int64_t chunk = s->opt.retention_chunk_rows;
-    int rc = run(w, W_BEGIN, err);
-    if (rc)
-        return rc;
-    int phase = r->phase;
-    int done = 0;
-    switch (phase) {
-    case RP_SAMPLES: {
-        int64_t budget = chunk;
-        while (budget > 0 && !done) {
-            if (!r->series_cur) {
-                sqlite3_bind_int64(w->st[W_RET_NEXT_SERIES], 1, r->cursor);
-                if ((rc = one_int(w, W_RET_NEXT_SERIES, &r->series_cur, err)) < 0)
-                    goto fail;
-                if (rc == 0) {
-                    r->series_cur = 0;
-                    done = 1;
-                    break;
-                }
-            }
-            sqlite3_stmt *st = w->st[W_RET_SAMPLE_BOUND];
-            sqlite3_bind_int64(st, 1, r->series_cur);
-            sqlite3_bind_int64(st, 2, r->cut_bucket);
-            sqlite3_bind_int64(st, 3, budget);
-            int64_t b;
-            if ((rc = one_int(w, W_RET_SAMPLE_BOUND, &b, err)) < 0)
-                goto fail;
-            if (rc == 1) {
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 1, r->series_cur);
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 2, b);
-                if ((rc = run(w, W_RET_SAMPLE_DEL_LE, err)))
-                    goto fail;
-                r->deleted += (uint64_t)sqlite3_changes(w->db);
-                budget = 0;
-            } else {
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 1, r->series_cur);
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 2, r->cut_bucket);
-                if ((rc = run(w, W_RET_SAMPLE_DEL_LT, err)))
-                    goto fail;
-                int ch = sqlite3_changes(w->db);
-                r->deleted += (uint64_t)ch;
-                budget -= ch + 1;
-                r->cursor = r->series_cur;
-                r->series_cur = 0;
-            }
-        }
-        break;
-    }
-    case RP_SPAN_STACKS: {
-        /* Whole hours before the cut, from the front of the key, `chunk` rows at a time. */
-        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
-        sqlite3_stmt *st = w->st[W_RET_SPANSTK_BOUND];
-        sqlite3_bind_int64(st, 1, cut_h);
-        sqlite3_bind_int64(st, 2, chunk);
-        rc = sqlite3_step(st);
-        int64_t bh = 0, bs = 0;
-        if (rc == SQLITE_ROW) {
-            bh = sqlite3_column_int64(st, 0);
-            bs = sqlite3_column_int64(st, 1);
-        }
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW) {
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 1, bh);
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 2, bs);
-            if ((rc = run(w, W_RET_SPANSTK_DEL_LE, err)))
-                goto fail;
-            r->deleted += (uint64_t)sqlite3_changes(w->db);
-        } else if (rc == SQLITE_DONE) {
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LT], 1, cut_h);
-            if ((rc = run(w, W_RET_SPANSTK_DEL_LT, err)))
-                goto fail;
-            r->deleted += (uint64_t)sqlite3_changes(w->db);
-            done = 1;
-        } else {
-            rc = sqs_fail(err, w->db, rc, "retention of span stacks");
-            goto fail;
-        }
-        break;
-    }
-    case RP_SPANS: {
-        /* Whole hours of spans that started before the cut, then those hours of span_hour. */
-        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
-        sqlite3_stmt *st = w->st[W_RET_SPAN_BOUND];
-        sqlite3_bind_int64(st, 1, cut_h);
-        sqlite3_bind_int64(st, 2, chunk);
-        rc = sqlite3_step(st);
-        int64_t key[3] = {0, 0, 0};
-        if (rc == SQLITE_ROW)
-            for (int i = 0; i < 3; i++)
-                key[i] = sqlite3_column_int64(st, i);
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW) {
-            for (int i = 0; i < 3; i++)
-                sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LE], i + 1, key[i]);
-            if ((rc = run(w, W_RET_SPAN_DEL_LE, err)))
-                goto fail;
-            r->deleted += (uint64_t)sqlite3_changes(w->db);
-        } else if (rc == SQLITE_DONE) {
-            sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LT], 1, cut_h);
-            if ((rc = run(w, W_RET_SPAN_DEL_LT, err)))
-                goto fail;
-            r->deleted += (uint64_t)sqlite3_changes(w->db);
-            sqlite3_bind_int64(w->st[W_RET_SPANHOUR_DEL], 1, cut_h);
-            if ((rc = run(w, W_RET_SPANHOUR_DEL, err)))
-                goto fail;
-            store_agg_reset(&w->hours);
-            done = 1;
-        } else {
-            rc = sqs_fail(err, w->db, rc, "retention of spans");
-            goto fail;
-        }
-        break;
-    }
-    case RP_STACKS:
-        rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, r->cut_hour - MARGIN_STACK_H,
-                              chunk * 8, &w->stacks, err);
-        if (rc < 0)
-            goto fail;
-        done = rc;
-        break;
-    case RP_LOCATIONS:
-        rc = sweep_dictionary(w, W_RET_MAX_LOC, W_RET_DEL_LOC, r->cut_hour - MARGIN_LOCATION_H,
-                              chunk * 8, &w->locations, err);
-        if (rc < 0)
-            goto fail;
-        done = rc;
-        break;
-    case RP_FUNCTIONS:
-        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, r->cut_hour - MARGIN_FUNCTION_H,
-                              chunk * 8, &w->functions, err);
-        if (rc < 0)
-            goto fail;
-        done = rc;
-        if (done)
-            r->last_gc_hour = r->cut_hour;
-        break;
-    }
-    if ((rc = run(w, W_COMMIT, err)))
-        goto fail;
-    if (done)
-        next_phase(r);
-    return r->phase >= RP_DONE;
-fail:
-    sp_err_prefix(err, "retention: ");
-    rollback(w);
-    return rc;
 }
 
 /* ---- the writer thread -------------------------------------------------------------------------
@@ -1457,7 +1231,7 @@ void *sqs_writer_main(void *arg)
             s->ret_head = req->next;
             if (!s->ret_head)
                 s->ret_tail = NULL;
-            retention_start(s, req);
+            sqs_retention_start(s, req);
         }
         if (s->w.ret.req) {
             sqs_req *req = s->w.ret.req;
@@ -1468,7 +1242,7 @@ void *sqs_writer_main(void *arg)
                 continue;
             }
             pthread_mutex_unlock(&s->mu);
-            int rc = retention_step(s, req->err);
+            int rc = sqs_retention_step(s, req->err);
             pthread_mutex_lock(&s->mu);
             if (rc != 0) {
                 s->stats.rows_deleted += s->w.ret.deleted;

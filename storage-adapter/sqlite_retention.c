@@ -1,0 +1,231 @@
+/* Retention for the SQLite store: deletes data older than the retention in small transactions
+ * that the writer thread interleaves with ingest (sqlite_write.c calls sqs_retention_start() when
+ * a run is due and sqs_retention_step() between commits), so ingest never waits for a long delete.
+ * Order: sample buckets, span stacks and spans by whole hours from the front of their keys, then
+ * dictionary rows (stacks, locations, functions) nobody used since before the cut plus a margin.
+ */
+#include "sqlite_store.h"
+
+enum { RP_SAMPLES, RP_SPAN_STACKS, RP_SPANS, RP_STACKS, RP_LOCATIONS, RP_FUNCTIONS, RP_DONE };
+
+/* Dictionary rows must outlive every data row that names them. A row's `seen` is refreshed when
+ * it is more than an hour old, and a location is refreshed whenever a stack using it is, so the
+ * margins below (in hours, beyond the retention cut) keep anything still referenced. */
+#define MARGIN_STACK_H    2
+#define MARGIN_LOCATION_H 4
+#define MARGIN_FUNCTION_H 6
+
+static int dictionary_due(const sqs_retention *r)
+{
+    return r->cut_hour > r->last_gc_hour;
+}
+
+static void next_phase(sqs_retention *r)
+{
+    r->phase++;
+    r->cursor = r->series_cur = r->max_id = 0;
+    if (r->phase == RP_STACKS && !dictionary_due(r))
+        r->phase = RP_DONE;
+}
+
+void sqs_retention_start(sqs_store *s, sqs_req *req)
+{
+    sqs_retention *r = &s->w.ret;
+    r->req = req;
+    r->phase = RP_SAMPLES;
+    r->cursor = r->series_cur = r->max_id = 0;
+    r->deleted = 0;
+    r->cut_ns = req->now_ns - s->opt.retention_ns;
+    r->cut_bucket = sqs_floor_div(r->cut_ns, SQS_BUCKET_NS);
+    r->cut_hour = sqs_hour_of(r->cut_ns);
+    if (s->opt.retention_ns <= 0)
+        r->phase = RP_DONE;
+}
+
+/* Reads one integer row (or none) from a statement with its parameters bound. */
+static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
+{
+    return sqs_find(w, which, out, NULL, err);
+}
+
+static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t older_than,
+                            int64_t window, store_dict *cache, sp_err *err)
+{
+    sqs_retention *r = &w->ret;
+    int rc;
+    if (!r->max_id) {
+        if ((rc = one_int(w, max_stmt, &r->max_id, err)) < 0)
+            return rc;
+        if (!r->max_id)
+            return 1;
+        r->cursor = 0;
+    }
+    sqlite3_stmt *st = w->st[del_stmt];
+    sqlite3_bind_int64(st, 1, r->cursor);
+    sqlite3_bind_int64(st, 2, r->cursor + window);
+    sqlite3_bind_int(st, 3, older_than);
+    if ((rc = sqs_run(w, del_stmt, err)))
+        return rc;
+    int ch = sqlite3_changes(w->db);
+    r->deleted += (uint64_t)ch;
+    if (ch)
+        store_dict_clear(cache);
+    r->cursor += window;
+    return r->cursor >= r->max_id;
+}
+
+/* One small transaction of retention work: 1 when the run is complete, 0 when there is more,
+ * negative on error. */
+int sqs_retention_step(sqs_store *s, sp_err *err)
+{
+    sqs_writer *w = &s->w;
+    sqs_retention *r = &w->ret;
+    if (r->phase >= RP_DONE)
+        return 1;
+    int64_t chunk = s->opt.retention_chunk_rows;
+    int rc = sqs_run(w, W_BEGIN, err);
+    if (rc)
+        return rc;
+    int phase = r->phase;
+    int done = 0;
+    switch (phase) {
+    case RP_SAMPLES: {
+        int64_t budget = chunk;
+        while (budget > 0 && !done) {
+            if (!r->series_cur) {
+                sqlite3_bind_int64(w->st[W_RET_NEXT_SERIES], 1, r->cursor);
+                if ((rc = one_int(w, W_RET_NEXT_SERIES, &r->series_cur, err)) < 0)
+                    goto fail;
+                if (rc == 0) {
+                    r->series_cur = 0;
+                    done = 1;
+                    break;
+                }
+            }
+            sqlite3_stmt *st = w->st[W_RET_SAMPLE_BOUND];
+            sqlite3_bind_int64(st, 1, r->series_cur);
+            sqlite3_bind_int64(st, 2, r->cut_bucket);
+            sqlite3_bind_int64(st, 3, budget);
+            int64_t b;
+            if ((rc = one_int(w, W_RET_SAMPLE_BOUND, &b, err)) < 0)
+                goto fail;
+            if (rc == 1) {
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 2, b);
+                if ((rc = sqs_run(w, W_RET_SAMPLE_DEL_LE, err)))
+                    goto fail;
+                r->deleted += (uint64_t)sqlite3_changes(w->db);
+                budget = 0;
+            } else {
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 2, r->cut_bucket);
+                if ((rc = sqs_run(w, W_RET_SAMPLE_DEL_LT, err)))
+                    goto fail;
+                int ch = sqlite3_changes(w->db);
+                r->deleted += (uint64_t)ch;
+                budget -= ch + 1;
+                r->cursor = r->series_cur;
+                r->series_cur = 0;
+            }
+        }
+        break;
+    }
+    case RP_SPAN_STACKS: {
+        /* Whole hours before the cut, from the front of the key, `chunk` rows at a time. */
+        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
+        sqlite3_stmt *st = w->st[W_RET_SPANSTK_BOUND];
+        sqlite3_bind_int64(st, 1, cut_h);
+        sqlite3_bind_int64(st, 2, chunk);
+        rc = sqlite3_step(st);
+        int64_t bh = 0, bs = 0;
+        if (rc == SQLITE_ROW) {
+            bh = sqlite3_column_int64(st, 0);
+            bs = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) {
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 1, bh);
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 2, bs);
+            if ((rc = sqs_run(w, W_RET_SPANSTK_DEL_LE, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+        } else if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LT], 1, cut_h);
+            if ((rc = sqs_run(w, W_RET_SPANSTK_DEL_LT, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+            done = 1;
+        } else {
+            rc = sqs_fail(err, w->db, rc, "retention of span stacks");
+            goto fail;
+        }
+        break;
+    }
+    case RP_SPANS: {
+        /* Whole hours of spans that started before the cut, then those hours of span_hour. */
+        int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
+        sqlite3_stmt *st = w->st[W_RET_SPAN_BOUND];
+        sqlite3_bind_int64(st, 1, cut_h);
+        sqlite3_bind_int64(st, 2, chunk);
+        rc = sqlite3_step(st);
+        int64_t key[3] = {0, 0, 0};
+        if (rc == SQLITE_ROW)
+            for (int i = 0; i < 3; i++)
+                key[i] = sqlite3_column_int64(st, i);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) {
+            for (int i = 0; i < 3; i++)
+                sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LE], i + 1, key[i]);
+            if ((rc = sqs_run(w, W_RET_SPAN_DEL_LE, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+        } else if (rc == SQLITE_DONE) {
+            sqlite3_bind_int64(w->st[W_RET_SPAN_DEL_LT], 1, cut_h);
+            if ((rc = sqs_run(w, W_RET_SPAN_DEL_LT, err)))
+                goto fail;
+            r->deleted += (uint64_t)sqlite3_changes(w->db);
+            sqlite3_bind_int64(w->st[W_RET_SPANHOUR_DEL], 1, cut_h);
+            if ((rc = sqs_run(w, W_RET_SPANHOUR_DEL, err)))
+                goto fail;
+            store_agg_reset(&w->hours);
+            done = 1;
+        } else {
+            rc = sqs_fail(err, w->db, rc, "retention of spans");
+            goto fail;
+        }
+        break;
+    }
+    case RP_STACKS:
+        rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, r->cut_hour - MARGIN_STACK_H,
+                              chunk * 8, &w->stacks, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_LOCATIONS:
+        rc = sweep_dictionary(w, W_RET_MAX_LOC, W_RET_DEL_LOC, r->cut_hour - MARGIN_LOCATION_H,
+                              chunk * 8, &w->locations, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        break;
+    case RP_FUNCTIONS:
+        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, r->cut_hour - MARGIN_FUNCTION_H,
+                              chunk * 8, &w->functions, err);
+        if (rc < 0)
+            goto fail;
+        done = rc;
+        if (done)
+            r->last_gc_hour = r->cut_hour;
+        break;
+    }
+    if ((rc = sqs_run(w, W_COMMIT, err)))
+        goto fail;
+    if (done)
+        next_phase(r);
+    return r->phase >= RP_DONE;
+fail:
+    sp_err_prefix(err, "retention: ");
+    sqs_rollback(w);
+    return rc;
+}
