@@ -66,6 +66,12 @@ static void accepts_matchers_without_braces(void **state)
     assert_int_equal(s.nmatchers, 2);
     assert_string_equal(s.matchers[0].name, "method");
     assert_string_equal(s.matchers[1].value, "api");
+    /* A '{' inside a quoted value does not open a matcher list. */
+    s = parse_ok("http_route=\"/users/{id}\", method='{'");
+    assert_null(s.type_id);
+    assert_int_equal(s.nmatchers, 2);
+    assert_string_equal(s.matchers[0].value, "/users/{id}");
+    assert_string_equal(s.matchers[1].value, "{");
 }
 
 static void handles_escapes_and_quoted_names(void **state)
