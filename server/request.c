@@ -38,6 +38,37 @@ static size_t status_row(int code)
     return n - 1; /* SP_EINTERNAL */
 }
 
+/* Length of the well-formed UTF-8 sequence at NUL-terminated p (RFC 3629 table), 0 when there
+ * is none. */
+static size_t utf8_len(const unsigned char *p)
+{
+    unsigned lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        n = 2;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        n = 3;
+        if (p[0] == 0xE0)
+            lo = 0xA0;
+        else if (p[0] == 0xED)
+            hi = 0x9F; /* no surrogates */
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        n = 4;
+        if (p[0] == 0xF0)
+            lo = 0x90;
+        else if (p[0] == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
 void srv_response_connect_error(srv_response *resp, const sp_err *err)
 {
     int code = err ? err->code : SP_EINTERNAL;
@@ -46,13 +77,19 @@ void srv_response_connect_error(srv_response *resp, const sp_err *err)
     sp_buf body;
     sp_buf_init(&body, 0);
     sp_buf_printf(&body, "{\"code\":\"%s\",\"message\":\"", status_table[row].connect);
+    size_t k;
     for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
         if (*p == '"' || *p == '\\')
             sp_buf_printf(&body, "\\%c", *p);
         else if (*p < 0x20)
             sp_buf_printf(&body, "\\u%04x", *p);
-        else
+        else if (*p < 0x80)
             sp_buf_append(&body, p, 1);
+        else if ((k = utf8_len(p)) != 0) {
+            sp_buf_append(&body, p, k);
+            p += k - 1;
+        } else /* JSON is UTF-8 (RFC 8259 section 8.1): paths and selectors need not be */
+            sp_buf_append(&body, "\\ufffd", 6);
     }
     sp_buf_append(&body, "\"}", 2);
     if (code == SP_EFULL || code == SP_EUNAVAIL)

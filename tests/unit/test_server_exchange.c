@@ -1,4 +1,5 @@
-/* server/exchange: grpc-timeout → deadline, request targets, header and body limits. */
+/* server/exchange: grpc-timeout → deadline, request targets, header and body limits, Connect
+ * error bodies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,6 +82,23 @@ static void body_past_the_limit_is_flagged_not_buffered(void **state)
     assert_int_equal(srv_inflight_bytes(), 0); /* freeing returns the budget */
 }
 
+static void connect_error_body_stays_utf8(void **state)
+{
+    /* The message quotes a percent-decoded path: invalid UTF-8 becomes U+FFFD, valid stays. */
+    srv_exchange *ex = srv_exchange_new(SRV_HTTP1, 1024);
+    sp_err err;
+    sp_fail(&err, SP_ENOTFOUND,
+            "no such path: /a\x92"
+            "b\xc3\xa9\xe2\x82\"");
+    srv_response_connect_error(&ex->resp, &err);
+    assert_int_equal(ex->resp.status, 404);
+    const char want[] = "{\"code\":\"not_found\",\"message\":\"no such path: "
+                        "/a\\ufffdb\xc3\xa9\\ufffd\\ufffd\\\"\"}";
+    assert_int_equal(ex->resp.body.len, sizeof want - 1);
+    assert_memory_equal(ex->resp.body.data, want, sizeof want - 1);
+    srv_exchange_free(ex);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -91,6 +109,7 @@ int main(void)
         cmocka_unit_test(splits_and_decodes_the_target),
         cmocka_unit_test(header_budget_is_enforced),
         cmocka_unit_test(body_past_the_limit_is_flagged_not_buffered),
+        cmocka_unit_test(connect_error_body_stays_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
