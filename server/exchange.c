@@ -151,6 +151,23 @@ int64_t srv_grpc_timeout_ns(const char *v)
     return n > INT64_MAX / mul ? INT64_MAX : n * mul;
 }
 
+size_t srv_grpc_message_encode(const char *in, char *out, size_t outsz)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < outsz; p++) {
+        if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = 0;
+    return o;
+}
+
 int srv_exchange_set_target(srv_exchange *ex, const char *target, size_t len)
 {
     const char *q = memchr(target, '?', len);

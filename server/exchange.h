@@ -53,6 +53,11 @@ int64_t srv_now_ns(void); /* CLOCK_MONOTONIC */
 /* Parses a grpc-timeout header value ("100m", "5S"); -1 when malformed. */
 int64_t srv_grpc_timeout_ns(const char *value);
 
+/* grpc-message as gRPC over HTTP/2 ("Responses") writes it: percent-encoded outside printable
+ * ASCII and '%'. Both protocol layers use it, so a message quoting the request (a path) can never
+ * break a header line. Returns the length written to out (NUL-terminated, truncated to outsz). */
+size_t srv_grpc_message_encode(const char *in, char *out, size_t outsz);
+
 /* Body bytes allowed beyond --max-recv-msg-size: the 5-byte gRPC message prefix. */
 #define SRV_FRAME_ALLOWANCE  5
 #define SRV_MAX_HEADERS      100

@@ -207,8 +207,11 @@ static void on_answer(srv_exchange *ex)
     if (r->grpc) { /* gRPC has no HTTP/1.1 mapping; say what happened the trailers-only way */
         evbuffer_add_printf(out, "content-type: application/grpc\r\ngrpc-status: %d\r\n",
                             r->grpc_status);
-        if (r->grpc_message[0])
-            evbuffer_add_printf(out, "grpc-message: %s\r\n", r->grpc_message);
+        if (r->grpc_message[0]) {
+            char msg[3 * sizeof r->grpc_message + 1];
+            srv_grpc_message_encode(r->grpc_message, msg, sizeof msg);
+            evbuffer_add_printf(out, "grpc-message: %s\r\n", msg);
+        }
     }
     evbuffer_add_printf(out, "content-length: %zu\r\n%s\r\n", r->body.len,
                         keep ? "" : "connection: close\r\n");

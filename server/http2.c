@@ -76,24 +76,6 @@ static int h2_send(srv_conn *c)
     return 0;
 }
 
-/* gRPC over HTTP/2: grpc-message is percent-encoded outside printable ASCII (and '%'). */
-static size_t percent_encode(const char *in, char *out, size_t outsz)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < outsz; p++) {
-        if (*p >= 0x20 && *p <= 0x7e && *p != '%') {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = 0;
-    return o;
-}
-
 static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t len,
                          uint32_t *flags, nghttp2_data_source *src, void *user_data)
 {
@@ -109,7 +91,7 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
         if (r->grpc) {
             char msg[3 * sizeof r->grpc_message + 1], status[16];
             snprintf(status, sizeof status, "%d", r->grpc_status);
-            size_t mlen = percent_encode(r->grpc_message, msg, sizeof msg);
+            size_t mlen = srv_grpc_message_encode(r->grpc_message, msg, sizeof msg);
             nghttp2_nv trailers[] = {
                 {(uint8_t *)"grpc-status", (uint8_t *)status, 11, strlen(status),
                  NGHTTP2_NV_FLAG_NONE},

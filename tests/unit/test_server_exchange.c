@@ -99,6 +99,18 @@ static void connect_error_body_stays_utf8(void **state)
     srv_exchange_free(ex);
 }
 
+static void grpc_message_cannot_break_a_header_line(void **state)
+{
+    /* HTTP/1.1 answers write grpc-message as a header line: CR LF from a decoded path stay
+     * percent-encoded, as gRPC over HTTP/2 encodes it. */
+    char out[64];
+    size_t n = srv_grpc_message_encode("no such path: /a\r\nX: 1%\xc3\xa9", out, sizeof out);
+    assert_string_equal(out, "no such path: /a%0D%0AX: 1%25%C3%A9");
+    assert_int_equal(n, strlen(out));
+    n = srv_grpc_message_encode("\n\n\n", out, 8); /* never a partial escape */
+    assert_string_equal(out, "%0A%0A");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -110,6 +122,7 @@ int main(void)
         cmocka_unit_test(header_budget_is_enforced),
         cmocka_unit_test(body_past_the_limit_is_flagged_not_buffered),
         cmocka_unit_test(connect_error_body_stays_utf8),
+        cmocka_unit_test(grpc_message_cannot_break_a_header_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
