@@ -229,6 +229,97 @@ int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_
 /* ---- evaluation --------------------------------------------------------------------------------
  */
 
+/* glibc's regcomp() copies the operand of {m,n} max(m,n) times, nested counts multiply, and its
+ * epsilon closures grow with the square of the pattern: `((x{1000}){1000}){1000}` asks for
+ * terabytes, 4096 characters of `a*` for some 70 MB. So the pattern's size with every repetition
+ * written out is kept to a budget, per regex and for all the regexes of one selector (RE2, which
+ * Prometheus and Pyroscope use, refuses such patterns too: counts past 1000, or nested ones whose
+ * product is). */
+#define REGEX_MAX_WEIGHT    4096
+#define SELECTOR_MAX_WEIGHT (2 * REGEX_MAX_WEIGHT)
+
+/* The size of re with its repetitions expanded, or REGEX_MAX_WEIGHT + 1 once it is past that. */
+static size_t regex_weight(const char *re)
+{
+    enum { MAX_DEPTH = 1000 }; /* RE2's nesting limit */
+    /* Per open group: its expanded size so far, and the size of its last item (a character, a
+     * bracket expression or a group), which a following {m,n} multiplies. */
+    struct {
+        size_t size, last;
+    } st[MAX_DEPTH + 1];
+    size_t d = 0;
+    st[0].size = st[0].last = 0;
+    for (const char *p = re; *p; p++) {
+        size_t item = 1;
+        if (*p == '{' && st[d].last) {
+            size_t lo = 0, hi = 0;
+            const char *q = p + 1;
+            for (; *q >= '0' && *q <= '9'; q++)
+                lo = lo > REGEX_MAX_WEIGHT ? lo : lo * 10 + (size_t)(*q - '0');
+            hi = lo;
+            if (*q == ',') {
+                q++;
+                if (*q >= '0' && *q <= '9')
+                    hi = 0;
+                for (; *q >= '0' && *q <= '9'; q++)
+                    hi = hi > REGEX_MAX_WEIGHT ? hi : hi * 10 + (size_t)(*q - '0');
+            }
+            if (q > p + 1 && *q == '}') { /* an interval: the last item, max(lo, hi) times */
+                size_t k = lo > hi ? lo : hi;
+                if (k > REGEX_MAX_WEIGHT)
+                    return REGEX_MAX_WEIGHT + 1;
+                st[d].size -= st[d].last;
+                st[d].last *= k ? k : 1;
+                st[d].size += st[d].last;
+                if (st[d].size > REGEX_MAX_WEIGHT)
+                    return REGEX_MAX_WEIGHT + 1;
+                p = q;
+                continue;
+            }
+        }
+        if (*p == '(') {
+            if (d == MAX_DEPTH)
+                return REGEX_MAX_WEIGHT + 1;
+            d++;
+            st[d].size = 1;
+            st[d].last = 0;
+            continue;
+        }
+        if (*p == ')' && d > 0) {
+            item = st[d].size + 1;
+            d--;
+        } else if (*p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '[') { /* a bracket expression: ']' first is a member, [:class:] too */
+            const char *q = p + 1;
+            if (*q == '^')
+                q++;
+            if (*q == ']')
+                q++;
+            while (*q && *q != ']') {
+                if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
+                    const char *end = strchr(q + 2, q[1]);
+                    while (end && end[1] != ']')
+                        end = strchr(end + 1, q[1]);
+                    q = end ? end + 2 : q + 1;
+                } else {
+                    q++;
+                }
+            }
+            item = (size_t)(q - p) + 1;
+            p = *q ? q : q - 1;
+        }
+        st[d].last = item;
+        st[d].size += item;
+        if (st[d].size > REGEX_MAX_WEIGHT)
+            return REGEX_MAX_WEIGHT + 1;
+    }
+    size_t total = st[0].size;
+    while (d > 0) /* unbalanced: regcomp() rejects it; count it anyway */
+        total += st[d--].size;
+    return total;
+}
+
 int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_err *err)
 {
     memset(mm, 0, sizeof *mm);
@@ -236,6 +327,7 @@ int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_er
     mm->n = n;
     if (!n)
         return 0;
+    size_t weight = 0;
     mm->re = calloc(n, sizeof *mm->re);
     mm->compiled = calloc(n, 1);
     if (!mm->re || !mm->compiled) {
@@ -254,6 +346,16 @@ int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_er
                                m[i].op);
             }
             continue;
+        }
+        size_t w = regex_weight(m[i].value);
+        weight += w;
+        if (w > REGEX_MAX_WEIGHT || weight > SELECTOR_MAX_WEIGHT) {
+            store_match_free(mm);
+            return sp_fail(err, SP_EINVAL,
+                           "label matcher %s=~\"%.64s\": regular expression too large (at most %d "
+                           "characters with repetitions such as {1000} written out, %d for all the "
+                           "regular expressions of a selector)",
+                           m[i].name, m[i].value, REGEX_MAX_WEIGHT, SELECTOR_MAX_WEIGHT);
         }
         size_t len = strlen(m[i].value);
         char *anchored = malloc(len + 5);

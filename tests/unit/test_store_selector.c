@@ -147,6 +147,45 @@ static void matchers_follow_prometheus_rules(void **state)
     assert_non_null(strstr(err.msg, "bad regular expression"));
 }
 
+static int compile_rc(const char *const *regexes, size_t n, sp_err *err)
+{
+    store_matcher m[4];
+    for (size_t i = 0; i < n; i++)
+        m[i] = (store_matcher){"a", regexes[i], STORE_MATCH_RE};
+    store_match mm;
+    int rc = store_match_compile(&mm, m, n, err);
+    if (!rc)
+        store_match_free(&mm);
+    return rc;
+}
+
+static void rejects_regexes_too_large_to_compile(void **state)
+{
+    (void)state;
+    /* glibc's regcomp() would write the repetitions out: terabytes for 25 characters. */
+    const char *const bad[] = {"((x{1000}){1000}){1000}", "x{1000}{1000}", "(a|b){2000}",
+                               "[[:alpha:]]{5000}", "y{99999999999999999999}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_err err = {0};
+        if (compile_rc(&bad[i], 1, &err) != SP_EINVAL)
+            fail_msg("compiled \"%s\"", bad[i]);
+        assert_non_null(strstr(err.msg, "too large"));
+    }
+    const char *const ok[] = {"x{1000}", "(api|web)-[0-9]{1,3}", "[{]x", "a{,5}b{2,}",
+                              "[]{}[:alpha:]]{100}"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        sp_err err = {0};
+        if (compile_rc(&ok[i], 1, &err) != 0)
+            fail_msg("\"%s\": %s", ok[i], err.msg);
+    }
+    /* The budget also covers all the regexes of one selector together. */
+    const char *const three[] = {"a{3000}", "b{3000}", "c{3000}"};
+    sp_err err = {0};
+    assert_int_equal(compile_rc(three, 2, &err), 0);
+    assert_int_equal(compile_rc(three, 3, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "too large"));
+}
+
 static void frame_names_are_never_empty(void **state)
 {
     (void)state;
@@ -172,6 +211,7 @@ int main(void)
         cmocka_unit_test(handles_escapes_and_quoted_names),
         cmocka_unit_test(rejects_malformed_selectors),
         cmocka_unit_test(matchers_follow_prometheus_rules),
+        cmocka_unit_test(rejects_regexes_too_large_to_compile),
         cmocka_unit_test(frame_names_are_never_empty),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
