@@ -238,8 +238,11 @@ int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_
 #define REGEX_MAX_WEIGHT    4096
 #define SELECTOR_MAX_WEIGHT (2 * REGEX_MAX_WEIGHT)
 
-/* The size of re with its repetitions expanded, or REGEX_MAX_WEIGHT + 1 once it is past that. */
-static size_t regex_weight(const char *re)
+/* The size of re with its repetitions expanded, or REGEX_MAX_WEIGHT + 1 once it is past that.
+ * *backref is set when re has a back-reference (\1 to \9): a GNU extension to POSIX EREs that
+ * RE2 does not have, and that glibc matches by backtracking: `(a*)(a*)(a*)\2\3\4x` takes
+ * minutes on one 256-character label value. */
+static size_t regex_weight(const char *re, int *backref)
 {
     enum { MAX_DEPTH = 1000 }; /* RE2's nesting limit */
     /* Per open group: its expanded size so far, and the size of its last item (a character, a
@@ -290,6 +293,8 @@ static size_t regex_weight(const char *re)
             d--;
         } else if (*p == '\\' && p[1]) {
             p++;
+            if (*p >= '1' && *p <= '9')
+                *backref = 1;
         } else if (*p == '[') { /* a bracket expression: ']' first is a member, [:class:] too */
             const char *q = p + 1;
             if (*q == '^')
@@ -347,7 +352,15 @@ int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_er
             }
             continue;
         }
-        size_t w = regex_weight(m[i].value);
+        int backref = 0;
+        size_t w = regex_weight(m[i].value, &backref);
+        if (backref) {
+            store_match_free(mm);
+            return sp_fail(err, SP_EINVAL,
+                           "label matcher %s=~\"%s\": back-references (\\1 to \\9) are not "
+                           "supported (nor are they in Prometheus and Pyroscope)",
+                           m[i].name, m[i].value);
+        }
         weight += w;
         if (w > REGEX_MAX_WEIGHT || weight > SELECTOR_MAX_WEIGHT) {
             store_match_free(mm);
