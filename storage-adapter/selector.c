@@ -229,72 +229,104 @@ int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_
 /* ---- evaluation --------------------------------------------------------------------------------
  */
 
-/* glibc's regcomp() copies the operand of {m,n} max(m,n) times, nested counts multiply, and its
- * epsilon closures grow with the square of the pattern: `((x{1000}){1000}){1000}` asks for
- * terabytes, 4096 characters of `a*` for some 70 MB. So the pattern's size with every repetition
- * written out is kept to a budget, per regex and for all the regexes of one selector (RE2, which
- * Prometheus and Pyroscope use, refuses such patterns too: counts past 1000, or nested ones whose
- * product is). */
+/* Budgets for label regexes as glibc's regcomp() would write them out (see regex_check): 4096
+ * characters of `a*` already cost some 70 MB of epsilon closures. */
 #define REGEX_MAX_WEIGHT    4096
-#define SELECTOR_MAX_WEIGHT (2 * REGEX_MAX_WEIGHT)
+#define SELECTOR_MAX_WEIGHT 8192 /* all the regexes of one selector */
 
-/* The size of re with its repetitions expanded, or REGEX_MAX_WEIGHT + 1 once it is past that.
- * *backref is set when re has a back-reference (\1 to \9): a GNU extension to POSIX EREs that
- * RE2 does not have, and that glibc matches by backtracking: `(a*)(a*)(a*)\2\3\4x` takes
- * minutes on one 256-character label value. */
-static size_t regex_weight(const char *re, int *backref)
+enum { RE_OK, RE_TOO_LARGE, RE_BACKREF, RE_EMPTY_LOOP };
+
+/* Parses an interval {lo}, {lo,}, {lo,hi} or {,hi} at p; 0 when p does not start one. */
+static int interval(const char *p, size_t *lo, size_t *hi, int *unbounded, const char **end)
+{
+    const char *q = p + 1;
+    *lo = *hi = 0;
+    for (; *q >= '0' && *q <= '9'; q++)
+        *lo = *lo > REGEX_MAX_WEIGHT ? *lo : *lo * 10 + (size_t)(*q - '0');
+    *hi = *lo;
+    *unbounded = 0;
+    if (*q == ',') {
+        q++;
+        *unbounded = !(*q >= '0' && *q <= '9');
+        for (*hi = 0; *q >= '0' && *q <= '9'; q++)
+            *hi = *hi > REGEX_MAX_WEIGHT ? *hi : *hi * 10 + (size_t)(*q - '0');
+    }
+    *end = q;
+    return q > p + 1 && *q == '}';
+}
+
+/* Checks re against what glibc's regcomp()/regexec() cannot do in bounded time and memory:
+ * - RE_TOO_LARGE: its size with every {m,n} written out (regcomp copies the operand max(m,n)
+ *   times, nested counts multiply) is past REGEX_MAX_WEIGHT; *weight is that size otherwise.
+ * - RE_BACKREF: a back-reference (\1 to \9), a GNU extension to POSIX EREs that glibc matches by
+ *   backtracking: `(a*)(a*)(a*)\2\3\4x` takes minutes on one 256-character label value.
+ * - RE_EMPTY_LOOP: *, + or {m,} over something that can match the empty string, such as (a*)*,
+ *   (a?|b)+ or a**: regcomp's epsilon closures take exponential time in how many there are
+ *   (25 times `((a)*)*` take half a minute).
+ * RE2, which Prometheus and Pyroscope use, has no back-references and refuses a** and counts
+ * past 1000; (a*)* it rewrites as a*, as users can. */
+static int regex_check(const char *re, size_t *weight)
 {
     enum { MAX_DEPTH = 1000 }; /* RE2's nesting limit */
-    /* Per open group: its expanded size so far, and the size of its last item (a character, a
-     * bracket expression or a group), which a following {m,n} multiplies. */
+    /* Per open group: its expanded size so far; its last item (a character, a bracket expression
+     * or a group), which a following repetition applies to (size 0: none yet); whether that item
+     * can match "", whether the rest of the current alternative can, and an earlier one could. */
     struct {
         size_t size, last;
+        unsigned char last_null, seq_null, alt_null;
     } st[MAX_DEPTH + 1];
     size_t d = 0;
     st[0].size = st[0].last = 0;
+    st[0].last_null = st[0].seq_null = 1;
+    st[0].alt_null = 0;
     for (const char *p = re; *p; p++) {
-        size_t item = 1;
-        if (*p == '{' && st[d].last) {
-            size_t lo = 0, hi = 0;
-            const char *q = p + 1;
-            for (; *q >= '0' && *q <= '9'; q++)
-                lo = lo > REGEX_MAX_WEIGHT ? lo : lo * 10 + (size_t)(*q - '0');
-            hi = lo;
-            if (*q == ',') {
-                q++;
-                if (*q >= '0' && *q <= '9')
-                    hi = 0;
-                for (; *q >= '0' && *q <= '9'; q++)
-                    hi = hi > REGEX_MAX_WEIGHT ? hi : hi * 10 + (size_t)(*q - '0');
-            }
-            if (q > p + 1 && *q == '}') { /* an interval: the last item, max(lo, hi) times */
-                size_t k = lo > hi ? lo : hi;
-                if (k > REGEX_MAX_WEIGHT)
-                    return REGEX_MAX_WEIGHT + 1;
-                st[d].size -= st[d].last;
-                st[d].last *= k ? k : 1;
-                st[d].size += st[d].last;
-                if (st[d].size > REGEX_MAX_WEIGHT)
-                    return REGEX_MAX_WEIGHT + 1;
-                p = q;
-                continue;
-            }
+        size_t item = 1, lo = 1, hi = 1;
+        int null = 0, unbounded = 0;
+        const char *end = p;
+        if (st[d].last && (*p == '*' || *p == '+' || *p == '?' ||
+                           (*p == '{' && interval(p, &lo, &hi, &unbounded, &end)))) {
+            if ((*p == '*' || *p == '+' || unbounded) && st[d].last_null)
+                return RE_EMPTY_LOOP;
+            size_t k = lo > hi ? lo : hi;
+            if (k > REGEX_MAX_WEIGHT)
+                return RE_TOO_LARGE;
+            st[d].size -= st[d].last;
+            st[d].last = st[d].last * (k ? k : 1) + (size_t)(end - p) + 1;
+            st[d].size += st[d].last;
+            if (st[d].size > REGEX_MAX_WEIGHT)
+                return RE_TOO_LARGE;
+            if (*p == '*' || *p == '?' || (*p == '{' && lo == 0))
+                st[d].last_null = 1;
+            p = end;
+            continue;
         }
         if (*p == '(') {
             if (d == MAX_DEPTH)
-                return REGEX_MAX_WEIGHT + 1;
+                return RE_TOO_LARGE;
             d++;
-            st[d].size = 1;
+            st[d].size = st[d].last = 0;
+            st[d].last_null = st[d].seq_null = 1;
+            st[d].alt_null = 0;
+            continue;
+        }
+        if (*p == '|') {
+            st[d].alt_null |= st[d].seq_null && st[d].last_null;
+            st[d].seq_null = st[d].last_null = 1;
             st[d].last = 0;
+            st[d].size += 1;
             continue;
         }
         if (*p == ')' && d > 0) {
-            item = st[d].size + 1;
+            item = st[d].size + 2;
+            null = st[d].alt_null || (st[d].seq_null && st[d].last_null);
             d--;
+        } else if (*p == '^' || *p == '$') {
+            null = 1; /* anchors match no character */
         } else if (*p == '\\' && p[1]) {
             p++;
             if (*p >= '1' && *p <= '9')
-                *backref = 1;
+                return RE_BACKREF;
+            null = strchr("bB<>`'", *p) != NULL; /* GNU word and buffer anchors */
         } else if (*p == '[') { /* a bracket expression: ']' first is a member, [:class:] too */
             const char *q = p + 1;
             if (*q == '^')
@@ -303,10 +335,10 @@ static size_t regex_weight(const char *re, int *backref)
                 q++;
             while (*q && *q != ']') {
                 if (*q == '[' && (q[1] == ':' || q[1] == '.' || q[1] == '=')) {
-                    const char *end = strchr(q + 2, q[1]);
-                    while (end && end[1] != ']')
-                        end = strchr(end + 1, q[1]);
-                    q = end ? end + 2 : q + 1;
+                    const char *close = strchr(q + 2, q[1]);
+                    while (close && close[1] != ']')
+                        close = strchr(close + 1, q[1]);
+                    q = close ? close + 2 : q + 1;
                 } else {
                     q++;
                 }
@@ -314,15 +346,18 @@ static size_t regex_weight(const char *re, int *backref)
             item = (size_t)(q - p) + 1;
             p = *q ? q : q - 1;
         }
+        st[d].seq_null = st[d].seq_null && st[d].last_null;
         st[d].last = item;
+        st[d].last_null = (unsigned char)null;
         st[d].size += item;
         if (st[d].size > REGEX_MAX_WEIGHT)
-            return REGEX_MAX_WEIGHT + 1;
+            return RE_TOO_LARGE;
     }
     size_t total = st[0].size;
     while (d > 0) /* unbalanced: regcomp() rejects it; count it anyway */
         total += st[d--].size;
-    return total;
+    *weight = total;
+    return RE_OK;
 }
 
 int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_err *err)
@@ -352,23 +387,29 @@ int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_er
             }
             continue;
         }
-        int backref = 0;
-        size_t w = regex_weight(m[i].value, &backref);
-        if (backref) {
-            store_match_free(mm);
-            return sp_fail(err, SP_EINVAL,
-                           "label matcher %s=~\"%s\": back-references (\\1 to \\9) are not "
-                           "supported (nor are they in Prometheus and Pyroscope)",
-                           m[i].name, m[i].value);
-        }
+        size_t w = 0;
+        int why = regex_check(m[i].value, &w);
         weight += w;
-        if (w > REGEX_MAX_WEIGHT || weight > SELECTOR_MAX_WEIGHT) {
+        if (why == RE_OK && weight > SELECTOR_MAX_WEIGHT)
+            why = RE_TOO_LARGE;
+        if (why == RE_TOO_LARGE) {
             store_match_free(mm);
             return sp_fail(err, SP_EINVAL,
                            "label matcher %s=~\"%.64s\": regular expression too large (at most %d "
                            "characters with repetitions such as {1000} written out, %d for all the "
-                           "regular expressions of a selector)",
+                           "regexes of a selector)",
                            m[i].name, m[i].value, REGEX_MAX_WEIGHT, SELECTOR_MAX_WEIGHT);
+        }
+        if (why != RE_OK) {
+            store_match_free(mm);
+            return sp_fail(err, SP_EINVAL, "label matcher %s=~\"%.64s\": regular expression %s",
+                           m[i].name, m[i].value,
+                           why == RE_BACKREF
+                               ? "with back-references (\\1 to \\9) is not supported (nor is it "
+                                 "in Prometheus and Pyroscope)"
+                               : "with a repetition (*, + or {m,}) of something that can match "
+                                 "the empty string, such as (a*)* or (a|b?)+, is not supported: "
+                                 "write a* or (a|b)*");
         }
         size_t len = strlen(m[i].value);
         char *anchored = malloc(len + 5);

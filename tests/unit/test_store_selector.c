@@ -201,6 +201,27 @@ static void rejects_back_references(void **state)
     assert_int_equal(compile_rc(ok, 2, &err), 0);
 }
 
+static void rejects_repetitions_of_what_can_match_nothing(void **state)
+{
+    (void)state;
+    /* glibc's regcomp() takes exponential time in the number of such loops. */
+    const char *const bad[] = {"(t*)*", "((t)?)*", "((t)*)+",  "(t*|x)*", "a**",
+                               "(a|)*", "(^$)+",   "(x?){2,}", "(\\b)*"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_err err = {0};
+        if (compile_rc(&bad[i], 1, &err) != SP_EINVAL)
+            fail_msg("compiled \"%s\"", bad[i]);
+        assert_non_null(strstr(err.msg, "empty string"));
+    }
+    const char *const ok[] = {"(at*)*", "((ab)*c)*", "((t)*)?", "t*?",     ".*",
+                              "(a|b)+", "a{2,}",     "(a+)+",   "(x?){3}", "[*]*"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        sp_err err = {0};
+        if (compile_rc(&ok[i], 1, &err) != 0)
+            fail_msg("\"%s\": %s", ok[i], err.msg);
+    }
+}
+
 static void frame_names_are_never_empty(void **state)
 {
     (void)state;
@@ -228,6 +249,7 @@ int main(void)
         cmocka_unit_test(matchers_follow_prometheus_rules),
         cmocka_unit_test(rejects_regexes_too_large_to_compile),
         cmocka_unit_test(rejects_back_references),
+        cmocka_unit_test(rejects_repetitions_of_what_can_match_nothing),
         cmocka_unit_test(frame_names_are_never_empty),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
