@@ -234,7 +234,7 @@ int store_parse_selector(const char *text, sp_arena *a, store_selector *out, sp_
 #define REGEX_MAX_WEIGHT    4096
 #define SELECTOR_MAX_WEIGHT 8192 /* all the regexes of one selector */
 
-enum { RE_OK, RE_TOO_LARGE, RE_BACKREF, RE_EMPTY_LOOP };
+enum { RE_OK, RE_TOO_LARGE, RE_BACKREF, RE_EMPTY_LOOP, RE_UNBALANCED };
 
 /* Parses an interval {lo}, {lo,}, {lo,hi} or {,hi} at p; 0 when p does not start one. */
 static int interval(const char *p, size_t *lo, size_t *hi, int *unbounded, const char **end)
@@ -263,8 +263,10 @@ static int interval(const char *p, size_t *lo, size_t *hi, int *unbounded, const
  * - RE_EMPTY_LOOP: *, + or {m,} over something that can match the empty string, such as (a*)*,
  *   (a?|b)+ or a**: regcomp's epsilon closures take exponential time in how many there are
  *   (25 times `((a)*)*` take half a minute).
- * RE2, which Prometheus and Pyroscope use, has no back-references and refuses a** and counts
- * past 1000; (a*)* it rewrites as a*, as users can. */
+ * - RE_UNBALANCED: a ')' without its '(': the regex is compiled inside ^( )$, so `a){1000}|(b`
+ *   would close, repeat and unanchor that group instead of failing.
+ * RE2, which Prometheus and Pyroscope use, has no back-references and refuses a**, unbalanced
+ * parentheses and counts past 1000; (a*)* it rewrites as a*, as users can. */
 static int regex_check(const char *re, size_t *weight)
 {
     enum { MAX_DEPTH = 1000 }; /* RE2's nesting limit */
@@ -316,7 +318,9 @@ static int regex_check(const char *re, size_t *weight)
             st[d].size += 1;
             continue;
         }
-        if (*p == ')' && d > 0) {
+        if (*p == ')') {
+            if (d == 0)
+                return RE_UNBALANCED;
             item = st[d].size + 2;
             null = st[d].alt_null || (st[d].seq_null && st[d].last_null);
             d--;
@@ -354,7 +358,7 @@ static int regex_check(const char *re, size_t *weight)
             return RE_TOO_LARGE;
     }
     size_t total = st[0].size;
-    while (d > 0) /* unbalanced: regcomp() rejects it; count it anyway */
+    while (d > 0) /* an unclosed '(': regcomp() says so */
         total += st[d--].size;
     *weight = total;
     return RE_OK;
@@ -404,7 +408,8 @@ int store_match_compile(store_match *mm, const store_matcher *m, size_t n, sp_er
             store_match_free(mm);
             return sp_fail(err, SP_EINVAL, "label matcher %s=~\"%.64s\": regular expression %s",
                            m[i].name, m[i].value,
-                           why == RE_BACKREF
+                           why == RE_UNBALANCED ? "has unbalanced parentheses"
+                           : why == RE_BACKREF
                                ? "with back-references (\\1 to \\9) is not supported (nor is it "
                                  "in Prometheus and Pyroscope)"
                                : "with a repetition (*, + or {m,}) of something that can match "

@@ -222,6 +222,22 @@ static void rejects_repetitions_of_what_can_match_nothing(void **state)
     }
 }
 
+static void rejects_parentheses_that_would_escape_the_anchors(void **state)
+{
+    (void)state;
+    /* Compiled as ^(...)$: "nope)|(.*" matched every value, "a){1000}|(b" repeated the anchors. */
+    const char *const bad[] = {"nope)|(.*", "a){1000}|(b", "a)", ")("};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sp_err err = {0};
+        if (compile_rc(&bad[i], 1, &err) != SP_EINVAL)
+            fail_msg("compiled \"%s\"", bad[i]);
+        assert_non_null(strstr(err.msg, "unbalanced parentheses"));
+    }
+    const char *const ok[] = {"\\)x\\(", "[)(]+", "(a(b)c)"};
+    sp_err err = {0};
+    assert_int_equal(compile_rc(ok, 3, &err), 0);
+}
+
 static void frame_names_are_never_empty(void **state)
 {
     (void)state;
@@ -250,6 +266,7 @@ int main(void)
         cmocka_unit_test(rejects_regexes_too_large_to_compile),
         cmocka_unit_test(rejects_back_references),
         cmocka_unit_test(rejects_repetitions_of_what_can_match_nothing),
+        cmocka_unit_test(rejects_parentheses_that_would_escape_the_anchors),
         cmocka_unit_test(frame_names_are_never_empty),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
