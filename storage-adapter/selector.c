@@ -256,8 +256,9 @@ static int interval(const char *p, size_t *lo, size_t *hi, int *unbounded, const
 }
 
 /* Checks re against what glibc's regcomp()/regexec() cannot do in bounded time and memory:
- * - RE_TOO_LARGE: its size with every {m,n} written out (regcomp copies the operand max(m,n)
- *   times, nested counts multiply) is past REGEX_MAX_WEIGHT; *weight is that size otherwise.
+ * - RE_TOO_LARGE: its size with every {m,n} and + written out is past REGEX_MAX_WEIGHT (regcomp
+ *   copies the operand max(m,n) times and twice for +, nested counts multiply: 27 stacked +
+ *   make 2^27 copies); *weight is that size otherwise.
  * - RE_BACKREF: a back-reference (\1 to \9), a GNU extension to POSIX EREs that glibc matches by
  *   backtracking: `(a*)(a*)(a*)\2\3\4x` takes minutes on one 256-character label value.
  * - RE_EMPTY_LOOP: *, + or {m,} over something that can match the empty string, such as (a*)*,
@@ -289,7 +290,8 @@ static int regex_check(const char *re, size_t *weight)
                            (*p == '{' && interval(p, &lo, &hi, &unbounded, &end)))) {
             if ((*p == '*' || *p == '+' || unbounded) && st[d].last_null)
                 return RE_EMPTY_LOOP;
-            size_t k = lo > hi ? lo : hi;
+            /* Copies regcomp makes of the operand: a+ is aa*, a{2,} is aaa*. */
+            size_t k = *p == '+' ? 2 : unbounded ? lo + 1 : lo > hi ? lo : hi;
             if (k > REGEX_MAX_WEIGHT)
                 return RE_TOO_LARGE;
             st[d].size -= st[d].last;

@@ -163,8 +163,13 @@ static void rejects_regexes_too_large_to_compile(void **state)
 {
     (void)state;
     /* glibc's regcomp() would write the repetitions out: terabytes for 25 characters. */
-    const char *const bad[] = {"((x{1000}){1000}){1000}", "x{1000}{1000}", "(a|b){2000}",
-                               "[[:alpha:]]{5000}", "y{99999999999999999999}"};
+    const char *const bad[] = {"((x{1000}){1000}){1000}",
+                               "x{1000}{1000}",
+                               "(a|b){2000}",
+                               "[[:alpha:]]{5000}",
+                               "y{99999999999999999999}",
+                               "z+++++++++++++++++++++++++++",
+                               "((((((((((((((z+)+)+)+)+)+)+)+)+)+)+)+)+)+)+"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sp_err err = {0};
         if (compile_rc(&bad[i], 1, &err) != SP_EINVAL)
