@@ -158,6 +158,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_free(c);
 }
 
+static void adopt(srv_server *s, srv_conn *c);
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                       void *arg)
 {
@@ -204,6 +206,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         free(c);
         return;
     }
+    adopt(s, c);
+}
+
+static void adopt(srv_server *s, srv_conn *c)
+{
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -216,6 +223,23 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+int srv_server_adopt(srv_server *s, struct bufferevent *bev, const char *peer)
+{
+    srv_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return SP_ENOMEM;
+    c->ctx = &s->ctx;
+    c->bev = bev;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    adopt(s, c);
+    return 0;
+}
+
+struct event_base *srv_server_base(srv_server *s)
+{
+    return s->ctx.base;
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)

@@ -56,6 +56,13 @@ int srv_http2_start(srv_conn *c);
 
 #define SRV_OUTPUT_HIGH_WATER (1u << 20)
 
+/* Test seam for tests/fuzz/fuzz_http_conn.c, which drives the protocol layers in-process through
+ * a bufferevent pair instead of a socket: serves bev (plain text, on srv_server_base(s)) as if the
+ * listener had just accepted it; s owns it from then on. The server itself never calls these. */
+struct srv_server;
+int srv_server_adopt(struct srv_server *s, struct bufferevent *bev, const char *peer);
+struct event_base *srv_server_base(struct srv_server *s);
+
 /* tls.c */
 struct ssl_ctx_st;
 int srv_tls_ctx_new(struct ssl_ctx_st **out, const srv_config *cfg, sp_err *err);

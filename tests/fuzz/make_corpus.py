@@ -1,8 +1,10 @@
 """Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/). Run from the repo root
-with the e2e virtualenv: .venv/bin/python tests/fuzz/make_corpus.py (needs the zstd CLI).
-Seeds are small valid inputs, so the fuzzers start from real OTLP shapes: the eBPF profiler's CPU
-profile in the v1.10 and v1.9 layouts, with links and reference-form resource attributes, and
-SDK-like spans."""
+with the e2e virtualenv: .venv/bin/python tests/fuzz/make_corpus.py [target ...] (needs the zstd
+CLI; no target = all of them; gzip seeds differ on every run by their timestamp).
+Seeds are small valid inputs, so the fuzzers start from real shapes: the eBPF profiler's CPU
+profile in the v1.10 and v1.9 layouts, with links and reference-form resource attributes,
+SDK-like spans, Grafana's label selectors and Connect JSON queries, request heads, and HTTP/1.1
+and HTTP/2 byte streams as curl, Grafana and gRPC clients send them."""
 
 import gzip
 import struct
@@ -107,7 +109,128 @@ def traces():
     yield "bad_ids", trace_request([b"\x01\x02"], trace_id=b"\x00" * 16).SerializeToString()
 
 
+def selectors():
+    yield "grafana", b'{service_name="x", span_id!="", k=~"a.*"}'
+    yield "empty", b"{}"
+    yield "type_id", (b'process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="checkout",'
+                      b'__profile_type__=~"process_cpu.*"}')
+    yield "no_braces", b'service_name="frontend", span_id="0123456789abcdef"'
+    yield "quoting", b'{"service.name"=\'api\', env!~`dev|test`, pod=~"web-[0-9]+\\.x\\n",}'
+    yield "bare_type", b"memory:alloc_space:bytes:space:bytes"
+
+
+def connect_json():
+    # [message type (low 4 bits) | delivery (bits 4-5)] + body; see fuzz_connect_json.c.
+    yield "merge_stacktraces", b"\x00" + (
+        b'{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}",'
+        b'"start":"1","end":2,"maxNodes":"16"}')
+    yield "merge_stacktraces_connect", b"\x10" + (
+        b'{"profile_typeID":"memory:alloc_space:bytes:space:bytes","label_selector":'
+        b'"{service_name=\\"api\\"}","start":1700000000000,"end":"1700000360000",'
+        b'"format":"PROFILE_FORMAT_TREE","stackTraceSelector":{"callSite":[{"name":"main"}],'
+        b'"goPgo":{"keepLocations":2,"aggregateCallees":true}},"spanSelector":["00f067aa0ba902b7"]}')
+    yield "select_series", b"\x01" + (
+        b'{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":'
+        b'"{service_name=\\"x\\"}","start":"1700000000000","end":"1700000360000",'
+        b'"groupBy":["service_name"],"step":15.5,"aggregation":"TIME_SERIES_AGGREGATION_TYPE_AVERAGE",'
+        b'"limit":"10","exemplarType":2}')
+    yield "label_values_grpc", b"\x22" + (
+        b'{"name":"service_name","matchers":["{}","{k=~\\"v.*\\"}"],"start":"1","end":"2"}')
+    yield "label_names_gzip", b"\x33" + b'{"matchers":[],"start":null,"end":"-1","unknown":{"x":[1]}}'
+    yield "series", b"\x04" + b'{"matchers":["{service_name=\\"a\\"}"],"labelNames":["pod"]}'
+    yield "diff", b"\x19" + (b'{"left":{"profileTypeID":"a:b:c:d:e","start":"1","end":"2"},'
+                             b'"right":{"profileTypeID":"a:b:c:d:e","maxNodes":1e3}}')
+    yield "series_response", b"\x0c" + (
+        b'{"series":[{"labels":[{"name":"a","value":"b\\u00e9"}],"points":[{"value":1.5,'
+        b'"timestamp":"1700000000000"},{"value":"NaN","timestamp":"2"},{"value":"-Infinity"}]}]}')
+    yield "stacktraces_response", b"\x0d" + (
+        b'{"flamegraph":{"names":["total","main"],"levels":[{"values":["0","10","0","0"]},'
+        b'{"values":[0,10,10,1]}],"total":"10","maxSelf":"10"},"tree":"AAEC/w==","dot":"x",'
+        b'"async":{"status":"ASYNC_QUERY_STATUS_FAILURE"}}')
+    yield "pprof_profile", b"\x0f" + (
+        b'{"sampleType":[{"type":"1","unit":"2"}],"sample":[{"locationId":["1"],"value":["5"],'
+        b'"label":[{"key":"3","num":"-7"}]}],"location":[{"id":"1","line":[{"functionId":"1",'
+        b'"line":"12"}]}],"function":[{"id":"1","name":"3"}],"stringTable":["","cpu",'
+        b'"nanoseconds","main"],"periodType":{"type":"1","unit":"2"},"period":"10000000"}')
+
+
+def request_heads():
+    # Line 1 the target, "?key" a query lookup, anything else a header; see fuzz_request_head.c.
+    yield "render", (b"/pyroscope/render?query=process_cpu%3Acpu%3Ananoseconds%7Bservice_name%3D"
+                     b"%22x%22%7D&from=now-1h&until=now&max-nodes=1024\n?query\n?from\n"
+                     b"Host: localhost:4040\nX-Scope-OrgID: tenant-a\nAccept: */*")
+    yield "grpc", (b"/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export\n"
+                   b"content-type: application/grpc\ngrpc-timeout: 99999999H\n"
+                   b"grpc-encoding: gzip\nte: trailers")
+    yield "ingest", (b"/ingest?name=my.app.cpu%7Bhost%3Dh1%2Cenv%3Dprod%7D&from=1700000000&until="
+                     b"1700000010&format=folded&sampleRate=100&spyName=gospy+x\n?name\n?spyName\n"
+                     b"Content-Type: multipart/form-data; boundary=XyZ\ngrpc-timeout: 100m")
+    yield "escapes", b"/a%2Fb%zz%4%%41?%3D=%26&=&a&a=1&a=2\n?=\n?a\n?&\nx-scope-orgid:\nX-Scope-OrgID: t"
+
+
+def h2_frame(ftype, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_literal(name, value):
+    # Literal header field without indexing, new name, no Huffman (RFC 7541 section 6.2.2).
+    def s(b):
+        assert len(b) < 127
+        return bytes([len(b)]) + b
+    return b"\x00" + s(name) + s(value)
+
+
+def http_streams():
+    # The raw bytes a client writes on the connection; see fuzz_http_conn.c.
+    yield "h1_get", b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    yield "h1_pipelined", (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                           b"GET /q?x=%41%42+c HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"HEAD /ready HTTP/1.1\r\n\r\n"
+                           b"GET /nope%0d%0aX:%20y HTTP/1.0\r\ncontent-type: application/grpc\r\n\r\n")
+    yield "h1_chunked", (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                         b"Expect: 100-continue\r\n\r\n4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\n"
+                         b"Trailer: x\r\n\r\n")
+    yield "h1_too_big", b"POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + b"z" * 64
+    yield "h1_grpc", (b"POST /svc.Echo/Call HTTP/1.1\r\nContent-Type: application/grpc\r\n"
+                      b"grpc-timeout: 1S\r\nContent-Length: 8\r\n\r\n\x00\x00\x00\x00\x03abc")
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    settings = h2_frame(4, 0, 0, b"")
+    ack = h2_frame(4, 1, 0, b"")
+    get = h2_frame(1, 5, 1, hpack_literal(b":method", b"GET") + hpack_literal(b":scheme", b"http")
+                   + hpack_literal(b":path", b"/q?x=1") + hpack_literal(b":authority", b"x"))
+    yield "h2_get", preface + settings + ack + get
+    grpc = h2_frame(1, 4, 3, hpack_literal(b":method", b"POST") + hpack_literal(b":scheme", b"http")
+                    + hpack_literal(b":path", b"/svc.Echo/Call")
+                    + hpack_literal(b"content-type", b"application/grpc")
+                    + hpack_literal(b"grpc-timeout", b"5S") + hpack_literal(b"te", b"trailers"))
+    data = h2_frame(0, 1, 3, b"\x00\x00\x00\x00\x02hi")
+    unknown = h2_frame(1, 5, 5, hpack_literal(b":method", b"POST") + hpack_literal(b":scheme", b"http")
+                       + hpack_literal(b":path", b"/unknown%0a%ff")
+                       + hpack_literal(b"content-type", b"application/grpc"))
+    yield "h2_grpc", preface + settings + grpc + data + unknown + h2_frame(6, 0, 0, b"\x00" * 8)
+    big = h2_frame(1, 4, 1, hpack_literal(b":method", b"POST") + hpack_literal(b":scheme", b"http")
+                   + hpack_literal(b":path", b"/echo"))
+    yield "h2_too_big", (preface + settings + big + h2_frame(0, 0, 1, b"y" * 5000)
+                         + h2_frame(3, 0, 1, b"\x00\x00\x00\x08") + h2_frame(7, 0, 0, b"\x00" * 8))
+
+
+def new_targets():
+    for name, data in selectors():
+        write("selector", name, data)
+    for name, data in connect_json():
+        write("connect_json", name, data)
+    for name, data in request_heads():
+        write("request_head", name, data)
+    for name, data in http_streams():
+        write("http_conn", name, data)
+
+
 def main():
+    only = set(sys.argv[1:])
+    if only:  # the corpora of the selector, connect_json, request_head and http_conn targets
+        new_targets()
+        return
+    new_targets()
     msgs = list(profiles())
     for name, data in msgs:
         write("otlp_profiles", name, data)
