@@ -19,12 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <string.h>
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
+#include "fuzz_check.h"
 
 static const ProtobufCMessageDescriptor *const types[16] = {
     &querier__v1__select_merge_stacktraces_request__descriptor,

@@ -8,12 +8,7 @@
 
 #include <stdint.h>
 #include <string.h>
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
+#include "fuzz_check.h"
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;

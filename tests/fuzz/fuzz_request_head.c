@@ -10,12 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
+#include "fuzz_check.h"
 
 /* The grpc-timeout grammar (gRPC over HTTP/2, "Requests"): 1-8 digits and a unit; -1 otherwise. */
 static int64_t timeout_spec(const char *v)

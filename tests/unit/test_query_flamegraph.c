@@ -63,7 +63,7 @@ static void add(fixture *f, const char *text, int64_t value)
 static query_flamegraph build(fixture *f, int64_t max_nodes)
 {
     query_tree t;
-    query_flamegraph fg;
+    query_flamegraph fg = {0}; /* fail_msg() does not return, but clang cannot know */
     sp_err err = {0};
     if (query_tree_build(&f->s, arena, &t, &err) ||
         query_flamegraph_build(&t, max_nodes, arena, &fg, &err))
