@@ -618,6 +618,27 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
     return strlen(buf) == nl && memcmp(buf, name, nl) == 0;
 }
 
+/* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
+ * and its `seen` hour refreshed when found (sets *seen to what the cache should remember). */
+static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_stmt, int32_t target,
+                          int64_t *out, int32_t *seen, sp_err *err)
+{
+    int rc = sqs_find(w, find_stmt, out, seen, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = touch(w, seen_stmt, NULL, *out, *seen, target, err)))
+            return rc;
+        if (*seen < target - 1)
+            *seen = target;
+        return 0;
+    }
+    if ((rc = insert(w, ins_stmt, out, err)))
+        return rc;
+    *seen = target;
+    return 0;
+}
+
 static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target,
                             int64_t *out, sp_err *err)
 {
@@ -685,18 +706,8 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
             sqlite3_bind_int(st, 6, target);
     }
     int32_t seen = 0;
-    if ((rc = sqs_find(w, W_LOC_FIND, out, &seen, err)) < 0)
+    if ((rc = find_or_insert(w, W_LOC_FIND, W_LOC_INS, W_LOC_SEEN, target, out, &seen, err)))
         return rc;
-    if (rc == 1) {
-        if ((rc = touch(w, W_LOC_SEEN, NULL, *out, seen, target, err)))
-            return rc;
-        if (seen < target - 1)
-            seen = target;
-    } else {
-        if ((rc = insert(w, W_LOC_INS, out, err)))
-            return rc;
-        seen = target;
-    }
     /* The insert statement kept a pointer to buf: clear it before buf is reused. */
     sqlite3_clear_bindings(w->st[W_LOC_INS]);
     sqlite3_clear_bindings(w->st[W_LOC_FIND]);
@@ -736,18 +747,8 @@ static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s,
             sqlite3_bind_int(st, 3, target);
     }
     int32_t seen = 0;
-    if ((rc = sqs_find(w, W_STACK_FIND, out, &seen, err)) < 0)
+    if ((rc = find_or_insert(w, W_STACK_FIND, W_STACK_INS, W_STACK_SEEN, target, out, &seen, err)))
         return rc;
-    if (rc == 1) {
-        if ((rc = touch(w, W_STACK_SEEN, NULL, *out, seen, target, err)))
-            return rc;
-        if (seen < target - 1)
-            seen = target;
-    } else {
-        if ((rc = insert(w, W_STACK_INS, out, err)))
-            return rc;
-        seen = target;
-    }
     sqlite3_clear_bindings(w->st[W_STACK_INS]);
     sqlite3_clear_bindings(w->st[W_STACK_FIND]);
     store_dict_put(&w->stacks, h1, h2, *out, seen);
