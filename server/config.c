@@ -43,8 +43,16 @@ static const opt opts[] = {
      "power loss (synchronous=FULL)"},
     {"retention", T_DURATION, OFF(retention_ms), "168h",
      "delete profiles and spans older than this (0 keeps everything)"},
-    {"min-span-duration", T_DURATION, OFF(min_span_ms), "20ms",
-     "spans shorter than this get no samples by inference"},
+    {"span-min-duration", T_DURATION, OFF(min_span_ms), "20ms",
+     "spans shorter than this get no samples by inference (they keep explicitly linked ones)"},
+    {"min-span-duration", T_DURATION, OFF(min_span_ms), "20ms", "same as --span-min-duration"},
+    {"correlation-window", T_DURATION, OFF(correlation_window_ms), "2m",
+     "how long samples wait for their spans, and spans for their samples"},
+    {"correlation-max-bytes", T_SIZE, OFF(correlation_max_bytes), "134217728",
+     "memory for spans and samples waiting in the window; past it the oldest samples go first"},
+    {"correlate-threadless", T_STR, OFF(correlate_threadless), "unique",
+     "spans without thread.id: unique (attach a sample when exactly one chain of spans of its "
+     "process covers it) or off"},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
 };
@@ -67,6 +75,9 @@ void srv_config_defaults(srv_config *c)
     c->durability = "normal";
     c->retention_ms = 168LL * 3600 * 1000;
     c->min_span_ms = 20;
+    c->correlation_window_ms = 120000;
+    c->correlation_max_bytes = (size_t)128 << 20;
+    c->correlate_threadless = "unique";
 }
 
 void srv_config_usage(FILE *out)
@@ -228,6 +239,12 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
     if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "full") != 0)
         return sp_fail(err, SP_EINVAL, "--durability must be normal or full, not \"%s\"",
                        c->durability);
+    if (strcmp(c->correlate_threadless, "unique") != 0 &&
+        strcmp(c->correlate_threadless, "off") != 0)
+        return sp_fail(err, SP_EINVAL, "--correlate-threadless must be unique or off, not \"%s\"",
+                       c->correlate_threadless);
+    if (c->correlation_window_ms <= 0)
+        return sp_fail(err, SP_EINVAL, "--correlation-window must be more than 0");
     if (c->max_recv_msg_size < 1024)
         return sp_fail(err, SP_EINVAL, "--max-recv-msg-size must be at least 1024 bytes");
     return 0;

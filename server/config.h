@@ -28,6 +28,9 @@ typedef struct srv_config {
     const char *durability; /* "normal" or "full" */
     int64_t retention_ms;   /* 0 = keep forever */
     int64_t min_span_ms;    /* spans shorter than this get no inferred samples */
+    int64_t correlation_window_ms;
+    size_t correlation_max_bytes;
+    const char *correlate_threadless; /* "unique" or "off" */
     int help;
 } srv_config;
 
