@@ -732,3 +732,9 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
     pthread_mutex_unlock(&c->lock);
     return attached;
 }
+
+int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp)
+{
+    (void)tenant;
+    return (int64_t)(sp->end_ns - sp->start_ns) >= c->opt.min_span_ns;
+}

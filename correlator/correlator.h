@@ -54,4 +54,9 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns);
 
 void corr_get_stats(corr *c, corr_stats *out);
 
+/* 1 when sp can have a span profile: it lasted at least the minimum duration and its process
+ * (same identity rule as matching) sent CPU profiles within the window. The trace forwarder asks
+ * this to mark spans for Grafana's "Profiles for this span". */
+int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp);
+
 #endif
