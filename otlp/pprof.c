@@ -363,21 +363,24 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
     }
 
     /* Samples are shared by every sample type; only the value column differs. */
-    uint32_t k_span = 0, k_profile = 0, k_trace = 0, k_tid = 0, k_pid = 0, k_tname = 0;
+    /* Label keys are told apart by their text, not by the first index holding it: a string table
+     * may repeat a string (our own encoder appends "span_id" after the profile's strings). */
+    enum { K_NONE, K_SPAN, K_TRACE, K_TID, K_PID, K_TNAME };
+    uint8_t *kind = sp_arena_calloc(a, ns, 1);
+    if (!kind)
+        return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
     for (uint32_t i = 1; i < ns; i++) {
         const char *s = strs[i];
-        if (!k_span && strcmp(s, "span_id") == 0)
-            k_span = i;
-        else if (!k_profile && strcmp(s, "profile_id") == 0)
-            k_profile = i;
-        else if (!k_trace && strcmp(s, "trace_id") == 0)
-            k_trace = i;
-        else if (!k_tid && (strcmp(s, "thread_id") == 0 || strcmp(s, "thread.id") == 0))
-            k_tid = i;
-        else if (!k_pid && (strcmp(s, "process_pid") == 0 || strcmp(s, "process.pid") == 0))
-            k_pid = i;
-        else if (!k_tname && (strcmp(s, "thread_name") == 0 || strcmp(s, "thread.name") == 0))
-            k_tname = i;
+        if (strcmp(s, "span_id") == 0 || strcmp(s, "profile_id") == 0)
+            kind[i] = K_SPAN;
+        else if (strcmp(s, "trace_id") == 0)
+            kind[i] = K_TRACE;
+        else if (strcmp(s, "thread_id") == 0 || strcmp(s, "thread.id") == 0)
+            kind[i] = K_TID;
+        else if (strcmp(s, "process_pid") == 0 || strcmp(s, "process.pid") == 0)
+            kind[i] = K_PID;
+        else if (strcmp(s, "thread_name") == 0 || strcmp(s, "thread.name") == 0)
+            kind[i] = K_TNAME;
     }
     size_t nsamp = pp->n_sample;
     sp_sample *base = sp_arena_calloc(a, nsamp + 1, sizeof *base);
@@ -403,12 +406,14 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
                                in->location_id[k]);
         }
         s->labels = in->n_label ? sp_arena_alloc(a, in->n_label * sizeof *s->labels) : NULL;
+        if (in->n_label && !s->labels)
+            return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
         for (size_t k = 0; k < in->n_label; k++) {
             const Perftools__Profiles__Label *lb = in->label[k];
             uint32_t key = str_ok(lb->key, ns), str = str_ok(lb->str, ns);
             if (!key)
                 continue;
-            if ((key == k_span || key == k_profile) && !bad[i]) {
+            if (kind[key] == K_SPAN && !bad[i]) {
                 if (otlp_hex_decode(strs[str], s->link.span_id, 8) != 0) {
                     bad[i] = 1;
                     if (!res->bad_samples++)
@@ -418,7 +423,7 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
                     continue;
                 }
                 s->has_link = 1;
-            } else if (key == k_trace && !bad[i]) {
+            } else if (kind[key] == K_TRACE && !bad[i]) {
                 if (otlp_hex_decode(strs[str], s->link.trace_id, 16) != 0) {
                     bad[i] = 1;
                     if (!res->bad_samples++)
@@ -427,11 +432,11 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
                                 "digits)",
                                 i, strs[str]);
                 }
-            } else if (key == k_tid && !str) {
+            } else if (kind[key] == K_TID && !str) {
                 s->tid = lb->num;
-            } else if (key == k_pid && !str) {
+            } else if (kind[key] == K_PID && !str) {
                 s->pid = lb->num;
-            } else if (key == k_tname) {
+            } else if (kind[key] == K_TNAME) {
                 s->thread_name = str;
             } else {
                 s->labels[s->nlabels++] = (sp_label){key, str, lb->num, str_ok(lb->num_unit, ns)};

@@ -214,6 +214,75 @@ def http_streams():
                          + h2_frame(3, 0, 1, b"\x00\x00\x00\x08") + h2_frame(7, 0, 0, b"\x00" * 8))
 
 
+def go_profiles():
+    """Go's own runtime/pprof output (tests/e2e/gopprof), when the Go toolchain is there."""
+    import os
+    import tempfile
+    go = os.environ.get("GO", "/usr/local/go/bin/go")
+    if not Path(go).exists():
+        return {}
+    out = Path(tempfile.mkdtemp(prefix="spanprof-corpus-"))
+    subprocess.run([go, "run", "main.go", str(out)], cwd=HERE.parent / "e2e" / "gopprof", check=True,
+                   stdout=subprocess.DEVNULL)
+    return {name: gzip.decompress((out / f"{name}.pb.gz").read_bytes()) for name in ("cpu", "heap")}
+
+
+def pprofs():
+    """(name, serialized pprof): the e2e tests' payloads."""
+    from test_query import pprof_bytes  # a Go-style CPU pprof with span_id labels
+    yield "span_labels", pprof_bytes(1_700_000_000_000_000_000)
+    for name, data in go_profiles().items():
+        yield "go_" + name, data
+
+
+def multipart_body(boundary, profile, config):
+    """The Pyroscope Go SDK's form, as tests/e2e/test_pyroscope_ingest.py sends it."""
+    b = boundary.encode()
+    body = (b"--" + b + b'\r\nContent-Disposition: form-data; name="profile"; filename="profile.pprof"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + profile)
+    if config is not None:
+        body += (b"\r\n--" + b + b'\r\nContent-Disposition: form-data; name="sample_type_config"; '
+                 b'filename="sample_type_config.json"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                 + config)
+    return body + b"\r\n--" + b + b"--\r\n"
+
+
+def pprof_and_multipart():
+    config = (b'{"alloc_space": {"units": "bytes", "aggregation": "sum", "display-name": "alloc_space_bytes"}, '
+              b'"inuse_space": {"units": "bytes", "aggregation": "average"}}')
+    for name, data in pprofs():
+        # pprof: [options: bit 0 gzip, bit 1 name hint, bit 2 display names] + body
+        write("pprof", name, b"\x00" + data)
+        write("pprof", name + "_gzip", b"\x05" + gzip.compress(data))
+        # multipart: Content-Type parameters, '\n', body
+        if name == "go_heap":
+            write("multipart", "go_sdk_heap", b"boundary=spanprof-e2e-boundary\n"
+                  + multipart_body("spanprof-e2e-boundary", gzip.compress(data), config))
+        elif name == "span_labels":
+            write("multipart", "quoted_boundary", b'boundary="a b"; charset=x\n'
+                  + multipart_body("a b", data, None))
+    write("pprof", "name_hint", b"\x02" + next(pprofs())[1])
+
+
+def http1_streams():
+    # [read size selector: 0 = all at once, else 1..32 bytes per read] + the client's bytes
+    yield "get_pipelined", b"\x01" + (b"GET /t?x=%41 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      b"GET /t/a%2Fb HTTP/1.1\r\nHost: x\r\n\r\n")
+    yield "post_length", b"\x07" + (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                    b"Content-Type: application/x-protobuf\r\n\r\nhello")
+    yield "chunked_continue", b"\x03" + (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                                         b"Expect: 100-continue\r\n\r\n4\r\nabcd\r\n3;ext=1\r\nefg\r\n0\r\n"
+                                         b"Trailer: x\r\n\r\nGET /t HTTP/1.1\r\n\r\n")
+    yield "too_big_then_more", b"\x00" + (b"POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"
+                                          + b"z" * 64 + b"GET /t HTTP/1.1\r\n\r\n")
+    yield "http10_close", b"\x02" + b"GET /t?x=1 HTTP/1.0\r\n\r\nGET /t HTTP/1.1\r\n\r\n"
+    yield "folded_header", b"\x05" + (b"POST /echo HTTP/1.1\r\nX-A: one\r\n  two\r\n"
+                                      b"Content-Length: 2\r\nConnection: close\r\n\r\nokGET /t HTTP/1.1\r\n\r\n")
+    ingest = (b"POST /ingest?name=goapp.cpu%7Benv%3De2e%7D&format=pprof HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/octet-stream\r\nContent-Length: 4\r\n\r\n\x0a\x02\x08\x01")
+    yield "ingest", b"\x0b" + ingest
+
+
 def new_targets():
     for name, data in selectors():
         write("selector", name, data)
@@ -223,11 +292,15 @@ def new_targets():
         write("request_head", name, data)
     for name, data in http_streams():
         write("http_conn", name, data)
+    for name, data in http1_streams():
+        write("http1", name, data)
+    pprof_and_multipart()
 
 
 def main():
     only = set(sys.argv[1:])
-    if only:  # the corpora of the selector, connect_json, request_head and http_conn targets
+    if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
+        # multipart targets
         new_targets()
         return
     new_targets()
