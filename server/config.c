@@ -53,6 +53,19 @@ static const opt opts[] = {
     {"correlate-threadless", T_STR, OFF(correlate_threadless), "unique",
      "spans without thread.id: unique (attach a sample when exactly one chain of spans of its "
      "process covers it) or off"},
+    {"ingest-auth-token-file", T_STR, OFF(ingest_auth_token_file), "",
+     "file of bearer tokens (one a line) that ingest requests (OTLP, Pyroscope) must present; "
+     "also $SPANPROF_INGEST_AUTH_TOKEN"},
+    {"ingest-basic-auth-file", T_STR, OFF(ingest_basic_auth_file), "",
+     "file of user:password lines accepted as HTTP basic auth on ingest requests"},
+    {"query-auth-token-file", T_STR, OFF(query_auth_token_file), "",
+     "file of bearer tokens that query requests (querier API, /render, /pprof, the page) must "
+     "present; also $SPANPROF_QUERY_AUTH_TOKEN"},
+    {"query-basic-auth-file", T_STR, OFF(query_basic_auth_file), "",
+     "file of user:password lines accepted as HTTP basic auth on query requests"},
+    {"multitenancy-required", T_FLAG, OFF(multitenancy_required), "",
+     "refuse ingest and query requests without X-Scope-OrgID (UNAUTHENTICATED / 401) instead of "
+     "using tenant \"anonymous\""},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
 };

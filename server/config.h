@@ -31,6 +31,10 @@ typedef struct srv_config {
     int64_t correlation_window_ms;
     size_t correlation_max_bytes;
     const char *correlate_threadless; /* "unique" or "off" */
+    /* server/auth.c: credential files per route class (secrets stay off the command line) */
+    const char *ingest_auth_token_file, *ingest_basic_auth_file;
+    const char *query_auth_token_file, *query_basic_auth_file;
+    int multitenancy_required; /* refuse requests without X-Scope-OrgID */
     int help;
 } srv_config;
 

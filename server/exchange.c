@@ -206,6 +206,14 @@ int srv_exchange_body(srv_exchange *ex, const void *data, size_t len)
     sp_buf *b = &ex->req.body;
     if (ex->req.body_too_big)
         return SP_ETOOBIG;
+    if (ex->auth_refused) { /* never buffer what an unauthenticated peer sends */
+        if (b->limit && len > b->limit - ex->discarded) {
+            ex->req.body_too_big = 1;
+            return SP_ETOOBIG;
+        }
+        ex->discarded += len;
+        return 0;
+    }
     if (b->limit && len > b->limit - b->len) {
         ex->req.body_too_big = 1;
         return SP_ETOOBIG;

@@ -25,8 +25,11 @@ struct srv_exchange {
     void *owner; /* the stream or connection waiting for the answer */
     atomic_int cancelled;
     int64_t start_ns;
-    size_t charged; /* body bytes charged to the process-wide in-flight budget */
-    int metered;    /* counted in its endpoint's in-flight gauge, not yet finished */
+    size_t charged;   /* body bytes charged to the process-wide in-flight budget */
+    int metered;      /* counted in its endpoint's in-flight gauge, not yet finished */
+    int auth_refused; /* server/auth.c refused the head: the body is discarded, auth_err answered */
+    size_t discarded; /* body bytes dropped since (still bounded by the message limit) */
+    sp_err auth_err;
     void (*worker_next)(srv_exchange *ex); /* on_done to restore after a worker ran it */
     srv_exchange *next;                    /* worker queue / completion list link */
 };

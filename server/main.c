@@ -8,6 +8,7 @@
 #include "../query/query.h"
 #include "../storage-adapter/store.h"
 #include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "metrics.h"
 #include "server.h"
@@ -86,6 +87,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    srv_auth *auth = NULL;
+    if (srv_auth_new(&auth, &cfg, &err) != 0) {
+        fprintf(stderr, "spanprof: %s\n", err.msg);
+        return 2;
+    }
+
     pipeline pl = {0};
     store_options so = {
         .data_dir = cfg.data_dir,
@@ -95,6 +102,7 @@ int main(int argc, char **argv)
     };
     if (store_open(&pl.store, NULL, &so, &err) != 0) {
         sp_error("msg=\"cannot open the store\" err=\"%s\"", err.msg);
+        srv_auth_free(auth);
         return 1;
     }
     corr_options co = {.min_span_ns = cfg.min_span_ms * 1000000};
@@ -114,6 +122,10 @@ int main(int argc, char **argv)
         sp_error("msg=\"cannot register routes\"");
         goto out;
     }
+    srv_router_set_auth(router, auth);
+    char auth_desc[128];
+    srv_auth_describe(auth, auth_desc, sizeof auth_desc);
+    sp_info("msg=\"authentication\" %s", auth_desc);
     if (srv_server_new(&server, &cfg, router, &err) != 0) {
         sp_error("msg=\"%s\"", err.msg);
         goto out;
@@ -126,6 +138,7 @@ out:
     srv_router_free(router);
     store_close(pl.store);
     corr_free(pl.corr);
+    srv_auth_free(auth);
     sp_info("msg=\"stopped\"");
     return rc;
 }

@@ -1,4 +1,5 @@
 #include "router.h"
+#include "auth.h"
 #include "exchange.h"
 #include "metrics.h"
 #include "workers.h"
@@ -13,6 +14,7 @@ struct srv_router {
     struct srv_route routes[MAX_ROUTES];
     int nroutes;
     srv_workers *workers;
+    const srv_auth *auth;
     int other_endpoint;
 };
 
@@ -36,6 +38,11 @@ void srv_router_free(srv_router *r)
 void srv_router_set_workers(srv_router *r, srv_workers *w)
 {
     r->workers = w;
+}
+
+void srv_router_set_auth(srv_router *r, const srv_auth *a)
+{
+    r->auth = a;
 }
 
 int srv_router_add(srv_router *r, const char *method, const char *path, srv_route_kind kind,
@@ -92,6 +99,8 @@ void srv_router_match(srv_router *r, srv_exchange *ex)
     ex->req.endpoint = found->fn ? found->endpoint : r->other_endpoint;
     srv_metrics_request_start(ex->req.endpoint);
     ex->metered = 1;
+    /* Decided on the head alone, before any body byte is buffered. */
+    ex->auth_refused = srv_auth_check(r->auth, &ex->req, &ex->auth_err) != 0;
 }
 
 static void complete(srv_exchange *ex)
@@ -138,6 +147,11 @@ void srv_router_dispatch(srv_router *r, srv_exchange *ex)
     if (!rt)
         srv_router_match(r, ex);
     rt = ex->route;
+    if (ex->auth_refused) { /* before routing: an unauthenticated peer learns nothing */
+        srv_auth_refuse(r->auth, &ex->req, &ex->resp, &ex->auth_err);
+        complete(ex);
+        return;
+    }
     if (rt == &no_route || rt == &wrong_method) {
         if (srv_request_is_grpc(&ex->req))
             sp_fail(&err, SP_EUNIMPL, "unknown service or method %s", ex->req.path);

@@ -40,6 +40,9 @@ struct srv_route {
 };
 
 void srv_router_set_workers(srv_router *r, struct srv_workers *w);
+struct srv_auth;
+/* Credentials and tenancy rules (server/auth.h) checked on every request; NULL = none. */
+void srv_router_set_auth(srv_router *r, const struct srv_auth *a);
 /* Called once the request head is known: picks the route and starts the endpoint's metrics. */
 void srv_router_match(srv_router *r, struct srv_exchange *ex);
 /* Called once the request is complete (or must be answered early, e.g. body too big): runs or
