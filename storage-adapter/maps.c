@@ -1,6 +1,7 @@
 #include "maps.h"
 
 #include <stdlib.h>
+#include <zstd.h>
 #include <string.h>
 
 /* ---- hashing -----------------------------------------------------------------------------------
@@ -263,6 +264,159 @@ store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2,
     if (created)
         *created = 1;
     return e;
+}
+
+/* ---- value chunks ------------------------------------------------------------------------------
+ */
+
+/* Chunks this small stay plain: zstd's frame header would eat what it saves. */
+#define CHUNK_ZSTD_MIN 96
+/* A decoded chunk larger than this is malformed (a writer never makes one). */
+#define CHUNK_RAW_MAX ((uint64_t)1 << 30)
+
+static uint64_t zz(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzz(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static uint64_t gcd64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static int reserve(uint8_t **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 4096;
+    while (n < need)
+        n *= 2;
+    uint8_t *q = realloc(*p, n);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+void store_chunk_coder_free(store_chunk_coder *c)
+{
+    ZSTD_freeCCtx(c->zc);
+    free(c->raw);
+    free(c->out);
+    memset(c, 0, sizeof *c);
+}
+
+int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n, int key0, int nk,
+                       const uint8_t **blob, size_t *len)
+{
+    if (reserve(&c->raw, &c->raw_cap, 1 + (size_t)(nk + 1) * n * STORE_VARINT_MAX + 32))
+        return -1;
+    uint64_t unit = 0;
+    for (size_t i = 0; i < n && unit != 1; i++)
+        unit = gcd64(unit, e[i].sum < 0 ? (uint64_t)0 - (uint64_t)e[i].sum : (uint64_t)e[i].sum);
+    if (!unit)
+        unit = 1;
+    uint8_t *r = c->raw + 1; /* room for the format byte of a plain chunk */
+    size_t k = store_varint_put(r, n);
+    k += store_varint_put(r + k, unit);
+    int64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        k += store_varint_put(r + k, zz(e[i].k[key0] - prev));
+        prev = e[i].k[key0];
+    }
+    if (nk == 2) {
+        int64_t prev1 = 0;
+        for (size_t i = 0; i < n; i++) {
+            int same = i > 0 && e[i].k[key0] == e[i - 1].k[key0];
+            k += store_varint_put(r + k, zz(e[i].k[key0 + 1] - (same ? prev1 : 0)));
+            prev1 = e[i].k[key0 + 1];
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        k += store_varint_put(r + k, zz(e[i].sum / (int64_t)unit));
+    if (k >= CHUNK_ZSTD_MIN) {
+        size_t bound = ZSTD_compressBound(k) + 1 + STORE_VARINT_MAX;
+        if (!c->zc && !(c->zc = ZSTD_createCCtx()))
+            return -1;
+        if (reserve(&c->out, &c->out_cap, bound))
+            return -1;
+        c->out[0] = 1;
+        size_t h = 1 + store_varint_put(c->out + 1, k);
+        size_t z = ZSTD_compressCCtx(c->zc, c->out + h, c->out_cap - h, r, k, 1);
+        if (!ZSTD_isError(z) && h + z < k + 1) {
+            *blob = c->out;
+            *len = h + z;
+            return 0;
+        }
+    }
+    c->raw[0] = 0;
+    *blob = c->raw;
+    *len = k + 1;
+    return 0;
+}
+
+int store_chunk_decode(const uint8_t *blob, size_t len, int nk, uint8_t **scratch, size_t *cap,
+                       int (*fn)(void *ctx, int64_t k0, int64_t k1, int64_t v), void *ctx)
+{
+    if (!len)
+        return -1;
+    const uint8_t *p = blob + 1, *end = blob + len;
+    if (blob[0] == 1) {
+        uint64_t raw;
+        if (store_varint_get(&p, end, &raw) || raw > CHUNK_RAW_MAX)
+            return -1;
+        if (reserve(scratch, cap, raw ? raw : 1))
+            return -2;
+        size_t got = ZSTD_decompress(*scratch, raw, p, (size_t)(end - p));
+        if (ZSTD_isError(got) || got != raw)
+            return -1;
+        p = *scratch;
+        end = p + raw;
+    } else if (blob[0] != 0) {
+        return -1;
+    }
+    uint64_t n, unit;
+    if (store_varint_get(&p, end, &n) || store_varint_get(&p, end, &unit) ||
+        n > (uint64_t)(end - p))
+        return -1;
+    /* Three column cursors over the same bytes: find where each column starts. */
+    const uint8_t *col[3];
+    col[0] = p;
+    for (int c = 0; c < nk; c++) {
+        const uint8_t *q = col[c];
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t v;
+            if (store_varint_get(&q, end, &v))
+                return -1;
+        }
+        col[c + 1] = q;
+    }
+    const uint8_t *vals = col[nk];
+    int64_t k0 = 0, k1 = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t d0, d1 = 0, v;
+        if (store_varint_get(&col[0], end, &d0) ||
+            (nk == 2 && store_varint_get(&col[1], end, &d1)) || store_varint_get(&vals, end, &v))
+            return -1;
+        k0 = (int64_t)((uint64_t)k0 + (uint64_t)unzz(d0));
+        if (nk == 2)
+            k1 = (int64_t)((uint64_t)(i > 0 && d0 == 0 ? k1 : 0) + (uint64_t)unzz(d1));
+        int rc = fn(ctx, k0, k1, (int64_t)((uint64_t)unzz(v) * unit));
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 /* ---- string set --------------------------------------------------------------------------------

@@ -68,6 +68,32 @@ store_agg_entry *store_agg_get(store_agg *m, int64_t k0, int64_t k1, int64_t k2,
                                int *created);
 store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int64_t k2, int64_t k3);
 
+/* ---- value chunks: sorted (key, key, value) lists coded for the disk ----------------------------
+ * A chunk holds n entries sorted by (k0, k1) (nk = 1: k0 only). Coded column by column so that
+ * zstd finds the repetition: varint n, varint unit (the gcd of the values: CPU samples are
+ * multiples of the period), then k0 as zigzag deltas, then (nk = 2) k1 as zigzag deltas from the
+ * previous entry's k1 when k0 repeats and as itself when it changes, then value / unit zigzagged.
+ * Blob = one format byte (0 = that coding, 1 = zstd of it preceded by its varint length). */
+typedef struct store_chunk_coder {
+    void *zc;     /* ZSTD_CCtx, made on first use */
+    uint8_t *raw; /* scratch */
+    size_t raw_cap;
+    uint8_t *out;
+    size_t out_cap;
+} store_chunk_coder;
+
+void store_chunk_coder_free(store_chunk_coder *c);
+/* Codes entries e[0..n) taking keys from e[i].k[key0] (and k[key0 + 1] when nk = 2) and values
+ * from e[i].sum. *blob points into the coder (valid until its next use). -1 on allocation
+ * failure. */
+int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n, int key0, int nk,
+                       const uint8_t **blob, size_t *len);
+/* Decodes a blob and calls fn for every entry (k1 = 0 when nk = 1). 0, -1 when the blob is
+ * malformed, -2 on allocation failure, or the first non-zero answer of fn. *scratch (freed by
+ * the caller) is reused across calls. */
+int store_chunk_decode(const uint8_t *blob, size_t len, int nk, uint8_t **scratch, size_t *cap,
+                       int (*fn)(void *ctx, int64_t k0, int64_t k1, int64_t v), void *ctx);
+
 /* ---- string set: interns strings to dense indices 0..n-1 ---------------------------------------
  * The strings are not copied: what is added must outlive the set (typically an arena copy). */
 typedef struct store_strset {

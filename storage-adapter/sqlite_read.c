@@ -3,8 +3,9 @@
  * Each query borrows a read connection from the pool, opens a read transaction (one consistent
  * WAL snapshot for all its statements, never blocking the writer), selects the tenant's series
  * whose labels match (matchers are evaluated here, in C, against the few series rows), then
- * reads only those series' key ranges of `sample`, or only the named spans' rows of
- * `span_stack`. Stacks are turned into frame names once per distinct location per query.
+ * reads only those series' key ranges of `sample_chunk` (and of `sample`, version 1 rows), or
+ * only the named spans' rows of `span_chunk` (and `span_stack`). Stacks are turned into frame names
+ * once per distinct location per query.
  */
 #include "match.h"
 #include "sqlite_store.h"
@@ -17,11 +18,15 @@ static const char *const rsql[R_NSTMT] = {
     [R_COMMIT] = "COMMIT",
     [R_TENANT] = "SELECT id FROM tenant WHERE name=?1",
     [R_SERIES] = "SELECT id, type, labels FROM series WHERE tenant=?1 ORDER BY id",
-    [R_SERIES_HAS] = "SELECT 1 FROM sample WHERE series=?1 AND bucket>=?2 AND bucket<=?3 LIMIT 1",
+    [R_SERIES_HAS] = "SELECT 1 FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3 "
+                     "UNION ALL SELECT 1 FROM sample WHERE series=?1 AND bucket>=?2 AND "
+                     "bucket<=?3 LIMIT 1",
     [R_STACK_SUMS] = "SELECT stack, value FROM sample WHERE series=?1 AND bucket>=?2 AND "
                      "bucket<=?3",
-    [R_BUCKET_SUMS] = "SELECT bucket, sum(value) FROM sample WHERE series=?1 AND bucket>=?2 AND "
-                      "bucket<=?3 GROUP BY bucket",
+    [R_BUCKET_SUMS] = "SELECT bucket, sum(v) FROM (SELECT bucket, total AS v FROM sample_chunk "
+                      "WHERE series=?1 AND bucket>=?2 AND bucket<=?3 UNION ALL SELECT bucket, "
+                      "value FROM sample WHERE series=?1 AND bucket>=?2 AND bucket<=?3) "
+                      "GROUP BY bucket",
     [R_STACK] = "SELECT locs FROM stack WHERE id=?1",
     [R_LOC] = "SELECT mapping, address, kind, lines FROM location WHERE id=?1",
     [R_FUNC] = "SELECT name FROM function WHERE id=?1",
@@ -29,6 +34,9 @@ static const char *const rsql[R_NSTMT] = {
     [R_MAPPING] = "SELECT file FROM mapping WHERE id=?1",
     [R_SPANSTK] = "SELECT series, stack, value FROM span_stack WHERE hour IN (SELECT hour FROM "
                   "span_hour WHERE hour>=?2 AND hour<=?3) AND span_id=?1",
+    [R_CHUNKS] = "SELECT data FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3",
+    [R_SPANCHUNKS] = "SELECT data FROM span_chunk WHERE hour IN (SELECT hour FROM span_hour WHERE "
+                     "hour>=?2 AND hour<=?3) AND span_id=?1",
     [R_TRACE] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
                 "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
                 "FROM span INDEXED BY span_by_trace WHERE tenant=?1 AND trace_id=?2 "
@@ -841,6 +849,57 @@ done:
     return rc;
 }
 
+/* Summing decoded chunks into a query's stack → value map. */
+typedef struct chunk_ctx {
+    rq *q;
+    store_agg *vals;
+    const store_agg *allowed; /* span chunks: the series the query selects */
+    uint8_t *scratch;
+    size_t scratch_cap;
+} chunk_ctx;
+
+static int chunk_add(void *ctx, int64_t k0, int64_t k1, int64_t v)
+{
+    chunk_ctx *c = ctx;
+    int64_t stack = k0;
+    if (c->allowed) { /* (series, stack) */
+        if (!store_agg_find(c->allowed, k0, 0, 0, 0))
+            return 0;
+        stack = k1;
+    }
+    store_agg_entry *e = store_agg_get(c->vals, stack, 0, 0, 0, NULL);
+    if (!e)
+        return -2;
+    e->sum += v;
+    return 0;
+}
+
+/* Steps a bound chunk statement and sums every chunk it returns. */
+static int read_chunks(rq *q, sqlite3_stmt *st, int which, int nk, chunk_ctx *c)
+{
+    int src, rc = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const uint8_t *blob = sqlite3_column_blob(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        int d = store_chunk_decode(blob, len, nk, &c->scratch, &c->scratch_cap, chunk_add, c);
+        if (d == -2) {
+            rc = nomem(q);
+            break;
+        }
+        if (d) {
+            rc = sp_fail(q->err, SP_EINTERNAL,
+                         "reading %s: a stored value chunk is malformed (the database is "
+                         "damaged; restore it from a backup)",
+                         which == R_CHUNKS ? "sample_chunk" : "span_chunk");
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (!rc && src != SQLITE_DONE)
+        rc = dberr(q, src, which);
+    return rc;
+}
+
 int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_stacks *out,
                       sp_err *err)
 {
@@ -856,6 +915,10 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
     sqlite3_stmt *sums = rc ? NULL : stmt(&q, R_STACK_SUMS);
     if (!rc && !sums)
         rc = prep_fail(&q, R_STACK_SUMS);
+    sqlite3_stmt *chunks = rc ? NULL : stmt(&q, R_CHUNKS);
+    if (!rc && !chunks)
+        rc = prep_fail(&q, R_CHUNKS);
+    chunk_ctx ck = {.q = &q, .vals = &vals};
     for (size_t i = 0; i < n && !rc; i++) {
         sqlite3_bind_int64(sums, 1, v[i].id);
         sqlite3_bind_int64(sums, 2, q.b0);
@@ -872,9 +935,16 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
         sqlite3_reset(sums);
         if (!rc && src != SQLITE_DONE)
             rc = dberr(&q, src, R_STACK_SUMS);
+        if (!rc) {
+            sqlite3_bind_int64(chunks, 1, v[i].id);
+            sqlite3_bind_int64(chunks, 2, q.b0);
+            sqlite3_bind_int64(chunks, 3, q.b1);
+            rc = read_chunks(&q, chunks, R_CHUNKS, 1, &ck);
+        }
     }
     if (!rc)
         rc = build_stacks(&q, &vals, out);
+    free(ck.scratch);
     store_agg_free(&vals);
     rq_end(&q);
     return rc;
@@ -906,6 +976,10 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     sqlite3_stmt *rows = rc || !n ? NULL : stmt(&q, R_SPANSTK);
     if (!rc && n && !rows)
         rc = prep_fail(&q, R_SPANSTK);
+    sqlite3_stmt *chunks = rc || !n ? NULL : stmt(&q, R_SPANCHUNKS);
+    if (!rc && n && !chunks)
+        rc = prep_fail(&q, R_SPANCHUNKS);
+    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &allowed};
     for (size_t i = 0; i < nids && n && !rc; i++) {
         int64_t key = sqs_span_key(span_ids[i]);
         int dup = 0;
@@ -930,9 +1004,16 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
         sqlite3_reset(rows);
         if (!rc && src != SQLITE_DONE)
             rc = dberr(&q, src, R_SPANSTK);
+        if (!rc) {
+            sqlite3_bind_int64(chunks, 1, key);
+            sqlite3_bind_int64(chunks, 2, h0);
+            sqlite3_bind_int64(chunks, 3, h1);
+            rc = read_chunks(&q, chunks, R_SPANCHUNKS, 2, &ck);
+        }
     }
     if (!rc)
         rc = build_stacks(&q, &vals, out);
+    free(ck.scratch);
     store_agg_free(&vals);
     store_agg_free(&allowed);
     rq_end(&q);

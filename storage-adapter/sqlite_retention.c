@@ -1,12 +1,34 @@
 /* Retention for the SQLite store: deletes data older than the retention in small transactions
  * that the writer thread interleaves with ingest (sqlite_write.c calls sqs_retention_start() when
  * a run is due and sqs_retention_step() between commits), so ingest never waits for a long delete.
- * Order: sample buckets, span stacks and spans by whole hours from the front of their keys, then
- * dictionary rows (stacks, locations, functions) nobody used since before the cut plus a margin.
+ * Order: sample buckets (version 1 rows, then chunks), span stacks (the same) and spans by whole
+ * hours from the front of their keys, then dictionary rows (stacks, locations, functions) nobody
+ * used since before the cut plus a margin.
  */
 #include "sqlite_store.h"
 
-enum { RP_SAMPLES, RP_SPAN_STACKS, RP_SPANS, RP_STACKS, RP_LOCATIONS, RP_FUNCTIONS, RP_DONE };
+enum {
+    RP_SAMPLES,
+    RP_SAMPLE_CHUNKS,
+    RP_SPAN_STACKS,
+    RP_SPAN_CHUNKS,
+    RP_SPANS,
+    RP_STACKS,
+    RP_LOCATIONS,
+    RP_FUNCTIONS,
+    RP_DONE
+};
+
+/* The statements of the bucket-keyed (sample, sample_chunk) and hour-keyed (span_stack,
+ * span_chunk) phases: version 1 rows and chunks age out the same way. */
+static const int bucket_stmts[2][3] = {
+    {W_RET_SAMPLE_BOUND, W_RET_SAMPLE_DEL_LE, W_RET_SAMPLE_DEL_LT},
+    {W_RET_SCHUNK_BOUND, W_RET_SCHUNK_DEL_LE, W_RET_SCHUNK_DEL_LT},
+};
+static const int hour_stmts[2][3] = {
+    {W_RET_SPANSTK_BOUND, W_RET_SPANSTK_DEL_LE, W_RET_SPANSTK_DEL_LT},
+    {W_RET_SPCHUNK_BOUND, W_RET_SPCHUNK_DEL_LE, W_RET_SPCHUNK_DEL_LT},
+};
 
 /* Dictionary rows must outlive every data row that names them. A row's `seen` is refreshed when
  * it is more than an hour old, and a location is refreshed whenever a stack using it is, so the
@@ -89,7 +111,9 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
     int phase = r->phase;
     int done = 0;
     switch (phase) {
-    case RP_SAMPLES: {
+    case RP_SAMPLES:
+    case RP_SAMPLE_CHUNKS: {
+        const int *sq = bucket_stmts[phase == RP_SAMPLE_CHUNKS];
         int64_t budget = chunk;
         while (budget > 0 && !done) {
             if (!r->series_cur) {
@@ -102,24 +126,24 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
                     break;
                 }
             }
-            sqlite3_stmt *st = w->st[W_RET_SAMPLE_BOUND];
+            sqlite3_stmt *st = w->st[sq[0]];
             sqlite3_bind_int64(st, 1, r->series_cur);
             sqlite3_bind_int64(st, 2, r->cut_bucket);
             sqlite3_bind_int64(st, 3, budget);
             int64_t b;
-            if ((rc = one_int(w, W_RET_SAMPLE_BOUND, &b, err)) < 0)
+            if ((rc = one_int(w, sq[0], &b, err)) < 0)
                 goto fail;
             if (rc == 1) {
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 1, r->series_cur);
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LE], 2, b);
-                if ((rc = sqs_run(w, W_RET_SAMPLE_DEL_LE, err)))
+                sqlite3_bind_int64(w->st[sq[1]], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[sq[1]], 2, b);
+                if ((rc = sqs_run(w, sq[1], err)))
                     goto fail;
                 r->deleted += (uint64_t)sqlite3_changes(w->db);
                 budget = 0;
             } else {
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 1, r->series_cur);
-                sqlite3_bind_int64(w->st[W_RET_SAMPLE_DEL_LT], 2, r->cut_bucket);
-                if ((rc = sqs_run(w, W_RET_SAMPLE_DEL_LT, err)))
+                sqlite3_bind_int64(w->st[sq[2]], 1, r->series_cur);
+                sqlite3_bind_int64(w->st[sq[2]], 2, r->cut_bucket);
+                if ((rc = sqs_run(w, sq[2], err)))
                     goto fail;
                 int ch = sqlite3_changes(w->db);
                 r->deleted += (uint64_t)ch;
@@ -130,10 +154,12 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
         }
         break;
     }
-    case RP_SPAN_STACKS: {
+    case RP_SPAN_STACKS:
+    case RP_SPAN_CHUNKS: {
         /* Whole hours before the cut, from the front of the key, `chunk` rows at a time. */
+        const int *sq = hour_stmts[phase == RP_SPAN_CHUNKS];
         int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
-        sqlite3_stmt *st = w->st[W_RET_SPANSTK_BOUND];
+        sqlite3_stmt *st = w->st[sq[0]];
         sqlite3_bind_int64(st, 1, cut_h);
         sqlite3_bind_int64(st, 2, chunk);
         rc = sqlite3_step(st);
@@ -144,14 +170,14 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
         }
         sqlite3_reset(st);
         if (rc == SQLITE_ROW) {
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 1, bh);
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LE], 2, bs);
-            if ((rc = sqs_run(w, W_RET_SPANSTK_DEL_LE, err)))
+            sqlite3_bind_int64(w->st[sq[1]], 1, bh);
+            sqlite3_bind_int64(w->st[sq[1]], 2, bs);
+            if ((rc = sqs_run(w, sq[1], err)))
                 goto fail;
             r->deleted += (uint64_t)sqlite3_changes(w->db);
         } else if (rc == SQLITE_DONE) {
-            sqlite3_bind_int64(w->st[W_RET_SPANSTK_DEL_LT], 1, cut_h);
-            if ((rc = sqs_run(w, W_RET_SPANSTK_DEL_LT, err)))
+            sqlite3_bind_int64(w->st[sq[2]], 1, cut_h);
+            if ((rc = sqs_run(w, sq[2], err)))
                 goto fail;
             r->deleted += (uint64_t)sqlite3_changes(w->db);
             done = 1;

@@ -36,6 +36,17 @@
  *        deletes whole hours from the front of the key, so no index is needed.
  *   span_hour(hour INTEGER PRIMARY KEY)          the hours span_stack or span have rows for
  *
+ * Version 2 adds where values are written since (sample and span_stack keep version 1 rows,
+ * which reads still include and retention still ages out):
+ *   sample_chunk(series, bucket, seq, total, data) PRIMARY KEY (series, bucket, seq) WITHOUT ROWID
+ *        What one transaction added to one series' bucket: data = the (stack, value) list coded
+ *        by store_chunk_encode() (sorted by stack, delta and gcd coded, zstd when it pays);
+ *        total = the sum of its values, so time series never decode. seq = 1, 2, ... per
+ *        (series, bucket). Range queries read one key range per series, as before.
+ *   span_chunk(hour, span_id, seq, data) PRIMARY KEY (hour, span_id, seq) WITHOUT ROWID
+ *        What one transaction attached to one span in one hour: the (series, stack, value)
+ *        list, coded the same way. Read and aged out exactly like span_stack.
+ *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
  * than the retention (with a margin), so the file does not grow without bound when code
@@ -86,6 +97,16 @@ static const char *const steps[] = {
     "  series INTEGER NOT NULL, stack INTEGER NOT NULL, value INTEGER NOT NULL,"
     "  PRIMARY KEY(hour, span_id, series, stack)) WITHOUT ROWID;"
     "CREATE TABLE span_hour(hour INTEGER PRIMARY KEY);",
+    /* 1 → 2: values in coded chunks, one row per (series, bucket) or (hour, span) and
+     * transaction instead of one per stack. Version 1 rows stay where they are and are read (and
+     * aged out) beside the chunks. */
+    "CREATE TABLE sample_chunk(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL, total INTEGER NOT NULL, data BLOB NOT NULL,"
+    "  PRIMARY KEY(series, bucket, seq)) WITHOUT ROWID;"
+    "CREATE TABLE span_chunk(hour INTEGER NOT NULL, span_id INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL, data BLOB NOT NULL,"
+    "  PRIMARY KEY(hour, span_id, seq)) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('chunk_format', 1);",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

@@ -22,7 +22,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 1
+#define SQS_SCHEMA_VERSION 2
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -65,8 +65,8 @@ enum {
     W_STACK_FIND,
     W_STACK_INS,
     W_STACK_SEEN,
-    W_SAMPLE_UPSERT,
-    W_SPANSTK_UPSERT,
+    W_SAMPLE_CHUNK,
+    W_SPAN_CHUNK,
     W_SPAN_UPSERT,
     W_SPAN_HOUR,
     W_RET_NEXT_SERIES,
@@ -76,6 +76,12 @@ enum {
     W_RET_SPANSTK_BOUND,
     W_RET_SPANSTK_DEL_LE,
     W_RET_SPANSTK_DEL_LT,
+    W_RET_SCHUNK_BOUND,
+    W_RET_SCHUNK_DEL_LE,
+    W_RET_SCHUNK_DEL_LT,
+    W_RET_SPCHUNK_BOUND,
+    W_RET_SPCHUNK_DEL_LE,
+    W_RET_SPCHUNK_DEL_LT,
     W_RET_SPANHOUR_DEL,
     W_RET_SPAN_BOUND,
     W_RET_SPAN_DEL_LE,
@@ -107,6 +113,10 @@ typedef struct sqs_writer {
     store_agg samples; /* (series, bucket, stack) → value, this transaction */
     store_agg spanstk; /* (hour, span key, series, stack) → value, this transaction */
     store_agg hours;   /* hours known to be in span_hour */
+    /* Per-batch memo: a sample's location list (the converter shares one per stack) → stack id
+     * (aux), so a stack repeated in a batch is hashed and looked up once. */
+    store_agg stack_memo;
+    store_chunk_coder coder;
     /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
      * of one batch that share their tables (the converter shares one request dictionary among
      * the profiles it splits by service) share the memos too: memo_* names those tables. */
@@ -139,6 +149,8 @@ enum {
     R_STRING,
     R_MAPPING,
     R_SPANSTK,
+    R_CHUNKS,
+    R_SPANCHUNKS,
     R_TRACE,
     R_SPAN,
     R_NSTMT

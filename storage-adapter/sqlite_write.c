@@ -57,11 +57,12 @@ static const char *const wsql[W_NSTMT] = {
     [W_STACK_FIND] = "SELECT id, seen FROM stack WHERE hash=?1 AND locs=?2",
     [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
-    [W_SAMPLE_UPSERT] = "INSERT INTO sample(series, bucket, stack, value) VALUES(?1, ?2, ?3, ?4) "
-                        "ON CONFLICT DO UPDATE SET value=value+excluded.value",
-    [W_SPANSTK_UPSERT] = "INSERT INTO span_stack(hour, span_id, series, stack, value) "
-                         "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET "
-                         "value=value+excluded.value",
+    [W_SAMPLE_CHUNK] = "INSERT INTO sample_chunk(series, bucket, seq, total, data) VALUES(?1, ?2, "
+                       "(SELECT coalesce(max(seq), 0) + 1 FROM sample_chunk WHERE series=?1 AND "
+                       "bucket=?2), ?3, ?4)",
+    [W_SPAN_CHUNK] = "INSERT INTO span_chunk(hour, span_id, seq, data) VALUES(?1, ?2, "
+                     "(SELECT coalesce(max(seq), 0) + 1 FROM span_chunk WHERE hour=?1 AND "
+                     "span_id=?2), ?3)",
     [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(hour, tenant, span_id, trace_id, parent_id, "
                       "service, name, start_ns, duration_ns, pid, tid) "
                       "VALUES(?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -75,6 +76,14 @@ static const char *const wsql[W_NSTMT] = {
                             "ORDER BY hour, span_id LIMIT 1 OFFSET ?2",
     [W_RET_SPANSTK_DEL_LE] = "DELETE FROM span_stack WHERE (hour, span_id)<=(?1, ?2)",
     [W_RET_SPANSTK_DEL_LT] = "DELETE FROM span_stack WHERE hour<?1",
+    [W_RET_SCHUNK_BOUND] = "SELECT bucket FROM sample_chunk WHERE series=?1 AND bucket<?2 "
+                           "ORDER BY bucket LIMIT 1 OFFSET ?3",
+    [W_RET_SCHUNK_DEL_LE] = "DELETE FROM sample_chunk WHERE series=?1 AND bucket<=?2",
+    [W_RET_SCHUNK_DEL_LT] = "DELETE FROM sample_chunk WHERE series=?1 AND bucket<?2",
+    [W_RET_SPCHUNK_BOUND] = "SELECT hour, span_id FROM span_chunk WHERE hour<?1 "
+                            "ORDER BY hour, span_id LIMIT 1 OFFSET ?2",
+    [W_RET_SPCHUNK_DEL_LE] = "DELETE FROM span_chunk WHERE (hour, span_id)<=(?1, ?2)",
+    [W_RET_SPCHUNK_DEL_LT] = "DELETE FROM span_chunk WHERE hour<?1",
     [W_RET_SPANHOUR_DEL] = "DELETE FROM span_hour WHERE hour<?1",
     [W_RET_SPAN_BOUND] = "SELECT hour, tenant, span_id FROM span WHERE hour<?1 "
                          "ORDER BY hour, tenant, span_id LIMIT 1 OFFSET ?2",
@@ -110,8 +119,8 @@ static const char *const wwhat[W_NSTMT] = {
     [W_STACK_FIND] = "looking up a stack",
     [W_STACK_INS] = "writing a stack",
     [W_STACK_SEEN] = "refreshing a stack",
-    [W_SAMPLE_UPSERT] = "writing sample values",
-    [W_SPANSTK_UPSERT] = "writing span stack values",
+    [W_SAMPLE_CHUNK] = "writing sample values",
+    [W_SPAN_CHUNK] = "writing span stack values",
     [W_SPAN_UPSERT] = "writing a span",
     [W_SPAN_HOUR] = "recording a span hour",
     [W_RET_NEXT_SERIES] = "retention: listing series",
@@ -121,6 +130,12 @@ static const char *const wwhat[W_NSTMT] = {
     [W_RET_SPANSTK_BOUND] = "retention: reading span stacks",
     [W_RET_SPANSTK_DEL_LE] = "retention: deleting span stacks",
     [W_RET_SPANSTK_DEL_LT] = "retention: deleting span stacks",
+    [W_RET_SCHUNK_BOUND] = "retention: reading sample buckets",
+    [W_RET_SCHUNK_DEL_LE] = "retention: deleting samples",
+    [W_RET_SCHUNK_DEL_LT] = "retention: deleting samples",
+    [W_RET_SPCHUNK_BOUND] = "retention: reading span stacks",
+    [W_RET_SPCHUNK_DEL_LE] = "retention: deleting span stacks",
+    [W_RET_SPCHUNK_DEL_LT] = "retention: deleting span stacks",
     [W_RET_SPANHOUR_DEL] = "retention: deleting span hours",
     [W_RET_SPAN_BOUND] = "retention: reading spans",
     [W_RET_SPAN_DEL_LE] = "retention: deleting spans",
@@ -173,6 +188,7 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     store_agg_init(&w->samples);
     store_agg_init(&w->spanstk);
     store_agg_init(&w->hours);
+    store_agg_init(&w->stack_memo);
     w->ret.last_gc_hour = INT32_MIN;
     return 0;
 }
@@ -196,6 +212,8 @@ void sqs_writer_free(sqs_store *s)
     store_agg_free(&w->samples);
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
+    store_agg_free(&w->stack_memo);
+    store_chunk_coder_free(&w->coder);
     free(w->fn_ids);
     free(w->loc_ids);
     free(w->map_ids);
@@ -925,6 +943,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
         memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
         memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+        store_agg_reset(&w->stack_memo);
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
         w->memo_maps = p->mappings;
@@ -961,8 +980,22 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
                 return rc;
             series = base_series;
         }
-        if ((rc = resolve_stack(w, p, s, target, &stack, err)))
-            return rc;
+        /* The memo is keyed by the location list's address: only valid while the tables it
+         * indexes stay the same, which the memo reset above ensures. */
+        int created = 0;
+        store_agg_entry *m = store_agg_get(&w->stack_memo, (int64_t)(uintptr_t)s->location_ids,
+                                           s->nlocations, 0, 0, &created);
+        if (!m)
+            return oom(err);
+        if (created) {
+            if ((rc = resolve_stack(w, p, s, target, &stack, err))) {
+                store_agg_reset(&w->stack_memo);
+                return rc;
+            }
+            m->aux = stack;
+        } else {
+            stack = m->aux;
+        }
         if (s->nobs) {
             /* Observations without their own values share the sample's value. */
             int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
@@ -1057,7 +1090,9 @@ static int entry_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* Upserts an aggregation map in key order (B-tree friendly). */
+/* Writes an aggregation map as chunks: one row per run of entries sharing their leading keys
+ * ((series, bucket) of samples, (hour, span) of span values), the rest of the key and the value
+ * coded by store_chunk_encode(). Rows go in key order (B-tree friendly). */
 static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
 {
     if (!m->n)
@@ -1066,26 +1101,39 @@ static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
         return oom(err);
     size_t n = 0;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].used)
+        if (m->slots[i].used && m->slots[i].sum)
             w->sorted[n++] = m->slots[i];
     qsort(w->sorted, n, sizeof *w->sorted, entry_cmp);
     sqlite3_stmt *st = w->st[which];
-    int nk = which == W_SPANSTK_UPSERT ? 4 : 3;
-    for (size_t i = 0; i < n; i++) {
+    int spans = which == W_SPAN_CHUNK;
+    for (size_t i = 0; i < n;) {
         const store_agg_entry *e = &w->sorted[i];
-        if (!e->sum)
-            continue;
-        for (int k = 0; k < nk; k++)
-            sqlite3_bind_int64(st, k + 1, e->k[k]);
-        sqlite3_bind_int64(st, nk + 1, e->sum);
+        size_t j = i + 1;
+        int64_t total = e->sum;
+        while (j < n && w->sorted[j].k[0] == e->k[0] && w->sorted[j].k[1] == e->k[1])
+            total += w->sorted[j++].sum;
+        const uint8_t *blob;
+        size_t len;
+        if (store_chunk_encode(&w->coder, e, j - i, 2, spans ? 2 : 1, &blob, &len))
+            return oom(err);
+        sqlite3_bind_int64(st, 1, e->k[0]);
+        sqlite3_bind_int64(st, 2, e->k[1]);
+        if (spans) {
+            sqlite3_bind_blob(st, 3, blob, (int)len, SQLITE_STATIC);
+        } else {
+            sqlite3_bind_int64(st, 3, total);
+            sqlite3_bind_blob(st, 4, blob, (int)len, SQLITE_STATIC);
+        }
         int rc = sqs_run(w, which, err);
         if (rc)
             return rc;
-        /* span_stack: record each hour in span_hour (rows are in hour order). */
-        if (which == W_SPANSTK_UPSERT && (i == 0 || e->k[0] != w->sorted[i - 1].k[0]) &&
+        /* span chunks: record each hour in span_hour (rows are in hour order). */
+        if (spans && (i == 0 || e->k[0] != w->sorted[i - 1].k[0]) &&
             (rc = note_hour(w, e->k[0], err)))
             return rc;
+        i = j;
     }
+    sqlite3_clear_bindings(st);
     return 0;
 }
 
@@ -1125,9 +1173,9 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     for (size_t i = 0; i < n && !rc; i++)
         rc = write_batch(w, g[i]->batch, &nobs, &nspans, &terr);
     if (!rc)
-        rc = flush(w, &w->samples, W_SAMPLE_UPSERT, &terr);
+        rc = flush(w, &w->samples, W_SAMPLE_CHUNK, &terr);
     if (!rc)
-        rc = flush(w, &w->spanstk, W_SPANSTK_UPSERT, &terr);
+        rc = flush(w, &w->spanstk, W_SPAN_CHUNK, &terr);
     int64_t t0 = mono_us(), commit_us = 0;
     if (!rc) {
         rc = sqs_run(w, W_COMMIT, &terr);

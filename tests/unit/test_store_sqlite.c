@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "storage-adapter/maps.h"
 #include "storage-adapter/store.h"
 
 #include <errno.h>
@@ -275,6 +276,38 @@ static int64_t sql_int(const char *dir, const char *sql)
     return v;
 }
 
+static int count_entry(void *ctx, int64_t k0, int64_t k1, int64_t v)
+{
+    (void)k0, (void)k1, (void)v;
+    ++*(int64_t *)ctx;
+    return 0;
+}
+
+/* The (stack, value) or (series, stack, value) entries in the value chunks `sql` selects (its
+ * first column is the chunk blob): what version 1 stored as one row each. */
+static int64_t chunk_entries(const char *dir, const char *sql, int nk)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    int64_t n = 0;
+    uint8_t *scratch = NULL;
+    size_t cap = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        assert_int_equal(store_chunk_decode(sqlite3_column_blob(st, 0),
+                                            (size_t)sqlite3_column_bytes(st, 0), nk, &scratch, &cap,
+                                            count_entry, &n),
+                         0);
+    free(scratch);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
 static const uint32_t STK_MFB[] = {L_MAIN, L_FOO, L_BAR, 0};
 static const uint32_t STK_MF[] = {L_MAIN, L_FOO, 0};
 static const uint32_t STK_MB[] = {L_MAIN, L_BAZ, 0};
@@ -329,8 +362,10 @@ static void same_stack_twice_is_one_stack_row_with_summed_values(void **state)
     assert_int_equal(st.nstacks, 1);
     assert_int_equal(value_of(&st, "main;foo;bar"), 24);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
-    assert_int_equal(sql_int(f->dir, "SELECT value FROM sample"), 24);
+    /* One chunk per transaction, each holding the stack once with the sum of its bucket. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk WHERE total=12"), 2);
+    assert_int_equal(chunk_entries(f->dir, "SELECT data FROM sample_chunk", 1), 2);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 3);
     /* The anonymous tenant is where a NULL tenant went. */
@@ -576,8 +611,8 @@ static void span_stacks_read_only_that_span(void **state)
     assert_int_equal(st.nstacks, 0);
 
     /* The rows a span query reads are that span's only: 2 stacks for 0x1111. */
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack WHERE span_id=4369"), 2);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 4);
+    assert_int_equal(chunk_entries(f->dir, "SELECT data FROM span_chunk WHERE span_id=4369", 2), 2);
+    assert_int_equal(chunk_entries(f->dir, "SELECT data FROM span_chunk", 2), 4);
 }
 
 static void trace_spans_and_span_lookup(void **state)
@@ -695,16 +730,18 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='span_stack'"),
                      1);
+    assert_int_equal(
+        sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='sample_chunk'"), 1);
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 1);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
 }
 
 static void set_pragma(const char *dir, const char *sql)
@@ -715,6 +752,60 @@ static void set_pragma(const char *dir, const char *sql)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+}
+
+/* A version 1 file (values as one row per stack in sample and span_stack) is migrated to
+ * version 2 in place: its rows stay readable beside what is written afterwards, and age out. */
+static void migrates_from_version_1(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC), 0x1111);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_close(f->s);
+    f->s = NULL;
+    /* Turn the file into what version 1 wrote: the same values as v1 rows, no chunk tables. */
+    set_pragma(f->dir,
+               "INSERT INTO sample(series, bucket, stack, value) SELECT series, bucket, "
+               "(SELECT id FROM stack), total FROM sample_chunk;"
+               "INSERT INTO span_stack(hour, span_id, series, stack, value) SELECT hour, span_id, "
+               "(SELECT series FROM sample_chunk), (SELECT id FROM stack), 30 FROM span_chunk;"
+               "DROP TABLE sample_chunk; DROP TABLE span_chunk;"
+               "DELETE FROM meta WHERE key='chunk_format'; PRAGMA user_version=1");
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='chunk_format'"), 1);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, 30);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 30);
+    uint8_t id[8];
+    span_id(0x1111, id);
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    sp_err err = {0};
+    assert_int_equal(store_span_stacks(f->s, &q, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 30);
+    /* New writes go to chunks and add up with the version 1 rows. */
+    a = sp_arena_new(0);
+    p = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, p, STK_MFB, 12, f->t0 + 1 * SEC), 0x1111);
+    b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 42);
+    assert_int_equal(store_span_stacks(f->s, &q, (const uint8_t(*)[8])id, 1, f->a, &st, &err), 0);
+    assert_int_equal(st.total, 42);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    /* Retention ages both out. */
+    assert_int_equal(store_retention_run(f->s, wall_ns() + 400 * HOUR, &err), 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 0);
 }
 
 static void refuses_newer_schema_version(void **state)
@@ -729,10 +820,10 @@ static void refuses_newer_schema_version(void **state)
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 7 is newer than this spanprof (1); upgrade"));
+        strstr(err.msg, "database schema version 7 is newer than this spanprof (2); upgrade"));
     /* Nothing was changed. */
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
-    set_pragma(f->dir, "PRAGMA user_version=1");
+    set_pragma(f->dir, "PRAGMA user_version=2");
     open_store(f);
 }
 
@@ -953,8 +1044,8 @@ static void retention_deletes_old_data_and_keeps_new(void **state)
 
     /* Simulate that the old stack was last written long ago (the test cannot wait 200 h). */
     store_close(f->s);
-    set_pragma(f->dir, "UPDATE stack SET seen=seen-300 WHERE id NOT IN (SELECT stack FROM sample "
-                       "WHERE bucket=(SELECT max(bucket) FROM sample));"
+    /* The old data's first stack (main;qux) is the stack only it uses. */
+    set_pragma(f->dir, "UPDATE stack SET seen=seen-300 WHERE id=(SELECT min(id) FROM stack);"
                        "UPDATE location SET seen=seen-300 WHERE address=20480;"
                        "UPDATE function SET seen=seen-300 WHERE name='qux'");
     open_store(f);
@@ -964,8 +1055,8 @@ static void retention_deletes_old_data_and_keeps_new(void **state)
     store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
     assert_int_equal(st.total, 11);
     assert_int_equal(value_of(&st, "main;foo;bar"), 11);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span"), 1);
     /* The stack only the old data used is gone, with its no longer used location. */
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
@@ -1008,10 +1099,12 @@ static void retention_in_small_chunks_deletes_everything_old(void **state)
         write_ok(f->s, &b);
         sp_arena_free(a);
     }
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 41);
+    /* 20 old buckets × 4 transactions, and the new bucket once per transaction. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 84);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 80);
     assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 4);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 0);
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 4);
 }
 
@@ -1205,10 +1298,10 @@ static void synthetic_function_names_are_not_stored(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 2);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location WHERE lines IS NULL"), 2);
     store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
-    assert_int_equal(
-        value_of(&st, "main;native 0xdead libc.so.6;native 0xbeef libc.so.6;native 0xdead "
-                      "libc.so.6"),
-        1);
+    assert_int_equal(value_of(&st,
+                              "main;native 0xdead libc.so.6;native 0xbeef libc.so.6;native 0xdead "
+                              "libc.so.6"),
+                     1);
 }
 
 static void span_stacks_narrowed_by_time_range(void **state)
@@ -1279,6 +1372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(trace_spans_and_span_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(unsymbolized_and_inlined_frames_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_reads_the_same_numbers, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_0, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_a_foreign_file, setup, teardown),
