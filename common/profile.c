@@ -63,3 +63,14 @@ int sp_profile_set_series(sp_profile *p, sp_arena *a, const char *name, const sp
     p->nseries = n;
     return 0;
 }
+
+const char *const sp_ident_attrs[SP_IDENT_KEYS] = {"host.id", "host.name", "k8s.pod.uid",
+                                                   "container.id"};
+
+uint64_t sp_ident_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h ? h : 1;
+}

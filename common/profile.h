@@ -54,6 +54,20 @@ typedef struct sp_span_ref {
     uint8_t span_id[8];
 } sp_span_ref;
 
+/* Who a process is besides its pid, so equal pids on two hosts never mix: hashes
+ * (sp_ident_hash) of its resource's host.id, host.name, k8s.pod.uid and container.id, in that
+ * order (sp_ident_attrs); 0 = not given. Two sides are the same process when their pids are equal
+ * and every key both sides give is equal. */
+#define SP_IDENT_KEYS 4
+typedef struct sp_proc_ident {
+    uint64_t key[SP_IDENT_KEYS];
+} sp_proc_ident;
+
+extern const char *const sp_ident_attrs[SP_IDENT_KEYS];
+
+/* Never 0, so 0 can mean "not given". */
+uint64_t sp_ident_hash(const char *s, size_t n);
+
 typedef struct sp_sample {
     uint32_t *location_ids; /* leaf first */
     uint32_t nlocations;
@@ -64,8 +78,9 @@ typedef struct sp_sample {
     uint64_t *timestamps;
     int64_t *values;
     uint32_t nobs;
-    int64_t pid, tid;     /* process.pid / thread.id; 0 = unknown */
-    uint32_t thread_name; /* string index */
+    int64_t pid, tid;           /* process.pid / thread.id; 0 = unknown */
+    const sp_proc_ident *ident; /* the rest of the process identity; NULL = none given */
+    uint32_t thread_name;       /* string index */
     /* Explicit link from the sender (OTLP link_index, pprof span_id/trace_id labels). */
     uint8_t has_link;
     sp_span_ref link;
@@ -116,6 +131,7 @@ typedef struct sp_span {
     const char *service, *name;
     uint64_t start_ns, end_ns;
     int64_t pid, tid; /* process.pid (resource) and thread.id (span attribute); 0 = unknown */
+    sp_proc_ident ident;
 } sp_span;
 
 /* What one request carries to the next stage; everything lives in `arena`. */

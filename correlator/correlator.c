@@ -6,58 +6,115 @@
 #include <string.h>
 
 #define NBUCKETS       16384
-#define MAX_MATCH      16 /* spans one observation can belong to (nesting depth) */
+#define MAX_MATCH      32  /* spans one observation can belong to (nesting depth) */
+#define MAX_WALK       256 /* parent hops, so a cycle in bad input ends */
 #define SWEEP_EVERY_NS 1000000000LL
 
-/* ---- the windows ---- */
+/* Outcome bits of a retained observation: each is counted once, when first set. */
+enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4 };
+
+/* ---- the state ---- */
 
 typedef struct span_ent {
     int64_t start, end, expire;
     sp_span_ref ref;
+    uint32_t ident; /* ident id + 1; 0 = none given */
+    uint32_t gen;   /* the corr_attach_spans call that indexed it */
 } span_ent;
 
 typedef struct obs_ent {
     int64_t ts, value, expire;
-    uint32_t stack, series; /* ids into the intern tables below */
-    uint8_t link[8];        /* the sender's span id, zero when none: never attached twice */
+    uint32_t stack, series, ident; /* ids into the intern tables (ident: id + 1, 0 = none) */
+    uint8_t flags;
 } obs_ent;
 
-/* Everything known about one thread of one process of one tenant. */
+struct proc;
+
+/* One thread (tid 0: no thread) of one process: its spans, sorted by start, and the
+ * observations taken on it. */
 typedef struct slot {
-    uint64_t tenant;
+    uint32_t tenant;
     int64_t pid, tid;
     span_ent *spans;
     uint32_t nspans, capspans;
+    int64_t maxdur; /* longest span here, bounds the backward scan of a lookup */
     obs_ent *obs;
     uint32_t nobs, capobs;
-    struct slot *next;
+    uint8_t obs_sorted;
+    struct proc *proc;
+    struct slot *hnext, *pnext;
 } slot;
 
-/* Interned frame names, stacks (name ids, leaf first) and series, for retained observations. */
+typedef struct proc {
+    uint32_t tenant;
+    int64_t pid;
+    slot *slots;
+    int64_t profiled_until; /* CPU profiles seen from it: until when that counts */
+    uint32_t prof_ident[8]; /* the identities those profiles had (ident id + 1) */
+    uint32_t nprof_ident;
+    struct proc *hnext;
+} proc;
+
+/* Every received span, of any length, by id: the parent walk of explicit links. */
+typedef struct reg_ent {
+    uint8_t span_id[8], parent[8], trace_id[16];
+    uint32_t tenant, ident;
+    int64_t pid;
+    uint64_t service; /* hash of service.name: the process key when there is no pid */
+    int64_t expire;
+    uint8_t eligible, live;
+    uint32_t next; /* index + 1 of the next entry in the bucket */
+} reg_ent;
+
+/* A linked observation waiting for the ancestor `gap` of its span to arrive. */
+typedef struct wait_ent {
+    uint8_t gap[8];
+    uint32_t tenant;
+    uint8_t ref_known, live;
+    int64_t ref_pid;
+    uint64_t ref_service;
+    uint32_t ref_ident;
+    int64_t ts, value, expire;
+    uint32_t stack, series;
+    uint32_t next;
+} wait_ent;
+
+/* Interned keys: frame names, stacks (name ids, leaf first), series, tenants, identities. */
 typedef struct itab {
-    char **keys; /* for names: the string; for stacks/series: an opaque byte key */
+    char **keys;
     uint32_t *lens;
     uint32_t n, cap;
     uint32_t *slots, nslots; /* id + 1 */
 } itab;
 
-/* A series as retained observations need it: type id and labels, pointing into the interned
- * key (which holds them NUL-separated). */
 typedef struct series_rec {
     const char *type_id;
     sp_kv *kv;
     uint32_t nkv;
 } series_rec;
 
+/* A hash of entries keyed by (tenant, 8-byte id), entries in one array, chained by index. */
+typedef struct idhash {
+    uint32_t *heads, nheads;
+} idhash;
+
 struct corr {
     corr_options opt;
     pthread_mutex_t lock;
     slot *buckets[NBUCKETS];
-    itab names, stacks, series;
+    proc *pbuckets[NBUCKETS];
+    itab names, stacks, series, tenants, idents;
     series_rec *srec;
     uint32_t capsrec;
+    reg_ent *reg;
+    uint32_t nreg, capreg;
+    idhash reg_h;
+    wait_ent *wait;
+    uint32_t nwait, capwait;
+    idhash wait_h;
     size_t bytes;
-    int64_t last_sweep;
+    int64_t last_sweep, now;
+    uint32_t gen;
     corr_stats st;
 };
 
@@ -69,40 +126,15 @@ static uint64_t hash64(const void *p, size_t n, uint64_t h)
     return h;
 }
 
-static uint64_t tenant_hash(const char *t)
-{
-    t = t && *t ? t : "anonymous";
-    return hash64(t, strlen(t), 1469598103934665603ull);
-}
-
-static slot *find_slot(corr *c, uint64_t tenant, int64_t pid, int64_t tid, int create)
-{
-    uint64_t h = hash64(&pid, sizeof pid, tenant);
-    h = hash64(&tid, sizeof tid, h) % NBUCKETS;
-    for (slot *s = c->buckets[h]; s; s = s->next)
-        if (s->tenant == tenant && s->pid == pid && s->tid == tid)
-            return s;
-    if (!create)
-        return NULL;
-    slot *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->tenant = tenant;
-    s->pid = pid;
-    s->tid = tid;
-    s->next = c->buckets[h];
-    c->buckets[h] = s;
-    c->bytes += sizeof *s;
-    return s;
-}
+#define FNV 1469598103934665603ull
 
 static int grow(void **arr, uint32_t *cap, size_t elem, size_t *bytes)
 {
     uint32_t ncap = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, ncap * elem);
+    void *p = realloc(*arr, (size_t)ncap * elem);
     if (!p)
         return -1;
-    *bytes += (ncap - *cap) * elem;
+    *bytes += (size_t)(ncap - *cap) * elem;
     *arr = p;
     *cap = ncap;
     return 0;
@@ -120,33 +152,43 @@ static void itab_free(itab *t)
     memset(t, 0, sizeof *t);
 }
 
-/* Id of key (added when new); UINT32_MAX when memory runs out. */
-static uint32_t itab_get(corr *c, itab *t, const void *key, uint32_t len)
+static size_t itab_bytes(const itab *t)
 {
-    if ((t->n + 1) * 2 > t->nslots) {
+    size_t b = (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) + t->nslots * sizeof *t->slots;
+    for (uint32_t i = 0; i < t->n; i++)
+        b += t->lens[i] + 1;
+    return b;
+}
+
+/* Id of key; create: add it when new. UINT32_MAX when absent or out of memory. */
+static uint32_t itab_get(itab *t, const void *key, uint32_t len, int create)
+{
+    if (create && (t->n + 1) * 2 > t->nslots) {
         uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
         uint32_t *sl = calloc(ns, sizeof *sl);
         if (!sl)
             return UINT32_MAX;
         for (uint32_t i = 0; i < t->n; i++) {
-            uint32_t h =
-                (uint32_t)hash64(t->keys[i], t->lens[i], 1469598103934665603ull) & (ns - 1);
+            uint32_t h = (uint32_t)hash64(t->keys[i], t->lens[i], FNV) & (ns - 1);
             while (sl[h])
                 h = (h + 1) & (ns - 1);
             sl[h] = i + 1;
         }
-        c->bytes += (ns - t->nslots) * sizeof *sl;
         free(t->slots);
         t->slots = sl;
         t->nslots = ns;
     }
-    uint32_t h = (uint32_t)hash64(key, len, 1469598103934665603ull) & (t->nslots - 1);
+    if (!t->nslots)
+        return UINT32_MAX;
+    uint32_t h = (uint32_t)hash64(key, len, FNV) & (t->nslots - 1);
     while (t->slots[h]) {
         uint32_t i = t->slots[h] - 1;
         if (t->lens[i] == len && memcmp(t->keys[i], key, len) == 0)
             return i;
         h = (h + 1) & (t->nslots - 1);
     }
+    if (!create)
+        return UINT32_MAX;
     if (t->n == t->cap) {
         uint32_t ncap = t->cap ? t->cap * 2 : 256;
         char **k = realloc(t->keys, ncap * sizeof *k);
@@ -157,20 +199,279 @@ static uint32_t itab_get(corr *c, itab *t, const void *key, uint32_t len)
         if (!l)
             return UINT32_MAX;
         t->lens = l;
-        c->bytes += (ncap - t->cap) * (sizeof *k + sizeof *l);
         t->cap = ncap;
     }
     char *copy = malloc(len + 1);
     if (!copy)
         return UINT32_MAX;
-    memcpy(copy, key, len);
+    if (len)
+        memcpy(copy, key, len);
     copy[len] = 0;
-    c->bytes += len + 1;
     t->keys[t->n] = copy;
     t->lens[t->n] = len;
     t->slots[h] = ++t->n;
     return t->n - 1;
 }
+
+static uint32_t tenant_id(corr *c, const char *t, int create)
+{
+    t = t && *t ? t : "anonymous";
+    return itab_get(&c->tenants, t, (uint32_t)strlen(t), create);
+}
+
+/* ident id + 1 of a process identity; 0 when none is given. */
+static uint32_t ident_id(corr *c, const sp_proc_ident *id)
+{
+    if (!id)
+        return 0;
+    int any = 0;
+    for (int k = 0; k < SP_IDENT_KEYS; k++)
+        any |= id->key[k] != 0;
+    if (!any)
+        return 0;
+    uint32_t i = itab_get(&c->idents, id->key, sizeof id->key, 1);
+    return i == UINT32_MAX ? 0 : i + 1;
+}
+
+/* Same process as far as the identity keys go: every key both sides give is equal. */
+static int ident_compat(const corr *c, uint32_t a, uint32_t b)
+{
+    if (!a || !b || a == b)
+        return 1;
+    const uint64_t *x = (const uint64_t *)(const void *)c->idents.keys[a - 1];
+    const uint64_t *y = (const uint64_t *)(const void *)c->idents.keys[b - 1];
+    for (int k = 0; k < SP_IDENT_KEYS; k++)
+        if (x[k] && y[k] && x[k] != y[k])
+            return 0;
+    return 1;
+}
+
+/* ---- id hashes (span registry, waiting links) ---- */
+
+static uint32_t id_bucket(const idhash *h, uint32_t tenant, const uint8_t id[8])
+{
+    return (uint32_t)hash64(id, 8, FNV ^ tenant) & (h->nheads - 1);
+}
+
+/* Rebuilds the chains of `live` entries after a grow or a compaction. next_of/id_of/... are the
+ * entry layout: both users keep `next`, the id and the tenant at fixed places, so a macro keeps
+ * them honest. */
+#define IDHASH_REBUILD(h, arr, n, idfield, bytes)                                                  \
+    do {                                                                                           \
+        uint32_t want_ = 1024;                                                                     \
+        while (want_ < (n)*2)                                                                      \
+            want_ *= 2;                                                                            \
+        if (want_ != (h)->nheads) {                                                                \
+            uint32_t *nh_ = calloc(want_, sizeof *nh_);                                            \
+            if (nh_) {                                                                             \
+                (bytes) += (size_t)want_ * sizeof *nh_;                                            \
+                (bytes) -= (size_t)(h)->nheads * sizeof *nh_;                                      \
+                free((h)->heads);                                                                  \
+                (h)->heads = nh_;                                                                  \
+                (h)->nheads = want_;                                                               \
+            }                                                                                      \
+        }                                                                                          \
+        if ((h)->heads) {                                                                          \
+            memset((h)->heads, 0, (size_t)(h)->nheads * sizeof *(h)->heads);                       \
+            for (uint32_t i_ = 0; i_ < (n); i_++) {                                                \
+                uint32_t b_ = id_bucket((h), (arr)[i_].tenant, (arr)[i_].idfield);                 \
+                (arr)[i_].next = (h)->heads[b_];                                                   \
+                (h)->heads[b_] = i_ + 1;                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static reg_ent *reg_find(corr *c, uint32_t tenant, const uint8_t id[8])
+{
+    if (!c->reg_h.nheads)
+        return NULL;
+    for (uint32_t i = c->reg_h.heads[id_bucket(&c->reg_h, tenant, id)]; i; i = c->reg[i - 1].next) {
+        reg_ent *e = &c->reg[i - 1];
+        if (e->live && e->tenant == tenant && memcmp(e->span_id, id, 8) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static reg_ent *reg_add(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident, int eligible)
+{
+    if (c->nreg == c->capreg) {
+        if (grow((void **)&c->reg, &c->capreg, sizeof *c->reg, &c->bytes))
+            return NULL;
+    }
+    if (c->nreg + 1 > c->reg_h.nheads / 2)
+        IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    if (!c->reg_h.nheads)
+        return NULL;
+    reg_ent *e = &c->reg[c->nreg];
+    memset(e, 0, sizeof *e);
+    memcpy(e->span_id, sp->span_id, 8);
+    memcpy(e->parent, sp->parent_span_id, 8);
+    memcpy(e->trace_id, sp->trace_id, 16);
+    e->tenant = tenant;
+    e->ident = ident;
+    e->pid = sp->pid;
+    e->service = sp->service ? hash64(sp->service, strlen(sp->service), FNV) : 0;
+    e->expire = c->now + c->opt.window_ns;
+    e->eligible = (uint8_t)eligible;
+    e->live = 1;
+    uint32_t b = id_bucket(&c->reg_h, tenant, e->span_id);
+    e->next = c->reg_h.heads[b];
+    c->reg_h.heads[b] = ++c->nreg;
+    c->st.spans_known++;
+    return e;
+}
+
+static wait_ent *wait_add(corr *c, uint32_t tenant, const uint8_t gap[8])
+{
+    if (c->nwait == c->capwait && grow((void **)&c->wait, &c->capwait, sizeof *c->wait, &c->bytes))
+        return NULL;
+    if (c->nwait + 1 > c->wait_h.nheads / 2)
+        IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+    if (!c->wait_h.nheads)
+        return NULL;
+    wait_ent *w = &c->wait[c->nwait];
+    memset(w, 0, sizeof *w);
+    memcpy(w->gap, gap, 8);
+    w->tenant = tenant;
+    w->live = 1;
+    uint32_t b = id_bucket(&c->wait_h, tenant, gap);
+    w->next = c->wait_h.heads[b];
+    c->wait_h.heads[b] = ++c->nwait;
+    return w;
+}
+
+/* ---- slots and processes ---- */
+
+static proc *find_proc(corr *c, uint32_t tenant, int64_t pid, int create)
+{
+    uint32_t h = (uint32_t)(hash64(&pid, sizeof pid, FNV ^ tenant) % NBUCKETS);
+    for (proc *p = c->pbuckets[h]; p; p = p->hnext)
+        if (p->tenant == tenant && p->pid == pid)
+            return p;
+    if (!create)
+        return NULL;
+    proc *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->tenant = tenant;
+    p->pid = pid;
+    p->hnext = c->pbuckets[h];
+    c->pbuckets[h] = p;
+    c->bytes += sizeof *p;
+    return p;
+}
+
+static slot *find_slot(corr *c, uint32_t tenant, int64_t pid, int64_t tid, int create)
+{
+    uint64_t h = hash64(&pid, sizeof pid, FNV ^ tenant);
+    h = hash64(&tid, sizeof tid, h) % NBUCKETS;
+    for (slot *s = c->buckets[h]; s; s = s->hnext)
+        if (s->tenant == tenant && s->pid == pid && s->tid == tid)
+            return s;
+    if (!create)
+        return NULL;
+    proc *p = find_proc(c, tenant, pid, 1);
+    slot *s = p ? calloc(1, sizeof *s) : NULL;
+    if (!s)
+        return NULL;
+    s->tenant = tenant;
+    s->pid = pid;
+    s->tid = tid;
+    s->obs_sorted = 1;
+    s->proc = p;
+    s->hnext = c->buckets[h];
+    c->buckets[h] = s;
+    s->pnext = p->slots;
+    p->slots = s;
+    c->bytes += sizeof *s;
+    return s;
+}
+
+static int cmp_obs_ts(const void *x, const void *y)
+{
+    const obs_ent *a = x, *b = y;
+    return a->ts < b->ts ? -1 : a->ts > b->ts;
+}
+
+/* Index of the first observation with ts >= t (sorting the slot's observations if needed). */
+static uint32_t obs_lower(slot *s, int64_t t)
+{
+    if (!s->obs_sorted) {
+        qsort(s->obs, s->nobs, sizeof *s->obs, cmp_obs_ts);
+        s->obs_sorted = 1;
+    }
+    uint32_t lo = 0, hi = s->nobs;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->obs[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Spans of s containing ts with a compatible identity, innermost (latest start) first. */
+static uint32_t spans_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                         uint32_t max, const span_ent **ents)
+{
+    uint32_t n = 0;
+    if (!s || !s->nspans)
+        return 0;
+    /* spans are sorted by start: find the last one starting at or before ts, walk back */
+    uint32_t lo = 0, hi = s->nspans;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->spans[mid].start <= ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i-- > 0 && n < max;) {
+        const span_ent *e = &s->spans[i];
+        if (e->start < ts - s->maxdur)
+            break;
+        if (ts >= e->end || !ident_compat(c, e->ident, ident))
+            continue;
+        if (ents)
+            ents[n] = e;
+        out[n++] = e->ref;
+    }
+    return n;
+}
+
+/* Rule 3: the threadless spans covering ts, when they form exactly one chain (one trace, each
+ * containing the next). Returns the count (innermost first in out), 0 for none; *ambiguous set
+ * when they cover ts but do not form one chain. */
+static uint32_t chain_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                         int *ambiguous, const span_ent **ents_out)
+{
+    const span_ent *ents[MAX_MATCH];
+    *ambiguous = 0;
+    uint32_t n = spans_at(c, s, ts, ident, out, MAX_MATCH, ents);
+    /* ents is innermost (latest start) first; equal starts: check containment both ways */
+    for (uint32_t i = 1; i < n; i++) {
+        const span_ent *inner = ents[i - 1], *outer = ents[i];
+        int nested = (outer->start <= inner->start && inner->end <= outer->end) ||
+                     (inner->start <= outer->start && outer->end <= inner->end);
+        if (!nested || memcmp(inner->ref.trace_id, outer->ref.trace_id, 16) != 0) {
+            *ambiguous = 1;
+            return 0;
+        }
+    }
+    if (n == MAX_MATCH) {
+        /* a chain deeper than we track would be cut arbitrarily: call it ambiguous */
+        *ambiguous = 1;
+        return 0;
+    }
+    if (ents_out)
+        for (uint32_t i = 0; i < n; i++)
+            ents_out[i] = ents[i];
+    return n;
+}
+
+/* ---- retained observations: series, stacks ---- */
 
 static void free_series(corr *c)
 {
@@ -182,145 +483,41 @@ static void free_series(corr *c)
     itab_free(&c->series);
 }
 
-static void clear_retained(corr *c)
+/* (Re)builds the record of series id from its interned key. */
+static int series_record(corr *c, uint32_t id)
 {
-    for (size_t b = 0; b < NBUCKETS; b++)
-        for (slot *s = c->buckets[b]; s; s = s->next) {
-            c->st.evicted += s->nobs;
-            c->st.observations_retained -= s->nobs;
-            free(s->obs);
-            s->obs = NULL;
-            s->nobs = s->capobs = 0;
-        }
-    itab_free(&c->names);
-    itab_free(&c->stacks);
-    free_series(c);
-    /* Recount from what is left: spans and slots. */
-    c->bytes = 0;
-    for (size_t b = 0; b < NBUCKETS; b++)
-        for (slot *s = c->buckets[b]; s; s = s->next)
-            c->bytes += sizeof *s + s->capspans * sizeof *s->spans;
-}
-
-/* Drops expired spans and observations; frees empty slots. */
-static void sweep(corr *c, int64_t now)
-{
-    for (size_t b = 0; b < NBUCKETS; b++) {
-        slot **pp = &c->buckets[b];
-        while (*pp) {
-            slot *s = *pp;
-            uint32_t k = 0;
-            for (uint32_t i = 0; i < s->nspans; i++)
-                if (s->spans[i].expire > now)
-                    s->spans[k++] = s->spans[i];
-            c->st.spans_indexed -= s->nspans - k;
-            s->nspans = k;
-            k = 0;
-            for (uint32_t i = 0; i < s->nobs; i++)
-                if (s->obs[i].expire > now)
-                    s->obs[k++] = s->obs[i];
-            c->st.observations_retained -= s->nobs - k;
-            s->nobs = k;
-            if (!s->nspans && !s->nobs) {
-                *pp = s->next;
-                c->bytes -= sizeof *s + s->capspans * sizeof *s->spans + s->capobs * sizeof *s->obs;
-                free(s->spans);
-                free(s->obs);
-                free(s);
-                continue;
-            }
-            pp = &s->next;
-        }
+    if (id >= c->capsrec) {
+        uint32_t ncap = c->capsrec ? c->capsrec : 64;
+        while (ncap <= id)
+            ncap *= 2;
+        series_rec *r = realloc(c->srec, ncap * sizeof *r);
+        if (!r)
+            return -1;
+        memset(r + c->capsrec, 0, (ncap - c->capsrec) * sizeof *r);
+        c->srec = r;
+        c->capsrec = ncap;
     }
-    /* Intern tables only shrink when nothing refers to them any more. */
-    int any_obs = 0;
-    for (size_t b = 0; b < NBUCKETS && !any_obs; b++)
-        for (slot *s = c->buckets[b]; s && !any_obs; s = s->next)
-            any_obs = s->nobs > 0;
-    if (!any_obs && c->names.n)
-        clear_retained(c);
-    c->last_sweep = now;
-}
-
-corr *corr_new(const corr_options *o)
-{
-    corr *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    if (o)
-        c->opt = *o;
-    if (!c->opt.min_span_ns)
-        c->opt.min_span_ns = 20 * 1000000LL;
-    if (!c->opt.window_ns)
-        c->opt.window_ns = 300 * 1000000000LL;
-    if (!c->opt.max_bytes)
-        c->opt.max_bytes = (size_t)128 << 20;
-    pthread_mutex_init(&c->lock, NULL);
-    return c;
-}
-
-void corr_free(corr *c)
-{
-    if (!c)
-        return;
-    for (size_t b = 0; b < NBUCKETS; b++) {
-        slot *s = c->buckets[b];
-        while (s) {
-            slot *n = s->next;
-            free(s->spans);
-            free(s->obs);
-            free(s);
-            s = n;
-        }
+    const char *k = c->series.keys[id], *end = k + c->series.lens[id];
+    series_rec *r = &c->srec[id];
+    free(r->kv);
+    memset(r, 0, sizeof *r);
+    r->type_id = k;
+    k += strlen(k) + 1;
+    uint32_t nkv = 0;
+    for (const char *q = k; q < end; q += strlen(q) + 1)
+        nkv++;
+    nkv /= 2;
+    r->kv = calloc(nkv ? nkv : 1, sizeof *r->kv);
+    if (!r->kv)
+        return -1;
+    for (uint32_t i = 0; i < nkv; i++) {
+        r->kv[i].name = k;
+        k += strlen(k) + 1;
+        r->kv[i].value = k;
+        k += strlen(k) + 1;
     }
-    itab_free(&c->names);
-    itab_free(&c->stacks);
-    free_series(c);
-    pthread_mutex_destroy(&c->lock);
-    free(c);
-}
-
-void corr_get_stats(corr *c, corr_stats *out)
-{
-    pthread_mutex_lock(&c->lock);
-    *out = c->st;
-    out->bytes = c->bytes;
-    pthread_mutex_unlock(&c->lock);
-}
-
-/* ---- profiles: explicit links, inference, retention ---- */
-
-static int same_ref(const sp_span_ref *a, const sp_span_ref *b)
-{
-    return memcmp(a->span_id, b->span_id, 8) == 0;
-}
-
-static int64_t obs_value(const sp_sample *s, uint32_t k)
-{
-    if (s->values)
-        return s->values[k];
-    int64_t share = s->value / (int64_t)s->nobs; /* equal shares, remainder to the first */
-    return k == 0 ? s->value - share * (int64_t)(s->nobs - 1) : share;
-}
-
-/* Spans of slot containing ts, plus the explicit link, deduplicated, into out. */
-static uint32_t match(const slot *sl, int64_t ts, const sp_sample *s, sp_span_ref *out)
-{
-    uint32_t n = 0;
-    if (s->has_link)
-        out[n++] = s->link;
-    if (sl)
-        for (uint32_t i = 0; i < sl->nspans && n < MAX_MATCH; i++) {
-            const span_ent *e = &sl->spans[i];
-            if (ts < e->start || ts >= e->end)
-                continue;
-            int dup = 0;
-            for (uint32_t j = 0; j < n && !dup; j++)
-                dup = same_ref(&out[j], &e->ref);
-            if (!dup)
-                out[n++] = e->ref;
-        }
-    return n;
+    r->nkv = nkv;
+    return 0;
 }
 
 static uint32_t series_id(corr *c, const sp_profile *p)
@@ -339,39 +536,11 @@ static uint32_t series_id(corr *c, const sp_profile *p)
         o += (size_t)(stpcpy(key + o, p->series[i].value) - (key + o)) + 1;
     }
     uint32_t before = c->series.n;
-    uint32_t id = itab_get(c, &c->series, key, (uint32_t)len);
+    uint32_t id = itab_get(&c->series, key, (uint32_t)len, 1);
     free(key);
     if (id == UINT32_MAX || id < before)
         return id;
-    /* New series: keep its parts for building attach_only profiles later. */
-    if (id >= c->capsrec) {
-        uint32_t ncap = c->capsrec ? c->capsrec * 2 : 64;
-        series_rec *r = realloc(c->srec, ncap * sizeof *r);
-        if (!r)
-            return UINT32_MAX;
-        c->bytes += (ncap - c->capsrec) * sizeof *r;
-        memset(r + c->capsrec, 0, (ncap - c->capsrec) * sizeof *r);
-        c->srec = r;
-        c->capsrec = ncap;
-    }
-    /* The interned key holds every string, NUL-separated, in a stable allocation. */
-    const char *k = c->series.keys[id];
-    series_rec *r = &c->srec[id];
-    memset(r, 0, sizeof *r);
-    r->type_id = k;
-    k += strlen(k) + 1;
-    r->nkv = p->nseries;
-    r->kv = calloc(p->nseries ? p->nseries : 1, sizeof *r->kv);
-    if (!r->kv)
-        return UINT32_MAX;
-    c->bytes += p->nseries * sizeof *r->kv;
-    for (uint32_t i = 0; i < p->nseries; i++) {
-        r->kv[i].name = k;
-        k += strlen(k) + 1;
-        r->kv[i].value = k;
-        k += strlen(k) + 1;
-    }
-    return id;
+    return series_record(c, id) ? UINT32_MAX : id;
 }
 
 /* Name ids of the frames of location id `loc` (innermost line first) appended to out. */
@@ -386,14 +555,17 @@ static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t
         const char *name = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
         if (!*name)
             continue;
-        uint32_t id = itab_get(c, &c->names, name, (uint32_t)strlen(name));
+        uint32_t id = itab_get(&c->names, name, (uint32_t)strlen(name), 1);
         if (id != UINT32_MAX)
             out[n++] = id;
     }
     if (n == 0 && max > 0) {
-        char buf[32];
-        int len = snprintf(buf, sizeof buf, "0x%llx", (unsigned long long)l->address);
-        uint32_t id = itab_get(c, &c->names, buf, (uint32_t)len);
+        char buf[160];
+        const sp_mapping *m =
+            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
+        sp_frame_name(buf, sizeof buf, l->frame_type ? p->strings[l->frame_type] : NULL, l->address,
+                      m && m->filename ? p->strings[m->filename] : NULL);
+        uint32_t id = itab_get(&c->names, buf, (uint32_t)strlen(buf), 1);
         if (id != UINT32_MAX)
             out[n++] = id;
     }
@@ -406,7 +578,6 @@ static uint32_t stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint3
     for (uint32_t i = 0; i < s->nlocations && n < 512; i++) {
         uint32_t loc = s->location_ids[i];
         if (cache && loc < p->nlocations && cache[loc * 2 + 1]) {
-            /* cached single-frame location */
             frames[n++] = cache[loc * 2];
             continue;
         }
@@ -417,8 +588,414 @@ static uint32_t stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint3
         }
         n += got;
     }
-    return itab_get(c, &c->stacks, frames, n * (uint32_t)sizeof *frames);
+    return itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
 }
+
+/* ---- expiry, budget, compaction ---- */
+
+static int span_expired(const span_ent *e, int64_t cut)
+{
+    return e->expire <= cut;
+}
+
+/* Recomputes c->bytes from what is held (cheap next to a sweep). */
+static void recount(corr *c)
+{
+    size_t b = 0; /* the fixed tables are not what the budget is about */
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (slot *s = c->buckets[i]; s; s = s->hnext)
+            b += sizeof *s + (size_t)s->capspans * sizeof *s->spans +
+                 (size_t)s->capobs * sizeof *s->obs;
+        for (proc *p = c->pbuckets[i]; p; p = p->hnext)
+            b += sizeof *p;
+    }
+    b += itab_bytes(&c->names) + itab_bytes(&c->stacks) + itab_bytes(&c->series) +
+         itab_bytes(&c->tenants) + itab_bytes(&c->idents);
+    b += (size_t)c->capsrec * sizeof *c->srec;
+    for (uint32_t i = 0; i < c->series.n && i < c->capsrec; i++)
+        b += (c->srec[i].nkv ? c->srec[i].nkv : 1) * sizeof(sp_kv);
+    b += (size_t)c->capreg * sizeof *c->reg + (size_t)c->reg_h.nheads * sizeof(uint32_t);
+    b += (size_t)c->capwait * sizeof *c->wait + (size_t)c->wait_h.nheads * sizeof(uint32_t);
+    c->bytes = b;
+}
+
+static void obs_gone(corr *c, const obs_ent *o, int evicted)
+{
+    c->st.obs_waiting--;
+    if (!o->flags) {
+        c->st.obs_unattached--;
+        c->st.unmatched++;
+    }
+    if (evicted)
+        c->st.evicted++;
+}
+
+/* Drops observations (obs_cut), spans (span_cut) and waiting links expiring at or before the
+ * cuts; frees empty slots and processes. */
+static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting)
+{
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        slot **pp = &c->buckets[b];
+        while (*pp) {
+            slot *s = *pp;
+            uint32_t k = 0;
+            int64_t maxdur = 0;
+            for (uint32_t i = 0; i < s->nspans; i++) {
+                if (span_expired(&s->spans[i], span_cut))
+                    continue;
+                if (s->spans[i].end - s->spans[i].start > maxdur)
+                    maxdur = s->spans[i].end - s->spans[i].start;
+                s->spans[k++] = s->spans[i];
+            }
+            c->st.spans_indexed -= s->nspans - k;
+            if (evicting)
+                c->st.evicted += s->nspans - k;
+            s->nspans = k;
+            s->maxdur = maxdur;
+            k = 0;
+            for (uint32_t i = 0; i < s->nobs; i++) {
+                if (s->obs[i].expire <= obs_cut)
+                    obs_gone(c, &s->obs[i], evicting);
+                else
+                    s->obs[k++] = s->obs[i];
+            }
+            s->nobs = k;
+            if (!s->nspans && !s->nobs) {
+                *pp = s->hnext;
+                /* unlink from its process */
+                slot **q = &s->proc->slots;
+                while (*q != s)
+                    q = &(*q)->pnext;
+                *q = s->pnext;
+                free(s->spans);
+                free(s->obs);
+                free(s);
+                continue;
+            }
+            pp = &s->hnext;
+        }
+    }
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        proc **pp = &c->pbuckets[b];
+        while (*pp) {
+            proc *p = *pp;
+            if (!p->slots && p->profiled_until <= span_cut) {
+                *pp = p->hnext;
+                free(p);
+                continue;
+            }
+            pp = &p->hnext;
+        }
+    }
+    /* registry and waiting links: compact the arrays, rebuild the chains */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < c->nreg; i++)
+        if (c->reg[i].live && c->reg[i].expire > span_cut)
+            c->reg[k++] = c->reg[i];
+    c->st.spans_known = k;
+    c->nreg = k;
+    IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    k = 0;
+    for (uint32_t i = 0; i < c->nwait; i++) {
+        if (!c->wait[i].live)
+            continue;
+        if (c->wait[i].expire <= obs_cut) {
+            if (evicting)
+                c->st.evicted++;
+            continue;
+        }
+        c->wait[k++] = c->wait[i];
+    }
+    c->nwait = k;
+    IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+}
+
+/* Rebuilds the name, stack and series tables from what live observations still use, so they
+ * do not grow for ever while observations come and go. */
+static void compact_interns(corr *c)
+{
+    itab names = {0}, stacks = {0}, series = {0};
+    uint32_t *smap = calloc(c->stacks.n + 1, sizeof *smap); /* old stack id → new id + 1 */
+    uint32_t *nmap = calloc(c->names.n + 1, sizeof *nmap);
+    uint32_t *rmap = calloc(c->series.n + 1, sizeof *rmap);
+    uint32_t *frames = NULL;
+    int ok = smap && nmap && rmap;
+    /* every (stack, series) reference: slot observations, then waiting links */
+    for (size_t b = 0; b < NBUCKETS && ok; b++)
+        for (slot *s = c->buckets[b]; s && ok; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs && ok; i++) {
+                uint32_t *stk = &s->obs[i].stack, *ser = &s->obs[i].series;
+                if (!smap[*stk]) {
+                    uint32_t nf = c->stacks.lens[*stk] / 4;
+                    const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[*stk];
+                    uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
+                    if (!nf_arr) {
+                        ok = 0;
+                        break;
+                    }
+                    frames = nf_arr;
+                    for (uint32_t f = 0; f < nf && ok; f++) {
+                        if (!nmap[old[f]]) {
+                            uint32_t id =
+                                itab_get(&names, c->names.keys[old[f]], c->names.lens[old[f]], 1);
+                            ok = id != UINT32_MAX;
+                            nmap[old[f]] = id + 1;
+                        }
+                        frames[f] = nmap[old[f]] - 1;
+                    }
+                    uint32_t id = ok ? itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
+                    ok = ok && id != UINT32_MAX;
+                    smap[*stk] = id + 1;
+                }
+                if (!rmap[*ser]) {
+                    uint32_t id = itab_get(&series, c->series.keys[*ser], c->series.lens[*ser], 1);
+                    ok = ok && id != UINT32_MAX;
+                    rmap[*ser] = id + 1;
+                }
+            }
+    for (uint32_t i = 0; i < c->nwait && ok; i++) {
+        wait_ent *w = &c->wait[i];
+        if (!smap[w->stack]) {
+            uint32_t nf = c->stacks.lens[w->stack] / 4;
+            const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[w->stack];
+            uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
+            if (!nf_arr) {
+                ok = 0;
+                break;
+            }
+            frames = nf_arr;
+            for (uint32_t f = 0; f < nf && ok; f++) {
+                if (!nmap[old[f]]) {
+                    uint32_t id = itab_get(&names, c->names.keys[old[f]], c->names.lens[old[f]], 1);
+                    ok = id != UINT32_MAX;
+                    nmap[old[f]] = id + 1;
+                }
+                frames[f] = nmap[old[f]] - 1;
+            }
+            uint32_t id = ok ? itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
+            ok = ok && id != UINT32_MAX;
+            smap[w->stack] = id + 1;
+        }
+        if (!rmap[w->series]) {
+            uint32_t id =
+                itab_get(&series, c->series.keys[w->series], c->series.lens[w->series], 1);
+            ok = ok && id != UINT32_MAX;
+            rmap[w->series] = id + 1;
+        }
+    }
+    if (ok) {
+        for (size_t b = 0; b < NBUCKETS; b++)
+            for (slot *s = c->buckets[b]; s; s = s->hnext)
+                for (uint32_t i = 0; i < s->nobs; i++) {
+                    s->obs[i].stack = smap[s->obs[i].stack] - 1;
+                    s->obs[i].series = rmap[s->obs[i].series] - 1;
+                }
+        for (uint32_t i = 0; i < c->nwait; i++) {
+            c->wait[i].stack = smap[c->wait[i].stack] - 1;
+            c->wait[i].series = rmap[c->wait[i].series] - 1;
+        }
+        free_series(c);
+        itab_free(&c->names);
+        itab_free(&c->stacks);
+        c->names = names;
+        c->stacks = stacks;
+        c->series = series;
+        for (uint32_t i = 0; i < c->series.n; i++)
+            if (series_record(c, i))
+                break;
+    } else {
+        itab_free(&names);
+        itab_free(&stacks);
+        itab_free(&series);
+    }
+    free(smap);
+    free(nmap);
+    free(rmap);
+    free(frames);
+}
+
+static void sweep(corr *c, int64_t now)
+{
+    drop_before(c, now, now, 0);
+    /* tables only shrink by rebuilding; do it when they hold much more than is used */
+    uint64_t live = c->st.obs_waiting + c->nwait;
+    if (c->stacks.n > 2 * live + 4096 || c->names.n > 64 * live + 65536)
+        compact_interns(c);
+    recount(c);
+    c->last_sweep = now;
+}
+
+/* Over budget: drop the oldest observations (and, if that is not enough, the oldest spans) in
+ * slices of the window until under. */
+static void enforce_budget(corr *c)
+{
+    if (c->bytes <= c->opt.max_bytes)
+        return;
+    int64_t step = c->opt.window_ns / 16 > 0 ? c->opt.window_ns / 16 : 1;
+    int64_t cut = c->now;
+    for (int round = 0; round < 17 && c->bytes > c->opt.max_bytes; round++) {
+        cut += step;
+        drop_before(c, cut, c->now, 1);
+        compact_interns(c);
+        recount(c);
+    }
+    cut = c->now;
+    for (int round = 0; round < 17 && c->bytes > c->opt.max_bytes; round++) {
+        cut += step;
+        drop_before(c, c->now + c->opt.window_ns + 1, cut, 1);
+        recount(c);
+    }
+}
+
+/* ---- life cycle ---- */
+
+corr *corr_new(const corr_options *o)
+{
+    corr *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (o)
+        c->opt = *o;
+    if (!c->opt.min_span_ns)
+        c->opt.min_span_ns = 20 * 1000000LL;
+    if (!c->opt.window_ns)
+        c->opt.window_ns = 120 * 1000000000LL;
+    if (!c->opt.max_bytes)
+        c->opt.max_bytes = (size_t)128 << 20;
+    pthread_mutex_init(&c->lock, NULL);
+    recount(c);
+    return c;
+}
+
+void corr_free(corr *c)
+{
+    if (!c)
+        return;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (slot *s = c->buckets[b], *n; s; s = n) {
+            n = s->hnext;
+            free(s->spans);
+            free(s->obs);
+            free(s);
+        }
+        for (proc *p = c->pbuckets[b], *n; p; p = n) {
+            n = p->hnext;
+            free(p);
+        }
+    }
+    itab_free(&c->names);
+    itab_free(&c->stacks);
+    itab_free(&c->tenants);
+    itab_free(&c->idents);
+    free_series(c);
+    free(c->reg);
+    free(c->reg_h.heads);
+    free(c->wait);
+    free(c->wait_h.heads);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out)
+{
+    pthread_mutex_lock(&c->lock);
+    if (now_ns) {
+        c->now = now_ns;
+        sweep(c, now_ns);
+    }
+    *out = c->st;
+    out->bytes = c->bytes;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int corr_is_cpu_type(const char *type_id)
+{
+    if (!type_id)
+        return 0;
+    /* name:sample_type:sample_unit:period_type:period_unit */
+    const char *colon = strchr(type_id, ':');
+    size_t nlen = colon ? (size_t)(colon - type_id) : strlen(type_id);
+    if ((nlen == 11 && memcmp(type_id, "process_cpu", 11) == 0) ||
+        (nlen == 4 && memcmp(type_id, "wall", 4) == 0))
+        return 1;
+    if (!colon)
+        return 0;
+    const char *st = colon + 1, *end = strchr(st, ':');
+    size_t slen = end ? (size_t)(end - st) : strlen(st);
+    return (slen == 3 && memcmp(st, "cpu", 3) == 0) || (slen == 4 && memcmp(st, "wall", 4) == 0);
+}
+
+int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp)
+{
+    if ((int64_t)(sp->end_ns - sp->start_ns) < c->opt.min_span_ns || !sp->pid)
+        return 0;
+    int yes = 0;
+    pthread_mutex_lock(&c->lock);
+    uint32_t t = tenant_id(c, tenant, 0);
+    proc *p = t == UINT32_MAX ? NULL : find_proc(c, t, sp->pid, 0);
+    if (p && p->profiled_until > c->now) {
+        uint32_t id = ident_id(c, &sp->ident);
+        for (uint32_t i = 0; i < p->nprof_ident && !yes; i++)
+            yes = ident_compat(c, p->prof_ident[i], id);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return yes;
+}
+
+/* ---- explicit links ---- */
+
+static int same_process(const corr *c, int64_t pid_a, uint64_t svc_a, uint32_t id_a, int64_t pid_b,
+                        uint64_t svc_b, uint32_t id_b)
+{
+    if (pid_a || pid_b) {
+        if (pid_a != pid_b)
+            return 0;
+    } else if (svc_a != svc_b) {
+        return 0;
+    }
+    return ident_compat(c, id_a, id_b);
+}
+
+static sp_span_ref reg_ref(const reg_ent *e)
+{
+    sp_span_ref r;
+    memcpy(r.trace_id, e->trace_id, 16);
+    memcpy(r.span_id, e->span_id, 8);
+    return r;
+}
+
+/* Walks up from e through received ancestors of the process (pid, svc, ident), appending the
+ * eligible ones to out. Returns the new count; *gap (and 1 in *has_gap) = the first parent id
+ * not received yet, the point where later arrivals continue the walk. */
+static uint32_t walk_up(corr *c, uint32_t tenant, const reg_ent *e, int64_t pid, uint64_t svc,
+                        uint32_t ident, sp_span_ref *out, uint32_t n, uint8_t gap[8], int *has_gap)
+{
+    static const uint8_t zero[8];
+    *has_gap = 0;
+    for (int hop = 0; hop < MAX_WALK && e; hop++) {
+        if (memcmp(e->parent, zero, 8) == 0)
+            return n;
+        const reg_ent *p = reg_find(c, tenant, e->parent);
+        if (!p) {
+            memcpy(gap, e->parent, 8);
+            *has_gap = 1;
+            return n;
+        }
+        if (!same_process(c, p->pid, p->service, p->ident, pid, svc, ident))
+            return n;
+        if (p->eligible && n < MAX_MATCH) {
+            int dup = 0;
+            for (uint32_t i = 0; i < n && !dup; i++)
+                dup = memcmp(out[i].span_id, p->span_id, 8) == 0;
+            if (!dup)
+                out[n++] = reg_ref(p);
+        }
+        e = p;
+    }
+    return n;
+}
+
+/* ---- profiles ---- */
 
 typedef struct out_samples {
     sp_sample *v;
@@ -440,61 +1017,195 @@ static sp_sample *push_sample(sp_arena *a, out_samples *o)
     return &o->v[o->n++];
 }
 
-static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint64_t tenant, int64_t now)
+static int64_t obs_value(const sp_sample *s, uint32_t k)
+{
+    if (s->values)
+        return s->values[k];
+    int64_t share = s->value / (int64_t)s->nobs; /* equal shares, remainder to the first */
+    return k == 0 ? s->value - share * (int64_t)(s->nobs - 1) : share;
+}
+
+/* The spans of one observation by rules 2 and 3; *how = F_THREAD, F_PROC, F_AMBIG or 0. */
+static uint32_t infer(const corr *c, const slot *thr, const slot *nothr, int64_t ts, uint32_t ident,
+                      sp_span_ref *out, uint8_t *how)
+{
+    *how = 0;
+    uint32_t n = thr ? spans_at(c, thr, ts, ident, out, MAX_MATCH, NULL) : 0;
+    if (n) {
+        *how = F_THREAD;
+        return n;
+    }
+    if (c->opt.threadless != CORR_THREADLESS_UNIQUE || !nothr)
+        return 0;
+    int amb;
+    n = chain_at(c, nothr, ts, ident, out, &amb, NULL);
+    *how = amb ? F_AMBIG : n ? F_PROC : 0;
+    return n;
+}
+
+static void count_outcome(corr *c, uint8_t how, uint64_t nobs)
+{
+    if (how & F_THREAD)
+        c->st.by_thread += nobs;
+    if (how & F_PROC)
+        c->st.by_process_span += nobs;
+    if (how & F_AMBIG)
+        c->st.ambiguous += nobs;
+}
+
+typedef struct prof_ctx {
+    corr *c;
+    sp_profile *p;
+    sp_arena *a;
+    uint32_t tenant;
+    uint32_t series;
+    uint32_t *cache;
+    const sp_proc_ident *last_ident;
+    uint32_t last_ident_id;
+} prof_ctx;
+
+static uint32_t ctx_series(prof_ctx *x)
+{
+    if (x->series == UINT32_MAX)
+        x->series = series_id(x->c, x->p);
+    return x->series;
+}
+
+static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
+{
+    if (!x->cache)
+        x->cache = calloc((size_t)x->p->nlocations * 2 + 2, sizeof *x->cache);
+    return stack_id(x->c, x->p, s, x->cache);
+}
+
+/* Rule 1: the link and its ancestors; the observations wait at the gap for the rest. */
+static size_t attach_linked(prof_ctx *x, sp_sample *s, uint32_t ident)
+{
+    corr *c = x->c;
+    sp_span_ref chain[MAX_MATCH];
+    uint32_t n = 0;
+    chain[n++] = s->link;
+    uint8_t gap[8];
+    int has_gap = 0, ref_known = 0;
+    int64_t ref_pid = 0;
+    uint64_t ref_svc = 0;
+    uint32_t ref_ident = 0;
+    const reg_ent *e = reg_find(c, x->tenant, s->link.span_id);
+    if (e) {
+        ref_known = 1;
+        ref_pid = e->pid;
+        ref_svc = e->service;
+        ref_ident = e->ident;
+        n = walk_up(c, x->tenant, e, ref_pid, ref_svc, ref_ident, chain, n, gap, &has_gap);
+    } else {
+        memcpy(gap, s->link.span_id, 8);
+        has_gap = 1;
+    }
+    s->spans = sp_arena_memdup(x->a, chain, n * sizeof *chain);
+    s->nspans = s->spans ? n : 0;
+    uint64_t nobs = s->timestamps && s->nobs ? s->nobs : 1;
+    c->st.by_link += nobs;
+    if (!has_gap || c->bytes >= c->opt.max_bytes)
+        return s->nspans * nobs;
+    uint32_t sid = ctx_series(x), stk = ctx_stack(x, s);
+    if (sid == UINT32_MAX || stk == UINT32_MAX)
+        return s->nspans * nobs;
+    for (uint64_t k = 0; k < nobs; k++) {
+        wait_ent *w = wait_add(c, x->tenant, gap);
+        if (!w)
+            break;
+        w->ref_known = (uint8_t)ref_known;
+        w->ref_pid = ref_pid;
+        w->ref_service = ref_svc;
+        w->ref_ident = ref_known ? ref_ident : ident;
+        w->ts = s->timestamps && s->nobs ? (int64_t)s->timestamps[k] : x->p->time_nanos;
+        w->value = s->timestamps && s->nobs ? obs_value(s, (uint32_t)k) : s->value;
+        w->expire = c->now + c->opt.window_ns;
+        w->stack = stk;
+        w->series = sid;
+    }
+    return s->nspans * nobs;
+}
+
+static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint32_t tenant)
 {
     size_t attached = 0;
     out_samples out = {0};
-    int split = 0;
-    uint32_t sid = UINT32_MAX;
-    uint32_t *cache = NULL;
+    int reshaped = 0;
+    prof_ctx x = {c, p, a, tenant, UINT32_MAX, NULL, NULL, 0};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         sp_sample *s = &p->samples[i];
-        slot *sl = s->pid && s->tid ? find_slot(c, tenant, s->pid, s->tid, 0) : NULL;
-        if (!s->timestamps || !s->nobs) {
-            /* No time: only the sender's link can place it. */
-            if (s->has_link && !s->nspans) {
-                s->spans = &s->link;
-                s->nspans = 1;
-                attached++;
-                c->st.attached_explicit++;
+        s->spans = NULL;
+        s->nspans = 0;
+        if (s->ident != x.last_ident || !x.last_ident_id) {
+            x.last_ident = s->ident;
+            x.last_ident_id = ident_id(c, s->ident);
+        }
+        uint32_t ident = x.last_ident_id;
+        if (s->pid) {
+            proc *pr = find_proc(c, tenant, s->pid, 1);
+            if (pr) {
+                pr->profiled_until = c->now + c->opt.window_ns;
+                uint32_t k = 0;
+                while (k < pr->nprof_ident && pr->prof_ident[k] != ident)
+                    k++;
+                if (k == pr->nprof_ident && k < 8)
+                    pr->prof_ident[pr->nprof_ident++] = ident;
             }
+        }
+        if (s->has_link) {
+            attached += attach_linked(&x, s, ident);
             sp_sample *d = push_sample(a, &out);
-            if (d)
-                *d = *s;
+            if (!d)
+                break;
+            *d = *s;
             continue;
         }
-        /* Per observation: its span set. Most samples are one observation or one set. */
+        if (!s->timestamps || !s->nobs || !s->pid) {
+            /* no time or no process: nothing can place it */
+            c->st.unmatched += s->timestamps && s->nobs ? s->nobs : 1;
+            sp_sample *d = push_sample(a, &out);
+            if (!d)
+                break;
+            *d = *s;
+            continue;
+        }
+        const slot *thr = s->tid ? find_slot(c, tenant, s->pid, s->tid, 0) : NULL;
+        const slot *nothr = find_slot(c, tenant, s->pid, 0, 0);
         sp_span_ref first[MAX_MATCH];
-        uint32_t nfirst = match(sl, (int64_t)s->timestamps[0], s, first);
+        uint8_t how0;
+        uint32_t nfirst = infer(c, thr, nothr, (int64_t)s->timestamps[0], ident, first, &how0);
         int uniform = 1;
         for (uint32_t k = 1; k < s->nobs && uniform; k++) {
             sp_span_ref m[MAX_MATCH];
-            uint32_t n = match(sl, (int64_t)s->timestamps[k], s, m);
-            uniform = n == nfirst && memcmp(m, first, n * sizeof *m) == 0;
+            uint8_t how;
+            uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], ident, m, &how);
+            uniform = how == how0 && n == nfirst && memcmp(m, first, n * sizeof *m) == 0;
         }
+        uint8_t *hows = NULL;
         if (uniform) {
             sp_sample *d = push_sample(a, &out);
             if (!d)
-                return attached;
+                break;
             *d = *s;
             if (nfirst) {
                 d->spans = sp_arena_memdup(a, first, nfirst * sizeof *first);
                 d->nspans = d->spans ? nfirst : 0;
-                attached += s->nobs;
-                if (s->has_link)
-                    c->st.attached_explicit += s->nobs;
-                if (nfirst > (uint32_t)s->has_link)
-                    c->st.attached_inferred += s->nobs;
+                attached += (size_t)nfirst * s->nobs;
             }
+            count_outcome(c, how0, s->nobs);
         } else {
-            /* Split: one sample per observation, each with its own spans. */
-            split = 1;
+            reshaped = 1;
+            hows = sp_arena_alloc(a, s->nobs);
             for (uint32_t k = 0; k < s->nobs; k++) {
                 sp_span_ref m[MAX_MATCH];
-                uint32_t n = match(sl, (int64_t)s->timestamps[k], s, m);
+                uint8_t how;
+                uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], ident, m, &how);
+                if (hows)
+                    hows[k] = how;
                 sp_sample *d = push_sample(a, &out);
                 if (!d)
-                    return attached;
+                    break;
                 *d = *s;
                 d->timestamps = &s->timestamps[k];
                 d->value = obs_value(s, k);
@@ -502,45 +1213,47 @@ static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint64_t tenan
                 d->nobs = 1;
                 d->spans = n ? sp_arena_memdup(a, m, n * sizeof *m) : NULL;
                 d->nspans = d->spans ? n : 0;
-                if (n) {
-                    attached++;
-                    c->st.attached_inferred++;
-                }
+                attached += d->nspans;
+                count_outcome(c, how, 1);
             }
         }
         /* Keep the observations for spans that have not arrived yet. */
-        if (s->pid && s->tid && c->bytes < c->opt.max_bytes) {
-            if (sid == UINT32_MAX)
-                sid = series_id(c, p);
-            if (!cache)
-                cache = calloc((size_t)p->nlocations * 2 + 2, sizeof *cache);
-            uint32_t stk = stack_id(c, p, s, cache);
-            slot *w = find_slot(c, tenant, s->pid, s->tid, 1);
-            if (sid == UINT32_MAX || stk == UINT32_MAX || !w)
+        uint32_t sid = UINT32_MAX, stk = UINT32_MAX;
+        slot *w = NULL;
+        if (c->bytes < c->opt.max_bytes) {
+            sid = ctx_series(&x);
+            stk = ctx_stack(&x, s);
+            w = find_slot(c, tenant, s->pid, s->tid, 1);
+        }
+        for (uint32_t k = 0; k < s->nobs; k++) {
+            if (!w || sid == UINT32_MAX || stk == UINT32_MAX ||
+                (w->nobs == w->capobs &&
+                 grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
+                /* not kept: without a verdict now it never gets one */
+                if (!(uniform ? how0 : hows ? hows[k] : 0))
+                    c->st.unmatched++;
                 continue;
-            for (uint32_t k = 0; k < s->nobs; k++) {
-                if (w->nobs == w->capobs &&
-                    grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))
-                    break;
-                obs_ent *o = &w->obs[w->nobs++];
-                *o = (obs_ent){(int64_t)s->timestamps[k],
-                               obs_value(s, k),
-                               now + c->opt.window_ns,
-                               stk,
-                               sid,
-                               {0}};
-                if (s->has_link)
-                    memcpy(o->link, s->link.span_id, 8);
-                c->st.observations_retained++;
             }
+            obs_ent *o = &w->obs[w->nobs++];
+            *o = (obs_ent){(int64_t)s->timestamps[k],
+                           obs_value(s, k),
+                           c->now + c->opt.window_ns,
+                           stk,
+                           sid,
+                           ident,
+                           uniform ? how0 : hows ? hows[k] : 0};
+            if (w->nobs > 1 && w->obs[w->nobs - 2].ts > o->ts)
+                w->obs_sorted = 0;
+            c->st.obs_waiting++;
+            if (!o->flags)
+                c->st.obs_unattached++;
         }
     }
-    free(cache);
-    if (split || out.n != p->nsamples) {
+    free(x.cache);
+    if (reshaped || out.n != p->nsamples) {
         p->samples = out.v;
         p->nsamples = out.n;
     } else if (out.v) {
-        /* Same shape: copy the attachments back (the profile keeps its own array). */
         for (uint32_t i = 0; i < p->nsamples; i++) {
             p->samples[i].spans = out.v[i].spans;
             p->samples[i].nspans = out.v[i].nspans;
@@ -558,6 +1271,27 @@ typedef struct late {
     uint64_t ts;
     sp_span_ref ref;
 } late;
+
+typedef struct late_list {
+    late *v;
+    size_t n, cap;
+} late_list;
+
+static void late_push(sp_arena *a, late_list *l, uint32_t series, uint32_t stack, int64_t value,
+                      int64_t ts, const sp_span_ref *ref)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        late *x = sp_arena_alloc(a, ncap * sizeof *x);
+        if (!x)
+            return;
+        if (l->n)
+            memcpy(x, l->v, l->n * sizeof *x);
+        l->v = x;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = (late){series, stack, value, (uint64_t)ts, *ref};
+}
 
 /* Builds one attach_only profile per series from the late matches. */
 static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
@@ -582,7 +1316,7 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         uint32_t ns = 1;
         strs[0] = "";
         for (size_t i = start; i < end; i++) {
-            const uint32_t *frames = (const uint32_t *)c->stacks.keys[v[i].stack];
+            const uint32_t *frames = (const uint32_t *)(const void *)c->stacks.keys[v[i].stack];
             uint32_t nf = c->stacks.lens[v[i].stack] / 4;
             sp_sample *s = &smp[i - start];
             s->location_ids = sp_arena_alloc(a, (nf + 1) * sizeof *s->location_ids);
@@ -629,7 +1363,7 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
             loc[i].lines = &ln[i];
             loc[i].nlines = 1;
         }
-        p->type_id = r->type_id;
+        p->type_id = sp_arena_strndup(a, r->type_id, strlen(r->type_id));
         p->name = parts[0];
         p->sample_type = base + 1;
         p->sample_unit = base + 2;
@@ -645,8 +1379,16 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         p->nmappings = 1;
         p->samples = smp;
         p->nsamples = (uint32_t)(end - start);
-        p->series = sp_arena_memdup(a, r->kv, r->nkv * sizeof *r->kv);
-        p->nseries = p->series ? r->nkv : 0;
+        /* the series strings live in the correlator, which may compact them: copy */
+        sp_kv *kv = sp_arena_calloc(a, r->nkv ? r->nkv : 1, sizeof *kv);
+        if (!kv)
+            return;
+        for (uint32_t i = 0; i < r->nkv; i++) {
+            kv[i].name = sp_arena_strndup(a, r->kv[i].name, strlen(r->kv[i].name));
+            kv[i].value = sp_arena_strndup(a, r->kv[i].value, strlen(r->kv[i].value));
+        }
+        p->series = kv;
+        p->nseries = r->nkv;
         p->attach_only = 1;
         p->time_nanos = (int64_t)v[start].ts;
         if (sp_batch_add_profile(b, p))
@@ -661,80 +1403,210 @@ static int cmp_late(const void *x, const void *y)
     return a->series < b->series ? -1 : a->series > b->series;
 }
 
-static size_t index_spans(corr *c, sp_batch *b, uint64_t tenant, int64_t now)
+static void mark(corr *c, obs_ent *o, uint8_t how)
 {
-    late *lv = NULL;
-    size_t nl = 0, capl = 0, attached = 0;
+    if (!o->flags)
+        c->st.obs_unattached--;
+    if (!(o->flags & how))
+        count_outcome(c, how, 1);
+    o->flags |= how;
+}
+
+/* Rules 2 and 3 for a span that arrived after observations it contains. */
+static void claim_observations(corr *c, sp_arena *a, slot *home, const span_ent *e, late_list *l)
+{
+    if (home->tid) {
+        for (uint32_t k = obs_lower(home, e->start); k < home->nobs && home->obs[k].ts < e->end;
+             k++) {
+            obs_ent *o = &home->obs[k];
+            if (!ident_compat(c, o->ident, e->ident))
+                continue;
+            mark(c, o, F_THREAD);
+            late_push(a, l, o->series, o->stack, o->value, o->ts, &e->ref);
+        }
+        return;
+    }
+    if (c->opt.threadless != CORR_THREADLESS_UNIQUE)
+        return;
+    for (slot *s = home->proc->slots; s; s = s->pnext)
+        for (uint32_t k = obs_lower(s, e->start); k < s->nobs && s->obs[k].ts < e->end; k++) {
+            obs_ent *o = &s->obs[k];
+            if ((o->flags & F_THREAD) || !ident_compat(c, o->ident, e->ident))
+                continue;
+            sp_span_ref m[MAX_MATCH];
+            int amb;
+            uint32_t n = chain_at(c, home, o->ts, o->ident, m, &amb, NULL);
+            if (amb) {
+                if (!(o->flags & F_PROC))
+                    mark(c, o, F_AMBIG);
+                continue;
+            }
+            int in = 0;
+            for (uint32_t i = 0; i < n && !in; i++)
+                in = memcmp(m[i].span_id, e->ref.span_id, 8) == 0;
+            if (!in)
+                continue;
+            mark(c, o, F_PROC);
+            late_push(a, l, o->series, o->stack, o->value, o->ts, &e->ref);
+        }
+}
+
+/* Rule 1 for a span that arrived after linked observations that were waiting for it. */
+static void claim_waiting(corr *c, sp_arena *a, uint32_t tenant, const reg_ent *x, late_list *l)
+{
+    if (!c->wait_h.nheads)
+        return;
+    /* Collect first: re-queueing below may rebuild the chains being walked. */
+    uint32_t n = 0, cap = 0, *hits = NULL;
+    for (uint32_t i = c->wait_h.heads[id_bucket(&c->wait_h, tenant, x->span_id)]; i;
+         i = c->wait[i - 1].next) {
+        const wait_ent *w = &c->wait[i - 1];
+        if (!w->live || w->tenant != tenant || memcmp(w->gap, x->span_id, 8) != 0)
+            continue;
+        if (n == cap) {
+            uint32_t ncap = cap ? cap * 2 : 16;
+            uint32_t *h = sp_arena_alloc(a, ncap * sizeof *h);
+            if (!h)
+                break;
+            if (n)
+                memcpy(h, hits, n * sizeof *h);
+            hits = h;
+            cap = ncap;
+        }
+        hits[n++] = i - 1;
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        wait_ent w = c->wait[hits[j]];
+        c->wait[hits[j]].live = 0;
+        sp_span_ref chain[MAX_MATCH];
+        uint32_t nc = 0;
+        if (!w.ref_known) {
+            /* x is the linked span itself, already attached: its process is the reference */
+            w.ref_pid = x->pid;
+            w.ref_service = x->service;
+            w.ref_ident = x->ident;
+        } else {
+            if (!same_process(c, x->pid, x->service, x->ident, w.ref_pid, w.ref_service,
+                              w.ref_ident))
+                continue;
+            if (x->eligible)
+                chain[nc++] = reg_ref(x);
+        }
+        uint8_t gap[8];
+        int has_gap;
+        nc = walk_up(c, tenant, x, w.ref_pid, w.ref_service, w.ref_ident, chain, nc, gap, &has_gap);
+        for (uint32_t k = 0; k < nc; k++)
+            late_push(a, l, w.series, w.stack, w.value, w.ts, &chain[k]);
+        if (has_gap) {
+            wait_ent *q = wait_add(c, tenant, gap);
+            if (q) {
+                uint32_t keep_next = q->next;
+                *q = w;
+                memcpy(q->gap, gap, 8);
+                q->ref_known = 1;
+                q->live = 1;
+                q->next = keep_next;
+            }
+        }
+    }
+}
+
+static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
+{
+    late_list l = {0};
+    /* Phase 1: remember every new span, so phase 2 judges each observation against all the
+     * spans of this export at once. */
+    uint32_t gen = ++c->gen;
+    const reg_ent **fresh = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *fresh);
+    slot **homes = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *homes);
+    if (!fresh || !homes)
+        return 0;
     for (size_t i = 0; i < b->nspans; i++) {
         const sp_span *sp = &b->spans[i];
         int64_t start = (int64_t)sp->start_ns, end = (int64_t)sp->end_ns;
-        if (!sp->pid || !sp->tid || end - start < c->opt.min_span_ns)
+        if (reg_find(c, tenant, sp->span_id))
+            continue; /* a retry: what it brings was attached the first time */
+        int eligible = end - start >= c->opt.min_span_ns;
+        uint32_t ident = ident_id(c, &sp->ident);
+        const reg_ent *re = reg_add(c, tenant, sp, ident, eligible);
+        fresh[i] = re;
+        if (!sp->pid)
             continue;
+        if (!eligible) {
+            c->st.spans_short++;
+            continue;
+        }
         slot *sl = find_slot(c, tenant, sp->pid, sp->tid, 1);
+        if (!sl || (sl->nspans == sl->capspans &&
+                    grow((void **)&sl->spans, &sl->capspans, sizeof *sl->spans, &c->bytes)))
+            continue;
+        span_ent e = {start, end, c->now + c->opt.window_ns, {{0}, {0}}, ident, gen};
+        memcpy(e.ref.trace_id, sp->trace_id, 16);
+        memcpy(e.ref.span_id, sp->span_id, 8);
+        /* keep sorted by start; spans mostly come in order, so this rarely moves much */
+        uint32_t at = sl->nspans;
+        while (at > 0 && sl->spans[at - 1].start > start)
+            at--;
+        memmove(&sl->spans[at + 1], &sl->spans[at], (sl->nspans - at) * sizeof e);
+        sl->spans[at] = e;
+        sl->nspans++;
+        if (end - start > sl->maxdur)
+            sl->maxdur = end - start;
+        homes[i] = sl;
+        c->st.spans_indexed++;
+    }
+    /* Phase 2: what the new spans claim. */
+    for (size_t i = 0; i < b->nspans; i++) {
+        if (fresh[i])
+            claim_waiting(c, b->arena, tenant, fresh[i], &l);
+        slot *sl = homes[i];
         if (!sl)
             continue;
-        int known = 0;
-        for (uint32_t k = 0; k < sl->nspans && !known; k++)
-            known = memcmp(sl->spans[k].ref.span_id, sp->span_id, 8) == 0;
-        if (known)
-            continue; /* a retry: its observations were attached the first time */
-        if (sl->nspans == sl->capspans &&
-            grow((void **)&sl->spans, &sl->capspans, sizeof *sl->spans, &c->bytes))
-            continue;
-        span_ent *e = &sl->spans[sl->nspans++];
-        c->st.spans_indexed++;
-        e->start = start;
-        e->end = end;
-        e->expire = (end > now ? end : now) + c->opt.window_ns;
-        memcpy(e->ref.trace_id, sp->trace_id, 16);
-        memcpy(e->ref.span_id, sp->span_id, 8);
-        for (uint32_t k = 0; k < sl->nobs; k++) {
-            const obs_ent *o = &sl->obs[k];
-            if (o->ts < start || o->ts >= end || memcmp(o->link, sp->span_id, 8) == 0)
-                continue;
-            if (nl == capl) {
-                size_t ncap = capl ? capl * 2 : 64;
-                late *x = sp_arena_alloc(b->arena, ncap * sizeof *x);
-                if (!x)
-                    break;
-                if (nl)
-                    memcpy(x, lv, nl * sizeof *x);
-                lv = x;
-                capl = ncap;
-            }
-            lv[nl++] = (late){o->series, o->stack, o->value, (uint64_t)o->ts, e->ref};
-        }
+        const span_ent *e = NULL;
+        for (uint32_t k = 0; k < sl->nspans && !e; k++)
+            if (sl->spans[k].gen == gen &&
+                memcmp(sl->spans[k].ref.span_id, b->spans[i].span_id, 8) == 0)
+                e = &sl->spans[k];
+        if (e)
+            claim_observations(c, b->arena, sl, e, &l);
     }
-    if (nl) {
-        qsort(lv, nl, sizeof *lv, cmp_late);
-        emit_late(c, b, lv, nl);
-        attached = nl;
-        c->st.attached_late += nl;
+    if (l.n) {
+        qsort(l.v, l.n, sizeof *l.v, cmp_late);
+        emit_late(c, b, l.v, l.n);
+        c->st.late += l.n;
     }
-    return attached;
+    return l.n;
 }
 
 size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
 {
-    uint64_t tenant = tenant_hash(b->tenant);
     size_t attached = 0;
     pthread_mutex_lock(&c->lock);
+    c->now = now_ns;
+    uint32_t tenant = tenant_id(c, b->tenant, 1);
+    if (tenant == UINT32_MAX) {
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
     if (now_ns - c->last_sweep > SWEEP_EVERY_NS)
         sweep(c, now_ns);
-    if (c->bytes > c->opt.max_bytes)
-        clear_retained(c); /* over budget: the observations go first, spans stay */
+    enforce_budget(c);
     /* Spans first, so a request carrying both finds its own spans. */
-    attached += index_spans(c, b, tenant, now_ns);
+    attached += index_spans(c, b, tenant);
     size_t nprof = b->nprofiles;
-    for (size_t i = 0; i < nprof; i++)
-        if (!b->profiles[i]->attach_only)
-            attached += attach_profile(c, b->profiles[i], b->arena, tenant, now_ns);
+    for (size_t i = 0; i < nprof; i++) {
+        sp_profile *p = b->profiles[i];
+        if (p->attach_only)
+            continue;
+        if (!corr_is_cpu_type(p->type_id)) {
+            for (uint32_t k = 0; k < p->nsamples; k++) {
+                p->samples[k].spans = NULL;
+                p->samples[k].nspans = 0;
+            }
+            continue;
+        }
+        attached += attach_profile(c, p, b->arena, tenant);
+    }
     pthread_mutex_unlock(&c->lock);
     return attached;
-}
-
-int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp)
-{
-    (void)tenant;
-    return (int64_t)(sp->end_ns - sp->start_ns) >= c->opt.min_span_ns;
 }

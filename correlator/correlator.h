@@ -1,21 +1,31 @@
-/* The correlator: decides which spans each profile sample belongs to.
+/* The correlator: decides which spans each CPU profile sample belongs to.
  *
  * Runs on the ingest workers between conversion and the store (server/main.c wires it), once per
- * request, for profiles and spans alike. Rules (DESIGN.md, "Correlation is server-side"):
- *   1. a sample's explicit link (OTLP link_index, pprof span_id label) wins;
- *   2. otherwise each observation (timestamp) of a sample with a known process and thread is
- *      attached to every span of at least `min_span_ns` on that process and thread whose
- *      [start, end) contains it — nested spans all get it, so a parent's flame graph contains
- *      its children's samples;
- *   3. profiles and spans arrive in any order within `window_ns`: spans are kept in a window so
- *      later samples find them, and recent observations are kept so a span that arrives later
- *      still gets them. Such late attachments are appended to the span's batch as attach_only
- *      profiles, so they are committed with the spans that caused them.
- * A sample whose observations belong to different spans is split, so every attachment carries
- * exactly the value observed inside the span.
+ * request, for profiles and spans alike. Only CPU profiles take part (type name process_cpu,
+ * sample type cpu, or wall-clock); other types pass through untouched. Per observation (one
+ * timestamp t of a sample):
+ *   1. an explicit link (OTLP link_index, pprof span_id label) attaches it to that span and to
+ *      the span's received, eligible ancestors in the same process (walking parent ids); no
+ *      inference for linked samples;
+ *   2. else every eligible span of the sample's process on the sample's thread (span attribute
+ *      thread.id) whose [start, end) contains t — nested spans all get it;
+ *   3. else, for spans without thread.id (mode "unique"): the eligible threadless spans of the
+ *      process containing t, when they form exactly one chain (one trace, each containing the
+ *      next); several chains make the observation ambiguous and it stays unattached.
+ * Eligible = lasted at least min_span_ns. The process key is process.pid plus whichever of
+ * host.id, host.name, k8s.pod.uid and container.id both sides carry (sp_proc_ident); spans with
+ * no pid match by service.name instead for the ancestor walk of rule 1.
  *
- * Memory: both windows live under one byte budget; past it the oldest entries go first, and the
- * `corr_stats` say how much was dropped. Never touches disk or the network. Thread-safe.
+ * Arrival order: spans and observations wait for each other for window_ns of server time.
+ * Attachments made when the later side arrives are appended to that request's batch as
+ * attach_only profiles, so they are committed with it (and survive a restart like any write).
+ * Decisions use the spans known at that moment: later spans add attachments, never retract them.
+ * A sample whose observations belong to different spans is split, so every attachment carries
+ * exactly the value observed inside the span. sp_sample.spans lists the innermost span first.
+ *
+ * Memory: everything waiting lives under one byte budget; past it the oldest observations go
+ * first (then the oldest spans), counted in `evicted`. Never touches disk or the network.
+ * Thread-safe (one lock).
  */
 #ifndef CORR_CORRELATOR_H
 #define CORR_CORRELATOR_H
@@ -25,20 +35,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum { CORR_THREADLESS_UNIQUE = 0, CORR_THREADLESS_OFF = 1 };
+
 typedef struct corr_options {
     int64_t min_span_ns; /* spans shorter than this get no inferred samples; 0 = 20 ms */
-    int64_t window_ns;   /* how long spans and observations wait for each other; 0 = 5 min */
-    size_t max_bytes;    /* budget for both windows; 0 = 128 MiB */
+    int64_t window_ns;   /* how long spans and observations wait for each other; 0 = 2 min */
+    size_t max_bytes;    /* budget for everything waiting; 0 = 128 MiB */
+    int threadless;      /* CORR_THREADLESS_* */
 } corr_options;
 
+/* Observations are counted once per outcome, whenever it happens (at arrival or later). */
 typedef struct corr_stats {
-    uint64_t spans_indexed;         /* spans in the window now */
-    uint64_t observations_retained; /* observations in the window now */
-    uint64_t bytes;                 /* memory held by the windows */
-    uint64_t attached_explicit;     /* observations attached by a sender's link */
-    uint64_t attached_inferred;     /* observations attached by time, process and thread */
-    uint64_t attached_late;         /* observations attached when their span arrived later */
-    uint64_t evicted;               /* entries dropped before their time to stay within budget */
+    uint64_t spans_indexed;   /* eligible spans in the window now */
+    uint64_t spans_known;     /* spans of any length remembered for ancestor walks now */
+    uint64_t spans_short;     /* spans received below the minimum duration (with a process) */
+    uint64_t obs_waiting;     /* observations in the window now (attached or not) */
+    uint64_t obs_unattached;  /* of those, still without a span or a verdict */
+    uint64_t bytes;           /* memory held */
+    uint64_t by_link;         /* observations attached by a sender's link (and its ancestors) */
+    uint64_t by_thread;       /* observations attached by time, process and thread */
+    uint64_t by_process_span; /* observations attached to the one chain of threadless spans */
+    uint64_t ambiguous;       /* observations covered by several threadless chains */
+    uint64_t unmatched;       /* observations that left the window with nothing */
+    uint64_t late;            /* attachments made when the span arrived after the sample */
+    uint64_t evicted;         /* entries dropped before their time to stay within budget */
 } corr_stats;
 
 typedef struct corr corr;
@@ -49,14 +69,19 @@ void corr_free(corr *c);
 /* Attaches spans to b's samples (sp_sample.spans, splitting samples where needed), remembers b's
  * spans and observations for later arrivals, and appends attach_only profiles for observations
  * seen earlier that b's spans now claim. All new memory comes from b->arena. Returns the number
- * of observations attached. now_ns: wall clock (UTC), for expiry. */
+ * of attachments made (observation × span). now_ns: wall clock (UTC), for expiry. */
 size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns);
 
-void corr_get_stats(corr *c, corr_stats *out);
+/* Expires what is older than the window at now_ns (ingest does this too, at most once a second),
+ * then copies the counters. */
+void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out);
 
 /* 1 when sp can have a span profile: it lasted at least the minimum duration and its process
  * (same identity rule as matching) sent CPU profiles within the window. The trace forwarder asks
  * this to mark spans for Grafana's "Profiles for this span". */
 int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp);
+
+/* 1 when profiles of this type are correlated (CPU and wall-clock types). */
+int corr_is_cpu_type(const char *type_id);
 
 #endif

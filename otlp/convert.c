@@ -574,6 +574,16 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
     }
     int64_t pid = 0;
     resource_attr(c, rattrs, nrattrs, "process.pid", &pid);
+    /* The rest of the process identity, shared by every sample of this resource. */
+    sp_proc_ident *ident = NULL;
+    for (int k = 0; k < SP_IDENT_KEYS; k++) {
+        const char *v = resource_attr(c, rattrs, nrattrs, sp_ident_attrs[k], NULL);
+        if (!v || !*v)
+            continue;
+        if (!ident && !(ident = sp_arena_calloc(c->a, 1, sizeof *ident)))
+            return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
+        ident->key[k] = sp_ident_hash(v, strlen(v));
+    }
 
     /* Distinct sample-level services, in order of first appearance; slot 0 = the default. */
     const char **services = sp_arena_alloc(c->a, (in->n_samples + 1) * sizeof *services);
@@ -621,6 +631,7 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
             if (which[i] != k)
                 continue;
             int rc = convert_sample(c, in->samples[i], &r, pid, &p->samples[p->nsamples], err);
+            p->samples[p->nsamples].ident = ident;
             if (rc) {
                 sp_err_prefix(err, "sample %zu: ", i);
                 return rc;

@@ -65,6 +65,12 @@ int otlp_traces_convert(const otlp_traces_req *req, const otlp_verdict *v, sp_ba
         int64_t pid = 0, rtid = 0;
         int_attr(rattrs, nr, "process.pid", &pid);
         int_attr(rattrs, nr, "thread.id", &rtid);
+        sp_proc_ident ident = {{0}};
+        for (int k = 0; k < SP_IDENT_KEYS; k++) {
+            const char *iv = str_attr(rattrs, nr, sp_ident_attrs[k]);
+            if (iv && *iv)
+                ident.key[k] = sp_ident_hash(iv, strlen(iv));
+        }
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
             for (size_t k = 0; k < ss->n_spans; k++, item++) {
@@ -85,6 +91,7 @@ int otlp_traces_convert(const otlp_traces_req *req, const otlp_verdict *v, sp_ba
                 o->end_ns = s->end_time_unix_nano;
                 o->pid = pid;
                 o->tid = rtid;
+                o->ident = ident;
                 int_attr(s->attributes, s->n_attributes, "thread.id", &o->tid);
             }
         }

@@ -6,6 +6,7 @@
 #include "../otlp/pyroscope.h"
 #include "../otlp/service.h"
 #include "../query/query.h"
+#include "../storage-adapter/outbox.h"
 #include "../storage-adapter/store.h"
 #include "admin.h"
 #include "auth.h"
@@ -13,6 +14,7 @@
 #include "metrics.h"
 #include "server.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -33,24 +35,50 @@ typedef struct pipeline {
     store *store;
 } pipeline;
 
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The correlator's figures, read when /metrics is rendered (reading also expires the window, so
+ * `unmatched` counts observations that waited in vain up to now). */
+static void correlator_metrics(void *ud)
+{
+    pipeline *p = ud;
+    corr_stats st;
+    corr_get_stats(p->corr, now_ns(), &st);
+    static const struct {
+        const char *name;
+        size_t off;
+    } m[] = {
+        {"correlator_spans_indexed", offsetof(corr_stats, spans_indexed)},
+        {"correlator_spans_known", offsetof(corr_stats, spans_known)},
+        {"correlator_spans_short_total", offsetof(corr_stats, spans_short)},
+        {"correlator_samples_waiting", offsetof(corr_stats, obs_waiting)},
+        {"correlator_samples_waiting_unattached", offsetof(corr_stats, obs_unattached)},
+        {"correlator_bytes", offsetof(corr_stats, bytes)},
+        {"correlator_samples_by_link_total", offsetof(corr_stats, by_link)},
+        {"correlator_samples_by_thread_total", offsetof(corr_stats, by_thread)},
+        {"correlator_samples_by_process_span_total", offsetof(corr_stats, by_process_span)},
+        {"correlator_samples_ambiguous_total", offsetof(corr_stats, ambiguous)},
+        {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
+        {"correlator_late_attachments_total", offsetof(corr_stats, late)},
+        {"correlator_evicted_total", offsetof(corr_stats, evicted)},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        srv_metrics_gauge_set(m[i].name,
+                              (int64_t) * (const uint64_t *)((const char *)&st + m[i].off));
+}
+
 /* The next stage of every ingest path: attach spans, then store; the answer waits for the
  * commit, so an acknowledged export is durable. */
 static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
 {
     pipeline *p = ud;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    corr_attach_spans(p->corr, b, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    corr_attach_spans(p->corr, b, now_ns());
     int rc = store_write(p->store, b, err);
-    corr_stats st;
-    corr_get_stats(p->corr, &st);
-    srv_metrics_gauge_set("correlator_spans_indexed", (int64_t)st.spans_indexed);
-    srv_metrics_gauge_set("correlator_observations_retained", (int64_t)st.observations_retained);
-    srv_metrics_gauge_set("correlator_bytes", (int64_t)st.bytes);
-    srv_metrics_gauge_set("correlator_attached_explicit_total", (int64_t)st.attached_explicit);
-    srv_metrics_gauge_set("correlator_attached_inferred_total", (int64_t)st.attached_inferred);
-    srv_metrics_gauge_set("correlator_attached_late_total", (int64_t)st.attached_late);
-    srv_metrics_gauge_set("correlator_evicted_total", (int64_t)st.evicted);
     store_stats ss;
     store_stats_get(p->store, &ss);
     srv_metrics_gauge_set("store_batches_committed_total", (int64_t)ss.batches_committed);
@@ -62,6 +90,45 @@ static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
     srv_metrics_gauge_set("store_last_commit_microseconds", (int64_t)ss.last_commit_us);
     srv_metrics_gauge_set("store_retention_rows_deleted_total", (int64_t)ss.rows_deleted);
     return rc;
+}
+
+/* Trace forwarding (--traces-forward-to): otlp/forward.c marks the spans the correlator calls
+ * profilable and queues the export in its own outbox. */
+typedef struct forwarding {
+    corr *corr;
+    outbox *ob;
+} forwarding;
+
+static int forward_profilable(void *ud, const char *tenant, const sp_span *sp)
+{
+    return corr_span_profilable(((forwarding *)ud)->corr, tenant, sp);
+}
+
+static int forward_enqueue(void *ud, const char *tenant, const uint8_t *msg, size_t len,
+                           sp_err *err)
+{
+    return outbox_put(((forwarding *)ud)->ob, tenant, msg, len, err);
+}
+
+static int open_forwarding(forwarding *f, const srv_config *cfg, sp_err *err)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/outbox/traces", cfg->data_dir);
+    /* When SQLite keeps no copy of the spans, the queue is what the client's answer promises. */
+    int only_copy = strcmp(cfg->store, "pyroscope") == 0 || strcmp(cfg->durability, "full") == 0;
+    outbox_options o = {
+        .dir = dir,
+        .name = "traces_forward",
+        .max_bytes = cfg->outbox_max_bytes,
+        .linger_ns = cfg->forward_batch_interval_ms * 1000000,
+        .fsync = only_copy,
+        .http = {.url = cfg->traces_forward_to,
+                 .content_type = "application/x-protobuf",
+                 .tenant_header = "X-Scope-OrgID",
+                 .bearer_token_file = cfg->traces_forward_bearer_token_file,
+                 .ca_file = cfg->traces_forward_ca_file},
+    };
+    return outbox_open(&f->ob, &o, err);
 }
 
 static int is_ready(void *ud)
@@ -100,13 +167,30 @@ int main(int argc, char **argv)
             strcmp(cfg.durability, "full") == 0 ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL,
         .retention_ns = cfg.retention_ms ? cfg.retention_ms * 1000000 : -1,
     };
-    if (store_open(&pl.store, NULL, &so, &err) != 0) {
+    outbox_http pyroscope = {
+        .url = cfg.pyroscope_url,
+        .basic_user = cfg.pyroscope_basic_auth_user,
+        .basic_password_file = cfg.pyroscope_basic_auth_password_file,
+        .bearer_token_file = cfg.pyroscope_bearer_token_file,
+        .ca_file = cfg.pyroscope_ca_file,
+    };
+    so.pyroscope = &pyroscope;
+    so.outbox_max_bytes = cfg.outbox_max_bytes;
+    so.outbox_linger_ns = cfg.forward_batch_interval_ms * 1000000;
+    if (store_open(&pl.store, cfg.store, &so, &err) != 0) {
         sp_error("msg=\"cannot open the store\" err=\"%s\"", err.msg);
         srv_auth_free(auth);
         return 1;
     }
-    corr_options co = {.min_span_ns = cfg.min_span_ms * 1000000};
+    corr_options co = {
+        .min_span_ns = cfg.min_span_ms * 1000000,
+        .window_ns = cfg.correlation_window_ms * 1000000,
+        .max_bytes = cfg.correlation_max_bytes,
+        .threadless = strcmp(cfg.correlate_threadless, "off") == 0 ? CORR_THREADLESS_OFF
+                                                                   : CORR_THREADLESS_UNIQUE,
+    };
     pl.corr = corr_new(&co);
+    srv_metrics_on_render(correlator_metrics, &pl);
 
     srv_router *router = srv_router_new();
     otlp_config ocfg = {.max_recv_msg_size = cfg.max_recv_msg_size,
@@ -116,6 +200,17 @@ int main(int argc, char **argv)
     query_config qcfg = {.max_recv_msg_size = cfg.max_recv_msg_size};
     int rc = 1;
     srv_server *server = NULL;
+    forwarding fwd = {.corr = pl.corr};
+    otlp_forward fwd_cfg = {
+        .profilable = forward_profilable, .enqueue = forward_enqueue, .ud = &fwd};
+    if (cfg.traces_forward_to) {
+        if (open_forwarding(&fwd, &cfg, &err) != 0) {
+            sp_error("msg=\"cannot set up trace forwarding\" err=\"%s\"", err.msg);
+            goto out;
+        }
+        ocfg.traces_forward = &fwd_cfg;
+        sp_info("msg=\"forwarding traces\" to=\"%s\"", cfg.traces_forward_to);
+    }
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
         otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||
         query_register(router, pl.store, &qcfg) != 0) {
@@ -136,6 +231,7 @@ out:
     /* The server returns after in-flight requests finished: their batches are committed. */
     srv_server_free(server);
     srv_router_free(router);
+    outbox_close(fwd.ob);
     store_close(pl.store);
     corr_free(pl.corr);
     srv_auth_free(auth);

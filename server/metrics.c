@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define MAX_CODES  16
-#define MAX_GAUGES 32
+#define MAX_GAUGES 64
 
 typedef struct {
     _Atomic int code; /* -1 = free slot; codes < 1000 are HTTP, >= 1000 are 1000 + gRPC status */
@@ -159,8 +159,19 @@ static const char *grpc_code_name(int c)
     return c >= 0 && c <= 16 ? names[c] : "UNKNOWN";
 }
 
+static void (*render_hook)(void *);
+static void *render_hook_ud;
+
+void srv_metrics_on_render(void (*fn)(void *ud), void *ud)
+{
+    render_hook = fn;
+    render_hook_ud = ud;
+}
+
 int srv_metrics_render(sp_buf *o)
 {
+    if (render_hook)
+        render_hook(render_hook_ud);
     int n = atomic_load(&nendpoints), rc = 0;
     rc |= sp_buf_printf(o, "# HELP spanprof_requests_total Requests answered, by endpoint and "
                            "status (HTTP status, or gRPC status name).\n"

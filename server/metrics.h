@@ -27,6 +27,10 @@ void srv_metrics_items(const srv_request *req, uint64_t accepted, uint64_t rejec
 void srv_metrics_gauge_set(const char *name, int64_t value);
 void srv_metrics_gauge_add(const char *name, int64_t delta);
 
+/* fn(ud) runs at the start of every render, to refresh gauges that are cheaper to read on demand
+ * than to keep current (the correlator's window). One hook; set it before serving. */
+void srv_metrics_on_render(void (*fn)(void *ud), void *ud);
+
 int srv_metrics_render(sp_buf *out);
 
 #endif

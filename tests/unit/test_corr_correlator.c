@@ -285,13 +285,13 @@ static void expired_spans_are_forgotten(void **state)
     tb.nspans = 1;
     corr_attach_spans(c, &tb, 200 * MS);
     corr_stats st;
-    corr_get_stats(c, &st);
+    corr_get_stats(c, 0, &st);
     assert_int_equal(st.spans_indexed, 1);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
     assert_int_equal(corr_attach_spans(c, &pb, 5000 * MS), 0); /* long after the window */
-    corr_get_stats(c, &st);
+    corr_get_stats(c, 0, &st);
     assert_int_equal(st.spans_indexed, 0);
     corr_free(c);
 }
@@ -310,9 +310,238 @@ static void stays_within_its_budget(void **state)
         corr_attach_spans(c, &pb, 0);
     }
     corr_stats st;
-    corr_get_stats(c, &st);
+    corr_get_stats(c, 0, &st);
     assert_true(st.bytes < 4 * o.max_bytes);
     assert_true(st.evicted > 0);
+    corr_free(c);
+}
+
+static sp_span child(uint8_t id, uint8_t parent, int64_t start_ms, int64_t end_ms, int64_t pid,
+                     int64_t tid)
+{
+    sp_span s = span(id, start_ms, end_ms, pid, tid);
+    s.parent_span_id[7] = parent;
+    return s;
+}
+
+static int has_span(const sp_sample *s, uint8_t id)
+{
+    for (uint32_t i = 0; i < s->nspans; i++)
+        if (s->spans[i].span_id[7] == id)
+            return 1;
+    return 0;
+}
+
+static void send_spans(corr *c, fixture *f, sp_span *v, size_t n, sp_batch *out)
+{
+    sp_batch tb = batch(f, "t1");
+    tb.spans = v;
+    tb.nspans = n;
+    corr_attach_spans(c, &tb, 0);
+    if (out)
+        *out = tb;
+}
+
+/* The value each late attach_only profile of b gives to span id. */
+static int64_t late_value(const sp_batch *b, uint8_t id)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < b->nprofiles; i++)
+        for (uint32_t k = 0; k < b->profiles[i]->nsamples; k++)
+            if (b->profiles[i]->attach_only && has_span(&b->profiles[i]->samples[k], id))
+                v += b->profiles[i]->samples[k].value;
+    return v;
+}
+
+static void explicit_link_reaches_ancestors_known_now_and_later(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    /* root 1 (arrives later) → 2 (known, 10 ms: too short) → 3 (known, linked, 5 ms) */
+    sp_span known[] = {child(2, 1, 100, 110, PID, TID), child(3, 2, 101, 106, PID, TID)};
+    send_spans(c, f, known, 2, NULL);
+    uint64_t ts[] = {102 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *p = profile(f->a, ts, 1, PID, TID);
+    p->samples[0].has_link = 1;
+    p->samples[0].link.span_id[7] = 3;
+    sp_batch_add_profile(&pb, p);
+    corr_attach_spans(c, &pb, 0);
+    /* the link, not the short parent, and no inference */
+    assert_int_equal(p->samples[0].nspans, 1);
+    assert_int_equal(p->samples[0].spans[0].span_id[7], 3);
+    /* the root arrives: the walk continues through 2 and reaches it */
+    sp_span root = span(1, 0, 1000, PID, TID);
+    sp_batch tb;
+    send_spans(c, f, &root, 1, &tb);
+    assert_int_equal(late_value(&tb, 1), 10 * MS);
+    /* a root span from another process with the same id in another tenant: nothing */
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.by_link, 1);
+    assert_int_equal(st.by_thread, 0);
+    corr_free(c);
+}
+
+static void explicit_link_stops_at_another_process(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span v[] = {span(1, 0, 1000, PID + 1, TID), child(2, 1, 100, 200, PID, TID)};
+    send_spans(c, f, v, 2, NULL);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *p = profile(f->a, ts, 1, PID, TID);
+    p->samples[0].has_link = 1;
+    p->samples[0].link.span_id[7] = 2;
+    sp_batch_add_profile(&pb, p);
+    corr_attach_spans(c, &pb, 0);
+    assert_int_equal(p->samples[0].nspans, 1);
+    assert_true(has_span(&p->samples[0], 2));
+    corr_free(c);
+}
+
+static void innermost_span_comes_first(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span v[] = {span(1, 0, 1000, PID, TID), span(2, 100, 500, PID, TID),
+                   span(3, 120, 200, PID, TID)};
+    send_spans(c, f, v, 3, NULL);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+    corr_attach_spans(c, &pb, 0);
+    const sp_sample *s = &pb.profiles[0]->samples[0];
+    assert_int_equal(s->nspans, 3);
+    assert_int_equal(s->spans[0].span_id[7], 3);
+    assert_int_equal(s->spans[2].span_id[7], 1);
+    corr_free(c);
+}
+
+static void threadless_spans_attach_only_as_one_chain(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    /* trace A: 1 ⊃ 2, trace B: 3, all without thread.id; 3 overlaps 1 only in [600, 800) */
+    sp_span v[] = {span(1, 0, 700, PID, 0), child(2, 1, 100, 300, PID, 0),
+                   span(3, 600, 800, PID, 0)};
+    v[2].trace_id[0] = 0xbb;
+    send_spans(c, f, v, 3, NULL);
+    uint64_t unique[] = {150 * MS}, amb[] = {650 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, unique, 1, PID, TID));
+    sp_batch_add_profile(&pb, profile(f->a, amb, 1, PID, TID));
+    corr_attach_spans(c, &pb, 0);
+    const sp_sample *s = &pb.profiles[0]->samples[0];
+    assert_int_equal(s->nspans, 2);
+    assert_int_equal(s->spans[0].span_id[7], 2);
+    assert_int_equal(pb.profiles[1]->samples[0].nspans, 0);
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.by_process_span, 1);
+    assert_int_equal(st.ambiguous, 1);
+    corr_free(c);
+
+    corr_options off = {.threadless = CORR_THREADLESS_OFF};
+    c = corr_new(&off);
+    send_spans(c, f, v, 3, NULL);
+    sp_batch pb2 = batch(f, "t1");
+    sp_batch_add_profile(&pb2, profile(f->a, unique, 1, PID, TID));
+    corr_attach_spans(c, &pb2, 0);
+    assert_int_equal(pb2.profiles[0]->samples[0].nspans, 0);
+    corr_free(c);
+}
+
+static void threadless_late_spans_judge_the_whole_export(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    uint64_t ts[] = {150 * MS, 650 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 2, PID, 0));
+    corr_attach_spans(c, &pb, 0);
+    sp_span v[] = {span(1, 0, 700, PID, 0), child(2, 1, 100, 300, PID, 0),
+                   span(3, 600, 800, PID, 0)};
+    v[2].trace_id[0] = 0xbb;
+    sp_batch tb;
+    send_spans(c, f, v, 3, &tb);
+    assert_int_equal(late_value(&tb, 1), 10 * MS); /* 150 only: 650 is ambiguous */
+    assert_int_equal(late_value(&tb, 2), 10 * MS);
+    assert_int_equal(late_value(&tb, 3), 0);
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.by_process_span, 1);
+    assert_int_equal(st.ambiguous, 1);
+    corr_free(c);
+}
+
+static void equal_pids_on_two_hosts_never_mix(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span sp = span(1, 100, 200, PID, TID);
+    sp.ident.key[1] = sp_ident_hash("host-a", 6);
+    send_spans(c, f, &sp, 1, NULL);
+    uint64_t ts[] = {150 * MS};
+    sp_proc_ident host_b = {{0, sp_ident_hash("host-b", 6), 0, 0}};
+    sp_proc_ident pod_only = {{0, 0, sp_ident_hash("pod", 3), 0}};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+    pb.profiles[0]->samples[0].ident = &host_b;
+    pb.profiles[1]->samples[0].ident = &pod_only; /* no host on this side: pid decides */
+    corr_attach_spans(c, &pb, 0);
+    assert_int_equal(pb.profiles[0]->samples[0].nspans, 0);
+    assert_int_equal(pb.profiles[1]->samples[0].nspans, 1);
+    corr_free(c);
+}
+
+static void only_cpu_profiles_are_correlated(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span sp = span(1, 100, 200, PID, TID);
+    send_spans(c, f, &sp, 1, NULL);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *mem = profile(f->a, ts, 1, PID, TID);
+    mem->type_id = "memory:alloc_space:bytes:space:bytes";
+    mem->samples[0].has_link = 1;
+    mem->samples[0].link.span_id[7] = 1;
+    sp_batch_add_profile(&pb, mem);
+    assert_int_equal(corr_attach_spans(c, &pb, 0), 0);
+    assert_int_equal(mem->samples[0].nspans, 0);
+    assert_true(corr_is_cpu_type("wall:wall:nanoseconds:wall:nanoseconds"));
+    assert_true(corr_is_cpu_type("process_cpu:samples:count:cpu:nanoseconds"));
+    assert_false(corr_is_cpu_type("goroutines:goroutine:count:goroutine:count"));
+    corr_free(c);
+}
+
+static void budget_drops_the_oldest_observations_first(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 512 * 1024, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    /* observations arrive over time; the budget forces evictions */
+    for (int i = 0; i < 400; i++) {
+        uint64_t ts[64];
+        for (int k = 0; k < 64; k++)
+            ts[k] = (uint64_t)(i * 1000 + k) * MS;
+        sp_batch pb = batch(f, "t1");
+        sp_batch_add_profile(&pb, profile(f->a, ts, 64, PID, TID));
+        corr_attach_spans(c, &pb, (int64_t)i * 1000 * MS);
+    }
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_true(st.evicted > 0);
+    assert_true(st.bytes <= 2 * o.max_bytes);
+    /* the newest observations are still there for a late span, the oldest are gone */
+    sp_span v[] = {span(1, 399000, 399100, PID, TID), span(2, 0, 100, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 2, &tb);
+    assert_true(late_value(&tb, 1) > 0);
+    assert_int_equal(late_value(&tb, 2), 0);
     corr_free(c);
 }
 
@@ -334,6 +563,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(tenants_never_match_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(expired_spans_are_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(stays_within_its_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(explicit_link_reaches_ancestors_known_now_and_later, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(explicit_link_stops_at_another_process, setup, teardown),
+        cmocka_unit_test_setup_teardown(innermost_span_comes_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(threadless_spans_attach_only_as_one_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(threadless_late_spans_judge_the_whole_export, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
+        cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_drops_the_oldest_observations_first, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
