@@ -38,9 +38,19 @@ int query_span_ids_parse(char *const *hex, size_t n, const char *what, sp_arena 
 int64_t query_start_ns(int64_t start_ms);
 int64_t query_end_ns(int64_t end_ms);
 
-/* Pyroscope's HTTP times (from/until): "now", "now-1h" (units s m h d w y, also ms), or a unix
- * time in seconds, milliseconds, microseconds or nanoseconds (told apart by size). */
+/* Pyroscope's HTTP times (from/until), as its attime package reads them: "now", "now-1h",
+ * "now-1h30m", "-15min" (units ms, s/sec, m/min, h/hour, d/day, w/week, mon/month/M = 30 days,
+ * y/year = 365 days, plurals too; spaces, '_' and ',' ignored), YYYYMMDD (midnight UTC), or a
+ * unix time in seconds, milliseconds, microseconds or nanoseconds (told apart by size).
+ * 0, or -1 when text is none of these. */
 int query_time_parse(const char *text, int64_t now_ns, int64_t *out_ns);
+
+/* A trace id (nbytes 16) or span id (8) written as 2 * nbytes hex digits, either case, not all
+ * zero (W3C Trace Context). SP_EINVAL says what is wrong, naming `what` ("trace id"). */
+int query_hex_id(const char *text, size_t nbytes, const char *what, uint8_t *out, sp_err *err);
+
+/* id → lower-case hex, NUL-terminated (out holds 2 * nbytes + 1). */
+void query_hex_encode(const uint8_t *id, size_t nbytes, char *out);
 
 int64_t query_now_ns(void);
 

@@ -1,6 +1,7 @@
 /* query_register(): fills the one context every query handler reads, then adds each concern's
  * routes (see query.h). */
 #include "query.h"
+#include "api_v1.h"
 #include "flamegraph.h"
 #include "page.h"
 #include "querier.h"
@@ -26,6 +27,8 @@ int query_register(srv_router *r, store *s, const query_config *cfg)
     int rc = query_querier_register(r, &ctx);
     if (!rc)
         rc = query_render_register(r, &ctx);
+    if (!rc)
+        rc = query_api_v1_register(r, &ctx);
     if (!rc)
         rc = query_page_register(r);
     return rc;

@@ -31,7 +31,8 @@ typedef struct query_config {
  *        SelectMergeStacktraces, SelectMergeSpanProfile, SelectMergeProfile, SelectSeries}
  *        (Connect unary proto/JSON and gRPC; other methods of the service: unimplemented)
  *   GET  /pprof, /render, /pyroscope/render   (Pyroscope's HTTP query endpoints)
- *   GET  /, /ui                              (the flame graph page)
+ *   GET  /api/v1/traces/{trace_id}, /api/v1/spans/{span_id}/profile  (spanprof's own, api_v1.h)
+ *   GET  /, /ui, /ui/span/{span_id}          (the flame graph page)
  * Returns 0, or the router's error. */
 int query_register(srv_router *r, store *s, const query_config *cfg);
 

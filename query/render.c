@@ -165,6 +165,25 @@ static void units_of(const query_type *t, const char **units, long long *rate)
     }
 }
 
+int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_type *t)
+{
+    const char *units;
+    long long rate;
+    units_of(t, &units, &rate);
+    int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
+    for (uint32_t i = 0; i < fg->nnames && !rc; i++)
+        rc = (i ? sp_buf_append(o, ",", 1) : 0) |
+             query_json_string(o, fg->names[i], strlen(fg->names[i]));
+    rc |= PUTS(o, "],\"levels\":") | put_levels(o, fg);
+    rc |= sp_buf_printf(o,
+                        ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"single\","
+                        "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
+                        (long long)fg->total, (long long)fg->max_self, rate);
+    rc |= query_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
+          query_json_string(o, t->sample_type, strlen(t->sample_type)) | PUTS(o, "}");
+    return rc;
+}
+
 static void handle_render(srv_request *req, srv_response *resp, void *ud)
 {
     const query_ctx *c = ud;
@@ -219,21 +238,8 @@ static void handle_render(srv_request *req, srv_response *resp, void *ud)
         srv_response_connect_error(resp, &err);
         goto out;
     }
-    const char *units;
-    long long rate;
-    units_of(&q.type, &units, &rate);
-    rc = PUTS(&o, "{\"version\":1,\"flamebearer\":{\"names\":[");
-    for (uint32_t i = 0; i < fg.nnames && !rc; i++)
-        rc = (i ? sp_buf_append(&o, ",", 1) : 0) |
-             query_json_string(&o, fg.names[i], strlen(fg.names[i]));
-    rc |= PUTS(&o, "],\"levels\":") | put_levels(&o, &fg);
-    rc |= sp_buf_printf(&o,
-                        ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"single\","
-                        "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
-                        (long long)fg.total, (long long)fg.max_self, rate);
-    rc |= query_json_string(&o, units, strlen(units)) | PUTS(&o, ",\"name\":") |
-          query_json_string(&o, q.type.sample_type, strlen(q.type.sample_type));
-    rc |= sp_buf_printf(&o, "},\"timeline\":{\"startTime\":%lld,\"samples\":[", (long long)start_s);
+    rc = query_flamebearer_open(&o, &fg, &q.type);
+    rc |= sp_buf_printf(&o, ",\"timeline\":{\"startTime\":%lld,\"samples\":[", (long long)start_s);
     const store_timeseries *series = ts.n ? &ts.series[0] : NULL;
     size_t k = 0;
     for (int64_t i = 0; i < npoints && !rc; i++) {

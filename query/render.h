@@ -15,8 +15,14 @@
 #ifndef QUERY_RENDER_H
 #define QUERY_RENDER_H
 
+#include "flamegraph.h"
 #include "stacks.h"
 
 int query_render_register(srv_router *r, const query_ctx *c);
+
+/* Appends the start of a flamebearer document: {"version":1,"flamebearer":{names, levels,
+ * numTicks, maxSelf},"metadata":{format, spyName, sampleRate, units, name} -- without the closing
+ * brace, so the caller adds "timeline" and the rest. 0, or the sp_buf error. */
+int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_type *t);
 
 #endif
