@@ -297,6 +297,9 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
                                      &serr);
         if (!rc && (batch.nprofiles || batch.nspans))
             rc = cfg->sink.write(cfg->sink.ud, req, &batch, &serr);
+        if (!rc && sig->signal == OTLP_SIGNAL_TRACES && cfg->traces_forward)
+            rc = otlp_forward_traces(cfg->traces_forward, req->tenant, w.msg, w.msglen, &batch,
+                                     &serr);
         if (rc) {
             if (!serr.code)
                 serr.code = rc;

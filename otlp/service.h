@@ -15,6 +15,7 @@
 #define OTLP_SERVICE_H
 
 #include "decode.h"
+#include "forward.h"
 
 #include "../common/err.h"
 #include "../server/request.h"
@@ -38,6 +39,9 @@ typedef struct otlp_config {
      * request on a worker thread. An error (e.g. SP_EUNAVAIL, SP_EFULL) goes back to the client
      * instead of the Export response. No write function = count and drop. */
     otlp_sink sink;
+    /* When set, every trace export the sink accepted is also forwarded (otlp/forward.h) before
+     * the answer; a forwarding error is answered instead, so the client retries. */
+    const otlp_forward *traces_forward;
 } otlp_config;
 
 /* Registers the four routes. cfg is not copied: it must outlive the router. */

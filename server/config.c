@@ -66,6 +66,31 @@ static const opt opts[] = {
     {"multitenancy-required", T_FLAG, OFF(multitenancy_required), "",
      "refuse ingest and query requests without X-Scope-OrgID (UNAUTHENTICATED / 401) instead of "
      "using tenant \"anonymous\""},
+    {"store", T_STR, OFF(store), "sqlite",
+     "where profiles go: sqlite, pyroscope (push only) or sqlite,pyroscope (both; SQLite "
+     "answers queries); with --pyroscope-url alone it is sqlite,pyroscope"},
+    {"pyroscope-url", T_STR, OFF(pyroscope_url), "",
+     "Pyroscope base URL to push to (push.v1.PusherService/Push), e.g. http://pyroscope:4040"},
+    {"pyroscope-basic-auth-user", T_STR, OFF(pyroscope_basic_auth_user), "",
+     "basic auth user for Pyroscope"},
+    {"pyroscope-basic-auth-password-file", T_STR, OFF(pyroscope_basic_auth_password_file), "",
+     "file holding the basic auth password (first line)"},
+    {"pyroscope-bearer-token-file", T_STR, OFF(pyroscope_bearer_token_file), "",
+     "file holding a bearer token for Pyroscope (first line; read for every request)"},
+    {"pyroscope-ca-file", T_STR, OFF(pyroscope_ca_file), "",
+     "PEM CA bundle to verify Pyroscope's TLS certificate with"},
+    {"traces-forward-to", T_STR, OFF(traces_forward_to), "",
+     "forward every trace export to this OTLP/HTTP URL (e.g. http://tempo:4318/v1/traces), "
+     "adding pyroscope.profile.id to spans that have a span profile"},
+    {"traces-forward-bearer-token-file", T_STR, OFF(traces_forward_bearer_token_file), "",
+     "file holding a bearer token for --traces-forward-to"},
+    {"traces-forward-ca-file", T_STR, OFF(traces_forward_ca_file), "",
+     "PEM CA bundle to verify --traces-forward-to's TLS certificate with"},
+    {"outbox-max-bytes", T_SIZE, OFF(outbox_max_bytes), "268435456",
+     "on-disk queue per destination (under <data-dir>/outbox); past it the oldest items are "
+     "dropped"},
+    {"forward-batch-interval", T_DURATION, OFF(forward_batch_interval_ms), "200ms",
+     "how long pushes and forwarded traces wait to be batched with others"},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
 };
@@ -91,6 +116,8 @@ void srv_config_defaults(srv_config *c)
     c->correlation_window_ms = 120000;
     c->correlation_max_bytes = (size_t)128 << 20;
     c->correlate_threadless = "unique";
+    c->outbox_max_bytes = (size_t)256 << 20;
+    c->forward_batch_interval_ms = 200;
 }
 
 void srv_config_usage(FILE *out)
@@ -245,6 +272,33 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
         c->tls_key = NULL;
     if (c->tls_client_ca && !*c->tls_client_ca)
         c->tls_client_ca = NULL;
+    const char **optional[] = {&c->store,
+                               &c->pyroscope_url,
+                               &c->pyroscope_basic_auth_user,
+                               &c->pyroscope_basic_auth_password_file,
+                               &c->pyroscope_bearer_token_file,
+                               &c->pyroscope_ca_file,
+                               &c->traces_forward_to,
+                               &c->traces_forward_bearer_token_file,
+                               &c->traces_forward_ca_file};
+    for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++)
+        if (*optional[i] && !**optional[i])
+            *optional[i] = NULL;
+    if (!c->store)
+        c->store = c->pyroscope_url ? "sqlite,pyroscope" : "sqlite";
+    if (strcmp(c->store, "sqlite") != 0 && strcmp(c->store, "pyroscope") != 0 &&
+        strcmp(c->store, "sqlite,pyroscope") != 0 && strcmp(c->store, "pyroscope,sqlite") != 0)
+        return sp_fail(err, SP_EINVAL,
+                       "--store must be sqlite, pyroscope or sqlite,pyroscope, not \"%s\"",
+                       c->store);
+    if (strstr(c->store, "pyroscope") && !c->pyroscope_url)
+        return sp_fail(err, SP_EINVAL, "--store=%s needs --pyroscope-url", c->store);
+    if (!strstr(c->store, "pyroscope") && c->pyroscope_url)
+        return sp_fail(err, SP_EINVAL,
+                       "--pyroscope-url needs --store=pyroscope or sqlite,pyroscope");
+    if (c->pyroscope_basic_auth_password_file && !c->pyroscope_basic_auth_user)
+        return sp_fail(err, SP_EINVAL,
+                       "--pyroscope-basic-auth-password-file needs --pyroscope-basic-auth-user");
     if (!!c->tls_cert != !!c->tls_key)
         return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
     if (c->tls_client_ca && !c->tls_cert)

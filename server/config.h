@@ -35,6 +35,15 @@ typedef struct srv_config {
     const char *ingest_auth_token_file, *ingest_basic_auth_file;
     const char *query_auth_token_file, *query_basic_auth_file;
     int multitenancy_required; /* refuse requests without X-Scope-OrgID */
+    /* Remote write and trace forwarding (storage-adapter/pyroscope.c, otlp/forward.c). */
+    const char *store; /* "sqlite", "pyroscope" or "sqlite,pyroscope" */
+    const char *pyroscope_url;
+    const char *pyroscope_basic_auth_user, *pyroscope_basic_auth_password_file;
+    const char *pyroscope_bearer_token_file, *pyroscope_ca_file;
+    const char *traces_forward_to;
+    const char *traces_forward_bearer_token_file, *traces_forward_ca_file;
+    size_t outbox_max_bytes;
+    int64_t forward_batch_interval_ms;
     int help;
 } srv_config;
 

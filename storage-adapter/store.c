@@ -1,6 +1,7 @@
 /* The store interface's dispatch: argument checks common to every backend, backend selection by
  * URL, and the frame-name rule. */
 #include "store.h"
+#include "outbox.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,13 +26,27 @@ int store_open(store **out, const char *url, const store_options *o, sp_err *err
         copy.data_dir = dir;
         return store_open_sqlite(out, &copy, err);
     }
-    if (strncmp(url, "pyroscope+http://", 17) == 0 || strncmp(url, "pyroscope+https://", 18) == 0)
-        return sp_fail(err, SP_EUNIMPL,
-                       "the Pyroscope remote-write backend is not built yet "
-                       "(store URL \"%s\"); use the SQLite store",
-                       url);
+    if (strcmp(url, "pyroscope") == 0)
+        return store_open_pyroscope(out, NULL, o, err);
+    if (strcmp(url, "sqlite,pyroscope") == 0 || strcmp(url, "pyroscope,sqlite") == 0) {
+        store *primary;
+        int rc = store_open_sqlite(&primary, o, err);
+        return rc ? rc : store_open_pyroscope(out, primary, o, err);
+    }
+    if (strncmp(url, "pyroscope+http://", 17) == 0 || strncmp(url, "pyroscope+https://", 18) == 0) {
+        outbox_http h = {0};
+        if (o && o->pyroscope)
+            h = *o->pyroscope;
+        h.url = url + 10;
+        store_options copy = {0};
+        if (o)
+            copy = *o;
+        copy.pyroscope = &h;
+        return store_open_pyroscope(out, NULL, &copy, err);
+    }
     return sp_fail(err, SP_EINVAL,
-                   "unknown store URL \"%s\" (expected sqlite:<dir> or pyroscope+http(s)://...)",
+                   "unknown store \"%s\" (expected sqlite, pyroscope, sqlite,pyroscope, "
+                   "sqlite:<dir> or pyroscope+http(s)://...)",
                    url);
 }
 
