@@ -481,22 +481,173 @@ static int m_select_merge_profile(const query_ctx *c, const srv_request *req,
 
 /* ---- SelectSeries ---------------------------------------------------------------------------- */
 
-typedef struct ranked {
-    size_t index;
-    int64_t total;
-} ranked;
+/* One answer series whatever the aggregation: points ascending, values as Pyroscope sends them. */
+typedef struct out_series {
+    store_labels labels;
+    int64_t *t_ns;
+    double *v;
+    size_t n;
+} out_series;
 
-static int rank_cmp(const void *pa, const void *pb)
+/* Group labels of a series: the group_by names among its labels (name order kept). */
+static store_labels group_labels(const store_labels *l, char **group_by, size_t ngroup_by,
+                                 sp_arena *a)
 {
-    const ranked *x = pa, *y = pb;
+    store_labels g = {sp_arena_alloc(a, (l->n + 1) * sizeof *g.labels), 0};
+    for (size_t i = 0; g.labels && i < l->n; i++)
+        for (size_t k = 0; k < ngroup_by; k++)
+            if (strcmp(l->labels[i].name, group_by[k]) == 0) {
+                g.labels[g.n++] = l->labels[i];
+                break;
+            }
+    return g;
+}
+
+typedef struct avg_point {
+    size_t group;
+    int64_t t_ns;
+    int64_t sum, count;
+} avg_point;
+
+static int avg_point_cmp(const void *pa, const void *pb)
+{
+    const avg_point *x = pa, *y = pb;
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    return x->t_ns < y->t_ns ? -1 : x->t_ns > y->t_ns;
+}
+
+static int out_series_cmp(const void *pa, const void *pb)
+{
+    return labels_cmp(&((const out_series *)pa)->labels, &((const out_series *)pb)->labels);
+}
+
+/* TIME_SERIES_AGGREGATION_TYPE_AVERAGE (Pyroscope's avgTimeSeriesAggregator): per group and
+ * step, the mean of the points that fall into it, where a point is one stored series' total over
+ * one of the store's time buckets (10 s in SQLite) -- Pyroscope's points are single ingested
+ * profiles, so both agree when each series uploads at most once per bucket, as the Go SDK (every
+ * 15 s) does. The store is asked for every stored label of every series at a 1 ms step, which
+ * leaves each (series, bucket) total on its own; they are then grouped and stepped here exactly
+ * as the store steps sums (from start, floor((t - start) / step)). */
+static int average_series(const query_ctx *c, const store_query *q, int64_t step_ns,
+                          char **group_by, size_t ngroup_by, sp_arena *a, out_series **out,
+                          size_t *nout, sp_err *err)
+{
+    store_strings names;
+    int rc = store_label_names(c->store, q, a, &names, err);
+    if (rc)
+        return rc;
+    const char **keep = sp_arena_alloc(a, (names.n + 1) * sizeof *keep);
+    if (!keep)
+        return nomem(err);
+    size_t nkeep = 0;
+    for (size_t i = 0; i < names.n; i++) /* virtual labels: constant within a type */
+        if (strncmp(names.v[i], "__", 2) != 0)
+            keep[nkeep++] = names.v[i];
+    store_timeseries_set set;
+    if ((rc = store_select_series(c->store, q, 1000000, keep, nkeep, a, &set, err)))
+        return rc;
+    size_t npoints = 0;
+    for (size_t i = 0; i < set.n; i++)
+        npoints += set.series[i].npoints;
+    avg_point *pts = sp_arena_alloc(a, (npoints + 1) * sizeof *pts);
+    store_labels *groups = sp_arena_alloc(a, (set.n + 1) * sizeof *groups);
+    if (!pts || !groups)
+        return nomem(err);
+    size_t ngroups = 0, np = 0;
+    int64_t anchor = q->start_ns;
+    for (size_t i = 0; i < set.n; i++) {
+        store_labels g = group_labels(&set.series[i].labels, group_by, ngroup_by, a);
+        if (!g.labels)
+            return nomem(err);
+        size_t gi = 0;
+        while (gi < ngroups && labels_cmp(&groups[gi], &g) != 0)
+            gi++;
+        if (gi == ngroups)
+            groups[ngroups++] = g;
+        for (size_t k = 0; k < set.series[i].npoints; k++) {
+            int64_t t = set.series[i].points[k].t_ns;
+            if (anchor > 0 && t > anchor)
+                t = anchor + (t - anchor) / step_ns * step_ns;
+            else if (anchor <= 0)
+                t = t / step_ns * step_ns;
+            pts[np++] = (avg_point){gi, t, set.series[i].points[k].value, 1};
+        }
+    }
+    qsort(pts, np, sizeof *pts, avg_point_cmp);
+    out_series *v = sp_arena_calloc(a, ngroups + 1, sizeof *v);
+    if (!v)
+        return nomem(err);
+    for (size_t g = 0; g < ngroups; g++) {
+        v[g].labels = groups[g];
+        v[g].t_ns = sp_arena_alloc(a, (np + 1) * sizeof *v[g].t_ns);
+        v[g].v = sp_arena_alloc(a, (np + 1) * sizeof *v[g].v);
+        if (!v[g].t_ns || !v[g].v)
+            return nomem(err);
+    }
+    for (size_t i = 0; i < np;) {
+        size_t k = i;
+        int64_t sum = 0, count = 0;
+        for (; k < np && pts[k].group == pts[i].group && pts[k].t_ns == pts[i].t_ns; k++) {
+            sum = sp_sat_add(sum, pts[k].sum);
+            count++;
+        }
+        out_series *s = &v[pts[i].group];
+        s->t_ns[s->n] = pts[i].t_ns;
+        s->v[s->n++] = (double)sum / (double)count;
+        i = k;
+    }
+    qsort(v, ngroups, sizeof *v, out_series_cmp);
+    *out = v;
+    *nout = ngroups;
+    return 0;
+}
+
+static int sum_series(const query_ctx *c, const store_query *q, int64_t step_ns, char **group_by,
+                      size_t ngroup_by, sp_arena *a, out_series **out, size_t *nout, sp_err *err)
+{
+    store_timeseries_set set;
+    int rc = store_select_series(c->store, q, step_ns, (const char *const *)group_by, ngroup_by, a,
+                                 &set, err);
+    if (rc)
+        return rc;
+    out_series *v = sp_arena_calloc(a, set.n + 1, sizeof *v);
+    if (!v)
+        return nomem(err);
+    for (size_t i = 0; i < set.n; i++) {
+        const store_timeseries *ts = &set.series[i];
+        v[i].labels = ts->labels;
+        v[i].t_ns = sp_arena_alloc(a, (ts->npoints + 1) * sizeof *v[i].t_ns);
+        v[i].v = sp_arena_alloc(a, (ts->npoints + 1) * sizeof *v[i].v);
+        if (!v[i].t_ns || !v[i].v)
+            return nomem(err);
+        for (size_t k = 0; k < ts->npoints; k++) {
+            v[i].t_ns[k] = ts->points[k].t_ns;
+            v[i].v[k] = (double)ts->points[k].value;
+        }
+        v[i].n = ts->npoints;
+    }
+    *out = v;
+    *nout = set.n;
+    return 0;
+}
+
+typedef struct ranked_d {
+    size_t index;
+    double total;
+} ranked_d;
+
+static int rank_d_cmp(const void *pa, const void *pb)
+{
+    const ranked_d *x = pa, *y = pb;
     if (x->total != y->total)
         return x->total > y->total ? -1 : 1;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static int index_cmp(const void *pa, const void *pb)
+static int index_d_cmp(const void *pa, const void *pb)
 {
-    const ranked *x = pa, *y = pb;
+    const ranked_d *x = pa, *y = pb;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
@@ -507,10 +658,13 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
     int rc = unsupported(r->stack_trace_selector, 0, 0, err);
     if (rc)
         return rc;
-    if (r->aggregation != TYPES__V1__TIME_SERIES_AGGREGATION_TYPE__TIME_SERIES_AGGREGATION_TYPE_SUM)
-        return sp_fail(err, SP_EUNIMPL,
-                       "aggregation %d is not supported by spanprof: use "
-                       "TIME_SERIES_AGGREGATION_TYPE_SUM",
+    int avg = r->aggregation ==
+              TYPES__V1__TIME_SERIES_AGGREGATION_TYPE__TIME_SERIES_AGGREGATION_TYPE_AVERAGE;
+    if (!avg &&
+        r->aggregation != TYPES__V1__TIME_SERIES_AGGREGATION_TYPE__TIME_SERIES_AGGREGATION_TYPE_SUM)
+        return sp_fail(err, SP_EINVAL,
+                       "aggregation %d is not a TimeSeriesAggregationType: use "
+                       "TIME_SERIES_AGGREGATION_TYPE_SUM or TIME_SERIES_AGGREGATION_TYPE_AVERAGE",
                        (int)r->aggregation);
     if (!(r->step > 0) || !isfinite(r->step) || r->step * 1e9 > 9e18)
         return sp_fail(err, SP_EINVAL, "step must be a positive number of seconds, got %g",
@@ -529,46 +683,50 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
                      .nmatchers = sel.nmatchers,
                      .start_ns = query_start_ns(r->start),
                      .end_ns = query_end_ns(r->end)};
-    store_timeseries_set set;
-    if ((rc = store_select_series(c->store, &q, step_ns, (const char *const *)r->group_by,
-                                  r->n_group_by, a, &set, err))) {
+    out_series *set = NULL;
+    size_t nset = 0;
+    rc = avg ? average_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err)
+             : sum_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err);
+    if (rc) {
         if (rc == SP_EINVAL)
             sp_err_prefix(err, "label_selector: ");
         return rc;
     }
     /* limit: keep the series with the largest totals, in the store's (label) order. */
-    ranked *keep = sp_arena_alloc(a, (set.n + 1) * sizeof *keep);
+    ranked_d *keep = sp_arena_alloc(a, (nset + 1) * sizeof *keep);
     if (!keep)
         return nomem(err);
-    size_t n = set.n;
-    for (size_t i = 0; i < set.n; i++) {
-        keep[i] = (ranked){i, 0};
-        for (size_t k = 0; k < set.series[i].npoints; k++)
-            keep[i].total += set.series[i].points[k].value;
+    size_t n = nset;
+    for (size_t i = 0; i < nset; i++) {
+        keep[i] = (ranked_d){i, 0};
+        for (size_t k = 0; k < set[i].n; k++)
+            keep[i].total += set[i].v[k];
     }
     if (r->limit > 0 && (uint64_t)r->limit < n) {
-        qsort(keep, n, sizeof *keep, rank_cmp);
+        qsort(keep, n, sizeof *keep, rank_d_cmp);
         n = (size_t)r->limit;
-        qsort(keep, n, sizeof *keep, index_cmp);
+        qsort(keep, n, sizeof *keep, index_d_cmp);
     }
     Querier__V1__SelectSeriesResponse *resp =
         NEW(a, Querier__V1__SelectSeriesResponse, QUERIER__V1__SELECT_SERIES_RESPONSE__INIT);
     if (!resp || !(resp->series = sp_arena_alloc(a, (n + 1) * sizeof(void *))))
         return nomem(err);
     for (size_t i = 0; i < n; i++) {
-        const store_timeseries *ts = &set.series[keep[i].index];
+        const out_series *ts = &set[keep[i].index];
+        if (!ts->n)
+            continue;
         Types__V1__Series *s = NEW(a, Types__V1__Series, TYPES__V1__SERIES__INIT);
         if (!s || !(s->labels = label_pairs(a, &ts->labels)) ||
-            !(s->points = sp_arena_alloc(a, (ts->npoints + 1) * sizeof(void *))))
+            !(s->points = sp_arena_alloc(a, (ts->n + 1) * sizeof(void *))))
             return nomem(err);
         s->n_labels = ts->labels.n;
-        Types__V1__Point *pts = sp_arena_alloc(a, (ts->npoints + 1) * sizeof *pts);
+        Types__V1__Point *pts = sp_arena_alloc(a, (ts->n + 1) * sizeof *pts);
         if (!pts)
             return nomem(err);
-        for (size_t k = 0; k < ts->npoints; k++) {
+        for (size_t k = 0; k < ts->n; k++) {
             pts[k] = (Types__V1__Point)TYPES__V1__POINT__INIT;
-            pts[k].value = (double)ts->points[k].value;
-            pts[k].timestamp = ts->points[k].t_ns / 1000000;
+            pts[k].value = ts->v[k];
+            pts[k].timestamp = ts->t_ns[k] / 1000000;
             s->points[s->n_points++] = &pts[k];
         }
         resp->series[resp->n_series++] = s;

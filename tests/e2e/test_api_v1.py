@@ -425,3 +425,72 @@ def test_render_on_both_paths_with_every_time_form(loaded):
     assert all(a == answers[0] for a in answers)
     doc = get_json(server, f"/pyroscope/render?query={q}&from=soon&until=now", expect=400)
     assert "from=soon" in doc["message"]
+
+
+# ---------------------------------------------------------------------------------------------
+# SelectSeries with TIME_SERIES_AGGREGATION_TYPE_AVERAGE
+# ---------------------------------------------------------------------------------------------
+
+
+def bucket_request(base_ns, points):
+    """OTLP CPU samples per host: points = [(host, offset s, observations)]."""
+    dic = _Dict()
+    fn = dic.location(dic.mapping("/usr/bin/avg"), 0x401000, dic.function("work", "avg.c"), 1)
+    stack = dic.stack([fn])
+    req = profiles_service_pb2.ExportProfilesServiceRequest()
+    for host in sorted({h for h, _, _ in points}):
+        rp = req.resource_profiles.add()
+        rp.resource.CopyFrom(_resource(7777, "avg-svc"))
+        kv = rp.resource.attributes.add()
+        kv.key = "host.name"
+        kv.value.string_value = host
+        prof = rp.scope_profiles.add().profiles.add()
+        prof.sample_type.type_strindex = dic.s("samples")
+        prof.sample_type.unit_strindex = dic.s("count")
+        prof.period_type.type_strindex = dic.s("cpu")
+        prof.period_type.unit_strindex = dic.s("nanoseconds")
+        prof.period = PERIOD
+        prof.time_unix_nano = base_ns
+        prof.duration_nano = 60_000_000_000
+        for h, off_s, nobs in points:
+            if h == host:
+                s = prof.samples.add(stack_index=stack)
+                s.timestamps_unix_nano.extend(base_ns + off_s * 1_000_000_000 + k for k in range(nobs))
+    req.dictionary.CopyFrom(dic.d)
+    return req
+
+
+def test_select_series_average(spanprof):
+    # base: a minute boundary two minutes ago; the step is that minute
+    base_s = (time.time_ns() // 1_000_000_000 - 120) // 60 * 60
+    points = [("h1", 1, 3), ("h1", 11, 5), ("h2", 2, 1)]  # 10 s buckets: h1 b0, h1 b1, h2 b0
+    with grpc.insecure_channel(spanprof.grpc_target) as ch:
+        r = profiles_stub(ch).Export(bucket_request(base_s * 10**9, points), timeout=RPC_TIMEOUT)
+        assert not r.partial_success.rejected_profiles, r
+
+    def series(aggregation, group_by=()):
+        body = {"profileTypeID": CPU, "labelSelector": '{service_name="avg-svc"}',
+                "start": str(base_s * 1000), "end": str(base_s * 1000 + 59_999), "step": 60,
+                "groupBy": list(group_by)}
+        if aggregation:
+            body["aggregation"] = aggregation
+        status, _, data = http_request(spanprof.http_port, "POST",
+                                       "/querier.v1.QuerierService/SelectSeries",
+                                       body=json.dumps(body).encode(),
+                                       headers={"Content-Type": "application/json"})
+        assert status == 200, data
+        out = {}
+        for s in json.loads(data).get("series", []):
+            key = tuple(l["value"] for l in s.get("labels", []))
+            out[key] = [(int(p["timestamp"]), p["value"]) for p in s["points"]]
+        return out
+
+    at = base_s * 1000
+    assert series(None) == {(): [(at, 9 * PERIOD)]}
+    assert series("TIME_SERIES_AGGREGATION_TYPE_SUM") == {(): [(at, 9 * PERIOD)]}
+    # the mean of the (series, bucket) totals in the step: (3 + 5 + 1) / 3
+    assert series("TIME_SERIES_AGGREGATION_TYPE_AVERAGE") == {(): [(at, 3 * PERIOD)]}
+    assert series("TIME_SERIES_AGGREGATION_TYPE_AVERAGE", ["host_name"]) == {
+        ("h1",): [(at, 4 * PERIOD)], ("h2",): [(at, 1 * PERIOD)]}
+    assert series("TIME_SERIES_AGGREGATION_TYPE_AVERAGE", ["service_name"]) == {
+        ("avg-svc",): [(at, 3 * PERIOD)]}
