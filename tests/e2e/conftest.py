@@ -312,3 +312,25 @@ def certs(tmp_path_factory):
         "client_cert": d / "client.crt", "client_key": d / "client.key",
         "rogue_cert": d / "rogue-client.crt", "rogue_key": d / "rogue-client.key",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# A server fed with the correlation scenario (tests/e2e/corr_scenario.py), shared by a module's
+# query tests: (server, scenario, expected attachments).
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def corr_scenario_server(tmp_path_factory):
+    import corr_scenario
+
+    scn = corr_scenario.build()
+    server = Spanprof(tmp_path_factory.mktemp("corr-scenario"))
+    server.start()
+    try:
+        corr_scenario.feed(server.grpc_target, scn)
+    except BaseException:
+        server.stop()
+        raise
+    yield server, scn, corr_scenario.expected(scn)
+    check_clean_exit(server)
