@@ -68,11 +68,12 @@ def fg_leaves(resp):
 def pprof_json_leaves(p):
     """googlev1.Profile in protobuf JSON → {leaf function name: value of the first sample type}."""
     strings = p.get("stringTable", [])
-    funcs = {f["id"]: strings[int(f.get("name", 0))] for f in p.get("function", [])}
-    locs = {loc["id"]: [funcs[ln["functionId"]] for ln in loc.get("line", [])] for loc in p.get("location", [])}
+    funcs = {str(f["id"]): strings[int(f.get("name", 0))] for f in p.get("function", [])}
+    locs = {str(loc["id"]): [funcs[str(ln["functionId"])] for ln in loc.get("line", [])]
+            for loc in p.get("location", [])}
     out = {}
     for s in p.get("sample", []):
-        leaf = locs[s["locationId"][0]][0]  # leaf location first, innermost line first
+        leaf = locs[str(s["locationId"][0])][0]  # leaf location first, innermost line first
         out[leaf] = out.get(leaf, 0) + int(s["value"][0])
     return out
 
