@@ -1,0 +1,279 @@
+"""The Pyroscope backend (--store=pyroscope / sqlite,pyroscope) against a real Push server.
+
+tests/e2e/gopush is Pyroscope's own generated Connect handler (github.com/grafana/pyroscope/api,
+pushv1connect) with a recorder behind it; each raw profile it receives is decoded with
+github.com/google/pprof/profile. What it records is what a Pyroscope cluster would have ingested:
+the series labels, the samples with their values and pprof labels (span_id / trace_id on the
+samples spanprof attached to a span: the innermost one), the tenant and the credentials.
+
+Delivery is at least once: a batch is deleted from the on-disk queue only after Push answered OK,
+so a crash between the answer and the delete sends it again. Every profile carries a random UUID
+as RawSample.ID, so such a copy is recognisable; these tests check that nothing acknowledged is
+lost, and (since nothing crashes here) that nothing arrives twice.
+"""
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port
+from e2e_helpers import http_request, scrape, wait_for_metric
+from test_correlation import PERIOD, SAMPLES, SPANS, SVC, MS, export_profile, export_spans
+
+GO = shutil.which("go") or "/usr/local/go/bin/go"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = pytest.mark.skipif(not os.path.exists(GO), reason="Go toolchain not installed")
+
+
+@pytest.fixture(scope="module")
+def gopush_bin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gopush") / "gopush"
+    r = subprocess.run([GO, "build", "-o", str(out), "."], cwd=os.path.join(HERE, "gopush"),
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "GOFLAGS": "-mod=mod"})
+    assert r.returncode == 0, r.stderr
+    return str(out)
+
+
+class GoPush:
+    """One running gopush; records() are the requests it accepted."""
+
+    def __init__(self, binary, workdir, port=None, args=()):
+        self.binary, self.workdir = binary, workdir
+        self.out = workdir / "received.jsonl"
+        self.port = port or free_port()
+        self.args = list(args)
+        self.proc = None
+
+    def start(self):
+        port_file = self.workdir / f"port.{self.port}"
+        if port_file.exists():
+            port_file.unlink()
+        self.log = open(self.workdir / "gopush.log", "ab")
+        self.proc = subprocess.Popen([self.binary, "-addr", f"127.0.0.1:{self.port}", "-out",
+                                      str(self.out), "-port-file", str(port_file), *self.args],
+                                     stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while not port_file.exists():
+            assert self.proc.poll() is None, (self.workdir / "gopush.log").read_text()
+            assert time.monotonic() < deadline, "gopush did not start"
+            time.sleep(0.05)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+    def records(self):
+        if not self.out.exists():
+            return []
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+
+    def profiles(self):
+        """[(series labels, profile)] over every request received."""
+        return [(s["labels"], p) for r in self.records() for s in r["series"] for p in s["profiles"]]
+
+    def wait_profiles(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while len(self.profiles()) < n:
+            assert time.monotonic() < deadline, f"{len(self.profiles())} of {n} profiles arrived"
+            time.sleep(0.1)
+        return self.profiles()
+
+
+@pytest.fixture
+def gopush(gopush_bin, tmp_path):
+    started = []
+
+    def make(port=None, args=(), name="gopush"):
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        g = GoPush(gopush_bin, d, port, args)
+        started.append(g)
+        return g
+
+    yield make
+    for g in started:
+        g.stop()
+
+
+def ingest_folded(server, name, lines, tenant=None, until=None):
+    headers = {"Content-Type": "text/plain"}
+    if tenant:
+        headers["X-Scope-OrgID"] = tenant
+    q = f"/ingest?name={name}&format=folded" + (f"&until={until}" if until else "")
+    status, _, body = http_request(server.http_port, "POST", q, body="\n".join(lines).encode(),
+                                   headers=headers)
+    assert status == 200, body
+    return status
+
+
+def stacks_by_span(profiles):
+    """{(stack leaf first, span_id or None): summed value} over the profiles' samples."""
+    out = {}
+    for _, p in profiles:
+        for s in p["samples"]:
+            key = (tuple(s["stack"]), s["labels"].get("span_id"))
+            out[key] = out.get(key, 0) + s["values"][0]
+    return out
+
+
+def test_correlated_profiles_reach_pyroscope_with_innermost_span_labels(spanprof_factory, gopush):
+    g = gopush().start()
+    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "50ms"])
+    t0 = time.time_ns() - 30_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    ids = export_spans(server, [(n, t0 + s * MS, t0 + e * MS, p) for n, s, e, p in SPANS], pid, tid)
+    export_profile(server, [(stack, [t0 + o * MS for o in offs]) for stack, offs in SAMPLES],
+                   pid, tid)
+    profiles = g.wait_profiles(1)
+    time.sleep(0.5)  # nothing more may come: one export is one profile
+    profiles = g.profiles()
+    assert len(profiles) == 1
+    labels, prof = profiles[0]
+    assert labels["__name__"] == "process_cpu"
+    assert labels["service_name"] == SVC
+    assert prof["sample_types"] == ["cpu:nanoseconds"]
+    assert prof["id"] and len(prof["id"]) == 36
+    # Innermost span only: db's samples name db (not checkout), tiny (5 ms) gets none by
+    # inference, render names checkout, idle ran outside every span and has no label.
+    want = {}
+    for stack, offs in SAMPLES:
+        for off in offs:
+            inside = [n for n, s, e, _ in SPANS if s <= off < e and e - s >= 20]
+            innermost = min(inside, key=lambda n: [x[2] - x[1] for x in SPANS if x[0] == n][0],
+                            default=None)
+            key = (tuple(reversed(stack)), ids[innermost] if innermost else None)
+            want[key] = want.get(key, 0) + PERIOD
+    assert stacks_by_span(profiles) == want
+    traces = {s["labels"].get("trace_id") for _, p in profiles for s in p["samples"]
+              if "span_id" in s["labels"]}
+    assert len(traces) == 1 and len(traces.pop()) == 32
+    # Per-thread ids are not Pyroscope labels (they would become series); SQLite still has them.
+    assert all("thread_id" not in s["num_labels"] and "process_pid" not in s["num_labels"]
+               for _, p in profiles for s in p["samples"])
+    m = scrape(server.http_port)
+    assert m.total("spanprof_pyroscope_sent_total") == 1
+    assert m.total("spanprof_pyroscope_queued") == 0
+
+
+def test_late_span_attachments_are_not_pushed_twice(spanprof_factory, gopush):
+    """Profile first, span later: the samples went to Pyroscope without a span; the late
+    attachment (attach_only) is not sent again, so Pyroscope's totals stay right."""
+    g = gopush().start()
+    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "50ms"])
+    t0 = time.time_ns() - 30_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    export_profile(server, [(stack, [t0 + o * MS for o in offs]) for stack, offs in SAMPLES],
+                   pid, tid)
+    g.wait_profiles(1)
+    export_spans(server, [(n, t0 + s * MS, t0 + e * MS, p) for n, s, e, p in SPANS], pid, tid)
+    wait_for_metric(server.http_port,
+                    lambda m: m.total("spanprof_pyroscope_late_attachments_skipped_total") > 0)
+    time.sleep(0.5)
+    profiles = g.profiles()
+    assert len(profiles) == 1
+    total = sum(v for v in stacks_by_span(profiles).values())
+    assert total == sum(len(offs) for _, offs in SAMPLES) * PERIOD
+
+
+def test_tenant_and_bearer_token_reach_pyroscope(spanprof_factory, gopush, tmp_path):
+    g = gopush().start()
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{g.port}/", "--pyroscope-bearer-token-file",
+                               str(token), "--forward-batch-interval", "10ms"])
+    ingest_folded(server, "app%7Benv%3Dprod%7D", ["main;work 7", "main;idle 3"], tenant="team-a")
+    profiles = g.wait_profiles(1)
+    rec = g.records()[0]
+    assert rec["tenant"] == "team-a"
+    assert rec["authorization"] == "Bearer s3cret-token"
+    assert rec["content_type"] == "application/proto"
+    labels, prof = profiles[0]
+    assert labels == {"__name__": "process_cpu", "service_name": "app", "env": "prod"}
+    assert stacks_by_span(profiles) == {(("work", "main"), None): 7 * prof["period"],
+                                        (("idle", "main"), None): 3 * prof["period"]}
+    # Pyroscope alone answers no queries: there is nothing local to read.
+    status, _, _ = http_request(server.http_port, "POST",
+                                "/querier.v1.QuerierService/ProfileTypes", body=b"{}",
+                                headers={"Content-Type": "application/json"})
+    assert status != 200
+
+
+def test_outage_loses_nothing_acknowledged(spanprof_factory, gopush):
+    """Pyroscope down: every ingest is still acknowledged (it is on disk), retried with backoff,
+    and delivered once Pyroscope is back: all of it, each profile once."""
+    port = free_port()
+    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{port}", "--forward-batch-interval", "10ms"])
+    n = 6
+    for i in range(n):
+        ingest_folded(server, f"outage{i}", [f"main;f{i} {i + 1}"])
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_pyroscope_retried_total") >= 2, timeout=20)
+    assert m.total("spanprof_pyroscope_queued") == n
+    assert m.total("spanprof_pyroscope_sent_total") == 0
+    g = gopush(port=port).start()
+    profiles = g.wait_profiles(n, timeout=40)
+    time.sleep(0.5)
+    profiles = g.profiles()
+    assert sorted(lbl["service_name"] for lbl, _ in profiles) == sorted(f"outage{i}" for i in range(n))
+    assert len({p["id"] for _, p in profiles}) == n
+    for lbl, p in profiles:
+        i = int(lbl["service_name"][6:])
+        assert [(s["stack"], s["values"][0]) for s in p["samples"]] == [([f"f{i}", "main"],
+                                                                          (i + 1) * p["period"])]
+    m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == n)
+    assert m.total("spanprof_pyroscope_queued") == 0
+    assert m.total("spanprof_pyroscope_dropped_total") == 0
+
+
+def test_queue_survives_a_restart(spanprof_factory, gopush, tmp_path):
+    """Acknowledged while Pyroscope is down, then spanprof restarts: the queue on disk is sent."""
+    port = free_port()
+    args = ["--store", "pyroscope", "--pyroscope-url", f"http://127.0.0.1:{port}",
+            "--forward-batch-interval", "10ms"]
+    first = spanprof_factory(args, name="first")
+    for i in range(3):
+        ingest_folded(first, f"restart{i}", [f"main;g{i} 5"])
+    wait_for_metric(first.http_port, lambda m: m.total("spanprof_pyroscope_retried_total") >= 1)
+    assert first.stop() == 0
+    g = gopush(port=port).start()
+    second = spanprof_factory(args + ["--data-dir", str(first.data_dir)], name="second")
+    profiles = g.wait_profiles(3, timeout=30)
+    assert sorted(lbl["service_name"] for lbl, _ in profiles) == ["restart0", "restart1", "restart2"]
+    wait_for_metric(second.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == 3)
+
+
+def test_rejected_batches_are_dropped_not_retried(spanprof_factory, gopush):
+    g = gopush(args=["-fail", "1", "-fail-code", "invalid_argument"]).start()
+    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "10ms"])
+    ingest_folded(server, "bad", ["main;a 1"])
+    m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_pyroscope_dropped_total") == 1)
+    assert m.total("spanprof_pyroscope_retried_total") == 0
+    ingest_folded(server, "good", ["main;b 1"])
+    profiles = g.wait_profiles(1)
+    assert [lbl["service_name"] for lbl, _ in profiles] == ["good"]
+
+
+def test_unavailable_is_retried(spanprof_factory, gopush):
+    g = gopush(args=["-fail", "2", "-fail-code", "unavailable"]).start()
+    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "10ms"])
+    ingest_folded(server, "flaky", ["main;c 1"])
+    profiles = g.wait_profiles(1, timeout=20)
+    assert [lbl["service_name"] for lbl, _ in profiles] == ["flaky"]
+    m = scrape(server.http_port)
+    assert m.total("spanprof_pyroscope_retried_total") == 2
+    assert m.total("spanprof_pyroscope_dropped_total") == 0
