@@ -53,6 +53,7 @@ static const struct rule {
     {"/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pyroscope/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pprof", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
+    {"/api/v1/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
 };
 
 /* Anything not in the table is a query path: fail closed for routes added later. */
