@@ -1,0 +1,248 @@
+"""Trace forwarding with enrichment (--traces-forward-to), seen from the downstream endpoint.
+
+A recording OTLP/HTTP endpoint stands in for Tempo or a Collector. Every trace export spanprof
+accepts must arrive there as received, except that spans able to have a span profile (at least
+--min-span-duration long, from a process that sends CPU profiles) carry one more attribute,
+pyroscope.profile.id = their own span id. Both bodies are decoded with the official
+opentelemetry-proto classes; with the added attribute removed they must serialize to the same
+bytes, and an export with nothing to mark must arrive byte for byte.
+"""
+import gzip
+import http.server
+import os
+import threading
+import time
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+from conftest import free_port
+from e2e_helpers import RPC_TIMEOUT, post_protobuf, scrape, traces_stub, wait_for_metric
+from test_correlation import MS, export_profile
+
+ATTR = "pyroscope.profile.id"
+
+
+class Downstream:
+    """An OTLP/HTTP traces endpoint that records every request (headers and raw body)."""
+
+    def __init__(self, port=None, fail=0):
+        self.port = port or free_port()
+        self.requests = []
+        self.fail = fail  # answer the first N requests 503
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer.lock:
+                    if outer.fail > 0:
+                        outer.fail -= 1
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    outer.requests.append((self.path, dict(self.headers), body, time.monotonic()))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/v1/traces"
+
+    def wait(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if len(self.requests) >= n:
+                    return list(self.requests)
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {n} forwards arrived"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def downstream():
+    made = []
+
+    def make(**kw):
+        d = Downstream(**kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        if d.thread.is_alive():
+            d.stop()
+
+
+def kv(key, value):
+    if isinstance(value, int):
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(int_value=value))
+    return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
+
+
+def trace_export(t0, spans, pid, tid, service="fwd-svc"):
+    """spans: [(span id hex, duration ms, extra attributes)] on one process."""
+    req = trace_service_pb2.ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend([kv("service.name", service), kv("process.pid", pid)])
+    rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    ss = rs.scope_spans.add()
+    ss.scope.name = "fwd-test"
+    ss.scope.version = "1.0"
+    for sid, dur, extra in spans:
+        s = ss.spans.add()
+        s.trace_id = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+        s.span_id = bytes.fromhex(sid)
+        s.name = f"op-{sid[-2:]}"
+        s.kind = 2
+        s.start_time_unix_nano = t0
+        s.end_time_unix_nano = t0 + dur * MS
+        s.attributes.extend([kv("thread.id", tid), kv("http.route", "/checkout/{id}")] + extra)
+        s.events.add(time_unix_nano=t0 + 1, name="ev").attributes.append(kv("k", "v"))
+        s.status.code = 1
+    return req
+
+
+def strip_added(req, marked):
+    """Removes the attribute spanprof added (it is always the last one) from the marked spans."""
+    out = trace_service_pb2.ExportTraceServiceRequest()
+    out.CopyFrom(req)
+    for rs in out.resource_spans:
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                if s.span_id.hex() in marked:
+                    assert s.attributes[-1].key == ATTR
+                    assert s.attributes[-1].value.string_value == s.span_id.hex()
+                    del s.attributes[-1]
+    return out
+
+
+def marked_spans(req):
+    return {s.span_id.hex(): [a.value.string_value for a in s.attributes if a.key == ATTR]
+            for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans}
+
+
+def profiled_process(server, t0, pid, tid):
+    """A CPU profile from (pid, tid): from now on that process's long spans can have profiles."""
+    export_profile(server, [(("main", "work"), [t0 + 10 * MS])], pid, tid)
+
+
+def test_forwarded_spans_equal_received_except_the_added_attribute(spanprof_factory, downstream):
+    d = downstream().start()
+    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    pid, other_pid, tid = os.getpid(), os.getpid() + 100000, threading.get_native_id()
+    profiled_process(server, t0, pid, tid)
+    req = trace_export(t0, [
+        ("1111111111111111", 300, []),                        # long, profiled process: marked
+        ("2222222222222222", 5, []),                          # shorter than 20 ms: not marked
+        ("3333333333333333", 250, [kv(ATTR, "keep-mine")]),   # already carries it: left alone
+        ("4444444444444444", 40, [kv("note", "x" * 300)]),   # marked (length varints grow)
+    ], pid, tid)
+    other = trace_export(t0, [("5555555555555555", 300, [])], other_pid, tid, service="unprofiled")
+    req.resource_spans.extend(other.resource_spans)           # process without profiles
+    sent = req.SerializeToString()
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces", sent)
+    assert status == 200
+    (path, headers, body, _), = d.wait(1)
+    assert path == "/v1/traces"
+    assert headers["Content-Type"] == "application/x-protobuf"
+    assert headers["X-Scope-OrgID"] == "anonymous"
+    got = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+    assert marked_spans(got) == {"1111111111111111": ["1111111111111111"],
+                                 "2222222222222222": [],
+                                 "3333333333333333": ["keep-mine"],
+                                 "4444444444444444": ["4444444444444444"],
+                                 "5555555555555555": []}
+    assert strip_added(got, {"1111111111111111", "4444444444444444"}).SerializeToString() == sent
+    # Everything else is untouched on the wire: the forwarded bytes are the received bytes plus
+    # exactly the two attribute entries (and the longer length prefixes around them).
+    entry = len(common_pb2.KeyValue(key=ATTR, value=common_pb2.AnyValue(
+        string_value="1111111111111111")).SerializeToString()) + 2
+    assert len(body) - len(sent) >= 2 * entry
+    m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_traces_forward_sent_total") == 1)
+    assert m.total("spanprof_traces_forward_spans_marked_total") == 2
+
+
+def test_grpc_gzip_export_is_forwarded_unchanged_when_nothing_qualifies(spanprof_factory, downstream):
+    d = downstream().start()
+    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    req = trace_export(t0, [("6666666666666666", 300, []), ("7777777777777777", 1, [])],
+                       os.getpid() + 200000, 1)  # this process never sent a profile
+    with grpc.insecure_channel(server.grpc_target) as ch:
+        traces_stub(ch).Export(req, timeout=RPC_TIMEOUT, compression=grpc.Compression.Gzip)
+    (_, _, body, _), = d.wait(1)
+    assert body == req.SerializeToString()
+
+
+def test_spans_are_not_held_back_longer_than_the_batch_interval(spanprof_factory, downstream):
+    d = downstream().start()
+    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "300ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    req = trace_export(t0, [("8888888888888888", 30, [])], os.getpid(), 1)
+    answered = None
+    for _ in range(3):
+        status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+        assert status == 200
+        answered = answered or time.monotonic()
+    reqs = d.wait(1)
+    # The first forward leaves within the batch interval (plus scheduling slack on a busy box),
+    # and the three exports travel together or in order.
+    assert reqs[0][3] - answered < 0.3 + 2.0
+    total = sum(len(trace_service_pb2.ExportTraceServiceRequest.FromString(b).resource_spans)
+                for _, _, b, _ in d.wait(1, timeout=5))
+    deadline = time.monotonic() + 10
+    while total < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        total = sum(len(trace_service_pb2.ExportTraceServiceRequest.FromString(b).resource_spans)
+                    for _, _, b, _ in d.requests)
+    assert total == 3
+
+
+def test_downstream_outage_loses_nothing_acknowledged(spanprof_factory, downstream):
+    port = free_port()
+    server = spanprof_factory(["--traces-forward-to", f"http://127.0.0.1:{port}/v1/traces",
+                               "--forward-batch-interval", "10ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    sent = []
+    for i in range(4):
+        req = trace_export(t0, [(f"{i + 1:016x}", 2, [])], os.getpid() + 300000, 1,
+                           service=f"outage{i}")
+        status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+        assert status == 200
+        sent.append(req.SerializeToString())
+    wait_for_metric(server.http_port,
+                    lambda m: m.total("spanprof_traces_forward_retried_total") >= 2, timeout=20)
+    assert scrape(server.http_port).total("spanprof_traces_forward_queued") == 4
+    d = downstream(port=port, fail=1).start()  # back, with one more 503 on the way
+    reqs = d.wait(1, timeout=30)
+    deadline = time.monotonic() + 30
+    while b"".join(b for _, _, b, _ in d.requests) != b"".join(sent):
+        assert time.monotonic() < deadline, "not everything arrived"
+        time.sleep(0.05)
+    # Batches are concatenations of whole exports (protobuf's merge), in order, each once.
+    assert b"".join(b for _, _, b, _ in d.requests) == b"".join(sent)
+    m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_traces_forward_sent_total") == 4)
+    assert m.total("spanprof_traces_forward_dropped_total") == 0
+    assert reqs
