@@ -26,6 +26,10 @@ out=$(h2load -n "$n" -c "$c" -m 1 -d "$work/req.grpc" \
 ok=$(echo "$out" | sed -n 's/.*status codes: \([0-9]*\) 2xx.*/\1/p')
 secs=$(echo "$out" | sed -n 's/^finished in \([0-9.]*\)s.*/\1/p')
 rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+# Server CPU (user + sys) in clock ticks: the machine is shared, so CPU per observation is the
+# figure that does not depend on what else runs.
+ticks=$(awk '{print $14 + $15}' /proc/$pid/stat)
+hz=$(getconf CLK_TCK)
 grpc_ok=$(curl -s "http://127.0.0.1:$((port + 1))/metrics" |
   sed -n 's/^spanprof_requests_total{endpoint="otlp_grpc_profiles",code="OK"} //p')
 db=$(du -sb "$work/data" | cut -f1)
@@ -33,4 +37,7 @@ echo "request: $obs observations, $bytes bytes (gRPC frame); $n requests on $c c
 echo "answered OK: ${grpc_ok:-0} of $n (HTTP 2xx: $ok)"
 awk -v n="$n" -v s="$secs" -v o="$obs" -v b="$bytes" 'BEGIN {
   printf "requests/s: %.1f\nobservations/s: %.0f\nMB/s of OTLP: %.1f\n", n/s, n*o/s, n*b/s/1e6 }'
+awk -v t="$ticks" -v hz="$hz" -v n="$n" -v o="$obs" -v s="$secs" 'BEGIN {
+  printf "server CPU: %.2f s = %.3f us per observation (%.0f observations per CPU-second; %.2f cores busy)\n",
+    t/hz, t/hz*1e6/(n*o), n*o/(t/hz), t/hz/s }'
 echo "server peak RSS: $((rss / 1024)) MiB; data dir: $((db / 1024 / 1024)) MiB"

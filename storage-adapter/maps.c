@@ -366,7 +366,14 @@ int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n,
     return 0;
 }
 
-int store_chunk_decode(const uint8_t *blob, size_t len, int nk, uint8_t **scratch, size_t *cap,
+void store_chunk_decoder_free(store_chunk_decoder *d)
+{
+    ZSTD_freeDCtx(d->zd);
+    free(d->scratch);
+    memset(d, 0, sizeof *d);
+}
+
+int store_chunk_decode(const uint8_t *blob, size_t len, int nk, store_chunk_decoder *d,
                        int (*fn)(void *ctx, int64_t k0, int64_t k1, int64_t v), void *ctx)
 {
     if (!len)
@@ -376,12 +383,14 @@ int store_chunk_decode(const uint8_t *blob, size_t len, int nk, uint8_t **scratc
         uint64_t raw;
         if (store_varint_get(&p, end, &raw) || raw > CHUNK_RAW_MAX)
             return -1;
-        if (reserve(scratch, cap, raw ? raw : 1))
+        if (reserve(&d->scratch, &d->cap, raw ? raw : 1))
             return -2;
-        size_t got = ZSTD_decompress(*scratch, raw, p, (size_t)(end - p));
+        if (!d->zd && !(d->zd = ZSTD_createDCtx()))
+            return -2;
+        size_t got = ZSTD_decompressDCtx(d->zd, d->scratch, raw, p, (size_t)(end - p));
         if (ZSTD_isError(got) || got != raw)
             return -1;
-        p = *scratch;
+        p = d->scratch;
         end = p + raw;
     } else if (blob[0] != 0) {
         return -1;

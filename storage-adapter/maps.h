@@ -88,10 +88,17 @@ void store_chunk_coder_free(store_chunk_coder *c);
  * failure. */
 int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n, int key0, int nk,
                        const uint8_t **blob, size_t *len);
+/* Decoding state reused across chunks (a zstd context and scratch); zero-initialised. */
+typedef struct store_chunk_decoder {
+    void *zd; /* ZSTD_DCtx, made on first use */
+    uint8_t *scratch;
+    size_t cap;
+} store_chunk_decoder;
+
+void store_chunk_decoder_free(store_chunk_decoder *d);
 /* Decodes a blob and calls fn for every entry (k1 = 0 when nk = 1). 0, -1 when the blob is
- * malformed, -2 on allocation failure, or the first non-zero answer of fn. *scratch (freed by
- * the caller) is reused across calls. */
-int store_chunk_decode(const uint8_t *blob, size_t len, int nk, uint8_t **scratch, size_t *cap,
+ * malformed, -2 on allocation failure, or the first non-zero answer of fn. */
+int store_chunk_decode(const uint8_t *blob, size_t len, int nk, store_chunk_decoder *d,
                        int (*fn)(void *ctx, int64_t k0, int64_t k1, int64_t v), void *ctx);
 
 /* ---- string set: interns strings to dense indices 0..n-1 ---------------------------------------

@@ -854,8 +854,7 @@ typedef struct chunk_ctx {
     rq *q;
     store_agg *vals;
     const store_agg *allowed; /* span chunks: the series the query selects */
-    uint8_t *scratch;
-    size_t scratch_cap;
+    store_chunk_decoder dec;
 } chunk_ctx;
 
 static int chunk_add(void *ctx, int64_t k0, int64_t k1, int64_t v)
@@ -881,7 +880,7 @@ static int read_chunks(rq *q, sqlite3_stmt *st, int which, int nk, chunk_ctx *c)
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         const uint8_t *blob = sqlite3_column_blob(st, 0);
         size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        int d = store_chunk_decode(blob, len, nk, &c->scratch, &c->scratch_cap, chunk_add, c);
+        int d = store_chunk_decode(blob, len, nk, &c->dec, chunk_add, c);
         if (d == -2) {
             rc = nomem(q);
             break;
@@ -944,7 +943,7 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
     }
     if (!rc)
         rc = build_stacks(&q, &vals, out);
-    free(ck.scratch);
+    store_chunk_decoder_free(&ck.dec);
     store_agg_free(&vals);
     rq_end(&q);
     return rc;
@@ -1013,7 +1012,7 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     }
     if (!rc)
         rc = build_stacks(&q, &vals, out);
-    free(ck.scratch);
+    store_chunk_decoder_free(&ck.dec);
     store_agg_free(&vals);
     store_agg_free(&allowed);
     rq_end(&q);

@@ -295,14 +295,13 @@ static int64_t chunk_entries(const char *dir, const char *sql, int nk)
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         fail_msg("%s: %s", sql, sqlite3_errmsg(db));
     int64_t n = 0;
-    uint8_t *scratch = NULL;
-    size_t cap = 0;
+    store_chunk_decoder d = {0};
     while (sqlite3_step(st) == SQLITE_ROW)
         assert_int_equal(store_chunk_decode(sqlite3_column_blob(st, 0),
-                                            (size_t)sqlite3_column_bytes(st, 0), nk, &scratch, &cap,
+                                            (size_t)sqlite3_column_bytes(st, 0), nk, &d,
                                             count_entry, &n),
                          0);
-    free(scratch);
+    store_chunk_decoder_free(&d);
     sqlite3_finalize(st);
     sqlite3_close(db);
     return n;
