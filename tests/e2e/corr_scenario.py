@@ -194,27 +194,66 @@ class Expected:
         return out
 
 
-def expected(scn, min_span=MIN_SPAN, threadless="unique"):
-    received = {s.span_id: s for s in scn.spans if s.received}
-    eligible = [s for s in received.values() if s.end - s.start >= min_span]
+def expected(scn, min_span=MIN_SPAN, threadless="unique", incremental=False):
+    """The contract applied to the scenario. Default: with every received span known (the
+    contract's "same whichever arrives first"). incremental=True replays the arrival order
+    instead: each observation gets, when it arrives and again after every later span export,
+    what the rules give it with the spans known then, and keeps what it had ("later spans add,
+    never retract"); the rule counted is the one of its first decision. A scenario whose
+    threadless spans travel in one export per process gets the same answer both ways."""
+    if not incremental:
+        known = {s.span_id: s for s in scn.spans if s.received}
+        events = [(known, scn.samples)]
+    else:
+        known, arrived, events = {}, [], []
+        for step in scn.steps:
+            if step.what == "spans":
+                known = dict(known)
+                known.update((s.span_id, s) for s in step.items if s.received)
+            else:
+                arrived = arrived + [s for s in step.items if s not in arrived]
+            events.append((known, arrived))
     res = Expected()
-    res.short_spans = sum(1 for s in received.values() if s.end - s.start < min_span)
+    final = events[-1][0] if events else {}
+    res.short_spans = sum(1 for s in final.values() if s.end - s.start < min_span)
+    obs_spans = {}  # (n, k) → {span hex: Span}
     for smp in scn.samples:
-        got, why = {}, []
-        res.attached[smp.n], res.why[smp.n] = got, why
-        if smp.kind not in CORRELATED_KINDS:
-            continue
-        ident = sample_identity(smp)
-        for t, v in smp.observations():
-            spans, rule = _attach_one(smp, ident, t, received, eligible, min_span, threadless)
-            why.append(rule)
-            res.counts[rule] += 1
-            for s in spans:
-                got[s.hex] = got.get(s.hex, 0) + v
+        res.attached[smp.n], res.why[smp.n] = {}, []
+    for spans_known, samples in events:
+        index = _Index(spans_known, min_span)
+        for smp in samples:
+            if smp.kind not in CORRELATED_KINDS:
+                continue
+            ident = sample_identity(smp)
+            for k, (t, _v) in enumerate(smp.observations()):
+                spans, rule = _attach_one(smp, ident, t, index, threadless)
+                if (smp.n, k) not in obs_spans:
+                    obs_spans[(smp.n, k)] = {}
+                    res.why[smp.n].append(rule)
+                    res.counts[rule] += 1
+                obs_spans[(smp.n, k)].update((s.hex, s) for s in spans)
+    for smp in scn.samples:
+        got = res.attached[smp.n]
+        for k, (_t, v) in enumerate(smp.observations()):
+            for h in obs_spans.get((smp.n, k), {}):
+                got[h] = got.get(h, 0) + v
     return res
 
 
-def _attach_one(smp, ident, t, received, eligible, min_span, threadless):
+class _Index:
+    """The known spans, eligible ones by pid."""
+
+    def __init__(self, known, min_span):
+        self.known = known
+        self.min_span = min_span
+        self.by_pid = {}
+        for s in known.values():
+            if s.end - s.start >= min_span:
+                self.by_pid.setdefault(span_identity(s)[0], []).append(s)
+
+
+def _attach_one(smp, ident, t, index, threadless):
+    received, min_span = index.known, index.min_span
     if smp.link is not None:
         out = [smp.link]
         cur = received.get(smp.link.span_id)
@@ -226,6 +265,7 @@ def _attach_one(smp, ident, t, received, eligible, min_span, threadless):
                 out.append(anc)
             cur = anc
         return out, "link"
+    eligible = index.by_pid.get(ident[0], [])
     if smp.tid is not None:
         hit = [s for s in eligible if s.thread == smp.tid and s.start <= t < s.end
                and same_process(ident, span_identity(s))]
