@@ -347,3 +347,29 @@ def test_late_spans_add_and_never_retract(spanprof):
     q.close()
     if got != exp.attached or strays:
         pytest.fail(mismatch_report(scn, exp, got, strays), pytrace=False)
+
+
+@pytest.mark.parametrize("spans_first", [True, False], ids=["spans-first", "profiles-first"])
+def test_retried_exports(spanprof, spans_first):
+    """A retried span export attaches nothing twice; a retried profile export counts again, as
+    in Pyroscope (profiles are not deduplicated), and its copy is attached like the original —
+    also when the span arrives after both copies."""
+    t0 = (time.time_ns() - 90 * cs.SEC) // (10 * cs.SEC) * (10 * cs.SEC)
+    P = cs.Resource("pid 606", {"service.name": "svc-retry", "process.pid": 606})
+    root = cs.Span("root", b"\x06" * 16, b"\x61" * 8, b"", P, 5, t0, t0 + 500 * cs.MS)
+    child = cs.Span("child", b"\x06" * 16, b"\x62" * 8, root.span_id, P, 5, t0 + 100 * cs.MS, t0 + 200 * cs.MS)
+    s0 = cs.Sample(0, "retried", P, "cpu", [t0 + 150 * cs.MS, t0 + 300 * cs.MS, t0 + 900 * cs.MS], tid=5)
+    s1 = cs.Sample(1, "linked, retried", P, "cpu", [t0 + 50 * cs.MS], tid=5, link=child)
+    spans = [cs.Step("spans", [root, child], "spans"), cs.Step("spans", [root, child], "spans again")]
+    profiles = [cs.Step("profiles", [s0, s1], "profiles"), cs.Step("profiles", [s0, s1], "profiles again")]
+    scn = cs.Scenario(t0, [P], [root, child], [s0, s1], spans + profiles if spans_first else profiles + spans)
+    cs.feed(spanprof.grpc_target, scn)
+    q = Query(spanprof)
+    Pd = cs.PERIOD
+    want = {0: {root.hex: 2 * 2 * Pd, child.hex: 2 * Pd}, 1: {child.hex: 2 * Pd, root.hex: 2 * Pd}}
+    got, strays = actual_attachments(q, scn, {"cpu": cs.CPU}, kinds=("cpu",))
+    body = dict(window(scn), profileTypeID=cs.CPU, labelSelector='{service_name="svc-retry"}')
+    totals = leaves(q.call("SelectMergeStacktraces", body).get("flamegraph"))
+    q.close()
+    assert totals == {"sample_0": 2 * 3 * Pd, "sample_1": 2 * Pd}
+    assert got == want and not strays, (got, strays)
