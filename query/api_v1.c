@@ -59,7 +59,7 @@ static int read_params(const srv_request *req, sp_arena *a, params *p, sp_err *e
                        t);
     if (has_from && !has_until)
         p->until_ns = now;
-    if (has_until && p->until_ns <= p->from_ns)
+    if ((has_from || has_until) && p->until_ns <= p->from_ns)
         return sp_fail(err, SP_EINVAL, "until must be after from");
     if (p->from_ns <= 0 && has_from)
         p->from_ns = 1; /* 0 would mean "unbounded" to the store; the caller gave a bound */

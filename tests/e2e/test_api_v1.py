@@ -365,6 +365,8 @@ def test_span_errors(loaded):
     assert "/api/v1/spans/{span_id}/profile" in doc["message"]
     doc = get_json(server, f"/api/v1/spans/{ROOT.hex()}/profile?until=now-2h&from=now-1h", expect=400)
     assert "until" in doc["message"]
+    doc = get_json(server, f"/api/v1/spans/{ROOT.hex()}/profile?from=now%2B1h", expect=400)
+    assert "until must be after from" in doc["message"]
     # tenants: the samples of one are not found by another
     get_json(server, f"/api/v1/spans/{ROOT.hex()}/profile?format=json", expect=404, tenant="other")
 
