@@ -38,6 +38,9 @@ static const opt opts[] = {
     {"shutdown-timeout", T_DURATION, OFF(shutdown_timeout_ms), "10s",
      "how long SIGTERM waits for in-flight requests"},
     {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s", "close connections idle this long"},
+    {"header-timeout", T_DURATION, OFF(header_timeout_ms), "20s",
+     "close connections whose TLS handshake plus request head (HTTP/1.1) or preface (HTTP/2) take "
+     "longer (slow clients trickling bytes); 0 = no limit"},
     {"durability", T_STR, OFF(durability), "normal",
      "normal: acknowledged writes survive a crash (SQLite WAL synchronous=NORMAL); full: also a "
      "power loss (synchronous=FULL)"},
@@ -109,6 +112,7 @@ void srv_config_defaults(srv_config *c)
     c->max_concurrent_streams = 128;
     c->shutdown_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
+    c->header_timeout_ms = 20000;
     c->log_level = "info";
     c->durability = "normal";
     c->retention_ms = 168LL * 3600 * 1000;

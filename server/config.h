@@ -24,6 +24,7 @@ typedef struct srv_config {
     int max_concurrent_streams;
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;
+    int64_t header_timeout_ms; /* TLS handshake + request head; 0 = none */
     const char *log_level;
     const char *durability; /* "normal" or "full" */
     int64_t retention_ms;   /* 0 = keep forever */

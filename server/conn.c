@@ -56,6 +56,8 @@ struct evbuffer *srv_conn_output(srv_conn *c)
 static void conn_free(srv_conn *c)
 {
     srv_server *s = server_of(c->ctx);
+    if (c->head_timer)
+        event_free(c->head_timer);
     if (c->ops && c->ops->free)
         c->ops->free(c);
     if (c->prev)
@@ -100,6 +102,31 @@ void srv_conn_close(srv_conn *c, int abort_now)
     struct timeval now = {0, 0};
     if (event_base_once(c->ctx->base, -1, EV_TIMEOUT, deferred_free, c, &now) != 0)
         conn_free(c); /* cannot defer (out of memory): the caller returns straight away */
+}
+
+static void on_head_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    srv_conn *c = arg;
+    sp_debug("msg=\"request head timed out\" peer=%s timeout_ms=%lld", c->peer,
+             (long long)c->ctx->cfg->header_timeout_ms);
+    srv_metrics_gauge_add("header_timeouts_total", 1);
+    srv_conn_close(c, 1);
+}
+
+void srv_conn_head_deadline(srv_conn *c, int armed)
+{
+    int64_t ms = c->ctx->cfg->header_timeout_ms;
+    if (ms <= 0 || c->closed)
+        return;
+    if (!armed) {
+        if (c->head_timer)
+            evtimer_del(c->head_timer);
+        return;
+    }
+    if (!c->head_timer && !(c->head_timer = evtimer_new(c->ctx->base, on_head_timeout, c)))
+        return; /* out of memory: the idle timeout still applies */
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->head_timer, &tv);
 }
 
 static int sniff(srv_conn *c)
@@ -223,6 +250,7 @@ static void adopt(srv_server *s, srv_conn *c)
     bufferevent_set_timeouts(c->bev, &idle, &idle);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    srv_conn_head_deadline(c, 1);
 }
 
 int srv_server_adopt(srv_server *s, struct bufferevent *bev, const char *peer)

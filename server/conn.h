@@ -40,6 +40,7 @@ struct srv_conn {
     void *proto;
     int close_after_write;
     int closed;
+    struct event *head_timer; /* --header-timeout, while armed */
     srv_conn *prev, *next;
 };
 
@@ -47,6 +48,12 @@ struct evbuffer *srv_conn_input(srv_conn *c);
 struct evbuffer *srv_conn_output(srv_conn *c);
 /* Closes once pending output is written (graceful) or at once (abort). */
 void srv_conn_close(srv_conn *c, int abort);
+/* The head deadline (--header-timeout) bounds slow clients that trickle bytes, which the idle
+ * timeout cannot (every byte resets it). conn.c arms it at accept, covering the TLS handshake and
+ * the first request head or HTTP/2 preface; http1.c re-arms it when a request begins and disarms
+ * it once the head is complete, http2.c disarms it at the client's first SETTINGS. On expiry the
+ * connection is closed. */
+void srv_conn_head_deadline(srv_conn *c, int armed);
 
 extern const srv_proto_ops srv_http1_ops;
 extern const srv_proto_ops srv_http2_ops;

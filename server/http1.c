@@ -25,7 +25,8 @@ typedef struct h1 {
     int busy;        /* dispatched, waiting for the answer */
     int fail_status; /* answer this status and close (set by callbacks) */
     const char *fail_msg;
-    int closing; /* close once the current answer is written */
+    int closing;    /* close once the current answer is written */
+    int wait_drain; /* answers pile up unread: parse on once the output drains */
 } h1;
 
 static h1 *state(srv_conn *c)
@@ -62,6 +63,7 @@ static int on_message_begin(http_parser *p)
     h->ex = srv_exchange_new(SRV_HTTP1, h->conn->ctx->cfg->max_recv_msg_size + SRV_FRAME_ALLOWANCE);
     if (!h->ex)
         return fail(h, 500, "out of memory");
+    srv_conn_head_deadline(h->conn, 1); /* this request's head: from its first byte */
     h->ex->req.tls = h->conn->tls;
     h->ex->owner = h->conn;
     h->ex->on_done = on_answer;
@@ -95,6 +97,7 @@ static int on_headers_complete(http_parser *p)
 {
     h1 *h = p->data;
     srv_exchange *ex = h->ex;
+    srv_conn_head_deadline(h->conn, 0);
     if (flush_header(h))
         return 1;
     snprintf(ex->req.method, sizeof ex->req.method, "%s", http_method_str(p->method));
@@ -193,6 +196,15 @@ static void write_raw_error(h1 *h, int status, const char *msg)
                         status, reason(status), strlen(msg) + 1, msg);
 }
 
+static void resume(srv_conn *c)
+{
+    bufferevent_enable(c->bev, EV_READ);
+    /* Pipelined requests already buffered: parse them from the loop, not by recursion, so a
+     * client cannot grow the stack with thousands of requests in one packet. */
+    if (evbuffer_get_length(srv_conn_input(c)) > 0)
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void on_answer(srv_exchange *ex)
 {
     srv_conn *c = ex->owner;
@@ -226,11 +238,13 @@ static void on_answer(srv_exchange *ex)
         return;
     }
     http_parser_pause(&h->parser, 0);
-    bufferevent_enable(c->bev, EV_READ);
-    /* Pipelined requests already buffered: parse them from the loop, not by recursion, so a
-     * client cannot grow the stack with thousands of requests in one packet. */
-    if (evbuffer_get_length(srv_conn_input(c)) > 0)
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    /* A client that pipelines requests but does not read the answers would make us buffer
+     * answers without bound: stop reading requests until it has taken what is written. */
+    if (evbuffer_get_length(out) >= SRV_OUTPUT_HIGH_WATER) {
+        h->wait_drain = 1;
+        return;
+    }
+    resume(c);
 }
 
 static int parse(srv_conn *c)
@@ -284,6 +298,16 @@ static int on_read(srv_conn *c)
     return parse(c);
 }
 
+static int on_drain(srv_conn *c)
+{
+    h1 *h = state(c);
+    if (h->wait_drain && !h->busy && !h->closing) {
+        h->wait_drain = 0;
+        resume(c);
+    }
+    return 0;
+}
+
 static void on_shutdown(srv_conn *c)
 {
     h1 *h = state(c);
@@ -317,7 +341,7 @@ static void h1_free(srv_conn *c)
     c->proto = NULL;
 }
 
-const srv_proto_ops srv_http1_ops = {on_read, NULL, on_shutdown, idle, h1_free};
+const srv_proto_ops srv_http1_ops = {on_read, on_drain, on_shutdown, idle, h1_free};
 
 int srv_http1_start(srv_conn *c)
 {

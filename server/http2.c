@@ -216,6 +216,8 @@ static void fail_stream(srv_conn *c, h2_stream *s, int code, const char *msg)
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *ud)
 {
     srv_conn *c = ud;
+    if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+        srv_conn_head_deadline(c, 0); /* preface and SETTINGS are in: a live HTTP/2 client */
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -357,6 +359,15 @@ int srv_http2_start(srv_conn *c)
     nghttp2_option_new(&opt);
     /* Cap HPACK state a peer can make us keep. */
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    /* Floods, with nghttp2's defaults spelled out so they are not lost to a library change:
+     * RST_STREAM right after HEADERS (CVE-2023-44487) costs us a stream each time, so past a
+     * burst of 1000 at 33/s the connection gets GOAWAY; a header block may not run over 8
+     * CONTINUATION frames (CVE-2024-27316); PING and SETTINGS ACKs a client does not read stop at
+     * 1000 queued; a SETTINGS frame carries at most 32 entries. */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+    nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_max_outbound_ack(opt, 1000);
+    nghttp2_option_set_max_settings(opt, 32);
     int rv = nghttp2_session_server_new2(&h->session, cbs, c, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
