@@ -4,7 +4,8 @@ Pyroscope's /pyroscope/render with the time forms Grafana's Profiles Drilldown a
 
 Input goes in through real clients: OTLP traces and profiles over grpcio with the official
 opentelemetry-proto classes (samples linked to spans explicitly, link_index → span, so the numbers
-do not depend on time/thread inference), and a Go-style pprof with span_id labels through
+do not depend on time/thread inference; a linked sample also reaches the linked span's ancestors in
+its process), and a Go-style pprof with span_id labels through
 Pyroscope's /ingest. Every expected number is computed here from that input; the downloaded pprof
 is read by Go's own reader (`go tool pprof -raw`).
 """
@@ -62,19 +63,32 @@ PPROF = [
 ]
 
 
+PARENT = {sid: parent for sid, parent, *_ in SPANS}
+
+
+def chain(linked):
+    """The spans an explicitly linked sample attaches to: the linked span and its ancestors (every
+    span here lasts over 20 ms and all of them share one process, SPAN_PID)."""
+    out = []
+    while linked:
+        out.append(linked)
+        linked = PARENT.get(linked)
+    return out
+
+
 def expected(span):
     want = {}
     for stack, nobs, sp in SAMPLES:
-        if sp == span:
+        if span in chain(sp):
             want[stack] = want.get(stack, 0) + nobs * PERIOD
     for stack, count, sp in PPROF:
-        if sp == span:
+        if span in chain(sp):
             want[stack] = want.get(stack, 0) + count * PERIOD
     return want
 
 
 def expected_count(span):
-    return sum(c for _, c, sp in PPROF if sp == span)
+    return sum(c for _, c, sp in PPROF if span in chain(sp))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +256,9 @@ def test_trace_figures_for_another_profile_type(loaded):
     got = {s["span_id"]: s for s in doc["spans"]}
     assert got[PYSPAN.hex()]["value"] == got[PYSPAN.hex()]["samples"] == expected_count(PYSPAN)
     assert "cpu_time_ns" not in got[PYSPAN.hex()]
-    assert got[ROOT.hex()]["value"] == 0
+    # the root is PYSPAN's parent in the same process: the linked counts reach it too
+    assert got[ROOT.hex()]["value"] == expected_count(ROOT) == expected_count(PYSPAN)
+    assert got[CHILD.hex()]["value"] == 0
     assert f"profile_type={quote(COUNT, safe='')}" in got[PYSPAN.hex()]["profile_url"]
 
 
