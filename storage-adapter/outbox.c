@@ -224,7 +224,7 @@ static int read_item(const char *path, char *tenant, sp_buf *payload, uint64_t *
     if (sp_buf_reserve(payload, len) != 0)
         goto out;
     uint8_t tail[4];
-    if (fread(payload->data + at, 1, len, f) != len || fread(tail, 1, 4, f) != 4)
+    if ((len && fread(payload->data + at, 1, len, f) != len) || fread(tail, 1, 4, f) != 4)
         goto out;
     uLong crc = crc32(0, head, (uInt)(HEAD_FIXED + tl));
     for (size_t off = 0; off < len;) {
@@ -297,7 +297,8 @@ static int load(outbox *ob, sp_err *err)
         seqs[n++] = seq;
     }
     closedir(d);
-    qsort(seqs, n, sizeof *seqs, cmp_u64);
+    if (n)
+        qsort(seqs, n, sizeof *seqs, cmp_u64);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         char tenant[MAX_TENANT + 1];
