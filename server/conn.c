@@ -24,7 +24,8 @@
 #include <sys/socket.h>
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-#define H2_PREFACE_LEN 24
+#define H2_PREFACE_LEN  24
+#define CLOSE_LINGER_MS 5000
 
 struct srv_server {
     srv_ctx ctx;
@@ -94,6 +95,13 @@ void srv_conn_close(srv_conn *c, int abort_now)
     if (!abort_now && evbuffer_get_length(srv_conn_output(c)) > 0) {
         c->close_after_write = 1; /* on_write frees it once the answer is out */
         bufferevent_disable(c->bev, EV_READ);
+        /* A peer that stopped reading (a flood of PINGs whose ACKs it never takes) would hold the
+         * connection and its output until the idle timeout: it gets CLOSE_LINGER_MS without
+         * progress to take the last answer or GOAWAY, then on_event frees the connection. */
+        int64_t ms = c->ctx->cfg->idle_timeout_ms < CLOSE_LINGER_MS ? c->ctx->cfg->idle_timeout_ms
+                                                                    : CLOSE_LINGER_MS;
+        struct timeval linger = {ms / 1000, (ms % 1000) * 1000};
+        bufferevent_set_timeouts(c->bev, NULL, &linger);
         return;
     }
     c->closed = 1;

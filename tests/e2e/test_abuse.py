@@ -295,7 +295,8 @@ def test_slow_consumer_http11_pipelining_is_bounded(spanprof_factory):
 @pytest.mark.parametrize("kind", ["ping", "settings"])
 def test_control_frame_flood_not_read_is_cut_off(spanprof, kind):
     """PING or SETTINGS frames by the hundred thousand from a client that does not read the ACKs:
-    once the socket is full and 1000 ACKs wait, the connection is closed."""
+    once the socket is full and 1000 ACKs wait, the connection is closed (after at most 5 s for
+    the GOAWAY to be read)."""
     s = spanprof
     base = memory(s.proc.pid)[0]
     frame = (h2_frame(FRAME_PING, 0, 0, b"12345678") if kind == "ping"
@@ -303,14 +304,19 @@ def test_control_frame_flood_not_read_is_cut_off(spanprof, kind):
     with Prober(s) as probe:
         a = H2Attacker(s.grpc_port, read=False)
         total = 0
+        t0 = time.monotonic()
         for _ in range(400):
             if not a.send(frame * 5000):
                 break
             total += 5000
         closed = a.wait_closed(10)
+        elapsed = time.monotonic() - t0
         a.close()
-    print(f"\n{kind} flood: cut off after {total} frames sent, closed={closed}")
+    print(f"\n{kind} flood: cut off after {total} frames sent, closed={closed} after {elapsed:.1f}s")
     assert closed and total < 2_000_000, f"{total} {kind} frames whose ACKs nobody reads: never closed"
+    # nghttp2 detects the flood within a second; the GOAWAY then waits at most 5 s for a reader
+    # (it waited for the 300 s idle timeout before).
+    assert elapsed < 9, f"{kind} flood: the connection was held {elapsed:.1f}s after the flood"
     assert_served(probe, s, base, f"{kind} flood")
 
 
