@@ -252,6 +252,20 @@ def build_plan(scn, exp):
     p.add("series-step10", "SelectSeries",
           merge(groupBy=["service_name"], step=10, aggregation="TIME_SERIES_AGGREGATION_TYPE_SUM"),
           ok(series_points, want10))
+    # AVERAGE: per step, the mean of the series' totals (svc-beta has one series per container)
+    per_series = {}
+    for s in cpu:
+        if s.resource.service == "svc-beta":
+            for t, v in s.observations():
+                k = (s.resource.attrs["container.id"], ms(t // BUCKET * BUCKET))
+                per_series[k] = per_series.get(k, 0) + v
+    avg = {}
+    for (_ctr, ts), v in per_series.items():
+        avg.setdefault(ts, []).append(v)
+    p.add("series-step10-average", "SelectSeries",
+          merge('{service_name="svc-beta"}', groupBy=["service_name"], step=10,
+                aggregation="TIME_SERIES_AGGREGATION_TYPE_AVERAGE"),
+          ok(series_points, {(("service_name", "svc-beta"),): {ts: sum(v) / len(v) for ts, v in avg.items()}}))
     total = sum(cpu_leaves(scn).values())
     p.add("series-step60-total", "SelectSeries", merge(step=60, aggregation="TIME_SERIES_AGGREGATION_TYPE_SUM"),
           ok(lambda r: sum(sum(v.values()) for v in series_points(r).values()), total))
