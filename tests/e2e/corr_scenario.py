@@ -28,6 +28,7 @@ set of received spans; the contract says the result does not depend on the arriv
 """
 
 import dataclasses
+import os
 import random
 import time
 from typing import Optional
@@ -385,9 +386,15 @@ class _Gen:
         return out
 
 
-def build(seed=20260905, t0=None):
-    """Builds the scenario. t0 (ns) defaults to 90 s ago, on a 10 s boundary (the store's
-    bucket), so time-range expectations are exact."""
+DEFAULT_SEED = 20260905
+
+
+def build(seed=None, t0=None):
+    """Builds the scenario. seed: SPANPROF_SCENARIO_SEED or a fixed default (every case is
+    present whatever the seed; the seed only moves the random filling). t0 (ns) defaults to 90 s
+    ago, on a 10 s boundary (the store's bucket), so time-range expectations are exact."""
+    if seed is None:
+        seed = int(os.environ.get("SPANPROF_SCENARIO_SEED", DEFAULT_SEED))
     if t0 is None:
         t0 = (time.time_ns() - 90 * SEC) // (10 * SEC) * (10 * SEC)
     g = _Gen(seed, t0)
@@ -541,7 +548,9 @@ def build(seed=20260905, t0=None):
              Step("profiles", exports[3], "profiles 3"),
              Step("spans", by_phase["L2"], "spans L2"),
              Step("spans", by_phase["M"], "spans M again (retry)")]
-    return Scenario(t0, resources, g.spans, g.samples, steps)
+    scn = Scenario(t0, resources, g.spans, g.samples, steps)
+    scn.seed = seed
+    return scn
 
 
 def spans_first(scn):

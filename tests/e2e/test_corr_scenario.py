@@ -145,7 +145,8 @@ def mismatch_report(scn, exp, got, strays, limit=int(os.environ.get("SPANPROF_SC
                      f"{extra} at ms {offs} rules {exp.why[s.n]}\n    expected {want}\n    actual   {have}")
     if strays:
         lines.append(f"leaves that are no scenario sample of that type: {strays[:10]}")
-    head = f"{len(bad)} of {len(scn.samples)} samples attached wrongly, by case {by_case}"
+    head = (f"{len(bad)} of {len(scn.samples)} samples attached wrongly (seed {getattr(scn, 'seed', '-')}), "
+            f"by case {by_case}")
     return head + "\n" + "\n".join(lines)
 
 
