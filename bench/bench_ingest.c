@@ -1,0 +1,746 @@
+/* bench_ingest: OTLP/gRPC profiles ingest through the real binary, with a load shaped like the
+ * OpenTelemetry eBPF profiler's and a dictionary that keeps growing.
+ *
+ * Starts spanprof (--bin) on loopback ports in a fresh data directory, builds R distinct
+ * ExportProfilesServiceRequests before timing and sends them over C HTTP/2 connections (nghttp2,
+ * one Export in flight per connection as an exporter does), each Export answered only after its
+ * data is committed. A request is one host's 5 s: P processes x T threads x N CPU samples, one
+ * timestamp each (about 20 bytes per sample on the wire), stacks of 20-60 frames. Most stacks
+ * are drawn with a Zipf law from a pool shared by all requests; a fraction (--new, default 0.02)
+ * are made of frames never sent before, so the store's dictionary grows all run long. Requests
+ * advance in time (5 s apart), so values spread over buckets as a live host's would.
+ *
+ * Prints, for the same bytes: the raw protobuf-c decode rate (unpack + free, one core: the
+ * ceiling) and the end-to-end rate — samples/s, MB/s, MB/s per server core (server CPU from
+ * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
+ * --rate S paces the senders to S samples/s in total (latency at a given load).
+ *
+ *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct 64] [--procs 50]
+ *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000] [--dry]
+ * [--rate S] [--keep] [--workers N]
+ */
+#include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary dict_t;
+typedef Opentelemetry__Proto__Profiles__V1development__Sample sample_t;
+typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
+
+#define SEC         1000000000LL
+#define POOL_MAX    100000
+#define POOL_LOCS   40000 /* locations the shared stacks are made of */
+#define EXPORT_PATH "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+
+static const char *bin;
+static int nrequests = 400, conns = 4, ndistinct = 64, procs = 50, threads = 8, per_thread = 100;
+static int keep = 0, workers = 0;
+static double new_frac = 0.02, rate = 0, zipf_s = 1.2;
+static int dry = 0;
+
+/* ---- request generation ---------------------------------------------------------------------- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+#define NEW(T) calloc(1, sizeof(T))
+
+static Opentelemetry__Proto__Common__V1__AnyValue *any_int(int64_t v)
+{
+    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
+    opentelemetry__proto__common__v1__any_value__init(a);
+    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    a->int_value = v;
+    return a;
+}
+
+static Opentelemetry__Proto__Common__V1__AnyValue *any_str(const char *s)
+{
+    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
+    opentelemetry__proto__common__v1__any_value__init(a);
+    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    a->string_value = strdup(s);
+    return a;
+}
+
+/* The shared stack pool: location ids into a global address space (address = 0x400000 + 64 id). */
+static int POOL = 2000; /* shared (hot) stacks */
+static uint32_t *pool[POOL_MAX];
+static uint32_t pool_n[POOL_MAX];
+static double pool_cdf[POOL_MAX];
+static uint32_t next_fresh = POOL_LOCS; /* global location ids never used before */
+
+static void pool_init(void)
+{
+    double sum = 0, acc = 0;
+    for (int i = 0; i < POOL; i++)
+        sum += 1.0 / pow(i + 1, zipf_s);
+    for (int i = 0; i < POOL; i++) {
+        acc += 1.0 / pow(i + 1, zipf_s) / sum;
+        pool_cdf[i] = acc;
+        /* A call tree: a stack shares the root half of an earlier one (leaf first, so the
+         * root part is the tail) and adds its own frames on top. */
+        uint32_t n = 20 + (uint32_t)(rnd() % 41), keep_n = 0;
+        pool[i] = malloc(n * sizeof *pool[i]);
+        if (i > 16) {
+            int parent = (int)(rnd() % (uint64_t)i);
+            keep_n = pool_n[parent] / 2 + (uint32_t)(rnd() % 8);
+            if (keep_n > pool_n[parent])
+                keep_n = pool_n[parent];
+            if (keep_n > n - 2)
+                keep_n = n - 2;
+            memcpy(pool[i] + n - keep_n, pool[parent] + pool_n[parent] - keep_n,
+                   keep_n * sizeof *pool[i]);
+        }
+        for (uint32_t k = 0; k < n - keep_n; k++)
+            pool[i][k] = 1 + (uint32_t)(rnd() % (POOL_LOCS - 1));
+        pool_n[i] = n;
+    }
+}
+
+static int pool_draw(void)
+{
+    double u = (double)(rnd() >> 11) / 9007199254740992.0;
+    int lo = 0, hi = POOL - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (pool_cdf[mid] < u)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef struct request {
+    uint8_t *frame; /* gRPC frame: 5-byte header + message */
+    size_t len;
+    size_t samples;
+} request;
+
+/* Request k: the request's own dictionary holds exactly the locations its stacks use, as the
+ * eBPF profiler's does. */
+static void build(request *out, int k, int64_t t0)
+{
+    int nsamples_total = procs * threads * per_thread;
+    /* Stacks of this request, as global location id lists. */
+    uint32_t **stk = malloc((size_t)nsamples_total * sizeof *stk);
+    uint32_t *stk_n = malloc((size_t)nsamples_total * sizeof *stk_n);
+    int *stk_of_sample = malloc((size_t)nsamples_total * sizeof *stk_of_sample);
+    int nstk = 0;
+    int *pool_slot = calloc(POOL, sizeof *pool_slot); /* pool index → request stack index + 1 */
+    for (int i = 0; i < nsamples_total; i++) {
+        if ((double)(rnd() >> 11) / 9007199254740992.0 < new_frac) {
+            /* A stack with fresh frames on top of a known path: new code, new addresses. */
+            int base = pool_draw();
+            uint32_t n = pool_n[base];
+            uint32_t *s = malloc(n * sizeof *s);
+            memcpy(s, pool[base], n * sizeof *s);
+            uint32_t fresh = 1 + (uint32_t)(rnd() % 4);
+            for (uint32_t f = 0; f < fresh && f < n; f++)
+                s[f] = next_fresh++;
+            stk[nstk] = s;
+            stk_n[nstk] = n;
+            stk_of_sample[i] = nstk++;
+        } else {
+            int p = pool_draw();
+            if (!pool_slot[p]) {
+                stk[nstk] = pool[p];
+                stk_n[nstk] = pool_n[p];
+                pool_slot[p] = ++nstk;
+            }
+            stk_of_sample[i] = pool_slot[p] - 1;
+        }
+    }
+    /* Local location table: global id → local index. */
+    size_t cap = 1024, nl = 1;
+    uint32_t *glob = malloc(cap * sizeof *glob);
+    /* open addressing map global → local */
+    size_t mcap = 1;
+    while (mcap < (size_t)nsamples_total * 4 + 65536)
+        mcap <<= 1;
+    uint32_t *mk = calloc(mcap, sizeof *mk), *mv = calloc(mcap, sizeof *mv);
+    dict_t *d = NEW(*d);
+    opentelemetry__proto__profiles__v1development__profiles_dictionary__init(d);
+    d->n_stack_table = (size_t)nstk + 1;
+    d->stack_table = calloc(d->n_stack_table, sizeof(void *));
+    for (size_t i = 0; i < d->n_stack_table; i++) {
+        d->stack_table[i] = NEW(*d->stack_table[i]);
+        opentelemetry__proto__profiles__v1development__stack__init(d->stack_table[i]);
+    }
+    for (int i = 0; i < nstk; i++) {
+        Opentelemetry__Proto__Profiles__V1development__Stack *s = d->stack_table[i + 1];
+        s->n_location_indices = stk_n[i];
+        s->location_indices = malloc(stk_n[i] * sizeof(int32_t));
+        for (uint32_t j = 0; j < stk_n[i]; j++) {
+            uint32_t g = stk[i][j];
+            size_t h = (g * 0x9e3779b1u) & (mcap - 1);
+            while (mk[h] && mk[h] != g)
+                h = (h + 1) & (mcap - 1);
+            if (!mk[h]) {
+                mk[h] = g;
+                if (nl == cap)
+                    glob = realloc(glob, (cap *= 2) * sizeof *glob);
+                glob[nl] = g;
+                mv[h] = (uint32_t)nl++;
+            }
+            s->location_indices[j] = (int32_t)mv[h];
+        }
+    }
+    /* Strings: fixed ones, then one function name per symbolized location. */
+    const char *fixed[] = {"",
+                           "samples",
+                           "count",
+                           "cpu",
+                           "nanoseconds",
+                           "thread.id",
+                           "profile.frame.type",
+                           "/usr/bin/app",
+                           "process.executable.build_id.gnu"};
+    enum { S_SAMPLES = 1, S_COUNT, S_CPU, S_NS, S_TID, S_FT, S_APP };
+    size_t nfixed = sizeof fixed / sizeof fixed[0];
+    d->string_table = calloc(nfixed + nl, sizeof(char *));
+    for (size_t i = 0; i < nfixed; i++)
+        d->string_table[i] = (char *)fixed[i];
+    d->n_string_table = nfixed;
+    d->n_mapping_table = 2;
+    d->mapping_table = calloc(2, sizeof(void *));
+    for (int i = 0; i < 2; i++) {
+        d->mapping_table[i] = NEW(*d->mapping_table[i]);
+        opentelemetry__proto__profiles__v1development__mapping__init(d->mapping_table[i]);
+    }
+    d->mapping_table[1]->filename_strindex = S_APP;
+    d->mapping_table[1]->memory_start = 0x400000;
+    d->mapping_table[1]->memory_limit = 1ull << 40;
+    d->n_attribute_table = 3 + (size_t)procs * threads;
+    d->attribute_table = calloc(d->n_attribute_table, sizeof(void *));
+    for (size_t i = 0; i < d->n_attribute_table; i++) {
+        d->attribute_table[i] = NEW(*d->attribute_table[i]);
+        opentelemetry__proto__profiles__v1development__key_value_and_unit__init(
+            d->attribute_table[i]);
+    }
+    d->attribute_table[1]->key_strindex = S_FT;
+    d->attribute_table[1]->value = any_str("native");
+    d->attribute_table[2]->key_strindex = S_FT;
+    d->attribute_table[2]->value = any_str("kernel");
+    for (int t = 0; t < procs * threads; t++) {
+        d->attribute_table[3 + t]->key_strindex = S_TID;
+        d->attribute_table[3 + t]->value = any_int(100000 + t);
+    }
+    d->function_table = calloc(nl, sizeof(void *));
+    d->function_table[0] = NEW(*d->function_table[0]);
+    opentelemetry__proto__profiles__v1development__function__init(d->function_table[0]);
+    d->n_function_table = 1;
+    d->n_location_table = nl;
+    d->location_table = calloc(nl, sizeof(void *));
+    for (size_t i = 0; i < nl; i++) {
+        Opentelemetry__Proto__Profiles__V1development__Location *l = NEW(*l);
+        opentelemetry__proto__profiles__v1development__location__init(l);
+        d->location_table[i] = l;
+        if (!i)
+            continue;
+        uint32_t g = glob[i];
+        l->mapping_index = 1;
+        l->address = 0x400000 + (uint64_t)g * 64;
+        l->n_attribute_indices = 1;
+        l->attribute_indices = malloc(sizeof(int32_t));
+        l->attribute_indices[0] = g % 10 == 0 ? 2 : 1;
+        if (g % 10 == 0) { /* kernel frames come symbolized */
+            char name[48];
+            snprintf(name, sizeof name, "kfunc_%u", g);
+            d->string_table[d->n_string_table] = strdup(name);
+            Opentelemetry__Proto__Profiles__V1development__Function *f = NEW(*f);
+            opentelemetry__proto__profiles__v1development__function__init(f);
+            f->name_strindex = (int32_t)d->n_string_table++;
+            d->function_table[d->n_function_table] = f;
+            l->n_lines = 1;
+            l->lines = malloc(sizeof(void *));
+            l->lines[0] = NEW(*l->lines[0]);
+            opentelemetry__proto__profiles__v1development__line__init(l->lines[0]);
+            l->lines[0]->function_index = (int32_t)d->n_function_table++;
+        }
+    }
+    Opentelemetry__Proto__Collector__Profiles__V1development__ExportProfilesServiceRequest req =
+        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
+    req.dictionary = d;
+    req.n_resource_profiles = (size_t)procs;
+    req.resource_profiles = calloc((size_t)procs, sizeof(void *));
+    int si = 0;
+    for (int p = 0; p < procs; p++) {
+        Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp = NEW(*rp);
+        opentelemetry__proto__profiles__v1development__resource_profiles__init(rp);
+        req.resource_profiles[p] = rp;
+        rp->resource = NEW(*rp->resource);
+        opentelemetry__proto__resource__v1__resource__init(rp->resource);
+        rp->resource->n_attributes = 2;
+        rp->resource->attributes = calloc(2, sizeof(void *));
+        for (int j = 0; j < 2; j++) {
+            rp->resource->attributes[j] = NEW(*rp->resource->attributes[j]);
+            opentelemetry__proto__common__v1__key_value__init(rp->resource->attributes[j]);
+        }
+        rp->resource->attributes[0]->key = "process.pid";
+        rp->resource->attributes[0]->value = any_int(1000 + p);
+        rp->resource->attributes[1]->key = "process.executable.name";
+        rp->resource->attributes[1]->value = any_str(p % 4 ? "app" : "db");
+        rp->n_scope_profiles = 1;
+        rp->scope_profiles = calloc(1, sizeof(void *));
+        rp->scope_profiles[0] = NEW(*rp->scope_profiles[0]);
+        opentelemetry__proto__profiles__v1development__scope_profiles__init(rp->scope_profiles[0]);
+        profile_t *pr = NEW(*pr);
+        opentelemetry__proto__profiles__v1development__profile__init(pr);
+        rp->scope_profiles[0]->n_profiles = 1;
+        rp->scope_profiles[0]->profiles = calloc(1, sizeof(void *));
+        rp->scope_profiles[0]->profiles[0] = pr;
+        pr->sample_type = NEW(*pr->sample_type);
+        opentelemetry__proto__profiles__v1development__value_type__init(pr->sample_type);
+        pr->sample_type->type_strindex = S_SAMPLES;
+        pr->sample_type->unit_strindex = S_COUNT;
+        pr->period_type = NEW(*pr->period_type);
+        opentelemetry__proto__profiles__v1development__value_type__init(pr->period_type);
+        pr->period_type->type_strindex = S_CPU;
+        pr->period_type->unit_strindex = S_NS;
+        pr->period = 50000000; /* 20 Hz */
+        pr->time_unix_nano = (uint64_t)t0;
+        pr->duration_nano = 5 * SEC;
+        pr->n_samples = (size_t)threads * per_thread;
+        pr->samples = calloc(pr->n_samples, sizeof(void *));
+        for (size_t i = 0; i < pr->n_samples; i++, si++) {
+            sample_t *s = NEW(*s);
+            opentelemetry__proto__profiles__v1development__sample__init(s);
+            pr->samples[i] = s;
+            int t = (int)(i / (size_t)per_thread);
+            s->stack_index = 1 + stk_of_sample[si];
+            s->n_attribute_indices = 1;
+            s->attribute_indices = malloc(sizeof(int32_t));
+            s->attribute_indices[0] = 3 + p * threads + t;
+            s->n_timestamps_unix_nano = 1;
+            s->timestamps_unix_nano = malloc(sizeof(uint64_t));
+            s->timestamps_unix_nano[0] =
+                (uint64_t)(t0 + (int64_t)(i % (size_t)per_thread) * 50000000 + t * 1000 + k);
+        }
+    }
+    size_t len = protobuf_c_message_get_packed_size(&req.base);
+    out->frame = malloc(len + 5);
+    out->frame[0] = 0;
+    out->frame[1] = (uint8_t)(len >> 24);
+    out->frame[2] = (uint8_t)(len >> 16);
+    out->frame[3] = (uint8_t)(len >> 8);
+    out->frame[4] = (uint8_t)len;
+    protobuf_c_message_pack(&req.base, out->frame + 5);
+    out->len = len + 5;
+    out->samples = (size_t)nsamples_total;
+    /* The message tree is left for exit: this is a benchmark. */
+    free(mk);
+    free(mv);
+    free(glob);
+    free(pool_slot);
+    free(stk_of_sample);
+}
+
+/* ---- HTTP/2 client --------------------------------------------------------------------------- */
+
+typedef struct conn {
+    int fd;
+    nghttp2_session *s;
+    const request *req;
+    size_t off;
+    int done, grpc_status, http_status;
+} conn;
+
+static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
+{
+    (void)s, (void)sid, (void)src;
+    conn *c = ud;
+    size_t n = c->req->len - c->off;
+    if (n > len)
+        n = len;
+    memcpy(buf, c->req->frame + c->off, n);
+    c->off += n;
+    if (c->off == c->req->len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
+{
+    (void)s, (void)f, (void)flags;
+    conn *c = ud;
+    char v[16];
+    size_t n = valuelen < 15 ? valuelen : 15;
+    memcpy(v, value, n);
+    v[n] = 0;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        c->grpc_status = atoi(v);
+    else if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+        c->http_status = atoi(v);
+    return 0;
+}
+
+static int on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+    (void)s, (void)sid, (void)code;
+    ((conn *)ud)->done = 1;
+    return 0;
+}
+
+static int pump(conn *c)
+{
+    for (;;) {
+        const uint8_t *out;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(c->s, &out)) > 0) {
+            ssize_t off = 0;
+            while (off < n) {
+                ssize_t w = send(c->fd, out + off, (size_t)(n - off), MSG_NOSIGNAL);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    return -1;
+                off += w;
+            }
+        }
+        if (n < 0)
+            return -1;
+        if (c->done)
+            return 0;
+        uint8_t buf[65536];
+        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        if (nghttp2_session_mem_recv(c->s, buf, (size_t)r) < 0)
+            return -1;
+    }
+}
+
+static int port;
+static request *reqs;
+static int next_req;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static double *lat_ms;
+static int failures;
+static double t_start;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *sender(void *arg)
+{
+    (void)arg;
+    conn c = {0};
+    c.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(c.fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_close);
+    nghttp2_session_client_new(&c.s, cb, &c);
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24}};
+    nghttp2_submit_settings(c.s, NGHTTP2_FLAG_NONE, iv, 1);
+    char authority[32];
+    snprintf(authority, sizeof authority, "127.0.0.1:%d", port);
+#define HDR(n, v)                                                                                  \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE             \
+    }
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        int i = next_req++;
+        pthread_mutex_unlock(&mu);
+        if (i >= nrequests)
+            break;
+        const request *r = &reqs[i % ndistinct];
+        if (rate > 0) { /* paced: request i is due when the total has sent i requests' samples */
+            double due = t_start + (double)i * (double)r->samples / rate;
+            double wait = due - now_s();
+            if (wait > 0) {
+                struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
+        nghttp2_nv nva[] = {HDR(":method", "POST"),
+                            HDR(":scheme", "http"),
+                            HDR(":authority", authority),
+                            HDR(":path", EXPORT_PATH),
+                            HDR("content-type", "application/grpc"),
+                            HDR("te", "trailers")};
+        c.req = r;
+        c.off = 0;
+        c.done = 0;
+        c.grpc_status = -1;
+        c.http_status = 0;
+        nghttp2_data_provider dp = {.read_callback = read_body};
+        double t0 = now_s();
+        if (nghttp2_submit_request(c.s, NULL, nva, sizeof nva / sizeof nva[0], &dp, NULL) < 0 ||
+            pump(&c) != 0) {
+            fprintf(stderr, "request %d: connection failed\n", i);
+            exit(1);
+        }
+        lat_ms[i] = (now_s() - t0) * 1e3;
+        if (c.grpc_status != 0 || c.http_status != 200)
+            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+    }
+    nghttp2_session_del(c.s);
+    close(c.fd);
+    return NULL;
+}
+
+/* ---- the server ------------------------------------------------------------------------------ */
+
+static double proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (p)
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long proc_hwm_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static int can_connect(int p)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static uint64_t dir_bytes;
+static int add_size(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)p, (void)ftw;
+    if (flag == FTW_F)
+        dir_bytes += (uint64_t)sb->st_size;
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_ingest --bin PATH [--requests N] [--conns N] [--distinct N] "
+                    "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
+                    "[--rate S] [--workers N] [--keep] [--dry]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--dry") == 0) {
+            *(a[2] == 'k' ? &keep : &dry) = 1;
+            continue;
+        }
+        if (!v)
+            usage();
+        i++;
+        if (strcmp(a, "--bin") == 0)
+            bin = v;
+        else if (strcmp(a, "--requests") == 0)
+            nrequests = atoi(v);
+        else if (strcmp(a, "--conns") == 0)
+            conns = atoi(v);
+        else if (strcmp(a, "--distinct") == 0)
+            ndistinct = atoi(v);
+        else if (strcmp(a, "--procs") == 0)
+            procs = atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            threads = atoi(v);
+        else if (strcmp(a, "--samples") == 0)
+            per_thread = atoi(v);
+        else if (strcmp(a, "--new") == 0)
+            new_frac = atof(v);
+        else if (strcmp(a, "--rate") == 0)
+            rate = atof(v);
+        else if (strcmp(a, "--pool") == 0)
+            POOL = atoi(v);
+        else if (strcmp(a, "--zipf") == 0)
+            zipf_s = atof(v);
+        else if (strcmp(a, "--workers") == 0)
+            workers = atoi(v);
+        else
+            usage();
+    }
+    if (!bin || nrequests < 1 || conns < 1 || ndistinct < 1 || procs < 1 || threads < 1 ||
+        per_thread < 1)
+        usage();
+    if (POOL < 1 || POOL > POOL_MAX)
+        usage();
+    if (ndistinct > nrequests)
+        ndistinct = nrequests;
+
+    /* ---- requests, and the decode ceiling on the same bytes ---- */
+    pool_init();
+    reqs = calloc((size_t)ndistinct, sizeof *reqs);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t t_first = (int64_t)wall.tv_sec * SEC - (int64_t)ndistinct * 5 * SEC;
+    size_t bytes = 0, samples = 0;
+    for (int k = 0; k < ndistinct; k++) {
+        build(&reqs[k], k, t_first + (int64_t)k * 5 * SEC);
+        bytes += reqs[k].len;
+        samples += reqs[k].samples;
+    }
+    printf("requests: %d distinct of %zu samples each (%d processes x %d threads x %d), %.1f "
+           "bytes per sample on the wire, stacks Zipf(%.2f) over %d, %.0f%% of the samples on "
+           "a stack with new frames; %d Exports on %d connections\n",
+           ndistinct, reqs[0].samples, procs, threads, per_thread, (double)bytes / (double)samples,
+           zipf_s, POOL, new_frac * 100, nrequests, conns);
+    double d0 = now_s();
+    int passes = 0;
+    do {
+        for (int k = 0; k < ndistinct; k++) {
+            ProtobufCMessage *m = protobuf_c_message_unpack(
+                &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
+                NULL, reqs[k].len - 5, reqs[k].frame + 5);
+            if (!m) {
+                fprintf(stderr, "unpack failed\n");
+                return 1;
+            }
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+        passes++;
+    } while (now_s() - d0 < 2.0);
+    double dec = (now_s() - d0) / passes;
+    printf("raw protobuf-c unpack+free of the same bytes (one core): %.0f samples/s, %.1f MB/s\n",
+           (double)samples / dec, (double)bytes / dec / 1e6);
+
+    if (dry)
+        return 0;
+
+    /* ---- the server ---- */
+    char dir[] = "/tmp/bench_ingest_XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    char data[600], grpc[32], http[32], wk[16];
+    snprintf(data, sizeof data, "%s/data", dir);
+    srand((unsigned)getpid());
+    port = 20000 + rand() % 20000;
+    snprintf(grpc, sizeof grpc, "127.0.0.1:%d", port);
+    snprintf(http, sizeof http, "127.0.0.1:%d", port + 1);
+    snprintf(wk, sizeof wk, "%d", workers);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (workers > 0)
+            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
+                  "--log-level", "warn", "--workers", wk, (char *)NULL);
+        else
+            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
+                  "--log-level", "warn", (char *)NULL);
+        perror("exec");
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !can_connect(port); i++)
+        usleep(50000);
+    double cpu0 = proc_cpu_s(pid);
+    lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
+    pthread_t *th = calloc((size_t)conns, sizeof *th);
+    t_start = now_s();
+    for (int i = 0; i < conns; i++)
+        pthread_create(&th[i], NULL, sender, NULL);
+    for (int i = 0; i < conns; i++)
+        pthread_join(th[i], NULL);
+    double secs = now_s() - t_start;
+    double cpu = proc_cpu_s(pid) - cpu0;
+    long hwm = proc_hwm_kb(pid);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    nftw(data, add_size, 16, FTW_PHYS);
+
+    size_t sent = 0, sent_bytes = 0;
+    for (int i = 0; i < nrequests; i++) {
+        sent += reqs[i % ndistinct].samples;
+        sent_bytes += reqs[i % ndistinct].len;
+    }
+    qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, cmp_double);
+    printf("answered OK: %d of %d\n", nrequests - failures, nrequests);
+    printf("end to end: %.0f samples/s, %.1f MB/s of OTLP in %.1f s%s\n", (double)sent / secs,
+           (double)sent_bytes / secs / 1e6, secs, rate > 0 ? " (paced)" : "");
+    printf("server CPU: %.1f s = %.3f us per sample, %.2f cores busy, %.1f MB/s per core, "
+           "%.0f samples per CPU-second\n",
+           cpu, cpu * 1e6 / (double)sent, cpu / secs, (double)sent_bytes / cpu / 1e6,
+           (double)sent / cpu);
+    printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
+           lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
+    printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
+           (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
+    if (!keep)
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    else
+        printf("kept: %s\n", dir);
+    return failures ? 1 : 0;
+}
