@@ -26,6 +26,7 @@
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN  24
 #define CLOSE_LINGER_MS 5000
+#define ACCEPT_PAUSE_MS 100
 
 struct srv_server {
     srv_ctx ctx;
@@ -278,11 +279,33 @@ struct event_base *srv_server_base(srv_server *s)
     return s->ctx.base;
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    srv_server *s = arg;
+    if (s->ctx.draining)
+        return;
+    for (int i = 0; i < 2; i++)
+        if (s->listeners[i])
+            evconnlistener_enable(s->listeners[i]);
+}
+
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
+    srv_server *s = arg;
     int e = EVUTIL_SOCKET_ERROR();
-    /* EMFILE and friends: log and keep serving the connections we have. */
-    sp_warn("msg=\"accept failed\" err=\"%s\"", evutil_socket_error_to_string(e));
+    /* EMFILE and friends: keep serving the connections we have. The pending connection stays in
+     * the backlog, so the listener would be readable again at once: a loop at full CPU writing
+     * this line, while the clients that hold the descriptors are served slower. Pause accepting
+     * for ACCEPT_PAUSE_MS instead (connections that close meanwhile free descriptors). */
+    sp_warn("msg=\"accept failed; pausing accepts\" err=\"%s\" pause_ms=%d open_connections=%d",
+            evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, s->nconns);
+    srv_metrics_gauge_add("accept_errors_total", 1);
+    for (int i = 0; i < 2; i++)
+        if (s->listeners[i])
+            evconnlistener_disable(s->listeners[i]);
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    if (event_base_once(s->ctx.base, -1, EV_TIMEOUT, resume_accepting, s, &pause) != 0)
+        resume_accepting(-1, 0, s);
 }
 
 static int bind_listener(srv_server *s, int which, const char *addr, sp_err *err)
