@@ -1517,7 +1517,8 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
     /* Phase 1: remember every new span, so phase 2 judges each observation against all the
      * spans of this export at once. */
     uint32_t gen = ++c->gen;
-    const reg_ent **fresh = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *fresh);
+    /* registry indices + 1, not pointers: reg_add may move the registry */
+    uint32_t *fresh = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *fresh);
     slot **homes = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *homes);
     if (!fresh || !homes)
         return 0;
@@ -1529,7 +1530,7 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
         int eligible = end - start >= c->opt.min_span_ns;
         uint32_t ident = ident_id(c, &sp->ident);
         const reg_ent *re = reg_add(c, tenant, sp, ident, eligible);
-        fresh[i] = re;
+        fresh[i] = re ? (uint32_t)(re - c->reg) + 1 : 0;
         if (!sp->pid)
             continue;
         if (!eligible) {
@@ -1558,7 +1559,7 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
     /* Phase 2: what the new spans claim. */
     for (size_t i = 0; i < b->nspans; i++) {
         if (fresh[i])
-            claim_waiting(c, b->arena, tenant, fresh[i], &l);
+            claim_waiting(c, b->arena, tenant, &c->reg[fresh[i] - 1], &l);
         slot *sl = homes[i];
         if (!sl)
             continue;
