@@ -279,8 +279,20 @@ def test_a_refused_body_is_never_buffered(authed, creds):
     assert m.total("spanprof_received_bytes_total", "pyroscope_ingest") == 0
     assert m.total("spanprof_received_bytes_total", "otlp_grpc_profiles") == 0
     assert m.total("spanprof_requests_total", "pyroscope_ingest", code="401") == 1
-    # the server keeps serving
-    assert request(authed.http_port, "GET", "/ready")[0] == 200
+    # the connection stays usable: the refused body was read and dropped, not left in the stream
+    conn = http.client.HTTPConnection("127.0.0.1", authed.http_port, timeout=RPC_TIMEOUT)
+    try:
+        for _ in range(2):
+            conn.request("POST", "/ingest?name=x&format=folded", body=b"main;x 1\n" * 50000)
+            resp = conn.getresponse()
+            assert resp.status == 401 and resp.read()
+        conn.request("POST", "/ingest?name=x&format=folded", body=b"main;x 1\n",
+                     headers={"Authorization": creds.ingest_bearer()})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
