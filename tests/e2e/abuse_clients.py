@@ -260,9 +260,13 @@ class Trickler:
     # promises more than ever comes.
     HELLO = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03]) + b"\x00" * 16
 
-    def __init__(self, port, count, tls=False, byte_interval=0.25):
+    # The HTTP/2 preface and a SETTINGS frame with a few entries, trickled the same way.
+    H2 = H2_PREFACE + h2_frame(FRAME_SETTINGS, 0, 0, bytes(range(36)))
+
+    def __init__(self, port, count, tls=False, byte_interval=0.25, payload=None):
         self.port = port
         self.tls = tls
+        self.payload = payload or (self.HELLO if tls else self.HEAD)
         self.byte_interval = byte_interval
         self.socks = []
         for _ in range(count):
@@ -276,7 +280,7 @@ class Trickler:
 
     def step(self):
         """Sends the next byte on every open connection and notes the ones the server closed."""
-        payload = self.HELLO if self.tls else self.HEAD
+        payload = self.payload
         for i, s in enumerate(self.socks):
             if i in self.closed_at:
                 continue

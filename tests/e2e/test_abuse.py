@@ -344,14 +344,15 @@ def test_settings_with_too_many_entries_is_enhance_your_calm(spanprof):
 # ---- slow clients ------------------------------------------------------------------------------
 
 
-def test_slowloris_http11_is_cut_off_by_header_timeout(spanprof_factory):
-    """200 connections that each send a request head one byte every 0.25 s (the head has 9 KB: it
-    would take 40 minutes). The idle timeout never fires (every byte resets it); --header-timeout
-    closes each connection, and the server serves others meanwhile."""
+@pytest.mark.parametrize("proto", ["http1", "h2"])
+def test_slowloris_is_cut_off_by_header_timeout(spanprof_factory, proto):
+    """200 connections that each send a request head (HTTP/1.1, 9 KB: it would take 40 minutes) or
+    the HTTP/2 preface and SETTINGS one byte every 0.25 s. The idle timeout never fires (every byte
+    resets it); --header-timeout closes each connection, and the server serves others meanwhile."""
     s = spanprof_factory(["--header-timeout", HEADER_TIMEOUT])
     base = memory(s.proc.pid)[0]
     with Prober(s) as probe:
-        t = Trickler(s.http_port, 200)
+        t = Trickler(s.http_port, 200, payload=Trickler.H2 if proto == "h2" else Trickler.HEAD)
         try:
             t.run(12)
         finally:
@@ -359,7 +360,7 @@ def test_slowloris_http11_is_cut_off_by_header_timeout(spanprof_factory):
     assert len(t.closed_at) == 200, f"{200 - len(t.closed_at)} of 200 slowloris connections still open after 12 s"
     worst = max(t.closed_at.values())
     assert worst < 8, f"the last slowloris connection was closed {worst:.1f}s after it opened (timeout 2s)"
-    assert max(t.sent) < len(Trickler.HEAD), "a trickled head got through"
+    assert max(t.sent) < len(t.payload), "a trickled head got through"
     assert_served(probe, s, base, "slowloris")
     assert scrape(s.http_port).total("spanprof_header_timeouts_total") >= 200
 
