@@ -67,6 +67,8 @@ from e2e_helpers import (
 from test_durability import kill_hard, request_total
 from test_query import CPU, Window, connect_json
 
+pytestmark = pytest.mark.slow
+
 LATENCY_BOUND = 3.0      # seconds: the slowest probe answer accepted while an attack runs
 RSS_BOUND = 64 << 20     # bytes of RSS growth accepted during one attack (plain build: < 10 MiB);
                          # doubled under ASan, whose quarantine keeps freed memory (floods: ~58 MiB)
@@ -365,6 +367,7 @@ def test_slowloris_is_cut_off_by_header_timeout(spanprof_factory, proto):
     assert scrape(s.http_port).total("spanprof_header_timeouts_total") >= 200
 
 
+@pytest.mark.tls
 def test_slowloris_tls_handshake_is_cut_off(spanprof_factory, certs):
     """100 TCP connections that start a TLS handshake (the first bytes of a ClientHello that
     promises more) and stall: --header-timeout closes them; TLS clients are served meanwhile."""
