@@ -704,8 +704,13 @@ int main(int argc, char **argv)
         perror("exec");
         _exit(127);
     }
-    for (int i = 0; i < 200 && !can_connect(port); i++)
+    for (int i = 0; i < 600 && !can_connect(port); i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            fprintf(stderr, "bench_ingest: %s exited at start-up (port %d taken?)\n", bin, port);
+            return 1;
+        }
         usleep(50000);
+    }
     double cpu0 = proc_cpu_s(pid);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
     pthread_t *th = calloc((size_t)conns, sizeof *th);

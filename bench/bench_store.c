@@ -711,8 +711,8 @@ static void table_report(const char *dir, uint64_t samples)
     sqlite3 *db;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         return;
-    const char *counts[] = {"stack",      "location", "function", "sample",
-                            "span_stack", "span",     "series"};
+    const char *counts[] = {"stack",      "location", "function", "sample_chunk",
+                            "span_chunk", "span",     "series"};
     printf("rows:");
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
         char sql[128];
