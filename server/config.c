@@ -85,6 +85,9 @@ static const opt opts[] = {
     {"traces-forward-to", T_STR, OFF(traces_forward_to), "",
      "forward every trace export to this OTLP/HTTP URL (e.g. http://tempo:4318/v1/traces), "
      "adding pyroscope.profile.id to spans that have a span profile"},
+    {"traces-forward-protocol", T_STR, OFF(traces_forward_protocol), "http/protobuf",
+     "http/protobuf (POST to the URL as given) or grpc (TraceService/Export over HTTP/2 at "
+     "http://host:4317, cleartext, or https://host:4317, TLS), as OTEL_EXPORTER_OTLP_PROTOCOL"},
     {"traces-forward-bearer-token-file", T_STR, OFF(traces_forward_bearer_token_file), "",
      "file holding a bearer token for --traces-forward-to"},
     {"traces-forward-ca-file", T_STR, OFF(traces_forward_ca_file), "",
@@ -122,6 +125,7 @@ void srv_config_defaults(srv_config *c)
     c->correlate_threadless = "unique";
     c->outbox_max_bytes = (size_t)256 << 20;
     c->forward_batch_interval_ms = 200;
+    c->traces_forward_protocol = "http/protobuf";
 }
 
 void srv_config_usage(FILE *out)
@@ -303,6 +307,14 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
     if (c->pyroscope_basic_auth_password_file && !c->pyroscope_basic_auth_user)
         return sp_fail(err, SP_EINVAL,
                        "--pyroscope-basic-auth-password-file needs --pyroscope-basic-auth-user");
+    if (strcmp(c->traces_forward_protocol, "http/protobuf") != 0 &&
+        strcmp(c->traces_forward_protocol, "grpc") != 0)
+        return sp_fail(err, SP_EINVAL,
+                       "--traces-forward-protocol must be http/protobuf or grpc, not \"%s\"",
+                       c->traces_forward_protocol);
+    if (c->traces_forward_to && strncmp(c->traces_forward_to, "http://", 7) != 0 &&
+        strncmp(c->traces_forward_to, "https://", 8) != 0)
+        return sp_fail(err, SP_EINVAL, "--traces-forward-to must start with http:// or https://");
     if (!!c->tls_cert != !!c->tls_key)
         return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
     if (c->tls_client_ca && !c->tls_cert)

@@ -42,6 +42,7 @@ typedef struct srv_config {
     const char *pyroscope_basic_auth_user, *pyroscope_basic_auth_password_file;
     const char *pyroscope_bearer_token_file, *pyroscope_ca_file;
     const char *traces_forward_to;
+    const char *traces_forward_protocol; /* "http/protobuf" or "grpc" */
     const char *traces_forward_bearer_token_file, *traces_forward_ca_file;
     size_t outbox_max_bytes;
     int64_t forward_batch_interval_ms;

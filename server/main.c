@@ -116,14 +116,23 @@ static int open_forwarding(forwarding *f, const srv_config *cfg, sp_err *err)
     snprintf(dir, sizeof dir, "%s/outbox/traces", cfg->data_dir);
     /* When SQLite keeps no copy of the spans, the queue is what the client's answer promises. */
     int only_copy = strcmp(cfg->store, "pyroscope") == 0 || strcmp(cfg->durability, "full") == 0;
+    /* gRPC: the URL names the server (and perhaps a proxy's prefix); the method path follows. */
+    int grpc = strcmp(cfg->traces_forward_protocol, "grpc") == 0;
+    char url[4096];
+    size_t ul = strlen(cfg->traces_forward_to);
+    while (ul && cfg->traces_forward_to[ul - 1] == '/')
+        ul--;
+    snprintf(url, sizeof url, "%.*s%s", (int)ul, cfg->traces_forward_to,
+             grpc ? "/opentelemetry.proto.collector.trace.v1.TraceService/Export" : "");
     outbox_options o = {
         .dir = dir,
         .name = "traces_forward",
         .max_bytes = cfg->outbox_max_bytes,
         .linger_ns = cfg->forward_batch_interval_ms * 1000000,
         .fsync = only_copy,
-        .http = {.url = cfg->traces_forward_to,
-                 .content_type = "application/x-protobuf",
+        .http = {.url = grpc ? url : cfg->traces_forward_to,
+                 .grpc = grpc,
+                 .content_type = grpc ? "application/grpc" : "application/x-protobuf",
                  .tenant_header = "X-Scope-OrgID",
                  .bearer_token_file = cfg->traces_forward_bearer_token_file,
                  .ca_file = cfg->traces_forward_ca_file},
@@ -209,7 +218,8 @@ int main(int argc, char **argv)
             goto out;
         }
         ocfg.traces_forward = &fwd_cfg;
-        sp_info("msg=\"forwarding traces\" to=\"%s\"", cfg.traces_forward_to);
+        sp_info("msg=\"forwarding traces\" to=\"%s\" protocol=%s", cfg.traces_forward_to,
+                cfg.traces_forward_protocol);
     }
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
         otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||

@@ -12,16 +12,19 @@
 #include "../common/log.h"
 #include "../server/metrics.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -341,9 +344,192 @@ int outbox_http_verdict(long status, const char *body, size_t len)
     return SP_EINVAL;
 }
 
+int64_t outbox_retry_after_ns(const char *value, int64_t now_unix_s)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t n = strcspn(value, "\r\n");
+    while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
+    if (!n || n > 64)
+        return -1;
+    char v[65];
+    memcpy(v, value, n);
+    v[n] = 0;
+    if (strspn(v, "0123456789") == n) {
+        /* Anything past a day is as good as "much later"; keeps the arithmetic small. */
+        uint64_t s = n > 6 ? 86400 : strtoull(v, NULL, 10);
+        return (int64_t)(s > 86400 ? 86400 : s) * 1000000000;
+    }
+    /* IMF-fixdate and the two obsolete forms RFC 9110 still asks recipients to accept. */
+    time_t t = curl_getdate(v, NULL);
+    if (t == (time_t)-1)
+        return -1;
+    int64_t d = (int64_t)t - now_unix_s;
+    return d <= 0 ? 0 : (d > 86400 ? 86400 : d) * 1000000000;
+}
+
+/* Minimal protobuf reading for google.rpc.Status (code = 1, message = 2, details = 3: Any),
+ * Any (type_url = 1, value = 2), RetryInfo (retry_delay = 1: Duration), Duration (seconds = 1,
+ * nanos = 2). */
+typedef struct pbf {
+    uint32_t num, wt;
+    uint64_t v;
+    const uint8_t *p;
+    size_t len;
+} pbf;
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int s = 0; s < 64 && *p < end; s += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << s;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* Next field of [*p, end): 1 = got one, 0 = end, -1 = malformed. */
+static int pb_next(const uint8_t **p, const uint8_t *end, pbf *f)
+{
+    if (*p >= end)
+        return 0;
+    uint64_t key;
+    if (pb_varint(p, end, &key))
+        return -1;
+    f->num = (uint32_t)(key >> 3);
+    f->wt = (uint32_t)(key & 7);
+    switch (f->wt) {
+    case 0:
+        return pb_varint(p, end, &f->v) ? -1 : 1;
+    case 1:
+    case 5: {
+        size_t n = f->wt == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < n)
+            return -1;
+        *p += n;
+        return 1;
+    }
+    case 2:
+        if (pb_varint(p, end, &f->v) || f->v > (uint64_t)(end - *p))
+            return -1;
+        f->p = *p;
+        f->len = (size_t)f->v;
+        *p += f->len;
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+static int b64_val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return -1;
+}
+
+int64_t outbox_grpc_retry_info_ns(const char *b64, size_t len)
+{
+    /* gRPC sends -bin values as base64, padded or not. */
+    uint8_t *raw = malloc(len / 4 * 3 + 3);
+    if (!raw)
+        return -1;
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_val((unsigned char)b64[i]);
+        if (v < 0)
+            continue; /* padding, whitespace */
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    static const char want[] = "type.googleapis.com/google.rpc.RetryInfo";
+    int64_t out = -1;
+    const uint8_t *p = raw, *end = raw + n;
+    pbf f, a, r, d;
+    while (out < 0 && pb_next(&p, end, &f) == 1) {
+        if (f.num != 3 || f.wt != 2)
+            continue;
+        const uint8_t *q = f.p, *qe = f.p + f.len, *val = NULL;
+        size_t vlen = 0;
+        int is_retry = 0;
+        while (pb_next(&q, qe, &a) == 1) {
+            if (a.num == 1 && a.wt == 2)
+                is_retry = a.len == strlen(want) && memcmp(a.p, want, a.len) == 0;
+            else if (a.num == 2 && a.wt == 2)
+                val = a.p, vlen = a.len;
+        }
+        if (!is_retry)
+            continue;
+        out = 0; /* RetryInfo without a delay: retry, at the usual backoff */
+        const uint8_t *rp = val, *re = val ? val + vlen : NULL;
+        while (val && pb_next(&rp, re, &r) == 1) {
+            if (r.num != 1 || r.wt != 2)
+                continue;
+            int64_t s = 0, ns = 0;
+            const uint8_t *dp = r.p, *de = r.p + r.len;
+            while (pb_next(&dp, de, &d) == 1) {
+                if (d.num == 1 && d.wt == 0)
+                    s = (int64_t)d.v;
+                else if (d.num == 2 && d.wt == 0)
+                    ns = (int32_t)d.v;
+            }
+            if (s < 0 || ns < 0)
+                s = 0, ns = 0;
+            if (s > 86400)
+                s = 86400, ns = 0;
+            out = s * 1000000000 + ns;
+        }
+    }
+    free(raw);
+    return out;
+}
+
+int outbox_grpc_verdict(int grpc_status, int has_retry_info)
+{
+    switch (grpc_status) {
+    case 0:
+        return 0;
+    case 1:  /* CANCELLED */
+    case 4:  /* DEADLINE_EXCEEDED */
+    case 10: /* ABORTED */
+    case 11: /* OUT_OF_RANGE */
+    case 14: /* UNAVAILABLE */
+    case 15: /* DATA_LOSS */
+        return SP_EUNAVAIL;
+    case 8: /* RESOURCE_EXHAUSTED: retryable only when the server says recovery is possible */
+        return has_retry_info ? SP_EUNAVAIL : SP_EINVAL;
+    default:
+        return SP_EINVAL;
+    }
+}
+
 typedef struct response {
     char body[2048];
     size_t len;
+    /* From the header callback, which libcurl also calls with HTTP/2 trailers. */
+    char retry_after[80];
+    int grpc_status; /* -1 = none seen */
+    char grpc_message[300];
+    char *grpc_details; /* grpc-status-details-bin, malloc'ed */
 } response;
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -356,9 +542,69 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* "name: value\r\n" -> value (trimmed, NUL-terminated in out) when the name matches. */
+static int header_is(const char *line, size_t len, const char *name, char *out, size_t outn)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || line[nl] != ':' || strncasecmp(line, name, nl) != 0)
+        return 0;
+    const char *v = line + nl + 1, *e = line + len;
+    while (v < e && (*v == ' ' || *v == '\t'))
+        v++;
+    while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
+        e--;
+    size_t n = (size_t)(e - v) < outn - 1 ? (size_t)(e - v) : outn - 1;
+    memcpy(out, v, n);
+    out[n] = 0;
+    return 1;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    response *r = ud;
+    size_t len = size * n;
+    char v[16];
+    if (len > 5 && strncasecmp(p, "HTTP/", 5) == 0) { /* a new response (after 100, redirect) */
+        r->retry_after[0] = r->grpc_message[0] = 0;
+        r->grpc_status = -1;
+    } else if (header_is(p, len, "retry-after", r->retry_after, sizeof r->retry_after)) {
+    } else if (header_is(p, len, "grpc-status", v, sizeof v)) {
+        r->grpc_status = strspn(v, "0123456789") == strlen(v) && *v ? atoi(v) : 2 /* UNKNOWN */;
+    } else if (header_is(p, len, "grpc-message", r->grpc_message, sizeof r->grpc_message)) {
+    } else if (len > 24 && strncasecmp(p, "grpc-status-details-bin:", 24) == 0) {
+        free(r->grpc_details);
+        r->grpc_details = malloc(len + 1);
+        if (r->grpc_details)
+            header_is(p, len, "grpc-status-details-bin", r->grpc_details, len + 1);
+    }
+    return len;
+}
+
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
 {
     return atomic_load(&((outbox *)ud)->stop) ? 1 : 0;
+}
+
+/* gRPC's framing: a 5-byte prefix (not compressed, big-endian length), then the message. */
+typedef struct upload {
+    uint8_t prefix[5];
+    const uint8_t *body;
+    size_t len, off; /* off counts the prefix too */
+} upload;
+
+static size_t on_read(char *dst, size_t size, size_t n, void *ud)
+{
+    upload *u = ud;
+    size_t room = size * n, done = 0;
+    while (done < room && u->off < u->len + 5) {
+        const uint8_t *src = u->off < 5 ? u->prefix + u->off : u->body + (u->off - 5);
+        size_t avail = u->off < 5 ? 5 - u->off : u->len + 5 - u->off;
+        size_t k = avail < room - done ? avail : room - done;
+        memcpy(dst + done, src, k);
+        done += k;
+        u->off += k;
+    }
+    return done;
 }
 
 /* First line of a secret file, without the newline. */
@@ -380,29 +626,58 @@ static void curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* HTTP/2 wants lowercase header names; HTTP/1.1 does not mind either way. */
+static struct curl_slist *add_header(struct curl_slist *l, int lower, const char *fmt, ...)
+{
+    char line[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    for (char *s = line; lower && *s && *s != ':'; s++)
+        *s = (char)tolower((unsigned char)*s);
+    struct curl_slist *n = curl_slist_append(l, line);
+    if (!n) {
+        curl_slist_free_all(l);
+        return NULL;
+    }
+    return n;
+}
+
 static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *body, size_t len,
-                        sp_err *err)
+                        int64_t *retry_after_ns, sp_err *err)
 {
     const outbox_http *h = &ob->o.http;
-    char line[4200], secret[4096];
+    char secret[4096];
+    const int g = h->grpc;
     struct curl_slist *hdr = NULL;
     int rc = 0;
+    int64_t tmo = h->timeout_ns > 0 ? h->timeout_ns / 1000000 : 10000;
+    response resp = {.len = 0, .grpc_status = -1};
     curl_easy_reset(c);
-    snprintf(line, sizeof line, "Content-Type: %s",
-             h->content_type ? h->content_type : "application/octet-stream");
-    hdr = curl_slist_append(hdr, line);
-    hdr = curl_slist_append(hdr, "Expect:"); /* no 100-continue round trip */
-    for (size_t i = 0; h->headers && h->headers[i]; i++)
-        hdr = curl_slist_append(hdr, h->headers[i]);
-    if (h->tenant_header && tenant && *tenant) {
-        snprintf(line, sizeof line, "%s: %s", h->tenant_header, tenant);
-        hdr = curl_slist_append(hdr, line);
+    hdr = add_header(hdr, g, "Content-Type: %s",
+                     h->content_type ? h->content_type
+                     : g             ? "application/grpc"
+                                     : "application/octet-stream");
+    if (g) {
+        /* gRPC over HTTP/2: trailers carry the status; a deadline tells the server when to stop. */
+        hdr = add_header(hdr, 1, "te: trailers");
+        hdr = add_header(hdr, 1, "grpc-timeout: %" PRId64 "m", tmo);
+    } else {
+        hdr = add_header(hdr, 0, "Expect:"); /* no 100-continue round trip */
     }
+    for (size_t i = 0; h->headers && h->headers[i]; i++)
+        hdr = add_header(hdr, g, "%s", h->headers[i]);
+    if (h->tenant_header && tenant && *tenant)
+        hdr = add_header(hdr, g, "%s: %s", h->tenant_header, tenant);
     if (h->bearer_token_file) {
         if ((rc = read_secret(h->bearer_token_file, secret, sizeof secret, err)) != 0)
             goto out;
-        snprintf(line, sizeof line, "Authorization: Bearer %s", secret);
-        hdr = curl_slist_append(hdr, line);
+        hdr = add_header(hdr, g, "Authorization: Bearer %s", secret);
+    }
+    if (!hdr) {
+        rc = sp_fail(err, SP_EUNAVAIL, "out of memory");
+        goto out;
     }
     if (h->basic_user) {
         secret[0] = 0;
@@ -419,18 +694,35 @@ static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *
         curl_easy_setopt(c, CURLOPT_SSLCERT, h->client_cert);
     if (h->client_key)
         curl_easy_setopt(c, CURLOPT_SSLKEY, h->client_key);
-    int64_t tmo = h->timeout_ns > 0 ? h->timeout_ns / 1000000 : 10000;
-    response resp = {.len = 0};
+    upload up = {.body = body, .len = len};
     curl_easy_setopt(c, CURLOPT_URL, h->url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (g) {
+        up.prefix[0] = 0;
+        for (int i = 0; i < 4; i++)
+            up.prefix[1 + i] = (uint8_t)((uint64_t)len >> (24 - 8 * i));
+        /* h2c without an Upgrade round trip; over TLS, ALPN must pick h2. */
+        curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+        /* libcurl 7.88 (Debian 12) fails the second request on a reused cleartext
+         * prior-knowledge connection ("Error in the HTTP2 framing layer", also with the curl
+         * tool against any h2c server): one connection per batch there. TLS reuses fine. */
+        if (strncasecmp(h->url, "http://", 7) == 0)
+            curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &up);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len + 5);
+    } else {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)tmo);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(tmo < 5000 ? tmo : 5000));
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, ob);
@@ -441,14 +733,35 @@ static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *
     }
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    rc = outbox_http_verdict(status, resp.body, resp.len);
-    if (rc)
-        sp_fail(err, rc, "POST %s: HTTP %ld: %.300s", h->url, status, resp.body);
+    if (g && status == 200) {
+        int64_t ri = resp.grpc_details
+                         ? outbox_grpc_retry_info_ns(resp.grpc_details, strlen(resp.grpc_details))
+                         : -1;
+        if (resp.grpc_status < 0) {
+            /* gRPC status mapping for a missing status: UNKNOWN, not retried. */
+            rc = sp_fail(err, SP_EINVAL, "gRPC %s: the answer carries no grpc-status", h->url);
+        } else if ((rc = outbox_grpc_verdict(resp.grpc_status, ri >= 0)) != 0) {
+            sp_fail(err, rc, "gRPC %s: grpc-status %d: %s", h->url, resp.grpc_status,
+                    resp.grpc_message);
+            if (rc == SP_EUNAVAIL && ri > 0)
+                *retry_after_ns = ri;
+        }
+    } else {
+        /* A gRPC call that failed at the HTTP level (a proxy's 503) follows the HTTP rules. */
+        rc = outbox_http_verdict(status, g ? NULL : resp.body, resp.len);
+        if (rc)
+            sp_fail(err, rc, "POST %s: HTTP %ld: %.300s", h->url, status, g ? "" : resp.body);
+        if (rc == SP_EUNAVAIL && (status == 429 || status == 503) && resp.retry_after[0]) {
+            int64_t ra = outbox_retry_after_ns(resp.retry_after, (int64_t)time(NULL));
+            if (ra > 0)
+                *retry_after_ns = ra;
+        }
+    }
 out:
+    free(resp.grpc_details);
     curl_slist_free_all(hdr);
     return rc;
 }
-
 /* ---- the sender ---- */
 
 /* Sleeps until deadline (monotonic) or stop; returns 1 when stopping. */
@@ -534,10 +847,12 @@ static void *sender(void *arg)
         }
         sp_err err = {0};
         int rc = 0;
+        int64_t asked = -1;
         if (body.len)
-            rc = ob->o.deliver ? ob->o.deliver(ob->o.deliver_ud, tenant, body.data, body.len, &err)
-                 : c           ? http_deliver(ob, c, tenant, body.data, body.len, &err)
-                               : sp_fail(&err, SP_EUNAVAIL, "libcurl did not initialise");
+            rc = ob->o.deliver
+                     ? ob->o.deliver(ob->o.deliver_ud, tenant, body.data, body.len, &asked, &err)
+                 : c ? http_deliver(ob, c, tenant, body.data, body.len, &asked, &err)
+                     : sp_fail(&err, SP_EUNAVAIL, "libcurl did not initialise");
         if (atomic_load(&ob->stop) && rc == SP_EUNAVAIL) {
             free(bad);
             break; /* abandoned by close: the items stay on disk */
@@ -554,11 +869,16 @@ static void *sender(void *arg)
                 cap = ob->o.backoff_max_ns;
             /* Full jitter: uniform in [cap/2, cap], so many instances do not retry in step. */
             int64_t d = cap / 2 + (int64_t)((double)rand_r(&seed) / RAND_MAX * (double)(cap / 2));
-            if (attempt == 0 || attempt % 10 == 0)
+            /* The destination's own estimate (Retry-After, RetryInfo) is a floor: coming back
+             * sooner only earns another refusal. Capped, so a wild value cannot park the queue. */
+            if (asked > 0 &&
+                d < (asked < ob->o.retry_after_max_ns ? asked : ob->o.retry_after_max_ns))
+                d = asked < ob->o.retry_after_max_ns ? asked : ob->o.retry_after_max_ns;
+            if (attempt == 0 || attempt % 10 == 0 || asked > 0)
                 sp_warn(
                     "msg=\"delivery failed; will retry\" outbox=%s items=%zu retry_in_ms=%" PRId64
-                    " err=\"%s\"",
-                    ob->name, n, d / 1000000, err.msg);
+                    " asked_ms=%" PRId64 " err=\"%s\"",
+                    ob->name, n, d / 1000000, asked > 0 ? asked / 1000000 : 0, err.msg);
             attempt++;
             if (nap(ob, d))
                 break;
@@ -631,6 +951,8 @@ int outbox_open(outbox **out, const outbox_options *o, sp_err *err)
         ob->o.backoff_min_ns = 200000000;
     if (ob->o.backoff_max_ns <= 0)
         ob->o.backoff_max_ns = 30000000000LL;
+    if (ob->o.retry_after_max_ns <= 0)
+        ob->o.retry_after_max_ns = 300000000000LL;
     if (ob->o.backoff_max_ns < ob->o.backoff_min_ns)
         ob->o.backoff_max_ns = ob->o.backoff_min_ns;
     /* The caller's strings need not outlive this call. */

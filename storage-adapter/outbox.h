@@ -15,9 +15,11 @@
  * - Delivery is at least once: an item is deleted only after the destination accepted the
  *   request that carried it; a crash between the answer and the delete sends it again.
  * - Retryable failures (connection errors, timeouts, HTTP 408/429/502/503/504, Connect
- *   unavailable / resource_exhausted) are retried with exponential backoff and full jitter,
- *   without limit while the queue has room; any other answer (400, 401, 413...) drops the batch
- *   with a log line naming the status and the body, counted as dropped.
+ *   unavailable / resource_exhausted, the gRPC statuses outbox_grpc_verdict() names) are retried
+ *   with exponential backoff and full jitter, without limit while the queue has room; any other
+ *   answer (400, 401, 413...) drops the batch with a log line naming the status and the body,
+ *   counted as dropped. A delay the destination asks for (HTTP Retry-After, gRPC RetryInfo) is
+ *   the minimum before the next attempt, capped at retry_after_max_ns.
  * - The queue holds at most max_bytes; an item that would exceed it drops the oldest items first
  *   (counted as dropped); an item larger than the whole bound is refused with SP_ETOOBIG.
  * - Metrics (server/metrics.c gauges, prefix = name): <name>_queued, <name>_queued_bytes,
@@ -46,24 +48,30 @@ typedef struct outbox_http {
     const char *ca_file;                  /* PEM bundle trusted instead of the system's CAs */
     const char *client_cert, *client_key; /* PEM, for mutual TLS */
     int64_t timeout_ns;                   /* per request; 0 = 10 s */
+    /* 1: url names a gRPC method (http:// = HTTP/2 over cleartext with prior knowledge, https:// =
+     * TLS with ALPN h2); each batch is one length-prefixed gRPC message, and grpc-status in the
+     * trailers decides (outbox_grpc_verdict()). Header names are sent lowercase. */
+    int grpc;
 } outbox_http;
 
 /* A custom sender (tests, other transports): 0 = accepted, SP_EUNAVAIL = retry later, any other
- * code = rejected for good (the batch is dropped). */
+ * code = rejected for good (the batch is dropped). With SP_EUNAVAIL it may set *retry_after_ns
+ * (preset to -1) to the delay the destination asked for. */
 typedef int (*outbox_deliver_fn)(void *ud, const char *tenant, const uint8_t *body, size_t len,
-                                 sp_err *err);
+                                 int64_t *retry_after_ns, sp_err *err);
 
 typedef struct outbox_options {
-    const char *dir;           /* created if missing; holds only this outbox's files */
-    const char *name;          /* metric prefix and log name, e.g. "pyroscope" */
-    uint64_t max_bytes;        /* 0 = 256 MiB */
-    size_t batch_max_bytes;    /* one request carries at most this much (or one item); 0 = 4 MiB */
-    int64_t linger_ns;         /* wait this long for more items before sending; 0 = none */
-    int64_t backoff_min_ns;    /* first retry delay; 0 = 200 ms */
-    int64_t backoff_max_ns;    /* cap; 0 = 30 s */
-    int fsync;                 /* fsync every item and the directory before put returns */
-    outbox_http http;          /* used when deliver is NULL */
-    outbox_deliver_fn deliver; /* NULL = POST with http */
+    const char *dir;            /* created if missing; holds only this outbox's files */
+    const char *name;           /* metric prefix and log name, e.g. "pyroscope" */
+    uint64_t max_bytes;         /* 0 = 256 MiB */
+    size_t batch_max_bytes;     /* one request carries at most this much (or one item); 0 = 4 MiB */
+    int64_t linger_ns;          /* wait this long for more items before sending; 0 = none */
+    int64_t backoff_min_ns;     /* first retry delay; 0 = 200 ms */
+    int64_t backoff_max_ns;     /* cap; 0 = 30 s */
+    int64_t retry_after_max_ns; /* cap on a delay the destination asks for; 0 = 5 min */
+    int fsync;                  /* fsync every item and the directory before put returns */
+    outbox_http http;           /* used when deliver is NULL */
+    outbox_deliver_fn deliver;  /* NULL = POST with http */
     void *deliver_ud;
 } outbox_options;
 
@@ -101,5 +109,18 @@ void outbox_close(outbox *ob);
 /* The built-in HTTP sender's verdict on an answer: 0 for 2xx, SP_EUNAVAIL for retryable
  * statuses (or a Connect body naming unavailable / resource_exhausted), SP_EINVAL otherwise. */
 int outbox_http_verdict(long status, const char *body, size_t len);
+
+/* A Retry-After value (RFC 9110: delay-seconds or an HTTP-date) as nanoseconds from now (0 for a
+ * date in the past); -1 when it is neither. */
+int64_t outbox_retry_after_ns(const char *value, int64_t now_unix_s);
+
+/* The delay a grpc-status-details-bin trailer (base64 of google.rpc.Status) asks for through a
+ * google.rpc.RetryInfo detail, in nanoseconds; -1 when it has none. */
+int64_t outbox_grpc_retry_info_ns(const char *b64, size_t len);
+
+/* The OTLP/gRPC exporter rules on a grpc-status: 0 for OK; SP_EUNAVAIL for CANCELLED,
+ * DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and RESOURCE_EXHAUSTED only
+ * when the server sent RetryInfo (has_retry_info); SP_EINVAL for every other status. */
+int outbox_grpc_verdict(int grpc_status, int has_retry_info);
 
 #endif

@@ -10,11 +10,15 @@ bytes, and an export with nothing to mark must arrive byte for byte.
 import gzip
 import http.server
 import os
+import ssl
 import threading
 import time
+from concurrent import futures
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
@@ -28,8 +32,10 @@ ATTR = "pyroscope.profile.id"
 class Downstream:
     """An OTLP/HTTP traces endpoint that records every request (headers and raw body)."""
 
-    def __init__(self, port=None, fail=0):
+    def __init__(self, port=None, fail=0, tls=None, retry_after=None):
         self.port = port or free_port()
+        self.tls = tls  # (cert, key): serve HTTPS
+        self.retry_after = retry_after  # sent with the 503s
         self.requests = []
         self.fail = fail  # answer the first N requests 503
         self.lock = threading.Lock()
@@ -41,7 +47,11 @@ class Downstream:
                 with outer.lock:
                     if outer.fail > 0:
                         outer.fail -= 1
+                        outer.requests.append((self.path, dict(self.headers), None,
+                                               time.monotonic()))
                         self.send_response(503)
+                        if outer.retry_after is not None:
+                            self.send_header("Retry-After", outer.retry_after)
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                         return
@@ -55,6 +65,10 @@ class Downstream:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self):
@@ -67,14 +81,19 @@ class Downstream:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/v1/traces"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1/traces"
+
+    def accepted(self):
+        with self.lock:
+            return [r for r in self.requests if r[2] is not None]
 
     def wait(self, n, timeout=20):
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
-                if len(self.requests) >= n:
-                    return list(self.requests)
+                done = [r for r in self.requests if r[2] is not None]
+                if len(done) >= n:
+                    return done
             assert time.monotonic() < deadline, f"{len(self.requests)} of {n} forwards arrived"
             time.sleep(0.05)
 
@@ -216,7 +235,7 @@ def test_spans_are_not_held_back_longer_than_the_batch_interval(spanprof_factory
     while total < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
         total = sum(len(trace_service_pb2.ExportTraceServiceRequest.FromString(b).resource_spans)
-                    for _, _, b, _ in d.requests)
+                    for _, _, b, _ in d.accepted())
     assert total == 3
 
 
@@ -238,11 +257,256 @@ def test_downstream_outage_loses_nothing_acknowledged(spanprof_factory, downstre
     d = downstream(port=port, fail=1).start()  # back, with one more 503 on the way
     reqs = d.wait(1, timeout=30)
     deadline = time.monotonic() + 30
-    while b"".join(b for _, _, b, _ in d.requests) != b"".join(sent):
+    while b"".join(b for _, _, b, _ in d.accepted()) != b"".join(sent):
         assert time.monotonic() < deadline, "not everything arrived"
         time.sleep(0.05)
     # Batches are concatenations of whole exports (protobuf's merge), in order, each once.
-    assert b"".join(b for _, _, b, _ in d.requests) == b"".join(sent)
+    assert b"".join(b for _, _, b, _ in d.accepted()) == b"".join(sent)
     m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_traces_forward_sent_total") == 4)
     assert m.total("spanprof_traces_forward_dropped_total") == 0
     assert reqs
+
+
+# ---------------------------------------------------------------------------------------------
+# OTLP/gRPC downstream (--traces-forward-protocol grpc), TLS with a custom CA, server-asked delays
+# ---------------------------------------------------------------------------------------------
+
+TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
+
+
+class GrpcDownstream:
+    """A grpcio server for the OTLP TraceService named by the official opentelemetry-proto
+    descriptor. Export takes the raw request bytes (no deserializer) so the test can compare them,
+    checks they decode as an ExportTraceServiceRequest, and records (time, metadata, bytes, code).
+    answers: (grpc.StatusCode, RetryInfo delay in seconds or None) for the first calls; OK after."""
+
+    def __init__(self, port=None, answers=(), tls=None):
+        self.port = port or free_port()
+        self.answers = list(answers)
+        self.calls = []
+        self.lock = threading.Lock()
+        handler = grpc.unary_unary_rpc_method_handler(
+            self._export, request_deserializer=None,
+            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),))
+        addr = f"127.0.0.1:{self.port}"
+        if tls:
+            creds = grpc.ssl_server_credentials([(tls[1].read_bytes(), tls[0].read_bytes())])
+            assert self.server.add_secure_port(addr, creds) == self.port
+        else:
+            assert self.server.add_insecure_port(addr) == self.port
+        self.tls = tls
+
+    def _export(self, raw, context):
+        trace_service_pb2.ExportTraceServiceRequest.FromString(raw)
+        md = dict(context.invocation_metadata())
+        with self.lock:
+            code, delay = self.answers.pop(0) if self.answers else (grpc.StatusCode.OK, None)
+            self.calls.append((time.monotonic(), md, raw, code))
+        if code != grpc.StatusCode.OK:
+            if delay is not None:
+                st = status_pb2.Status(code=code.value[0], message="slow down")
+                st.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(
+                    seconds=int(delay), nanos=int(round((delay % 1) * 1e9)))))
+                context.set_trailing_metadata((("grpc-status-details-bin", st.SerializeToString()),))
+            context.abort(code, f"downstream answers {code.name}")
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    def start(self):
+        self.server.start()
+        return self
+
+    def stop(self):
+        self.server.stop(grace=None).wait(10)
+
+    @property
+    def url(self):
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def accepted(self):
+        with self.lock:
+            return [c for c in self.calls if c[3] == grpc.StatusCode.OK]
+
+    def wait_accepted(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while len(self.accepted()) < n:
+            assert time.monotonic() < deadline, f"{len(self.accepted())} of {n} exports arrived"
+            time.sleep(0.05)
+        return self.accepted()
+
+
+@pytest.fixture
+def grpc_downstream():
+    made = []
+
+    def make(**kw):
+        d = GrpcDownstream(**kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+def grpc_forwarding(d, *extra):
+    return ["--traces-forward-protocol", "grpc", "--traces-forward-to", d.url,
+            "--forward-batch-interval", "20ms", *extra]
+
+
+def test_grpc_forwarded_spans_equal_received_except_the_added_attribute(spanprof_factory,
+                                                                       grpc_downstream, tmp_path):
+    d = grpc_downstream().start()
+    token = tmp_path / "token"
+    token.write_text("fwd-token\n")
+    server = spanprof_factory(grpc_forwarding(d, "--traces-forward-bearer-token-file", str(token)))
+    t0 = time.time_ns() - 10_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    profiled_process(server, t0, pid, tid)
+    req = trace_export(t0, [
+        ("1111111111111111", 300, []),                        # marked
+        ("2222222222222222", 5, []),                          # too short
+        ("3333333333333333", 250, [kv(ATTR, "keep-mine")]),   # already carries it
+        ("4444444444444444", 40, [kv("note", "x" * 300)]),   # marked
+    ], pid, tid)
+    sent = req.SerializeToString()
+    with grpc.insecure_channel(server.grpc_target) as ch:
+        traces_stub(ch).Export(req, timeout=RPC_TIMEOUT)
+    (_, md, body, _), = d.wait_accepted(1)
+    assert md["x-scope-orgid"] == "anonymous"
+    assert md["authorization"] == "Bearer fwd-token"
+    got = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+    assert marked_spans(got) == {"1111111111111111": ["1111111111111111"],
+                                 "2222222222222222": [],
+                                 "3333333333333333": ["keep-mine"],
+                                 "4444444444444444": ["4444444444444444"]}
+    assert strip_added(got, {"1111111111111111", "4444444444444444"}).SerializeToString() == sent
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_traces_forward_sent_total") == 1)
+    assert m.total("spanprof_traces_forward_spans_marked_total") == 2
+    # An export with nothing to mark travels byte for byte.
+    plain = trace_export(t0, [("6666666666666666", 300, [])], pid + 200000, 1)
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces", plain.SerializeToString())
+    assert status == 200
+    assert d.wait_accepted(2)[1][2] == plain.SerializeToString()
+
+
+def test_grpc_outage_and_unavailable_lose_nothing(spanprof_factory, grpc_downstream):
+    port = free_port()
+    server = spanprof_factory(["--traces-forward-protocol", "grpc", "--traces-forward-to",
+                               f"http://127.0.0.1:{port}", "--forward-batch-interval", "10ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    sent = []
+    for i in range(4):
+        req = trace_export(t0, [(f"{i + 1:016x}", 2, [])], os.getpid() + 300000, 1,
+                           service=f"grpc-outage{i}")
+        status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+        assert status == 200
+        sent.append(req.SerializeToString())
+    wait_for_metric(server.http_port,
+                    lambda m: m.total("spanprof_traces_forward_retried_total") >= 2, timeout=20)
+    assert scrape(server.http_port).total("spanprof_traces_forward_queued") == 4
+    # Back, but answering UNAVAILABLE twice more (and DEADLINE_EXCEEDED once): all retried.
+    d = grpc_downstream(port=port, answers=[(grpc.StatusCode.UNAVAILABLE, None),
+                                            (grpc.StatusCode.DEADLINE_EXCEEDED, None),
+                                            (grpc.StatusCode.UNAVAILABLE, None)]).start()
+    deadline = time.monotonic() + 40
+    while b"".join(c[2] for c in d.accepted()) != b"".join(sent):
+        assert time.monotonic() < deadline, "not everything arrived"
+        time.sleep(0.05)
+    assert [c[3] for c in d.calls[:3]] == [grpc.StatusCode.UNAVAILABLE,
+                                           grpc.StatusCode.DEADLINE_EXCEEDED,
+                                           grpc.StatusCode.UNAVAILABLE]
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_traces_forward_sent_total") == 4)
+    assert m.total("spanprof_traces_forward_dropped_total") == 0
+    assert m.total("spanprof_traces_forward_queued") == 0
+
+
+def test_grpc_resource_exhausted_is_retried_only_with_retry_info_after_its_delay(
+        spanprof_factory, grpc_downstream):
+    d = grpc_downstream(answers=[(grpc.StatusCode.RESOURCE_EXHAUSTED, None),
+                                 (grpc.StatusCode.INVALID_ARGUMENT, None),
+                                 (grpc.StatusCode.RESOURCE_EXHAUSTED, 1.5)]).start()
+    server = spanprof_factory(grpc_forwarding(d))
+    t0 = time.time_ns() - 10_000 * MS
+
+    def export(i):
+        req = trace_export(t0, [(f"{0xe0 + i:016x}", 2, [])], os.getpid() + 400000, 1,
+                           service=f"throttled{i}")
+        status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+        assert status == 200
+        return req.SerializeToString()
+
+    # RESOURCE_EXHAUSTED without RetryInfo and INVALID_ARGUMENT: dropped, never retried.
+    export(0)
+    wait_for_metric(server.http_port,
+                    lambda m: m.total("spanprof_traces_forward_dropped_total") == 1)
+    export(1)
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_traces_forward_dropped_total") == 2)
+    assert m.total("spanprof_traces_forward_retried_total") == 0
+    # With RetryInfo (1.5 s): retried, and not before the delay the server asked for, although
+    # the exponential backoff alone would have come back within 200 ms.
+    body = export(2)
+    (_, _, got, _), = d.wait_accepted(1, timeout=20)
+    assert got == body
+    first, second = d.calls[2][0], d.calls[3][0]
+    assert second - first >= 1.5 - 0.05
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_traces_forward_sent_total") == 1)
+    assert m.total("spanprof_traces_forward_retried_total") == 1
+    assert m.total("spanprof_traces_forward_dropped_total") == 2
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_tls_downstream_with_custom_ca(spanprof_factory, grpc_downstream, downstream, certs,
+                                       protocol):
+    """https:// with --traces-forward-ca-file: delivered when the CA signed the downstream's
+    certificate; with another CA nothing is sent (the handshake fails; retried, not dropped)."""
+    tls = (certs["server_cert"], certs["server_key"])
+    d = (grpc_downstream(tls=tls) if protocol == "grpc" else downstream(tls=tls)).start()
+    url = d.url
+    t0 = time.time_ns() - 10_000 * MS
+    req = trace_export(t0, [("abababababababab", 2, [])], os.getpid() + 500000, 1)
+    args = ["--traces-forward-protocol", protocol, "--traces-forward-to", url,
+            "--forward-batch-interval", "10ms"]
+    rogue = spanprof_factory(args + ["--traces-forward-ca-file",
+                                     str(certs["dir"] / "rogue-ca.crt")], name="rogue")
+    status, _, _ = post_protobuf(rogue.http_port, "/v1/traces", req.SerializeToString())
+    assert status == 200
+    m = wait_for_metric(rogue.http_port,
+                        lambda m: m.total("spanprof_traces_forward_retried_total") >= 1)
+    assert m.total("spanprof_traces_forward_sent_total") == 0
+    assert m.total("spanprof_traces_forward_queued") == 1
+    server = spanprof_factory(args + ["--traces-forward-ca-file", str(certs["ca"])])
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+    assert status == 200
+    if protocol == "grpc":
+        (_, _, body, _), = d.wait_accepted(1)
+    else:
+        (path, _, body, _), = d.wait(1)
+        assert path == "/v1/traces"
+    assert body == req.SerializeToString()
+    wait_for_metric(server.http_port, lambda m: m.total("spanprof_traces_forward_sent_total") == 1)
+    assert scrape(rogue.http_port).total("spanprof_traces_forward_sent_total") == 0
+
+
+def test_http_retry_after_is_the_minimum_delay(spanprof_factory, downstream):
+    d = downstream(fail=1, retry_after="2").start()
+    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "10ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    req = trace_export(t0, [("cdcdcdcdcdcdcdcd", 2, [])], os.getpid() + 600000, 1)
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+    assert status == 200
+    (_, _, body, accepted_at), = d.wait(1, timeout=20)
+    assert body == req.SerializeToString()
+    refused_at = d.requests[0][3]
+    assert d.requests[0][2] is None
+    # The default backoff would have retried within 200 ms; Retry-After: 2 holds it 2 s.
+    assert accepted_at - refused_at >= 2.0 - 0.05
+    m = wait_for_metric(server.http_port,
+                        lambda m: m.total("spanprof_traces_forward_sent_total") == 1)
+    assert m.total("spanprof_traces_forward_retried_total") == 1

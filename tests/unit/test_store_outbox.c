@@ -29,7 +29,8 @@ typedef struct recorder {
     int n;
 } recorder;
 
-static int deliver(void *ud, const char *tenant, const uint8_t *body, size_t len, sp_err *err)
+static int deliver(void *ud, const char *tenant, const uint8_t *body, size_t len,
+                   int64_t *retry_after_ns, sp_err *err)
 {
     recorder *r = ud;
     pthread_mutex_lock(&r->mu);
