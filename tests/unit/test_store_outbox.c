@@ -1,6 +1,8 @@
 /* The outbox (storage-adapter/outbox.h) with a recording sender in place of HTTP: batching by
  * tenant, retries on SP_EUNAVAIL, drops on other errors, the size bound (oldest first), two-phase
- * puts, items surviving a reopen, a torn item file dropped at open, and the HTTP verdict table.
+ * puts, items surviving a reopen, a torn item file dropped at open, the HTTP and gRPC verdict
+ * tables, Retry-After and RetryInfo parsing, and a destination's asked-for delay as the minimum
+ * before the next attempt (capped).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,14 +18,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SEC 1000000000LL
 
 typedef struct recorder {
     pthread_mutex_t mu;
-    int fail_unavail; /* answer SP_EUNAVAIL this many times */
-    int fail_invalid; /* then SP_EINVAL this many times */
+    int fail_unavail;   /* answer SP_EUNAVAIL this many times */
+    int fail_invalid;   /* then SP_EINVAL this many times */
+    int64_t ask_ns;     /* with SP_EUNAVAIL, ask for this delay (0 = none) */
+    int64_t call_ns[8]; /* monotonic time of the first calls */
     int calls;
     char bodies[64][256]; /* "tenant|payload" per accepted request */
     int n;
@@ -34,10 +39,16 @@ static int deliver(void *ud, const char *tenant, const uint8_t *body, size_t len
 {
     recorder *r = ud;
     pthread_mutex_lock(&r->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (r->calls < 8)
+        r->call_ns[r->calls] = (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
     r->calls++;
     int rc = 0;
     if (r->fail_unavail > 0) {
         r->fail_unavail--;
+        if (r->ask_ns)
+            *retry_after_ns = r->ask_ns;
         rc = sp_fail(err, SP_EUNAVAIL, "down");
     } else if (r->fail_invalid > 0) {
         r->fail_invalid--;
@@ -67,9 +78,11 @@ static void rmdir_all(char *d)
     free(d);
 }
 
-static outbox *open_ob(const char *dir, recorder *r, uint64_t max_bytes, int64_t linger)
+static outbox *open_ob_capped(const char *dir, recorder *r, uint64_t max_bytes, int64_t linger,
+                              int64_t retry_after_max)
 {
     outbox_options o = {.dir = dir,
+                        .retry_after_max_ns = retry_after_max,
                         .name = "test_outbox",
                         .max_bytes = max_bytes,
                         .linger_ns = linger,
@@ -82,6 +95,11 @@ static outbox *open_ob(const char *dir, recorder *r, uint64_t max_bytes, int64_t
     sp_err err = {0};
     assert_int_equal(outbox_open(&ob, &o, &err), 0);
     return ob;
+}
+
+static outbox *open_ob(const char *dir, recorder *r, uint64_t max_bytes, int64_t linger)
+{
+    return open_ob_capped(dir, r, max_bytes, linger, 0);
 }
 
 static void put(outbox *ob, const char *tenant, const char *s)
@@ -227,6 +245,88 @@ static void http_verdicts(void **state)
     assert_int_equal(outbox_http_verdict(500, b, strlen(b)), SP_EUNAVAIL);
 }
 
+/* The backoff here is 10..50 ms; a destination asking for 400 ms gets at least that, and one
+ * asking for an hour gets the cap (300 ms here), not an hour. */
+static void asked_delay_is_the_minimum_and_capped(void **state)
+{
+    char *dir = tmpdir();
+    recorder r = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail_unavail = 2, .ask_ns = 4 * SEC / 10};
+    outbox *ob = open_ob_capped(dir, &r, 0, 0, 0);
+    put(ob, "t", "x");
+    assert_int_equal(outbox_drain(ob, 10 * SEC), 0);
+    assert_int_equal(r.calls, 3);
+    assert_true(r.call_ns[1] - r.call_ns[0] >= 4 * SEC / 10);
+    assert_true(r.call_ns[2] - r.call_ns[1] >= 4 * SEC / 10);
+    outbox_close(ob);
+    rmdir_all(dir);
+
+    dir = tmpdir();
+    recorder r2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail_unavail = 1, .ask_ns = 3600 * SEC};
+    ob = open_ob_capped(dir, &r2, 0, 0, 3 * SEC / 10);
+    put(ob, "t", "y");
+    assert_int_equal(outbox_drain(ob, 10 * SEC), 0);
+    assert_int_equal(r2.calls, 2);
+    int64_t gap = r2.call_ns[1] - r2.call_ns[0];
+    assert_true(gap >= 3 * SEC / 10);
+    assert_true(gap < 3 * SEC); /* the cap, with scheduling slack on a busy machine */
+    outbox_close(ob);
+    rmdir_all(dir);
+}
+
+static void retry_after_values(void **state)
+{
+    const int64_t now = 1700000000; /* Tue, 14 Nov 2023 22:13:20 GMT */
+    assert_int_equal(outbox_retry_after_ns("120", now), 120 * SEC);
+    assert_int_equal(outbox_retry_after_ns(" 0 \r\n", now), 0);
+    assert_int_equal(outbox_retry_after_ns("99999999999999999999", now), 86400 * SEC);
+    /* IMF-fixdate, and the obsolete RFC 850 and asctime forms. */
+    assert_int_equal(outbox_retry_after_ns("Tue, 14 Nov 2023 22:13:50 GMT", now), 30 * SEC);
+    assert_int_equal(outbox_retry_after_ns("Tuesday, 14-Nov-23 22:14:20 GMT", now), 60 * SEC);
+    assert_int_equal(outbox_retry_after_ns("Tue Nov 14 22:13:25 2023", now), 5 * SEC);
+    assert_int_equal(outbox_retry_after_ns("Tue, 14 Nov 2023 22:00:00 GMT", now), 0); /* past */
+    /* Any date computed from the clock, as a server would send it. */
+    time_t later = time(NULL) + 45;
+    char date[64];
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", gmtime(&later));
+    int64_t d = outbox_retry_after_ns(date, (int64_t)time(NULL));
+    assert_true(d >= 44 * SEC && d <= 45 * SEC);
+    assert_int_equal(outbox_retry_after_ns("", now), -1);
+    assert_int_equal(outbox_retry_after_ns("soon", now), -1);
+    assert_int_equal(outbox_retry_after_ns("-5", now), -1);
+    assert_int_equal(outbox_retry_after_ns(NULL, now), -1);
+}
+
+static void grpc_retry_info_and_verdicts(void **state)
+{
+    /* Made with the official google.rpc classes (googleapis-common-protos): Status{code 8,
+     * details [DebugInfo, RetryInfo{retry_delay 2.05 s}]}, base64 without padding. */
+    const char *with_delay =
+        "CAgSCXNsb3cgZG93bhovCih0eXBlLmdvb2dsZWFwaXMuY29tL2dvb2dsZS5ycGMuRGVidWdJbmZvEgMSAXgaNQoo"
+        "dHlwZS5nb29nbGVhcGlzLmNvbS9nb29nbGUucnBjLlJldHJ5SW5mbxIJCgcIAhCA4esX";
+    assert_int_equal(outbox_grpc_retry_info_ns(with_delay, strlen(with_delay)), 2 * SEC + 50000000);
+    /* Status{code 8, details [DebugInfo]}: no RetryInfo. */
+    const char *none = "CAgSB25vIGluZm8aLwoodHlwZS5nb29nbGVhcGlzLmNvbS9nb29nbGUucnBjLkRlYnVnSW5mbxI"
+                       "DEgF4";
+    assert_int_equal(outbox_grpc_retry_info_ns(none, strlen(none)), -1);
+    /* Status{code 14, details [RetryInfo{}]}: RetryInfo without a delay, padded. */
+    const char *empty = "CA4aKgoodHlwZS5nb29nbGVhcGlzLmNvbS9nb29nbGUucnBjLlJldHJ5SW5mbw==";
+    assert_int_equal(outbox_grpc_retry_info_ns(empty, strlen(empty)), 0);
+    assert_int_equal(outbox_grpc_retry_info_ns("!!!!", 4), -1);
+    assert_int_equal(outbox_grpc_retry_info_ns("", 0), -1);
+    /* Truncated in the middle of the Any: not a crash, not a delay. */
+    assert_int_equal(outbox_grpc_retry_info_ns(with_delay, 60), -1);
+
+    assert_int_equal(outbox_grpc_verdict(0, 0), 0);
+    static const int retry[] = {1, 4, 10, 11, 14, 15};
+    for (size_t i = 0; i < 6; i++)
+        assert_int_equal(outbox_grpc_verdict(retry[i], 0), SP_EUNAVAIL);
+    assert_int_equal(outbox_grpc_verdict(8, 0), SP_EINVAL);
+    assert_int_equal(outbox_grpc_verdict(8, 1), SP_EUNAVAIL);
+    static const int drop[] = {2, 3, 5, 6, 7, 9, 12, 13, 16};
+    for (size_t i = 0; i < 9; i++)
+        assert_int_equal(outbox_grpc_verdict(drop[i], 0), SP_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +335,9 @@ int main(void)
         cmocka_unit_test(full_queue_drops_the_oldest),
         cmocka_unit_test(items_survive_a_reopen_and_torn_files_are_dropped),
         cmocka_unit_test(http_verdicts),
+        cmocka_unit_test(asked_delay_is_the_minimum_and_capped),
+        cmocka_unit_test(retry_after_values),
+        cmocka_unit_test(grpc_retry_info_and_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
