@@ -11,6 +11,7 @@ so a crash between the answer and the delete sends it again. Every profile carri
 as RawSample.ID, so such a copy is recognisable; these tests check that nothing acknowledged is
 lost, and (since nothing crashes here) that nothing arrives twice.
 """
+import base64
 import json
 import os
 import shutil
@@ -277,3 +278,58 @@ def test_unavailable_is_retried(spanprof_factory, gopush):
     m = scrape(server.http_port)
     assert m.total("spanprof_pyroscope_retried_total") == 2
     assert m.total("spanprof_pyroscope_dropped_total") == 0
+
+
+def test_tls_with_custom_ca(spanprof_factory, gopush, certs):
+    """https:// with --pyroscope-ca-file: the push arrives when that CA signed gopush's
+    certificate; an instance trusting another CA sends nothing (the handshake fails, which is
+    retried, not dropped: the profile stays queued)."""
+    g = gopush(args=["-tls-cert", str(certs["server_cert"]), "-tls-key",
+                     str(certs["server_key"])]).start()
+    args = ["--store", "pyroscope", "--pyroscope-url", f"https://127.0.0.1:{g.port}",
+            "--forward-batch-interval", "10ms"]
+    rogue = spanprof_factory(args + ["--pyroscope-ca-file", str(certs["dir"] / "rogue-ca.crt")],
+                             name="rogue")
+    ingest_folded(rogue, "untrusted", ["main;u 1"])
+    m = wait_for_metric(rogue.http_port, lambda m: m.total("spanprof_pyroscope_retried_total") >= 1)
+    assert m.total("spanprof_pyroscope_sent_total") == 0
+    assert m.total("spanprof_pyroscope_queued") == 1
+    server = spanprof_factory(args + ["--pyroscope-ca-file", str(certs["ca"])])
+    ingest_folded(server, "trusted", ["main;t 4"])
+    profiles = g.wait_profiles(1)
+    assert [lbl["service_name"] for lbl, _ in profiles] == ["trusted"]
+    assert stacks_by_span(profiles) == {(("t", "main"), None): 4 * profiles[0][1]["period"]}
+    wait_for_metric(server.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == 1)
+    time.sleep(0.3)
+    assert len(g.profiles()) == 1
+    assert scrape(rogue.http_port).total("spanprof_pyroscope_sent_total") == 0
+
+
+def test_basic_auth_over_tls(spanprof_factory, gopush, certs, tmp_path):
+    """gopush checks the credentials with net/http's basic auth parser: the right password is
+    accepted, a wrong one is answered unauthenticated (401), which drops the batch (retrying a
+    refused credential cannot succeed) and is counted."""
+    g = gopush(args=["-tls-cert", str(certs["server_cert"]), "-tls-key", str(certs["server_key"]),
+                     "-basic-auth", "tenant-7:p4ss:word"]).start()
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.write_text("p4ss:word\n")
+    bad.write_text("guess\n")
+
+    def instance(pw, name):
+        return spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                                 f"https://127.0.0.1:{g.port}", "--pyroscope-ca-file",
+                                 str(certs["ca"]), "--pyroscope-basic-auth-user", "tenant-7",
+                                 "--pyroscope-basic-auth-password-file", str(pw),
+                                 "--forward-batch-interval", "10ms"], name=name)
+
+    wrong = instance(bad, "wrong")
+    ingest_folded(wrong, "refused", ["main;r 1"])
+    m = wait_for_metric(wrong.http_port, lambda m: m.total("spanprof_pyroscope_dropped_total") == 1)
+    assert m.total("spanprof_pyroscope_retried_total") == 0
+    right = instance(good, "right")
+    ingest_folded(right, "welcome", ["main;w 2"])
+    profiles = g.wait_profiles(1)
+    assert [lbl["service_name"] for lbl, _ in profiles] == ["welcome"]
+    rec, = g.records()
+    assert rec["authorization"] == "Basic " + base64.b64encode(b"tenant-7:p4ss:word").decode()
+    wait_for_metric(right.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == 1)

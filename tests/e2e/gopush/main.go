@@ -7,7 +7,9 @@
 //
 // Flags: -addr (listen address; port 0 picks one), -out (JSON lines file, appended),
 // -port-file (written with the bound port once listening), -fail N (answer the first N requests
-// with -fail-code), -tls-cert/-tls-key (serve HTTPS).
+// with -fail-code), -tls-cert/-tls-key (serve HTTPS), -basic-auth user:password (answer
+// unauthenticated, HTTP 401, to a request without exactly these credentials, as a Pyroscope
+// behind an authenticating gateway does; such requests are not recorded).
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -58,10 +61,11 @@ type record struct {
 }
 
 type server struct {
-	mu       sync.Mutex
-	out      *os.File
-	failLeft atomic.Int64
-	failCode connect.Code
+	basicUser, basicPass string // "" = no check
+	mu                   sync.Mutex
+	out                  *os.File
+	failLeft             atomic.Int64
+	failCode             connect.Code
 }
 
 func decode(raw []byte) (rawProfile, error) {
@@ -111,6 +115,13 @@ func decode(raw []byte) (rawProfile, error) {
 }
 
 func (s *server) Push(ctx context.Context, req *connect.Request[pushv1.PushRequest]) (*connect.Response[pushv1.PushResponse], error) {
+	if s.basicUser != "" {
+		// net/http's own parser of the Authorization header.
+		u, p, ok := (&http.Request{Header: req.Header()}).BasicAuth()
+		if !ok || u != s.basicUser || p != s.basicPass {
+			return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("gopush: bad credentials"))
+		}
+	}
 	if s.failLeft.Add(-1) >= 0 {
 		return nil, connect.NewError(s.failCode, errors.New("gopush: failing on purpose"))
 	}
@@ -157,6 +168,7 @@ func main() {
 	failCode := flag.String("fail-code", "unavailable", "Connect code for -fail")
 	cert := flag.String("tls-cert", "", "PEM certificate (serve HTTPS)")
 	key := flag.String("tls-key", "", "PEM key for -tls-cert")
+	basic := flag.String("basic-auth", "", "user:password every request must carry (basic auth)")
 	flag.Parse()
 
 	f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -164,6 +176,13 @@ func main() {
 		log.Fatal(err)
 	}
 	s := &server{out: f}
+	if *basic != "" {
+		u, p, ok := strings.Cut(*basic, ":")
+		if !ok {
+			log.Fatal("-basic-auth wants user:password")
+		}
+		s.basicUser, s.basicPass = u, p
+	}
 	s.failLeft.Store(*fail)
 	codes := map[string]connect.Code{
 		"unavailable":        connect.CodeUnavailable,
