@@ -110,7 +110,8 @@ static int on_headers_complete(http_parser *p)
         return 0;
     }
     const char *expect = srv_header_get(&ex->req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0)
+    /* A refused request gets no invitation to send its body (it is discarded if it comes). */
+    if (expect && strcasecmp(expect, "100-continue") == 0 && !ex->auth_refused)
         evbuffer_add(srv_conn_output(h->conn), "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return 0;
 }

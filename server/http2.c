@@ -231,6 +231,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             fail_stream(c, s, SP_ETOOBIG, "request header fields too large");
             return 0;
         }
+        if (s->ex->auth_refused) {
+            dispatch(c, s); /* answered now: the client need not upload a body we would drop */
+            return 0;
+        }
     }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         dispatch(c, s);

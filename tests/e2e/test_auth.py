@@ -373,6 +373,29 @@ def test_ready_and_metrics_stay_open(authed):
         assert status == 200 and not challenges(headers)
 
 
+def test_refused_h2_request_is_answered_before_its_body(authed):
+    """A refused HTTP/2 request is answered at HEADERS time (401, then RST_STREAM NO_ERROR), so a
+    client that has not sent its body yet need not upload it (RFC 9113 section 8.1)."""
+    from abuse_clients import NO_ERROR, H2Attacker
+    from e2e_helpers import FRAME_HEADERS, FLAG_END_HEADERS, h2_frame, hpack_literal
+
+    h2 = H2Attacker(authed.http_port)
+    try:
+        block = hpack_literal([(":method", "POST"), (":scheme", "http"),
+                               (":path", "/v1development/profiles"),
+                               (":authority", f"127.0.0.1:{authed.http_port}"),
+                               ("content-type", "application/x-protobuf"),
+                               ("content-length", "1000000")])
+        h2.send(h2_frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, block))  # no END_STREAM, no body
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (h2.answers and h2.resets.get(NO_ERROR)):
+            time.sleep(0.02)
+        assert h2.answers == 1, "no answer before the body"
+        assert h2.resets.get(NO_ERROR) == 1, h2.resets
+    finally:
+        h2.close()
+
+
 def test_classes_are_configured_separately(spanprof_factory, creds):
     server = spanprof_factory(creds.args("ingest-auth-token-file"))
     try:
