@@ -5,19 +5,21 @@
  * ExportProfilesServiceRequests before timing and sends them over C HTTP/2 connections (nghttp2,
  * one Export in flight per connection as an exporter does), each Export answered only after its
  * data is committed. A request is one host's 5 s: P processes x T threads x N CPU samples, one
- * timestamp each (about 20 bytes per sample on the wire), stacks of 20-60 frames. Most stacks
- * are drawn with a Zipf law from a pool shared by all requests; a fraction (--new, default 0.02)
- * are made of frames never sent before, so the store's dictionary grows all run long. Requests
- * advance in time (5 s apart), so values spread over buckets as a live host's would.
+ * timestamp each, stacks of 20-60 frames (a sample is about 20 bytes on the wire, its share of
+ * the request's dictionary about 12 more). --distinct N < --requests sends the N requests in
+ * turn (their dictionaries and timestamps repeat: a hot dictionary). Most stacks are drawn
+ * with a Zipf law from a pool shared by all requests; a fraction of the samples (--new, default
+ * 0.02) get stacks with frames never sent before, so the store's dictionary grows all run long.
+ * Requests advance in time (5 s apart), so values spread over buckets as a live host's would.
  *
  * Prints, for the same bytes: the raw protobuf-c decode rate (unpack + free, one core: the
  * ceiling) and the end-to-end rate — samples/s, MB/s, MB/s per server core (server CPU from
  * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
  * --rate S paces the senders to S samples/s in total (latency at a given load).
  *
- *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct 64] [--procs 50]
- *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000] [--dry]
- * [--rate S] [--keep] [--workers N]
+ *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct N] [--procs 50]
+ *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
+ *                [--rate S] [--workers N] [--keep] [--dry]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 
@@ -50,7 +52,7 @@ typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
 #define EXPORT_PATH "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
 
 static const char *bin;
-static int nrequests = 400, conns = 4, ndistinct = 64, procs = 50, threads = 8, per_thread = 100;
+static int nrequests = 400, conns = 4, ndistinct = 0, procs = 50, threads = 8, per_thread = 100;
 static int keep = 0, workers = 0;
 static double new_frac = 0.02, rate = 0, zipf_s = 1.2;
 static int dry = 0;
@@ -66,7 +68,55 @@ static uint64_t rnd(void)
     return rng;
 }
 
-#define NEW(T) calloc(1, sizeof(T))
+/* The message trees of the requests are built in a bump allocator, dropped once packed: with
+ * hundreds of distinct requests the trees would not fit in memory. */
+typedef struct bchunk {
+    struct bchunk *next;
+    size_t used, cap;
+    uint8_t data[];
+} bchunk;
+static bchunk *bchunks;
+
+static void *bmalloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!bchunks || bchunks->cap - bchunks->used < n) {
+        size_t cap = n > (8u << 20) ? n : (8u << 20);
+        bchunk *c = malloc(sizeof *c + cap);
+        if (!c) {
+            fprintf(stderr, "bench_ingest: out of memory\n");
+            exit(1);
+        }
+        c->next = bchunks;
+        c->used = 0;
+        c->cap = cap;
+        bchunks = c;
+    }
+    void *p = bchunks->data + bchunks->used;
+    bchunks->used += n;
+    return p;
+}
+
+static void *bcalloc(size_t n, size_t size)
+{
+    return memset(bmalloc(n * size), 0, n * size);
+}
+
+static char *bstrdup(const char *s)
+{
+    return strcpy(bmalloc(strlen(s) + 1), s);
+}
+
+static void breset(void)
+{
+    while (bchunks) {
+        bchunk *c = bchunks;
+        bchunks = c->next;
+        free(c);
+    }
+}
+
+#define NEW(T) bcalloc(1, sizeof(T))
 
 static Opentelemetry__Proto__Common__V1__AnyValue *any_int(int64_t v)
 {
@@ -82,7 +132,7 @@ static Opentelemetry__Proto__Common__V1__AnyValue *any_str(const char *s)
     Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
     opentelemetry__proto__common__v1__any_value__init(a);
     a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    a->string_value = strdup(s);
+    a->string_value = bstrdup(s);
     return a;
 }
 
@@ -147,8 +197,8 @@ static void build(request *out, int k, int64_t t0)
 {
     int nsamples_total = procs * threads * per_thread;
     /* Stacks of this request, as global location id lists. */
-    uint32_t **stk = malloc((size_t)nsamples_total * sizeof *stk);
-    uint32_t *stk_n = malloc((size_t)nsamples_total * sizeof *stk_n);
+    uint32_t **stk = bmalloc((size_t)nsamples_total * sizeof *stk);
+    uint32_t *stk_n = bmalloc((size_t)nsamples_total * sizeof *stk_n);
     int *stk_of_sample = malloc((size_t)nsamples_total * sizeof *stk_of_sample);
     int nstk = 0;
     int *pool_slot = calloc(POOL, sizeof *pool_slot); /* pool index → request stack index + 1 */
@@ -157,7 +207,7 @@ static void build(request *out, int k, int64_t t0)
             /* A stack with fresh frames on top of a known path: new code, new addresses. */
             int base = pool_draw();
             uint32_t n = pool_n[base];
-            uint32_t *s = malloc(n * sizeof *s);
+            uint32_t *s = bmalloc(n * sizeof *s);
             memcpy(s, pool[base], n * sizeof *s);
             uint32_t fresh = 1 + (uint32_t)(rnd() % 4);
             for (uint32_t f = 0; f < fresh && f < n; f++)
@@ -186,7 +236,7 @@ static void build(request *out, int k, int64_t t0)
     dict_t *d = NEW(*d);
     opentelemetry__proto__profiles__v1development__profiles_dictionary__init(d);
     d->n_stack_table = (size_t)nstk + 1;
-    d->stack_table = calloc(d->n_stack_table, sizeof(void *));
+    d->stack_table = bcalloc(d->n_stack_table, sizeof(void *));
     for (size_t i = 0; i < d->n_stack_table; i++) {
         d->stack_table[i] = NEW(*d->stack_table[i]);
         opentelemetry__proto__profiles__v1development__stack__init(d->stack_table[i]);
@@ -194,7 +244,7 @@ static void build(request *out, int k, int64_t t0)
     for (int i = 0; i < nstk; i++) {
         Opentelemetry__Proto__Profiles__V1development__Stack *s = d->stack_table[i + 1];
         s->n_location_indices = stk_n[i];
-        s->location_indices = malloc(stk_n[i] * sizeof(int32_t));
+        s->location_indices = bmalloc(stk_n[i] * sizeof(int32_t));
         for (uint32_t j = 0; j < stk_n[i]; j++) {
             uint32_t g = stk[i][j];
             size_t h = (g * 0x9e3779b1u) & (mcap - 1);
@@ -222,12 +272,12 @@ static void build(request *out, int k, int64_t t0)
                            "process.executable.build_id.gnu"};
     enum { S_SAMPLES = 1, S_COUNT, S_CPU, S_NS, S_TID, S_FT, S_APP };
     size_t nfixed = sizeof fixed / sizeof fixed[0];
-    d->string_table = calloc(nfixed + nl, sizeof(char *));
+    d->string_table = bcalloc(nfixed + nl, sizeof(char *));
     for (size_t i = 0; i < nfixed; i++)
         d->string_table[i] = (char *)fixed[i];
     d->n_string_table = nfixed;
     d->n_mapping_table = 2;
-    d->mapping_table = calloc(2, sizeof(void *));
+    d->mapping_table = bcalloc(2, sizeof(void *));
     for (int i = 0; i < 2; i++) {
         d->mapping_table[i] = NEW(*d->mapping_table[i]);
         opentelemetry__proto__profiles__v1development__mapping__init(d->mapping_table[i]);
@@ -236,7 +286,7 @@ static void build(request *out, int k, int64_t t0)
     d->mapping_table[1]->memory_start = 0x400000;
     d->mapping_table[1]->memory_limit = 1ull << 40;
     d->n_attribute_table = 3 + (size_t)procs * threads;
-    d->attribute_table = calloc(d->n_attribute_table, sizeof(void *));
+    d->attribute_table = bcalloc(d->n_attribute_table, sizeof(void *));
     for (size_t i = 0; i < d->n_attribute_table; i++) {
         d->attribute_table[i] = NEW(*d->attribute_table[i]);
         opentelemetry__proto__profiles__v1development__key_value_and_unit__init(
@@ -250,12 +300,12 @@ static void build(request *out, int k, int64_t t0)
         d->attribute_table[3 + t]->key_strindex = S_TID;
         d->attribute_table[3 + t]->value = any_int(100000 + t);
     }
-    d->function_table = calloc(nl, sizeof(void *));
+    d->function_table = bcalloc(nl, sizeof(void *));
     d->function_table[0] = NEW(*d->function_table[0]);
     opentelemetry__proto__profiles__v1development__function__init(d->function_table[0]);
     d->n_function_table = 1;
     d->n_location_table = nl;
-    d->location_table = calloc(nl, sizeof(void *));
+    d->location_table = bcalloc(nl, sizeof(void *));
     for (size_t i = 0; i < nl; i++) {
         Opentelemetry__Proto__Profiles__V1development__Location *l = NEW(*l);
         opentelemetry__proto__profiles__v1development__location__init(l);
@@ -266,18 +316,18 @@ static void build(request *out, int k, int64_t t0)
         l->mapping_index = 1;
         l->address = 0x400000 + (uint64_t)g * 64;
         l->n_attribute_indices = 1;
-        l->attribute_indices = malloc(sizeof(int32_t));
+        l->attribute_indices = bmalloc(sizeof(int32_t));
         l->attribute_indices[0] = g % 10 == 0 ? 2 : 1;
         if (g % 10 == 0) { /* kernel frames come symbolized */
             char name[48];
             snprintf(name, sizeof name, "kfunc_%u", g);
-            d->string_table[d->n_string_table] = strdup(name);
+            d->string_table[d->n_string_table] = bstrdup(name);
             Opentelemetry__Proto__Profiles__V1development__Function *f = NEW(*f);
             opentelemetry__proto__profiles__v1development__function__init(f);
             f->name_strindex = (int32_t)d->n_string_table++;
             d->function_table[d->n_function_table] = f;
             l->n_lines = 1;
-            l->lines = malloc(sizeof(void *));
+            l->lines = bmalloc(sizeof(void *));
             l->lines[0] = NEW(*l->lines[0]);
             opentelemetry__proto__profiles__v1development__line__init(l->lines[0]);
             l->lines[0]->function_index = (int32_t)d->n_function_table++;
@@ -287,7 +337,7 @@ static void build(request *out, int k, int64_t t0)
         OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
     req.dictionary = d;
     req.n_resource_profiles = (size_t)procs;
-    req.resource_profiles = calloc((size_t)procs, sizeof(void *));
+    req.resource_profiles = bcalloc((size_t)procs, sizeof(void *));
     int si = 0;
     for (int p = 0; p < procs; p++) {
         Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp = NEW(*rp);
@@ -296,7 +346,7 @@ static void build(request *out, int k, int64_t t0)
         rp->resource = NEW(*rp->resource);
         opentelemetry__proto__resource__v1__resource__init(rp->resource);
         rp->resource->n_attributes = 2;
-        rp->resource->attributes = calloc(2, sizeof(void *));
+        rp->resource->attributes = bcalloc(2, sizeof(void *));
         for (int j = 0; j < 2; j++) {
             rp->resource->attributes[j] = NEW(*rp->resource->attributes[j]);
             opentelemetry__proto__common__v1__key_value__init(rp->resource->attributes[j]);
@@ -306,13 +356,13 @@ static void build(request *out, int k, int64_t t0)
         rp->resource->attributes[1]->key = "process.executable.name";
         rp->resource->attributes[1]->value = any_str(p % 4 ? "app" : "db");
         rp->n_scope_profiles = 1;
-        rp->scope_profiles = calloc(1, sizeof(void *));
+        rp->scope_profiles = bcalloc(1, sizeof(void *));
         rp->scope_profiles[0] = NEW(*rp->scope_profiles[0]);
         opentelemetry__proto__profiles__v1development__scope_profiles__init(rp->scope_profiles[0]);
         profile_t *pr = NEW(*pr);
         opentelemetry__proto__profiles__v1development__profile__init(pr);
         rp->scope_profiles[0]->n_profiles = 1;
-        rp->scope_profiles[0]->profiles = calloc(1, sizeof(void *));
+        rp->scope_profiles[0]->profiles = bcalloc(1, sizeof(void *));
         rp->scope_profiles[0]->profiles[0] = pr;
         pr->sample_type = NEW(*pr->sample_type);
         opentelemetry__proto__profiles__v1development__value_type__init(pr->sample_type);
@@ -326,7 +376,7 @@ static void build(request *out, int k, int64_t t0)
         pr->time_unix_nano = (uint64_t)t0;
         pr->duration_nano = 5 * SEC;
         pr->n_samples = (size_t)threads * per_thread;
-        pr->samples = calloc(pr->n_samples, sizeof(void *));
+        pr->samples = bcalloc(pr->n_samples, sizeof(void *));
         for (size_t i = 0; i < pr->n_samples; i++, si++) {
             sample_t *s = NEW(*s);
             opentelemetry__proto__profiles__v1development__sample__init(s);
@@ -334,10 +384,10 @@ static void build(request *out, int k, int64_t t0)
             int t = (int)(i / (size_t)per_thread);
             s->stack_index = 1 + stk_of_sample[si];
             s->n_attribute_indices = 1;
-            s->attribute_indices = malloc(sizeof(int32_t));
+            s->attribute_indices = bmalloc(sizeof(int32_t));
             s->attribute_indices[0] = 3 + p * threads + t;
             s->n_timestamps_unix_nano = 1;
-            s->timestamps_unix_nano = malloc(sizeof(uint64_t));
+            s->timestamps_unix_nano = bmalloc(sizeof(uint64_t));
             s->timestamps_unix_nano[0] =
                 (uint64_t)(t0 + (int64_t)(i % (size_t)per_thread) * 50000000 + t * 1000 + k);
         }
@@ -352,7 +402,7 @@ static void build(request *out, int k, int64_t t0)
     protobuf_c_message_pack(&req.base, out->frame + 5);
     out->len = len + 5;
     out->samples = (size_t)nsamples_total;
-    /* The message tree is left for exit: this is a benchmark. */
+    breset();
     free(mk);
     free(mv);
     free(glob);
@@ -633,12 +683,12 @@ int main(int argc, char **argv)
         else
             usage();
     }
-    if (!bin || nrequests < 1 || conns < 1 || ndistinct < 1 || procs < 1 || threads < 1 ||
+    if (!bin || nrequests < 1 || conns < 1 || ndistinct < 0 || procs < 1 || threads < 1 ||
         per_thread < 1)
         usage();
     if (POOL < 1 || POOL > POOL_MAX)
         usage();
-    if (ndistinct > nrequests)
+    if (ndistinct == 0 || ndistinct > nrequests)
         ndistinct = nrequests;
 
     /* ---- requests, and the decode ceiling on the same bytes ---- */
