@@ -1,5 +1,7 @@
 #include "auth.h"
 
+#include "../common/base64.h"
+
 #include "../common/log.h"
 
 #include <openssl/crypto.h>
@@ -289,42 +291,6 @@ void srv_auth_describe(const srv_auth *a, char *out, size_t outsz)
              a ? a->multitenancy_required : 0);
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* RFC 7617 section 2: base64 (RFC 4648 section 4) of user-id ":" password; padding optional. */
-static int b64_decode(const char *s, size_t n, unsigned char *out, size_t cap, size_t *outlen)
-{
-    for (int pad = 0; pad < 2 && n && s[n - 1] == '='; pad++)
-        n--;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            return -1;
-        acc = ((acc << 6) | (uint32_t)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == cap)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    *outlen = o;
-    return 0;
-}
-
 static int is_ows(char c)
 {
     return c == ' ' || c == '\t';
@@ -357,9 +323,9 @@ static int check_credentials(const class_creds *c, srv_auth_class cls, const cha
         return sp_fail(err, SP_EAUTH, "invalid bearer token for %s requests", class_name(cls));
     }
     if (slen == 5 && strncasecmp(h, "basic", 5) == 0 && c->basic.n) {
-        unsigned char raw[MAX_BASIC_DECODE];
+        uint8_t raw[MAX_BASIC_DECODE];
         size_t rlen = 0;
-        int ok = clen && b64_decode(cred, clen, raw, sizeof raw, &rlen) == 0 &&
+        int ok = clen && sp_base64_decode_buf(cred, clen, raw, sizeof raw, &rlen) == 0 &&
                  digest_match(&c->basic, raw, rlen);
         OPENSSL_cleanse(raw, sizeof raw);
         if (ok)

@@ -3,13 +3,20 @@
  * query string, query parameters looked up (and truncated to small buffers), header budgets,
  * X-Scope-OrgID tenants, grpc-timeout deadlines, and the error answers that quote the path.
  * Input: lines separated by '\n'. The first is the request target; a line starting with '?' names
- * a query parameter to look up; every other line is a header "name: value" (or a bare name). */
+ * a query parameter to look up; every other line is a header "name: value" (or a bare name).
+ * Each head also goes through server/auth.c with an ingest bearer token and query basic
+ * credentials configured: only the exact credentials pass, and every refusal is a well-formed
+ * 401 / UNAUTHENTICATED. */
+#include "common/base64.h"
+#include "server/auth.h"
 #include "server/exchange.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 #include "fuzz_check.h"
 
 /* The grpc-timeout grammar (gRPC over HTTP/2, "Requests"): 1-8 digits and a unit; -1 otherwise. */
@@ -109,6 +116,92 @@ static void check_errors(srv_exchange *ex)
     }
 }
 
+#define TOKEN "tok-ingest-1"
+#define BASIC "dXNlcjpwdw==" /* user:pw */
+
+static srv_auth *fuzz_auth(void)
+{
+    static srv_auth *a;
+    if (a)
+        return a;
+    char tok[] = "/tmp/fuzz-auth-tok-XXXXXX", basic[] = "/tmp/fuzz-auth-basic-XXXXXX";
+    int ft = mkstemp(tok), fb = mkstemp(basic);
+    CHECK(ft >= 0 && fb >= 0);
+    CHECK(write(ft, TOKEN "\n", sizeof TOKEN) == (ssize_t)sizeof TOKEN);
+    CHECK(write(fb, "user:pw\n", 8) == 8);
+    close(ft);
+    close(fb);
+    srv_config cfg;
+    srv_config_defaults(&cfg);
+    cfg.ingest_auth_token_file = tok;
+    cfg.query_basic_auth_file = basic;
+    sp_err err;
+    CHECK(srv_auth_new(&a, &cfg, &err) == 0);
+    unlink(tok);
+    unlink(basic);
+    return a;
+}
+
+/* The credential part of an Authorization value: the scheme (case-insensitive) and the rest with
+ * surrounding blanks removed must be exactly the configured token, or decode to exactly the
+ * configured user:password. */
+static int exact(const char *h, const char *scheme, const char *cred)
+{
+    if (!h)
+        return 0;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t sl = strlen(scheme), cl = strlen(cred);
+    if (strncasecmp(h, scheme, sl) != 0 || (h[sl] != ' ' && h[sl] != '\t'))
+        return 0;
+    h += sl;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    size_t n = strlen(h);
+    while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
+    if (strcmp(scheme, "basic") == 0) {
+        /* compare what the credentials decode to: padding and unused bits may vary */
+        uint8_t raw[64], want[64];
+        size_t rn, wn;
+        return sp_base64_decode_buf(h, n, raw, sizeof raw, &rn) == 0 &&
+               sp_base64_decode_buf(cred, cl, want, sizeof want, &wn) == 0 && rn == wn &&
+               memcmp(raw, want, rn) == 0;
+    }
+    return n == cl && memcmp(h, cred, cl) == 0;
+}
+
+static void check_auth(srv_exchange *ex)
+{
+    srv_auth *a = fuzz_auth();
+    sp_err err = {0};
+    int rc = srv_auth_check(a, &ex->req, &err);
+    CHECK(rc == 0 || rc == SP_EAUTH);
+    srv_auth_class cls = srv_auth_classify(ex->req.path);
+    const char *h = srv_header_get(&ex->req, "authorization");
+    if (rc == 0 && cls == SRV_AUTH_INGEST)
+        CHECK(exact(h, "bearer", TOKEN));
+    if (rc == 0 && cls == SRV_AUTH_QUERY)
+        CHECK(exact(h, "basic", BASIC));
+    if (rc == 0)
+        return;
+    CHECK(cls != SRV_AUTH_OPEN && err.msg[0]);
+    CHECK(!strstr(err.msg, TOKEN) && !strstr(err.msg, "user:pw")); /* never echoed */
+    srv_response resp = {0};
+    sp_buf_init(&resp.body, 0);
+    srv_auth_refuse(a, &ex->req, &resp, &err);
+    if (srv_request_is_grpc(&ex->req))
+        CHECK(resp.grpc && resp.grpc_status == 16);
+    else
+        CHECK(resp.status == 401);
+    for (size_t i = 0; i < resp.nheaders; i++) {
+        free(resp.headers[i].name);
+        free(resp.headers[i].value);
+    }
+    free(resp.headers);
+    sp_buf_free(&resp.body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 1u << 17)
@@ -184,6 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             first++;
         CHECK(v == ex->req.headers[first].value);
     }
+    check_auth(ex);
     check_errors(ex);
     srv_exchange_free(ex);
     return 0;
