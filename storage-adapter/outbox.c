@@ -662,7 +662,9 @@ static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *
     if (g) {
         /* gRPC over HTTP/2: trailers carry the status; a deadline tells the server when to stop. */
         hdr = add_header(hdr, 1, "te: trailers");
-        hdr = add_header(hdr, 1, "grpc-timeout: %" PRId64 "m", tmo);
+        /* At most 8 digits (gRPC over HTTP/2, "Timeout"). */
+        hdr = tmo < 100000000 ? add_header(hdr, 1, "grpc-timeout: %" PRId64 "m", tmo)
+                              : add_header(hdr, 1, "grpc-timeout: %" PRId64 "S", tmo / 1000);
     } else {
         hdr = add_header(hdr, 0, "Expect:"); /* no 100-continue round trip */
     }
