@@ -102,6 +102,17 @@ static const opt opts[] = {
 };
 #undef OFF
 
+/* 1 when the URL's authority (between "://" and the path) has a user-info part. */
+static int url_has_userinfo(const char *url)
+{
+    const char *a = url ? strstr(url, "://") : NULL;
+    if (!a)
+        return 0;
+    a += 3;
+    size_t n = strcspn(a, "/?#");
+    return memchr(a, '@', n) != NULL;
+}
+
 void srv_config_defaults(srv_config *c)
 {
     memset(c, 0, sizeof *c);
@@ -317,6 +328,15 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
         return sp_fail(err, SP_EINVAL, "--traces-forward-to must start with http:// or https://");
     if (!!c->tls_cert != !!c->tls_key)
         return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
+    /* Credentials inside a URL would reach the logs with it: they belong in the secret files. */
+    if (url_has_userinfo(c->pyroscope_url))
+        return sp_fail(err, SP_EINVAL,
+                       "--pyroscope-url must not carry user:password@; use "
+                       "--pyroscope-basic-auth-user and --pyroscope-basic-auth-password-file");
+    if (url_has_userinfo(c->traces_forward_to))
+        return sp_fail(err, SP_EINVAL,
+                       "--traces-forward-to must not carry user:password@; use the bearer token "
+                       "file flag");
     if (c->tls_client_ca && !c->tls_cert)
         return sp_fail(err, SP_EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
     if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "full") != 0)

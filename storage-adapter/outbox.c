@@ -8,6 +8,8 @@
  */
 #include "outbox.h"
 
+#include "../common/base64.h"
+
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../server/metrics.h"
@@ -426,40 +428,18 @@ static int pb_next(const uint8_t **p, const uint8_t *end, pbf *f)
     }
 }
 
-static int b64_val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 int64_t outbox_grpc_retry_info_ns(const char *b64, size_t len)
 {
     /* gRPC sends -bin values as base64, padded or not. */
-    uint8_t *raw = malloc(len / 4 * 3 + 3);
+    while (len && (b64[len - 1] == ' ' || b64[len - 1] == '\t' || b64[len - 1] == '\r'))
+        len--;
+    size_t cap = len / 4 * 3 + 3, n = 0;
+    uint8_t *raw = malloc(cap);
     if (!raw)
         return -1;
-    size_t n = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64_val((unsigned char)b64[i]);
-        if (v < 0)
-            continue; /* padding, whitespace */
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[n++] = (uint8_t)(acc >> bits);
-        }
+    if (sp_base64_decode_buf(b64, len, raw, cap, &n) != 0) {
+        free(raw);
+        return -1;
     }
     static const char want[] = "type.googleapis.com/google.rpc.RetryInfo";
     int64_t out = -1;
@@ -644,6 +624,13 @@ static struct curl_slist *add_header(struct curl_slist *l, int lower, const char
     return n;
 }
 
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
 static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *body, size_t len,
                         int64_t *retry_after_ns, sp_err *err)
 {
@@ -761,6 +748,10 @@ static int http_deliver(outbox *ob, CURL *c, const char *tenant, const uint8_t *
     }
 out:
     free(resp.grpc_details);
+    /* the token and password leave no copy behind in freed memory */
+    for (struct curl_slist *l = hdr; l; l = l->next)
+        wipe(l->data, strlen(l->data));
+    wipe(secret, sizeof secret);
     curl_slist_free_all(hdr);
     return rc;
 }

@@ -122,6 +122,10 @@ def test_port_already_in_use_fails_with_a_message(tmp_path):
     (["--queue-size", "many"], "queue-size"),
     (["--workers", "-3"], "workers"),
     (["--http-addr", "not-an-address"], "not-an-address"),
+    (["--correlate-threadless", "maybe"], "correlate-threadless"),
+    (["--correlation-window", "soon"], "correlation-window"),
+    (["--pyroscope-url", "http://alice:s3cret@pyro:4040"], "pyroscope-url"),
+    (["--traces-forward-to", "https://alice:s3cret@tempo:4318"], "traces-forward-to"),
 ])
 def test_invalid_flag_values_exit_nonzero_and_say_which(tmp_path, args, flag):
     base = ["--data-dir", str(tmp_path), "--http-addr", f"127.0.0.1:{free_port()}",
