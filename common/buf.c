@@ -82,3 +82,21 @@ uint8_t *sp_buf_take(sp_buf *b, size_t *len)
     b->len = b->cap = 0;
     return p;
 }
+
+int sp_buf_put_varint(sp_buf *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    return sp_buf_append(b, tmp, n);
+}
+
+int sp_buf_put_pb_len(sp_buf *b, uint32_t field, const void *p, size_t n)
+{
+    return sp_buf_put_varint(b, (uint64_t)field << 3 | 2) || sp_buf_put_varint(b, n) ||
+           sp_buf_append(b, p, n);
+}

@@ -23,4 +23,9 @@ int sp_buf_printf(sp_buf *b, const char *fmt, ...) __attribute__((format(printf,
 /* Hands the bytes to the caller (who frees them) and leaves b empty. */
 uint8_t *sp_buf_take(sp_buf *b, size_t *len);
 
+/* Protobuf wire pieces for the hand-written encoders (pprof, Push requests, forwarded spans,
+ * flame graphs): a base-128 varint, and a length-delimited field (key, length, bytes). */
+int sp_buf_put_varint(sp_buf *b, uint64_t v);
+int sp_buf_put_pb_len(sp_buf *b, uint32_t field, const void *p, size_t n);
+
 #endif

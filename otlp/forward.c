@@ -28,13 +28,6 @@ static int cmp_id(const void *a, const void *b)
     return memcmp(a, b, 8);
 }
 
-static int put_varint(sp_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = otlp_wire_put_varint(tmp, v);
-    return sp_buf_append(b, tmp, n);
-}
-
 /* Does this Span (its bytes) need the attribute? */
 static int span_wants(ctx *c, const uint8_t *p, size_t len, uint8_t id_hex_src[8], int *wants)
 {
@@ -139,8 +132,8 @@ static int rewrite(ctx *c, int level, const uint8_t *p, size_t len, sp_buf *out,
         }
         *changed = 1;
         /* The tag as received, then the new length. */
-        if (sp_buf_append(out, f.start, (size_t)(f.body - f.start)) || put_varint(out, inner.len) ||
-            sp_buf_append(out, inner.data, inner.len))
+        if (sp_buf_append(out, f.start, (size_t)(f.body - f.start)) ||
+            sp_buf_put_varint(out, inner.len) || sp_buf_append(out, inner.data, inner.len))
             rc = SP_ENOMEM;
     }
     sp_buf_free(&inner);

@@ -9,38 +9,22 @@
 
 /* ---------- encoding: a small protobuf writer, no intermediate structs ---------- */
 
-static int put_varint(sp_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return sp_buf_append(b, tmp, n);
-}
-
 static int put_key(sp_buf *b, uint32_t field, uint32_t wt)
 {
-    return put_varint(b, (uint64_t)field << 3 | wt);
+    return sp_buf_put_varint(b, (uint64_t)field << 3 | wt);
 }
 
 static int put_uint(sp_buf *b, uint32_t field, uint64_t v)
 {
     if (!v)
         return 0; /* proto3 default: omitted */
-    return put_key(b, field, 0) || put_varint(b, v);
-}
-
-static int put_bytes(sp_buf *b, uint32_t field, const void *p, size_t n)
-{
-    return put_key(b, field, 2) || put_varint(b, n) || sp_buf_append(b, p, n);
+    return put_key(b, field, 0) || sp_buf_put_varint(b, v);
 }
 
 /* Nested messages are written into a scratch buffer, then length-prefixed into the parent. */
 static int put_msg(sp_buf *b, uint32_t field, sp_buf *inner)
 {
-    int rc = put_bytes(b, field, inner->data, inner->len);
+    int rc = sp_buf_put_pb_len(b, field, inner->data, inner->len);
     inner->len = 0;
     return rc;
 }
@@ -63,7 +47,7 @@ typedef struct extra_strings {
 
 static uint32_t add_string(extra_strings *x, const char *s)
 {
-    if (put_bytes(&x->table, 6, s, strlen(s)))
+    if (sp_buf_put_pb_len(&x->table, 6, s, strlen(s)))
         return 0;
     return x->next++;
 }
@@ -88,10 +72,10 @@ int otlp_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err)
         const sp_sample *s = &p->samples[i];
         if (s->nlocations) {
             for (uint32_t k = 0; k < s->nlocations; k++)
-                rc |= put_varint(&l, s->location_ids[k]);
+                rc |= sp_buf_put_varint(&l, s->location_ids[k]);
             rc |= put_msg(&m, 1, &l);
         }
-        rc |= put_varint(&l, (uint64_t)s->value) | put_msg(&m, 2, &l);
+        rc |= sp_buf_put_varint(&l, (uint64_t)s->value) | put_msg(&m, 2, &l);
         for (uint32_t k = 0; k < s->nlabels; k++) {
             const sp_label *lb = &s->labels[k];
             rc |= put_uint(&l, 1, lb->key) | put_uint(&l, 2, lb->str) |
@@ -149,10 +133,10 @@ int otlp_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err)
     }
     /* string_table = 6: the profile's strings, then the ones added above */
     if (!rc)
-        rc |= put_bytes(out, 6, "", 0);
+        rc |= sp_buf_put_pb_len(out, 6, "", 0);
     for (uint32_t i = 1; i < p->nstrings && !rc; i++)
-        rc |= put_bytes(out, 6, p->strings[i],
-                        p->string_lens ? p->string_lens[i] : strlen(p->strings[i]));
+        rc |= sp_buf_put_pb_len(out, 6, p->strings[i],
+                                p->string_lens ? p->string_lens[i] : strlen(p->strings[i]));
     if (!rc)
         rc |= sp_buf_append(out, x.table.data, x.table.len);
     rc |=

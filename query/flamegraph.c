@@ -285,18 +285,6 @@ static uint32_t keep_kids(const query_tree *t, const query_node *nd, int64_t min
     return n + 1;
 }
 
-static int put_uvarint(sp_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[n++] = (uint8_t)v;
-    return sp_buf_append(b, tmp, n);
-}
-
 int query_tree_marshal(const query_tree *t, int64_t max_nodes, sp_arena *a, sp_buf *out,
                        sp_err *err)
 {
@@ -314,18 +302,18 @@ int query_tree_marshal(const query_tree *t, int64_t max_nodes, sp_arena *a, sp_b
     while (sp && !rc) {
         kept it = stack[--sp];
         if (it.node == OTHER_NODE) {
-            rc = put_uvarint(out, sizeof other_name - 1) |
+            rc = sp_buf_put_varint(out, sizeof other_name - 1) |
                  sp_buf_append(out, other_name, sizeof other_name - 1) |
-                 put_uvarint(out, (uint64_t)it.extra) | put_uvarint(out, 0);
+                 sp_buf_put_varint(out, (uint64_t)it.extra) | sp_buf_put_varint(out, 0);
             continue;
         }
         const query_node *nd = &t->nodes[it.node];
         const char *name = it.node ? t->names[nd->name] : "";
         size_t len = strlen(name);
-        rc = put_uvarint(out, len) | (len ? sp_buf_append(out, name, len) : 0) |
-             put_uvarint(out, (uint64_t)(nd->self + it.extra));
+        rc = sp_buf_put_varint(out, len) | (len ? sp_buf_append(out, name, len) : 0) |
+             sp_buf_put_varint(out, (uint64_t)(nd->self + it.extra));
         uint32_t n = keep_kids(t, nd, minv, tmp);
-        rc |= put_uvarint(out, n);
+        rc |= sp_buf_put_varint(out, n);
         for (uint32_t k = 0; k < n; k++)
             stack[sp++] = tmp[k];
     }

@@ -46,22 +46,6 @@ typedef struct pyro_store {
 /* ---- the Push request (push/v1/push.proto), written by hand: the generated structs stay in
  * otlp/ and query/ (STYLE.md) ---- */
 
-static int put_varint(sp_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-    return sp_buf_append(b, tmp, n);
-}
-
-static int put_len(sp_buf *b, uint32_t field, const void *p, size_t n)
-{
-    return put_varint(b, (uint64_t)field << 3 | 2) || put_varint(b, n) || sp_buf_append(b, p, n);
-}
-
 static int gzip_into(sp_buf *out, const uint8_t *p, size_t n)
 {
     z_stream z;
@@ -125,15 +109,16 @@ static int encode_series(const sp_profile *p, sp_buf *out, sp_err *err)
         for (uint32_t i = 0; i < p->nseries; i++) {
             sp_buf lp;
             sp_buf_init(&lp, 0);
-            e |= put_len(&lp, 1, p->series[i].name, strlen(p->series[i].name));
-            e |= put_len(&lp, 2, p->series[i].value, strlen(p->series[i].value));
-            e |= put_len(&series, 1, lp.data, lp.len); /* labels = 1 (types.v1.LabelPair) */
+            e |= sp_buf_put_pb_len(&lp, 1, p->series[i].name, strlen(p->series[i].name));
+            e |= sp_buf_put_pb_len(&lp, 2, p->series[i].value, strlen(p->series[i].value));
+            e |= sp_buf_put_pb_len(&series, 1, lp.data,
+                                   lp.len); /* labels = 1 (types.v1.LabelPair) */
             sp_buf_free(&lp);
         }
-        e |= put_len(&sample, 1, gz.data, gz.len);         /* RawSample.raw_profile = 1 */
-        e |= put_len(&sample, 2, id, strlen(id));          /* RawSample.ID = 2 */
-        e |= put_len(&series, 2, sample.data, sample.len); /* samples = 2 */
-        e |= put_len(out, 1, series.data, series.len);     /* PushRequest.series = 1 */
+        e |= sp_buf_put_pb_len(&sample, 1, gz.data, gz.len);         /* RawSample.raw_profile = 1 */
+        e |= sp_buf_put_pb_len(&sample, 2, id, strlen(id));          /* RawSample.ID = 2 */
+        e |= sp_buf_put_pb_len(&series, 2, sample.data, sample.len); /* samples = 2 */
+        e |= sp_buf_put_pb_len(out, 1, series.data, series.len);     /* PushRequest.series = 1 */
         if (e)
             rc = sp_fail(err, SP_ENOMEM, "pyroscope: out of memory");
     }
