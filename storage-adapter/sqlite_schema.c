@@ -1,7 +1,8 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 1). One file, <data_dir>/spanprof.db, in WAL mode; PRAGMA application_id =
- * 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version is the schema version.
+ * Schema (version 2; version 1 below, then what 2 adds). One file, <data_dir>/spanprof.db, in WAL
+ * mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version is
+ * the schema version.
  *
  *   meta(key TEXT PRIMARY KEY, value)            schema facts: bucket_ns = 10 s
  *   tenant(id INTEGER PRIMARY KEY, name UNIQUE)  X-Scope-OrgID values ("anonymous" by default)
