@@ -3,7 +3,8 @@
  * Fills the correlator with `spans` live spans (default 100 000): processes × threads, each
  * thread a sequence of requests (a root span with two nested children, 20–200 ms), a tenth of
  * the processes recording no thread.id (threadless chains). Then feeds CPU profiles the way the
- * eBPF profiler does (20 Hz per thread, 1–3 timestamps per sample, 10% with explicit links) and
+ * eBPF profiler does (1–3 timestamps per sample, stacks of 20–60 frames from a 4 000-function
+ * dictionary shared by the request, 10% with explicit links) and
  * times corr_attach_spans on them in three orders:
  *   spans-first   samples arrive after their spans (inference against the full window)
  *   samples-first samples arrive first and wait; the spans' arrival claims them (late path)
@@ -94,28 +95,67 @@ static world make_world(size_t want)
     return w;
 }
 
-static const char *strs[] = {"", "main", "handle", "work", "cpu", "nanoseconds"};
+/* The request's dictionary, as the eBPF profiler's: 4 000 functions (one location each, one
+ * line), 2 000 distinct stacks of 20–60 frames walked down a call tree, shared by every sample
+ * of the request (the converter hands out one location list per stack). */
+#define NFUNC  4000
+#define NSTACK 2000
+
+typedef struct dict {
+    const char **strings;
+    sp_function *functions;
+    sp_location *locations;
+    sp_line *lines;
+    uint32_t *stacks[NSTACK];
+    uint32_t depth[NSTACK];
+} dict;
+
+static dict make_dict(void)
+{
+    dict d;
+    d.strings = calloc(NFUNC + 8, sizeof *d.strings);
+    d.functions = calloc(NFUNC + 1, sizeof *d.functions);
+    d.locations = calloc(NFUNC + 1, sizeof *d.locations);
+    d.lines = calloc(NFUNC + 1, sizeof *d.lines);
+    d.strings[0] = "";
+    d.strings[1] = "cpu";
+    d.strings[2] = "nanoseconds";
+    for (uint32_t i = 1; i <= NFUNC; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "github.com/acme/shop/internal/pkg%u.(*Handler).Step%u", i % 97,
+                 i);
+        d.strings[2 + i] = strdup(name);
+        d.functions[i].name = 2 + i;
+        d.lines[i].function_id = i;
+        d.locations[i].lines = &d.lines[i];
+        d.locations[i].nlines = 1;
+    }
+    for (uint32_t k = 0; k < NSTACK; k++) {
+        uint32_t depth = 20 + rnd(41);
+        d.stacks[k] = calloc(depth, sizeof **d.stacks);
+        uint32_t f = 1 + rnd(50);
+        for (uint32_t j = depth; j-- > 0;) { /* root last: leaf first in pprof */
+            d.stacks[k][j] = f;
+            f = 1 + (f * 31 + rnd(8)) % NFUNC;
+        }
+        d.depth[k] = depth;
+    }
+    return d;
+}
 
 /* One eBPF-like CPU profile of n samples at random threads and times of the world. */
-static sp_profile *make_profile(sp_arena *a, const world *w, uint32_t n, int links)
+static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint32_t n, int links)
 {
     sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
     p->type_id = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
     p->name = "process_cpu";
-    p->strings = strs;
-    p->nstrings = 6;
-    p->sample_type = p->period_type = 4;
-    p->sample_unit = p->period_unit = 5;
-    p->nfunctions = p->nlocations = 4;
-    p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
-    p->locations = sp_arena_calloc(a, 4, sizeof *p->locations);
-    for (uint32_t i = 1; i < 4; i++) {
-        p->functions[i].name = i;
-        sp_line *l = sp_arena_calloc(a, 1, sizeof *l);
-        l->function_id = i;
-        p->locations[i].lines = l;
-        p->locations[i].nlines = 1;
-    }
+    p->strings = d->strings;
+    p->nstrings = NFUNC + 3;
+    p->sample_type = p->period_type = 1;
+    p->sample_unit = p->period_unit = 2;
+    p->nfunctions = p->nlocations = NFUNC + 1;
+    p->functions = d->functions;
+    p->locations = d->locations;
     p->mappings = sp_arena_calloc(a, 1, sizeof *p->mappings);
     p->nmappings = 1;
     static sp_kv series[] = {{"__name__", "process_cpu"}, {"service_name", "bench"}};
@@ -123,16 +163,16 @@ static sp_profile *make_profile(sp_arena *a, const world *w, uint32_t n, int lin
     p->nseries = 2;
     p->samples = sp_arena_calloc(a, n, sizeof *p->samples);
     p->nsamples = n;
-    static uint32_t stack[] = {3, 2, 1};
     for (uint32_t i = 0; i < n; i++) {
         sp_sample *s = &p->samples[i];
         const sp_span *ref = &w->spans[rnd((uint32_t)w->nspans)];
-        s->location_ids = stack;
-        s->nlocations = 3;
+        uint32_t k = rnd(NSTACK) * rnd(NSTACK) / NSTACK; /* a few hot stacks */
+        s->location_ids = d->stacks[k];
+        s->nlocations = d->depth[k];
         s->nobs = 1 + rnd(3);
         s->timestamps = sp_arena_alloc(a, s->nobs * sizeof *s->timestamps);
-        for (uint32_t k = 0; k < s->nobs; k++)
-            s->timestamps[k] =
+        for (uint32_t j = 0; j < s->nobs; j++)
+            s->timestamps[j] =
                 ref->start_ns + rnd((uint32_t)((ref->end_ns - ref->start_ns) / MS)) * (uint64_t)MS;
         s->value = (int64_t)s->nobs * 50 * MS;
         s->pid = ref->pid;
@@ -158,21 +198,27 @@ static void feed_spans(corr *c, const world *w, int64_t now)
 }
 
 /* Feeds `batches` profiles of n samples; returns observations fed. */
-static uint64_t feed_profiles(corr *c, const world *w, uint32_t n, int batches, int links,
-                              int64_t now, double *secs)
+static double worst_call; /* the longest single corr_attach_spans, CPU seconds */
+
+static uint64_t feed_profiles(corr *c, const world *w, const dict *d, uint32_t n, int batches,
+                              int links, int64_t now, double *secs)
 {
     uint64_t obs = 0;
     *secs = 0;
+    worst_call = 0;
     for (int i = 0; i < batches; i++) {
         sp_arena *a = sp_arena_new(0);
         sp_batch b = {.tenant = "bench", .arena = a};
-        sp_profile *p = make_profile(a, w, n, links);
+        sp_profile *p = make_profile(a, w, d, n, links);
         for (uint32_t k = 0; k < p->nsamples; k++)
             obs += p->samples[k].nobs;
         sp_batch_add_profile(&b, p);
         double t = now_s();
         corr_attach_spans(c, &b, now);
-        *secs += now_s() - t;
+        double dt = now_s() - t;
+        *secs += dt;
+        if (dt > worst_call)
+            worst_call = dt;
         sp_arena_free(a);
     }
     return obs;
@@ -197,6 +243,7 @@ int main(int argc, char **argv)
     uint32_t per = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 10000;
     int batches = argc > 3 ? atoi(argv[3]) : 100;
     world w = make_world(nspans);
+    dict d = make_dict();
     int64_t now = w.t1;
     printf("bench_corr: %zu spans (%d processes x %d threads), %d batches of %u samples\n",
            w.nspans, w.nprocs, w.nthreads, batches, per);
@@ -208,12 +255,12 @@ int main(int argc, char **argv)
     double span_secs = now_s() - t;
     printf("%-14s %9.0f spans/s\n", "index spans", w.nspans / span_secs);
     double secs;
-    uint64_t obs = feed_profiles(c, &w, per, batches, 0, now, &secs);
+    uint64_t obs = feed_profiles(c, &w, &d, per, batches, 0, now, &secs);
     report("spans-first", obs, secs, c, now);
     corr_free(c);
 
     c = corr_new(&o);
-    obs = feed_profiles(c, &w, per, batches, 0, now, &secs);
+    obs = feed_profiles(c, &w, &d, per, batches, 0, now, &secs);
     t = now_s();
     feed_spans(c, &w, now);
     double claim = now_s() - t;
@@ -224,8 +271,17 @@ int main(int argc, char **argv)
 
     c = corr_new(&o);
     feed_spans(c, &w, now);
-    obs = feed_profiles(c, &w, per, batches, 1, now, &secs);
+    obs = feed_profiles(c, &w, &d, per, batches, 1, now, &secs);
     report("links (10%)", obs, secs, c, now);
+    corr_free(c);
+
+    /* the default budget: the window outgrows 128 MiB and eviction runs inside the calls */
+    corr_options small = {.window_ns = 3600000 * MS};
+    c = corr_new(&small);
+    feed_spans(c, &w, now);
+    obs = feed_profiles(c, &w, &d, per, batches * 2, 0, now, &secs);
+    report("128 MiB budget", obs, secs, c, now);
+    printf("%-14s (longest single call %.1f ms of CPU, evicting included)\n", "", worst_call * 1e3);
     corr_free(c);
     free(w.spans);
     return 0;

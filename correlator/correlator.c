@@ -118,12 +118,23 @@ struct corr {
     corr_stats st;
 };
 
+/* Eight bytes at a time: stacks (up to 2 KiB of frame ids) and names are hashed on every
+ * retained sample, and a byte-wise hash showed up at the top of the ingest profile. */
 static uint64_t hash64(const void *p, size_t n, uint64_t h)
 {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+        b += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, b, n);
+    h = (h ^ w ^ (uint64_t)n << 56) * 0xbf58476d1ce4e5b9ull;
+    return h ^ h >> 31;
 }
 
 #define FNV 1469598103934665603ull
@@ -819,31 +830,56 @@ static void sweep(corr *c, int64_t now)
     drop_before(c, now, now, 0);
     /* tables only shrink by rebuilding; do it when they hold much more than is used */
     uint64_t live = c->st.obs_waiting + c->nwait;
-    if (c->stacks.n > 2 * live + 4096 || c->names.n > 64 * live + 65536)
+    if (c->stacks.n > 4 * live + 65536 || c->names.n > 64 * live + 262144)
         compact_interns(c);
     recount(c);
     c->last_sweep = now;
 }
 
-/* Over budget: drop the oldest observations (and, if that is not enough, the oldest spans) in
- * slices of the window until under. */
+/* Over budget: drop the oldest observations (and, if that is not enough, the oldest spans).
+ * One pass finds the cut: a histogram of expiry times says how far into the window the oldest
+ * entries that must go reach, so the big passes (drop, compact, recount) run once, not in a
+ * loop that would hold the lock for seconds. Aims at 3/4 of the budget to leave room. */
 static void enforce_budget(corr *c)
 {
     if (c->bytes <= c->opt.max_bytes)
         return;
-    int64_t step = c->opt.window_ns / 16 > 0 ? c->opt.window_ns / 16 : 1;
-    int64_t cut = c->now;
-    for (int round = 0; round < 17 && c->bytes > c->opt.max_bytes; round++) {
-        cut += step;
-        drop_before(c, cut, c->now, 1);
+    enum { NB = 64 };
+    uint64_t hist[NB] = {0}, total = 0;
+    int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (slot *s = c->buckets[b]; s; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs; i++) {
+                int64_t age = s->obs[i].expire - c->now; /* 0 = oldest .. w = newest */
+                int k = age <= 0 ? 0 : age >= w ? NB - 1 : (int)(age * NB / w);
+                hist[k]++;
+                total++;
+            }
+    for (uint32_t i = 0; i < c->nwait; i++) {
+        int64_t age = c->wait[i].expire - c->now;
+        int k = age <= 0 ? 0 : age >= w ? NB - 1 : (int)(age * NB / w);
+        hist[k]++;
+        total++;
+    }
+    if (total) {
+        /* observations hold most of the memory: drop the oldest share that brings us to 3/4 */
+        double share = 1.0 - 0.75 * (double)c->opt.max_bytes / (double)c->bytes;
+        uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
+        int k = 0;
+        while (k < NB && got < want)
+            got += hist[k++];
+        drop_before(c, c->now + (int64_t)k * w / NB, c->now, 1);
         compact_interns(c);
         recount(c);
     }
-    cut = c->now;
-    for (int round = 0; round < 17 && c->bytes > c->opt.max_bytes; round++) {
-        cut += step;
-        drop_before(c, c->now + c->opt.window_ns + 1, cut, 1);
+    if (c->bytes > c->opt.max_bytes) {
+        /* still over: spans too, oldest half of the window first, then all of it */
+        drop_before(c, c->now + w + 1, c->now + w / 2, 1);
         recount(c);
+        if (c->bytes > c->opt.max_bytes) {
+            drop_before(c, c->now + w + 1, c->now + w + 1, 1);
+            recount(c);
+        }
     }
 }
 
@@ -1053,13 +1089,32 @@ static void count_outcome(corr *c, uint8_t how, uint64_t nobs)
         c->st.ambiguous += nobs;
 }
 
+/* What one request's profiles share: the converter gives every profile of a request the same
+ * location table and every sample of a stack the same location list, so frame names are resolved
+ * once per location and stacks interned once per list, not once per sample. */
+typedef struct batch_memo {
+    const sp_location *locs; /* the table loc_cache belongs to */
+    uint32_t *loc_cache;     /* per location: name id, and 1 when cached */
+    uint32_t nloc;
+    const uint32_t **keys; /* stack memo: location list → stack id */
+    uint32_t *vals, cap, n;
+} batch_memo;
+
+static void memo_free(batch_memo *m)
+{
+    free(m->loc_cache);
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
 typedef struct prof_ctx {
     corr *c;
     sp_profile *p;
     sp_arena *a;
     uint32_t tenant;
     uint32_t series;
-    uint32_t *cache;
+    batch_memo *m;
     const sp_proc_ident *last_ident;
     uint32_t last_ident_id;
 } prof_ctx;
@@ -1073,9 +1128,56 @@ static uint32_t ctx_series(prof_ctx *x)
 
 static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
 {
-    if (!x->cache)
-        x->cache = calloc((size_t)x->p->nlocations * 2 + 2, sizeof *x->cache);
-    return stack_id(x->c, x->p, s, x->cache);
+    batch_memo *m = x->m;
+    if (m->locs != x->p->locations || !m->loc_cache) {
+        free(m->loc_cache);
+        m->locs = x->p->locations;
+        m->nloc = x->p->nlocations;
+        m->loc_cache = calloc((size_t)m->nloc * 2 + 2, sizeof *m->loc_cache);
+        m->n = 0; /* stack ids depend on the table too */
+        if (m->keys)
+            memset(m->keys, 0, m->cap * sizeof *m->keys);
+    }
+    if (!s->location_ids || !m->loc_cache)
+        return stack_id(x->c, x->p, s, m->loc_cache);
+    if ((m->n + 1) * 2 > m->cap) {
+        uint32_t ncap = m->cap ? m->cap * 2 : 1024;
+        const uint32_t **k = calloc(ncap, sizeof *k);
+        uint32_t *v = calloc(ncap, sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return stack_id(x->c, x->p, s, m->loc_cache);
+        }
+        for (uint32_t i = 0; i < m->cap; i++)
+            if (m->keys[i]) {
+                uintptr_t h = ((uintptr_t)m->keys[i] >> 3) * 0x9e3779b97f4a7c15ull;
+                uint32_t j = (uint32_t)(h >> 32) & (ncap - 1);
+                while (k[j])
+                    j = (j + 1) & (ncap - 1);
+                k[j] = m->keys[i];
+                v[j] = m->vals[i];
+            }
+        free(m->keys);
+        free(m->vals);
+        m->keys = k;
+        m->vals = v;
+        m->cap = ncap;
+    }
+    uintptr_t h = ((uintptr_t)s->location_ids >> 3) * 0x9e3779b97f4a7c15ull;
+    uint32_t j = (uint32_t)(h >> 32) & (m->cap - 1);
+    while (m->keys[j]) {
+        if (m->keys[j] == s->location_ids)
+            return m->vals[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    uint32_t id = stack_id(x->c, x->p, s, m->loc_cache);
+    if (id != UINT32_MAX) {
+        m->keys[j] = s->location_ids;
+        m->vals[j] = id;
+        m->n++;
+    }
+    return id;
 }
 
 /* Rule 1: the link and its ancestors; the observations wait at the gap for the rest. */
@@ -1127,12 +1229,12 @@ static size_t attach_linked(prof_ctx *x, sp_sample *s, uint32_t ident)
     return s->nspans * nobs;
 }
 
-static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint32_t tenant)
+static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint32_t tenant, batch_memo *memo)
 {
     size_t attached = 0;
     out_samples out = {0};
     int reshaped = 0;
-    prof_ctx x = {c, p, a, tenant, UINT32_MAX, NULL, NULL, 0};
+    prof_ctx x = {c, p, a, tenant, UINT32_MAX, memo, NULL, 0};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         sp_sample *s = &p->samples[i];
         s->spans = NULL;
@@ -1249,7 +1351,6 @@ static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint32_t tenan
                 c->st.obs_unattached++;
         }
     }
-    free(x.cache);
     if (reshaped || out.n != p->nsamples) {
         p->samples = out.v;
         p->nsamples = out.n;
@@ -1589,12 +1690,16 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
         pthread_mutex_unlock(&c->lock);
         return 0;
     }
-    if (now_ns - c->last_sweep > SWEEP_EVERY_NS)
+    /* Expiry is coarse on purpose: every sixteenth of the window (at least a second), so the
+     * full pass over what waits is rare; the budget bounds memory meanwhile. */
+    int64_t every = c->opt.window_ns / 16 > SWEEP_EVERY_NS ? c->opt.window_ns / 16 : SWEEP_EVERY_NS;
+    if (now_ns - c->last_sweep > every)
         sweep(c, now_ns);
     enforce_budget(c);
     /* Spans first, so a request carrying both finds its own spans. */
     attached += index_spans(c, b, tenant);
     size_t nprof = b->nprofiles;
+    batch_memo memo = {0};
     for (size_t i = 0; i < nprof; i++) {
         sp_profile *p = b->profiles[i];
         if (p->attach_only)
@@ -1606,8 +1711,9 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
             }
             continue;
         }
-        attached += attach_profile(c, p, b->arena, tenant);
+        attached += attach_profile(c, p, b->arena, tenant, &memo);
     }
+    memo_free(&memo);
     pthread_mutex_unlock(&c->lock);
     return attached;
 }
