@@ -6,6 +6,7 @@ profile in the v1.10 and v1.9 layouts, with links and reference-form resource at
 SDK-like spans, Grafana's label selectors and Connect JSON queries, request heads, and HTTP/1.1
 and HTTP/2 byte streams as curl, Grafana and gRPC clients send them."""
 
+import base64
 import gzip
 import struct
 import subprocess
@@ -297,8 +298,81 @@ def new_targets():
     pprof_and_multipart()
 
 
+def forward_outbox_params_config():
+    """Seeds of fuzz_forward ([span selector] + ExportTraceServiceRequest), fuzz_outbox ([parser]
+    + input: item files as outbox.c writes them, Retry-After values, grpc-status-details-bin,
+    statuses), fuzz_query_params ([parser] + input) and fuzz_config (argv joined by NUL)."""
+    req = trace_request([bytes([i]) * 8 for i in range(1, 5)], trace_id=b"\x0a" * 16)
+    for sp in req.resource_spans[0].scope_spans[0].spans:
+        sp.start_time_unix_nano = 1_700_000_000_000_000_000
+        sp.end_time_unix_nano = 1_700_000_000_100_000_000
+    marked = req.resource_spans[0].scope_spans[0].spans[3].attributes.add()
+    marked.key = "pyroscope.profile.id"
+    marked.value.string_value = "0404040404040404"
+    write("forward", "four_spans_all", bytes([0xFF]) + req.SerializeToString())
+    write("forward", "four_spans_odd", bytes([0x05]) + req.SerializeToString())
+    # unknown fields at every level the splice walks (numbers 50+, each wire type)
+    unknown = tag(50, 0) + varint(7) + ld(51, b"keep") + tag(52, 1) + b"\x01" * 8 + tag(53, 5) + b"\x02" * 4
+    span = trace_request([b"\x09" * 8]).resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+    scope = ld(2, span + unknown) + unknown
+    rs = ld(2, scope) + unknown
+    write("forward", "unknown_fields", bytes([0x01]) + ld(1, rs) + unknown)
+    write("forward", "empty", bytes([0x01]))
+
+    def item(tenant, payload):
+        head = b"SPOB" + struct.pack("<I", len(tenant)) + tenant + struct.pack("<Q", len(payload))
+        body = head + payload
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    good = item(b"tenant-a", req.SerializeToString())
+    write("outbox", "item", b"\x00" + good)
+    write("outbox", "item_empty_tenant", b"\x00" + item(b"", b"\x0a\x00"))
+    write("outbox", "item_bad_crc", b"\x00" + good[:-1] + bytes([good[-1] ^ 1]))
+    write("outbox", "item_torn", b"\x00" + good[: len(good) // 2])
+    write("outbox", "retry_after_seconds", b"\x01" + b"120")
+    write("outbox", "retry_after_date", b"\x01" + b"Wed, 21 Oct 2015 07:28:00 GMT")
+    write("outbox", "retry_after_rfc850", b"\x01" + b"Sunday, 06-Nov-94 08:49:37 GMT")
+    write("outbox", "retry_after_asctime", b"\x01" + b"Sun Nov  6 08:49:37 1994")
+    dur = tag(1, 0) + varint(3) + tag(2, 0) + varint(500_000_000)
+    retry = ld(1, b"type.googleapis.com/google.rpc.RetryInfo") + ld(2, ld(1, dur))
+    status = tag(1, 0) + varint(8) + ld(2, b"slow down") + ld(3, retry)
+    write("outbox", "retry_info", b"\x02" + base64.b64encode(status))
+    write("outbox", "retry_info_unpadded", b"\x02" + base64.b64encode(status).rstrip(b"="))
+    write("outbox", "http_503", b"\x03" + struct.pack("<h", 503) + b"\x0e" + b"busy")
+    write("outbox", "http_connect", b"\x03" + struct.pack("<h", 400) + b"\x08" + b'{"code":"unavailable"}')
+
+    for name, text in [("now_1h", b"now-1h30m"), ("minus_15min", b"-15min"), ("date", b"20231114"),
+                       ("unix_s", b"1700000000"), ("unix_ms", b"1700000000123"),
+                       ("unix_ns", b"1700000000123456789"), ("spaced", b"now - 1 hour, 2 min")]:
+        write("query_params", "time_" + name, b"\x00" + text)
+    write("query_params", "trace_id", b"\x01" + b"0af7651916cd43dd8448eb211c80319c")
+    write("query_params", "span_id", b"\x01" + b"B7AD6B7169203331")
+    write("query_params", "span_ids", b"\x02" + b"b7ad6b7169203331,00f067aa0ba902b7")
+    write("query_params", "type_id", b"\x02" + b"process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta")
+    names = b"\xff".join([b"main", b"handler;x", b"work\nline", b"leaf"]) + b"\x00"
+    stacks = bytes([3]) + struct.pack("<i", 10) + bytes([3, 1, 0])
+    stacks += bytes([2]) + struct.pack("<i", 5) + bytes([2, 0])
+    stacks += bytes([1]) + struct.pack("<i", -1) + bytes([0])
+    write("query_params", "folded", b"\x03" + names + stacks)
+
+    for name, args in [
+        ("defaults", []),
+        ("listeners", ["--http-addr=127.0.0.1:4040", "--grpc-addr", "127.0.0.1:4317", "--workers=4"]),
+        ("sizes", ["--max-recv-msg-size=16MiB", "--queue-size", "1k", "--correlation-window=90s"]),
+        ("pyroscope", ["--store=sqlite,pyroscope", "--pyroscope-url=https://p.example/",
+                       "--pyroscope-basic-auth-user=u", "--pyroscope-basic-auth-password-file=/f"]),
+        ("forward", ["--traces-forward-to=http://tempo:4317", "--traces-forward-protocol=grpc",
+                     "--forward-batch-interval=200ms", "--outbox-max-bytes=64MiB"]),
+        ("tls", ["--tls-cert=c.pem", "--tls-key=k.pem", "--tls-client-ca=ca.pem", "--durability=full"]),
+        ("bad_duration", ["--retention=7x"]),
+        ("stray", ["serve"]),
+    ]:
+        write("config", name, b"\x00".join(a.encode() for a in args))
+
+
 def main():
     only = set(sys.argv[1:])
+    forward_outbox_params_config()
     if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
         # multipart targets
         new_targets()
