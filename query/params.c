@@ -3,6 +3,7 @@
 #include "../otlp/pprof.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,16 +212,17 @@ int query_time_parse(const char *s, int64_t now_ns, int64_t *out)
         if (k > 19)
             return -1;
         char *end;
+        errno = 0;
         long long v = strtoll(p, &end, 10);
         /* Told apart by size, as attime does by digit count (13 ms, 16 µs, 19 ns, else s). */
-        if (v > 100000000000000000LL) /* > year 5138 in µs: nanoseconds */
-            *out = v;
-        else if (v > 100000000000000LL) /* microseconds */
-            *out = v * 1000LL;
-        else if (v > 100000000000LL) /* milliseconds */
-            *out = v * 1000000LL;
-        else
-            *out = v * 1000000000LL;
+        long long mul = v > 100000000000000000LL ? 1         /* > year 5138 in µs: nanoseconds */
+                        : v > 100000000000000LL  ? 1000LL    /* microseconds */
+                        : v > 100000000000LL     ? 1000000LL /* milliseconds */
+                                                 : 1000000000LL;
+        /* Past 2262 in nanoseconds is out of range, not a wrapped-around time. */
+        if (errno == ERANGE || v > INT64_MAX / mul)
+            return -1;
+        *out = v * mul;
         return 0;
     }
     if (strncmp(p, "now", 3) == 0)

@@ -229,6 +229,9 @@ static int parse_duration(const char *s, int64_t *ms)
         }
         total += v * unit;
     }
+    /* In range as nanoseconds too (about 292 years); "nan" and "inf" are not durations. */
+    if (!(total <= (double)(INT64_MAX / 1000000)))
+        return -1;
     *ms = (int64_t)total;
     return 0;
 }

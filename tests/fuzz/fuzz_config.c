@@ -82,12 +82,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!named) {
             /* an unknown flag or a stray argument is named as written (up to '=' for a flag) */
             for (int i = 1; i < argc && !named; i++) {
-                size_t k = strncmp(argv[i], "--", 2) == 0 ? strcspn(argv[i], "=") : strlen(argv[i]);
-                if (k > 0 && k < 200) {
-                    char *want = strndup(argv[i], k);
-                    named = strstr(err.msg, want) != NULL;
-                    free(want);
-                }
+                int flag = strncmp(argv[i], "--", 2) == 0;
+                size_t k = flag ? strcspn(argv[i], "=") : strlen(argv[i]);
+                /* (a long one may be cut short by the message's size) */
+                char want[128];
+                if (k > 100)
+                    snprintf(want, sizeof want, "%.100s", argv[i]);
+                else
+                    snprintf(want, sizeof want, flag ? "%.*s" : "\"%.*s\"", (int)k, argv[i]);
+                named = strstr(err.msg, want) != NULL;
             }
         }
         CHECK(named);

@@ -66,7 +66,7 @@ static void times(const uint8_t *p, size_t n)
 
     /* Unix times between 1973 and 2262 in each unit (9..19 digits: never a YYYYMMDD). */
     uint64_t r = le(p, 8);
-    int64_t t = 100000000LL + (int64_t)(r % (9200000000ULL - 100000000ULL)); /* seconds */
+    int64_t t = 100000001LL + (int64_t)(r % (9200000000ULL - 100000001ULL)); /* seconds */
     int64_t sub = (int64_t)((r >> 40) % 1000000000);
     char b[64];
     int64_t got;
@@ -101,6 +101,8 @@ static void times(const uint8_t *p, size_t n)
                  {"mon", 2592000000000000LL}, {"y", 31536000000000000LL}};
     size_t ui = (r >> 20) % (sizeof units / sizeof units[0]);
     int64_t num = (int64_t)(r % 1000);
+    if (num > now / units[ui].ns) /* keeps now - offset within int64 */
+        num = now / units[ui].ns;
     snprintf(b, sizeof b, "now-%" PRId64 "%s", num, units[ui].u);
     CHECK(query_time_parse(b, now, &got) == 0 && got == now - num * units[ui].ns);
     snprintf(b, sizeof b, "-%" PRId64 "%s", num, units[ui].u);
