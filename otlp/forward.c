@@ -37,20 +37,25 @@ static int span_wants(ctx *c, const uint8_t *p, size_t len, uint8_t id_hex_src[8
         otlp_wire_field f;
         if (otlp_wire_next(&p, end, c->base, &f, c->err))
             return SP_EINVAL;
-        if (f.num == 2 && f.wt == OTLP_WT_LEN && f.vlen == 8) {
-            memcpy(id_hex_src, f.val, 8);
-            has_id = 1;
+        /* A repeated singular field: the last one counts, as in every protobuf decoder (and in
+         * the spans the ids were taken from). */
+        if (f.num == 2 && f.wt == OTLP_WT_LEN) {
+            has_id = f.vlen == 8;
+            if (has_id)
+                memcpy(id_hex_src, f.val, 8);
         } else if (f.num == 9 && f.wt == OTLP_WT_LEN) {
             /* KeyValue: look for key == the attribute */
             const uint8_t *q = f.val, *qe = f.val + f.vlen;
+            int is_attr = 0;
             while (q < qe) {
                 otlp_wire_field k;
                 if (otlp_wire_next(&q, qe, c->base, &k, c->err))
                     return SP_EINVAL;
-                if (k.num == 1 && k.wt == OTLP_WT_LEN && k.vlen == strlen(OTLP_FORWARD_ATTR) &&
-                    memcmp(k.val, OTLP_FORWARD_ATTR, k.vlen) == 0)
-                    has_attr = 1;
+                if (k.num == 1 && k.wt == OTLP_WT_LEN)
+                    is_attr = k.vlen == strlen(OTLP_FORWARD_ATTR) &&
+                              memcmp(k.val, OTLP_FORWARD_ATTR, k.vlen) == 0;
             }
+            has_attr |= is_attr;
         }
     }
     *wants = has_id && !has_attr && c->nids &&

@@ -361,8 +361,10 @@ int64_t outbox_retry_after_ns(const char *value, int64_t now_unix_s)
     memcpy(v, value, n);
     v[n] = 0;
     if (strspn(v, "0123456789") == n) {
-        /* Anything past a day is as good as "much later"; keeps the arithmetic small. */
-        uint64_t s = n > 6 ? 86400 : strtoull(v, NULL, 10);
+        /* Anything past a day is as good as "much later"; keeps the arithmetic small. Leading
+         * zeros do not make it longer ("0000001" is one second). */
+        const char *d = v + strspn(v, "0");
+        uint64_t s = strlen(d) > 6 ? 86400 : strtoull(d, NULL, 10);
         return (int64_t)(s > 86400 ? 86400 : s) * 1000000000;
     }
     /* IMF-fixdate and the two obsolete forms RFC 9110 still asks recipients to accept. */
