@@ -27,7 +27,7 @@ int query_type_parse(const char *id, const char *what, int strict, sp_arena *a, 
             break;
         p = c + 1;
     }
-    if (strict && (n < 5 || strchr(p, ':') || !lens[0]))
+    if (strict && (n < 5 || strchr(parts[n - 1], ':') || !lens[0])) /* 5 or 6 parts */
         return sp_fail(err, SP_EINVAL,
                        "%s \"%.200s\" is not a profile type: it must be of the form "
                        "<name>:<sample_type>:<sample_unit>:<period_type>:<period_unit>, e.g. "
