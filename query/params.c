@@ -184,6 +184,8 @@ static int parse_date(const char *s, int64_t *out)
     int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     int64_t days = (int64_t)era * 146097 + doe - 719468;
+    if (days > INT64_MAX / (86400LL * 1000000000LL)) /* after 2262-04-11: past int64 ns */
+        return -1;
     *out = days * 86400LL * 1000000000LL;
     return 0;
 }
