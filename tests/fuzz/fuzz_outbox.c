@@ -54,6 +54,12 @@ static int record(void *ud, const char *tenant, const uint8_t *body, size_t len,
     return 0;
 }
 
+static void remove_dir(void)
+{
+    unlink(item);
+    rmdir(dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -61,6 +67,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(dir, sizeof dir, "/tmp/fuzz_outbox.XXXXXX");
     CHECK(mkdtemp(dir));
     snprintf(item, sizeof item, "%s/%016x.item", dir, 0x1234);
+    atexit(remove_dir);
     return 0;
 }
 
