@@ -332,14 +332,16 @@ int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n,
     k += store_varint_put(r + k, unit);
     int64_t prev = 0;
     for (size_t i = 0; i < n; i++) {
-        k += store_varint_put(r + k, zz(e[i].k[key0] - prev));
+        /* deltas wrap (decode adds them back the same way): no signed overflow on any key */
+        k += store_varint_put(r + k, zz((int64_t)((uint64_t)e[i].k[key0] - (uint64_t)prev)));
         prev = e[i].k[key0];
     }
     if (nk == 2) {
         int64_t prev1 = 0;
         for (size_t i = 0; i < n; i++) {
             int same = i > 0 && e[i].k[key0] == e[i - 1].k[key0];
-            k += store_varint_put(r + k, zz(e[i].k[key0 + 1] - (same ? prev1 : 0)));
+            k += store_varint_put(
+                r + k, zz((int64_t)((uint64_t)e[i].k[key0 + 1] - (uint64_t)(same ? prev1 : 0))));
             prev1 = e[i].k[key0 + 1];
         }
     }
