@@ -70,7 +70,8 @@ static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
     return sqs_find(w, which, out, NULL, err);
 }
 
-static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t older_than,
+/* keys: the dictionary's key table (SQS_KEYS_*), or -1 when it has none. */
+static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys, int32_t older_than,
                             int64_t window, store_dict *cache, sp_err *err)
 {
     sqs_retention *r = &w->ret;
@@ -82,16 +83,28 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int32_t o
             return 1;
         r->cursor = 0;
     }
-    sqlite3_stmt *st = w->st[del_stmt];
-    sqlite3_bind_int64(st, 1, r->cursor);
-    sqlite3_bind_int64(st, 2, r->cursor + window);
-    sqlite3_bind_int(st, 3, older_than);
-    if ((rc = sqs_run(w, del_stmt, err)))
-        return rc;
+    /* Key rows first: they are found through the rows about to go. */
+    int key_del = keys == SQS_KEYS_STACK ? W_RET_DEL_STACK_KEY : W_RET_DEL_LOC_KEY;
+    for (int i = keys < 0; i < 2; i++) {
+        int which = i ? del_stmt : key_del;
+        sqlite3_stmt *st = w->st[which];
+        sqlite3_bind_int64(st, 1, r->cursor);
+        sqlite3_bind_int64(st, 2, r->cursor + window);
+        sqlite3_bind_int(st, 3, older_than);
+        if ((rc = sqs_run(w, which, err)))
+            return rc;
+    }
     int ch = sqlite3_changes(w->db);
     r->deleted += (uint64_t)ch;
-    if (ch)
+    if (ch) {
+        /* The cache may name deleted rows; forgetting it forgets the unkeyed rows too, so they
+         * are keyed first. */
+        if (keys >= 0 && (rc = sqs_keys_flush(w, keys, err)))
+            return rc;
         store_dict_clear(cache);
+        if (keys >= 0)
+            w->keys_complete &= ~(1u << keys);
+    }
     r->cursor += window;
     return r->cursor >= r->max_id;
 }
@@ -222,22 +235,22 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
         break;
     }
     case RP_STACKS:
-        rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, r->cut_hour - MARGIN_STACK_H,
-                              chunk * 8, &w->stacks, err);
+        rc = sweep_dictionary(w, W_RET_MAX_STACK, W_RET_DEL_STACK, SQS_KEYS_STACK,
+                              r->cut_hour - MARGIN_STACK_H, chunk * 8, &w->stacks, err);
         if (rc < 0)
             goto fail;
         done = rc;
         break;
     case RP_LOCATIONS:
-        rc = sweep_dictionary(w, W_RET_MAX_LOC, W_RET_DEL_LOC, r->cut_hour - MARGIN_LOCATION_H,
-                              chunk * 8, &w->locations, err);
+        rc = sweep_dictionary(w, W_RET_MAX_LOC, W_RET_DEL_LOC, SQS_KEYS_LOC,
+                              r->cut_hour - MARGIN_LOCATION_H, chunk * 8, &w->locations, err);
         if (rc < 0)
             goto fail;
         done = rc;
         break;
     case RP_FUNCTIONS:
-        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, r->cut_hour - MARGIN_FUNCTION_H,
-                              chunk * 8, &w->functions, err);
+        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, -1,
+                              r->cut_hour - MARGIN_FUNCTION_H, chunk * 8, &w->functions, err);
         if (rc < 0)
             goto fail;
         done = rc;

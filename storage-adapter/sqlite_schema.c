@@ -1,8 +1,8 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 2; version 1 below, then what 2 adds). One file, <data_dir>/spanprof.db, in WAL
- * mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version is
- * the schema version.
+ * Schema (version 3; version 1 below, then what 2 and 3 add). One file, <data_dir>/spanprof.db, in
+ * WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version
+ * is the schema version.
  *
  *   meta(key TEXT PRIMARY KEY, value)            schema facts: bucket_ns = 10 s
  *   tenant(id INTEGER PRIMARY KEY, name UNIQUE)  X-Scope-OrgID values ("anonymous" by default)
@@ -47,6 +47,18 @@
  *   span_chunk(hour, span_id, seq, data) PRIMARY KEY (hour, span_id, seq) WITHOUT ROWID
  *        What one transaction attached to one span in one hour: the (series, stack, value)
  *        list, coded the same way. Read and aged out exactly like span_stack.
+ *
+ * Version 3 replaces the hash indexes of stack and location and adds the period of a series:
+ *   stack_key(hash, id), location_key(hash, id) PRIMARY KEY (hash, id) WITHOUT ROWID
+ *        The lookup of a stack or location by content hash. Rows with an id above the
+ *        watermark in meta ('stack_keyed', 'location_keyed') have no key row yet: the writer
+ *        keeps every such row in its in-memory cache (the cache is the index for them) and adds
+ *        their key rows in one sorted insert when the cache is about to forget them (full,
+ *        cleared by a rollback or retention) and at start-up. A row given an id at or below the
+ *        watermark (ids of deleted rows reused) gets its key row at once. New rows thus append
+ *        to their table instead of dirtying random index pages in every transaction.
+ *   series.period   the sampling period of the last profile written to the series (in the
+ *        period type's unit, e.g. nanoseconds of CPU between samples); 0 = unknown.
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -108,6 +120,19 @@ static const char *const steps[] = {
     "  seq INTEGER NOT NULL, data BLOB NOT NULL,"
     "  PRIMARY KEY(hour, span_id, seq)) WITHOUT ROWID;"
     "INSERT INTO meta VALUES('chunk_format', 1);",
+    /* 2 → 3: stack and location lookups through key tables the writer fills in bulk (an index
+     * maintained on every insert rewrote its random pages in every transaction), and the
+     * sampling period of each series. */
+    "DROP INDEX stack_by_hash; DROP INDEX location_by_hash;"
+    "CREATE TABLE stack_key(hash INTEGER NOT NULL, id INTEGER NOT NULL,"
+    "  PRIMARY KEY(hash, id)) WITHOUT ROWID;"
+    "CREATE TABLE location_key(hash INTEGER NOT NULL, id INTEGER NOT NULL,"
+    "  PRIMARY KEY(hash, id)) WITHOUT ROWID;"
+    "INSERT INTO stack_key SELECT hash, id FROM stack ORDER BY hash, id;"
+    "INSERT INTO location_key SELECT hash, id FROM location ORDER BY hash, id;"
+    "INSERT INTO meta VALUES('stack_keyed', (SELECT coalesce(max(id), 0) FROM stack));"
+    "INSERT INTO meta VALUES('location_keyed', (SELECT coalesce(max(id), 0) FROM location));"
+    "ALTER TABLE series ADD COLUMN period INTEGER NOT NULL DEFAULT 0;",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

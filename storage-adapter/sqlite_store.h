@@ -22,7 +22,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 2
+#define SQS_SCHEMA_VERSION 3
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -92,6 +92,15 @@ enum {
     W_RET_DEL_LOC,
     W_RET_MAX_FUNC,
     W_RET_DEL_FUNC,
+    W_STACK_KEY,
+    W_LOC_KEY,
+    W_STACK_KEYS,
+    W_LOC_KEYS,
+    W_META_SET,
+    W_META_GET,
+    W_RET_DEL_STACK_KEY,
+    W_RET_DEL_LOC_KEY,
+    W_SERIES_PERIOD,
     W_NSTMT
 };
 
@@ -106,6 +115,9 @@ typedef struct sqs_retention {
     int32_t last_gc_hour; /* dictionary sweeps run at most once per hour of cut */
 } sqs_retention;
 
+/* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
+enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_NKEYS };
+
 typedef struct sqs_writer {
     sqlite3 *db;
     sqlite3_stmt *st[W_NSTMT];
@@ -116,6 +128,15 @@ typedef struct sqs_writer {
     /* Per-batch memo: a sample's location list (the converter shares one per stack) → stack id
      * (aux), so a stack repeated in a batch is hashed and looked up once. */
     store_agg stack_memo;
+    /* Key tables: rows with an id above keyed[k] have no key row and are found through the
+     * cache alone, which holds them all unless bit k of keys_dirty is set (the cache forgot
+     * some: the writer keys them before its next lookup). */
+    int64_t keyed[SQS_NKEYS];
+    unsigned keys_dirty;
+    /* Bit k: the cache of dictionary k holds every row of its table (loaded at start-up and
+     * never cleared since), so a miss means a new row and no lookup is needed. */
+    unsigned keys_complete;
+    store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
     /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
      * of one batch that share their tables (the converter shares one request dictionary among
@@ -267,6 +288,9 @@ static inline int64_t sqs_floor_div(int64_t t, int64_t w)
 int sqs_run(sqs_writer *w, int which, sp_err *err);
 int sqs_find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err);
 void sqs_rollback(sqs_writer *w);
+/* Adds the missing key rows of dictionary k (rows above the watermark), inside the caller's
+ * transaction, and raises the watermark. */
+int sqs_keys_flush(sqs_writer *w, int k, sp_err *err);
 int32_t sqs_hour_of(int64_t t);
 
 /* sqlite_retention.c: one run, started by a caller's request, advanced one small transaction at

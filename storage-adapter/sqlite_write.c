@@ -38,7 +38,8 @@ static const char *const wsql[W_NSTMT] = {
     [W_ROLLBACK] = "ROLLBACK",
     [W_TENANT_FIND] = "SELECT id FROM tenant WHERE name=?1",
     [W_TENANT_INS] = "INSERT INTO tenant(name) VALUES(?1)",
-    [W_SERIES_FIND] = "SELECT id FROM series WHERE tenant=?1 AND hash=?2 AND type=?3 AND labels=?4",
+    [W_SERIES_FIND] = "SELECT id, period FROM series WHERE tenant=?1 AND hash=?2 AND type=?3 AND "
+                      "labels=?4",
     [W_SERIES_INS] = "INSERT INTO series(tenant, hash, type, labels) VALUES(?1, ?2, ?3, ?4)",
     [W_STRING_FIND] = "SELECT id FROM string WHERE s=?1",
     [W_STRING_INS] = "INSERT INTO string(s) VALUES(?1)",
@@ -49,12 +50,14 @@ static const char *const wsql[W_NSTMT] = {
     [W_FUNC_INS] = "INSERT INTO function(hash, seen, name, system_name, file, start_line) "
                    "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_FUNC_SEEN] = "UPDATE function SET seen=?2 WHERE id=?1",
-    [W_LOC_FIND] = "SELECT id, seen FROM location WHERE hash=?1 AND mapping=?2 AND address=?3 "
-                   "AND kind=?4 AND lines IS ?5",
+    [W_LOC_FIND] = "SELECT l.id, l.seen FROM location_key k CROSS JOIN location l ON l.id=k.id "
+                   "WHERE k.hash=?1 AND l.mapping=?2 AND l.address=?3 AND l.kind=?4 AND "
+                   "l.lines IS ?5",
     [W_LOC_INS] = "INSERT INTO location(hash, seen, mapping, address, kind, lines) "
                   "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_LOC_SEEN] = "UPDATE location SET seen=?2 WHERE id=?1",
-    [W_STACK_FIND] = "SELECT id, seen FROM stack WHERE hash=?1 AND locs=?2",
+    [W_STACK_FIND] = "SELECT s.id, s.seen FROM stack_key k CROSS JOIN stack s ON s.id=k.id "
+                     "WHERE k.hash=?1 AND s.locs=?2",
     [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
     [W_SAMPLE_CHUNK] = "INSERT INTO sample_chunk(series, bucket, seq, total, data) VALUES(?1, ?2, "
@@ -95,6 +98,19 @@ static const char *const wsql[W_NSTMT] = {
     [W_RET_DEL_LOC] = "DELETE FROM location WHERE id>?1 AND id<=?2 AND seen<?3",
     [W_RET_MAX_FUNC] = "SELECT max(id) FROM function",
     [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_STACK_KEY] = "INSERT OR IGNORE INTO stack_key(hash, id) VALUES(?1, ?2)",
+    [W_LOC_KEY] = "INSERT OR IGNORE INTO location_key(hash, id) VALUES(?1, ?2)",
+    [W_STACK_KEYS] = "INSERT OR IGNORE INTO stack_key(hash, id) SELECT hash, id FROM stack "
+                     "WHERE id>?1 ORDER BY hash, id",
+    [W_LOC_KEYS] = "INSERT OR IGNORE INTO location_key(hash, id) SELECT hash, id FROM location "
+                   "WHERE id>?1 ORDER BY hash, id",
+    [W_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+    [W_META_GET] = "SELECT value FROM meta WHERE key=?1",
+    [W_RET_DEL_STACK_KEY] = "DELETE FROM stack_key WHERE (hash, id) IN (SELECT hash, id FROM "
+                            "stack WHERE id>?1 AND id<=?2 AND seen<?3)",
+    [W_RET_DEL_LOC_KEY] = "DELETE FROM location_key WHERE (hash, id) IN (SELECT hash, id FROM "
+                          "location WHERE id>?1 AND id<=?2 AND seen<?3)",
+    [W_SERIES_PERIOD] = "UPDATE series SET period=?2 WHERE id=?1",
 };
 
 /* What each statement does, for error messages ("writing a stack: database or disk is full"). */
@@ -146,6 +162,25 @@ static const char *const wwhat[W_NSTMT] = {
     [W_RET_DEL_LOC] = "retention: deleting unused locations",
     [W_RET_MAX_FUNC] = "retention: reading functions",
     [W_RET_DEL_FUNC] = "retention: deleting unused functions",
+    [W_STACK_KEY] = "writing a stack key",
+    [W_LOC_KEY] = "writing a location key",
+    [W_STACK_KEYS] = "writing stack keys",
+    [W_LOC_KEYS] = "writing location keys",
+    [W_META_SET] = "writing a schema fact",
+    [W_META_GET] = "reading a schema fact",
+    [W_RET_DEL_STACK_KEY] = "retention: deleting unused stack keys",
+    [W_RET_DEL_LOC_KEY] = "retention: deleting unused location keys",
+    [W_SERIES_PERIOD] = "recording a series' period",
+};
+
+/* Per key table: its watermark's name in meta, the statements that key one row and every row
+ * above the watermark, and the statement reading the highest id. */
+static const struct {
+    const char *meta;
+    int one, all, max;
+} keys_of[SQS_NKEYS] = {
+    [SQS_KEYS_STACK] = {"stack_keyed", W_STACK_KEY, W_STACK_KEYS, W_RET_MAX_STACK},
+    [SQS_KEYS_LOC] = {"location_keyed", W_LOC_KEY, W_LOC_KEYS, W_RET_MAX_LOC},
 };
 
 /* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
@@ -164,6 +199,9 @@ int32_t sqs_hour_of(int64_t t)
 
 /* ---- set-up ------------------------------------------------------------------------------------
  */
+
+static int load_watermarks(sqs_writer *w, sp_err *err);
+static void load_dictionaries(sqs_writer *w);
 
 int sqs_writer_init(sqs_store *s, sp_err *err)
 {
@@ -189,8 +227,15 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     store_agg_init(&w->spanstk);
     store_agg_init(&w->hours);
     store_agg_init(&w->stack_memo);
+    store_agg_init(&w->periods);
     w->ret.last_gc_hour = INT32_MIN;
-    return 0;
+    /* Rows written since the last keying are in no cache yet: key them before the first
+     * lookup. */
+    w->keys_dirty = (1u << SQS_NKEYS) - 1;
+    int rc = load_watermarks(w, err);
+    if (!rc)
+        load_dictionaries(w);
+    return rc;
 }
 
 void sqs_writer_free(sqs_store *s)
@@ -213,6 +258,7 @@ void sqs_writer_free(sqs_store *s)
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
     store_agg_free(&w->stack_memo);
+    store_agg_free(&w->periods);
     store_chunk_coder_free(&w->coder);
     free(w->fn_ids);
     free(w->loc_ids);
@@ -231,6 +277,9 @@ static void clear_caches(sqs_writer *w)
     store_dict_clear(&w->strings);
     store_dict_clear(&w->mappings);
     store_dict_clear(&w->tenants);
+    store_agg_reset(&w->periods);
+    w->keys_dirty = (1u << SQS_NKEYS) - 1;
+    w->keys_complete = 0;
 }
 
 /* ---- validation (on the caller's thread)
@@ -365,6 +414,138 @@ int sqs_find(sqs_writer *w, int which, int64_t *id, int32_t *seen, sp_err *err)
     if (rc == SQLITE_DONE)
         return 0;
     return sqs_fail(err, w->db, rc, "%s", wwhat[which]);
+}
+
+/* The key tables' watermarks as committed (after a rollback: the flushes it undid are undone in
+ * memory too). Without them every row is keyed again (INSERT OR IGNORE): slow, never wrong. */
+static int load_watermarks(sqs_writer *w, sp_err *err)
+{
+    for (int k = 0; k < SQS_NKEYS; k++) {
+        sqlite3_stmt *st = w->st[W_META_GET];
+        w->keyed[k] = 0;
+        if (!st)
+            continue;
+        sqlite3_bind_text(st, 1, keys_of[k].meta, -1, SQLITE_STATIC);
+        int64_t v = 0;
+        int rc = sqs_find(w, W_META_GET, &v, NULL, err);
+        if (rc < 0)
+            return rc;
+        w->keyed[k] = rc ? v : 0;
+    }
+    return 0;
+}
+
+int sqs_keys_flush(sqs_writer *w, int k, sp_err *err)
+{
+    sqlite3_bind_int64(w->st[keys_of[k].all], 1, w->keyed[k]);
+    int rc = sqs_run(w, keys_of[k].all, err);
+    int64_t top = 0;
+    if (!rc && (rc = sqs_find(w, keys_of[k].max, &top, NULL, err)) >= 0)
+        rc = 0;
+    if (rc)
+        return rc;
+    if (top > w->keyed[k]) {
+        sqlite3_stmt *st = w->st[W_META_SET];
+        sqlite3_bind_text(st, 1, keys_of[k].meta, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, top);
+        if ((rc = sqs_run(w, W_META_SET, err)))
+            return rc;
+        w->keyed[k] = top;
+    }
+    w->keys_dirty &= ~(1u << k);
+    return 0;
+}
+
+/* Before a lookup that misses the cache of dictionary k: the cache must hold every unkeyed row
+ * for a miss to mean "look in the key table". */
+static int keys_ready(sqs_writer *w, int k, sp_err *err)
+{
+    return (w->keys_dirty & (1u << k)) ? sqs_keys_flush(w, k, err) : 0;
+}
+
+/* Remembers a row of dictionary k in its cache; when the cache forgets (full, or out of
+ * memory), the rows only it knew are keyed before the next lookup. */
+static void dict_remember(sqs_writer *w, int k, store_dict *d, uint64_t h1, uint64_t h2, int64_t id,
+                          int32_t seen)
+{
+    uint64_t clears = d->clears;
+    if (!store_dict_put(d, h1, h2, id, seen) || d->clears != clears) {
+        w->keys_dirty |= 1u << k;
+        w->keys_complete &= ~(1u << k);
+    }
+}
+
+/* A new row of dictionary k: one at or below the watermark (an id retention freed, reused) is
+ * keyed at once, since no bulk keying will reach it. */
+static int key_new_row(sqs_writer *w, int k, int64_t hash, int64_t id, sp_err *err)
+{
+    if (id > w->keyed[k])
+        return 0;
+    sqlite3_stmt *st = w->st[keys_of[k].one];
+    sqlite3_bind_int64(st, 1, hash);
+    sqlite3_bind_int64(st, 2, id);
+    return sqs_run(w, keys_of[k].one, err);
+}
+
+/* Start-up: a dictionary that fits in half its cache is loaded whole (the cache then answers
+ * every lookup, hit or miss, with no query); a larger one is left to the key table. The
+ * fingerprints are those resolve_stack() and resolve_location() compute from the same bytes. */
+static void load_dictionaries(sqs_writer *w)
+{
+    static const char *const sql[SQS_NKEYS] = {
+        [SQS_KEYS_STACK] = "SELECT id, seen, locs FROM stack",
+        [SQS_KEYS_LOC] = "SELECT id, seen, lines, mapping, address, kind FROM location",
+    };
+    store_dict *dict[SQS_NKEYS] = {[SQS_KEYS_STACK] = &w->stacks, [SQS_KEYS_LOC] = &w->locations};
+    for (int k = 0; k < SQS_NKEYS; k++) {
+        store_dict *d = dict[k];
+        int64_t rows = 0;
+        sqlite3_stmt *st = NULL;
+        char count[64];
+        snprintf(count, sizeof count, "SELECT count(*) FROM %s",
+                 k == SQS_KEYS_STACK ? "stack" : "location");
+        if (sqlite3_prepare_v2(w->db, count, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            rows = sqlite3_column_int64(st, 0);
+        else
+            rows = INT64_MAX;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (rows < 0 || (uint64_t)rows > d->max / 2 ||
+            sqlite3_prepare_v2(w->db, sql[k], -1, &st, NULL) != SQLITE_OK) {
+            sqlite3_finalize(st);
+            continue;
+        }
+        uint64_t clears = d->clears;
+        int rc, ok = 1;
+        while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            uint8_t key[512];
+            const void *blob = sqlite3_column_blob(st, 2);
+            size_t n = (size_t)sqlite3_column_bytes(st, 2);
+            if (n + 3 * STORE_VARINT_MAX > sizeof key) {
+                ok = 0;
+                break;
+            }
+            if (n)
+                memcpy(key, blob, n);
+            if (k == SQS_KEYS_LOC)
+                for (int c = 3; c <= 5; c++)
+                    n += store_varint_put(key + n, (uint64_t)sqlite3_column_int64(st, c));
+            uint64_t h1 = store_hash64(key, n, k == SQS_KEYS_STACK ? 61 : 51);
+            uint64_t h2 = store_hash64(key, n, k == SQS_KEYS_STACK ? 62 : 52);
+            ok =
+                store_dict_put(d, h1, h2, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1)) &&
+                d->clears == clears;
+        }
+        sqlite3_finalize(st);
+        if (ok && rc == SQLITE_DONE) {
+            /* Every row, keyed or not, is in the cache. */
+            w->keys_complete |= 1u << k;
+            w->keys_dirty &= ~(1u << k);
+        } else {
+            store_dict_clear(d);
+        }
+    }
 }
 
 static int insert(sqs_writer *w, int which, int64_t *id, sp_err *err)
@@ -639,9 +820,10 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
 /* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
  * and its `seen` hour refreshed when found (sets *seen to what the cache should remember). */
 static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_stmt, int32_t target,
-                          int64_t *out, int32_t *seen, sp_err *err)
+                          int64_t *out, int32_t *seen, int *created, sp_err *err)
 {
-    int rc = sqs_find(w, find_stmt, out, seen, err);
+    *created = 0;
+    int rc = find_stmt < 0 ? 0 : sqs_find(w, find_stmt, out, seen, err);
     if (rc < 0)
         return rc;
     if (rc == 1) {
@@ -654,6 +836,7 @@ static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_s
     if ((rc = insert(w, ins_stmt, out, err)))
         return rc;
     *seen = target;
+    *created = 1;
     return 0;
 }
 
@@ -724,12 +907,16 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
             sqlite3_bind_int(st, 6, target);
     }
     int32_t seen = 0;
-    if ((rc = find_or_insert(w, W_LOC_FIND, W_LOC_INS, W_LOC_SEEN, target, out, &seen, err)))
+    int created;
+    if ((rc = keys_ready(w, SQS_KEYS_LOC, err)) ||
+        (rc = find_or_insert(w, (w->keys_complete >> SQS_KEYS_LOC) & 1 ? -1 : W_LOC_FIND, W_LOC_INS,
+                             W_LOC_SEEN, target, out, &seen, &created, err)) ||
+        (created && (rc = key_new_row(w, SQS_KEYS_LOC, hash31(h1), *out, err))))
         return rc;
     /* The insert statement kept a pointer to buf: clear it before buf is reused. */
     sqlite3_clear_bindings(w->st[W_LOC_INS]);
     sqlite3_clear_bindings(w->st[W_LOC_FIND]);
-    store_dict_put(&w->locations, h1, h2, *out, seen);
+    dict_remember(w, SQS_KEYS_LOC, &w->locations, h1, h2, *out, seen);
     w->loc_ids[lid] = *out;
     return 0;
 }
@@ -765,11 +952,15 @@ static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s,
             sqlite3_bind_int(st, 3, target);
     }
     int32_t seen = 0;
-    if ((rc = find_or_insert(w, W_STACK_FIND, W_STACK_INS, W_STACK_SEEN, target, out, &seen, err)))
+    int created;
+    if ((rc = keys_ready(w, SQS_KEYS_STACK, err)) ||
+        (rc = find_or_insert(w, (w->keys_complete >> SQS_KEYS_STACK) & 1 ? -1 : W_STACK_FIND,
+                             W_STACK_INS, W_STACK_SEEN, target, out, &seen, &created, err)) ||
+        (created && (rc = key_new_row(w, SQS_KEYS_STACK, hash31(h1), *out, err))))
         return rc;
     sqlite3_clear_bindings(w->st[W_STACK_INS]);
     sqlite3_clear_bindings(w->st[W_STACK_FIND]);
-    store_dict_put(&w->stacks, h1, h2, *out, seen);
+    dict_remember(w, SQS_KEYS_STACK, &w->stacks, h1, h2, *out, seen);
     return 0;
 }
 
@@ -791,6 +982,26 @@ static int is_link_label(const char *n, size_t len)
     return (len == 7 && memcmp(n, "span_id", 7) == 0) ||
            (len == 8 && memcmp(n, "trace_id", 8) == 0) ||
            (len == 10 && memcmp(n, "profile_id", 10) == 0);
+}
+
+/* Keeps the series' period that of the last profile written to it (0 = the profile does not
+ * say: the stored one stays). `stored` is the row's period when just read, -1 when unknown. */
+static int note_period(sqs_writer *w, int64_t series, int64_t stored, int64_t period, sp_err *err)
+{
+    int created = 0;
+    store_agg_entry *e = store_agg_get(&w->periods, series, 0, 0, 0, &created);
+    if (!e)
+        return oom(err);
+    if (created)
+        e->aux = stored;
+    if (!period || e->aux == period)
+        return 0;
+    sqlite3_bind_int64(w->st[W_SERIES_PERIOD], 1, series);
+    sqlite3_bind_int64(w->st[W_SERIES_PERIOD], 2, period);
+    int rc = sqs_run(w, W_SERIES_PERIOD, err);
+    if (!rc)
+        e->aux = period;
+    return rc;
 }
 
 /* The series of a sample: the profile's labels plus the sample's string labels (which win). */
@@ -860,7 +1071,7 @@ static int resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, co
     store_dict_entry *e = store_dict_find(&w->series, h1, h2);
     if (e) {
         *out = e->id;
-        return 0;
+        return note_period(w, *out, -1, p->period, err);
     }
     int rc;
     for (int which = W_SERIES_FIND; which <= W_SERIES_INS; which++) {
@@ -870,14 +1081,22 @@ static int resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, co
         sqlite3_bind_text(st, 3, p->type_id, (int)tl, SQLITE_STATIC);
         sqlite3_bind_blob(st, 4, w->buf + blob_at, (int)(k - blob_at), SQLITE_STATIC);
     }
-    if ((rc = sqs_find(w, W_SERIES_FIND, out, NULL, err)) < 0)
-        return rc;
-    if (rc == 0 && (rc = insert(w, W_SERIES_INS, out, err)))
+    sqlite3_stmt *fs = w->st[W_SERIES_FIND];
+    int64_t stored = 0;
+    rc = sqlite3_step(fs);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(fs, 0);
+        stored = sqlite3_column_int64(fs, 1);
+    }
+    sqlite3_reset(fs);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sqs_fail(err, w->db, rc, "%s", wwhat[W_SERIES_FIND]);
+    if (rc == SQLITE_DONE && (rc = insert(w, W_SERIES_INS, out, err)))
         return rc;
     sqlite3_clear_bindings(w->st[W_SERIES_FIND]);
     sqlite3_clear_bindings(w->st[W_SERIES_INS]);
     store_dict_put(&w->series, h1, h2, *out, 0);
-    return 0;
+    return note_period(w, *out, stored, p->period, err);
 }
 
 /* ---- one batch ---------------------------------------------------------------------------------
@@ -1156,6 +1375,9 @@ void sqs_rollback(sqs_writer *w)
         sqlite3_reset(w->st[i]);
     clear_caches(w);
     store_agg_reset(&w->hours);
+    sp_err ignored = {0};
+    if (load_watermarks(w, &ignored))
+        memset(w->keyed, 0, sizeof w->keyed);
 }
 
 /* One transaction for n callers' batches. */

@@ -729,7 +729,7 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
@@ -740,7 +740,7 @@ static void migrates_from_version_0(void **state)
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
 }
 
 static void set_pragma(const char *dir, const char *sql)
@@ -753,8 +753,9 @@ static void set_pragma(const char *dir, const char *sql)
     sqlite3_close(db);
 }
 
-/* A version 1 file (values as one row per stack in sample and span_stack) is migrated to
- * version 2 in place: its rows stay readable beside what is written afterwards, and age out. */
+/* A version 1 file (values as one row per stack in sample and span_stack, hash indexes on stack
+ * and location) is migrated to version 3 in place: its rows stay readable beside what is written
+ * afterwards, its dictionary rows are found again through the key tables, and all ages out. */
 static void migrates_from_version_1(void **state)
 {
     fx *f = *state;
@@ -773,10 +774,20 @@ static void migrates_from_version_1(void **state)
                "INSERT INTO span_stack(hour, span_id, series, stack, value) SELECT hour, span_id, "
                "(SELECT series FROM sample_chunk), (SELECT id FROM stack), 30 FROM span_chunk;"
                "DROP TABLE sample_chunk; DROP TABLE span_chunk;"
-               "DELETE FROM meta WHERE key='chunk_format'; PRAGMA user_version=1");
+               "DELETE FROM meta WHERE key='chunk_format';"
+               "DROP TABLE stack_key; DROP TABLE location_key; ALTER TABLE series DROP period;"
+               "DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
+               "CREATE INDEX stack_by_hash ON stack(hash);"
+               "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=1");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 2);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 3);
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
+                     sql_int(f->dir, "SELECT max(id) FROM stack"));
+    assert_int_equal(
+        sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='stack_by_hash'"), 0);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='chunk_format'"), 1);
     store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
     assert_int_equal(st.total, 30);
@@ -799,12 +810,71 @@ static void migrates_from_version_1(void **state)
     assert_int_equal(st.total, 42);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
     /* Retention ages both out. */
     assert_int_equal(store_retention_run(f->s, wall_ns() + 400 * HOUR, &err), 0);
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 0);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_stack"), 0);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 0);
+}
+
+/* A profile of n distinct two-frame stacks over nloc unsymbolized locations, one sample each. */
+static sp_profile *many_stacks(sp_arena *a, fx *f, uint32_t nloc, uint32_t n)
+{
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    p->period = 10000000;
+    p->nlocations = nloc + 1;
+    p->locations = sp_arena_calloc(a, nloc + 1, sizeof *p->locations);
+    for (uint32_t i = 1; i <= nloc; i++) {
+        p->locations[i].mapping_id = 1;
+        p->locations[i].address = 0x100000 + 16 * i;
+        p->locations[i].frame_type = S_NATIVE;
+    }
+    p->samples = sp_arena_calloc(a, n, sizeof *p->samples);
+    p->nsamples = n;
+    for (uint32_t i = 0; i < n; i++) {
+        sp_sample *s = &p->samples[i];
+        s->nlocations = 2;
+        s->location_ids = sp_arena_calloc(a, 2, sizeof *s->location_ids);
+        s->location_ids[0] = i % nloc + 1;
+        s->location_ids[1] = i / nloc + 1;
+        s->value = 1;
+    }
+    return p;
+}
+
+/* More stacks and locations than the writer's cache holds (the smallest cache: 512 stacks, 256
+ * locations): new rows are found only through the cache until it overflows and they are keyed;
+ * across restarts every row is still found, never inserted twice. */
+static void dictionary_beyond_the_cache_is_found_again(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = 1;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    for (int round = 0; round < 3; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 1500));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1500);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
+        /* Only rows above the watermark lack a key row. */
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value "
+                                         "FROM meta WHERE key='stack_keyed') AND id NOT IN "
+                                         "(SELECT id FROM stack_key)"),
+                         0);
+        assert_true(sql_int(f->dir, "SELECT count(*) FROM stack_key") >= 512);
+        assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1500 * (round + 1));
+        assert_int_equal(sql_int(f->dir, "SELECT period FROM series"), 10000000);
+        store_close(f->s);
+        f->s = NULL;
+        assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    }
 }
 
 static void refuses_newer_schema_version(void **state)
@@ -819,10 +889,10 @@ static void refuses_newer_schema_version(void **state)
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 7 is newer than this spanprof (2); upgrade"));
+        strstr(err.msg, "database schema version 7 is newer than this spanprof (3); upgrade"));
     /* Nothing was changed. */
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
-    set_pragma(f->dir, "PRAGMA user_version=2");
+    set_pragma(f->dir, "PRAGMA user_version=3");
     open_store(f);
 }
 
@@ -1447,6 +1517,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(unsymbolized_and_inlined_frames_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_reads_the_same_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_0, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_a_foreign_file, setup, teardown),
