@@ -107,24 +107,20 @@ static int count_type_of(const query_ctx *c, const srv_request *req, const query
 }
 
 static int span_figures(const query_ctx *c, const srv_request *req, const params *p,
-                        const char *count_type, const uint8_t id[8], sp_arena *scratch,
-                        figures *out, sp_err *err)
+                        const char *count_type, const uint8_t id[8], figures *out, sp_err *err)
 {
     store_query q = {.tenant = req->tenant,
                      .type_id = p->type.id,
                      .start_ns = p->from_ns,
                      .end_ns = p->until_ns};
-    store_stacks s;
+    store_span_total t;
     memset(out, 0, sizeof *out);
     out->samples = -1;
-    int rc = store_span_stacks(c->store, &q, (const uint8_t(*)[8])id, 1, scratch, &s, err);
+    int rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])id, 1, &t, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < s.nstacks; i++)
-        if (s.stacks[i].value) {
-            out->value = sp_sat_add(out->value, s.stacks[i].value);
-            out->stacks++;
-        }
+    out->value = t.value;
+    out->stacks = t.stacks;
     if (!out->stacks) { /* nothing attached: certainly no samples */
         out->samples = 0;
         return 0;
@@ -136,19 +132,12 @@ static int span_figures(const query_ctx *c, const srv_request *req, const params
         return 0;
     }
     q.type_id = count_type;
-    if ((rc = store_span_stacks(c->store, &q, (const uint8_t(*)[8])id, 1, scratch, &s, err)))
+    if ((rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])id, 1, &t, err)))
         return rc;
     /* A sender with counts gives every stack both values; a stack with a value and no count came
      * from a sender without counts (OTLP), and then the count would fall short: unknown. */
-    int64_t n = 0;
-    size_t counted = 0;
-    for (size_t i = 0; i < s.nstacks; i++)
-        if (s.stacks[i].value) {
-            n = sp_sat_add(n, s.stacks[i].value);
-            counted++;
-        }
-    if (counted == out->stacks)
-        out->samples = n;
+    if (t.stacks == out->stacks)
+        out->samples = t.value;
     return 0;
 }
 
@@ -250,7 +239,7 @@ static void handle_trace(srv_request *req, srv_response *resp, void *ud)
     for (size_t i = 0; i < spans.n && !rc; i++) {
         figures f;
         sp_arena_reset(scratch);
-        rc = span_figures(c, req, &p, count_type, spans.spans[i].span_id, scratch, &f, &err);
+        rc = span_figures(c, req, &p, count_type, spans.spans[i].span_id, &f, &err);
         if (rc) {
             srv_response_connect_error(resp, &err);
             goto out;

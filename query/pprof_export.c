@@ -65,6 +65,7 @@ int query_pprof_encode(const store_stacks *s, const query_type *type, int64_t ti
     p.name = type->name;
     p.time_nanos = time_ns;
     p.duration_nanos = duration_ns;
+    p.period = s->period;
     for (size_t i = 0; i < s->nstacks; i++) {
         const store_stack *st = &s->stacks[i];
         if (st->value == 0)

@@ -376,6 +376,7 @@ static int profile_message(const store_stacks *s, const query_type *type, int64_
         rc = query_tree_stacks(&t, max_nodes, a, &cut, err);
     if (rc)
         return rc;
+    cut.period = s->period;
     int64_t t0 = query_start_ns(start_ms), t1 = query_end_ns(end_ms);
     sp_buf b;
     sp_buf_init(&b, 0);

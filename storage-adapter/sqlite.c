@@ -30,6 +30,7 @@ static const store_ops sqlite_ops = {
     .select_stacks = sqs_select_stacks,
     .select_series = sqs_select_series,
     .span_stacks = sqs_span_stacks,
+    .span_totals = sqs_span_totals,
     .trace_spans = sqs_trace_spans,
     .span_get = sqs_span_get,
     .retention_run = sqs_retention_run,

@@ -17,7 +17,7 @@ static const char *const rsql[R_NSTMT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
     [R_TENANT] = "SELECT id FROM tenant WHERE name=?1",
-    [R_SERIES] = "SELECT id, type, labels FROM series WHERE tenant=?1 ORDER BY id",
+    [R_SERIES] = "SELECT id, type, labels, period FROM series WHERE tenant=?1 ORDER BY id",
     [R_SERIES_HAS] = "SELECT 1 FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3 "
                      "UNION ALL SELECT 1 FROM sample WHERE series=?1 AND bucket>=?2 AND "
                      "bucket<=?3 LIMIT 1",
@@ -77,6 +77,7 @@ typedef struct rseries {
     const char *parts[5]; /* the type id's parts: name, sample type/unit, period type/unit */
     sp_kv *labels;        /* sorted by name */
     uint32_t n;
+    int64_t period;
 } rseries;
 
 static int nomem(rq *q)
@@ -217,6 +218,7 @@ static int decode_series(rq *q, sqlite3_stmt *st, rseries *out)
 {
     memset(out, 0, sizeof *out);
     out->id = sqlite3_column_int64(st, 0);
+    out->period = sqlite3_column_int64(st, 3);
     const char *type = (const char *)sqlite3_column_text(st, 1);
     out->type = sp_arena_strndup(q->a, type ? type : "", type ? strlen(type) : 0);
     const uint8_t *blob = sqlite3_column_blob(st, 2);
@@ -853,7 +855,10 @@ done:
 typedef struct chunk_ctx {
     rq *q;
     store_agg *vals;
-    const store_agg *allowed; /* span chunks: the series the query selects */
+    /* span chunks: the series the query selects (aux = the series' period), and what each
+     * added (for the answer's period) */
+    store_agg *allowed;
+    int64_t added; /* sum of what went into vals */
     store_chunk_decoder dec;
 } chunk_ctx;
 
@@ -862,15 +867,29 @@ static int chunk_add(void *ctx, int64_t k0, int64_t k1, int64_t v)
     chunk_ctx *c = ctx;
     int64_t stack = k0;
     if (c->allowed) { /* (series, stack) */
-        if (!store_agg_find(c->allowed, k0, 0, 0, 0))
+        store_agg_entry *s = store_agg_find(c->allowed, k0, 0, 0, 0);
+        if (!s)
             return 0;
+        s->sum += v;
         stack = k1;
     }
     store_agg_entry *e = store_agg_get(c->vals, stack, 0, 0, 0, NULL);
     if (!e)
         return -2;
     e->sum += v;
+    c->added += v;
     return 0;
+}
+
+/* The period of the series that contributed the most among those that know theirs (ties: the
+ * first); 0 when none does. */
+static int64_t pick_period(const int64_t *contrib, const rseries *v, size_t n)
+{
+    size_t best = n;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].period && (best == n || contrib[i] > contrib[best]))
+            best = i;
+    return best < n ? v[best].period : 0;
 }
 
 /* Steps a bound chunk statement and sums every chunk it returns. */
@@ -918,7 +937,11 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
     if (!rc && !chunks)
         rc = prep_fail(&q, R_CHUNKS);
     chunk_ctx ck = {.q = &q, .vals = &vals};
+    int64_t *contrib = n ? sp_arena_calloc(a, n, sizeof *contrib) : NULL;
+    if (!rc && n && !contrib)
+        rc = nomem(&q);
     for (size_t i = 0; i < n && !rc; i++) {
+        int64_t before = ck.added;
         sqlite3_bind_int64(sums, 1, v[i].id);
         sqlite3_bind_int64(sums, 2, q.b0);
         sqlite3_bind_int64(sums, 3, q.b1);
@@ -930,6 +953,7 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
                 break;
             }
             e->sum += sqlite3_column_int64(sums, 1);
+            ck.added += sqlite3_column_int64(sums, 1);
         }
         sqlite3_reset(sums);
         if (!rc && src != SQLITE_DONE)
@@ -940,13 +964,94 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
             sqlite3_bind_int64(chunks, 3, q.b1);
             rc = read_chunks(&q, chunks, R_CHUNKS, 1, &ck);
         }
+        contrib[i] = ck.added - before;
     }
     if (!rc)
         rc = build_stacks(&q, &vals, out);
+    if (!rc)
+        out->period = pick_period(contrib, v, n);
     store_chunk_decoder_free(&ck.dec);
     store_agg_free(&vals);
     rq_end(&q);
     return rc;
+}
+
+/* What the query's series attached to one span (version 1 rows and chunks) into ck->vals; the
+ * series' contributions into ck->allowed. */
+static int span_values(rq *q, int64_t key, int64_t h0, int64_t h1, sqlite3_stmt *rows,
+                       sqlite3_stmt *chunks, chunk_ctx *ck)
+{
+    int rc = 0, src;
+    sqlite3_bind_int64(rows, 1, key);
+    sqlite3_bind_int64(rows, 2, h0);
+    sqlite3_bind_int64(rows, 3, h1);
+    while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(rows, 2);
+        store_agg_entry *s = store_agg_find(ck->allowed, sqlite3_column_int64(rows, 0), 0, 0, 0);
+        if (!s)
+            continue;
+        store_agg_entry *e = store_agg_get(ck->vals, sqlite3_column_int64(rows, 1), 0, 0, 0, NULL);
+        if (!e) {
+            rc = nomem(q);
+            break;
+        }
+        s->sum += v;
+        e->sum += v;
+        ck->added += v;
+    }
+    sqlite3_reset(rows);
+    if (!rc && src != SQLITE_DONE)
+        rc = dberr(q, src, R_SPANSTK);
+    if (!rc) {
+        sqlite3_bind_int64(chunks, 1, key);
+        sqlite3_bind_int64(chunks, 2, h0);
+        sqlite3_bind_int64(chunks, 3, h1);
+        rc = read_chunks(q, chunks, R_SPANCHUNKS, 2, ck);
+    }
+    return rc;
+}
+
+/* Shared by span stacks and span totals: the query's series (the filter) and statements. */
+typedef struct span_read {
+    rseries *v;
+    size_t n;
+    store_agg allowed; /* series id → what it contributed */
+    int64_t h0, h1;
+    sqlite3_stmt *rows, *chunks;
+} span_read;
+
+static int span_read_begin(rq *q, const store_query *query, span_read *sr)
+{
+    memset(sr, 0, sizeof *sr);
+    store_agg_init(&sr->allowed);
+    /* The series filter (tenant, type, labels) applies; the time range only narrows which
+     * hours are searched. */
+    sr->h0 = INT64_MIN;
+    sr->h1 = INT64_MAX;
+    if (query->start_ns > 0)
+        sr->h0 = sqs_floor_div(query->start_ns, SQS_HOUR_NS);
+    if (query->end_ns > 0)
+        sr->h1 = sqs_floor_div(query->end_ns - 1, SQS_HOUR_NS);
+    int rc = select_series(q, query, 0, &sr->v, &sr->n);
+    for (size_t i = 0; i < sr->n && !rc; i++)
+        if (!store_agg_get(&sr->allowed, sr->v[i].id, 0, 0, 0, NULL))
+            rc = nomem(q);
+    if (rc || !sr->n)
+        return rc;
+    if (!(sr->rows = stmt(q, R_SPANSTK)))
+        return prep_fail(q, R_SPANSTK);
+    if (!(sr->chunks = stmt(q, R_SPANCHUNKS)))
+        return prep_fail(q, R_SPANCHUNKS);
+    return 0;
+}
+
+/* Whether span i of the list is worth reading: a valid id not seen earlier in the list. */
+static int span_wanted(const uint8_t (*ids)[8], size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (memcmp(ids[j], ids[i], 8) == 0)
+            return 0;
+    return sqs_span_key(ids[i]) != 0;
 }
 
 int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
@@ -956,66 +1061,70 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     int rc = rq_begin(&q, st, NULL, query, a, err);
     if (rc)
         return rc;
-    rseries *v;
-    size_t n;
-    store_agg vals, allowed;
+    store_agg vals;
     store_agg_init(&vals);
-    store_agg_init(&allowed);
-    /* The series filter (tenant, type, labels) applies; the time range only narrows which
-     * hours are searched. */
-    int64_t h0 = INT64_MIN, h1 = INT64_MAX;
-    if (query->start_ns > 0)
-        h0 = sqs_floor_div(query->start_ns, SQS_HOUR_NS);
-    if (query->end_ns > 0)
-        h1 = sqs_floor_div(query->end_ns - 1, SQS_HOUR_NS);
-    rc = select_series(&q, query, 0, &v, &n);
-    for (size_t i = 0; i < n && !rc; i++)
-        if (!store_agg_get(&allowed, v[i].id, 0, 0, 0, NULL))
-            rc = nomem(&q);
-    sqlite3_stmt *rows = rc || !n ? NULL : stmt(&q, R_SPANSTK);
-    if (!rc && n && !rows)
-        rc = prep_fail(&q, R_SPANSTK);
-    sqlite3_stmt *chunks = rc || !n ? NULL : stmt(&q, R_SPANCHUNKS);
-    if (!rc && n && !chunks)
-        rc = prep_fail(&q, R_SPANCHUNKS);
-    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &allowed};
-    for (size_t i = 0; i < nids && n && !rc; i++) {
-        int64_t key = sqs_span_key(span_ids[i]);
-        int dup = 0;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = memcmp(span_ids[j], span_ids[i], 8) == 0;
-        if (!key || dup)
-            continue;
-        sqlite3_bind_int64(rows, 1, key);
-        sqlite3_bind_int64(rows, 2, h0);
-        sqlite3_bind_int64(rows, 3, h1);
-        int src;
-        while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
-            if (!store_agg_find(&allowed, sqlite3_column_int64(rows, 0), 0, 0, 0))
-                continue;
-            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(rows, 1), 0, 0, 0, NULL);
-            if (!e) {
-                rc = nomem(&q);
-                break;
-            }
-            e->sum += sqlite3_column_int64(rows, 2);
-        }
-        sqlite3_reset(rows);
-        if (!rc && src != SQLITE_DONE)
-            rc = dberr(&q, src, R_SPANSTK);
-        if (!rc) {
-            sqlite3_bind_int64(chunks, 1, key);
-            sqlite3_bind_int64(chunks, 2, h0);
-            sqlite3_bind_int64(chunks, 3, h1);
-            rc = read_chunks(&q, chunks, R_SPANCHUNKS, 2, &ck);
-        }
-    }
+    span_read sr;
+    rc = span_read_begin(&q, query, &sr);
+    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
+    for (size_t i = 0; i < nids && sr.n && !rc; i++)
+        if (span_wanted(span_ids, i))
+            rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
     if (!rc)
         rc = build_stacks(&q, &vals, out);
+    if (!rc && sr.n) {
+        int64_t *contrib = sp_arena_calloc(a, sr.n, sizeof *contrib);
+        for (size_t i = 0; contrib && i < sr.n; i++)
+            contrib[i] = store_agg_find(&sr.allowed, sr.v[i].id, 0, 0, 0)->sum;
+        out->period = contrib ? pick_period(contrib, sr.v, sr.n) : 0;
+    }
     store_chunk_decoder_free(&ck.dec);
     store_agg_free(&vals);
-    store_agg_free(&allowed);
+    store_agg_free(&sr.allowed);
     rq_end(&q);
+    return rc;
+}
+
+int sqs_span_totals(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
+                    store_span_total *out, sp_err *err)
+{
+    rq q;
+    /* No answer is built in an arena: the query's own bookkeeping goes in a small one. */
+    sp_arena *a = sp_arena_new(0);
+    if (!a)
+        return sp_fail(err, SP_ENOMEM, "out of memory");
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc) {
+        sp_arena_free(a);
+        return rc;
+    }
+    store_agg vals;
+    store_agg_init(&vals);
+    span_read sr;
+    rc = span_read_begin(&q, query, &sr);
+    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
+    for (size_t i = 0; i < nids && sr.n && !rc; i++) {
+        if (!span_wanted(span_ids, i)) {
+            /* A repeated id answers what its first occurrence does. */
+            for (size_t j = 0; j < i; j++)
+                if (memcmp(span_ids[j], span_ids[i], 8) == 0) {
+                    out[i] = out[j];
+                    break;
+                }
+            continue;
+        }
+        store_agg_reset(&vals);
+        rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
+        for (size_t k = 0; !rc && k < vals.cap; k++)
+            if (vals.slots[k].used && vals.slots[k].sum) {
+                out[i].value = sp_sat_add(out[i].value, vals.slots[k].sum);
+                out[i].stacks++;
+            }
+    }
+    store_chunk_decoder_free(&ck.dec);
+    store_agg_free(&vals);
+    store_agg_free(&sr.allowed);
+    rq_end(&q);
+    sp_arena_free(a);
     return rc;
 }
 

@@ -244,6 +244,8 @@ int sqs_select_series(store *st, const store_query *q, int64_t step_ns, const ch
                       size_t ngroup_by, sp_arena *a, store_timeseries_set *out, sp_err *err);
 int sqs_span_stacks(store *st, const store_query *q, const uint8_t (*span_ids)[8], size_t n,
                     sp_arena *a, store_stacks *out, sp_err *err);
+int sqs_span_totals(store *st, const store_query *q, const uint8_t (*span_ids)[8], size_t n,
+                    store_span_total *out, sp_err *err);
 int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
                     store_spans *out, sp_err *err);
 int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_arena *a, sp_span *out,

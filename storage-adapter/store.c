@@ -177,6 +177,35 @@ int store_span_stacks(store *s, const store_query *q, const uint8_t (*span_ids)[
     return s->ops->span_stacks(s, q, span_ids, nspan_ids, a, out, err);
 }
 
+int store_span_totals(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                      size_t nspan_ids, store_span_total *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!q || (nspan_ids && (!span_ids || !out)))
+        return sp_fail(err, SP_EINTERNAL, "store_span_totals: no query, span ids or answer");
+    memset(out, 0, nspan_ids * sizeof *out);
+    if (s->ops->span_totals)
+        return s->ops->span_totals(s, q, span_ids, nspan_ids, out, err);
+    if (!s->ops->span_stacks)
+        return unimpl(s, err, "span profiles");
+    /* The backend has no cheap form: each span's stacks, counted. */
+    int rc = 0;
+    for (size_t i = 0; i < nspan_ids && !rc; i++) {
+        sp_arena *a = sp_arena_new(0);
+        store_stacks st;
+        if (!a)
+            return sp_fail(err, SP_ENOMEM, "out of memory");
+        rc = store_span_stacks(s, q, span_ids + i, 1, a, &st, err);
+        for (size_t k = 0; !rc && k < st.nstacks; k++)
+            if (st.stacks[k].value) {
+                out[i].value = sp_sat_add(out[i].value, st.stacks[k].value);
+                out[i].stacks++;
+            }
+        sp_arena_free(a);
+    }
+    return rc;
+}
+
 int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
                       store_spans *out, sp_err *err)
 {

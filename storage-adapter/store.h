@@ -124,7 +124,16 @@ typedef struct store_stacks {
     store_stack *stacks;
     size_t nstacks;
     int64_t total;
+    /* The sampling period (pprof Profile.period, in the type's period unit) of the series the
+     * values came from: of the one contributing the most when they differ; 0 = unknown. */
+    int64_t period;
 } store_stacks;
+
+/* What is attached to one span, without the stacks themselves. */
+typedef struct store_span_total {
+    int64_t value;   /* sum of the attached values */
+    uint32_t stacks; /* distinct stacks with a non-zero value */
+} store_span_total;
 
 typedef struct store_point {
     int64_t t_ns; /* start of the step */
@@ -181,6 +190,8 @@ typedef struct store_ops {
                        size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err);
     int (*trace_spans)(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
                        store_spans *out, sp_err *err);
+    int (*span_totals)(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                       size_t nspan_ids, store_span_total *out, sp_err *err);
     int (*span_get)(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
                     sp_span *out, sp_err *err);
     int (*retention_run)(store *s, int64_t now_ns, sp_err *err);
@@ -252,6 +263,12 @@ int store_select_series(store *s, const store_query *q, int64_t step_ns,
  * only those spans' rows. */
 int store_span_stacks(store *s, const store_query *q, const uint8_t (*span_ids)[8],
                       size_t nspan_ids, sp_arena *a, store_stacks *out, sp_err *err);
+/* Per span, what store_span_stacks() would answer for that span alone, summed: out[i] for
+ * span_ids[i] (the same filter and time range; zeros for a span with nothing attached).
+ * Reads only the spans' value chunks, never the dictionary, so a trace's spans cost little
+ * each. A backend without it answers through store_span_stacks(). */
+int store_span_totals(store *s, const store_query *q, const uint8_t (*span_ids)[8],
+                      size_t nspan_ids, store_span_total *out, sp_err *err);
 /* Every indexed span of a trace, ascending start. */
 int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], sp_arena *a,
                       store_spans *out, sp_err *err);

@@ -307,6 +307,8 @@ def test_span_pprof_opens_in_go_tool_pprof(loaded, tmp_path, span):
         got[stack] = got.get(stack, 0) + value
     assert got == expected(span)
     assert "PeriodType: cpu nanoseconds" in raw
+    # the period the senders gave (OTLP Profile.period, the Go pprof's field 12)
+    assert f"Period: {PERIOD}\n" in raw
     # the profile's time is the span's start
     start = next(int(s["start_time_unix_nano"]) for s in doc["spans"] if s["span_id"] == span.hex())
     assert gzip.decompress(body).find(pb_int(9, start)) >= 0

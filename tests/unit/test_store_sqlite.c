@@ -877,6 +877,79 @@ static void dictionary_beyond_the_cache_is_found_again(void **state)
     }
 }
 
+/* store_span_totals answers per span what store_span_stacks sums to, reading no dictionary; the
+ * period of the profiles written comes back with the stacks (the latest a series was given). */
+static void span_totals_and_the_period(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    p->period = 10000000;
+    attach(a, add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC), 0x1111);
+    attach(a, add_sample(a, p, STK_MB, 20, f->t0 + 2 * SEC), 0x1111);
+    sp_sample *both = add_sample(a, p, STK_MFB, 5, f->t0 + 3 * SEC);
+    attach(a, both, 0x2222);
+    attach(a, both, 0x1111);
+    sp_profile *w = mkprofile(a, WALL, "api", f->t0);
+    attach(a, add_sample(a, w, STK_MQ, 1000, f->t0 + 1 * SEC), 0x1111);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    b = batch1(a, "t1", w);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    uint8_t ids[5][8];
+    span_id(0x1111, ids[0]);
+    span_id(0x2222, ids[1]);
+    span_id(0x3333, ids[2]); /* nothing attached */
+    span_id(0x1111, ids[3]); /* repeated */
+    span_id(0, ids[4]);      /* invalid */
+    store_query q = {.tenant = "t1", .type_id = CPU};
+    store_span_total tot[5];
+    sp_err err = {0};
+    assert_int_equal(store_span_totals(f->s, &q, (const uint8_t(*)[8])ids, 5, tot, &err), 0);
+    assert_int_equal(tot[0].value, 55);
+    assert_int_equal(tot[0].stacks, 2);
+    assert_int_equal(tot[1].value, 5);
+    assert_int_equal(tot[1].stacks, 1);
+    assert_int_equal(tot[2].value, 0);
+    assert_int_equal(tot[2].stacks, 0);
+    assert_int_equal(tot[3].value, 55);
+    assert_int_equal(tot[3].stacks, 2);
+    assert_int_equal(tot[4].value, 0);
+    /* The same as the stacks, span by span. */
+    for (int i = 0; i < 2; i++) {
+        store_stacks st;
+        assert_int_equal(
+            store_span_stacks(f->s, &q, (const uint8_t(*)[8])ids[i], 1, f->a, &st, &err), 0);
+        assert_int_equal(st.total, tot[i].value);
+        assert_int_equal(st.nstacks, tot[i].stacks);
+        assert_int_equal(st.period, 10000000);
+    }
+    /* Every type: the wall stack counts too; another tenant sees nothing. */
+    q.type_id = NULL;
+    assert_int_equal(store_span_totals(f->s, &q, (const uint8_t(*)[8])ids, 1, tot, &err), 0);
+    assert_int_equal(tot[0].value, 1055);
+    assert_int_equal(tot[0].stacks, 3);
+    q.tenant = "t2";
+    assert_int_equal(store_span_totals(f->s, &q, (const uint8_t(*)[8])ids, 1, tot, &err), 0);
+    assert_int_equal(tot[0].value, 0);
+
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).period, 10000000);
+    assert_int_equal(select_stacks(f, "t1", WALL, NULL, 0, 0, 0).period, 0); /* not given */
+    /* A later profile with another period: the series keeps the latest, across a restart. */
+    a = sp_arena_new(0);
+    p = mkprofile(a, CPU, "api", f->t0);
+    p->period = 20000000;
+    add_sample(a, p, STK_MFB, 1, f->t0 + 1 * SEC);
+    b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_close(f->s);
+    open_store(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).period, 20000000);
+}
+
 static void refuses_newer_schema_version(void **state)
 {
     fx *f = *state;
@@ -1519,6 +1592,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
         cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(span_totals_and_the_period, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_0, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_a_foreign_file, setup, teardown),
