@@ -808,13 +808,45 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
         file = pstr(p, p->mappings[l->mapping_id].filename, &ml);
     if (tl > 64 || ml > 256)
         return 0;
-    char buf[512], tcopy[65], fcopy[257];
-    memcpy(tcopy, type, tl);
-    tcopy[tl] = 0;
-    memcpy(fcopy, file, ml);
-    fcopy[ml] = 0;
-    sp_frame_name(buf, sizeof buf, tcopy, l->address, fcopy);
-    return strlen(buf) == nl && memcmp(buf, name, nl) == 0;
+    /* The name sp_frame_name() makes, "<type> 0x<address> <mapping basename>", compared piece
+     * by piece (it reads its strings up to their first NUL; printing it cost more than the
+     * rest of resolving a location). */
+    tl = strnlen(type, tl);
+    ml = strnlen(file, ml);
+    if (!tl && !l->address && !ml)
+        return 0; /* named "unknown", which has no 'x' */
+    const char *base = file;
+    size_t bl = ml;
+    for (size_t i = ml; i-- > 0;)
+        if (file[i] == '/') {
+            if (i + 1 < ml) {
+                base = file + i + 1;
+                bl = ml - i - 1;
+            }
+            break;
+        }
+    char hex[2 + 16];
+    size_t hl = 0;
+    for (uint64_t a = l->address;; a >>= 4) {
+        hex[sizeof hex - 1 - hl++] = "0123456789abcdef"[a & 15];
+        if (a < 16)
+            break;
+    }
+    hex[sizeof hex - 1 - hl++] = 'x';
+    hex[sizeof hex - 1 - hl++] = '0';
+    const char *h = hex + sizeof hex - hl;
+    size_t at = 0;
+    if (tl) {
+        if (nl < tl + 1 || memcmp(name, type, tl) != 0 || name[tl] != ' ')
+            return 0;
+        at = tl + 1;
+    }
+    if (nl - at < hl || memcmp(name + at, h, hl) != 0)
+        return 0;
+    at += hl;
+    if (bl)
+        return nl - at == bl + 1 && name[at] == ' ' && memcmp(name + at + 1, base, bl) == 0;
+    return at == nl;
 }
 
 /* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
