@@ -543,6 +543,26 @@ int main(int argc, char **argv)
     printf("span answers: %.1f stacks on average; %d of %d answers wrong\n",
            stacks / (2.0 * nqueries), bad, 2 * nqueries);
 
+    /* ---- a trace's figures: the totals of its ten spans (GET /api/v1/traces/{id}) ---- */
+    bad = 0;
+    for (int i = 0; i < nqueries; i++) {
+        long first = (long)(rnd(&r) % (uint64_t)nspans);
+        first -= first % 10;
+        uint8_t ids[10][8];
+        int n = 0;
+        for (long k = first; k < first + 10 && k < nspans; k++)
+            span_id_of(k, ids[n++]);
+        store_query q = {.tenant = "bench", .type_id = CPU_TYPE};
+        store_span_total tot[10];
+        double t0 = now_s();
+        int rc = store_span_totals(the_store, &q, (const uint8_t(*)[8])ids, (size_t)n, tot, &err);
+        ms[i] = (now_s() - t0) * 1e3;
+        for (int k = 0; k < n; k++)
+            bad += rc || tot[k].value != obs_per_span * PERIOD_NS;
+    }
+    print_latency("span totals of a trace (10 spans, one call)", ms, nqueries);
+    printf("trace totals: %d of %d span totals wrong\n", bad, 10 * nqueries);
+
     /* ---- one-hour flame graph of one service ---- */
     double nst = 0;
     for (int i = 0; i < nranges; i++) {
