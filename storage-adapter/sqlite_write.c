@@ -444,7 +444,9 @@ int sqs_keys_flush(sqs_writer *w, int k, sp_err *err)
         rc = 0;
     if (rc)
         return rc;
-    if (top > w->keyed[k]) {
+    /* Every row up to the highest is keyed now: the watermark follows it, down too when
+     * retention deleted the newest rows (new ids then start above it again). */
+    if (top != w->keyed[k]) {
         sqlite3_stmt *st = w->st[W_META_SET];
         sqlite3_bind_text(st, 1, keys_of[k].meta, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, top);
