@@ -106,39 +106,46 @@ static int count_type_of(const query_ctx *c, const srv_request *req, const query
     return rc;
 }
 
-static int span_figures(const query_ctx *c, const srv_request *req, const params *p,
-                        const char *count_type, const uint8_t id[8], figures *out, sp_err *err)
+/* The figures of every span of a trace: one store_span_totals() call for all of them (and one
+ * more for the count type), reading only their value chunks. */
+static int trace_figures(const query_ctx *c, const srv_request *req, const params *p,
+                         const char *count_type, const store_spans *spans, sp_arena *a,
+                         figures *out, sp_err *err)
 {
+    size_t n = spans->n;
+    uint8_t(*ids)[8] = sp_arena_alloc(a, (n + 1) * sizeof *ids);
+    store_span_total *t = sp_arena_calloc(a, n + 1, sizeof *t);
+    store_span_total *cnt = sp_arena_calloc(a, n + 1, sizeof *cnt);
+    if (!ids || !t || !cnt)
+        return nomem(err);
+    for (size_t i = 0; i < n; i++)
+        memcpy(ids[i], spans->spans[i].span_id, 8);
     store_query q = {.tenant = req->tenant,
                      .type_id = p->type.id,
                      .start_ns = p->from_ns,
                      .end_ns = p->until_ns};
-    store_span_total t;
-    memset(out, 0, sizeof *out);
-    out->samples = -1;
-    int rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])id, 1, &t, err);
-    if (rc)
-        return rc;
-    out->value = t.value;
-    out->stacks = t.stacks;
-    if (!out->stacks) { /* nothing attached: certainly no samples */
-        out->samples = 0;
-        return 0;
+    int rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])ids, n, t, err);
+    int other_count = count_type && count_type != p->type.id;
+    if (!rc && other_count) {
+        q.type_id = count_type;
+        rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])ids, n, cnt, err);
     }
-    if (!count_type)
-        return 0;
-    if (count_type == p->type.id) {
-        out->samples = out->value;
-        return 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        out[i].value = t[i].value;
+        out[i].stacks = t[i].stacks;
+        if (!t[i].stacks) /* nothing attached: certainly no samples */
+            out[i].samples = 0;
+        else if (!count_type)
+            out[i].samples = -1;
+        else if (!other_count)
+            out[i].samples = t[i].value;
+        else
+            /* A sender with counts gives every stack both values; a stack with a value and no
+             * count came from a sender without counts (OTLP), and then the count would fall
+             * short: unknown. */
+            out[i].samples = cnt[i].stacks == t[i].stacks ? cnt[i].value : -1;
     }
-    q.type_id = count_type;
-    if ((rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])id, 1, &t, err)))
-        return rc;
-    /* A sender with counts gives every stack both values; a stack with a value and no count came
-     * from a sender without counts (OTLP), and then the count would fall short: unknown. */
-    if (t.stacks == out->stacks)
-        out->samples = t.value;
-    return 0;
+    return rc;
 }
 
 /* The page's span view and the span's profile download, relative to the server's root. */
@@ -236,16 +243,15 @@ static void handle_trace(srv_request *req, srv_response *resp, void *ud)
     rc |= query_json_string(&o, p.type.id, strlen(p.type.id)) | PUTS(&o, ",\"unit\":") |
           query_json_string(&o, p.type.sample_unit, strlen(p.type.sample_unit));
     rc |= sp_buf_printf(&o, ",\"span_count\":%zu,\"spans\":[", spans.n);
-    for (size_t i = 0; i < spans.n && !rc; i++) {
-        figures f;
-        sp_arena_reset(scratch);
-        rc = span_figures(c, req, &p, count_type, spans.spans[i].span_id, &f, &err);
-        if (rc) {
-            srv_response_connect_error(resp, &err);
-            goto out;
-        }
-        rc = (i ? PUTS(&o, ",") : 0) | put_span(&o, req, &p, &spans.spans[i], &f, cpu);
+    figures *figs = sp_arena_calloc(scratch, spans.n + 1, sizeof *figs);
+    int frc =
+        figs ? trace_figures(c, req, &p, count_type, &spans, scratch, figs, &err) : nomem(&err);
+    if (frc) {
+        srv_response_connect_error(resp, &err);
+        goto out;
     }
+    for (size_t i = 0; i < spans.n && !rc; i++)
+        rc = (i ? PUTS(&o, ",") : 0) | put_span(&o, req, &p, &spans.spans[i], &figs[i], cpu);
     rc |= PUTS(&o, "]}");
     if (rc) {
         sp_fail(&err, SP_ETOOBIG, "answer too large");
