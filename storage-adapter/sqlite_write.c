@@ -503,9 +503,10 @@ static void load_dictionaries(sqs_writer *w)
         store_dict *d = dict[k];
         int64_t rows = 0;
         sqlite3_stmt *st = NULL;
-        char count[64];
-        snprintf(count, sizeof count, "SELECT count(*) FROM %s",
-                 k == SQS_KEYS_STACK ? "stack" : "location");
+        char count[128];
+        /* Counting stops past what would fit: a large table is not read at start-up. */
+        snprintf(count, sizeof count, "SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %zu)",
+                 k == SQS_KEYS_STACK ? "stack" : "location", d->max / 2 + 1);
         if (sqlite3_prepare_v2(w->db, count, -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             rows = sqlite3_column_int64(st, 0);
@@ -519,14 +520,20 @@ static void load_dictionaries(sqs_writer *w)
             continue;
         }
         uint64_t clears = d->clears;
-        int rc, ok = 1;
+        int rc = SQLITE_OK, ok = 1;
+        uint8_t small[512], *key = small, *big = NULL;
+        size_t cap = sizeof small;
         while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            uint8_t key[512];
             const void *blob = sqlite3_column_blob(st, 2);
             size_t n = (size_t)sqlite3_column_bytes(st, 2);
-            if (n + 3 * STORE_VARINT_MAX > sizeof key) {
-                ok = 0;
-                break;
+            if (n + 3 * STORE_VARINT_MAX > cap) {
+                cap = 2 * (n + 3 * STORE_VARINT_MAX);
+                uint8_t *nb = realloc(big, cap);
+                if (!nb) {
+                    ok = 0;
+                    break;
+                }
+                key = big = nb;
             }
             if (n)
                 memcpy(key, blob, n);
@@ -539,6 +546,7 @@ static void load_dictionaries(sqs_writer *w)
                 store_dict_put(d, h1, h2, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1)) &&
                 d->clears == clears;
         }
+        free(big);
         sqlite3_finalize(st);
         if (ok && rc == SQLITE_DONE) {
             /* Every row, keyed or not, is in the cache. */

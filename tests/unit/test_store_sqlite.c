@@ -895,6 +895,33 @@ static void dictionary_beyond_the_cache_is_found_again(void **state)
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 3000);
 }
 
+/* A dictionary that fits is loaded whole at start-up (deep stacks too): the same stacks written
+ * after a restart are found in memory, no row is inserted twice and no key row is needed. */
+static void dictionary_loaded_at_start_up(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = many_stacks(a, f, 600, 600);
+        /* the last sample: a 600-frame stack (a blob of 1073 bytes) */
+        sp_sample *deep = &p->samples[599];
+        deep->nlocations = 600;
+        deep->location_ids = sp_arena_calloc(a, 600, sizeof *deep->location_ids);
+        for (uint32_t i = 0; i < 600; i++)
+            deep->location_ids[i] = i + 1;
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        store_close(f->s);
+        open_store(f);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 600);
+    assert_int_equal(sql_int(f->dir, "SELECT max(length(locs)) FROM stack"), 1073);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1200);
+}
+
 /* store_span_totals answers per span what store_span_stacks sums to, reading no dictionary; the
  * period of the profiles written comes back with the stacks (the latest a series was given). */
 static void span_totals_and_the_period(void **state)
@@ -1611,6 +1638,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(span_totals_and_the_period, setup, teardown),
+        cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_0, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_newer_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(refuses_a_foreign_file, setup, teardown),
