@@ -141,8 +141,8 @@ typedef struct sqs_writer {
     /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
      * of one batch that share their tables (the converter shares one request dictionary among
      * the profiles it splits by service) share the memos too: memo_* names those tables. */
-    int64_t *fn_ids, *loc_ids, *map_ids;
-    size_t fn_cap, loc_cap, map_cap;
+    int64_t *fn_ids, *loc_ids, *map_ids, *str_ids;
+    size_t fn_cap, loc_cap, map_cap, str_cap;
     const void *memo_locs, *memo_funcs, *memo_maps, *memo_strs;
     uint32_t memo_nlocs, memo_nfuncs, memo_nmaps, memo_nstrs;
     uint8_t *buf; /* scratch for blobs and hash keys */

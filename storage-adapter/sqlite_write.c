@@ -263,6 +263,7 @@ void sqs_writer_free(sqs_store *s)
     free(w->fn_ids);
     free(w->loc_ids);
     free(w->map_ids);
+    free(w->str_ids);
     free(w->buf);
     free(w->kvs);
     free(w->sorted);
@@ -666,6 +667,24 @@ static int resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, 
     return 0;
 }
 
+/* A string of the profile's table, memoised by its index like the other tables (a frame type
+ * is named by every location). */
+static int resolve_pstring(sqs_writer *w, const sp_profile *p, uint32_t idx, int64_t *out,
+                           sp_err *err)
+{
+    int memo = idx && idx < p->nstrings;
+    if (memo && w->str_ids[idx]) {
+        *out = w->str_ids[idx];
+        return 0;
+    }
+    size_t n;
+    const char *s = pstr(p, idx, &n);
+    int rc = resolve_string(w, s, n, out, err);
+    if (!rc && memo)
+        w->str_ids[idx] = *out;
+    return rc;
+}
+
 static int resolve_mapping(sqs_writer *w, const sp_profile *p, uint32_t mid, int64_t *out,
                            sp_err *err)
 {
@@ -677,12 +696,10 @@ static int resolve_mapping(sqs_writer *w, const sp_profile *p, uint32_t mid, int
         return 0;
     }
     const sp_mapping *m = &p->mappings[mid];
-    size_t fl, bl;
-    const char *file = pstr(p, m->filename, &fl), *build = pstr(p, m->build_id, &bl);
     int64_t fid, bid;
     int rc;
-    if ((rc = resolve_string(w, file, fl, &fid, err)) ||
-        (rc = resolve_string(w, build, bl, &bid, err)))
+    if ((rc = resolve_pstring(w, p, m->filename, &fid, err)) ||
+        (rc = resolve_pstring(w, p, m->build_id, &bid, err)))
         return rc;
     uint8_t key[2 * STORE_VARINT_MAX];
     size_t k = store_varint_put(key, (uint64_t)fid);
@@ -733,13 +750,12 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
         return 0;
     }
     const sp_function *f = &p->functions[fid];
-    size_t nl, sl, fl;
+    size_t nl, sl;
     const char *name = pstr(p, f->name, &nl), *sys = pstr(p, f->system_name, &sl);
-    const char *file = pstr(p, f->filename, &fl);
     if (sl == nl && memcmp(sys, name, nl) == 0)
         sl = 0;
     int64_t file_id;
-    int rc = resolve_string(w, file, fl, &file_id, err);
+    int rc = resolve_pstring(w, p, f->filename, &file_id, err);
     if (rc)
         return rc;
     if (grow((void **)&w->buf, &w->buf_cap, nl + sl + 4 * STORE_VARINT_MAX, 1))
@@ -895,10 +911,8 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
     const sp_location *l = &p->locations[lid];
     int rc;
     int64_t map_id, kind;
-    size_t tl;
-    const char *type = pstr(p, l->frame_type, &tl);
     if ((rc = resolve_mapping(w, p, l->mapping_id, &map_id, err)) ||
-        (rc = resolve_string(w, type, tl, &kind, err)))
+        (rc = resolve_pstring(w, p, l->frame_type, &kind, err)))
         return rc;
     /* Functions first: their resolution uses the scratch buffer this key is built in. */
     int64_t fdb[16];
@@ -1195,7 +1209,8 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
     int rc;
     if (grow((void **)&w->fn_ids, &w->fn_cap, p->nfunctions + 1, sizeof *w->fn_ids) ||
         grow((void **)&w->loc_ids, &w->loc_cap, p->nlocations + 1, sizeof *w->loc_ids) ||
-        grow((void **)&w->map_ids, &w->map_cap, p->nmappings + 1, sizeof *w->map_ids))
+        grow((void **)&w->map_ids, &w->map_cap, p->nmappings + 1, sizeof *w->map_ids) ||
+        grow((void **)&w->str_ids, &w->str_cap, p->nstrings + 1, sizeof *w->str_ids))
         return oom(err);
     if (p->locations != w->memo_locs || p->functions != w->memo_funcs ||
         p->mappings != w->memo_maps || p->strings != w->memo_strs ||
@@ -1204,6 +1219,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
         memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
         memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+        memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
         store_agg_reset(&w->stack_memo);
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
