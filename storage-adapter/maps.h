@@ -44,6 +44,13 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2);
  * empty but usable). */
 store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen);
 size_t store_dict_bytes(const store_dict *d);
+/* Starts loading the slot a lookup of h1 begins at: lookups issued after a batch of prefetches
+ * overlap their cache misses instead of waiting for each in turn. */
+static inline void store_dict_prefetch(const store_dict *d, uint64_t h1)
+{
+    if (d->cap)
+        __builtin_prefetch(&d->slots[h1 & (d->cap - 1)]);
+}
 
 /* ---- aggregation map: (k0, k1, k2, k3) → (sum, aux) --------------------------------------------
  * Grows without a cap of its own: its users bound what goes in (one transaction, one query). */

@@ -147,6 +147,12 @@ typedef struct sqs_writer {
     uint32_t memo_nlocs, memo_nfuncs, memo_nmaps, memo_nstrs;
     uint8_t *buf; /* scratch for blobs and hash keys */
     size_t buf_cap;
+    /* A stack's locations not resolved yet: their keys (kbuf), looked up after all their cache
+     * slots were prefetched. */
+    uint8_t *kbuf;
+    size_t kbuf_cap;
+    struct sqs_pending *pend;
+    size_t pend_cap;
     struct sqs_kv *kvs; /* scratch for a series' labels */
     size_t kv_cap;
     store_agg_entry *sorted; /* scratch for flushing aggregates in key order */

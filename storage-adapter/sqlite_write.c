@@ -264,6 +264,8 @@ void sqs_writer_free(sqs_store *s)
     free(w->loc_ids);
     free(w->map_ids);
     free(w->str_ids);
+    free(w->kbuf);
+    free(w->pend);
     free(w->buf);
     free(w->kvs);
     free(w->sorted);
@@ -898,23 +900,24 @@ static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_s
     return 0;
 }
 
-static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target,
-                            int64_t *out, sp_err *err)
+/* A location whose key is built and whose cache slot is being fetched. */
+typedef struct sqs_pending {
+    uint32_t lid;
+    size_t off, len, lines_len; /* its key in kbuf: the lines blob, then map, address, kind */
+    int64_t map_id, kind;
+    uint64_t h1, h2;
+} sqs_pending;
+
+/* Builds location lid's key at the end of kbuf (functions, mapping and frame type resolved). */
+static int location_key(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target, size_t at,
+                        sqs_pending *out, sp_err *err)
 {
-    *out = 0;
-    if (!lid || lid >= p->nlocations)
-        return 0;
-    if (w->loc_ids[lid]) {
-        *out = w->loc_ids[lid];
-        return 0;
-    }
     const sp_location *l = &p->locations[lid];
     int rc;
-    int64_t map_id, kind;
-    if ((rc = resolve_mapping(w, p, l->mapping_id, &map_id, err)) ||
-        (rc = resolve_pstring(w, p, l->frame_type, &kind, err)))
+    out->lid = lid;
+    if ((rc = resolve_mapping(w, p, l->mapping_id, &out->map_id, err)) ||
+        (rc = resolve_pstring(w, p, l->frame_type, &out->kind, err)))
         return rc;
-    /* Functions first: their resolution uses the scratch buffer this key is built in. */
     int64_t fdb[16];
     int useful = 0; /* any line with a real function or a line number */
     for (uint32_t k = 0; k < l->nlines; k++) {
@@ -927,36 +930,52 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
             fdb[k] = id;
         useful |= id != 0 || l->lines[k].line != 0;
     }
-    if (grow((void **)&w->buf, &w->buf_cap, (size_t)(l->nlines + 2) * 2 * STORE_VARINT_MAX, 1))
+    if (grow((void **)&w->kbuf, &w->kbuf_cap, at + (size_t)(l->nlines + 2) * 2 * STORE_VARINT_MAX,
+             1))
         return oom(err);
-    /* buf = lines blob, then the rest of the key after it. */
+    uint8_t *kb = w->kbuf + at;
     size_t k = 0;
     for (uint32_t i = 0; useful && i < l->nlines; i++) {
         uint32_t f = l->lines[i].function_id;
-        int64_t id = i < 16 ? fdb[i] : (f && f < p->nfunctions ? w->fn_ids[f] : 0);
-        k += store_varint_put(w->buf + k, (uint64_t)id);
-        k += store_varint_put(w->buf + k, zigzag(l->lines[i].line));
+        int64_t id = i < 16                                             ? fdb[i]
+                     : f && f < p->nfunctions && !is_synthetic(p, l, f) ? w->fn_ids[f]
+                                                                        : 0;
+        k += store_varint_put(kb + k, (uint64_t)id);
+        k += store_varint_put(kb + k, zigzag(l->lines[i].line));
     }
-    size_t lines_len = k;
-    k += store_varint_put(w->buf + k, (uint64_t)map_id);
-    k += store_varint_put(w->buf + k, l->address);
-    k += store_varint_put(w->buf + k, (uint64_t)kind);
-    uint64_t h1 = store_hash64(w->buf, k, 51), h2 = store_hash64(w->buf, k, 52);
-    store_dict_entry *e = store_dict_find(&w->locations, h1, h2);
+    out->lines_len = k;
+    k += store_varint_put(kb + k, (uint64_t)out->map_id);
+    k += store_varint_put(kb + k, l->address);
+    k += store_varint_put(kb + k, (uint64_t)out->kind);
+    out->off = at;
+    out->len = k;
+    out->h1 = store_hash64(kb, k, 51);
+    out->h2 = store_hash64(kb, k, 52);
+    return 0;
+}
+
+/* Finds (or inserts) the location a built key names and memoises its id. */
+static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending *pk,
+                           int32_t target, sp_err *err)
+{
+    const sp_location *l = &p->locations[pk->lid];
+    int rc;
+    int64_t id;
+    store_dict_entry *e = store_dict_find(&w->locations, pk->h1, pk->h2);
     if (e) {
         if ((rc = touch(w, W_LOC_SEEN, e, e->id, e->seen, target, err)))
             return rc;
-        *out = w->loc_ids[lid] = e->id;
+        w->loc_ids[pk->lid] = e->id;
         return 0;
     }
     for (int which = W_LOC_FIND; which <= W_LOC_INS; which++) {
         sqlite3_stmt *st = w->st[which];
-        sqlite3_bind_int64(st, 1, hash31(h1));
-        sqlite3_bind_int64(st, 2, map_id);
+        sqlite3_bind_int64(st, 1, hash31(pk->h1));
+        sqlite3_bind_int64(st, 2, pk->map_id);
         sqlite3_bind_int64(st, 3, (int64_t)l->address);
-        sqlite3_bind_int64(st, 4, kind);
-        if (lines_len)
-            sqlite3_bind_blob(st, 5, w->buf, (int)lines_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, pk->kind);
+        if (pk->lines_len)
+            sqlite3_bind_blob(st, 5, w->kbuf + pk->off, (int)pk->lines_len, SQLITE_STATIC);
         else
             sqlite3_bind_null(st, 5);
         if (which == W_LOC_INS)
@@ -966,26 +985,52 @@ static int resolve_location(sqs_writer *w, const sp_profile *p, uint32_t lid, in
     int created;
     if ((rc = keys_ready(w, SQS_KEYS_LOC, err)) ||
         (rc = find_or_insert(w, (w->keys_complete >> SQS_KEYS_LOC) & 1 ? -1 : W_LOC_FIND, W_LOC_INS,
-                             W_LOC_SEEN, target, out, &seen, &created, err)) ||
-        (created && (rc = key_new_row(w, SQS_KEYS_LOC, hash31(h1), *out, err))))
+                             W_LOC_SEEN, target, &id, &seen, &created, err)) ||
+        (created && (rc = key_new_row(w, SQS_KEYS_LOC, hash31(pk->h1), id, err))))
         return rc;
-    /* The insert statement kept a pointer to buf: clear it before buf is reused. */
+    /* The statements kept a pointer to kbuf: clear it before kbuf is reused. */
     sqlite3_clear_bindings(w->st[W_LOC_INS]);
     sqlite3_clear_bindings(w->st[W_LOC_FIND]);
-    dict_remember(w, SQS_KEYS_LOC, &w->locations, h1, h2, *out, seen);
-    w->loc_ids[lid] = *out;
+    dict_remember(w, SQS_KEYS_LOC, &w->locations, pk->h1, pk->h2, id, seen);
+    w->loc_ids[pk->lid] = id;
     return 0;
+}
+
+/* Resolves the locations of a stack that are not memoised yet: every key first, prefetching
+ * its cache slot, then the lookups (a request brings tens of thousands of locations, each a
+ * cache miss in a large table; issued together they overlap). */
+static int resolve_locations(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
+                             sp_err *err)
+{
+    size_t n = 0, at = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < s->nlocations; i++) {
+        uint32_t lid = s->location_ids[i];
+        if (!lid || lid >= p->nlocations || w->loc_ids[lid])
+            continue;
+        if (grow((void **)&w->pend, &w->pend_cap, n + 1, sizeof *w->pend))
+            return oom(err);
+        if ((rc = location_key(w, p, lid, target, at, &w->pend[n], err)))
+            break;
+        store_dict_prefetch(&w->locations, w->pend[n].h1);
+        at += w->pend[n].len;
+        w->loc_ids[lid] = -1; /* pending: a stack may name a location twice */
+        n++;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!rc)
+            rc = location_finish(w, p, &w->pend[i], target, err);
+        else
+            w->loc_ids[w->pend[i].lid] = 0;
+    return rc;
 }
 
 static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
                          int64_t *out, sp_err *err)
 {
     int rc;
-    for (uint32_t i = 0; i < s->nlocations; i++) {
-        int64_t id;
-        if ((rc = resolve_location(w, p, s->location_ids[i], target, &id, err)))
-            return rc;
-    }
+    if ((rc = resolve_locations(w, p, s, target, err)))
+        return rc;
     if (grow((void **)&w->buf, &w->buf_cap, (size_t)s->nlocations * STORE_VARINT_MAX + 1, 1))
         return oom(err);
     size_t k = 0;
