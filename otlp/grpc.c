@@ -75,4 +75,3 @@ int otlp_grpc_frame(sp_buf *out, const uint8_t *msg, size_t len)
         rc = sp_buf_append(out, msg, len);
     return rc;
 }
-

@@ -297,8 +297,8 @@ static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_a
         if (!json_is_string(v))
             return bad(err, f, "a base64 string", v);
         ProtobufCBinaryData *bd = dst;
-        int rc = sp_base64_decode(json_string_value(v), json_string_length(v), a, &bd->data,
-                                  &bd->len);
+        int rc =
+            sp_base64_decode(json_string_value(v), json_string_length(v), a, &bd->data, &bd->len);
         if (rc == SP_EINVAL)
             return bad(err, f, "base64", v);
         if (rc)
