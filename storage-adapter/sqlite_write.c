@@ -101,9 +101,9 @@ static const char *const wsql[W_NSTMT] = {
     [W_STACK_KEY] = "INSERT OR IGNORE INTO stack_key(hash, id) VALUES(?1, ?2)",
     [W_LOC_KEY] = "INSERT OR IGNORE INTO location_key(hash, id) VALUES(?1, ?2)",
     [W_STACK_KEYS] = "INSERT OR IGNORE INTO stack_key(hash, id) SELECT hash, id FROM stack "
-                     "WHERE id>?1 ORDER BY hash, id",
+                     "WHERE id>?1 AND id<=?2 ORDER BY hash, id",
     [W_LOC_KEYS] = "INSERT OR IGNORE INTO location_key(hash, id) SELECT hash, id FROM location "
-                   "WHERE id>?1 ORDER BY hash, id",
+                   "WHERE id>?1 AND id<=?2 ORDER BY hash, id",
     [W_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
     [W_META_GET] = "SELECT value FROM meta WHERE key=?1",
     [W_RET_DEL_STACK_KEY] = "DELETE FROM stack_key WHERE (hash, id) IN (SELECT hash, id FROM "
@@ -438,10 +438,50 @@ static int load_watermarks(sqs_writer *w, sp_err *err)
     return 0;
 }
 
-int sqs_keys_flush(sqs_writer *w, int k, sp_err *err)
+/* Keys the rows of dictionary k with ids in (watermark, to]. */
+static int key_rows(sqs_writer *w, int k, int64_t to, sp_err *err)
 {
     sqlite3_bind_int64(w->st[keys_of[k].all], 1, w->keyed[k]);
-    int rc = sqs_run(w, keys_of[k].all, err);
+    sqlite3_bind_int64(w->st[keys_of[k].all], 2, to);
+    return sqs_run(w, keys_of[k].all, err);
+}
+
+static int set_watermark(sqs_writer *w, int k, int64_t v, sp_err *err)
+{
+    sqlite3_stmt *st = w->st[W_META_SET];
+    sqlite3_bind_text(st, 1, keys_of[k].meta, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    int rc = sqs_run(w, W_META_SET, err);
+    if (!rc)
+        w->keyed[k] = v;
+    return rc;
+}
+
+/* Rows keyed per transaction ahead of need (a few milliseconds of work). */
+#define KEYS_AHEAD 8192
+
+/* Once a cache is half full, each transaction keys a slice of the rows only it knows, so the
+ * keying left when it is full is small: keying them all at once held one transaction for a
+ * quarter of a second (262 k locations). */
+static int keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err)
+{
+    if (d->n < d->max / 2)
+        return 0;
+    int64_t top = 0;
+    int rc = sqs_find(w, keys_of[k].max, &top, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (top <= w->keyed[k])
+        return 0;
+    int64_t to = top - w->keyed[k] > KEYS_AHEAD ? w->keyed[k] + KEYS_AHEAD : top;
+    if ((rc = key_rows(w, k, to, err)))
+        return rc;
+    return set_watermark(w, k, to, err);
+}
+
+int sqs_keys_flush(sqs_writer *w, int k, sp_err *err)
+{
+    int rc = key_rows(w, k, INT64_MAX, err);
     int64_t top = 0;
     if (!rc && (rc = sqs_find(w, keys_of[k].max, &top, NULL, err)) >= 0)
         rc = 0;
@@ -449,14 +489,8 @@ int sqs_keys_flush(sqs_writer *w, int k, sp_err *err)
         return rc;
     /* Every row up to the highest is keyed now: the watermark follows it, down too when
      * retention deleted the newest rows (new ids then start above it again). */
-    if (top != w->keyed[k]) {
-        sqlite3_stmt *st = w->st[W_META_SET];
-        sqlite3_bind_text(st, 1, keys_of[k].meta, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, top);
-        if ((rc = sqs_run(w, W_META_SET, err)))
-            return rc;
-        w->keyed[k] = top;
-    }
+    if (top != w->keyed[k] && (rc = set_watermark(w, k, top, err)))
+        return rc;
     w->keys_dirty &= ~(1u << k);
     return 0;
 }
@@ -1501,6 +1535,10 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
         rc = flush(w, &w->samples, W_SAMPLE_CHUNK, &terr);
     if (!rc)
         rc = flush(w, &w->spanstk, W_SPAN_CHUNK, &terr);
+    if (!rc)
+        rc = keys_ahead(w, SQS_KEYS_STACK, &w->stacks, &terr);
+    if (!rc)
+        rc = keys_ahead(w, SQS_KEYS_LOC, &w->locations, &terr);
     int64_t t0 = mono_us(), commit_us = 0;
     if (!rc) {
         rc = sqs_run(w, W_COMMIT, &terr);
