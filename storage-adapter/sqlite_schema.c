@@ -53,8 +53,9 @@
  *        The lookup of a stack or location by content hash. Rows with an id above the
  *        watermark in meta ('stack_keyed', 'location_keyed') have no key row yet: the writer
  *        keeps every such row in its in-memory cache (the cache is the index for them) and adds
- *        their key rows in one sorted insert when the cache is about to forget them (full,
- *        cleared by a rollback or retention) and at start-up. A row given an id at or below the
+ *        their key rows in sorted inserts: a slice per transaction once the cache is half full,
+ *        the rest when the cache is about to forget them (full, cleared by a rollback or
+ *        retention) and at start-up (unless the whole table was loaded into the cache). A row given an id at or below the
  *        watermark (ids of deleted rows reused) gets its key row at once. New rows thus append
  *        to their table instead of dirtying random index pages in every transaction.
  *   series.period   the sampling period of the last profile written to the series (in the
