@@ -114,6 +114,8 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
     if (!rc)
         rc = query_tree_stacks(&t, q.max_nodes, a, &cut, &err);
     if (!rc)
+        cut.period = s.period; /* trimming to max_nodes keeps the series' period */
+    if (!rc)
         rc = query_pprof_encode(&cut, &q.type, q.from_ns, q.until_ns - q.from_ns, a, &raw, &err);
     if (!rc)
         rc = otlp_gzip_compress(raw.data, raw.len, 6, &gz, &err);

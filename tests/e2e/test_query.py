@@ -583,6 +583,7 @@ def test_select_merge_profile_and_pprof_download(loaded):
     stacks, sample_type = pprof_stacks(raw)
     assert stacks == expected_stacks()
     assert sample_type == [("cpu", "nanoseconds")]
+    assert pb_fields(raw).get(12) == [PERIOD]  # the senders' period survives the store
 
     q = f"{CPU}{{service_name=\"{SVC}\"}}"
     from urllib.parse import quote
@@ -592,6 +593,7 @@ def test_select_merge_profile_and_pprof_download(loaded):
     assert h["content-disposition"].startswith("attachment")
     stacks, _ = pprof_stacks(gzip.decompress(body))
     assert stacks == expected_stacks()
+    assert pb_fields(gzip.decompress(body)).get(12) == [PERIOD]
     status, _, body = http_request(server.http_port, "GET",
                                    f"/pprof?query={quote(CPU + '{}')}&from=now-1h&until=now"
                                    f"&span_id={SPAN_A.hex()}")
