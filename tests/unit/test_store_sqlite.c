@@ -1618,6 +1618,314 @@ static void chunks_round_trip_and_refuse_damage(void **state)
     store_chunk_decoder_free(&d);
 }
 
+/* ---- key tables under failures, retention and migration ------------------------------------ */
+
+#define ROUND_LOCS   64
+#define ROUND_STACKS 100
+
+/* Round r: ROUND_STACKS new three-frame stacks (value 1 each) over ROUND_LOCS unsymbolized
+ * locations of its own and one every round shares, at time t. Content depends on r alone. */
+static sp_batch round_batch(sp_arena *a, int64_t t, int r)
+{
+    sp_profile *p = mkprofile(a, CPU, "keys", t);
+    p->nlocations = ROUND_LOCS + 2;
+    p->locations = sp_arena_calloc(a, ROUND_LOCS + 2, sizeof *p->locations);
+    for (uint32_t i = 1; i <= ROUND_LOCS + 1; i++) {
+        p->locations[i].mapping_id = 1;
+        p->locations[i].frame_type = S_NATIVE;
+        p->locations[i].address =
+            i == ROUND_LOCS + 1 ? 0x10 : 0x100000 + (uint64_t)r * 4096 + 16 * i;
+    }
+    p->samples = sp_arena_calloc(a, ROUND_STACKS, sizeof *p->samples);
+    p->nsamples = ROUND_STACKS;
+    for (uint32_t i = 0; i < ROUND_STACKS; i++) {
+        sp_sample *s = &p->samples[i];
+        s->nlocations = 3;
+        s->location_ids = sp_arena_calloc(a, 3, sizeof *s->location_ids);
+        s->location_ids[0] = 1 + i % ROUND_LOCS;
+        s->location_ids[1] = 1 + (i / ROUND_LOCS + i) % ROUND_LOCS;
+        s->location_ids[2] = ROUND_LOCS + 1;
+        s->value = 1;
+    }
+    return batch1(a, "k", p);
+}
+
+static int write_round(store *s, int64_t t, int r, sp_err *err)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = round_batch(a, t, r);
+    int rc = store_write(s, &b, err);
+    sp_arena_free(a);
+    return rc;
+}
+
+static void write_round_ok(store *s, int64_t t, int r)
+{
+    sp_err err = {0};
+    if (write_round(s, t, r, &err))
+        fail_msg("round %d: %s", r, err.msg);
+}
+
+static int64_t total_k(store *s, sp_arena *a)
+{
+    store_query q = {.tenant = "k", .type_id = CPU};
+    store_stacks out;
+    sp_err err = {0};
+    if (store_select_stacks(s, &q, a, &out, &err))
+        fail_msg("select stacks: %s", err.msg);
+    return out.total;
+}
+
+/* The file's key tables are whole: no content stored twice, and no row at or below its
+ * watermark without its key row (a lookup could not find it). */
+static void assert_keys_whole(const char *dir)
+{
+    assert_int_equal(
+        sql_int(dir,
+                "SELECT count(*) FROM (SELECT 1 FROM stack GROUP BY locs HAVING count(*) > 1)"),
+        0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM (SELECT 1 FROM location GROUP BY mapping, "
+                                  "address, kind, lines HAVING count(*) > 1)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value FROM meta "
+                                  "WHERE key='stack_keyed') AND (hash, id) NOT IN (SELECT hash, id "
+                                  "FROM stack_key)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location WHERE id <= (SELECT value FROM "
+                                  "meta WHERE key='location_keyed') AND (hash, id) NOT IN (SELECT "
+                                  "hash, id FROM location_key)"),
+                     0);
+    /* and no key row naming a row that is gone */
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key WHERE (hash, id) NOT IN (SELECT "
+                                  "hash, id FROM stack)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key WHERE (hash, id) NOT IN "
+                                  "(SELECT hash, id FROM location)"),
+                     0);
+}
+
+static void sql_exec(const char *dir, const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+static void open_with(const char *dir, size_t cache_bytes, uint64_t max_db_bytes, store **s)
+{
+    store_options o = opts(dir);
+    o.cache_bytes = cache_bytes;
+    o.max_db_bytes = max_db_bytes;
+    sp_err err = {0};
+    if (store_open_sqlite(s, &o, &err))
+        fail_msg("open: %s", err.msg);
+}
+
+/* A transaction that fails after writing new stack and location rows (or while keying them) is
+ * rolled back whole, and the writer forgets what it did: its cache, the rows only the cache
+ * indexed and its watermarks are those of the file again. Writing everything again afterwards,
+ * in the same process and after a restart, adds values and no dictionary row. The failure is
+ * a trigger on the table named, added from a second connection (the store has no fault hooks);
+ * the default cache keys nothing (every row is unkeyed), the smallest keys all the time. */
+static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        size_t cache;
+        const char *table;
+    } cases[] = {{0, "sample_chunk"}, {1, "sample_chunk"}, {1, "stack_key"}, {1, "location_key"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/c%zu", f->dir, c);
+        store *s;
+        open_with(dir, cases[c].cache, 0, &s);
+        for (int r = 0; r < 5; r++)
+            write_round_ok(s, f->t0, r);
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE inject(x); INSERT INTO inject VALUES(1);"
+                 "CREATE TRIGGER inject_%s BEFORE INSERT ON %s WHEN EXISTS(SELECT 1 FROM inject) "
+                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+                 cases[c].table, cases[c].table);
+        sql_exec(dir, sql);
+        int64_t stacks = sql_int(dir, "SELECT count(*) FROM stack");
+        int64_t keyed = sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'");
+        sp_err err = {0};
+        int rc = 0;
+        /* Rounds until one fails (keying starts when the small cache is half full). */
+        int r = 5;
+        for (; r < 12 && !(rc = write_round(s, f->t0, r, &err)); r++)
+            stacks += ROUND_STACKS, keyed = sql_int(dir, "SELECT value FROM meta WHERE "
+                                                         "key='stack_keyed'");
+        if (!rc)
+            fail_msg("case %zu: no failure injected on %s", c, cases[c].table);
+        assert_non_null(strstr(err.msg, "injected failure"));
+        assert_non_null(strstr(err.msg, "nothing of this batch was stored"));
+        /* Nothing of the failed round is in the file. */
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), stacks);
+        assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"), keyed);
+        assert_keys_whole(dir);
+        sql_exec(dir, "DELETE FROM inject");
+        int64_t expect = (int64_t)r * ROUND_STACKS;
+        for (int pass = 0; pass < 2; pass++) {
+            /* Every round again, the failed one included: one row per content. */
+            for (int k = 0; k <= r; k++)
+                write_round_ok(s, f->t0, k);
+            expect += (int64_t)(r + 1) * ROUND_STACKS;
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"),
+                             (int64_t)(r + 1) * ROUND_STACKS);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"),
+                             (int64_t)(r + 1) * ROUND_LOCS + 1);
+            assert_int_equal(total_k(s, f->a), expect);
+            assert_keys_whole(dir);
+            store_close(s);
+            open_with(dir, cases[c].cache, 0, &s);
+            assert_int_equal(total_k(s, f->a), expect);
+        }
+        store_close(s);
+    }
+}
+
+/* The disk fills (size cap) while every row written is unkeyed: the failed transaction leaves
+ * the file's key tables whole, and after a restart, too small a cache to load the dictionary,
+ * every row committed is found again. */
+static void full_disk_with_unkeyed_rows_finds_them_after_restart(void **state)
+{
+    fx *f = *state;
+    store *s;
+    store_close(f->s);
+    f->s = NULL;
+    open_with(f->dir, 0, 256 * 1024, &s);
+    sp_err err = {0};
+    int r = 0, rc = 0;
+    for (; r < 200 && !(rc = write_round(s, f->t0, r, &err)); r++)
+        ;
+    assert_int_equal(rc, SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "full"));
+    assert_true(r >= 3); /* more than the small cache loads whole */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), (int64_t)r * ROUND_STACKS);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id > (SELECT value FROM "
+                                     "meta WHERE key='stack_keyed')"),
+                     (int64_t)r * ROUND_STACKS);
+    assert_int_equal(total_k(s, f->a), (int64_t)r * ROUND_STACKS);
+    assert_keys_whole(f->dir);
+    /* What still fits in the same process adds no row either. */
+    if (write_round(s, f->t0, 0, &err) == 0)
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), (int64_t)r * ROUND_STACKS);
+    store_close(s);
+    open_with(f->dir, 1, 0, &f->s);
+    int64_t before = total_k(f->s, f->a);
+    for (int k = 0; k <= r; k++)
+        write_round_ok(f->s, f->t0, k);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"),
+                     (int64_t)(r + 1) * ROUND_STACKS);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"),
+                     (int64_t)(r + 1) * ROUND_LOCS + 1);
+    assert_int_equal(total_k(f->s, f->a), before + (int64_t)(r + 1) * ROUND_STACKS);
+    assert_keys_whole(f->dir);
+}
+
+/* Retention deletes dictionary rows both keyed and unkeyed, the newest ones too (SQLite then
+ * gives their ids again): the rows kept are still found, and those written again are one row
+ * each, in the same process and after a restart. Old rounds are written at t0 (deleted), kept
+ * ones with data 1000 h ahead (their `seen` hour is ahead of any cut); `order` decides whether
+ * the deleted rows have the lowest ids or the highest. */
+static void retention_of_keyed_and_unkeyed_rows(void **state)
+{
+    fx *f = *state;
+    int64_t ahead = f->t0 + 1000 * HOUR;
+    int c = 0;
+    for (int order = 0; order < 2; order++)
+        for (size_t cache = 0; cache < 2; cache++, c++) {
+            char dir[96];
+            snprintf(dir, sizeof dir, "%s/c%d", f->dir, c);
+            store *s;
+            open_with(dir, cache, 0, &s);
+            for (int k = 0; k < 2; k++)
+                for (int r = 0; r < 4; r++) {
+                    int old = (k == 0) == (order == 0);
+                    write_round_ok(s, old ? f->t0 : ahead, old ? r : 10 + r);
+                }
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 8 * ROUND_STACKS);
+            if (!cache)
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 0);
+            else
+                assert_true(sql_int(dir, "SELECT count(*) FROM stack_key") > 0);
+            sp_err err = {0};
+            assert_int_equal(store_retention_run(s, wall_ns() + 400 * HOUR, &err), 0);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 4 * ROUND_STACKS);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 4 * ROUND_LOCS + 1);
+            assert_int_equal(total_k(s, f->a), 4 * ROUND_STACKS);
+            assert_keys_whole(dir);
+            int64_t expect = 4 * ROUND_STACKS;
+            for (int pass = 0; pass < 2; pass++) {
+                for (int r = 0; r < 4; r++) {
+                    write_round_ok(s, f->t0, r);
+                    write_round_ok(s, ahead, 10 + r);
+                }
+                expect += 8 * ROUND_STACKS;
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 8 * ROUND_STACKS);
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 8 * ROUND_LOCS + 1);
+                assert_int_equal(total_k(s, f->a), expect);
+                assert_keys_whole(dir);
+                store_close(s);
+                open_with(dir, cache, 0, &s);
+            }
+            store_close(s);
+        }
+}
+
+/* Version 2 and version 1 files with a dictionary larger than the cache loads at start-up:
+ * migrated to 3, every row is keyed, and writing the same content again adds no row. */
+static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    f->s = NULL;
+    for (int from = 2; from >= 1; from--) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/v%d", f->dir, from);
+        store *s;
+        open_with(dir, 0, 0, &s);
+        for (int r = 0; r < 6; r++)
+            write_round_ok(s, f->t0, r);
+        store_close(s);
+        /* What version 2 had: hash indexes, no key tables, no period. */
+        sql_exec(dir, "DROP TABLE stack_key; DROP TABLE location_key; ALTER TABLE series DROP "
+                      "period; DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
+                      "CREATE INDEX stack_by_hash ON stack(hash);"
+                      "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=2");
+        int64_t before = 6 * ROUND_STACKS;
+        if (from == 1) {
+            /* and no chunk tables (the values written as chunks are dropped with them) */
+            sql_exec(dir, "DROP TABLE sample_chunk; DROP TABLE span_chunk; DELETE FROM meta WHERE "
+                          "key='chunk_format'; PRAGMA user_version=1");
+            before = 0;
+        }
+        open_with(dir, 1, 0, &s);
+        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 3);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 6 * ROUND_STACKS);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 6 * ROUND_LOCS + 1);
+        assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
+                         sql_int(dir, "SELECT max(id) FROM stack"));
+        assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='location_keyed'"),
+                         sql_int(dir, "SELECT max(id) FROM location"));
+        assert_int_equal(total_k(s, f->a), before);
+        for (int r = 0; r < 7; r++)
+            write_round_ok(s, f->t0, r);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 7 * ROUND_STACKS);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 7 * ROUND_LOCS + 1);
+        assert_int_equal(total_k(s, f->a), before + 7 * ROUND_STACKS);
+        assert_keys_whole(dir);
+        store_close(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1652,6 +1960,13 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(invalid_batch_is_rejected_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_transaction_leaves_keys_and_cache_consistent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(full_disk_with_unkeyed_rows_finds_them_after_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(retention_of_keyed_and_unkeyed_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_a_large_dictionary_from_versions_2_and_1, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(durability_full_and_url_open, setup, teardown),
         cmocka_unit_test_setup_teardown(background_retention_thread_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(profiles_sharing_one_dictionary_are_stored_alike, setup,
