@@ -13,6 +13,7 @@
 #include "common/arena.h"
 #include "otlp/convert.h"
 #include "otlp/decode.h"
+#include "bench_util.h"
 
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 
@@ -23,41 +24,13 @@
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary dict_t;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(uint32_t n)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
+    return (uint32_t)(bench_xorshift64(&rng) % n);
 }
 
 #define NEW(T) calloc(1, sizeof(T))
-
-static Opentelemetry__Proto__Common__V1__AnyValue *any_int(int64_t v)
-{
-    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
-    opentelemetry__proto__common__v1__any_value__init(a);
-    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    a->int_value = v;
-    return a;
-}
-
-static Opentelemetry__Proto__Common__V1__AnyValue *any_str(const char *s)
-{
-    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
-    opentelemetry__proto__common__v1__any_value__init(a);
-    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    a->string_value = strdup(s);
-    return a;
-}
 
 /* Builds and packs the request; returns the bytes and the sample count. */
 static uint8_t *build(int procs, int threads, int per_thread, size_t *len, size_t *nsamples)
@@ -98,21 +71,21 @@ static uint8_t *build(int procs, int threads, int per_thread, size_t *len, size_
             d.attribute_table[i]);
     }
     d.attribute_table[1]->key_strindex = S + 6;
-    d.attribute_table[1]->value = any_str("native");
+    d.attribute_table[1]->value = bench_any_str(malloc, "native");
     d.attribute_table[2]->key_strindex = S + 6;
-    d.attribute_table[2]->value = any_str("kernel");
+    d.attribute_table[2]->value = bench_any_str(malloc, "kernel");
     size_t a = 3;
     for (int p = 0; p < procs; p++)
         for (int t = 0; t < threads; t++) {
             d.attribute_table[a]->key_strindex = S + 4;
-            d.attribute_table[a++]->value = any_int(100000 + p * 1000 + t);
+            d.attribute_table[a++]->value = bench_any_int(malloc, 100000 + p * 1000 + t);
             d.attribute_table[a]->key_strindex = S + 5;
-            d.attribute_table[a++]->value = any_str(t % 2 ? "worker" : "io");
+            d.attribute_table[a++]->value = bench_any_str(malloc, t % 2 ? "worker" : "io");
         }
     size_t cpu0 = a;
     for (int c = 0; c < 8; c++, a++) {
         d.attribute_table[a]->key_strindex = S + 11;
-        d.attribute_table[a]->value = any_int(c);
+        d.attribute_table[a]->value = bench_any_int(malloc, c);
     }
     d.n_attribute_table = a;
     d.n_mapping_table = 2;
@@ -196,9 +169,9 @@ static uint8_t *build(int procs, int threads, int per_thread, size_t *len, size_
             opentelemetry__proto__common__v1__key_value__init(rp->resource->attributes[k]);
         }
         rp->resource->attributes[0]->key = "process.pid";
-        rp->resource->attributes[0]->value = any_int(1000 + p);
+        rp->resource->attributes[0]->value = bench_any_int(malloc, 1000 + p);
         rp->resource->attributes[1]->key = "process.executable.name";
-        rp->resource->attributes[1]->value = any_str("app");
+        rp->resource->attributes[1]->value = bench_any_str(malloc, "app");
         rp->n_scope_profiles = 1;
         rp->scope_profiles = calloc(1, sizeof(void *));
         rp->scope_profiles[0] = NEW(*rp->scope_profiles[0]);
@@ -259,7 +232,7 @@ int main(int argc, char **argv)
     printf("request: %d processes x %d threads x %d samples = %zu observations, %.2f MB OTLP\n",
            procs, threads, per_thread, nsamples, mb);
 
-    double t = now_s();
+    double t = bench_mono_s();
     for (int i = 0; i < iters; i++) {
         ProtobufCMessage *m = protobuf_c_message_unpack(
             &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
@@ -268,25 +241,25 @@ int main(int argc, char **argv)
             return 1;
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    double raw = (now_s() - t) / iters;
+    double raw = (bench_mono_s() - t) / iters;
 
     double dec = 0, conv = 0;
     for (int i = 0; i < iters; i++) {
         sp_arena *a = sp_arena_new(otlp_decode_budget(len) * 2);
         otlp_decoded d;
         sp_err err;
-        double t1 = now_s();
+        double t1 = bench_mono_s();
         if (otlp_decode(OTLP_SIGNAL_PROFILES, buf, len, a, &d, &err)) {
             fprintf(stderr, "decode: %s\n", err.msg);
             return 1;
         }
-        double t2 = now_s();
+        double t2 = bench_mono_s();
         sp_batch b = {.tenant = "bench", .arena = a};
         if (otlp_profiles_convert((const otlp_profiles_req *)d.msg, &d.verdict, 1, &b, &err)) {
             fprintf(stderr, "convert: %s\n", err.msg);
             return 1;
         }
-        double t3 = now_s();
+        double t3 = bench_mono_s();
         dec += t2 - t1;
         conv += t3 - t2;
         sp_arena_free(a);

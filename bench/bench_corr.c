@@ -16,6 +16,7 @@
  */
 #include "common/arena.h"
 #include "correlator/correlator.h"
+#include "bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +26,12 @@
 #define MS 1000000LL
 
 /* CPU time of this thread: other processes on a shared machine do not distort it. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#define now_s bench_thread_cpu_s
 
 static uint64_t rng = 88172645463325252ull;
 static uint32_t rnd(uint32_t n)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
+    return (uint32_t)(bench_xorshift64(&rng) % n);
 }
 
 typedef struct world {

@@ -22,6 +22,7 @@
  *                [--rate S] [--workers N] [--keep] [--dry]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
+#include "bench_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,10 +63,7 @@ static int dry = 0;
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint64_t rnd(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return bench_xorshift64(&rng);
 }
 
 /* The message trees of the requests are built in a bump allocator, dropped once packed: with
@@ -117,24 +115,6 @@ static void breset(void)
 }
 
 #define NEW(T) bcalloc(1, sizeof(T))
-
-static Opentelemetry__Proto__Common__V1__AnyValue *any_int(int64_t v)
-{
-    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
-    opentelemetry__proto__common__v1__any_value__init(a);
-    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
-    a->int_value = v;
-    return a;
-}
-
-static Opentelemetry__Proto__Common__V1__AnyValue *any_str(const char *s)
-{
-    Opentelemetry__Proto__Common__V1__AnyValue *a = NEW(*a);
-    opentelemetry__proto__common__v1__any_value__init(a);
-    a->value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
-    a->string_value = bstrdup(s);
-    return a;
-}
 
 /* The shared stack pool: location ids into a global address space (address = 0x400000 + 64 id). */
 static int POOL = 2000; /* shared (hot) stacks */
@@ -293,12 +273,12 @@ static void build(request *out, int k, int64_t t0)
             d->attribute_table[i]);
     }
     d->attribute_table[1]->key_strindex = S_FT;
-    d->attribute_table[1]->value = any_str("native");
+    d->attribute_table[1]->value = bench_any_str(bmalloc, "native");
     d->attribute_table[2]->key_strindex = S_FT;
-    d->attribute_table[2]->value = any_str("kernel");
+    d->attribute_table[2]->value = bench_any_str(bmalloc, "kernel");
     for (int t = 0; t < procs * threads; t++) {
         d->attribute_table[3 + t]->key_strindex = S_TID;
-        d->attribute_table[3 + t]->value = any_int(100000 + t);
+        d->attribute_table[3 + t]->value = bench_any_int(bmalloc, 100000 + t);
     }
     d->function_table = bcalloc(nl, sizeof(void *));
     d->function_table[0] = NEW(*d->function_table[0]);
@@ -352,9 +332,9 @@ static void build(request *out, int k, int64_t t0)
             opentelemetry__proto__common__v1__key_value__init(rp->resource->attributes[j]);
         }
         rp->resource->attributes[0]->key = "process.pid";
-        rp->resource->attributes[0]->value = any_int(1000 + p);
+        rp->resource->attributes[0]->value = bench_any_int(bmalloc, 1000 + p);
         rp->resource->attributes[1]->key = "process.executable.name";
-        rp->resource->attributes[1]->value = any_str(p % 4 ? "app" : "db");
+        rp->resource->attributes[1]->value = bench_any_str(bmalloc, p % 4 ? "app" : "db");
         rp->n_scope_profiles = 1;
         rp->scope_profiles = bcalloc(1, sizeof(void *));
         rp->scope_profiles[0] = NEW(*rp->scope_profiles[0]);
@@ -497,13 +477,6 @@ static double *lat_ms;
 static int failures;
 static double t_start;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void *sender(void *arg)
 {
     (void)arg;
@@ -540,7 +513,7 @@ static void *sender(void *arg)
         const request *r = &reqs[i % ndistinct];
         if (rate > 0) { /* paced: request i is due when the total has sent i requests' samples */
             double due = t_start + (double)i * (double)r->samples / rate;
-            double wait = due - now_s();
+            double wait = due - bench_mono_s();
             if (wait > 0) {
                 struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
                 nanosleep(&ts, NULL);
@@ -558,13 +531,13 @@ static void *sender(void *arg)
         c.grpc_status = -1;
         c.http_status = 0;
         nghttp2_data_provider dp = {.read_callback = read_body};
-        double t0 = now_s();
+        double t0 = bench_mono_s();
         if (nghttp2_submit_request(c.s, NULL, nva, sizeof nva / sizeof nva[0], &dp, NULL) < 0 ||
             pump(&c) != 0) {
             fprintf(stderr, "request %d: connection failed\n", i);
             exit(1);
         }
-        lat_ms[i] = (now_s() - t0) * 1e3;
+        lat_ms[i] = (bench_mono_s() - t0) * 1e3;
         if (c.grpc_status != 0 || c.http_status != 200)
             __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
     }
@@ -616,12 +589,6 @@ static int can_connect(int p)
     return ok;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static uint64_t dir_bytes;
 static int add_size(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -629,12 +596,6 @@ static int add_size(const char *p, const struct stat *sb, int flag, struct FTW *
     if (flag == FTW_F)
         dir_bytes += (uint64_t)sb->st_size;
     return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void usage(void)
@@ -708,7 +669,7 @@ int main(int argc, char **argv)
            "a stack with new frames; %d Exports on %d connections\n",
            ndistinct, reqs[0].samples, procs, threads, per_thread, (double)bytes / (double)samples,
            zipf_s, POOL, new_frac * 100, nrequests, conns);
-    double d0 = now_s();
+    double d0 = bench_mono_s();
     int passes = 0;
     do {
         for (int k = 0; k < ndistinct; k++) {
@@ -722,8 +683,8 @@ int main(int argc, char **argv)
             protobuf_c_message_free_unpacked(m, NULL);
         }
         passes++;
-    } while (now_s() - d0 < 2.0);
-    double dec = (now_s() - d0) / passes;
+    } while (bench_mono_s() - d0 < 2.0);
+    double dec = (bench_mono_s() - d0) / passes;
     printf("raw protobuf-c unpack+free of the same bytes (one core): %.0f samples/s, %.1f MB/s\n",
            (double)samples / dec, (double)bytes / dec / 1e6);
 
@@ -764,12 +725,12 @@ int main(int argc, char **argv)
     double cpu0 = proc_cpu_s(pid);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
-    t_start = now_s();
+    t_start = bench_mono_s();
     for (int i = 0; i < conns; i++)
         pthread_create(&th[i], NULL, sender, NULL);
     for (int i = 0; i < conns; i++)
         pthread_join(th[i], NULL);
-    double secs = now_s() - t_start;
+    double secs = bench_mono_s() - t_start;
     double cpu = proc_cpu_s(pid) - cpu0;
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
@@ -781,7 +742,7 @@ int main(int argc, char **argv)
         sent += reqs[i % ndistinct].samples;
         sent_bytes += reqs[i % ndistinct].len;
     }
-    qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, cmp_double);
+    qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, bench_cmp_double);
     printf("answered OK: %d of %d\n", nrequests - failures, nrequests);
     printf("end to end: %.0f samples/s, %.1f MB/s of OTLP in %.1f s%s\n", (double)sent / secs,
            (double)sent_bytes / secs / 1e6, secs, rate > 0 ? " (paced)" : "");
@@ -794,7 +755,7 @@ int main(int argc, char **argv)
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
     if (!keep)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        bench_rm_tree(dir);
     else
         printf("kept: %s\n", dir);
     return failures ? 1 : 0;

@@ -10,6 +10,7 @@
  *   bench_outbox [-n items] [-d dir]     (default 20000 items; fsync runs use n/10; dir = /tmp)
  */
 #include "../storage-adapter/outbox.h"
+#include "bench_util.h"
 
 #include <arpa/inet.h>
 #include <ftw.h>
@@ -26,13 +27,6 @@
 #include <unistd.h>
 
 #define SEC 1000000000LL
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
-}
 
 /* ---- the in-memory sink: holds the sender back until released ---- */
 
@@ -134,11 +128,6 @@ static int http_sink_start(http_sink *h, pthread_t *t)
 
 /* ---- runs ---- */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(p);
-}
-
 static void die(const char *what, const sp_err *err)
 {
     fprintf(stderr, "bench_outbox: %s: %s\n", what, err ? err->msg : "");
@@ -183,11 +172,11 @@ static void run_size(const char *base, size_t size, int n)
         snprintf(dir, sizeof dir, "%s/bench_outbox.%d.%zu.%d", base, (int)getpid(), size, fs);
         sink s = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
         outbox *ob = open_with(dir, fs, &s, NULL);
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_mono_ns();
         for (int i = 0; i < cnt; i++)
             if (outbox_put(ob, "bench", item, size, &err) != 0)
                 die("put", &err);
-        int64_t put_ns = now_ns() - t0;
+        int64_t put_ns = bench_mono_ns() - t0;
         double us = (double)put_ns / 1000 / cnt;
         char extra[128] = "";
         if (!fs)
@@ -200,28 +189,28 @@ static void run_size(const char *base, size_t size, int n)
             int64_t st = 0, cm = 0;
             for (int i = 0; i < k; i++) {
                 outbox_ticket tk;
-                int64_t a = now_ns();
+                int64_t a = bench_mono_ns();
                 if (outbox_stage(ob, "bench", item, size, &tk, &err) != 0)
                     die("stage", &err);
-                int64_t b = now_ns();
+                int64_t b = bench_mono_ns();
                 if (outbox_commit(ob, &tk, &err) != 0)
                     die("commit", &err);
                 st += b - a;
-                cm += now_ns() - b;
+                cm += bench_mono_ns() - b;
             }
             printf("%-22s size=%-6zu items=%-6d stage_us=%.1f commit_us=%.1f\n",
                    "  two-phase (fsync)", size, k, (double)st / 1000 / k, (double)cm / 1000 / k);
             cnt += k;
         }
-        t0 = now_ns();
+        t0 = bench_mono_ns();
         sink_release(&s, 0);
         if (outbox_drain(ob, 600 * SEC) != 0)
             die("drain", NULL);
-        int64_t dr_ns = now_ns() - t0;
+        int64_t dr_ns = bench_mono_ns() - t0;
         snprintf(extra, sizeof extra, "batches=%" PRIu64, s.batches);
         report(fs ? "deliver memory (fsync)" : "deliver memory", size, cnt, dr_ns, extra);
         outbox_close(ob);
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        bench_rm_tree(dir);
     }
     /* Over HTTP: fill with the sender held, close (the files stay), reopen with the libcurl
      * sender against the loopback sink and time until the queue is empty. */
@@ -240,12 +229,12 @@ static void run_size(const char *base, size_t size, int n)
         die("http sink", NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/traces", h.port);
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_mono_ns();
     ob = open_with(dir, 0, NULL, url);
     outbox_stats_get(ob, &left);
     if (outbox_drain(ob, 600 * SEC) != 0)
         die("http drain", NULL);
-    int64_t ns = now_ns() - t0;
+    int64_t ns = bench_mono_ns() - t0;
     outbox_stats st;
     outbox_stats_get(ob, &st);
     char extra[128];
@@ -255,7 +244,7 @@ static void run_size(const char *base, size_t size, int n)
     shutdown(h.fd, SHUT_RDWR);
     close(h.fd);
     pthread_join(ht, NULL);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bench_rm_tree(dir);
     free(item);
 }
 

@@ -23,6 +23,7 @@
  * Disk: about 1.2 GB for the defaults (check `df -h /tmp`; --dir puts it elsewhere).
  */
 #include "../storage-adapter/store.h"
+#include "bench_util.h"
 
 #include <ftw.h>
 #include <inttypes.h>
@@ -51,21 +52,6 @@ static uint64_t seed = 42;
 static const char *dir_arg = NULL, *reuse_dir = NULL;
 
 /* ---- rng (per thread) ------------------------------------------------------------------------ */
-
-static uint64_t rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-static double rndf(uint64_t *s)
-{
-    return (double)(rnd(s) >> 11) / 9007199254740992.0;
-}
 
 /* ---- the shared dictionary ------------------------------------------------------------------- */
 
@@ -121,12 +107,12 @@ static void dict_init(void)
         sp_location *L = &locs[l];
         int kind = l % 10 == 0 ? 3 : (l % 7 == 0 ? 1 + (int)(l % 2) : 0); /* kernel, libs, bin */
         L->mapping_id = (uint32_t)kind + 1;
-        L->address = 0x400000 + (uint64_t)l * 48 + (rnd(&r) % 16);
+        L->address = 0x400000 + (uint64_t)l * 48 + (bench_xorshift64star(&r) % 16);
         L->frame_type = kind == 3 ? kernel : native;
         /* Two thirds of the frames are symbolized (a line with a function), one third not. */
         if (l % 3) {
-            lines[l].function_id = 1 + (uint32_t)(rnd(&r) % (NFUNCS - 1));
-            lines[l].line = (int64_t)(rnd(&r) % 4000);
+            lines[l].function_id = 1 + (uint32_t)(bench_xorshift64star(&r) % (NFUNCS - 1));
+            lines[l].line = (int64_t)(bench_xorshift64star(&r) % 4000);
             L->lines = &lines[l];
             L->nlines = 1;
         }
@@ -152,8 +138,8 @@ static void dict_init(void)
             uint32_t buf[MAX_DEPTH];
             uint32_t n = 0;
             if (i > 8) {
-                int parent = (int)(rnd(&r) % (uint64_t)i);
-                uint32_t keep_n = sv->npath[parent] / 2 + (uint32_t)(rnd(&r) % 8);
+                int parent = (int)(bench_xorshift64star(&r) % (uint64_t)i);
+                uint32_t keep_n = sv->npath[parent] / 2 + (uint32_t)(bench_xorshift64star(&r) % 8);
                 if (keep_n > sv->npath[parent])
                     keep_n = sv->npath[parent];
                 /* paths are leaf first: the root part is the tail */
@@ -161,14 +147,15 @@ static void dict_init(void)
                     buf[k] = sv->paths[parent][sv->npath[parent] - keep_n + k];
                 n = keep_n;
             }
-            uint32_t depth = 16 + (uint32_t)(rnd(&r) % 32);
+            uint32_t depth = 16 + (uint32_t)(bench_xorshift64star(&r) % 32);
             uint32_t total = depth > n ? depth : n + 2;
             if (total > MAX_DEPTH)
                 total = MAX_DEPTH;
             uint32_t *p = malloc(total * sizeof *p);
             uint32_t add = total - n;
             for (uint32_t k = 0; k < add; k++)
-                p[k] = 1 + (uint32_t)((rnd(&r) + (uint64_t)s * 7919) % (NLOCS - 1));
+                p[k] =
+                    1 + (uint32_t)((bench_xorshift64star(&r) + (uint64_t)s * 7919) % (NLOCS - 1));
             for (uint32_t k = 0; k < n; k++)
                 p[add + k] = buf[k];
             sv->paths[i] = p;
@@ -179,7 +166,7 @@ static void dict_init(void)
 
 static int zipf_draw(uint64_t *r)
 {
-    double u = rndf(r);
+    double u = bench_unit(r);
     int lo = 0, hi = PATHS - 1;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
@@ -222,8 +209,9 @@ static void spans_init(void)
     uint64_t r = seed + 99;
     double step = (double)(t_end - t_start - 3 * SEC) / (double)nspans;
     for (long i = 0; i < nspans; i++) {
-        span_start[i] = t_start + (int64_t)(step * (double)i) + (int64_t)(rnd(&r) % SEC);
-        span_dur_ms[i] = 20 + (int32_t)(rnd(&r) % 1980);
+        span_start[i] =
+            t_start + (int64_t)(step * (double)i) + (int64_t)(bench_xorshift64star(&r) % SEC);
+        span_dur_ms[i] = 20 + (int32_t)(bench_xorshift64star(&r) % 1980);
     }
 }
 
@@ -299,11 +287,13 @@ static void *fill_main(void *arg)
             memcpy(ref->trace_id, sp->trace_id, 16);
             memcpy(ref->span_id, sp->span_id, 8);
             /* obs observations over k stacks, at times inside the span. */
-            int nst = 1 + (int)(rnd(&r) % MAX_STACKS);
+            int nst = 1 + (int)(bench_xorshift64star(&r) % MAX_STACKS);
             long left = obs_per_span;
             for (int j = 0; j < nst && left > 0; j++) {
                 long n =
-                    j == nst - 1 ? left : 1 + (long)(rnd(&r) % (uint64_t)(left - (nst - 1 - j)));
+                    j == nst - 1
+                        ? left
+                        : 1 + (long)(bench_xorshift64star(&r) % (uint64_t)(left - (nst - 1 - j)));
                 if (n < 1)
                     n = 1;
                 left -= n;
@@ -317,7 +307,8 @@ static void *fill_main(void *arg)
                 for (long o = 0; o < n; o++)
                     smp->timestamps[o] =
                         (uint64_t)(span_start[i] +
-                                   (int64_t)(rnd(&r) % (uint64_t)span_dur_ms[i]) * 1000000);
+                                   (int64_t)(bench_xorshift64star(&r) % (uint64_t)span_dur_ms[i]) *
+                                       1000000);
                 smp->spans = ref;
                 smp->nspans = 1;
                 smp->pid = sp->pid;
@@ -338,73 +329,6 @@ static void *fill_main(void *arg)
 }
 
 /* ---- helpers --------------------------------------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int64_t file_size(const char *dir, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
-}
-
-static void table_report(const char *dir, uint64_t obs)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/spanprof.db", dir);
-    sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-        return;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC",
-                           -1, &st, NULL) == SQLITE_OK) {
-        printf("bytes per observation by table/index:");
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            double b = (double)sqlite3_column_int64(st, 1) / (double)obs;
-            if (b >= 0.01)
-                printf(" %s=%.2f", (const char *)sqlite3_column_text(st, 0), b);
-        }
-        printf("\n");
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void print_latency(const char *what, double *ms, int n)
-{
-    qsort(ms, (size_t)n, sizeof *ms, cmp_double);
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += ms[i];
-    printf("%s (%d): mean %.3f ms, p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", what, n, sum / n,
-           ms[n / 2], ms[(int)((n - 1) * 0.99)], ms[n - 1]);
-}
 
 static void usage(void)
 {
@@ -483,14 +407,14 @@ int main(int argc, char **argv)
            "%d call paths per service\n",
            nspans, nservices, hours, obs_per_span, MAX_STACKS, total_obs, NLOCS, PATHS);
     if (!reuse_dir) {
-        double c0 = cpu_s(), w0 = now_s();
+        double c0 = bench_proc_cpu_s(), w0 = bench_mono_s();
         pthread_t *th = calloc((size_t)writers, sizeof *th);
         for (int i = 0; i < writers; i++)
             pthread_create(&th[i], NULL, fill_main, NULL);
         for (int i = 0; i < writers; i++)
             pthread_join(th[i], NULL);
         free(th);
-        double fill_s = now_s() - w0, fill_cpu = cpu_s() - c0;
+        double fill_s = bench_mono_s() - w0, fill_cpu = bench_proc_cpu_s() - c0;
         store_stats stats;
         store_stats_get(the_store, &stats);
         printf("fill: %.1f s, %.0f observations/s, %.1f s CPU (batch building included) = "
@@ -499,12 +423,13 @@ int main(int argc, char **argv)
                fill_s, (double)obs_written / fill_s, fill_cpu, fill_cpu * 1e6 / (double)obs_written,
                stats.transactions, stats.batches_committed, failures);
         store_close(the_store); /* checkpoints: the WAL is folded into the database */
-        int64_t db = file_size(dir, "spanprof.db"), wal = file_size(dir, "spanprof.db-wal");
+        int64_t db = bench_file_size(dir, "spanprof.db"),
+                wal = bench_file_size(dir, "spanprof.db-wal");
         printf("disk: db %" PRId64 " B + wal %" PRId64 " B = %.2f bytes per observation, %.0f "
                "bytes per span\n",
                db, wal, (double)(db + wal) / (double)obs_written,
                (double)(db + wal) / (double)nspans);
-        table_report(dir, obs_written);
+        bench_dbstat_report(dir, "observation", obs_written, 0.01, 2);
         if (store_open_sqlite(&the_store, &o, &err) != 0) {
             fprintf(stderr, "reopen: %s\n", err.msg);
             return 1;
@@ -519,7 +444,7 @@ int main(int argc, char **argv)
     double stacks = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < nqueries; i++) {
-            long idx = (long)(rnd(&r) % (uint64_t)nspans);
+            long idx = (long)(bench_xorshift64star(&r) % (uint64_t)nspans);
             uint8_t id[8];
             span_id_of(idx, id);
             store_query q = {.tenant = "bench", .type_id = CPU_TYPE};
@@ -528,17 +453,17 @@ int main(int argc, char **argv)
                 q.end_ns = span_start[idx] + (int64_t)span_dur_ms[idx] * 1000000 + 30 * SEC;
             }
             store_stacks st;
-            double t0 = now_s();
+            double t0 = bench_mono_s();
             int rc = store_span_stacks(the_store, &q, (const uint8_t(*)[8])id, 1, a, &st, &err);
-            ms[i] = (now_s() - t0) * 1e3;
+            ms[i] = (bench_mono_s() - t0) * 1e3;
             if (rc || st.total != obs_per_span * PERIOD_NS)
                 bad++;
             stacks += rc ? 0 : (double)st.nstacks;
             sp_arena_reset(a);
         }
-        print_latency(pass ? "span profile, Grafana's range (span +- 30 s)"
-                           : "span profile, no time range",
-                      ms, nqueries);
+        bench_print_latency(pass ? "span profile, Grafana's range (span +- 30 s)"
+                                 : "span profile, no time range",
+                            ms, nqueries);
     }
     printf("span answers: %.1f stacks on average; %d of %d answers wrong\n",
            stacks / (2.0 * nqueries), bad, 2 * nqueries);
@@ -546,7 +471,7 @@ int main(int argc, char **argv)
     /* ---- a trace's figures: the totals of its ten spans (GET /api/v1/traces/{id}) ---- */
     bad = 0;
     for (int i = 0; i < nqueries; i++) {
-        long first = (long)(rnd(&r) % (uint64_t)nspans);
+        long first = (long)(bench_xorshift64star(&r) % (uint64_t)nspans);
         first -= first % 10;
         uint8_t ids[10][8];
         int n = 0;
@@ -554,27 +479,28 @@ int main(int argc, char **argv)
             span_id_of(k, ids[n++]);
         store_query q = {.tenant = "bench", .type_id = CPU_TYPE};
         store_span_total tot[10];
-        double t0 = now_s();
+        double t0 = bench_mono_s();
         int rc = store_span_totals(the_store, &q, (const uint8_t(*)[8])ids, (size_t)n, tot, &err);
-        ms[i] = (now_s() - t0) * 1e3;
+        ms[i] = (bench_mono_s() - t0) * 1e3;
         for (int k = 0; k < n; k++)
             bad += rc || tot[k].value != obs_per_span * PERIOD_NS;
     }
-    print_latency("span totals of a trace (10 spans, one call)", ms, nqueries);
+    bench_print_latency("span totals of a trace (10 spans, one call)", ms, nqueries);
     printf("trace totals: %d of %d span totals wrong\n", bad, 10 * nqueries);
 
     /* ---- one-hour flame graph of one service ---- */
     double nst = 0;
     for (int i = 0; i < nranges; i++) {
-        int s = (int)(rnd(&r) % (uint64_t)nservices);
+        int s = (int)(bench_xorshift64star(&r) % (uint64_t)nservices);
         store_matcher m = {.name = "service_name", .value = svcs[s].name, .op = STORE_MATCH_EQ};
         store_query q = {.tenant = "bench", .type_id = CPU_TYPE, .matchers = &m, .nmatchers = 1};
-        q.end_ns = t_end - (int64_t)(rnd(&r) % (uint64_t)((hours - 1) * 3600 + 1)) * SEC;
+        q.end_ns =
+            t_end - (int64_t)(bench_xorshift64star(&r) % (uint64_t)((hours - 1) * 3600 + 1)) * SEC;
         q.start_ns = q.end_ns - 3600 * SEC;
         store_stacks st;
-        double t0 = now_s();
+        double t0 = bench_mono_s();
         int rc = store_select_stacks(the_store, &q, a, &st, &err);
-        ms[i] = (now_s() - t0) * 1e3;
+        ms[i] = (bench_mono_s() - t0) * 1e3;
         if (rc) {
             fprintf(stderr, "select_stacks: %s\n", err.msg);
             bad++;
@@ -582,13 +508,13 @@ int main(int argc, char **argv)
         nst += rc ? 0 : (double)st.nstacks;
         sp_arena_reset(a);
     }
-    print_latency("one-hour flame graph of one service", ms, nranges);
+    bench_print_latency("one-hour flame graph of one service", ms, nranges);
     printf("range answers: %.0f stacks on average\n", nst / nranges);
     free(ms);
     sp_arena_free(a);
     store_close(the_store);
     if (!keep && !reuse_dir && !dir_arg)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        bench_rm_tree(dir);
     else
         printf("kept: %s\n", dir);
     return bad ? 1 : 0;

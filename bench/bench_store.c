@@ -18,6 +18,7 @@
  *               [--queries 2000] [--durability normal|full] [--dir DIR] [--keep] [--seed N]
  */
 #include "../storage-adapter/store.h"
+#include "bench_util.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -54,17 +55,12 @@ static uint64_t rng_state;
 
 static uint64_t rnd(void)
 {
-    uint64_t x = rng_state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    rng_state = x;
-    return x * 0x2545f4914f6cdd1dULL;
+    return bench_xorshift64star(&rng_state);
 }
 
 static double rndf(void)
 {
-    return (double)(rnd() >> 11) / 9007199254740992.0;
+    return bench_unit(&rng_state);
 }
 
 static uint64_t mix(uint64_t a, uint64_t b)
@@ -681,29 +677,6 @@ static void *writer_main(void *arg)
     }
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
-static int64_t file_size(const char *dir, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : 0;
-}
-
 static void table_report(const char *dir, uint64_t samples)
 {
     char path[1024];
@@ -724,25 +697,8 @@ static void table_report(const char *dir, uint64_t samples)
         sqlite3_finalize(st);
     }
     printf("\n");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC",
-                           -1, &st, NULL) == SQLITE_OK) {
-        printf("bytes per sample by table/index:");
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            double b = (double)sqlite3_column_int64(st, 1) / (double)samples;
-            if (b >= 0.05)
-                printf(" %s=%.1f", (const char *)sqlite3_column_text(st, 0), b);
-        }
-        printf("\n");
-    }
-    sqlite3_finalize(st);
     sqlite3_close(db);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    bench_dbstat_report(dir, "sample", samples, 0.05, 1);
 }
 
 static void usage(void)
@@ -792,7 +748,7 @@ int main(int argc, char **argv)
     intern("");
 
     /* ---- generate ---- */
-    double g0 = now_s();
+    double g0 = bench_mono_s();
     procs_init();
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -824,7 +780,7 @@ int main(int argc, char **argv)
             p->string_lens = str_lens;
             p->nstrings = nstrs;
         }
-    double gen_s = now_s() - g0;
+    double gen_s = bench_mono_s() - g0;
 
     /* ---- write ---- */
     char dir[512];
@@ -848,13 +804,13 @@ int main(int argc, char **argv)
     }
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    double w0 = now_s();
+    double w0 = bench_mono_s();
     pthread_t *th = calloc((size_t)writers, sizeof *th);
     for (int i = 0; i < writers; i++)
         pthread_create(&th[i], NULL, writer_main, NULL);
     for (int i = 0; i < writers; i++)
         pthread_join(th[i], NULL);
-    double write_s = now_s() - w0;
+    double write_s = bench_mono_s() - w0;
     getrusage(RUSAGE_SELF, &ru1);
     double cpu_s = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
                    (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e6 +
@@ -863,8 +819,8 @@ int main(int argc, char **argv)
     store_stats stats;
     store_stats_get(the_store, &stats);
     store_close(the_store); /* checkpoints (TRUNCATE): the WAL is folded into the database */
-    int64_t db_bytes = file_size(dir, "spanprof.db");
-    int64_t wal_bytes = file_size(dir, "spanprof.db-wal");
+    int64_t db_bytes = bench_file_size(dir, "spanprof.db");
+    int64_t wal_bytes = bench_file_size(dir, "spanprof.db-wal");
 
     uint64_t nspans_total = 0;
     for (size_t w = 0; w < nreqs; w++)
@@ -896,25 +852,25 @@ int main(int argc, char **argv)
     uint64_t frames_seen = 0, stacks_seen = 0;
     sp_arena *qa = sp_arena_new(0);
     store_query q = {.tenant = "bench", .type_id = CPU_TYPE};
-    double q0 = now_s();
+    double q0 = bench_mono_s();
     for (int i = 0; i < nids; i++) {
         sp_arena_reset(qa);
         store_stacks st;
-        double t0 = now_s();
+        double t0 = bench_mono_s();
         if (store_span_stacks(the_store, &q, (const uint8_t(*)[8])ids[i], 1, qa, &st, &err)) {
             fprintf(stderr, "span query: %s\n", err.msg);
             return 1;
         }
-        lat[i] = now_s() - t0;
+        lat[i] = bench_mono_s() - t0;
         stacks_seen += st.nstacks;
         for (size_t k = 0; k < st.nstacks; k++)
             frames_seen += st.stacks[k].nframes;
     }
-    double query_s = now_s() - q0;
-    qsort(lat, (size_t)nids, sizeof *lat, cmp_double);
+    double query_s = bench_mono_s() - q0;
+    qsort(lat, (size_t)nids, sizeof *lat, bench_cmp_double);
     /* The same spans as Grafana asks for them: with the span's time +- 30 s. */
     double *lat_r = calloc((size_t)(nids ? nids : 1), sizeof *lat_r);
-    double qr0 = now_s();
+    double qr0 = bench_mono_s();
     for (int i = 0; i < nids; i++) {
         sp_arena_reset(qa);
         store_stacks st;
@@ -922,23 +878,23 @@ int main(int argc, char **argv)
                           .type_id = CPU_TYPE,
                           .start_ns = id_ts[i] - 30 * SEC,
                           .end_ns = id_ts[i] + 30 * SEC};
-        double t0 = now_s();
+        double t0 = bench_mono_s();
         if (store_span_stacks(the_store, &qr, (const uint8_t(*)[8])ids[i], 1, qa, &st, &err)) {
             fprintf(stderr, "span query: %s\n", err.msg);
             return 1;
         }
-        lat_r[i] = now_s() - t0;
+        lat_r[i] = bench_mono_s() - t0;
     }
-    double query_r_s = now_s() - qr0;
-    qsort(lat_r, (size_t)nids, sizeof *lat_r, cmp_double);
+    double query_r_s = bench_mono_s() - qr0;
+    qsort(lat_r, (size_t)nids, sizeof *lat_r, bench_cmp_double);
     /* For scale: one service's merged flame graph over the whole range. */
     store_matcher m = {"service_name", procs[0].service, STORE_MATCH_EQ};
     store_query qs = {.tenant = "bench", .type_id = CPU_TYPE, .matchers = &m, .nmatchers = 1};
     sp_arena_reset(qa);
     store_stacks all;
-    double s0 = now_s();
+    double s0 = bench_mono_s();
     store_select_stacks(the_store, &qs, qa, &all, &err);
-    double select_s = now_s() - s0;
+    double select_s = bench_mono_s() - s0;
     store_close(the_store);
     sp_arena_free(qa);
 
@@ -984,7 +940,7 @@ int main(int argc, char **argv)
            "\n",
            procs[0].service, minutes, select_s * 1e3, all.nstacks, all.total);
     if (!keep && !dir_arg)
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        bench_rm_tree(dir);
     else
         printf("data kept in %s\n", dir);
     for (size_t w = 0; w < nreqs; w++)
