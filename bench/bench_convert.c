@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary dict_t;
 

@@ -13,7 +13,6 @@
 #include "bench_util.h"
 
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -23,7 +22,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SEC 1000000000LL

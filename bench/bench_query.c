@@ -25,16 +25,12 @@
 #include "../storage-adapter/store.h"
 #include "bench_util.h"
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define SEC        1000000000LL
