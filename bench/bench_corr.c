@@ -135,6 +135,18 @@ static dict make_dict(void)
     return d;
 }
 
+static void free_dict(dict *d)
+{
+    for (uint32_t i = 1; i <= NFUNC; i++)
+        free((char *)d->strings[2 + i]);
+    for (uint32_t k = 0; k < NSTACK; k++)
+        free(d->stacks[k]);
+    free(d->strings);
+    free(d->functions);
+    free(d->locations);
+    free(d->lines);
+}
+
 /* One eBPF-like CPU profile of n samples at random threads and times of the world. */
 static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint32_t n, int links)
 {
@@ -276,5 +288,6 @@ int main(int argc, char **argv)
     printf("%-14s (longest single call %.1f ms of CPU, evicting included)\n", "", worst_call * 1e3);
     corr_free(c);
     free(w.spans);
+    free_dict(&d);
     return 0;
 }
