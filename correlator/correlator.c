@@ -304,6 +304,14 @@ static reg_ent *reg_find(corr *c, uint32_t tenant, const uint8_t id[8])
     return NULL;
 }
 
+/* A registry entry still in the window (the ancestor walk); reg_find also sees the ones only
+ * kept to recognise retries. */
+static reg_ent *reg_find_live(corr *c, uint32_t tenant, const uint8_t id[8])
+{
+    reg_ent *e = reg_find(c, tenant, id);
+    return e && e->expire > c->now ? e : NULL;
+}
+
 static reg_ent *reg_add(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident, int eligible)
 {
     if (c->nreg == c->capreg) {
@@ -428,7 +436,7 @@ static uint32_t spans_at(const corr *c, const slot *s, int64_t ts, uint32_t iden
                          uint32_t max, const span_ent **ents)
 {
     uint32_t n = 0;
-    if (!s || !s->nspans)
+    if (!s || !s->nspans || ts < 0) /* indexed spans start at >= 0; ts - maxdur must not wrap */
         return 0;
     /* spans are sorted by start: find the last one starting at or before ts, walk back */
     uint32_t lo = 0, hi = s->nspans;
@@ -699,11 +707,16 @@ static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting
         }
     }
     /* registry and waiting links: compact the arrays, rebuild the chains */
-    uint32_t k = 0;
+    /* A registry entry outlives its span by one window: observations the span claimed may wait
+     * that long, and a retried export must find the span seen so it claims them only once. */
+    uint32_t k = 0, known = 0;
+    int64_t keep = evicting ? 0 : c->opt.window_ns;
     for (uint32_t i = 0; i < c->nreg; i++)
-        if (c->reg[i].live && c->reg[i].expire > span_cut)
+        if (c->reg[i].live && c->reg[i].expire > span_cut - keep) {
+            known += c->reg[i].expire > span_cut;
             c->reg[k++] = c->reg[i];
-    c->st.spans_known = k;
+        }
+    c->st.spans_known = known;
     c->nreg = k;
     IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
     k = 0;
@@ -1011,7 +1024,7 @@ static uint32_t walk_up(corr *c, uint32_t tenant, const reg_ent *e, int64_t pid,
     for (int hop = 0; hop < MAX_WALK && e; hop++) {
         if (memcmp(e->parent, zero, 8) == 0)
             return n;
-        const reg_ent *p = reg_find(c, tenant, e->parent);
+        const reg_ent *p = reg_find_live(c, tenant, e->parent);
         if (!p) {
             memcpy(gap, e->parent, 8);
             *has_gap = 1;
@@ -1192,7 +1205,7 @@ static size_t attach_linked(prof_ctx *x, sp_sample *s, uint32_t ident)
     int64_t ref_pid = 0;
     uint64_t ref_svc = 0;
     uint32_t ref_ident = 0;
-    const reg_ent *e = reg_find(c, x->tenant, s->link.span_id);
+    const reg_ent *e = reg_find_live(c, x->tenant, s->link.span_id);
     if (e) {
         ref_known = 1;
         ref_pid = e->pid;
@@ -1628,7 +1641,8 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
         int64_t start = (int64_t)sp->start_ns, end = (int64_t)sp->end_ns;
         if (reg_find(c, tenant, sp->span_id))
             continue; /* a retry: what it brings was attached the first time */
-        int eligible = end - start >= c->opt.min_span_ns;
+        /* times past INT64_MAX (valid OTLP) would overflow the arithmetic below: never eligible */
+        int eligible = start >= 0 && end >= start && end - start >= c->opt.min_span_ns;
         uint32_t ident = ident_id(c, &sp->ident);
         const reg_ent *re = reg_add(c, tenant, sp, ident, eligible);
         fresh[i] = re ? (uint32_t)(re - c->reg) + 1 : 0;

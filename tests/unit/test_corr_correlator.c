@@ -545,6 +545,62 @@ static void budget_drops_the_oldest_observations_first(void **state)
     corr_free(c);
 }
 
+/* A retried span export after its spans left the window, while observations they claimed are
+ * still waiting, must not attach those observations a second time. */
+static void retry_after_the_span_expired_attaches_nothing_twice(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.window_ns = 1000 * MS};
+    corr *c = corr_new(&o);
+    sp_span sp = span(1, 100, 200, PID, TID);
+    sp_batch tb = batch(f, "t1");
+    tb.spans = &sp;
+    tb.nspans = 1;
+    corr_attach_spans(c, &tb, 1);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+    assert_int_equal(corr_attach_spans(c, &pb, 900 * MS), 1); /* attached at arrival */
+    corr_stats st;
+    corr_get_stats(c, 1100 * MS, &st); /* the span is out of the window, the sample is not */
+    assert_int_equal(st.spans_indexed, 0);
+    assert_int_equal(st.obs_waiting, 1);
+    sp_batch again = batch(f, "t1");
+    again.spans = &sp;
+    again.nspans = 1;
+    assert_int_equal(corr_attach_spans(c, &again, 1200 * MS), 0);
+    assert_int_equal(again.nprofiles, 0);
+    corr_free(c);
+}
+
+/* Timestamps near the ends of the range (valid OTLP: end >= start) must not overflow. */
+static void absurd_timestamps_are_harmless(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span v[] = {span(1, 0, 0, PID, TID), span(2, 0, 0, PID, TID), span(3, 0, 0, PID, TID)};
+    v[0].start_ns = 1;
+    v[0].end_ns = (uint64_t)1 << 63;
+    v[1].start_ns = 0;
+    v[1].end_ns = (uint64_t)INT64_MAX; /* eligible, longest possible */
+    v[2].start_ns = UINT64_MAX;
+    v[2].end_ns = UINT64_MAX;
+    send_spans(c, f, v, 3, NULL);
+    uint64_t ts[] = {UINT64_MAX, (uint64_t)1 << 63, 0, 150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 4, PID, TID));
+    corr_attach_spans(c, &pb, 0);
+    const sp_profile *p = pb.profiles[0];
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        int in_range = s->timestamps[0] <= (uint64_t)INT64_MAX;
+        assert_int_equal(s->nspans, in_range ? 1 : 0);
+        if (in_range)
+            assert_int_equal(s->spans[0].span_id[7], 2);
+    }
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +630,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_drops_the_oldest_observations_first, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(retry_after_the_span_expired_attaches_nothing_twice, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
