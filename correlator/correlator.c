@@ -838,6 +838,53 @@ static void compact_interns(corr *c)
     free(frames);
 }
 
+/* Rebuilds the identity table from what still refers to it: every span or sample with a new
+ * host.id, pod or container adds an entry, and without this they would outlive the window (and
+ * keep `bytes` over the budget for good). */
+static void compact_idents(corr *c)
+{
+    itab nt = {0};
+    uint32_t *map = calloc(c->idents.n + 1, sizeof *map); /* old id + 1 → new id + 1 */
+    int ok = map != NULL;
+#define VISIT(ref)                                                                                 \
+    do {                                                                                           \
+        if (pass) {                                                                                \
+            if (ref)                                                                               \
+                (ref) = map[(ref)];                                                                \
+        } else if (ok && (ref) && !map[(ref)]) {                                                   \
+            uint32_t id_ = itab_get(&nt, c->idents.keys[(ref)-1], c->idents.lens[(ref)-1], 1);     \
+            ok = id_ != UINT32_MAX;                                                                \
+            map[(ref)] = id_ + 1;                                                                  \
+        }                                                                                          \
+    } while (0)
+    /* pass 0 builds the new table (nothing changes if it fails), pass 1 rewrites the references */
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            for (slot *s = c->buckets[b]; s; s = s->hnext) {
+                for (uint32_t i = 0; i < s->nspans; i++)
+                    VISIT(s->spans[i].ident);
+                for (uint32_t i = 0; i < s->nobs; i++)
+                    VISIT(s->obs[i].ident);
+            }
+            for (proc *p = c->pbuckets[b]; p; p = p->hnext)
+                for (uint32_t i = 0; i < p->nprof_ident; i++)
+                    VISIT(p->prof_ident[i]);
+        }
+        for (uint32_t i = 0; i < c->nreg; i++)
+            VISIT(c->reg[i].ident);
+        for (uint32_t i = 0; i < c->nwait; i++)
+            VISIT(c->wait[i].ref_ident);
+    }
+#undef VISIT
+    if (ok) {
+        itab_free(&c->idents);
+        c->idents = nt;
+    } else {
+        itab_free(&nt);
+    }
+    free(map);
+}
+
 static void sweep(corr *c, int64_t now)
 {
     drop_before(c, now, now, 0);
@@ -845,6 +892,8 @@ static void sweep(corr *c, int64_t now)
     uint64_t live = c->st.obs_waiting + c->nwait;
     if (c->stacks.n > 4 * live + 65536 || c->names.n > 64 * live + 262144)
         compact_interns(c);
+    if (c->idents.n > 4 * (c->st.obs_waiting + c->nwait + c->nreg) + 4096)
+        compact_idents(c);
     recount(c);
     c->last_sweep = now;
 }

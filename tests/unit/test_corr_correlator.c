@@ -601,6 +601,38 @@ static void absurd_timestamps_are_harmless(void **state)
     corr_free(c);
 }
 
+/* Every new host.id adds a process identity; once its spans left the window the memory must go,
+ * or `bytes` stays over the budget for good. */
+static void identities_leave_with_their_spans(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.window_ns = 1000 * MS};
+    corr *c = corr_new(&o);
+    enum { N = 20000, ROUNDS = 4 };
+    sp_span *v = calloc(N, sizeof *v);
+    uint64_t after[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            v[i] = span((uint8_t)i, 100, 200, PID, TID);
+            v[i].span_id[0] = (uint8_t)(i >> 8);
+            v[i].ident.key[0] = (uint64_t)(r * N + i) + 1; /* a new host each time */
+        }
+        sp_batch tb = batch(f, "t1");
+        tb.spans = v;
+        tb.nspans = N;
+        int64_t t0 = (int64_t)r * 10000 * MS + 1;
+        corr_attach_spans(c, &tb, t0);
+        corr_stats st;
+        corr_get_stats(c, t0 + 5000 * MS, &st); /* past the window and the retry markers */
+        assert_int_equal(st.spans_known, 0);
+        after[r] = st.bytes;
+    }
+    free(v);
+    corr_free(c);
+    /* what a round leaves behind does not pile up (20000 identities are over 1 MiB) */
+    assert_true(after[ROUNDS - 1] < after[0] + 64 * 1024);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(retry_after_the_span_expired_attaches_nothing_twice, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
+        cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
