@@ -633,6 +633,41 @@ static void identities_leave_with_their_spans(void **state)
     assert_true(after[ROUNDS - 1] < after[0] + 64 * 1024);
 }
 
+/* A sender's parent cycle (1 ↔ 2) or a span that is its own parent ends the walk, each span once;
+ * when everything expires the waiting counters come back to zero, not below. */
+static void parent_cycles_end_and_counters_return_to_zero(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.window_ns = 1000 * MS};
+    corr *c = corr_new(&o);
+    sp_span v[] = {child(1, 2, 100, 200, PID, TID), child(2, 1, 100, 200, PID, TID),
+                   child(3, 3, 100, 200, PID, TID)};
+    sp_batch tb = batch(f, "t1");
+    tb.spans = v;
+    tb.nspans = 3;
+    corr_attach_spans(c, &tb, 1);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *a = profile(f->a, ts, 1, PID, TID), *b = profile(f->a, ts, 1, PID, TID);
+    a->samples[0].has_link = b->samples[0].has_link = 1;
+    a->samples[0].link.span_id[7] = 1;
+    b->samples[0].link.span_id[7] = 3;
+    sp_batch_add_profile(&pb, a);
+    sp_batch_add_profile(&pb, b);
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID + 1)); /* waits, unmatched */
+    corr_attach_spans(c, &pb, 2);
+    assert_int_equal(a->samples[0].nspans, 2);
+    assert_true(has_span(&a->samples[0], 1) && has_span(&a->samples[0], 2));
+    assert_int_equal(b->samples[0].nspans, 1);
+    corr_stats st;
+    corr_get_stats(c, 5000 * MS, &st);
+    assert_int_equal(st.obs_waiting, 0);
+    assert_int_equal(st.obs_unattached, 0);
+    assert_int_equal(st.unmatched, 1);
+    assert_int_equal(st.by_link, 2);
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -666,6 +701,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
+        cmocka_unit_test_setup_teardown(parent_cycles_end_and_counters_return_to_zero, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
