@@ -362,9 +362,20 @@ static wait_ent *wait_add(corr *c, uint32_t tenant, const uint8_t gap[8])
 
 /* ---- slots and processes ---- */
 
+static uint32_t proc_bucket(uint32_t tenant, int64_t pid)
+{
+    return (uint32_t)(hash64(&pid, sizeof pid, FNV ^ tenant) % NBUCKETS);
+}
+
+static uint32_t slot_bucket(uint32_t tenant, int64_t pid, int64_t tid)
+{
+    uint64_t h = hash64(&pid, sizeof pid, FNV ^ tenant);
+    return (uint32_t)(hash64(&tid, sizeof tid, h) % NBUCKETS);
+}
+
 static proc *find_proc(corr *c, uint32_t tenant, int64_t pid, int create)
 {
-    uint32_t h = (uint32_t)(hash64(&pid, sizeof pid, FNV ^ tenant) % NBUCKETS);
+    uint32_t h = proc_bucket(tenant, pid);
     for (proc *p = c->pbuckets[h]; p; p = p->hnext)
         if (p->tenant == tenant && p->pid == pid)
             return p;
@@ -383,8 +394,7 @@ static proc *find_proc(corr *c, uint32_t tenant, int64_t pid, int create)
 
 static slot *find_slot(corr *c, uint32_t tenant, int64_t pid, int64_t tid, int create)
 {
-    uint64_t h = hash64(&pid, sizeof pid, FNV ^ tenant);
-    h = hash64(&tid, sizeof tid, h) % NBUCKETS;
+    uint32_t h = slot_bucket(tenant, pid, tid);
     for (slot *s = c->buckets[h]; s; s = s->hnext)
         if (s->tenant == tenant && s->pid == pid && s->tid == tid)
             return s;
@@ -885,6 +895,80 @@ static void compact_idents(corr *c)
     free(map);
 }
 
+/* Rebuilds the tenant table from the tenants something still refers to, when most of it is
+ * gone: a client naming a new X-Scope-OrgID per request must not grow it for ever. Tenant ids
+ * are part of every hash key, so everything is re-filed under its new id. */
+static void compact_tenants(corr *c)
+{
+    itab nt = {0};
+    uint32_t *map = calloc(c->tenants.n + 1, sizeof *map); /* old id → new id + 1 */
+    int ok = map != NULL;
+#define USE(t)                                                                                     \
+    do {                                                                                           \
+        if (ok && (t) < c->tenants.n && !map[(t)]) {                                               \
+            uint32_t id_ = itab_get(&nt, c->tenants.keys[(t)], c->tenants.lens[(t)], 1);           \
+            ok = id_ != UINT32_MAX;                                                                \
+            map[(t)] = id_ + 1;                                                                    \
+        }                                                                                          \
+    } while (0)
+    for (size_t b = 0; b < NBUCKETS && ok; b++) {
+        for (slot *sl = c->buckets[b]; sl; sl = sl->hnext)
+            USE(sl->tenant);
+        for (proc *p = c->pbuckets[b]; p; p = p->hnext)
+            USE(p->tenant);
+    }
+    for (uint32_t i = 0; i < c->nreg && ok; i++)
+        USE(c->reg[i].tenant);
+    for (uint32_t i = 0; i < c->nwait && ok; i++)
+        USE(c->wait[i].tenant);
+#undef USE
+    if (!ok || nt.n * 2 > c->tenants.n) { /* failed, or not worth it */
+        itab_free(&nt);
+        free(map);
+        return;
+    }
+    /* re-file slots and processes under their new ids */
+    slot *slots = NULL;
+    proc *procs = NULL;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (slot *sl = c->buckets[b], *n; sl; sl = n) {
+            n = sl->hnext;
+            sl->hnext = slots;
+            slots = sl;
+        }
+        for (proc *p = c->pbuckets[b], *n; p; p = n) {
+            n = p->hnext;
+            p->hnext = procs;
+            procs = p;
+        }
+        c->buckets[b] = NULL;
+        c->pbuckets[b] = NULL;
+    }
+    for (slot *sl = slots, *n; sl; sl = n) {
+        n = sl->hnext;
+        sl->tenant = map[sl->tenant] - 1;
+        uint32_t h = slot_bucket(sl->tenant, sl->pid, sl->tid);
+        sl->hnext = c->buckets[h];
+        c->buckets[h] = sl;
+    }
+    for (proc *p = procs, *n; p; p = n) {
+        n = p->hnext;
+        p->tenant = map[p->tenant] - 1;
+        uint32_t h = proc_bucket(p->tenant, p->pid);
+        p->hnext = c->pbuckets[h];
+        c->pbuckets[h] = p;
+    }
+    for (uint32_t i = 0; i < c->nreg; i++)
+        c->reg[i].tenant = map[c->reg[i].tenant] - 1;
+    for (uint32_t i = 0; i < c->nwait; i++)
+        c->wait[i].tenant = map[c->wait[i].tenant] - 1;
+    IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+    itab_free(&c->tenants);
+    c->tenants = nt;
+    free(map);
+}
+
 static void sweep(corr *c, int64_t now)
 {
     drop_before(c, now, now, 0);
@@ -894,6 +978,8 @@ static void sweep(corr *c, int64_t now)
         compact_interns(c);
     if (c->idents.n > 4 * (c->st.obs_waiting + c->nwait + c->nreg) + 4096)
         compact_idents(c);
+    if (c->tenants.n > 1024)
+        compact_tenants(c);
     recount(c);
     c->last_sweep = now;
 }
@@ -1748,17 +1834,18 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
     size_t attached = 0;
     pthread_mutex_lock(&c->lock);
     c->now = now_ns;
-    uint32_t tenant = tenant_id(c, b->tenant, 1);
-    if (tenant == UINT32_MAX) {
-        pthread_mutex_unlock(&c->lock);
-        return 0;
-    }
     /* Expiry is coarse on purpose: every sixteenth of the window (at least a second), so the
      * full pass over what waits is rare; the budget bounds memory meanwhile. */
     int64_t every = c->opt.window_ns / 16 > SWEEP_EVERY_NS ? c->opt.window_ns / 16 : SWEEP_EVERY_NS;
     if (now_ns - c->last_sweep > every)
         sweep(c, now_ns);
     enforce_budget(c);
+    /* after the sweep: it may renumber tenants */
+    uint32_t tenant = tenant_id(c, b->tenant, 1);
+    if (tenant == UINT32_MAX) {
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
     /* Spans first, so a request carrying both finds its own spans. */
     attached += index_spans(c, b, tenant);
     size_t nprof = b->nprofiles;

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -633,6 +634,51 @@ static void identities_leave_with_their_spans(void **state)
     assert_true(after[ROUNDS - 1] < after[0] + 64 * 1024);
 }
 
+/* A client naming a new X-Scope-OrgID per request does not grow memory for ever, and tenants
+ * that still hold spans keep matching their own samples after the table is rebuilt. */
+static void tenants_leave_with_their_spans(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.window_ns = 1000 * MS};
+    corr *c = corr_new(&o);
+    enum { N = 5000, ROUNDS = 4 };
+    uint64_t after[ROUNDS];
+    char name[32];
+    for (int r = 0; r < ROUNDS; r++) {
+        int64_t t0 = (int64_t)r * 10000 * MS + 1;
+        for (int i = 0; i < N; i++) {
+            snprintf(name, sizeof name, "tenant-%d-%d", r, i);
+            sp_span sp = span(1, 100, 200, PID, TID);
+            sp_batch tb = batch(f, name);
+            tb.spans = &sp;
+            tb.nspans = 1;
+            corr_attach_spans(c, &tb, t0);
+        }
+        /* one long-lived tenant, re-sent each round, must still match after a rebuild */
+        sp_span keep = span(9, 100, 200, PID, TID);
+        sp_batch kb = batch(f, "keeper");
+        kb.spans = &keep;
+        kb.nspans = 1;
+        corr_attach_spans(c, &kb, t0 + 4000 * MS);
+        corr_stats st;
+        corr_get_stats(c, t0 + 4500 * MS, &st); /* the others expire, a sweep runs */
+        uint64_t ts[] = {150 * MS};
+        sp_batch pb = batch(f, "keeper");
+        sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+        corr_attach_spans(c, &pb, t0 + 4600 * MS);
+        assert_int_equal(pb.profiles[0]->samples[0].nspans, 1);
+        assert_int_equal(pb.profiles[0]->samples[0].spans[0].span_id[7], 9);
+        sp_batch other = batch(f, "tenant-0-0"); /* a forgotten tenant's id is not reused */
+        sp_batch_add_profile(&other, profile(f->a, ts, 1, PID, TID));
+        corr_attach_spans(c, &other, t0 + 4600 * MS);
+        assert_int_equal(other.profiles[0]->samples[0].nspans, 0);
+        corr_get_stats(c, t0 + 9000 * MS, &st);
+        after[r] = st.bytes;
+    }
+    corr_free(c);
+    assert_true(after[ROUNDS - 1] < after[0] + 64 * 1024);
+}
+
 /* A sender's parent cycle (1 ↔ 2) or a span that is its own parent ends the walk, each span once;
  * when everything expires the waiting counters come back to zero, not below. */
 static void parent_cycles_end_and_counters_return_to_zero(void **state)
@@ -701,6 +747,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
+        cmocka_unit_test_setup_teardown(tenants_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(parent_cycles_end_and_counters_return_to_zero, setup,
                                         teardown),
     };
