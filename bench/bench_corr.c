@@ -5,7 +5,7 @@
  * the processes recording no thread.id (threadless chains). Then feeds CPU profiles the way the
  * eBPF profiler does (1–3 timestamps per sample, stacks of 20–60 frames from a 4 000-function
  * dictionary shared by the request, 10% with explicit links) and
- * times corr_attach_spans on them in three orders:
+ * times corr_attach on them in three orders:
  *   spans-first   samples arrive after their spans (inference against the full window)
  *   samples-first samples arrive first and wait; the spans' arrival claims them (late path)
  *   links         samples carrying explicit links, ancestors walked through the registry
@@ -196,13 +196,13 @@ static void feed_spans(corr *c, const world *w, int64_t now)
         sp_arena *a = sp_arena_new(0);
         sp_batch b = {.tenant = "bench", .arena = a, .spans = w->spans + i};
         b.nspans = w->nspans - i < 512 ? w->nspans - i : 512;
-        corr_attach_spans(c, &b, now);
+        corr_attach(c, &b, now, NULL, NULL);
         sp_arena_free(a);
     }
 }
 
 /* Feeds `batches` profiles of n samples; returns observations fed. */
-static double worst_call; /* the longest single corr_attach_spans, CPU seconds */
+static double worst_call; /* the longest single corr_attach, CPU seconds */
 
 static uint64_t feed_profiles(corr *c, const world *w, const dict *d, uint32_t n, int batches,
                               int links, int64_t now, double *secs)
@@ -218,7 +218,7 @@ static uint64_t feed_profiles(corr *c, const world *w, const dict *d, uint32_t n
             obs += p->samples[k].nobs;
         sp_batch_add_profile(&b, p);
         double t = now_s();
-        corr_attach_spans(c, &b, now);
+        corr_attach(c, &b, now, NULL, NULL);
         double dt = now_s() - t;
         *secs += dt;
         if (dt > worst_call)

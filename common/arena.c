@@ -107,6 +107,13 @@ void *sp_arena_memdup(sp_arena *a, const void *src, size_t n)
     return p;
 }
 
+void sp_arena_raise_budget(sp_arena *a, size_t more)
+{
+    if (!a->budget)
+        return;
+    a->budget = a->budget > SIZE_MAX - more ? SIZE_MAX : a->budget + more;
+}
+
 size_t sp_arena_used(const sp_arena *a)
 {
     return a->reserved;

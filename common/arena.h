@@ -26,6 +26,11 @@ void *sp_arena_memdup(sp_arena *a, const void *p, size_t n);
 
 size_t sp_arena_used(const sp_arena *a); /* bytes reserved from the system */
 
+/* Raises the budget by `more` bytes (saturating; no-op for an unlimited arena). For a stage whose
+ * output is bounded by what an earlier stage already accepted: the correlator splitting samples
+ * of a decoded request needs room the decode budget (sized from the message) did not foresee. */
+void sp_arena_raise_budget(sp_arena *a, size_t more);
+
 struct ProtobufCAllocator;
 /* Fills *out so protobuf_c_message_unpack() allocates from a. */
 void sp_arena_protobuf_allocator(sp_arena *a, struct ProtobufCAllocator *out);

@@ -1,10 +1,27 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
 static int min_level = SP_LOG_INFO;
+
+int sp_ratelimit_ok(sp_ratelimit *r, int64_t interval_ms, uint64_t *held_back)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t next = atomic_load(&r->next_ms);
+    if (now < next || !atomic_compare_exchange_strong(&r->next_ms, &next, now + interval_ms)) {
+        atomic_fetch_add(&r->held, 1);
+        return 0;
+    }
+    uint64_t held = atomic_exchange(&r->held, 0);
+    if (held_back)
+        *held_back = held;
+    return 1;
+}
 
 void sp_log_set_level(int level)
 {

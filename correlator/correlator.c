@@ -9,6 +9,7 @@
 #define MAX_MATCH      32  /* spans one observation can belong to (nesting depth) */
 #define MAX_WALK       256 /* parent hops, so a cycle in bad input ends */
 #define SWEEP_EVERY_NS 1000000000LL
+#define PROF_IDENTS    8 /* identities (hosts, pods, containers) remembered per profiled pid */
 
 /* Outcome bits of a retained observation: each is counted once, when first set. */
 enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4 };
@@ -49,8 +50,9 @@ typedef struct proc {
     uint32_t tenant;
     int64_t pid;
     slot *slots;
-    int64_t profiled_until; /* CPU profiles seen from it: until when that counts */
-    uint32_t prof_ident[8]; /* the identities those profiles had (ident id + 1) */
+    int64_t profiled_until;           /* CPU profiles seen from it: until when that counts */
+    uint32_t prof_ident[PROF_IDENTS]; /* the identities those profiles had (ident id + 1); more
+                                       * are counted in idents_over and not remembered */
     uint32_t nprof_ident;
     struct proc *hnext;
 } proc;
@@ -1181,24 +1183,85 @@ static uint32_t walk_up(corr *c, uint32_t tenant, const reg_ent *e, int64_t pid,
 
 /* ---- profiles ---- */
 
-typedef struct out_samples {
-    sp_sample *v;
-    uint32_t n, cap;
-} out_samples;
+/* Attaching a profile is two phases, so a request that cannot be taken leaves the window as it
+ * was: phase 1 (plan_profile) decides every observation's spans and builds the profile's new
+ * samples in the request's arena, reading the window only; phase 2 (keep_profile) counts the
+ * outcomes and keeps the observations for spans still to come. Phase 2 cannot fail: what it
+ * cannot keep is counted (not_kept), the observation itself is stored either way. */
 
-static sp_sample *push_sample(sp_arena *a, out_samples *o)
+/* Phase 1's verdict on one received sample, for phase 2. */
+typedef struct sample_plan {
+    uint8_t how;   /* every observation's outcome when they agree (hows NULL) */
+    uint8_t *hows; /* per observation otherwise */
+    uint8_t linked, has_gap, ref_known;
+    uint8_t gap[8]; /* rule 1: the first ancestor not received yet */
+    int64_t ref_pid;
+    uint64_t ref_svc;
+    uint32_t ref_ident, ident;
+} sample_plan;
+
+typedef struct prof_plan {
+    sp_profile *p;
+    const sp_sample *orig; /* the samples as received: phase 2 keeps these */
+    uint32_t norig;
+    sample_plan *plans; /* one per received sample */
+} prof_plan;
+
+/* Scratch of phase 1, on the heap and reused across samples: the distinct span sets of one
+ * sample's observations (groups), and the profile's output samples before their final copy. */
+typedef struct group {
+    uint64_t hash;
+    uint32_t ref_at, nref; /* in split_scratch.refs */
+    uint32_t count, fill;
+    uint8_t how;
+} group;
+
+typedef struct split_scratch {
+    uint32_t *grp; /* per observation: its group */
+    uint32_t capgrp;
+    group *g;
+    uint32_t ng, capg;
+    sp_span_ref *refs;
+    uint32_t nref, capref;
+    uint32_t *tab, captab; /* open addressing on group hashes: group + 1 */
+    sp_sample *out;
+    uint32_t nout, capout;
+} split_scratch;
+
+static void scratch_free(split_scratch *x)
 {
-    if (o->n == o->cap) {
-        uint32_t ncap = o->cap ? o->cap * 2 : 64;
-        sp_sample *v = sp_arena_alloc(a, ncap * sizeof *v);
-        if (!v)
-            return NULL;
-        if (o->n)
-            memcpy(v, o->v, o->n * sizeof *v);
-        o->v = v;
-        o->cap = ncap;
+    free(x->grp);
+    free(x->g);
+    free(x->refs);
+    free(x->tab);
+    free(x->out);
+    memset(x, 0, sizeof *x);
+}
+
+/* Grows *arr to hold `need` elements (heap). */
+static int reserve(void **arr, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint32_t ncap = *cap ? *cap : 16;
+    while (ncap < need) {
+        if (ncap > UINT32_MAX / 2)
+            return -1;
+        ncap *= 2;
     }
-    return &o->v[o->n++];
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static sp_sample *out_push(split_scratch *x)
+{
+    if (x->nout == UINT32_MAX || reserve((void **)&x->out, &x->capout, x->nout + 1, sizeof *x->out))
+        return NULL;
+    return &x->out[x->nout++];
 }
 
 static int64_t obs_value(const sp_sample *s, uint32_t k)
@@ -1237,6 +1300,230 @@ static void count_outcome(corr *c, uint8_t how, uint64_t nobs)
         c->st.ambiguous += nobs;
 }
 
+/* The group of an observation whose spans are m[0..n) (found or added). UINT32_MAX when out of
+ * memory. Samples of a few observations search the groups in order; longer ones hash, so a
+ * sample of a million observations in a million different spans stays linear. */
+static uint32_t group_of(split_scratch *x, const sp_span_ref *m, uint32_t n, uint8_t how,
+                         uint32_t nobs)
+{
+    uint64_t h = hash64(m, n * sizeof *m, FNV ^ how);
+    int hashed = nobs > 16;
+    uint32_t at = 0;
+    if (hashed) {
+        at = (uint32_t)h & (x->captab - 1);
+        for (; x->tab[at]; at = (at + 1) & (x->captab - 1)) {
+            const group *g = &x->g[x->tab[at] - 1];
+            if (g->hash == h && g->nref == n && g->how == how &&
+                memcmp(&x->refs[g->ref_at], m, n * sizeof *m) == 0)
+                return x->tab[at] - 1;
+        }
+    } else {
+        for (uint32_t i = x->ng; i-- > 0;) {
+            const group *g = &x->g[i];
+            if (g->hash == h && g->nref == n && g->how == how &&
+                memcmp(&x->refs[g->ref_at], m, n * sizeof *m) == 0)
+                return i;
+        }
+    }
+    if (reserve((void **)&x->g, &x->capg, x->ng + 1, sizeof *x->g) || x->nref > UINT32_MAX - n ||
+        reserve((void **)&x->refs, &x->capref, x->nref + n + 1, sizeof *x->refs))
+        return UINT32_MAX;
+    memcpy(&x->refs[x->nref], m, n * sizeof *m);
+    x->g[x->ng] = (group){h, x->nref, n, 0, 0, how};
+    x->nref += n;
+    if (hashed)
+        x->tab[at] = x->ng + 1;
+    return x->ng++;
+}
+
+/* Splits s into one output sample per group, each with its observations' timestamps and values
+ * (in received order), so every attachment carries exactly what was observed inside the span. */
+static int emit_groups(split_scratch *x, sp_arena *a, const sp_sample *s, size_t *attached)
+{
+    uint64_t *ts = sp_arena_alloc(a, (size_t)s->nobs * sizeof *ts);
+    int64_t *vals = sp_arena_alloc(a, (size_t)s->nobs * sizeof *vals);
+    if (!ts || !vals)
+        return -1;
+    uint32_t at = 0;
+    for (uint32_t g = 0; g < x->ng; g++) {
+        x->g[g].fill = at;
+        at += x->g[g].count;
+    }
+    for (uint32_t k = 0; k < s->nobs; k++) {
+        group *g = &x->g[x->grp[k]];
+        ts[g->fill] = s->timestamps[k];
+        vals[g->fill++] = obs_value(s, k);
+    }
+    at = 0;
+    for (uint32_t g = 0; g < x->ng; g++) {
+        const group *gr = &x->g[g];
+        sp_sample *d = out_push(x);
+        if (!d)
+            return -1;
+        *d = *s;
+        d->timestamps = &ts[at];
+        d->values = &vals[at];
+        d->nobs = gr->count;
+        int64_t sum = 0;
+        for (uint32_t k = 0; k < gr->count; k++)
+            sum = sp_sat_add(sum, vals[at + k]);
+        d->value = sum;
+        d->spans = NULL;
+        d->nspans = 0;
+        if (gr->nref) {
+            d->spans = sp_arena_memdup(a, &x->refs[gr->ref_at], gr->nref * sizeof *d->spans);
+            if (!d->spans)
+                return -1;
+            d->nspans = gr->nref;
+            *attached += (size_t)gr->nref * gr->count;
+        }
+        at += gr->count;
+    }
+    return 0;
+}
+
+/* Rules 2 and 3 for one sample with timestamps and a process: its observations grouped by the
+ * spans they fall in; one output sample when they agree, one per group otherwise. */
+static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_sample *s,
+                         uint32_t tenant, sample_plan *pl, int *reshaped, size_t *attached)
+{
+    corr *mc = (corr *)c; /* find_slot without create does not change anything */
+    const slot *thr = s->tid ? find_slot(mc, tenant, s->pid, s->tid, 0) : NULL;
+    const slot *nothr = find_slot(mc, tenant, s->pid, 0, 0);
+    x->ng = 0;
+    x->nref = 0;
+    if (reserve((void **)&x->grp, &x->capgrp, s->nobs, sizeof *x->grp))
+        return -1;
+    if (s->nobs > 16) {
+        uint32_t want = 32;
+        while (want < s->nobs * 2u && want < (1u << 30))
+            want *= 2;
+        if (reserve((void **)&x->tab, &x->captab, want, sizeof *x->tab))
+            return -1;
+        x->captab = want; /* a power of two at least twice the groups there can be */
+        memset(x->tab, 0, (size_t)want * sizeof *x->tab);
+    }
+    for (uint32_t k = 0; k < s->nobs; k++) {
+        sp_span_ref m[MAX_MATCH];
+        uint8_t how;
+        uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], pl->ident, m, &how);
+        uint32_t g = group_of(x, m, n, how, s->nobs);
+        if (g == UINT32_MAX)
+            return -1;
+        x->grp[k] = g;
+        x->g[g].count++;
+    }
+    if (x->ng == 1) {
+        const group *g = &x->g[0];
+        sp_sample *d = out_push(x);
+        if (!d)
+            return -1;
+        *d = *s;
+        d->spans = NULL;
+        d->nspans = 0;
+        if (g->nref) {
+            d->spans = sp_arena_memdup(a, x->refs, g->nref * sizeof *d->spans);
+            if (!d->spans)
+                return -1;
+            d->nspans = g->nref;
+            *attached += (size_t)g->nref * s->nobs;
+        }
+        pl->how = g->how;
+        return 0;
+    }
+    *reshaped = 1;
+    pl->hows = sp_arena_alloc(a, s->nobs);
+    if (!pl->hows)
+        return -1;
+    for (uint32_t k = 0; k < s->nobs; k++)
+        pl->hows[k] = x->g[x->grp[k]].how;
+    return emit_groups(x, a, s, attached);
+}
+
+/* Rule 1: the link and its received ancestors now; the gap is where phase 2 makes the
+ * observations wait for the rest. */
+static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, sp_sample *d, sample_plan *pl,
+                       size_t *attached)
+{
+    sp_span_ref chain[MAX_MATCH];
+    uint32_t n = 0;
+    chain[n++] = d->link;
+    int has_gap = 0;
+    const reg_ent *e = reg_find_live(c, tenant, d->link.span_id);
+    if (e) {
+        pl->ref_known = 1;
+        pl->ref_pid = e->pid;
+        pl->ref_svc = e->service;
+        pl->ref_ident = e->ident;
+        n = walk_up(c, tenant, e, e->pid, e->service, e->ident, chain, n, pl->gap, &has_gap);
+    } else {
+        memcpy(pl->gap, d->link.span_id, 8);
+        has_gap = 1;
+    }
+    pl->linked = 1;
+    pl->has_gap = (uint8_t)has_gap;
+    d->spans = sp_arena_memdup(a, chain, n * sizeof *chain);
+    if (!d->spans)
+        return -1;
+    d->nspans = n;
+    *attached += (size_t)n * (d->timestamps && d->nobs ? d->nobs : 1);
+    return 0;
+}
+
+/* Phase 1 for one CPU profile. Returns 0, or -1 when the arena or the heap is exhausted (the
+ * window is untouched; the caller refuses the request). */
+static int plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_arena *a,
+                        uint32_t tenant, size_t *attached)
+{
+    pp->p = p;
+    pp->orig = p->samples;
+    pp->norig = p->nsamples;
+    pp->plans = sp_arena_calloc(a, p->nsamples + 1, sizeof *pp->plans);
+    if (!pp->plans)
+        return -1;
+    x->nout = 0;
+    int reshaped = 0;
+    const sp_proc_ident *last = NULL;
+    uint32_t last_id = 0;
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        sample_plan *pl = &pp->plans[i];
+        if (s->ident != last || !last_id) {
+            last = s->ident;
+            last_id = ident_id(c, s->ident);
+        }
+        pl->ident = last_id;
+        if (s->has_link || !s->timestamps || !s->nobs || !s->pid) {
+            sp_sample *d = out_push(x);
+            if (!d)
+                return -1;
+            *d = *s;
+            d->spans = NULL;
+            d->nspans = 0;
+            if (s->has_link && plan_linked(c, a, tenant, d, pl, attached))
+                return -1;
+            continue;
+        }
+        if (plan_inferred(c, x, a, s, tenant, pl, &reshaped, attached))
+            return -1;
+    }
+    if (reshaped) {
+        sp_sample *v = sp_arena_memdup(a, x->out, (size_t)x->nout * sizeof *v);
+        if (!v)
+            return -1;
+        p->samples = v;
+        p->nsamples = x->nout;
+    } else {
+        /* one output per sample, in order: only the spans change (orig is the same array,
+         * phase 2 reads its times and values, never its spans) */
+        for (uint32_t i = 0; i < p->nsamples; i++) {
+            p->samples[i].spans = x->out[i].spans;
+            p->samples[i].nspans = x->out[i].nspans;
+        }
+    }
+    return 0;
+}
+
 /* What one request's profiles share: the converter gives every profile of a request the same
  * location table and every sample of a stack the same location list, so frame names are resolved
  * once per location and stacks interned once per list, not once per sample. */
@@ -1259,12 +1546,9 @@ static void memo_free(batch_memo *m)
 typedef struct prof_ctx {
     corr *c;
     sp_profile *p;
-    sp_arena *a;
     uint32_t tenant;
     uint32_t series;
     batch_memo *m;
-    const sp_proc_ident *last_ident;
-    uint32_t last_ident_id;
 } prof_ctx;
 
 static uint32_t ctx_series(prof_ctx *x)
@@ -1328,187 +1612,112 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
     return id;
 }
 
-/* Rule 1: the link and its ancestors; the observations wait at the gap for the rest. */
-static size_t attach_linked(prof_ctx *x, sp_sample *s, uint32_t ident)
+/* Rule 1, phase 2: the observations of a linked sample wait at the gap for the rest of the
+ * chain. Returns how many could not be kept. */
+static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *pl)
 {
     corr *c = x->c;
-    sp_span_ref chain[MAX_MATCH];
-    uint32_t n = 0;
-    chain[n++] = s->link;
-    uint8_t gap[8];
-    int has_gap = 0, ref_known = 0;
-    int64_t ref_pid = 0;
-    uint64_t ref_svc = 0;
-    uint32_t ref_ident = 0;
-    const reg_ent *e = reg_find_live(c, x->tenant, s->link.span_id);
-    if (e) {
-        ref_known = 1;
-        ref_pid = e->pid;
-        ref_svc = e->service;
-        ref_ident = e->ident;
-        n = walk_up(c, x->tenant, e, ref_pid, ref_svc, ref_ident, chain, n, gap, &has_gap);
-    } else {
-        memcpy(gap, s->link.span_id, 8);
-        has_gap = 1;
-    }
-    s->spans = sp_arena_memdup(x->a, chain, n * sizeof *chain);
-    s->nspans = s->spans ? n : 0;
     uint64_t nobs = s->timestamps && s->nobs ? s->nobs : 1;
     c->st.by_link += nobs;
-    if (!has_gap || c->bytes >= c->opt.max_bytes)
-        return s->nspans * nobs;
-    uint32_t sid = ctx_series(x), stk = ctx_stack(x, s);
-    if (sid == UINT32_MAX || stk == UINT32_MAX)
-        return s->nspans * nobs;
+    if (!pl->has_gap)
+        return 0;
+    uint32_t sid = c->bytes < c->opt.max_bytes ? ctx_series(x) : UINT32_MAX;
+    uint32_t stk = sid != UINT32_MAX ? ctx_stack(x, s) : UINT32_MAX;
     for (uint64_t k = 0; k < nobs; k++) {
-        wait_ent *w = wait_add(c, x->tenant, gap);
+        wait_ent *w = stk != UINT32_MAX ? wait_add(c, x->tenant, pl->gap) : NULL;
         if (!w)
-            break;
-        w->ref_known = (uint8_t)ref_known;
-        w->ref_pid = ref_pid;
-        w->ref_service = ref_svc;
-        w->ref_ident = ref_known ? ref_ident : ident;
+            return nobs - k;
+        w->ref_known = pl->ref_known;
+        w->ref_pid = pl->ref_pid;
+        w->ref_service = pl->ref_svc;
+        w->ref_ident = pl->ref_known ? pl->ref_ident : pl->ident;
         w->ts = s->timestamps && s->nobs ? (int64_t)s->timestamps[k] : x->p->time_nanos;
         w->value = s->timestamps && s->nobs ? obs_value(s, (uint32_t)k) : s->value;
         w->expire = c->now + c->opt.window_ns;
         w->stack = stk;
         w->series = sid;
     }
-    return s->nspans * nobs;
+    return 0;
 }
 
-static size_t attach_profile(corr *c, sp_profile *p, sp_arena *a, uint32_t tenant, batch_memo *memo)
+/* Rules 2 and 3, phase 2: every observation waits in its thread's slot for spans still to
+ * come (a parent exported after its children, a span exported after the profile). Returns how
+ * many could not be kept (over budget, or out of memory). */
+static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan *pl)
 {
-    size_t attached = 0;
-    out_samples out = {0};
-    int reshaped = 0;
-    prof_ctx x = {c, p, a, tenant, UINT32_MAX, memo, NULL, 0};
-    for (uint32_t i = 0; i < p->nsamples; i++) {
-        sp_sample *s = &p->samples[i];
-        s->spans = NULL;
-        s->nspans = 0;
-        if (s->ident != x.last_ident || !x.last_ident_id) {
-            x.last_ident = s->ident;
-            x.last_ident_id = ident_id(c, s->ident);
+    corr *c = x->c;
+    if (pl->hows)
+        for (uint32_t k = 0; k < s->nobs; k++)
+            count_outcome(c, pl->hows[k], 1);
+    else
+        count_outcome(c, pl->how, s->nobs);
+    uint32_t sid = UINT32_MAX, stk = UINT32_MAX;
+    slot *w = NULL;
+    if (c->bytes < c->opt.max_bytes) {
+        sid = ctx_series(x);
+        stk = sid != UINT32_MAX ? ctx_stack(x, s) : UINT32_MAX;
+        w = stk != UINT32_MAX ? find_slot(c, x->tenant, s->pid, s->tid, 1) : NULL;
+    }
+    uint64_t lost = 0;
+    for (uint32_t k = 0; k < s->nobs; k++) {
+        uint8_t how = pl->hows ? pl->hows[k] : pl->how;
+        if (!w || (w->nobs == w->capobs &&
+                   grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
+            /* not kept: without a verdict now it never gets one */
+            if (!how)
+                c->st.unmatched++;
+            lost++;
+            continue;
         }
-        uint32_t ident = x.last_ident_id;
+        obs_ent *o = &w->obs[w->nobs++];
+        *o = (obs_ent){(int64_t)s->timestamps[k],
+                       obs_value(s, k),
+                       c->now + c->opt.window_ns,
+                       stk,
+                       sid,
+                       pl->ident,
+                       how};
+        if (w->nobs > 1 && w->obs[w->nobs - 2].ts > o->ts)
+            w->obs_sorted = 0;
+        c->st.obs_waiting++;
+        if (!o->flags)
+            c->st.obs_unattached++;
+    }
+    return lost;
+}
+
+/* Phase 2 for one profile: the process is marked as profiled, outcomes counted, observations
+ * kept for later spans. Cannot fail. */
+static void keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo)
+{
+    prof_ctx x = {c, pp->p, tenant, UINT32_MAX, memo};
+    for (uint32_t i = 0; i < pp->norig; i++) {
+        const sp_sample *s = &pp->orig[i];
+        const sample_plan *pl = &pp->plans[i];
         if (s->pid) {
             proc *pr = find_proc(c, tenant, s->pid, 1);
             if (pr) {
                 pr->profiled_until = c->now + c->opt.window_ns;
                 uint32_t k = 0;
-                while (k < pr->nprof_ident && pr->prof_ident[k] != ident)
+                while (k < pr->nprof_ident && pr->prof_ident[k] != pl->ident)
                     k++;
-                if (k == pr->nprof_ident && k < 8)
-                    pr->prof_ident[pr->nprof_ident++] = ident;
+                if (k == pr->nprof_ident) {
+                    if (k < PROF_IDENTS)
+                        pr->prof_ident[pr->nprof_ident++] = pl->ident;
+                    else
+                        c->st.idents_over++;
+                }
             }
         }
-        if (s->has_link) {
-            attached += attach_linked(&x, s, ident);
-            sp_sample *d = push_sample(a, &out);
-            if (!d)
-                break;
-            *d = *s;
-            continue;
-        }
-        if (!s->timestamps || !s->nobs || !s->pid) {
+        if (pl->linked) {
+            c->st.not_kept += keep_linked(&x, s, pl);
+        } else if (!s->timestamps || !s->nobs || !s->pid) {
             /* no time or no process: nothing can place it */
             c->st.unmatched += s->timestamps && s->nobs ? s->nobs : 1;
-            sp_sample *d = push_sample(a, &out);
-            if (!d)
-                break;
-            *d = *s;
-            continue;
-        }
-        const slot *thr = s->tid ? find_slot(c, tenant, s->pid, s->tid, 0) : NULL;
-        const slot *nothr = find_slot(c, tenant, s->pid, 0, 0);
-        sp_span_ref first[MAX_MATCH];
-        uint8_t how0;
-        uint32_t nfirst = infer(c, thr, nothr, (int64_t)s->timestamps[0], ident, first, &how0);
-        int uniform = 1;
-        for (uint32_t k = 1; k < s->nobs && uniform; k++) {
-            sp_span_ref m[MAX_MATCH];
-            uint8_t how;
-            uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], ident, m, &how);
-            uniform = how == how0 && n == nfirst && memcmp(m, first, n * sizeof *m) == 0;
-        }
-        uint8_t *hows = NULL;
-        if (uniform) {
-            sp_sample *d = push_sample(a, &out);
-            if (!d)
-                break;
-            *d = *s;
-            if (nfirst) {
-                d->spans = sp_arena_memdup(a, first, nfirst * sizeof *first);
-                d->nspans = d->spans ? nfirst : 0;
-                attached += (size_t)nfirst * s->nobs;
-            }
-            count_outcome(c, how0, s->nobs);
         } else {
-            reshaped = 1;
-            hows = sp_arena_alloc(a, s->nobs);
-            for (uint32_t k = 0; k < s->nobs; k++) {
-                sp_span_ref m[MAX_MATCH];
-                uint8_t how;
-                uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], ident, m, &how);
-                if (hows)
-                    hows[k] = how;
-                sp_sample *d = push_sample(a, &out);
-                if (!d)
-                    break;
-                *d = *s;
-                d->timestamps = &s->timestamps[k];
-                d->value = obs_value(s, k);
-                d->values = NULL;
-                d->nobs = 1;
-                d->spans = n ? sp_arena_memdup(a, m, n * sizeof *m) : NULL;
-                d->nspans = d->spans ? n : 0;
-                attached += d->nspans;
-                count_outcome(c, how, 1);
-            }
-        }
-        /* Keep the observations for spans that have not arrived yet. */
-        uint32_t sid = UINT32_MAX, stk = UINT32_MAX;
-        slot *w = NULL;
-        if (c->bytes < c->opt.max_bytes) {
-            sid = ctx_series(&x);
-            stk = ctx_stack(&x, s);
-            w = find_slot(c, tenant, s->pid, s->tid, 1);
-        }
-        for (uint32_t k = 0; k < s->nobs; k++) {
-            if (!w || sid == UINT32_MAX || stk == UINT32_MAX ||
-                (w->nobs == w->capobs &&
-                 grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
-                /* not kept: without a verdict now it never gets one */
-                if (!(uniform ? how0 : hows ? hows[k] : 0))
-                    c->st.unmatched++;
-                continue;
-            }
-            obs_ent *o = &w->obs[w->nobs++];
-            *o = (obs_ent){(int64_t)s->timestamps[k],
-                           obs_value(s, k),
-                           c->now + c->opt.window_ns,
-                           stk,
-                           sid,
-                           ident,
-                           uniform ? how0 : hows ? hows[k] : 0};
-            if (w->nobs > 1 && w->obs[w->nobs - 2].ts > o->ts)
-                w->obs_sorted = 0;
-            c->st.obs_waiting++;
-            if (!o->flags)
-                c->st.obs_unattached++;
+            c->st.not_kept += keep_inferred(&x, s, pl);
         }
     }
-    if (reshaped || out.n != p->nsamples) {
-        p->samples = out.v;
-        p->nsamples = out.n;
-    } else if (out.v) {
-        for (uint32_t i = 0; i < p->nsamples; i++) {
-            p->samples[i].spans = out.v[i].spans;
-            p->samples[i].nspans = out.v[i].nspans;
-        }
-    }
-    return attached;
 }
 
 /* ---- spans: index them, and claim observations that arrived before them ---- */
@@ -1522,28 +1731,47 @@ typedef struct late {
 } late;
 
 typedef struct late_list {
-    late *v;
+    late *v; /* heap: freed when the spans are indexed (emit_late copies what it keeps) */
     size_t n, cap;
+    uint64_t lost; /* attachments that found no room */
 } late_list;
 
-static void late_push(sp_arena *a, late_list *l, uint32_t series, uint32_t stack, int64_t value,
-                      int64_t ts, const sp_span_ref *ref)
+static void late_push(late_list *l, uint32_t series, uint32_t stack, int64_t value, int64_t ts,
+                      const sp_span_ref *ref)
 {
     if (l->n == l->cap) {
         size_t ncap = l->cap ? l->cap * 2 : 64;
-        late *x = sp_arena_alloc(a, ncap * sizeof *x);
-        if (!x)
+        late *x = realloc(l->v, ncap * sizeof *x);
+        if (!x) {
+            l->lost++;
             return;
-        if (l->n)
-            memcpy(x, l->v, l->n * sizeof *x);
+        }
         l->v = x;
         l->cap = ncap;
     }
     l->v[l->n++] = (late){series, stack, value, (uint64_t)ts, *ref};
 }
 
-/* Builds one attach_only profile per series from the late matches. */
-static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
+/* Arena room one series' late profile takes (an upper bound): the request's budget was sized
+ * from a span export and knows nothing of the observations those spans claim. */
+static size_t late_room(const corr *c, const late *v, size_t n)
+{
+    size_t room = ((size_t)c->names.n + 1) * sizeof(uint32_t) + 4096;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t *frames = (const uint32_t *)(const void *)c->stacks.keys[v[i].stack];
+        uint32_t nf = c->stacks.lens[v[i].stack] / 4;
+        room += sizeof(sp_sample) + sizeof(sp_span_ref) + 64 +
+                (size_t)(nf + 1) * (sizeof(uint32_t) + sizeof(char *) + sizeof(sp_function) +
+                                    sizeof(sp_location) + sizeof(sp_line) + 32);
+        for (uint32_t k = 0; k < nf; k++)
+            room += c->names.lens[frames[k]] + 16;
+    }
+    return room;
+}
+
+/* Builds one attach_only profile per series from the late matches. Returns how many matches
+ * could not be emitted (out of memory), 0 normally. */
+static uint64_t emit_late(corr *c, sp_batch *b, late *v, size_t n)
 {
     sp_arena *a = b->arena;
     for (size_t start = 0; start < n;) {
@@ -1551,6 +1779,8 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         size_t end = start;
         while (end < n && v[end].series == series)
             end++;
+        sp_arena_raise_budget(a, late_room(c, &v[start], end - start));
+#define FAIL() return (uint64_t)(n - start)
         const series_rec *r = &c->srec[series];
         /* Local tables: string i+1 = name id used, function i = string i, location i = fn i. */
         uint32_t *map = sp_arena_calloc(a, c->names.n + 1, sizeof *map);
@@ -1560,8 +1790,9 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         for (size_t i = start; i < end; i++)
             cap += c->stacks.lens[v[i].stack] / 4;
         const char **strs = sp_arena_alloc(a, (cap + 8) * sizeof *strs);
-        if (!map || !p || !smp || !strs)
-            return;
+        uint64_t *times = sp_arena_alloc(a, (end - start) * sizeof *times);
+        if (!map || !p || !smp || !strs || !times)
+            FAIL();
         uint32_t ns = 1;
         strs[0] = "";
         for (size_t i = start; i < end; i++) {
@@ -1570,7 +1801,7 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
             sp_sample *s = &smp[i - start];
             s->location_ids = sp_arena_alloc(a, (nf + 1) * sizeof *s->location_ids);
             if (!s->location_ids)
-                return;
+                FAIL();
             for (uint32_t k = 0; k < nf; k++) {
                 if (!map[frames[k]]) {
                     map[frames[k]] = ns;
@@ -1582,7 +1813,8 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
             s->nlocations = nf;
             s->value = v[i].value;
             /* the observation's own time: the store files span rows by it */
-            s->timestamps = &v[i].ts;
+            times[i - start] = v[i].ts;
+            s->timestamps = &times[i - start];
             s->nobs = 1;
             s->spans = sp_arena_memdup(a, &v[i].ref, sizeof v[i].ref);
             s->nspans = s->spans ? 1 : 0;
@@ -1593,7 +1825,7 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         /* Type strings come from the type id "name:type:unit:ptype:punit". */
         char *tid = sp_arena_strndup(a, r->type_id, strlen(r->type_id));
         if (!fn || !loc || !ln || !tid)
-            return;
+            FAIL();
         const char *parts[5] = {"", "", "", "", ""};
         char *save = tid;
         for (int k = 0; k < 5 && save; k++) {
@@ -1631,19 +1863,23 @@ static void emit_late(corr *c, sp_batch *b, late *v, size_t n)
         /* the series strings live in the correlator, which may compact them: copy */
         sp_kv *kv = sp_arena_calloc(a, r->nkv ? r->nkv : 1, sizeof *kv);
         if (!kv)
-            return;
+            FAIL();
         for (uint32_t i = 0; i < r->nkv; i++) {
             kv[i].name = sp_arena_strndup(a, r->kv[i].name, strlen(r->kv[i].name));
             kv[i].value = sp_arena_strndup(a, r->kv[i].value, strlen(r->kv[i].value));
+            if (!kv[i].name || !kv[i].value)
+                FAIL();
         }
         p->series = kv;
         p->nseries = r->nkv;
         p->attach_only = 1;
         p->time_nanos = (int64_t)v[start].ts;
         if (sp_batch_add_profile(b, p))
-            return;
+            FAIL();
         start = end;
     }
+    return 0;
+#undef FAIL
 }
 
 static int cmp_late(const void *x, const void *y)
@@ -1662,7 +1898,7 @@ static void mark(corr *c, obs_ent *o, uint8_t how)
 }
 
 /* Rules 2 and 3 for a span that arrived after observations it contains. */
-static void claim_observations(corr *c, sp_arena *a, slot *home, const span_ent *e, late_list *l)
+static void claim_observations(corr *c, slot *home, const span_ent *e, late_list *l)
 {
     if (home->tid) {
         for (uint32_t k = obs_lower(home, e->start); k < home->nobs && home->obs[k].ts < e->end;
@@ -1671,7 +1907,7 @@ static void claim_observations(corr *c, sp_arena *a, slot *home, const span_ent 
             if (!ident_compat(c, o->ident, e->ident))
                 continue;
             mark(c, o, F_THREAD);
-            late_push(a, l, o->series, o->stack, o->value, o->ts, &e->ref);
+            late_push(l, o->series, o->stack, o->value, o->ts, &e->ref);
         }
         return;
     }
@@ -1696,7 +1932,7 @@ static void claim_observations(corr *c, sp_arena *a, slot *home, const span_ent 
             if (!in)
                 continue;
             mark(c, o, F_PROC);
-            late_push(a, l, o->series, o->stack, o->value, o->ts, &e->ref);
+            late_push(l, o->series, o->stack, o->value, o->ts, &e->ref);
         }
 }
 
@@ -1745,7 +1981,7 @@ static void claim_waiting(corr *c, sp_arena *a, uint32_t tenant, const reg_ent *
         int has_gap;
         nc = walk_up(c, tenant, x, w.ref_pid, w.ref_service, w.ref_ident, chain, nc, gap, &has_gap);
         for (uint32_t k = 0; k < nc; k++)
-            late_push(a, l, w.series, w.stack, w.value, w.ts, &chain[k]);
+            late_push(l, w.series, w.stack, w.value, w.ts, &chain[k]);
         if (has_gap) {
             wait_ent *q = wait_add(c, tenant, gap);
             if (q) {
@@ -1760,17 +1996,25 @@ static void claim_waiting(corr *c, sp_arena *a, uint32_t tenant, const reg_ent *
     }
 }
 
-static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
+/* Indexes b's spans and emits what they claim. Never fails: what cannot be indexed or emitted is
+ * added to *failed (the spans themselves are stored either way). */
+static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
 {
     late_list l = {0};
     /* Phase 1: remember every new span, so phase 2 judges each observation against all the
      * spans of this export at once. */
     uint32_t gen = ++c->gen;
     /* registry indices + 1, not pointers: reg_add may move the registry */
-    uint32_t *fresh = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *fresh);
-    slot **homes = sp_arena_calloc(b->arena, b->nspans + 1, sizeof *homes);
-    if (!fresh || !homes)
+    if (!b->nspans)
         return 0;
+    uint32_t *fresh = calloc(b->nspans + 1, sizeof *fresh);
+    slot **homes = calloc(b->nspans + 1, sizeof *homes);
+    if (!fresh || !homes) {
+        free(fresh);
+        free(homes);
+        c->st.spans_not_indexed += b->nspans;
+        return 0;
+    }
     for (size_t i = 0; i < b->nspans; i++) {
         const sp_span *sp = &b->spans[i];
         int64_t start = (int64_t)sp->start_ns, end = (int64_t)sp->end_ns;
@@ -1781,6 +2025,8 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
         uint32_t ident = ident_id(c, &sp->ident);
         const reg_ent *re = reg_add(c, tenant, sp, ident, eligible);
         fresh[i] = re ? (uint32_t)(re - c->reg) + 1 : 0;
+        if (!re)
+            c->st.spans_not_indexed++;
         if (!sp->pid)
             continue;
         if (!eligible) {
@@ -1789,8 +2035,10 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
         }
         slot *sl = find_slot(c, tenant, sp->pid, sp->tid, 1);
         if (!sl || (sl->nspans == sl->capspans &&
-                    grow((void **)&sl->spans, &sl->capspans, sizeof *sl->spans, &c->bytes)))
+                    grow((void **)&sl->spans, &sl->capspans, sizeof *sl->spans, &c->bytes))) {
+            c->st.spans_not_indexed++;
             continue;
+        }
         span_ent e = {start, end, c->now + c->opt.window_ns, {{0}, {0}}, ident, gen};
         memcpy(e.ref.trace_id, sp->trace_id, 16);
         memcpy(e.ref.span_id, sp->span_id, 8);
@@ -1813,25 +2061,61 @@ static size_t index_spans(corr *c, sp_batch *b, uint32_t tenant)
         slot *sl = homes[i];
         if (!sl)
             continue;
+        /* the slot is sorted by start: find this span among those starting when it does */
+        int64_t start = (int64_t)b->spans[i].start_ns;
+        uint32_t lo = 0, hi = sl->nspans;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (sl->spans[mid].start < start)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
         const span_ent *e = NULL;
-        for (uint32_t k = 0; k < sl->nspans && !e; k++)
+        for (uint32_t k = lo; k < sl->nspans && sl->spans[k].start == start && !e; k++)
             if (sl->spans[k].gen == gen &&
                 memcmp(sl->spans[k].ref.span_id, b->spans[i].span_id, 8) == 0)
                 e = &sl->spans[k];
         if (e)
-            claim_observations(c, b->arena, sl, e, &l);
+            claim_observations(c, sl, e, &l);
     }
+    free(fresh);
+    free(homes);
+    uint64_t lost = l.lost;
     if (l.n) {
         qsort(l.v, l.n, sizeof *l.v, cmp_late);
-        emit_late(c, b, l.v, l.n);
-        c->st.late += l.n;
+        uint64_t unsent = emit_late(c, b, l.v, l.n);
+        c->st.late += l.n - unsent;
+        lost += unsent;
     }
-    return l.n;
+    free(l.v);
+    *failed += lost;
+    return l.n - (lost > l.n ? l.n : lost);
 }
 
-size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
+/* Room phase 1 may need in the request's arena beyond what decoding took: per observation a
+ * split sample, its time and value and its verdict, and eight nested spans; per sample its plan.
+ * Deeper nesting in every observation can still run out: then that profile is stored unattached
+ * and counted (attach_failed). */
+static size_t plan_room(const sp_batch *b)
+{
+    size_t obs = 0, samples = 0;
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        const sp_profile *p = b->profiles[i];
+        if (p->attach_only || !corr_is_cpu_type(p->type_id))
+            continue;
+        samples += p->nsamples;
+        for (uint32_t k = 0; k < p->nsamples; k++)
+            obs += p->samples[k].timestamps && p->samples[k].nobs ? p->samples[k].nobs : 1;
+    }
+    size_t per_obs = 2 * sizeof(sp_sample) + 2 * sizeof(int64_t) + 1 + 8 * sizeof(sp_span_ref);
+    return obs * per_obs + samples * (sizeof(sample_plan) + 16) + ((size_t)1 << 20);
+}
+
+int corr_attach(corr *c, sp_batch *b, int64_t now_ns, size_t *attached_out, sp_err *err)
 {
     size_t attached = 0;
+    uint64_t failed = 0;
     pthread_mutex_lock(&c->lock);
     c->now = now_ns;
     /* Expiry is coarse on purpose: every sixteenth of the window (at least a second), so the
@@ -1844,12 +2128,21 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
     uint32_t tenant = tenant_id(c, b->tenant, 1);
     if (tenant == UINT32_MAX) {
         pthread_mutex_unlock(&c->lock);
-        return 0;
+        for (size_t i = 0; i < b->nprofiles; i++)
+            for (uint32_t k = 0; k < b->profiles[i]->nsamples; k++)
+                b->profiles[i]->samples[k].nspans = 0;
+        if (attached_out)
+            *attached_out = 0;
+        return sp_fail(err, SP_ENOMEM, "correlator: out of memory naming tenant \"%s\"",
+                       b->tenant ? b->tenant : "anonymous");
     }
     /* Spans first, so a request carrying both finds its own spans. */
-    attached += index_spans(c, b, tenant);
+    attached += index_spans(c, b, tenant, &failed);
     size_t nprof = b->nprofiles;
     batch_memo memo = {0};
+    split_scratch x = {0};
+    sp_arena_raise_budget(b->arena, plan_room(b));
+    const char *failed_type = NULL;
     for (size_t i = 0; i < nprof; i++) {
         sp_profile *p = b->profiles[i];
         if (p->attach_only)
@@ -1861,9 +2154,34 @@ size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns)
             }
             continue;
         }
-        attached += attach_profile(c, p, b->arena, tenant, &memo);
+        prof_plan pp;
+        size_t got = 0;
+        if (plan_profile(c, &x, &pp, p, b->arena, tenant, &got)) {
+            /* stored as received, unattached: the samples are what the client was promised */
+            p->samples = (sp_sample *)pp.orig;
+            p->nsamples = pp.norig;
+            for (uint32_t k = 0; k < p->nsamples; k++) {
+                p->samples[k].spans = NULL;
+                p->samples[k].nspans = 0;
+                failed += p->samples[k].timestamps && p->samples[k].nobs ? p->samples[k].nobs : 1;
+            }
+            failed_type = p->type_id;
+            continue;
+        }
+        attached += got;
+        keep_profile(c, &pp, tenant, &memo);
     }
+    scratch_free(&x);
     memo_free(&memo);
+    c->st.attach_failed += failed;
     pthread_mutex_unlock(&c->lock);
-    return attached;
+    if (attached_out)
+        *attached_out = attached;
+    if (failed)
+        return sp_fail(err, SP_ENOMEM,
+                       "correlator: out of memory attaching %llu observations%s%s (stored "
+                       "without their spans)",
+                       (unsigned long long)failed, failed_type ? " of " : "",
+                       failed_type ? failed_type : "");
+    return 0;
 }

@@ -30,6 +30,7 @@
 #ifndef CORR_CORRELATOR_H
 #define CORR_CORRELATOR_H
 
+#include "../common/err.h"
 #include "../common/profile.h"
 
 #include <stddef.h>
@@ -59,6 +60,11 @@ typedef struct corr_stats {
     uint64_t unmatched;       /* observations that left the window with nothing */
     uint64_t late;            /* attachments made when the span arrived after the sample */
     uint64_t evicted;         /* entries dropped before their time to stay within budget */
+    /* Drops, by reason (0 in a healthy run; none of them loses a stored observation): */
+    uint64_t not_kept;          /* observations that could not wait for later spans (budget full) */
+    uint64_t attach_failed;     /* observations or late attachments not attached: out of memory */
+    uint64_t spans_not_indexed; /* spans not indexed: out of memory */
+    uint64_t idents_over;       /* profiled pids seen with more identities than are remembered */
 } corr_stats;
 
 typedef struct corr corr;
@@ -68,9 +74,15 @@ void corr_free(corr *c);
 
 /* Attaches spans to b's samples (sp_sample.spans, splitting samples where needed), remembers b's
  * spans and observations for later arrivals, and appends attach_only profiles for observations
- * seen earlier that b's spans now claim. All new memory comes from b->arena. Returns the number
- * of attachments made (observation × span). now_ns: wall clock (UTC), for expiry. */
-size_t corr_attach_spans(corr *c, sp_batch *b, int64_t now_ns);
+ * seen earlier that b's spans now claim. New memory comes from b->arena, whose budget is raised
+ * by what splitting can need. now_ns: wall clock (UTC), for expiry. *attached (may be NULL): the
+ * attachments made (observation × span).
+ *
+ * Every observation of b stays in b, attached or not: the batch is always fit to store.
+ * Returns 0, or SP_ENOMEM (not fatal, for the request or the process) when memory ran out for
+ * some attachments: those samples are left unattached (counted in attach_failed) and err says
+ * how many; store b anyway. */
+int corr_attach(corr *c, sp_batch *b, int64_t now_ns, size_t *attached, sp_err *err);
 
 /* Expires what is older than the window at now_ns (ingest does this too, at most once a second),
  * then copies the counters. */

@@ -66,6 +66,10 @@ static void correlator_metrics(void *ud)
         {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
         {"correlator_late_attachments_total", offsetof(corr_stats, late)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
+        {"correlator_samples_not_kept_total", offsetof(corr_stats, not_kept)},
+        {"correlator_attach_failed_total", offsetof(corr_stats, attach_failed)},
+        {"correlator_spans_not_indexed_total", offsetof(corr_stats, spans_not_indexed)},
+        {"correlator_process_identities_over_total", offsetof(corr_stats, idents_over)},
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         srv_metrics_gauge_set(m[i].name,
@@ -77,7 +81,15 @@ static void correlator_metrics(void *ud)
 static int ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
 {
     pipeline *p = ud;
-    corr_attach_spans(p->corr, b, now_ns());
+    sp_err cerr = {0};
+    if (corr_attach(p->corr, b, now_ns(), NULL, &cerr)) {
+        /* not fatal: the batch holds every observation, some unattached (counted) */
+        static sp_ratelimit rl;
+        uint64_t held = 0;
+        if (sp_ratelimit_ok(&rl, 10000, &held))
+            sp_warn("msg=\"%s\" tenant=\"%s\" held_back=%llu", cerr.msg,
+                    b->tenant ? b->tenant : "anonymous", (unsigned long long)held);
+    }
     int rc = store_write(p->store, b, err);
     store_stats ss;
     store_stats_get(p->store, &ss);

@@ -16,6 +16,17 @@
 #define PID 4242
 #define TID 101
 
+/* corr_attach, which must succeed here: the attachments it made. */
+static size_t attach(corr *c, sp_batch *b, int64_t now)
+{
+    size_t n = 0;
+    sp_err err = {0};
+    int rc = corr_attach(c, b, now, &n, &err);
+    if (rc)
+        fail_msg("corr_attach: %s", err.msg);
+    return n;
+}
+
 typedef struct fixture {
     sp_arena *a;
     sp_batch b;
@@ -108,12 +119,12 @@ static void attaches_sample_inside_span_on_same_thread(void **state)
     sp_span sp = span(1, 100, 200, PID, TID);
     tb.spans = &sp;
     tb.nspans = 1;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
 
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 1);
+    assert_int_equal(attach(c, &pb, 0), 1);
     sp_sample *s = &pb.profiles[0]->samples[0];
     assert_int_equal(s->nspans, 1);
     assert_int_equal(s->spans[0].span_id[7], 1);
@@ -128,13 +139,13 @@ static void ignores_other_thread_other_time_and_short_spans(void **state)
     sp_batch tb = batch(f, "t1");
     tb.spans = spans;
     tb.nspans = 2;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
     uint64_t other_thread[] = {150 * MS}, outside[] = {250 * MS}, short_span[] = {305 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, other_thread, 1, PID, TID + 1));
     sp_batch_add_profile(&pb, profile(f->a, outside, 1, PID, TID));
     sp_batch_add_profile(&pb, profile(f->a, short_span, 1, PID, TID)); /* 10 ms < 20 ms */
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 0);
+    assert_int_equal(attach(c, &pb, 0), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(pb.profiles[i]->samples[0].nspans, 0);
     corr_free(c);
@@ -148,11 +159,11 @@ static void nested_spans_all_get_the_sample(void **state)
     sp_batch tb = batch(f, "t1");
     tb.spans = spans;
     tb.nspans = 2;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     assert_int_equal(pb.profiles[0]->samples[0].nspans, 2);
     corr_free(c);
 }
@@ -165,22 +176,83 @@ static void splits_a_sample_whose_observations_fall_in_different_spans(void **st
     sp_batch tb = batch(f, "t1");
     tb.spans = &sp;
     tb.nspans = 1;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
     uint64_t ts[] = {150 * MS, 250 * MS, 160 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 3, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 2);
+    assert_int_equal(attach(c, &pb, 0), 2);
     sp_profile *p = pb.profiles[0];
-    assert_int_equal(p->nsamples, 3);
+    /* one sample per set of spans: the two observations inside together, the one outside */
+    assert_int_equal(p->nsamples, 2);
     int64_t in_span = 0, total = 0;
+    uint32_t obs = 0;
     for (uint32_t i = 0; i < p->nsamples; i++) {
-        total += p->samples[i].value;
-        if (p->samples[i].nspans)
-            in_span += p->samples[i].value;
-        assert_int_equal(p->samples[i].nobs, 1);
+        const sp_sample *s = &p->samples[i];
+        total += s->value;
+        obs += s->nobs;
+        int64_t sum = 0;
+        for (uint32_t k = 0; k < s->nobs; k++) {
+            sum += s->values[k];
+            if (s->nspans)
+                assert_true(s->timestamps[k] >= 100 * MS && s->timestamps[k] < 200 * MS);
+            else
+                assert_true(s->timestamps[k] == 250 * MS);
+        }
+        assert_int_equal(sum, s->value);
+        if (s->nspans)
+            in_span += s->value;
     }
+    assert_int_equal(obs, 3);
     assert_int_equal(total, 30 * MS);   /* nothing lost by splitting */
     assert_int_equal(in_span, 20 * MS); /* exactly the two observations inside */
+    corr_free(c);
+}
+
+/* The issue-12 loss: a request's arena is budgeted from its message size, and splitting 10,000
+ * observations over 100 spans needs more than that. Every observation must come back, each in
+ * the sample of exactly the span it fell in. */
+static void splitting_many_observations_keeps_every_one(void **state)
+{
+    (void)state;
+    corr *c = corr_new(NULL);
+    sp_arena *sa = sp_arena_new(0);
+    sp_span sp[100];
+    for (int i = 0; i < 100; i++) {
+        sp[i] = span((uint8_t)(i + 1), 1000 + i * 100, 1000 + (i + 1) * 100, PID, TID);
+        sp[i].span_id[6] = (uint8_t)(i + 1); /* 100 distinct ids */
+    }
+    sp_batch tb = {.tenant = "t1", .arena = sa, .spans = sp, .nspans = 100};
+    attach(c, &tb, 0);
+    enum { N = 10000 };
+    /* the arena of a ~100 KB request, as otlp/service.c budgets it */
+    sp_arena *a = sp_arena_new(32 * 100000 + (4u << 20));
+    uint64_t *ts = malloc(N * sizeof *ts);
+    for (uint32_t k = 0; k < N; k++) /* 10 s at 1 kHz, interleaved so groups are not runs */
+        ts[k] = (uint64_t)(1000 * MS + (int64_t)((k * 7919u) % N) * MS);
+    sp_batch pb = {.tenant = "t1", .arena = a};
+    sp_batch_add_profile(&pb, profile(a, ts, N, PID, TID));
+    pb.profiles[0]->samples[0].value = (int64_t)N * 10 * MS;
+    assert_int_equal(attach(c, &pb, 0), N);
+    const sp_profile *p = pb.profiles[0];
+    assert_int_equal(p->nsamples, 100); /* one per span, not one per observation */
+    uint64_t obs = 0;
+    int64_t total = 0;
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        const sp_sample *s = &p->samples[i];
+        assert_int_equal(s->nspans, 1);
+        int64_t start = 1000 + (s->spans[0].span_id[6] - 1) * 100;
+        for (uint32_t k = 0; k < s->nobs; k++) {
+            assert_true((int64_t)s->timestamps[k] >= start * MS);
+            assert_true((int64_t)s->timestamps[k] < (start + 100) * MS);
+        }
+        obs += s->nobs;
+        total += s->value;
+    }
+    assert_int_equal(obs, N);
+    assert_int_equal(total, (int64_t)N * 10 * MS);
+    free(ts);
+    sp_arena_free(a);
+    sp_arena_free(sa);
     corr_free(c);
 }
 
@@ -194,7 +266,7 @@ static void explicit_link_wins_without_any_span_known(void **state)
     p->samples[0].has_link = 1;
     p->samples[0].link.span_id[7] = 9;
     sp_batch_add_profile(&pb, p);
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 1);
+    assert_int_equal(attach(c, &pb, 0), 1);
     assert_int_equal(p->samples[0].nspans, 1);
     assert_int_equal(p->samples[0].spans[0].span_id[7], 9);
     corr_free(c);
@@ -207,13 +279,13 @@ static void span_arriving_after_the_profile_claims_its_samples(void **state)
     uint64_t ts[] = {150 * MS, 160 * MS, 900 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 3, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 0);
+    assert_int_equal(attach(c, &pb, 0), 0);
 
     sp_span sp = span(7, 100, 200, PID, TID);
     sp_batch tb = batch(f, "t1");
     tb.spans = &sp;
     tb.nspans = 1;
-    assert_int_equal(corr_attach_spans(c, &tb, 0), 2);
+    assert_int_equal(attach(c, &tb, 0), 2);
     assert_int_equal(tb.nprofiles, 1);
     sp_profile *late = tb.profiles[0];
     assert_true(late->attach_only);
@@ -235,7 +307,7 @@ static void span_arriving_after_the_profile_claims_its_samples(void **state)
     sp_batch again = batch(f, "t1");
     again.spans = &sp;
     again.nspans = 1;
-    assert_int_equal(corr_attach_spans(c, &again, 0), 0);
+    assert_int_equal(attach(c, &again, 0), 0);
     assert_int_equal(again.nprofiles, 0);
     corr_free(c);
 }
@@ -250,12 +322,12 @@ static void late_span_does_not_double_count_an_explicit_link(void **state)
     p->samples[0].has_link = 1;
     p->samples[0].link.span_id[7] = 7;
     sp_batch_add_profile(&pb, p);
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 1);
+    assert_int_equal(attach(c, &pb, 0), 1);
     sp_span sp = span(7, 100, 200, PID, TID);
     sp_batch tb = batch(f, "t1");
     tb.spans = &sp;
     tb.nspans = 1;
-    assert_int_equal(corr_attach_spans(c, &tb, 0), 0);
+    assert_int_equal(attach(c, &tb, 0), 0);
     corr_free(c);
 }
 
@@ -267,11 +339,11 @@ static void tenants_never_match_each_other(void **state)
     sp_batch tb = batch(f, "tenant-a");
     tb.spans = &sp;
     tb.nspans = 1;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "tenant-b");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 0);
+    assert_int_equal(attach(c, &pb, 0), 0);
     corr_free(c);
 }
 
@@ -284,14 +356,14 @@ static void expired_spans_are_forgotten(void **state)
     sp_batch tb = batch(f, "t1");
     tb.spans = &sp;
     tb.nspans = 1;
-    corr_attach_spans(c, &tb, 200 * MS);
+    attach(c, &tb, 200 * MS);
     corr_stats st;
     corr_get_stats(c, 0, &st);
     assert_int_equal(st.spans_indexed, 1);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 5000 * MS), 0); /* long after the window */
+    assert_int_equal(attach(c, &pb, 5000 * MS), 0); /* long after the window */
     corr_get_stats(c, 0, &st);
     assert_int_equal(st.spans_indexed, 0);
     corr_free(c);
@@ -308,7 +380,7 @@ static void stays_within_its_budget(void **state)
             ts[k] = (uint64_t)(i * 1000 + k) * MS;
         sp_batch pb = batch(f, "t1");
         sp_batch_add_profile(&pb, profile(f->a, ts, 64, PID, TID + i));
-        corr_attach_spans(c, &pb, 0);
+        attach(c, &pb, 0);
     }
     corr_stats st;
     corr_get_stats(c, 0, &st);
@@ -338,7 +410,7 @@ static void send_spans(corr *c, fixture *f, sp_span *v, size_t n, sp_batch *out)
     sp_batch tb = batch(f, "t1");
     tb.spans = v;
     tb.nspans = n;
-    corr_attach_spans(c, &tb, 0);
+    attach(c, &tb, 0);
     if (out)
         *out = tb;
 }
@@ -367,7 +439,7 @@ static void explicit_link_reaches_ancestors_known_now_and_later(void **state)
     p->samples[0].has_link = 1;
     p->samples[0].link.span_id[7] = 3;
     sp_batch_add_profile(&pb, p);
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     /* the link, not the short parent, and no inference */
     assert_int_equal(p->samples[0].nspans, 1);
     assert_int_equal(p->samples[0].spans[0].span_id[7], 3);
@@ -396,7 +468,7 @@ static void explicit_link_stops_at_another_process(void **state)
     p->samples[0].has_link = 1;
     p->samples[0].link.span_id[7] = 2;
     sp_batch_add_profile(&pb, p);
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     assert_int_equal(p->samples[0].nspans, 1);
     assert_true(has_span(&p->samples[0], 2));
     corr_free(c);
@@ -412,7 +484,7 @@ static void innermost_span_comes_first(void **state)
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     const sp_sample *s = &pb.profiles[0]->samples[0];
     assert_int_equal(s->nspans, 3);
     assert_int_equal(s->spans[0].span_id[7], 3);
@@ -433,7 +505,7 @@ static void threadless_spans_attach_only_as_one_chain(void **state)
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, unique, 1, PID, TID));
     sp_batch_add_profile(&pb, profile(f->a, amb, 1, PID, TID));
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     const sp_sample *s = &pb.profiles[0]->samples[0];
     assert_int_equal(s->nspans, 2);
     assert_int_equal(s->spans[0].span_id[7], 2);
@@ -449,7 +521,7 @@ static void threadless_spans_attach_only_as_one_chain(void **state)
     send_spans(c, f, v, 3, NULL);
     sp_batch pb2 = batch(f, "t1");
     sp_batch_add_profile(&pb2, profile(f->a, unique, 1, PID, TID));
-    corr_attach_spans(c, &pb2, 0);
+    attach(c, &pb2, 0);
     assert_int_equal(pb2.profiles[0]->samples[0].nspans, 0);
     corr_free(c);
 }
@@ -461,7 +533,7 @@ static void threadless_late_spans_judge_the_whole_export(void **state)
     uint64_t ts[] = {150 * MS, 650 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 2, PID, 0));
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     sp_span v[] = {span(1, 0, 700, PID, 0), child(2, 1, 100, 300, PID, 0),
                    span(3, 600, 800, PID, 0)};
     v[2].trace_id[0] = 0xbb;
@@ -492,7 +564,7 @@ static void equal_pids_on_two_hosts_never_mix(void **state)
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
     pb.profiles[0]->samples[0].ident = &host_b;
     pb.profiles[1]->samples[0].ident = &pod_only; /* no host on this side: pid decides */
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     assert_int_equal(pb.profiles[0]->samples[0].nspans, 0);
     assert_int_equal(pb.profiles[1]->samples[0].nspans, 1);
     corr_free(c);
@@ -511,7 +583,7 @@ static void only_cpu_profiles_are_correlated(void **state)
     mem->samples[0].has_link = 1;
     mem->samples[0].link.span_id[7] = 1;
     sp_batch_add_profile(&pb, mem);
-    assert_int_equal(corr_attach_spans(c, &pb, 0), 0);
+    assert_int_equal(attach(c, &pb, 0), 0);
     assert_int_equal(mem->samples[0].nspans, 0);
     assert_true(corr_is_cpu_type("wall:wall:nanoseconds:wall:nanoseconds"));
     assert_true(corr_is_cpu_type("process_cpu:samples:count:cpu:nanoseconds"));
@@ -531,7 +603,7 @@ static void budget_drops_the_oldest_observations_first(void **state)
             ts[k] = (uint64_t)(i * 1000 + k) * MS;
         sp_batch pb = batch(f, "t1");
         sp_batch_add_profile(&pb, profile(f->a, ts, 64, PID, TID));
-        corr_attach_spans(c, &pb, (int64_t)i * 1000 * MS);
+        attach(c, &pb, (int64_t)i * 1000 * MS);
     }
     corr_stats st;
     corr_get_stats(c, 0, &st);
@@ -557,11 +629,11 @@ static void retry_after_the_span_expired_attaches_nothing_twice(void **state)
     sp_batch tb = batch(f, "t1");
     tb.spans = &sp;
     tb.nspans = 1;
-    corr_attach_spans(c, &tb, 1);
+    attach(c, &tb, 1);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-    assert_int_equal(corr_attach_spans(c, &pb, 900 * MS), 1); /* attached at arrival */
+    assert_int_equal(attach(c, &pb, 900 * MS), 1); /* attached at arrival */
     corr_stats st;
     corr_get_stats(c, 1100 * MS, &st); /* the span is out of the window, the sample is not */
     assert_int_equal(st.spans_indexed, 0);
@@ -569,7 +641,7 @@ static void retry_after_the_span_expired_attaches_nothing_twice(void **state)
     sp_batch again = batch(f, "t1");
     again.spans = &sp;
     again.nspans = 1;
-    assert_int_equal(corr_attach_spans(c, &again, 1200 * MS), 0);
+    assert_int_equal(attach(c, &again, 1200 * MS), 0);
     assert_int_equal(again.nprofiles, 0);
     corr_free(c);
 }
@@ -590,7 +662,7 @@ static void absurd_timestamps_are_harmless(void **state)
     uint64_t ts[] = {UINT64_MAX, (uint64_t)1 << 63, 0, 150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 4, PID, TID));
-    corr_attach_spans(c, &pb, 0);
+    attach(c, &pb, 0);
     const sp_profile *p = pb.profiles[0];
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
@@ -622,7 +694,7 @@ static void identities_leave_with_their_spans(void **state)
         tb.spans = v;
         tb.nspans = N;
         int64_t t0 = (int64_t)r * 10000 * MS + 1;
-        corr_attach_spans(c, &tb, t0);
+        attach(c, &tb, t0);
         corr_stats st;
         corr_get_stats(c, t0 + 5000 * MS, &st); /* past the window and the retry markers */
         assert_int_equal(st.spans_known, 0);
@@ -652,25 +724,25 @@ static void tenants_leave_with_their_spans(void **state)
             sp_batch tb = batch(f, name);
             tb.spans = &sp;
             tb.nspans = 1;
-            corr_attach_spans(c, &tb, t0);
+            attach(c, &tb, t0);
         }
         /* one long-lived tenant, re-sent each round, must still match after a rebuild */
         sp_span keep = span(9, 100, 200, PID, TID);
         sp_batch kb = batch(f, "keeper");
         kb.spans = &keep;
         kb.nspans = 1;
-        corr_attach_spans(c, &kb, t0 + 4000 * MS);
+        attach(c, &kb, t0 + 4000 * MS);
         corr_stats st;
         corr_get_stats(c, t0 + 4500 * MS, &st); /* the others expire, a sweep runs */
         uint64_t ts[] = {150 * MS};
         sp_batch pb = batch(f, "keeper");
         sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
-        corr_attach_spans(c, &pb, t0 + 4600 * MS);
+        attach(c, &pb, t0 + 4600 * MS);
         assert_int_equal(pb.profiles[0]->samples[0].nspans, 1);
         assert_int_equal(pb.profiles[0]->samples[0].spans[0].span_id[7], 9);
         sp_batch other = batch(f, "tenant-0-0"); /* a forgotten tenant's id is not reused */
         sp_batch_add_profile(&other, profile(f->a, ts, 1, PID, TID));
-        corr_attach_spans(c, &other, t0 + 4600 * MS);
+        attach(c, &other, t0 + 4600 * MS);
         assert_int_equal(other.profiles[0]->samples[0].nspans, 0);
         corr_get_stats(c, t0 + 9000 * MS, &st);
         after[r] = st.bytes;
@@ -691,7 +763,7 @@ static void parent_cycles_end_and_counters_return_to_zero(void **state)
     sp_batch tb = batch(f, "t1");
     tb.spans = v;
     tb.nspans = 3;
-    corr_attach_spans(c, &tb, 1);
+    attach(c, &tb, 1);
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
     sp_profile *a = profile(f->a, ts, 1, PID, TID), *b = profile(f->a, ts, 1, PID, TID);
@@ -701,7 +773,7 @@ static void parent_cycles_end_and_counters_return_to_zero(void **state)
     sp_batch_add_profile(&pb, a);
     sp_batch_add_profile(&pb, b);
     sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID + 1)); /* waits, unmatched */
-    corr_attach_spans(c, &pb, 2);
+    attach(c, &pb, 2);
     assert_int_equal(a->samples[0].nspans, 2);
     assert_true(has_span(&a->samples[0], 1) && has_span(&a->samples[0], 2));
     assert_int_equal(b->samples[0].nspans, 1);
@@ -748,6 +820,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(tenants_leave_with_their_spans, setup, teardown),
+        cmocka_unit_test_setup_teardown(splitting_many_observations_keeps_every_one, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(parent_cycles_end_and_counters_return_to_zero, setup,
                                         teardown),
     };
