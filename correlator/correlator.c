@@ -650,47 +650,72 @@ static void recount(corr *c)
     c->bytes = b;
 }
 
-static void obs_gone(corr *c, const obs_ent *o, int evicted)
+/* What one pass of drop_before removes: entries expiring at or before each cut. */
+typedef struct cuts {
+    int64_t attached;   /* observations already attached (waiting only for more spans) */
+    int64_t unattached; /* observations without a span yet, and waiting links */
+    int64_t spans;      /* spans (and, past one more window, their registry entries) */
+    int evicting;       /* 1: before their time, to stay within budget (counted) */
+} cuts;
+
+static void obs_gone(corr *c, const obs_ent *o, int evicting)
 {
     c->st.obs_waiting--;
     if (!o->flags) {
         c->st.obs_unattached--;
         c->st.unmatched++;
+        if (evicting)
+            c->st.evicted++;
+    } else if (evicting) {
+        c->st.released++;
     }
-    if (evicted)
-        c->st.evicted++;
 }
 
-/* Drops observations (obs_cut), spans (span_cut) and waiting links expiring at or before the
- * cuts; frees empty slots and processes. */
-static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting)
+/* Gives back the unused tail of an array (the budget counts capacity, so eviction must return it
+ * to make room). Sweeps leave an eighth spare, so the next appends do not realloc at once. */
+static void shrink(void **arr, uint32_t n, uint32_t *cap, size_t elem)
 {
+    uint32_t ncap = n + n / 8 + 8;
+    if (*cap <= ncap + 8)
+        return;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (p) {
+        *arr = p;
+        *cap = ncap;
+    }
+}
+
+/* Drops what expires at or before the cuts; frees empty slots and processes. */
+static void drop_before(corr *c, const cuts *k_)
+{
+    const cuts cut = *k_;
     for (size_t b = 0; b < NBUCKETS; b++) {
         slot **pp = &c->buckets[b];
         while (*pp) {
             slot *s = *pp;
-            uint32_t k = 0;
+            uint32_t k2 = 0;
             int64_t maxdur = 0;
             for (uint32_t i = 0; i < s->nspans; i++) {
-                if (span_expired(&s->spans[i], span_cut))
+                if (span_expired(&s->spans[i], cut.spans))
                     continue;
                 if (s->spans[i].end - s->spans[i].start > maxdur)
                     maxdur = s->spans[i].end - s->spans[i].start;
-                s->spans[k++] = s->spans[i];
+                s->spans[k2++] = s->spans[i];
             }
-            c->st.spans_indexed -= s->nspans - k;
-            if (evicting)
-                c->st.evicted += s->nspans - k;
-            s->nspans = k;
+            c->st.spans_indexed -= s->nspans - k2;
+            if (cut.evicting)
+                c->st.spans_evicted += s->nspans - k2;
+            s->nspans = k2;
             s->maxdur = maxdur;
-            k = 0;
+            k2 = 0;
             for (uint32_t i = 0; i < s->nobs; i++) {
-                if (s->obs[i].expire <= obs_cut)
-                    obs_gone(c, &s->obs[i], evicting);
+                const obs_ent *o = &s->obs[i];
+                if (o->expire <= (o->flags ? cut.attached : cut.unattached))
+                    obs_gone(c, o, cut.evicting);
                 else
-                    s->obs[k++] = s->obs[i];
+                    s->obs[k2++] = *o;
             }
-            s->nobs = k;
+            s->nobs = k2;
             if (!s->nspans && !s->nobs) {
                 *pp = s->hnext;
                 /* unlink from its process */
@@ -703,9 +728,14 @@ static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting
                 free(s);
                 continue;
             }
+            shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
+            shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
             pp = &s->hnext;
         }
     }
+    int64_t span_cut = cut.spans;
+    int evicting = cut.evicting;
+    int64_t obs_cut = cut.unattached;
     for (size_t b = 0; b < NBUCKETS; b++) {
         proc **pp = &c->pbuckets[b];
         while (*pp) {
@@ -730,6 +760,7 @@ static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting
         }
     c->st.spans_known = known;
     c->nreg = k;
+    shrink((void **)&c->reg, c->nreg, &c->capreg, sizeof *c->reg);
     IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
     k = 0;
     for (uint32_t i = 0; i < c->nwait; i++) {
@@ -743,6 +774,7 @@ static void drop_before(corr *c, int64_t obs_cut, int64_t span_cut, int evicting
         c->wait[k++] = c->wait[i];
     }
     c->nwait = k;
+    shrink((void **)&c->wait, c->nwait, &c->capwait, sizeof *c->wait);
     IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
 }
 
@@ -973,7 +1005,8 @@ static void compact_tenants(corr *c)
 
 static void sweep(corr *c, int64_t now)
 {
-    drop_before(c, now, now, 0);
+    cuts k = {now, now, now, 0};
+    drop_before(c, &k);
     /* tables only shrink by rebuilding; do it when they hold much more than is used */
     uint64_t live = c->st.obs_waiting + c->nwait;
     if (c->stacks.n > 4 * live + 65536 || c->names.n > 64 * live + 262144)
@@ -986,48 +1019,67 @@ static void sweep(corr *c, int64_t now)
     c->last_sweep = now;
 }
 
-/* Over budget: drop the oldest observations (and, if that is not enough, the oldest spans).
- * One pass finds the cut: a histogram of expiry times says how far into the window the oldest
- * entries that must go reach, so the big passes (drop, compact, recount) run once, not in a
- * loop that would hold the lock for seconds. Aims at 3/4 of the budget to leave room. */
+/* The expiry time below which the oldest `share` of the waiting observations (attached ones, or
+ * unattached ones and waiting links) lie: a histogram of expiry times in one pass, so the big
+ * passes (drop, compact, recount) run once, not in a loop that would hold the lock for seconds. */
+static int64_t oldest_share_cut(corr *c, int attached, double share)
+{
+    enum { NB = 64 };
+    uint64_t hist[NB] = {0}, total = 0;
+    int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+#define HIST(expire)                                                                               \
+    do {                                                                                           \
+        int64_t age_ = (expire)-c->now; /* 0 = oldest .. w = newest */                             \
+        hist[age_ <= 0 ? 0 : age_ >= w ? NB - 1 : (int)(age_ * NB / w)]++;                         \
+        total++;                                                                                   \
+    } while (0)
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (slot *s = c->buckets[b]; s; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs; i++)
+                if (!s->obs[i].flags == !attached)
+                    HIST(s->obs[i].expire);
+    if (!attached)
+        for (uint32_t i = 0; i < c->nwait; i++)
+            HIST(c->wait[i].expire);
+#undef HIST
+    if (!total)
+        return INT64_MIN;
+    uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
+    int k = 0;
+    while (k < NB && got < want)
+        got += hist[k++];
+    return c->now + (int64_t)k * w / NB;
+}
+
+/* Over budget: make room in this order, each step only when the one before was not enough, and
+ * aiming at 3/4 of the budget to leave room:
+ *   1. observations already attached, oldest first (counted in `released`: stored and attached,
+ *      they only stop waiting for ancestors still to come);
+ *   2. observations and links still waiting for their span, oldest first (`evicted`);
+ *   3. spans, oldest half of the window, then all (`spans_evicted`).
+ * Spans go last: a sample whose span is in the window is attached whatever else waits. */
 static void enforce_budget(corr *c)
 {
     if (c->bytes <= c->opt.max_bytes)
         return;
-    enum { NB = 64 };
-    uint64_t hist[NB] = {0}, total = 0;
     int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
-    for (size_t b = 0; b < NBUCKETS; b++)
-        for (slot *s = c->buckets[b]; s; s = s->hnext)
-            for (uint32_t i = 0; i < s->nobs; i++) {
-                int64_t age = s->obs[i].expire - c->now; /* 0 = oldest .. w = newest */
-                int k = age <= 0 ? 0 : age >= w ? NB - 1 : (int)(age * NB / w);
-                hist[k]++;
-                total++;
-            }
-    for (uint32_t i = 0; i < c->nwait; i++) {
-        int64_t age = c->wait[i].expire - c->now;
-        int k = age <= 0 ? 0 : age >= w ? NB - 1 : (int)(age * NB / w);
-        hist[k]++;
-        total++;
-    }
-    if (total) {
-        /* observations hold most of the memory: drop the oldest share that brings us to 3/4 */
+    for (int attached = 1; attached >= 0 && c->bytes > c->opt.max_bytes; attached--) {
         double share = 1.0 - 0.75 * (double)c->opt.max_bytes / (double)c->bytes;
-        uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
-        int k = 0;
-        while (k < NB && got < want)
-            got += hist[k++];
-        drop_before(c, c->now + (int64_t)k * w / NB, c->now, 1);
+        int64_t cut = oldest_share_cut(c, attached, share);
+        if (cut == INT64_MIN)
+            continue;
+        cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
+        drop_before(c, &k);
         compact_interns(c);
         recount(c);
     }
     if (c->bytes > c->opt.max_bytes) {
-        /* still over: spans too, oldest half of the window first, then all of it */
-        drop_before(c, c->now + w + 1, c->now + w / 2, 1);
+        cuts k = {c->now + w + 1, c->now + w + 1, c->now + w / 2, 1};
+        drop_before(c, &k);
         recount(c);
         if (c->bytes > c->opt.max_bytes) {
-            drop_before(c, c->now + w + 1, c->now + w + 1, 1);
+            k.spans = c->now + w + 1;
+            drop_before(c, &k);
             recount(c);
         }
     }
@@ -1047,7 +1099,7 @@ corr *corr_new(const corr_options *o)
     if (!c->opt.window_ns)
         c->opt.window_ns = 120 * 1000000000LL;
     if (!c->opt.max_bytes)
-        c->opt.max_bytes = (size_t)128 << 20;
+        c->opt.max_bytes = (size_t)512 << 20;
     pthread_mutex_init(&c->lock, NULL);
     recount(c);
     return c;
@@ -1613,7 +1665,7 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
 }
 
 /* Rule 1, phase 2: the observations of a linked sample wait at the gap for the rest of the
- * chain. Returns how many could not be kept. */
+ * chain. Returns how many could not be kept (0: they are attached by their link either way). */
 static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *pl)
 {
     corr *c = x->c;
@@ -1625,8 +1677,11 @@ static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *
     uint32_t stk = sid != UINT32_MAX ? ctx_stack(x, s) : UINT32_MAX;
     for (uint64_t k = 0; k < nobs; k++) {
         wait_ent *w = stk != UINT32_MAX ? wait_add(c, x->tenant, pl->gap) : NULL;
-        if (!w)
-            return nobs - k;
+        if (!w) {
+            /* attached by the link already: only its ancestors still to come are given up */
+            c->st.released += nobs - k;
+            return 0;
+        }
         w->ref_known = pl->ref_known;
         w->ref_pid = pl->ref_pid;
         w->ref_service = pl->ref_svc;
@@ -1642,7 +1697,7 @@ static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *
 
 /* Rules 2 and 3, phase 2: every observation waits in its thread's slot for spans still to
  * come (a parent exported after its children, a span exported after the profile). Returns how
- * many could not be kept (over budget, or out of memory). */
+ * many without any span yet could not be kept (over budget, or out of memory). */
 static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan *pl)
 {
     corr *c = x->c;
@@ -1663,10 +1718,14 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
         uint8_t how = pl->hows ? pl->hows[k] : pl->how;
         if (!w || (w->nobs == w->capobs &&
                    grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
-            /* not kept: without a verdict now it never gets one */
-            if (!how)
+            /* not kept: without a verdict now it never gets one; with one, it only gives up
+             * the ancestors still to come (released, like the budget's first step) */
+            if (!how) {
                 c->st.unmatched++;
-            lost++;
+                lost++;
+            } else {
+                c->st.released++;
+            }
             continue;
         }
         obs_ent *o = &w->obs[w->nobs++];

@@ -41,7 +41,7 @@ enum { CORR_THREADLESS_UNIQUE = 0, CORR_THREADLESS_OFF = 1 };
 typedef struct corr_options {
     int64_t min_span_ns; /* spans shorter than this get no inferred samples; 0 = 20 ms */
     int64_t window_ns;   /* how long spans and observations wait for each other; 0 = 2 min */
-    size_t max_bytes;    /* budget for everything waiting; 0 = 128 MiB */
+    size_t max_bytes;    /* budget for everything waiting; 0 = 512 MiB */
     int threadless;      /* CORR_THREADLESS_* */
 } corr_options;
 
@@ -59,9 +59,14 @@ typedef struct corr_stats {
     uint64_t ambiguous;       /* observations covered by several threadless chains */
     uint64_t unmatched;       /* observations that left the window with nothing */
     uint64_t late;            /* attachments made when the span arrived after the sample */
-    uint64_t evicted;         /* entries dropped before their time to stay within budget */
+    uint64_t evicted;         /* unattached observations and links dropped before their time to
+                               * stay within budget: correlation lost */
+    uint64_t released;        /* attached observations that stopped waiting for more spans early
+                               * (budget); not a loss: stored and attached */
+    uint64_t spans_evicted;   /* spans dropped before their time (budget) */
     /* Drops, by reason (0 in a healthy run; none of them loses a stored observation): */
-    uint64_t not_kept;          /* observations that could not wait for later spans (budget full) */
+    uint64_t not_kept;          /* unattached observations that could not wait for their spans
+                                 * (budget full on arrival) */
     uint64_t attach_failed;     /* observations or late attachments not attached: out of memory */
     uint64_t spans_not_indexed; /* spans not indexed: out of memory */
     uint64_t idents_over;       /* profiled pids seen with more identities than are remembered */

@@ -51,8 +51,9 @@ static const opt opts[] = {
     {"min-span-duration", T_DURATION, OFF(min_span_ms), "20ms", "same as --span-min-duration"},
     {"correlation-window", T_DURATION, OFF(correlation_window_ms), "2m",
      "how long samples wait for their spans, and spans for their samples"},
-    {"correlation-max-bytes", T_SIZE, OFF(correlation_max_bytes), "134217728",
-     "memory for spans and samples waiting in the window; past it the oldest samples go first"},
+    {"correlation-max-bytes", T_SIZE, OFF(correlation_max_bytes), "536870912",
+     "memory for spans and samples waiting in the window (1 M spans take about 200 MiB); past it "
+     "attached samples stop waiting first, then the oldest unattached ones, spans last"},
     {"correlate-threadless", T_STR, OFF(correlate_threadless), "unique",
      "spans without thread.id: unique (attach a sample when exactly one chain of spans of its "
      "process covers it) or off"},
@@ -132,7 +133,7 @@ void srv_config_defaults(srv_config *c)
     c->retention_ms = 168LL * 3600 * 1000;
     c->min_span_ms = 20;
     c->correlation_window_ms = 120000;
-    c->correlation_max_bytes = (size_t)128 << 20;
+    c->correlation_max_bytes = (size_t)512 << 20;
     c->correlate_threadless = "unique";
     c->outbox_max_bytes = (size_t)256 << 20;
     c->forward_batch_interval_ms = 200;

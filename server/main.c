@@ -66,6 +66,8 @@ static void correlator_metrics(void *ud)
         {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
         {"correlator_late_attachments_total", offsetof(corr_stats, late)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
+        {"correlator_released_total", offsetof(corr_stats, released)},
+        {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},
         {"correlator_samples_not_kept_total", offsetof(corr_stats, not_kept)},
         {"correlator_attach_failed_total", offsetof(corr_stats, attach_failed)},
         {"correlator_spans_not_indexed_total", offsetof(corr_stats, spans_not_indexed)},

@@ -36,6 +36,7 @@ class Shape:
     max_ts_per_sample: int = 0   # 0: one Sample per (thread, stack); else split into runs of 1..N
     pad_bytes: int = 0           # extra dictionary bytes (long frame names), to reach a size
     seed: int = 1
+    exe: str = "ebpf-shaped"     # process.executable.name: the series is unknown_service:<exe>
     expected: dict = field(default_factory=dict)  # {stack root first: observations}
 
     def stack_names(self, k):
@@ -58,7 +59,7 @@ class Shape:
             stack_idx.append(d.stack(ids))
         req = profiles_service_pb2.ExportProfilesServiceRequest()
         rp = req.resource_profiles.add()
-        for key, val in (("process.pid", self.pid), ("process.executable.name", "ebpf-shaped")):
+        for key, val in (("process.pid", self.pid), ("process.executable.name", self.exe)):
             kv = rp.resource.attributes.add(key=key)
             if isinstance(val, int):
                 kv.value.int_value = val

@@ -389,6 +389,48 @@ static void stays_within_its_budget(void **state)
     corr_free(c);
 }
 
+/* Issue 12 at scale: spans that arrived first stay in the window however many observations come
+ * after them; the budget lets go of attached observations first (released, not a loss) and
+ * evicts nothing that waits with nothing attached. */
+static void budget_keeps_spans_and_lets_attached_observations_go_first(void **state)
+{
+    (void)state;
+    corr_options o = {.max_bytes = 256 * 1024};
+    corr *c = corr_new(&o);
+    enum { THREADS = 100 };
+    sp_arena *a = sp_arena_new(0);
+    sp_span sp[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        sp[i] = span(1, 0, 100000, PID, TID + i); /* 100 s each, one per thread */
+        sp[i].span_id[6] = (uint8_t)i;
+    }
+    sp_batch tb = {.tenant = "t1", .arena = a, .spans = sp, .nspans = THREADS};
+    attach(c, &tb, 0);
+    size_t attached = 0;
+    uint64_t sent = 0;
+    for (int round = 0; round < 50; round++)
+        for (int i = 0; i < THREADS; i++) {
+            uint64_t ts[64];
+            for (int k = 0; k < 64; k++)
+                ts[k] = (uint64_t)(round * 1000 + k) * MS;
+            sp_batch pb = {.tenant = "t1", .arena = a};
+            sp_batch_add_profile(&pb, profile(a, ts, 64, PID, TID + i));
+            attached += attach(c, &pb, round * 10 * MS);
+            sent += 64;
+            sp_arena_reset(a);
+        }
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(attached, sent); /* every observation found its thread's span */
+    assert_int_equal(st.spans_indexed, THREADS);
+    assert_int_equal(st.spans_evicted, 0);
+    assert_int_equal(st.evicted, 0);
+    assert_true(st.released > 0); /* the budget did have to act */
+    assert_true(st.bytes <= 2 * o.max_bytes);
+    sp_arena_free(a);
+    corr_free(c);
+}
+
 static sp_span child(uint8_t id, uint8_t parent, int64_t start_ms, int64_t end_ms, int64_t pid,
                      int64_t tid)
 {
@@ -822,6 +864,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tenants_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(splitting_many_observations_keeps_every_one, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(budget_keeps_spans_and_lets_attached_observations_go_first,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(parent_cycles_end_and_counters_return_to_zero, setup,
                                         teardown),
     };
