@@ -1,4 +1,4 @@
-/* bench_outbox: the on-disk outbox (storage-adapter/outbox.h) that carries Pyroscope pushes and
+/* bench_outbox: the on-disk outbox (delivery/outbox.h) that carries Pyroscope pushes and
  * forwarded traces.
  *
  * For each item size: outbox_put() rate with the sender held back (pure write path), without and
@@ -9,7 +9,7 @@
  *
  *   bench_outbox [-n items] [-d dir]     (default 20000 items; fsync runs use n/10; dir = /tmp)
  */
-#include "../storage-adapter/outbox.h"
+#include "../delivery/outbox.h"
 #include "bench_util.h"
 
 #include <arpa/inet.h>

@@ -1,7 +1,7 @@
 /* Errors as values.
  *
  * Every function that can fail returns an int: 0 on success or a negative SP_E* code, and fills a
- * caller-owned sp_err with a message a user can act on. The edge (server/status.c) maps the code
+ * caller-owned sp_err with a message a user can act on. The edge (server/request.c, srv_status_*) maps the code
  * to a gRPC status, an HTTP status and a Connect code in one table; nothing else does that mapping.
  */
 #ifndef SP_ERR_H

@@ -142,6 +142,10 @@ typedef struct sp_batch {
     size_t nprofiles;
     sp_span *spans;
     size_t nspans;
+    /* The request's message as received (an OTLP ExportTraceServiceRequest, decompressed), for a
+     * delivery that forwards it unchanged; NULL when the batch did not come from OTLP traces. */
+    const uint8_t *raw_traces;
+    size_t raw_traces_len;
 } sp_batch;
 
 /* Sample values come from the wire: scaling and summing them saturates instead of overflowing. */

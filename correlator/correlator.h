@@ -1,6 +1,6 @@
 /* The correlator: decides which spans each CPU profile sample belongs to.
  *
- * Runs on the ingest workers between conversion and the store (server/main.c wires it), once per
+ * Runs on the ingest workers between conversion and the store (app/pipeline.c calls it), once per
  * request, for profiles and spans alike. Only CPU profiles take part (type name process_cpu,
  * sample type cpu, or wall-clock); other types pass through untouched. Per observation (one
  * timestamp t of a sample):
@@ -23,9 +23,13 @@
  * A sample whose observations belong to different spans is split, so every attachment carries
  * exactly the value observed inside the span. sp_sample.spans lists the innermost span first.
  *
- * Memory: everything waiting lives under one byte budget; past it the oldest observations go
- * first (then the oldest spans), counted in `evicted`. Never touches disk or the network.
- * Thread-safe (one lock).
+ * Memory: everything waiting lives under one byte budget; past it attached observations stop
+ * waiting first (`released`), then the oldest unattached ones (`evicted`), spans last
+ * (`spans_evicted`); see the invariants at the top of correlator.c. Owns everything it keeps
+ * (copies of what it needs from a batch); the batch stays the caller's. Never touches disk or the
+ * network. Thread-safe: one lock for the window, a second one only for the published counters
+ * (a metrics scrape never waits for an attach). Errors: only SP_ENOMEM from corr_attach, never
+ * fatal (the batch is still whole and fit to store); corr_new returns NULL when out of memory.
  */
 #ifndef CORR_CORRELATOR_H
 #define CORR_CORRELATOR_H
@@ -77,20 +81,47 @@ typedef struct corr corr;
 corr *corr_new(const corr_options *o);
 void corr_free(corr *c);
 
+/* What corr_abort needs to forget one corr_attach call (filled by corr_attach). */
+typedef struct corr_ticket {
+    uint32_t gen;
+    uint16_t tag;
+    int64_t expire;
+    size_t attached; /* the attachments made (observation × span) */
+    void *consumed;  /* waiting links the call took from the queue */
+    uint32_t nconsumed;
+} corr_ticket;
+
 /* Attaches spans to b's samples (sp_sample.spans, splitting samples where needed), remembers b's
  * spans and observations for later arrivals, and appends attach_only profiles for observations
  * seen earlier that b's spans now claim. New memory comes from b->arena, whose budget is raised
- * by what splitting can need. now_ns: wall clock (UTC), for expiry. *attached (may be NULL): the
- * attachments made (observation × span).
+ * by what splitting can need. now_ns: wall clock (UTC), for expiry.
+ *
+ * Two phases with the store (invariant I4 in correlator.c): with a ticket, the caller ends the
+ * call with corr_commit() once b is stored, or corr_abort() when storing failed, so a retried
+ * export is taken as new and attaches once. t NULL: committed at once.
  *
  * Every observation of b stays in b, attached or not: the batch is always fit to store.
  * Returns 0, or SP_ENOMEM (not fatal, for the request or the process) when memory ran out for
  * some attachments: those samples are left unattached (counted in attach_failed) and err says
- * how many; store b anyway. */
-int corr_attach(corr *c, sp_batch *b, int64_t now_ns, size_t *attached, sp_err *err);
+ * how many; store b anyway (and still commit or abort the ticket). */
+int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *err);
 
-/* Expires what is older than the window at now_ns (ingest does this too, at most once a second),
- * then copies the counters. */
+/* The batch of t is stored: its effects stay. */
+void corr_commit(corr *c, corr_ticket *t);
+
+/* The batch of t (b, as corr_attach left it) was not stored: its spans, kept observations and
+ * queued links leave the window, and the links it took are queued again. Late attachments made
+ * meanwhile by other requests to its observations stay (they were stored with those requests). */
+void corr_abort(corr *c, const sp_batch *b, corr_ticket *t);
+
+/* Expires what is older than the window when a sweep is due, enforces the budget and publishes
+ * the counters; the ingest path does this too. For a timer thread, so counters move (and memory
+ * is given back) while no ingest comes in. Takes the lock. */
+void corr_expire(corr *c, int64_t now_ns);
+
+/* The counters. now_ns 0: the last published copy, without taking the correlator's lock (what
+ * /metrics reads: a scrape never waits behind an attach). Otherwise: expires what is older than
+ * the window at now_ns first (takes the lock; for tests). */
 void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out);
 
 /* 1 when sp can have a span profile: it lasted at least the minimum duration and its process

@@ -1,6 +1,6 @@
 /* Decode pipeline for OTLP requests: see decode.h. */
 #include "decode.h"
-#include "wire.h"
+#include "../wire/pb.h"
 
 #include <string.h>
 
@@ -56,7 +56,7 @@ int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_de
     if (!msg)
         msg = (const uint8_t *)"";
     /* protobuf-c recurses once per nesting level without a limit: bound it first. */
-    int rc = otlp_wire_check_depth(desc, msg, len, OTLP_WIRE_MAX_DEPTH, err);
+    int rc = wire_pb_check_depth(desc, msg, len, WIRE_PB_MAX_DEPTH, err);
     if (rc) {
         sp_err_prefix(err, "%s does not decode: ", name);
         return rc;

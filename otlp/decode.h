@@ -1,7 +1,7 @@
 /* OTLP request bytes -> validated protobuf-c message, in one call.
  *
  * The pipeline every OTLP ingest path shares (otlp/service.c; the fuzz targets): nesting-depth
- * check (otlp/wire.c), for profiles the v1.9 -> v1.10 layout rewrite (otlp/layout.c), protobuf-c
+ * check (wire/pb.c), for profiles the v1.9 -> v1.10 layout rewrite (otlp/layout.c), protobuf-c
  * unpack into the request's arena, and item-by-item validation (otlp/validate.c). It knows nothing
  * of HTTP, gRPC framing or compression, and never converts or stores anything.
  */

@@ -1,7 +1,7 @@
 /* Sample/Profile layout detection and rewrite: see layout.h. Field numbers below are those of
  * opentelemetry-proto profiles/v1development/profiles.proto at v1.8.0, v1.9.0 and v1.10.0. */
 #include "layout.h"
-#include "wire.h"
+#include "../wire/pb.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -43,12 +43,12 @@ static void prefix_path(ctx *c, int level)
 static int profile_is_v18(const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
-    otlp_wire_field f;
+    wire_pb_field f;
     while (p < end) {
-        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+        if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             return 0;
-        if (f.num == 12 || (f.num == 8 && f.wt == OTLP_WT_LEN) ||
-            (f.num == 9 && f.wt == OTLP_WT_VARINT) || (f.num == 7 && f.wt == OTLP_WT_VARINT))
+        if (f.num == 12 || (f.num == 8 && f.wt == WIRE_WT_LEN) ||
+            (f.num == 9 && f.wt == WIRE_WT_VARINT) || (f.num == 7 && f.wt == WIRE_WT_VARINT))
             return 1;
     }
     return 0;
@@ -57,22 +57,22 @@ static int profile_is_v18(const uint8_t *p, size_t len)
 static void vote(ctx *c, const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
-    otlp_wire_field f;
+    wire_pb_field f;
     int f2 = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
     while (p < end) {
-        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+        if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             return;
         switch (f.num) {
         case 2:
             f2 = 1;
             break;
         case 3:
-            f3len |= f.wt == OTLP_WT_LEN;
+            f3len |= f.wt == WIRE_WT_LEN;
             break;
         case 4:
-            if (f.wt == OTLP_WT_VARINT)
+            if (f.wt == WIRE_WT_VARINT)
                 f4var++;
-            else if (f.wt == OTLP_WT_LEN)
+            else if (f.wt == WIRE_WT_LEN)
                 f4len = 1;
             break;
         case 5:
@@ -99,15 +99,15 @@ static int detect(ctx *c, int level, const uint8_t *p, size_t len)
         c->any_v18 = 1;
     }
     const uint8_t *end = p + len;
-    otlp_wire_field f;
+    wire_pb_field f;
     size_t child = 0;
     while (p < end) {
-        int rc = otlp_wire_next(&p, end, c->base, &f, c->err);
+        int rc = wire_pb_next(&p, end, c->base, &f, c->err);
         if (rc) {
             prefix_path(c, level);
             return rc;
         }
-        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == OTLP_WT_LEN) {
+        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == WIRE_WT_LEN) {
             c->idx[level] = child++;
             rc = detect(c, level + 1, f.val, f.vlen);
             if (rc)
@@ -119,7 +119,7 @@ static int detect(ctx *c, int level, const uint8_t *p, size_t len)
 
 static size_t put_varint(uint8_t *out, uint64_t v)
 {
-    return out ? otlp_wire_put_varint(out, v) : otlp_wire_varint_size(v);
+    return out ? wire_pb_put_varint(out, v) : wire_pb_varint_size(v);
 }
 
 static size_t put_bytes(uint8_t *out, const uint8_t *p, size_t n)
@@ -130,14 +130,14 @@ static size_t put_bytes(uint8_t *out, const uint8_t *p, size_t n)
 }
 
 /* A field under a new number: new tag, original value bytes. */
-static size_t put_renumbered(uint8_t *out, const otlp_wire_field *f, uint32_t num)
+static size_t put_renumbered(uint8_t *out, const wire_pb_field *f, uint32_t num)
 {
     size_t n = put_varint(out, (uint64_t)num << 3 | (uint64_t)f->wt);
     return n + put_bytes(out ? out + n : NULL, f->body, (size_t)(f->end - f->body));
 }
 
 /* Current (v1.10) Profile schema: does wire type wt fit field num? Unknown fields fit. */
-static int profile_field_fits(const otlp_wire_field *f)
+static int profile_field_fits(const wire_pb_field *f)
 {
     switch (f->num) {
     case 1:  /* sample_type */
@@ -146,16 +146,16 @@ static int profile_field_fits(const otlp_wire_field *f)
     case 7:  /* profile_id */
     case 9:  /* original_payload_format */
     case 10: /* original_payload */
-        return f->wt == OTLP_WT_LEN;
+        return f->wt == WIRE_WT_LEN;
     case 3: /* time_unix_nano */
-        return f->wt == OTLP_WT_I64;
+        return f->wt == WIRE_WT_I64;
     case 4: /* duration_nano */
     case 6: /* period */
     case 8: /* dropped_attributes_count */
-        return f->wt == OTLP_WT_VARINT;
+        return f->wt == WIRE_WT_VARINT;
     case 11: /* attribute_indices, packed or not */
-        return f->wt == OTLP_WT_VARINT ||
-               (f->wt == OTLP_WT_LEN && otlp_wire_is_packed_varints(f->val, f->vlen));
+        return f->wt == WIRE_WT_VARINT ||
+               (f->wt == WIRE_WT_LEN && wire_pb_is_packed_varints(f->val, f->vlen));
     default:
         return 1;
     }
@@ -165,18 +165,18 @@ static int profile_field_fits(const otlp_wire_field *f)
 static size_t emit(ctx *c, int level, const uint8_t *p, size_t len, uint8_t *out)
 {
     const uint8_t *end = p + len;
-    otlp_wire_field f;
+    wire_pb_field f;
     size_t n = 0;
     int v18 = level == L_PROFILE && profile_is_v18(p, len);
     if (out && v18)
         c->info->v18_profiles++;
     while (p < end) {
-        if (otlp_wire_next(&p, end, p, &f, NULL) != 0)
+        if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             break; /* cannot happen: pass 1 checked the framing */
         uint8_t *o = out ? out + n : NULL;
-        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == OTLP_WT_LEN) {
+        if (level < L_SAMPLE && f.num == child_field[level] && f.wt == WIRE_WT_LEN) {
             size_t sz = emit(c, level + 1, f.val, f.vlen, NULL);
-            n += put_varint(o, (uint64_t)f.num << 3 | OTLP_WT_LEN);
+            n += put_varint(o, (uint64_t)f.num << 3 | WIRE_WT_LEN);
             n += put_varint(out ? out + n : NULL, sz);
             if (out)
                 emit(c, level + 1, f.val, f.vlen, out + n);
@@ -184,7 +184,7 @@ static size_t emit(ctx *c, int level, const uint8_t *p, size_t len, uint8_t *out
             continue;
         }
         if (level == L_PROFILE) {
-            otlp_wire_field g = f;
+            wire_pb_field g = f;
             if (v18) {
                 if (f.num == 7) { /* comment_strindices: gone since v1.9 */
                     if (out)

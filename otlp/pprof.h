@@ -1,11 +1,9 @@
-/* pprof (perftools.profiles.Profile) ↔ sp_profile.
+/* pprof (perftools.profiles.Profile) → sp_profile (writing is wire/pprof_write.h).
  *
  * Decoding serves the Pyroscope ingest paths (/ingest with a pprof body, Push): one sp_profile per
  * sample type, with Pyroscope's names (process_cpu, memory, goroutine, mutex, block) so Grafana
  * finds the series, and pprof `span_id` (or legacy `profile_id`) / `trace_id` labels turned into
- * the sample's explicit link. Encoding writes an sp_profile back as a pprof (for pprof downloads
- * and the golden tests), adding labels for what pprof has no field for: thread and process ids,
- * thread name, and span links.
+ * the sample's explicit link.
  *
  * Called on worker threads; all memory comes from the batch's arena.
  */
@@ -37,14 +35,8 @@ typedef struct otlp_pprof_result {
 int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o, sp_batch *out,
                       otlp_pprof_result *res, sp_err *err);
 
-/* Appends p as a serialized pprof to out (one sample type; ids as in p). */
-int otlp_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err);
-
 /* Pyroscope's __name__ for a sample/period type pair (see the rules in pprof.c). */
 const char *otlp_pprof_profile_name(const char *sample_type, const char *period_type,
                                     const char *display_name);
-
-/* 16 hex digits → 8 bytes; 32 → 16. 0 on success. */
-int otlp_hex_decode(const char *hex, uint8_t *out, size_t outlen);
 
 #endif

@@ -3,10 +3,10 @@
 #include "../common/base64.h"
 #include "../common/strtab.h"
 #include "../common/log.h"
-#include "../server/metrics.h"
-#include "compress.h"
+#include "../common/metrics.h"
+#include "../wire/compress.h"
 #include "convert.h"
-#include "grpc.h"
+#include "../wire/grpc.h"
 #include "pprof.h"
 
 #include "push/v1/push.pb-c.h"
@@ -427,7 +427,7 @@ static int maybe_gunzip(const uint8_t **data, size_t *len, size_t limit, sp_buf 
 {
     if (*len >= 2 && (*data)[0] == 0x1f && (*data)[1] == 0x8b) {
         scratch->len = 0;
-        int rc = otlp_decompress(OTLP_ENC_GZIP, *data, *len, limit, scratch, err);
+        int rc = wire_decompress(WIRE_ENC_GZIP, *data, *len, limit, scratch, err);
         if (rc)
             return rc;
         *data = scratch->data;
@@ -482,7 +482,7 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
     uint64_t n = 0;
     for (size_t i = 0; i < b->nprofiles; i++)
         n += b->profiles[i]->nsamples;
-    srv_metrics_items(req, rc ? 0 : n, res ? res->bad_samples : 0);
+    sp_metrics_items(req->endpoint, rc ? 0 : n, res ? res->bad_samples : 0);
     if (rc) {
         if (connect)
             srv_response_connect_error(resp, &err);
@@ -598,9 +598,9 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
     size_t len = req->body.len;
     const char *ce = srv_header_get(req, "content-encoding");
     if (ce && *ce) {
-        otlp_encoding enc;
-        if ((rc = otlp_encoding_parse(ce, &enc, &err)) ||
-            (rc = otlp_decompress(enc, body, len, cfg->max_recv_msg_size, &plain, &err)))
+        wire_encoding enc;
+        if ((rc = wire_encoding_parse(ce, &enc, &err)) ||
+            (rc = wire_decompress(enc, body, len, cfg->max_recv_msg_size, &plain, &err)))
             goto out;
         body = plain.data;
         len = plain.len;
@@ -610,7 +610,7 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
     finish(cfg, req, resp, &b, &res, 0);
     goto cleanup;
 out:
-    srv_metrics_items(req, 0, 1);
+    sp_metrics_items(req->endpoint, 0, 1);
     srv_response_error(resp, req, &err);
 cleanup:
     sp_buf_free(&plain);
@@ -668,6 +668,8 @@ static int labels_from_pairs(sp_arena *a, Types__V1__LabelPair **pairs, size_t n
     return 0;
 }
 
+/* push.v1.PusherService/Push. Long because it reads the request in its three encodings (Connect
+ * proto, Connect JSON, gRPC) and answers in the matching one, with one cleanup path. */
 static void handle_push(srv_request *req, srv_response *resp, void *ud)
 {
     const otlp_pyroscope_config *cfg = ud;
@@ -697,14 +699,14 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         goto out;
     }
     if (grpc &&
-        (rc = otlp_grpc_unframe(req->body.data, req->body.len, srv_header_get(req, "grpc-encoding"),
+        (rc = wire_grpc_unframe(req->body.data, req->body.len, srv_header_get(req, "grpc-encoding"),
                                 cfg->max_recv_msg_size, &scratch, &msg, &len, &err)))
         goto out;
     const char *ce = srv_header_get(req, "content-encoding");
     if (!grpc && ce && *ce) {
-        otlp_encoding enc;
-        if ((rc = otlp_encoding_parse(ce, &enc, &err)) ||
-            (rc = otlp_decompress(enc, msg, len, cfg->max_recv_msg_size, &scratch, &err)))
+        wire_encoding enc;
+        if ((rc = wire_encoding_parse(ce, &enc, &err)) ||
+            (rc = wire_decompress(enc, msg, len, cfg->max_recv_msg_size, &scratch, &err)))
             goto out;
         msg = scratch.data;
         len = scratch.len;
@@ -810,7 +812,7 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         } else {
             sp_buf framed;
             sp_buf_init(&framed, 0);
-            otlp_grpc_frame(&framed, NULL, 0); /* PushResponse{} */
+            wire_grpc_frame(&framed, NULL, 0); /* PushResponse{} */
             srv_response_grpc(resp, GRPC_OK, NULL, framed.data, framed.len);
             sp_buf_free(&framed);
         }
@@ -819,7 +821,7 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
     finish(cfg, req, resp, &b, &total, 1);
     goto cleanup;
 out:
-    srv_metrics_items(req, 0, 1);
+    sp_metrics_items(req->endpoint, 0, 1);
     if (grpc)
         srv_response_error(resp, req, &err);
     else

@@ -7,7 +7,7 @@
  * or application/json) or gRPC
  *
  * Every body ends as sp_profile values handed to the sink, like OTLP profiles. Called by
- * server/main.c to register the routes; the handlers run on worker threads.
+ * app/main.c to register the routes; the handlers run on worker threads.
  */
 #ifndef OTLP_PYROSCOPE_H
 #define OTLP_PYROSCOPE_H

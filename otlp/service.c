@@ -2,16 +2,16 @@
  * "OTLP/HTTP" (partial success, failures, google.rpc.Status error bodies), gRPC PROTOCOL-HTTP2.md.
  */
 #include "service.h"
-#include "compress.h"
+#include "../wire/compress.h"
 #include "convert.h"
 #include "decode.h"
-#include "grpc.h"
+#include "../wire/grpc.h"
 #include "spans.h"
-#include "wire.h"
+#include "../wire/pb.h"
 
 #include "../common/arena.h"
 #include "../common/log.h"
-#include "../server/metrics.h"
+#include "../common/metrics.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <string.h>
@@ -86,7 +86,7 @@ static int grpc_message(const srv_request *req, work *w, sp_err *err)
                        ct);
     if (req->body_too_big) {
         /* The server stopped buffering; the prefix, if it arrived, still says how big. */
-        if (len >= OTLP_GRPC_PREFIX_LEN) {
+        if (len >= WIRE_GRPC_PREFIX_LEN) {
             uint32_t n = (uint32_t)body[1] << 24 | (uint32_t)body[2] << 16 |
                          (uint32_t)body[3] << 8 | (uint32_t)body[4];
             if (n > w->max)
@@ -96,7 +96,7 @@ static int grpc_message(const srv_request *req, work *w, sp_err *err)
         return sp_fail(err, SP_ETOOBIG, "request body larger than max (more than %zu bytes)",
                        w->max);
     }
-    return otlp_grpc_unframe(body, len, srv_header_get(req, "grpc-encoding"), w->max, &w->scratch,
+    return wire_grpc_unframe(body, len, srv_header_get(req, "grpc-encoding"), w->max, &w->scratch,
                              &w->msg, &w->msglen, err);
 }
 
@@ -118,11 +118,11 @@ static int http_message(const srv_request *req, work *w, sp_err *err)
     if (req->body_too_big)
         return sp_fail(err, SP_ETOOBIG, "request body larger than max (more than %zu bytes)",
                        w->max);
-    otlp_encoding enc;
-    int rc = otlp_encoding_parse(srv_header_get(req, "content-encoding"), &enc, err);
+    wire_encoding enc;
+    int rc = wire_encoding_parse(srv_header_get(req, "content-encoding"), &enc, err);
     if (rc)
         return sp_fail(err, SP_EMEDIA, "%s", err->msg); /* HTTP says 415 for an encoding */
-    if (enc == OTLP_ENC_IDENTITY) {
+    if (enc == WIRE_ENC_IDENTITY) {
         if (req->body.len > w->max)
             return sp_fail(err, SP_ETOOBIG, "received message larger than max (%zu vs. %zu)",
                            req->body.len, w->max);
@@ -130,9 +130,9 @@ static int http_message(const srv_request *req, work *w, sp_err *err)
         w->msglen = req->body.len;
         return 0;
     }
-    rc = otlp_decompress(enc, req->body.data, req->body.len, w->max, &w->scratch, err);
+    rc = wire_decompress(enc, req->body.data, req->body.len, w->max, &w->scratch, err);
     if (rc) {
-        sp_err_prefix(err, "request body (Content-Encoding %s): ", otlp_encoding_name(enc));
+        sp_err_prefix(err, "request body (Content-Encoding %s): ", wire_encoding_name(enc));
         return rc;
     }
     w->msg = w->scratch.data;
@@ -147,7 +147,7 @@ static int decode(work *w, sp_err *err)
         return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
     int rc = otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
     if (!rc && w->dec.layout.layout == OTLP_LAYOUT_V1_9)
-        srv_metrics_gauge_add("otlp_profiles_v1_9_layout_requests_total", 1);
+        sp_metrics_gauge_add("otlp_profiles_v1_9_layout_requests_total", 1);
     if (!rc && w->dec.layout.rewritten)
         sp_debug("msg=\"profiles rewritten to the current layout\" layout=%s samples=%llu "
                  "old_votes=%llu new_votes=%llu v18_profiles=%llu dropped_fields=%llu",
@@ -165,14 +165,14 @@ int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message)
     size_t n = 0;
     if (grpc_code != 0) {
         head[n++] = 0x08; /* field 1 code, varint; negative int32 = 10-byte varint */
-        n += otlp_wire_put_varint(head + n, (uint64_t)(int64_t)grpc_code);
+        n += wire_pb_put_varint(head + n, (uint64_t)(int64_t)grpc_code);
     }
     size_t mlen = message ? strlen(message) : 0;
     int rc = n ? sp_buf_append(out, head, n) : 0;
     if (!rc && mlen) {
         n = 0;
         head[n++] = 0x12; /* field 2 message, length-delimited */
-        n += otlp_wire_put_varint(head + n, mlen);
+        n += wire_pb_put_varint(head + n, mlen);
         rc = sp_buf_append(out, head, n);
         if (!rc)
             rc = sp_buf_append(out, message, mlen);
@@ -235,15 +235,15 @@ static size_t pack_response(const work *w, uint8_t *buf, size_t cap)
 static void answer_ok(srv_response *resp, const work *w)
 {
     /* error_message is at most sizeof(sp_err.msg): the response fits easily. */
-    uint8_t buf[OTLP_GRPC_PREFIX_LEN + 1024];
-    size_t n = pack_response(w, buf + OTLP_GRPC_PREFIX_LEN, sizeof buf - OTLP_GRPC_PREFIX_LEN);
+    uint8_t buf[WIRE_GRPC_PREFIX_LEN + 1024];
+    size_t n = pack_response(w, buf + WIRE_GRPC_PREFIX_LEN, sizeof buf - WIRE_GRPC_PREFIX_LEN);
     if (w->grpc) {
         buf[0] = 0;
         buf[1] = (uint8_t)(n >> 24);
         buf[2] = (uint8_t)(n >> 16);
         buf[3] = (uint8_t)(n >> 8);
         buf[4] = (uint8_t)n;
-        srv_response_grpc(resp, GRPC_OK, NULL, buf, OTLP_GRPC_PREFIX_LEN + n);
+        srv_response_grpc(resp, GRPC_OK, NULL, buf, WIRE_GRPC_PREFIX_LEN + n);
     } else if (n == 0) {
         /* Empty Export response (full success). Not through srv_response_send: sp_buf_append of
          * 0 bytes to a never-allocated buffer writes through NULL (common/buf.c). */
@@ -251,7 +251,7 @@ static void answer_ok(srv_response *resp, const work *w)
         resp->body.len = 0;
         srv_response_header(resp, "content-type", "application/x-protobuf");
     } else {
-        srv_response_send(resp, 200, "application/x-protobuf", buf + OTLP_GRPC_PREFIX_LEN, n);
+        srv_response_send(resp, 200, "application/x-protobuf", buf + WIRE_GRPC_PREFIX_LEN, n);
     }
 }
 
@@ -263,7 +263,7 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
     w.cfg = cfg;
     w.sig = sig;
     w.grpc = grpc;
-    w.max = cfg && cfg->max_recv_msg_size ? cfg->max_recv_msg_size : OTLP_GRPC_DEFAULT_MAX_MSG;
+    w.max = cfg && cfg->max_recv_msg_size ? cfg->max_recv_msg_size : WIRE_GRPC_DEFAULT_MAX_MSG;
     sp_buf_init(&w.scratch, w.max);
     sp_err err = {0};
     int rc = 0;
@@ -295,21 +295,22 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
         else
             rc = otlp_traces_convert((const otlp_traces_req *)w.dec.msg, &w.dec.verdict, &batch,
                                      &serr);
+        if (sig->signal == OTLP_SIGNAL_TRACES) {
+            batch.raw_traces = w.msg; /* for forwarding (delivery/forward.h) */
+            batch.raw_traces_len = w.msglen;
+        }
         if (!rc && (batch.nprofiles || batch.nspans))
             rc = cfg->sink.write(cfg->sink.ud, req, &batch, &serr);
-        if (!rc && sig->signal == OTLP_SIGNAL_TRACES && cfg->traces_forward)
-            rc = otlp_forward_traces(cfg->traces_forward, req->tenant, w.msg, w.msglen, &batch,
-                                     &serr);
         if (rc) {
             if (!serr.code)
                 serr.code = rc;
-            srv_metrics_items(req, 0, w.dec.verdict.total);
+            sp_metrics_items(req->endpoint, 0, w.dec.verdict.total);
             answer_error(resp, req, &w, &serr);
             work_free(&w);
             return;
         }
     }
-    srv_metrics_items(req, accepted, w.dec.verdict.bad);
+    sp_metrics_items(req->endpoint, accepted, w.dec.verdict.bad);
     answer_ok(resp, &w);
     work_free(&w);
 }

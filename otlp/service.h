@@ -4,18 +4,18 @@
  *   gRPC  POST /opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export
  *   gRPC  POST /opentelemetry.proto.collector.trace.v1.TraceService/Export
  *   HTTP  POST /v1development/profiles     HTTP  POST /v1/traces
- * Each request is unframed / decompressed (otlp/grpc.c, otlp/compress.c), checked for nesting
+ * Each request is unframed / decompressed (wire/grpc.c, wire/compress.c), checked for nesting
  * depth, put into the current profiles layout (otlp/layout.c), unpacked by protobuf-c into a
  * per-request arena, validated item by item (otlp/validate.c) and handed to the next stage
  * through cfg->sink. Bad items are rejected with partial_success (status OK); a request
  * that cannot be decoded at all is INVALID_ARGUMENT / HTTP 400 with a google.rpc.Status body.
- * Called by server/main.c; it never touches sockets and never stores anything itself.
+ * Registered by the program (app/main.c); it never touches sockets and never stores anything
+ * itself. A trace batch carries its message as received (sp_batch.raw_traces) for forwarding.
  */
 #ifndef OTLP_SERVICE_H
 #define OTLP_SERVICE_H
 
 #include "decode.h"
-#include "forward.h"
 
 #include "../common/err.h"
 #include "../server/request.h"
@@ -39,9 +39,6 @@ typedef struct otlp_config {
      * request on a worker thread. An error (e.g. SP_EUNAVAIL, SP_EFULL) goes back to the client
      * instead of the Export response. No write function = count and drop. */
     otlp_sink sink;
-    /* When set, every trace export the sink accepted is also forwarded (otlp/forward.h) before
-     * the answer; a forwarding error is answered instead, so the client retries. */
-    const otlp_forward *traces_forward;
 } otlp_config;
 
 /* Registers the four routes. cfg is not copied: it must outlive the router. */

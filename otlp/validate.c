@@ -56,7 +56,7 @@ static int check_kv(const dctx *c, const otlp_kv *kv, sp_err *err)
     return rc;
 }
 
-/* Recursion depth is bounded: otlp_wire_check_depth() ran before the request was unpacked. */
+/* Recursion depth is bounded: wire_pb_check_depth() ran before the request was unpacked. */
 static int check_anyvalue(const dctx *c, const AnyValue *v, sp_err *err)
 {
     switch (v->value_case) {

@@ -1,6 +1,6 @@
 /* GET /api/v1/traces/{id} and GET /api/v1/spans/{id}/profile (see api_v1.h). */
 #include "api_v1.h"
-#include "../otlp/compress.h"
+#include "../wire/compress.h"
 #include "flamegraph.h"
 #include "folded.h"
 #include "pbjson.h"
@@ -317,7 +317,7 @@ static void send_pprof(srv_response *resp, const store_stacks *s, const params *
     int64_t dur = sp && sp->end_ns > sp->start_ns ? (int64_t)(sp->end_ns - sp->start_ns) : 0;
     int rc = query_pprof_encode(s, &p->type, t0, dur, a, &raw, err);
     if (!rc)
-        rc = otlp_gzip_compress(raw.data, raw.len, 6, &gz, err);
+        rc = wire_gzip_compress(raw.data, raw.len, 6, &gz, err);
     if (rc) {
         srv_response_connect_error(resp, err);
     } else {

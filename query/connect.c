@@ -2,8 +2,8 @@
  * connectrpc.com/docs/protocol ("Unary-Request", "Unary-Response", "Error Codes") and
  * grpc/doc/PROTOCOL-HTTP2.md ("Length-Prefixed-Message"). */
 #include "connect.h"
-#include "../otlp/compress.h"
-#include "../otlp/grpc.h"
+#include "../wire/compress.h"
+#include "../wire/grpc.h"
 #include "pbjson.h"
 
 #include <stdio.h>
@@ -85,13 +85,13 @@ int query_rpc_read(const srv_request *req, const ProtobufCMessageDescriptor *d, 
     size_t len = req->body.len;
     int rc = 0;
     if (rpc->grpc) {
-        rc = otlp_grpc_unframe(req->body.data, req->body.len, srv_header_get(req, "grpc-encoding"),
+        rc = wire_grpc_unframe(req->body.data, req->body.len, srv_header_get(req, "grpc-encoding"),
                                max_msg, &scratch, &body, &len, err);
     } else {
         const char *ce = srv_header_get(req, "content-encoding");
-        otlp_encoding enc = OTLP_ENC_IDENTITY;
-        if (ce && *ce && !(rc = otlp_encoding_parse(ce, &enc, err)) && enc != OTLP_ENC_IDENTITY &&
-            !(rc = otlp_decompress(enc, body, len, max_msg, &scratch, err))) {
+        wire_encoding enc = WIRE_ENC_IDENTITY;
+        if (ce && *ce && !(rc = wire_encoding_parse(ce, &enc, err)) && enc != WIRE_ENC_IDENTITY &&
+            !(rc = wire_decompress(enc, body, len, max_msg, &scratch, err))) {
             body = scratch.data;
             len = scratch.len;
         }
@@ -118,7 +118,7 @@ void query_rpc_reply(srv_response *resp, const query_rpc *rpc, const ProtobufCMe
     sp_buf_init(&body, 0);
     int rc = 0;
     if (rpc->grpc) /* room for the 5-byte prefix, filled in below */
-        rc = sp_buf_append(&body, "\0\0\0\0\0", OTLP_GRPC_PREFIX_LEN);
+        rc = sp_buf_append(&body, "\0\0\0\0\0", WIRE_GRPC_PREFIX_LEN);
     if (!rc && rpc->json) {
         rc = query_json_encode(msg, &body);
     } else if (!rc) {
@@ -138,7 +138,7 @@ void query_rpc_reply(srv_response *resp, const query_rpc *rpc, const ProtobufCMe
         return;
     }
     if (rpc->grpc) {
-        size_t n = body.len - OTLP_GRPC_PREFIX_LEN;
+        size_t n = body.len - WIRE_GRPC_PREFIX_LEN;
         body.data[0] = 0;
         body.data[1] = (uint8_t)(n >> 24);
         body.data[2] = (uint8_t)(n >> 16);
@@ -153,7 +153,7 @@ void query_rpc_reply(srv_response *resp, const query_rpc *rpc, const ProtobufCMe
         sp_buf gz;
         sp_buf_init(&gz, 0);
         sp_err err;
-        if (otlp_gzip_compress(body.data, body.len, 6, &gz, &err) == 0 && gz.len < body.len) {
+        if (wire_gzip_compress(body.data, body.len, 6, &gz, &err) == 0 && gz.len < body.len) {
             srv_response_header(resp, "content-encoding", "gzip");
             srv_response_send(resp, 200, rpc->content_type, gz.data, gz.len);
             sp_buf_free(&gz);

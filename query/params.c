@@ -1,6 +1,6 @@
 /* Request parameter parsing for the query API (see params.h). */
 #include "params.h"
-#include "../otlp/pprof.h"
+#include "../common/hex.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -70,7 +70,7 @@ int query_span_ids_parse(char *const *hex, size_t n, const char *what, sp_arena 
         return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
     for (size_t i = 0; i < n; i++) {
         const char *h = hex[i] ? hex[i] : "";
-        if (otlp_hex_decode(h, (*out)[i], 8) != 0)
+        if (sp_hex_decode(h, (*out)[i], 8) != 0)
             return sp_fail(err, SP_EINVAL,
                            "%s[%zu] \"%.64s\" is not a span id: want 16 hex digits (the value "
                            "of the span attribute pyroscope.profile.id)",
@@ -259,7 +259,7 @@ int query_hex_id(const char *text, size_t nbytes, const char *what, uint8_t *out
             return sp_fail(err, SP_EINVAL,
                            "%s \"%s\" is malformed: '%c' at position %zu is not a hex digit", what,
                            text, isprint((unsigned char)text[i]) ? text[i] : '?', i + 1);
-    otlp_hex_decode(text, out, nbytes);
+    sp_hex_decode(text, out, nbytes);
     for (size_t i = 0; i < nbytes; i++)
         if (out[i])
             return 0;

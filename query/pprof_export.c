@@ -1,6 +1,6 @@
 /* Merged stacks → sp_profile → pprof bytes (see pprof_export.h). */
 #include "pprof_export.h"
-#include "../otlp/pprof.h"
+#include "../wire/pprof_write.h"
 
 #include <string.h>
 
@@ -79,7 +79,7 @@ int query_pprof_encode(const store_stacks *s, const query_type *type, int64_t ti
         for (uint32_t k = 0; k < st->nframes; k++) /* leaf first, as pprof wants */
             smp->location_ids[k] = fid[st->frames[k]];
     }
-    int rc = otlp_pprof_encode(&p, out, err);
+    int rc = wire_pprof_encode(&p, out, err);
     if (rc == SP_ETOOBIG || rc == SP_ENOMEM)
         return nomem(err);
     return rc;

@@ -3,7 +3,7 @@
  * per distinct frame name, the sample and period types from the profile type id.
  *
  * Serves SelectMergeProfile and the GET /pprof download. Called on worker threads; memory from
- * the caller's arena; the bytes are written by otlp_pprof_encode().
+ * the caller's arena; the bytes are written by wire_pprof_encode().
  */
 #ifndef QUERY_PPROF_EXPORT_H
 #define QUERY_PPROF_EXPORT_H

@@ -6,7 +6,7 @@
  * answers comes from the store's read functions; it never ingests, never writes the store, and
  * never sees a socket (handlers run on the server's worker threads).
  *
- * Called once by server/main.c after the store is open. The router, the store and cfg must
+ * Called once by app/main.c after the store is open. The router, the store and cfg must
  * outlive the server; query_register() keeps pointers to them (one registration per process).
  */
 #ifndef QUERY_QUERY_H

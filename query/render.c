@@ -1,7 +1,7 @@
 /* GET /pprof and GET /render (see render.h). The flamebearer layout follows Pyroscope's
  * pkg/querier/http.go and pkg/og/structs/flamebearer. */
 #include "render.h"
-#include "../otlp/compress.h"
+#include "../wire/compress.h"
 #include "flamegraph.h"
 #include "pbjson.h"
 #include "pprof_export.h"
@@ -118,7 +118,7 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
     if (!rc)
         rc = query_pprof_encode(&cut, &q.type, q.from_ns, q.until_ns - q.from_ns, a, &raw, &err);
     if (!rc)
-        rc = otlp_gzip_compress(raw.data, raw.len, 6, &gz, &err);
+        rc = wire_gzip_compress(raw.data, raw.len, 6, &gz, &err);
     if (rc) {
         srv_response_connect_error(resp, &err);
     } else {

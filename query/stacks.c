@@ -1,6 +1,6 @@
 /* Merged stacks for the query handlers (see stacks.h). */
 #include "stacks.h"
-#include "../otlp/pprof.h"
+#include "../common/hex.h"
 
 #include <string.h>
 
@@ -29,7 +29,7 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
             const store_matcher *m = &r->sel->matchers[i];
             uint8_t(*id)[8] = sp_arena_alloc(a, sizeof *id);
             if (m->op != STORE_MATCH_EQ || strcmp(m->name, "span_id") != 0 || !id ||
-                otlp_hex_decode(m->value, *id, 8) != 0)
+                sp_hex_decode(m->value, *id, 8) != 0)
                 continue;
             store_matcher *rest = sp_arena_alloc(a, (r->sel->nmatchers + 1) * sizeof *rest);
             if (!rest)

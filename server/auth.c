@@ -234,7 +234,7 @@ static const char *nonempty(const char *s)
     return s && *s ? s : NULL;
 }
 
-int srv_auth_new(srv_auth **out, const srv_config *cfg, sp_err *err)
+int srv_auth_new(srv_auth **out, const srv_options *cfg, sp_err *err)
 {
     *out = NULL;
     srv_auth *a = calloc(1, sizeof *a);

@@ -21,7 +21,7 @@
 #ifndef SRV_AUTH_H
 #define SRV_AUTH_H
 
-#include "config.h"
+#include "options.h"
 #include "request.h"
 
 typedef enum { SRV_AUTH_OPEN, SRV_AUTH_INGEST, SRV_AUTH_QUERY } srv_auth_class;
@@ -33,7 +33,7 @@ typedef struct srv_auth srv_auth;
 
 /* Reads the credential files named in cfg (and the environment). A file that cannot be read, is
  * empty or has a malformed line is an error naming the file and line, never its content. */
-int srv_auth_new(srv_auth **out, const srv_config *cfg, sp_err *err);
+int srv_auth_new(srv_auth **out, const srv_options *cfg, sp_err *err);
 void srv_auth_free(srv_auth *a);
 /* One line for the start-up log: what each class requires ("ingest=bearer query=basic,bearer"). */
 void srv_auth_describe(const srv_auth *a, char *out, size_t outsz);

@@ -1,7 +1,7 @@
 /* Listeners, accepted connections, protocol sniffing and graceful shutdown. */
 #include "conn.h"
 #include "../common/log.h"
-#include "metrics.h"
+#include "../common/metrics.h"
 #include "server.h"
 #include "workers.h"
 
@@ -69,7 +69,7 @@ static void conn_free(srv_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     s->nconns--;
-    srv_metrics_gauge_set("open_connections", s->nconns);
+    sp_metrics_gauge_set("open_connections", s->nconns);
     if (c->bev) {
         if (c->tls) {
             SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
@@ -118,7 +118,7 @@ static void on_head_timeout(evutil_socket_t fd, short what, void *arg)
     srv_conn *c = arg;
     sp_debug("msg=\"request head timed out\" peer=%s timeout_ms=%lld", c->peer,
              (long long)c->ctx->cfg->header_timeout_ms);
-    srv_metrics_gauge_add("header_timeouts_total", 1);
+    sp_metrics_gauge_add("header_timeouts_total", 1);
     srv_conn_close(c, 1);
 }
 
@@ -252,8 +252,8 @@ static void adopt(srv_server *s, srv_conn *c)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    srv_metrics_gauge_set("open_connections", s->nconns);
-    srv_metrics_gauge_add("accepted_connections_total", 1);
+    sp_metrics_gauge_set("open_connections", s->nconns);
+    sp_metrics_gauge_add("accepted_connections_total", 1);
     struct timeval idle = {s->ctx.cfg->idle_timeout_ms / 1000,
                            (s->ctx.cfg->idle_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, &idle, &idle);
@@ -299,7 +299,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
      * for ACCEPT_PAUSE_MS instead (connections that close meanwhile free descriptors). */
     sp_warn("msg=\"accept failed; pausing accepts\" err=\"%s\" pause_ms=%d open_connections=%d",
             evutil_socket_error_to_string(e), ACCEPT_PAUSE_MS, s->nconns);
-    srv_metrics_gauge_add("accept_errors_total", 1);
+    sp_metrics_gauge_add("accept_errors_total", 1);
     for (int i = 0; i < 2; i++)
         if (s->listeners[i])
             evconnlistener_disable(s->listeners[i]);
@@ -345,7 +345,7 @@ static int bind_listener(srv_server *s, int which, const char *addr, sp_err *err
     return 0;
 }
 
-int srv_server_new(srv_server **out, const srv_config *cfg, srv_router *router, sp_err *err)
+int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router, sp_err *err)
 {
     static int threads_ready;
     if (!threads_ready) {

@@ -7,7 +7,7 @@
 #ifndef SRV_CONN_H
 #define SRV_CONN_H
 
-#include "config.h"
+#include "options.h"
 #include "router.h"
 
 #include <event2/bufferevent.h>
@@ -17,7 +17,7 @@ typedef struct srv_ctx srv_ctx;
 
 /* What every connection shares: settings, router, loop. */
 struct srv_ctx {
-    const srv_config *cfg;
+    const srv_options *cfg;
     srv_router *router;
     struct event_base *base;
     int draining; /* graceful shutdown started */
@@ -72,7 +72,7 @@ struct event_base *srv_server_base(struct srv_server *s);
 
 /* tls.c */
 struct ssl_ctx_st;
-int srv_tls_ctx_new(struct ssl_ctx_st **out, const srv_config *cfg, sp_err *err);
+int srv_tls_ctx_new(struct ssl_ctx_st **out, const srv_options *cfg, sp_err *err);
 /* ALPN protocol the handshake selected: "h2", "http/1.1" or "" */
 const char *srv_tls_alpn(struct bufferevent *bev);
 

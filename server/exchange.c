@@ -1,5 +1,5 @@
 #include "exchange.h"
-#include "metrics.h"
+#include "../common/metrics.h"
 
 #include <ctype.h>
 #include <stdatomic.h>
@@ -55,7 +55,7 @@ void srv_exchange_free(srv_exchange *ex)
         return;
     atomic_fetch_sub(&inflight_bytes, ex->charged);
     if (ex->metered) /* the peer went away before the answer: nginx's 499 */
-        srv_metrics_request_done(ex->req.endpoint, 499, 0, 0, ex->req.body.len);
+        sp_metrics_request_done(ex->req.endpoint, 499, 0, 0, ex->req.body.len);
     free_headers(ex->req.headers, ex->req.nheaders);
     free_headers(ex->resp.headers, ex->resp.nheaders);
     free(ex->req.path);

@@ -352,7 +352,10 @@ int srv_http2_start(srv_conn *c)
         return -1;
     h->conn = c;
     nghttp2_session_callbacks *cbs;
-    nghttp2_session_callbacks_new(&cbs);
+    if (nghttp2_session_callbacks_new(&cbs) != 0) { /* NGHTTP2_ERR_NOMEM only */
+        free(h);
+        return -1;
+    }
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
@@ -360,7 +363,11 @@ int srv_http2_start(srv_conn *c)
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_option *opt;
-    nghttp2_option_new(&opt);
+    if (nghttp2_option_new(&opt) != 0) {
+        nghttp2_session_callbacks_del(cbs);
+        free(h);
+        return -1;
+    }
     /* Cap HPACK state a peer can make us keep. */
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     /* Floods, with nghttp2's defaults spelled out so they are not lost to a library change:
@@ -388,7 +395,10 @@ int srv_http2_start(srv_conn *c)
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 4u << 20},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, SRV_MAX_HEADER_BYTES},
     };
-    nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
-    nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, 32 << 20);
+    /* Both fail only with NGHTTP2_ERR_NOMEM (or a bad argument, a bug): the connection cannot
+     * go on without its SETTINGS, so it is closed. */
+    if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]) != 0 ||
+        nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, 32 << 20) != 0)
+        return -1;
     return on_read(c);
 }

@@ -1,7 +1,7 @@
 #include "router.h"
 #include "auth.h"
 #include "exchange.h"
-#include "metrics.h"
+#include "../common/metrics.h"
 #include "workers.h"
 
 #include <stdio.h>
@@ -22,7 +22,7 @@ srv_router *srv_router_new(void)
 {
     srv_router *r = calloc(1, sizeof *r);
     if (r)
-        r->other_endpoint = srv_metrics_endpoint("other");
+        r->other_endpoint = sp_metrics_endpoint("other");
     return r;
 }
 
@@ -62,7 +62,7 @@ int srv_router_add(srv_router *r, const char *method, const char *path, srv_rout
         rt->plen--;
     }
     rt->kind = kind;
-    rt->endpoint = srv_metrics_endpoint(endpoint ? endpoint : path);
+    rt->endpoint = sp_metrics_endpoint(endpoint ? endpoint : path);
     rt->fn = fn;
     rt->ud = ud;
     r->nroutes++;
@@ -97,7 +97,7 @@ void srv_router_match(srv_router *r, srv_exchange *ex)
     }
     ex->route = found;
     ex->req.endpoint = found->fn ? found->endpoint : r->other_endpoint;
-    srv_metrics_request_start(ex->req.endpoint);
+    sp_metrics_request_start(ex->req.endpoint);
     ex->metered = 1;
     /* Decided on the head alone, before any body byte is buffered. */
     ex->auth_refused = srv_auth_check(r->auth, &ex->req, &ex->auth_err) != 0;
@@ -106,8 +106,8 @@ void srv_router_match(srv_router *r, srv_exchange *ex)
 static void complete(srv_exchange *ex)
 {
     if (ex->metered) {
-        srv_metrics_request_done(ex->req.endpoint, ex->resp.status, ex->resp.grpc,
-                                 ex->resp.grpc_status, ex->req.body.len);
+        sp_metrics_request_done(ex->req.endpoint, ex->resp.status, ex->resp.grpc,
+                                ex->resp.grpc_status, ex->req.body.len);
         ex->metered = 0;
     }
     ex->on_done(ex);

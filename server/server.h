@@ -8,13 +8,13 @@
 #ifndef SRV_SERVER_H
 #define SRV_SERVER_H
 
-#include "config.h"
+#include "options.h"
 #include "router.h"
 
 typedef struct srv_server srv_server;
 
 /* Binds both listeners and starts the workers; a clear error (address in use, bad certificate). */
-int srv_server_new(srv_server **out, const srv_config *cfg, srv_router *router, sp_err *err);
+int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router, sp_err *err);
 int srv_server_run(srv_server *s);
 /* Async-signal-safe request to stop (also wired to SIGTERM/SIGINT by srv_server_run). */
 void srv_server_stop(srv_server *s);

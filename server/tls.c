@@ -38,7 +38,7 @@ static const char *ssl_error(void)
     return buf;
 }
 
-int srv_tls_ctx_new(SSL_CTX **out, const srv_config *cfg, sp_err *err)
+int srv_tls_ctx_new(SSL_CTX **out, const srv_options *cfg, sp_err *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx)

@@ -1,6 +1,6 @@
 #include "workers.h"
 #include "../common/log.h"
-#include "metrics.h"
+#include "../common/metrics.h"
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -59,7 +59,7 @@ static void *thread_main(void *arg)
         job j = w->ring[w->head];
         w->head = (w->head + 1) % w->cap;
         w->count--;
-        srv_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+        sp_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
         pthread_mutex_unlock(&w->lock);
 
         if (!atomic_load(&j.ex->cancelled))
@@ -137,7 +137,7 @@ int srv_workers_submit(srv_workers *w, srv_exchange *ex, srv_job_fn run)
     w->ring[(w->head + w->count) % w->cap] = (job){ex, run};
     w->count++;
     w->outstanding++;
-    srv_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+    sp_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     return 0;

@@ -60,32 +60,15 @@ void sqs_reader_close(sqs_reader *r)
 /* ---- query context ------------------------------------------------------------------------------
  */
 
-typedef struct rq {
-    sqs_store *s;
-    sqs_reader *r;
-    sp_arena *a;
-    sp_err *err;
-    int64_t tenant; /* 0 = the tenant has never written: every answer is empty */
-    int64_t b0, b1; /* bucket range, inclusive */
-    store_match match;
-    int in_txn;
-} rq;
+#include "sqlite_read.h"
+#include "../common/log.h"
 
-typedef struct rseries {
-    int64_t id;
-    const char *type;
-    const char *parts[5]; /* the type id's parts: name, sample type/unit, period type/unit */
-    sp_kv *labels;        /* sorted by name */
-    uint32_t n;
-    int64_t period;
-} rseries;
-
-static int nomem(rq *q)
+int rq_nomem(rq *q)
 {
     return sp_fail(q->err, SP_ETOOBIG, "query answer too large for the request budget");
 }
 
-static sqlite3_stmt *stmt(rq *q, int which)
+sqlite3_stmt *rq_stmt(rq *q, int which)
 {
     if (!q->r->st[which] && sqlite3_prepare_v3(q->r->db, rsql[which], -1, SQLITE_PREPARE_PERSISTENT,
                                                &q->r->st[which], NULL) != SQLITE_OK)
@@ -93,28 +76,32 @@ static sqlite3_stmt *stmt(rq *q, int which)
     return q->r->st[which];
 }
 
-static int dberr(rq *q, int rc, int which)
+int rq_dberr(rq *q, int rc, int which)
 {
     return sqs_fail(q->err, q->r->db, rc, "query (%.40s)", rsql[which]);
 }
 
-static int prep_fail(rq *q, int which)
+int rq_prep_fail(rq *q, int which)
 {
     return sqs_fail(q->err, q->r->db, sqlite3_errcode(q->r->db), "preparing %.40s", rsql[which]);
 }
 
-static void rq_end(rq *q)
+void rq_end(rq *q)
 {
     if (q->r) {
         for (int i = 0; i < R_NSTMT; i++)
             if (q->r->st[i])
                 sqlite3_reset(q->r->st[i]);
         if (q->in_txn) {
-            sqlite3_stmt *c = stmt(q, R_COMMIT);
-            if (c) {
-                sqlite3_step(c);
+            /* Ends the read transaction; a reader's COMMIT writes nothing and the answer is
+             * already read, so a failure only means the snapshot is released by the ROLLBACK
+             * that sqs_reader_release() issues for a connection still in a transaction. */
+            sqlite3_stmt *c = rq_stmt(q, R_COMMIT);
+            if (c && sqlite3_step(c) != SQLITE_DONE)
+                sp_debug("msg=\"read transaction did not end cleanly\" err=\"%s\"",
+                         sqlite3_errmsg(q->r->db));
+            if (c)
                 sqlite3_reset(c);
-            }
         }
         sqs_reader_release(q->s, q->r);
     }
@@ -122,8 +109,8 @@ static void rq_end(rq *q)
     q->r = NULL;
 }
 
-static int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_arena *a,
-                    sp_err *err)
+int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_arena *a,
+             sp_err *err)
 {
     memset(q, 0, sizeof *q);
     q->s = (sqs_store *)st;
@@ -148,23 +135,23 @@ static int rq_begin(rq *q, store *st, const char *tenant, const store_query *que
         store_match_free(&q->match);
         return rc;
     }
-    sqlite3_stmt *b = stmt(q, R_BEGIN);
+    sqlite3_stmt *b = rq_stmt(q, R_BEGIN);
     if (!b) {
-        rc = prep_fail(q, R_BEGIN);
+        rc = rq_prep_fail(q, R_BEGIN);
         rq_end(q);
         return rc;
     }
     rc = sqlite3_step(b);
     sqlite3_reset(b);
     if (rc != SQLITE_DONE) {
-        rc = dberr(q, rc, R_BEGIN);
+        rc = rq_dberr(q, rc, R_BEGIN);
         rq_end(q);
         return rc;
     }
     q->in_txn = 1;
-    sqlite3_stmt *t = stmt(q, R_TENANT);
+    sqlite3_stmt *t = rq_stmt(q, R_TENANT);
     if (!t) {
-        rc = prep_fail(q, R_TENANT);
+        rc = rq_prep_fail(q, R_TENANT);
         rq_end(q);
         return rc;
     }
@@ -175,7 +162,7 @@ static int rq_begin(rq *q, store *st, const char *tenant, const store_query *que
         q->tenant = sqlite3_column_int64(t, 0);
     sqlite3_reset(t);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        rc = dberr(q, rc, R_TENANT);
+        rc = rq_dberr(q, rc, R_TENANT);
         rq_end(q);
         return rc;
     }
@@ -224,11 +211,11 @@ static int decode_series(rq *q, sqlite3_stmt *st, rseries *out)
     const uint8_t *blob = sqlite3_column_blob(st, 2);
     int len = sqlite3_column_bytes(st, 2);
     if (!out->type)
-        return nomem(q);
+        return rq_nomem(q);
     /* name:sample_type:sample_unit:period_type:period_unit */
     char *copy = sp_arena_strndup(q->a, out->type, strlen(out->type));
     if (!copy)
-        return nomem(q);
+        return rq_nomem(q);
     for (int i = 0; i < 5 && copy; i++) {
         out->parts[i] = copy;
         char *c = strchr(copy, ':');
@@ -245,7 +232,7 @@ static int decode_series(rq *q, sqlite3_stmt *st, rseries *out)
     char *text = sp_arena_memdup(q->a, blob, (size_t)len);
     out->labels = sp_arena_alloc(q->a, n * sizeof *out->labels);
     if (!text || !out->labels)
-        return nomem(q);
+        return rq_nomem(q);
     char *p = text, *end = text + len;
     for (uint32_t i = 0; i < n && p < end; i++) {
         out->labels[i].name = p;
@@ -261,31 +248,31 @@ static int decode_series(rq *q, sqlite3_stmt *st, rseries *out)
 
 static int series_has_data(rq *q, int64_t id, int *has)
 {
-    sqlite3_stmt *st = stmt(q, R_SERIES_HAS);
+    sqlite3_stmt *st = rq_stmt(q, R_SERIES_HAS);
     if (!st)
-        return prep_fail(q, R_SERIES_HAS);
+        return rq_prep_fail(q, R_SERIES_HAS);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, q->b0);
     sqlite3_bind_int64(st, 3, q->b1);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return dberr(q, rc, R_SERIES_HAS);
+        return rq_dberr(q, rc, R_SERIES_HAS);
     *has = rc == SQLITE_ROW;
     return 0;
 }
 
 /* The tenant's series of the query's type whose labels match; with `in_range`, only those with
  * data in the time range. */
-static int select_series(rq *q, const store_query *query, int in_range, rseries **out, size_t *n)
+int rq_select_series(rq *q, const store_query *query, int in_range, rseries **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
     if (!q->tenant)
         return 0;
-    sqlite3_stmt *st = stmt(q, R_SERIES);
+    sqlite3_stmt *st = rq_stmt(q, R_SERIES);
     if (!st)
-        return prep_fail(q, R_SERIES);
+        return rq_prep_fail(q, R_SERIES);
     sqlite3_bind_int64(st, 1, q->tenant);
     size_t cap = 0;
     rseries *v = NULL;
@@ -300,7 +287,7 @@ static int select_series(rq *q, const store_query *query, int in_range, rseries 
             rseries *nv = sp_arena_alloc(q->a, nc * sizeof *nv);
             if (!nv) {
                 sqlite3_reset(st);
-                return nomem(q);
+                return rq_nomem(q);
             }
             if (v)
                 memcpy(nv, v, *n * sizeof *nv);
@@ -317,7 +304,7 @@ static int select_series(rq *q, const store_query *query, int in_range, rseries 
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
-        return dberr(q, rc, R_SERIES);
+        return rq_dberr(q, rc, R_SERIES);
     if (in_range) {
         size_t k = 0;
         for (size_t i = 0; i < *n; i++) {
@@ -349,7 +336,7 @@ static int finish_strings(rq *q, const store_strset *set, store_strings *out)
         return 0;
     out->v = sp_arena_alloc(q->a, set->n * sizeof *out->v);
     if (!out->v)
-        return nomem(q);
+        return rq_nomem(q);
     memcpy(out->v, set->strs, set->n * sizeof *out->v);
     qsort(out->v, out->n, sizeof *out->v, str_cmp);
     return 0;
@@ -357,7 +344,7 @@ static int finish_strings(rq *q, const store_strset *set, store_strings *out)
 
 static int strset_put(rq *q, store_strset *set, const char *s)
 {
-    return store_strset_add(set, s, strlen(s)) < 0 ? nomem(q) : 0;
+    return store_strset_add(set, s, strlen(s)) < 0 ? rq_nomem(q) : 0;
 }
 
 int sqs_profile_types(store *st, const store_query *query, sp_arena *a, store_strings *out,
@@ -371,7 +358,7 @@ int sqs_profile_types(store *st, const store_query *query, sp_arena *a, store_st
     size_t n;
     store_strset set;
     store_strset_init(&set);
-    rc = select_series(&q, query, 1, &v, &n);
+    rc = rq_select_series(&q, query, 1, &v, &n);
     for (size_t i = 0; i < n && !rc; i++)
         rc = strset_put(&q, &set, v[i].type);
     if (!rc)
@@ -395,7 +382,7 @@ int sqs_label_names(store *st, const store_query *query, sp_arena *a, store_stri
     size_t n;
     store_strset set;
     store_strset_init(&set);
-    rc = select_series(&q, query, 1, &v, &n);
+    rc = rq_select_series(&q, query, 1, &v, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         for (uint32_t k = 0; k < v[i].n && !rc; k++)
             rc = strset_put(&q, &set, v[i].labels[k].name);
@@ -421,7 +408,7 @@ int sqs_label_values(store *st, const store_query *query, const char *name, sp_a
     size_t n;
     store_strset set;
     store_strset_init(&set);
-    rc = select_series(&q, query, 1, &v, &n);
+    rc = rq_select_series(&q, query, 1, &v, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         const char *val = series_label(&v[i], name);
         if (val && *val)
@@ -466,7 +453,7 @@ static int project(rq *q, const rseries *s, const char *const *names, size_t nna
     out->labels = sp_arena_alloc(q->a, (cap ? cap : 1) * sizeof *out->labels);
     out->n = 0;
     if (!out->labels)
-        return nomem(q);
+        return rq_nomem(q);
     if (nnames) {
         for (size_t i = 0; i < nnames; i++) {
             const char *v = names[i] ? series_label((void *)s, names[i]) : NULL;
@@ -498,11 +485,11 @@ int sqs_series(store *st, const store_query *query, const char *const *names, si
         return rc;
     rseries *v;
     size_t n;
-    rc = select_series(&q, query, 1, &v, &n);
+    rc = rq_select_series(&q, query, 1, &v, &n);
     if (!rc && n) {
         out->sets = sp_arena_alloc(a, n * sizeof *out->sets);
         if (!out->sets)
-            rc = nomem(&q);
+            rc = rq_nomem(&q);
         for (size_t i = 0; i < n && !rc; i++)
             rc = project(&q, &v[i], names, nnames, &out->sets[i]);
         if (!rc) {
@@ -515,616 +502,6 @@ int sqs_series(store *st, const store_query *query, const char *const *names, si
         }
     }
     rq_end(&q);
-    return rc;
-}
-
-/* ---- stacks -------------------------------------------------------------------------------------
- */
-
-typedef struct frames {
-    store_strset names;
-    store_agg locs;  /* loc id → sum = offset into `v`, aux = frame count */
-    store_agg funcs; /* function id → sum = index + 1 into `aux` of its name, 0 = none */
-    store_agg texts; /* string id → sum = index + 1 into `aux` */
-    store_agg maps;  /* mapping id → sum = string id of its file */
-    store_strset aux;
-    uint32_t *v;
-    size_t n, cap;
-} frames;
-
-static void frames_free(frames *f)
-{
-    store_strset_free(&f->names);
-    store_strset_free(&f->aux);
-    store_agg_free(&f->locs);
-    store_agg_free(&f->funcs);
-    store_agg_free(&f->texts);
-    store_agg_free(&f->maps);
-    free(f->v);
-}
-
-static int push_frame(rq *q, frames *f, uint32_t name)
-{
-    if (f->n == f->cap) {
-        size_t nc = f->cap ? f->cap * 2 : 1024;
-        uint32_t *nv = realloc(f->v, nc * sizeof *nv);
-        if (!nv)
-            return nomem(q);
-        f->v = nv;
-        f->cap = nc;
-    }
-    f->v[f->n++] = name;
-    return 0;
-}
-
-/* Interns a name into the answer's names (arena copy). */
-static int intern_name(rq *q, frames *f, const char *s, uint32_t *out)
-{
-    size_t len = strlen(s);
-    int64_t k = store_strset_find(&f->names, s, len);
-    if (k < 0) {
-        char *copy = sp_arena_strndup(q->a, s, len);
-        if (!copy)
-            return nomem(q);
-        k = store_strset_add(&f->names, copy, len);
-        if (k < 0)
-            return nomem(q);
-    }
-    *out = (uint32_t)k;
-    return 0;
-}
-
-/* Single-column text lookups by id, memoised in `memo` (value = index + 1 into f->aux). */
-static int text_of(rq *q, frames *f, store_agg *memo, int which, int64_t id, const char **out)
-{
-    *out = "";
-    if (!id)
-        return 0;
-    int created;
-    store_agg_entry *e = store_agg_get(memo, id, 0, 0, 0, &created);
-    if (!e)
-        return nomem(q);
-    if (!created) {
-        *out = e->sum ? f->aux.strs[e->sum - 1] : "";
-        return 0;
-    }
-    sqlite3_stmt *st = stmt(q, which);
-    if (!st)
-        return prep_fail(q, which);
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(st, 0);
-        if (t && *t) {
-            size_t len = strlen(t);
-            char *copy = sp_arena_strndup(q->a, t, len);
-            int64_t k = copy ? store_strset_add(&f->aux, copy, len) : -1;
-            if (k < 0) {
-                sqlite3_reset(st);
-                return nomem(q);
-            }
-            e->sum = k + 1;
-            *out = f->aux.strs[k];
-        }
-        rc = SQLITE_DONE;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : dberr(q, rc, which);
-}
-
-static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
-{
-    *out = "";
-    if (!mapping)
-        return 0;
-    int created;
-    store_agg_entry *e = store_agg_get(&f->maps, mapping, 0, 0, 0, &created);
-    if (!e)
-        return nomem(q);
-    if (created) {
-        sqlite3_stmt *st = stmt(q, R_MAPPING);
-        if (!st)
-            return prep_fail(q, R_MAPPING);
-        sqlite3_bind_int64(st, 1, mapping);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-            e->sum = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            return dberr(q, rc, R_MAPPING);
-    }
-    return text_of(q, f, &f->texts, R_STRING, e->sum, out);
-}
-
-/* Appends the frames of one location (inlined callees first) and memoises them. */
-static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t *count)
-{
-    int created;
-    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, 0, &created);
-    if (!e)
-        return nomem(q);
-    if (!created) {
-        *start = (size_t)e->sum;
-        *count = (size_t)e->aux;
-        return 0;
-    }
-    sqlite3_stmt *st = stmt(q, R_LOC);
-    if (!st)
-        return prep_fail(q, R_LOC);
-    sqlite3_bind_int64(st, 1, loc);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-            return dberr(q, rc, R_LOC);
-        /* A location retention removed under a still-referenced stack cannot happen (margins);
-         * should it anyway, show an honest placeholder rather than fail the query. */
-        uint32_t name;
-        if ((rc = intern_name(q, f, "unknown", &name)))
-            return rc;
-        e = store_agg_find(&f->locs, loc, 0, 0, 0);
-        e->sum = (int64_t)f->n;
-        e->aux = 1;
-        *start = f->n;
-        *count = 1;
-        return push_frame(q, f, name);
-    }
-    int64_t mapping = sqlite3_column_int64(st, 0);
-    uint64_t address = (uint64_t)sqlite3_column_int64(st, 1);
-    int64_t kind = sqlite3_column_int64(st, 2);
-    int blen = sqlite3_column_bytes(st, 3);
-    const void *bp = sqlite3_column_blob(st, 3);
-    uint8_t small[256];
-    uint8_t *lines = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
-    if (!lines) {
-        sqlite3_reset(st);
-        return nomem(q);
-    }
-    if (blen)
-        memcpy(lines, bp, (size_t)blen);
-    sqlite3_reset(st);
-
-    size_t first = f->n;
-    const char *kind_s = NULL, *file_s = NULL;
-    const uint8_t *p = lines, *end = lines + blen;
-    int emitted = 0;
-    rc = 0;
-    while (p < end && !rc) {
-        uint64_t fn, line;
-        if (store_varint_get(&p, end, &fn) || store_varint_get(&p, end, &line))
-            break;
-        const char *name = "";
-        if (fn && (rc = text_of(q, f, &f->funcs, R_FUNC, (int64_t)fn, &name)))
-            break;
-        char buf[512];
-        if (!*name) {
-            if (!kind_s && ((rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) ||
-                            (rc = mapping_file(q, f, mapping, &file_s))))
-                break;
-            name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
-        }
-        uint32_t idx;
-        if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx)))
-            break;
-        emitted++;
-    }
-    if (!rc && !emitted) {
-        char buf[512];
-        if (!(rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) &&
-            !(rc = mapping_file(q, f, mapping, &file_s))) {
-            uint32_t idx;
-            const char *name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
-            if (!(rc = intern_name(q, f, name, &idx)))
-                rc = push_frame(q, f, idx);
-        }
-    }
-    if (lines != small)
-        free(lines);
-    if (rc)
-        return rc;
-    e = store_agg_find(&f->locs, loc, 0, 0, 0);
-    e->sum = (int64_t)first;
-    e->aux = (int64_t)(f->n - first);
-    *start = first;
-    *count = f->n - first;
-    return 0;
-}
-
-static int ord_cmp(const void *a, const void *b)
-{
-    const store_agg_entry *x = *(store_agg_entry *const *)a, *y = *(store_agg_entry *const *)b;
-    if (x->sum != y->sum)
-        return x->sum > y->sum ? -1 : 1; /* heaviest first */
-    return x->k[0] < y->k[0] ? -1 : x->k[0] > y->k[0];
-}
-
-/* Turns stack id → value sums into named stacks in the arena. */
-static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
-{
-    frames f;
-    memset(&f, 0, sizeof f);
-    store_strset_init(&f.names);
-    store_strset_init(&f.aux);
-    store_agg_init(&f.locs);
-    store_agg_init(&f.funcs);
-    store_agg_init(&f.texts);
-    store_agg_init(&f.maps);
-    int rc = 0;
-    store_agg_entry **order = vals->n ? malloc(vals->n * sizeof *order) : NULL;
-    uint32_t *tmp = NULL;
-    size_t tmp_cap = 0, n = 0;
-    if (vals->n && !order) {
-        rc = nomem(q);
-        goto done;
-    }
-    for (size_t i = 0; i < vals->cap; i++)
-        if (vals->slots[i].used && vals->slots[i].sum)
-            order[n++] = &vals->slots[i];
-    if (n)
-        qsort(order, n, sizeof *order, ord_cmp);
-    out->stacks = n ? sp_arena_alloc(q->a, n * sizeof *out->stacks) : NULL;
-    if (n && !out->stacks) {
-        rc = nomem(q);
-        goto done;
-    }
-    sqlite3_stmt *st = stmt(q, R_STACK);
-    if (!st) {
-        rc = prep_fail(q, R_STACK);
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(st, 1, order[i]->k[0]);
-        int src = sqlite3_step(st);
-        if (src != SQLITE_ROW) {
-            sqlite3_reset(st);
-            if (src == SQLITE_DONE)
-                continue; /* removed by retention meanwhile: skip */
-            rc = dberr(q, src, R_STACK);
-            goto done;
-        }
-        int blen = sqlite3_column_bytes(st, 0);
-        const uint8_t *bp = sqlite3_column_blob(st, 0);
-        uint8_t small[512];
-        uint8_t *blob = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
-        if (!blob) {
-            sqlite3_reset(st);
-            rc = nomem(q);
-            goto done;
-        }
-        if (blen)
-            memcpy(blob, bp, (size_t)blen);
-        sqlite3_reset(st);
-        size_t nf = 0;
-        const uint8_t *p = blob, *end = blob + blen;
-        while (p < end) {
-            uint64_t loc;
-            if (store_varint_get(&p, end, &loc))
-                break;
-            size_t start = 0, count = 0;
-            if ((rc = location_frames(q, &f, (int64_t)loc, &start, &count)))
-                break;
-            if (nf + count > tmp_cap) {
-                size_t nc = tmp_cap ? tmp_cap * 2 : 256;
-                while (nc < nf + count)
-                    nc *= 2;
-                uint32_t *nt = realloc(tmp, nc * sizeof *nt);
-                if (!nt) {
-                    rc = nomem(q);
-                    break;
-                }
-                tmp = nt;
-                tmp_cap = nc;
-            }
-            memcpy(tmp + nf, f.v + start, count * sizeof *tmp);
-            nf += count;
-        }
-        if (blob != small)
-            free(blob);
-        if (rc)
-            goto done;
-        store_stack *s = &out->stacks[out->nstacks];
-        s->nframes = (uint32_t)nf;
-        s->value = order[i]->sum;
-        s->frames = nf ? sp_arena_memdup(q->a, tmp, nf * sizeof *tmp) : NULL;
-        if (nf && !s->frames) {
-            rc = nomem(q);
-            goto done;
-        }
-        out->total += s->value;
-        out->nstacks++;
-    }
-    out->nnames = (uint32_t)f.names.n;
-    if (f.names.n) {
-        out->names = sp_arena_alloc(q->a, f.names.n * sizeof *out->names);
-        if (!out->names) {
-            rc = nomem(q);
-            goto done;
-        }
-        memcpy(out->names, f.names.strs, f.names.n * sizeof *out->names);
-    }
-done:
-    free(order);
-    free(tmp);
-    frames_free(&f);
-    if (rc)
-        memset(out, 0, sizeof *out);
-    return rc;
-}
-
-/* Summing decoded chunks into a query's stack → value map. */
-typedef struct chunk_ctx {
-    rq *q;
-    store_agg *vals;
-    /* span chunks: the series the query selects (aux = the series' period), and what each
-     * added (for the answer's period) */
-    store_agg *allowed;
-    int64_t added; /* sum of what went into vals */
-    store_chunk_decoder dec;
-} chunk_ctx;
-
-static int chunk_add(void *ctx, int64_t k0, int64_t k1, int64_t v)
-{
-    chunk_ctx *c = ctx;
-    int64_t stack = k0;
-    if (c->allowed) { /* (series, stack) */
-        store_agg_entry *s = store_agg_find(c->allowed, k0, 0, 0, 0);
-        if (!s)
-            return 0;
-        s->sum += v;
-        stack = k1;
-    }
-    store_agg_entry *e = store_agg_get(c->vals, stack, 0, 0, 0, NULL);
-    if (!e)
-        return -2;
-    e->sum += v;
-    c->added += v;
-    return 0;
-}
-
-/* The period of the series that contributed the most among those that know theirs (ties: the
- * first); 0 when none does. */
-static int64_t pick_period(const int64_t *contrib, const rseries *v, size_t n)
-{
-    size_t best = n;
-    for (size_t i = 0; i < n; i++)
-        if (v[i].period && (best == n || contrib[i] > contrib[best]))
-            best = i;
-    return best < n ? v[best].period : 0;
-}
-
-/* Steps a bound chunk statement and sums every chunk it returns. */
-static int read_chunks(rq *q, sqlite3_stmt *st, int which, int nk, chunk_ctx *c)
-{
-    int src, rc = 0;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        const uint8_t *blob = sqlite3_column_blob(st, 0);
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        int d = store_chunk_decode(blob, len, nk, &c->dec, chunk_add, c);
-        if (d == -2) {
-            rc = nomem(q);
-            break;
-        }
-        if (d) {
-            rc = sp_fail(q->err, SP_EINTERNAL,
-                         "reading %s: a stored value chunk is malformed (the database is "
-                         "damaged; restore it from a backup)",
-                         which == R_CHUNKS ? "sample_chunk" : "span_chunk");
-            break;
-        }
-    }
-    sqlite3_reset(st);
-    if (!rc && src != SQLITE_DONE)
-        rc = dberr(q, src, which);
-    return rc;
-}
-
-int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_stacks *out,
-                      sp_err *err)
-{
-    rq q;
-    int rc = rq_begin(&q, st, NULL, query, a, err);
-    if (rc)
-        return rc;
-    rseries *v;
-    size_t n;
-    store_agg vals;
-    store_agg_init(&vals);
-    rc = select_series(&q, query, 0, &v, &n);
-    sqlite3_stmt *sums = rc ? NULL : stmt(&q, R_STACK_SUMS);
-    if (!rc && !sums)
-        rc = prep_fail(&q, R_STACK_SUMS);
-    sqlite3_stmt *chunks = rc ? NULL : stmt(&q, R_CHUNKS);
-    if (!rc && !chunks)
-        rc = prep_fail(&q, R_CHUNKS);
-    chunk_ctx ck = {.q = &q, .vals = &vals};
-    int64_t *contrib = n ? sp_arena_calloc(a, n, sizeof *contrib) : NULL;
-    if (!rc && n && !contrib)
-        rc = nomem(&q);
-    for (size_t i = 0; i < n && !rc; i++) {
-        int64_t before = ck.added;
-        sqlite3_bind_int64(sums, 1, v[i].id);
-        sqlite3_bind_int64(sums, 2, q.b0);
-        sqlite3_bind_int64(sums, 3, q.b1);
-        int src;
-        while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
-            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(sums, 0), 0, 0, 0, NULL);
-            if (!e) {
-                rc = nomem(&q);
-                break;
-            }
-            e->sum += sqlite3_column_int64(sums, 1);
-            ck.added += sqlite3_column_int64(sums, 1);
-        }
-        sqlite3_reset(sums);
-        if (!rc && src != SQLITE_DONE)
-            rc = dberr(&q, src, R_STACK_SUMS);
-        if (!rc) {
-            sqlite3_bind_int64(chunks, 1, v[i].id);
-            sqlite3_bind_int64(chunks, 2, q.b0);
-            sqlite3_bind_int64(chunks, 3, q.b1);
-            rc = read_chunks(&q, chunks, R_CHUNKS, 1, &ck);
-        }
-        contrib[i] = ck.added - before;
-    }
-    if (!rc)
-        rc = build_stacks(&q, &vals, out);
-    if (!rc)
-        out->period = pick_period(contrib, v, n);
-    store_chunk_decoder_free(&ck.dec);
-    store_agg_free(&vals);
-    rq_end(&q);
-    return rc;
-}
-
-/* What the query's series attached to one span (version 1 rows and chunks) into ck->vals; the
- * series' contributions into ck->allowed. */
-static int span_values(rq *q, int64_t key, int64_t h0, int64_t h1, sqlite3_stmt *rows,
-                       sqlite3_stmt *chunks, chunk_ctx *ck)
-{
-    int rc = 0, src;
-    sqlite3_bind_int64(rows, 1, key);
-    sqlite3_bind_int64(rows, 2, h0);
-    sqlite3_bind_int64(rows, 3, h1);
-    while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
-        int64_t v = sqlite3_column_int64(rows, 2);
-        store_agg_entry *s = store_agg_find(ck->allowed, sqlite3_column_int64(rows, 0), 0, 0, 0);
-        if (!s)
-            continue;
-        store_agg_entry *e = store_agg_get(ck->vals, sqlite3_column_int64(rows, 1), 0, 0, 0, NULL);
-        if (!e) {
-            rc = nomem(q);
-            break;
-        }
-        s->sum += v;
-        e->sum += v;
-        ck->added += v;
-    }
-    sqlite3_reset(rows);
-    if (!rc && src != SQLITE_DONE)
-        rc = dberr(q, src, R_SPANSTK);
-    if (!rc) {
-        sqlite3_bind_int64(chunks, 1, key);
-        sqlite3_bind_int64(chunks, 2, h0);
-        sqlite3_bind_int64(chunks, 3, h1);
-        rc = read_chunks(q, chunks, R_SPANCHUNKS, 2, ck);
-    }
-    return rc;
-}
-
-/* Shared by span stacks and span totals: the query's series (the filter) and statements. */
-typedef struct span_read {
-    rseries *v;
-    size_t n;
-    store_agg allowed; /* series id → what it contributed */
-    int64_t h0, h1;
-    sqlite3_stmt *rows, *chunks;
-} span_read;
-
-static int span_read_begin(rq *q, const store_query *query, span_read *sr)
-{
-    memset(sr, 0, sizeof *sr);
-    store_agg_init(&sr->allowed);
-    /* The series filter (tenant, type, labels) applies; the time range only narrows which
-     * hours are searched. */
-    sr->h0 = INT64_MIN;
-    sr->h1 = INT64_MAX;
-    if (query->start_ns > 0)
-        sr->h0 = sqs_floor_div(query->start_ns, SQS_HOUR_NS);
-    if (query->end_ns > 0)
-        sr->h1 = sqs_floor_div(query->end_ns - 1, SQS_HOUR_NS);
-    int rc = select_series(q, query, 0, &sr->v, &sr->n);
-    for (size_t i = 0; i < sr->n && !rc; i++)
-        if (!store_agg_get(&sr->allowed, sr->v[i].id, 0, 0, 0, NULL))
-            rc = nomem(q);
-    if (rc || !sr->n)
-        return rc;
-    if (!(sr->rows = stmt(q, R_SPANSTK)))
-        return prep_fail(q, R_SPANSTK);
-    if (!(sr->chunks = stmt(q, R_SPANCHUNKS)))
-        return prep_fail(q, R_SPANCHUNKS);
-    return 0;
-}
-
-/* Whether span i of the list is worth reading: a valid id not seen earlier in the list. */
-static int span_wanted(const uint8_t (*ids)[8], size_t i)
-{
-    for (size_t j = 0; j < i; j++)
-        if (memcmp(ids[j], ids[i], 8) == 0)
-            return 0;
-    return sqs_span_key(ids[i]) != 0;
-}
-
-int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
-                    sp_arena *a, store_stacks *out, sp_err *err)
-{
-    rq q;
-    int rc = rq_begin(&q, st, NULL, query, a, err);
-    if (rc)
-        return rc;
-    store_agg vals;
-    store_agg_init(&vals);
-    span_read sr;
-    rc = span_read_begin(&q, query, &sr);
-    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
-    for (size_t i = 0; i < nids && sr.n && !rc; i++)
-        if (span_wanted(span_ids, i))
-            rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
-    if (!rc)
-        rc = build_stacks(&q, &vals, out);
-    if (!rc && sr.n) {
-        int64_t *contrib = sp_arena_calloc(a, sr.n, sizeof *contrib);
-        for (size_t i = 0; contrib && i < sr.n; i++)
-            contrib[i] = store_agg_find(&sr.allowed, sr.v[i].id, 0, 0, 0)->sum;
-        out->period = contrib ? pick_period(contrib, sr.v, sr.n) : 0;
-    }
-    store_chunk_decoder_free(&ck.dec);
-    store_agg_free(&vals);
-    store_agg_free(&sr.allowed);
-    rq_end(&q);
-    return rc;
-}
-
-int sqs_span_totals(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
-                    store_span_total *out, sp_err *err)
-{
-    rq q;
-    /* No answer is built in an arena: the query's own bookkeeping goes in a small one. */
-    sp_arena *a = sp_arena_new(0);
-    if (!a)
-        return sp_fail(err, SP_ENOMEM, "out of memory");
-    int rc = rq_begin(&q, st, NULL, query, a, err);
-    if (rc) {
-        sp_arena_free(a);
-        return rc;
-    }
-    store_agg vals;
-    store_agg_init(&vals);
-    span_read sr;
-    rc = span_read_begin(&q, query, &sr);
-    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
-    for (size_t i = 0; i < nids && sr.n && !rc; i++) {
-        if (!span_wanted(span_ids, i)) {
-            /* A repeated id answers what its first occurrence does. */
-            for (size_t j = 0; j < i; j++)
-                if (memcmp(span_ids[j], span_ids[i], 8) == 0) {
-                    out[i] = out[j];
-                    break;
-                }
-            continue;
-        }
-        store_agg_reset(&vals);
-        rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
-        for (size_t k = 0; !rc && k < vals.cap; k++)
-            if (vals.slots[k].used && vals.slots[k].sum) {
-                out[i].value = sp_sat_add(out[i].value, vals.slots[k].sum);
-                out[i].stacks++;
-            }
-    }
-    store_chunk_decoder_free(&ck.dec);
-    store_agg_free(&vals);
-    store_agg_free(&sr.allowed);
-    rq_end(&q);
-    sp_arena_free(a);
     return rc;
 }
 
@@ -1162,10 +539,10 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
     group *groups = NULL;
     size_t ngroups = 0, gcap = 0;
     int64_t anchor = query->start_ns > 0 ? query->start_ns : 0;
-    rc = select_series(&q, query, 0, &v, &n);
-    sqlite3_stmt *sums = rc ? NULL : stmt(&q, R_BUCKET_SUMS);
+    rc = rq_select_series(&q, query, 0, &v, &n);
+    sqlite3_stmt *sums = rc ? NULL : rq_stmt(&q, R_BUCKET_SUMS);
     if (!rc && !sums)
-        rc = prep_fail(&q, R_BUCKET_SUMS);
+        rc = rq_prep_fail(&q, R_BUCKET_SUMS);
     for (size_t i = 0; i < n && !rc; i++) {
         store_labels lbl;
         if (nby) {
@@ -1181,7 +558,7 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
             klen += strlen(lbl.labels[k].name) + strlen(lbl.labels[k].value) + 2;
         char *key = sp_arena_alloc(a, klen);
         if (!key) {
-            rc = nomem(&q);
+            rc = rq_nomem(&q);
             break;
         }
         size_t kp = 0;
@@ -1199,14 +576,14 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
         if (gi < 0) {
             gi = store_strset_add(&keys, key, kp);
             if (gi < 0) {
-                rc = nomem(&q);
+                rc = rq_nomem(&q);
                 break;
             }
             if (ngroups == gcap) {
                 size_t nc = gcap ? gcap * 2 : 16;
                 group *ng = realloc(groups, nc * sizeof *ng);
                 if (!ng) {
-                    rc = nomem(&q);
+                    rc = rq_nomem(&q);
                     break;
                 }
                 groups = ng;
@@ -1226,19 +603,19 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
             int64_t p = t <= anchor ? anchor : anchor + sqs_floor_div(t - anchor, step) * step;
             store_agg_entry *e = store_agg_get(&g->points, p, 0, 0, 0, NULL);
             if (!e) {
-                rc = nomem(&q);
+                rc = rq_nomem(&q);
                 break;
             }
             e->sum += sqlite3_column_int64(sums, 1);
         }
         sqlite3_reset(sums);
         if (!rc && src != SQLITE_DONE)
-            rc = dberr(&q, src, R_BUCKET_SUMS);
+            rc = rq_dberr(&q, src, R_BUCKET_SUMS);
     }
     if (!rc && ngroups) {
         out->series = sp_arena_alloc(a, ngroups * sizeof *out->series);
         if (!out->series)
-            rc = nomem(&q);
+            rc = rq_nomem(&q);
         for (size_t i = 0; i < ngroups && !rc; i++) {
             store_timeseries *ts = &out->series[out->n];
             ts->labels = groups[i].labels;
@@ -1247,7 +624,7 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
                              ? sp_arena_alloc(a, groups[i].points.n * sizeof *ts->points)
                              : NULL;
             if (groups[i].points.n && !ts->points) {
-                rc = nomem(&q);
+                rc = rq_nomem(&q);
                 break;
             }
             for (size_t k = 0; k < groups[i].points.cap; k++)
@@ -1285,7 +662,7 @@ static int span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
     sp->service = sp_arena_strndup(q->a, svc ? svc : "", svc ? strlen(svc) : 0);
     sp->name = sp_arena_strndup(q->a, name ? name : "", name ? strlen(name) : 0);
     if (!sp->service || !sp->name)
-        return nomem(q);
+        return rq_nomem(q);
     sp->start_ns = (uint64_t)sqlite3_column_int64(st, 5);
     sp->end_ns = sp->start_ns + (uint64_t)sqlite3_column_int64(st, 6);
     sp->pid = sqlite3_column_int64(st, 7);
@@ -1304,9 +681,9 @@ int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], s
         rq_end(&q);
         return 0;
     }
-    sqlite3_stmt *s = stmt(&q, R_TRACE);
+    sqlite3_stmt *s = rq_stmt(&q, R_TRACE);
     if (!s) {
-        rc = prep_fail(&q, R_TRACE);
+        rc = rq_prep_fail(&q, R_TRACE);
         rq_end(&q);
         return rc;
     }
@@ -1319,7 +696,7 @@ int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], s
             size_t nc = cap ? cap * 2 : 16;
             sp_span *nv = sp_arena_alloc(a, nc * sizeof *nv);
             if (!nv) {
-                rc = nomem(&q);
+                rc = rq_nomem(&q);
                 break;
             }
             if (out->spans)
@@ -1333,7 +710,7 @@ int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], s
     }
     sqlite3_reset(s);
     if (!rc && src != SQLITE_DONE)
-        rc = dberr(&q, src, R_TRACE);
+        rc = rq_dberr(&q, src, R_TRACE);
     if (rc)
         memset(out, 0, sizeof *out);
     rq_end(&q);
@@ -1357,9 +734,9 @@ int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_are
     rc = sp_fail(err, SP_ENOTFOUND, "span %s is not in the span index of tenant %s", idhex,
                  sqs_tenant_name(tenant));
     if (q.tenant) {
-        sqlite3_stmt *s = stmt(&q, R_SPAN);
+        sqlite3_stmt *s = rq_stmt(&q, R_SPAN);
         if (!s) {
-            rc = prep_fail(&q, R_SPAN);
+            rc = rq_prep_fail(&q, R_SPAN);
         } else {
             sqlite3_bind_int64(s, 1, q.tenant);
             sqlite3_bind_int64(s, 2, sqs_span_key(span_id));
@@ -1371,7 +748,7 @@ int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_are
                     err->msg[0] = 0;
                 }
             } else if (src != SQLITE_DONE) {
-                rc = dberr(&q, src, R_SPAN);
+                rc = rq_dberr(&q, src, R_SPAN);
             }
             sqlite3_reset(s);
         }

@@ -110,7 +110,8 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
 }
 
 /* One small transaction of retention work: 1 when the run is complete, 0 when there is more,
- * negative on error. */
+ * negative on error. Long because it is one switch over the retention phases (a few lines each)
+ * around one transaction: split, the begin/commit/rollback pairing would be spread out. */
 int sqs_retention_step(sqs_store *s, sp_err *err)
 {
     sqs_writer *w = &s->w;

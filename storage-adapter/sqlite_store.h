@@ -299,6 +299,28 @@ void sqs_rollback(sqs_writer *w);
 /* Adds the missing key rows of dictionary k (rows above the watermark), inside the caller's
  * transaction, and raises the watermark. */
 int sqs_keys_flush(sqs_writer *w, int k, sp_err *err);
+
+/* sqlite_dict.c: the dictionaries, on the writer thread inside its transaction. Each returns 0,
+ * SP_EUNAVAIL (SQLite failed; roll back) or SP_ENOMEM. */
+typedef struct sqs_kv {
+    const char *name, *value;
+    size_t nlen, vlen;
+    uint32_t ord;
+} sqs_kv;
+extern const char *const sqs_wwhat[]; /* what each W_* statement does, for error messages */
+int sqs_load_watermarks(sqs_writer *w, sp_err *err);
+void sqs_load_dictionaries(sqs_writer *w);
+int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err);
+int sqs_grow(void **p, size_t *cap, size_t need, size_t elem);
+int sqs_oom(sp_err *err);
+const char *sqs_pstr(const sp_profile *p, uint32_t idx, size_t *len);
+int sqs_resolve_tenant(sqs_writer *w, const char *name, int64_t *out, sp_err *err);
+int sqs_resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, sp_err *err);
+int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
+                      int64_t *out, sp_err *err);
+int sqs_is_link_label(const char *n, size_t len);
+int sqs_resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const sp_sample *s,
+                       int64_t *out, sp_err *err);
 int32_t sqs_hour_of(int64_t t);
 
 /* sqlite_retention.c: one run, started by a caller's request, advanced one small transaction at

@@ -1,11 +1,45 @@
 /* The store interface's dispatch: argument checks common to every backend, backend selection by
  * URL, and the frame-name rule. */
 #include "store.h"
-#include "outbox.h"
+
+#include <stdlib.h>
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+
+/* "none": no local copy. Writes are accepted (another engine keeps the data), everything else is
+ * SP_EUNIMPL through the dispatch below, under the name of that engine. */
+typedef struct none_store {
+    store base;
+    store_ops ops;
+} none_store;
+
+static int none_write(store *s, const sp_batch *b, sp_err *err)
+{
+    (void)s;
+    (void)b;
+    (void)err;
+    return 0;
+}
+
+static void none_close(store *s)
+{
+    free(s);
+}
+
+static int open_none(store **out, const store_options *o, sp_err *err)
+{
+    none_store *n = calloc(1, sizeof *n);
+    if (!n)
+        return sp_fail(err, SP_ENOMEM, "out of memory opening the store");
+    n->ops.kind = o && o->remote_kind ? o->remote_kind : "none";
+    n->ops.write = none_write;
+    n->ops.close = none_close;
+    n->base.ops = &n->ops;
+    *out = &n->base;
+    return 0;
+}
 
 int store_open(store **out, const char *url, const store_options *o, sp_err *err)
 {
@@ -26,27 +60,9 @@ int store_open(store **out, const char *url, const store_options *o, sp_err *err
         copy.data_dir = dir;
         return store_open_sqlite(out, &copy, err);
     }
-    if (strcmp(url, "pyroscope") == 0)
-        return store_open_pyroscope(out, NULL, o, err);
-    if (strcmp(url, "sqlite,pyroscope") == 0 || strcmp(url, "pyroscope,sqlite") == 0) {
-        store *primary;
-        int rc = store_open_sqlite(&primary, o, err);
-        return rc ? rc : store_open_pyroscope(out, primary, o, err);
-    }
-    if (strncmp(url, "pyroscope+http://", 17) == 0 || strncmp(url, "pyroscope+https://", 18) == 0) {
-        outbox_http h = {0};
-        if (o && o->pyroscope)
-            h = *o->pyroscope;
-        h.url = url + 10;
-        store_options copy = {0};
-        if (o)
-            copy = *o;
-        copy.pyroscope = &h;
-        return store_open_pyroscope(out, NULL, &copy, err);
-    }
-    return sp_fail(err, SP_EINVAL,
-                   "unknown store \"%s\" (expected sqlite, pyroscope, sqlite,pyroscope, "
-                   "sqlite:<dir> or pyroscope+http(s)://...)",
+    if (strcmp(url, "none") == 0)
+        return open_none(out, o, err);
+    return sp_fail(err, SP_EINVAL, "unknown store \"%s\" (expected sqlite, sqlite:<dir> or none)",
                    url);
 }
 

@@ -1,9 +1,10 @@
 /* The store: where correlated profiles and the span index are kept, and read back by the query API.
  *
- * Owns: the store interface (this file), its backends (SQLite and Pyroscope remote write,
- * selected by store_open()), schema migrations and retention. Called by server/main.c (open,
- * close), by the ingest workers after the correlator (store_write) and by query/ (the read
- * functions). Never speaks HTTP, never sees protobuf, never decides which span a sample belongs to.
+ * Owns: the store interface (this file), its SQLite backend (selected by store_open()), schema
+ * migrations and retention. Called by the program (app/main.c: open, close, and store_write on
+ * the ingest workers after the correlator) and by query/ (the read functions). Never speaks HTTP,
+ * never sees protobuf, never decides which span a sample belongs to; pushing to other engines is
+ * delivery/'s, wired by the program after the store commits.
  *
  * Contract:
  * - Every function may be called from several threads at once, except store_close(), which the
@@ -55,11 +56,7 @@ typedef struct store_options {
     size_t page_cache_bytes;  /* SQLite page cache of the writer connection; 0 = 32 MiB */
     uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
                                  0 = none */
-    /* The Pyroscope backend (store_open_pyroscope): where and how to push (its url is the
-     * server's base URL), and its on-disk queue in <data_dir>/outbox/pyroscope. */
-    const struct outbox_http *pyroscope;
-    uint64_t outbox_max_bytes; /* 0 = 256 MiB */
-    int64_t outbox_linger_ns;  /* batch interval; 0 = send at once */
+    const char *remote_kind;  /* store "none": the name reads are refused under ("pyroscope") */
 } store_options;
 
 /* ---- label matchers and selectors
@@ -206,15 +203,10 @@ struct store {
  */
 
 /* Opens the store a URL names: NULL, "" or "sqlite" = SQLite in o->data_dir; "sqlite:<dir>" or
- * "sqlite://<dir>" = SQLite in <dir>; "pyroscope" = push to o->pyroscope only;
- * "pyroscope+http(s)://<base>" = the same with that URL; "sqlite,pyroscope" = both (SQLite
- * acknowledges and answers reads, every write is also pushed). */
+ * "sqlite://<dir>" = SQLite in <dir>; "none" = no local copy (another engine, wired by the
+ * program, keeps the data): writes succeed without storing, reads answer SP_EUNIMPL naming
+ * o->remote_kind. SP_EINVAL for any other URL. */
 int store_open(store **out, const char *url, const store_options *o, sp_err *err);
-
-/* The Pyroscope backend (storage-adapter/pyroscope.c): writes go to Push through an on-disk
- * queue; with a primary (SQLite) store it stages, lets the primary commit, then queues, and the
- * primary answers reads. Takes ownership of primary (closed with it, or on failure). */
-int store_open_pyroscope(store **out, store *primary, const store_options *o, sp_err *err);
 
 /* Opens (creating if needed) the SQLite store in o->data_dir, runs forward migrations, and starts
  * the writer and retention threads. Start-up errors name the cause and what to do: the directory

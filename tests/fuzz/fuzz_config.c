@@ -1,11 +1,11 @@
-/* libFuzzer target: the command line (server/config.c). The input split on NUL bytes is argv[1..]
- * (at most 64 arguments). Invariants: srv_config_parse() returns 0 or SP_EINVAL; a refusal says
- * which argument is wrong: a flag srv_config_usage() lists ("--name"), or, for an unknown flag or
+/* libFuzzer target: the command line (app/config.c). The input split on NUL bytes is argv[1..]
+ * (at most 64 arguments). Invariants: app_config_parse() returns 0 or SP_EINVAL; a refusal says
+ * which argument is wrong: a flag app_config_usage() lists ("--name"), or, for an unknown flag or
  * a stray argument, the argument itself; an accepted command line gives a configuration the rest
  * of the program can rely on (the store, protocol, durability and threadless values are among the
  * allowed ones, TLS cert and key go together, sizes and windows are in range).
  */
-#include "server/config.h"
+#include "app/config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     CHECK(f);
-    srv_config_usage(f);
+    app_config_usage(f);
     CHECK(fclose(f) == 0);
     for (char *l = text; l && *l && nflags < 128;) {
         char *nl = strchr(l, '\n');
@@ -72,10 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         argc = 1;
     argv[argc] = NULL;
 
-    srv_config c;
-    srv_config_defaults(&c);
+    app_config c;
+    app_config_defaults(&c);
     sp_err err = {0};
-    int rc = srv_config_parse(&c, argc, argv, &err);
+    int rc = app_config_parse(&c, argc, argv, &err);
     if (rc) {
         CHECK(rc == SP_EINVAL && err.code == SP_EINVAL && err.msg[0]);
         int named = names_flag(err.msg);

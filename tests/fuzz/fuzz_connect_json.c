@@ -7,7 +7,7 @@
  * What decodes is encoded again: the JSON must be valid, must decode to a message that encodes to
  * the same bytes, must survive a binary protobuf round trip, and query_rpc_reply() must answer it
  * with exactly those bytes. */
-#include "otlp/compress.h"
+#include "wire/compress.h"
 #include "query/connect.h"
 #include "query/pbjson.h"
 #include "server/exchange.h"
@@ -158,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sp_buf_init(&plain, 0);
             if (ce) { /* gzip only for a client that accepts it */
                 CHECK(mode == 3 && strcmp(ce, "gzip") == 0);
-                CHECK(otlp_decompress(OTLP_ENC_GZIP, rb->data, rb->len, 0, &plain, &err) == 0);
+                CHECK(wire_decompress(WIRE_ENC_GZIP, rb->data, rb->len, 0, &plain, &err) == 0);
                 rb = &plain;
             }
             CHECK(rb->len == j1.len && memcmp(rb->data, j1.data, j1.len) == 0);

@@ -1,10 +1,10 @@
-/* libFuzzer target: the wire-level splice of otlp/forward.c that adds pyroscope.profile.id to
+/* libFuzzer target: the wire-level splice of delivery/forward.c that adds pyroscope.profile.id to
  * marked spans of an ExportTraceServiceRequest.
  *
  * Input: byte 0 picks which spans are marked (span i of the decoded request when bit i % 8 is
  * set; for bytes protobuf-c refuses, the 8-byte chunks of the start of the message), the rest is
  * the request. Invariants:
- * - otlp_forward_enrich() either refuses with SP_EINVAL and a message, or succeeds; it never
+ * - forward_enrich() either refuses with SP_EINVAL and a message, or succeeds; it never
  *   refuses a request that protobuf-c (the generated trace_service.pb-c.h) decodes;
  * - with nothing added, the output is the input, byte for byte;
  * - the output decodes to the input's message except that every marked span (8-byte span_id among
@@ -13,8 +13,8 @@
  *   both messages again, which writes protobuf-c's unknown fields back);
  * - enriching the output again with the same ids adds nothing and changes no byte.
  */
-#include "otlp/forward.h"
-#include "otlp/wire.h"
+#include "delivery/forward.h"
+#include "wire/pb.h"
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
@@ -34,7 +34,7 @@ static req_t *decode(const uint8_t *p, size_t n)
 {
     sp_err err = {0};
     /* protobuf-c recurses once per nesting level: the depth check keeps it off deep inputs. */
-    if (otlp_wire_check_depth(&REQ_DESC, p, n, OTLP_WIRE_MAX_DEPTH, &err))
+    if (wire_pb_check_depth(&REQ_DESC, p, n, WIRE_PB_MAX_DEPTH, &err))
         return NULL;
     return (req_t *)protobuf_c_message_unpack(&REQ_DESC, NULL, n, p);
 }
@@ -59,7 +59,7 @@ static int has_id(const uint8_t (*ids)[8], size_t n, const uint8_t *id)
 static int has_attr(const span_t *sp)
 {
     for (size_t i = 0; i < sp->n_attributes; i++)
-        if (sp->attributes[i]->key && strcmp(sp->attributes[i]->key, OTLP_FORWARD_ATTR) == 0)
+        if (sp->attributes[i]->key && strcmp(sp->attributes[i]->key, FORWARD_ATTR) == 0)
             return 1;
     return 0;
 }
@@ -105,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sp_buf_init(&out, 0);
     size_t added = 0;
     sp_err err = {0};
-    int rc = otlp_forward_enrich(msg, len, (const uint8_t(*)[8])ids, nids, &out, &added, &err);
+    int rc = forward_enrich(msg, len, (const uint8_t(*)[8])ids, nids, &out, &added, &err);
     if (rc) {
         CHECK(rc == SP_EINVAL && err.code == SP_EINVAL && err.msg[0]);
         CHECK(!in); /* a request protobuf-c reads is never refused */
@@ -121,8 +121,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sp_buf again;
     sp_buf_init(&again, 0);
     size_t added2 = 1;
-    CHECK(otlp_forward_enrich(out.data ? out.data : msg, out.len, (const uint8_t(*)[8])ids, nids,
-                              &again, &added2, &err) == 0);
+    CHECK(forward_enrich(out.data ? out.data : msg, out.len, (const uint8_t(*)[8])ids, nids, &again,
+                         &added2, &err) == 0);
     CHECK(added2 == 0 && again.len == out.len &&
           (!out.len || memcmp(again.data, out.data, out.len) == 0));
     sp_buf_free(&again);
@@ -150,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(os->n_attributes == sp->n_attributes + 1);
             const Opentelemetry__Proto__Common__V1__KeyValue *kv =
                 os->attributes[os->n_attributes - 1];
-            CHECK(strcmp(kv->key, OTLP_FORWARD_ATTR) == 0);
+            CHECK(strcmp(kv->key, FORWARD_ATTR) == 0);
             CHECK(kv->value && kv->value->value_case ==
                                    OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE);
             char hex[17];

@@ -1,7 +1,7 @@
-/* libFuzzer target: gRPC length-prefixed message unframing (otlp/grpc.c), including decompression
+/* libFuzzer target: gRPC length-prefixed message unframing (wire/grpc.c), including decompression
  * of compressed messages under small size limits.
  * Input: byte 0 picks grpc-encoding, byte 1 the max message size, the rest is the body. */
-#include "otlp/grpc.h"
+#include "wire/grpc.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -22,27 +22,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *msg = NULL;
     size_t msglen = 0;
     sp_err err = {0};
-    int rc = otlp_grpc_unframe(body, len, enc, max, &scratch, &msg, &msglen, &err);
-    size_t limit = max ? max : OTLP_GRPC_DEFAULT_MAX_MSG;
+    int rc = wire_grpc_unframe(body, len, enc, max, &scratch, &msg, &msglen, &err);
+    size_t limit = max ? max : WIRE_GRPC_DEFAULT_MAX_MSG;
     if (rc == 0) {
         CHECK(msglen <= limit);
-        CHECK(len >= OTLP_GRPC_PREFIX_LEN);
+        CHECK(len >= WIRE_GRPC_PREFIX_LEN);
         if (body[0] == 0) {
             /* Uncompressed: the message is the body after the prefix, not a copy. */
-            CHECK(msg == body + OTLP_GRPC_PREFIX_LEN);
-            CHECK(msglen == len - OTLP_GRPC_PREFIX_LEN);
+            CHECK(msg == body + WIRE_GRPC_PREFIX_LEN);
+            CHECK(msglen == len - WIRE_GRPC_PREFIX_LEN);
         } else {
             CHECK(scratch.cap <= limit);
         }
         /* Re-framing gives a body that unframes to the same bytes. */
         sp_buf again;
         sp_buf_init(&again, 0);
-        CHECK(otlp_grpc_frame(&again, msg, msglen) == 0);
+        CHECK(wire_grpc_frame(&again, msg, msglen) == 0);
         const uint8_t *m2;
         size_t l2;
         sp_buf s2;
         sp_buf_init(&s2, 0);
-        CHECK(otlp_grpc_unframe(again.data, again.len, NULL, limit, &s2, &m2, &l2, &err) == 0);
+        CHECK(wire_grpc_unframe(again.data, again.len, NULL, limit, &s2, &m2, &l2, &err) == 0);
         CHECK(l2 == msglen && (msglen == 0 || memcmp(m2, msg, msglen) == 0));
         sp_buf_free(&again);
         sp_buf_free(&s2);

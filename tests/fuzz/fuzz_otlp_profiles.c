@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "fuzz_check.h"
+#include "wire/pprof_write.h"
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
@@ -146,7 +147,7 @@ static void check_converted(const sp_profile *p)
         CHECK(p->functions[i].name < p->nstrings && p->functions[i].filename < p->nstrings);
     sp_buf out;
     sp_buf_init(&out, 0);
-    CHECK(otlp_pprof_encode(p, &out, NULL) == 0);
+    CHECK(wire_pprof_encode(p, &out, NULL) == 0);
     sp_buf_free(&out);
 }
 

@@ -1,4 +1,4 @@
-/* libFuzzer target: the parsers of storage-adapter/outbox.c. Byte 0 % 4 picks one, the rest is
+/* libFuzzer target: the parsers of delivery/outbox.c. Byte 0 % 4 picks one, the rest is
  * its input:
  * 0 - an on-disk item file. It is written as the only item of an outbox directory (one temporary
  *     directory per process, emptied each run) that is then opened with a recording sender.
@@ -16,7 +16,7 @@
  * 3 - outbox_http_verdict / outbox_grpc_verdict on a status and a body: 2xx / OK are accepted,
  *     the OTLP retry table holds.
  */
-#include "storage-adapter/outbox.h"
+#include "delivery/outbox.h"
 #include "common/log.h"
 
 #include <dirent.h>

@@ -5,12 +5,13 @@
  * Every profile that decodes must hold together (sample locations inside the table, series set)
  * and survive a round trip: encoded back to pprof and decoded again, it has the same samples with
  * the same values. */
-#include "otlp/compress.h"
+#include "wire/compress.h"
 #include "otlp/pprof.h"
 
 #include <stdint.h>
 #include <string.h>
 #include "fuzz_check.h"
+#include "wire/pprof_write.h"
 
 static void check_profile(const sp_profile *p)
 {
@@ -38,7 +39,7 @@ static void round_trip(const sp_profile *p, const otlp_pprof_opts *o)
 {
     sp_buf enc;
     sp_buf_init(&enc, 0);
-    CHECK(otlp_pprof_encode(p, &enc, NULL) == 0);
+    CHECK(wire_pprof_encode(p, &enc, NULL) == 0);
     sp_arena *a = sp_arena_new(64u << 20);
     sp_batch b = {.tenant = "fuzz", .arena = a};
     otlp_pprof_result res;
@@ -70,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sp_buf inflated;
     sp_buf_init(&inflated, 0);
     if (opt & 1) {
-        int rc = otlp_decompress(OTLP_ENC_GZIP, body, len, 1u << 20, &inflated, &err);
+        int rc = wire_decompress(WIRE_ENC_GZIP, body, len, 1u << 20, &inflated, &err);
         if (rc) {
             CHECK(rc < 0 && err.code == rc && err.msg[0] != 0);
             sp_buf_free(&inflated);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include "fuzz_check.h"
+#include "wire/pprof_write.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     CHECK(pr->samples[k].location_ids[j] < pr->nlocations);
             sp_buf out;
             sp_buf_init(&out, 0);
-            CHECK(otlp_pprof_encode(pr, &out, NULL) == 0);
+            CHECK(wire_pprof_encode(pr, &out, NULL) == 0);
             sp_buf_free(&out);
         }
     }

@@ -10,6 +10,7 @@
 #include "otlp/convert.h"
 #include "otlp/decode.h"
 #include "otlp/pprof.h"
+#include "wire/pprof_write.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < b.nprofiles; i++) {
         sp_buf out;
         sp_buf_init(&out, 0);
-        if (otlp_pprof_encode(b.profiles[i], &out, &err)) {
+        if (wire_pprof_encode(b.profiles[i], &out, &err)) {
             fprintf(stderr, "otlp2pprof: %s\n", err.msg);
             return 1;
         }

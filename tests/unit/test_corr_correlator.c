@@ -19,12 +19,13 @@
 /* corr_attach, which must succeed here: the attachments it made. */
 static size_t attach(corr *c, sp_batch *b, int64_t now)
 {
-    size_t n = 0;
+    corr_ticket t;
     sp_err err = {0};
-    int rc = corr_attach(c, b, now, &n, &err);
+    int rc = corr_attach(c, b, now, &t, &err);
     if (rc)
         fail_msg("corr_attach: %s", err.msg);
-    return n;
+    corr_commit(c, &t);
+    return t.attached;
 }
 
 typedef struct fixture {
@@ -498,6 +499,95 @@ static void explicit_link_reaches_ancestors_known_now_and_later(void **state)
     corr_free(c);
 }
 
+/* I4: the store failed to commit a batch; corr_abort forgets it, so the client's retry of that
+ * export is taken as new. Spans: the retry claims the earlier observations again (otherwise
+ * "already seen" would lose their late attachment for good). */
+static void retried_after_failed_commit_span_export_claims_again(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    uint64_t ts[] = {150 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+    attach(c, &pb, 0); /* waits for its span */
+    sp_span sp = span(1, 100, 200, PID, TID);
+    sp_batch tb = batch(f, "t1");
+    tb.spans = &sp;
+    tb.nspans = 1;
+    corr_ticket t;
+    assert_int_equal(corr_attach(c, &tb, 0, &t, NULL), 0);
+    assert_int_equal(late_value(&tb, 1), 10 * MS);
+    corr_abort(c, &tb, &t); /* the commit failed */
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.spans_indexed, 0);
+    sp_batch again = batch(f, "t1");
+    again.spans = &sp;
+    again.nspans = 1;
+    attach(c, &again, 0);
+    assert_int_equal(late_value(&again, 1), 10 * MS); /* claimed again, once */
+    sp_batch third = batch(f, "t1"); /* and a retry after a commit is still a retry */
+    third.spans = &sp;
+    third.nspans = 1;
+    attach(c, &third, 0);
+    assert_int_equal(late_value(&third, 1), 0);
+    corr_free(c);
+}
+
+/* I4, profiles: a retried profile export after a failed commit keeps its observations once, so
+ * a span arriving later attaches each of them once, not twice. */
+static void retried_after_failed_commit_profile_attaches_once(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    uint64_t ts[] = {150 * MS, 160 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, profile(f->a, ts, 2, PID, TID));
+    corr_ticket t;
+    assert_int_equal(corr_attach(c, &pb, 0, &t, NULL), 0);
+    corr_abort(c, &pb, &t);
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.obs_waiting, 0);
+    sp_batch retry = batch(f, "t1");
+    sp_batch_add_profile(&retry, profile(f->a, ts, 2, PID, TID));
+    attach(c, &retry, 0);
+    sp_span sp = span(1, 100, 200, PID, TID);
+    sp_batch tb;
+    send_spans(c, f, &sp, 1, &tb);
+    assert_int_equal(late_value(&tb, 1), 20 * MS); /* two observations of 10 ms, once each */
+    corr_free(c);
+}
+
+/* I4, links: a span export whose span a linked observation waited for takes it from the queue;
+ * when that export is not stored, the observation waits again for the retry. */
+static void retried_after_failed_commit_link_waits_again(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    uint64_t ts[] = {102 * MS};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *p = profile(f->a, ts, 1, PID, TID);
+    p->samples[0].has_link = 1;
+    p->samples[0].link.span_id[7] = 3; /* span 3 has not arrived */
+    sp_batch_add_profile(&pb, p);
+    attach(c, &pb, 0);
+    sp_span sp[] = {child(3, 1, 100, 200, PID, TID), span(1, 0, 1000, PID, TID)};
+    sp_batch tb = batch(f, "t1");
+    tb.spans = sp;
+    tb.nspans = 2;
+    corr_ticket t;
+    assert_int_equal(corr_attach(c, &tb, 0, &t, NULL), 0);
+    assert_int_equal(late_value(&tb, 1), 10 * MS); /* the link's ancestor */
+    corr_abort(c, &tb, &t);
+    sp_batch again = batch(f, "t1");
+    again.spans = sp;
+    again.nspans = 2;
+    attach(c, &again, 0);
+    assert_int_equal(late_value(&again, 1), 10 * MS);
+    corr_free(c);
+}
+
 static void explicit_link_stops_at_another_process(void **state)
 {
     fixture *f = *state;
@@ -863,6 +953,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(tenants_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(splitting_many_observations_keeps_every_one, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(retried_after_failed_commit_span_export_claims_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(retried_after_failed_commit_profile_attaches_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(retried_after_failed_commit_link_waits_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(budget_keeps_spans_and_lets_attached_observations_go_first,
                                         setup, teardown),

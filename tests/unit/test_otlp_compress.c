@@ -1,11 +1,11 @@
-/* otlp/compress: gzip / deflate / zstd decoding with an output cap, gzip encoding. */
+/* wire/compress: gzip / deflate / zstd decoding with an output cap, gzip encoding. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "otlp/compress.h"
+#include "wire/compress.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@ static void gzip_of(const uint8_t *in, size_t len, sp_buf *out)
 {
     sp_err err;
     sp_buf_init(out, 0);
-    assert_int_equal(otlp_gzip_compress(in, len, 6, out, &err), 0);
+    assert_int_equal(wire_gzip_compress(in, len, 6, out, &err), 0);
 }
 
 /* zlib (windowBits 15) or raw deflate (-15) of in. */
@@ -64,7 +64,7 @@ static void gzip_roundtrip_restores_the_input(void **state)
     assert_int_equal(z.data[1], 0x8b);
     sp_buf_init(&out, 0);
     sp_err err;
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, z.len, n, &out, &err), 0);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, z.len, n, &out, &err), 0);
     assert_int_equal(out.len, n);
     assert_memory_equal(out.data, in, n);
     sp_buf_free(&z);
@@ -78,7 +78,7 @@ static void gzip_of_empty_input_inflates_to_nothing(void **state)
     gzip_of((const uint8_t *)"", 0, &z);
     sp_buf_init(&out, 0);
     sp_err err;
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, z.len, 100, &out, &err), 0);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, z.len, 100, &out, &err), 0);
     assert_int_equal(out.len, 0);
     sp_buf_free(&z);
     sp_buf_free(&out);
@@ -92,7 +92,7 @@ static void concatenated_gzip_members_are_joined(void **state)
     assert_int_equal(sp_buf_append(&a, b.data, b.len), 0);
     sp_buf_init(&out, 0);
     sp_err err;
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, a.data, a.len, 0, &out, &err), 0);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, a.data, a.len, 0, &out, &err), 0);
     assert_int_equal(out.len, 11);
     assert_memory_equal(out.data, "hello world", 11);
     sp_buf_free(&a);
@@ -110,7 +110,7 @@ static void deflate_accepts_zlib_and_raw_streams(void **state)
         deflate_of(in, n, bits[i], &z);
         sp_buf_init(&out, 0);
         sp_err err;
-        assert_int_equal(otlp_decompress(OTLP_ENC_DEFLATE, z.data, z.len, n, &out, &err), 0);
+        assert_int_equal(wire_decompress(WIRE_ENC_DEFLATE, z.data, z.len, n, &out, &err), 0);
         assert_int_equal(out.len, n);
         assert_memory_equal(out.data, in, n);
         sp_buf_free(&z);
@@ -127,7 +127,7 @@ static void zstd_roundtrip_restores_the_input(void **state)
     zstd_of(in, n, &z);
     sp_buf_init(&out, 0);
     sp_err err;
-    assert_int_equal(otlp_decompress(OTLP_ENC_ZSTD, z.data, z.len, n, &out, &err), 0);
+    assert_int_equal(wire_decompress(WIRE_ENC_ZSTD, z.data, z.len, n, &out, &err), 0);
     assert_int_equal(out.len, n);
     assert_memory_equal(out.data, in, n);
     sp_buf_free(&z);
@@ -145,7 +145,7 @@ static void gzip_bomb_stops_at_limit(void **state)
     assert_true(z.len < 200000); /* 64 MiB of zeros: ~64 KB of gzip */
     sp_buf_init(&out, 0);
     sp_err err = {0};
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, z.len, limit, &out, &err), SP_ETOOBIG);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, z.len, limit, &out, &err), SP_ETOOBIG);
     assert_int_equal(err.code, SP_ETOOBIG);
     assert_non_null(strstr(err.msg, "1048576"));
     /* Never reserved more than the limit. */
@@ -164,7 +164,7 @@ static void zstd_bomb_stops_at_limit(void **state)
     free(zeros);
     sp_buf_init(&out, 0);
     sp_err err = {0};
-    assert_int_equal(otlp_decompress(OTLP_ENC_ZSTD, z.data, z.len, limit, &out, &err), SP_ETOOBIG);
+    assert_int_equal(wire_decompress(WIRE_ENC_ZSTD, z.data, z.len, limit, &out, &err), SP_ETOOBIG);
     assert_non_null(strstr(err.msg, "100000"));
     assert_true(out.cap <= limit);
     sp_buf_free(&z);
@@ -175,20 +175,20 @@ static void output_of_exactly_the_limit_is_accepted(void **state)
 {
     size_t n = 4096 * 3 + 17;
     uint8_t *in = pattern(n);
-    otlp_encoding encs[] = {OTLP_ENC_GZIP, OTLP_ENC_ZSTD};
+    wire_encoding encs[] = {WIRE_ENC_GZIP, WIRE_ENC_ZSTD};
     for (int i = 0; i < 2; i++) {
         sp_buf z, out;
-        if (encs[i] == OTLP_ENC_GZIP)
+        if (encs[i] == WIRE_ENC_GZIP)
             gzip_of(in, n, &z);
         else
             zstd_of(in, n, &z);
         sp_err err;
         sp_buf_init(&out, 0);
-        assert_int_equal(otlp_decompress(encs[i], z.data, z.len, n, &out, &err), 0);
+        assert_int_equal(wire_decompress(encs[i], z.data, z.len, n, &out, &err), 0);
         assert_int_equal(out.len, n);
         sp_buf_free(&out);
         sp_buf_init(&out, 0);
-        assert_int_equal(otlp_decompress(encs[i], z.data, z.len, n - 1, &out, &err), SP_ETOOBIG);
+        assert_int_equal(wire_decompress(encs[i], z.data, z.len, n - 1, &out, &err), SP_ETOOBIG);
         sp_buf_free(&out);
         sp_buf_free(&z);
     }
@@ -201,10 +201,10 @@ static void identity_over_limit_is_too_big(void **state)
     sp_buf_init(&out, 0);
     sp_err err;
     assert_int_equal(
-        otlp_decompress(OTLP_ENC_IDENTITY, (const uint8_t *)"abcdef", 6, 5, &out, &err),
+        wire_decompress(WIRE_ENC_IDENTITY, (const uint8_t *)"abcdef", 6, 5, &out, &err),
         SP_ETOOBIG);
     assert_int_equal(
-        otlp_decompress(OTLP_ENC_IDENTITY, (const uint8_t *)"abcdef", 6, 6, &out, &err), 0);
+        wire_decompress(WIRE_ENC_IDENTITY, (const uint8_t *)"abcdef", 6, 6, &out, &err), 0);
     assert_int_equal(out.len, 6);
     sp_buf_free(&out);
 }
@@ -219,7 +219,7 @@ static void rejects_truncated_gzip(void **state)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         sp_buf_init(&out, 0);
         sp_err err = {0};
-        assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, cuts[i], n, &out, &err), SP_EINVAL);
+        assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, cuts[i], n, &out, &err), SP_EINVAL);
         assert_true(err.msg[0] != 0);
         sp_buf_free(&out);
     }
@@ -234,7 +234,7 @@ static void rejects_gzip_with_trailing_garbage(void **state)
     sp_buf_append(&z, "junk", 4);
     sp_buf_init(&out, 0);
     sp_err err = {0};
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, z.len, 100, &out, &err), SP_EINVAL);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, z.len, 100, &out, &err), SP_EINVAL);
     sp_buf_free(&z);
     sp_buf_free(&out);
 }
@@ -242,18 +242,18 @@ static void rejects_gzip_with_trailing_garbage(void **state)
 static void rejects_corrupt_data(void **state)
 {
     const uint8_t junk[] = "definitely not compressed data at all";
-    otlp_encoding encs[] = {OTLP_ENC_GZIP, OTLP_ENC_DEFLATE, OTLP_ENC_ZSTD};
+    wire_encoding encs[] = {WIRE_ENC_GZIP, WIRE_ENC_DEFLATE, WIRE_ENC_ZSTD};
     for (int i = 0; i < 3; i++) {
         sp_buf out;
         sp_buf_init(&out, 0);
         sp_err err = {0};
-        assert_int_equal(otlp_decompress(encs[i], junk, sizeof junk - 1, 1000, &out, &err),
+        assert_int_equal(wire_decompress(encs[i], junk, sizeof junk - 1, 1000, &out, &err),
                          SP_EINVAL);
-        assert_non_null(strstr(err.msg, otlp_encoding_name(encs[i])));
+        assert_non_null(strstr(err.msg, wire_encoding_name(encs[i])));
         sp_buf_free(&out);
         /* Empty input is not a valid stream either. */
         sp_buf_init(&out, 0);
-        assert_int_equal(otlp_decompress(encs[i], junk, 0, 1000, &out, &err), SP_EINVAL);
+        assert_int_equal(wire_decompress(encs[i], junk, 0, 1000, &out, &err), SP_EINVAL);
         sp_buf_free(&out);
     }
 }
@@ -266,7 +266,7 @@ static void rejects_truncated_zstd(void **state)
     zstd_of(in, n, &z);
     sp_buf_init(&out, 0);
     sp_err err = {0};
-    assert_int_equal(otlp_decompress(OTLP_ENC_ZSTD, z.data, z.len - 3, n, &out, &err), SP_EINVAL);
+    assert_int_equal(wire_decompress(WIRE_ENC_ZSTD, z.data, z.len - 3, n, &out, &err), SP_EINVAL);
     sp_buf_free(&out);
     sp_buf_free(&z);
     free(in);
@@ -291,7 +291,7 @@ static void zstd_window_larger_than_accepted_is_refused(void **state)
     sp_buf out;
     sp_buf_init(&out, 0);
     sp_err err = {0};
-    assert_int_equal(otlp_decompress(OTLP_ENC_ZSTD, outb, ob.pos, 1 << 20, &out, &err), SP_ETOOBIG);
+    assert_int_equal(wire_decompress(WIRE_ENC_ZSTD, outb, ob.pos, 1 << 20, &out, &err), SP_ETOOBIG);
     assert_non_null(strstr(err.msg, "window"));
     sp_buf_free(&out);
     free(in);
@@ -304,7 +304,7 @@ static void existing_output_is_appended_to(void **state)
     sp_buf_init(&out, 0);
     sp_buf_append(&out, "head-", 5);
     sp_err err;
-    assert_int_equal(otlp_decompress(OTLP_ENC_GZIP, z.data, z.len, 4, &out, &err), 0);
+    assert_int_equal(wire_decompress(WIRE_ENC_GZIP, z.data, z.len, 4, &out, &err), 0);
     assert_int_equal(out.len, 9);
     assert_memory_equal(out.data, "head-tail", 9);
     sp_buf_free(&z);
@@ -313,25 +313,25 @@ static void existing_output_is_appended_to(void **state)
 
 static void parses_encoding_names(void **state)
 {
-    otlp_encoding e;
+    wire_encoding e;
     sp_err err = {0};
-    assert_int_equal(otlp_encoding_parse(NULL, &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_IDENTITY);
-    assert_int_equal(otlp_encoding_parse("", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_IDENTITY);
-    assert_int_equal(otlp_encoding_parse("identity", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_IDENTITY);
-    assert_int_equal(otlp_encoding_parse("GZip", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_GZIP);
-    assert_int_equal(otlp_encoding_parse("x-gzip", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_GZIP);
-    assert_int_equal(otlp_encoding_parse(" zstd ", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_ZSTD);
-    assert_int_equal(otlp_encoding_parse("deflate", &e, &err), 0);
-    assert_int_equal(e, OTLP_ENC_DEFLATE);
-    assert_int_equal(otlp_encoding_parse("snappy", &e, &err), SP_EUNIMPL);
+    assert_int_equal(wire_encoding_parse(NULL, &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_IDENTITY);
+    assert_int_equal(wire_encoding_parse("", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_IDENTITY);
+    assert_int_equal(wire_encoding_parse("identity", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_IDENTITY);
+    assert_int_equal(wire_encoding_parse("GZip", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_GZIP);
+    assert_int_equal(wire_encoding_parse("x-gzip", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_GZIP);
+    assert_int_equal(wire_encoding_parse(" zstd ", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_ZSTD);
+    assert_int_equal(wire_encoding_parse("deflate", &e, &err), 0);
+    assert_int_equal(e, WIRE_ENC_DEFLATE);
+    assert_int_equal(wire_encoding_parse("snappy", &e, &err), SP_EUNIMPL);
     assert_non_null(strstr(err.msg, "snappy"));
-    assert_int_equal(otlp_encoding_parse("gzip, br", &e, &err), SP_EUNIMPL);
+    assert_int_equal(wire_encoding_parse("gzip, br", &e, &err), SP_EUNIMPL);
 }
 
 int main(void)

@@ -1,4 +1,4 @@
-/* otlp/decode + otlp/wire: the shared decode pipeline (depth limit, unpack failures, memory
+/* otlp/decode + wire/pb: the shared decode pipeline (depth limit, unpack failures, memory
  * budget), wire-level readers, and the OTLP/HTTP google.rpc.Status error body. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 
 #include "otlp/decode.h"
 #include "otlp/service.h"
-#include "otlp/wire.h"
+#include "wire/pb.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +25,11 @@ static uint8_t *nested_trace_request(int depth, size_t *len)
     for (int i = 0; i < depth; i++) {
         /* b = AnyValue{array_value(5) = ArrayValue{values(1) = a}} */
         size_t m = 0;
-        size_t arr = 1 + otlp_wire_varint_size(n) + n;
+        size_t arr = 1 + wire_pb_varint_size(n) + n;
         b[m++] = 0x2a;
-        m += otlp_wire_put_varint(b + m, arr);
+        m += wire_pb_put_varint(b + m, arr);
         b[m++] = 0x0a;
-        m += otlp_wire_put_varint(b + m, n);
+        m += wire_pb_put_varint(b + m, n);
         memcpy(b + m, a, n);
         m += n;
         uint8_t *t = a;
@@ -46,7 +46,7 @@ static uint8_t *nested_trace_request(int depth, size_t *len)
     kv[k++] = 1;
     kv[k++] = 'k';
     kv[k++] = 0x12;
-    k += otlp_wire_put_varint(kv + k, n);
+    k += wire_pb_put_varint(kv + k, n);
     size_t kvlen = k + n;
     uint8_t span[64];
     size_t s = 0;
@@ -59,17 +59,17 @@ static uint8_t *nested_trace_request(int depth, size_t *len)
     memset(span + s, 0x22, 8);
     s += 8;
     span[s++] = 0x4a; /* attributes */
-    s += otlp_wire_put_varint(span + s, kvlen);
+    s += wire_pb_put_varint(span + s, kvlen);
     size_t spanlen = s + kvlen;
     /* ScopeSpans{spans(2)}, ResourceSpans{scope_spans(2)}, Request{resource_spans(1)} */
-    size_t sslen = 1 + otlp_wire_varint_size(spanlen) + spanlen;
-    size_t rslen = 1 + otlp_wire_varint_size(sslen) + sslen;
+    size_t sslen = 1 + wire_pb_varint_size(spanlen) + spanlen;
+    size_t rslen = 1 + wire_pb_varint_size(sslen) + sslen;
     out[o++] = 0x0a;
-    o += otlp_wire_put_varint(out + o, rslen);
+    o += wire_pb_put_varint(out + o, rslen);
     out[o++] = 0x12;
-    o += otlp_wire_put_varint(out + o, sslen);
+    o += wire_pb_put_varint(out + o, sslen);
     out[o++] = 0x12;
-    o += otlp_wire_put_varint(out + o, spanlen);
+    o += wire_pb_put_varint(out + o, spanlen);
     memcpy(out + o, span, s);
     o += s;
     memcpy(out + o, kv, k);
@@ -87,7 +87,7 @@ static uint8_t *nested_trace_request(int depth, size_t *len)
 static void accepts_nesting_at_the_limit(void **state)
 {
     size_t len;
-    uint8_t *req = nested_trace_request((OTLP_WIRE_MAX_DEPTH - 5) / 2, &len);
+    uint8_t *req = nested_trace_request((WIRE_PB_MAX_DEPTH - 5) / 2, &len);
     sp_arena *a = sp_arena_new(otlp_decode_budget(len));
     otlp_decoded dec;
     sp_err err = {0};
@@ -102,7 +102,7 @@ static void accepts_nesting_at_the_limit(void **state)
 static void rejects_nesting_one_past_the_limit(void **state)
 {
     size_t len;
-    uint8_t *req = nested_trace_request((OTLP_WIRE_MAX_DEPTH - 5) / 2 + 1, &len);
+    uint8_t *req = nested_trace_request((WIRE_PB_MAX_DEPTH - 5) / 2 + 1, &len);
     sp_arena *a = sp_arena_new(otlp_decode_budget(len));
     otlp_decoded dec;
     sp_err err = {0};
@@ -188,9 +188,9 @@ static void exhausted_memory_budget_is_too_big_not_invalid(void **state)
     size_t sslen = nspans * 2;
     uint8_t *req = malloc(sslen + 32);
     req[len++] = 0x0a;
-    len += otlp_wire_put_varint(req + len, 1 + otlp_wire_varint_size(sslen) + sslen);
+    len += wire_pb_put_varint(req + len, 1 + wire_pb_varint_size(sslen) + sslen);
     req[len++] = 0x12;
-    len += otlp_wire_put_varint(req + len, sslen);
+    len += wire_pb_put_varint(req + len, sslen);
     for (size_t i = 0; i < nspans; i++) {
         req[len++] = 0x12;
         req[len++] = 0x00;
@@ -222,22 +222,22 @@ static void reads_varints_up_to_ten_bytes(void **state)
     const uint8_t minus_one[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     const uint8_t *p = minus_one;
     uint64_t v;
-    assert_int_equal(otlp_wire_varint(&p, minus_one + 10, &v), 0);
+    assert_int_equal(wire_pb_varint(&p, minus_one + 10, &v), 0);
     assert_true(v == UINT64_MAX);
     assert_ptr_equal(p, minus_one + 10);
     p = minus_one;
-    assert_int_equal(otlp_wire_varint(&p, minus_one + 9, &v), -1); /* truncated */
+    assert_int_equal(wire_pb_varint(&p, minus_one + 9, &v), -1); /* truncated */
     const uint8_t eleven[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     p = eleven;
-    assert_int_equal(otlp_wire_varint(&p, eleven + 11, &v), -1);
+    assert_int_equal(wire_pb_varint(&p, eleven + 11, &v), -1);
     uint8_t buf[10];
-    assert_int_equal(otlp_wire_put_varint(buf, (uint64_t)(int64_t)-1), 10);
+    assert_int_equal(wire_pb_put_varint(buf, (uint64_t)(int64_t)-1), 10);
     assert_memory_equal(buf, minus_one, 10);
-    assert_int_equal(otlp_wire_varint_size(127), 1);
-    assert_int_equal(otlp_wire_varint_size(128), 2);
-    assert_true(otlp_wire_is_packed_varints(minus_one, 10));
-    assert_false(otlp_wire_is_packed_varints(minus_one, 9));
-    assert_true(otlp_wire_is_packed_varints(minus_one, 0));
+    assert_int_equal(wire_pb_varint_size(127), 1);
+    assert_int_equal(wire_pb_varint_size(128), 2);
+    assert_true(wire_pb_is_packed_varints(minus_one, 10));
+    assert_false(wire_pb_is_packed_varints(minus_one, 9));
+    assert_true(wire_pb_is_packed_varints(minus_one, 0));
 }
 
 static void reads_fields_of_every_accepted_wire_type(void **state)
@@ -250,23 +250,23 @@ static void reads_fields_of_every_accepted_wire_type(void **state)
         0xa2, 0x06, 0x00,                         /* 100: empty LEN (2-byte tag) */
     };
     const uint8_t *p = msg, *end = msg + sizeof msg;
-    otlp_wire_field f;
+    wire_pb_field f;
     sp_err err;
-    assert_int_equal(otlp_wire_next(&p, end, msg, &f, &err), 0);
+    assert_int_equal(wire_pb_next(&p, end, msg, &f, &err), 0);
     assert_int_equal(f.num, 1);
-    assert_int_equal(f.wt, OTLP_WT_VARINT);
+    assert_int_equal(f.wt, WIRE_WT_VARINT);
     assert_int_equal(f.varint, 150);
-    assert_int_equal(otlp_wire_next(&p, end, msg, &f, &err), 0);
-    assert_int_equal(f.wt, OTLP_WT_I64);
+    assert_int_equal(wire_pb_next(&p, end, msg, &f, &err), 0);
+    assert_int_equal(f.wt, WIRE_WT_I64);
     assert_true(f.varint == 0x0807060504030201ull);
-    assert_int_equal(otlp_wire_next(&p, end, msg, &f, &err), 0);
-    assert_int_equal(f.wt, OTLP_WT_LEN);
+    assert_int_equal(wire_pb_next(&p, end, msg, &f, &err), 0);
+    assert_int_equal(f.wt, WIRE_WT_LEN);
     assert_int_equal(f.vlen, 2);
     assert_memory_equal(f.val, "hi", 2);
-    assert_int_equal(otlp_wire_next(&p, end, msg, &f, &err), 0);
-    assert_int_equal(f.wt, OTLP_WT_I32);
+    assert_int_equal(wire_pb_next(&p, end, msg, &f, &err), 0);
+    assert_int_equal(f.wt, WIRE_WT_I32);
     assert_int_equal(f.varint, 1);
-    assert_int_equal(otlp_wire_next(&p, end, msg, &f, &err), 0);
+    assert_int_equal(wire_pb_next(&p, end, msg, &f, &err), 0);
     assert_int_equal(f.num, 100);
     assert_int_equal(f.vlen, 0);
     assert_ptr_equal(f.start, msg + sizeof msg - 3);
@@ -292,9 +292,9 @@ static void rejects_bad_wire_fields(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const uint8_t *p = cases[i].b;
-        otlp_wire_field f;
+        wire_pb_field f;
         sp_err err = {0};
-        assert_int_equal(otlp_wire_next(&p, cases[i].b + cases[i].n, cases[i].b, &f, &err),
+        assert_int_equal(wire_pb_next(&p, cases[i].b + cases[i].n, cases[i].b, &f, &err),
                          SP_EINVAL);
         if (!strstr(err.msg, cases[i].msg))
             fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.msg, cases[i].msg);

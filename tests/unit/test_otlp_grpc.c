@@ -1,12 +1,12 @@
-/* otlp/grpc: length-prefixed message framing. */
+/* wire/grpc: length-prefixed message framing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "otlp/compress.h"
-#include "otlp/grpc.h"
+#include "wire/compress.h"
+#include "wire/grpc.h"
 
 #include <string.h>
 
@@ -35,7 +35,7 @@ static res unframe(const uint8_t *body, size_t len, const char *enc, size_t max)
     res r;
     memset(&r, 0, sizeof r);
     sp_buf_init(&r.scratch, 0);
-    r.rc = otlp_grpc_unframe(body, len, enc, max, &r.scratch, &r.msg, &r.len, &r.err);
+    r.rc = wire_grpc_unframe(body, len, enc, max, &r.scratch, &r.msg, &r.len, &r.err);
     return r;
 }
 
@@ -66,7 +66,7 @@ static void unframes_gzip_compressed_message(void **state)
     sp_buf z;
     sp_buf_init(&z, 0);
     sp_err err;
-    assert_int_equal(otlp_gzip_compress((const uint8_t *)"compressed payload", 18, -1, &z, &err),
+    assert_int_equal(wire_gzip_compress((const uint8_t *)"compressed payload", 18, -1, &z, &err),
                      0);
     uint8_t body[256];
     size_t n = frame(body, 1, (uint32_t)z.len, z.data, z.len);
@@ -190,7 +190,7 @@ static void gzip_message_inflating_past_max_is_too_big(void **state)
     sp_buf_init(&z, 0);
     sp_buf_init(&body, 0);
     sp_err err;
-    assert_int_equal(otlp_gzip_compress(zeros, sizeof zeros, 9, &z, &err), 0);
+    assert_int_equal(wire_gzip_compress(zeros, sizeof zeros, 9, &z, &err), 0);
     uint8_t prefix[5] = {1, (uint8_t)(z.len >> 24), (uint8_t)(z.len >> 16), (uint8_t)(z.len >> 8),
                          (uint8_t)z.len};
     sp_buf_append(&body, prefix, 5);
@@ -208,7 +208,7 @@ static void frame_then_unframe_roundtrips(void **state)
 {
     sp_buf out;
     sp_buf_init(&out, 0);
-    assert_int_equal(otlp_grpc_frame(&out, (const uint8_t *)"\x0a\x02hi", 4), 0);
+    assert_int_equal(wire_grpc_frame(&out, (const uint8_t *)"\x0a\x02hi", 4), 0);
     assert_int_equal(out.len, 9);
     assert_memory_equal(out.data, "\x00\x00\x00\x00\x04\x0a\x02hi", 9);
     res r = unframe(out.data, out.len, NULL, 0);
@@ -216,7 +216,7 @@ static void frame_then_unframe_roundtrips(void **state)
     assert_int_equal(r.len, 4);
     sp_buf_free(&out);
     sp_buf_init(&out, 0);
-    assert_int_equal(otlp_grpc_frame(&out, NULL, 0), 0);
+    assert_int_equal(wire_grpc_frame(&out, NULL, 0), 0);
     assert_int_equal(out.len, 5);
     sp_buf_free(&out);
 }

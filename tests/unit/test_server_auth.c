@@ -37,8 +37,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     f->files[0] = write_temp("# the collector\ntok-one\n\n  tok-two \r\n");
     f->files[1] = write_temp("alice:s3cret pw\r\nbob:x:y\n");
-    srv_config cfg;
-    srv_config_defaults(&cfg);
+    srv_options cfg = {0};
     cfg.ingest_auth_token_file = f->files[0];
     cfg.query_basic_auth_file = f->files[1];
     sp_err err = {0};
@@ -228,8 +227,7 @@ static void credential_file_errors_name_the_line_not_the_secret(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *path = write_temp(cases[i].content);
-        srv_config cfg;
-        srv_config_defaults(&cfg);
+        srv_options cfg = {0};
         if (cases[i].basic)
             cfg.query_basic_auth_file = path;
         else
@@ -244,8 +242,7 @@ static void credential_file_errors_name_the_line_not_the_secret(void **state)
         unlink(path);
         free(path);
     }
-    srv_config cfg;
-    srv_config_defaults(&cfg);
+    srv_options cfg = {0};
     cfg.query_auth_token_file = "/nonexistent/tokens";
     srv_auth *a = NULL;
     sp_err err = {0};
@@ -257,8 +254,7 @@ static void tokens_from_the_environment(void **state)
 {
     (void)state;
     setenv("SPANPROF_QUERY_AUTH_TOKEN", " env-query-token\n", 1);
-    srv_config cfg;
-    srv_config_defaults(&cfg);
+    srv_options cfg = {0};
     srv_auth *a = NULL;
     sp_err err = {0};
     assert_int_equal(srv_auth_new(&a, &cfg, &err), 0);
@@ -312,8 +308,7 @@ static void tenant_header_rules(void **state)
     /* /ready and /metrics ignore tenants entirely. */
     assert_int_equal(check(NULL, request("/metrics", "x-scope-orgid", "a/b", NULL), &err), 0);
 
-    srv_config cfg;
-    srv_config_defaults(&cfg);
+    srv_options cfg = {0};
     cfg.multitenancy_required = 1;
     srv_auth *a = NULL;
     assert_int_equal(srv_auth_new(&a, &cfg, &err), 0);

@@ -1,5 +1,5 @@
 #include "admin.h"
-#include "metrics.h"
+#include "../common/metrics.h"
 
 #include <stdlib.h>
 
@@ -25,7 +25,7 @@ static void handle_metrics(srv_request *req, srv_response *resp, void *ud)
 {
     sp_buf out;
     sp_buf_init(&out, 0);
-    if (srv_metrics_render(&out) != 0) {
+    if (sp_metrics_render(&out) != 0) {
         sp_err err;
         sp_fail(&err, SP_ENOMEM, "cannot render metrics");
         srv_response_error(resp, req, &err);

@@ -1,4 +1,4 @@
-/* The outbox (storage-adapter/outbox.h) with a recording sender in place of HTTP: batching by
+/* The outbox (delivery/outbox.h) with a recording sender in place of HTTP: batching by
  * tenant, retries on SP_EUNAVAIL, drops on other errors, the size bound (oldest first), two-phase
  * puts, items surviving a reopen, a torn item file dropped at open, the HTTP and gRPC verdict
  * tables, Retry-After and RetryInfo parsing, and a destination's asked-for delay as the minimum
@@ -10,7 +10,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "storage-adapter/outbox.h"
+#include "delivery/outbox.h"
 
 #include <dirent.h>
 #include <ftw.h>

@@ -12,7 +12,7 @@
 
 #include "../common/buf.h"
 #include "../common/log.h"
-#include "../server/metrics.h"
+#include "../common/metrics.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -71,11 +71,11 @@ static void path_of(const outbox *ob, uint64_t seq, const char *ext, char *out, 
 
 static void publish(outbox *ob)
 {
-    srv_metrics_gauge_set(ob->m_queued, (int64_t)ob->st.queued);
-    srv_metrics_gauge_set(ob->m_bytes, (int64_t)ob->st.queued_bytes);
-    srv_metrics_gauge_set(ob->m_sent, (int64_t)ob->st.sent);
-    srv_metrics_gauge_set(ob->m_retried, (int64_t)ob->st.retried);
-    srv_metrics_gauge_set(ob->m_dropped, (int64_t)ob->st.dropped);
+    sp_metrics_gauge_set(ob->m_queued, (int64_t)ob->st.queued);
+    sp_metrics_gauge_set(ob->m_bytes, (int64_t)ob->st.queued_bytes);
+    sp_metrics_gauge_set(ob->m_sent, (int64_t)ob->st.sent);
+    sp_metrics_gauge_set(ob->m_retried, (int64_t)ob->st.retried);
+    sp_metrics_gauge_set(ob->m_dropped, (int64_t)ob->st.dropped);
 }
 
 /* ---- the queue (callers hold mu) ---- */
@@ -775,6 +775,8 @@ static int nap(outbox *ob, int64_t ns)
     return atomic_load(&ob->stop);
 }
 
+/* The sender thread. Long because it is one loop with its state in locals: take a batch, send
+ * it, then delete, keep or back off by the verdict; split, that state would travel in a struct. */
 static void *sender(void *arg)
 {
     outbox *ob = arg;

@@ -1,9 +1,9 @@
 /* Protobuf wire-format reading: see wire.h. */
-#include "wire.h"
+#include "pb.h"
 
 #include <protobuf-c/protobuf-c.h>
 
-int otlp_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
     const uint8_t *q = *p;
     uint64_t v = 0;
@@ -21,14 +21,14 @@ int otlp_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return -1; /* an 11th byte would be needed: not a valid varint */
 }
 
-int otlp_wire_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, otlp_wire_field *f,
-                   sp_err *err)
+int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
+                 sp_err *err)
 {
     const uint8_t *q = *p;
     uint64_t tag, v;
     f->start = q;
     size_t off = (size_t)(q - base);
-    if (otlp_wire_varint(&q, end, &tag) != 0)
+    if (wire_pb_varint(&q, end, &tag) != 0)
         return sp_fail(err, SP_EINVAL, "offset %zu: truncated field tag", off);
     if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
         return sp_fail(err, SP_EINVAL, "offset %zu: invalid field number %llu", off,
@@ -40,11 +40,11 @@ int otlp_wire_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, o
     f->vlen = 0;
     f->varint = 0;
     switch (f->wt) {
-    case OTLP_WT_VARINT:
-        if (otlp_wire_varint(&q, end, &f->varint) != 0)
+    case WIRE_WT_VARINT:
+        if (wire_pb_varint(&q, end, &f->varint) != 0)
             return sp_fail(err, SP_EINVAL, "offset %zu: field %u: truncated varint", off, f->num);
         break;
-    case OTLP_WT_I64:
+    case WIRE_WT_I64:
         if (end - q < 8)
             return sp_fail(err, SP_EINVAL, "offset %zu: field %u: truncated fixed64", off, f->num);
         v = 0;
@@ -53,15 +53,15 @@ int otlp_wire_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, o
         f->varint = v;
         q += 8;
         break;
-    case OTLP_WT_I32:
+    case WIRE_WT_I32:
         if (end - q < 4)
             return sp_fail(err, SP_EINVAL, "offset %zu: field %u: truncated fixed32", off, f->num);
         f->varint =
             (uint64_t)q[0] | (uint64_t)q[1] << 8 | (uint64_t)q[2] << 16 | (uint64_t)q[3] << 24;
         q += 4;
         break;
-    case OTLP_WT_LEN:
-        if (otlp_wire_varint(&q, end, &v) != 0)
+    case WIRE_WT_LEN:
+        if (wire_pb_varint(&q, end, &v) != 0)
             return sp_fail(err, SP_EINVAL, "offset %zu: field %u: truncated length", off, f->num);
         if (v > (uint64_t)(end - q))
             return sp_fail(err, SP_EINVAL,
@@ -80,7 +80,7 @@ int otlp_wire_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, o
     return 0;
 }
 
-size_t otlp_wire_varint_size(uint64_t v)
+size_t wire_pb_varint_size(uint64_t v)
 {
     size_t n = 1;
     while (v >= 0x80) {
@@ -90,7 +90,7 @@ size_t otlp_wire_varint_size(uint64_t v)
     return n;
 }
 
-size_t otlp_wire_put_varint(uint8_t *out, uint64_t v)
+size_t wire_pb_put_varint(uint8_t *out, uint64_t v)
 {
     size_t n = 0;
     while (v >= 0x80) {
@@ -101,12 +101,12 @@ size_t otlp_wire_put_varint(uint8_t *out, uint64_t v)
     return n;
 }
 
-int otlp_wire_is_packed_varints(const uint8_t *data, size_t len)
+int wire_pb_is_packed_varints(const uint8_t *data, size_t len)
 {
     const uint8_t *p = data, *end = data + len;
     uint64_t v;
     while (p < end)
-        if (otlp_wire_varint(&p, end, &v) != 0)
+        if (wire_pb_varint(&p, end, &v) != 0)
             return 0;
     return 1;
 }
@@ -118,12 +118,12 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *base, co
         return sp_fail(err, SP_EINVAL, "offset %zu: %s nested deeper than %d messages",
                        (size_t)(data - base), desc->name, max_depth);
     const uint8_t *p = data, *end = data + len;
-    otlp_wire_field f;
+    wire_pb_field f;
     while (p < end) {
-        int rc = otlp_wire_next(&p, end, base, &f, err);
+        int rc = wire_pb_next(&p, end, base, &f, err);
         if (rc)
             return rc;
-        if (f.wt != OTLP_WT_LEN)
+        if (f.wt != WIRE_WT_LEN)
             continue;
         const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, f.num);
         if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
@@ -135,8 +135,8 @@ static int check(const ProtobufCMessageDescriptor *desc, const uint8_t *base, co
     return 0;
 }
 
-int otlp_wire_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-                          int max_depth, sp_err *err)
+int wire_pb_check_depth(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                        int max_depth, sp_err *err)
 {
     return check(desc, data, data, len, 0, max_depth, err);
 }

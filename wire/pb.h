@@ -1,13 +1,13 @@
 /* Protobuf wire-format reading, below protobuf-c.
  *
  * otlp/layout.c rewrites old-layout profile requests field by field, and every request goes
- * through otlp_wire_check_depth() before protobuf-c unpacks it (protobuf-c recurses once per
+ * through wire_pb_check_depth() before protobuf-c unpacks it (protobuf-c recurses once per
  * nesting level with no limit, so a few MiB of nested AnyValue arrays would overflow a worker's
  * stack). Readers here never trust a length: every one is checked against the remaining input.
  * Nothing here allocates.
  */
-#ifndef OTLP_WIRE_H
-#define OTLP_WIRE_H
+#ifndef WIRE_PB_H
+#define WIRE_PB_H
 
 #include "../common/err.h"
 
@@ -15,45 +15,45 @@
 #include <stdint.h>
 
 /* Wire types (protobuf encoding spec). Groups (3, 4) are not accepted by spanprof. */
-enum { OTLP_WT_VARINT = 0, OTLP_WT_I64 = 1, OTLP_WT_LEN = 2, OTLP_WT_I32 = 5 };
+enum { WIRE_WT_VARINT = 0, WIRE_WT_I64 = 1, WIRE_WT_LEN = 2, WIRE_WT_I32 = 5 };
 
 /* Default nesting limit, the same as the reference protobuf implementations use. */
-#define OTLP_WIRE_MAX_DEPTH 100
+#define WIRE_PB_MAX_DEPTH 100
 
 /* One field as read from the wire. */
-typedef struct otlp_wire_field {
+typedef struct wire_pb_field {
     uint32_t num;         /* field number, 1..2^29-1 */
     int wt;               /* wire type */
-    uint64_t varint;      /* value for OTLP_WT_VARINT, I64, I32 */
-    const uint8_t *val;   /* payload of OTLP_WT_LEN */
+    uint64_t varint;      /* value for WIRE_WT_VARINT, I64, I32 */
+    const uint8_t *val;   /* payload of WIRE_WT_LEN */
     size_t vlen;          /* payload length */
     const uint8_t *start; /* first byte of the tag */
     const uint8_t *body;  /* first byte after the tag (the value, or the length of a LEN field) */
     const uint8_t *end;   /* one past the last byte of the field */
-} otlp_wire_field;
+} wire_pb_field;
 
 /* Reads a varint of at most 10 bytes. Returns 0, or -1 when truncated or too long. */
-int otlp_wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *out);
+int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out);
 
 /* Reads one field at *p and advances past it. Returns 0, or SP_EINVAL with a message naming the
  * offset (relative to base) when the field is truncated, has a zero field number or a wire type
  * spanprof does not accept. */
-int otlp_wire_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, otlp_wire_field *f,
-                   sp_err *err);
+int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
+                 sp_err *err);
 
 /* Bytes needed to encode v as a varint (1..10). */
-size_t otlp_wire_varint_size(uint64_t v);
-/* Encodes v at out (which has room for otlp_wire_varint_size(v) bytes); returns bytes written. */
-size_t otlp_wire_put_varint(uint8_t *out, uint64_t v);
+size_t wire_pb_varint_size(uint64_t v);
+/* Encodes v at out (which has room for wire_pb_varint_size(v) bytes); returns bytes written. */
+size_t wire_pb_put_varint(uint8_t *out, uint64_t v);
 
 /* 1 when data[0..len) is a well-formed sequence of varints (a packed repeated varint field). */
-int otlp_wire_is_packed_varints(const uint8_t *data, size_t len);
+int wire_pb_is_packed_varints(const uint8_t *data, size_t len);
 
 struct ProtobufCMessageDescriptor;
 /* Walks data as message desc and fails with SP_EINVAL when sub-messages nest deeper than
  * max_depth or the bytes are not well-formed protobuf. Only fields the descriptor declares as
  * messages are descended into; unknown fields are skipped by wire type. */
-int otlp_wire_check_depth(const struct ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                          size_t len, int max_depth, sp_err *err);
+int wire_pb_check_depth(const struct ProtobufCMessageDescriptor *desc, const uint8_t *data,
+                        size_t len, int max_depth, sp_err *err);
 
 #endif

@@ -5,10 +5,10 @@
  * AnyValue.string_value = 1).
  */
 #include "forward.h"
-#include "wire.h"
+#include "../wire/pb.h"
 
 #include "../common/log.h"
-#include "../server/metrics.h"
+#include "../common/metrics.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,26 +34,26 @@ static int span_wants(ctx *c, const uint8_t *p, size_t len, uint8_t id_hex_src[8
     const uint8_t *end = p + len;
     int has_id = 0, has_attr = 0;
     while (p < end) {
-        otlp_wire_field f;
-        if (otlp_wire_next(&p, end, c->base, &f, c->err))
+        wire_pb_field f;
+        if (wire_pb_next(&p, end, c->base, &f, c->err))
             return SP_EINVAL;
         /* A repeated singular field: the last one counts, as in every protobuf decoder (and in
          * the spans the ids were taken from). */
-        if (f.num == 2 && f.wt == OTLP_WT_LEN) {
+        if (f.num == 2 && f.wt == WIRE_WT_LEN) {
             has_id = f.vlen == 8;
             if (has_id)
                 memcpy(id_hex_src, f.val, 8);
-        } else if (f.num == 9 && f.wt == OTLP_WT_LEN) {
+        } else if (f.num == 9 && f.wt == WIRE_WT_LEN) {
             /* KeyValue: look for key == the attribute */
             const uint8_t *q = f.val, *qe = f.val + f.vlen;
             int is_attr = 0;
             while (q < qe) {
-                otlp_wire_field k;
-                if (otlp_wire_next(&q, qe, c->base, &k, c->err))
+                wire_pb_field k;
+                if (wire_pb_next(&q, qe, c->base, &k, c->err))
                     return SP_EINVAL;
-                if (k.num == 1 && k.wt == OTLP_WT_LEN)
-                    is_attr = k.vlen == strlen(OTLP_FORWARD_ATTR) &&
-                              memcmp(k.val, OTLP_FORWARD_ATTR, k.vlen) == 0;
+                if (k.num == 1 && k.wt == WIRE_WT_LEN)
+                    is_attr =
+                        k.vlen == strlen(FORWARD_ATTR) && memcmp(k.val, FORWARD_ATTR, k.vlen) == 0;
             }
             has_attr |= is_attr;
         }
@@ -72,16 +72,16 @@ static int put_attr(sp_buf *out, const uint8_t id[8])
         hex[2 * i] = d[id[i] >> 4];
         hex[2 * i + 1] = d[id[i] & 15];
     }
-    const size_t klen = strlen(OTLP_FORWARD_ATTR);
+    const size_t klen = strlen(FORWARD_ATTR);
     const size_t any = 2 + 16;            /* AnyValue{string_value = 1: 16 bytes} */
     const size_t kv = 2 + klen + 2 + any; /* KeyValue{key = 1, value = 2} */
-    uint8_t buf[2 + 2 + sizeof OTLP_FORWARD_ATTR + 2 + 2 + 16];
+    uint8_t buf[2 + 2 + sizeof FORWARD_ATTR + 2 + 2 + 16];
     size_t n = 0;
     buf[n++] = 0x4a; /* field 9, LEN */
     buf[n++] = (uint8_t)kv;
     buf[n++] = 0x0a; /* key */
     buf[n++] = (uint8_t)klen;
-    memcpy(buf + n, OTLP_FORWARD_ATTR, klen);
+    memcpy(buf + n, FORWARD_ATTR, klen);
     n += klen;
     buf[n++] = 0x12; /* value */
     buf[n++] = (uint8_t)any;
@@ -118,13 +118,13 @@ static int rewrite(ctx *c, int level, const uint8_t *p, size_t len, sp_buf *out,
     sp_buf_init(&inner, 0);
     int rc = 0;
     while (p < end && !rc) {
-        otlp_wire_field f;
-        if (otlp_wire_next(&p, end, c->base, &f, c->err)) {
+        wire_pb_field f;
+        if (wire_pb_next(&p, end, c->base, &f, c->err)) {
             rc = SP_EINVAL;
             break;
         }
         int ch = 0;
-        if (f.num == child && f.wt == OTLP_WT_LEN) {
+        if (f.num == child && f.wt == WIRE_WT_LEN) {
             inner.len = 0;
             rc = rewrite(c, level + 1, f.val, f.vlen, &inner, &ch);
         }
@@ -145,8 +145,8 @@ static int rewrite(ctx *c, int level, const uint8_t *p, size_t len, sp_buf *out,
     return rc;
 }
 
-int otlp_forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size_t nids,
-                        sp_buf *out, size_t *added, sp_err *err)
+int forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size_t nids,
+                   sp_buf *out, size_t *added, sp_err *err)
 {
     uint8_t(*sorted)[8] = NULL;
     if (nids) {
@@ -172,8 +172,8 @@ int otlp_forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8],
     return 0;
 }
 
-int otlp_forward_traces(const otlp_forward *f, const char *tenant, const uint8_t *msg, size_t len,
-                        const sp_batch *b, sp_err *err)
+int forward_traces(const forward_hooks *f, const char *tenant, const uint8_t *msg, size_t len,
+                   const sp_batch *b, sp_err *err)
 {
     if (!f || !f->enqueue)
         return 0;
@@ -190,12 +190,12 @@ int otlp_forward_traces(const otlp_forward *f, const char *tenant, const uint8_t
     sp_buf out;
     sp_buf_init(&out, 0);
     size_t added = 0;
-    int rc = otlp_forward_enrich(msg, len, (const uint8_t(*)[8])ids, n, &out, &added, err);
+    int rc = forward_enrich(msg, len, (const uint8_t(*)[8])ids, n, &out, &added, err);
     free(ids);
     if (!rc)
         rc = f->enqueue(f->ud, tenant, out.data ? out.data : (const uint8_t *)"", out.len, err);
     sp_buf_free(&out);
     if (!rc && added)
-        srv_metrics_gauge_add("traces_forward_spans_marked_total", (int64_t)added);
+        sp_metrics_gauge_add("traces_forward_spans_marked_total", (int64_t)added);
     return rc;
 }

@@ -11,34 +11,36 @@ typedef struct {
     const char *name;
     opt_type type;
     size_t off;
-    const char *def; /* shown in --help; the value itself comes from srv_config_defaults */
+    const char *def; /* shown in --help; the value itself comes from app_config_defaults */
     const char *help;
 } opt;
 
-#define OFF(f) offsetof(srv_config, f)
+#define OFF(f) offsetof(app_config, f)
 static const opt opts[] = {
     {"data-dir", T_STR, OFF(data_dir), "./data", "directory of the embedded SQLite store"},
-    {"http-addr", T_STR, OFF(http_addr), "0.0.0.0:4040",
+    {"http-addr", T_STR, OFF(srv.http_addr), "0.0.0.0:4040",
      "HTTP API listener (HTTP/1.1, h2c, and h2 with TLS)"},
-    {"grpc-addr", T_STR, OFF(grpc_addr), "0.0.0.0:4317", "OTLP/gRPC listener (same protocols)"},
-    {"tls-cert", T_STR, OFF(tls_cert), "", "PEM certificate: both listeners then speak TLS only"},
-    {"tls-key", T_STR, OFF(tls_key), "", "PEM private key for --tls-cert"},
-    {"tls-client-ca", T_STR, OFF(tls_client_ca), "",
+    {"grpc-addr", T_STR, OFF(srv.grpc_addr), "0.0.0.0:4317", "OTLP/gRPC listener (same protocols)"},
+    {"tls-cert", T_STR, OFF(srv.tls_cert), "",
+     "PEM certificate: both listeners then speak TLS only"},
+    {"tls-key", T_STR, OFF(srv.tls_key), "", "PEM private key for --tls-cert"},
+    {"tls-client-ca", T_STR, OFF(srv.tls_client_ca), "",
      "PEM CA bundle: require client certificates signed by it (mutual TLS)"},
-    {"max-recv-msg-size", T_SIZE, OFF(max_recv_msg_size), "67108864",
+    {"max-recv-msg-size", T_SIZE, OFF(srv.max_recv_msg_size), "67108864",
      "largest accepted message or request body, bytes (also the inflated size)"},
-    {"max-inflight-bytes", T_SIZE, OFF(max_inflight_bytes), "268435456",
+    {"max-inflight-bytes", T_SIZE, OFF(srv.max_inflight_bytes), "268435456",
      "memory for request bodies being received, across all connections; past it new body bytes "
      "get RESOURCE_EXHAUSTED / 429"},
-    {"queue-size", T_SIZE, OFF(queue_size), "256",
+    {"queue-size", T_SIZE, OFF(srv.queue_size), "256",
      "requests waiting for a worker before answering RESOURCE_EXHAUSTED / 429"},
-    {"workers", T_INT, OFF(workers), "2", "worker threads that decode, convert and store"},
-    {"max-concurrent-streams", T_INT, OFF(max_concurrent_streams), "128",
+    {"workers", T_INT, OFF(srv.workers), "2", "worker threads that decode, convert and store"},
+    {"max-concurrent-streams", T_INT, OFF(srv.max_concurrent_streams), "128",
      "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
-    {"shutdown-timeout", T_DURATION, OFF(shutdown_timeout_ms), "10s",
+    {"shutdown-timeout", T_DURATION, OFF(srv.shutdown_timeout_ms), "10s",
      "how long SIGTERM waits for in-flight requests"},
-    {"idle-timeout", T_DURATION, OFF(idle_timeout_ms), "300s", "close connections idle this long"},
-    {"header-timeout", T_DURATION, OFF(header_timeout_ms), "20s",
+    {"idle-timeout", T_DURATION, OFF(srv.idle_timeout_ms), "300s",
+     "close connections idle this long"},
+    {"header-timeout", T_DURATION, OFF(srv.header_timeout_ms), "20s",
      "close connections whose TLS handshake plus request head (HTTP/1.1) or preface (HTTP/2) take "
      "longer (slow clients trickling bytes); 0 = no limit"},
     {"durability", T_STR, OFF(durability), "normal",
@@ -47,7 +49,8 @@ static const opt opts[] = {
     {"retention", T_DURATION, OFF(retention_ms), "168h",
      "delete profiles and spans older than this (0 keeps everything)"},
     {"span-min-duration", T_DURATION, OFF(min_span_ms), "20ms",
-     "spans shorter than this get no samples by inference (they keep explicitly linked ones)"},
+     "spans shorter than this get no samples by inference (they keep explicitly linked ones); 0 = "
+     "every span"},
     {"min-span-duration", T_DURATION, OFF(min_span_ms), "20ms", "same as --span-min-duration"},
     {"correlation-window", T_DURATION, OFF(correlation_window_ms), "2m",
      "how long samples wait for their spans, and spans for their samples"},
@@ -57,17 +60,17 @@ static const opt opts[] = {
     {"correlate-threadless", T_STR, OFF(correlate_threadless), "unique",
      "spans without thread.id: unique (attach a sample when exactly one chain of spans of its "
      "process covers it) or off"},
-    {"ingest-auth-token-file", T_STR, OFF(ingest_auth_token_file), "",
+    {"ingest-auth-token-file", T_STR, OFF(srv.ingest_auth_token_file), "",
      "file of bearer tokens (one a line) that ingest requests (OTLP, Pyroscope) must present; "
      "also $SPANPROF_INGEST_AUTH_TOKEN"},
-    {"ingest-basic-auth-file", T_STR, OFF(ingest_basic_auth_file), "",
+    {"ingest-basic-auth-file", T_STR, OFF(srv.ingest_basic_auth_file), "",
      "file of user:password lines accepted as HTTP basic auth on ingest requests"},
-    {"query-auth-token-file", T_STR, OFF(query_auth_token_file), "",
+    {"query-auth-token-file", T_STR, OFF(srv.query_auth_token_file), "",
      "file of bearer tokens that query requests (querier API, /render, /pprof, the page) must "
      "present; also $SPANPROF_QUERY_AUTH_TOKEN"},
-    {"query-basic-auth-file", T_STR, OFF(query_basic_auth_file), "",
+    {"query-basic-auth-file", T_STR, OFF(srv.query_basic_auth_file), "",
      "file of user:password lines accepted as HTTP basic auth on query requests"},
-    {"multitenancy-required", T_FLAG, OFF(multitenancy_required), "",
+    {"multitenancy-required", T_FLAG, OFF(srv.multitenancy_required), "",
      "refuse ingest and query requests without X-Scope-OrgID (UNAUTHENTICATED / 401) instead of "
      "using tenant \"anonymous\""},
     {"store", T_STR, OFF(store), "sqlite",
@@ -114,20 +117,20 @@ static int url_has_userinfo(const char *url)
     return memchr(a, '@', n) != NULL;
 }
 
-void srv_config_defaults(srv_config *c)
+void app_config_defaults(app_config *c)
 {
     memset(c, 0, sizeof *c);
     c->data_dir = "./data";
-    c->http_addr = "0.0.0.0:4040";
-    c->grpc_addr = "0.0.0.0:4317";
-    c->max_recv_msg_size = 64u << 20;
-    c->max_inflight_bytes = 256u << 20;
-    c->queue_size = 256;
-    c->workers = 2;
-    c->max_concurrent_streams = 128;
-    c->shutdown_timeout_ms = 10000;
-    c->idle_timeout_ms = 300000;
-    c->header_timeout_ms = 20000;
+    c->srv.http_addr = "0.0.0.0:4040";
+    c->srv.grpc_addr = "0.0.0.0:4317";
+    c->srv.max_recv_msg_size = 64u << 20;
+    c->srv.max_inflight_bytes = 256u << 20;
+    c->srv.queue_size = 256;
+    c->srv.workers = 2;
+    c->srv.max_concurrent_streams = 128;
+    c->srv.shutdown_timeout_ms = 10000;
+    c->srv.idle_timeout_ms = 300000;
+    c->srv.header_timeout_ms = 20000;
     c->log_level = "info";
     c->durability = "normal";
     c->retention_ms = 168LL * 3600 * 1000;
@@ -140,7 +143,7 @@ void srv_config_defaults(srv_config *c)
     c->traces_forward_protocol = "http/protobuf";
 }
 
-void srv_config_usage(FILE *out)
+void app_config_usage(FILE *out)
 {
     fprintf(out, "usage: spanprof [flags]\n\n"
                  "Receives OTLP traces and profiles and Pyroscope pushes, correlates spans with\n"
@@ -237,7 +240,7 @@ static int parse_duration(const char *s, int64_t *ms)
     return 0;
 }
 
-int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
+int app_config_parse(app_config *c, int argc, char **argv, sp_err *err)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -289,12 +292,12 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
             break;
         }
     }
-    if (c->tls_cert && !*c->tls_cert)
-        c->tls_cert = NULL;
-    if (c->tls_key && !*c->tls_key)
-        c->tls_key = NULL;
-    if (c->tls_client_ca && !*c->tls_client_ca)
-        c->tls_client_ca = NULL;
+    if (c->srv.tls_cert && !*c->srv.tls_cert)
+        c->srv.tls_cert = NULL;
+    if (c->srv.tls_key && !*c->srv.tls_key)
+        c->srv.tls_key = NULL;
+    if (c->srv.tls_client_ca && !*c->srv.tls_client_ca)
+        c->srv.tls_client_ca = NULL;
     const char **optional[] = {&c->store,
                                &c->pyroscope_url,
                                &c->pyroscope_basic_auth_user,
@@ -330,7 +333,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
     if (c->traces_forward_to && strncmp(c->traces_forward_to, "http://", 7) != 0 &&
         strncmp(c->traces_forward_to, "https://", 8) != 0)
         return sp_fail(err, SP_EINVAL, "--traces-forward-to must start with http:// or https://");
-    if (!!c->tls_cert != !!c->tls_key)
+    if (!!c->srv.tls_cert != !!c->srv.tls_key)
         return sp_fail(err, SP_EINVAL, "--tls-cert and --tls-key go together");
     /* Credentials inside a URL would reach the logs with it: they belong in the secret files. */
     if (url_has_userinfo(c->pyroscope_url))
@@ -341,7 +344,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
         return sp_fail(err, SP_EINVAL,
                        "--traces-forward-to must not carry user:password@; use the bearer token "
                        "file flag");
-    if (c->tls_client_ca && !c->tls_cert)
+    if (c->srv.tls_client_ca && !c->srv.tls_cert)
         return sp_fail(err, SP_EINVAL, "--tls-client-ca needs --tls-cert and --tls-key");
     if (strcmp(c->durability, "normal") != 0 && strcmp(c->durability, "full") != 0)
         return sp_fail(err, SP_EINVAL, "--durability must be normal or full, not \"%s\"",
@@ -352,7 +355,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv, sp_err *err)
                        c->correlate_threadless);
     if (c->correlation_window_ms <= 0)
         return sp_fail(err, SP_EINVAL, "--correlation-window must be more than 0");
-    if (c->max_recv_msg_size < 1024)
+    if (c->srv.max_recv_msg_size < 1024)
         return sp_fail(err, SP_EINVAL, "--max-recv-msg-size must be at least 1024 bytes");
     return 0;
 }

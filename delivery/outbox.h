@@ -1,8 +1,8 @@
 /* The outbox: a bounded on-disk queue of messages for a remote destination, and the thread that
  * delivers them with retries.
  *
- * Used by the Pyroscope backend (storage-adapter/pyroscope.c: Push requests) and by the trace
- * forwarder (server/main.c wires otlp/forward.c to one: OTLP trace exports). Items are opaque
+ * Used by the Pyroscope pusher (delivery/pusher.c: Push requests) and by trace
+ * forwarding (app/pipeline.c feeds delivery/forward.c into one: OTLP trace exports). Items are opaque
  * protobuf messages tagged with a tenant; consecutive items of one tenant are delivered together
  * as their concatenation, which protobuf defines as their merge (both PushRequest and
  * ExportTraceServiceRequest are a repeated field 1 only), up to batch_max_bytes per request.
@@ -22,7 +22,7 @@
  *   the minimum before the next attempt, capped at retry_after_max_ns.
  * - The queue holds at most max_bytes; an item that would exceed it drops the oldest items first
  *   (counted as dropped); an item larger than the whole bound is refused with SP_ETOOBIG.
- * - Metrics (server/metrics.c gauges, prefix = name): <name>_queued, <name>_queued_bytes,
+ * - Metrics (common/metrics.c gauges, prefix = name): <name>_queued, <name>_queued_bytes,
  *   <name>_sent_total, <name>_retried_total, <name>_dropped_total (items).
  * Thread-safe; outbox_close() once, after every other call returned.
  */

@@ -16,9 +16,9 @@
 /* Output is grown in steps of at most this much, so a small bomb never reserves a big block. */
 #define GROW_STEP (1u << 20)
 
-int otlp_encoding_parse(const char *name, otlp_encoding *out, sp_err *err)
+int wire_encoding_parse(const char *name, wire_encoding *out, sp_err *err)
 {
-    *out = OTLP_ENC_IDENTITY;
+    *out = WIRE_ENC_IDENTITY;
     if (!name)
         return 0;
     while (*name == ' ' || *name == '\t')
@@ -28,10 +28,10 @@ int otlp_encoding_parse(const char *name, otlp_encoding *out, sp_err *err)
         n--;
     static const struct {
         const char *name;
-        otlp_encoding enc;
+        wire_encoding enc;
     } names[] = {
-        {"identity", OTLP_ENC_IDENTITY}, {"gzip", OTLP_ENC_GZIP}, {"x-gzip", OTLP_ENC_GZIP},
-        {"deflate", OTLP_ENC_DEFLATE},   {"zstd", OTLP_ENC_ZSTD},
+        {"identity", WIRE_ENC_IDENTITY}, {"gzip", WIRE_ENC_GZIP}, {"x-gzip", WIRE_ENC_GZIP},
+        {"deflate", WIRE_ENC_DEFLATE},   {"zstd", WIRE_ENC_ZSTD},
     };
     if (n == 0)
         return 0;
@@ -46,27 +46,27 @@ int otlp_encoding_parse(const char *name, otlp_encoding *out, sp_err *err)
                    (int)(n > 64 ? 64 : n), name);
 }
 
-const char *otlp_encoding_name(otlp_encoding enc)
+const char *wire_encoding_name(wire_encoding enc)
 {
     switch (enc) {
-    case OTLP_ENC_GZIP:
+    case WIRE_ENC_GZIP:
         return "gzip";
-    case OTLP_ENC_DEFLATE:
+    case WIRE_ENC_DEFLATE:
         return "deflate";
-    case OTLP_ENC_ZSTD:
+    case WIRE_ENC_ZSTD:
         return "zstd";
     default:
         return "identity";
     }
 }
 
-static int too_big(sp_err *err, otlp_encoding enc, size_t limit)
+static int too_big(sp_err *err, wire_encoding enc, size_t limit)
 {
     if (limit == 0)
         return sp_fail(err, SP_ETOOBIG, "%s data decompresses past the output buffer's limit",
-                       otlp_encoding_name(enc));
+                       wire_encoding_name(enc));
     return sp_fail(err, SP_ETOOBIG, "%s data decompresses to more than the %zu byte limit",
-                   otlp_encoding_name(enc), limit);
+                   wire_encoding_name(enc), limit);
 }
 
 /* Makes room for more output: at least one byte, at most GROW_STEP. out->limit has been lowered
@@ -94,13 +94,13 @@ static size_t grow(sp_buf *out, size_t hint, int *rc)
 }
 
 /* zlib: windowBits 15+16 = gzip only, 15 = zlib, -15 = raw deflate. */
-static int inflate_all(otlp_encoding enc, int window_bits, const uint8_t *in, size_t len,
+static int inflate_all(wire_encoding enc, int window_bits, const uint8_t *in, size_t len,
                        size_t limit, sp_buf *out, sp_err *err)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, window_bits) != Z_OK)
-        return sp_fail(err, SP_ENOMEM, "cannot initialise %s decoder", otlp_encoding_name(enc));
+        return sp_fail(err, SP_ENOMEM, "cannot initialise %s decoder", wire_encoding_name(enc));
     size_t start = out->len;
     const uint8_t *p = in, *end = in + len;
     int rc = 0;
@@ -119,7 +119,7 @@ static int inflate_all(otlp_encoding enc, int window_bits, const uint8_t *in, si
             if (zs.avail_out == 0 || (zr != Z_STREAM_END && zr != Z_OK && zr != Z_BUF_ERROR)) {
                 rc = zs.avail_out == 0
                          ? too_big(err, enc, limit)
-                         : sp_fail(err, SP_EINVAL, "corrupt %s data: %s", otlp_encoding_name(enc),
+                         : sp_fail(err, SP_EINVAL, "corrupt %s data: %s", wire_encoding_name(enc),
                                    zs.msg ? zs.msg : "inflate failed");
                 goto done;
             }
@@ -127,13 +127,13 @@ static int inflate_all(otlp_encoding enc, int window_bits, const uint8_t *in, si
             if (zr == Z_STREAM_END)
                 goto member_end;
             if (zr == Z_BUF_ERROR || p == end) {
-                rc = sp_fail(err, SP_EINVAL, "truncated %s data", otlp_encoding_name(enc));
+                rc = sp_fail(err, SP_EINVAL, "truncated %s data", wire_encoding_name(enc));
                 goto done;
             }
             continue;
         }
         if (rc) {
-            rc = sp_fail(err, rc, "cannot allocate %s output", otlp_encoding_name(enc));
+            rc = sp_fail(err, rc, "cannot allocate %s output", wire_encoding_name(enc));
             goto done;
         }
         if (room > UINT32_MAX)
@@ -149,17 +149,17 @@ static int inflate_all(otlp_encoding enc, int window_bits, const uint8_t *in, si
             continue;
         if (zr == Z_BUF_ERROR && zs.avail_out != 0) {
             /* No progress possible with output room left: input ran out mid-stream. */
-            rc = sp_fail(err, SP_EINVAL, "truncated %s data", otlp_encoding_name(enc));
+            rc = sp_fail(err, SP_EINVAL, "truncated %s data", wire_encoding_name(enc));
             goto done;
         }
         if (zr == Z_BUF_ERROR)
             continue;
-        rc = sp_fail(err, SP_EINVAL, "corrupt %s data: %s", otlp_encoding_name(enc),
+        rc = sp_fail(err, SP_EINVAL, "corrupt %s data: %s", wire_encoding_name(enc),
                      zs.msg ? zs.msg : "inflate failed");
         goto done;
     member_end:
         /* gzip allows several members back to back (RFC 1952 section 2.2). */
-        if (p == end || enc != OTLP_ENC_GZIP)
+        if (p == end || enc != WIRE_ENC_GZIP)
             break;
         if (inflateReset(&zs) != Z_OK) {
             rc = sp_fail(err, SP_EINTERNAL, "inflateReset failed");
@@ -168,7 +168,7 @@ static int inflate_all(otlp_encoding enc, int window_bits, const uint8_t *in, si
     }
     if (p != end)
         rc = sp_fail(err, SP_EINVAL, "%zu bytes of trailing data after the %s stream",
-                     (size_t)(end - p), otlp_encoding_name(enc));
+                     (size_t)(end - p), wire_encoding_name(enc));
 done:
     inflateEnd(&zs);
     if (out->data)
@@ -205,7 +205,7 @@ static int zstd_all(const uint8_t *in, size_t len, size_t limit, sp_buf *out, sp
                 goto done;
             }
             if (ob.pos) {
-                rc = too_big(err, OTLP_ENC_ZSTD, limit);
+                rc = too_big(err, WIRE_ENC_ZSTD, limit);
                 goto done;
             }
             last = zr;
@@ -244,13 +244,13 @@ done:
     return rc;
 }
 
-int otlp_decompress(otlp_encoding enc, const uint8_t *in, size_t len, size_t limit, sp_buf *out,
+int wire_decompress(wire_encoding enc, const uint8_t *in, size_t len, size_t limit, sp_buf *out,
                     sp_err *err)
 {
-    if (enc == OTLP_ENC_IDENTITY && limit && len > limit)
+    if (enc == WIRE_ENC_IDENTITY && limit && len > limit)
         return too_big(err, enc, limit);
-    if (enc != OTLP_ENC_IDENTITY && len == 0)
-        return sp_fail(err, SP_EINVAL, "empty %s data", otlp_encoding_name(enc));
+    if (enc != WIRE_ENC_IDENTITY && len == 0)
+        return sp_fail(err, SP_EINVAL, "empty %s data", wire_encoding_name(enc));
     /* The limit is on this call's output (out may already hold bytes). Lower out's own limit for
      * the duration of the call so that sp_buf's growth cannot reserve past it either. */
     size_t saved = out->limit;
@@ -258,18 +258,18 @@ int otlp_decompress(otlp_encoding enc, const uint8_t *in, size_t len, size_t lim
         out->limit = out->len + limit;
     int rc;
     switch (enc) {
-    case OTLP_ENC_IDENTITY:
+    case WIRE_ENC_IDENTITY:
         /* 0 bytes: no append (sp_buf_append of nothing to an unallocated buffer writes via NULL).
          */
         rc = len && sp_buf_append(out, in, len) ? too_big(err, enc, limit) : 0;
         break;
-    case OTLP_ENC_GZIP:
+    case WIRE_ENC_GZIP:
         rc = inflate_all(enc, 15 + 16, in, len, limit, out, err);
         break;
-    case OTLP_ENC_DEFLATE:
+    case WIRE_ENC_DEFLATE:
         rc = inflate_all(enc, looks_like_zlib(in, len) ? 15 : -15, in, len, limit, out, err);
         break;
-    case OTLP_ENC_ZSTD:
+    case WIRE_ENC_ZSTD:
         rc = zstd_all(in, len, limit, out, err);
         break;
     default:
@@ -280,7 +280,7 @@ int otlp_decompress(otlp_encoding enc, const uint8_t *in, size_t len, size_t lim
     return rc;
 }
 
-int otlp_gzip_compress(const uint8_t *in, size_t len, int level, sp_buf *out, sp_err *err)
+int wire_gzip_compress(const uint8_t *in, size_t len, int level, sp_buf *out, sp_err *err)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);

@@ -1,4 +1,5 @@
 #include "metrics.h"
+#include "err.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -7,7 +8,7 @@
 #include <string.h>
 
 #define MAX_CODES  16
-#define MAX_GAUGES 64
+#define MAX_GAUGES 128 /* past it a new name is counted in metrics_gauges_over_total */
 
 typedef struct {
     _Atomic int code; /* -1 = free slot; codes < 1000 are HTTP, >= 1000 are 1000 + gRPC status */
@@ -21,7 +22,7 @@ typedef struct {
     _Atomic int64_t inflight;
 } endpoint;
 
-static endpoint endpoints[SRV_METRICS_MAX_ENDPOINTS];
+static endpoint endpoints[SP_METRICS_MAX_ENDPOINTS];
 static _Atomic int nendpoints;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -38,7 +39,7 @@ static void init_endpoint(endpoint *e, const char *name)
         atomic_store(&e->codes[i].code, -1);
 }
 
-int srv_metrics_endpoint(const char *name)
+int sp_metrics_endpoint(const char *name)
 {
     pthread_mutex_lock(&reg_lock);
     int n = atomic_load(&nendpoints);
@@ -50,7 +51,7 @@ int srv_metrics_endpoint(const char *name)
     for (int i = 0; i < n; i++)
         if (strcmp(endpoints[i].name, name) == 0)
             found = i + 1;
-    if (!found && n < SRV_METRICS_MAX_ENDPOINTS) {
+    if (!found && n < SP_METRICS_MAX_ENDPOINTS) {
         init_endpoint(&endpoints[n], name);
         found = ++n;
     }
@@ -64,16 +65,16 @@ static endpoint *ep(int i)
     if (i < 0 || i >= atomic_load(&nendpoints))
         i = 0;
     if (atomic_load(&nendpoints) == 0)
-        srv_metrics_endpoint("other");
+        sp_metrics_endpoint("other");
     return &endpoints[i];
 }
 
-void srv_metrics_request_start(int e)
+void sp_metrics_request_start(int e)
 {
     atomic_fetch_add(&ep(e)->inflight, 1);
 }
 
-void srv_metrics_request_done(int e, int http_status, int grpc, int grpc_status, uint64_t bytes)
+void sp_metrics_request_done(int e, int http_status, int grpc, int grpc_status, uint64_t bytes)
 {
     endpoint *p = ep(e);
     atomic_fetch_sub(&p->inflight, 1);
@@ -95,12 +96,14 @@ void srv_metrics_request_done(int e, int http_status, int grpc, int grpc_status,
     }
 }
 
-void srv_metrics_items(const srv_request *req, uint64_t accepted, uint64_t rejected)
+void sp_metrics_items(int endpoint_index, uint64_t accepted, uint64_t rejected)
 {
-    endpoint *p = ep(req ? req->endpoint : 0);
+    endpoint *p = ep(endpoint_index);
     atomic_fetch_add(&p->accepted, accepted);
     atomic_fetch_add(&p->rejected, rejected);
 }
+
+static _Atomic uint64_t gauges_over; /* updates of names the full table could not take */
 
 static _Atomic int64_t *gauge(const char *name)
 {
@@ -118,19 +121,21 @@ static _Atomic int64_t *gauge(const char *name)
         snprintf(gauges[n].name, sizeof gauges[n].name, "%s", name);
         v = &gauges[n].value;
         atomic_store(&ngauges, n + 1);
+    } else if (!v) {
+        atomic_fetch_add(&gauges_over, 1);
     }
     pthread_mutex_unlock(&reg_lock);
     return v;
 }
 
-void srv_metrics_gauge_set(const char *name, int64_t value)
+void sp_metrics_gauge_set(const char *name, int64_t value)
 {
     _Atomic int64_t *g = gauge(name);
     if (g)
         atomic_store(g, value);
 }
 
-void srv_metrics_gauge_add(const char *name, int64_t delta)
+void sp_metrics_gauge_add(const char *name, int64_t delta)
 {
     _Atomic int64_t *g = gauge(name);
     if (g)
@@ -162,13 +167,13 @@ static const char *grpc_code_name(int c)
 static void (*render_hook)(void *);
 static void *render_hook_ud;
 
-void srv_metrics_on_render(void (*fn)(void *ud), void *ud)
+void sp_metrics_on_render(void (*fn)(void *ud), void *ud)
 {
     render_hook = fn;
     render_hook_ud = ud;
 }
 
-int srv_metrics_render(sp_buf *o)
+int sp_metrics_render(sp_buf *o)
 {
     if (render_hook)
         render_hook(render_hook_ud);
@@ -227,5 +232,9 @@ int srv_metrics_render(sp_buf *o)
                             counter ? "counter" : "gauge", gauges[i].name,
                             (long long)atomic_load(&gauges[i].value));
     }
+    rc |= sp_buf_printf(o,
+                        "# TYPE spanprof_metrics_gauges_over_total counter\n"
+                        "spanprof_metrics_gauges_over_total %llu\n",
+                        (unsigned long long)atomic_load(&gauges_over));
     return rc ? SP_ENOMEM : 0;
 }

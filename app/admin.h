@@ -3,7 +3,7 @@
 #ifndef SRV_ADMIN_H
 #define SRV_ADMIN_H
 
-#include "router.h"
+#include "../server/router.h"
 
 /* ready() returns non-zero when the process can take writes; NULL means always ready. */
 int srv_admin_register(srv_router *r, int (*ready)(void *ud), void *ud);

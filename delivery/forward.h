@@ -8,12 +8,13 @@
  * one more attributes entry (field 9) at its end and the lengths of the messages enclosing it
  * grow accordingly. A span that already carries the attribute is left alone.
  *
- * otlp/service.c calls otlp_forward_traces() after the request's spans were accepted by the next
- * stage and before it answers; which spans qualify and where the bytes go are callbacks that
- * server/main.c wires (the correlator's rule, the durable outbox), so this module knows neither.
+ * The program's trace sink (app/pipeline.c) calls forward_traces() with the request's message
+ * (sp_batch.raw_traces) after its spans were stored and before the answer; which spans qualify
+ * and where the bytes go are callbacks the program wires (the correlator's rule, the durable
+ * outbox), so this module knows neither. Pure apart from the callbacks; any thread.
  */
-#ifndef OTLP_FORWARD_H
-#define OTLP_FORWARD_H
+#ifndef DELIVERY_FORWARD_H
+#define DELIVERY_FORWARD_H
 
 #include "../common/buf.h"
 #include "../common/err.h"
@@ -22,25 +23,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OTLP_FORWARD_ATTR "pyroscope.profile.id"
+#define FORWARD_ATTR "pyroscope.profile.id"
 
-typedef struct otlp_forward {
+typedef struct forward_hooks {
     /* 1 when sp gets the attribute. */
     int (*profilable)(void *ud, const char *tenant, const sp_span *sp);
     /* Takes the enriched ExportTraceServiceRequest; returns once it is queued durably, or an
      * SP_E* error that goes back to the client (which then retries the export). */
     int (*enqueue)(void *ud, const char *tenant, const uint8_t *msg, size_t len, sp_err *err);
     void *ud;
-} otlp_forward;
+} forward_hooks;
 
 /* Writes msg (an ExportTraceServiceRequest) to out with the attribute added to every span whose
  * span_id is among ids (nids entries, any order). *added = spans marked. SP_EINVAL when msg is
  * not well-formed protobuf at the levels it walks. */
-int otlp_forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size_t nids,
-                        sp_buf *out, size_t *added, sp_err *err);
+int forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size_t nids,
+                   sp_buf *out, size_t *added, sp_err *err);
 
 /* Marks the spans of b that f->profilable accepts, enriches msg and hands it to f->enqueue. */
-int otlp_forward_traces(const otlp_forward *f, const char *tenant, const uint8_t *msg, size_t len,
-                        const sp_batch *b, sp_err *err);
+int forward_traces(const forward_hooks *f, const char *tenant, const uint8_t *msg, size_t len,
+                   const sp_batch *b, sp_err *err);
 
 #endif

@@ -1,0 +1,45 @@
+/* Command-line configuration of the one spanprof binary (the program's own room).
+ *
+ * app_config_parse() knows every flag, its default and its help line; --help prints them all and
+ * an unknown flag is an error naming it (SP_EINVAL, the only error). The program hands each module
+ * its part: the transport gets cfg.srv, the others options structs of their own.
+ */
+#ifndef APP_CONFIG_H
+#define APP_CONFIG_H
+
+#include "../common/err.h"
+#include "../server/options.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+typedef struct app_config {
+    srv_options srv; /* the transport's part */
+    const char *data_dir;
+    const char *log_level;
+    const char *durability; /* "normal" or "full" */
+    int64_t retention_ms;   /* 0 = keep forever */
+    int64_t min_span_ms;    /* spans shorter than this get no inferred samples */
+    int64_t correlation_window_ms;
+    size_t correlation_max_bytes;
+    const char *correlate_threadless; /* "unique" or "off" */
+    /* Remote write and trace forwarding (delivery/pusher.c, delivery/forward.c). */
+    const char *store; /* "sqlite", "pyroscope" or "sqlite,pyroscope" */
+    const char *pyroscope_url;
+    const char *pyroscope_basic_auth_user, *pyroscope_basic_auth_password_file;
+    const char *pyroscope_bearer_token_file, *pyroscope_ca_file;
+    const char *traces_forward_to;
+    const char *traces_forward_protocol; /* "http/protobuf" or "grpc" */
+    const char *traces_forward_bearer_token_file, *traces_forward_ca_file;
+    size_t outbox_max_bytes;
+    int64_t forward_batch_interval_ms;
+    int help;
+} app_config;
+
+void app_config_defaults(app_config *c);
+/* 0, or SP_EINVAL with the offending flag named in err. */
+int app_config_parse(app_config *c, int argc, char **argv, sp_err *err);
+void app_config_usage(FILE *out);
+
+#endif

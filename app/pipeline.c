@@ -1,0 +1,175 @@
+/* The ingest pipeline (pipeline.h): the program's wiring of correlator, store and delivery. */
+#include "pipeline.h"
+
+#include "../common/log.h"
+#include "../common/metrics.h"
+#include "../delivery/forward.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <time.h>
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The correlator's figures as it last published them (after its last attach or sweep): a scrape
+ * never takes the correlator's lock, so it never waits behind an attach. */
+void pipeline_metrics(void *ud)
+{
+    pipeline *p = ud;
+    corr_stats st;
+    corr_get_stats(p->corr, 0, &st);
+    static const struct {
+        const char *name;
+        size_t off;
+    } m[] = {
+        {"correlator_spans_indexed", offsetof(corr_stats, spans_indexed)},
+        {"correlator_spans_known", offsetof(corr_stats, spans_known)},
+        {"correlator_spans_short_total", offsetof(corr_stats, spans_short)},
+        {"correlator_samples_waiting", offsetof(corr_stats, obs_waiting)},
+        {"correlator_samples_waiting_unattached", offsetof(corr_stats, obs_unattached)},
+        {"correlator_bytes", offsetof(corr_stats, bytes)},
+        {"correlator_samples_by_link_total", offsetof(corr_stats, by_link)},
+        {"correlator_samples_by_thread_total", offsetof(corr_stats, by_thread)},
+        {"correlator_samples_by_process_span_total", offsetof(corr_stats, by_process_span)},
+        {"correlator_samples_ambiguous_total", offsetof(corr_stats, ambiguous)},
+        {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
+        {"correlator_late_attachments_total", offsetof(corr_stats, late)},
+        {"correlator_evicted_total", offsetof(corr_stats, evicted)},
+        {"correlator_released_total", offsetof(corr_stats, released)},
+        {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},
+        {"correlator_samples_not_kept_total", offsetof(corr_stats, not_kept)},
+        {"correlator_attach_failed_total", offsetof(corr_stats, attach_failed)},
+        {"correlator_spans_not_indexed_total", offsetof(corr_stats, spans_not_indexed)},
+        {"correlator_process_identities_over_total", offsetof(corr_stats, idents_over)},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        sp_metrics_gauge_set(m[i].name,
+                             (int64_t) * (const uint64_t *)((const char *)&st + m[i].off));
+    store_stats ss;
+    store_stats_get(p->store, &ss);
+    sp_metrics_gauge_set("store_batches_committed_total", (int64_t)ss.batches_committed);
+    sp_metrics_gauge_set("store_batches_failed_total", (int64_t)ss.batches_failed);
+    sp_metrics_gauge_set("store_transactions_total", (int64_t)ss.transactions);
+    sp_metrics_gauge_set("store_samples_written_total", (int64_t)ss.samples_written);
+    sp_metrics_gauge_set("store_spans_written_total", (int64_t)ss.spans_written);
+    sp_metrics_gauge_set("store_writer_pending", (int64_t)ss.pending);
+    sp_metrics_gauge_set("store_last_commit_microseconds", (int64_t)ss.last_commit_us);
+    sp_metrics_gauge_set("store_retention_rows_deleted_total", (int64_t)ss.rows_deleted);
+}
+
+/* The maintenance thread: expiry and the counters move even when no ingest comes in. */
+static void *maintain(void *ud)
+{
+    pipeline *p = ud;
+    pthread_mutex_lock(&p->tick_mu);
+    while (!p->tick_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->tick_cv, &p->tick_mu, &ts);
+        if (p->tick_stop)
+            break;
+        pthread_mutex_unlock(&p->tick_mu);
+        corr_expire(p->corr, now_ns());
+        pthread_mutex_lock(&p->tick_mu);
+    }
+    pthread_mutex_unlock(&p->tick_mu);
+    return NULL;
+}
+
+int pipeline_start(pipeline *p)
+{
+    pthread_mutex_init(&p->tick_mu, NULL);
+    pthread_cond_init(&p->tick_cv, NULL);
+    p->tick_stop = 0;
+    if (pthread_create(&p->tick, NULL, maintain, p) != 0)
+        return -1;
+    p->ticking = 1;
+    return 0;
+}
+
+void pipeline_stop(pipeline *p)
+{
+    if (!p->ticking)
+        return;
+    pthread_mutex_lock(&p->tick_mu);
+    p->tick_stop = 1;
+    pthread_cond_signal(&p->tick_cv);
+    pthread_mutex_unlock(&p->tick_mu);
+    pthread_join(p->tick, NULL);
+    p->ticking = 0;
+}
+
+int pipeline_span_profilable(void *ud, const char *tenant, const sp_span *sp)
+{
+    return corr_span_profilable(((pipeline *)ud)->corr, tenant, sp);
+}
+
+static int forward_enqueue(void *ud, const char *tenant, const uint8_t *msg, size_t len,
+                           sp_err *err)
+{
+    return outbox_put(((pipeline *)ud)->forward, tenant, msg, len, err);
+}
+
+/* Correlation never refuses a batch: what it could not attach stays in it, unattached. */
+static void correlate(pipeline *p, sp_batch *b, corr_ticket *t)
+{
+    sp_err cerr = {0};
+    if (corr_attach(p->corr, b, now_ns(), t, &cerr)) {
+        static sp_ratelimit rl;
+        uint64_t held = 0;
+        if (sp_ratelimit_ok(&rl, 10000, &held))
+            sp_warn("msg=\"%s\" tenant=\"%s\" held_back=%llu", cerr.msg,
+                    b->tenant ? b->tenant : "anonymous", (unsigned long long)held);
+    }
+}
+
+/* The store's commit is the acknowledgement when it keeps a copy: the Push request is staged
+ * before it and queued after it (or dropped with it), so a client's retry never reaches
+ * Pyroscope twice. Alone, the pusher's queue is the acknowledgement. */
+int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
+{
+    (void)req;
+    pipeline *p = ud;
+    corr_ticket ct;
+    correlate(p, b, &ct);
+    pusher_ticket t = {0};
+    int rc = p->pusher ? pusher_stage(p->pusher, b, &t, err) : 0;
+    if (!rc)
+        rc = store_write(p->store, b, err);
+    if (rc) {
+        /* not stored: the client retries, and the retry must be taken as new (I4) */
+        corr_abort(p->corr, b, &ct);
+        if (p->pusher)
+            pusher_abort(p->pusher, &t);
+        return rc;
+    }
+    corr_commit(p->corr, &ct);
+    if (p->pusher) {
+        sp_err perr = {0};
+        int prc = pusher_commit(p->pusher, &t, &perr);
+        if (prc && !p->store_local)
+            return sp_fail(err, prc, "%s", perr.msg);
+        if (prc) {
+            /* SQLite acknowledged the batch: the client must not send it again for Pyroscope */
+            static sp_ratelimit rl;
+            uint64_t held = 0;
+            if (sp_ratelimit_ok(&rl, 10000, &held))
+                sp_error("msg=\"profiles stored but not queued for Pyroscope\" err=\"%s\" "
+                         "held_back=%llu",
+                         perr.msg, (unsigned long long)held);
+            sp_metrics_gauge_add("pyroscope_dropped_total", 1);
+        }
+    }
+    if (p->forward && b->raw_traces && b->nspans) {
+        forward_hooks hooks = {
+            .profilable = pipeline_span_profilable, .enqueue = forward_enqueue, .ud = p};
+        rc = forward_traces(&hooks, b->tenant, b->raw_traces, b->raw_traces_len, b, err);
+    }
+    return rc;
+}

@@ -1,0 +1,52 @@
+/* The ingest pipeline behind every ingest route: correlate, push (staged), store, push (queued),
+ * forward traces. The program's own wiring: it is the otlp_sink the ingest services call, once per
+ * request on a worker thread, and it answers only when the batch is durable.
+ *
+ * Owns nothing it is given (the correlator, store, pusher and trace outbox are opened and closed
+ * by main.c); holds no lock of its own. Errors come from the stage that failed: the store's
+ * (SP_EUNAVAIL, SP_EFULL, SP_EINVAL), the pusher's or the trace outbox's (SP_EFULL, SP_EUNAVAIL)
+ * when they are the only copy; all go back to the client as the request's answer, none is fatal
+ * for the process.
+ */
+#ifndef APP_PIPELINE_H
+#define APP_PIPELINE_H
+
+#include "../common/err.h"
+#include "../common/profile.h"
+#include "../correlator/correlator.h"
+#include "../delivery/outbox.h"
+#include "../delivery/pusher.h"
+#include "../server/request.h"
+#include "../storage-adapter/store.h"
+
+#include <pthread.h>
+
+typedef struct pipeline {
+    corr *corr;
+    store *store;    /* SQLite, or the "none" store when another engine keeps the data */
+    int store_local; /* 1 when store keeps a copy (its commit is the acknowledgement) */
+    pusher *pusher;  /* --store ...pyroscope, or NULL */
+    outbox *forward; /* --traces-forward-to, or NULL */
+    /* the maintenance thread (pipeline_start/stop): the correlator's expiry once a second */
+    pthread_t tick;
+    pthread_mutex_t tick_mu;
+    pthread_cond_t tick_cv;
+    int tick_stop, ticking;
+} pipeline;
+
+/* Starts the maintenance thread (-1 when it cannot be created); pipeline_stop() joins it. */
+int pipeline_start(pipeline *p);
+void pipeline_stop(pipeline *p);
+
+/* otlp_sink.write: correlate, then pusher_stage, store_write, pusher_commit, forward_traces; the
+ * correlator's ticket is committed when the store committed, aborted when it did not. */
+int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err);
+
+/* The metrics render hook: the correlator's and the store's counters as gauges (reads published
+ * figures only: never sweeps, never waits for an ingest). */
+void pipeline_metrics(void *ud);
+
+/* The trace forwarder's rule (forward_hooks.profilable): the correlator's. */
+int pipeline_span_profilable(void *ud, const char *tenant, const sp_span *sp);
+
+#endif

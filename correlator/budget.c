@@ -1,0 +1,468 @@
+/* Expiry, the memory budget and its eviction order, and compaction of the intern tables
+ * (internal.h; the invariants are in correlator.c). */
+#include "internal.h"
+
+/* ---- expiry, budget, compaction ---- */
+
+static int span_expired(const span_ent *e, int64_t cut)
+{
+    return e->expire <= cut;
+}
+
+/* Recomputes c->bytes from what is held (cheap next to a sweep). */
+void cw_recount(corr *c)
+{
+    size_t b = 0; /* the fixed tables are not what the budget is about */
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        for (slot *s = c->buckets[i]; s; s = s->hnext)
+            b += sizeof *s + (size_t)s->capspans * sizeof *s->spans +
+                 (size_t)s->capobs * sizeof *s->obs;
+        for (proc *p = c->pbuckets[i]; p; p = p->hnext)
+            b += sizeof *p;
+    }
+    b += cw_itab_bytes(&c->names) + cw_itab_bytes(&c->stacks) + cw_itab_bytes(&c->series) +
+         cw_itab_bytes(&c->tenants) + cw_itab_bytes(&c->idents);
+    b += (size_t)c->capsrec * sizeof *c->srec;
+    for (uint32_t i = 0; i < c->series.n && i < c->capsrec; i++)
+        b += (c->srec[i].nkv ? c->srec[i].nkv : 1) * sizeof(sp_kv);
+    b += (size_t)c->capreg * sizeof *c->reg + (size_t)c->reg_h.nheads * sizeof(uint32_t);
+    b += (size_t)c->capwait * sizeof *c->wait + (size_t)c->wait_h.nheads * sizeof(uint32_t);
+    c->bytes = b;
+}
+
+/* What one pass of drop_before removes: entries expiring at or before each cut. */
+typedef struct cuts {
+    int64_t attached;   /* observations already attached (waiting only for more spans) */
+    int64_t unattached; /* observations without a span yet, and waiting links */
+    int64_t spans;      /* spans (and, past one more window, their registry entries) */
+    int evicting;       /* 1: before their time, to stay within budget (counted) */
+} cuts;
+
+static void obs_gone(corr *c, const obs_ent *o, int evicting)
+{
+    c->st.obs_waiting--;
+    if (!o->flags) {
+        c->st.obs_unattached--;
+        c->st.unmatched++;
+        if (evicting)
+            c->st.evicted++;
+    } else if (evicting) {
+        c->st.released++;
+    }
+}
+
+/* Gives back the unused tail of an array (the budget counts capacity, so eviction must return it
+ * to make room). Sweeps leave an eighth spare, so the next appends do not realloc at once. */
+static void shrink(void **arr, uint32_t n, uint32_t *cap, size_t elem)
+{
+    uint32_t ncap = n + n / 8 + 8;
+    if (*cap <= ncap + 8)
+        return;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (p) {
+        *arr = p;
+        *cap = ncap;
+    }
+}
+
+/* Drops what expires at or before the cuts; frees empty slots and processes. */
+static void drop_before(corr *c, const cuts *k_)
+{
+    const cuts cut = *k_;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        slot **pp = &c->buckets[b];
+        while (*pp) {
+            slot *s = *pp;
+            uint32_t k2 = 0;
+            int64_t maxdur = 0;
+            for (uint32_t i = 0; i < s->nspans; i++) {
+                if (span_expired(&s->spans[i], cut.spans))
+                    continue;
+                if (s->spans[i].end - s->spans[i].start > maxdur)
+                    maxdur = s->spans[i].end - s->spans[i].start;
+                s->spans[k2++] = s->spans[i];
+            }
+            c->st.spans_indexed -= s->nspans - k2;
+            if (cut.evicting)
+                c->st.spans_evicted += s->nspans - k2;
+            s->nspans = k2;
+            s->maxdur = maxdur;
+            k2 = 0;
+            for (uint32_t i = 0; i < s->nobs; i++) {
+                const obs_ent *o = &s->obs[i];
+                if (o->expire <= (o->flags ? cut.attached : cut.unattached))
+                    obs_gone(c, o, cut.evicting);
+                else
+                    s->obs[k2++] = *o;
+            }
+            s->nobs = k2;
+            if (!s->nspans && !s->nobs) {
+                *pp = s->hnext;
+                /* unlink from its process */
+                slot **q = &s->proc->slots;
+                while (*q != s)
+                    q = &(*q)->pnext;
+                *q = s->pnext;
+                free(s->spans);
+                free(s->obs);
+                free(s);
+                continue;
+            }
+            shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
+            shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
+            pp = &s->hnext;
+        }
+    }
+    int64_t span_cut = cut.spans;
+    int evicting = cut.evicting;
+    int64_t obs_cut = cut.unattached;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        proc **pp = &c->pbuckets[b];
+        while (*pp) {
+            proc *p = *pp;
+            if (!p->slots && p->profiled_until <= span_cut) {
+                *pp = p->hnext;
+                free(p);
+                continue;
+            }
+            pp = &p->hnext;
+        }
+    }
+    /* registry and waiting links: compact the arrays, rebuild the chains */
+    /* A registry entry outlives its span by one window: observations the span claimed may wait
+     * that long, and a retried export must find the span seen so it claims them only once. */
+    uint32_t k = 0, known = 0;
+    int64_t keep = evicting ? 0 : c->opt.window_ns;
+    for (uint32_t i = 0; i < c->nreg; i++)
+        if (c->reg[i].live && c->reg[i].expire > span_cut - keep) {
+            known += c->reg[i].expire > span_cut;
+            c->reg[k++] = c->reg[i];
+        }
+    c->st.spans_known = known;
+    c->nreg = k;
+    shrink((void **)&c->reg, c->nreg, &c->capreg, sizeof *c->reg);
+    IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    k = 0;
+    for (uint32_t i = 0; i < c->nwait; i++) {
+        if (!c->wait[i].live)
+            continue;
+        if (c->wait[i].expire <= obs_cut) {
+            if (evicting)
+                c->st.evicted++;
+            continue;
+        }
+        c->wait[k++] = c->wait[i];
+    }
+    c->nwait = k;
+    shrink((void **)&c->wait, c->nwait, &c->capwait, sizeof *c->wait);
+    IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+}
+
+/* Rebuilds the name, stack and series tables from what live observations still use, so they
+ * do not grow for ever while observations come and go. */
+static void compact_interns(corr *c)
+{
+    itab names = {0}, stacks = {0}, series = {0};
+    uint32_t *smap = calloc(c->stacks.n + 1, sizeof *smap); /* old stack id → new id + 1 */
+    uint32_t *nmap = calloc(c->names.n + 1, sizeof *nmap);
+    uint32_t *rmap = calloc(c->series.n + 1, sizeof *rmap);
+    uint32_t *frames = NULL;
+    int ok = smap && nmap && rmap;
+    /* every (stack, series) reference: slot observations, then waiting links */
+    for (size_t b = 0; b < NBUCKETS && ok; b++)
+        for (slot *s = c->buckets[b]; s && ok; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs && ok; i++) {
+                uint32_t *stk = &s->obs[i].stack, *ser = &s->obs[i].series;
+                if (!smap[*stk]) {
+                    uint32_t nf = c->stacks.lens[*stk] / 4;
+                    const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[*stk];
+                    uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
+                    if (!nf_arr) {
+                        ok = 0;
+                        break;
+                    }
+                    frames = nf_arr;
+                    for (uint32_t f = 0; f < nf && ok; f++) {
+                        if (!nmap[old[f]]) {
+                            uint32_t id = cw_itab_get(&names, c->names.keys[old[f]],
+                                                      c->names.lens[old[f]], 1);
+                            ok = id != UINT32_MAX;
+                            nmap[old[f]] = id + 1;
+                        }
+                        frames[f] = nmap[old[f]] - 1;
+                    }
+                    uint32_t id = ok ? cw_itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
+                    ok = ok && id != UINT32_MAX;
+                    smap[*stk] = id + 1;
+                }
+                if (!rmap[*ser]) {
+                    uint32_t id =
+                        cw_itab_get(&series, c->series.keys[*ser], c->series.lens[*ser], 1);
+                    ok = ok && id != UINT32_MAX;
+                    rmap[*ser] = id + 1;
+                }
+            }
+    for (uint32_t i = 0; i < c->nwait && ok; i++) {
+        wait_ent *w = &c->wait[i];
+        if (!smap[w->stack]) {
+            uint32_t nf = c->stacks.lens[w->stack] / 4;
+            const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[w->stack];
+            uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
+            if (!nf_arr) {
+                ok = 0;
+                break;
+            }
+            frames = nf_arr;
+            for (uint32_t f = 0; f < nf && ok; f++) {
+                if (!nmap[old[f]]) {
+                    uint32_t id =
+                        cw_itab_get(&names, c->names.keys[old[f]], c->names.lens[old[f]], 1);
+                    ok = id != UINT32_MAX;
+                    nmap[old[f]] = id + 1;
+                }
+                frames[f] = nmap[old[f]] - 1;
+            }
+            uint32_t id = ok ? cw_itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
+            ok = ok && id != UINT32_MAX;
+            smap[w->stack] = id + 1;
+        }
+        if (!rmap[w->series]) {
+            uint32_t id =
+                cw_itab_get(&series, c->series.keys[w->series], c->series.lens[w->series], 1);
+            ok = ok && id != UINT32_MAX;
+            rmap[w->series] = id + 1;
+        }
+    }
+    if (ok) {
+        for (size_t b = 0; b < NBUCKETS; b++)
+            for (slot *s = c->buckets[b]; s; s = s->hnext)
+                for (uint32_t i = 0; i < s->nobs; i++) {
+                    s->obs[i].stack = smap[s->obs[i].stack] - 1;
+                    s->obs[i].series = rmap[s->obs[i].series] - 1;
+                }
+        for (uint32_t i = 0; i < c->nwait; i++) {
+            c->wait[i].stack = smap[c->wait[i].stack] - 1;
+            c->wait[i].series = rmap[c->wait[i].series] - 1;
+        }
+        cw_free_series(c);
+        cw_itab_free(&c->names);
+        cw_itab_free(&c->stacks);
+        c->names = names;
+        c->stacks = stacks;
+        c->series = series;
+        for (uint32_t i = 0; i < c->series.n; i++)
+            if (cw_series_record(c, i))
+                break;
+    } else {
+        cw_itab_free(&names);
+        cw_itab_free(&stacks);
+        cw_itab_free(&series);
+    }
+    free(smap);
+    free(nmap);
+    free(rmap);
+    free(frames);
+}
+
+/* Rebuilds the identity table from what still refers to it: every span or sample with a new
+ * host.id, pod or container adds an entry, and without this they would outlive the window (and
+ * keep `bytes` over the budget for good). */
+static void compact_idents(corr *c)
+{
+    itab nt = {0};
+    uint32_t *map = calloc(c->idents.n + 1, sizeof *map); /* old id + 1 → new id + 1 */
+    int ok = map != NULL;
+#define VISIT(ref)                                                                                 \
+    do {                                                                                           \
+        if (pass) {                                                                                \
+            if (ref)                                                                               \
+                (ref) = map[(ref)];                                                                \
+        } else if (ok && (ref) && !map[(ref)]) {                                                   \
+            uint32_t id_ = cw_itab_get(&nt, c->idents.keys[(ref)-1], c->idents.lens[(ref)-1], 1);  \
+            ok = id_ != UINT32_MAX;                                                                \
+            map[(ref)] = id_ + 1;                                                                  \
+        }                                                                                          \
+    } while (0)
+    /* pass 0 builds the new table (nothing changes if it fails), pass 1 rewrites the references */
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            for (slot *s = c->buckets[b]; s; s = s->hnext) {
+                for (uint32_t i = 0; i < s->nspans; i++)
+                    VISIT(s->spans[i].ident);
+                for (uint32_t i = 0; i < s->nobs; i++)
+                    VISIT(s->obs[i].ident);
+            }
+            for (proc *p = c->pbuckets[b]; p; p = p->hnext)
+                for (uint32_t i = 0; i < p->nprof_ident; i++)
+                    VISIT(p->prof_ident[i]);
+        }
+        for (uint32_t i = 0; i < c->nreg; i++)
+            VISIT(c->reg[i].ident);
+        for (uint32_t i = 0; i < c->nwait; i++)
+            VISIT(c->wait[i].ref_ident);
+    }
+#undef VISIT
+    if (ok) {
+        cw_itab_free(&c->idents);
+        c->idents = nt;
+    } else {
+        cw_itab_free(&nt);
+    }
+    free(map);
+}
+
+/* Rebuilds the tenant table from the tenants something still refers to, when most of it is
+ * gone: a client naming a new X-Scope-OrgID per request must not grow it for ever. Tenant ids
+ * are part of every hash key, so everything is re-filed under its new id. */
+static void compact_tenants(corr *c)
+{
+    itab nt = {0};
+    uint32_t *map = calloc(c->tenants.n + 1, sizeof *map); /* old id → new id + 1 */
+    int ok = map != NULL;
+#define USE(t)                                                                                     \
+    do {                                                                                           \
+        if (ok && (t) < c->tenants.n && !map[(t)]) {                                               \
+            uint32_t id_ = cw_itab_get(&nt, c->tenants.keys[(t)], c->tenants.lens[(t)], 1);        \
+            ok = id_ != UINT32_MAX;                                                                \
+            map[(t)] = id_ + 1;                                                                    \
+        }                                                                                          \
+    } while (0)
+    for (size_t b = 0; b < NBUCKETS && ok; b++) {
+        for (slot *sl = c->buckets[b]; sl; sl = sl->hnext)
+            USE(sl->tenant);
+        for (proc *p = c->pbuckets[b]; p; p = p->hnext)
+            USE(p->tenant);
+    }
+    for (uint32_t i = 0; i < c->nreg && ok; i++)
+        USE(c->reg[i].tenant);
+    for (uint32_t i = 0; i < c->nwait && ok; i++)
+        USE(c->wait[i].tenant);
+#undef USE
+    if (!ok || nt.n * 2 > c->tenants.n) { /* failed, or not worth it */
+        cw_itab_free(&nt);
+        free(map);
+        return;
+    }
+    /* re-file slots and processes under their new ids */
+    slot *slots = NULL;
+    proc *procs = NULL;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (slot *sl = c->buckets[b], *n; sl; sl = n) {
+            n = sl->hnext;
+            sl->hnext = slots;
+            slots = sl;
+        }
+        for (proc *p = c->pbuckets[b], *n; p; p = n) {
+            n = p->hnext;
+            p->hnext = procs;
+            procs = p;
+        }
+        c->buckets[b] = NULL;
+        c->pbuckets[b] = NULL;
+    }
+    for (slot *sl = slots, *n; sl; sl = n) {
+        n = sl->hnext;
+        sl->tenant = map[sl->tenant] - 1;
+        uint32_t h = cw_slot_bucket(sl->tenant, sl->pid, sl->tid);
+        sl->hnext = c->buckets[h];
+        c->buckets[h] = sl;
+    }
+    for (proc *p = procs, *n; p; p = n) {
+        n = p->hnext;
+        p->tenant = map[p->tenant] - 1;
+        uint32_t h = cw_proc_bucket(p->tenant, p->pid);
+        p->hnext = c->pbuckets[h];
+        c->pbuckets[h] = p;
+    }
+    for (uint32_t i = 0; i < c->nreg; i++)
+        c->reg[i].tenant = map[c->reg[i].tenant] - 1;
+    for (uint32_t i = 0; i < c->nwait; i++)
+        c->wait[i].tenant = map[c->wait[i].tenant] - 1;
+    IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+    cw_itab_free(&c->tenants);
+    c->tenants = nt;
+    free(map);
+}
+
+void cw_sweep(corr *c, int64_t now)
+{
+    cuts k = {now, now, now, 0};
+    drop_before(c, &k);
+    /* tables only shrink by rebuilding; do it when they hold much more than is used */
+    uint64_t live = c->st.obs_waiting + c->nwait;
+    if (c->stacks.n > 4 * live + 65536 || c->names.n > 64 * live + 262144)
+        compact_interns(c);
+    if (c->idents.n > 4 * (c->st.obs_waiting + c->nwait + c->nreg) + 4096)
+        compact_idents(c);
+    if (c->tenants.n > 1024)
+        compact_tenants(c);
+    cw_recount(c);
+    c->last_sweep = now;
+}
+
+/* The expiry time below which the oldest `share` of the waiting observations (attached ones, or
+ * unattached ones and waiting links) lie: a histogram of expiry times in one pass, so the big
+ * passes (drop, compact, recount) run once, not in a loop that would hold the lock for seconds. */
+static int64_t oldest_share_cut(corr *c, int attached, double share)
+{
+    enum { NB = 64 };
+    uint64_t hist[NB] = {0}, total = 0;
+    int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+#define HIST(expire)                                                                               \
+    do {                                                                                           \
+        int64_t age_ = (expire)-c->now; /* 0 = oldest .. w = newest */                             \
+        hist[age_ <= 0 ? 0 : age_ >= w ? NB - 1 : (int)(age_ * NB / w)]++;                         \
+        total++;                                                                                   \
+    } while (0)
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (slot *s = c->buckets[b]; s; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs; i++)
+                if (!s->obs[i].flags == !attached)
+                    HIST(s->obs[i].expire);
+    if (!attached)
+        for (uint32_t i = 0; i < c->nwait; i++)
+            HIST(c->wait[i].expire);
+#undef HIST
+    if (!total)
+        return INT64_MIN;
+    uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
+    int k = 0;
+    while (k < NB && got < want)
+        got += hist[k++];
+    return c->now + (int64_t)k * w / NB;
+}
+
+/* Over budget: make room in this order, each step only when the one before was not enough, and
+ * aiming at 3/4 of the budget to leave room:
+ *   1. observations already attached, oldest first (counted in `released`: stored and attached,
+ *      they only stop waiting for ancestors still to come);
+ *   2. observations and links still waiting for their span, oldest first (`evicted`);
+ *   3. spans, oldest half of the window, then all (`spans_evicted`).
+ * Spans go last: a sample whose span is in the window is attached whatever else waits. */
+void cw_enforce_budget(corr *c)
+{
+    if (c->bytes <= c->opt.max_bytes)
+        return;
+    int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+    for (int attached = 1; attached >= 0 && c->bytes > c->opt.max_bytes; attached--) {
+        double share = 1.0 - 0.75 * (double)c->opt.max_bytes / (double)c->bytes;
+        int64_t cut = oldest_share_cut(c, attached, share);
+        if (cut == INT64_MIN)
+            continue;
+        cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
+        drop_before(c, &k);
+        compact_interns(c);
+        cw_recount(c);
+    }
+    if (c->bytes > c->opt.max_bytes) {
+        cuts k = {c->now + w + 1, c->now + w + 1, c->now + w / 2, 1};
+        drop_before(c, &k);
+        cw_recount(c);
+        if (c->bytes > c->opt.max_bytes) {
+            k.spans = c->now + w + 1;
+            drop_before(c, &k);
+            cw_recount(c);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+/* The correlator's internals, shared by its files and nobody else (correlator.h is the interface).
+ *
+ *   correlator.c  life cycle, corr_attach (the entry), the invariants
+ *   window.c      the window's state: interning, the span registry, slots by (process, thread),
+ *                 the lookups that decide which spans cover a time
+ *   budget.c      expiry, the memory budget and eviction, compaction of the tables
+ *   attach.c      profiles: explicit links, inference, splitting (phase 1) and keeping (phase 2)
+ *   late.c        spans: indexing them, and the observations they claim when they arrive late
+ *
+ * Everything here runs under corr->lock (held by the public functions in correlator.c).
+ */
+#ifndef CORR_INTERNAL_H
+#define CORR_INTERNAL_H
+
+#include "correlator.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS       16384
+#define MAX_MATCH      32  /* spans one observation can belong to (nesting depth) */
+#define MAX_WALK       256 /* parent hops, so a cycle in bad input ends */
+#define SWEEP_EVERY_NS 1000000000LL
+#define PROF_IDENTS    8 /* identities (hosts, pods, containers) remembered per profiled pid */
+
+/* Outcome bits of a retained observation: each is counted once, when first set. */
+enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4 };
+
+/* ---- the state ---- */
+
+typedef struct span_ent {
+    int64_t start, end, expire;
+    sp_span_ref ref;
+    uint32_t ident; /* ident id + 1; 0 = none given */
+    uint32_t gen;   /* the corr_attach_spans call that indexed it */
+} span_ent;
+
+typedef struct obs_ent {
+    int64_t ts, value, expire;
+    uint32_t stack, series, ident; /* ids into the intern tables (ident: id + 1, 0 = none) */
+    uint8_t flags;
+    uint16_t tag; /* the corr_attach call that kept it (with expire: what corr_abort removes) */
+} obs_ent;
+
+struct proc;
+
+/* One thread (tid 0: no thread) of one process: its spans, sorted by start, and the
+ * observations taken on it. */
+typedef struct slot {
+    uint32_t tenant;
+    int64_t pid, tid;
+    span_ent *spans;
+    uint32_t nspans, capspans;
+    int64_t maxdur; /* longest span here, bounds the backward scan of a lookup */
+    obs_ent *obs;
+    uint32_t nobs, capobs;
+    uint8_t obs_sorted;
+    struct proc *proc;
+    struct slot *hnext, *pnext;
+} slot;
+
+typedef struct proc {
+    uint32_t tenant;
+    int64_t pid;
+    slot *slots;
+    int64_t profiled_until;           /* CPU profiles seen from it: until when that counts */
+    uint32_t prof_ident[PROF_IDENTS]; /* the identities those profiles had (ident id + 1); more
+                                       * are counted in idents_over and not remembered */
+    uint32_t nprof_ident;
+    struct proc *hnext;
+} proc;
+
+/* Every received span, of any length, by id: the parent walk of explicit links. */
+typedef struct reg_ent {
+    uint8_t span_id[8], parent[8], trace_id[16];
+    uint32_t tenant, ident;
+    int64_t pid;
+    uint64_t service; /* hash of service.name: the process key when there is no pid */
+    int64_t expire;
+    uint8_t eligible, live;
+    uint16_t tag;  /* the corr_attach call that added it (with expire) */
+    uint32_t next; /* index + 1 of the next entry in the bucket */
+} reg_ent;
+
+/* A linked observation waiting for the ancestor `gap` of its span to arrive. */
+typedef struct wait_ent {
+    uint8_t gap[8];
+    uint32_t tenant;
+    uint8_t ref_known, live;
+    uint32_t gen; /* the corr_attach call that queued it (corr_abort removes it) */
+    int64_t ref_pid;
+    uint64_t ref_service;
+    uint32_t ref_ident;
+    int64_t ts, value, expire;
+    uint32_t stack, series;
+    uint32_t next;
+} wait_ent;
+
+/* Interned keys: frame names, stacks (name ids, leaf first), series, tenants, identities. */
+typedef struct itab {
+    char **keys;
+    uint32_t *lens;
+    uint32_t n, cap;
+    uint32_t *slots, nslots; /* id + 1 */
+} itab;
+
+typedef struct series_rec {
+    const char *type_id;
+    sp_kv *kv;
+    uint32_t nkv;
+} series_rec;
+
+/* A hash of entries keyed by (tenant, 8-byte id), entries in one array, chained by index. */
+typedef struct idhash {
+    uint32_t *heads, nheads;
+} idhash;
+
+struct corr {
+    corr_options opt;
+    pthread_mutex_t lock;
+    slot *buckets[NBUCKETS];
+    proc *pbuckets[NBUCKETS];
+    itab names, stacks, series, tenants, idents;
+    series_rec *srec;
+    uint32_t capsrec;
+    reg_ent *reg;
+    uint32_t nreg, capreg;
+    idhash reg_h;
+    wait_ent *wait;
+    uint32_t nwait, capwait;
+    idhash wait_h;
+    size_t bytes;
+    int64_t last_sweep, now;
+    uint32_t gen;       /* corr_attach calls so far; the current one's */
+    uint16_t tag;       /* gen's low bits, stamped on what the current call adds */
+    wait_ent *consumed; /* links the current call took from the queue (corr_abort puts them back) */
+    uint32_t nconsumed, capconsumed;
+    corr_stats st;
+    /* What corr_get_stats(c, 0) and the metrics read: copied under pub_lock at the end of every
+     * call that changes st, so a reader never waits for the main lock (I7). */
+    pthread_mutex_t pub_lock;
+    corr_stats pub;
+};
+
+/* Eight bytes at a time: stacks (up to 2 KiB of frame ids) and names are hashed on every
+ * retained sample, and a byte-wise hash showed up at the top of the ingest profile. */
+static inline uint64_t hash64(const void *p, size_t n, uint64_t h)
+{
+    const uint8_t *b = p;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+        b += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, b, n);
+    h = (h ^ w ^ (uint64_t)n << 56) * 0xbf58476d1ce4e5b9ull;
+    return h ^ h >> 31;
+}
+
+#define FNV 1469598103934665603ull
+
+static inline int grow(void **arr, uint32_t *cap, size_t elem, size_t *bytes)
+{
+    uint32_t ncap = *cap ? *cap * 2 : 8;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p)
+        return -1;
+    *bytes += (size_t)(ncap - *cap) * elem;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- shared by attach.c, late.c and correlator.c ---- */
+
+/* Phase 1's verdict on one received sample, for phase 2. */
+typedef struct sample_plan {
+    uint8_t how;   /* every observation's outcome when they agree (hows NULL) */
+    uint8_t *hows; /* per observation otherwise */
+    uint8_t linked, has_gap, ref_known;
+    uint8_t gap[8]; /* rule 1: the first ancestor not received yet */
+    int64_t ref_pid;
+    uint64_t ref_svc;
+    uint32_t ref_ident, ident;
+} sample_plan;
+
+typedef struct prof_plan {
+    sp_profile *p;
+    const sp_sample *orig; /* the samples as received: phase 2 keeps these */
+    uint32_t norig;
+    sample_plan *plans; /* one per received sample */
+} prof_plan;
+
+/* Scratch of phase 1, on the heap and reused across samples: the distinct span sets of one
+ * sample's observations (groups), and the profile's output samples before their final copy. */
+typedef struct group {
+    uint64_t hash;
+    uint32_t ref_at, nref; /* in split_scratch.refs */
+    uint32_t count, fill;
+    uint8_t how;
+} group;
+
+typedef struct split_scratch {
+    uint32_t *grp; /* per observation: its group */
+    uint32_t capgrp;
+    group *g;
+    uint32_t ng, capg;
+    sp_span_ref *refs;
+    uint32_t nref, capref;
+    uint32_t *tab, captab; /* open addressing on group hashes: group + 1 */
+    sp_sample *out;
+    uint32_t nout, capout;
+} split_scratch;
+
+/* What one request's profiles share: the converter gives every profile of a request the same
+ * location table and every sample of a stack the same location list, so frame names are resolved
+ * once per location and stacks interned once per list, not once per sample. */
+typedef struct batch_memo {
+    const sp_location *locs; /* the table loc_cache belongs to */
+    uint32_t *loc_cache;     /* per location: name id, and 1 when cached */
+    uint32_t nloc;
+    const uint32_t **keys; /* stack memo: location list → stack id */
+    uint32_t *vals, cap, n;
+} batch_memo;
+
+/* window.c */
+uint32_t cw_chain_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                     int *ambiguous, const span_ent **ents_out);
+proc *cw_find_proc(corr *c, uint32_t tenant, int64_t pid, int create);
+slot *cw_find_slot(corr *c, uint32_t tenant, int64_t pid, int64_t tid, int create);
+void cw_free_series(corr *c);
+uint32_t cw_id_bucket(const idhash *h, uint32_t tenant, const uint8_t id[8]);
+int cw_ident_compat(const corr *c, uint32_t a, uint32_t b);
+uint32_t cw_ident_id(corr *c, const sp_proc_ident *id);
+size_t cw_itab_bytes(const itab *t);
+void cw_itab_free(itab *t);
+uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create);
+uint32_t cw_obs_lower(slot *s, int64_t t);
+uint32_t cw_proc_bucket(uint32_t tenant, int64_t pid);
+reg_ent *cw_reg_add(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident, int eligible);
+reg_ent *cw_reg_find(corr *c, uint32_t tenant, const uint8_t id[8]);
+reg_ent *cw_reg_find_live(corr *c, uint32_t tenant, const uint8_t id[8]);
+uint32_t cw_series_id(corr *c, const sp_profile *p);
+int cw_series_record(corr *c, uint32_t id);
+uint32_t cw_slot_bucket(uint32_t tenant, int64_t pid, int64_t tid);
+uint32_t cw_spans_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                     uint32_t max, const span_ent **ents);
+uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
+uint32_t cw_tenant_id(corr *c, const char *t, int create);
+wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8]);
+
+/* budget.c */
+void cw_enforce_budget(corr *c);
+void cw_recount(corr *c);
+void cw_sweep(corr *c, int64_t now);
+
+/* attach.c */
+void cw_count_outcome(corr *c, uint8_t how, uint64_t nobs);
+void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo);
+void cw_memo_free(batch_memo *m);
+int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_arena *a,
+                    uint32_t tenant, size_t *attached);
+sp_span_ref cw_reg_ref(const reg_ent *e);
+int cw_same_process(const corr *c, int64_t pid_a, uint64_t svc_a, uint32_t id_a, int64_t pid_b,
+                    uint64_t svc_b, uint32_t id_b);
+void cw_scratch_free(split_scratch *x);
+uint32_t cw_walk_up(corr *c, uint32_t tenant, const reg_ent *e, int64_t pid, uint64_t svc,
+                    uint32_t ident, sp_span_ref *out, uint32_t n, uint8_t gap[8], int *has_gap);
+
+/* late.c */
+size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed);
+
+/* Rebuilds the chains of `live` entries after a grow or a compaction. next_of/id_of/... are the
+ * entry layout: both users keep `next`, the id and the tenant at fixed places, so a macro keeps
+ * them honest. */
+#define IDHASH_REBUILD(h, arr, n, idfield, bytes)                                                  \
+    do {                                                                                           \
+        uint32_t want_ = 1024;                                                                     \
+        while (want_ < (n)*2)                                                                      \
+            want_ *= 2;                                                                            \
+        if (want_ != (h)->nheads) {                                                                \
+            uint32_t *nh_ = calloc(want_, sizeof *nh_);                                            \
+            if (nh_) {                                                                             \
+                (bytes) += (size_t)want_ * sizeof *nh_;                                            \
+                (bytes) -= (size_t)(h)->nheads * sizeof *nh_;                                      \
+                free((h)->heads);                                                                  \
+                (h)->heads = nh_;                                                                  \
+                (h)->nheads = want_;                                                               \
+            }                                                                                      \
+        }                                                                                          \
+        if ((h)->heads) {                                                                          \
+            memset((h)->heads, 0, (size_t)(h)->nheads * sizeof *(h)->heads);                       \
+            for (uint32_t i_ = 0; i_ < (n); i_++) {                                                \
+                uint32_t b_ = cw_id_bucket((h), (arr)[i_].tenant, (arr)[i_].idfield);              \
+                (arr)[i_].next = (h)->heads[b_];                                                   \
+                (h)->heads[b_] = i_ + 1;                                                           \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+#endif

@@ -1,0 +1,384 @@
+/* Spans: indexing them, and attaching the observations that arrived before them (late
+ * attachments, emitted as attach_only profiles into the spans' own batch). */
+#include "internal.h"
+
+/* ---- spans: index them, and claim observations that arrived before them ---- */
+
+typedef struct late {
+    uint32_t series;
+    uint32_t stack;
+    int64_t value;
+    uint64_t ts;
+    sp_span_ref ref;
+} late;
+
+typedef struct late_list {
+    late *v; /* heap: freed when the spans are indexed (emit_late copies what it keeps) */
+    size_t n, cap;
+    uint64_t lost; /* attachments that found no room */
+} late_list;
+
+static void late_push(late_list *l, uint32_t series, uint32_t stack, int64_t value, int64_t ts,
+                      const sp_span_ref *ref)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        late *x = realloc(l->v, ncap * sizeof *x);
+        if (!x) {
+            l->lost++;
+            return;
+        }
+        l->v = x;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = (late){series, stack, value, (uint64_t)ts, *ref};
+}
+
+/* Arena room one series' late profile takes (an upper bound): the request's budget was sized
+ * from a span export and knows nothing of the observations those spans claim. */
+static size_t late_room(const corr *c, const late *v, size_t n)
+{
+    size_t room = ((size_t)c->names.n + 1) * sizeof(uint32_t) + 4096;
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t *frames = (const uint32_t *)(const void *)c->stacks.keys[v[i].stack];
+        uint32_t nf = c->stacks.lens[v[i].stack] / 4;
+        room += sizeof(sp_sample) + sizeof(sp_span_ref) + 64 +
+                (size_t)(nf + 1) * (sizeof(uint32_t) + sizeof(char *) + sizeof(sp_function) +
+                                    sizeof(sp_location) + sizeof(sp_line) + 32);
+        for (uint32_t k = 0; k < nf; k++)
+            room += c->names.lens[frames[k]] + 16;
+    }
+    return room;
+}
+
+/* Builds one attach_only profile per series from the late matches. Returns how many matches
+ * could not be emitted (out of memory), 0 normally. */
+static uint64_t emit_late(corr *c, sp_batch *b, late *v, size_t n)
+{
+    sp_arena *a = b->arena;
+    for (size_t start = 0; start < n;) {
+        uint32_t series = v[start].series;
+        size_t end = start;
+        while (end < n && v[end].series == series)
+            end++;
+        sp_arena_raise_budget(a, late_room(c, &v[start], end - start));
+#define FAIL() return (uint64_t)(n - start)
+        const series_rec *r = &c->srec[series];
+        /* Local tables: string i+1 = name id used, function i = string i, location i = fn i. */
+        uint32_t *map = sp_arena_calloc(a, c->names.n + 1, sizeof *map);
+        sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
+        sp_sample *smp = sp_arena_calloc(a, end - start, sizeof *smp);
+        uint32_t cap = 8;
+        for (size_t i = start; i < end; i++)
+            cap += c->stacks.lens[v[i].stack] / 4;
+        const char **strs = sp_arena_alloc(a, (cap + 8) * sizeof *strs);
+        uint64_t *times = sp_arena_alloc(a, (end - start) * sizeof *times);
+        if (!map || !p || !smp || !strs || !times)
+            FAIL();
+        uint32_t ns = 1;
+        strs[0] = "";
+        for (size_t i = start; i < end; i++) {
+            const uint32_t *frames = (const uint32_t *)(const void *)c->stacks.keys[v[i].stack];
+            uint32_t nf = c->stacks.lens[v[i].stack] / 4;
+            sp_sample *s = &smp[i - start];
+            s->location_ids = sp_arena_alloc(a, (nf + 1) * sizeof *s->location_ids);
+            if (!s->location_ids)
+                FAIL();
+            for (uint32_t k = 0; k < nf; k++) {
+                if (!map[frames[k]]) {
+                    map[frames[k]] = ns;
+                    strs[ns++] =
+                        sp_arena_strndup(a, c->names.keys[frames[k]], c->names.lens[frames[k]]);
+                }
+                s->location_ids[k] = map[frames[k]];
+            }
+            s->nlocations = nf;
+            s->value = v[i].value;
+            /* the observation's own time: the store files span rows by it */
+            times[i - start] = v[i].ts;
+            s->timestamps = &times[i - start];
+            s->nobs = 1;
+            s->spans = sp_arena_memdup(a, &v[i].ref, sizeof v[i].ref);
+            s->nspans = s->spans ? 1 : 0;
+        }
+        sp_function *fn = sp_arena_calloc(a, ns, sizeof *fn);
+        sp_location *loc = sp_arena_calloc(a, ns, sizeof *loc);
+        sp_line *ln = sp_arena_calloc(a, ns, sizeof *ln);
+        /* Type strings come from the type id "name:type:unit:ptype:punit". */
+        char *tid = sp_arena_strndup(a, r->type_id, strlen(r->type_id));
+        if (!fn || !loc || !ln || !tid)
+            FAIL();
+        const char *parts[5] = {"", "", "", "", ""};
+        char *save = tid;
+        for (int k = 0; k < 5 && save; k++) {
+            parts[k] = save;
+            char *colon = strchr(save, ':');
+            if (colon)
+                *colon++ = 0;
+            save = colon;
+        }
+        uint32_t base = ns;
+        for (int k = 0; k < 5; k++)
+            strs[ns + k] = parts[k];
+        for (uint32_t i = 1; i < base; i++) {
+            fn[i].name = fn[i].system_name = i;
+            ln[i].function_id = i;
+            loc[i].lines = &ln[i];
+            loc[i].nlines = 1;
+        }
+        p->type_id = sp_arena_strndup(a, r->type_id, strlen(r->type_id));
+        p->name = parts[0];
+        p->sample_type = base + 1;
+        p->sample_unit = base + 2;
+        p->period_type = base + 3;
+        p->period_unit = base + 4;
+        p->strings = strs;
+        p->nstrings = ns + 5;
+        p->functions = fn;
+        p->nfunctions = base;
+        p->locations = loc;
+        p->nlocations = base;
+        p->mappings = sp_arena_calloc(a, 1, sizeof *p->mappings);
+        p->nmappings = 1;
+        p->samples = smp;
+        p->nsamples = (uint32_t)(end - start);
+        /* the series strings live in the correlator, which may compact them: copy */
+        sp_kv *kv = sp_arena_calloc(a, r->nkv ? r->nkv : 1, sizeof *kv);
+        if (!kv)
+            FAIL();
+        for (uint32_t i = 0; i < r->nkv; i++) {
+            kv[i].name = sp_arena_strndup(a, r->kv[i].name, strlen(r->kv[i].name));
+            kv[i].value = sp_arena_strndup(a, r->kv[i].value, strlen(r->kv[i].value));
+            if (!kv[i].name || !kv[i].value)
+                FAIL();
+        }
+        p->series = kv;
+        p->nseries = r->nkv;
+        p->attach_only = 1;
+        p->time_nanos = (int64_t)v[start].ts;
+        if (sp_batch_add_profile(b, p))
+            FAIL();
+        start = end;
+    }
+    return 0;
+#undef FAIL
+}
+
+static int cmp_late(const void *x, const void *y)
+{
+    const late *a = x, *b = y;
+    return a->series < b->series ? -1 : a->series > b->series;
+}
+
+static void mark(corr *c, obs_ent *o, uint8_t how)
+{
+    if (!o->flags)
+        c->st.obs_unattached--;
+    if (!(o->flags & how))
+        cw_count_outcome(c, how, 1);
+    o->flags |= how;
+}
+
+/* Rules 2 and 3 for a span that arrived after observations it contains. */
+static void claim_observations(corr *c, slot *home, const span_ent *e, late_list *l)
+{
+    if (home->tid) {
+        for (uint32_t k = cw_obs_lower(home, e->start); k < home->nobs && home->obs[k].ts < e->end;
+             k++) {
+            obs_ent *o = &home->obs[k];
+            if (!cw_ident_compat(c, o->ident, e->ident))
+                continue;
+            mark(c, o, F_THREAD);
+            late_push(l, o->series, o->stack, o->value, o->ts, &e->ref);
+        }
+        return;
+    }
+    if (c->opt.threadless != CORR_THREADLESS_UNIQUE)
+        return;
+    for (slot *s = home->proc->slots; s; s = s->pnext)
+        for (uint32_t k = cw_obs_lower(s, e->start); k < s->nobs && s->obs[k].ts < e->end; k++) {
+            obs_ent *o = &s->obs[k];
+            if ((o->flags & F_THREAD) || !cw_ident_compat(c, o->ident, e->ident))
+                continue;
+            sp_span_ref m[MAX_MATCH];
+            int amb;
+            uint32_t n = cw_chain_at(c, home, o->ts, o->ident, m, &amb, NULL);
+            if (amb) {
+                if (!(o->flags & F_PROC))
+                    mark(c, o, F_AMBIG);
+                continue;
+            }
+            int in = 0;
+            for (uint32_t i = 0; i < n && !in; i++)
+                in = memcmp(m[i].span_id, e->ref.span_id, 8) == 0;
+            if (!in)
+                continue;
+            mark(c, o, F_PROC);
+            late_push(l, o->series, o->stack, o->value, o->ts, &e->ref);
+        }
+}
+
+/* Rule 1 for a span that arrived after linked observations that were waiting for it. */
+static void claim_waiting(corr *c, sp_arena *a, uint32_t tenant, const reg_ent *x, late_list *l)
+{
+    if (!c->wait_h.nheads)
+        return;
+    /* Collect first: re-queueing below may rebuild the chains being walked. */
+    uint32_t n = 0, cap = 0, *hits = NULL;
+    for (uint32_t i = c->wait_h.heads[cw_id_bucket(&c->wait_h, tenant, x->span_id)]; i;
+         i = c->wait[i - 1].next) {
+        const wait_ent *w = &c->wait[i - 1];
+        if (!w->live || w->tenant != tenant || memcmp(w->gap, x->span_id, 8) != 0)
+            continue;
+        if (n == cap) {
+            uint32_t ncap = cap ? cap * 2 : 16;
+            uint32_t *h = sp_arena_alloc(a, ncap * sizeof *h);
+            if (!h)
+                break;
+            if (n)
+                memcpy(h, hits, n * sizeof *h);
+            hits = h;
+            cap = ncap;
+        }
+        hits[n++] = i - 1;
+    }
+    for (uint32_t j = 0; j < n; j++) {
+        wait_ent w = c->wait[hits[j]];
+        c->wait[hits[j]].live = 0;
+        /* remembered so corr_abort can put it back (I4); without room it cannot, which only
+         * costs a retried span export this one link's late attachment */
+        size_t untracked = 0; /* a call's scratch, not the window's memory */
+        if (c->nconsumed < c->capconsumed ||
+            !grow((void **)&c->consumed, &c->capconsumed, sizeof *c->consumed, &untracked))
+            c->consumed[c->nconsumed++] = w;
+        sp_span_ref chain[MAX_MATCH];
+        uint32_t nc = 0;
+        if (!w.ref_known) {
+            /* x is the linked span itself, already attached: its process is the reference */
+            w.ref_pid = x->pid;
+            w.ref_service = x->service;
+            w.ref_ident = x->ident;
+        } else {
+            if (!cw_same_process(c, x->pid, x->service, x->ident, w.ref_pid, w.ref_service,
+                                 w.ref_ident))
+                continue;
+            if (x->eligible)
+                chain[nc++] = cw_reg_ref(x);
+        }
+        uint8_t gap[8];
+        int has_gap;
+        nc = cw_walk_up(c, tenant, x, w.ref_pid, w.ref_service, w.ref_ident, chain, nc, gap,
+                        &has_gap);
+        for (uint32_t k = 0; k < nc; k++)
+            late_push(l, w.series, w.stack, w.value, w.ts, &chain[k]);
+        if (has_gap) {
+            wait_ent *q = cw_wait_add(c, tenant, gap);
+            if (q) {
+                uint32_t keep_next = q->next;
+                *q = w;
+                memcpy(q->gap, gap, 8);
+                q->ref_known = 1;
+                q->live = 1;
+                q->gen = c->gen;
+                q->next = keep_next;
+            }
+        }
+    }
+}
+
+/* Indexes b's spans and emits what they claim. Never fails: what cannot be indexed or emitted is
+ * added to *failed (the spans themselves are stored either way). */
+size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
+{
+    late_list l = {0};
+    /* Phase 1: remember every new span, so phase 2 judges each observation against all the
+     * spans of this export at once. */
+    uint32_t gen = c->gen;
+    /* registry indices + 1, not pointers: reg_add may move the registry */
+    if (!b->nspans)
+        return 0;
+    uint32_t *fresh = calloc(b->nspans + 1, sizeof *fresh);
+    slot **homes = calloc(b->nspans + 1, sizeof *homes);
+    if (!fresh || !homes) {
+        free(fresh);
+        free(homes);
+        c->st.spans_not_indexed += b->nspans;
+        return 0;
+    }
+    for (size_t i = 0; i < b->nspans; i++) {
+        const sp_span *sp = &b->spans[i];
+        int64_t start = (int64_t)sp->start_ns, end = (int64_t)sp->end_ns;
+        if (cw_reg_find(c, tenant, sp->span_id))
+            continue; /* a retry: what it brings was attached the first time */
+        /* times past INT64_MAX (valid OTLP) would overflow the arithmetic below: never eligible */
+        int eligible = start >= 0 && end >= start && end - start >= c->opt.min_span_ns;
+        uint32_t ident = cw_ident_id(c, &sp->ident);
+        const reg_ent *re = cw_reg_add(c, tenant, sp, ident, eligible);
+        fresh[i] = re ? (uint32_t)(re - c->reg) + 1 : 0;
+        if (!re)
+            c->st.spans_not_indexed++;
+        if (!sp->pid)
+            continue;
+        if (!eligible) {
+            c->st.spans_short++;
+            continue;
+        }
+        slot *sl = cw_find_slot(c, tenant, sp->pid, sp->tid, 1);
+        if (!sl || (sl->nspans == sl->capspans &&
+                    grow((void **)&sl->spans, &sl->capspans, sizeof *sl->spans, &c->bytes))) {
+            c->st.spans_not_indexed++;
+            continue;
+        }
+        span_ent e = {start, end, c->now + c->opt.window_ns, {{0}, {0}}, ident, gen};
+        memcpy(e.ref.trace_id, sp->trace_id, 16);
+        memcpy(e.ref.span_id, sp->span_id, 8);
+        /* keep sorted by start; spans mostly come in order, so this rarely moves much */
+        uint32_t at = sl->nspans;
+        while (at > 0 && sl->spans[at - 1].start > start)
+            at--;
+        memmove(&sl->spans[at + 1], &sl->spans[at], (sl->nspans - at) * sizeof e);
+        sl->spans[at] = e;
+        sl->nspans++;
+        if (end - start > sl->maxdur)
+            sl->maxdur = end - start;
+        homes[i] = sl;
+        c->st.spans_indexed++;
+    }
+    /* Phase 2: what the new spans claim. */
+    for (size_t i = 0; i < b->nspans; i++) {
+        if (fresh[i])
+            claim_waiting(c, b->arena, tenant, &c->reg[fresh[i] - 1], &l);
+        slot *sl = homes[i];
+        if (!sl)
+            continue;
+        /* the slot is sorted by start: find this span among those starting when it does */
+        int64_t start = (int64_t)b->spans[i].start_ns;
+        uint32_t lo = 0, hi = sl->nspans;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (sl->spans[mid].start < start)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        const span_ent *e = NULL;
+        for (uint32_t k = lo; k < sl->nspans && sl->spans[k].start == start && !e; k++)
+            if (sl->spans[k].gen == gen &&
+                memcmp(sl->spans[k].ref.span_id, b->spans[i].span_id, 8) == 0)
+                e = &sl->spans[k];
+        if (e)
+            claim_observations(c, sl, e, &l);
+    }
+    free(fresh);
+    free(homes);
+    uint64_t lost = l.lost;
+    if (l.n) {
+        qsort(l.v, l.n, sizeof *l.v, cmp_late);
+        uint64_t unsent = emit_late(c, b, l.v, l.n);
+        c->st.late += l.n - unsent;
+        lost += unsent;
+    }
+    free(l.v);
+    *failed += lost;
+    return l.n - (lost > l.n ? l.n : lost);
+}

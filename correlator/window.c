@@ -1,0 +1,447 @@
+/* The window's state: interning, the span registry and waiting links, slots by (process,
+ * thread), and the lookups that decide which spans cover a time (internal.h). */
+#include "internal.h"
+
+/* ---- interning ---- */
+
+void cw_itab_free(itab *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        free(t->keys[i]);
+    free(t->keys);
+    free(t->lens);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+size_t cw_itab_bytes(const itab *t)
+{
+    size_t b = (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) + t->nslots * sizeof *t->slots;
+    for (uint32_t i = 0; i < t->n; i++)
+        b += t->lens[i] + 1;
+    return b;
+}
+
+/* Id of key; create: add it when new. UINT32_MAX when absent or out of memory. */
+uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create)
+{
+    if (create && (t->n + 1) * 2 > t->nslots) {
+        uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
+        uint32_t *sl = calloc(ns, sizeof *sl);
+        if (!sl)
+            return UINT32_MAX;
+        for (uint32_t i = 0; i < t->n; i++) {
+            uint32_t h = (uint32_t)hash64(t->keys[i], t->lens[i], FNV) & (ns - 1);
+            while (sl[h])
+                h = (h + 1) & (ns - 1);
+            sl[h] = i + 1;
+        }
+        free(t->slots);
+        t->slots = sl;
+        t->nslots = ns;
+    }
+    if (!t->nslots)
+        return UINT32_MAX;
+    uint32_t h = (uint32_t)hash64(key, len, FNV) & (t->nslots - 1);
+    while (t->slots[h]) {
+        uint32_t i = t->slots[h] - 1;
+        if (t->lens[i] == len && memcmp(t->keys[i], key, len) == 0)
+            return i;
+        h = (h + 1) & (t->nslots - 1);
+    }
+    if (!create)
+        return UINT32_MAX;
+    if (t->n == t->cap) {
+        uint32_t ncap = t->cap ? t->cap * 2 : 256;
+        char **k = realloc(t->keys, ncap * sizeof *k);
+        if (!k)
+            return UINT32_MAX;
+        t->keys = k;
+        uint32_t *l = realloc(t->lens, ncap * sizeof *l);
+        if (!l)
+            return UINT32_MAX;
+        t->lens = l;
+        t->cap = ncap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return UINT32_MAX;
+    if (len)
+        memcpy(copy, key, len);
+    copy[len] = 0;
+    t->keys[t->n] = copy;
+    t->lens[t->n] = len;
+    t->slots[h] = ++t->n;
+    return t->n - 1;
+}
+
+uint32_t cw_tenant_id(corr *c, const char *t, int create)
+{
+    t = t && *t ? t : "anonymous";
+    return cw_itab_get(&c->tenants, t, (uint32_t)strlen(t), create);
+}
+
+/* ident id + 1 of a process identity; 0 when none is given. */
+uint32_t cw_ident_id(corr *c, const sp_proc_ident *id)
+{
+    if (!id)
+        return 0;
+    int any = 0;
+    for (int k = 0; k < SP_IDENT_KEYS; k++)
+        any |= id->key[k] != 0;
+    if (!any)
+        return 0;
+    uint32_t i = cw_itab_get(&c->idents, id->key, sizeof id->key, 1);
+    return i == UINT32_MAX ? 0 : i + 1;
+}
+
+/* Same process as far as the identity keys go: every key both sides give is equal. */
+int cw_ident_compat(const corr *c, uint32_t a, uint32_t b)
+{
+    if (!a || !b || a == b)
+        return 1;
+    const uint64_t *x = (const uint64_t *)(const void *)c->idents.keys[a - 1];
+    const uint64_t *y = (const uint64_t *)(const void *)c->idents.keys[b - 1];
+    for (int k = 0; k < SP_IDENT_KEYS; k++)
+        if (x[k] && y[k] && x[k] != y[k])
+            return 0;
+    return 1;
+}
+
+/* ---- id hashes (span registry, waiting links) ---- */
+
+uint32_t cw_id_bucket(const idhash *h, uint32_t tenant, const uint8_t id[8])
+{
+    return (uint32_t)hash64(id, 8, FNV ^ tenant) & (h->nheads - 1);
+}
+
+reg_ent *cw_reg_find(corr *c, uint32_t tenant, const uint8_t id[8])
+{
+    if (!c->reg_h.nheads)
+        return NULL;
+    for (uint32_t i = c->reg_h.heads[cw_id_bucket(&c->reg_h, tenant, id)]; i;
+         i = c->reg[i - 1].next) {
+        reg_ent *e = &c->reg[i - 1];
+        if (e->live && e->tenant == tenant && memcmp(e->span_id, id, 8) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* A registry entry still in the window (the ancestor walk); reg_find also sees the ones only
+ * kept to recognise retries. */
+reg_ent *cw_reg_find_live(corr *c, uint32_t tenant, const uint8_t id[8])
+{
+    reg_ent *e = cw_reg_find(c, tenant, id);
+    return e && e->expire > c->now ? e : NULL;
+}
+
+reg_ent *cw_reg_add(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident, int eligible)
+{
+    if (c->nreg == c->capreg) {
+        if (grow((void **)&c->reg, &c->capreg, sizeof *c->reg, &c->bytes))
+            return NULL;
+    }
+    if (c->nreg + 1 > c->reg_h.nheads / 2)
+        IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
+    if (!c->reg_h.nheads)
+        return NULL;
+    reg_ent *e = &c->reg[c->nreg];
+    memset(e, 0, sizeof *e);
+    memcpy(e->span_id, sp->span_id, 8);
+    memcpy(e->parent, sp->parent_span_id, 8);
+    memcpy(e->trace_id, sp->trace_id, 16);
+    e->tenant = tenant;
+    e->ident = ident;
+    e->pid = sp->pid;
+    e->service = sp->service ? hash64(sp->service, strlen(sp->service), FNV) : 0;
+    e->expire = c->now + c->opt.window_ns;
+    e->eligible = (uint8_t)eligible;
+    e->live = 1;
+    e->tag = c->tag;
+    uint32_t b = cw_id_bucket(&c->reg_h, tenant, e->span_id);
+    e->next = c->reg_h.heads[b];
+    c->reg_h.heads[b] = ++c->nreg;
+    c->st.spans_known++;
+    return e;
+}
+
+wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8])
+{
+    if (c->nwait == c->capwait && grow((void **)&c->wait, &c->capwait, sizeof *c->wait, &c->bytes))
+        return NULL;
+    if (c->nwait + 1 > c->wait_h.nheads / 2)
+        IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+    if (!c->wait_h.nheads)
+        return NULL;
+    wait_ent *w = &c->wait[c->nwait];
+    memset(w, 0, sizeof *w);
+    memcpy(w->gap, gap, 8);
+    w->tenant = tenant;
+    w->live = 1;
+    w->gen = c->gen;
+    uint32_t b = cw_id_bucket(&c->wait_h, tenant, gap);
+    w->next = c->wait_h.heads[b];
+    c->wait_h.heads[b] = ++c->nwait;
+    return w;
+}
+
+/* ---- slots and processes ---- */
+
+uint32_t cw_proc_bucket(uint32_t tenant, int64_t pid)
+{
+    return (uint32_t)(hash64(&pid, sizeof pid, FNV ^ tenant) % NBUCKETS);
+}
+
+uint32_t cw_slot_bucket(uint32_t tenant, int64_t pid, int64_t tid)
+{
+    uint64_t h = hash64(&pid, sizeof pid, FNV ^ tenant);
+    return (uint32_t)(hash64(&tid, sizeof tid, h) % NBUCKETS);
+}
+
+proc *cw_find_proc(corr *c, uint32_t tenant, int64_t pid, int create)
+{
+    uint32_t h = cw_proc_bucket(tenant, pid);
+    for (proc *p = c->pbuckets[h]; p; p = p->hnext)
+        if (p->tenant == tenant && p->pid == pid)
+            return p;
+    if (!create)
+        return NULL;
+    proc *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->tenant = tenant;
+    p->pid = pid;
+    p->hnext = c->pbuckets[h];
+    c->pbuckets[h] = p;
+    c->bytes += sizeof *p;
+    return p;
+}
+
+slot *cw_find_slot(corr *c, uint32_t tenant, int64_t pid, int64_t tid, int create)
+{
+    uint32_t h = cw_slot_bucket(tenant, pid, tid);
+    for (slot *s = c->buckets[h]; s; s = s->hnext)
+        if (s->tenant == tenant && s->pid == pid && s->tid == tid)
+            return s;
+    if (!create)
+        return NULL;
+    proc *p = cw_find_proc(c, tenant, pid, 1);
+    slot *s = p ? calloc(1, sizeof *s) : NULL;
+    if (!s)
+        return NULL;
+    s->tenant = tenant;
+    s->pid = pid;
+    s->tid = tid;
+    s->obs_sorted = 1;
+    s->proc = p;
+    s->hnext = c->buckets[h];
+    c->buckets[h] = s;
+    s->pnext = p->slots;
+    p->slots = s;
+    c->bytes += sizeof *s;
+    return s;
+}
+
+static int cmp_obs_ts(const void *x, const void *y)
+{
+    const obs_ent *a = x, *b = y;
+    return a->ts < b->ts ? -1 : a->ts > b->ts;
+}
+
+/* Index of the first observation with ts >= t (sorting the slot's observations if needed). */
+uint32_t cw_obs_lower(slot *s, int64_t t)
+{
+    if (!s->obs_sorted) {
+        qsort(s->obs, s->nobs, sizeof *s->obs, cmp_obs_ts);
+        s->obs_sorted = 1;
+    }
+    uint32_t lo = 0, hi = s->nobs;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->obs[mid].ts < t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Spans of s containing ts with a compatible identity, innermost (latest start) first. */
+uint32_t cw_spans_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                     uint32_t max, const span_ent **ents)
+{
+    uint32_t n = 0;
+    if (!s || !s->nspans || ts < 0) /* indexed spans start at >= 0; ts - maxdur must not wrap */
+        return 0;
+    /* spans are sorted by start: find the last one starting at or before ts, walk back */
+    uint32_t lo = 0, hi = s->nspans;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->spans[mid].start <= ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i-- > 0 && n < max;) {
+        const span_ent *e = &s->spans[i];
+        if (e->start < ts - s->maxdur)
+            break;
+        if (ts >= e->end || !cw_ident_compat(c, e->ident, ident))
+            continue;
+        if (ents)
+            ents[n] = e;
+        out[n++] = e->ref;
+    }
+    return n;
+}
+
+/* Rule 3: the threadless spans covering ts, when they form exactly one chain (one trace, each
+ * containing the next). Returns the count (innermost first in out), 0 for none; *ambiguous set
+ * when they cover ts but do not form one chain. */
+uint32_t cw_chain_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
+                     int *ambiguous, const span_ent **ents_out)
+{
+    const span_ent *ents[MAX_MATCH];
+    *ambiguous = 0;
+    uint32_t n = cw_spans_at(c, s, ts, ident, out, MAX_MATCH, ents);
+    /* ents is innermost (latest start) first; equal starts: check containment both ways */
+    for (uint32_t i = 1; i < n; i++) {
+        const span_ent *inner = ents[i - 1], *outer = ents[i];
+        int nested = (outer->start <= inner->start && inner->end <= outer->end) ||
+                     (inner->start <= outer->start && outer->end <= inner->end);
+        if (!nested || memcmp(inner->ref.trace_id, outer->ref.trace_id, 16) != 0) {
+            *ambiguous = 1;
+            return 0;
+        }
+    }
+    if (n == MAX_MATCH) {
+        /* a chain deeper than we track would be cut arbitrarily: call it ambiguous */
+        *ambiguous = 1;
+        return 0;
+    }
+    if (ents_out)
+        for (uint32_t i = 0; i < n; i++)
+            ents_out[i] = ents[i];
+    return n;
+}
+
+/* ---- retained observations: series, stacks ---- */
+
+void cw_free_series(corr *c)
+{
+    for (uint32_t i = 0; i < c->series.n && i < c->capsrec; i++)
+        free(c->srec[i].kv);
+    free(c->srec);
+    c->srec = NULL;
+    c->capsrec = 0;
+    cw_itab_free(&c->series);
+}
+
+/* (Re)builds the record of series id from its interned key. */
+int cw_series_record(corr *c, uint32_t id)
+{
+    if (id >= c->capsrec) {
+        uint32_t ncap = c->capsrec ? c->capsrec : 64;
+        while (ncap <= id)
+            ncap *= 2;
+        series_rec *r = realloc(c->srec, ncap * sizeof *r);
+        if (!r)
+            return -1;
+        memset(r + c->capsrec, 0, (ncap - c->capsrec) * sizeof *r);
+        c->srec = r;
+        c->capsrec = ncap;
+    }
+    const char *k = c->series.keys[id], *end = k + c->series.lens[id];
+    series_rec *r = &c->srec[id];
+    free(r->kv);
+    memset(r, 0, sizeof *r);
+    r->type_id = k;
+    k += strlen(k) + 1;
+    uint32_t nkv = 0;
+    for (const char *q = k; q < end; q += strlen(q) + 1)
+        nkv++;
+    nkv /= 2;
+    r->kv = calloc(nkv ? nkv : 1, sizeof *r->kv);
+    if (!r->kv)
+        return -1;
+    for (uint32_t i = 0; i < nkv; i++) {
+        r->kv[i].name = k;
+        k += strlen(k) + 1;
+        r->kv[i].value = k;
+        k += strlen(k) + 1;
+    }
+    r->nkv = nkv;
+    return 0;
+}
+
+uint32_t cw_series_id(corr *c, const sp_profile *p)
+{
+    /* Key: type id, then name=value pairs, NUL-separated. */
+    size_t len = strlen(p->type_id) + 1;
+    for (uint32_t i = 0; i < p->nseries; i++)
+        len += strlen(p->series[i].name) + strlen(p->series[i].value) + 2;
+    char *key = malloc(len);
+    if (!key)
+        return UINT32_MAX;
+    size_t o = 0;
+    o += (size_t)(stpcpy(key + o, p->type_id) - (key + o)) + 1;
+    for (uint32_t i = 0; i < p->nseries; i++) {
+        o += (size_t)(stpcpy(key + o, p->series[i].name) - (key + o)) + 1;
+        o += (size_t)(stpcpy(key + o, p->series[i].value) - (key + o)) + 1;
+    }
+    uint32_t before = c->series.n;
+    uint32_t id = cw_itab_get(&c->series, key, (uint32_t)len, 1);
+    free(key);
+    if (id == UINT32_MAX || id < before)
+        return id;
+    return cw_series_record(c, id) ? UINT32_MAX : id;
+}
+
+/* Name ids of the frames of location id `loc` (innermost line first) appended to out. */
+static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t *out, uint32_t max)
+{
+    uint32_t n = 0;
+    if (loc == 0 || loc >= p->nlocations)
+        return 0;
+    const sp_location *l = &p->locations[loc];
+    for (uint32_t k = 0; k < l->nlines && n < max; k++) {
+        uint32_t f = l->lines[k].function_id;
+        const char *name = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
+        if (!*name)
+            continue;
+        uint32_t id = cw_itab_get(&c->names, name, (uint32_t)strlen(name), 1);
+        if (id != UINT32_MAX)
+            out[n++] = id;
+    }
+    if (n == 0 && max > 0) {
+        char buf[160];
+        const sp_mapping *m =
+            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
+        sp_frame_name(buf, sizeof buf, l->frame_type ? p->strings[l->frame_type] : NULL, l->address,
+                      m && m->filename ? p->strings[m->filename] : NULL);
+        uint32_t id = cw_itab_get(&c->names, buf, (uint32_t)strlen(buf), 1);
+        if (id != UINT32_MAX)
+            out[n++] = id;
+    }
+    return n;
+}
+
+uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache)
+{
+    uint32_t frames[512], n = 0;
+    for (uint32_t i = 0; i < s->nlocations && n < 512; i++) {
+        uint32_t loc = s->location_ids[i];
+        if (cache && loc < p->nlocations && cache[loc * 2 + 1]) {
+            frames[n++] = cache[loc * 2];
+            continue;
+        }
+        uint32_t got = frame_names(c, p, loc, frames + n, 512 - n);
+        if (cache && loc < p->nlocations && got == 1) {
+            cache[loc * 2] = frames[n];
+            cache[loc * 2 + 1] = 1;
+        }
+        n += got;
+    }
+    return cw_itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
+}

@@ -1,0 +1,617 @@
+/* Stack reads of the SQLite backend: a selection's or a span's values per stack, read from the
+ * chunks (and version-1 rows) of only the selected series or spans, and the stacks turned into
+ * frame names once per distinct location per query. On the caller's thread, in its arena. */
+#include "sqlite_read.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- stacks -------------------------------------------------------------------------------------
+ */
+
+typedef struct frames {
+    store_strset names;
+    store_agg locs;  /* loc id → sum = offset into `v`, aux = frame count */
+    store_agg funcs; /* function id → sum = index + 1 into `aux` of its name, 0 = none */
+    store_agg texts; /* string id → sum = index + 1 into `aux` */
+    store_agg maps;  /* mapping id → sum = string id of its file */
+    store_strset aux;
+    uint32_t *v;
+    size_t n, cap;
+} frames;
+
+static void frames_free(frames *f)
+{
+    store_strset_free(&f->names);
+    store_strset_free(&f->aux);
+    store_agg_free(&f->locs);
+    store_agg_free(&f->funcs);
+    store_agg_free(&f->texts);
+    store_agg_free(&f->maps);
+    free(f->v);
+}
+
+static int push_frame(rq *q, frames *f, uint32_t name)
+{
+    if (f->n == f->cap) {
+        size_t nc = f->cap ? f->cap * 2 : 1024;
+        uint32_t *nv = realloc(f->v, nc * sizeof *nv);
+        if (!nv)
+            return rq_nomem(q);
+        f->v = nv;
+        f->cap = nc;
+    }
+    f->v[f->n++] = name;
+    return 0;
+}
+
+/* Interns a name into the answer's names (arena copy). */
+static int intern_name(rq *q, frames *f, const char *s, uint32_t *out)
+{
+    size_t len = strlen(s);
+    int64_t k = store_strset_find(&f->names, s, len);
+    if (k < 0) {
+        char *copy = sp_arena_strndup(q->a, s, len);
+        if (!copy)
+            return rq_nomem(q);
+        k = store_strset_add(&f->names, copy, len);
+        if (k < 0)
+            return rq_nomem(q);
+    }
+    *out = (uint32_t)k;
+    return 0;
+}
+
+/* Single-column text lookups by id, memoised in `memo` (value = index + 1 into f->aux). */
+static int text_of(rq *q, frames *f, store_agg *memo, int which, int64_t id, const char **out)
+{
+    *out = "";
+    if (!id)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(memo, id, 0, 0, 0, &created);
+    if (!e)
+        return rq_nomem(q);
+    if (!created) {
+        *out = e->sum ? f->aux.strs[e->sum - 1] : "";
+        return 0;
+    }
+    sqlite3_stmt *st = rq_stmt(q, which);
+    if (!st)
+        return rq_prep_fail(q, which);
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        if (t && *t) {
+            size_t len = strlen(t);
+            char *copy = sp_arena_strndup(q->a, t, len);
+            int64_t k = copy ? store_strset_add(&f->aux, copy, len) : -1;
+            if (k < 0) {
+                sqlite3_reset(st);
+                return rq_nomem(q);
+            }
+            e->sum = k + 1;
+            *out = f->aux.strs[k];
+        }
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : rq_dberr(q, rc, which);
+}
+
+static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
+{
+    *out = "";
+    if (!mapping)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(&f->maps, mapping, 0, 0, 0, &created);
+    if (!e)
+        return rq_nomem(q);
+    if (created) {
+        sqlite3_stmt *st = rq_stmt(q, R_MAPPING);
+        if (!st)
+            return rq_prep_fail(q, R_MAPPING);
+        sqlite3_bind_int64(st, 1, mapping);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            e->sum = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return rq_dberr(q, rc, R_MAPPING);
+    }
+    return text_of(q, f, &f->texts, R_STRING, e->sum, out);
+}
+
+/* Appends the frames of one location (inlined callees first) and memoises them. */
+static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t *count)
+{
+    int created;
+    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, 0, &created);
+    if (!e)
+        return rq_nomem(q);
+    if (!created) {
+        *start = (size_t)e->sum;
+        *count = (size_t)e->aux;
+        return 0;
+    }
+    sqlite3_stmt *st = rq_stmt(q, R_LOC);
+    if (!st)
+        return rq_prep_fail(q, R_LOC);
+    sqlite3_bind_int64(st, 1, loc);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return rq_dberr(q, rc, R_LOC);
+        /* A location retention removed under a still-referenced stack cannot happen (margins);
+         * should it anyway, show an honest placeholder rather than fail the query. */
+        uint32_t name;
+        if ((rc = intern_name(q, f, "unknown", &name)))
+            return rc;
+        e = store_agg_find(&f->locs, loc, 0, 0, 0);
+        e->sum = (int64_t)f->n;
+        e->aux = 1;
+        *start = f->n;
+        *count = 1;
+        return push_frame(q, f, name);
+    }
+    int64_t mapping = sqlite3_column_int64(st, 0);
+    uint64_t address = (uint64_t)sqlite3_column_int64(st, 1);
+    int64_t kind = sqlite3_column_int64(st, 2);
+    int blen = sqlite3_column_bytes(st, 3);
+    const void *bp = sqlite3_column_blob(st, 3);
+    uint8_t small[256];
+    uint8_t *lines = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
+    if (!lines) {
+        sqlite3_reset(st);
+        return rq_nomem(q);
+    }
+    if (blen)
+        memcpy(lines, bp, (size_t)blen);
+    sqlite3_reset(st);
+
+    size_t first = f->n;
+    const char *kind_s = NULL, *file_s = NULL;
+    const uint8_t *p = lines, *end = lines + blen;
+    int emitted = 0;
+    rc = 0;
+    while (p < end && !rc) {
+        uint64_t fn, line;
+        if (store_varint_get(&p, end, &fn) || store_varint_get(&p, end, &line))
+            break;
+        const char *name = "";
+        if (fn && (rc = text_of(q, f, &f->funcs, R_FUNC, (int64_t)fn, &name)))
+            break;
+        char buf[512];
+        if (!*name) {
+            if (!kind_s && ((rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) ||
+                            (rc = mapping_file(q, f, mapping, &file_s))))
+                break;
+            name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
+        }
+        uint32_t idx;
+        if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx)))
+            break;
+        emitted++;
+    }
+    if (!rc && !emitted) {
+        char buf[512];
+        if (!(rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) &&
+            !(rc = mapping_file(q, f, mapping, &file_s))) {
+            uint32_t idx;
+            const char *name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
+            if (!(rc = intern_name(q, f, name, &idx)))
+                rc = push_frame(q, f, idx);
+        }
+    }
+    if (lines != small)
+        free(lines);
+    if (rc)
+        return rc;
+    e = store_agg_find(&f->locs, loc, 0, 0, 0);
+    e->sum = (int64_t)first;
+    e->aux = (int64_t)(f->n - first);
+    *start = first;
+    *count = f->n - first;
+    return 0;
+}
+
+static int ord_cmp(const void *a, const void *b)
+{
+    const store_agg_entry *x = *(store_agg_entry *const *)a, *y = *(store_agg_entry *const *)b;
+    if (x->sum != y->sum)
+        return x->sum > y->sum ? -1 : 1; /* heaviest first */
+    return x->k[0] < y->k[0] ? -1 : x->k[0] > y->k[0];
+}
+
+/* Turns stack id → value sums into named stacks in the arena. */
+static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
+{
+    frames f;
+    memset(&f, 0, sizeof f);
+    store_strset_init(&f.names);
+    store_strset_init(&f.aux);
+    store_agg_init(&f.locs);
+    store_agg_init(&f.funcs);
+    store_agg_init(&f.texts);
+    store_agg_init(&f.maps);
+    int rc = 0;
+    store_agg_entry **order = vals->n ? malloc(vals->n * sizeof *order) : NULL;
+    uint32_t *tmp = NULL;
+    size_t tmp_cap = 0, n = 0;
+    if (vals->n && !order) {
+        rc = rq_nomem(q);
+        goto done;
+    }
+    for (size_t i = 0; i < vals->cap; i++)
+        if (vals->slots[i].used && vals->slots[i].sum)
+            order[n++] = &vals->slots[i];
+    if (n)
+        qsort(order, n, sizeof *order, ord_cmp);
+    out->stacks = n ? sp_arena_alloc(q->a, n * sizeof *out->stacks) : NULL;
+    if (n && !out->stacks) {
+        rc = rq_nomem(q);
+        goto done;
+    }
+    sqlite3_stmt *st = rq_stmt(q, R_STACK);
+    if (!st) {
+        rc = rq_prep_fail(q, R_STACK);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(st, 1, order[i]->k[0]);
+        int src = sqlite3_step(st);
+        if (src != SQLITE_ROW) {
+            sqlite3_reset(st);
+            if (src == SQLITE_DONE)
+                continue; /* removed by retention meanwhile: skip */
+            rc = rq_dberr(q, src, R_STACK);
+            goto done;
+        }
+        int blen = sqlite3_column_bytes(st, 0);
+        const uint8_t *bp = sqlite3_column_blob(st, 0);
+        uint8_t small[512];
+        uint8_t *blob = (size_t)blen <= sizeof small ? small : malloc((size_t)blen);
+        if (!blob) {
+            sqlite3_reset(st);
+            rc = rq_nomem(q);
+            goto done;
+        }
+        if (blen)
+            memcpy(blob, bp, (size_t)blen);
+        sqlite3_reset(st);
+        size_t nf = 0;
+        const uint8_t *p = blob, *end = blob + blen;
+        while (p < end) {
+            uint64_t loc;
+            if (store_varint_get(&p, end, &loc))
+                break;
+            size_t start = 0, count = 0;
+            if ((rc = location_frames(q, &f, (int64_t)loc, &start, &count)))
+                break;
+            if (nf + count > tmp_cap) {
+                size_t nc = tmp_cap ? tmp_cap * 2 : 256;
+                while (nc < nf + count)
+                    nc *= 2;
+                uint32_t *nt = realloc(tmp, nc * sizeof *nt);
+                if (!nt) {
+                    rc = rq_nomem(q);
+                    break;
+                }
+                tmp = nt;
+                tmp_cap = nc;
+            }
+            memcpy(tmp + nf, f.v + start, count * sizeof *tmp);
+            nf += count;
+        }
+        if (blob != small)
+            free(blob);
+        if (rc)
+            goto done;
+        store_stack *s = &out->stacks[out->nstacks];
+        s->nframes = (uint32_t)nf;
+        s->value = order[i]->sum;
+        s->frames = nf ? sp_arena_memdup(q->a, tmp, nf * sizeof *tmp) : NULL;
+        if (nf && !s->frames) {
+            rc = rq_nomem(q);
+            goto done;
+        }
+        out->total += s->value;
+        out->nstacks++;
+    }
+    out->nnames = (uint32_t)f.names.n;
+    if (f.names.n) {
+        out->names = sp_arena_alloc(q->a, f.names.n * sizeof *out->names);
+        if (!out->names) {
+            rc = rq_nomem(q);
+            goto done;
+        }
+        memcpy(out->names, f.names.strs, f.names.n * sizeof *out->names);
+    }
+done:
+    free(order);
+    free(tmp);
+    frames_free(&f);
+    if (rc)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* Summing decoded chunks into a query's stack → value map. */
+typedef struct chunk_ctx {
+    rq *q;
+    store_agg *vals;
+    /* span chunks: the series the query selects (aux = the series' period), and what each
+     * added (for the answer's period) */
+    store_agg *allowed;
+    int64_t added; /* sum of what went into vals */
+    store_chunk_decoder dec;
+} chunk_ctx;
+
+static int chunk_add(void *ctx, int64_t k0, int64_t k1, int64_t v)
+{
+    chunk_ctx *c = ctx;
+    int64_t stack = k0;
+    if (c->allowed) { /* (series, stack) */
+        store_agg_entry *s = store_agg_find(c->allowed, k0, 0, 0, 0);
+        if (!s)
+            return 0;
+        s->sum += v;
+        stack = k1;
+    }
+    store_agg_entry *e = store_agg_get(c->vals, stack, 0, 0, 0, NULL);
+    if (!e)
+        return -2;
+    e->sum += v;
+    c->added += v;
+    return 0;
+}
+
+/* The period of the series that contributed the most among those that know theirs (ties: the
+ * first); 0 when none does. */
+static int64_t pick_period(const int64_t *contrib, const rseries *v, size_t n)
+{
+    size_t best = n;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].period && (best == n || contrib[i] > contrib[best]))
+            best = i;
+    return best < n ? v[best].period : 0;
+}
+
+/* Steps a bound chunk statement and sums every chunk it returns. */
+static int read_chunks(rq *q, sqlite3_stmt *st, int which, int nk, chunk_ctx *c)
+{
+    int src, rc = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        const uint8_t *blob = sqlite3_column_blob(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        int d = store_chunk_decode(blob, len, nk, &c->dec, chunk_add, c);
+        if (d == -2) {
+            rc = rq_nomem(q);
+            break;
+        }
+        if (d) {
+            rc = sp_fail(q->err, SP_EINTERNAL,
+                         "reading %s: a stored value chunk is malformed (the database is "
+                         "damaged; restore it from a backup)",
+                         which == R_CHUNKS ? "sample_chunk" : "span_chunk");
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (!rc && src != SQLITE_DONE)
+        rc = rq_dberr(q, src, which);
+    return rc;
+}
+
+int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_stacks *out,
+                      sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    rseries *v;
+    size_t n;
+    store_agg vals;
+    store_agg_init(&vals);
+    rc = rq_select_series(&q, query, 0, &v, &n);
+    sqlite3_stmt *sums = rc ? NULL : rq_stmt(&q, R_STACK_SUMS);
+    if (!rc && !sums)
+        rc = rq_prep_fail(&q, R_STACK_SUMS);
+    sqlite3_stmt *chunks = rc ? NULL : rq_stmt(&q, R_CHUNKS);
+    if (!rc && !chunks)
+        rc = rq_prep_fail(&q, R_CHUNKS);
+    chunk_ctx ck = {.q = &q, .vals = &vals};
+    int64_t *contrib = n ? sp_arena_calloc(a, n, sizeof *contrib) : NULL;
+    if (!rc && n && !contrib)
+        rc = rq_nomem(&q);
+    for (size_t i = 0; i < n && !rc; i++) {
+        int64_t before = ck.added;
+        sqlite3_bind_int64(sums, 1, v[i].id);
+        sqlite3_bind_int64(sums, 2, q.b0);
+        sqlite3_bind_int64(sums, 3, q.b1);
+        int src;
+        while ((src = sqlite3_step(sums)) == SQLITE_ROW) {
+            store_agg_entry *e = store_agg_get(&vals, sqlite3_column_int64(sums, 0), 0, 0, 0, NULL);
+            if (!e) {
+                rc = rq_nomem(&q);
+                break;
+            }
+            e->sum += sqlite3_column_int64(sums, 1);
+            ck.added += sqlite3_column_int64(sums, 1);
+        }
+        sqlite3_reset(sums);
+        if (!rc && src != SQLITE_DONE)
+            rc = rq_dberr(&q, src, R_STACK_SUMS);
+        if (!rc) {
+            sqlite3_bind_int64(chunks, 1, v[i].id);
+            sqlite3_bind_int64(chunks, 2, q.b0);
+            sqlite3_bind_int64(chunks, 3, q.b1);
+            rc = read_chunks(&q, chunks, R_CHUNKS, 1, &ck);
+        }
+        contrib[i] = ck.added - before;
+    }
+    if (!rc)
+        rc = build_stacks(&q, &vals, out);
+    if (!rc)
+        out->period = pick_period(contrib, v, n);
+    store_chunk_decoder_free(&ck.dec);
+    store_agg_free(&vals);
+    rq_end(&q);
+    return rc;
+}
+
+/* What the query's series attached to one span (version 1 rows and chunks) into ck->vals; the
+ * series' contributions into ck->allowed. */
+static int span_values(rq *q, int64_t key, int64_t h0, int64_t h1, sqlite3_stmt *rows,
+                       sqlite3_stmt *chunks, chunk_ctx *ck)
+{
+    int rc = 0, src;
+    sqlite3_bind_int64(rows, 1, key);
+    sqlite3_bind_int64(rows, 2, h0);
+    sqlite3_bind_int64(rows, 3, h1);
+    while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(rows, 2);
+        store_agg_entry *s = store_agg_find(ck->allowed, sqlite3_column_int64(rows, 0), 0, 0, 0);
+        if (!s)
+            continue;
+        store_agg_entry *e = store_agg_get(ck->vals, sqlite3_column_int64(rows, 1), 0, 0, 0, NULL);
+        if (!e) {
+            rc = rq_nomem(q);
+            break;
+        }
+        s->sum += v;
+        e->sum += v;
+        ck->added += v;
+    }
+    sqlite3_reset(rows);
+    if (!rc && src != SQLITE_DONE)
+        rc = rq_dberr(q, src, R_SPANSTK);
+    if (!rc) {
+        sqlite3_bind_int64(chunks, 1, key);
+        sqlite3_bind_int64(chunks, 2, h0);
+        sqlite3_bind_int64(chunks, 3, h1);
+        rc = read_chunks(q, chunks, R_SPANCHUNKS, 2, ck);
+    }
+    return rc;
+}
+
+/* Shared by span stacks and span totals: the query's series (the filter) and statements. */
+typedef struct span_read {
+    rseries *v;
+    size_t n;
+    store_agg allowed; /* series id → what it contributed */
+    int64_t h0, h1;
+    sqlite3_stmt *rows, *chunks;
+} span_read;
+
+static int span_read_begin(rq *q, const store_query *query, span_read *sr)
+{
+    memset(sr, 0, sizeof *sr);
+    store_agg_init(&sr->allowed);
+    /* The series filter (tenant, type, labels) applies; the time range only narrows which
+     * hours are searched. */
+    sr->h0 = INT64_MIN;
+    sr->h1 = INT64_MAX;
+    if (query->start_ns > 0)
+        sr->h0 = sqs_floor_div(query->start_ns, SQS_HOUR_NS);
+    if (query->end_ns > 0)
+        sr->h1 = sqs_floor_div(query->end_ns - 1, SQS_HOUR_NS);
+    int rc = rq_select_series(q, query, 0, &sr->v, &sr->n);
+    for (size_t i = 0; i < sr->n && !rc; i++)
+        if (!store_agg_get(&sr->allowed, sr->v[i].id, 0, 0, 0, NULL))
+            rc = rq_nomem(q);
+    if (rc || !sr->n)
+        return rc;
+    if (!(sr->rows = rq_stmt(q, R_SPANSTK)))
+        return rq_prep_fail(q, R_SPANSTK);
+    if (!(sr->chunks = rq_stmt(q, R_SPANCHUNKS)))
+        return rq_prep_fail(q, R_SPANCHUNKS);
+    return 0;
+}
+
+/* Whether span i of the list is worth reading: a valid id not seen earlier in the list. */
+static int span_wanted(const uint8_t (*ids)[8], size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (memcmp(ids[j], ids[i], 8) == 0)
+            return 0;
+    return sqs_span_key(ids[i]) != 0;
+}
+
+int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
+                    sp_arena *a, store_stacks *out, sp_err *err)
+{
+    rq q;
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc)
+        return rc;
+    store_agg vals;
+    store_agg_init(&vals);
+    span_read sr;
+    rc = span_read_begin(&q, query, &sr);
+    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
+    for (size_t i = 0; i < nids && sr.n && !rc; i++)
+        if (span_wanted(span_ids, i))
+            rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
+    if (!rc)
+        rc = build_stacks(&q, &vals, out);
+    if (!rc && sr.n) {
+        int64_t *contrib = sp_arena_calloc(a, sr.n, sizeof *contrib);
+        for (size_t i = 0; contrib && i < sr.n; i++)
+            contrib[i] = store_agg_find(&sr.allowed, sr.v[i].id, 0, 0, 0)->sum;
+        out->period = contrib ? pick_period(contrib, sr.v, sr.n) : 0;
+    }
+    store_chunk_decoder_free(&ck.dec);
+    store_agg_free(&vals);
+    store_agg_free(&sr.allowed);
+    rq_end(&q);
+    return rc;
+}
+
+int sqs_span_totals(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
+                    store_span_total *out, sp_err *err)
+{
+    rq q;
+    /* No answer is built in an arena: the query's own bookkeeping goes in a small one. */
+    sp_arena *a = sp_arena_new(0);
+    if (!a)
+        return sp_fail(err, SP_ENOMEM, "out of memory");
+    int rc = rq_begin(&q, st, NULL, query, a, err);
+    if (rc) {
+        sp_arena_free(a);
+        return rc;
+    }
+    store_agg vals;
+    store_agg_init(&vals);
+    span_read sr;
+    rc = span_read_begin(&q, query, &sr);
+    chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
+    for (size_t i = 0; i < nids && sr.n && !rc; i++) {
+        if (!span_wanted(span_ids, i)) {
+            /* A repeated id answers what its first occurrence does. */
+            for (size_t j = 0; j < i; j++)
+                if (memcmp(span_ids[j], span_ids[i], 8) == 0) {
+                    out[i] = out[j];
+                    break;
+                }
+            continue;
+        }
+        store_agg_reset(&vals);
+        rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
+        for (size_t k = 0; !rc && k < vals.cap; k++)
+            if (vals.slots[k].used && vals.slots[k].sum) {
+                out[i].value = sp_sat_add(out[i].value, vals.slots[k].sum);
+                out[i].stacks++;
+            }
+    }
+    store_chunk_decoder_free(&ck.dec);
+    store_agg_free(&vals);
+    store_agg_free(&sr.allowed);
+    rq_end(&q);
+    sp_arena_free(a);
+    return rc;
+}

@@ -1,0 +1,20 @@
+/* pprof writing, shared by the query API (downloads) and delivery (the Pyroscope pusher).
+ *
+ * wire_pprof_encode() writes an sp_profile as a serialized perftools.profiles.Profile
+ * (proto/pprof/profile.proto) with a small protobuf writer of its own (no generated structs, no
+ * intermediate copy), adding labels for what pprof has no field for: thread and process ids,
+ * thread name, and the sample's innermost span (span_id, trace_id). Pure: no I/O, no globals,
+ * callable from any thread.
+ */
+#ifndef WIRE_PPROF_WRITE_H
+#define WIRE_PPROF_WRITE_H
+
+#include "../common/buf.h"
+#include "../common/err.h"
+#include "../common/profile.h"
+
+/* Appends p as a serialized pprof to out (one sample type; ids as in p). Returns 0, or
+ * SP_ETOOBIG when out cannot grow (out's own limit); out is then left partly written. */
+int wire_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err);
+
+#endif
