@@ -279,8 +279,9 @@ int main(int argc, char **argv)
     report("links (10%)", obs, secs, c, now);
     corr_free(c);
 
-    /* the default budget: the window outgrows 128 MiB and eviction runs inside the calls */
-    corr_options small = {.window_ns = 3600000 * MS};
+    /* a 128 MiB budget (the default is 512 MiB): the window outgrows it and eviction runs
+     * inside the calls */
+    corr_options small = {.window_ns = 3600000 * MS, .max_bytes = (size_t)128 << 20};
     c = corr_new(&small);
     feed_spans(c, &w, now);
     obs = feed_profiles(c, &w, &d, per, batches * 2, 0, now, &secs);
