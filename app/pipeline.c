@@ -39,6 +39,7 @@ void pipeline_metrics(void *ud)
         {"correlator_samples_ambiguous_total", offsetof(corr_stats, ambiguous)},
         {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
         {"correlator_late_attachments_total", offsetof(corr_stats, late)},
+        {"correlator_profiles_service_learned_total", offsetof(corr_stats, services_learned)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
         {"correlator_released_total", offsetof(corr_stats, released)},
         {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},

@@ -122,6 +122,10 @@ typedef struct sp_profile {
      * (the span arrived after the profile): the store records their span attachments and adds
      * nothing to the profile's own totals. */
     uint8_t attach_only;
+    /* The sender named no service (no service.name: the eBPF profiler): service_name is
+     * unknown_service[:<executable>] and the correlator may replace it with the service the
+     * process's spans carry (a sender's own service.name is never replaced). */
+    uint8_t service_unknown;
 } sp_profile;
 
 typedef struct sp_span {

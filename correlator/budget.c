@@ -18,7 +18,7 @@ void cw_recount(corr *c)
             b += sizeof *s + (size_t)s->capspans * sizeof *s->spans +
                  (size_t)s->capobs * sizeof *s->obs;
         for (proc *p = c->pbuckets[i]; p; p = p->hnext)
-            b += sizeof *p;
+            b += sizeof *p + (p->service ? strlen(p->service) + 1 : 0);
     }
     b += cw_itab_bytes(&c->names) + cw_itab_bytes(&c->stacks) + cw_itab_bytes(&c->series) +
          cw_itab_bytes(&c->tenants) + cw_itab_bytes(&c->idents);
@@ -120,8 +120,9 @@ static void drop_before(corr *c, const cuts *k_)
         proc **pp = &c->pbuckets[b];
         while (*pp) {
             proc *p = *pp;
-            if (!p->slots && p->profiled_until <= span_cut) {
+            if (!p->slots && p->profiled_until <= span_cut && p->service_until <= span_cut) {
                 *pp = p->hnext;
+                free(p->service);
                 free(p);
                 continue;
             }

@@ -60,6 +60,7 @@ void corr_free(corr *c)
         }
         for (proc *p = c->pbuckets[b], *n; p; p = n) {
             n = p->hnext;
+            free(p->service);
             free(p);
         }
     }
@@ -154,6 +155,33 @@ int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp)
     return yes;
 }
 
+/* A profile whose sender named no service takes the one its process's spans carry, when a span
+ * of that process (same pid and compatible identity) arrived within the window: Grafana's
+ * default "Profiles for this span" query asks for {service_name="<the span's service>"}. The
+ * sender's own labels (process_executable_name, process_pid) stay. Returns -1 when out of
+ * memory (the profile keeps its label). */
+static int learn_label(corr *c, sp_arena *a, uint32_t tenant, sp_profile *p)
+{
+    if (!p->service_unknown || !p->nsamples || !p->samples[0].pid)
+        return 0;
+    const proc *pr = cw_find_proc(c, tenant, p->samples[0].pid, 0);
+    if (!pr || !pr->service || pr->service_until <= c->now ||
+        !cw_ident_compat(c, pr->service_ident, cw_ident_id(c, p->samples[0].ident)))
+        return 0;
+    sp_kv *kv = sp_arena_alloc(a, (p->nseries + 1) * sizeof *kv);
+    char *svc = sp_arena_strndup(a, pr->service, strlen(pr->service));
+    if (!kv || !svc)
+        return -1;
+    memcpy(kv, p->series, p->nseries * sizeof *kv);
+    for (uint32_t i = 0; i < p->nseries; i++)
+        if (strcmp(kv[i].name, "service_name") == 0)
+            kv[i].value = svc; /* the labels stay sorted by name */
+    p->series = kv;
+    p->service_unknown = 0;
+    c->st.services_learned++;
+    return 0;
+}
+
 /* Room phase 1 may need in the request's arena beyond what decoding took: per observation a
  * split sample, its time and value and its verdict, and eight nested spans; per sample its plan.
  * Deeper nesting in every observation can still run out: then that profile is stored unattached
@@ -211,6 +239,7 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
         sp_profile *p = b->profiles[i];
         if (p->attach_only)
             continue;
+        (void)learn_label(c, b->arena, tenant, p); /* out of memory: keeps the sender's label */
         if (!corr_is_cpu_type(p->type_id)) {
             for (uint32_t k = 0; k < p->nsamples; k++) {
                 p->samples[k].spans = NULL;

@@ -51,23 +51,24 @@ typedef struct corr_options {
 
 /* Observations are counted once per outcome, whenever it happens (at arrival or later). */
 typedef struct corr_stats {
-    uint64_t spans_indexed;   /* eligible spans in the window now */
-    uint64_t spans_known;     /* spans of any length remembered for ancestor walks now */
-    uint64_t spans_short;     /* spans received below the minimum duration (with a process) */
-    uint64_t obs_waiting;     /* observations in the window now (attached or not) */
-    uint64_t obs_unattached;  /* of those, still without a span or a verdict */
-    uint64_t bytes;           /* memory held */
-    uint64_t by_link;         /* observations attached by a sender's link (and its ancestors) */
-    uint64_t by_thread;       /* observations attached by time, process and thread */
-    uint64_t by_process_span; /* observations attached to the one chain of threadless spans */
-    uint64_t ambiguous;       /* observations covered by several threadless chains */
-    uint64_t unmatched;       /* observations that left the window with nothing */
-    uint64_t late;            /* attachments made when the span arrived after the sample */
-    uint64_t evicted;         /* unattached observations and links dropped before their time to
-                               * stay within budget: correlation lost */
-    uint64_t released;        /* attached observations that stopped waiting for more spans early
-                               * (budget); not a loss: stored and attached */
-    uint64_t spans_evicted;   /* spans dropped before their time (budget) */
+    uint64_t spans_indexed;    /* eligible spans in the window now */
+    uint64_t spans_known;      /* spans of any length remembered for ancestor walks now */
+    uint64_t spans_short;      /* spans received below the minimum duration (with a process) */
+    uint64_t obs_waiting;      /* observations in the window now (attached or not) */
+    uint64_t obs_unattached;   /* of those, still without a span or a verdict */
+    uint64_t bytes;            /* memory held */
+    uint64_t by_link;          /* observations attached by a sender's link (and its ancestors) */
+    uint64_t by_thread;        /* observations attached by time, process and thread */
+    uint64_t by_process_span;  /* observations attached to the one chain of threadless spans */
+    uint64_t ambiguous;        /* observations covered by several threadless chains */
+    uint64_t unmatched;        /* observations that left the window with nothing */
+    uint64_t late;             /* attachments made when the span arrived after the sample */
+    uint64_t services_learned; /* profiles naming no service that took their spans' service */
+    uint64_t evicted;          /* unattached observations and links dropped before their time to
+                                * stay within budget: correlation lost */
+    uint64_t released;         /* attached observations that stopped waiting for more spans early
+                                * (budget); not a loss: stored and attached */
+    uint64_t spans_evicted;    /* spans dropped before their time (budget) */
     /* Drops, by reason (0 in a healthy run; none of them loses a stored observation): */
     uint64_t not_kept;          /* unattached observations that could not wait for their spans
                                  * (budget full on arrival) */

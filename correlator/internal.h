@@ -69,6 +69,11 @@ typedef struct proc {
     uint32_t prof_ident[PROF_IDENTS]; /* the identities those profiles had (ident id + 1); more
                                        * are counted in idents_over and not remembered */
     uint32_t nprof_ident;
+    /* The service its spans carry (learned for profiles that name none): the latest span's, with
+     * that span's identity, kept until service_until. malloc'ed. */
+    char *service;
+    uint32_t service_ident;
+    int64_t service_until;
     struct proc *hnext;
 } proc;
 

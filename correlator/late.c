@@ -286,6 +286,30 @@ static void claim_waiting(corr *c, sp_arena *a, uint32_t tenant, const reg_ent *
     }
 }
 
+/* The process of sp learns the service its spans carry (the latest span's), for the profiles of
+ * that process that name none (the eBPF profiler's). */
+static void learn_service(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident)
+{
+    if (!sp->pid || !sp->service || !*sp->service ||
+        strncmp(sp->service, "unknown_service", 15) == 0)
+        return;
+    proc *p = cw_find_proc(c, tenant, sp->pid, 1);
+    if (!p)
+        return;
+    p->service_until = c->now + c->opt.window_ns;
+    p->service_ident = ident;
+    if (p->service && strcmp(p->service, sp->service) == 0)
+        return;
+    char *s = strdup(sp->service);
+    if (!s)
+        return;
+    if (p->service)
+        c->bytes -= strlen(p->service) + 1;
+    free(p->service);
+    p->service = s;
+    c->bytes += strlen(s) + 1;
+}
+
 /* Indexes b's spans and emits what they claim. Never fails: what cannot be indexed or emitted is
  * added to *failed (the spans themselves are stored either way). */
 size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
@@ -313,6 +337,7 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
         /* times past INT64_MAX (valid OTLP) would overflow the arithmetic below: never eligible */
         int eligible = start >= 0 && end >= start && end - start >= c->opt.min_span_ns;
         uint32_t ident = cw_ident_id(c, &sp->ident);
+        learn_service(c, tenant, sp, ident);
         const reg_ent *re = cw_reg_add(c, tenant, sp, ident, eligible);
         fresh[i] = re ? (uint32_t)(re - c->reg) + 1 : 0;
         if (!re)

@@ -560,7 +560,8 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
     /* service_name: sample service.name (splits the profile), else the resource's, else
      * unknown_service:<process.executable.name>, else unknown_service. */
     const char *svc = resource_attr(c, rattrs, nrattrs, "service.name", NULL);
-    if (!svc || !*svc) {
+    int svc_unknown = !svc || !*svc;
+    if (svc_unknown) {
         const char *exe = resource_attr(c, rattrs, nrattrs, "process.executable.name", NULL);
         if (exe && *exe) {
             size_t n = strlen(exe) + 17;
@@ -615,6 +616,7 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
             return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
         p->type_id = type_id;
         p->name = r.name;
+        p->service_unknown = (uint8_t)(k == 0 && svc_unknown);
         p->sample_type = r.sample_type;
         p->sample_unit = r.sample_unit;
         if (in->period_type) {

@@ -4,6 +4,51 @@
 
 #include <string.h>
 
+/* Span queries: a service_name="X" matcher is asked of the spans, not of the series, when every
+ * span asked for is indexed with service X. Grafana's "Profiles for this span" sends the span's
+ * own service; eBPF samples are stored under unknown_service:<executable> (or, once the
+ * process's spans arrived, under the learned service), and the span's samples must come back
+ * either way. Any other matcher (or a service the spans do not carry) still filters series. */
+static int span_service_matchers(const query_ctx *c, store_query *q, const uint8_t (*ids)[8],
+                                 size_t nids, sp_arena *a, sp_err *err)
+{
+    if (!nids || nids > 64)
+        return 0;
+    const char *svc = NULL; /* the one service every span carries */
+    for (size_t i = 0; i < nids; i++) {
+        sp_span sp;
+        int rc = store_span_get(c->store, q->tenant, ids[i], a, &sp, err);
+        if (rc == SP_ENOTFOUND || rc == SP_EUNIMPL)
+            return 0;
+        if (rc)
+            return rc;
+        if (!sp.service || (svc && strcmp(svc, sp.service) != 0))
+            return 0;
+        svc = sp.service;
+    }
+    store_matcher *rest = sp_arena_alloc(a, (q->nmatchers + 1) * sizeof *rest);
+    if (!rest)
+        return sp_fail(err, SP_ETOOBIG, "query too large");
+    size_t n = 0;
+    for (size_t k = 0; k < q->nmatchers; k++) {
+        const store_matcher *m = &q->matchers[k];
+        if (m->op == STORE_MATCH_EQ && strcmp(m->name, "service_name") == 0 &&
+            strcmp(m->value, svc) == 0)
+            continue;
+        rest[n++] = *m;
+    }
+    q->matchers = rest;
+    q->nmatchers = n;
+    return 0;
+}
+
+static int span_stacks(const query_ctx *c, store_query *q, const uint8_t (*ids)[8], size_t nids,
+                       sp_arena *a, store_stacks *out, sp_err *err)
+{
+    int rc = span_service_matchers(c, q, ids, nids, a, err);
+    return rc ? rc : store_span_stacks(c->store, q, ids, nids, a, out, err);
+}
+
 int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
                         store_stacks *out, sp_err *err)
 {
@@ -19,7 +64,7 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
     if (r->by_span) {
         if (!r->nspan_ids)
             return 0;
-        return store_span_stacks(c->store, &q, r->span_ids, r->nspan_ids, a, out, err);
+        return span_stacks(c, &q, r->span_ids, r->nspan_ids, a, out, err);
     }
     /* A matcher span_id="<16 hex>" selects a span's profile. span_id is never a series label (it
      * is the link), so this is the only thing it can mean; it lets Grafana's traces-to-profiles
@@ -40,7 +85,7 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
                     rest[n++] = r->sel->matchers[k];
             q.matchers = rest;
             q.nmatchers = n;
-            return store_span_stacks(c->store, &q, (const uint8_t(*)[8])id, 1, a, out, err);
+            return span_stacks(c, &q, (const uint8_t(*)[8])id, 1, a, out, err);
         }
     }
     return store_select_stacks(c->store, &q, a, out, err);
