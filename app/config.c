@@ -57,6 +57,10 @@ static const opt opts[] = {
     {"correlation-max-bytes", T_SIZE, OFF(correlation_max_bytes), "536870912",
      "memory for spans and samples waiting in the window (1 M spans take about 200 MiB); past it "
      "attached samples stop waiting first, then the oldest unattached ones, spans last"},
+    {"threadless-settle", T_DURATION, OFF(threadless_settle_ms), "10s",
+     "spans without thread.id: how long after a sample arrives its spans are judged, so the spans "
+     "of concurrent requests (exported when they end, in 5 s batches) are all known; 0 = judge "
+     "on arrival"},
     {"correlate-threadless", T_STR, OFF(correlate_threadless), "unique",
      "spans without thread.id: unique (attach a sample when exactly one chain of spans of its "
      "process covers it) or off"},
@@ -120,17 +124,8 @@ static int url_has_userinfo(const char *url)
 void app_config_defaults(app_config *c)
 {
     memset(c, 0, sizeof *c);
+    srv_options_defaults(&c->srv);
     c->data_dir = "./data";
-    c->srv.http_addr = "0.0.0.0:4040";
-    c->srv.grpc_addr = "0.0.0.0:4317";
-    c->srv.max_recv_msg_size = 64u << 20;
-    c->srv.max_inflight_bytes = 256u << 20;
-    c->srv.queue_size = 256;
-    c->srv.workers = 2;
-    c->srv.max_concurrent_streams = 128;
-    c->srv.shutdown_timeout_ms = 10000;
-    c->srv.idle_timeout_ms = 300000;
-    c->srv.header_timeout_ms = 20000;
     c->log_level = "info";
     c->durability = "normal";
     c->retention_ms = 168LL * 3600 * 1000;
@@ -138,6 +133,7 @@ void app_config_defaults(app_config *c)
     c->correlation_window_ms = 120000;
     c->correlation_max_bytes = (size_t)512 << 20;
     c->correlate_threadless = "unique";
+    c->threadless_settle_ms = 10000;
     c->outbox_max_bytes = (size_t)256 << 20;
     c->forward_batch_interval_ms = 200;
     c->traces_forward_protocol = "http/protobuf";

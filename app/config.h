@@ -24,6 +24,7 @@ typedef struct app_config {
     int64_t correlation_window_ms;
     size_t correlation_max_bytes;
     const char *correlate_threadless; /* "unique" or "off" */
+    int64_t threadless_settle_ms;     /* rule 3 waits this long for concurrent spans; 0 = none */
     /* Remote write and trace forwarding (delivery/pusher.c, delivery/forward.c). */
     const char *store; /* "sqlite", "pyroscope" or "sqlite,pyroscope" */
     const char *pyroscope_url;

@@ -138,6 +138,8 @@ int main(int argc, char **argv)
         .max_bytes = cfg.correlation_max_bytes,
         .threadless = strcmp(cfg.correlate_threadless, "off") == 0 ? CORR_THREADLESS_OFF
                                                                    : CORR_THREADLESS_UNIQUE,
+        /* 0 = judge on arrival (the correlator's own 0 means its default) */
+        .settle_ns = cfg.threadless_settle_ms ? cfg.threadless_settle_ms * 1000000 : -1,
     };
     pl.corr = corr_new(&co);
     if (!pl.corr || pipeline_start(&pl) != 0) {

@@ -40,6 +40,7 @@ void pipeline_metrics(void *ud)
         {"correlator_samples_unmatched_total", offsetof(corr_stats, unmatched)},
         {"correlator_late_attachments_total", offsetof(corr_stats, late)},
         {"correlator_profiles_service_learned_total", offsetof(corr_stats, services_learned)},
+        {"correlator_offcpu_attached_total", offsetof(corr_stats, offcpu_attached)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
         {"correlator_released_total", offsetof(corr_stats, released)},
         {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},
@@ -63,7 +64,25 @@ void pipeline_metrics(void *ud)
     sp_metrics_gauge_set("store_retention_rows_deleted_total", (int64_t)ss.rows_deleted);
 }
 
-/* The maintenance thread: expiry and the counters move even when no ingest comes in. */
+/* What rule 3 decided after the settle time: attach_only profiles, stored like the late
+ * attachments of an ingest request (the pusher skips attach_only profiles anyway). */
+static int store_settled(void *ud, sp_batch *b)
+{
+    pipeline *p = ud;
+    sp_err err = {0};
+    int rc = store_write(p->store, b, &err);
+    if (rc) {
+        static sp_ratelimit rl;
+        uint64_t held = 0;
+        if (sp_ratelimit_ok(&rl, 10000, &held))
+            sp_warn("msg=\"settled attachments not stored\" err=\"%s\" held_back=%llu", err.msg,
+                    (unsigned long long)held);
+    }
+    return rc;
+}
+
+/* The maintenance thread, once a second: expiry, rule 3 after its settle time, and the counters
+ * move even when no ingest comes in. */
 static void *maintain(void *ud)
 {
     pipeline *p = ud;
@@ -76,7 +95,9 @@ static void *maintain(void *ud)
         if (p->tick_stop)
             break;
         pthread_mutex_unlock(&p->tick_mu);
-        corr_expire(p->corr, now_ns());
+        int64_t now = now_ns();
+        corr_expire(p->corr, now);
+        corr_settle(p->corr, now, store_settled, p);
         pthread_mutex_lock(&p->tick_mu);
     }
     pthread_mutex_unlock(&p->tick_mu);

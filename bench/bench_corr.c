@@ -147,7 +147,10 @@ static void free_dict(dict *d)
     free(d->lines);
 }
 
-/* One eBPF-like CPU profile of n samples at random threads and times of the world. */
+/* One eBPF-like CPU profile of n samples at random threads and times of the world; off-CPU
+ * (offcpu set): each observation an interval of 1-50 ms ending at its timestamp. */
+static int offcpu_mode;
+
 static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint32_t n, int links)
 {
     sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
@@ -165,6 +168,10 @@ static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint
     static sp_kv series[] = {{"__name__", "process_cpu"}, {"service_name", "bench"}};
     p->series = series;
     p->nseries = 2;
+    if (offcpu_mode) {
+        p->type_id = "off_cpu:off_cpu:nanoseconds::";
+        p->name = "off_cpu";
+    }
     p->samples = sp_arena_calloc(a, n, sizeof *p->samples);
     p->nsamples = n;
     for (uint32_t i = 0; i < n; i++) {
@@ -179,6 +186,12 @@ static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint
             s->timestamps[j] =
                 ref->start_ns + rnd((uint32_t)((ref->end_ns - ref->start_ns) / MS)) * (uint64_t)MS;
         s->value = (int64_t)s->nobs * 50 * MS;
+        if (offcpu_mode) {
+            s->values = sp_arena_alloc(a, s->nobs * sizeof *s->values);
+            s->value = 0;
+            for (uint32_t j = 0; j < s->nobs; j++)
+                s->value += s->values[j] = (1 + rnd(50)) * MS;
+        }
         s->pid = ref->pid;
         s->tid = ref->tid ? ref->tid : 10000 + (ref->pid - 1000) * 100 + rnd(16);
         if (links && rnd(10) == 0) {
@@ -234,11 +247,19 @@ static void report(const char *what, uint64_t obs, double secs, corr *c, int64_t
     corr_get_stats(c, 0, &st);
     (void)now;
     printf("%-14s %9.0f observations/cpu-s  (%llu in %.3f s)  attached: link %llu thread %llu "
-           "process-span %llu ambiguous %llu late %llu; spans in window %llu; %.1f MiB held\n",
+           "process-span %llu ambiguous %llu off-cpu %llu late %llu; spans in window %llu; %.1f "
+           "MiB held\n",
            what, obs / secs, (unsigned long long)obs, secs, (unsigned long long)st.by_link,
            (unsigned long long)st.by_thread, (unsigned long long)st.by_process_span,
-           (unsigned long long)st.ambiguous, (unsigned long long)st.late,
-           (unsigned long long)st.spans_indexed, st.bytes / 1048576.0);
+           (unsigned long long)st.ambiguous, (unsigned long long)st.offcpu_attached,
+           (unsigned long long)st.late, (unsigned long long)st.spans_indexed, st.bytes / 1048576.0);
+}
+
+static int drop_batch(void *ud, sp_batch *b)
+{
+    (void)b;
+    (*(uint64_t *)ud)++;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -261,6 +282,25 @@ int main(int argc, char **argv)
     double secs;
     uint64_t obs = feed_profiles(c, &w, &d, per, batches, 0, now, &secs);
     report("spans-first", obs, secs, c, now);
+    /* rule 3 after its settle time: the threadless processes' observations waited; decided now */
+    uint64_t emitted = 0;
+    t = now_s();
+    corr_settle(c, now + 11000 * MS, drop_batch, &emitted);
+    double settle = now_s() - t;
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    printf("%-14s %9.3f s for the waiting threadless observations: process-span %llu ambiguous "
+           "%llu (%llu batches)\n",
+           "settle", settle, (unsigned long long)st.by_process_span,
+           (unsigned long long)st.ambiguous, (unsigned long long)emitted);
+    corr_free(c);
+
+    c = corr_new(&o);
+    feed_spans(c, &w, now);
+    offcpu_mode = 1;
+    obs = feed_profiles(c, &w, &d, per, batches, 0, now, &secs);
+    offcpu_mode = 0;
+    report("off-CPU", obs, secs, c, now);
     corr_free(c);
 
     c = corr_new(&o);

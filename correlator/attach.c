@@ -65,6 +65,7 @@ uint32_t cw_walk_up(corr *c, uint32_t tenant, const reg_ent *e, int64_t pid, uin
 
 void cw_scratch_free(split_scratch *x)
 {
+    free(x->part);
     free(x->grp);
     free(x->g);
     free(x->refs);
@@ -117,7 +118,8 @@ static uint32_t infer(const corr *c, const slot *thr, const slot *nothr, int64_t
         *how = F_THREAD;
         return n;
     }
-    if (c->opt.threadless != CORR_THREADLESS_UNIQUE || !nothr)
+    /* rule 3 on arrival only without a settle time; otherwise cw_settle decides it (I8) */
+    if (c->opt.threadless != CORR_THREADLESS_UNIQUE || !nothr || c->opt.settle_ns >= 0)
         return 0;
     int amb;
     n = cw_chain_at(c, nothr, ts, ident, out, &amb, NULL);
@@ -219,8 +221,35 @@ static int emit_groups(split_scratch *x, sp_arena *a, const sp_sample *s, size_t
 
 /* Rules 2 and 3 for one sample with timestamps and a process: its observations grouped by the
  * spans they fall in; one output sample when they agree, one per group otherwise. */
+/* Off-CPU (I9): the spans of thread slot thr that the interval of observation k overlaps; the
+ * ones covering all of it in m (returned count), the ones covering part of it as partials. */
+static int interval_spans(const corr *c, split_scratch *x, const slot *thr, const sp_sample *s,
+                          uint32_t i, uint32_t k, uint32_t ident, sp_span_ref *m, uint32_t *nfull,
+                          uint8_t *how)
+{
+    sp_span_ref all[MAX_MATCH];
+    int64_t ov[MAX_MATCH], ends[MAX_MATCH];
+    int64_t to = (int64_t)s->timestamps[k], d = obs_value(s, k);
+    if (d < 0 || d > to)
+        d = 0;
+    uint32_t n = thr ? cw_spans_over(c, thr, to - d, to, ident, all, ov, ends, MAX_MATCH) : 0;
+    *nfull = 0;
+    *how = n ? F_THREAD : 0;
+    for (uint32_t j = 0; j < n; j++) {
+        if (ov[j] == d || d == 0) {
+            m[(*nfull)++] = all[j];
+            continue;
+        }
+        if (reserve((void **)&x->part, &x->cappart, x->npart + 1, sizeof *x->part))
+            return -1;
+        x->part[x->npart++] = (partial){i, (uint64_t)(ends[j] - 1), ov[j], all[j]};
+    }
+    return 0;
+}
+
 static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_sample *s,
-                         uint32_t tenant, sample_plan *pl, int *reshaped, size_t *attached)
+                         uint32_t i, int interval, uint32_t tenant, sample_plan *pl, int *reshaped,
+                         size_t *attached)
 {
     corr *mc = (corr *)c; /* find_slot without create does not change anything */
     const slot *thr = s->tid ? cw_find_slot(mc, tenant, s->pid, s->tid, 0) : NULL;
@@ -241,7 +270,11 @@ static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_
     for (uint32_t k = 0; k < s->nobs; k++) {
         sp_span_ref m[MAX_MATCH];
         uint8_t how;
-        uint32_t n = infer(c, thr, nothr, (int64_t)s->timestamps[k], pl->ident, m, &how);
+        uint32_t n;
+        if (!interval)
+            n = infer(c, thr, nothr, (int64_t)s->timestamps[k], pl->ident, m, &how);
+        else if (interval_spans(c, x, thr, s, i, k, pl->ident, m, &n, &how))
+            return -1;
         uint32_t g = group_of(x, m, n, how, s->nobs);
         if (g == UINT32_MAX)
             return -1;
@@ -307,9 +340,44 @@ static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, sp_sample *d, samp
 
 /* Phase 1 for one CPU profile. Returns 0, or -1 when the arena or the heap is exhausted (the
  * window is untouched; the caller refuses the request). */
-int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_arena *a,
-                    uint32_t tenant, size_t *attached)
+/* Off-CPU (I9): the parts of intervals that spans cover only partly, as one attach_only
+ * profile with p's tables (the store adds them to the spans, not to p's totals). */
+static int emit_partials(split_scratch *x, const prof_plan *pp, sp_arena *a, sp_batch *b,
+                         size_t *attached)
 {
+    if (!x->npart)
+        return 0;
+    sp_profile *q = sp_arena_memdup(a, pp->p, sizeof *q);
+    sp_sample *v = sp_arena_calloc(a, x->npart, sizeof *v);
+    uint64_t *ts = sp_arena_alloc(a, x->npart * sizeof *ts);
+    if (!q || !v || !ts)
+        return -1;
+    for (uint32_t j = 0; j < x->npart; j++) {
+        const partial *pt = &x->part[j];
+        v[j] = pp->orig[pt->sample];
+        ts[j] = pt->ts;
+        v[j].timestamps = &ts[j];
+        v[j].values = NULL;
+        v[j].nobs = 1;
+        v[j].value = pt->value;
+        v[j].has_link = 0;
+        v[j].spans = sp_arena_memdup(a, &pt->ref, sizeof pt->ref);
+        if (!v[j].spans)
+            return -1;
+        v[j].nspans = 1;
+    }
+    q->samples = v;
+    q->nsamples = x->npart;
+    q->attach_only = 1;
+    *attached += x->npart;
+    return sp_batch_add_profile(b, q) ? -1 : 0;
+}
+
+int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_arena *a,
+                    uint32_t tenant, sp_batch *b, size_t *attached)
+{
+    int interval = corr_is_offcpu_type(p->type_id);
+    x->npart = 0;
     pp->p = p;
     pp->orig = p->samples;
     pp->norig = p->nsamples;
@@ -339,9 +407,10 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
                 return -1;
             continue;
         }
-        if (plan_inferred(c, x, a, s, tenant, pl, &reshaped, attached))
+        if (plan_inferred(c, x, a, s, i, interval, tenant, pl, &reshaped, attached))
             return -1;
     }
+    pp->interval = (uint8_t)interval;
     if (reshaped) {
         sp_sample *v = sp_arena_memdup(a, x->out, (size_t)x->nout * sizeof *v);
         if (!v)
@@ -356,7 +425,7 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
             p->samples[i].nspans = x->out[i].nspans;
         }
     }
-    return 0;
+    return emit_partials(x, pp, a, b, attached);
 }
 
 void cw_memo_free(batch_memo *m)
@@ -373,6 +442,7 @@ typedef struct prof_ctx {
     uint32_t tenant;
     uint32_t series;
     batch_memo *m;
+    int interval; /* off-CPU (I9) */
 } prof_ctx;
 
 static uint32_t ctx_series(prof_ctx *x)
@@ -442,7 +512,10 @@ static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *
 {
     corr *c = x->c;
     uint64_t nobs = s->timestamps && s->nobs ? s->nobs : 1;
-    c->st.by_link += nobs;
+    if (x->interval)
+        c->st.offcpu_attached += nobs;
+    else
+        c->st.by_link += nobs;
     if (!pl->has_gap)
         return 0;
     uint32_t sid = c->bytes < c->opt.max_bytes ? ctx_series(x) : UINT32_MAX;
@@ -473,11 +546,15 @@ static uint64_t keep_linked(prof_ctx *x, const sp_sample *s, const sample_plan *
 static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan *pl)
 {
     corr *c = x->c;
-    if (pl->hows)
+    if (x->interval) { /* off-CPU has counters of its own (I9) */
+        for (uint32_t k = 0; k < s->nobs; k++)
+            c->st.offcpu_attached += (pl->hows ? pl->hows[k] : pl->how) != 0;
+    } else if (pl->hows) {
         for (uint32_t k = 0; k < s->nobs; k++)
             cw_count_outcome(c, pl->hows[k], 1);
-    else
+    } else {
         cw_count_outcome(c, pl->how, s->nobs);
+    }
     uint32_t sid = UINT32_MAX, stk = UINT32_MAX;
     slot *w = NULL;
     if (c->bytes < c->opt.max_bytes) {
@@ -492,7 +569,9 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
                    grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
             /* not kept: without a verdict now it never gets one; with one, it only gives up
              * the ancestors still to come (released, like the budget's first step) */
-            if (!how) {
+            if (x->interval) {
+                /* off-CPU is not counted among the CPU outcomes */
+            } else if (!how) {
                 c->st.unmatched++;
                 lost++;
             } else {
@@ -500,6 +579,11 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
             }
             continue;
         }
+        if (!how && !x->interval && c->opt.threadless == CORR_THREADLESS_UNIQUE &&
+            c->opt.settle_ns >= 0)
+            w->pending = 1; /* rule 3 decides it after the settle time */
+        if (x->interval && obs_value(s, k) > w->max_interval)
+            w->max_interval = obs_value(s, k);
         obs_ent *o = &w->obs[w->nobs++];
         *o = (obs_ent){(int64_t)s->timestamps[k],
                        obs_value(s, k),
@@ -508,6 +592,7 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
                        sid,
                        pl->ident,
                        how,
+                       x->interval,
                        c->tag};
         if (w->nobs > 1 && w->obs[w->nobs - 2].ts > o->ts)
             w->obs_sorted = 0;
@@ -522,7 +607,7 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
  * kept for later spans. Cannot fail. */
 void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo)
 {
-    prof_ctx x = {c, pp->p, tenant, UINT32_MAX, memo};
+    prof_ctx x = {c, pp->p, tenant, UINT32_MAX, memo, pp->interval};
     for (uint32_t i = 0; i < pp->norig; i++) {
         const sp_sample *s = &pp->orig[i];
         const sample_plan *pl = &pp->plans[i];

@@ -43,7 +43,7 @@ static void obs_gone(corr *c, const obs_ent *o, int evicting)
     c->st.obs_waiting--;
     if (!o->flags) {
         c->st.obs_unattached--;
-        c->st.unmatched++;
+        c->st.unmatched += !o->interval; /* a CPU outcome (off-CPU has counters of its own) */
         if (evicting)
             c->st.evicted++;
     } else if (evicting) {
@@ -88,14 +88,19 @@ static void drop_before(corr *c, const cuts *k_)
             s->nspans = k2;
             s->maxdur = maxdur;
             k2 = 0;
+            int64_t max_interval = 0;
             for (uint32_t i = 0; i < s->nobs; i++) {
                 const obs_ent *o = &s->obs[i];
-                if (o->expire <= (o->flags ? cut.attached : cut.unattached))
+                if (o->expire <= (o->flags ? cut.attached : cut.unattached)) {
                     obs_gone(c, o, cut.evicting);
-                else
-                    s->obs[k2++] = *o;
+                    continue;
+                }
+                if (o->interval && o->value > max_interval)
+                    max_interval = o->value;
+                s->obs[k2++] = *o;
             }
             s->nobs = k2;
+            s->max_interval = max_interval;
             if (!s->nspans && !s->nobs) {
                 *pp = s->hnext;
                 /* unlink from its process */

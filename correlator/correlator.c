@@ -41,6 +41,8 @@ corr *corr_new(const corr_options *o)
         c->opt.window_ns = 120 * 1000000000LL;
     if (!c->opt.max_bytes)
         c->opt.max_bytes = (size_t)512 << 20;
+    if (!c->opt.settle_ns)
+        c->opt.settle_ns = 10 * 1000000000LL;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->pub_lock, NULL);
     cw_recount(c);
@@ -80,7 +82,7 @@ void corr_free(corr *c)
 }
 
 /* Copies the counters for readers (I7); the caller holds c->lock. */
-static void publish(corr *c)
+void cw_publish(corr *c)
 {
     pthread_mutex_lock(&c->pub_lock);
     c->pub = c->st;
@@ -94,7 +96,7 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out)
         pthread_mutex_lock(&c->lock);
         c->now = now_ns;
         cw_sweep(c, now_ns);
-        publish(c);
+        cw_publish(c);
         pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_lock(&c->pub_lock);
@@ -117,8 +119,14 @@ void corr_expire(corr *c, int64_t now_ns)
 {
     pthread_mutex_lock(&c->lock);
     expire_due(c, now_ns);
-    publish(c);
+    cw_publish(c);
     pthread_mutex_unlock(&c->lock);
+}
+
+int corr_is_offcpu_type(const char *type_id)
+{
+    /* off_cpu:off_cpu:nanoseconds:: (the eBPF profiler's, named by otlp/convert.c) */
+    return type_id && strncmp(type_id, "off_cpu:", 8) == 0;
 }
 
 int corr_is_cpu_type(const char *type_id)
@@ -220,7 +228,7 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
     /* after the sweep: it may renumber tenants */
     uint32_t tenant = cw_tenant_id(c, b->tenant, 1);
     if (tenant == UINT32_MAX) {
-        publish(c);
+        cw_publish(c);
         pthread_mutex_unlock(&c->lock);
         for (size_t i = 0; i < b->nprofiles; i++)
             for (uint32_t k = 0; k < b->profiles[i]->nsamples; k++)
@@ -240,7 +248,7 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
         if (p->attach_only)
             continue;
         (void)learn_label(c, b->arena, tenant, p); /* out of memory: keeps the sender's label */
-        if (!corr_is_cpu_type(p->type_id)) {
+        if (!corr_is_cpu_type(p->type_id) && !corr_is_offcpu_type(p->type_id)) {
             for (uint32_t k = 0; k < p->nsamples; k++) {
                 p->samples[k].spans = NULL;
                 p->samples[k].nspans = 0;
@@ -249,7 +257,7 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
         }
         prof_plan pp;
         size_t got = 0;
-        if (cw_plan_profile(c, &x, &pp, p, b->arena, tenant, &got)) {
+        if (cw_plan_profile(c, &x, &pp, p, b->arena, tenant, b, &got)) {
             /* stored as received, unattached: the samples are what the client was promised */
             p->samples = (sp_sample *)pp.orig;
             p->nsamples = pp.norig;
@@ -276,7 +284,7 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
         }
     }
     c->nconsumed = 0;
-    publish(c);
+    cw_publish(c);
     pthread_mutex_unlock(&c->lock);
     if (t)
         t->attached = attached;
@@ -373,7 +381,7 @@ void corr_abort(corr *c, const sp_batch *b, corr_ticket *t)
             }
         }
     }
-    publish(c);
+    cw_publish(c);
     pthread_mutex_unlock(&c->lock);
     corr_commit(c, t); /* frees the ticket */
 }

@@ -47,6 +47,8 @@ typedef struct corr_options {
     int64_t window_ns;   /* how long spans and observations wait for each other; 0 = 2 min */
     size_t max_bytes;    /* budget for everything waiting; 0 = 512 MiB */
     int threadless;      /* CORR_THREADLESS_* */
+    int64_t settle_ns;   /* rule 3 decides this long after an observation arrived; 0 = 10 s;
+                          * negative = on arrival, with the spans known then */
 } corr_options;
 
 /* Observations are counted once per outcome, whenever it happens (at arrival or later). */
@@ -64,6 +66,7 @@ typedef struct corr_stats {
     uint64_t unmatched;        /* observations that left the window with nothing */
     uint64_t late;             /* attachments made when the span arrived after the sample */
     uint64_t services_learned; /* profiles naming no service that took their spans' service */
+    uint64_t offcpu_attached;  /* off-CPU observations attached (by thread or link) */
     uint64_t evicted;          /* unattached observations and links dropped before their time to
                                 * stay within budget: correlation lost */
     uint64_t released;         /* attached observations that stopped waiting for more spans early
@@ -115,6 +118,13 @@ void corr_commit(corr *c, corr_ticket *t);
  * meanwhile by other requests to its observations stay (they were stored with those requests). */
 void corr_abort(corr *c, const sp_batch *b, corr_ticket *t);
 
+/* Rule 3 for the observations that waited the settle time (opt.settle_ns) since they arrived:
+ * judged against every threadless span of their process known now, and what is attached handed
+ * to emit() as one batch of attach_only profiles per tenant (outside the lock; emit stores it
+ * and returns 0, or an error: those attachments are then counted in attach_failed). For the
+ * maintenance thread, once a second. Returns 0, or SP_ENOMEM when attachments were lost. */
+int corr_settle(corr *c, int64_t now_ns, int (*emit)(void *ud, sp_batch *b), void *ud);
+
 /* Expires what is older than the window when a sweep is due, enforces the budget and publishes
  * the counters; the ingest path does this too. For a timer thread, so counters move (and memory
  * is given back) while no ingest comes in. Takes the lock. */
@@ -130,7 +140,10 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out);
  * this to mark spans for Grafana's "Profiles for this span". */
 int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp);
 
-/* 1 when profiles of this type are correlated (CPU and wall-clock types). */
+/* 1 when profiles of this type are correlated as instants (CPU and wall-clock types). */
 int corr_is_cpu_type(const char *type_id);
+
+/* 1 for off-CPU profiles (off_cpu:...): correlated as intervals [ts - value, ts] (I9). */
+int corr_is_offcpu_type(const char *type_id);
 
 #endif

@@ -26,7 +26,8 @@
 #define PROF_IDENTS    8 /* identities (hosts, pods, containers) remembered per profiled pid */
 
 /* Outcome bits of a retained observation: each is counted once, when first set. */
-enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4 };
+enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4, F_SETTLED = 8 };
+/* F_SETTLED: rule 3 was decided for it after the settle time (I8), whatever the outcome. */
 
 /* ---- the state ---- */
 
@@ -41,7 +42,8 @@ typedef struct obs_ent {
     int64_t ts, value, expire;
     uint32_t stack, series, ident; /* ids into the intern tables (ident: id + 1, 0 = none) */
     uint8_t flags;
-    uint16_t tag; /* the corr_attach call that kept it (with expire: what corr_abort removes) */
+    uint8_t interval; /* 1: off-CPU, the interval [ts - value, ts] (I9); 0: the instant ts */
+    uint16_t tag;     /* the corr_attach call that kept it (with expire: what corr_abort removes) */
 } obs_ent;
 
 struct proc;
@@ -57,6 +59,8 @@ typedef struct slot {
     obs_ent *obs;
     uint32_t nobs, capobs;
     uint8_t obs_sorted;
+    uint8_t pending;      /* holds observations rule 3 has not decided yet (I8) */
+    int64_t max_interval; /* longest off-CPU interval held: bounds the scan of a late span */
     struct proc *proc;
     struct slot *hnext, *pnext;
 } slot;
@@ -200,6 +204,7 @@ typedef struct prof_plan {
     const sp_sample *orig; /* the samples as received: phase 2 keeps these */
     uint32_t norig;
     sample_plan *plans; /* one per received sample */
+    uint8_t interval;   /* off-CPU: observations are intervals (I9) */
 } prof_plan;
 
 /* Scratch of phase 1, on the heap and reused across samples: the distinct span sets of one
@@ -221,7 +226,18 @@ typedef struct split_scratch {
     uint32_t *tab, captab; /* open addressing on group hashes: group + 1 */
     sp_sample *out;
     uint32_t nout, capout;
+    /* off-CPU: the parts of intervals that spans cover only partly (I9), one attach_only sample
+     * each */
+    struct partial *part;
+    uint32_t npart, cappart;
 } split_scratch;
+
+typedef struct partial {
+    uint32_t sample; /* index of the received sample */
+    uint64_t ts;     /* the interval's end, clamped into the span (the store files it there) */
+    int64_t value;   /* the nanoseconds of the interval inside the span */
+    sp_span_ref ref;
+} partial;
 
 /* What one request's profiles share: the converter gives every profile of a request the same
  * location table and every sample of a stack the same location list, so frame names are resolved
@@ -235,6 +251,8 @@ typedef struct batch_memo {
 } batch_memo;
 
 /* window.c */
+uint32_t cw_spans_over(const corr *c, const slot *s, int64_t from, int64_t to, uint32_t ident,
+                       sp_span_ref *out, int64_t *overlap, int64_t *ends, uint32_t max);
 uint32_t cw_chain_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
                      int *ambiguous, const span_ent **ents_out);
 proc *cw_find_proc(corr *c, uint32_t tenant, int64_t pid, int create);
@@ -270,7 +288,7 @@ void cw_count_outcome(corr *c, uint8_t how, uint64_t nobs);
 void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo);
 void cw_memo_free(batch_memo *m);
 int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_arena *a,
-                    uint32_t tenant, size_t *attached);
+                    uint32_t tenant, sp_batch *b, size_t *attached);
 sp_span_ref cw_reg_ref(const reg_ent *e);
 int cw_same_process(const corr *c, int64_t pid_a, uint64_t svc_a, uint32_t id_a, int64_t pid_b,
                     uint64_t svc_b, uint32_t id_b);
@@ -308,5 +326,8 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed);
             }                                                                                      \
         }                                                                                          \
     } while (0)
+
+/* correlator.c, late.c: the published counters, rule 3 after the settle time */
+void cw_publish(corr *c);
 
 #endif

@@ -174,35 +174,79 @@ static void mark(corr *c, obs_ent *o, uint8_t how)
 {
     if (!o->flags)
         c->st.obs_unattached--;
-    if (!(o->flags & how))
+    if (o->interval)
+        c->st.offcpu_attached += !o->flags;
+    else if (!(o->flags & how))
         cw_count_outcome(c, how, 1);
     o->flags |= how;
 }
 
 /* Rules 2 and 3 for a span that arrived after observations it contains. */
+/* Rule 3's guard against another thread's samples (I8): a chain of spans without thread.id is
+ * taken to be thread tid's only when no other thread of the process ran during its outermost
+ * span (no observation of another thread that a span of its own thread does not explain).
+ * Otherwise nobody can tell which thread ran the chain: ambiguous. */
+static int chain_is_threads(proc *pr, int64_t tid, const span_ent *outer)
+{
+    for (slot *s = pr->slots; s; s = s->pnext) {
+        if (!s->tid || s->tid == tid)
+            continue;
+        for (uint32_t k = cw_obs_lower(s, outer->start); k < s->nobs && s->obs[k].ts < outer->end;
+             k++)
+            if (!(s->obs[k].flags & F_THREAD) && !s->obs[k].interval) /* off-CPU: not running */
+                return 0;
+    }
+    return 1;
+}
+
 static void claim_observations(corr *c, slot *home, const span_ent *e, late_list *l)
 {
     if (home->tid) {
-        for (uint32_t k = cw_obs_lower(home, e->start); k < home->nobs && home->obs[k].ts < e->end;
+        /* instants inside the span, and off-CPU intervals ending up to max_interval after its
+         * start: each gets the part of its interval inside the span (I9) */
+        int64_t last = e->end + (home->max_interval > 0 ? home->max_interval : 0);
+        for (uint32_t k = cw_obs_lower(home, e->start); k < home->nobs && home->obs[k].ts < last;
              k++) {
             obs_ent *o = &home->obs[k];
             if (!cw_ident_compat(c, o->ident, e->ident))
                 continue;
+            int64_t value = o->value, ts = o->ts;
+            if (!o->interval) {
+                if (o->ts >= e->end)
+                    continue;
+            } else if (o->value > 0 && o->value <= o->ts) {
+                int64_t a = o->ts - o->value > e->start ? o->ts - o->value : e->start;
+                int64_t b = o->ts < e->end ? o->ts : e->end;
+                if (b <= a)
+                    continue;
+                value = b - a;
+                ts = b - 1;
+            } else if (o->ts >= e->end) {
+                continue;
+            }
             mark(c, o, F_THREAD);
-            late_push(l, o->series, o->stack, o->value, o->ts, &e->ref);
+            late_push(l, o->series, o->stack, value, ts, &e->ref);
         }
         return;
     }
     if (c->opt.threadless != CORR_THREADLESS_UNIQUE)
         return;
+    int settling = c->opt.settle_ns >= 0;
     for (slot *s = home->proc->slots; s; s = s->pnext)
         for (uint32_t k = cw_obs_lower(s, e->start); k < s->nobs && s->obs[k].ts < e->end; k++) {
             obs_ent *o = &s->obs[k];
-            if ((o->flags & F_THREAD) || !cw_ident_compat(c, o->ident, e->ident))
+            if ((o->flags & F_THREAD) || o->interval || !cw_ident_compat(c, o->ident, e->ident))
+                continue;
+            /* with a settle time, observations not settled yet wait for cw_settle, which judges
+             * them with this span and every other one that arrived by then (I8) */
+            if (settling && !(o->flags & F_SETTLED))
                 continue;
             sp_span_ref m[MAX_MATCH];
+            const span_ent *ents[MAX_MATCH];
             int amb;
-            uint32_t n = cw_chain_at(c, home, o->ts, o->ident, m, &amb, NULL);
+            uint32_t n = cw_chain_at(c, home, o->ts, o->ident, m, &amb, ents);
+            if (!amb && n && settling && !chain_is_threads(home->proc, s->tid, ents[n - 1]))
+                amb = 1;
             if (amb) {
                 if (!(o->flags & F_PROC))
                     mark(c, o, F_AMBIG);
@@ -406,4 +450,152 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
     free(l.v);
     *failed += lost;
     return l.n - (lost > l.n ? l.n : lost);
+}
+
+/* Rule 3 after the settle time (I8): every observation that waited settle_ns since it arrived
+ * without a span of its own thread is judged against the threadless spans of its process known
+ * now: one chain (that no other thread ran during) → attached to all of it; several → ambiguous.
+ * What is attached goes into *l with its tenant in *tenants (parallel), for the caller to emit
+ * per tenant. Returns the number decided. */
+static size_t cw_settle(corr *c, int64_t now, late_list *l, uint32_t **tenants, size_t *cap)
+{
+    size_t decided = 0;
+    if (c->opt.threadless != CORR_THREADLESS_UNIQUE || c->opt.settle_ns < 0)
+        return 0;
+    int64_t due = now - c->opt.settle_ns + c->opt.window_ns; /* expire <= due: settled time */
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (slot *s = c->buckets[b]; s; s = s->hnext) {
+            if (!s->pending)
+                continue;
+            s->pending = 0;
+            slot *nothr = cw_find_slot(c, s->tenant, s->pid, 0, 0);
+            for (uint32_t k = 0; k < s->nobs; k++) {
+                obs_ent *o = &s->obs[k];
+                if ((o->flags & (F_THREAD | F_SETTLED)) || o->interval)
+                    continue;
+                if (o->expire > due) {
+                    s->pending = 1; /* not yet */
+                    continue;
+                }
+                decided++;
+                o->flags |= F_SETTLED;
+                sp_span_ref m[MAX_MATCH];
+                const span_ent *ents[MAX_MATCH];
+                int amb = 0;
+                uint32_t n = nothr ? cw_chain_at(c, nothr, o->ts, o->ident, m, &amb, ents) : 0;
+                if (!amb && n && !chain_is_threads(s->proc, s->tid, ents[n - 1]))
+                    amb = 1;
+                if (amb) {
+                    mark(c, o, F_AMBIG);
+                    continue;
+                }
+                if (!n)
+                    continue;
+                mark(c, o, F_PROC);
+                for (uint32_t i = 0; i < n; i++) {
+                    size_t before = l->n;
+                    late_push(l, o->series, o->stack, o->value, o->ts, &m[i]);
+                    if (l->n == before)
+                        continue;
+                    if (l->n > *cap) {
+                        size_t ncap = *cap ? *cap * 2 : 64;
+                        while (ncap < l->n)
+                            ncap *= 2;
+                        uint32_t *t = realloc(*tenants, ncap * sizeof *t);
+                        if (!t) {
+                            l->n--;
+                            l->lost++;
+                            continue;
+                        }
+                        *tenants = t;
+                        *cap = ncap;
+                    }
+                    (*tenants)[l->n - 1] = s->tenant;
+                }
+            }
+        }
+    return decided;
+}
+
+typedef struct tenant_late {
+    uint32_t tenant;
+    late v;
+} tenant_late;
+
+static int cmp_tenant_late(const void *x, const void *y)
+{
+    const tenant_late *a = x, *b = y;
+    if (a->tenant != b->tenant)
+        return a->tenant < b->tenant ? -1 : 1;
+    return a->v.series < b->v.series ? -1 : a->v.series > b->v.series;
+}
+
+int corr_settle(corr *c, int64_t now_ns, int (*emit)(void *ud, sp_batch *b), void *ud)
+{
+    late_list l = {0};
+    uint32_t *tenants = NULL;
+    size_t cap = 0, nb = 0;
+    sp_batch *batches = NULL;
+    uint64_t lost = 0;
+    pthread_mutex_lock(&c->lock);
+    c->now = now_ns;
+    cw_settle(c, now_ns, &l, &tenants, &cap);
+    lost += l.lost;
+    tenant_late *tl = l.n ? malloc(l.n * sizeof *tl) : NULL;
+    if (l.n && (!tl || !(batches = calloc(l.n, sizeof *batches)))) {
+        lost += l.n;
+        l.n = 0;
+    }
+    for (size_t i = 0; i < l.n; i++)
+        tl[i] = (tenant_late){tenants[i], l.v[i]};
+    if (l.n)
+        qsort(tl, l.n, sizeof *tl, cmp_tenant_late);
+    late *one = l.n ? malloc(l.n * sizeof *one) : NULL;
+    for (size_t i = 0; i < l.n && one;) {
+        size_t j = i, n = 0;
+        while (j < l.n && tl[j].tenant == tl[i].tenant)
+            one[n++] = tl[j++].v;
+        sp_arena *a = sp_arena_new(0);
+        const char *name = tl[i].tenant < c->tenants.n ? c->tenants.keys[tl[i].tenant] : NULL;
+        sp_batch *b = &batches[nb];
+        *b = (sp_batch){.arena = a,
+                        .tenant = a && name ? sp_arena_strndup(a, name, strlen(name)) : NULL};
+        if (!a || !b->tenant) {
+            sp_arena_free(a);
+            lost += n;
+        } else {
+            uint64_t unsent = emit_late(c, b, one, n);
+            lost += unsent;
+            c->st.late += n - unsent;
+            nb++;
+        }
+        i = j;
+    }
+    if (l.n && !one)
+        lost += l.n;
+    c->st.attach_failed += lost;
+    cw_publish(c);
+    pthread_mutex_unlock(&c->lock);
+    /* stored outside the lock: the store waits for its commit */
+    uint64_t failed = 0;
+    for (size_t i = 0; i < nb; i++) {
+        uint64_t n = 0;
+        for (size_t k = 0; k < batches[i].nprofiles; k++)
+            n += batches[i].profiles[k]->nsamples;
+        if (batches[i].nprofiles && emit(ud, &batches[i]))
+            failed += n;
+        sp_arena_free(batches[i].arena);
+    }
+    if (failed) {
+        pthread_mutex_lock(&c->lock);
+        c->st.attach_failed += failed;
+        cw_publish(c);
+        pthread_mutex_unlock(&c->lock);
+    }
+    free(one);
+    free(tl);
+    free(batches);
+    free(tenants);
+    free(l.v);
+    return failed || lost ? SP_ENOMEM : 0;
 }

@@ -296,6 +296,46 @@ uint32_t cw_spans_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, s
     return n;
 }
 
+/* Spans of s overlapping the off-CPU interval [from, to] (I9), innermost first, with the
+ * nanoseconds of the interval each covers in overlap[] (to - from when it covers all of it) and
+ * where that part ends in ends[]. An empty interval (from == to) is the instant: the spans
+ * containing it, overlap 0 = all. */
+uint32_t cw_spans_over(const corr *c, const slot *s, int64_t from, int64_t to, uint32_t ident,
+                       sp_span_ref *out, int64_t *overlap, int64_t *ends, uint32_t max)
+{
+    if (from >= to) {
+        uint32_t n = cw_spans_at(c, s, to, ident, out, max, NULL);
+        for (uint32_t i = 0; i < n; i++) {
+            overlap[i] = 0;
+            ends[i] = to;
+        }
+        return n;
+    }
+    uint32_t n = 0;
+    if (!s || !s->nspans || from < 0)
+        return 0;
+    uint32_t lo = 0, hi = s->nspans; /* the last span starting before `to` */
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->spans[mid].start < to)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i-- > 0 && n < max;) {
+        const span_ent *e = &s->spans[i];
+        if (e->start < from - s->maxdur)
+            break;
+        if (e->end <= from || !cw_ident_compat(c, e->ident, ident))
+            continue;
+        int64_t a = e->start > from ? e->start : from, b = e->end < to ? e->end : to;
+        overlap[n] = b - a;
+        ends[n] = b;
+        out[n++] = e->ref;
+    }
+    return n;
+}
+
 /* Rule 3: the threadless spans covering ts, when they form exactly one chain (one trace, each
  * containing the next). Returns the count (innermost first in out), 0 for none; *ambiguous set
  * when they cover ts but do not form one chain. */

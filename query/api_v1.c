@@ -82,7 +82,11 @@ typedef struct figures {
     int64_t value;   /* sum of the attached values in the requested type */
     size_t stacks;   /* distinct stacks attached */
     int64_t samples; /* attached samples; -1 = unknown */
+    int64_t off_cpu; /* nanoseconds off CPU inside the span (the eBPF profiler's off_cpu) */
 } figures;
+
+/* The off-CPU type the eBPF profiler's profiles get (otlp/convert.c). */
+#define OFF_CPU_TYPE "off_cpu:off_cpu:nanoseconds::"
 
 /* The Pyroscope type that counts the samples of t, when the store keeps one (a Go pprof pushed
  * to /ingest or Push gives process_cpu:samples:count:cpu:nanoseconds beside CPU time); NULL when
@@ -125,6 +129,16 @@ static int trace_figures(const query_ctx *c, const srv_request *req, const param
                      .start_ns = p->from_ns,
                      .end_ns = p->until_ns};
     int rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])ids, n, t, err);
+    store_span_total *off = sp_arena_calloc(a, n + 1, sizeof *off);
+    if (!off)
+        return nomem(err);
+    if (!rc) { /* the time each span spent waiting: its off-CPU intervals' parts inside it */
+        q.type_id = OFF_CPU_TYPE;
+        rc = store_span_totals(c->store, &q, (const uint8_t(*)[8])ids, n, off, err);
+        q.type_id = p->type.id;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        out[i].off_cpu = off[i].value;
     int other_count = count_type && count_type != p->type.id;
     if (!rc && other_count) {
         q.type_id = count_type;
@@ -186,8 +200,15 @@ static int put_span(sp_buf *o, const srv_request *req, const params *p, const sp
     rc |= f->samples < 0 ? PUTS(o, ",\"samples\":null")
                          : sp_buf_printf(o, ",\"samples\":%" PRId64, f->samples);
     rc |= sp_buf_printf(o, ",\"value\":%" PRId64, f->value);
-    if (cpu)
-        rc |= sp_buf_printf(o, ",\"cpu_time_ns\":%" PRId64, f->value);
+    if (cpu) {
+        /* a span's wall time = CPU + off-CPU + the rest (not sampled: runnable, or threads the
+         * profiler did not see) */
+        int64_t rest = (int64_t)dur - f->value - f->off_cpu;
+        rc |= sp_buf_printf(o,
+                            ",\"cpu_time_ns\":%" PRId64 ",\"off_cpu_time_ns\":%" PRId64
+                            ",\"other_time_ns\":%" PRId64,
+                            f->value, f->off_cpu, rest > 0 ? rest : 0);
+    }
     return rc | put_links(o, req, p, hex) | PUTS(o, "}");
 }
 

@@ -25,4 +25,21 @@ typedef struct srv_options {
     int multitenancy_required; /* refuse requests without X-Scope-OrgID */
 } srv_options;
 
+/* The defaults --help shows (app/config.c starts from these). */
+static inline void srv_options_defaults(srv_options *o)
+{
+    *o = (srv_options){
+        .http_addr = "0.0.0.0:4040",
+        .grpc_addr = "0.0.0.0:4317",
+        .max_recv_msg_size = 64u << 20,
+        .max_inflight_bytes = 256u << 20,
+        .queue_size = 256,
+        .workers = 2,
+        .max_concurrent_streams = 128,
+        .shutdown_timeout_ms = 10000,
+        .idle_timeout_ms = 300000,
+        .header_timeout_ms = 20000,
+    };
+}
+
 #endif

@@ -325,7 +325,9 @@ def corr_scenario_server(tmp_path_factory):
     import corr_scenario
 
     scn = corr_scenario.build()
-    server = Spanprof(tmp_path_factory.mktemp("corr-scenario"))
+    # The scenario's oracle judges spans without thread.id on arrival (--threadless-settle=0);
+    # the settle time has tests of its own (test_threadless_settle.py).
+    server = Spanprof(tmp_path_factory.mktemp("corr-scenario"), ["--threadless-settle=0s"])
     server.start()
     try:
         corr_scenario.feed(server.grpc_target, scn)

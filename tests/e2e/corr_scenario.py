@@ -18,7 +18,7 @@ What the scenario holds (every case is built on purpose; random filling only add
   lie outside the linked span or inside other spans of their thread;
 - samples with several timestamps (split across spans), with and without per-timestamp values;
 - wall-clock profiles (correlated) and memory / off-CPU profiles carrying links and threads
-  (stored, never attached);
+  (memory: stored, never attached; off-CPU: stored, attached as intervals by test_offcpu.py);
 - an arrival order in steps: spans before, between and after the profile exports, a retried
   span export.
 
@@ -523,11 +523,13 @@ def build(seed=None, t0=None):
     g.sample("link in ambiguity", B1, "cpu", [2600 * MS, 2800 * MS], tid=2021, link=bx1)
     # wall-clock with a link
     g.sample("wall link", A1, "wall", [r.randint(0, 9_000) * MS], tid=1011, link=r.choice(deep))
-    # non-CPU profiles with links and threads inside spans: stored, never attached
+    # memory with links and threads inside spans: stored, never attached; off-CPU: stored in full
+    # (attached as intervals: test_offcpu.py has the oracle for that)
     for kind in ("memory", "off_cpu"):
         for _ in range(6):
             s = r.choice(a1)
-            g.sample(f"{kind} never attached", A1, kind, [r.randint(s.start, s.end - 1)], absolute=True,
+            g.sample(f"{kind} never attached" if kind == "memory" else "off_cpu stored", A1, kind,
+                     [r.randint(s.start, s.end - 1)], absolute=True,
                      tid=s.thread, link=s if r.random() < 0.6 else None)
 
     # -- arrival order --------------------------------------------------------------------------

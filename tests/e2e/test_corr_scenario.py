@@ -155,8 +155,8 @@ def check_attachments(q, scn, exp, ids):
     want = {s.n: exp.attached[s.n] for s in scn.samples}
     if got != want or strays:
         pytest.fail(mismatch_report(scn, exp, got, strays), pytrace=False)
-    # Non-CPU profiles: stored, never attached (one question with every span per type)
-    for kind in ("memory", "off_cpu"):
+    # Memory profiles: stored, never attached (one question with every span per type)
+    for kind in ("memory",):
         hexes = [s.hex for s in scn.spans]
         for i in range(0, len(hexes), 64):
             assert span_leaves(q, scn, ids[kind], hexes[i:i + 64]) == {}, f"{kind} samples got attached"
@@ -196,7 +196,7 @@ def test_scenario_expectations_cover_every_case(scenario):
     cases = {s.case for s in scn.samples}
     for case in ("link short chain", "link ancestors later", "link cross-process parent",
                  "link never received", "pid-only matches both hosts", "one-sided keys", "threadless fixed",
-                 "memory never attached", "off_cpu never attached", "wall", "boundary"):
+                 "memory never attached", "off_cpu stored", "wall", "boundary"):
         assert case in cases
     split = [s for s in scn.samples if len({frozenset(x) for x in _obs_spans(scn, s)}) > 1]
     assert len(split) >= 20, "few samples are split across span sets"
@@ -223,7 +223,7 @@ def _obs_spans(scn, smp):
 
 def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanprof_factory, scenario):
     scn, exp = scenario
-    server = spanprof_factory(name="corr")
+    server = spanprof_factory(["--threadless-settle=0s"], name="corr")
     cs.feed(server.grpc_target, scn)
     q = Query(server)
     ids = type_ids(q, scn)
@@ -236,7 +236,7 @@ def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanpr
 
     # SIGTERM, same data dir: the same attachments
     assert server.stop() == 0
-    again = spanprof_factory(name="corr")
+    again = spanprof_factory(["--threadless-settle=0s"], name="corr")
     q = Query(again)
     check_totals(q, scn, ids)
     check_attachments(q, scn, exp, ids)
@@ -248,7 +248,7 @@ def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanpr
     again.proc.kill()
     again.proc.wait()
     again.stopped, again.returncode = True, 0
-    third = spanprof_factory(name="corr")
+    third = spanprof_factory(["--threadless-settle=0s"], name="corr")
     for tenant in (None, "second"):
         q = Query(third, tenant)
         check_totals(q, scn, ids)
@@ -262,7 +262,8 @@ def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
     scn, exp = scenario
     first = cs.spans_first(scn)
     window_s = 5
-    server = spanprof_factory(extra_args=[f"--correlation-window={window_s}s"], name="metrics")
+    server = spanprof_factory(extra_args=[f"--correlation-window={window_s}s", "--threadless-settle=0s"],
+                              name="metrics")
     before = metric_values(server, require=False)
     assert all(v == 0 for v in before.values()), before
     cs.feed(server.grpc_target, first, pause=0)
@@ -296,7 +297,7 @@ def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
 def test_flags_change_the_rules(spanprof_factory, scenario, flags, min_span, threadless):
     scn, _ = scenario
     exp = cs.expected(scn, min_span=min_span, threadless=threadless)
-    server = spanprof_factory(extra_args=flags, name="flags")
+    server = spanprof_factory(extra_args=flags + ["--threadless-settle=0s"], name="flags")
     cs.feed(server.grpc_target, scn, pause=0)
     q = Query(server)
     check_attachments(q, scn, exp, type_ids(q, scn))
@@ -331,12 +332,14 @@ def _late_change_scenario(t0):
     return cs.Scenario(t0, [P], [a, b, c, d, e], [s0, s1, s2], steps)
 
 
-def test_late_spans_add_and_never_retract(spanprof):
+def test_late_spans_add_and_never_retract(spanprof_factory):
     """sample_0: at 1600 and 1200 ms only A covers it when it arrives (A gets both); B of
     another trace arrives later and makes 1600 ms ambiguous among the spans now known, so B gets
     nothing there, but 2200 ms (unmatched on arrival) is B's alone now. sample_1: 3300 ms went to
     threadless C; D on its thread arrives later and gets it too (3700 ms stays C's). sample_2:
-    no span on arrival, E alone later."""
+    no span on arrival, E alone later. Rule 3 on arrival (--threadless-settle=0): the settle time
+    has its own test (test_threadless_settle.py)."""
+    spanprof = spanprof_factory(["--threadless-settle=0s"])
     scn = _late_change_scenario((time.time_ns() - 90 * cs.SEC) // (10 * cs.SEC) * (10 * cs.SEC))
     exp = cs.expected(scn, incremental=True)
     P = cs.PERIOD

@@ -42,7 +42,7 @@ def send_profile(server, req):
 
 def stored(server, shape):
     """{stack: observations} of the merged CPU flame graph of the shape's process."""
-    sel = f'{{service_name="unknown_service:{shape.exe}"}}'
+    sel = f'{{process_executable_name="{shape.exe}"}}'  # whatever service it learned
     body = Window(shape.t0).json(profileTypeID=CPU, labelSelector=sel, maxNodes=100000)
     fg = connect_json(server, "SelectMergeStacktraces", body)["flamegraph"]
     return {k: v // shape.period for k, v in flamegraph_stacks(fg).items()}

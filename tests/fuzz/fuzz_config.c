@@ -101,14 +101,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(!strstr(c.store, "pyroscope") == !c.pyroscope_url);
         CHECK(!strcmp(c.traces_forward_protocol, "http/protobuf") ||
               !strcmp(c.traces_forward_protocol, "grpc"));
-        CHECK(!!c.tls_cert == !!c.tls_key);
-        CHECK(!c.tls_client_ca || c.tls_cert);
+        CHECK(!!c.srv.tls_cert == !!c.srv.tls_key);
+        CHECK(!c.srv.tls_client_ca || c.srv.tls_cert);
         CHECK(!strcmp(c.durability, "normal") || !strcmp(c.durability, "full"));
         CHECK(!strcmp(c.correlate_threadless, "unique") || !strcmp(c.correlate_threadless, "off"));
-        CHECK(c.correlation_window_ms > 0 && c.max_recv_msg_size >= 1024);
-        CHECK(c.workers >= 1 && c.max_concurrent_streams >= 1);
-        CHECK(c.shutdown_timeout_ms >= 0 && c.idle_timeout_ms >= 0 && c.header_timeout_ms >= 0 &&
-              c.retention_ms >= 0 && c.min_span_ms >= 0 && c.forward_batch_interval_ms >= 0);
+        CHECK(c.correlation_window_ms > 0 && c.srv.max_recv_msg_size >= 1024);
+        CHECK(c.srv.workers >= 1 && c.srv.max_concurrent_streams >= 1);
+        CHECK(c.srv.shutdown_timeout_ms >= 0 && c.srv.idle_timeout_ms >= 0 &&
+              c.srv.header_timeout_ms >= 0 && c.retention_ms >= 0 && c.min_span_ms >= 0 &&
+              c.forward_batch_interval_ms >= 0);
     }
     free(buf);
     return 0;

@@ -24,7 +24,7 @@
 #include <string.h>
 #include "fuzz_check.h"
 
-static srv_config cfg;
+static srv_options cfg;
 static srv_server *server;
 
 static void echo(srv_request *req, srv_response *resp, void *ud)
@@ -49,7 +49,7 @@ static void target(srv_request *req, srv_response *resp, void *ud)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    srv_config_defaults(&cfg);
+    srv_options_defaults(&cfg);
     cfg.http_addr = cfg.grpc_addr = "127.0.0.1:0";
     cfg.workers = 1;
     cfg.queue_size = 4;

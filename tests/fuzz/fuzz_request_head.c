@@ -131,8 +131,8 @@ static srv_auth *fuzz_auth(void)
     CHECK(write(fb, "user:pw\n", 8) == 8);
     close(ft);
     close(fb);
-    srv_config cfg;
-    srv_config_defaults(&cfg);
+    srv_options cfg;
+    srv_options_defaults(&cfg);
     cfg.ingest_auth_token_file = tok;
     cfg.query_basic_auth_file = basic;
     sp_err err;

@@ -627,7 +627,8 @@ static void innermost_span_comes_first(void **state)
 static void threadless_spans_attach_only_as_one_chain(void **state)
 {
     fixture *f = *state;
-    corr *c = corr_new(NULL);
+    corr_options now = {.settle_ns = -1}; /* rule 3 on arrival */
+    corr *c = corr_new(&now);
     /* trace A: 1 ⊃ 2, trace B: 3, all without thread.id; 3 overlaps 1 only in [600, 800) */
     sp_span v[] = {span(1, 0, 700, PID, 0), child(2, 1, 100, 300, PID, 0),
                    span(3, 600, 800, PID, 0)};
@@ -648,7 +649,7 @@ static void threadless_spans_attach_only_as_one_chain(void **state)
     assert_int_equal(st.ambiguous, 1);
     corr_free(c);
 
-    corr_options off = {.threadless = CORR_THREADLESS_OFF};
+    corr_options off = {.threadless = CORR_THREADLESS_OFF, .settle_ns = -1};
     c = corr_new(&off);
     send_spans(c, f, v, 3, NULL);
     sp_batch pb2 = batch(f, "t1");
@@ -661,7 +662,8 @@ static void threadless_spans_attach_only_as_one_chain(void **state)
 static void threadless_late_spans_judge_the_whole_export(void **state)
 {
     fixture *f = *state;
-    corr *c = corr_new(NULL);
+    corr_options now = {.settle_ns = -1}; /* rule 3 on arrival */
+    corr *c = corr_new(&now);
     uint64_t ts[] = {150 * MS, 650 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 2, PID, 0));
@@ -679,6 +681,140 @@ static void threadless_late_spans_judge_the_whole_export(void **state)
     assert_int_equal(st.by_process_span, 1);
     assert_int_equal(st.ambiguous, 1);
     corr_free(c);
+}
+
+static int settled_store(void *ud, sp_batch *b)
+{
+    /* what the pipeline would store: the attach_only profiles, kept for the test to read */
+    sp_batch *into = ud;
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        sp_profile *copy = sp_arena_memdup(into->arena, b->profiles[i], sizeof *copy);
+        copy->samples = sp_arena_memdup(into->arena, b->profiles[i]->samples,
+                                        b->profiles[i]->nsamples * sizeof *copy->samples);
+        for (uint32_t k = 0; k < copy->nsamples; k++)
+            copy->samples[k].spans = sp_arena_memdup(into->arena, copy->samples[k].spans,
+                                                     copy->samples[k].nspans * sizeof(sp_span_ref));
+        sp_batch_add_profile(into, copy);
+    }
+    return 0;
+}
+
+/* I8: spans without thread.id are exported when they end, in batches; two threads serve
+ * concurrent requests. Decided on arrival, thread B's sample lands in A's span (b1 was not known
+ * yet); after the settle time every concurrent span is known and the guard sees both threads
+ * running: ambiguous. A request while no other thread runs still gets its thread's samples. */
+static void threadless_decisions_wait_for_concurrent_spans(void **state)
+{
+    fixture *f = *state;
+    /* a1 [0,100) and a2 [100,200) ran on A, b1 [50,150) on B, c1 [300,400) on A alone */
+    sp_span a1 = span(1, 0, 100, PID, 0), a2 = span(2, 100, 200, PID, 0);
+    sp_span b1 = span(3, 50, 150, PID, 0), c1 = span(4, 300, 400, PID, 0);
+    a1.trace_id[0] = 0xa1;
+    a2.trace_id[0] = 0xa2;
+    b1.trace_id[0] = 0xb1;
+    c1.trace_id[0] = 0xc1;
+    uint64_t on_a[] = {20 * MS, 75 * MS, 120 * MS, 180 * MS, 350 * MS};
+    uint64_t on_b[] = {60 * MS, 90 * MS, 140 * MS};
+    for (int settle = 0; settle < 2; settle++) {
+        corr_options o = {.settle_ns = settle ? 1000 * MS : -1};
+        corr *c = corr_new(&o);
+        sp_batch tb1 = batch(f, "t1"); /* a1 ended first: the first export */
+        tb1.spans = &a1;
+        tb1.nspans = 1;
+        attach(c, &tb1, 0);
+        sp_batch pb = batch(f, "t1");
+        sp_batch_add_profile(&pb, profile(f->a, on_a, 5, PID, TID));
+        sp_batch_add_profile(&pb, profile(f->a, on_b, 3, PID, TID + 1));
+        attach(c, &pb, 100 * MS);
+        sp_span rest[] = {b1, a2, c1}; /* the next export, in end order */
+        sp_batch tb2 = batch(f, "t1");
+        tb2.spans = rest;
+        tb2.nspans = 3;
+        attach(c, &tb2, 500 * MS);
+        sp_batch settled = batch(f, "t1");
+        assert_int_equal(corr_settle(c, 2000 * MS, settled_store, &settled), 0);
+        /* B's samples in A's spans: only when decided on arrival */
+        int64_t b_in_a = 0;
+        for (uint32_t k = 0; k < pb.profiles[1]->nsamples; k++)
+            if (has_span(&pb.profiles[1]->samples[k], 1))
+                b_in_a += pb.profiles[1]->samples[k].value;
+        b_in_a += late_value(&tb2, 1) + late_value(&settled, 1);
+        if (!settle) {
+            assert_true(b_in_a > 0); /* the bug the settle time fixes */
+        } else {
+            assert_int_equal(b_in_a, 0);
+            for (int id = 1; id <= 3; id++) /* a1, a2, b1: both threads ran during each */
+                assert_int_equal(late_value(&tb2, (uint8_t)id) + late_value(&settled, (uint8_t)id),
+                                 0);
+            assert_int_equal(late_value(&settled, 4), 10 * MS); /* c1: A's 350 ms sample */
+            corr_stats st;
+            corr_get_stats(c, 0, &st);
+            assert_int_equal(st.by_process_span, 1);
+            assert_int_equal(st.ambiguous, 7);
+        }
+        corr_free(c);
+    }
+}
+
+/* The off-CPU value each span gets, over b's samples: attached ones and attach_only ones. */
+static int64_t span_value(const sp_batch *b, uint8_t id)
+{
+    int64_t v = 0;
+    for (size_t i = 0; i < b->nprofiles; i++)
+        for (uint32_t k = 0; k < b->profiles[i]->nsamples; k++)
+            if (has_span(&b->profiles[i]->samples[k], id))
+                v += b->profiles[i]->samples[k].value;
+    return v;
+}
+
+static sp_profile *offcpu(sp_arena *a, const uint64_t *ts, const int64_t *d, uint32_t n)
+{
+    sp_profile *p = profile(a, ts, n, PID, TID);
+    p->type_id = "off_cpu:off_cpu:nanoseconds::";
+    p->name = "off_cpu";
+    sp_sample *s = &p->samples[0];
+    s->values = sp_arena_memdup(a, d, n * sizeof *d);
+    s->value = 0;
+    for (uint32_t k = 0; k < n; k++)
+        s->value += d[k];
+    return p;
+}
+
+/* I9: an off-CPU observation (timestamp T = switch-in, value D) is the interval [T - D, T]; each
+ * span of its thread gets the part inside it, whichever side arrived first. */
+static void offcpu_intervals_give_each_span_its_part(void **state)
+{
+    fixture *f = *state;
+    sp_span v[] = {span(1, 0, 1000, PID, TID), child(2, 1, 100, 200, PID, TID),
+                   span(3, 1000, 1100, PID, TID)};
+    uint64_t ts[] = {180 * MS, 1050 * MS};
+    int64_t d[] = {50 * MS, 100 * MS};
+    for (int spans_first = 0; spans_first < 2; spans_first++) {
+        corr *c = corr_new(NULL);
+        sp_batch tb = batch(f, "t1"), pb = batch(f, "t1");
+        if (spans_first)
+            send_spans(c, f, v, 3, &tb);
+        sp_batch_add_profile(&pb, offcpu(f->a, ts, d, 2));
+        attach(c, &pb, 0);
+        if (!spans_first)
+            send_spans(c, f, v, 3, &tb);
+        int64_t got[4];
+        for (uint8_t id = 1; id <= 3; id++)
+            got[id] = span_value(&pb, id) + span_value(&tb, id);
+        assert_int_equal(got[2], 50 * MS);           /* [130, 180] inside the inner span */
+        assert_int_equal(got[1], 50 * MS + 50 * MS); /* that, and [950, 1000] of the second */
+        assert_int_equal(got[3], 50 * MS);           /* [1000, 1050] */
+        /* the profile itself keeps every nanosecond once */
+        int64_t total = 0;
+        for (uint32_t k = 0; k < pb.profiles[0]->nsamples; k++)
+            total += pb.profiles[0]->samples[k].value;
+        assert_int_equal(total, 150 * MS);
+        corr_stats st;
+        corr_get_stats(c, 0, &st);
+        assert_int_equal(st.offcpu_attached, 2);
+        assert_int_equal(st.by_thread, 0); /* CPU counters untouched */
+        corr_free(c);
+    }
 }
 
 static void equal_pids_on_two_hosts_never_mix(void **state)
@@ -941,6 +1077,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(explicit_link_stops_at_another_process, setup, teardown),
         cmocka_unit_test_setup_teardown(innermost_span_comes_first, setup, teardown),
         cmocka_unit_test_setup_teardown(threadless_spans_attach_only_as_one_chain, setup, teardown),
+        cmocka_unit_test_setup_teardown(threadless_decisions_wait_for_concurrent_spans, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(offcpu_intervals_give_each_span_its_part, setup, teardown),
         cmocka_unit_test_setup_teardown(threadless_late_spans_judge_the_whole_export, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
