@@ -16,10 +16,50 @@ typedef struct ctx {
     otlp_layout_info *info;
     const uint8_t *base;
     sp_err *err;
-    size_t idx[4]; /* position of the message being walked at each level */
-    int old;       /* rewrite Sample numbering */
-    int any_v18;   /* some profile uses v1.8 Profile numbering */
+    size_t idx[4];  /* position of the message being walked at each level */
+    int old;        /* rewrite Sample numbering */
+    int any_v18;    /* some profile uses v1.8 Profile numbering */
+    uint64_t nattr; /* entries of the request's dictionary.attribute_table (field 2.6) */
 } ctx;
+
+/* 1 when field 2 of a Sample cannot be v1.10 attribute_indices: a value that is no index into
+ * the request's attribute table (v1.9 wrote values there). */
+static int f2_misfits(const ctx *c, const wire_pb_field *f)
+{
+    if (f->wt == WIRE_WT_VARINT)
+        return f->varint >= c->nattr;
+    if (f->wt != WIRE_WT_LEN)
+        return 1;
+    const uint8_t *p = f->val, *end = f->val + f->vlen;
+    while (p < end) {
+        uint64_t v;
+        if (wire_pb_varint(&p, end, &v) != 0 || v >= c->nattr)
+            return 1;
+    }
+    return 0;
+}
+
+/* The number of attribute_table entries in the request's dictionary (0 when absent). */
+static uint64_t count_attributes(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    wire_pb_field f;
+    uint64_t n = 0;
+    while (p < end) {
+        if (wire_pb_next(&p, end, p, &f, NULL) != 0)
+            return n;
+        if (f.num != 2 || f.wt != WIRE_WT_LEN)
+            continue;
+        const uint8_t *q = f.val, *qend = f.val + f.vlen;
+        wire_pb_field g;
+        while (q < qend) {
+            if (wire_pb_next(&q, qend, q, &g, NULL) != 0)
+                break;
+            n += g.num == 6;
+        }
+    }
+    return n;
+}
 
 static void prefix_path(ctx *c, int level)
 {
@@ -58,13 +98,14 @@ static void vote(ctx *c, const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
     wire_pb_field f;
-    int f2 = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
+    int f2 = 0, f2_misfit = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
     while (p < end) {
         if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             return;
         switch (f.num) {
         case 2:
             f2 = 1;
+            f2_misfit |= f2_misfits(c, &f);
             break;
         case 3:
             f3len |= f.wt == WIRE_WT_LEN;
@@ -80,8 +121,11 @@ static void vote(ctx *c, const uint8_t *p, size_t len)
             break;
         }
     }
-    int old = f3len || f4var == 1 || (f2 && !f4var && !f4len && !f5);
-    int cur = f4len || f4var >= 2;
+    /* One varint in field 4 is v1.10's values written unpacked (the Pyroscope Java agent does)
+     * as much as v1.9's link_index: it counts as old only when field 2 cannot be v1.10's
+     * attribute_indices, and as new when there is no field 2 (v1.9 kept values there). */
+    int old = f3len || (f4var == 1 && f2 && f2_misfit) || (f2 && !f4var && !f4len && !f5);
+    int cur = f4len || f4var >= 2 || (f4var == 1 && !f2);
     c->info->samples++;
     if (old && !cur)
         c->info->old_votes++;
@@ -220,7 +264,7 @@ int otlp_layout_normalize(const uint8_t *in, size_t len, sp_arena *a, const uint
     if (!info)
         info = &scratch;
     memset(info, 0, sizeof *info);
-    ctx c = {.info = info, .base = in, .err = err};
+    ctx c = {.info = info, .base = in, .err = err, .nattr = count_attributes(in, len)};
     *out = in;
     *outlen = len;
     int rc = detect(&c, L_REQ, in, len);

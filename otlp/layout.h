@@ -11,9 +11,12 @@
  *
  * Detection, per Sample (v1.8/v1.9 writers pack repeated fields, proto3's default):
  *   old  = field 3 with wire type LEN (packed attribute_indices), or field 4 once with wire type
- *          VARINT (link_index), or field 2 present with neither 4 nor 5 (values only);
- *   new  = field 4 with wire type LEN (packed values), or field 4 repeated as VARINT (unpacked
- *          values);
+ *          VARINT (link_index) beside a field 2 that cannot be v1.10 attribute_indices (a value
+ *          that is no index into the dictionary's attribute_table), or field 2 present with
+ *          neither 4 nor 5 (values only);
+ *   new  = field 4 with wire type LEN (packed values), field 4 repeated as VARINT (unpacked
+ *          values), or field 4 once as VARINT without field 2 (one unpacked value: a valid
+ *          v1.10 sample is read as protobuf decoders read it);
  * the request is old when more samples say old than new. A Profile uses v1.8 numbering when it
  * has field 12, field 8 as LEN, field 9 as VARINT or field 7 as VARINT; such a profile is
  * renumbered whatever its samples say. In a rewritten request, Profile fields whose wire type

@@ -255,6 +255,49 @@ static void current_layout_passes_through_without_copy(void **state)
     decoded_free(&d);
 }
 
+/* The Pyroscope Java agent's OTLP: one value written unpacked (a plain varint in field 4), with
+ * and without attribute_indices that index the dictionary. Valid v1.10 samples are read as any
+ * protobuf decoder reads them; a v1.9 sample whose field 2 holds values no attribute index can
+ * be (50 ms in nanoseconds, with one varint link in field 4) is still taken as v1.9. */
+static void unpacked_single_value_is_current_layout(void **state)
+{
+    (void)state;
+    int64_t attrs[] = {1, 2};
+    bb s[3], req;
+    for (int i = 0; i < 3; i++) {
+        s[i].n = 0;
+        put_int(&s[i], 1, 1);
+        if (i == 1)
+            put_packed(&s[i], 2, attrs, 2);
+        if (i == 2)
+            put_int(&s[i], 2, 2);        /* one attribute index, unpacked too */
+        put_int(&s[i], 4, 10000000 + i); /* one value: 10 ms of CPU */
+    }
+    request(&req, 1, NULL, s, 3);
+    decoded d;
+    decode(&d, &req);
+    assert_int_equal(d.info.layout, OTLP_LAYOUT_CURRENT);
+    for (int i = 0; i < 3; i++) {
+        Sample *x = profile0(&d)->samples[i];
+        assert_int_equal(x->n_values, 1);
+        assert_int_equal(x->values[0], 10000000 + i);
+        assert_int_equal(x->link_index, 0);
+        assert_int_equal(x->n_attribute_indices, i == 0 ? 0 : i == 1 ? 2 : 1);
+    }
+    decoded_free(&d);
+
+    int64_t values[] = {50000000};
+    old_sample(&s[0], 1, NULL, 0, 1, values, 1, NULL, 0); /* v1.9: values 2, link 4 */
+    request(&req, 1, NULL, s, 1);
+    decode(&d, &req);
+    assert_int_equal(d.info.layout, OTLP_LAYOUT_V1_9);
+    Sample *x = profile0(&d)->samples[0];
+    assert_int_equal(x->n_values, 1);
+    assert_int_equal(x->values[0], 50000000);
+    assert_int_equal(x->link_index, 1);
+    decoded_free(&d);
+}
+
 static void decodes_v19_layout_values_and_links(void **state)
 {
     int64_t attrs[] = {1, 2}, values[] = {50000000, 7};
@@ -588,6 +631,7 @@ int main(void)
         cmocka_unit_test(rejects_length_past_the_end_of_input),
         cmocka_unit_test(empty_request_is_current_layout),
         cmocka_unit_test(rewrite_that_does_not_fit_the_arena_budget_is_too_big),
+        cmocka_unit_test(unpacked_single_value_is_current_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
