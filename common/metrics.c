@@ -15,11 +15,20 @@ typedef struct {
     _Atomic uint64_t count;
 } code_count;
 
+/* Refusal reasons: the SP_E* codes (index -code), and 0 for "partial" (some items rejected in a
+ * request answered OK). */
+#define NREASONS 12
+static const char *const reason_names[NREASONS] = {
+    "partial",     "invalid_argument", "too_big",       "resource_exhausted",
+    "unavailable", "not_found",        "unimplemented", "deadline_exceeded",
+    "media_type",  "unauthenticated",  "out_of_memory", "internal"};
+
 typedef struct {
     char name[64];
     code_count codes[MAX_CODES];
     _Atomic uint64_t bytes, accepted, rejected;
     _Atomic int64_t inflight;
+    _Atomic uint64_t refused[NREASONS];
 } endpoint;
 
 static endpoint endpoints[SP_METRICS_MAX_ENDPOINTS];
@@ -67,6 +76,19 @@ static endpoint *ep(int i)
     if (atomic_load(&nendpoints) == 0)
         sp_metrics_endpoint("other");
     return &endpoints[i];
+}
+
+const char *sp_metrics_endpoint_name(int e)
+{
+    return ep(e)->name;
+}
+
+void sp_metrics_refused(int e, int sp_code)
+{
+    int r = sp_code < 0 && -sp_code < NREASONS ? -sp_code : 0;
+    if (sp_code < 0 && r == 0)
+        r = NREASONS - 1;
+    atomic_fetch_add(&ep(e)->refused[r], 1);
 }
 
 void sp_metrics_request_start(int e)
@@ -232,6 +254,19 @@ int sp_metrics_render(sp_buf *o)
                             counter ? "counter" : "gauge", gauges[i].name,
                             (long long)atomic_load(&gauges[i].value));
     }
+    rc |= sp_buf_printf(o, "# HELP spanprof_requests_refused_total Requests refused whole, by "
+                           "endpoint and reason; reason=\"partial\": answered OK with some items "
+                           "rejected.\n# TYPE spanprof_requests_refused_total counter\n");
+    for (int i = 0; i < atomic_load(&nendpoints); i++)
+        for (int r = 0; r < NREASONS; r++) {
+            uint64_t v = atomic_load(&endpoints[i].refused[r]);
+            if (v)
+                rc |=
+                    sp_buf_printf(o,
+                                  "spanprof_requests_refused_total{endpoint=\"%s\",reason=\"%s\"} "
+                                  "%llu\n",
+                                  endpoints[i].name, reason_names[r], (unsigned long long)v);
+        }
     rc |= sp_buf_printf(o,
                         "# TYPE spanprof_metrics_gauges_over_total counter\n"
                         "spanprof_metrics_gauges_over_total %llu\n",

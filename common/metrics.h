@@ -16,6 +16,12 @@
 /* Returns the endpoint index for name (registering it on first use), or 0 ("other") when full. */
 int sp_metrics_endpoint(const char *name);
 
+/* The name an endpoint index was registered with ("other" for an unknown index). */
+const char *sp_metrics_endpoint_name(int endpoint);
+
+/* A request refused whole (sp_code < 0: its SP_E* code is the reason) or in part (sp_code 0). */
+void sp_metrics_refused(int endpoint, int sp_code);
+
 void sp_metrics_request_start(int endpoint);
 /* code: the HTTP status, or the gRPC status for gRPC answers (label `code`, `grpc_code`). */
 void sp_metrics_request_done(int endpoint, int http_status, int grpc, int grpc_status,

@@ -484,17 +484,15 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
         n += b->profiles[i]->nsamples;
     sp_metrics_items(req->endpoint, rc ? 0 : n, res ? res->bad_samples : 0);
     if (rc) {
+        srv_report_refusal(req, err.code ? err.code : rc, n, err.msg);
         if (connect)
             srv_response_connect_error(resp, &err);
         else
             srv_response_error(resp, req, &err);
         return;
     }
-    if (res && res->bad_samples) {
-        /* Stored what was good; say what was not (an SDK ignores the body, a human reads it). */
-        sp_warn("msg=\"samples rejected\" endpoint=%s count=%zu first=\"%s\"", req->path,
-                res->bad_samples, res->first.msg);
-    }
+    if (res && res->bad_samples) /* stored what was good; say what was not */
+        srv_report_refusal(req, 0, res->bad_samples, res->first.msg);
     if (connect) {
         const char *ct = srv_header_get(req, "content-type");
         int json = ct && strncasecmp(ct, "application/json", 16) == 0;
@@ -611,6 +609,7 @@ static void handle_ingest(srv_request *req, srv_response *resp, void *ud)
     goto cleanup;
 out:
     sp_metrics_items(req->endpoint, 0, 1);
+    srv_report_refusal(req, err.code ? err.code : rc, 1, err.msg);
     srv_response_error(resp, req, &err);
 cleanup:
     sp_buf_free(&plain);
@@ -808,8 +807,11 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
         if (!frc && cfg->sink.write && b.nprofiles)
             frc = cfg->sink.write(cfg->sink.ud, req, &b, &ferr);
         if (frc) {
+            srv_report_refusal(req, ferr.code ? ferr.code : frc, total.samples, ferr.msg);
             srv_response_error(resp, req, &ferr);
         } else {
+            if (total.bad_samples)
+                srv_report_refusal(req, 0, total.bad_samples, total.first.msg);
             sp_buf framed;
             sp_buf_init(&framed, 0);
             wire_grpc_frame(&framed, NULL, 0); /* PushResponse{} */
@@ -822,6 +824,7 @@ static void handle_push(srv_request *req, srv_response *resp, void *ud)
     goto cleanup;
 out:
     sp_metrics_items(req->endpoint, 0, 1);
+    srv_report_refusal(req, err.code ? err.code : rc, 1, err.msg);
     if (grpc)
         srv_response_error(resp, req, &err);
     else

@@ -275,16 +275,14 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
     if (!rc)
         rc = decode(&w, &err);
     if (rc) {
-        sp_debug("msg=\"rejected %s request\" code=\"%s\" error=\"%s\"", sig->items,
-                 sp_code_name(rc), err.msg);
+        srv_report_refusal(req, err.code ? err.code : rc, 0, err.msg);
         answer_error(resp, req, &w, &err);
         work_free(&w);
         return;
     }
     uint64_t accepted = w.dec.verdict.total - w.dec.verdict.bad;
-    if (w.dec.verdict.bad)
-        sp_debug("msg=\"partial success\" signal=%s rejected=%zu of=%zu first=\"%s\"", sig->items,
-                 w.dec.verdict.bad, w.dec.verdict.total, w.dec.verdict.first.msg);
+    if (w.dec.verdict.bad) /* partial_success: stored what was good, say what was not */
+        srv_report_refusal(req, 0, w.dec.verdict.bad, w.dec.verdict.first.msg);
     if (cfg && cfg->sink.write) {
         /* Convert what validated, hand it to the next stage, answer only once it is stored. */
         sp_err serr = {0};
@@ -305,6 +303,7 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
             if (!serr.code)
                 serr.code = rc;
             sp_metrics_items(req->endpoint, 0, w.dec.verdict.total);
+            srv_report_refusal(req, serr.code, w.dec.verdict.total, serr.msg);
             answer_error(resp, req, &w, &serr);
             work_free(&w);
             return;

@@ -65,6 +65,7 @@ static int on_message_begin(http_parser *p)
         return fail(h, 500, "out of memory");
     srv_conn_head_deadline(h->conn, 1); /* this request's head: from its first byte */
     h->ex->req.tls = h->conn->tls;
+    snprintf(h->ex->req.peer, sizeof h->ex->req.peer, "%s", h->conn->peer);
     h->ex->owner = h->conn;
     h->ex->on_done = on_answer;
     h->url.len = h->hname.len = h->hval.len = 0;

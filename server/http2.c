@@ -155,6 +155,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM(INTERNAL_ERROR) */
     }
     ex->req.tls = c->tls;
+    snprintf(ex->req.peer, sizeof ex->req.peer, "%s", c->peer);
     ex->owner = s;
     ex->on_done = on_answer;
     s->id = frame->hd.stream_id;

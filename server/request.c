@@ -1,5 +1,7 @@
 /* srv_request / srv_response helpers and the one status table of the program. */
 #include "request.h"
+#include "../common/log.h"
+#include "../common/metrics.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -240,4 +242,23 @@ void srv_response_error(srv_response *resp, const srv_request *req, const sp_err
     int n = snprintf(line, sizeof line, "%s\n", msg);
     srv_response_send(resp, srv_status_http(code), "text/plain; charset=utf-8", line,
                       n > 0 ? (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1) : 0);
+}
+
+void srv_report_refusal(const srv_request *req, int sp_code, uint64_t rejected_items,
+                        const char *message)
+{
+    int endpoint = req ? req->endpoint : 0;
+    sp_metrics_refused(endpoint, sp_code);
+    /* one rate limit per reason, so a flood of one kind does not hide another */
+    static sp_ratelimit rl[13];
+    int r = sp_code < 0 && sp_code > -13 ? -sp_code : 0;
+    uint64_t held = 0;
+    if (!sp_ratelimit_ok(&rl[r], 10000, &held))
+        return;
+    sp_warn("msg=\"request refused%s\" endpoint=%s tenant=\"%s\" client=%s reason=\"%s\" "
+            "rejected_items=%llu error=\"%.300s\" held_back=%llu",
+            sp_code ? "" : " in part", req && req->endpoint_name ? req->endpoint_name : "other",
+            req && req->tenant ? req->tenant : "anonymous", req && req->peer[0] ? req->peer : "-",
+            sp_code ? sp_code_name(sp_code) : "partial", (unsigned long long)rejected_items,
+            message ? message : "", (unsigned long long)held);
 }

@@ -32,11 +32,13 @@ typedef struct srv_request {
     srv_header *headers;
     size_t nheaders, cap_headers;
     size_t header_bytes;
-    sp_buf body;         /* limited to the configured maximum message size (+ framing) */
-    int body_too_big;    /* the peer sent more than body.limit; the rest was discarded */
-    const char *tenant;  /* X-Scope-OrgID, or "anonymous" */
-    int64_t deadline_ns; /* CLOCK_MONOTONIC deadline from grpc-timeout, 0 = none */
-    int endpoint;        /* metrics endpoint index, set by the router */
+    sp_buf body;               /* limited to the configured maximum message size (+ framing) */
+    int body_too_big;          /* the peer sent more than body.limit; the rest was discarded */
+    const char *tenant;        /* X-Scope-OrgID, or "anonymous" */
+    int64_t deadline_ns;       /* CLOCK_MONOTONIC deadline from grpc-timeout, 0 = none */
+    int endpoint;              /* metrics endpoint index, set by the router */
+    const char *endpoint_name; /* its name, set by the router */
+    char peer[64];             /* the client's address (host:port), set by the transport */
 } srv_request;
 
 typedef struct srv_response {
@@ -78,6 +80,14 @@ int srv_response_send(srv_response *resp, int status, const char *content_type, 
 /* Maps an error to the caller's protocol: gRPC status + grpc-message for gRPC requests, else the
  * HTTP status with a text/plain body (and Retry-After for SP_EFULL / SP_EUNAVAIL). */
 void srv_response_error(srv_response *resp, const srv_request *req, const sp_err *err);
+
+/* A request refused whole (code != 0) or in part (rejected items of a request answered OK):
+ * logged at warn, at most one line per 10 s per reason (with how many were held back), with the
+ * endpoint, tenant, client address and the message; and counted by endpoint and reason in
+ * /metrics (spanprof_requests_refused_total, spanprof_items_refused_total). An operator whose
+ * sender "works" but stores nothing sees why. */
+void srv_report_refusal(const srv_request *req, int sp_code, uint64_t rejected_items,
+                        const char *message);
 /* Connect unary error: JSON {"code","message"} with Connect's HTTP status for the code. */
 void srv_response_connect_error(srv_response *resp, const sp_err *err);
 /* A gRPC answer: message (already framed by the caller, may be NULL) plus status in trailers. */

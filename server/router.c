@@ -97,6 +97,7 @@ void srv_router_match(srv_router *r, srv_exchange *ex)
     }
     ex->route = found;
     ex->req.endpoint = found->fn ? found->endpoint : r->other_endpoint;
+    ex->req.endpoint_name = sp_metrics_endpoint_name(ex->req.endpoint);
     sp_metrics_request_start(ex->req.endpoint);
     ex->metered = 1;
     /* Decided on the head alone, before any body byte is buffered. */
@@ -148,6 +149,7 @@ void srv_router_dispatch(srv_router *r, srv_exchange *ex)
         srv_router_match(r, ex);
     rt = ex->route;
     if (ex->auth_refused) { /* before routing: an unauthenticated peer learns nothing */
+        srv_report_refusal(&ex->req, SP_EAUTH, 0, ex->auth_err.msg);
         srv_auth_refuse(r->auth, &ex->req, &ex->resp, &ex->auth_err);
         complete(ex);
         return;
