@@ -379,7 +379,8 @@ static void handle_span_profile(srv_request *req, srv_response *resp, void *ud)
                                .end_ns = p.until_ns,
                                .by_span = 1,
                                .span_ids = (const uint8_t(*)[8])id,
-                               .nspan_ids = 1};
+                               .nspan_ids = 1,
+                               .detail = fmt == FMT_PPROF};
         rc = query_stacks_select(c, &sr, a, &s, &err);
     }
     if (!rc) {

@@ -367,7 +367,7 @@ int query_tree_stacks(const query_tree *t, int64_t max_nodes, sp_arena *a, store
                 return nomem(err);
             for (uint32_t d = 0; d < it.depth; d++)
                 frames[d] = path[it.depth - d]; /* leaf first */
-            out->stacks[out->nstacks++] = (store_stack){frames, it.depth, self};
+            out->stacks[out->nstacks++] = (store_stack){frames, it.depth, self, NULL};
             out->total += self;
         }
         if (!nd)

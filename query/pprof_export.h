@@ -1,6 +1,9 @@
 /* Merged stacks as a pprof profile (perftools.profiles.Profile, the same wire format as
- * Pyroscope's google.v1.Profile): one sample per distinct stack, one function and one location
- * per distinct frame name, the sample and period types from the profile type id.
+ * Pyroscope's google.v1.Profile): one sample per distinct stack, the sample and period types from
+ * the profile type id. With the stacks' detail (store_query.detail): functions with their file
+ * and first line, one location per received location with its address, mapping (build id) and
+ * inline frames with their lines, as go tool pprof -list and -raw want. Without it (trimmed to
+ * max_nodes): one function and location per distinct frame name.
  *
  * Serves SelectMergeProfile and the GET /pprof download. Called on worker threads; memory from
  * the caller's arena; the bytes are written by wire_pprof_encode().

@@ -289,6 +289,7 @@ typedef struct merge_req {
     char **span_ids;
     size_t nspan_ids;
     int by_span;
+    int detail; /* pprof answers: frames as received (file, line, address, mapping) */
 } merge_req;
 
 static int merge_stacks(const query_ctx *c, const srv_request *req, const merge_req *m, sp_arena *a,
@@ -300,7 +301,8 @@ static int merge_stacks(const query_ctx *c, const srv_request *req, const merge_
                            .sel = &sel,
                            .start_ns = query_start_ns(m->start),
                            .end_ns = query_end_ns(m->end),
-                           .by_span = m->by_span};
+                           .by_span = m->by_span,
+                           .detail = m->detail};
     int rc = query_type_parse(m->type_id, "profile_typeID", 1, a, type, err);
     if (!rc)
         rc = query_selector_parse(m->label_selector, "label_selector", a, &sel, err);
@@ -372,10 +374,15 @@ static int profile_message(const store_stacks *s, const query_type *type, int64_
     query_tree t;
     store_stacks cut;
     int rc = query_tree_build(s, a, &t, err);
-    if (!rc)
-        rc = query_tree_stacks(&t, max_nodes, a, &cut, err);
     if (rc)
         return rc;
+    if (query_tree_min_value(&t, max_nodes, a) == 0) {
+        cut = *s; /* nothing to trim: every frame as received */
+    } else {
+        rc = query_tree_stacks(&t, max_nodes, a, &cut, err);
+        if (rc)
+            return rc;
+    }
     cut.period = s->period;
     int64_t t0 = query_start_ns(start_ms), t1 = query_end_ns(end_ms);
     sp_buf b;
@@ -403,9 +410,15 @@ static int m_select_merge_stacktraces(const query_ctx *c, const srv_request *req
         return rc;
     if (r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_DOT)
         return sp_fail(err, SP_EUNIMPL, "format PROFILE_FORMAT_DOT is not supported by spanprof");
-    merge_req m = {
-        r->profile_typeid, r->label_selector, r->start,           r->end,
-        r->max_nodes,      r->span_selector,  r->n_span_selector, r->n_span_selector > 0};
+    merge_req m = {r->profile_typeid,
+                   r->label_selector,
+                   r->start,
+                   r->end,
+                   r->max_nodes,
+                   r->span_selector,
+                   r->n_span_selector,
+                   r->n_span_selector > 0,
+                   r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_PPROF};
     query_type type;
     int64_t max_nodes;
     store_stacks s;
@@ -439,8 +452,8 @@ static int m_select_merge_span_profile(const query_ctx *c, const srv_request *re
     int format = r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_TREE
                      ? QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_TREE
                      : QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_FLAMEGRAPH;
-    merge_req m = {r->profile_typeid, r->label_selector, r->start,           r->end,
-                   r->max_nodes,      r->span_selector,  r->n_span_selector, 1};
+    merge_req m = {r->profile_typeid, r->label_selector,  r->start, r->end, r->max_nodes,
+                   r->span_selector,  r->n_span_selector, 1,        0};
     query_type type;
     int64_t max_nodes;
     store_stacks s;
@@ -468,7 +481,7 @@ static int m_select_merge_profile(const query_ctx *c, const srv_request *req,
     if (rc)
         return rc;
     merge_req m = {
-        r->profile_typeid, r->label_selector, r->start, r->end, r->max_nodes, NULL, 0, 0};
+        r->profile_typeid, r->label_selector, r->start, r->end, r->max_nodes, NULL, 0, 0, 1};
     query_type type;
     int64_t max_nodes;
     store_stacks s;

@@ -101,7 +101,7 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
     query_tree t;
     store_stacks cut;
     int rc = a ? read_query(req, a, &q, &err) : sp_fail(&err, SP_ENOMEM, "out of memory");
-    query_stacks_req sr = {.tenant = req->tenant, .type = &q.type, .sel = &q.sel};
+    query_stacks_req sr = {.tenant = req->tenant, .type = &q.type, .sel = &q.sel, .detail = 1};
     if (!rc) {
         sr.start_ns = q.from_ns;
         sr.end_ns = q.until_ns;
@@ -111,7 +111,9 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
         rc = query_stacks_select(c, &sr, a, &s, &err);
     if (!rc)
         rc = query_tree_build(&s, a, &t, &err);
-    if (!rc)
+    if (!rc && query_tree_min_value(&t, q.max_nodes, a) == 0)
+        cut = s; /* nothing to trim: every frame as received */
+    else if (!rc)
         rc = query_tree_stacks(&t, q.max_nodes, a, &cut, &err);
     if (!rc)
         cut.period = s.period; /* trimming to max_nodes keeps the series' period */

@@ -60,6 +60,7 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
         .nmatchers = r->sel ? r->sel->nmatchers : 0,
         .start_ns = r->start_ns,
         .end_ns = r->end_ns,
+        .detail = r->detail,
     };
     if (r->by_span) {
         if (!r->nspan_ids)

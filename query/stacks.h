@@ -24,6 +24,7 @@ typedef struct query_stacks_req {
     int by_span;              /* only samples attached to span_ids (none given: nothing) */
     const uint8_t (*span_ids)[8];
     size_t nspan_ids;
+    int detail; /* also each frame's file, line, address, mapping (pprof downloads) */
 } query_stacks_req;
 
 int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,

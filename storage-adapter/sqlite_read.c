@@ -45,6 +45,10 @@ static const char *const rsql[R_NSTMT] = {
                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
                "FROM span WHERE hour IN (SELECT hour FROM span_hour) AND tenant=?1 AND "
                "span_id=?2 ORDER BY hour DESC LIMIT 1",
+    [R_FUNC_DETAIL] = "SELECT (SELECT s FROM string WHERE id=file), start_line FROM function "
+                      "WHERE id=?1",
+    [R_MAPPING_DETAIL] = "SELECT (SELECT s FROM string WHERE id=file), (SELECT s FROM string "
+                         "WHERE id=build_id) FROM mapping WHERE id=?1",
 };
 
 void sqs_reader_close(sqs_reader *r)

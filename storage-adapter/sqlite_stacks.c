@@ -18,6 +18,19 @@ typedef struct frames {
     store_strset aux;
     uint32_t *v;
     size_t n, cap;
+    /* store_query.detail: what each frame of v was received with (parallel to v) */
+    int detail;
+    store_frame *d;
+    store_agg fdet; /* function id → index + 1 into fd */
+    store_agg mdet; /* mapping id → index + 1 into md */
+    struct fdetail {
+        const char *file;
+        int64_t start_line;
+    } * fd;
+    struct mdetail {
+        const char *file, *build_id;
+    } * md;
+    size_t nfd, capfd, nmd, capmd;
 } frames;
 
 static void frames_free(frames *f)
@@ -28,10 +41,15 @@ static void frames_free(frames *f)
     store_agg_free(&f->funcs);
     store_agg_free(&f->texts);
     store_agg_free(&f->maps);
+    store_agg_free(&f->fdet);
+    store_agg_free(&f->mdet);
     free(f->v);
+    free(f->d);
+    free(f->fd);
+    free(f->md);
 }
 
-static int push_frame(rq *q, frames *f, uint32_t name)
+static int push_frame(rq *q, frames *f, uint32_t name, const store_frame *d)
 {
     if (f->n == f->cap) {
         size_t nc = f->cap ? f->cap * 2 : 1024;
@@ -39,9 +57,109 @@ static int push_frame(rq *q, frames *f, uint32_t name)
         if (!nv)
             return rq_nomem(q);
         f->v = nv;
+        if (f->detail) {
+            store_frame *nd = realloc(f->d, nc * sizeof *nd);
+            if (!nd)
+                return rq_nomem(q);
+            f->d = nd;
+        }
         f->cap = nc;
     }
+    if (f->detail)
+        f->d[f->n] = *d;
     f->v[f->n++] = name;
+    return 0;
+}
+
+/* A text column as an arena copy ("" for NULL). */
+static const char *column_copy(rq *q, sqlite3_stmt *st, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(st, col);
+    return t && *t ? sp_arena_strndup(q->a, t, strlen(t)) : "";
+}
+
+/* store_query.detail: a function's file and first line, memoised. */
+static int function_detail(rq *q, frames *f, int64_t fn, const char **file, int64_t *start)
+{
+    *file = "";
+    *start = 0;
+    if (!fn)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(&f->fdet, fn, 0, 0, 0, &created);
+    if (!e)
+        return rq_nomem(q);
+    if (created) {
+        if (f->nfd == f->capfd) {
+            size_t nc = f->capfd ? f->capfd * 2 : 256;
+            struct fdetail *nd = realloc(f->fd, nc * sizeof *nd);
+            if (!nd)
+                return rq_nomem(q);
+            f->fd = nd;
+            f->capfd = nc;
+        }
+        sqlite3_stmt *st = rq_stmt(q, R_FUNC_DETAIL);
+        if (!st)
+            return rq_prep_fail(q, R_FUNC_DETAIL);
+        sqlite3_bind_int64(st, 1, fn);
+        int rc = sqlite3_step(st);
+        struct fdetail d = {"", 0};
+        if (rc == SQLITE_ROW) {
+            d.file = column_copy(q, st, 0);
+            d.start_line = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return rq_dberr(q, rc, R_FUNC_DETAIL);
+        if (!d.file)
+            return rq_nomem(q);
+        f->fd[f->nfd] = d;
+        e->sum = (int64_t)++f->nfd;
+    }
+    *file = f->fd[e->sum - 1].file;
+    *start = f->fd[e->sum - 1].start_line;
+    return 0;
+}
+
+/* store_query.detail: a mapping's file and build id, memoised. */
+static int mapping_detail(rq *q, frames *f, int64_t m, const char **file, const char **build_id)
+{
+    *file = *build_id = "";
+    if (!m)
+        return 0;
+    int created;
+    store_agg_entry *e = store_agg_get(&f->mdet, m, 0, 0, 0, &created);
+    if (!e)
+        return rq_nomem(q);
+    if (created) {
+        if (f->nmd == f->capmd) {
+            size_t nc = f->capmd ? f->capmd * 2 : 64;
+            struct mdetail *nd = realloc(f->md, nc * sizeof *nd);
+            if (!nd)
+                return rq_nomem(q);
+            f->md = nd;
+            f->capmd = nc;
+        }
+        sqlite3_stmt *st = rq_stmt(q, R_MAPPING_DETAIL);
+        if (!st)
+            return rq_prep_fail(q, R_MAPPING_DETAIL);
+        sqlite3_bind_int64(st, 1, m);
+        int rc = sqlite3_step(st);
+        struct mdetail d = {"", ""};
+        if (rc == SQLITE_ROW) {
+            d.file = column_copy(q, st, 0);
+            d.build_id = column_copy(q, st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return rq_dberr(q, rc, R_MAPPING_DETAIL);
+        if (!d.file || !d.build_id)
+            return rq_nomem(q);
+        f->md[f->nmd] = d;
+        e->sum = (int64_t)++f->nmd;
+    }
+    *file = f->md[e->sum - 1].file;
+    *build_id = f->md[e->sum - 1].build_id;
     return 0;
 }
 
@@ -155,7 +273,8 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
         e->aux = 1;
         *start = f->n;
         *count = 1;
-        return push_frame(q, f, name);
+        store_frame none = {loc, 0, "", "", "", 0, 0};
+        return push_frame(q, f, name, &none);
     }
     int64_t mapping = sqlite3_column_int64(st, 0);
     uint64_t address = (uint64_t)sqlite3_column_int64(st, 1);
@@ -177,12 +296,20 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
     const uint8_t *p = lines, *end = lines + blen;
     int emitted = 0;
     rc = 0;
+    store_frame fd = {loc, address, "", "", "", 0, 0};
+    if (f->detail)
+        rc = mapping_detail(q, f, mapping, &fd.mapping, &fd.build_id);
     while (p < end && !rc) {
         uint64_t fn, line;
         if (store_varint_get(&p, end, &fn) || store_varint_get(&p, end, &line))
             break;
         const char *name = "";
         if (fn && (rc = text_of(q, f, &f->funcs, R_FUNC, (int64_t)fn, &name)))
+            break;
+        fd.line = (int64_t)(line >> 1) ^ -(int64_t)(line & 1); /* zigzag (sqlite_dict.c) */
+        fd.file = "";
+        fd.start_line = 0;
+        if (f->detail && (rc = function_detail(q, f, (int64_t)fn, &fd.file, &fd.start_line)))
             break;
         char buf[512];
         if (!*name) {
@@ -192,7 +319,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
             name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
         }
         uint32_t idx;
-        if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx)))
+        if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx, &fd)))
             break;
         emitted++;
     }
@@ -202,8 +329,10 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
             !(rc = mapping_file(q, f, mapping, &file_s))) {
             uint32_t idx;
             const char *name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
+            fd.line = fd.start_line = 0;
+            fd.file = "";
             if (!(rc = intern_name(q, f, name, &idx)))
-                rc = push_frame(q, f, idx);
+                rc = push_frame(q, f, idx, &fd);
         }
     }
     if (lines != small)
@@ -227,10 +356,14 @@ static int ord_cmp(const void *a, const void *b)
 }
 
 /* Turns stack id → value sums into named stacks in the arena. */
-static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
+static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
 {
     frames f;
     memset(&f, 0, sizeof f);
+    f.detail = detail;
+    store_agg_init(&f.fdet);
+    store_agg_init(&f.mdet);
+    store_frame *dtmp = NULL;
     store_strset_init(&f.names);
     store_strset_init(&f.aux);
     store_agg_init(&f.locs);
@@ -301,9 +434,19 @@ static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
                     break;
                 }
                 tmp = nt;
+                if (detail) {
+                    store_frame *nd = realloc(dtmp, nc * sizeof *nd);
+                    if (!nd) {
+                        rc = rq_nomem(q);
+                        break;
+                    }
+                    dtmp = nd;
+                }
                 tmp_cap = nc;
             }
             memcpy(tmp + nf, f.v + start, count * sizeof *tmp);
+            if (detail)
+                memcpy(dtmp + nf, f.d + start, count * sizeof *dtmp);
             nf += count;
         }
         if (blob != small)
@@ -314,7 +457,8 @@ static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
         s->nframes = (uint32_t)nf;
         s->value = order[i]->sum;
         s->frames = nf ? sp_arena_memdup(q->a, tmp, nf * sizeof *tmp) : NULL;
-        if (nf && !s->frames) {
+        s->detail = detail && nf ? sp_arena_memdup(q->a, dtmp, nf * sizeof *dtmp) : NULL;
+        if (nf && (!s->frames || (detail && !s->detail))) {
             rc = rq_nomem(q);
             goto done;
         }
@@ -333,6 +477,7 @@ static int build_stacks(rq *q, store_agg *vals, store_stacks *out)
 done:
     free(order);
     free(tmp);
+    free(dtmp);
     frames_free(&f);
     if (rc)
         memset(out, 0, sizeof *out);
@@ -455,7 +600,7 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
         contrib[i] = ck.added - before;
     }
     if (!rc)
-        rc = build_stacks(&q, &vals, out);
+        rc = build_stacks(&q, &vals, query->detail, out);
     if (!rc)
         out->period = pick_period(contrib, v, n);
     store_chunk_decoder_free(&ck.dec);
@@ -558,7 +703,7 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
         if (span_wanted(span_ids, i))
             rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
     if (!rc)
-        rc = build_stacks(&q, &vals, out);
+        rc = build_stacks(&q, &vals, query->detail, out);
     if (!rc && sr.n) {
         int64_t *contrib = sp_arena_calloc(a, sr.n, sizeof *contrib);
         for (size_t i = 0; contrib && i < sr.n; i++)

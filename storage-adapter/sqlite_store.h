@@ -180,6 +180,8 @@ enum {
     R_SPANCHUNKS,
     R_TRACE,
     R_SPAN,
+    R_FUNC_DETAIL,
+    R_MAPPING_DETAIL,
     R_NSTMT
 };
 

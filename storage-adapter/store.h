@@ -90,6 +90,7 @@ typedef struct store_query {
     const store_matcher *matchers;
     size_t nmatchers;
     int64_t start_ns, end_ns; /* [start, end); end 0 = unbounded */
+    int detail;               /* stack reads: also fill store_stack.detail (pprof downloads) */
 } store_query;
 
 typedef struct store_strings {
@@ -107,10 +108,23 @@ typedef struct store_labelsets {
     size_t n;
 } store_labelsets;
 
+/* What a frame was received with (store_query.detail): the pprof download keeps it. Frames of
+ * one location (its inlined callees first) are consecutive and share `loc`. Strings are "" when
+ * unknown; the arena owns them. */
+typedef struct store_frame {
+    int64_t loc;              /* the location it belongs to (an id of the answer) */
+    uint64_t address;         /* the location's address */
+    const char *mapping;      /* the location's mapping file */
+    const char *build_id;     /* and its build id */
+    const char *file;         /* the function's file */
+    int64_t start_line, line; /* the function's first line, and this frame's line */
+} store_frame;
+
 typedef struct store_stack {
     const uint32_t *frames; /* indices into store_stacks.names, leaf first */
     uint32_t nframes;
     int64_t value;
+    const store_frame *detail; /* parallel to frames with store_query.detail, else NULL */
 } store_stack;
 
 /* Merged stacks: each distinct stack once with its summed value. Frame names are never empty

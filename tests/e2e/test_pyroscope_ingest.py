@@ -220,3 +220,50 @@ def test_push_without_service_name_is_refused(spanprof, go_profiles):
     status, _, body = http_request(spanprof.http_port, "POST", "/push.v1.PusherService/Push", body=req,
                                    headers={"Content-Type": "application/proto"})
     assert status == 400 and "service_name" in json.loads(body)["message"]
+
+
+def raw_frames(path):
+    """{(function, file, line)} of every frame of the Locations section of go tool pprof -raw."""
+    import re
+    r = subprocess.run([GO, "tool", "pprof", "-raw", str(path)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    out, section = set(), None
+    for line in r.stdout.splitlines():
+        if line.startswith("Locations"):
+            section = "l"
+            continue
+        if line.startswith("Mappings"):
+            break
+        if section == "l":
+            m = re.match(r"^\s*(?:\d+:\s+0x[0-9a-f]+(?:\s+M=\d+)?\s+)?(\S.*?)\s+(\S*):(\d+)(?::\d+)?\s+s=\d+$",
+                         line)
+            if m:
+                out.add((m.group(1), m.group(2), int(m.group(3))))
+    return out
+
+
+def test_pprof_download_keeps_file_line_and_address(spanprof, go_profiles, tmp_path):
+    """The Go SDK sends file and line; the download gives them back, as go tool pprof reads them:
+    -raw lists the same (function, file, line) frames as the file that was sent, and -list finds
+    the source of the hot function."""
+    t0 = time.time_ns()
+    status, _, body = http_request(spanprof.http_port, "POST",
+                                   "/ingest?name=golines&format=pprof", body=go_profiles["cpu"],
+                                   headers={"Content-Type": "application/octet-stream"})
+    assert status == 200, body
+    from urllib.parse import quote
+    w = Window(t0)
+    q = quote(CPU + '{service_name="golines"}')
+    status, _, data = http_request(spanprof.http_port, "GET",
+                                   f"/pprof?query={q}&from={w.start}&until={w.end}")
+    assert status == 200, data[:300]
+    got = tmp_path / "download.pb.gz"
+    got.write_bytes(data)
+    sent = raw_frames(go_profiles["dir"] / "cpu.pb.gz")
+    assert sent and all(line > 0 for _, _, line in sent if _.startswith("main."))
+    assert raw_frames(got) == sent
+    r = subprocess.run([GO, "tool", "pprof", "-list", "main.hashLoop", str(got)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "ROUTINE" in r.stdout and "main.go" in r.stdout, r.stdout[:500]

@@ -52,7 +52,7 @@ static void add(fixture *f, const char *text, int64_t value)
     }
     for (uint32_t k = 0; k < n; k++)
         f->frames[i][k] = tmp[n - 1 - k];
-    f->stacks[i] = (store_stack){f->frames[i], n, value};
+    f->stacks[i] = (store_stack){f->frames[i], n, value, NULL};
     f->s.nstacks++;
     f->s.total += value;
     f->s.stacks = f->stacks;

@@ -127,7 +127,8 @@ static void folded_lines_are_root_first_and_sorted(void **state)
     /* names: 0 main, 1 b, 2 a, 3 "x\ny" */
     const char *names[] = {"main", "b", "a", "x\ny"};
     uint32_t s1[] = {1, 0}, s2[] = {2, 0}, s3[] = {3, 2, 0}, s4[] = {0};
-    store_stack stacks[] = {{s1, 2, 7}, {s2, 2, 5}, {s3, 3, 2}, {s4, 1, 0}, {NULL, 0, 9}};
+    store_stack stacks[] = {
+        {s1, 2, 7, NULL}, {s2, 2, 5, NULL}, {s3, 3, 2, NULL}, {s4, 1, 0, NULL}, {NULL, 0, 9, NULL}};
     store_stacks s = {names, 4, stacks, 5, 23, 0};
     sp_buf out;
     sp_buf_init(&out, 0);
