@@ -1,12 +1,15 @@
 #include "pyroscope.h"
+#include "jfr.h"
 #include "../common/arena.h"
 #include "../common/base64.h"
+#include "../common/hex.h"
 #include "../common/strtab.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "../wire/compress.h"
 #include "convert.h"
 #include "../wire/grpc.h"
+#include "../wire/pb.h"
 #include "pprof.h"
 
 #include "push/v1/push.pb-c.h"
@@ -347,9 +350,10 @@ static int boundary_of(const char *ct, char *out, size_t outsz)
     return 0;
 }
 
-/* Finds the parts named "profile" and "sample_type_config". */
-static int multipart_parse(const uint8_t *body, size_t len, const char *ct, part *profile,
-                           part *config, sp_err *err)
+/* Finds the parts named `want` (required) and `also` (optional): "profile" and
+ * "sample_type_config" from the Go SDK, "jfr" and "labels" from the Java agent. */
+static int multipart_parts(const uint8_t *body, size_t len, const char *ct, const char *want,
+                           part *profile, const char *also, part *config, sp_err *err)
 {
     char bnd[80], delim[90];
     if (boundary_of(ct, bnd, sizeof bnd))
@@ -375,9 +379,12 @@ static int multipart_parse(const uint8_t *body, size_t len, const char *ct, part
         /* the name="..." parameter of Content-Disposition, within this part's headers */
         size_t hl = (size_t)(hend - p);
         part *dst = NULL;
-        if (find(p, hl, "name=\"profile\"", 14))
+        char n1[48], n2[48];
+        int l1 = snprintf(n1, sizeof n1, "name=\"%s\"", want);
+        int l2 = snprintf(n2, sizeof n2, "name=\"%s\"", also);
+        if (find(p, hl, n1, (size_t)l1))
             dst = profile;
-        else if (find(p, hl, "name=\"sample_type_config\"", 25))
+        else if (find(p, hl, n2, (size_t)l2))
             dst = config;
         if (dst) {
             dst->data = data;
@@ -386,8 +393,14 @@ static int multipart_parse(const uint8_t *body, size_t len, const char *ct, part
         p = next + 2; /* at "--boundary" */
     }
     if (!profile->data)
-        return sp_fail(err, SP_EINVAL, "multipart body has no \"profile\" part");
+        return sp_fail(err, SP_EINVAL, "multipart body has no \"%s\" part", want);
     return 0;
+}
+
+static int multipart_parse(const uint8_t *body, size_t len, const char *ct, part *profile,
+                           part *config, sp_err *err)
+{
+    return multipart_parts(body, len, ct, "profile", profile, "sample_type_config", config, err);
 }
 
 /* sample_type_config: {"alloc_space": {"units": "bytes", "display-name": "..."}, ...} */
@@ -509,6 +522,175 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
         srv_response_send(resp, 200, NULL, NULL, 0);
 }
 
+/* ---------- JFR, as the Pyroscope Java agent sends it ---------- */
+
+/* The agent's `labels` part: LabelsSnapshot{map<int64, Context> contexts = 1;
+ * map<int64, string> strings = 2}, Context{map<int64, int64> labels = 1} (string ids). Only what
+ * the correlator needs is read: each context's span id (label "span_id", or "profile_id" as
+ * older otel-profiling-java names it), 16 hex digits. */
+typedef struct ctx_span {
+    uint64_t context;
+    uint8_t span_id[8];
+} ctx_span;
+
+static int cmp_ctx(const void *x, const void *y)
+{
+    const ctx_span *a = x, *b = y;
+    return a->context < b->context ? -1 : a->context > b->context;
+}
+
+/* The string of id in the strings map (field 2), or NULL. */
+static const char *label_string(const uint8_t *p, size_t len, uint64_t id, size_t *n)
+{
+    const uint8_t *end = p + len;
+    wire_pb_field f, g;
+    while (p < end) {
+        if (wire_pb_next(&p, end, p, &f, NULL) != 0)
+            return NULL;
+        if (f.num != 2 || f.wt != WIRE_WT_LEN)
+            continue;
+        uint64_t key = 0;
+        const uint8_t *q = f.val, *qe = f.val + f.vlen, *val = NULL;
+        size_t vlen = 0;
+        while (q < qe && wire_pb_next(&q, qe, q, &g, NULL) == 0) {
+            if (g.num == 1 && g.wt == WIRE_WT_VARINT)
+                key = g.varint;
+            else if (g.num == 2 && g.wt == WIRE_WT_LEN) {
+                val = g.val;
+                vlen = g.vlen;
+            }
+        }
+        if (key == id && val) {
+            *n = vlen;
+            return (const char *)val;
+        }
+    }
+    return NULL;
+}
+
+/* The contexts whose labels name a span, sorted by context id. SP_EINVAL when the part is not a
+ * LabelsSnapshot. */
+static int context_spans(const part *lab, sp_arena *a, ctx_span **out, size_t *nout, sp_err *err)
+{
+    *out = NULL;
+    *nout = 0;
+    const uint8_t *p = lab->data, *end = lab->data + lab->len;
+    size_t cap = 0;
+    wire_pb_field f, g, h, k;
+    while (p < end) {
+        if (wire_pb_next(&p, end, lab->data, &f, err) != 0) {
+            sp_err_prefix(err, "labels part: ");
+            return SP_EINVAL;
+        }
+        if (f.num != 1 || f.wt != WIRE_WT_LEN)
+            continue;
+        uint64_t context = 0;
+        const uint8_t *q = f.val, *qe = f.val + f.vlen;
+        const uint8_t *cv = NULL;
+        size_t cvl = 0;
+        while (q < qe && wire_pb_next(&q, qe, q, &g, NULL) == 0) {
+            if (g.num == 1 && g.wt == WIRE_WT_VARINT)
+                context = g.varint;
+            else if (g.num == 2 && g.wt == WIRE_WT_LEN) {
+                cv = g.val;
+                cvl = g.vlen;
+            }
+        }
+        const uint8_t *r = cv, *re = cv ? cv + cvl : NULL;
+        while (r && r < re && wire_pb_next(&r, re, r, &h, NULL) == 0) {
+            if (h.num != 1 || h.wt != WIRE_WT_LEN)
+                continue;
+            uint64_t kid = 0, vid = 0;
+            const uint8_t *s = h.val, *se = h.val + h.vlen;
+            while (s < se && wire_pb_next(&s, se, s, &k, NULL) == 0) {
+                if (k.num == 1 && k.wt == WIRE_WT_VARINT)
+                    kid = k.varint;
+                else if (k.num == 2 && k.wt == WIRE_WT_VARINT)
+                    vid = k.varint;
+            }
+            size_t kn = 0, vn = 0;
+            const char *key = label_string(lab->data, lab->len, kid, &kn);
+            const char *val = key ? label_string(lab->data, lab->len, vid, &vn) : NULL;
+            if (!val || vn != 16 ||
+                !((kn == 7 && memcmp(key, "span_id", 7) == 0) ||
+                  (kn == 10 && memcmp(key, "profile_id", 10) == 0)))
+                continue;
+            char hex[17];
+            memcpy(hex, val, 16);
+            hex[16] = 0;
+            if (*nout == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                ctx_span *v = sp_arena_alloc(a, nc * sizeof *v);
+                if (!v)
+                    return sp_fail(err, SP_ETOOBIG, "labels part too large for the request budget");
+                if (*nout)
+                    memcpy(v, *out, *nout * sizeof *v);
+                *out = v;
+                cap = nc;
+            }
+            ctx_span *cs = &(*out)[*nout];
+            cs->context = context;
+            if (sp_hex_decode(hex, cs->span_id, 8) == 0)
+                (*nout)++;
+        }
+    }
+    if (*nout)
+        qsort(*out, *nout, sizeof **out, cmp_ctx);
+    return 0;
+}
+
+/* format=jfr: a recording, raw or as the `jfr` part of a multipart form with the `labels` part
+ * (gzip'ed or not). Samples in a context whose labels name a span get it as their explicit link
+ * (over async-profiler's own spanId), so the correlator attaches them to that span and its
+ * ancestors. Other dynamic labels are not turned into series yet. */
+static int jfr_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len,
+                      const sp_kv *series, uint32_t nseries, sp_batch *b, sp_err *err)
+{
+    part jfr = {body, len}, lab = {NULL, 0};
+    const char *ct = p->content_type;
+    int rc = 0;
+    if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0)
+        rc = multipart_parts(body, len, ct, "jfr", &jfr, "labels", &lab, err);
+    sp_buf jbuf, lbuf;
+    sp_buf_init(&jbuf, 0);
+    sp_buf_init(&lbuf, 0);
+    if (!rc)
+        rc = maybe_gunzip(&jfr.data, &jfr.len, p->max_size, &jbuf, err);
+    if (!rc && lab.data)
+        rc = maybe_gunzip(&lab.data, &lab.len, p->max_size, &lbuf, err);
+    otlp_jfr_options o = {.cpu_interval_ns = p->sample_rate > 0 ? 1000000000LL / p->sample_rate : 0,
+                          .from_ns = p->from_ns,
+                          .until_ns = p->until_ns,
+                          .series = series,
+                          .nseries = nseries};
+    otlp_jfr_result r;
+    if (!rc)
+        rc = otlp_jfr_parse(jfr.data, jfr.len, &o, b->arena, &r, err);
+    ctx_span *spans = NULL;
+    size_t nspans = 0;
+    if (!rc && lab.data)
+        rc = context_spans(&lab, b->arena, &spans, &nspans, err);
+    for (uint32_t i = 0; !rc && nspans && i < r.nprofiles; i++) {
+        const otlp_jfr_profile *jp = &r.profiles[i];
+        for (uint32_t k = 0; jp->context_ids && k < jp->profile->nsamples; k++) {
+            ctx_span key = {jp->context_ids[k], {0}};
+            const ctx_span *hit =
+                key.context ? bsearch(&key, spans, nspans, sizeof *spans, cmp_ctx) : NULL;
+            sp_sample *s = &jp->profile->samples[k];
+            if (hit) { /* the agent's labels are what the user set: they win */
+                s->has_link = 1;
+                memset(s->link.trace_id, 0, sizeof s->link.trace_id);
+                memcpy(s->link.span_id, hit->span_id, 8);
+            }
+        }
+    }
+    if (!rc)
+        rc = otlp_jfr_add_to_batch(&r, b, err);
+    sp_buf_free(&jbuf);
+    sp_buf_free(&lbuf);
+    return rc;
+}
+
 int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len, sp_batch *b,
                           otlp_pprof_result *res, sp_err *err)
 {
@@ -525,7 +707,10 @@ int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size
     if (rc)
         return rc;
     const char *ct = p->content_type;
-    if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
+    /* the format first: a multipart form is the Go SDK's pprof form unless format=jfr */
+    if (strcmp(fmt, "jfr") == 0) {
+        rc = jfr_decode(p, body, len, labels, nlabels, b, err);
+    } else if (ct && strncasecmp(ct, "multipart/form-data", 19) == 0) {
         part prof, conf;
         otlp_pprof_opts o = {.series = labels, .nseries = nlabels, .now_ns = t0};
         const uint8_t *pd;
@@ -537,8 +722,6 @@ int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size
             if (!(rc = maybe_gunzip(&pd, &pl, p->max_size, &inner, err)))
                 rc = otlp_pprof_decode(pd, pl, &o, b, res, err);
         }
-    } else if (strcmp(fmt, "jfr") == 0) {
-        rc = sp_fail(err, SP_EUNIMPL, "format=jfr is not supported; send pprof");
     } else if (strcmp(fmt, "folded") == 0 || strcmp(fmt, "lines") == 0 ||
                (!*fmt && len > 0 && body[0] != 0x1f && body[0] != 0x0a)) {
         /* Pyroscope's default format is folded; a pprof starts with field 1 (0x0a) or gzip. */
@@ -551,7 +734,7 @@ int otlp_pyroscope_decode(const otlp_ingest_params *p, const uint8_t *body, size
         if (!(rc = maybe_gunzip(&pd, &pl, p->max_size, &inner, err)))
             rc = otlp_pprof_decode(pd, pl, &o, b, res, err);
     } else {
-        rc = sp_fail(err, SP_EINVAL, "format=%s is not supported (pprof, folded, lines)", fmt);
+        rc = sp_fail(err, SP_EMEDIA, "format=%s is not supported (pprof, jfr, folded, lines)", fmt);
     }
     sp_buf_free(&inner);
     return rc;
