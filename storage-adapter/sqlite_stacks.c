@@ -355,6 +355,52 @@ static int ord_cmp(const void *a, const void *b)
     return x->k[0] < y->k[0] ? -1 : x->k[0] > y->k[0];
 }
 
+/* One stack's frames, leaf first, gathered while the answer is built. */
+typedef struct stack_scratch {
+    uint32_t *names;
+    store_frame *detail;
+    size_t cap;
+} stack_scratch;
+
+/* The frames of the stack blob (its location ids) into sc, *nf of them. */
+static int stack_frames(rq *q, frames *f, const uint8_t *blob, size_t blen, stack_scratch *sc,
+                        size_t *nf_out)
+{
+    int rc = 0;
+    size_t nf = 0;
+    const uint8_t *p = blob, *end = blob + blen;
+    while (p < end) {
+        uint64_t loc;
+        if (store_varint_get(&p, end, &loc))
+            break;
+        size_t start = 0, count = 0;
+        if ((rc = location_frames(q, f, (int64_t)loc, &start, &count)))
+            break;
+        if (nf + count > sc->cap) {
+            size_t nc = sc->cap ? sc->cap * 2 : 256;
+            while (nc < nf + count)
+                nc *= 2;
+            uint32_t *nt = realloc(sc->names, nc * sizeof *nt);
+            if (!nt)
+                return rq_nomem(q);
+            sc->names = nt;
+            if (f->detail) {
+                store_frame *nd = realloc(sc->detail, nc * sizeof *nd);
+                if (!nd)
+                    return rq_nomem(q);
+                sc->detail = nd;
+            }
+            sc->cap = nc;
+        }
+        memcpy(sc->names + nf, f->v + start, count * sizeof *sc->names);
+        if (f->detail)
+            memcpy(sc->detail + nf, f->d + start, count * sizeof *sc->detail);
+        nf += count;
+    }
+    *nf_out = nf;
+    return rc;
+}
+
 /* Turns stack id → value sums into named stacks in the arena. */
 static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
 {
@@ -363,7 +409,7 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
     f.detail = detail;
     store_agg_init(&f.fdet);
     store_agg_init(&f.mdet);
-    store_frame *dtmp = NULL;
+    stack_scratch sc = {0};
     store_strset_init(&f.names);
     store_strset_init(&f.aux);
     store_agg_init(&f.locs);
@@ -372,8 +418,7 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
     store_agg_init(&f.maps);
     int rc = 0;
     store_agg_entry **order = vals->n ? malloc(vals->n * sizeof *order) : NULL;
-    uint32_t *tmp = NULL;
-    size_t tmp_cap = 0, n = 0;
+    size_t n = 0;
     if (vals->n && !order) {
         rc = rq_nomem(q);
         goto done;
@@ -416,39 +461,7 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
             memcpy(blob, bp, (size_t)blen);
         sqlite3_reset(st);
         size_t nf = 0;
-        const uint8_t *p = blob, *end = blob + blen;
-        while (p < end) {
-            uint64_t loc;
-            if (store_varint_get(&p, end, &loc))
-                break;
-            size_t start = 0, count = 0;
-            if ((rc = location_frames(q, &f, (int64_t)loc, &start, &count)))
-                break;
-            if (nf + count > tmp_cap) {
-                size_t nc = tmp_cap ? tmp_cap * 2 : 256;
-                while (nc < nf + count)
-                    nc *= 2;
-                uint32_t *nt = realloc(tmp, nc * sizeof *nt);
-                if (!nt) {
-                    rc = rq_nomem(q);
-                    break;
-                }
-                tmp = nt;
-                if (detail) {
-                    store_frame *nd = realloc(dtmp, nc * sizeof *nd);
-                    if (!nd) {
-                        rc = rq_nomem(q);
-                        break;
-                    }
-                    dtmp = nd;
-                }
-                tmp_cap = nc;
-            }
-            memcpy(tmp + nf, f.v + start, count * sizeof *tmp);
-            if (detail)
-                memcpy(dtmp + nf, f.d + start, count * sizeof *dtmp);
-            nf += count;
-        }
+        rc = stack_frames(q, &f, blob, (size_t)blen, &sc, &nf);
         if (blob != small)
             free(blob);
         if (rc)
@@ -456,8 +469,8 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
         store_stack *s = &out->stacks[out->nstacks];
         s->nframes = (uint32_t)nf;
         s->value = order[i]->sum;
-        s->frames = nf ? sp_arena_memdup(q->a, tmp, nf * sizeof *tmp) : NULL;
-        s->detail = detail && nf ? sp_arena_memdup(q->a, dtmp, nf * sizeof *dtmp) : NULL;
+        s->frames = nf ? sp_arena_memdup(q->a, sc.names, nf * sizeof *sc.names) : NULL;
+        s->detail = detail && nf ? sp_arena_memdup(q->a, sc.detail, nf * sizeof *sc.detail) : NULL;
         if (nf && (!s->frames || (detail && !s->detail))) {
             rc = rq_nomem(q);
             goto done;
@@ -476,8 +489,8 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
     }
 done:
     free(order);
-    free(tmp);
-    free(dtmp);
+    free(sc.names);
+    free(sc.detail);
     frames_free(&f);
     if (rc)
         memset(out, 0, sizeof *out);
