@@ -384,6 +384,16 @@ static void profile_type(conv *c, const profile_t *p, type_rule *r, const char *
         r->scale = p->period;
         st = "cpu";
         su = "nanoseconds";
+    } else if ((strcmp(st, "itimer") == 0 || strcmp(st, "cpu") == 0 || strcmp(st, "wall") == 0) &&
+               (strcmp(su, "ns") == 0 || strcmp(su, "nanoseconds") == 0)) {
+        /* The Pyroscope Java agent's OTLP (async-profiler's event as the sample type, values in
+         * ns): named as its JFR uploads are, so Grafana shows CPU / wall either way. */
+        int wall = strcmp(st, "wall") == 0;
+        r->name = wall ? "wall" : "process_cpu";
+        st = pt = wall ? "wall" : "cpu";
+        su = pu = "nanoseconds";
+        r->sample_type = intern(c, st);
+        r->sample_unit = intern(c, su);
     } else if (strcmp(st, "off_cpu") == 0 && strcmp(su, "nanoseconds") == 0 && !*pt) {
         r->name = "off_cpu";
     } else if (*pt) {

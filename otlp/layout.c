@@ -123,9 +123,10 @@ static void vote(ctx *c, const uint8_t *p, size_t len)
     }
     /* One varint in field 4 is v1.10's values written unpacked (the Pyroscope Java agent does)
      * as much as v1.9's link_index: it counts as old only when field 2 cannot be v1.10's
-     * attribute_indices, and as new when there is no field 2 (v1.9 kept values there). */
+     * attribute_indices, and as new when there is no field 2 (v1.9 kept values there) and no
+     * packed field 3 (v1.9's attribute_indices: v1.10's link_index is a scalar). */
     int old = f3len || (f4var == 1 && f2 && f2_misfit) || (f2 && !f4var && !f4len && !f5);
-    int cur = f4len || f4var >= 2 || (f4var == 1 && !f2);
+    int cur = f4len || f4var >= 2 || (f4var == 1 && !f2 && !f3len);
     c->info->samples++;
     if (old && !cur)
         c->info->old_votes++;

@@ -2,7 +2,8 @@
 # Installs what building and testing spanprof needs, and nothing when it is all there already:
 #   - Debian packages (apt-get; sudo only when not root), installed only if some are missing;
 #   - <repo>/.venv with the end-to-end test clients of tests/e2e/requirements.txt, (re)installed
-#     only when the venv is missing or broken, or the requirements file changed since.
+#     only when the venv is missing or broken, or the requirements file changed since;
+#   - the Pyroscope Java agent jar (Maven Central, via mvn) for the Java agent's e2e test.
 # Safe to run any number of times; scripts/run.sh and scripts/test.sh call it first.
 set -euo pipefail
 
@@ -51,6 +52,17 @@ stamp="$venv/.requirements.sha256"
 # Debian's interpreter is the one python3-venv above makes venvs for; fall back to PATH.
 python=/usr/bin/python3
 [ -x "$python" ] || python=$(command -v python3)
+
+# ---- the Pyroscope Java agent (tests/e2e/test_java_agent.py runs it) -------------------------------
+# From Maven Central through the machine's Maven, into the local repository (~/.m2); only when
+# Java and Maven are there (the test skips otherwise) and the jar is not there yet.
+agent_jar="$HOME/.m2/repository/io/pyroscope/agent/2.9.2/agent-2.9.2.jar"
+if [ "${SPANPROF_SKIP_JAVA_AGENT:-0}" != 1 ] && command -v mvn >/dev/null 2>&1 \
+   && command -v java >/dev/null 2>&1 && ! [ -f "$agent_jar" ]; then
+  echo "install-deps: mvn dependency:get io.pyroscope:agent:2.9.2"
+  mvn -q -B dependency:get -Dartifact=io.pyroscope:agent:2.9.2 -Dtransitive=false \
+    || echo "install-deps: could not fetch the Pyroscope Java agent; its test will be skipped"
+fi
 
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
