@@ -970,11 +970,13 @@ int outbox_open(outbox **out, const outbox_options *o, sp_err *err)
     for (size_t i = 0; hs && i < nh; i++)
         hs[i] = strdup(o->http.headers[i]);
     h->headers = (const char *const *)hs;
-    snprintf(ob->m_queued, sizeof ob->m_queued, "%s_queued", ob->name);
-    snprintf(ob->m_bytes, sizeof ob->m_bytes, "%s_queued_bytes", ob->name);
-    snprintf(ob->m_sent, sizeof ob->m_sent, "%s_sent_total", ob->name);
-    snprintf(ob->m_retried, sizeof ob->m_retried, "%s_retried_total", ob->name);
-    snprintf(ob->m_dropped, sizeof ob->m_dropped, "%s_dropped_total", ob->name);
+    /* the name may have failed to copy (refused below): never print NULL */
+    const char *nm = ob->name ? ob->name : "outbox";
+    snprintf(ob->m_queued, sizeof ob->m_queued, "%s_queued", nm);
+    snprintf(ob->m_bytes, sizeof ob->m_bytes, "%s_queued_bytes", nm);
+    snprintf(ob->m_sent, sizeof ob->m_sent, "%s_sent_total", nm);
+    snprintf(ob->m_retried, sizeof ob->m_retried, "%s_retried_total", nm);
+    snprintf(ob->m_dropped, sizeof ob->m_dropped, "%s_dropped_total", nm);
     pthread_mutex_init(&ob->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
