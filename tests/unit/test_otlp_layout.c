@@ -286,6 +286,18 @@ static void unpacked_single_value_is_current_layout(void **state)
     }
     decoded_free(&d);
 
+    /* the eBPF profiler's v1.9 CPU sample with a link: packed attributes in field 3, one link
+     * varint in field 4, timestamps, no values: still v1.9 (field 3 cannot be v1.10's scalar
+     * link_index as LEN) */
+    uint64_t ts[] = {1700000000000000000ull};
+    old_sample(&s[0], 1, attrs, 2, 1, NULL, 0, ts, 1);
+    request(&req, 1, NULL, s, 1);
+    decode(&d, &req);
+    assert_int_equal(d.info.layout, OTLP_LAYOUT_V1_9);
+    assert_int_equal(profile0(&d)->samples[0]->link_index, 1);
+    assert_int_equal(profile0(&d)->samples[0]->n_attribute_indices, 2);
+    decoded_free(&d);
+
     int64_t values[] = {50000000};
     old_sample(&s[0], 1, NULL, 0, 1, values, 1, NULL, 0); /* v1.9: values 2, link 4 */
     request(&req, 1, NULL, s, 1);
