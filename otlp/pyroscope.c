@@ -525,17 +525,18 @@ static void finish(const otlp_pyroscope_config *cfg, const srv_request *req, srv
 /* ---------- JFR, as the Pyroscope Java agent sends it ---------- */
 
 /* The agent's `labels` part: LabelsSnapshot{map<int64, Context> contexts = 1;
- * map<int64, string> strings = 2}, Context{map<int64, int64> labels = 1} (string ids). Only what
- * the correlator needs is read: each context's span id (label "span_id", or "profile_id" as
- * older otel-profiling-java names it), 16 hex digits. */
-typedef struct ctx_span {
+ * map<int64, string> strings = 2}, Context{map<int64, int64> labels = 1} (ids into strings):
+ * what Pyroscope.LabelsWrapper (dynamic labels) and io.pyroscope:otel (span_id / profile_id,
+ * span_name) set per async-profiler context. */
+typedef struct ctx_label {
     uint64_t context;
-    uint8_t span_id[8];
-} ctx_span;
+    const char *key, *value;
+    size_t klen, vlen;
+} ctx_label;
 
 static int cmp_ctx(const void *x, const void *y)
 {
-    const ctx_span *a = x, *b = y;
+    const ctx_label *a = x, *b = y;
     return a->context < b->context ? -1 : a->context > b->context;
 }
 
@@ -568,9 +569,9 @@ static const char *label_string(const uint8_t *p, size_t len, uint64_t id, size_
     return NULL;
 }
 
-/* The contexts whose labels name a span, sorted by context id. SP_EINVAL when the part is not a
- * LabelsSnapshot. */
-static int context_spans(const part *lab, sp_arena *a, ctx_span **out, size_t *nout, sp_err *err)
+/* Every (context, key, value) of the part, sorted by context. SP_EINVAL when the part is not a
+ * LabelsSnapshot. Strings point into the part. */
+static int context_labels(const part *lab, sp_arena *a, ctx_label **out, size_t *nout, sp_err *err)
 {
     *out = NULL;
     *nout = 0;
@@ -608,19 +609,15 @@ static int context_spans(const part *lab, sp_arena *a, ctx_span **out, size_t *n
                 else if (k.num == 2 && k.wt == WIRE_WT_VARINT)
                     vid = k.varint;
             }
-            size_t kn = 0, vn = 0;
-            const char *key = label_string(lab->data, lab->len, kid, &kn);
-            const char *val = key ? label_string(lab->data, lab->len, vid, &vn) : NULL;
-            if (!val || vn != 16 ||
-                !((kn == 7 && memcmp(key, "span_id", 7) == 0) ||
-                  (kn == 10 && memcmp(key, "profile_id", 10) == 0)))
+            ctx_label l = {context, NULL, NULL, 0, 0};
+            l.key = label_string(lab->data, lab->len, kid, &l.klen);
+            l.value = l.key ? label_string(lab->data, lab->len, vid, &l.vlen) : NULL;
+            if (!l.value || !l.klen || !l.vlen || memchr(l.key, 0, l.klen) ||
+                memchr(l.value, 0, l.vlen))
                 continue;
-            char hex[17];
-            memcpy(hex, val, 16);
-            hex[16] = 0;
             if (*nout == cap) {
                 size_t nc = cap ? cap * 2 : 16;
-                ctx_span *v = sp_arena_alloc(a, nc * sizeof *v);
+                ctx_label *v = sp_arena_alloc(a, nc * sizeof *v);
                 if (!v)
                     return sp_fail(err, SP_ETOOBIG, "labels part too large for the request budget");
                 if (*nout)
@@ -628,10 +625,7 @@ static int context_spans(const part *lab, sp_arena *a, ctx_span **out, size_t *n
                 *out = v;
                 cap = nc;
             }
-            ctx_span *cs = &(*out)[*nout];
-            cs->context = context;
-            if (sp_hex_decode(hex, cs->span_id, 8) == 0)
-                (*nout)++;
+            (*out)[(*nout)++] = l;
         }
     }
     if (*nout)
@@ -639,10 +633,120 @@ static int context_spans(const part *lab, sp_arena *a, ctx_span **out, size_t *n
     return 0;
 }
 
+static int is_span_label(const ctx_label *l)
+{
+    return (l->klen == 7 && memcmp(l->key, "span_id", 7) == 0) ||
+           (l->klen == 10 && memcmp(l->key, "profile_id", 10) == 0);
+}
+
+/* The string table every JFR profile shares, extended with the labels' keys and values (index
+ * of s, added when new; 0 when out of memory). */
+typedef struct strtab_ext {
+    const char **s;
+    uint32_t *len;
+    uint32_t n, cap;
+} strtab_ext;
+
+static uint32_t ext_intern(strtab_ext *t, sp_arena *a, uint32_t first_new, const char *s, size_t n)
+{
+    for (uint32_t i = first_new; i < t->n; i++)
+        if (t->len[i] == n && memcmp(t->s[i], s, n) == 0)
+            return i;
+    if (t->n == t->cap) {
+        uint32_t nc = t->cap * 2;
+        const char **ns = sp_arena_alloc(a, nc * sizeof *ns);
+        uint32_t *nl = sp_arena_alloc(a, nc * sizeof *nl);
+        if (!ns || !nl)
+            return 0;
+        memcpy(ns, t->s, t->n * sizeof *ns);
+        memcpy(nl, t->len, t->n * sizeof *nl);
+        t->s = ns;
+        t->len = nl;
+        t->cap = nc;
+    }
+    char *copy = sp_arena_strndup(a, s, n);
+    if (!copy)
+        return 0;
+    t->s[t->n] = copy;
+    t->len[t->n] = (uint32_t)n;
+    return t->n++;
+}
+
+/* Applies the agent's labels to r's samples: a context's span id becomes the samples' explicit
+ * link (over async-profiler's own spanId), its other labels (span_name, the app's dynamic
+ * labels) become sample labels, which the store turns into series labels as Pyroscope does. */
+static int apply_context_labels(const otlp_jfr_result *r, const ctx_label *cl, size_t ncl,
+                                sp_arena *a, sp_err *err)
+{
+    if (!r->nprofiles || !ncl)
+        return 0;
+    sp_profile *p0 = r->profiles[0].profile;
+    strtab_ext t = {NULL, NULL, p0->nstrings, p0->nstrings + 16};
+    t.s = sp_arena_alloc(a, t.cap * sizeof *t.s);
+    t.len = sp_arena_alloc(a, t.cap * sizeof *t.len);
+    if (!t.s || !t.len)
+        return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
+    memcpy(t.s, p0->strings, p0->nstrings * sizeof *t.s);
+    for (uint32_t i = 0; i < p0->nstrings; i++)
+        t.len[i] = p0->string_lens ? p0->string_lens[i] : (uint32_t)strlen(p0->strings[i]);
+    uint32_t first_new = p0->nstrings;
+    for (uint32_t i = 0; i < r->nprofiles; i++) {
+        const otlp_jfr_profile *jp = &r->profiles[i];
+        for (uint32_t k = 0; jp->context_ids && k < jp->profile->nsamples; k++) {
+            ctx_label key = {jp->context_ids[k], NULL, NULL, 0, 0};
+            if (!key.context)
+                continue;
+            const ctx_label *hit = bsearch(&key, cl, ncl, sizeof *cl, cmp_ctx);
+            if (!hit)
+                continue;
+            while (hit > cl && hit[-1].context == key.context)
+                hit--;
+            size_t n = 0;
+            while (hit + n < cl + ncl && hit[n].context == key.context)
+                n++;
+            sp_sample *s = &jp->profile->samples[k];
+            sp_label *labels = sp_arena_calloc(a, n + s->nlabels + 1, sizeof *labels);
+            if (!labels)
+                return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
+            if (s->nlabels)
+                memcpy(labels, s->labels, s->nlabels * sizeof *labels);
+            uint32_t nl = s->nlabels;
+            for (size_t j = 0; j < n; j++) {
+                const ctx_label *l = &hit[j];
+                char hex[17];
+                if (is_span_label(l)) {
+                    if (l->vlen == 16) {
+                        memcpy(hex, l->value, 16);
+                        hex[16] = 0;
+                        if (sp_hex_decode(hex, s->link.span_id, 8) == 0) {
+                            s->has_link = 1; /* what the user set wins */
+                            memset(s->link.trace_id, 0, sizeof s->link.trace_id);
+                        }
+                    }
+                    continue;
+                }
+                uint32_t ki = ext_intern(&t, a, first_new, l->key, l->klen);
+                uint32_t vi = ki ? ext_intern(&t, a, first_new, l->value, l->vlen) : 0;
+                if (!ki || !vi)
+                    return sp_fail(err, SP_ETOOBIG, "labels too large for the request budget");
+                labels[nl++] = (sp_label){ki, vi, 0, 0};
+            }
+            s->labels = labels;
+            s->nlabels = nl;
+        }
+    }
+    for (uint32_t i = 0; i < r->nprofiles; i++) {
+        r->profiles[i].profile->strings = t.s;
+        r->profiles[i].profile->string_lens = t.len;
+        r->profiles[i].profile->nstrings = t.n;
+    }
+    return 0;
+}
+
 /* format=jfr: a recording, raw or as the `jfr` part of a multipart form with the `labels` part
  * (gzip'ed or not). Samples in a context whose labels name a span get it as their explicit link
  * (over async-profiler's own spanId), so the correlator attaches them to that span and its
- * ancestors. Other dynamic labels are not turned into series yet. */
+ * ancestors; the context's other labels become series labels. */
 static int jfr_decode(const otlp_ingest_params *p, const uint8_t *body, size_t len,
                       const sp_kv *series, uint32_t nseries, sp_batch *b, sp_err *err)
 {
@@ -666,24 +770,12 @@ static int jfr_decode(const otlp_ingest_params *p, const uint8_t *body, size_t l
     otlp_jfr_result r;
     if (!rc)
         rc = otlp_jfr_parse(jfr.data, jfr.len, &o, b->arena, &r, err);
-    ctx_span *spans = NULL;
-    size_t nspans = 0;
+    ctx_label *cl = NULL;
+    size_t ncl = 0;
     if (!rc && lab.data)
-        rc = context_spans(&lab, b->arena, &spans, &nspans, err);
-    for (uint32_t i = 0; !rc && nspans && i < r.nprofiles; i++) {
-        const otlp_jfr_profile *jp = &r.profiles[i];
-        for (uint32_t k = 0; jp->context_ids && k < jp->profile->nsamples; k++) {
-            ctx_span key = {jp->context_ids[k], {0}};
-            const ctx_span *hit =
-                key.context ? bsearch(&key, spans, nspans, sizeof *spans, cmp_ctx) : NULL;
-            sp_sample *s = &jp->profile->samples[k];
-            if (hit) { /* the agent's labels are what the user set: they win */
-                s->has_link = 1;
-                memset(s->link.trace_id, 0, sizeof s->link.trace_id);
-                memcpy(s->link.span_id, hit->span_id, 8);
-            }
-        }
-    }
+        rc = context_labels(&lab, b->arena, &cl, &ncl, err);
+    if (!rc)
+        rc = apply_context_labels(&r, cl, ncl, b->arena, err);
     if (!rc)
         rc = otlp_jfr_add_to_batch(&r, b, err);
     sp_buf_free(&jbuf);

@@ -86,7 +86,8 @@ def test_a_raw_jfr_body_is_a_cpu_flame_graph(spanprof):
 def test_the_java_agents_multipart_form_with_span_labels(spanprof):
     t0 = time.time_ns()
     boundary = "agent-boundary"
-    labels = labels_snapshot(7, [("span_id", "aabbccddeeff0011"), ("span_name", "GET /fib")])
+    labels = labels_snapshot(7, [("span_id", "aabbccddeeff0011"), ("span_name", "GET /fib"),
+                                 ("vehicle", "car")])
     form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"jfr\"; filename=\"jfr\"\r\n"
             f"Content-Type: application/octet-stream\r\n\r\n").encode() + gzip.compress(recording("ap-cpu.jfr")) + (
         f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"labels\"; filename=\"labels\"\r\n"
@@ -103,6 +104,13 @@ def test_the_java_agents_multipart_form_with_span_labels(spanprof):
     span = leaves(cpu_graph(spanprof, long_ago, "java-agent", span="aabbccddeeff0011"))
     assert span and max(span, key=span.get) == "Hot.fib"
     assert span["Hot.fib"] == whole["Hot.fib"]
+    # the context's other labels are series labels, as in Pyroscope (Pyroscope.LabelsWrapper)
+    w = Window(long_ago)
+    assert "car" in connect_json(spanprof, "LabelValues", w.json(name="vehicle")).get("names", [])
+    body = w.json(profileTypeID=CPU, labelSelector='{service_name="java-agent", vehicle="car"}')
+    car = leaves(connect_json(spanprof, "SelectMergeStacktraces", body)["flamegraph"])
+    assert car == span  # exactly the burner thread's context
+    assert "GET /fib" in connect_json(spanprof, "LabelValues", w.json(name="span_name")).get("names", [])
 
 
 def test_an_unknown_format_is_415_naming_the_accepted_ones(spanprof):
