@@ -56,12 +56,21 @@ python=/usr/bin/python3
 # ---- the Pyroscope Java agent (tests/e2e/test_java_agent.py runs it) -------------------------------
 # From Maven Central through the machine's Maven, into the local repository (~/.m2); only when
 # Java and Maven are there (the test skips otherwise) and the jar is not there yet.
-agent_jar="$HOME/.m2/repository/io/pyroscope/agent/2.9.2/agent-2.9.2.jar"
+# The same test runs the OpenTelemetry Java agent with Pyroscope's extension (io.pyroscope:otel) on
+# a program built against the OpenTelemetry API.
+java_artifacts=(io.pyroscope:agent:2.9.2 io.pyroscope:otel:1.0.2
+  io.opentelemetry.javaagent:opentelemetry-javaagent:2.10.0
+  io.opentelemetry:opentelemetry-api:1.44.1 io.opentelemetry:opentelemetry-context:1.44.1)
+m2="$HOME/.m2/repository"
 if [ "${SPANPROF_SKIP_JAVA_AGENT:-0}" != 1 ] && command -v mvn >/dev/null 2>&1 \
-   && command -v java >/dev/null 2>&1 && ! [ -f "$agent_jar" ]; then
-  echo "install-deps: mvn dependency:get io.pyroscope:agent:2.9.2"
-  mvn -q -B dependency:get -Dartifact=io.pyroscope:agent:2.9.2 -Dtransitive=false \
-    || echo "install-deps: could not fetch the Pyroscope Java agent; its test will be skipped"
+   && command -v java >/dev/null 2>&1; then
+  for a in "${java_artifacts[@]}"; do
+    IFS=: read -r g n v <<<"$a"
+    [ -f "$m2/${g//.//}/$n/$v/$n-$v.jar" ] && continue
+    echo "install-deps: mvn dependency:get $a"
+    mvn -q -B dependency:get -Dartifact="$a" -Dtransitive=false \
+      || echo "install-deps: could not fetch $a; the Java agent tests that need it are skipped"
+  done
 fi
 
 want=$(sha256sum "$req" | cut -d' ' -f1)
