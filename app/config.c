@@ -105,6 +105,22 @@ static const opt opts[] = {
      "dropped"},
     {"forward-batch-interval", T_DURATION, OFF(forward_batch_interval_ms), "200ms",
      "how long pushes and forwarded traces wait to be batched with others"},
+    {"symbols-dir", T_STR, OFF(symbols_dir), "",
+     "debug files for native frames, in the .build-id/<xx>/<rest>.debug layout (as "
+     "/usr/lib/debug); searched before debuginfod"},
+    {"debuginfod-urls", T_STR, OFF(debuginfod_urls), "$DEBUGINFOD_URLS",
+     "debuginfod servers (space-separated) that native frames' debug files are downloaded from "
+     "by build id; none = no server"},
+    {"symbolize-budget", T_DURATION, OFF(symbolize_budget_ms), "2s",
+     "the most one query spends naming native frames (waiting for downloads); past it the "
+     "frames not named yet show as addresses and the answer's X-Spanprof-Unresolved-Frames "
+     "header counts them"},
+    {"symbols-retry", T_DURATION, OFF(symbols_retry_ms), "5m",
+     "a debug file not found, or a download that failed, is looked for again after this long"},
+    {"debuginfod-timeout", T_DURATION, OFF(debuginfod_timeout_ms), "30s",
+     "the most one download from debuginfod may take"},
+    {"debuginfo-max-bytes", T_SIZE, OFF(debuginfo_max_bytes), "2147483648",
+     "largest debug file downloaded, uploaded or opened"},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
 };
@@ -137,6 +153,10 @@ void app_config_defaults(app_config *c)
     c->outbox_max_bytes = (size_t)256 << 20;
     c->forward_batch_interval_ms = 200;
     c->traces_forward_protocol = "http/protobuf";
+    c->symbolize_budget_ms = 2000;
+    c->symbols_retry_ms = 300000;
+    c->debuginfod_timeout_ms = 30000;
+    c->debuginfo_max_bytes = (size_t)2 << 30;
 }
 
 void app_config_usage(FILE *out)

@@ -35,6 +35,11 @@ typedef struct app_config {
     const char *traces_forward_bearer_token_file, *traces_forward_ca_file;
     size_t outbox_max_bytes;
     int64_t forward_batch_interval_ms;
+    /* Naming native frames (symbolizer/, app/symbols.c). */
+    const char *symbols_dir;
+    const char *debuginfod_urls; /* NULL = $DEBUGINFOD_URLS; "none" = no server */
+    int64_t symbolize_budget_ms, symbols_retry_ms, debuginfod_timeout_ms;
+    size_t debuginfo_max_bytes;
     int help;
 } app_config;
 

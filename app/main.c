@@ -4,6 +4,7 @@
 #include "admin.h"
 #include "config.h"
 #include "pipeline.h"
+#include "symbols.h"
 
 #include "../common/log.h"
 #include "../common/metrics.h"
@@ -62,7 +63,7 @@ static int open_forwarding(outbox **out, const app_config *cfg, sp_err *err)
 
 /* --store: sqlite (the default), pyroscope (push only) or both. The pusher's queue is fsync'ed
  * when it is the only copy or durability is full. */
-static int open_store(pipeline *pl, const app_config *cfg, sp_err *err)
+static int open_store(pipeline *pl, const app_config *cfg, const store_symbolizer *sym, sp_err *err)
 {
     int local = strstr(cfg->store, "sqlite") != NULL;
     int push = strstr(cfg->store, "pyroscope") != NULL;
@@ -72,6 +73,7 @@ static int open_store(pipeline *pl, const app_config *cfg, sp_err *err)
         .durability = full ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL,
         .retention_ns = cfg->retention_ms ? cfg->retention_ms * 1000000 : -1,
         .remote_kind = "pyroscope",
+        .symbolizer = sym,
     };
     int rc = store_open(&pl->store, local ? "sqlite" : "none", &so, err);
     pl->store_local = local;
@@ -125,9 +127,17 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    pipeline pl = {0};
-    if (open_store(&pl, &cfg, &err) != 0) {
+    /* Before any thread: the symbolizer sets libdebuginfod's environment. */
+    app_symbols syms;
+    if (app_symbols_open(&syms, &cfg, &err) != 0) {
+        fprintf(stderr, "spanprof: %s\n", err.msg);
+        srv_auth_free(auth);
+        return 2;
+    }
+    pipeline pl = {.symbols = &syms};
+    if (open_store(&pl, &cfg, &syms.seam, &err) != 0) {
         sp_error("msg=\"cannot open the store\" err=\"%s\"", err.msg);
+        app_symbols_close(&syms);
         srv_auth_free(auth);
         return 1;
     }
@@ -147,6 +157,7 @@ int main(int argc, char **argv)
         corr_free(pl.corr);
         pusher_close(pl.pusher);
         store_close(pl.store);
+        app_symbols_close(&syms);
         srv_auth_free(auth);
         return 1;
     }
@@ -170,7 +181,7 @@ int main(int argc, char **argv)
     }
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
         otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||
-        query_register(router, pl.store, &qcfg) != 0) {
+        query_register(router, pl.store, &qcfg) != 0 || app_symbols_register(router, &syms) != 0) {
         sp_error("msg=\"cannot register routes\"");
         goto out;
     }
@@ -192,6 +203,7 @@ out:
     outbox_close(pl.forward);
     pusher_close(pl.pusher);
     store_close(pl.store);
+    app_symbols_close(&syms);
     corr_free(pl.corr);
     srv_auth_free(auth);
     sp_info("msg=\"stopped\"");

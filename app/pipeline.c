@@ -4,6 +4,7 @@
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "../delivery/forward.h"
+#include "symbols.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -52,6 +53,8 @@ void pipeline_metrics(void *ud)
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         sp_metrics_gauge_set(m[i].name,
                              (int64_t) * (const uint64_t *)((const char *)&st + m[i].off));
+    if (p->symbols)
+        app_symbols_metrics(p->symbols);
     store_stats ss;
     store_stats_get(p->store, &ss);
     sp_metrics_gauge_set("store_batches_committed_total", (int64_t)ss.batches_committed);

@@ -27,6 +27,7 @@ typedef struct pipeline {
     int store_local; /* 1 when store keeps a copy (its commit is the acknowledgement) */
     pusher *pusher;  /* --store ...pyroscope, or NULL */
     outbox *forward; /* --traces-forward-to, or NULL */
+    struct app_symbols *symbols; /* its counters join /metrics; NULL = none */
     /* the maintenance thread (pipeline_start/stop): the correlator's expiry once a second */
     pthread_t tick;
     pthread_mutex_t tick_mu;

@@ -247,11 +247,19 @@ int sp_metrics_render(sp_buf *o)
     }
     int ng = atomic_load(&ngauges);
     for (int i = 0; i < ng; i++) {
-        /* Prometheus naming: a *_total series is a counter, the rest are gauges. */
-        size_t nl = strlen(gauges[i].name);
-        int counter = nl > 6 && strcmp(gauges[i].name + nl - 6, "_total") == 0;
-        rc |= sp_buf_printf(o, "# TYPE spanprof_%s %s\nspanprof_%s %lld\n", gauges[i].name,
-                            counter ? "counter" : "gauge", gauges[i].name,
+        /* Prometheus naming: a *_total series is a counter, the rest are gauges. A name may
+         * carry labels (`x_total{result="found"}`): one TYPE line per family, before its first
+         * series. */
+        size_t nl = strcspn(gauges[i].name, "{");
+        int counter = nl > 6 && strncmp(gauges[i].name + nl - 6, "_total", 6) == 0;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = strncmp(gauges[j].name, gauges[i].name, nl) == 0 &&
+                   (gauges[j].name[nl] == 0 || gauges[j].name[nl] == '{');
+        if (!seen)
+            rc |= sp_buf_printf(o, "# TYPE spanprof_%.*s %s\n", (int)nl, gauges[i].name,
+                                counter ? "counter" : "gauge");
+        rc |= sp_buf_printf(o, "spanprof_%s %lld\n", gauges[i].name,
                             (long long)atomic_load(&gauges[i].value));
     }
     rc |= sp_buf_printf(o, "# HELP spanprof_requests_refused_total Requests refused whole, by "

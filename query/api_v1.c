@@ -353,7 +353,9 @@ static void send_pprof(srv_response *resp, const store_stacks *s, const params *
 
 static void handle_span_profile(srv_request *req, srv_response *resp, void *ud)
 {
-    const query_ctx *c = ud;
+    uint32_t unresolved;
+    query_ctx ctx = query_ctx_for_request(ud, &unresolved);
+    const query_ctx *c = &ctx;
     sp_err err = {0};
     sp_arena *a = sp_arena_new(c->budget);
     sp_buf o;
@@ -427,6 +429,7 @@ static void handle_span_profile(srv_request *req, srv_response *resp, void *ud)
 out:
     sp_buf_free(&o);
     sp_arena_free(a);
+    query_unresolved_header(resp, unresolved);
 }
 
 int query_api_v1_register(srv_router *r, const query_ctx *c)

@@ -778,7 +778,9 @@ static const struct method {
 
 static void handle_rpc(srv_request *req, srv_response *resp, void *ud)
 {
-    const query_ctx *c = ud;
+    uint32_t unresolved;
+    query_ctx ctx = query_ctx_for_request(ud, &unresolved);
+    const query_ctx *c = &ctx;
     const char *name = req->path + strlen(SERVICE);
     const struct method *m = NULL;
     for (size_t i = 0; i < NMETHODS && !m; i++)
@@ -806,6 +808,7 @@ static void handle_rpc(srv_request *req, srv_response *resp, void *ud)
         query_rpc_fail(resp, &rpc, &err);
     else
         query_rpc_reply(resp, &rpc, out);
+    query_unresolved_header(resp, unresolved);
     sp_arena_free(a);
 }
 

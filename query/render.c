@@ -90,7 +90,9 @@ static int span_ids(const srv_request *req, sp_arena *a, query_stacks_req *sr, s
 
 static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
 {
-    const query_ctx *c = ud;
+    uint32_t unresolved;
+    query_ctx ctx = query_ctx_for_request(ud, &unresolved);
+    const query_ctx *c = &ctx;
     sp_err err = {0};
     sp_arena *a = sp_arena_new(c->budget);
     sp_buf raw, gz;
@@ -138,6 +140,7 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
     sp_buf_free(&raw);
     sp_buf_free(&gz);
     sp_arena_free(a);
+    query_unresolved_header(resp, unresolved);
 }
 
 /* ---- GET /render ----------------------------------------------------------------------------- */
@@ -190,7 +193,9 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
 
 static void handle_render(srv_request *req, srv_response *resp, void *ud)
 {
-    const query_ctx *c = ud;
+    uint32_t unresolved;
+    query_ctx ctx = query_ctx_for_request(ud, &unresolved);
+    const query_ctx *c = &ctx;
     sp_err err = {0};
     sp_arena *a = sp_arena_new(c->budget);
     sp_buf o;
@@ -267,6 +272,7 @@ static void handle_render(srv_request *req, srv_response *resp, void *ud)
 out:
     sp_buf_free(&o);
     sp_arena_free(a);
+    query_unresolved_header(resp, unresolved);
 }
 
 int query_render_register(srv_router *r, const query_ctx *c)

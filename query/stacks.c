@@ -2,6 +2,7 @@
 #include "stacks.h"
 #include "../common/hex.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* Span queries: a service_name="X" matcher is asked of the spans, not of the series, when every
@@ -49,10 +50,9 @@ static int span_stacks(const query_ctx *c, store_query *q, const uint8_t (*ids)[
     return rc ? rc : store_span_stacks(c->store, q, ids, nids, a, out, err);
 }
 
-int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
-                        store_stacks *out, sp_err *err)
+static int select_stacks(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
+                         store_stacks *out, sp_err *err)
 {
-    memset(out, 0, sizeof *out);
     store_query q = {
         .tenant = r->tenant,
         .type_id = r->type ? r->type->id : NULL,
@@ -90,6 +90,31 @@ int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena 
         }
     }
     return store_select_stacks(c->store, &q, a, out, err);
+}
+
+int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
+                        store_stacks *out, sp_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int rc = select_stacks(c, r, a, out, err);
+    if (!rc && c->unresolved)
+        *c->unresolved += out->unresolved;
+    return rc;
+}
+
+query_ctx query_ctx_for_request(const void *shared, uint32_t *unresolved)
+{
+    query_ctx c = *(const query_ctx *)shared;
+    *unresolved = 0;
+    c.unresolved = unresolved;
+    return c;
+}
+
+void query_unresolved_header(srv_response *resp, uint32_t unresolved)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%u", unresolved);
+    srv_response_header(resp, "x-spanprof-unresolved-frames", v);
 }
 
 int query_max_nodes(const query_ctx *c, int64_t requested, int64_t *out, sp_err *err)

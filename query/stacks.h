@@ -14,7 +14,16 @@ typedef struct query_ctx {
     size_t max_msg; /* request body cap */
     size_t budget;  /* arena budget of one query */
     int64_t max_nodes_default, max_nodes_max;
+    /* Per request (query_ctx_for_request): native frames the answer's stack reads could not
+     * name yet, summed; NULL in the shared registration context. */
+    uint32_t *unresolved;
 } query_ctx;
+
+/* A request's own copy of the shared context (a handler's ud), counting into *unresolved. */
+query_ctx query_ctx_for_request(const void *shared, uint32_t *unresolved);
+/* X-Spanprof-Unresolved-Frames: how many native frames of the answer are still addresses
+ * (their debug file is not there yet, or naming them ran past the query's budget). */
+void query_unresolved_header(srv_response *resp, uint32_t unresolved);
 
 typedef struct query_stacks_req {
     const char *tenant;

@@ -14,6 +14,9 @@ packages=(
   libnghttp2-dev libevent-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   zlib1g-dev libzstd-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev libjansson-dev
   libcurl4-openssl-dev curl openssl python3-venv
+  # naming native frames: elfutils (ELF, DWARF, debuginfod client), libiberty's demangler; the
+  # symbolization tests run Debian's real debuginfod server
+  libdw-dev libelf-dev libdebuginfod-dev libiberty-dev debuginfod
 )
 # The golden and Pyroscope round-trip tests read profiles with Go's own `go tool pprof` and write
 # them with Go's runtime/pprof: Debian's Go when the machine has no Go toolchain of its own.

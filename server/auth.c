@@ -51,6 +51,7 @@ static const struct rule {
     {"/ingest", 0, SRV_AUTH_INGEST, STYLE_TEXT},
     {"/pyroscope/ingest", 0, SRV_AUTH_INGEST, STYLE_TEXT},
     {"/push.v1.PusherService/", 1, SRV_AUTH_INGEST, STYLE_CONNECT},
+    {"/api/v1/debuginfo/", 1, SRV_AUTH_INGEST, STYLE_TEXT},
     {"/querier.v1.QuerierService/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pyroscope/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},

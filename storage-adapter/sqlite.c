@@ -196,6 +196,8 @@ static void free_store(sqs_store *s)
         sqs_reader_close(r);
     }
     sqs_writer_free(s);
+    sqs_sym_gen_free(&s->sym_new);
+    sqs_sym_gen_free(&s->sym_flushing);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->mu);

@@ -31,7 +31,7 @@ static const char *const rsql[R_NSTMT] = {
     [R_LOC] = "SELECT mapping, address, kind, lines FROM location WHERE id=?1",
     [R_FUNC] = "SELECT name FROM function WHERE id=?1",
     [R_STRING] = "SELECT s FROM string WHERE id=?1",
-    [R_MAPPING] = "SELECT file FROM mapping WHERE id=?1",
+    [R_MAPPING] = "SELECT file, build_id FROM mapping WHERE id=?1",
     [R_SPANSTK] = "SELECT series, stack, value FROM span_stack WHERE hour IN (SELECT hour FROM "
                   "span_hour WHERE hour>=?2 AND hour<=?3) AND span_id=?1",
     [R_CHUNKS] = "SELECT data FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3",
@@ -49,6 +49,7 @@ static const char *const rsql[R_NSTMT] = {
                       "WHERE id=?1",
     [R_MAPPING_DETAIL] = "SELECT (SELECT s FROM string WHERE id=file), (SELECT s FROM string "
                          "WHERE id=build_id) FROM mapping WHERE id=?1",
+    [R_SYMBOL] = "SELECT frames FROM symbol WHERE build_id=?1 AND address=?2",
 };
 
 void sqs_reader_close(sqs_reader *r)

@@ -1,8 +1,8 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 3; version 1 below, then what 2 and 3 add). One file, <data_dir>/spanprof.db, in
- * WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA user_version
- * is the schema version.
+ * Schema (version 4; version 1 below, then what 2, 3 and 4 add). One file, <data_dir>/spanprof.db,
+ * in WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA
+ * user_version is the schema version.
  *
  *   meta(key TEXT PRIMARY KEY, value)            schema facts: bucket_ns = 10 s
  *   tenant(id INTEGER PRIMARY KEY, name UNIQUE)  X-Scope-OrgID values ("anonymous" by default)
@@ -55,11 +55,19 @@
  *        keeps every such row in its in-memory cache (the cache is the index for them) and adds
  *        their key rows in sorted inserts: a slice per transaction once the cache is half full,
  *        the rest when the cache is about to forget them (full, cleared by a rollback or
- *        retention) and at start-up (unless the whole table was loaded into the cache). A row given an id at or below the
- *        watermark (ids of deleted rows reused) gets its key row at once. New rows thus append
- *        to their table instead of dirtying random index pages in every transaction.
+ *        retention) and at start-up (unless the whole table was loaded into the cache). A row given
+ * an id at or below the watermark (ids of deleted rows reused) gets its key row at once. New rows
+ * thus append to their table instead of dirtying random index pages in every transaction.
  *   series.period   the sampling period of the last profile written to the series (in the
  *        period type's unit, e.g. nanoseconds of CPU between samples); 0 = unknown.
+ *
+ * Version 4 adds the names the symbolizer found for native frames:
+ *   symbol(build_id, address, frames) PRIMARY KEY (build_id, address) WITHOUT ROWID
+ *        build_id = string id of the mapping's build id, address = the location's address (ELF
+ *        virtual address, as a signed integer); frames = store_symbols_encode()'s blob: the
+ *        inlined chain, innermost first; no frames = the debug file names nothing there. Only
+ *        final answers are kept (a frame not resolved yet has no row). Written by the writer
+ *        thread from what queries found (sqlite_symbols.c); kept as long as strings are.
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -134,6 +142,9 @@ static const char *const steps[] = {
     "INSERT INTO meta VALUES('stack_keyed', (SELECT coalesce(max(id), 0) FROM stack));"
     "INSERT INTO meta VALUES('location_keyed', (SELECT coalesce(max(id), 0) FROM location));"
     "ALTER TABLE series ADD COLUMN period INTEGER NOT NULL DEFAULT 0;",
+    /* 3 → 4: what the symbolizer found for native frames, so it is asked once per address. */
+    "CREATE TABLE symbol(build_id INTEGER NOT NULL, address INTEGER NOT NULL,"
+    "  frames BLOB NOT NULL, PRIMARY KEY(build_id, address)) WITHOUT ROWID;",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

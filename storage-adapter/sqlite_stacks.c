@@ -14,7 +14,7 @@ typedef struct frames {
     store_agg locs;  /* loc id → sum = offset into `v`, aux = frame count */
     store_agg funcs; /* function id → sum = index + 1 into `aux` of its name, 0 = none */
     store_agg texts; /* string id → sum = index + 1 into `aux` */
-    store_agg maps;  /* mapping id → sum = string id of its file */
+    store_agg maps;  /* mapping id → sum = string id of its file, aux = of its build id */
     store_strset aux;
     uint32_t *v;
     size_t n, cap;
@@ -31,6 +31,8 @@ typedef struct frames {
         const char *file, *build_id;
     } * md;
     size_t nfd, capfd, nmd, capmd;
+    int64_t sym_deadline; /* naming native frames: until when (set at the first lookup) */
+    uint32_t unresolved;  /* native locations not named yet */
 } frames;
 
 static void frames_free(frames *f)
@@ -218,9 +220,10 @@ static int text_of(rq *q, frames *f, store_agg *memo, int which, int64_t id, con
     return rc == SQLITE_DONE ? 0 : rq_dberr(q, rc, which);
 }
 
-static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
+/* A mapping's file and build id string ids, memoised. */
+static int mapping_ids(rq *q, frames *f, int64_t mapping, int64_t *file, int64_t *build_id)
 {
-    *out = "";
+    *file = *build_id = 0;
     if (!mapping)
         return 0;
     int created;
@@ -233,13 +236,57 @@ static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
             return rq_prep_fail(q, R_MAPPING);
         sqlite3_bind_int64(st, 1, mapping);
         int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
+        if (rc == SQLITE_ROW) {
             e->sum = sqlite3_column_int64(st, 0);
+            e->aux = sqlite3_column_int64(st, 1);
+        }
         sqlite3_reset(st);
         if (rc != SQLITE_ROW && rc != SQLITE_DONE)
             return rq_dberr(q, rc, R_MAPPING);
     }
-    return text_of(q, f, &f->texts, R_STRING, e->sum, out);
+    *file = e->sum;
+    *build_id = e->aux;
+    return 0;
+}
+
+static int mapping_file(rq *q, frames *f, int64_t mapping, const char **out)
+{
+    int64_t file, build_id;
+    int rc = mapping_ids(q, f, mapping, &file, &build_id);
+    *out = "";
+    return rc ? rc : text_of(q, f, &f->texts, R_STRING, file, out);
+}
+
+/* A location that arrived without lines: when it is a native frame of a mapping with a build
+ * id, the frames the symbolizer names (through the store's symbol cache, sqlite_symbols.c).
+ * *emitted = how many were pushed; a frame not named yet counts in f->unresolved. */
+static int symbolized_frames(rq *q, frames *f, int64_t kind, int64_t mapping, uint64_t address,
+                             store_frame *fd, int *emitted)
+{
+    const char *kind_s = "", *bid_s = "";
+    int64_t file, bid;
+    int rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s);
+    if (rc || strcmp(kind_s, "native") != 0)
+        return rc;
+    if ((rc = mapping_ids(q, f, mapping, &file, &bid)) ||
+        (rc = text_of(q, f, &f->texts, R_STRING, bid, &bid_s)) || !*bid_s)
+        return rc;
+    store_sym_frame *sf = NULL;
+    size_t n = 0;
+    int status = STORE_SYM_LATER;
+    if ((rc = sqs_symbolize(q, bid, bid_s, address, &f->sym_deadline, &sf, &n, &status)))
+        return rc;
+    if (status == STORE_SYM_LATER)
+        f->unresolved++;
+    for (size_t i = 0; i < n && !rc; i++) {
+        uint32_t idx;
+        fd->file = sf[i].file;
+        fd->line = sf[i].line;
+        fd->start_line = sf[i].start_line;
+        if (!(rc = intern_name(q, f, sf[i].function, &idx)) && !(rc = push_frame(q, f, idx, fd)))
+            (*emitted)++;
+    }
+    return rc;
 }
 
 /* Appends the frames of one location (inlined callees first) and memoises them. */
@@ -323,6 +370,8 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
             break;
         emitted++;
     }
+    if (!rc && !emitted && mapping && q->s->opt.symbolizer)
+        rc = symbolized_frames(q, f, kind, mapping, address, &fd, &emitted);
     if (!rc && !emitted) {
         char buf[512];
         if (!(rc = text_of(q, f, &f->texts, R_STRING, kind, &kind_s)) &&
@@ -479,6 +528,7 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
         out->nstacks++;
     }
     out->nnames = (uint32_t)f.names.n;
+    out->unresolved = f.unresolved;
     if (f.names.n) {
         out->names = sp_arena_alloc(q->a, f.names.n * sizeof *out->names);
         if (!out->names) {

@@ -22,7 +22,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 3
+#define SQS_SCHEMA_VERSION 4
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -101,6 +101,7 @@ enum {
     W_RET_DEL_STACK_KEY,
     W_RET_DEL_LOC_KEY,
     W_SERIES_PERIOD,
+    W_SYMBOL_INS,
     W_NSTMT
 };
 
@@ -182,6 +183,7 @@ enum {
     R_SPAN,
     R_FUNC_DETAIL,
     R_MAPPING_DETAIL,
+    R_SYMBOL,
     R_NSTMT
 };
 
@@ -213,6 +215,15 @@ typedef struct sqs_store {
     pthread_mutex_t ret_mu; /* the retention thread's sleep */
     pthread_cond_t ret_cv;
     int ret_stop;
+
+    /* Names the symbolizer found during queries, waiting for the writer (sqlite_symbols.c):
+     * queries add to sym_new; the writer takes it as sym_flushing, writes it in a transaction
+     * of its own, and frees it. Both are looked in by queries until then. Under `mu`. */
+    struct sqs_sym_gen {
+        store_agg map; /* (build id string id, address) → sum = (intptr_t) node */
+        struct sqs_sym_node *head;
+        size_t n;
+    } sym_new, sym_flushing;
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
@@ -324,6 +335,18 @@ int sqs_is_link_label(const char *n, size_t len);
 int sqs_resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const sp_sample *s,
                        int64_t *out, sp_err *err);
 int32_t sqs_hour_of(int64_t t);
+
+/* sqlite_symbols.c: the names of native frames (see store_symbolizer). */
+struct rq;
+/* What is known for (build id, address): from the symbol table, the pending names, or the
+ * symbolizer (waiting at most until *deadline, set at the first call of a query when 0).
+ * *status = STORE_SYM_*; frames in the query's arena. SP_ETOOBIG/SP_EUNAVAIL as reads. */
+int sqs_symbolize(struct rq *q, int64_t build_id_sid, const char *build_id, uint64_t address,
+                  int64_t *deadline, store_sym_frame **frames, size_t *n, int *status);
+/* Writer thread: writes the taken names in a transaction of their own (a failure only loses
+ * cache rows: the next query asks again). */
+void sqs_symbols_write(sqs_store *s);
+void sqs_sym_gen_free(struct sqs_sym_gen *g);
 
 /* sqlite_retention.c: one run, started by a caller's request, advanced one small transaction at
  * a time; sqs_retention_step() returns 1 when the run is complete, 0 when more is left, <0 on

@@ -123,6 +123,7 @@ static const char *const wsql[W_NSTMT] = {
     [W_RET_DEL_LOC_KEY] = "DELETE FROM location_key WHERE (hash, id) IN (SELECT hash, id FROM "
                           "location WHERE id>?1 AND id<=?2 AND seen<?3)",
     [W_SERIES_PERIOD] = "UPDATE series SET period=?2 WHERE id=?1",
+    [W_SYMBOL_INS] = "INSERT OR IGNORE INTO symbol(build_id, address, frames) VALUES(?1, ?2, ?3)",
 };
 
 /* What each statement does, for error messages ("writing a stack: database or disk is full"). */
@@ -183,6 +184,7 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_RET_DEL_STACK_KEY] = "retention: deleting unused stack keys",
     [W_RET_DEL_LOC_KEY] = "retention: deleting unused location keys",
     [W_SERIES_PERIOD] = "recording a series' period",
+    [W_SYMBOL_INS] = "keeping a frame's symbols",
 };
 
 /* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
@@ -750,7 +752,7 @@ void *sqs_writer_main(void *arg)
     sqs_req **group = calloc(max, sizeof *group);
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->head && !s->w.ret.req && !s->ret_head && !s->stopping)
+        while (!s->head && !s->w.ret.req && !s->ret_head && !s->sym_new.head && !s->stopping)
             pthread_cond_wait(&s->wake, &s->mu);
         if (s->head) {
             if (s->opt.commit_linger_ns > 0 && s->npending < max && !s->stopping) {
@@ -788,6 +790,16 @@ void *sqs_writer_main(void *arg)
             pthread_mutex_lock(&s->mu);
             for (size_t i = 0; i < n; i++)
                 complete(group[i], group[i]->rc);
+            continue;
+        }
+        if (s->sym_new.head && !s->stopping) {
+            /* Names found by queries: a small transaction of their own between batches. */
+            s->sym_flushing = s->sym_new;
+            memset(&s->sym_new, 0, sizeof s->sym_new);
+            pthread_mutex_unlock(&s->mu);
+            sqs_symbols_write(s);
+            pthread_mutex_lock(&s->mu);
+            sqs_sym_gen_free(&s->sym_flushing);
             continue;
         }
         if (!s->w.ret.req && s->ret_head) {

@@ -40,6 +40,37 @@ typedef struct store store;
 
 enum { STORE_DURABILITY_NORMAL = 0, STORE_DURABILITY_FULL = 1 };
 
+/* ---- naming native frames: the symbolizer seam
+ * ---------------------------------------------------------------- */
+
+/* A frame a symbolizer found for an address; strings in the arena given to lookup. */
+typedef struct store_sym_frame {
+    const char *function; /* never empty */
+    const char *file;     /* "" when unknown */
+    int64_t line, start_line;
+} store_sym_frame;
+
+enum {
+    STORE_SYM_FOUND = 0, /* frames given, innermost (inlined callee) first */
+    STORE_SYM_NONE = 1,  /* the debug file names nothing at the address: final */
+    STORE_SYM_LATER = 2, /* not known yet (no debug file yet, download running): ask again */
+};
+
+/* Given by the program (app/ wires symbolizer/ here): reads name a location that arrived
+ * without lines, of frame type "native", whose mapping has a build id, by asking lookup() for
+ * (build id, address). Found and final answers are kept in the store per (build id, address),
+ * so a later query (also after a restart) asks nothing; STORE_SYM_LATER is asked again by the
+ * next query. lookup() may be called from several query threads at once; it returns STORE_SYM_*
+ * or a negative SP_E* (the frame is then shown unnamed). */
+typedef struct store_symbolizer {
+    int (*lookup)(void *ctx, const char *build_id, uint64_t address, int64_t deadline_ns,
+                  sp_arena *a, store_sym_frame **frames, size_t *n);
+    void *ctx;
+    /* What one query may spend naming frames (deadline_ns = CLOCK_MONOTONIC at the first
+     * lookup plus this); 0 = 2 s. */
+    int64_t budget_ns;
+} store_symbolizer;
+
 /* Zero-initialised = every default. */
 typedef struct store_options {
     const char *data_dir; /* SQLite: the directory holding spanprof.db (created if missing) */
@@ -57,6 +88,7 @@ typedef struct store_options {
     uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
                                  0 = none */
     const char *remote_kind;  /* store "none": the name reads are refused under ("pyroscope") */
+    const store_symbolizer *symbolizer; /* names native frames at read time; NULL = none */
 } store_options;
 
 /* ---- label matchers and selectors
@@ -138,6 +170,10 @@ typedef struct store_stacks {
     /* The sampling period (pprof Profile.period, in the type's period unit) of the series the
      * values came from: of the one contributing the most when they differ; 0 = unknown. */
     int64_t period;
+    /* Distinct native locations of the answer that could not be named yet (no debug file yet,
+     * its download still running or past the query's budget): they show as
+     * "native 0x<address> <file>" and may be named by a later query. */
+    uint32_t unresolved;
 } store_stacks;
 
 /* What is attached to one span, without the stacks themselves. */

@@ -21,10 +21,11 @@ ALLOWED = {
     "correlator": {"common"},
     "storage-adapter": {"common"},
     "delivery": {"common", "wire"},
+    "symbolizer": {"common"},
     "otlp": {"common", "wire", "server", "proto"},
     "query": {"common", "wire", "server", "storage-adapter", "proto"},
     "app": {"common", "wire", "server", "correlator", "storage-adapter", "delivery", "otlp",
-            "query"},
+            "query", "symbolizer"},
 }
 PROTO_PREFIXES = ("opentelemetry/", "pprof/", "google/", "push/", "querier/", "types/")
 MAX_FILE_LINES = 1200

@@ -129,7 +129,7 @@ static void folded_lines_are_root_first_and_sorted(void **state)
     uint32_t s1[] = {1, 0}, s2[] = {2, 0}, s3[] = {3, 2, 0}, s4[] = {0};
     store_stack stacks[] = {
         {s1, 2, 7, NULL}, {s2, 2, 5, NULL}, {s3, 3, 2, NULL}, {s4, 1, 0, NULL}, {NULL, 0, 9, NULL}};
-    store_stacks s = {names, 4, stacks, 5, 23, 0};
+    store_stacks s = {names, 4, stacks, 5, 23, 0, 0};
     sp_buf out;
     sp_buf_init(&out, 0);
     sp_err err = {0};
