@@ -260,8 +260,13 @@ int sqs_symbolize(rq *q, int64_t bid, const char *build_id, uint64_t address, in
         *status = *n ? STORE_SYM_FOUND : STORE_SYM_NONE;
         return 0;
     }
+    /* The budget bounds all of the query's naming, reading debug files included: past it the
+     * rest stays unresolved for a later query. */
+    int64_t now = mono_ns();
     if (!*deadline)
-        *deadline = mono_ns() + (sy->budget_ns > 0 ? sy->budget_ns : 2000000000LL);
+        *deadline = now + (sy->budget_ns > 0 ? sy->budget_ns : 2000000000LL);
+    else if (now >= *deadline)
+        return 0;
     int st = sy->lookup(sy->ctx, build_id, address, *deadline, q->a, f, n);
     if (st == STORE_SYM_FOUND && *n) {
         *status = STORE_SYM_FOUND;

@@ -67,7 +67,8 @@ typedef struct store_symbolizer {
                   sp_arena *a, store_sym_frame **frames, size_t *n);
     void *ctx;
     /* What one query may spend naming frames (deadline_ns = CLOCK_MONOTONIC at the first
-     * lookup plus this); 0 = 2 s. */
+     * lookup plus this); past it no lookup is made and the frames left count as unresolved.
+     * 0 = 2 s. */
     int64_t budget_ns;
 } store_symbolizer;
 
