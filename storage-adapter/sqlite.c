@@ -198,6 +198,7 @@ static void free_store(sqs_store *s)
     sqs_writer_free(s);
     sqs_sym_gen_free(&s->sym_new);
     sqs_sym_gen_free(&s->sym_flushing);
+    sqs_sym_gen_free(&s->sym_recent);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->mu);

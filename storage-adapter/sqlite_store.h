@@ -218,12 +218,13 @@ typedef struct sqs_store {
 
     /* Names the symbolizer found during queries, waiting for the writer (sqlite_symbols.c):
      * queries add to sym_new; the writer takes it as sym_flushing, writes it in a transaction
-     * of its own, and frees it. Both are looked in by queries until then. Under `mu`. */
+     * of its own, then keeps it as sym_recent until the next flush (a query whose snapshot
+     * began before that commit still finds them). Queries look in all three. Under `mu`. */
     struct sqs_sym_gen {
         store_agg map; /* (build id string id, address) → sum = (intptr_t) node */
         struct sqs_sym_node *head;
         size_t n;
-    } sym_new, sym_flushing;
+    } sym_new, sym_flushing, sym_recent;
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;

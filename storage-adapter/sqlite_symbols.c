@@ -142,8 +142,8 @@ void sqs_sym_gen_free(struct sqs_sym_gen *g)
 /* Under mu: the pending node of (build id, address), or NULL. */
 static const sqs_sym_node *pending_find(sqs_store *s, int64_t bid, int64_t addr)
 {
-    const struct sqs_sym_gen *gens[2] = {&s->sym_new, &s->sym_flushing};
-    for (int i = 0; i < 2; i++) {
+    const struct sqs_sym_gen *gens[3] = {&s->sym_new, &s->sym_flushing, &s->sym_recent};
+    for (int i = 0; i < 3; i++) {
         if (!gens[i]->n)
             continue;
         store_agg_entry *e = store_agg_find(&gens[i]->map, bid, addr, 0, 0);
