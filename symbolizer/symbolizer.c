@@ -1,9 +1,10 @@
 /* The build id registry, the local directories, the download threads.
  *
  * Invariants:
- *   S1. An entry's state only moves under `mu`; its debug file is only used or closed under the
- *       entry's own `use` lock. Entries are freed only by sym_close(), so a pointer taken under
- *       `mu` stays valid after it is released.
+ *   S1. An entry's state only moves under `mu`; its path and debug file are only set, used or
+ *       closed under the entry's own `use` lock (taken before `mu` when both are needed).
+ *       Entries are freed only by sym_close(), so a pointer taken under `mu` stays valid after
+ *       it is released.
  *   S2. A caller never waits past its deadline: it waits on `changed` with a timed wait, and the
  *       download it waits for goes on without it.
  *   S3. A download never outlives its limits: the progress callback cancels it past
@@ -145,8 +146,12 @@ static int open_local(symbolizer *s, entry *e)
             debugfile *df = NULL;
             int rc = debugfile_open(&df, path, e->id, s->o.max_file_bytes, &err);
             if (rc == 0) {
+                pthread_mutex_lock(&e->use);
+                free(e->path);
+                debugfile_close(e->df);
                 e->path = path;
                 e->df = df;
+                pthread_mutex_unlock(&e->use);
                 return 1;
             }
             if (rc != SP_ENOTFOUND) {
@@ -241,11 +246,17 @@ static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
                                        : strerror(-fd),
                     "", (long long)(s->o.retry_ns / 1000000000), (unsigned long long)held);
     }
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&e->use);
     if (found) {
+        free(e->path);
+        debugfile_close(e->df);
         e->path = path;
         path = NULL;
         e->df = df;
+    }
+    pthread_mutex_lock(&s->mu);
+    pthread_mutex_unlock(&e->use);
+    if (found) {
         e->used = ++s->tick;
         e->state = E_READY;
         s->open++;
@@ -364,10 +375,13 @@ int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t de
 
     pthread_mutex_lock(&e->use);
     int opened = 0;
+    if (!e->path) { /* looked for again meanwhile */
+        pthread_mutex_unlock(&e->use);
+        return SYM_LATER;
+    }
     if (!e->df) {
         sp_err err = {0};
         if (debugfile_open(&e->df, e->path, e->id, s->o.max_file_bytes, &err) != 0) {
-            pthread_mutex_unlock(&e->use);
             sp_warn("symbolizer: %s (the debug file of %s went away; looked for again)", err.msg,
                     e->id);
             pthread_mutex_lock(&s->mu);
@@ -375,6 +389,7 @@ int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t de
             e->path = NULL;
             e->state = E_UNKNOWN;
             pthread_mutex_unlock(&s->mu);
+            pthread_mutex_unlock(&e->use);
             return SYM_LATER;
         }
         opened = 1;
