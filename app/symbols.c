@@ -31,6 +31,11 @@ static int lookup(void *ctx, const char *build_id, uint64_t address, int64_t dea
     return STORE_SYM_FOUND;
 }
 
+static int wait_downloads(void *ctx, int64_t deadline_ns)
+{
+    return sym_wait(ctx, deadline_ns);
+}
+
 int app_symbols_open(app_symbols *s, const app_config *cfg, sp_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -56,6 +61,7 @@ int app_symbols_open(app_symbols *s, const app_config *cfg, sp_err *err)
         .lookup = lookup,
         .ctx = s->sym,
         .budget_ns = cfg->symbolize_budget_ms > 0 ? cfg->symbolize_budget_ms * 1000000 : 1,
+        .wait = wait_downloads,
     };
     const char *env = getenv("DEBUGINFOD_URLS");
     sp_info("msg=\"native frames named from debug files\" symbols_dir=\"%s\" uploads=\"%s\" "

@@ -129,6 +129,11 @@ static uint64_t *pick_addresses(const char *exe, size_t *n)
 
 /* ---- the store's seam: the symbolizer's frames as the store's (as app/symbols.c does) -------- */
 
+static int seam_wait(void *ctx, int64_t deadline_ns)
+{
+    return sym_wait(ctx, deadline_ns);
+}
+
 static int seam_lookup(void *ctx, const char *build_id, uint64_t address, int64_t deadline_ns,
                        sp_arena *a, store_sym_frame **frames, size_t *n)
 {
@@ -316,7 +321,7 @@ static void cycle(const char *root, const char *symbols, const uint64_t *addrs, 
     snprintf(none, sizeof none, "%s/no-symbols", root);
     mkdir(none, 0755);
     symbolizer *nosym = open_symbolizer(none);
-    store_symbolizer noseam = {seam_lookup, nosym, budget_ms * 1000000};
+    store_symbolizer noseam = {seam_lookup, nosym, budget_ms * 1000000, seam_wait};
     s = open_store(data, &noseam);
     for (int i = 0; i < warm_runs; i++) {
         w = query(s, t0);
@@ -328,7 +333,7 @@ static void cycle(const char *root, const char *symbols, const uint64_t *addrs, 
     sym_close(nosym);
 
     symbolizer *sym = open_symbolizer(symbols);
-    store_symbolizer seam = {seam_lookup, sym, budget_ms * 1000000};
+    store_symbolizer seam = {seam_lookup, sym, budget_ms * 1000000, seam_wait};
     s = open_store(data, &seam);
     sym_stats st;
     answer cold = query(s, t0);

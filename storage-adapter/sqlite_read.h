@@ -16,6 +16,7 @@ typedef struct rq {
     int64_t b0, b1; /* bucket range, inclusive */
     store_match match;
     int in_txn;
+    int64_t sym_deadline; /* naming native frames: until when to wait (set at the first lookup) */
 } rq;
 
 typedef struct rseries {

@@ -31,8 +31,7 @@ typedef struct frames {
         const char *file, *build_id;
     } * md;
     size_t nfd, capfd, nmd, capmd;
-    int64_t sym_deadline; /* naming native frames: until when (set at the first lookup) */
-    uint32_t unresolved;  /* native locations not named yet */
+    uint32_t unresolved; /* native locations not named yet */
 } frames;
 
 static void frames_free(frames *f)
@@ -274,7 +273,7 @@ static int symbolized_frames(rq *q, frames *f, int64_t kind, int64_t mapping, ui
     store_sym_frame *sf = NULL;
     size_t n = 0;
     int status = STORE_SYM_LATER;
-    if ((rc = sqs_symbolize(q, bid, bid_s, address, &f->sym_deadline, &sf, &n, &status)))
+    if ((rc = sqs_symbolize(q, bid, bid_s, address, &sf, &n, &status)))
         return rc;
     if (status == STORE_SYM_LATER)
         f->unresolved++;
@@ -451,7 +450,7 @@ static int stack_frames(rq *q, frames *f, const uint8_t *blob, size_t blen, stac
 }
 
 /* Turns stack id → value sums into named stacks in the arena. */
-static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
+static int build_once(rq *q, store_agg *vals, int detail, store_stacks *out)
 {
     frames f;
     memset(&f, 0, sizeof f);
@@ -545,6 +544,21 @@ done:
     if (rc)
         memset(out, 0, sizeof *out);
     return rc;
+}
+
+/* Names the stacks; when native frames were left for debug files being downloaded, waits for
+ * them within the query's budget and, if any arrived, names the stacks again (lookups never
+ * wait, so every build id of the answer was asked for before the first wait). */
+static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
+{
+    int rc = build_once(q, vals, detail, out);
+    const store_symbolizer *sy = q->s->opt.symbolizer;
+    if (rc || !out->unresolved || !sy || !sy->wait || !q->sym_deadline)
+        return rc;
+    if (sy->wait(sy->ctx, q->sym_deadline) <= 0)
+        return 0;
+    memset(out, 0, sizeof *out);
+    return build_once(q, vals, detail, out);
 }
 
 /* Summing decoded chunks into a query's stack → value map. */

@@ -340,10 +340,10 @@ int32_t sqs_hour_of(int64_t t);
 /* sqlite_symbols.c: the names of native frames (see store_symbolizer). */
 struct rq;
 /* What is known for (build id, address): from the symbol table, the pending names, or the
- * symbolizer (waiting at most until *deadline, set at the first call of a query when 0).
- * *status = STORE_SYM_*; frames in the query's arena. SP_ETOOBIG/SP_EUNAVAIL as reads. */
+ * symbolizer (never waiting; the query's deadline is set at its first call). *status =
+ * STORE_SYM_*; frames in the query's arena. SP_ETOOBIG/SP_EUNAVAIL as reads. */
 int sqs_symbolize(struct rq *q, int64_t build_id_sid, const char *build_id, uint64_t address,
-                  int64_t *deadline, store_sym_frame **frames, size_t *n, int *status);
+                  store_sym_frame **frames, size_t *n, int *status);
 /* Writer thread: writes the taken names in a transaction of their own (a failure only loses
  * cache rows: the next query asks again). */
 void sqs_symbols_write(sqs_store *s);

@@ -3,7 +3,9 @@
  *
  * A query that meets a native location without lines looks, in order: in the symbol table (its
  * read snapshot), in the names other queries found and the writer has not committed yet, then
- * asks the symbolizer with what is left of the query's budget. Found and final answers go to
+ * asks the symbolizer, which answers at once (a debug file not there yet is asked for, in the
+ * background). sqlite_stacks.c then waits, within the query's budget, for what was asked for
+ * and names the answer again when something arrived. Found and final answers go to
  * the writer, which keeps them in a small transaction of its own between ingest batches; a query
  * never writes and never waits for the writer.
  *
@@ -240,8 +242,8 @@ static int from_pending(rq *q, int64_t bid, int64_t addr, store_sym_frame **f, s
     return 0;
 }
 
-int sqs_symbolize(rq *q, int64_t bid, const char *build_id, uint64_t address, int64_t *deadline,
-                  store_sym_frame **f, size_t *n, int *status)
+int sqs_symbolize(rq *q, int64_t bid, const char *build_id, uint64_t address, store_sym_frame **f,
+                  size_t *n, int *status)
 {
     *f = NULL;
     *n = 0;
@@ -260,14 +262,9 @@ int sqs_symbolize(rq *q, int64_t bid, const char *build_id, uint64_t address, in
         *status = *n ? STORE_SYM_FOUND : STORE_SYM_NONE;
         return 0;
     }
-    /* The budget bounds all of the query's naming, reading debug files included: past it the
-     * rest stays unresolved for a later query. */
-    int64_t now = mono_ns();
-    if (!*deadline)
-        *deadline = now + (sy->budget_ns > 0 ? sy->budget_ns : 2000000000LL);
-    else if (now >= *deadline)
-        return 0;
-    int st = sy->lookup(sy->ctx, build_id, address, *deadline, q->a, f, n);
+    if (!q->sym_deadline)
+        q->sym_deadline = mono_ns() + (sy->budget_ns > 0 ? sy->budget_ns : 2000000000LL);
+    int st = sy->lookup(sy->ctx, build_id, address, 0, q->a, f, n);
     if (st == STORE_SYM_FOUND && *n) {
         *status = STORE_SYM_FOUND;
         pending_add(q->s, bid, addr, *f, *n);

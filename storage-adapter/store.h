@@ -66,10 +66,15 @@ typedef struct store_symbolizer {
     int (*lookup)(void *ctx, const char *build_id, uint64_t address, int64_t deadline_ns,
                   sp_arena *a, store_sym_frame **frames, size_t *n);
     void *ctx;
-    /* What one query may spend naming frames (deadline_ns = CLOCK_MONOTONIC at the first
-     * lookup plus this); past it no lookup is made and the frames left count as unresolved.
+    /* What one query may wait for debug files (CLOCK_MONOTONIC at its first lookup plus this);
      * 0 = 2 s. */
     int64_t budget_ns;
+    /* Reads never wait inside lookup() (deadline_ns 0: a debug file not there yet is asked for
+     * and answered STORE_SYM_LATER), so every build id of the answer is asked for at once. When
+     * frames were left unresolved, wait() is called with the query's deadline: it returns once
+     * no download is pending or at the deadline, > 0 when some debug file arrived meanwhile —
+     * the store then names the answer's frames again. NULL = never wait. */
+    int (*wait)(void *ctx, int64_t deadline_ns);
 } store_symbolizer;
 
 /* Zero-initialised = every default. */

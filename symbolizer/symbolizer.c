@@ -61,7 +61,8 @@ struct symbolizer {
     int stopping;
     uint64_t tick;
     uint64_t open;
-    sym_stats st; /* under mu, except elf_lookups (atomic) */
+    uint32_t fetching; /* downloads running now */
+    sym_stats st;      /* under mu, except elf_lookups (atomic) */
 };
 
 int64_t sym_now_ns(void)
@@ -265,13 +266,16 @@ static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
     } else {
         e->state = E_MISSING;
         e->retry_at = sym_now_ns() + s->o.retry_ns;
-        if (fd == -ENOENT)
-            s->st.fetch_not_found++;
-        else if (f.cancelled == 1)
+        /* A cancelled download may come back as any error (libdebuginfod reports -ENOENT when
+         * every server failed): our own reason first. */
+        if (f.cancelled == 1)
             s->st.fetch_timeout++;
+        else if (fd == -ENOENT && !f.cancelled)
+            s->st.fetch_not_found++;
         else
             s->st.fetch_failed++;
     }
+    s->fetching--;
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->mu);
     free(path);
@@ -294,6 +298,7 @@ static void *fetch_main(void *arg)
         if (!s->qhead)
             s->qtail = NULL;
         e->state = E_FETCHING;
+        s->fetching++;
         pthread_mutex_unlock(&s->mu);
         fetch_one(s, client, e);
         pthread_mutex_lock(&s->mu);
@@ -406,6 +411,20 @@ int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t de
     if (rc)
         return rc;
     return *n ? SYM_FOUND : SYM_NONE;
+}
+
+int sym_wait(symbolizer *s, int64_t deadline_ns)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t found = s->st.fetch_found;
+    while ((s->qhead || s->fetching) && sym_now_ns() < deadline_ns) {
+        struct timespec until = {(time_t)(deadline_ns / 1000000000),
+                                 (long)(deadline_ns % 1000000000)};
+        pthread_cond_timedwait(&s->changed, &s->mu, &until);
+    }
+    int arrived = s->st.fetch_found > found;
+    pthread_mutex_unlock(&s->mu);
+    return arrived;
 }
 
 /* ---- uploads ------------------------------------------------------------------------------------

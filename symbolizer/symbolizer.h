@@ -76,6 +76,11 @@ void sym_close(symbolizer *s);
 int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t deadline_ns,
                sp_arena *a, sym_frame **frames, size_t *n);
 
+/* Waits until no download is queued or running, or until deadline_ns (CLOCK_MONOTONIC);
+ * returns 1 when a debug file arrived meanwhile (lookups that answered SYM_LATER may now find
+ * it), 0 otherwise. */
+int sym_wait(symbolizer *s, int64_t deadline_ns);
+
 /* Keeps an uploaded debug file under its build id (PUT /api/v1/debuginfo/{build_id}): checked
  * to be an ELF file with that GNU build id, then renamed into the upload directory atomically. */
 int sym_add_file(symbolizer *s, const char *build_id, const void *data, size_t len, sp_err *err);

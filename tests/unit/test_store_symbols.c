@@ -105,7 +105,7 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     pthread_mutex_init(&f->sc.mu, NULL);
-    f->seam = (store_symbolizer){scripted, &f->sc, 0};
+    f->seam = (store_symbolizer){scripted, &f->sc, 0, NULL};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     f->t0 = ((int64_t)ts.tv_sec - 600) / 10 * 10 * SEC;
