@@ -46,7 +46,8 @@ typedef struct debugfile debugfile;
  * build id note. */
 int debugfile_open(debugfile **out, const char *path, const char *build_id, uint64_t max_bytes,
                    sp_err *err);
-/* The same over bytes in memory, which must stay valid until debugfile_close() (fuzzing). */
+/* The same over bytes in memory (fuzzing, uploads): libelf gets a private copy, so the caller's
+ * bytes are never written to and need not outlive the call. */
 int debugfile_open_memory(debugfile **out, const void *data, size_t len, const char *build_id,
                           sp_err *err);
 void debugfile_close(debugfile *d);

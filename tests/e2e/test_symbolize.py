@@ -1021,3 +1021,80 @@ def test_debug_file_arriving_later_is_used_after_the_retry_delay(programs, spanp
     stacks, n, _ = render(server, w)
     assert stacks == expected_stacks(programs, {"c", "cc"})
     assert n == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads: PUT /api/v1/debuginfo/{build_id} for build pipelines without debuginfod
+# ---------------------------------------------------------------------------------------------
+
+
+def test_uploaded_debug_files_name_frames(programs, spanprof_factory, tmp_path):
+    """A build pipeline uploads its debug files (ingest credentials); they name the frames at
+    once, are kept under the data dir (so a restart without any other source still has them),
+    and what is not a debug file of that build id is refused with a message."""
+    args = ["--debuginfod-urls", "none"]
+    server = start(spanprof_factory, *args)
+    t0 = time.time_ns() - 30_000_000_000
+    export(server, programs, t0)
+    w = Window(t0)
+    stacks, n, _ = render(server, w)
+    assert stacks == expected_stacks(programs, set()) and n == unresolved_count(programs, set())
+
+    c, cc = programs["c"], programs["cc"]
+    auth = {}
+    # the C++ debug file under the C build id: refused, naming both ids
+    status, _, body = http_request(server.http_port, "PUT", f"/api/v1/debuginfo/{c.build_id}",
+                                   body=cc.debug.read_bytes(), headers=auth)
+    assert status == 400 and cc.build_id.encode() in body and c.build_id.encode() in body, body
+    # not an ELF file, and not a build id
+    status, _, body = http_request(server.http_port, "PUT", f"/api/v1/debuginfo/{c.build_id}",
+                                   body=b"\x7fELF" + b"\0" * 12, headers=auth)
+    assert status == 400, body
+    status, _, body = http_request(server.http_port, "PUT", "/api/v1/debuginfo/not-hex",
+                                   body=c.debug.read_bytes(), headers=auth)
+    assert status == 400 and b"build id" in body, body
+    stacks, n, _ = render(server, w)
+    assert stacks == expected_stacks(programs, set()), "a refused upload named frames"
+
+    # the right file: the C frames get their names on the next query (past the retry delay:
+    # an upload makes its build id looked for again at once)
+    status, _, body = http_request(server.http_port, "PUT", f"/api/v1/debuginfo/{c.build_id}",
+                                   body=c.debug.read_bytes(), headers=auth)
+    assert status == 200, body
+    stacks, n, _ = render(server, w)
+    assert stacks == expected_stacks(programs, {"c"}) and n == unresolved_count(programs, {"c"})
+    kept = server.data_dir / "debuginfo" / ".build-id" / c.build_id[:2] / f"{c.build_id[2:]}.debug"
+    assert kept.read_bytes() == c.debug.read_bytes(), "the upload was not kept as sent"
+
+    # the C++ one uploaded too, then a restart with no source but the data dir
+    status, _, body = http_request(server.http_port, "PUT", f"/api/v1/debuginfo/{cc.build_id}",
+                                   body=cc.debug.read_bytes(), headers=auth)
+    assert status == 200, body
+    server.stop()
+    check_clean_exit(server)
+    (server.data_dir / "spanprof.db").unlink()  # no cached names: only the uploads remain
+    for extra in ("spanprof.db-wal", "spanprof.db-shm"):
+        (server.data_dir / extra).unlink(missing_ok=True)
+    again = start(spanprof_factory, *args, "--data-dir", str(server.data_dir), name="again")
+    export(again, programs, t0)
+    stacks, n, _ = render(again, w)
+    assert stacks == expected_stacks(programs, {"c", "cc"}) and n == 0
+
+
+def test_uploads_need_ingest_credentials(programs, spanprof_factory, tmp_path):
+    token = "upload-token-1"
+    tokens = tmp_path / "ingest-tokens"
+    tokens.write_text(token + "\n")
+    tokens.chmod(0o600)
+    server = start(spanprof_factory, "--debuginfod-urls", "none", "--ingest-auth-token-file",
+                   str(tokens))
+    c = programs["c"]
+    path = f"/api/v1/debuginfo/{c.build_id}"
+    status, h, body = http_request(server.http_port, "PUT", path, body=c.debug.read_bytes())
+    assert status == 401 and "www-authenticate" in h, body
+    status, _, body = http_request(server.http_port, "PUT", path, body=c.debug.read_bytes(),
+                                   headers={"Authorization": "Bearer wrong"})
+    assert status == 401, body
+    status, _, body = http_request(server.http_port, "PUT", path, body=c.debug.read_bytes(),
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert status == 200, body
