@@ -1,6 +1,7 @@
 /* query_register(): fills the one context every query handler reads, then adds each concern's
  * routes (see query.h). */
 #include "query.h"
+#include "api_find.h"
 #include "api_v1.h"
 #include "flamegraph.h"
 #include "page.h"
@@ -29,6 +30,8 @@ int query_register(srv_router *r, store *s, const query_config *cfg)
         rc = query_render_register(r, &ctx);
     if (!rc)
         rc = query_api_v1_register(r, &ctx);
+    if (!rc)
+        rc = query_api_find_register(r, &ctx);
     if (!rc)
         rc = query_page_register(r);
     return rc;

@@ -33,6 +33,8 @@ static const store_ops sqlite_ops = {
     .span_totals = sqs_span_totals,
     .trace_spans = sqs_trace_spans,
     .span_get = sqs_span_get,
+    .span_services = sqs_span_services,
+    .service_traces = sqs_service_traces,
     .retention_run = sqs_retention_run,
     .stats = sqs_stats,
 };

@@ -50,6 +50,15 @@ static const char *const rsql[R_NSTMT] = {
     [R_MAPPING_DETAIL] = "SELECT (SELECT s FROM string WHERE id=file), (SELECT s FROM string "
                          "WHERE id=build_id) FROM mapping WHERE id=?1",
     [R_SYMBOL] = "SELECT frames FROM symbol WHERE build_id=?1 AND address=?2",
+    [R_SERVICES] = "SELECT s FROM string WHERE id IN (SELECT DISTINCT service FROM span WHERE "
+                   "hour>=?1 AND hour<=?2 AND tenant=?3 AND start_ns>=?4 AND start_ns<?5) "
+                   "ORDER BY s",
+    [R_STRING_ID] = "SELECT id FROM string WHERE s=?1",
+    [R_SERVICE_TRACES] = "SELECT trace_id, max(start_ns) AS last FROM span WHERE hour=?1 AND "
+                         "tenant=?2 AND service=?3 AND start_ns>=?4 AND start_ns<?5 GROUP BY "
+                         "trace_id ORDER BY last DESC LIMIT ?6",
+    [R_SPAN_HOURS_DESC] =
+        "SELECT hour FROM span_hour WHERE hour>=?1 AND hour<=?2 ORDER BY hour DESC",
 };
 
 void sqs_reader_close(sqs_reader *r)

@@ -184,6 +184,10 @@ enum {
     R_FUNC_DETAIL,
     R_MAPPING_DETAIL,
     R_SYMBOL,
+    R_SERVICES,
+    R_STRING_ID,
+    R_SERVICE_TRACES,
+    R_SPAN_HOURS_DESC,
     R_NSTMT
 };
 
@@ -270,6 +274,11 @@ int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], s
                     store_spans *out, sp_err *err);
 int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_arena *a, sp_span *out,
                  sp_err *err);
+/* sqlite_traces.c */
+int sqs_span_services(store *st, const store_query *q, sp_arena *a, store_strings *out,
+                      sp_err *err);
+int sqs_service_traces(store *st, const store_query *q, const char *service, size_t limit,
+                       sp_arena *a, store_trace_ids *out, sp_err *err);
 
 /* ---- sqlite.c ---- */
 int sqs_reader_acquire(sqs_store *s, sqs_reader **out, sp_err *err);

@@ -235,6 +235,30 @@ int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], 
     return s->ops->trace_spans(s, tenant, trace_id, a, out, err);
 }
 
+int store_span_services(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                        sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!s->ops->span_services)
+        return unimpl(s, err, "listing services");
+    return s->ops->span_services(s, q, a, out, err);
+}
+
+int store_service_traces(store *s, const store_query *q, const char *service, size_t limit,
+                         sp_arena *a, store_trace_ids *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!service)
+        return sp_fail(err, SP_EINTERNAL, "store_service_traces: no service");
+    if (!s->ops->service_traces)
+        return unimpl(s, err, "listing traces");
+    return s->ops->service_traces(s, q, service, limit, a, out, err);
+}
+
 int store_span_get(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
                    sp_span *out, sp_err *err)
 {

@@ -209,6 +209,14 @@ typedef struct store_spans {
     size_t n;
 } store_spans;
 
+/* A service's traces (store_service_traces), newest first. */
+typedef struct store_trace_ids {
+    uint8_t (*ids)[16];
+    int64_t *last_start_ns; /* parallel: the latest start of the service's spans in the trace */
+    size_t n;
+    int truncated; /* more traces matched than the limit */
+} store_trace_ids;
+
 typedef struct store_stats {
     uint64_t batches_committed, batches_failed, transactions, samples_written, spans_written;
     uint64_t retention_runs, rows_deleted;
@@ -247,6 +255,10 @@ typedef struct store_ops {
                        size_t nspan_ids, store_span_total *out, sp_err *err);
     int (*span_get)(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
                     sp_span *out, sp_err *err);
+    int (*span_services)(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                         sp_err *err);
+    int (*service_traces)(store *s, const store_query *q, const char *service, size_t limit,
+                          sp_arena *a, store_trace_ids *out, sp_err *err);
     int (*retention_run)(store *s, int64_t now_ns, sp_err *err);
     void (*stats)(store *s, store_stats *out);
 } store_ops;
@@ -323,6 +335,17 @@ int store_trace_spans(store *s, const char *tenant, const uint8_t trace_id[16], 
 /* One span by id; SP_ENOTFOUND when it is not indexed. */
 int store_span_get(store *s, const char *tenant, const uint8_t span_id[8], sp_arena *a,
                    sp_span *out, sp_err *err);
+
+/* Services with spans starting in the time range (q: tenant, start_ns, end_ns; end 0 = no
+ * bound), sorted. Reads the span index of the hours the range covers. */
+int store_span_services(store *s, const store_query *q, sp_arena *a, store_strings *out,
+                        sp_err *err);
+/* The traces with a span of `service` starting in the time range, the most recent first (by
+ * the latest such span), at most `limit` (out->truncated when there were more). Reads the span
+ * index of the hours the range covers, newest hour first, and stops once `limit` traces are
+ * found in whole hours. */
+int store_service_traces(store *s, const store_query *q, const char *service, size_t limit,
+                         sp_arena *a, store_trace_ids *out, sp_err *err);
 
 /* ---- retention and metrics ----------------------------------------------------------------------
  */

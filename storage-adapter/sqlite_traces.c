@@ -1,0 +1,199 @@
+/* Finding traces in the SQLite backend's span index: the services that sent spans in a time
+ * range, and a service's most recent traces (the page's and the terminal client's way in).
+ *
+ * The span table is keyed by (hour, tenant, span_id) for retention and span lookups; these two
+ * read the hours a range covers and filter, so their cost grows with the spans of those hours
+ * (the default range is one hour). A service index would make them seeks but costs every span
+ * write an index entry; the page asks rarely and ingest never stops, so the scan is the trade. */
+#include "sqlite_read.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void hour_range(const store_query *q, int64_t *h0, int64_t *h1, int64_t *t0, int64_t *t1)
+{
+    *t0 = q->start_ns > 0 ? q->start_ns : INT64_MIN;
+    *t1 = q->end_ns > 0 ? q->end_ns : INT64_MAX;
+    *h0 = q->start_ns > 0 ? sqs_hour_of(q->start_ns) : INT32_MIN;
+    *h1 = q->end_ns > 0 ? sqs_hour_of(q->end_ns - 1) : INT32_MAX;
+}
+
+int sqs_span_services(store *st, const store_query *query, sp_arena *a, store_strings *out,
+                      sp_err *err)
+{
+    rq q;
+    store_query tq = {.tenant = query->tenant};
+    int rc = rq_begin(&q, st, query->tenant, &tq, a, err);
+    if (rc || !q.tenant) {
+        if (!rc)
+            rq_end(&q);
+        return rc;
+    }
+    int64_t h0, h1, t0, t1;
+    hour_range(query, &h0, &h1, &t0, &t1);
+    sqlite3_stmt *s = rq_stmt(&q, R_SERVICES);
+    if (!s) {
+        rc = rq_prep_fail(&q, R_SERVICES);
+        rq_end(&q);
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, h0);
+    sqlite3_bind_int64(s, 2, h1);
+    sqlite3_bind_int64(s, 3, q.tenant);
+    sqlite3_bind_int64(s, 4, t0);
+    sqlite3_bind_int64(s, 5, t1);
+    size_t cap = 0;
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        if (!name || !*name)
+            continue;
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            const char **nv = sp_arena_alloc(a, nc * sizeof *nv);
+            if (!nv) {
+                rc = rq_nomem(&q);
+                break;
+            }
+            if (out->n)
+                memcpy(nv, out->v, out->n * sizeof *nv);
+            out->v = nv;
+            cap = nc;
+        }
+        if (!(out->v[out->n] = sp_arena_strndup(a, name, strlen(name)))) {
+            rc = rq_nomem(&q);
+            break;
+        }
+        out->n++;
+    }
+    sqlite3_reset(s);
+    if (!rc && src != SQLITE_DONE)
+        rc = rq_dberr(&q, src, R_SERVICES);
+    rq_end(&q);
+    if (rc)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* The service's string id; 0 when no span ever named it. */
+static int service_id(rq *q, const char *service, int64_t *out)
+{
+    *out = 0;
+    sqlite3_stmt *s = rq_stmt(q, R_STRING_ID);
+    if (!s)
+        return rq_prep_fail(q, R_STRING_ID);
+    sqlite3_bind_text(s, 1, service, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : rq_dberr(q, rc, R_STRING_ID);
+}
+
+/* Adds the traces of one hour (newest first) not seen yet, up to `want` in all. */
+static int hour_traces(rq *q, int64_t hour, int64_t svc, int64_t t0, int64_t t1, size_t want,
+                       store_trace_ids *out, size_t *cap)
+{
+    sqlite3_stmt *s = rq_stmt(q, R_SERVICE_TRACES);
+    if (!s)
+        return rq_prep_fail(q, R_SERVICE_TRACES);
+    sqlite3_bind_int64(s, 1, hour);
+    sqlite3_bind_int64(s, 2, q->tenant);
+    sqlite3_bind_int64(s, 3, svc);
+    sqlite3_bind_int64(s, 4, t0);
+    sqlite3_bind_int64(s, 5, t1);
+    sqlite3_bind_int64(s, 6, (int64_t)want);
+    int rc = 0, src;
+    while (out->n < want && (src = sqlite3_step(s)) == SQLITE_ROW) {
+        const void *id = sqlite3_column_blob(s, 0);
+        if (!id || sqlite3_column_bytes(s, 0) != 16)
+            continue;
+        int seen = 0; /* a trace across an hour boundary: its newer hour came first */
+        for (size_t i = 0; i < out->n && !seen; i++)
+            seen = memcmp(out->ids[i], id, 16) == 0;
+        if (seen)
+            continue;
+        if (out->n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 32;
+            uint8_t(*ni)[16] = sp_arena_alloc(q->a, nc * sizeof *ni);
+            int64_t *nt = sp_arena_alloc(q->a, nc * sizeof *nt);
+            if (!ni || !nt) {
+                rc = rq_nomem(q);
+                break;
+            }
+            if (out->n) {
+                memcpy(ni, out->ids, out->n * sizeof *ni);
+                memcpy(nt, out->last_start_ns, out->n * sizeof *nt);
+            }
+            out->ids = ni;
+            out->last_start_ns = nt;
+            *cap = nc;
+        }
+        memcpy(out->ids[out->n], id, 16);
+        out->last_start_ns[out->n++] = sqlite3_column_int64(s, 1);
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int sqs_service_traces(store *st, const store_query *query, const char *service, size_t limit,
+                       sp_arena *a, store_trace_ids *out, sp_err *err)
+{
+    rq q;
+    store_query tq = {.tenant = query->tenant};
+    int rc = rq_begin(&q, st, query->tenant, &tq, a, err);
+    int64_t svc = 0;
+    if (!rc && q.tenant)
+        rc = service_id(&q, service, &svc);
+    if (rc || !q.tenant || !svc || !limit) {
+        if (!rc)
+            rq_end(&q);
+        return rc;
+    }
+    int64_t h0, h1, t0, t1;
+    hour_range(query, &h0, &h1, &t0, &t1);
+    sqlite3_stmt *hs = rq_stmt(&q, R_SPAN_HOURS_DESC);
+    if (!hs) {
+        rc = rq_prep_fail(&q, R_SPAN_HOURS_DESC);
+        rq_end(&q);
+        return rc;
+    }
+    /* The hours first (the statement is reset before the per-hour reads). */
+    int64_t *hours = NULL;
+    size_t nh = 0, caph = 0;
+    sqlite3_bind_int64(hs, 1, h0);
+    sqlite3_bind_int64(hs, 2, h1);
+    int src;
+    while ((src = sqlite3_step(hs)) == SQLITE_ROW) {
+        if (nh == caph) {
+            size_t nc = caph ? caph * 2 : 64;
+            int64_t *nv = realloc(hours, nc * sizeof *nv);
+            if (!nv) {
+                rc = rq_nomem(&q);
+                break;
+            }
+            hours = nv;
+            caph = nc;
+        }
+        hours[nh++] = sqlite3_column_int64(hs, 0);
+    }
+    sqlite3_reset(hs);
+    if (!rc && src != SQLITE_DONE)
+        rc = rq_dberr(&q, src, R_SPAN_HOURS_DESC);
+    /* One more than asked, to know whether there were more. */
+    size_t cap = 0, want = limit < SIZE_MAX ? limit + 1 : limit;
+    for (size_t i = 0; i < nh && !rc && out->n < want; i++)
+        rc = hour_traces(&q, hours[i], svc, t0, t1, want, out, &cap);
+    free(hours);
+    rq_end(&q);
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    if (out->n > limit) {
+        out->n = limit;
+        out->truncated = 1;
+    }
+    return 0;
+}
