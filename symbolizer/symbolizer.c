@@ -511,6 +511,23 @@ int sym_add_file(symbolizer *s, const char *build_id, const void *data, size_t l
 /* ---- opening and closing ------------------------------------------------------------------------
  */
 
+/* One of libdebuginfod's cache settings files (a number of seconds); kept as it is unless
+ * `replace`. */
+static void write_setting(const char *dir, const char *name, long long value, int replace)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", dir, name) < 0)
+        return;
+    if (replace || access(path, F_OK) != 0) {
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "%lld", value);
+            fclose(f);
+        }
+    }
+    free(path);
+}
+
 /* libdebuginfod is configured by environment variables it reads on each download. */
 static int configure_debuginfod(symbolizer *s, sp_err *err)
 {
@@ -528,26 +545,24 @@ static int configure_debuginfod(symbolizer *s, sp_err *err)
     snprintf(num, sizeof num, "%lld",
              (long long)((s->o.fetch_timeout_ns + 999999999) / 1000000000));
     setenv(DEBUGINFOD_TIMEOUT_ENV_VAR, num, 1);
-    setenv(DEBUGINFOD_MAXTIME_ENV_VAR, num, 1);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)s->o.max_file_bytes);
-    setenv(DEBUGINFOD_MAXSIZE_ENV_VAR, num, 1);
+    /* The whole-download time and size limits are the progress callback's (S3), not
+     * DEBUGINFOD_MAXTIME/MAXSIZE: with those set, libdebuginfod 0.188 reports them with
+     * dprintf() to its verbose fd even when that is -1, and glibc leaks the buffer. */
+    unsetenv(DEBUGINFOD_MAXTIME_ENV_VAR);
+    unsetenv(DEBUGINFOD_MAXSIZE_ENV_VAR);
     if (!s->o.cache_dir)
         return 0;
     if (mkdirs(s->o.cache_dir) != 0)
         return sp_fail(err, SP_EINVAL, "cannot create the debuginfod cache directory %s: %s",
                        s->o.cache_dir, strerror(errno));
     setenv(DEBUGINFOD_CACHE_PATH_ENV_VAR, s->o.cache_dir, 1);
-    /* libdebuginfod remembers a 404 for cache_miss_s seconds: make that our retry time. */
-    char *miss = NULL;
-    if (asprintf(&miss, "%s/cache_miss_s", s->o.cache_dir) >= 0) {
-        FILE *f = fopen(miss, "w");
-        if (f) {
-            long long secs = s->o.retry_ns / 1000000000;
-            fprintf(f, "%lld", secs > 0 ? secs : 0);
-            fclose(f);
-        }
-        free(miss);
-    }
+    /* libdebuginfod remembers a 404 for cache_miss_s seconds: make that our retry time. Its
+     * other two settings get their defaults written here when missing (libdebuginfod writes
+     * them with dprintf() otherwise). */
+    long long secs = s->o.retry_ns / 1000000000;
+    write_setting(s->o.cache_dir, "cache_miss_s", secs > 0 ? secs : 0, 1);
+    write_setting(s->o.cache_dir, "cache_clean_interval_s", 86400, 0);
+    write_setting(s->o.cache_dir, "max_unused_age_s", 604800, 0);
     return 0;
 }
 
