@@ -145,7 +145,10 @@ static int encode_detailed(const store_stacks *s, const query_type *type, int64_
             if (st->frames[k] >= s->nnames)
                 return sp_fail(err, SP_EINTERNAL, "stack %zu: frame name out of range", i);
             uint32_t n = 1;
-            while (k + n < st->nframes && st->detail[k + n].loc == st->detail[k].loc)
+            /* one location's inline frames; the same location again (direct recursion)
+             * starts over at inl 0 */
+            while (k + n < st->nframes && st->detail[k + n].loc == st->detail[k].loc &&
+                   st->detail[k + n].inl != 0)
                 n++;
             uint32_t id = location_of(&d, s, st, k, n);
             if (!id)

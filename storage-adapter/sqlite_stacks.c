@@ -282,6 +282,7 @@ static int symbolized_frames(rq *q, frames *f, int64_t kind, int64_t mapping, ui
         fd->file = sf[i].file;
         fd->line = sf[i].line;
         fd->start_line = sf[i].start_line;
+        fd->inl = (uint32_t)*emitted;
         if (!(rc = intern_name(q, f, sf[i].function, &idx)) && !(rc = push_frame(q, f, idx, fd)))
             (*emitted)++;
     }
@@ -319,7 +320,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
         e->aux = 1;
         *start = f->n;
         *count = 1;
-        store_frame none = {loc, 0, "", "", "", 0, 0};
+        store_frame none = {loc, 0, "", "", "", 0, 0, 0};
         return push_frame(q, f, name, &none);
     }
     int64_t mapping = sqlite3_column_int64(st, 0);
@@ -342,7 +343,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
     const uint8_t *p = lines, *end = lines + blen;
     int emitted = 0;
     rc = 0;
-    store_frame fd = {loc, address, "", "", "", 0, 0};
+    store_frame fd = {loc, address, "", "", "", 0, 0, 0};
     if (f->detail)
         rc = mapping_detail(q, f, mapping, &fd.mapping, &fd.build_id);
     while (p < end && !rc) {
@@ -365,6 +366,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
             name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
         }
         uint32_t idx;
+        fd.inl = (uint32_t)emitted;
         if ((rc = intern_name(q, f, name, &idx)) || (rc = push_frame(q, f, idx, &fd)))
             break;
         emitted++;
@@ -378,6 +380,7 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
             uint32_t idx;
             const char *name = store_frame_name(buf, sizeof buf, NULL, kind_s, address, file_s);
             fd.line = fd.start_line = 0;
+            fd.inl = 0;
             fd.file = "";
             if (!(rc = intern_name(q, f, name, &idx)))
                 rc = push_frame(q, f, idx, &fd);

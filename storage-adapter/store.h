@@ -156,6 +156,8 @@ typedef struct store_frame {
     const char *build_id;     /* and its build id */
     const char *file;         /* the function's file */
     int64_t start_line, line; /* the function's first line, and this frame's line */
+    uint32_t inl; /* its place among its location's frames: 0 = the first (innermost); a 0
+                     after frames of the same loc starts a new occurrence (recursion) */
 } store_frame;
 
 typedef struct store_stack {
