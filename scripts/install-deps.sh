@@ -3,7 +3,9 @@
 #   - Debian packages (apt-get; sudo only when not root), installed only if some are missing;
 #   - <repo>/.venv with the end-to-end test clients of tests/e2e/requirements.txt, (re)installed
 #     only when the venv is missing or broken, or the requirements file changed since;
-#   - the Pyroscope Java agent jar (Maven Central, via mvn) for the Java agent's e2e test.
+#   - the Pyroscope Java agent jar (Maven Central, via mvn) for the Java agent's e2e test;
+#   - tests/browser/node_modules (npm ci of its package-lock.json: playwright-core) for the page's
+#     browser test, when node and npm are there, (re)installed only when missing or the lock changed.
 # Safe to run any number of times; scripts/run.sh and scripts/test.sh call it first.
 set -euo pipefail
 
@@ -14,9 +16,13 @@ packages=(
   libnghttp2-dev libevent-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
   zlib1g-dev libzstd-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev libjansson-dev
   libcurl4-openssl-dev curl openssl python3-venv
+  # the config file (--config)
+  libyaml-dev
   # naming native frames: elfutils (ELF, DWARF, debuginfod client), libiberty's demangler; the
   # symbolization tests run Debian's real debuginfod server
   libdw-dev libelf-dev libdebuginfod-dev libiberty-dev debuginfod
+  # the page's browser test (tests/e2e/test_page_browser.py) drives Debian's chromium
+  chromium
 )
 # The golden and Pyroscope round-trip tests read profiles with Go's own `go tool pprof` and write
 # them with Go's runtime/pprof: Debian's Go when the machine has no Go toolchain of its own.
@@ -74,6 +80,23 @@ if [ "${SPANPROF_SKIP_JAVA_AGENT:-0}" != 1 ] && command -v mvn >/dev/null 2>&1 \
     mvn -q -B dependency:get -Dartifact="$a" -Dtransitive=false \
       || echo "install-deps: could not fetch $a; the Java agent tests that need it are skipped"
   done
+fi
+
+# ---- playwright-core for the page's browser test (tests/browser) ------------------------------------
+# As the venv below: `npm ci` from the committed package-lock.json when node_modules is missing or
+# was made from another lock file (its hash is kept in a stamp). Only when node and npm are there:
+# without them the test skips and says why. playwright-core downloads no browser; the test uses
+# the chromium package above.
+browser="$repo/tests/browser"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  bstamp="$browser/node_modules/.package-lock.sha256"
+  bwant=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
+  if ! [ -f "$browser/node_modules/playwright-core/package.json" ] || ! [ -f "$bstamp" ] \
+     || [ "$(cat "$bstamp")" != "$bwant" ]; then
+    echo "install-deps: npm ci in tests/browser"
+    (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$bwant" > "$bstamp"
+  fi
 fi
 
 want=$(sha256sum "$req" | cut -d' ' -f1)
