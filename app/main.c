@@ -168,7 +168,8 @@ int main(int argc, char **argv)
                         .sink = {.write = pipeline_ingest, .ud = &pl}};
     otlp_pyroscope_config pcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
                                   .sink = {.write = pipeline_ingest, .ud = &pl}};
-    query_config qcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size};
+    query_config qcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
+                         .span_min_duration_ns = co.min_span_ns};
     int rc = 1;
     srv_server *server = NULL;
     if (cfg.traces_forward_to) {

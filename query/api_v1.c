@@ -263,6 +263,8 @@ static void handle_trace(srv_request *req, srv_response *resp, void *ud)
     rc = sp_buf_printf(&o, "{\"trace_id\":\"%s\",\"profile_type\":", hex);
     rc |= query_json_string(&o, p.type.id, strlen(p.type.id)) | PUTS(&o, ",\"unit\":") |
           query_json_string(&o, p.type.sample_unit, strlen(p.type.sample_unit));
+    if (c->span_min_duration_ns > 0)
+        rc |= sp_buf_printf(&o, ",\"span_min_duration_ns\":%" PRId64, c->span_min_duration_ns);
     rc |= sp_buf_printf(&o, ",\"span_count\":%zu,\"spans\":[", spans.n);
     figures *figs = sp_arena_calloc(scratch, spans.n + 1, sizeof *figs);
     int frc =

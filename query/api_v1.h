@@ -6,7 +6,9 @@
  *       the sum of their values in the profile type (default CPU time,
  *       process_cpu:cpu:nanoseconds:cpu:nanoseconds), the attached sample count where the store
  *       keeps a samples:count type beside it (else null), and links to the span's flame graph
- *       page and profile download. 404 for a trace the span index does not hold.
+ *       page and profile download, and span_min_duration_ns (the correlator's minimum span
+ *       duration: shorter spans get no inferred samples). 404 for a trace the span index does
+ *       not hold.
  *   GET /api/v1/spans/{span_id}/profile?format=pprof|folded|json[&profile_type=&from=&until=
  *       &maxNodes=]
  *       the samples attached to the span: gzipped pprof (default; opens in `go tool pprof`),

@@ -25,6 +25,7 @@ int query_register(srv_router *r, store *s, const query_config *cfg)
     ctx.max_nodes_default =
         cfg->max_nodes_default > 0 ? cfg->max_nodes_default : QUERY_MAX_NODES_DEFAULT;
     ctx.max_nodes_max = cfg->max_nodes_max > 0 ? cfg->max_nodes_max : QUERY_MAX_NODES_MAX;
+    ctx.span_min_duration_ns = cfg->span_min_duration_ns;
     int rc = query_querier_register(r, &ctx);
     if (!rc)
         rc = query_render_register(r, &ctx);

@@ -24,6 +24,8 @@ typedef struct query_config {
     size_t query_budget;       /* memory one query may use for its answer; 0 = 1 GiB */
     int64_t max_nodes_default; /* flame graph nodes when a request says 0; 0 = 8192 */
     int64_t max_nodes_max;     /* largest max_nodes a request may ask for; 0 = 1 << 20 */
+    int64_t span_min_duration_ns; /* the correlator's minimum span duration, told in trace
+                                     answers so the page marks shorter spans; 0 = not told */
 } query_config;
 
 /* Adds the routes:

@@ -14,6 +14,7 @@ typedef struct query_ctx {
     size_t max_msg; /* request body cap */
     size_t budget;  /* arena budget of one query */
     int64_t max_nodes_default, max_nodes_max;
+    int64_t span_min_duration_ns; /* 0 = not told */
     /* Per request (query_ctx_for_request): native frames the answer's stack reads could not
      * name yet, summed; NULL in the shared registration context. */
     uint32_t *unresolved;

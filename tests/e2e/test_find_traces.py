@@ -111,3 +111,12 @@ def test_unknown_service_tenants_and_bad_requests(spanprof):
                        (f"/api/v1/traces?service={SVC}&from=now-1h&until=now-2h", b"until")]:
         status, _, body = get(server, path, tenant="team-a")
         assert status == 400 and word in body, (path, status, body)
+
+
+def test_trace_answer_tells_the_minimum_span_duration(spanprof_factory):
+    """The page marks spans shorter than the correlator's minimum: the trace answer says it."""
+    for args, want in (([], 20_000_000), (["--span-min-duration", "35ms"], 35_000_000)):
+        server = spanprof_factory(args)
+        load(server)
+        doc = get_json(server, f"/api/v1/traces/{TRACE.hex()}")
+        assert doc["span_min_duration_ns"] == want, (args, doc.get("span_min_duration_ns"))
