@@ -2,6 +2,7 @@
  * deliveries, wires the modules' routes onto one router and the ingest pipeline (pipeline.c:
  * correlate → store → deliver) behind them, and runs the server until SIGTERM/SIGINT. */
 #include "admin.h"
+#include "client.h"
 #include "config.h"
 #include "pipeline.h"
 #include "symbols.h"
@@ -105,6 +106,8 @@ static int is_ready(void *ud)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "query") == 0) /* the terminal client (client.h) */
+        return client_main(argc - 1, argv + 1);
     app_config cfg;
     sp_err err = {0};
     app_config_defaults(&cfg);
