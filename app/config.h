@@ -1,8 +1,12 @@
-/* Command-line configuration of the one spanprof binary (the program's own room).
+/* Configuration of the one spanprof binary (the program's own room): flags, SPANPROF_*
+ * environment variables and a YAML file (--config), read through one table of settings so the
+ * three cannot drift apart.
  *
- * app_config_parse() knows every flag, its default and its help line; --help prints them all and
- * an unknown flag is an error naming it (SP_EINVAL, the only error). The program hands each module
- * its part: the transport gets cfg.srv, the others options structs of their own.
+ * Precedence, highest first: flag, environment variable, config file, default. Every setting has
+ * one name: the flag is --name, the variable SPANPROF_NAME (capitals, _ for -), the file key name
+ * (with - or _; nested maps join their keys with -). --help prints every setting with its default
+ * and its variable. The program hands each module its part: the transport gets cfg.srv, the
+ * others options structs of their own.
  */
 #ifndef APP_CONFIG_H
 #define APP_CONFIG_H
@@ -15,7 +19,8 @@
 #include <stdint.h>
 
 typedef struct app_config {
-    srv_options srv; /* the transport's part */
+    srv_options srv;         /* the transport's part */
+    const char *config_file; /* the YAML file read (--config, $SPANPROF_CONFIG), or NULL */
     const char *data_dir;
     const char *log_level;
     const char *durability; /* "normal" or "full" */
@@ -44,7 +49,12 @@ typedef struct app_config {
 } app_config;
 
 void app_config_defaults(app_config *c);
-/* 0, or SP_EINVAL with the offending flag named in err. */
+/* Fills c (after app_config_defaults) from the config file, the environment and argv, in that
+ * order, then checks the settings together. Returns 0, or SP_EINVAL (fatal: stop start-up) with
+ * err naming the flag ("flag --workers: ..."), the variable ("environment SPANPROF_WORKERS: ...")
+ * or the file, line and key ("/etc/spanprof.yaml:3:10: key \"workers\": ..."). With --help, the
+ * file and the environment are not read. Values read from the file and the environment are kept
+ * for the life of the process; argv must outlive c. Not thread-safe (start-up only). */
 int app_config_parse(app_config *c, int argc, char **argv, sp_err *err);
 void app_config_usage(FILE *out);
 
