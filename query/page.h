@@ -1,10 +1,14 @@
 /* The built-in web page (GET / and GET /ui): one self-contained HTML document (no external
- * scripts, styles, fonts or CDNs) that lists the profile types and services, draws the flame
- * graph of SelectMergeStacktraces (Connect JSON, from the page's own origin) on a canvas, and
- * switches to a span's flame graph (SelectMergeSpanProfile) when a span id is entered. Query
- * string parameters prefill it: type, service, query, span_id, range, tenant (e.g.
- * /ui?span_id=...); /ui/span/<16 hex> redirects there (the trace API links to it). A span's
- * flame graph is asked for without a time range: its samples whenever they were taken.
+ * scripts, styles, fonts or CDNs; query/page.html, embedded at build time) that talks only to its
+ * own origin:
+ *   - Traces: a service's recent traces (GET /api/v1/services, /api/v1/traces?service=) or a
+ *     trace by id; the trace as a waterfall (GET /api/v1/traces/{id}) with each span's CPU,
+ *     off-CPU and the rest drawn in its bar, spans under span_min_duration_ns marked;
+ *   - a span's CPU or off-CPU flame graph (GET /api/v1/spans/{id}/profile?format=json) on a
+ *     canvas, with zoom, search, self/total tooltips and the pprof download;
+ *   - the service flame graph for a range (SelectMergeStacktraces, Connect JSON).
+ * Links: /ui?span_id=... and #trace=<id>&span=<id>&type=<type id>; /ui/span/<16 hex> redirects
+ * there (the trace API links to it). The browser test is tests/e2e/test_page_browser.py.
  *
  * Registered by query/query.c; the handler only copies a constant string.
  */

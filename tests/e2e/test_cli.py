@@ -139,3 +139,16 @@ def test_invalid_flag_values_exit_nonzero_and_say_which(tmp_path, args, flag):
 def test_log_level_flag_starts(spanprof_factory, level):
     s = spanprof_factory(["--log-level", level, "--workers", "3", "--queue-size", "8"])
     assert http_request(s.http_port, "GET", "/ready")[0] == 200
+
+
+def test_readme_settings_table_is_the_help():
+    """README's table of every setting is what --help says (scripts/settings_table.py makes it):
+    a flag added, renamed or given a new default without the README fails here."""
+    from conftest import REPO
+    helped = run_cli("--help")
+    assert helped.returncode == 0
+    check = subprocess.run(["python3", str(REPO / "scripts" / "settings_table.py"), "--check",
+                            str(REPO / "README.md")], input=helped.stdout, capture_output=True,
+                           text=True, timeout=20)
+    assert check.returncode == 0, check.stderr
+    assert "| `--symbols-dir` | `SPANPROF_SYMBOLS_DIR` |" in (REPO / "README.md").read_text()
