@@ -1,29 +1,21 @@
 /* querier.v1.QuerierService handlers (see querier.h). Field numbers and semantics follow
  * Pyroscope's api/querier/v1/querier.proto and api/types/v1/types.proto. */
-#include "querier.h"
+#include "querier_internal.h"
 #include "connect.h"
 #include "flamegraph.h"
 #include "pprof_export.h"
-
-#include "google/v1/profile.pb-c.h"
-#include "querier/v1/querier.pb-c.h"
-#include "types/v1/types.pb-c.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef int (*method_fn)(const query_ctx *c, const srv_request *req, const ProtobufCMessage *in,
-                         sp_arena *a, ProtobufCMessage **out, sp_err *err);
-
-static int nomem(sp_err *err)
+int qr_nomem(sp_err *err)
 {
     return sp_fail(err, SP_ETOOBIG, "answer too large for the query budget; narrow the query");
 }
 
-/* A message of type T in the arena, initialised with its protobuf-c INIT value. */
-#define NEW(a, T, init) ((T *)sp_arena_memdup((a), &(T)init, sizeof(T)))
+#define nomem qr_nomem
 
 /* ---- shared pieces --------------------------------------------------------------------------- */
 
@@ -102,21 +94,18 @@ static void union_done(char **v, size_t *n)
 }
 
 /* The selectors Pyroscope's query methods take but spanprof cannot honour yet. */
-static int unsupported(const Types__V1__StackTraceSelector *sts, size_t nprofile_ids,
-                       size_t ntrace_ids, sp_err *err)
+static int unsupported(const Types__V1__StackTraceSelector *sts, size_t nprofile_ids, sp_err *err)
 {
     if (sts)
         return sp_fail(err, SP_EUNIMPL, "stack_trace_selector is not supported by spanprof");
     if (nprofile_ids)
-        return sp_fail(err, SP_EUNIMPL, "profile_id_selector is not supported by spanprof");
-    if (ntrace_ids)
         return sp_fail(err, SP_EUNIMPL,
-                       "trace_id_selector is not supported by spanprof; select by span_selector "
-                       "(span ids) instead");
+                       "profile_id_selector is not supported by spanprof (it keeps no profile "
+                       "ids); select by span_selector or trace_id_selector");
     return 0;
 }
 
-static Types__V1__LabelPair **label_pairs(sp_arena *a, const store_labels *l)
+Types__V1__LabelPair **qr_label_pairs(sp_arena *a, const store_labels *l)
 {
     Types__V1__LabelPair **v = sp_arena_alloc(a, (l->n + 1) * sizeof *v);
     for (size_t i = 0; v && i < l->n; i++) {
@@ -271,7 +260,7 @@ static int m_series(const query_ctx *c, const srv_request *req, const ProtobufCM
         return nomem(err);
     for (size_t i = 0; i < n; i++) {
         Types__V1__Labels *l = NEW(a, Types__V1__Labels, TYPES__V1__LABELS__INIT);
-        if (!l || !(l->labels = label_pairs(a, &all[i])))
+        if (!l || !(l->labels = qr_label_pairs(a, &all[i])))
             return nomem(err);
         l->n_labels = all[i].n;
         resp->labels_set[resp->n_labels_set++] = l;
@@ -282,18 +271,8 @@ static int m_series(const query_ctx *c, const srv_request *req, const ProtobufCM
 
 /* ---- flame graphs ---------------------------------------------------------------------------- */
 
-/* What the three merge methods share once their requests are read. */
-typedef struct merge_req {
-    const char *type_id, *label_selector;
-    int64_t start, end, max_nodes;
-    char **span_ids;
-    size_t nspan_ids;
-    int by_span;
-    int detail; /* pprof answers: frames as received (file, line, address, mapping) */
-} merge_req;
-
-static int merge_stacks(const query_ctx *c, const srv_request *req, const merge_req *m, sp_arena *a,
-                        query_type *type, int64_t *max_nodes, store_stacks *out, sp_err *err)
+int qr_merge_stacks(const query_ctx *c, const srv_request *req, const qr_merge_req *m, sp_arena *a,
+                    query_type *type, int64_t *max_nodes, store_stacks *out, sp_err *err)
 {
     store_selector sel;
     query_stacks_req sr = {.tenant = req->tenant,
@@ -302,7 +281,9 @@ static int merge_stacks(const query_ctx *c, const srv_request *req, const merge_
                            .start_ns = query_start_ns(m->start),
                            .end_ns = query_end_ns(m->end),
                            .by_span = m->by_span,
-                           .detail = m->detail};
+                           .detail = m->detail,
+                           .trace_ids = m->trace_ids,
+                           .ntrace_ids = m->ntrace_ids};
     int rc = query_type_parse(m->type_id, "profile_typeID", 1, a, type, err);
     if (!rc)
         rc = query_selector_parse(m->label_selector, "label_selector", a, &sel, err);
@@ -314,7 +295,8 @@ static int merge_stacks(const query_ctx *c, const srv_request *req, const merge_
         sr.span_ids = (const uint8_t(*)[8])ids;
         sr.nspan_ids = m->nspan_ids;
     }
-    if (!rc && (rc = query_stacks_select(c, &sr, a, out, err)) == SP_EINVAL)
+    if (!rc && (rc = query_stacks_select(c, &sr, a, out, err)) == SP_EINVAL &&
+        !strstr(err->msg, "selector"))
         sp_err_prefix(err, "label_selector: "); /* regexes are compiled by the store */
     return rc;
 }
@@ -404,25 +386,26 @@ static int m_select_merge_stacktraces(const query_ctx *c, const srv_request *req
                                       ProtobufCMessage **out, sp_err *err)
 {
     const Querier__V1__SelectMergeStacktracesRequest *r = (const void *)in;
-    int rc =
-        unsupported(r->stack_trace_selector, r->n_profile_id_selector, r->n_trace_id_selector, err);
+    int rc = unsupported(r->stack_trace_selector, r->n_profile_id_selector, err);
     if (rc)
         return rc;
     if (r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_DOT)
         return sp_fail(err, SP_EUNIMPL, "format PROFILE_FORMAT_DOT is not supported by spanprof");
-    merge_req m = {r->profile_typeid,
-                   r->label_selector,
-                   r->start,
-                   r->end,
-                   r->max_nodes,
-                   r->span_selector,
-                   r->n_span_selector,
-                   r->n_span_selector > 0,
-                   r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_PPROF};
+    qr_merge_req m = {r->profile_typeid,
+                      r->label_selector,
+                      r->start,
+                      r->end,
+                      r->max_nodes,
+                      r->span_selector,
+                      r->n_span_selector,
+                      r->n_span_selector > 0,
+                      r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_PPROF,
+                      r->trace_id_selector,
+                      r->n_trace_id_selector};
     query_type type;
     int64_t max_nodes;
     store_stacks s;
-    if ((rc = merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err)))
+    if ((rc = qr_merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err)))
         return rc;
     Querier__V1__SelectMergeStacktracesResponse *resp =
         NEW(a, Querier__V1__SelectMergeStacktracesResponse,
@@ -452,12 +435,18 @@ static int m_select_merge_span_profile(const query_ctx *c, const srv_request *re
     int format = r->format == QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_TREE
                      ? QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_TREE
                      : QUERIER__V1__PROFILE_FORMAT__PROFILE_FORMAT_FLAMEGRAPH;
-    merge_req m = {r->profile_typeid, r->label_selector,  r->start, r->end, r->max_nodes,
-                   r->span_selector,  r->n_span_selector, 1,        0};
+    qr_merge_req m = {.type_id = r->profile_typeid,
+                      .label_selector = r->label_selector,
+                      .start = r->start,
+                      .end = r->end,
+                      .max_nodes = r->max_nodes,
+                      .span_ids = r->span_selector,
+                      .nspan_ids = r->n_span_selector,
+                      .by_span = 1};
     query_type type;
     int64_t max_nodes;
     store_stacks s;
-    int rc = merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err);
+    int rc = qr_merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err);
     if (rc)
         return rc;
     Querier__V1__SelectMergeSpanProfileResponse *resp =
@@ -476,17 +465,17 @@ static int m_select_merge_profile(const query_ctx *c, const srv_request *req,
                                   sp_err *err)
 {
     const Querier__V1__SelectMergeProfileRequest *r = (const void *)in;
-    int rc =
-        unsupported(r->stack_trace_selector, r->n_profile_id_selector, r->n_trace_id_selector, err);
+    int rc = unsupported(r->stack_trace_selector, r->n_profile_id_selector, err);
     if (rc)
         return rc;
-    merge_req m = {
-        r->profile_typeid, r->label_selector, r->start, r->end, r->max_nodes, NULL, 0, 0, 1};
+    qr_merge_req m = {
+        r->profile_typeid,    r->label_selector,     r->start, r->end, r->max_nodes, NULL, 0, 0, 1,
+        r->trace_id_selector, r->n_trace_id_selector};
     query_type type;
     int64_t max_nodes;
     store_stacks s;
     Google__V1__Profile *p;
-    if ((rc = merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err)) ||
+    if ((rc = qr_merge_stacks(c, req, &m, a, &type, &max_nodes, &s, err)) ||
         (rc = profile_message(&s, &type, max_nodes, r->start, r->end, a, &p, err)))
         return rc;
     *out = &p->base;
@@ -669,7 +658,7 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
                            sp_arena *a, ProtobufCMessage **out, sp_err *err)
 {
     const Querier__V1__SelectSeriesRequest *r = (const void *)in;
-    int rc = unsupported(r->stack_trace_selector, 0, 0, err);
+    int rc = unsupported(r->stack_trace_selector, 0, err);
     if (rc)
         return rc;
     int avg = r->aggregation ==
@@ -730,7 +719,7 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
         if (!ts->n)
             continue;
         Types__V1__Series *s = NEW(a, Types__V1__Series, TYPES__V1__SERIES__INIT);
-        if (!s || !(s->labels = label_pairs(a, &ts->labels)) ||
+        if (!s || !(s->labels = qr_label_pairs(a, &ts->labels)) ||
             !(s->points = sp_arena_alloc(a, (ts->n + 1) * sizeof(void *))))
             return nomem(err);
         s->n_labels = ts->labels.n;
@@ -772,6 +761,13 @@ static const struct method {
      &querier__v1__select_merge_profile_request__descriptor, m_select_merge_profile},
     {"SelectSeries", "query_select_series", &querier__v1__select_series_request__descriptor,
      m_select_series},
+    {"SelectHeatmap", "query_select_heatmap", &querier__v1__select_heatmap_request__descriptor,
+     qr_select_heatmap},
+    {"Diff", "query_diff", &querier__v1__diff_request__descriptor, qr_diff},
+    {"GetProfileStats", "query_profile_stats", &types__v1__get_profile_stats_request__descriptor,
+     qr_get_profile_stats},
+    {"AnalyzeQuery", "query_analyze_query", &querier__v1__analyze_query_request__descriptor,
+     qr_analyze_query},
 };
 
 #define NMETHODS (sizeof methods / sizeof methods[0])
@@ -812,9 +808,45 @@ static void handle_rpc(srv_request *req, srv_response *resp, void *ud)
     sp_arena_free(a);
 }
 
+/* settings.v1.SettingsService/Get, which the Profiles Drilldown app calls before its first flame
+ * graph (and shows an error banner when it fails): spanprof keeps no plugin settings, so the
+ * answer is an empty GetSettingsResponse and the app uses its defaults. Any request body is
+ * accepted (the request message is empty; unknown fields are skipped). Set and every other
+ * method answer unimplemented. */
+static void handle_settings(srv_request *req, srv_response *resp, void *ud)
+{
+    const query_ctx *c = ud;
+    query_rpc rpc;
+    sp_err err = {0};
+    sp_arena *a = sp_arena_new(c->budget);
+    ProtobufCMessage *in = NULL;
+    int rc;
+    if (!a) {
+        query_rpc_detect(req, &rpc);
+        rc = sp_fail(&err, SP_ENOMEM, "out of memory");
+    } else if (strcmp(req->path, "/settings.v1.SettingsService/Get") != 0) {
+        query_rpc_detect(req, &rpc);
+        rc = sp_fail(&err, SP_EUNIMPL,
+                     "%.100s is not implemented by spanprof: it keeps no plugin settings (the "
+                     "Profiles app uses its defaults)",
+                     req->path + 1);
+    } else {
+        rc = query_rpc_read(req, &types__v1__get_profile_stats_request__descriptor, c->max_msg, a,
+                            &rpc, &in, &err);
+    }
+    if (rc) {
+        query_rpc_fail(resp, &rpc, &err);
+    } else { /* an empty message: GetProfileStatsRequest has no fields, like the answer here */
+        Types__V1__GetProfileStatsRequest empty = TYPES__V1__GET_PROFILE_STATS_REQUEST__INIT;
+        query_rpc_reply(resp, &rpc, &empty.base);
+    }
+    sp_arena_free(a);
+}
+
 int query_querier_register(srv_router *r, const query_ctx *c)
 {
-    int rc = 0;
+    int rc = srv_router_add(r, "POST", "/settings.v1.SettingsService/*", SRV_WORKER,
+                            "query_settings", handle_settings, (void *)c);
     char path[128];
     for (size_t i = 0; i < NMETHODS && !rc; i++) {
         snprintf(path, sizeof path, SERVICE "%s", methods[i].name);

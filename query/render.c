@@ -2,6 +2,7 @@
  * pkg/querier/http.go and pkg/og/structs/flamebearer. */
 #include "render.h"
 #include "../wire/compress.h"
+#include "diff.h"
 #include "flamegraph.h"
 #include "pbjson.h"
 #include "pprof_export.h"
@@ -23,17 +24,26 @@ typedef struct http_query {
     int64_t max_nodes; /* -1 = none given */
 } http_query;
 
-static int read_query(const srv_request *req, sp_arena *a, http_query *q, sp_err *err)
+/* The names of one side's parameters: /render's, or render-diff's left or right. */
+typedef struct param_names {
+    const char *query, *from, *until;
+} param_names;
+
+static const param_names single = {"query", "from", "until"};
+
+static int read_query_named(const srv_request *req, const param_names *pn, sp_arena *a,
+                            http_query *q, sp_err *err)
 {
     char *text = sp_arena_alloc(a, 16384);
     char t[64];
     if (!text)
         return sp_fail(err, SP_ENOMEM, "out of memory");
-    if (srv_query_get(req, "query", text, 16384) < 0 || !*text)
+    if (srv_query_get(req, pn->query, text, 16384) < 0 || !*text)
         return sp_fail(err, SP_EINVAL,
-                       "query parameter \"query\" is required: a profile type and a selector, "
-                       "e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}");
-    int rc = query_selector_parse(text, "query", a, &q->sel, err);
+                       "query parameter \"%s\" is required: a profile type and a selector, "
+                       "e.g. process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}",
+                       pn->query);
+    int rc = query_selector_parse(text, pn->query, a, &q->sel, err);
     if (!rc)
         rc = query_type_parse(q->sel.type_id, "the profile type of query", 1, a, &q->type, err);
     if (rc)
@@ -41,14 +51,16 @@ static int read_query(const srv_request *req, sp_arena *a, http_query *q, sp_err
     int64_t now = query_now_ns();
     q->from_ns = now - HOUR_NS;
     q->until_ns = now;
-    if (srv_query_get(req, "from", t, sizeof t) > 0 && query_time_parse(t, now, &q->from_ns))
+    if (srv_query_get(req, pn->from, t, sizeof t) > 0 && query_time_parse(t, now, &q->from_ns))
         return sp_fail(err, SP_EINVAL,
-                       "from=%s is not a time: use now, now-1h, or unix seconds/milliseconds", t);
-    if (srv_query_get(req, "until", t, sizeof t) > 0 && query_time_parse(t, now, &q->until_ns))
+                       "%s=%s is not a time: use now, now-1h, or unix seconds/milliseconds",
+                       pn->from, t);
+    if (srv_query_get(req, pn->until, t, sizeof t) > 0 && query_time_parse(t, now, &q->until_ns))
         return sp_fail(err, SP_EINVAL,
-                       "until=%s is not a time: use now, now-1h, or unix seconds/milliseconds", t);
+                       "%s=%s is not a time: use now, now-1h, or unix seconds/milliseconds",
+                       pn->until, t);
     if (q->until_ns <= q->from_ns)
-        return sp_fail(err, SP_EINVAL, "until must be after from");
+        return sp_fail(err, SP_EINVAL, "%s must be after %s", pn->until, pn->from);
     q->max_nodes = -1;
     if (srv_query_get(req, "maxNodes", t, sizeof t) > 0 ||
         srv_query_get(req, "max-nodes", t, sizeof t) > 0) {
@@ -59,6 +71,11 @@ static int read_query(const srv_request *req, sp_arena *a, http_query *q, sp_err
         q->max_nodes = v;
     }
     return 0;
+}
+
+static int read_query(const srv_request *req, sp_arena *a, http_query *q, sp_err *err)
+{
+    return read_query_named(req, &single, a, q, err);
 }
 
 /* ---- GET /pprof ------------------------------------------------------------------------------ */
@@ -145,16 +162,24 @@ static void handle_pprof(srv_request *req, srv_response *resp, void *ud)
 
 /* ---- GET /render ----------------------------------------------------------------------------- */
 
-static int put_levels(sp_buf *o, const query_flamegraph *fg)
+static int put_levels(sp_buf *o, int64_t *const *levels, const size_t *nvalues, uint32_t nlevels)
 {
     int rc = sp_buf_append(o, "[", 1);
-    for (uint32_t d = 0; d < fg->nlevels && !rc; d++) {
+    for (uint32_t d = 0; d < nlevels && !rc; d++) {
         rc = sp_buf_append(o, d ? ",[" : "[", d ? 2 : 1);
-        for (size_t i = 0; i < fg->nvalues[d] && !rc; i++)
-            rc = sp_buf_printf(o, "%s%lld", i ? "," : "", (long long)fg->levels[d][i]);
+        for (size_t i = 0; i < nvalues[d] && !rc; i++)
+            rc = sp_buf_printf(o, "%s%lld", i ? "," : "", (long long)levels[d][i]);
         rc = rc ? rc : sp_buf_append(o, "]", 1);
     }
     return rc ? rc : sp_buf_append(o, "]", 1);
+}
+
+static int put_names(sp_buf *o, const char *const *names, uint32_t n)
+{
+    int rc = 0;
+    for (uint32_t i = 0; i < n && !rc; i++)
+        rc = (i ? sp_buf_append(o, ",", 1) : 0) | query_json_string(o, names[i], strlen(names[i]));
+    return rc;
 }
 
 /* Pyroscope's units and sample rate for a sample type (ExportToFlamebearer, render handler). */
@@ -178,10 +203,8 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
     long long rate;
     units_of(t, &units, &rate);
     int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
-    for (uint32_t i = 0; i < fg->nnames && !rc; i++)
-        rc = (i ? sp_buf_append(o, ",", 1) : 0) |
-             query_json_string(o, fg->names[i], strlen(fg->names[i]));
-    rc |= PUTS(o, "],\"levels\":") | put_levels(o, fg);
+    rc |= put_names(o, fg->names, fg->nnames);
+    rc |= PUTS(o, "],\"levels\":") | put_levels(o, fg->levels, fg->nvalues, fg->nlevels);
     rc |= sp_buf_printf(o,
                         ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"single\","
                         "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
@@ -275,6 +298,84 @@ out:
     query_unresolved_header(resp, unresolved);
 }
 
+/* ---- GET /pyroscope/render-diff ------------------------------------------------------------- */
+
+static const param_names left_names = {"leftQuery", "leftFrom", "leftUntil"};
+static const param_names right_names = {"rightQuery", "rightFrom", "rightUntil"};
+
+/* One side's merged stacks. */
+static int diff_side(const query_ctx *c, const srv_request *req, const param_names *pn, sp_arena *a,
+                     http_query *q, store_stacks *s, sp_err *err)
+{
+    int rc = read_query_named(req, pn, a, q, err);
+    query_stacks_req sr = {.tenant = req->tenant,
+                           .type = &q->type,
+                           .sel = &q->sel,
+                           .start_ns = q->from_ns,
+                           .end_ns = q->until_ns};
+    return rc ? rc : query_stacks_select(c, &sr, a, s, err);
+}
+
+/* Pyroscope's "double" flamebearer (ExportDiffToFlamebearer): 7 numbers per node. */
+static int put_diff(sp_buf *o, const query_flamegraph_diff *d, const query_type *t)
+{
+    const char *units;
+    long long rate;
+    units_of(t, &units, &rate);
+    int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
+    rc |= put_names(o, d->names, d->nnames);
+    rc |= PUTS(o, "],\"levels\":") | put_levels(o, d->levels, d->nvalues, d->nlevels);
+    rc |= sp_buf_printf(o,
+                        ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"double\","
+                        "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
+                        (long long)d->total, (long long)d->max_self, rate);
+    rc |= query_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
+          query_json_string(o, t->sample_type, strlen(t->sample_type));
+    rc |= PUTS(o, "},\"timeline\":null,\"groups\":null,\"heatmap\":null");
+    if (d->left_ticks)
+        rc |= sp_buf_printf(o, ",\"leftTicks\":%lld", (long long)d->left_ticks);
+    if (d->right_ticks)
+        rc |= sp_buf_printf(o, ",\"rightTicks\":%lld", (long long)d->right_ticks);
+    return rc | PUTS(o, "}");
+}
+
+static void handle_render_diff(srv_request *req, srv_response *resp, void *ud)
+{
+    uint32_t unresolved;
+    query_ctx ctx = query_ctx_for_request(ud, &unresolved);
+    sp_err err = {0};
+    sp_arena *a = sp_arena_new(ctx.budget);
+    sp_buf o;
+    sp_buf_init(&o, 0);
+    http_query l, r;
+    store_stacks ls, rs;
+    query_flamegraph_diff d;
+    int64_t max_nodes = 0;
+    int rc = a ? diff_side(&ctx, req, &left_names, a, &l, &ls, &err)
+               : sp_fail(&err, SP_ENOMEM, "out of memory");
+    if (!rc)
+        rc = diff_side(&ctx, req, &right_names, a, &r, &rs, &err);
+    if (!rc && strcmp(l.type.id, r.type.id) != 0)
+        rc = sp_fail(&err, SP_EINVAL,
+                     "leftQuery and rightQuery must ask for the same profile type (%s, %s)",
+                     l.type.id, r.type.id);
+    if (!rc) {
+        int64_t want = l.max_nodes > r.max_nodes ? l.max_nodes : r.max_nodes;
+        rc = query_max_nodes(&ctx, want < 0 ? 0 : want, &max_nodes, &err);
+    }
+    if (!rc)
+        rc = query_flamegraph_diff_build(&ls, &rs, max_nodes, a, &d, &err);
+    if (!rc && put_diff(&o, &d, &l.type))
+        rc = sp_fail(&err, SP_ETOOBIG, "answer too large; narrow the query");
+    if (rc)
+        srv_response_connect_error(resp, &err);
+    else
+        srv_response_send(resp, 200, "application/json", o.data, o.len);
+    sp_buf_free(&o);
+    sp_arena_free(a);
+    query_unresolved_header(resp, unresolved);
+}
+
 int query_render_register(srv_router *r, const query_ctx *c)
 {
     int rc = srv_router_add(r, "GET", "/pprof", SRV_WORKER, "query_pprof", handle_pprof, (void *)c);
@@ -284,5 +385,8 @@ int query_render_register(srv_router *r, const query_ctx *c)
     if (!rc)
         rc = srv_router_add(r, "GET", "/pyroscope/render", SRV_WORKER, "query_render",
                             handle_render, (void *)c);
+    if (!rc)
+        rc = srv_router_add(r, "GET", "/pyroscope/render-diff", SRV_WORKER, "query_render_diff",
+                            handle_render_diff, (void *)c);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* Merged stacks for the query handlers (see stacks.h). */
 #include "stacks.h"
+#include "spanset.h"
 #include "../common/hex.h"
 
 #include <stdio.h>
@@ -50,9 +51,42 @@ static int span_stacks(const query_ctx *c, store_query *q, const uint8_t (*ids)[
     return rc ? rc : store_span_stacks(c->store, q, ids, nids, a, out, err);
 }
 
+/* The samples of a span set (trace or name), each once. */
+static int spanset_stacks(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
+                          store_stacks *out, int *done, sp_err *err)
+{
+    store_selector sel = r->sel ? *r->sel : (store_selector){0};
+    query_spanset set;
+    int rc, named = 1;
+    *done = 0;
+    if (r->ntrace_ids)
+        rc = query_spanset_by_traces(c, r->tenant, &sel, r->trace_ids, r->ntrace_ids, a, &set, err);
+    else
+        rc =
+            query_spanset_by_name(c, r->tenant, &sel, r->start_ns, r->end_ns, a, &set, &named, err);
+    if (rc || !named)
+        return rc;
+    *done = 1;
+    if (!set.n)
+        return 0;
+    store_query q = query_spanset_query(&set, r->tenant, r->type ? r->type->id : NULL, &sel);
+    q.detail = r->detail;
+    return store_span_stacks(c->store, &q, (const uint8_t(*)[8])set.ids, set.n, a, out, err);
+}
+
 static int select_stacks(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
                          store_stacks *out, sp_err *err)
 {
+    if (r->ntrace_ids && r->by_span)
+        return sp_fail(err, SP_EINVAL,
+                       "span_selector and trace_id_selector cannot be combined: ask for the "
+                       "spans or for the traces");
+    if (!r->by_span) {
+        int done;
+        int rc = spanset_stacks(c, r, a, out, &done, err);
+        if (rc || done)
+            return rc;
+    }
     store_query q = {
         .tenant = r->tenant,
         .type_id = r->type ? r->type->id : NULL,

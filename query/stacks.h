@@ -35,8 +35,14 @@ typedef struct query_stacks_req {
     const uint8_t (*span_ids)[8];
     size_t nspan_ids;
     int detail; /* also each frame's file, line, address, mapping (pprof downloads) */
+    /* trace_id_selector: only the samples of these traces' spans, each once (spanset.h) */
+    char *const *trace_ids;
+    size_t ntrace_ids;
 } query_stacks_req;
 
+/* Merged stacks of a request: by span ids (by_span), by traces (trace_ids), by span name (a
+ * span_name matcher in sel, see spanset.h) or by series and time range. SP_EINVAL for a bad id,
+ * a bad matcher or span_selector together with trace_id_selector; the store's errors. */
 int query_stacks_select(const query_ctx *c, const query_stacks_req *r, sp_arena *a,
                         store_stacks *out, sp_err *err);
 

@@ -55,6 +55,8 @@ static const struct rule {
     {"/querier.v1.QuerierService/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pyroscope/render", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
+    {"/pyroscope/render-diff", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
+    {"/settings.v1.SettingsService/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pprof", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/api/v1/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
 };

@@ -35,6 +35,9 @@ static const store_ops sqlite_ops = {
     .span_get = sqs_span_get,
     .span_services = sqs_span_services,
     .service_traces = sqs_service_traces,
+    .find_spans = sqs_find_spans,
+    .profile_stats = sqs_profile_stats,
+    .query_impact = sqs_query_impact,
     .retention_run = sqs_retention_run,
     .stats = sqs_stats,
 };

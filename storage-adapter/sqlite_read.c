@@ -59,6 +59,18 @@ static const char *const rsql[R_NSTMT] = {
                          "trace_id ORDER BY last DESC LIMIT ?6",
     [R_SPAN_HOURS_DESC] =
         "SELECT hour FROM span_hour WHERE hour>=?1 AND hour<=?2 ORDER BY hour DESC",
+    [R_FIND_SPANS] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE "
+                     "id=service), (SELECT s FROM string WHERE id=name), start_ns, duration_ns, "
+                     "pid, tid FROM span WHERE hour>=?1 AND hour<=?2 AND tenant=?3 AND "
+                     "start_ns>=?4 AND start_ns<?5 AND duration_ns>=?6 AND (?7=0 OR service=?7) "
+                     "AND (?8=0 OR name=?8) ORDER BY start_ns, span_id LIMIT ?9",
+    [R_SERIES_SPAN] = "SELECT (SELECT min(bucket) FROM sample_chunk WHERE series=x.id), "
+                      "(SELECT max(bucket) FROM sample_chunk WHERE series=x.id), "
+                      "(SELECT min(bucket) FROM sample WHERE series=x.id), "
+                      "(SELECT max(bucket) FROM sample WHERE series=x.id) "
+                      "FROM series x WHERE tenant=?1",
+    [R_SERIES_IMPACT] = "SELECT count(DISTINCT bucket), count(*), coalesce(sum(length(data)), 0) "
+                        "FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3",
 };
 
 void sqs_reader_close(sqs_reader *r)
@@ -664,7 +676,7 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
 
 /* ---- spans ---------------------------------------------------------------------------------- */
 
-static int span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
+int rq_span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
 {
     memset(sp, 0, sizeof *sp);
     sqs_span_bytes(sqlite3_column_int64(st, 0), sp->span_id);
@@ -718,7 +730,7 @@ int sqs_trace_spans(store *st, const char *tenant, const uint8_t trace_id[16], s
             out->spans = nv;
             cap = nc;
         }
-        if ((rc = span_row(&q, s, &out->spans[out->n])))
+        if ((rc = rq_span_row(&q, s, &out->spans[out->n])))
             break;
         out->n++;
     }
@@ -756,7 +768,7 @@ int sqs_span_get(store *st, const char *tenant, const uint8_t span_id[8], sp_are
             sqlite3_bind_int64(s, 2, sqs_span_key(span_id));
             int src = sqlite3_step(s);
             if (src == SQLITE_ROW) {
-                rc = span_row(&q, s, out);
+                rc = rq_span_row(&q, s, out);
                 if (!rc && err) {
                     err->code = 0;
                     err->msg[0] = 0;

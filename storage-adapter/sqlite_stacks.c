@@ -767,6 +767,32 @@ static int span_wanted(const uint8_t (*ids)[8], size_t i)
     return sqs_span_key(ids[i]) != 0;
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The distinct valid span keys of a list, ascending (the order of span_chunk's key, so a large
+ * set -- a trace, every span of a name -- is read in index order and duplicates cost nothing). */
+static int64_t *span_keys(rq *q, const uint8_t (*ids)[8], size_t nids, size_t *n)
+{
+    int64_t *k = sp_arena_alloc(q->a, (nids + 1) * sizeof *k);
+    *n = 0;
+    if (!k)
+        return NULL;
+    for (size_t i = 0; i < nids; i++)
+        if ((k[*n] = sqs_span_key(ids[i])) != 0)
+            (*n)++;
+    qsort(k, *n, sizeof *k, key_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!u || k[i] != k[u - 1])
+            k[u++] = k[i];
+    *n = u;
+    return k;
+}
+
 int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
                     sp_arena *a, store_stacks *out, sp_err *err)
 {
@@ -779,9 +805,12 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     span_read sr;
     rc = span_read_begin(&q, query, &sr);
     chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
-    for (size_t i = 0; i < nids && sr.n && !rc; i++)
-        if (span_wanted(span_ids, i))
-            rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
+    size_t nkeys = 0;
+    int64_t *keys = rc ? NULL : span_keys(&q, span_ids, nids, &nkeys);
+    if (!rc && !keys)
+        rc = rq_nomem(&q);
+    for (size_t i = 0; i < nkeys && sr.n && !rc; i++)
+        rc = span_values(&q, keys[i], sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
     if (!rc)
         rc = build_stacks(&q, &vals, query->detail, out);
     if (!rc && sr.n) {
@@ -816,8 +845,9 @@ int sqs_span_totals(store *st, const store_query *query, const uint8_t (*span_id
     rc = span_read_begin(&q, query, &sr);
     chunk_ctx ck = {.q = &q, .vals = &vals, .allowed = &sr.allowed};
     for (size_t i = 0; i < nids && sr.n && !rc; i++) {
-        if (!span_wanted(span_ids, i)) {
-            /* A repeated id answers what its first occurrence does. */
+        /* A repeated id answers what its first occurrence does (a trace's spans are few; long
+         * lists -- span heatmaps -- come without repeats and skip the look-back). */
+        if (nids <= 4096 && !span_wanted(span_ids, i)) {
             for (size_t j = 0; j < i; j++)
                 if (memcmp(span_ids[j], span_ids[i], 8) == 0) {
                     out[i] = out[j];
@@ -825,6 +855,8 @@ int sqs_span_totals(store *st, const store_query *query, const uint8_t (*span_id
                 }
             continue;
         }
+        if (sqs_span_key(span_ids[i]) == 0)
+            continue;
         store_agg_reset(&vals);
         rc = span_values(&q, sqs_span_key(span_ids[i]), sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
         for (size_t k = 0; !rc && k < vals.cap; k++)

@@ -188,6 +188,9 @@ enum {
     R_STRING_ID,
     R_SERVICE_TRACES,
     R_SPAN_HOURS_DESC,
+    R_FIND_SPANS,
+    R_SERIES_SPAN,
+    R_SERIES_IMPACT,
     R_NSTMT
 };
 
@@ -279,6 +282,11 @@ int sqs_span_services(store *st, const store_query *q, sp_arena *a, store_string
                       sp_err *err);
 int sqs_service_traces(store *st, const store_query *q, const char *service, size_t limit,
                        sp_arena *a, store_trace_ids *out, sp_err *err);
+int sqs_find_spans(store *st, const store_query *q, const store_span_filter *f, sp_arena *a,
+                   store_spans *out, sp_err *err);
+/* sqlite_stats.c */
+int sqs_profile_stats(store *st, const char *tenant, store_profile_stats *out, sp_err *err);
+int sqs_query_impact(store *st, const store_query *q, store_query_impact *out, sp_err *err);
 
 /* ---- sqlite.c ---- */
 int sqs_reader_acquire(sqs_store *s, sqs_reader **out, sp_err *err);

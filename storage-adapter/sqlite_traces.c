@@ -76,7 +76,7 @@ int sqs_span_services(store *st, const store_query *query, sp_arena *a, store_st
     return rc;
 }
 
-/* The service's string id; 0 when no span ever named it. */
+/* A string's id (a service or span name); 0 when no span ever named it. */
 static int service_id(rq *q, const char *service, int64_t *out)
 {
     *out = 0;
@@ -193,6 +193,75 @@ int sqs_service_traces(store *st, const store_query *query, const char *service,
     }
     if (out->n > limit) {
         out->n = limit;
+        out->truncated = 1;
+    }
+    return 0;
+}
+
+int sqs_find_spans(store *st, const store_query *query, const store_span_filter *f, sp_arena *a,
+                   store_spans *out, sp_err *err)
+{
+    rq q;
+    store_query tq = {.tenant = query->tenant};
+    int rc = rq_begin(&q, st, query->tenant, &tq, a, err);
+    int64_t svc = 0, name = 0;
+    if (!rc && q.tenant && f->service)
+        rc = service_id(&q, f->service, &svc);
+    if (!rc && q.tenant && f->name)
+        rc = service_id(&q, f->name, &name);
+    /* A service or name no span ever carried: nothing can match. */
+    if (rc || !q.tenant || (f->service && !svc) || (f->name && !name)) {
+        if (!rc)
+            rq_end(&q);
+        return rc;
+    }
+    int64_t h0, h1, t0, t1;
+    hour_range(query, &h0, &h1, &t0, &t1);
+    sqlite3_stmt *s = rq_stmt(&q, R_FIND_SPANS);
+    if (!s) {
+        rc = rq_prep_fail(&q, R_FIND_SPANS);
+        rq_end(&q);
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, h0);
+    sqlite3_bind_int64(s, 2, h1);
+    sqlite3_bind_int64(s, 3, q.tenant);
+    sqlite3_bind_int64(s, 4, t0);
+    sqlite3_bind_int64(s, 5, t1);
+    sqlite3_bind_int64(s, 6, f->min_duration_ns > 0 ? f->min_duration_ns : 0);
+    sqlite3_bind_int64(s, 7, svc);
+    sqlite3_bind_int64(s, 8, name);
+    /* One more than asked, to know whether there were more. */
+    sqlite3_bind_int64(s, 9, f->limit && f->limit < INT64_MAX ? (int64_t)f->limit + 1 : -1);
+    size_t cap = 0;
+    int src;
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            sp_span *nv = sp_arena_alloc(a, nc * sizeof *nv);
+            if (!nv) {
+                rc = rq_nomem(&q);
+                break;
+            }
+            if (out->n)
+                memcpy(nv, out->spans, out->n * sizeof *nv);
+            out->spans = nv;
+            cap = nc;
+        }
+        if ((rc = rq_span_row(&q, s, &out->spans[out->n])))
+            break;
+        out->n++;
+    }
+    sqlite3_reset(s);
+    if (!rc && src != SQLITE_DONE)
+        rc = rq_dberr(&q, src, R_FIND_SPANS);
+    rq_end(&q);
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    if (f->limit && out->n > f->limit) {
+        out->n = f->limit;
         out->truncated = 1;
     }
     return 0;

@@ -246,6 +246,41 @@ int store_span_services(store *s, const store_query *q, sp_arena *a, store_strin
     return s->ops->span_services(s, q, a, out, err);
 }
 
+int store_find_spans(store *s, const store_query *q, const store_span_filter *f, sp_arena *a,
+                     store_spans *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    CHECK_OUT(a, out, err);
+    memset(out, 0, sizeof *out);
+    if (!q || !f)
+        return sp_fail(err, SP_EINTERNAL, "store_find_spans: no query or filter");
+    if (!s->ops->find_spans)
+        return unimpl(s, err, "finding spans");
+    return s->ops->find_spans(s, q, f, a, out, err);
+}
+
+int store_get_profile_stats(store *s, const char *tenant, store_profile_stats *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!out)
+        return sp_fail(err, SP_EINTERNAL, "store_get_profile_stats: no output");
+    memset(out, 0, sizeof *out);
+    if (!s->ops->profile_stats)
+        return unimpl(s, err, "profile statistics");
+    return s->ops->profile_stats(s, tenant, out, err);
+}
+
+int store_analyze_query(store *s, const store_query *q, store_query_impact *out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    if (!q || !out)
+        return sp_fail(err, SP_EINTERNAL, "store_analyze_query: no query or output");
+    memset(out, 0, sizeof *out);
+    if (!s->ops->query_impact)
+        return unimpl(s, err, "query analysis");
+    return s->ops->query_impact(s, q, out, err);
+}
+
 int store_service_traces(store *s, const store_query *q, const char *service, size_t limit,
                          sp_arena *a, store_trace_ids *out, sp_err *err)
 {

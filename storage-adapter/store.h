@@ -209,7 +209,31 @@ typedef struct store_timeseries_set {
 typedef struct store_spans {
     sp_span *spans; /* strings in the caller's arena; ascending start */
     size_t n;
+    int truncated; /* store_find_spans: more spans matched than the limit */
 } store_spans;
+
+/* Which spans store_find_spans() selects, beside the query's tenant and time range (the span
+ * starts in [start, end)). */
+typedef struct store_span_filter {
+    const char *service;     /* exactly this service; NULL = any */
+    const char *name;        /* exactly this span name; NULL = any */
+    int64_t min_duration_ns; /* at least this long */
+    size_t limit;            /* at most this many (out->truncated when more matched); 0 = none */
+} store_span_filter;
+
+/* What is stored for a tenant overall (GetProfileStats). */
+typedef struct store_profile_stats {
+    int data_ingested;            /* any profile value is stored */
+    int64_t oldest_ns, newest_ns; /* the earliest and latest time bucket's start */
+} store_profile_stats;
+
+/* What a query would read (AnalyzeQuery): the matching series and their stored values in range. */
+typedef struct store_query_impact {
+    uint64_t series;  /* series matching the selector with values in range */
+    uint64_t buckets; /* (series, time bucket) pairs: Pyroscope's "profiles" */
+    uint64_t chunks;  /* stored value chunks read */
+    uint64_t bytes;   /* their bytes */
+} store_query_impact;
 
 /* A service's traces (store_service_traces), newest first. */
 typedef struct store_trace_ids {
@@ -261,6 +285,10 @@ typedef struct store_ops {
                          sp_err *err);
     int (*service_traces)(store *s, const store_query *q, const char *service, size_t limit,
                           sp_arena *a, store_trace_ids *out, sp_err *err);
+    int (*find_spans)(store *s, const store_query *q, const store_span_filter *f, sp_arena *a,
+                      store_spans *out, sp_err *err);
+    int (*profile_stats)(store *s, const char *tenant, store_profile_stats *out, sp_err *err);
+    int (*query_impact)(store *s, const store_query *q, store_query_impact *out, sp_err *err);
     int (*retention_run)(store *s, int64_t now_ns, sp_err *err);
     void (*stats)(store *s, store_stats *out);
 } store_ops;
@@ -348,6 +376,16 @@ int store_span_services(store *s, const store_query *q, sp_arena *a, store_strin
  * found in whole hours. */
 int store_service_traces(store *s, const store_query *q, const char *service, size_t limit,
                          sp_arena *a, store_trace_ids *out, sp_err *err);
+
+/* Spans starting in the query's time range (tenant, start_ns, end_ns; end 0 = no bound) that
+ * pass the filter, ascending start. Reads the span index of the hours the range covers (a scan
+ * of those hours' spans, like store_span_services). */
+int store_find_spans(store *s, const store_query *q, const store_span_filter *f, sp_arena *a,
+                     store_spans *out, sp_err *err);
+/* Whether the tenant has profile values stored, and the first and last time bucket's start. */
+int store_get_profile_stats(store *s, const char *tenant, store_profile_stats *out, sp_err *err);
+/* What store_select_stacks() would read for q: series, buckets, chunks and bytes. */
+int store_analyze_query(store *s, const store_query *q, store_query_impact *out, sp_err *err);
 
 /* ---- retention and metrics ----------------------------------------------------------------------
  */

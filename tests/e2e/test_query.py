@@ -649,10 +649,12 @@ def test_errors_name_the_problem(loaded):
     assert res["code"] == "invalid_argument" and "matchers[0]" in res["message"]
     res = connect_json(server, "SelectMergeStacktraces", {"start": "soon"}, expect=400)
     assert res["code"] == "invalid_argument" and "start" in res["message"]
-    res = connect_json(server, "Diff", {}, expect=501)
+    res = connect_json(server, "Diff", {}, expect=400)
+    assert res["code"] == "invalid_argument" and res["message"].startswith("left: profile_typeID")
+    res = connect_json(server, "NoSuchMethod", {}, expect=501)
     assert res["code"] == "unimplemented"
     with pytest.raises(grpc.RpcError) as e:
-        grpc_call(server, "AnalyzeQuery", b"")
+        grpc_call(server, "NoSuchMethod", b"")
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(grpc.RpcError) as e:
         grpc_call(server, "SelectMergeStacktraces", pb_string(1, CPU) + pb_string(2, "{a=~\"[\"}"))
