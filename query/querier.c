@@ -2,6 +2,7 @@
  * Pyroscope's api/querier/v1/querier.proto and api/types/v1/types.proto. */
 #include "querier_internal.h"
 #include "connect.h"
+#include "spanset.h"
 #include "flamegraph.h"
 #include "pprof_export.h"
 
@@ -635,6 +636,77 @@ static int sum_series(const query_ctx *c, const store_query *q, int64_t step_ns,
     return 0;
 }
 
+/* SelectSeries over a span_name selector: every span of the name (reduced, spanset.h S1, so a
+ * sample counts once) adds its value at the step of its start; series per service_name and
+ * span_name when grouped by them (the labels a span has). *handled = 0 without span_name. */
+static int span_series(const query_ctx *c, const srv_request *req, const char *type_id,
+                       store_selector sel, const store_query *q, int64_t step_ns, char **group_by,
+                       size_t ngb, sp_arena *a, out_series **out, size_t *nout, int *handled,
+                       sp_err *err)
+{
+    query_spanset set;
+    int rc =
+        query_spanset_by_name(c, req->tenant, &sel, q->start_ns, q->end_ns, a, &set, handled, err);
+    if (rc || !*handled || !set.n)
+        return rc;
+    store_span_total *tot = sp_arena_calloc(a, set.n, sizeof *tot);
+    avg_point *pts = sp_arena_alloc(a, set.n * sizeof *pts);
+    store_labels *groups = sp_arena_alloc(a, (set.n + 1) * sizeof *groups);
+    if (!tot || !pts || !groups)
+        return nomem(err);
+    store_query tq = query_spanset_query(&set, req->tenant, type_id, &sel);
+    if ((rc = store_span_totals(c->store, &tq, (const uint8_t(*)[8])set.ids, set.n, tot, err)))
+        return rc;
+    size_t ngroups = 0, np = 0;
+    for (size_t i = 0; i < set.n; i++) {
+        if (tot[i].value <= 0)
+            continue;
+        sp_kv *kv = sp_arena_alloc(a, 2 * sizeof *kv);
+        if (!kv)
+            return nomem(err);
+        kv[0] = (sp_kv){"service_name", set.spans[i].service};
+        kv[1] = (sp_kv){"span_name", set.spans[i].name};
+        store_labels all = {kv, 2};
+        store_labels g = group_labels(&all, group_by, ngb, a);
+        if (!g.labels)
+            return nomem(err);
+        size_t gi = 0;
+        while (gi < ngroups && labels_cmp(&groups[gi], &g) != 0)
+            gi++;
+        if (gi == ngroups)
+            groups[ngroups++] = g;
+        int64_t t = (int64_t)set.spans[i].start_ns;
+        t = q->start_ns > 0 ? q->start_ns + (t - q->start_ns) / step_ns * step_ns
+                            : t / step_ns * step_ns;
+        pts[np++] = (avg_point){gi, t, tot[i].value, 1};
+    }
+    qsort(pts, np, sizeof *pts, avg_point_cmp);
+    out_series *v = sp_arena_calloc(a, ngroups + 1, sizeof *v);
+    if (!v)
+        return nomem(err);
+    for (size_t g = 0; g < ngroups; g++) {
+        v[g].labels = groups[g];
+        v[g].t_ns = sp_arena_alloc(a, (np + 1) * sizeof *v[g].t_ns);
+        v[g].v = sp_arena_alloc(a, (np + 1) * sizeof *v[g].v);
+        if (!v[g].t_ns || !v[g].v)
+            return nomem(err);
+    }
+    for (size_t i = 0; i < np;) {
+        size_t k = i;
+        int64_t sum = 0;
+        for (; k < np && pts[k].group == pts[i].group && pts[k].t_ns == pts[i].t_ns; k++)
+            sum = sp_sat_add(sum, pts[k].sum);
+        out_series *o = &v[pts[i].group];
+        o->t_ns[o->n] = pts[i].t_ns;
+        o->v[o->n++] = (double)sum;
+        i = k;
+    }
+    qsort(v, ngroups, sizeof *v, out_series_cmp);
+    *out = v;
+    *nout = ngroups;
+    return 0;
+}
+
 typedef struct ranked_d {
     size_t index;
     double total;
@@ -688,8 +760,12 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
                      .end_ns = query_end_ns(r->end)};
     out_series *set = NULL;
     size_t nset = 0;
-    rc = avg ? average_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err)
-             : sum_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err);
+    int by_name = 0;
+    rc = span_series(c, req, type.id, sel, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset,
+                     &by_name, err);
+    if (!rc && !by_name)
+        rc = avg ? average_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err)
+                 : sum_series(c, &q, step_ns, r->group_by, r->n_group_by, a, &set, &nset, err);
     if (rc) {
         if (rc == SP_EINVAL)
             sp_err_prefix(err, "label_selector: ");
@@ -734,6 +810,10 @@ static int m_select_series(const query_ctx *c, const srv_request *req, const Pro
         }
         resp->series[resp->n_series++] = s;
     }
+    if ((rc = qr_series_exemplars(c, req, type.id, &sel, q.start_ns, q.end_ns, step_ns, r->group_by,
+                                  r->n_group_by, r->exemplar_type, a, resp->series, resp->n_series,
+                                  err)))
+        return rc;
     *out = &resp->base;
     return 0;
 }

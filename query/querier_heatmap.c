@@ -437,3 +437,68 @@ int qr_select_heatmap(const query_ctx *c, const srv_request *req, const Protobuf
     *out = &resp->base;
     return 0;
 }
+
+/* ---- SelectSeries exemplars ---- */
+
+static int same_labels(const store_labels *g, Types__V1__LabelPair *const *l, size_t n)
+{
+    if (g->n != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(g->labels[i].name, l[i]->name) || strcmp(g->labels[i].value, l[i]->value))
+            return 0;
+    return 1;
+}
+
+int qr_series_exemplars(const query_ctx *c, const srv_request *req, const char *type_id,
+                        const store_selector *sel, int64_t start_ns, int64_t end_ns,
+                        int64_t step_ns, char **group_by, size_t ngb, int exemplar_type,
+                        sp_arena *a, Types__V1__Series **series, size_t nseries, sp_err *err)
+{
+    int span = exemplar_type == TYPES__V1__EXEMPLAR_TYPE__EXEMPLAR_TYPE_SPAN;
+    if (!span && exemplar_type != TYPES__V1__EXEMPLAR_TYPE__EXEMPLAR_TYPE_INDIVIDUAL)
+        return 0;
+    hset h = {0};
+    store_selector s = *sel;
+    int rc;
+    if (span) {
+        rc = span_points(c, req, type_id, &s, start_ns, end_ns, group_by, ngb, 1, a, &h, err);
+    } else {
+        store_query q = {.tenant = req->tenant,
+                         .type_id = type_id,
+                         .matchers = sel->matchers,
+                         .nmatchers = sel->nmatchers,
+                         .start_ns = start_ns,
+                         .end_ns = end_ns};
+        rc = individual_points(c, &q, group_by, ngb, 1, a, &h, err);
+    }
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < h.n; i++) {
+        const hpoint *p = &h.p[i];
+        int64_t t = p->ts * NS_PER_MS; /* the step the store put it in */
+        if (start_ns > 0)
+            t = t < start_ns ? -1 : start_ns + (t - start_ns) / step_ns * step_ns;
+        else
+            t = t / step_ns * step_ns;
+        for (size_t k = 0; t >= 0 && k < nseries; k++) {
+            if (!same_labels(&h.groups[p->series], series[k]->labels, series[k]->n_labels))
+                continue;
+            for (size_t j = 0; j < series[k]->n_points; j++) {
+                Types__V1__Point *pt = series[k]->points[j];
+                if (pt->timestamp != t / NS_PER_MS)
+                    continue;
+                if (!pt->n_exemplars && !(pt->exemplars = sp_arena_alloc(a, sizeof *pt->exemplars)))
+                    return qr_nomem(err);
+                /* one exemplar per point, the largest (Pyroscope's default) */
+                if (!pt->n_exemplars || pt->exemplars[0]->value < p->value) {
+                    pt->exemplars[0] = p->ex;
+                    pt->n_exemplars = 1;
+                }
+                break;
+            }
+            break;
+        }
+    }
+    return 0;
+}

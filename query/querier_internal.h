@@ -48,4 +48,14 @@ int qr_get_profile_stats(const query_ctx *c, const srv_request *req, const Proto
 int qr_analyze_query(const query_ctx *c, const srv_request *req, const ProtobufCMessage *in,
                      sp_arena *a, ProtobufCMessage **out, sp_err *err);
 
+/* Adds to each point of a SelectSeries answer (series[0..nseries), stepped by step_ns from
+ * start_ns) its largest exemplar: with EXEMPLAR_TYPE_SPAN the span of the service's spans
+ * starting in that step with the largest value (span and trace ids), with
+ * EXEMPLAR_TYPE_INDIVIDUAL the largest (series, 10 s bucket) total (a profile id). Other types:
+ * nothing. The store's errors. */
+int qr_series_exemplars(const query_ctx *c, const srv_request *req, const char *type_id,
+                        const store_selector *sel, int64_t start_ns, int64_t end_ns,
+                        int64_t step_ns, char **group_by, size_t ngb, int exemplar_type,
+                        sp_arena *a, Types__V1__Series **series, size_t nseries, sp_err *err);
+
 #endif
