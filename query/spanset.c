@@ -92,8 +92,16 @@ static long find_id(const id_ent *e, size_t n, const uint8_t id[8])
     return -1;
 }
 
+/* Whether ancestor a holds every sample of its descendant m (S1): the same thread (or neither
+ * has one) and a's time covers m's -- samples the correlator attached by thread and time to m are
+ * then attached to a as well, and samples linked to m were walked up to a. */
+static int covers(const sp_span *a, const sp_span *m)
+{
+    return a->tid == m->tid && a->start_ns <= m->start_ns && a->end_ns >= m->end_ns;
+}
+
 /* S1 over one trace's spans t[0..n): keep[i] = member[i] and no member ancestor reachable
- * through spans of member i's process. */
+ * through spans of member i's process covers it. */
 static int reduce_trace(const sp_span *t, size_t n, const uint8_t *member, uint8_t *keep,
                         sp_arena *a)
 {
@@ -112,7 +120,7 @@ static int reduce_trace(const sp_span *t, size_t n, const uint8_t *member, uint8
             long p = find_id(ids, n, cur->parent_span_id);
             if (p < 0 || !same_process(&t[p], &t[i]))
                 break;
-            if (member[p]) {
+            if (member[p] && covers(&t[p], &t[i])) {
                 keep[i] = 0;
                 break;
             }

@@ -2,18 +2,22 @@
  * (trace_id_selector), or every span of a name (a span_name matcher) -- reduced so that each
  * sample counts once.
  *
- * Why a reduction is needed: the correlator attaches a sample to its span and to every eligible
- * ancestor of that span in the same process (correlator/attach.c, cw_walk_up), so the per-span
- * values the store keeps overlap along a chain. Summing them over a set counts a sample once per
- * member of the set it is attached to. Keeping only the set's outermost members fixes that:
+ * Why a reduction is needed: the correlator attaches a sample to every span covering it on its
+ * thread (rules 2 and 3), and a sample linked to a span also to that span's eligible ancestors in
+ * the same process (correlator/attach.c, cw_walk_up), so the per-span values the store keeps
+ * overlap along a chain. Summing them over a set counts a sample once per member it is attached
+ * to. Keeping only the members no other member covers fixes that:
  *
- *   S1. A member is dropped when one of its ancestors is a member too and every span between
- *       them (the ancestor included) is in the same process as the member -- the walk the
- *       correlator made from the member reached that ancestor, so the ancestor already holds
- *       every sample of the member.
- *   S2. Members of different processes, and members without a member ancestor, never share a
- *       sample (a sample belongs to one process and one chain), so the kept members' values add
- *       up to the set's samples, each once.
+ *   S1. A member is dropped when one of its ancestors, reached through spans of the member's
+ *       process, is a member too, runs on the same thread (or both have none) and covers the
+ *       member's time: that ancestor holds every sample of the member (those attached by thread
+ *       and time fall in its time on its thread; linked ones were walked up to it).
+ *   S2. Members of different processes never share a sample. Members kept side by side in one
+ *       process share a sample when both cover it on one thread -- spans of different requests
+ *       overlapping on a shared I/O thread -- or when it was linked to a child on another thread
+ *       and walked up to a member parent: such an observation counts once per member (the store
+ *       keeps values per span, not per observation, so the overlap cannot be told apart; the
+ *       test test_span_name_overlapping_peers_on_one_thread records it as a known limit).
  *
  * "Same process" is the correlator's rule without the resource identity the span index does not
  * keep: the same process.pid when either span has one, else the same service. Spans shorter than

@@ -691,3 +691,96 @@ def describe(scn, exp):
 if __name__ == "__main__":
     scn = build()
     print(describe(scn, expected(scn)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for test_querier_parity.py (span sets: traces, span names, heatmaps)
+# ---------------------------------------------------------------------------------------------
+
+
+def observation_spans(scn, kind="cpu", min_span=MIN_SPAN, threadless="unique"):
+    """[(sample, timestamp, value, {span hex: Span})] per observation of `kind`: the spans the
+    contract attaches that one observation to, with every received span known (as expected()
+    without incremental). Lets a test count a sample once per set of spans (a trace, a name)."""
+    known = {s.span_id: s for s in scn.spans if s.received}
+    index = _Index(known, min_span)
+    out = []
+    for smp in scn.samples:
+        if smp.kind != kind:
+            continue
+        ident = sample_identity(smp)
+        for t, v in smp.observations():
+            spans, _rule = _attach_one(smp, ident, t, index, threadless)
+            out.append((smp, t, v, {s.hex: s for s in spans}))
+    return out
+
+
+def with_named_spans(scn, seed=None):
+    """The scenario plus two threaded processes whose spans share names, as SDK spans do:
+    svc-names (pid 606) serves requests "GET /checkout" holding "db.query" spans nested in
+    "db.query" spans (same name inside same name), short "db.query" spans (never count), async
+    "db.query" children on an I/O thread that start after their parent ended, and a thread pool
+    whose samples carry explicit links to the request's spans; svc-names2 (pid 607)
+    has "db.query" spans too (another service, same name). Their spans travel before every other
+    export, their profiles after. Sample numbers continue the scenario's (leaves stay unique)."""
+    g = _Gen((scn.seed if seed is None else seed) + 1, scn.t0)
+    g.spans, g.samples = list(scn.spans), list(scn.samples)
+    g.used_ids = {s.span_id for s in scn.spans}
+    n_spans, n_samples = len(g.spans), len(g.samples)
+    r = g.rng
+    N = Resource("N pid 606", {"service.name": "svc-names", "process.pid": 606, "host.name": "host-n"})
+    N2 = Resource("N2 pid 607", {"service.name": "svc-names2", "process.pid": 607, "host.name": "host-n"})
+
+    def named(name, trace, parent, res, tid, start_ms, end_ms):
+        s = g.new_span(name, trace, parent, res, tid, start_ms * MS, end_ms * MS, "N")
+        s.label = name
+        return s
+
+    spans_n, pool_targets, io_spans = [], [], []
+    for tid in (6061, 6062):
+        t = r.randint(0, 50)
+        while t < 8_000:
+            dur = r.randint(400, 700)
+            tr = g.new_trace()
+            root = named("GET /checkout", tr, None, N, tid, t, t + dur)
+            q1 = named("db.query", tr, root, N, tid, t + 30, t + 30 + r.randint(150, 250))
+            q2 = named("db.query", tr, q1, N, tid, q1.start // MS - scn.t0 // MS + 20,
+                       q1.start // MS - scn.t0 // MS + 20 + r.randint(40, 100))  # nested, same name
+            q3 = named("db.query", tr, root, N, tid, t + 300, t + 300 + r.choice([5, 12, 19]))  # short
+            q4 = named("render", tr, root, N, tid, t + 330, t + 330 + r.randint(25, 60))
+            # an async db.query on the I/O thread 6093, child of q1 but after q1 ended: q1 does
+            # not hold its samples (they ran on another thread, outside q1)
+            q5 = named("db.query", tr, q1, N, 6093, t + 290, t + 290 + r.randint(30, 80))
+            spans_n += [root, q1, q2, q3, q4, q5]
+            io_spans.append(q5)
+            pool_targets += [root, q1, q2, q3]
+            t += dur + r.randint(200, 600)
+    spans_n2 = []
+    for tid in (6071,):
+        t = r.randint(0, 50)
+        while t < 8_000:
+            dur = r.randint(300, 500)
+            tr = g.new_trace()
+            root = named("consume", tr, None, N2, tid, t, t + dur)
+            q = named("db.query", tr, root, N2, tid, t + 50, t + 50 + r.randint(60, 200))
+            spans_n2 += [root, q]
+            t += dur + r.randint(300, 900)
+    before = len(g.samples)
+    g.thread_samples("named", N, spans_n, [6061, 6062], 90, 0, 8_500 * MS)
+    g.thread_samples("named", N2, spans_n2, [6071], 30, 0, 8_500 * MS)
+    g.thread_samples("named io thread", N, io_spans, [6093], 30, 0, 8_500 * MS, no_tid_share=0.0,
+                     other_tid_share=0.0)
+    # a thread pool (threads 6091/6092 have no spans): its samples link to the request's spans
+    for _ in range(25):
+        s = r.choice(pool_targets)
+        g.sample("named pool link", N, "cpu", [s.start + r.randint(0, max(0, s.end - s.start - 1)),
+                                              s.end + 50 * MS], absolute=True,
+                 tid=r.choice([6091, 6092]), link=s)
+    new_samples = g.samples[before:]
+    assert len(g.spans) - n_spans == len(spans_n) + len(spans_n2)
+    assert len(g.samples) - n_samples == len(new_samples)
+    steps = ([Step("spans", spans_n + spans_n2, "spans N")] + list(scn.steps) +
+             [Step("profiles", new_samples, "profiles N")])
+    out = Scenario(scn.t0, scn.resources + [N, N2], g.spans, g.samples, steps)
+    out.seed = scn.seed
+    return out

@@ -7,6 +7,8 @@
 // line per call on stdout: {"id", "response" (protobuf JSON of the answer) or "error"
 // {"code","message"}, and what went over the wire: "proto", "requestContentType",
 // "responseContentType", "protocolVersion"}. The test (test_goquery.py) checks the numbers.
+// Methods: every QuerierService method by its bare name, settings.v1.SettingsService/<Get|Set|
+// Delete>, and a raw procedure path starting with "/" (see clients below).
 package main
 
 import (
@@ -25,6 +27,8 @@ import (
 	"connectrpc.com/connect"
 	querierv1 "github.com/grafana/pyroscope/api/gen/proto/go/querier/v1"
 	"github.com/grafana/pyroscope/api/gen/proto/go/querier/v1/querierv1connect"
+	settingsv1 "github.com/grafana/pyroscope/api/gen/proto/go/settings/v1"
+	"github.com/grafana/pyroscope/api/gen/proto/go/settings/v1/settingsv1connect"
 	typesv1 "github.com/grafana/pyroscope/api/gen/proto/go/types/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -100,8 +104,30 @@ func unary[Req, Resp any](ctx context.Context, c call, req *Req,
 	return any(resp.Msg).(proto.Message), nil
 }
 
-func do(ctx context.Context, q querierv1connect.QuerierServiceClient, c call) (proto.Message, error) {
+// clients: every service the test can call. Method names are QuerierService's bare method names
+// ("SelectHeatmap"), "settings.v1.SettingsService/<Get|Set|Delete>", or a raw procedure path
+// ("/querier.v1.QuerierService/NoSuchThing") sent with a ProfileTypesRequest body and read as
+// a ProfileTypesResponse (for methods the api module does not know).
+type clients struct {
+	q    querierv1connect.QuerierServiceClient
+	s    settingsv1connect.SettingsServiceClient
+	http connect.HTTPClient
+	base string
+}
+
+func do(ctx context.Context, cl clients, c call) (proto.Message, error) {
+	q := cl.q
+	if len(c.Method) > 0 && c.Method[0] == '/' {
+		raw := connect.NewClient[querierv1.ProfileTypesRequest, querierv1.ProfileTypesResponse](cl.http, cl.base+c.Method)
+		return unary(ctx, c, &querierv1.ProfileTypesRequest{}, raw.CallUnary)
+	}
 	switch c.Method {
+	case "settings.v1.SettingsService/Get":
+		return unary(ctx, c, &settingsv1.GetSettingsRequest{}, cl.s.Get)
+	case "settings.v1.SettingsService/Set":
+		return unary(ctx, c, &settingsv1.SetSettingsRequest{}, cl.s.Set)
+	case "settings.v1.SettingsService/Delete":
+		return unary(ctx, c, &settingsv1.DeleteSettingsRequest{}, cl.s.Delete)
 	case "ProfileTypes":
 		return unary(ctx, c, &querierv1.ProfileTypesRequest{}, q.ProfileTypes)
 	case "LabelNames":
@@ -118,6 +144,14 @@ func do(ctx context.Context, q querierv1connect.QuerierServiceClient, c call) (p
 		return unary(ctx, c, &querierv1.SelectMergeProfileRequest{}, q.SelectMergeProfile)
 	case "SelectSeries":
 		return unary(ctx, c, &querierv1.SelectSeriesRequest{}, q.SelectSeries)
+	case "SelectHeatmap":
+		return unary(ctx, c, &querierv1.SelectHeatmapRequest{}, q.SelectHeatmap)
+	case "Diff":
+		return unary(ctx, c, &querierv1.DiffRequest{}, q.Diff)
+	case "GetProfileStats":
+		return unary(ctx, c, &typesv1.GetProfileStatsRequest{}, q.GetProfileStats)
+	case "AnalyzeQuery":
+		return unary(ctx, c, &querierv1.AnalyzeQueryRequest{}, q.AnalyzeQuery)
 	}
 	return nil, fmt.Errorf("unknown method %q", c.Method)
 }
@@ -130,7 +164,9 @@ func main() {
 	// HTTP/1.1 only, as Grafana's data source proxy talks to Pyroscope: no h2, no h2c.
 	tr := &http.Transport{ForceAttemptHTTP2: false, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	rec := &recorder{next: tr}
-	client := querierv1connect.NewQuerierServiceClient(&http.Client{Transport: rec}, *base)
+	hc := &http.Client{Transport: rec}
+	client := clients{q: querierv1connect.NewQuerierServiceClient(hc, *base),
+		s: settingsv1connect.NewSettingsServiceClient(hc, *base), http: hc, base: *base}
 
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 16<<20)
