@@ -3,7 +3,7 @@
 #include "render.h"
 #include "../wire/compress.h"
 #include "flamegraph.h"
-#include "pbjson.h"
+#include "../wire/pbjson.h"
 #include "pprof_export.h"
 
 #include <ctype.h>
@@ -180,14 +180,14 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
     int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
     for (uint32_t i = 0; i < fg->nnames && !rc; i++)
         rc = (i ? sp_buf_append(o, ",", 1) : 0) |
-             query_json_string(o, fg->names[i], strlen(fg->names[i]));
+             wire_json_string(o, fg->names[i], strlen(fg->names[i]));
     rc |= PUTS(o, "],\"levels\":") | put_levels(o, fg);
     rc |= sp_buf_printf(o,
                         ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"single\","
                         "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
                         (long long)fg->total, (long long)fg->max_self, rate);
-    rc |= query_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
-          query_json_string(o, t->sample_type, strlen(t->sample_type)) | PUTS(o, "}");
+    rc |= wire_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
+          wire_json_string(o, t->sample_type, strlen(t->sample_type)) | PUTS(o, "}");
     return rc;
 }
 

@@ -8,11 +8,12 @@
  * enums by name or number, bytes as standard or URL-safe base64 with or without padding, null as
  * the default, unknown fields ignored.
  *
- * Called by query/connect.c (and tests). Decoded messages live in the caller's arena; nothing
+ * Called by query/connect.c (Connect JSON), query/api_*.c and query/render.c (string literals), and
+ * otlp/json.c (OTLP/HTTP JSON). Decoded messages live in the caller's arena; nothing
  * here knows about HTTP or about any particular message.
  */
-#ifndef QUERY_PBJSON_H
-#define QUERY_PBJSON_H
+#ifndef WIRE_PBJSON_H
+#define WIRE_PBJSON_H
 
 #include "../common/arena.h"
 #include "../common/buf.h"
@@ -22,13 +23,13 @@
 
 /* Parses data as a JSON object of message type d. SP_EINVAL names the field and the problem;
  * SP_ETOOBIG when the arena budget runs out. */
-int query_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+int wire_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
                       sp_arena *a, ProtobufCMessage **out, sp_err *err);
 
 /* Appends m as a JSON object. 0, or the sp_buf error (SP_ETOOBIG past the buffer's limit). */
-int query_json_encode(const ProtobufCMessage *m, sp_buf *out);
+int wire_json_encode(const ProtobufCMessage *m, sp_buf *out);
 
 /* Appends s[0..n) as a JSON string literal (quotes included). */
-int query_json_string(sp_buf *out, const char *s, size_t n);
+int wire_json_string(sp_buf *out, const char *s, size_t n);
 
 #endif

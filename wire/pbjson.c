@@ -368,7 +368,7 @@ static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj,
     return 0;
 }
 
-int query_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+int wire_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
                       sp_arena *a, ProtobufCMessage **out, sp_err *err)
 {
     json_error_t je;
@@ -419,7 +419,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
-int query_json_string(sp_buf *out, const char *s, size_t n)
+int wire_json_string(sp_buf *out, const char *s, size_t n)
 {
     int rc = sp_buf_append(out, "\"", 1);
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -520,12 +520,12 @@ static int encode_value(sp_buf *o, const ProtobufCFieldDescriptor *f, const void
         int32_t v = *(const int32_t *)p;
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
         if (ev)
-            return query_json_string(o, ev->name, strlen(ev->name));
+            return wire_json_string(o, ev->name, strlen(ev->name));
         return sp_buf_printf(o, "%" PRId32, v);
     }
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)p;
-        return s ? query_json_string(o, s, strlen(s)) : sp_buf_append(o, "\"\"", 2);
+        return s ? wire_json_string(o, s, strlen(s)) : sp_buf_append(o, "\"\"", 2);
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
@@ -612,7 +612,7 @@ static int encode_message(sp_buf *o, const ProtobufCMessage *m, int depth)
     return rc ? rc : sp_buf_append(o, "}", 1);
 }
 
-int query_json_encode(const ProtobufCMessage *m, sp_buf *out)
+int wire_json_encode(const ProtobufCMessage *m, sp_buf *out)
 {
     return encode_message(out, m, 0);
 }
