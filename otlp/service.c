@@ -333,8 +333,14 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
                      "the client's deadline passed before the request could be processed");
     if (!rc)
         rc = grpc ? grpc_message(req, &w, &err) : http_message(req, &w, &err);
-    if (!rc && w.json)
+    if (!rc && w.json) {
+        /* Counted on arrival: refusals are counted by reason as for protobuf (requests_refused). */
+        sp_metrics_gauge_add(sig->signal == OTLP_SIGNAL_PROFILES
+                                 ? "otlp_http_json_profiles_requests_total"
+                                 : "otlp_http_json_traces_requests_total",
+                             1);
         rc = json_message(&w, &err);
+    }
     if (!rc)
         rc = decode(&w, &err);
     if (rc) {
