@@ -36,8 +36,8 @@ size_t otlp_decode_budget(size_t len)
     return len * ARENA_FACTOR + ARENA_BASE;
 }
 
-int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_decoded *out,
-                sp_err *err)
+static int decode_any(int signal, const uint8_t *msg, size_t len, int detect_layout, sp_arena *a,
+                      otlp_decoded *out, sp_err *err)
 {
     memset(out, 0, sizeof *out);
     const ProtobufCMessageDescriptor *desc;
@@ -61,7 +61,7 @@ int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_de
         sp_err_prefix(err, "%s does not decode: ", name);
         return rc;
     }
-    if (signal == OTLP_SIGNAL_PROFILES) {
+    if (signal == OTLP_SIGNAL_PROFILES && detect_layout) {
         rc = otlp_layout_normalize(msg, len, a, &msg, &len, &out->layout, err);
         if (rc) {
             if (rc == SP_EINVAL)
@@ -86,4 +86,16 @@ int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_de
     if (signal == OTLP_SIGNAL_PROFILES)
         return otlp_validate_profiles((const otlp_profiles_req *)out->msg, a, &out->verdict, err);
     return otlp_validate_traces((const otlp_traces_req *)out->msg, a, &out->verdict, err);
+}
+
+int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_decoded *out,
+                sp_err *err)
+{
+    return decode_any(signal, msg, len, 1, a, out, err);
+}
+
+int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_decoded *out,
+                        sp_err *err)
+{
+    return decode_any(signal, msg, len, 0, a, out, err);
 }

@@ -5,9 +5,11 @@
 #include "../wire/compress.h"
 #include "convert.h"
 #include "decode.h"
+#include "json.h"
 #include "../wire/grpc.h"
 #include "spans.h"
 #include "../wire/pb.h"
+#include "../wire/pbjson.h"
 
 #include "../common/arena.h"
 #include "../common/log.h"
@@ -31,8 +33,10 @@ typedef struct work {
     const otlp_config *cfg;
     const signal_def *sig;
     int grpc;
+    int json; /* OTLP/HTTP with Content-Type application/json: JSON in, JSON out */
     size_t max;
     sp_buf scratch; /* decompressed message */
+    sp_buf packed;  /* a JSON body packed as protobuf (otlp/json.h) */
     sp_arena *arena;
     const uint8_t *msg;
     size_t msglen;
@@ -42,6 +46,7 @@ typedef struct work {
 static void work_free(work *w)
 {
     sp_buf_free(&w->scratch);
+    sp_buf_free(&w->packed);
     sp_arena_free(w->arena);
 }
 
@@ -106,14 +111,13 @@ static int http_message(const srv_request *req, work *w, sp_err *err)
     const char *ct = srv_header_get(req, "content-type");
     if (!ct || !*ct)
         return sp_fail(err, SP_EMEDIA,
-                       "missing Content-Type (OTLP/HTTP takes application/x-protobuf)");
-    if (media_type_is(ct, "application/json"))
-        return sp_fail(err, SP_EMEDIA,
-                       "OTLP/HTTP JSON is not supported; send application/x-protobuf");
-    if (!media_type_is(ct, "application/x-protobuf") && !media_type_is(ct, "application/protobuf"))
+                       "missing Content-Type (OTLP/HTTP takes application/x-protobuf or "
+                       "application/json)");
+    if (!w->json && !media_type_is(ct, "application/x-protobuf") &&
+        !media_type_is(ct, "application/protobuf"))
         return sp_fail(err, SP_EMEDIA,
                        "Content-Type \"%.64s\" is not supported (OTLP/HTTP takes "
-                       "application/x-protobuf)",
+                       "application/x-protobuf or application/json)",
                        ct);
     if (req->body_too_big)
         return sp_fail(err, SP_ETOOBIG, "request body larger than max (more than %zu bytes)",
@@ -140,12 +144,27 @@ static int http_message(const srv_request *req, work *w, sp_err *err)
     return 0;
 }
 
+/* OTLP/HTTP JSON: the body becomes the protobuf bytes the rest of the path (and forwarding)
+ * reads. */
+static int json_message(work *w, sp_err *err)
+{
+    sp_buf_init(&w->packed, 0);
+    int rc = otlp_json_to_protobuf(w->sig->signal, w->msg, w->msglen, w->max, &w->packed, err);
+    if (rc)
+        return rc;
+    w->msg = w->packed.data ? w->packed.data : (const uint8_t *)"";
+    w->msglen = w->packed.len;
+    return 0;
+}
+
 static int decode(work *w, sp_err *err)
 {
     w->arena = sp_arena_new(otlp_decode_budget(w->msglen));
     if (!w->arena)
         return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
-    int rc = otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
+    int rc = w->json
+                 ? otlp_decode_current(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err)
+                 : otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
     if (!rc && w->dec.layout.layout == OTLP_LAYOUT_V1_9)
         sp_metrics_gauge_add("otlp_profiles_v1_9_layout_requests_total", 1);
     if (!rc && w->dec.layout.rewritten)
@@ -190,13 +209,18 @@ static void answer_error(srv_response *resp, const srv_request *req, const work 
         srv_response_error(resp, req, err);
         return;
     }
-    /* OTLP/HTTP: 4xx/5xx bodies are a protobuf google.rpc.Status. */
+    /* OTLP/HTTP: 4xx/5xx bodies are a google.rpc.Status in the request's encoding. */
     if (code == SP_EFULL || code == SP_EUNAVAIL)
         srv_response_header(resp, "retry-after", "1");
     sp_buf b;
     sp_buf_init(&b, 0);
-    otlp_rpc_status_encode(&b, srv_status_grpc(code), err->msg[0] ? err->msg : sp_code_name(code));
-    srv_response_send(resp, srv_status_http(code), "application/x-protobuf", b.data, b.len);
+    const char *msg = err->msg[0] ? err->msg : sp_code_name(code);
+    if (w->json)
+        otlp_rpc_status_json(&b, srv_status_grpc(code), msg);
+    else
+        otlp_rpc_status_encode(&b, srv_status_grpc(code), msg);
+    srv_response_send(resp, srv_status_http(code),
+                      w->json ? "application/json" : "application/x-protobuf", b.data, b.len);
     sp_buf_free(&b);
 }
 
@@ -232,12 +256,47 @@ static size_t pack_response(const work *w, uint8_t *buf, size_t cap)
     return protobuf_c_message_pack(&r.base, buf);
 }
 
+int otlp_rpc_status_json(sp_buf *out, int32_t grpc_code, const char *message)
+{
+    int rc = sp_buf_printf(out, "{\"code\":%d", (int)grpc_code);
+    if (!rc && message && *message) {
+        rc = sp_buf_append(out, ",\"message\":", 11);
+        if (!rc)
+            rc = wire_json_string(out, message, strlen(message));
+    }
+    return rc ? rc : sp_buf_append(out, "}", 1);
+}
+
+/* protojson of the Export response: "{}" on full success (an empty body would not parse as the
+ * JSON the exporters read), partialSuccess with rejectedSpans / rejectedProfiles (int64, so a
+ * string) and errorMessage otherwise. */
+static void answer_ok_json(srv_response *resp, const work *w, const uint8_t *pb, size_t n)
+{
+    const ProtobufCMessageDescriptor *d =
+        w->sig->signal == OTLP_SIGNAL_PROFILES
+            ? &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_response__descriptor
+            : &opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor;
+    sp_buf b;
+    sp_buf_init(&b, 0);
+    ProtobufCAllocator alloc;
+    sp_arena_protobuf_allocator(w->arena, &alloc);
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, &alloc, n, pb);
+    if (!m || wire_json_encode(m, &b)) {
+        b.len = 0;
+        sp_buf_append(&b, "{}", 2);
+    }
+    srv_response_send(resp, 200, "application/json", b.data, b.len);
+    sp_buf_free(&b);
+}
+
 static void answer_ok(srv_response *resp, const work *w)
 {
     /* error_message is at most sizeof(sp_err.msg): the response fits easily. */
     uint8_t buf[WIRE_GRPC_PREFIX_LEN + 1024];
     size_t n = pack_response(w, buf + WIRE_GRPC_PREFIX_LEN, sizeof buf - WIRE_GRPC_PREFIX_LEN);
-    if (w->grpc) {
+    if (w->json) {
+        answer_ok_json(resp, w, buf + WIRE_GRPC_PREFIX_LEN, n);
+    } else if (w->grpc) {
         buf[0] = 0;
         buf[1] = (uint8_t)(n >> 24);
         buf[2] = (uint8_t)(n >> 16);
@@ -263,6 +322,8 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
     w.cfg = cfg;
     w.sig = sig;
     w.grpc = grpc;
+    const char *ct = grpc ? NULL : srv_header_get(req, "content-type");
+    w.json = ct && media_type_is(ct, "application/json");
     w.max = cfg && cfg->max_recv_msg_size ? cfg->max_recv_msg_size : WIRE_GRPC_DEFAULT_MAX_MSG;
     sp_buf_init(&w.scratch, w.max);
     sp_err err = {0};
@@ -272,6 +333,14 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
                      "the client's deadline passed before the request could be processed");
     if (!rc)
         rc = grpc ? grpc_message(req, &w, &err) : http_message(req, &w, &err);
+    if (!rc && w.json) {
+        /* Counted on arrival: refusals are counted by reason as for protobuf (requests_refused). */
+        sp_metrics_gauge_add(sig->signal == OTLP_SIGNAL_PROFILES
+                                 ? "otlp_http_json_profiles_requests_total"
+                                 : "otlp_http_json_traces_requests_total",
+                             1);
+        rc = json_message(&w, &err);
+    }
     if (!rc)
         rc = decode(&w, &err);
     if (rc) {

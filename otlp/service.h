@@ -1,4 +1,5 @@
-/* The OTLP Export services: profiles and traces, over gRPC and OTLP/HTTP (binary protobuf).
+/* The OTLP Export services: profiles and traces, over gRPC and OTLP/HTTP (binary protobuf or
+ * JSON).
  *
  * otlp_register() puts four WORKER routes on the server's router:
  *   gRPC  POST /opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export
@@ -7,10 +8,13 @@
  * Each request is unframed / decompressed (wire/grpc.c, wire/compress.c), checked for nesting
  * depth, put into the current profiles layout (otlp/layout.c), unpacked by protobuf-c into a
  * per-request arena, validated item by item (otlp/validate.c) and handed to the next stage
- * through cfg->sink. Bad items are rejected with partial_success (status OK); a request
- * that cannot be decoded at all is INVALID_ARGUMENT / HTTP 400 with a google.rpc.Status body.
- * Registered by the program (app/main.c); it never touches sockets and never stores anything
- * itself. A trace batch carries its message as received (sp_batch.raw_traces) for forwarding.
+ * through cfg->sink. OTLP/HTTP bodies with Content-Type application/json are first turned into
+ * the same protobuf bytes (otlp/json.h), and answered in JSON (the Export response, or the
+ * google.rpc.Status of an error, with the same HTTP status as the protobuf path). Bad items are
+ * rejected with partial_success (status OK); a request that cannot be decoded at all is
+ * INVALID_ARGUMENT / HTTP 400 with a google.rpc.Status body. Registered by the program
+ * (app/main.c); it never touches sockets and never stores anything itself. A trace batch carries
+ * its message as received (sp_batch.raw_traces) for forwarding.
  */
 #ifndef OTLP_SERVICE_H
 #define OTLP_SERVICE_H
@@ -46,5 +50,9 @@ int otlp_register(srv_router *r, const otlp_config *cfg);
 
 /* Encodes google.rpc.Status{code = 1, message = 2} (the OTLP/HTTP error body) into out. */
 int otlp_rpc_status_encode(sp_buf *out, int32_t grpc_code, const char *message);
+
+/* The same Status as OTLP/HTTP JSON writes it: {"code":3,"message":"..."}. Errors: the sp_buf's
+ * (SP_ETOOBIG past its limit, SP_ENOMEM). */
+int otlp_rpc_status_json(sp_buf *out, int32_t grpc_code, const char *message);
 
 #endif

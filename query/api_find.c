@@ -2,7 +2,7 @@
 #include "api_find.h"
 #include "api_v1.h"
 #include "params.h"
-#include "pbjson.h"
+#include "../wire/pbjson.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -72,7 +72,7 @@ static void handle_services(srv_request *req, srv_response *resp, void *ud)
     if (!rc) {
         rc = PUTS(&o, "{\"services\":[");
         for (size_t i = 0; i < names.n && !rc; i++)
-            rc = (i ? PUTS(&o, ",") : 0) | query_json_string(&o, names.v[i], strlen(names.v[i]));
+            rc = (i ? PUTS(&o, ",") : 0) | wire_json_string(&o, names.v[i], strlen(names.v[i]));
         rc = rc ? nomem(&err) : PUTS(&o, "]}") ? nomem(&err) : 0;
     }
     send_json(resp, &o, rc, &err);
@@ -145,9 +145,9 @@ static int put_summary(sp_buf *o, const uint8_t id[16], const summary *s)
     query_hex_encode(s->root->span_id, 8, sid);
     int rc =
         sp_buf_printf(o, "{\"trace_id\":\"%s\",\"root_span_id\":\"%s\",\"root_name\":", tid, sid);
-    rc |= query_json_string(o, s->root->name, strlen(s->root->name));
+    rc |= wire_json_string(o, s->root->name, strlen(s->root->name));
     rc |= PUTS(o, ",\"root_service\":") |
-          query_json_string(o, s->root->service, strlen(s->root->service));
+          wire_json_string(o, s->root->service, strlen(s->root->service));
     rc |= sp_buf_printf(
         o,
         ",\"start_ns\":%" PRIu64 ",\"duration_ns\":%" PRIu64
@@ -185,7 +185,7 @@ static void handle_traces(srv_request *req, srv_response *resp, void *ud)
         rc = store_service_traces(c->store, &q, service, (size_t)limit, a, &ids, &err);
     }
     if (!rc) {
-        rc = PUTS(&o, "{\"service\":") | query_json_string(&o, service, strlen(service)) |
+        rc = PUTS(&o, "{\"service\":") | wire_json_string(&o, service, strlen(service)) |
              PUTS(&o, ",\"traces\":[");
         size_t shown = 0;
         for (size_t i = 0; i < ids.n && !rc; i++) {

@@ -3,7 +3,7 @@
 #include "../wire/compress.h"
 #include "flamegraph.h"
 #include "folded.h"
-#include "pbjson.h"
+#include "../wire/pbjson.h"
 #include "pprof_export.h"
 #include "render.h"
 
@@ -189,8 +189,8 @@ static int put_span(sp_buf *o, const srv_request *req, const params *p, const sp
     int root = memcmp(sp->parent_span_id, zero, 8) == 0;
     int rc = sp_buf_printf(o, "{\"span_id\":\"%s\",\"parent_span_id\":", hex);
     rc |= root ? PUTS(o, "null") : sp_buf_printf(o, "\"%s\"", parent);
-    rc |= PUTS(o, ",\"name\":") | query_json_string(o, sp->name, strlen(sp->name));
-    rc |= PUTS(o, ",\"service\":") | query_json_string(o, sp->service, strlen(sp->service));
+    rc |= PUTS(o, ",\"name\":") | wire_json_string(o, sp->name, strlen(sp->name));
+    rc |= PUTS(o, ",\"service\":") | wire_json_string(o, sp->service, strlen(sp->service));
     uint64_t dur = sp->end_ns > sp->start_ns ? sp->end_ns - sp->start_ns : 0;
     /* Unix nanoseconds exceed 2^53: a string, as OTLP/JSON writes them. */
     rc |= sp_buf_printf(o,
@@ -261,8 +261,8 @@ static void handle_trace(srv_request *req, srv_response *resp, void *ud)
     char hex[33];
     query_hex_encode(id, 16, hex);
     rc = sp_buf_printf(&o, "{\"trace_id\":\"%s\",\"profile_type\":", hex);
-    rc |= query_json_string(&o, p.type.id, strlen(p.type.id)) | PUTS(&o, ",\"unit\":") |
-          query_json_string(&o, p.type.sample_unit, strlen(p.type.sample_unit));
+    rc |= wire_json_string(&o, p.type.id, strlen(p.type.id)) | PUTS(&o, ",\"unit\":") |
+          wire_json_string(&o, p.type.sample_unit, strlen(p.type.sample_unit));
     if (c->span_min_duration_ns > 0)
         rc |= sp_buf_printf(&o, ",\"span_min_duration_ns\":%" PRId64, c->span_min_duration_ns);
     rc |= sp_buf_printf(&o, ",\"span_count\":%zu,\"spans\":[", spans.n);

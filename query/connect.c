@@ -4,7 +4,7 @@
 #include "connect.h"
 #include "../wire/compress.h"
 #include "../wire/grpc.h"
-#include "pbjson.h"
+#include "../wire/pbjson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +97,7 @@ int query_rpc_read(const srv_request *req, const ProtobufCMessageDescriptor *d, 
         }
     }
     if (!rc && rpc->json) {
-        rc = query_json_decode(d, body ? body : (const uint8_t *)"", len, a, msg, err);
+        rc = wire_json_decode(d, body ? body : (const uint8_t *)"", len, a, msg, err);
         if (rc == SP_EINVAL)
             sp_err_prefix(err, "%s: ", d->name);
     } else if (!rc) {
@@ -120,7 +120,7 @@ void query_rpc_reply(srv_response *resp, const query_rpc *rpc, const ProtobufCMe
     if (rpc->grpc) /* room for the 5-byte prefix, filled in below */
         rc = sp_buf_append(&body, "\0\0\0\0\0", WIRE_GRPC_PREFIX_LEN);
     if (!rc && rpc->json) {
-        rc = query_json_encode(msg, &body);
+        rc = wire_json_encode(msg, &body);
     } else if (!rc) {
         size_t n = protobuf_c_message_get_packed_size(msg);
         if (!(rc = sp_buf_reserve(&body, n + 1))) {

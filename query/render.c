@@ -4,7 +4,7 @@
 #include "../wire/compress.h"
 #include "diff.h"
 #include "flamegraph.h"
-#include "pbjson.h"
+#include "../wire/pbjson.h"
 #include "pprof_export.h"
 
 #include <ctype.h>
@@ -178,7 +178,7 @@ static int put_names(sp_buf *o, const char *const *names, uint32_t n)
 {
     int rc = 0;
     for (uint32_t i = 0; i < n && !rc; i++)
-        rc = (i ? sp_buf_append(o, ",", 1) : 0) | query_json_string(o, names[i], strlen(names[i]));
+        rc = (i ? sp_buf_append(o, ",", 1) : 0) | wire_json_string(o, names[i], strlen(names[i]));
     return rc;
 }
 
@@ -209,8 +209,8 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
                         ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"single\","
                         "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
                         (long long)fg->total, (long long)fg->max_self, rate);
-    rc |= query_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
-          query_json_string(o, t->sample_type, strlen(t->sample_type)) | PUTS(o, "}");
+    rc |= wire_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
+          wire_json_string(o, t->sample_type, strlen(t->sample_type)) | PUTS(o, "}");
     return rc;
 }
 
@@ -329,8 +329,8 @@ static int put_diff(sp_buf *o, const query_flamegraph_diff *d, const query_type 
                         ",\"numTicks\":%lld,\"maxSelf\":%lld},\"metadata\":{\"format\":\"double\","
                         "\"spyName\":\"\",\"sampleRate\":%lld,\"units\":",
                         (long long)d->total, (long long)d->max_self, rate);
-    rc |= query_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
-          query_json_string(o, t->sample_type, strlen(t->sample_type));
+    rc |= wire_json_string(o, units, strlen(units)) | PUTS(o, ",\"name\":") |
+          wire_json_string(o, t->sample_type, strlen(t->sample_type));
     rc |= PUTS(o, "},\"timeline\":null,\"groups\":null,\"heatmap\":null");
     if (d->left_ticks)
         rc |= sp_buf_printf(o, ",\"leftTicks\":%lld", (long long)d->left_ticks);

@@ -5,7 +5,9 @@
 #     only when the venv is missing or broken, or the requirements file changed since;
 #   - the Pyroscope Java agent jar (Maven Central, via mvn) for the Java agent's e2e test;
 #   - tests/browser/node_modules (npm ci of its package-lock.json: playwright-core) for the page's
-#     browser test, when node and npm are there, (re)installed only when missing or the lock changed.
+#     browser test, and tests/node/node_modules (the OpenTelemetry JS SDK and its OTLP/HTTP JSON
+#     exporter) for tests/e2e/test_otlp_json_node.py, when node and npm are there, (re)installed
+#     only when missing or the lock changed.
 # Safe to run any number of times; scripts/run.sh and scripts/test.sh call it first.
 set -euo pipefail
 
@@ -82,21 +84,23 @@ if [ "${SPANPROF_SKIP_JAVA_AGENT:-0}" != 1 ] && command -v mvn >/dev/null 2>&1 \
   done
 fi
 
-# ---- playwright-core for the page's browser test (tests/browser) ------------------------------------
+# ---- node_modules: playwright-core (tests/browser), the OpenTelemetry JS SDK (tests/node) ----------
 # As the venv below: `npm ci` from the committed package-lock.json when node_modules is missing or
 # was made from another lock file (its hash is kept in a stamp). Only when node and npm are there:
 # without them the test skips and says why. playwright-core downloads no browser; the test uses
 # the chromium package above.
-browser="$repo/tests/browser"
-if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-  bstamp="$browser/node_modules/.package-lock.sha256"
-  bwant=$(sha256sum "$browser/package-lock.json" | cut -d' ' -f1)
-  if ! [ -f "$browser/node_modules/playwright-core/package.json" ] || ! [ -f "$bstamp" ] \
-     || [ "$(cat "$bstamp")" != "$bwant" ]; then
-    echo "install-deps: npm ci in tests/browser"
-    (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-    echo "$bwant" > "$bstamp"
+npm_ci() { # dir, a file node_modules must have
+  local dir=$1 stamp="$1/node_modules/.package-lock.sha256" want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if ! [ -f "$dir/node_modules/$2" ] || ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "install-deps: npm ci in ${dir#"$repo"/}"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
   fi
+}
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  npm_ci "$repo/tests/browser" playwright-core/package.json
+  npm_ci "$repo/tests/node" @opentelemetry/exporter-trace-otlp-http/package.json
 fi
 
 want=$(sha256sum "$req" | cut -d' ' -f1)

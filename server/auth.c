@@ -421,6 +421,32 @@ static void rpc_status(sp_buf *b, int code, const char *msg)
     sp_buf_append(b, msg, n);
 }
 
+/* The same Status as OTLP/HTTP JSON writes it, for requests that came as application/json. */
+static void rpc_status_json(sp_buf *b, int code, const char *msg)
+{
+    sp_buf_printf(b, "{\"code\":%d,\"message\":\"", code);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            sp_buf_printf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            sp_buf_printf(b, "\\u%04x", *p);
+        else
+            sp_buf_append(b, p, 1);
+    }
+    sp_buf_append(b, "\"}", 2);
+}
+
+static int is_json(const srv_request *req)
+{
+    const char *ct = srv_header_get(req, "content-type");
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, "application/json", 16) == 0 &&
+           (ct[16] == 0 || ct[16] == ';' || ct[16] == ' ');
+}
+
 void srv_auth_refuse(const srv_auth *a, const srv_request *req, srv_response *resp,
                      const sp_err *err)
 {
@@ -446,8 +472,13 @@ void srv_auth_refuse(const srv_auth *a, const srv_request *req, srv_response *re
     } else if (r->style == STYLE_OTLP_HTTP) {
         sp_buf b;
         sp_buf_init(&b, 0);
-        rpc_status(&b, GRPC_UNAUTHENTICATED, msg);
-        srv_response_send(resp, 401, "application/x-protobuf", b.data, b.len);
+        int json = is_json(req);
+        if (json)
+            rpc_status_json(&b, GRPC_UNAUTHENTICATED, msg);
+        else
+            rpc_status(&b, GRPC_UNAUTHENTICATED, msg);
+        srv_response_send(resp, 401, json ? "application/json" : "application/x-protobuf", b.data,
+                          b.len);
         sp_buf_free(&b);
     } else {
         srv_response_error(resp, req, &e);

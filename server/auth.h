@@ -44,7 +44,8 @@ srv_auth_class srv_auth_classify(const char *path);
  * configured (tenant ids are still validated). */
 int srv_auth_check(const srv_auth *a, const srv_request *req, sp_err *err);
 /* Answers a refusal: gRPC UNAUTHENTICATED with grpc-message, a Connect `unauthenticated` error
- * (querier, render, pprof, Push), a protobuf google.rpc.Status (OTLP/HTTP) or text; HTTP answers
+ * (querier, render, pprof, Push), a google.rpc.Status (OTLP/HTTP: JSON for application/json
+ * requests, protobuf otherwise) or text; HTTP answers
  * are 401 with a WWW-Authenticate challenge for each scheme the route's class accepts. */
 void srv_auth_refuse(const srv_auth *a, const srv_request *req, srv_response *resp,
                      const sp_err *err);

@@ -28,6 +28,7 @@ set of received spans; the contract says the result does not depend on the arriv
 """
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -39,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from e2e_helpers import RPC_TIMEOUT, _Dict, profiles_stub, traces_stub
+from e2e_helpers import RPC_TIMEOUT, _Dict, post_json, profiles_stub, traces_stub
 
 MS = 1_000_000
 SEC = 1_000_000_000
@@ -656,8 +657,29 @@ def profiles_request(samples, t0):
     return req
 
 
-def send_step(target, scn, step, tenant=None):
-    """Sends one step; returns after the server answered, i.e. after its commit."""
+def send_step_json(target, scn, step, tenant=None):
+    """One step as OTLP/HTTP JSON (gzip) to target = "host:port" of the HTTP listener."""
+    if step.what == "spans" and not step.items:
+        return
+    port = int(target.rsplit(":", 1)[1])
+    headers = {"X-Scope-OrgID": tenant} if tenant else None
+    if step.what == "spans":
+        status, h, body = post_json(port, "/v1/traces", trace_request(step.items), gzip_body=True,
+                                    extra_headers=headers)
+        key = "rejectedSpans"
+    else:
+        status, h, body = post_json(port, "/v1development/profiles", profiles_request(step.items, scn.t0),
+                                    gzip_body=True, extra_headers=headers)
+        key = "rejectedProfiles"
+    assert status == 200 and h["content-type"] == "application/json", (step.note, status, body[:300])
+    assert not json.loads(body).get("partialSuccess", {}).get(key), (step.note, body[:300])
+
+
+def send_step(target, scn, step, tenant=None, encoding="grpc"):
+    """Sends one step; returns after the server answered, i.e. after its commit. encoding "grpc"
+    (gzip, target = the gRPC listener) or "json" (OTLP/HTTP JSON, target = the HTTP listener)."""
+    if encoding == "json":
+        return send_step_json(target, scn, step, tenant)
     metadata = [("x-scope-orgid", tenant)] if tenant else None
     with grpc.insecure_channel(target) as ch:
         if step.what == "spans":
@@ -672,9 +694,9 @@ def send_step(target, scn, step, tenant=None):
             assert not resp.partial_success.rejected_profiles, (step.note, resp)
 
 
-def feed(target, scn, tenant=None, pause=0.05):
+def feed(target, scn, tenant=None, pause=0.05, encoding="grpc"):
     for step in scn.steps:
-        send_step(target, scn, step, tenant)
+        send_step(target, scn, step, tenant, encoding)
         time.sleep(pause)
 
 

@@ -4,8 +4,10 @@ Everything here talks to the server only through real clients (grpcio, the OTel 
 curl) or raw sockets for the malformed-input tests; nothing imports project code.
 """
 
+import base64
 import gzip
 import http.client
+import json
 import re
 import socket
 import struct
@@ -324,6 +326,40 @@ def post_protobuf(port, path, payload, gzip_body=False, content_type="applicatio
         headers["Content-Encoding"] = "gzip"
     headers.update(extra_headers or {})
     return http_request(port, "POST", path, body=payload, headers=headers)
+
+
+# OTLP JSON ("JSON Protobuf Encoding"): protojson's names and numbers, but trace, span and
+# profile ids as hex where json_format writes base64.
+OTLP_HEX_IDS = {"traceId", "spanId", "parentSpanId", "profileId"}
+
+
+def _ids_to_hex(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in OTLP_HEX_IDS and isinstance(v, str):
+                node[k] = base64.b64decode(v).hex()
+            else:
+                _ids_to_hex(v)
+    elif isinstance(node, list):
+        for v in node:
+            _ids_to_hex(v)
+    return node
+
+
+def otlp_json(msg, enums_as_ints=True):
+    """An OTLP request message as OTLP/HTTP JSON exporters write it: lowerCamelCase, 64-bit
+    integers as strings, bytes base64 except the ids (hex), enums as integers."""
+    from google.protobuf import json_format
+    d = json_format.MessageToDict(msg, use_integers_for_enums=enums_as_ints)
+    return json.dumps(_ids_to_hex(d)).encode()
+
+
+def post_json(port, path, body, gzip_body=False, extra_headers=None):
+    """POSTs OTLP/HTTP JSON (bytes, or a message encoded with otlp_json); (status, headers, body)."""
+    if not isinstance(body, (bytes, bytearray)):
+        body = otlp_json(body)
+    return post_protobuf(port, path, bytes(body), gzip_body=gzip_body,
+                         content_type="application/json", extra_headers=extra_headers)
 
 
 def curl(*args, timeout=30):

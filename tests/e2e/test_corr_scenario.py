@@ -1,7 +1,8 @@
 """The correlation scenario (corr_scenario.py) against the real binary, sample by sample.
 
 The scenario is fed in its arrival order over gRPC (grpcio, official opentelemetry-proto classes;
-each answer comes after its commit, so sequential sends are ordered). Then every span of the
+each answer comes after its commit, so sequential sends are ordered), and again, in every test
+that feeds it, as OTLP/HTTP JSON (the same messages through json_format, ids in hex, gzip). Then every span of the
 scenario — long, short, never received — is asked for its flame graph with
 querier.v1.QuerierService/SelectMergeSpanProfile over Connect JSON, once per correlated profile
 type, and the leaves (`sample_<n>`) with their values are compared with what the contract says,
@@ -75,6 +76,19 @@ class Query:
 
 def window(scn):
     return {"start": str(scn.t0 // cs.MS - 60_000), "end": str(scn.t0 // cs.MS + 3_600_000)}
+
+
+# Every feed runs twice: gRPC (gzip) and OTLP/HTTP JSON (gzip), the JS and browser SDKs' default.
+ENCODINGS = ["grpc", "json"]
+
+
+@pytest.fixture(params=ENCODINGS)
+def encoding(request):
+    return request.param
+
+
+def feed(server, scn, encoding, **kw):
+    cs.feed(server.http_target if encoding == "json" else server.grpc_target, scn, encoding=encoding, **kw)
 
 
 def type_ids(q, scn):
@@ -221,10 +235,10 @@ def _obs_spans(scn, smp):
     return one
 
 
-def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanprof_factory, scenario):
+def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanprof_factory, scenario, encoding):
     scn, exp = scenario
     server = spanprof_factory(["--threadless-settle=0s"], name="corr")
-    cs.feed(server.grpc_target, scn)
+    feed(server, scn, encoding)
     q = Query(server)
     ids = type_ids(q, scn)
     check_totals(q, scn, ids)
@@ -244,7 +258,7 @@ def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanpr
 
     # kill -9 right after the last acknowledged export of a second tenant's feed: acknowledged
     # attachments survive
-    cs.feed(again.grpc_target, scn, tenant="second", pause=0)
+    feed(again, scn, encoding, tenant="second", pause=0)
     again.proc.kill()
     again.proc.wait()
     again.stopped, again.returncode = True, 0
@@ -256,7 +270,7 @@ def test_every_sample_attaches_as_the_contract_says_and_survives_restarts(spanpr
         q.close()
 
 
-def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
+def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario, encoding):
     """Spans first, then profiles: every observation's rule is known when it arrives. Unmatched
     observations are counted when they leave the correlation window (5 s here)."""
     scn, exp = scenario
@@ -266,7 +280,7 @@ def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
                               name="metrics")
     before = metric_values(server, require=False)
     assert all(v == 0 for v in before.values()), before
-    cs.feed(server.grpc_target, first, pause=0)
+    feed(server, first, encoding, pause=0)
     fed = time.monotonic()
     got = metric_values(server)
     want = dict(exp.counts, short_spans=exp.short_spans)
@@ -282,7 +296,8 @@ def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
     tick = cs.Span("tick", b"\x09" * 16, b"\x09" * 8, b"", other, 1, scn.t0, scn.t0 + cs.SEC)
     deadline = time.monotonic() + 10
     while True:
-        cs.send_step(server.grpc_target, first, cs.Step("spans", [tick], "tick"))
+        target = server.http_target if encoding == "json" else server.grpc_target
+        cs.send_step(target, first, cs.Step("spans", [tick], "tick"), encoding=encoding)
         got = metric_values(server)
         if got["unmatched"] >= want["unmatched"] or time.monotonic() > deadline:
             break
@@ -294,11 +309,11 @@ def test_metrics_count_each_rule_per_observation(spanprof_factory, scenario):
     (["--correlate-threadless=off"], cs.MIN_SPAN, "off"),
     (["--span-min-duration=50ms"], 50 * cs.MS, "unique"),
 ], ids=["threadless-off", "min-50ms"])
-def test_flags_change_the_rules(spanprof_factory, scenario, flags, min_span, threadless):
+def test_flags_change_the_rules(spanprof_factory, scenario, flags, min_span, threadless, encoding):
     scn, _ = scenario
     exp = cs.expected(scn, min_span=min_span, threadless=threadless)
     server = spanprof_factory(extra_args=flags + ["--threadless-settle=0s"], name="flags")
-    cs.feed(server.grpc_target, scn, pause=0)
+    feed(server, scn, encoding, pause=0)
     q = Query(server)
     check_attachments(q, scn, exp, type_ids(q, scn))
     q.close()
@@ -332,7 +347,7 @@ def _late_change_scenario(t0):
     return cs.Scenario(t0, [P], [a, b, c, d, e], [s0, s1, s2], steps)
 
 
-def test_late_spans_add_and_never_retract(spanprof_factory):
+def test_late_spans_add_and_never_retract(spanprof_factory, encoding):
     """sample_0: at 1600 and 1200 ms only A covers it when it arrives (A gets both); B of
     another trace arrives later and makes 1600 ms ambiguous among the spans now known, so B gets
     nothing there, but 2200 ms (unmatched on arrival) is B's alone now. sample_1: 3300 ms went to
@@ -345,7 +360,7 @@ def test_late_spans_add_and_never_retract(spanprof_factory):
     P = cs.PERIOD
     assert exp.attached == {0: {"aa" * 8: 2 * P, "bb" * 8: P}, 1: {"cc" * 8: 2 * P, "dd" * 8: P},
                             2: {"ee" * 8: P}}, exp.attached
-    cs.feed(spanprof.grpc_target, scn)
+    feed(spanprof, scn, encoding)
     q = Query(spanprof)
     got, strays = actual_attachments(q, scn, {"cpu": cs.CPU}, kinds=("cpu",))
     q.close()
@@ -354,7 +369,7 @@ def test_late_spans_add_and_never_retract(spanprof_factory):
 
 
 @pytest.mark.parametrize("spans_first", [True, False], ids=["spans-first", "profiles-first"])
-def test_retried_exports(spanprof, spans_first):
+def test_retried_exports(spanprof, spans_first, encoding):
     """A retried span export attaches nothing twice; a retried profile export counts again, as
     in Pyroscope (profiles are not deduplicated), and its copy is attached like the original —
     also when the span arrives after both copies."""
@@ -367,7 +382,7 @@ def test_retried_exports(spanprof, spans_first):
     spans = [cs.Step("spans", [root, child], "spans"), cs.Step("spans", [root, child], "spans again")]
     profiles = [cs.Step("profiles", [s0, s1], "profiles"), cs.Step("profiles", [s0, s1], "profiles again")]
     scn = cs.Scenario(t0, [P], [root, child], [s0, s1], spans + profiles if spans_first else profiles + spans)
-    cs.feed(spanprof.grpc_target, scn)
+    feed(spanprof, scn, encoding)
     q = Query(spanprof)
     Pd = cs.PERIOD
     want = {0: {root.hex: 2 * 2 * Pd, child.hex: 2 * Pd}, 1: {child.hex: 2 * Pd, root.hex: 2 * Pd}}

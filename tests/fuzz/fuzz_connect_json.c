@@ -1,15 +1,15 @@
-/* libFuzzer target: the querier's Connect/gRPC JSON codec (query/pbjson.c, query/connect.c) on the
+/* libFuzzer target: the querier's Connect/gRPC JSON codec (wire/pbjson.c, query/connect.c) on the
  * querier.v1 request types Grafana sends, and a few response types (doubles, bytes, enums, nested
  * messages) the encoder writes.
  * Input: byte 0 picks the message type (low 4 bits) and how the body arrives (bits 4-5): straight
- * to query_json_decode(), as a Connect unary application/json request, as gRPC+JSON (framed here)
+ * to wire_json_decode(), as a Connect unary application/json request, as gRPC+JSON (framed here)
  * or as a Connect request accepting gzip answers; the rest is the body.
  * What decodes is encoded again: the JSON must be valid, must decode to a message that encodes to
  * the same bytes, must survive a binary protobuf round trip, and query_rpc_reply() must answer it
  * with exactly those bytes. */
 #include "wire/compress.h"
 #include "query/connect.h"
-#include "query/pbjson.h"
+#include "wire/pbjson.h"
 #include "server/exchange.h"
 
 #include "google/v1/profile.pb-c.h"
@@ -43,7 +43,7 @@ static const ProtobufCMessageDescriptor *const types[16] = {
 static void encode(const ProtobufCMessage *m, sp_buf *out)
 {
     sp_buf_init(out, 0);
-    CHECK(query_json_encode(m, out) == 0);
+    CHECK(wire_json_encode(m, out) == 0);
     /* What we write is JSON a client can read. */
     json_error_t je;
     json_t *doc = json_loadb((const char *)out->data, out->len, 0, &je);
@@ -94,7 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     query_rpc rpc = {0};
     int rc;
     if (mode == 0) {
-        rc = query_json_decode(d, body, len, a, &m, &err);
+        rc = wire_json_decode(d, body, len, a, &m, &err);
     } else {
         static const char *cts[] = {NULL, "application/json", "application/grpc+json",
                                     "application/json; charset=utf-8"};
@@ -125,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sp_buf j1, j2;
     encode(m, &j1);
     ProtobufCMessage *m2 = NULL;
-    CHECK(query_json_decode(d, j1.data, j1.len, a, &m2, &err) == 0);
+    CHECK(wire_json_decode(d, j1.data, j1.len, a, &m2, &err) == 0);
     encode(m2, &j2);
     CHECK(j1.len == j2.len && memcmp(j1.data, j2.data, j1.len) == 0);
 

@@ -7,6 +7,7 @@ SDK-like spans, Grafana's label selectors and Connect JSON queries, request head
 and HTTP/2 byte streams as curl, Grafana and gRPC clients send them."""
 
 import base64
+import json
 import gzip
 import struct
 import subprocess
@@ -19,10 +20,14 @@ sys.path.insert(0, str(HERE.parent / "e2e"))
 
 from opentelemetry.proto.profiles.v1development import profiles_pb2  # noqa: E402
 
+from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+
 from e2e_helpers import (  # noqa: E402
     cpu_profile_request,
     encode_request_with_raw_samples,
     ld,
+    otlp_json as otlp_json_body,
     sample_old_layout,
     tag,
     trace_request,
@@ -370,9 +375,31 @@ def forward_outbox_params_config():
         write("config", name, b"\x00".join(a.encode() for a in args))
 
 
+def otlp_json():
+    for name, data in traces():
+        req = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
+        write("otlp_json", f"traces_{name}", b"\x00" + otlp_json_body(req))
+    for name, data in profiles():
+        if "v19" in name or "v18" in name:
+            continue  # layouts of the binary encoding only
+        req = profiles_service_pb2.ExportProfilesServiceRequest.FromString(data)
+        write("otlp_json", f"profiles_{name}", b"\x01" + otlp_json_body(req))
+    write("otlp_json", "traces_proto_names", b"\x00" + json.dumps({"resource_spans": [{"scope_spans": [{"spans": [{
+        "trace_id": "5B8EFFF798038103D269B633813FC60C", "span_id": "eee19b7ec3c1b174", "parent_span_id": "",
+        "kind": "SPAN_KIND_SERVER", "start_time_unix_nano": 1700000000000000000,
+        "end_time_unix_nano": "1700000000500000000", "status": {"code": "STATUS_CODE_ERROR"},
+        "links": [{"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b175"}],
+        "attributes": [{"key": "d", "value": {"doubleValue": "Infinity"}},
+                       {"key": "b", "value": {"bytesValue": "AAEC"}}]}]}]}]}).encode())
+    write("otlp_json", "traces_bad_hex", b"\x00" + b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0a0"}]}]}]}')
+    write("otlp_json", "profiles_base64_id", b"\x01" + b'{"resourceProfiles":[{"scopeProfiles":[{"profiles":'
+          b'[{"profileId":"AQEBAQEBAQEBAQEBAQEBAQ=="}]}]}],"dictionary":{"stringTable":[""]}}')
+
+
 def main():
     only = set(sys.argv[1:])
     forward_outbox_params_config()
+    otlp_json()
     if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
         # multipart targets
         new_targets()

@@ -1,4 +1,4 @@
-/* query/pbjson: the protobuf JSON mapping the Connect JSON codec uses, on the querier messages
+/* wire/pbjson: the protobuf JSON mapping the Connect JSON codec uses, on the querier messages
  * Grafana and curl send: lowerCamelCase and proto names, int64 as strings or numbers, enums by
  * name or number, defaults left out, escaping, base64 bytes. */
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 /* tests/CMakeLists.txt links the module libraries up to storage-adapter only, so the unit under
  * test is compiled in here (jansson and the generated protos come with sp_otlp). */
-#include "query/pbjson.c"
+#include "wire/pbjson.c"
 
 #include "querier/v1/querier.pb-c.h"
 #include "types/v1/types.pb-c.h"
@@ -20,7 +20,7 @@ static ProtobufCMessage *decode_ok(const ProtobufCMessageDescriptor *d, const ch
 {
     ProtobufCMessage *m = NULL;
     sp_err err = {0};
-    if (query_json_decode(d, (const uint8_t *)json, strlen(json), arena, &m, &err))
+    if (wire_json_decode(d, (const uint8_t *)json, strlen(json), arena, &m, &err))
         fail_msg("%s: %s", json, err.msg);
     return m;
 }
@@ -29,7 +29,7 @@ static sp_err decode_fails(const ProtobufCMessageDescriptor *d, const char *json
 {
     ProtobufCMessage *m = NULL;
     sp_err err = {0};
-    int rc = query_json_decode(d, (const uint8_t *)json, strlen(json), arena, &m, &err);
+    int rc = wire_json_decode(d, (const uint8_t *)json, strlen(json), arena, &m, &err);
     if (rc != SP_EINVAL)
         fail_msg("%s: want SP_EINVAL, got %d", json, rc);
     return err;
@@ -39,7 +39,7 @@ static char *encode(const ProtobufCMessage *m)
 {
     sp_buf b;
     sp_buf_init(&b, 0);
-    assert_int_equal(query_json_encode(m, &b), 0);
+    assert_int_equal(wire_json_encode(m, &b), 0);
     char *s = sp_arena_strndup(arena, (const char *)b.data, b.len);
     sp_buf_free(&b);
     return s;

@@ -2,11 +2,15 @@
  * of the protobuf "JSON Mapping" section of the proto3 language guide. */
 #include "pbjson.h"
 #include "../common/base64.h"
+#include "../common/hex.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,19 +210,117 @@ static int double_of(const json_t *v, double *out)
     return 0;
 }
 
-static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj, sp_arena *a,
+/* One decode: the caller's arena and options, and the JSON path of the value being read (kept
+ * only when the options ask for paths in errors). */
+typedef struct ctx {
+    sp_arena *a;
+    const wire_json_opts *o;
+    int paths;
+    int max_depth;
+    size_t plen;
+    char path[256];
+} ctx;
+
+static size_t path_push(ctx *c, const char *fmt, const char *name, size_t idx)
+{
+    size_t was = c->plen;
+    if (!c->paths || c->plen >= sizeof c->path - 1)
+        return was;
+    int n =
+        name ? snprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, c->plen ? "." : "", name)
+             : snprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, idx);
+    if (n > 0)
+        c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - 1 - c->plen;
+    return was;
+}
+
+static void path_pop(ctx *c, size_t was)
+{
+    c->plen = was;
+    c->path[was] = 0;
+}
+
+static int toobig(const ctx *c, sp_err *err)
+{
+    if (!c->paths) /* the Connect codec's words, kept as they were */
+        return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
+    return sp_fail(err, SP_ETOOBIG, "%s: the request needs more memory than its decode budget",
+                   c->plen ? c->path : "(top level)");
+}
+
+/* "field x: <what>" (Connect codec) or "<json path>: <what>" (paths). */
+static int field_fail(const ctx *c, sp_err *err, const ProtobufCFieldDescriptor *f, const char *fmt,
+                      ...) __attribute__((format(printf, 4, 5)));
+
+static int field_fail(const ctx *c, sp_err *err, const ProtobufCFieldDescriptor *f, const char *fmt,
+                      ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (c->paths)
+        return sp_fail(err, SP_EINVAL, "%s: %s", c->path, what);
+    char jn[128];
+    json_name(f->name, jn, sizeof jn);
+    return sp_fail(err, SP_EINVAL, "field %s: %s", jn, what);
+}
+
+static int decode_object(ctx *c, const ProtobufCMessageDescriptor *d, const json_t *obj,
                          ProtobufCMessage **out, int depth, sp_err *err);
 
-static int bad(sp_err *err, const ProtobufCFieldDescriptor *f, const char *want, const json_t *v)
+static int bad(const ctx *c, sp_err *err, const ProtobufCFieldDescriptor *f, const char *want,
+               const json_t *v)
 {
     char jn[128];
+    if (c->paths)
+        return sp_fail(err, SP_EINVAL, "%s: expected %s, got %s", c->path, want, kind_of(v));
     json_name(f->name, jn, sizeof jn);
     return sp_fail(err, SP_EINVAL, "field %s: expected %s, got %s", jn, want, kind_of(v));
 }
 
-/* One value of field f from v into dst (an element slot or the field itself). */
-static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_arena *a, void *dst,
-                        int depth, sp_err *err)
+/* A bytes field the options say is hex (OTLP trace and span ids): exactly 2 x want digits, or
+ * "" for unset; HEX_OR_BASE64 falls back to base64 when the text is not that. */
+static int decode_hex(ctx *c, const ProtobufCFieldDescriptor *f, const json_t *v, size_t want,
+                      wire_json_bytes form, ProtobufCBinaryData *bd, sp_err *err)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    bd->data = NULL;
+    bd->len = 0;
+    if (n == 0)
+        return 0;
+    size_t k = 0;
+    while (k < n && isxdigit((unsigned char)s[k]))
+        k++;
+    int is_hex = k == n && (want ? n == 2 * want : n % 2 == 0);
+    if (!is_hex && form == WIRE_JSON_BYTES_HEX_OR_BASE64) {
+        int rc = sp_base64_decode(s, n, c->a, &bd->data, &bd->len);
+        if (rc == SP_EINVAL)
+            return bad(c, err, f, "hex digits or base64", v);
+        return rc ? toobig(c, err) : 0;
+    }
+    if (k < n) {
+        return field_fail(c, err, f, "character %zu is not a hex digit (ids are hex in OTLP JSON)",
+                          k + 1);
+    }
+    if (!is_hex) {
+        if (want)
+            return field_fail(c, err, f, "%zu hex digits, want %zu", n, 2 * want);
+        return field_fail(c, err, f, "%zu hex digits, want an even number", n);
+    }
+    bd->len = n / 2;
+    bd->data = sp_arena_alloc(c->a, bd->len);
+    if (!bd->data)
+        return toobig(c, err);
+    return sp_hex_decode(s, bd->data, bd->len) ? bad(c, err, f, "hex digits", v) : 0;
+}
+
+/* Long because it is one switch over protobuf-c's field types, each a few lines. */
+static int decode_value(ctx *c, const ProtobufCMessageDescriptor *d,
+                        const ProtobufCFieldDescriptor *f, const json_t *v, void *dst, int depth,
+                        sp_err *err)
 {
     int64_t i;
     uint64_t u;
@@ -228,41 +330,41 @@ static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_a
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
         if (int_of(v, INT32_MIN, INT32_MAX, &i))
-            return bad(err, f, "a 32-bit integer", v);
+            return bad(c, err, f, "a 32-bit integer", v);
         *(int32_t *)dst = (int32_t)i;
         return 0;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
         if (uint_of(v, UINT32_MAX, &u))
-            return bad(err, f, "an unsigned 32-bit integer", v);
+            return bad(c, err, f, "an unsigned 32-bit integer", v);
         *(uint32_t *)dst = (uint32_t)u;
         return 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
         if (int_of(v, INT64_MIN, INT64_MAX, &i))
-            return bad(err, f, "a 64-bit integer (number or decimal string)", v);
+            return bad(c, err, f, "a 64-bit integer (number or decimal string)", v);
         *(int64_t *)dst = i;
         return 0;
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
         if (uint_of(v, UINT64_MAX, &u))
-            return bad(err, f, "an unsigned 64-bit integer (number or decimal string)", v);
+            return bad(c, err, f, "an unsigned 64-bit integer (number or decimal string)", v);
         *(uint64_t *)dst = u;
         return 0;
     case PROTOBUF_C_TYPE_FLOAT:
         if (double_of(v, &dbl))
-            return bad(err, f, "a number", v);
+            return bad(c, err, f, "a number", v);
         *(float *)dst = (float)dbl;
         return 0;
     case PROTOBUF_C_TYPE_DOUBLE:
         if (double_of(v, &dbl))
-            return bad(err, f, "a number", v);
+            return bad(c, err, f, "a number", v);
         *(double *)dst = dbl;
         return 0;
     case PROTOBUF_C_TYPE_BOOL:
         if (!json_is_boolean(v))
-            return bad(err, f, "true or false", v);
+            return bad(c, err, f, "true or false", v);
         *(protobuf_c_boolean *)dst = json_is_true(v);
         return 0;
     case PROTOBUF_C_TYPE_ENUM: {
@@ -270,46 +372,49 @@ static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_a
         if (json_is_string(v)) {
             const ProtobufCEnumValue *ev =
                 protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
-            if (!ev) {
-                char jn[128];
-                json_name(f->name, jn, sizeof jn);
-                return sp_fail(err, SP_EINVAL, "field %s: %s is not a value of %s", jn,
-                               json_string_value(v), ed->name);
-            }
+            if (!ev)
+                return field_fail(c, err, f, "%s is not a value of %s", json_string_value(v),
+                                  ed->name);
             *(int32_t *)dst = ev->value;
             return 0;
         }
         if (int_of(v, INT32_MIN, INT32_MAX, &i)) /* proto3 enums are open: any number */
-            return bad(err, f, "an enum name or number", v);
+            return bad(c, err, f, "an enum name or number", v);
         *(int32_t *)dst = (int32_t)i;
         return 0;
     }
     case PROTOBUF_C_TYPE_STRING: {
         if (!json_is_string(v))
-            return bad(err, f, "a string", v);
-        char *s = sp_arena_strndup(a, json_string_value(v), json_string_length(v));
+            return bad(c, err, f, "a string", v);
+        char *s = sp_arena_strndup(c->a, json_string_value(v), json_string_length(v));
         if (!s)
-            return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
+            return toobig(c, err);
         *(char **)dst = s;
         return 0;
     }
     case PROTOBUF_C_TYPE_BYTES: {
+        size_t want = 0;
+        wire_json_bytes form =
+            c->o && c->o->bytes_form ? c->o->bytes_form(d, f, &want) : WIRE_JSON_BYTES_BASE64;
         if (!json_is_string(v))
-            return bad(err, f, "a base64 string", v);
+            return bad(c, err, f,
+                       form == WIRE_JSON_BYTES_BASE64 ? "a base64 string" : "a hex string", v);
         ProtobufCBinaryData *bd = dst;
-        int rc =
-            sp_base64_decode(json_string_value(v), json_string_length(v), a, &bd->data, &bd->len);
+        if (form != WIRE_JSON_BYTES_BASE64)
+            return decode_hex(c, f, v, want, form, bd, err);
+        int rc = sp_base64_decode(json_string_value(v), json_string_length(v), c->a, &bd->data,
+                                  &bd->len);
         if (rc == SP_EINVAL)
-            return bad(err, f, "base64", v);
+            return bad(c, err, f, "base64", v);
         if (rc)
-            return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
+            return toobig(c, err);
         return 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         if (!json_is_object(v))
-            return bad(err, f, "an object", v);
-        int rc = decode_object(f->descriptor, v, a, (ProtobufCMessage **)dst, depth + 1, err);
-        if (rc) {
+            return bad(c, err, f, "an object", v);
+        int rc = decode_object(c, f->descriptor, v, (ProtobufCMessage **)dst, depth + 1, err);
+        if (rc && !c->paths) {
             char jn[128];
             json_name(f->name, jn, sizeof jn);
             sp_err_prefix(err, "%s.", jn);
@@ -317,17 +422,46 @@ static int decode_value(const ProtobufCFieldDescriptor *f, const json_t *v, sp_a
         return rc;
     }
     }
-    return bad(err, f, "a supported type", v);
+    return bad(c, err, f, "a supported type", v);
 }
 
-static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj, sp_arena *a,
+static int decode_repeated(ctx *c, const ProtobufCMessageDescriptor *d,
+                           const ProtobufCFieldDescriptor *f, const json_t *v, char *base,
+                           int depth, sp_err *err)
+{
+    if (!json_is_array(v))
+        return bad(c, err, f, "an array", v);
+    size_t n = json_array_size(v), es = elem_size(f->type);
+    char *arr = n ? sp_arena_calloc(c->a, n, es) : NULL;
+    if (n && !arr)
+        return toobig(c, err);
+    for (size_t k = 0; k < n; k++) {
+        size_t was = path_push(c, "[%zu]", NULL, k);
+        int rc = decode_value(c, d, f, json_array_get(v, k), arr + k * es, depth, err);
+        path_pop(c, was);
+        if (rc) {
+            if (!c->paths)
+                sp_err_prefix(err, "[%zu] ", k);
+            return rc;
+        }
+    }
+    *(size_t *)(base + f->quantifier_offset) = n;
+    *(void **)(base + f->offset) = arr;
+    return 0;
+}
+
+static int decode_object(ctx *c, const ProtobufCMessageDescriptor *d, const json_t *obj,
                          ProtobufCMessage **out, int depth, sp_err *err)
 {
-    if (depth > 64)
+    if (depth > c->max_depth) {
+        if (c->paths)
+            return sp_fail(err, SP_EINVAL, "%s: message nested more than %d levels deep",
+                           c->plen ? c->path : "(top level)", c->max_depth);
         return sp_fail(err, SP_EINVAL, "message nested more than 64 levels deep");
-    ProtobufCMessage *m = sp_arena_alloc(a, d->sizeof_message);
+    }
+    ProtobufCMessage *m = sp_arena_alloc(c->a, d->sizeof_message);
     if (!m)
-        return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
+        return toobig(c, err);
     d->message_init(m);
     const char *key;
     json_t *v;
@@ -337,25 +471,19 @@ static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj,
         if (!f || json_is_null(v))
             continue; /* unknown fields are ignored; null is the default */
         char *base = (char *)m;
+        char jn[128];
+        json_name(f->name, jn, sizeof jn);
+        size_t was = path_push(c, "%s%s", jn, 0);
+        int rc;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            if (!json_is_array(v))
-                return bad(err, f, "an array", v);
-            size_t n = json_array_size(v), es = elem_size(f->type);
-            char *arr = n ? sp_arena_calloc(a, n, es) : NULL;
-            if (n && !arr)
-                return sp_fail(err, SP_ETOOBIG, "request too large for the query budget");
-            for (size_t k = 0; k < n; k++) {
-                int rc = decode_value(f, json_array_get(v, k), a, arr + k * es, depth, err);
-                if (rc) {
-                    sp_err_prefix(err, "[%zu] ", k);
-                    return rc;
-                }
-            }
-            *(size_t *)(base + f->quantifier_offset) = n;
-            *(void **)(base + f->offset) = arr;
+            rc = decode_repeated(c, d, f, v, base, depth, err);
+            path_pop(c, was);
+            if (rc)
+                return rc;
             continue;
         }
-        int rc = decode_value(f, v, a, base + f->offset, depth, err);
+        rc = decode_value(c, d, f, v, base + f->offset, depth, err);
+        path_pop(c, was);
         if (rc)
             return rc;
         if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
@@ -368,11 +496,55 @@ static int decode_object(const ProtobufCMessageDescriptor *d, const json_t *obj,
     return 0;
 }
 
-int query_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
-                      sp_arena *a, ProtobufCMessage **out, sp_err *err)
+/* jansson's tree is allocated outside the arena; with opts->max_tree_bytes its allocations on
+ * this thread are counted against that budget while json_loadb() runs. Only allocations are
+ * counted (frees during the parse are not given back): a bound, not an exact figure. */
+static _Thread_local size_t tree_left;
+static _Thread_local int tree_limited, tree_exhausted;
+static pthread_once_t tree_once = PTHREAD_ONCE_INIT;
+
+static void *tree_malloc(size_t n)
 {
+    if (tree_limited) {
+        if (n > tree_left) {
+            tree_exhausted = 1;
+            return NULL;
+        }
+        tree_left -= n;
+    }
+    return malloc(n);
+}
+
+static void tree_free(void *p)
+{
+    free(p);
+}
+
+/* Installed once, before this module's first parse. The functions are malloc and free
+ * underneath, so a tree another jansson user allocated before the switch is freed correctly. */
+static void tree_install(void)
+{
+    json_set_alloc_funcs(tree_malloc, tree_free);
+}
+
+int wire_json_decode_opts(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                          sp_arena *a, const wire_json_opts *opts, ProtobufCMessage **out,
+                          sp_err *err)
+{
+    pthread_once(&tree_once, tree_install);
+    wire_json_opts o = opts ? *opts : (wire_json_opts){0};
+    ctx c = {.a = a, .o = &o, .paths = o.paths, .max_depth = o.max_depth ? o.max_depth : 64};
     json_error_t je;
+    tree_limited = o.max_tree_bytes != 0;
+    tree_left = o.max_tree_bytes;
+    tree_exhausted = 0;
     json_t *root = json_loadb((const char *)data, len, JSON_ALLOW_NUL, &je);
+    tree_limited = 0;
+    if (!root && tree_exhausted)
+        return sp_fail(err, SP_ETOOBIG,
+                       "a JSON body of %zu bytes needs more memory than its budget allows (%zu "
+                       "bytes)",
+                       len, o.max_tree_bytes);
     if (!root)
         return sp_fail(err, SP_EINVAL, "body is not JSON: %s (line %d, column %d)", je.text,
                        je.line, je.column);
@@ -380,9 +552,15 @@ int query_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, 
     if (!json_is_object(root))
         rc = sp_fail(err, SP_EINVAL, "body is not a JSON object (%s)", d->name);
     else
-        rc = decode_object(d, root, a, out, 0, err);
+        rc = decode_object(&c, d, root, out, 0, err);
     json_decref(root);
     return rc;
+}
+
+int wire_json_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                     sp_arena *a, ProtobufCMessage **out, sp_err *err)
+{
+    return wire_json_decode_opts(d, data, len, a, NULL, out, err);
 }
 
 /* ---- writing --------------------------------------------------------------------------------- */
@@ -419,7 +597,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
-int query_json_string(sp_buf *out, const char *s, size_t n)
+int wire_json_string(sp_buf *out, const char *s, size_t n)
 {
     int rc = sp_buf_append(out, "\"", 1);
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -520,12 +698,12 @@ static int encode_value(sp_buf *o, const ProtobufCFieldDescriptor *f, const void
         int32_t v = *(const int32_t *)p;
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
         if (ev)
-            return query_json_string(o, ev->name, strlen(ev->name));
+            return wire_json_string(o, ev->name, strlen(ev->name));
         return sp_buf_printf(o, "%" PRId32, v);
     }
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)p;
-        return s ? query_json_string(o, s, strlen(s)) : sp_buf_append(o, "\"\"", 2);
+        return s ? wire_json_string(o, s, strlen(s)) : sp_buf_append(o, "\"\"", 2);
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
@@ -612,7 +790,7 @@ static int encode_message(sp_buf *o, const ProtobufCMessage *m, int depth)
     return rc ? rc : sp_buf_append(o, "}", 1);
 }
 
-int query_json_encode(const ProtobufCMessage *m, sp_buf *out)
+int wire_json_encode(const ProtobufCMessage *m, sp_buf *out)
 {
     return encode_message(out, m, 0);
 }
