@@ -157,8 +157,7 @@ static int put_levels(sp_buf *o, const query_flamegraph *fg)
     return rc ? rc : sp_buf_append(o, "]", 1);
 }
 
-/* Pyroscope's units and sample rate for a sample type (ExportToFlamebearer, render handler). */
-static void units_of(const query_type *t, const char **units, long long *rate)
+void query_units_of(const query_type *t, const char **units, long long *rate)
 {
     static const char *objects[] = {"inuse_objects", "alloc_objects", "goroutine", "samples"};
     *rate = 100;
@@ -176,7 +175,7 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
 {
     const char *units;
     long long rate;
-    units_of(t, &units, &rate);
+    query_units_of(t, &units, &rate);
     int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
     for (uint32_t i = 0; i < fg->nnames && !rc; i++)
         rc = (i ? sp_buf_append(o, ",", 1) : 0) |
