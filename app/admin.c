@@ -35,6 +35,33 @@ static void handle_metrics(srv_request *req, srv_response *resp, void *ud)
     sp_buf_free(&out);
 }
 
+/* Liveness: the event loop answers, whatever the store does (a restart would not help a store
+ * that is still opening or a disk that is full; /ready says those). */
+static void handle_healthz(srv_request *req, srv_response *resp, void *ud)
+{
+    srv_response_send(resp, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+typedef struct {
+    const char *text;
+    size_t len;
+} config_text;
+
+static config_text config_state;
+
+static void handle_config(srv_request *req, srv_response *resp, void *ud)
+{
+    config_text *c = ud;
+    srv_response_send(resp, 200, "text/yaml; charset=utf-8", c->text, c->len);
+}
+
+int srv_admin_register_config(srv_router *r, const char *yaml, size_t len)
+{
+    config_state.text = yaml;
+    config_state.len = len;
+    return srv_router_add(r, "GET", "/config", SRV_INLINE, "config", handle_config, &config_state);
+}
+
 int srv_admin_register(srv_router *r, int (*ready)(void *ud), void *ud)
 {
     ready_state.ready = ready;
@@ -42,5 +69,7 @@ int srv_admin_register(srv_router *r, int (*ready)(void *ud), void *ud)
     int rc = srv_router_add(r, "GET", "/ready", SRV_INLINE, "ready", handle_ready, &ready_state);
     if (!rc)
         rc = srv_router_add(r, "GET", "/metrics", SRV_INLINE, "metrics", handle_metrics, NULL);
+    if (!rc)
+        rc = srv_router_add(r, "GET", "/healthz", SRV_INLINE, "healthz", handle_healthz, NULL);
     return rc;
 }

@@ -1,5 +1,8 @@
-/* The server's own endpoints: GET /ready (200 once the store is open, 503 before) and GET /metrics
- * (Prometheus text). Both are INLINE routes: they never wait for the ingest queue. */
+/* The server's own endpoints: GET /ready (readiness: 200 once the store is open, 503 before),
+ * GET /healthz (liveness: 200 while the event loop answers), GET /metrics (Prometheus text) and
+ * GET /config (the effective configuration as YAML). All are INLINE routes: they never wait for
+ * the ingest queue. /ready, /healthz and /metrics are open (server/auth.c); /config is a query
+ * path. */
 #ifndef SRV_ADMIN_H
 #define SRV_ADMIN_H
 
@@ -7,5 +10,12 @@
 
 /* ready() returns non-zero when the process can take writes; NULL means always ready. */
 int srv_admin_register(srv_router *r, int (*ready)(void *ud), void *ud);
+/* GET /config answers yaml (len bytes), which must outlive the server. Returns the router's
+ * error. */
+int srv_admin_register_config(srv_router *r, const char *yaml, size_t len);
+
+/* spanprof admin <command> (argv[0] is "admin"): check, vacuum, backup of a data directory
+ * (admin_cli.c). Returns the exit status: 0 done, 1 damage found or failed, 2 usage error. */
+int admin_main(int argc, char **argv);
 
 #endif

@@ -146,7 +146,10 @@ static const opt opts[] = {
     {"debuginfo-max-bytes", T_SIZE, OFF(debuginfo_max_bytes), "2147483648",
      "largest debug file downloaded, uploaded or opened"},
     {"log-level", T_STR, OFF(log_level), "info", "debug, info, warn or error"},
+    {"log-format", T_STR, OFF(log_format), "logfmt",
+     "logfmt (key=value) or json (one object per line), on stderr"},
     {"help", T_FLAG, OFF(help), "", "print this help and exit"},
+    {"version", T_FLAG, OFF(version), "", "print the version and build information and exit"},
 };
 #undef OFF
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -155,7 +158,7 @@ static const opt opts[] = {
  * for on the command line only. */
 static int not_from(const opt *o)
 {
-    if (strcmp(o->name, "help") == 0)
+    if (strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0)
         return NOT_ENV | NOT_FILE;
     return strcmp(o->name, "config") == 0 ? NOT_FILE : 0;
 }
@@ -177,6 +180,7 @@ void app_config_defaults(app_config *c)
     srv_options_defaults(&c->srv);
     c->data_dir = "./data";
     c->log_level = "info";
+    c->log_format = "logfmt";
     c->durability = "normal";
     c->retention_ms = 168LL * 3600 * 1000;
     c->min_span_ms = 20;
@@ -837,6 +841,9 @@ static int check(const parse_ctx *p, sp_err *err)
         return sp_fail(err, SP_EINVAL,
                        "--log-level must be debug, info, warn or error, not \"%.100s\"%s",
                        c->log_level, from(p, "log-level"));
+    if (!one_of(c->log_format, "logfmt", "json"))
+        return sp_fail(err, SP_EINVAL, "--log-format must be logfmt or json, not \"%.100s\"%s",
+                       c->log_format, from(p, "log-format"));
     if (c->correlation_window_ms <= 0)
         return sp_fail(err, SP_EINVAL, "--correlation-window must be more than 0%s",
                        from(p, "correlation-window"));
@@ -861,8 +868,8 @@ int app_config_parse(app_config *c, int argc, char **argv, sp_err *err)
         rc = next_flag(argc, argv, &i, &o, &val, err);
         if (!rc && !strcmp(o->name, "config"))
             file = val;
-        if (!rc && !strcmp(o->name, "help"))
-            help = parse_bool(val) == 1;
+        if (!rc && (!strcmp(o->name, "help") || !strcmp(o->name, "version")))
+            help |= parse_bool(val) == 1;
     }
     /* Invariant 1: file, then environment, then flags, each over the one before. --help reads
      * neither: it describes the defaults, and a broken file must not hide it. */
@@ -889,4 +896,76 @@ int app_config_parse(app_config *c, int argc, char **argv, sp_err *err)
         rc = check(p, err);
     free(p);
     return rc ? SP_EINVAL : 0;
+}
+
+/* ---- the effective configuration as YAML (GET /config) --------------------------------------- */
+
+/* A duration as the parser reads it back: the largest unit that divides it. */
+static int put_duration(sp_buf *out, int64_t ms)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (ms && ms % units[i].ms == 0)
+            return sp_buf_printf(out, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
+    return sp_buf_printf(out, "%lldms", (long long)ms);
+}
+
+/* A YAML double-quoted scalar (backslash escapes for quotes, backslashes and control bytes). */
+static int put_quoted(sp_buf *out, const char *s)
+{
+    int rc = sp_buf_append(out, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++)
+        rc = *p == '"' || *p == '\\'   ? sp_buf_printf(out, "\\%c", *p)
+             : *p < 0x20 || *p == 0x7f ? sp_buf_printf(out, "\\x%02x", *p)
+                                       : sp_buf_append(out, p, 1);
+    return rc ? rc : sp_buf_append(out, "\"", 1);
+}
+
+static int put_setting(const app_config *c, const opt *o, sp_buf *out)
+{
+    const char *field = (const char *)c + o->off;
+    if (o->type == T_STR && !*(const char *const *)field)
+        return sp_buf_printf(out, "# %s: not set\n", o->name);
+    int rc = sp_buf_printf(out, "%s: ", o->name);
+    switch (o->type) {
+    case T_STR:
+        rc |= put_quoted(out, *(const char *const *)field);
+        break;
+    case T_SIZE:
+        rc |= sp_buf_printf(out, "%zu", *(const size_t *)field);
+        break;
+    case T_INT:
+        rc |= sp_buf_printf(out, "%d", *(const int *)field);
+        break;
+    case T_DURATION:
+        rc |= put_duration(out, *(const int64_t *)field);
+        break;
+    case T_FLAG:
+        rc |= sp_buf_printf(out, "%s", *(const int *)field ? "true" : "false");
+        break;
+    }
+    return rc | sp_buf_append(out, "\n", 1);
+}
+
+int app_config_write_yaml(const app_config *c, sp_buf *out)
+{
+    int rc = sp_buf_printf(out, "# spanprof's effective configuration; spanprof --config FILE "
+                                "reads it back.\n");
+    for (size_t k = 0; k < NOPTS && !rc; k++) {
+        const opt *o = &opts[k];
+        /* Not settings of a file; min-span-duration is the alias of span-min-duration. */
+        if ((not_from(o) & NOT_FILE) || !strcmp(o->name, "min-span-duration"))
+            continue;
+        rc = put_setting(c, o, out);
+    }
+    /* Invariant 3: the token variables are secrets themselves; only their presence is told. */
+    static const char *const secrets[] = {"SPANPROF_INGEST_AUTH_TOKEN",
+                                          "SPANPROF_QUERY_AUTH_TOKEN"};
+    for (size_t i = 0; i < 2 && !rc; i++)
+        if (getenv(secrets[i]))
+            rc = sp_buf_printf(out, "# $%s is set (a token: not shown)\n", secrets[i]);
+    return rc ? SP_ENOMEM : 0;
 }

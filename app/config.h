@@ -11,6 +11,7 @@
 #ifndef APP_CONFIG_H
 #define APP_CONFIG_H
 
+#include "../common/buf.h"
 #include "../common/err.h"
 #include "../server/options.h"
 
@@ -23,6 +24,7 @@ typedef struct app_config {
     const char *config_file; /* the YAML file read (--config, $SPANPROF_CONFIG), or NULL */
     const char *data_dir;
     const char *log_level;
+    const char *log_format; /* "logfmt" or "json" */
     const char *durability; /* "normal" or "full" */
     int64_t retention_ms;   /* 0 = keep forever */
     int64_t min_span_ms;    /* spans shorter than this get no inferred samples */
@@ -45,7 +47,7 @@ typedef struct app_config {
     const char *debuginfod_urls; /* NULL = $DEBUGINFOD_URLS; "none" = no server */
     int64_t symbolize_budget_ms, symbols_retry_ms, debuginfod_timeout_ms;
     size_t debuginfo_max_bytes;
-    int help;
+    int help, version;
 } app_config;
 
 void app_config_defaults(app_config *c);
@@ -57,5 +59,12 @@ void app_config_defaults(app_config *c);
  * for the life of the process; argv must outlive c. Not thread-safe (start-up only). */
 int app_config_parse(app_config *c, int argc, char **argv, sp_err *err);
 void app_config_usage(FILE *out);
+/* The effective settings as a YAML file in the keys --config reads (so the text can be fed back
+ * with --config): every setting but config, help and version, one `name: value` line each,
+ * sizes in bytes, durations with their unit; a setting that is not set is a comment. Secrets
+ * never appear: the configuration holds only the paths of secret files, and the token
+ * variables ($SPANPROF_INGEST_AUTH_TOKEN, $SPANPROF_QUERY_AUTH_TOKEN) are said to be set,
+ * never shown. Returns 0, or SP_ENOMEM / SP_ETOOBIG from out. */
+int app_config_write_yaml(const app_config *c, sp_buf *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "pipeline.h"
 #include "symbols.h"
+#include "version.h"
 
 #include "../common/log.h"
 #include "../common/metrics.h"
@@ -104,10 +105,33 @@ static int is_ready(void *ud)
     return ((pipeline *)ud)->store != NULL;
 }
 
+/* --help and --version answer and exit (their exit status returned); otherwise the logs and the
+ * build_info metric are set up and -1 returned. */
+static int answer_or_set_up(const app_config *cfg)
+{
+    if (cfg->help) {
+        app_config_usage(stdout);
+        return 0;
+    }
+    if (cfg->version) {
+        app_version_print(stdout);
+        return 0;
+    }
+    sp_log_set_format(strcmp(cfg->log_format, "json") == 0 ? SP_LOG_JSON : SP_LOG_LOGFMT);
+    if (set_log_level(cfg->log_level) != 0) {
+        fprintf(stderr, "spanprof: --log-level must be debug, info, warn or error\n");
+        return 2;
+    }
+    app_version_metric();
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "query") == 0) /* the terminal client (client.h) */
         return client_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "admin") == 0) /* the data tools (admin.h) */
+        return admin_main(argc - 1, argv + 1);
     app_config cfg;
     sp_err err = {0};
     app_config_defaults(&cfg);
@@ -115,14 +139,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "spanprof: %s\n", err.msg);
         return 2;
     }
-    if (cfg.help) {
-        app_config_usage(stdout);
-        return 0;
-    }
-    if (set_log_level(cfg.log_level) != 0) {
-        fprintf(stderr, "spanprof: --log-level must be debug, info, warn or error\n");
-        return 2;
-    }
+    int early = answer_or_set_up(&cfg);
+    if (early >= 0)
+        return early;
 
     srv_auth *auth = NULL;
     if (srv_auth_new(&auth, &cfg.srv, &err) != 0) {
@@ -167,6 +186,8 @@ int main(int argc, char **argv)
     sp_metrics_on_render(pipeline_metrics, &pl);
 
     srv_router *router = srv_router_new();
+    sp_buf config_yaml; /* GET /config; the configuration never changes after start-up */
+    sp_buf_init(&config_yaml, 0);
     otlp_config ocfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
                         .sink = {.write = pipeline_ingest, .ud = &pl}};
     otlp_pyroscope_config pcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
@@ -184,6 +205,8 @@ int main(int argc, char **argv)
                 cfg.traces_forward_protocol);
     }
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
+        app_config_write_yaml(&cfg, &config_yaml) != 0 ||
+        srv_admin_register_config(router, (const char *)config_yaml.data, config_yaml.len) != 0 ||
         otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||
         query_register(router, pl.store, &qcfg) != 0 || app_symbols_register(router, &syms) != 0) {
         sp_error("msg=\"cannot register routes\"");
@@ -210,6 +233,7 @@ out:
     app_symbols_close(&syms);
     corr_free(pl.corr);
     srv_auth_free(auth);
+    sp_buf_free(&config_yaml);
     sp_info("msg=\"stopped\"");
     return rc;
 }

@@ -1,10 +1,23 @@
-/* Structured logs: one line per event, `ts=... level=... msg="..." key=value`, on stderr. */
+/* Structured logs: one line per event on stderr, as logfmt (`ts=... level=... msg="..." key=value`,
+ * the default) or as one JSON object per line (sp_log_set_format(SP_LOG_JSON)). Callers always
+ * write the logfmt fields; the JSON form is made from them here, so the two never differ in
+ * content. Nothing here knows about secrets: callers never pass one (server/auth.c logs none). */
 #ifndef SP_LOG_H
 #define SP_LOG_H
 
+#include <stddef.h>
+
 enum { SP_LOG_DEBUG, SP_LOG_INFO, SP_LOG_WARN, SP_LOG_ERROR };
 
+enum { SP_LOG_LOGFMT, SP_LOG_JSON };
+
 void sp_log_set_level(int level);
+/* SP_LOG_LOGFMT (default) or SP_LOG_JSON; set once at start-up, before any thread. */
+void sp_log_set_format(int format);
+/* The JSON object for one logfmt line (`k=v k2="quoted v"`), written to out (always
+ * NUL-terminated, cut at n - 1 bytes but kept a valid object when n >= 3). A bare word without
+ * `=` becomes a key with the value true. Returns the length written. */
+size_t sp_log_logfmt_to_json(const char *line, char *out, size_t n);
 void sp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define sp_debug(...) sp_log(SP_LOG_DEBUG, __VA_ARGS__)

@@ -36,7 +36,7 @@ static _Atomic int nendpoints;
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
-    char name[64];
+    char name[256]; /* with labels: spanprof_build_info{version=...,commit=...,...} */
     _Atomic int64_t value;
 } gauges[MAX_GAUGES];
 static _Atomic int ngauges;

@@ -3,6 +3,7 @@
 #include "api_v1.h"
 #include "params.h"
 #include "../wire/pbjson.h"
+#include "render.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -75,6 +76,64 @@ static void handle_services(srv_request *req, srv_response *resp, void *ud)
             rc = (i ? PUTS(&o, ",") : 0) | wire_json_string(&o, names.v[i], strlen(names.v[i]));
         rc = rc ? nomem(&err) : PUTS(&o, "]}") ? nomem(&err) : 0;
     }
+    send_json(resp, &o, rc, &err);
+    sp_buf_free(&o);
+    sp_arena_free(a);
+}
+
+/* One application of GET /api/apps: a series' service and profile type. */
+static int put_app(sp_buf *o, const store_labels *l, sp_arena *a, sp_err *err)
+{
+    const char *service = "", *type = NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (!strcmp(l->labels[i].name, "service_name"))
+            service = l->labels[i].value;
+        else if (!strcmp(l->labels[i].name, "__profile_type__"))
+            type = l->labels[i].value;
+    }
+    query_type t;
+    if (!type || query_type_parse(type, "type", 0, a, &t, err))
+        return 0; /* not a profile series: nothing to list */
+    const char *units;
+    long long rate;
+    query_units_of(&t, &units, &rate);
+    /* Pyroscope's ApplicationMetadata: name is <application>.<profile> ("checkout.cpu"). */
+    char name[600];
+    snprintf(name, sizeof name, "%.400s.%.150s", service, t.sample_type);
+    int rc = PUTS(o, "{\"name\":") | wire_json_string(o, name, strlen(name)) |
+             sp_buf_printf(o, ",\"sampleRate\":%lld,\"units\":", rate) |
+             wire_json_string(o, units, strlen(units)) | PUTS(o, ",\"serviceName\":") |
+             wire_json_string(o, service, strlen(service)) | PUTS(o, ",\"profileType\":") |
+             wire_json_string(o, t.id, strlen(t.id)) | PUTS(o, "}");
+    return rc ? nomem(err) : 1;
+}
+
+/* GET /api/apps: every (service, profile type) the tenant has series of, whatever their time. */
+static void handle_apps(srv_request *req, srv_response *resp, void *ud)
+{
+    const query_ctx *c = ud;
+    sp_err err = {0};
+    sp_arena *a = sp_arena_new(c->budget);
+    sp_buf o;
+    sp_buf_init(&o, 0);
+    static const char *const names[] = {"service_name", "__profile_type__"};
+    store_labelsets sets = {0};
+    store_query q = {.tenant = req->tenant};
+    int rc = a ? store_series(c->store, &q, names, 2, a, &sets, &err) : nomem(&err);
+    if (!rc)
+        rc = PUTS(&o, "[") ? nomem(&err) : 0;
+    for (size_t i = 0, n = 0; i < sets.n && !rc; i++) {
+        if (n && PUTS(&o, ","))
+            rc = nomem(&err);
+        int put = rc ? rc : put_app(&o, &sets.sets[i], a, &err);
+        rc = put < 0 ? put : 0;
+        if (put > 0)
+            n++;
+        else if (!rc && n) /* nothing was written: take the comma back */
+            o.len--;
+    }
+    if (!rc && PUTS(&o, "]"))
+        rc = nomem(&err);
     send_json(resp, &o, rc, &err);
     sp_buf_free(&o);
     sp_arena_free(a);
@@ -213,5 +272,8 @@ int query_api_find_register(srv_router *r, const query_ctx *c)
     if (!rc)
         rc = srv_router_add(r, "GET", "/api/v1/traces", SRV_WORKER, "query_api_traces",
                             handle_traces, (void *)c);
+    if (!rc)
+        rc = srv_router_add(r, "GET", "/api/apps", SRV_WORKER, "query_api_apps", handle_apps,
+                            (void *)c);
     return rc;
 }

@@ -12,6 +12,12 @@
  *       are what was attached to the trace's outermost span in each process (a sample is
  *       attached to a span and its ancestors in its process, so this counts it once).
  *       400 without service or with a bad range or limit.
+ *   GET /api/apps
+ *       200 [{"name","sampleRate","units","serviceName","profileType"}]: Pyroscope's legacy
+ *       application list (its ApplicationMetadata: name = "<service_name>.<sample type>", e.g.
+ *       "checkout.cpu", with the units and sample rate /render gives), one entry per service and
+ *       profile type the tenant has series of, whatever their time; serviceName and profileType
+ *       are spanprof's additions (the series' service_name and full profile type id).
  *
  * Registered by query/query.c; handlers run on worker threads and read the store only; every
  * answer is scoped to the request's tenant.

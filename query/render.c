@@ -182,8 +182,7 @@ static int put_names(sp_buf *o, const char *const *names, uint32_t n)
     return rc;
 }
 
-/* Pyroscope's units and sample rate for a sample type (ExportToFlamebearer, render handler). */
-static void units_of(const query_type *t, const char **units, long long *rate)
+void query_units_of(const query_type *t, const char **units, long long *rate)
 {
     static const char *objects[] = {"inuse_objects", "alloc_objects", "goroutine", "samples"};
     *rate = 100;
@@ -201,7 +200,7 @@ int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_ty
 {
     const char *units;
     long long rate;
-    units_of(t, &units, &rate);
+    query_units_of(t, &units, &rate);
     int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
     rc |= put_names(o, fg->names, fg->nnames);
     rc |= PUTS(o, "],\"levels\":") | put_levels(o, fg->levels, fg->nvalues, fg->nlevels);
@@ -321,7 +320,7 @@ static int put_diff(sp_buf *o, const query_flamegraph_diff *d, const query_type 
 {
     const char *units;
     long long rate;
-    units_of(t, &units, &rate);
+    query_units_of(t, &units, &rate);
     int rc = PUTS(o, "{\"version\":1,\"flamebearer\":{\"names\":[");
     rc |= put_names(o, d->names, d->nnames);
     rc |= PUTS(o, "],\"levels\":") | put_levels(o, d->levels, d->nvalues, d->nlevels);

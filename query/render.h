@@ -23,6 +23,10 @@ int query_render_register(srv_router *r, const query_ctx *c);
 /* Appends the start of a flamebearer document: {"version":1,"flamebearer":{names, levels,
  * numTicks, maxSelf},"metadata":{format, spyName, sampleRate, units, name} -- without the closing
  * brace, so the caller adds "timeline" and the rest. 0, or the sp_buf error. */
+/* Pyroscope's units and sample rate for a sample type, as its ExportToFlamebearer and render
+ * handler give them ("samples" at 1e9 for cpu, "objects" for object counts, else the unit). */
+void query_units_of(const query_type *t, const char **units, long long *rate);
+
 int query_flamebearer_open(sp_buf *o, const query_flamegraph *fg, const query_type *t);
 
 #endif

@@ -20,7 +20,7 @@ def table(help_text):
             started = True
             continue
         m = LINE.match(line) if started else None
-        if not m or m.group(1) == "help":
+        if not m or m.group(1) in ("help", "version"):
             continue
         name, takes, what, default, var = m.groups()
         what = what.replace("|", "\\|")

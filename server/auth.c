@@ -45,6 +45,9 @@ static const struct rule {
 } rules[] = {
     {"/ready", 0, SRV_AUTH_OPEN, STYLE_TEXT},
     {"/metrics", 0, SRV_AUTH_OPEN, STYLE_TEXT},
+    {"/healthz", 0, SRV_AUTH_OPEN, STYLE_TEXT},
+    {"/config", 0, SRV_AUTH_QUERY, STYLE_TEXT},   /* paths only, no secrets: still not public */
+    {"/api/apps", 0, SRV_AUTH_QUERY, STYLE_TEXT}, /* Pyroscope's legacy application list */
     {"/opentelemetry.proto.collector.", 1, SRV_AUTH_INGEST, STYLE_TEXT},
     {"/v1development/profiles", 0, SRV_AUTH_INGEST, STYLE_OTLP_HTTP},
     {"/v1/traces", 0, SRV_AUTH_INGEST, STYLE_OTLP_HTTP},

@@ -1,6 +1,7 @@
 /* Authentication and tenancy at the edge.
  *
- * Every path belongs to one class: OPEN (/ready, /metrics: probes and scrapers, no tenant data),
+ * Every path belongs to one class: OPEN (/ready, /healthz, /metrics: probes and scrapers, no
+ * tenant data),
  * INGEST (OTLP gRPC and HTTP, Pyroscope /ingest and Push) or QUERY (everything else: the querier
  * API, /render, /pprof, the page, and any path not listed, so a new route is protected by default).
  * INGEST and QUERY each optionally require a bearer token or HTTP basic credentials, loaded once at

@@ -398,6 +398,31 @@ int store_retention_run(store *s, int64_t now_ns, sp_err *err);
 
 void store_stats_get(store *s, store_stats *out);
 
+/* ---- maintenance of a SQLite store from outside the server (spanprof admin)
+ * ----------------------
+ */
+
+/* Called once per problem found, with a line saying what is wrong. */
+typedef void (*store_check_fn)(void *ud, const char *problem);
+
+/* Checks <data_dir>/spanprof.db: PRAGMA integrity_check plus the invariants listed in
+ * sqlite_admin.c; *problems counts what report() was told. Takes no lock: runs beside a
+ * running server. Returns 0 when the check ran (problems or not); SP_EINVAL (no directory),
+ * SP_ENOTFOUND (no database there), SP_EUNAVAIL (cannot open it). */
+int store_check(const char *data_dir, store_check_fn report, void *ud, uint64_t *problems,
+                sp_err *err);
+
+/* VACUUM of <data_dir>/spanprof.db (file sizes before and after, bytes). Takes the data
+ * directory's lock: SP_EUNAVAIL while a spanprof runs there, or on an SQLite error (disk full:
+ * VACUUM needs room for a second copy); SP_ENOTFOUND without a database. */
+int store_vacuum(const char *data_dir, uint64_t *before, uint64_t *after, sp_err *err);
+
+/* Online backup of <data_dir>/spanprof.db to the new file out (sqlite3_backup in one step: a
+ * consistent committed state, written to out.tmp-<pid> and renamed; ingest goes on meanwhile).
+ * SP_EINVAL when out exists or is not given, SP_ENOTFOUND without a database, SP_EUNAVAIL on
+ * an I/O error or a lock held too long. */
+int store_backup(const char *data_dir, const char *out, sp_err *err);
+
 /* ---- helpers ------------------------------------------------------------------------------------
  */
 
