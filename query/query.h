@@ -30,9 +30,11 @@ typedef struct query_config {
 
 /* Adds the routes:
  *   POST /querier.v1.QuerierService/{ProfileTypes, LabelNames, LabelValues, Series,
- *        SelectMergeStacktraces, SelectMergeSpanProfile, SelectMergeProfile, SelectSeries}
+ *        SelectMergeStacktraces, SelectMergeSpanProfile, SelectMergeProfile, SelectSeries,
+ *        SelectHeatmap, Diff, GetProfileStats, AnalyzeQuery}
  *        (Connect unary proto/JSON and gRPC; other methods of the service: unimplemented)
- *   GET  /pprof, /render, /pyroscope/render   (Pyroscope's HTTP query endpoints)
+ *   POST /settings.v1.SettingsService/Get     (no stored settings)
+ *   GET  /pprof, /render, /pyroscope/render, /pyroscope/render-diff (Pyroscope's HTTP endpoints)
  *   GET  /api/v1/traces/{trace_id}, /api/v1/spans/{span_id}/profile  (spanprof's own, api_v1.h)
  *   GET  /, /ui, /ui/span/{span_id}          (the flame graph page)
  * Returns 0, or the router's error. */
