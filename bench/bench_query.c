@@ -12,9 +12,11 @@
  * fill cover `hours` hours ending now.
  *
  * Then it times span-profile queries for random spans (with no time range and with Grafana's
- * range, span time +- 30 s), checking each answer's total against what was written, and
- * one-hour flame graphs of random services. Prints p50/p99/max, bytes on disk per stored
- * observation, and the fill rate.
+ * range, span time +- 30 s), checking each answer's total against what was written,
+ * one-hour flame graphs of random services, and span sets through the query layer
+ * (query/spanset.h): a trace's flame graph (trace_id_selector) and every span of a name
+ * (span_name, per service and across services), each checked against the written totals. Prints
+ * p50/p99/max, bytes on disk per stored observation, and the fill rate.
  *
  *   bench_query [--spans 1000000] [--obs 50] [--services 20] [--hours 2] [--batch 5000]
  *               [--writers 2] [--queries 2000] [--ranges 20] [--dir DIR] [--keep] [--seed N]
@@ -22,6 +24,7 @@
  *
  * Disk: about 1.2 GB for the defaults (check `df -h /tmp`; --dir puts it elsewhere).
  */
+#include "../query/stacks.h"
 #include "../storage-adapter/store.h"
 #include "bench_util.h"
 
@@ -324,6 +327,86 @@ static void *fill_main(void *arg)
     }
 }
 
+/* ---- span sets (query layer) ------------------------------------------------------------------
+ */
+
+static double set_query(const query_ctx *qc, const query_type *type, store_selector *sel,
+                        char **trace_ids, size_t ntrace_ids, sp_arena *a, int64_t want, int *bad)
+{
+    query_stacks_req sr = {.tenant = "bench",
+                           .type = type,
+                           .sel = sel,
+                           .trace_ids = trace_ids,
+                           .ntrace_ids = ntrace_ids};
+    store_stacks st;
+    sp_err err = {0};
+    double t0 = bench_mono_s();
+    int rc = query_stacks_select(qc, &sr, a, &st, &err);
+    double ms = (bench_mono_s() - t0) * 1e3;
+    if (rc || st.total != want) {
+        fprintf(stderr, "span set: rc %d (%s), total %lld, want %lld\n", rc, err.msg,
+                (long long)(rc ? 0 : st.total), (long long)want);
+        (*bad)++;
+    }
+    sp_arena_reset(a);
+    return ms;
+}
+
+static int span_set_queries(sp_arena *a, uint64_t *r)
+{
+    query_ctx qc = {.store = the_store,
+                    .budget = (size_t)4 << 30,
+                    .max_nodes_default = 8192,
+                    .max_nodes_max = 1 << 20,
+                    .span_min_duration_ns = 20000000};
+    query_type type;
+    sp_err err = {0};
+    sp_arena *ta = sp_arena_new(0);
+    if (query_type_parse(CPU_TYPE, "type", 1, ta, &type, &err))
+        return 1;
+    int bad = 0, n = nqueries / 4 > 0 ? nqueries / 4 : 1;
+    double *ms = calloc((size_t)(n > 5 ? n : 5), sizeof *ms);
+    store_selector none = {0};
+    for (int i = 0; i < n; i++) {
+        long first = (long)(bench_xorshift64star(r) % (uint64_t)nspans);
+        first -= first % 10;
+        uint64_t tr = (uint64_t)(first / 10 + 1) * 0xbf58476d1ce4e5b9ULL;
+        uint8_t id[16];
+        memcpy(id, &tr, 8);
+        memcpy(id + 8, &tr, 8);
+        char hex[33], *tids[1] = {hex};
+        for (int k = 0; k < 16; k++)
+            snprintf(hex + 2 * k, 3, "%02x", id[k]);
+        long nsp = first + 10 <= nspans ? 10 : nspans - first;
+        ms[i] = set_query(&qc, &type, &none, tids, 1, a, nsp * obs_per_span * PERIOD_NS, &bad);
+    }
+    bench_print_latency("a trace's flame graph (trace_id_selector, 10 spans)", ms, n);
+    static const char *const names[2] = {"GET /api/items", "db.query"};
+    for (int all = 0; all < 2; all++)
+        for (int nm = 0; nm < 2; nm++) {
+            int runs = all && nm ? 1 : 5;
+            long count = 0;
+            int s = (int)(bench_xorshift64star(r) % (uint64_t)nservices);
+            for (long k = 0; k < nspans; k++)
+                count += (all || service_of(k) == s) && ((k % 10 == 0) == (nm == 0));
+            store_matcher m[2] = {{"span_name", names[nm], STORE_MATCH_EQ},
+                                  {"service_name", svcs[s].name, STORE_MATCH_EQ}};
+            for (int i = 0; i < runs; i++) {
+                store_selector sel = {NULL, m, all ? 1 : 2};
+                ms[i] =
+                    set_query(&qc, &type, &sel, NULL, 0, a, count * obs_per_span * PERIOD_NS, &bad);
+            }
+            char what[160];
+            snprintf(what, sizeof what, "span_name=\"%s\"%s: %ld spans", names[nm],
+                     all ? " (every service)" : ", one service", count);
+            bench_print_latency(what, ms, runs);
+        }
+    printf("span-set answers: %d wrong\n", bad);
+    free(ms);
+    sp_arena_free(ta);
+    return bad;
+}
+
 /* ---- helpers --------------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -483,6 +566,9 @@ int main(int argc, char **argv)
     }
     bench_print_latency("span totals of a trace (10 spans, one call)", ms, nqueries);
     printf("trace totals: %d of %d span totals wrong\n", bad, 10 * nqueries);
+
+    /* ---- span sets: a trace's flame graph, every span of a name ---- */
+    bad += span_set_queries(a, &r);
 
     /* ---- one-hour flame graph of one service ---- */
     double nst = 0;

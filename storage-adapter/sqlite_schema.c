@@ -145,6 +145,9 @@ static const char *const steps[] = {
     /* 3 → 4: what the symbolizer found for native frames, so it is asked once per address. */
     "CREATE TABLE symbol(build_id INTEGER NOT NULL, address INTEGER NOT NULL,"
     "  frames BLOB NOT NULL, PRIMARY KEY(build_id, address)) WITHOUT ROWID;",
+    /* 4 → 5: spans by name, so a span_name query (every span of a name in a range) seeks instead
+     * of scanning the range's spans; one index entry per span written. */
+    "CREATE INDEX span_by_name ON span(tenant, name, start_ns);",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

@@ -694,11 +694,13 @@ int sqs_select_stacks(store *st, const store_query *query, sp_arena *a, store_st
 static int span_values(rq *q, int64_t key, int64_t h0, int64_t h1, sqlite3_stmt *rows,
                        sqlite3_stmt *chunks, chunk_ctx *ck)
 {
-    int rc = 0, src;
-    sqlite3_bind_int64(rows, 1, key);
-    sqlite3_bind_int64(rows, 2, h0);
-    sqlite3_bind_int64(rows, 3, h1);
-    while ((src = sqlite3_step(rows)) == SQLITE_ROW) {
+    int rc = 0, src = SQLITE_DONE;
+    if (rows) {
+        sqlite3_bind_int64(rows, 1, key);
+        sqlite3_bind_int64(rows, 2, h0);
+        sqlite3_bind_int64(rows, 3, h1);
+    }
+    while (rows && (src = sqlite3_step(rows)) == SQLITE_ROW) {
         int64_t v = sqlite3_column_int64(rows, 2);
         store_agg_entry *s = store_agg_find(ck->allowed, sqlite3_column_int64(rows, 0), 0, 0, 0);
         if (!s)
@@ -712,7 +714,8 @@ static int span_values(rq *q, int64_t key, int64_t h0, int64_t h1, sqlite3_stmt 
         e->sum += v;
         ck->added += v;
     }
-    sqlite3_reset(rows);
+    if (rows)
+        sqlite3_reset(rows);
     if (!rc && src != SQLITE_DONE)
         rc = rq_dberr(q, src, R_SPANSTK);
     if (!rc) {
@@ -751,7 +754,14 @@ static int span_read_begin(rq *q, const store_query *query, span_read *sr)
             rc = rq_nomem(q);
     if (rc || !sr->n)
         return rc;
-    if (!(sr->rows = rq_stmt(q, R_SPANSTK)))
+    /* Version 1 rows (files written before value chunks): looked up only when the table has
+     * any, which saves a seek per span and hour on every file made since. */
+    sqlite3_stmt *any = rq_stmt(q, R_SPANSTK_ANY);
+    if (!any)
+        return rq_prep_fail(q, R_SPANSTK_ANY);
+    int has_v1 = sqlite3_step(any) == SQLITE_ROW;
+    sqlite3_reset(any);
+    if (has_v1 && !(sr->rows = rq_stmt(q, R_SPANSTK)))
         return rq_prep_fail(q, R_SPANSTK);
     if (!(sr->chunks = rq_stmt(q, R_SPANCHUNKS)))
         return rq_prep_fail(q, R_SPANCHUNKS);

@@ -22,7 +22,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 4
+#define SQS_SCHEMA_VERSION 5
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -189,6 +189,8 @@ enum {
     R_SERVICE_TRACES,
     R_SPAN_HOURS_DESC,
     R_FIND_SPANS,
+    R_FIND_SPANS_BY_NAME,
+    R_SPANSTK_ANY,
     R_SERIES_SPAN,
     R_SERIES_IMPACT,
     R_NSTMT

@@ -217,9 +217,11 @@ int sqs_find_spans(store *st, const store_query *query, const store_span_filter 
     }
     int64_t h0, h1, t0, t1;
     hour_range(query, &h0, &h1, &t0, &t1);
-    sqlite3_stmt *s = rq_stmt(&q, R_FIND_SPANS);
+    /* With a name, the name index (schema 5) seeks to it; without, the range's spans are read. */
+    int which = f->name ? R_FIND_SPANS_BY_NAME : R_FIND_SPANS;
+    sqlite3_stmt *s = rq_stmt(&q, which);
     if (!s) {
-        rc = rq_prep_fail(&q, R_FIND_SPANS);
+        rc = rq_prep_fail(&q, which);
         rq_end(&q);
         return rc;
     }
@@ -254,7 +256,7 @@ int sqs_find_spans(store *st, const store_query *query, const store_span_filter 
     }
     sqlite3_reset(s);
     if (!rc && src != SQLITE_DONE)
-        rc = rq_dberr(&q, src, R_FIND_SPANS);
+        rc = rq_dberr(&q, src, which);
     rq_end(&q);
     if (rc) {
         memset(out, 0, sizeof *out);

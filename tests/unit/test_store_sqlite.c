@@ -729,7 +729,7 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 4);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
@@ -740,7 +740,7 @@ static void migrates_from_version_0(void **state)
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 4);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
 }
 
 static void set_pragma(const char *dir, const char *sql)
@@ -775,14 +775,14 @@ static void migrates_from_version_1(void **state)
                "(SELECT series FROM sample_chunk), (SELECT id FROM stack), 30 FROM span_chunk;"
                "DROP TABLE sample_chunk; DROP TABLE span_chunk;"
                "DELETE FROM meta WHERE key='chunk_format';"
-               "DROP TABLE symbol;"
+               "DROP TABLE symbol; DROP INDEX span_by_name;"
                "DROP TABLE stack_key; DROP TABLE location_key; ALTER TABLE series DROP period;"
                "DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
                "CREATE INDEX stack_by_hash ON stack(hash);"
                "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=1");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 4);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -1008,10 +1008,10 @@ static void refuses_newer_schema_version(void **state)
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 7 is newer than this spanprof (4); upgrade"));
+        strstr(err.msg, "database schema version 7 is newer than this spanprof (5); upgrade"));
     /* Nothing was changed. */
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
-    set_pragma(f->dir, "PRAGMA user_version=4");
+    set_pragma(f->dir, "PRAGMA user_version=5");
     open_store(f);
 }
 
@@ -1897,7 +1897,8 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             write_round_ok(s, f->t0, r);
         store_close(s);
         /* What version 2 had: hash indexes, no key tables, no period. */
-        sql_exec(dir, "DROP TABLE symbol; DROP TABLE stack_key; DROP TABLE location_key; "
+        sql_exec(dir, "DROP TABLE symbol; DROP INDEX span_by_name; DROP TABLE stack_key; DROP "
+                      "TABLE location_key; "
                       "ALTER TABLE series DROP "
                       "period; DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
                       "CREATE INDEX stack_by_hash ON stack(hash);"
@@ -1910,7 +1911,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             before = 0;
         }
         open_with(dir, 1, 0, &s);
-        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 4);
+        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 5);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 6 * ROUND_STACKS);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 6 * ROUND_LOCS + 1);
         assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
