@@ -296,7 +296,8 @@ int query_spanset_by_name(const query_ctx *c, const char *tenant, store_selector
     out->matched = found.n;
     out->truncated = found.truncated;
     /* Spans of one trace together; a trace with one member needs no walk (S2). */
-    qsort(found.spans, found.n, sizeof *found.spans, trace_cmp);
+    if (found.n > 1)
+        qsort(found.spans, found.n, sizeof *found.spans, trace_cmp);
     size_t cap = 0;
     uint8_t one = 1;
     for (size_t i = 0; i < found.n && !rc;) {
