@@ -5,7 +5,8 @@
  *     trace by id; the trace as a waterfall (GET /api/v1/traces/{id}) with each span's CPU,
  *     off-CPU and the rest drawn in its bar, spans under span_min_duration_ns marked;
  *   - a span's CPU or off-CPU flame graph (GET /api/v1/spans/{id}/profile?format=json) on a
- *     canvas, with zoom, search, self/total tooltips and the pprof download;
+ *     canvas, with zoom, search, self/total tooltips and the pprof download; "Compare with peers":
+ *     the span against every span of its service and name (Diff) as a diff flame graph;
  *   - the service flame graph for a range (SelectMergeStacktraces, Connect JSON).
  * Links: /ui?span_id=... and #trace=<id>&span=<id>&type=<type id>; /ui/span/<16 hex> redirects
  * there (the trace API links to it). The browser test is tests/e2e/test_page_browser.py.

@@ -9,6 +9,8 @@
 //           service, trace, older_trace, spans: [span ids to open], root_span, search,
 //           hover_frame, docs_screenshot (optional path) }         -- mode "scenario"
 //         { base, mode: "big", out_dir, chromium, trace, loads, runs }  -- mode "big"
+//         { base, mode: "peers", out_dir, chromium, trace, span, hover_frame, short_span }
+//                                         -- mode "peers": "Compare with peers" on a span
 //
 // The canvas cannot be read back, so what a flame graph drew comes from the page's
 // window.spanprof.frames(); tooltips, texts, focus and screenshots come from the page itself.
@@ -24,16 +26,18 @@ const WAIT = { timeout: 15000 };
 
 async function main() {
   const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-  const out = { screenshots: {}, console_errors: [], steps: [] };
+  const out = { screenshots: {}, console_errors: [], expected_errors: [], steps: [] };
+  let expectErrors = false; // while a failure is staged on purpose, errors are reported apart
   const args = process.getuid && process.getuid() === 0 ? ["--no-sandbox"] : [];
   const browser = await chromium.launch({ executablePath: cfg.chromium || "/usr/bin/chromium", headless: true, args });
   out.browser_version = browser.version();
   // A page 1280 px wide whose script errors, console errors and failed requests are all recorded.
   const open = async () => {
     const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    p.on("console", (m) => { if (m.type() === "error") out.console_errors.push(m.text()); });
+    const errors = () => (expectErrors ? out.expected_errors : out.console_errors);
+    p.on("console", (m) => { if (m.type() === "error") errors().push(m.text()); });
     p.on("pageerror", (e) => out.console_errors.push(String(e)));
-    p.on("response", (r) => { if (r.status() >= 400) out.console_errors.push("HTTP " + r.status() + " " + r.url()); });
+    p.on("response", (r) => { if (r.status() >= 400) errors().push("HTTP " + r.status() + " " + r.url()); });
     return p;
   };
   let page = await open();
@@ -44,6 +48,7 @@ async function main() {
   };
   try {
     if (cfg.mode === "big") page = await big(page, cfg, out, shot, open);
+    else if (cfg.mode === "peers") await peers(page, cfg, out, shot, (on) => { expectErrors = on; });
     else await scenario(page, cfg, out, shot);
   } catch (e) {
     out.error = String(e && e.stack || e);
@@ -231,6 +236,68 @@ async function scenario(page, cfg, out, shot) {
     await page.screenshot({ path: cfg.docs_screenshot, clip: { x: 0, y: 0, width: 1280, height: Math.ceil(panel.y + panel.height + 16) } });
     out.screenshots.docs = cfg.docs_screenshot;
   }
+}
+
+async function diffState(page) {
+  return page.evaluate(() => {
+    const empty = document.querySelector("#sp-diff .fg-empty"), st = document.getElementById("sp-diff-status");
+    return {
+      frames: window.spanprof.frames("peers"),
+      stats: window.spanprof.stats.peers,
+      status: st.textContent, status_class: st.className,
+      empty: getComputedStyle(empty).display === "none" ? null : empty.textContent,
+      legend: [...document.querySelectorAll("#sp-diff-legend > span")].map((x) => x.textContent.trim()),
+      shown: !document.getElementById("sp-diff-part").hidden && document.getElementById("sp-fg").hidden,
+      pressed: document.getElementById("sp-peers").getAttribute("aria-pressed"),
+      hash: location.hash,
+    };
+  });
+}
+
+// "Compare with peers" on a span of the trace: the diff view, a tooltip, Escape back to the span,
+// a span with nothing to compare, and a server error (staged with page.route).
+async function peers(page, cfg, out, shot, expectErrors) {
+  const loaded = (span) => page.waitForSelector(`#sp-diff[data-loaded="${span}|${CPU}"]`, WAIT);
+  await page.goto(cfg.base + "/#trace=" + cfg.trace);
+  await page.waitForSelector(`#wf-body[data-loaded="${cfg.trace}"]`, WAIT);
+  await page.click(`#wf-body .wf-row[data-span="${cfg.span}"] .wf-name`);
+  await waitSpan(page, cfg.span, CPU);
+  out.button = { text: await page.textContent("#sp-peers"), visible: await page.isVisible("#sp-peers") };
+  await page.click("#sp-peers");
+  await loaded(cfg.span);
+  out.diff = await diffState(page);
+  out.steps.push("diff");
+
+  const canvas = await page.locator("#sp-diff canvas").boundingBox();
+  const target = out.diff.frames.drawn.find((b) => b.name === cfg.hover_frame);
+  if (!target) throw new Error("frame " + cfg.hover_frame + " was not drawn in the diff");
+  await page.mouse.move(canvas.x + target.px + Math.min(target.pw / 2, 40), canvas.y + target.d * 18 + 9);
+  out.tooltip = { text: await page.textContent("#tip"), visible: await page.isVisible("#tip") };
+  await shot("peers");
+  await page.mouse.move(0, 0);
+  out.steps.push("tooltip");
+
+  await page.keyboard.press("Escape");
+  await page.waitForSelector("#sp-fg", { state: "visible", timeout: WAIT.timeout });
+  out.after_escape = { hash: await page.evaluate(() => location.hash), pressed: await page.getAttribute("#sp-peers", "aria-pressed"),
+                       diff_hidden: await page.isHidden("#sp-diff-part") };
+  out.steps.push("escape");
+
+  await page.click(`#wf-body .wf-row[data-span="${cfg.short_span}"] .wf-name`);
+  await waitSpan(page, cfg.short_span, CPU);
+  await page.click("#sp-peers");
+  await loaded(cfg.short_span);
+  out.empty = await diffState(page);
+  out.steps.push("empty");
+
+  expectErrors(true);
+  await page.route("**/querier.v1.QuerierService/Diff", (r) => r.fulfill({
+    status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable", message: "store busy" }) }));
+  await page.goto(cfg.base + "/#trace=" + cfg.trace + "&span=" + cfg.span + "&peers");
+  await loaded(cfg.span);
+  out.server_error = await diffState(page);
+  expectErrors(false);
+  out.steps.push("error");
 }
 
 async function big(page, cfg, out, shot, open) {

@@ -460,3 +460,140 @@ def test_trace_view_draws_500_spans(spanprof_factory, tmp_path):
           f"(tree/html/dom/reflow: {'; '.join(parts(c['parts']) for c in res['cold'])})\n"
           f"  re-renders: {', '.join(f'{x:.1f}' for x in warm)} ms; to the next frame "
           f"{', '.join(f'{x:.1f}' for x in frames)} ms")
+
+
+# Two more checkout traces whose root is also "GET /cart" (same process and thread, later): the
+# span's peers. Their CPU: (trace id, start ms after t0, span id, stacks one 10 ms observation each)
+PEER_TRACES = [
+    (bytes.fromhex("c0ffee00000000000000000000000101"), 5_000, b"\x41" * 8, [PG] * 10 + [TEMPLATE] * 2 + [WRITE] * 3),
+    (bytes.fromhex("c0ffee00000000000000000000000102"), 8_000, b"\x42" * 8, [PG] * 6 + [DECODE] * 2 + [TEMPLATE] * 2),
+]
+PEER_MS = 500  # each peer lasts 500 ms, its observations every 10 ms from 20 ms on
+
+
+def load_peers(server, t0):
+    for trace_id, start, sid, stacks in PEER_TRACES:
+        base = t0 + start * MS
+        span = (sid, b"", "GET /cart", base, base + PEER_MS * MS, SHOP)
+        export(server, trace_request(base, [(trace_id, [span])]),
+               profile_request(base, [(20 + 10 * k, SHOP, st) for k, st in enumerate(stacks)], []))
+
+
+def peers_expected():
+    """{stack: ns} of every checkout "GET /cart" span: the scenario's root and the peer traces."""
+    out = dict(expected("GET /cart")["cpu"])
+    for *_, stacks in PEER_TRACES:
+        for st in stacks:
+            out[st] = out.get(st, 0) + PERIOD
+    return out
+
+
+def decode_diff(fg):
+    """Connect FlameGraphDiff → per level [(name, lt, ls, rt, rs, right x)] (query/diff.h)."""
+    names, out = fg.get("names") or [], []
+    for level in fg.get("levels") or []:
+        v = [int(x) for x in level.get("values", [])]
+        row, end_l, end_r = [], 0, 0
+        for i in range(0, len(v), 7):
+            xl, xr = end_l + v[i], end_r + v[i + 3]
+            end_l, end_r = xl + v[i + 1], xr + v[i + 4]
+            row.append((names[v[i + 6]], v[i + 1], v[i + 2], v[i + 4], v[i + 5], xr))
+        out.append(row)
+    return out
+
+
+def connect_json(server, method, body):
+    status, _h, data = http_request(server.http_port, "POST", f"/querier.v1.QuerierService/{method}",
+                                    body=json.dumps(body).encode(),
+                                    headers={"Content-Type": "application/json", "Connect-Protocol-Version": "1"})
+    assert status == 200, data[:300]
+    return json.loads(data)
+
+
+def test_span_against_its_peers(spanprof_factory, tmp_path):
+    """Issue 18: "Compare with peers" on a span whose name repeats across traces draws Diff's
+    answer (the span alone against every span of its service and name) as a diff flame graph."""
+    node = browser_or_skip()
+    server = spanprof_factory()
+    t0 = load_scenario(server)
+    load_peers(server, t0)
+    root = span_id("GET /cart").hex()
+    short = span_id("cache get").hex()
+    res = drive(node, server, tmp_path, mode="peers", trace=TRACE.hex(), span=root, short_span=short,
+                hover_frame="pg_exec")
+    assert res["button"] == {"text": "Compare with peers", "visible": True}
+    diff = res["diff"]
+    assert diff["shown"] and diff["pressed"] == "true" and diff["hash"] == f"#trace={TRACE.hex()}&span={root}&peers", diff
+
+    # -- the request: the span alone against its service's spans of that name, over the page's
+    # range (the last hour by default), which holds the span and its peers
+    req = diff["stats"]["request"]
+    start, end = int(req["left"]["start"]), int(req["left"]["end"])
+    assert req == {"left": {"profileTypeID": CPU, "labelSelector": "{}", "spanSelector": [root], "start": str(start), "end": str(end)},
+                   "right": {"profileTypeID": CPU, "labelSelector": '{service_name="checkout", span_name="GET /cart"}',
+                             "start": str(start), "end": str(end)}}, req
+    assert end - start == 3_600_000 and start <= t0 // MS and end >= t0 // MS + 8_000 + PEER_MS
+
+    # -- the same Diff asked directly, and the scenario's own figures
+    fg = connect_json(server, "Diff", req)["flamegraph"]
+    lt, rt = int(fg.get("leftTicks", 0)), int(fg.get("rightTicks", 0))
+    want_left, want_right = expected("GET /cart")["cpu"], peers_expected()
+    assert (lt, rt) == (sum(want_left.values()), sum(want_right.values())) == (280 * MS, 530 * MS), (lt, rt)
+    levels = decode_diff(fg)
+    assert levels[0][0][:5] == ("total", lt, 0, rt, 0), levels[0]
+
+    # -- what the page shows: both totals, the graph at the peers' widths, every node of the answer
+    frames = diff["frames"]
+    assert (frames["leftTicks"], frames["rightTicks"], frames["total"]) == (lt, rt, rt)
+    assert diff["status"] == (f"CPU: this span {fmt_ns(lt)} · its peers {fmt_ns(rt)} "
+                              "(spans named “GET /cart” of checkout in the last hour)"), diff["status"]
+    page_nodes = [[(n["name"], n["lt"], n["ls"], n["rt"], n["rs"], n["x"]) for n in row] for row in frames["nodes"]]
+    assert page_nodes == [[n for n in row if n[3] > 0] for row in levels], (page_nodes, levels)
+    # the heaviest functions are labelled on screen
+    drawn = {b["name"]: b for b in frames["drawn"]}
+    for name in ("pg_exec", "template", "decode_json", "write_response", "main", "handle_cart"):
+        assert drawn[name]["label"] == name, drawn[name]
+    assert drawn["total"]["pw"] > 1000  # the root spans the width (1280 px page)
+
+    # -- colours: red where the span's share is larger than its peers', green smaller, grey same
+    def share_cls(n):
+        a, b = n["lt"] * rt, n["rt"] * lt
+        return "more" if a > b else "less" if a < b else "same"
+    by_name = {n["name"]: n for row in frames["nodes"] for n in row}
+    for b in frames["drawn"]:
+        cls = share_cls(by_name[b["name"]])
+        assert b["cls"] == cls, b
+        hue = {"more": "hsl(0,", "less": "hsl(130,", "same": "hsl(220,"}[cls]
+        assert b["fill"].replace(" ", "").startswith(hue), b
+    cls = {n: b["cls"] for n, b in drawn.items()}
+    assert (cls["decode_json"], cls["template"]) == ("more", "more"), cls  # 25% vs 17%, 29% vs 23%
+    assert (cls["pg_exec"], cls["write_response"]) == ("less", "less"), cls  # 11% vs 36%, 10.7% vs 11.3%
+    assert (cls["total"], cls["main"], cls["handle_cart"]) == ("same", "same", "same"), cls
+    assert diff["legend"][:3] == ["this span: a smaller share than its peers", "the same share", "a larger share"]
+
+    # -- the tooltip: both shares and both absolute values
+    pg = by_name["pg_exec"]
+    ls_, rs_ = pg["lt"] / lt, pg["rt"] / rt
+    assert res["tooltip"]["visible"]
+    assert res["tooltip"]["text"] == (
+        f"pg_exec\nthis span: total {fmt_ns(pg['lt'])} ({100 * ls_:.2f}% of {fmt_ns(lt)}), self {fmt_ns(pg['ls'])}"
+        f"\npeers: total {fmt_ns(pg['rt'])} ({100 * rs_:.2f}% of {fmt_ns(rt)}), self {fmt_ns(pg['rs'])}"
+        f"\n{100 * (ls_ - rs_):.2f} percentage points: a smaller share than its peers"), res["tooltip"]["text"]
+
+    # -- Escape goes back to the span's own flame graph
+    assert res["after_escape"] == {"hash": f"#trace={TRACE.hex()}&span={root}", "pressed": "false", "diff_hidden": True}
+
+    # -- a span under the minimum duration: nothing to compare, and it says so
+    empty = res["empty"]
+    fg = connect_json(server, "Diff", empty["stats"]["request"])["flamegraph"]
+    assert int(fg.get("leftTicks", 0)) == int(fg.get("rightTicks", 0)) == 0, fg
+    assert empty["stats"]["request"]["right"]["labelSelector"] == '{service_name="checkout", span_name="cache get"}'
+    assert empty["empty"] == ("No CPU samples for this span or its peers (spans named “cache get” of checkout in the last hour). "
+                              "It is below the minimum duration: no inferred samples, and spans that short are nobody's peers."), empty
+    assert empty["frames"]["drawn"] == []
+
+    # -- a server error is shown as text
+    err = res["server_error"]
+    assert err["status"] == "Diff: store busy" and err["status_class"] == "error", err
+    assert err["empty"] == "Could not compare this span with its peers.", err
+    assert any("503" in e for e in res["expected_errors"]), res["expected_errors"]
