@@ -263,6 +263,17 @@ static int reduce_group(const query_ctx *c, const char *tenant, const sp_span *m
     return 0;
 }
 
+/* Whether any member of one trace's group could hold another (S1 needs the same process, thread
+ * and a covering time, whatever lies between them): when none can, the trace is not read. */
+static int may_nest(const sp_span *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (i != j && same_process(&m[i], &m[j]) && covers(&m[i], &m[j]))
+                return 1;
+    return 0;
+}
+
 int query_spanset_by_name(const query_ctx *c, const char *tenant, store_selector *sel,
                           int64_t start_ns, int64_t end_ns, sp_arena *a, query_spanset *out,
                           int *named, sp_err *err)
@@ -304,9 +315,10 @@ int query_spanset_by_name(const query_ctx *c, const char *tenant, store_selector
         size_t k = i + 1;
         while (k < found.n && memcmp(found.spans[k].trace_id, found.spans[i].trace_id, 16) == 0)
             k++;
-        if (k - i == 1) {
-            if (add_kept(out, &cap, &found.spans[i], 1, &one, a))
-                rc = nomem(err);
+        if (k - i == 1 || !may_nest(&found.spans[i], k - i)) {
+            for (size_t x = i; x < k && !rc; x++)
+                if (add_kept(out, &cap, &found.spans[x], 1, &one, a))
+                    rc = nomem(err);
         } else {
             rc = reduce_group(c, tenant, &found.spans[i], k - i, out, &cap, a, err);
         }

@@ -59,18 +59,17 @@ static const char *const rsql[R_NSTMT] = {
                          "trace_id ORDER BY last DESC LIMIT ?6",
     [R_SPAN_HOURS_DESC] =
         "SELECT hour FROM span_hour WHERE hour>=?1 AND hour<=?2 ORDER BY hour DESC",
-    [R_FIND_SPANS] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE "
-                     "id=service), (SELECT s FROM string WHERE id=name), start_ns, duration_ns, "
+    [R_FIND_SPANS] = "SELECT span_id, trace_id, parent_id, service, name, start_ns, duration_ns, "
                      "pid, tid FROM span WHERE hour>=?1 AND hour<=?2 AND tenant=?3 AND "
                      "start_ns>=?4 AND start_ns<?5 AND duration_ns>=?6 AND (?7=0 OR service=?7) "
                      "AND (?8=0 OR name=?8) ORDER BY start_ns, span_id LIMIT ?9",
     [R_FIND_SPANS_BY_NAME] =
-        "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), (SELECT s "
-        "FROM string WHERE id=name), start_ns, duration_ns, pid, tid FROM span INDEXED BY "
-        "span_by_name WHERE tenant=?3 AND name=?8 AND start_ns>=?4 AND start_ns<?5 AND "
-        "duration_ns>=?6 AND (?7=0 OR service=?7) AND hour>=?1 AND hour<=?2 "
+        "SELECT span_id, trace_id, parent_id, service, name, start_ns, duration_ns, pid, tid "
+        "FROM span INDEXED BY span_by_name WHERE tenant=?3 AND name=?8 AND start_ns>=?4 AND "
+        "start_ns<?5 AND duration_ns>=?6 AND (?7=0 OR service=?7) AND hour>=?1 AND hour<=?2 "
         "ORDER BY start_ns, span_id LIMIT ?9",
     [R_SPANSTK_ANY] = "SELECT 1 FROM span_stack LIMIT 1",
+    [R_SPANCHUNK_AT] = "SELECT data FROM span_chunk WHERE hour=?1 AND span_id=?2",
     [R_SERIES_SPAN] = "SELECT (SELECT min(bucket) FROM sample_chunk WHERE series=x.id), "
                       "(SELECT max(bucket) FROM sample_chunk WHERE series=x.id), "
                       "(SELECT min(bucket) FROM sample WHERE series=x.id), "

@@ -803,6 +803,42 @@ static int64_t *span_keys(rq *q, const uint8_t (*ids)[8], size_t nids, size_t *n
     return k;
 }
 
+/* Large sets (a trace of many spans, every span of a name) are read hour by hour, each hour's
+ * keys ascending: the lookups then walk span_chunk's (hour, span_id) key forward, so each page
+ * is fetched once per hour instead of once per span and hour as per-span reads do (those jump
+ * between the hours' key ranges). Small sets keep the per-span read (one statement). */
+#define SPAN_SET_MIN 16
+
+static int span_set_values(rq *q, const int64_t *keys, size_t nkeys, const span_read *sr,
+                           chunk_ctx *ck)
+{
+    sqlite3_stmt *hs = rq_stmt(q, R_SPAN_HOURS_DESC), *at = rq_stmt(q, R_SPANCHUNK_AT);
+    if (!hs || !at)
+        return rq_prep_fail(q, !hs ? R_SPAN_HOURS_DESC : R_SPANCHUNK_AT);
+    int64_t hours[64];
+    size_t nh = 0;
+    int rc = 0, src;
+    sqlite3_bind_int64(hs, 1, sr->h0);
+    sqlite3_bind_int64(hs, 2, sr->h1);
+    while ((src = sqlite3_step(hs)) == SQLITE_ROW && nh < sizeof hours / sizeof hours[0])
+        hours[nh++] = sqlite3_column_int64(hs, 0);
+    sqlite3_reset(hs);
+    if (src == SQLITE_ROW) { /* a range of more hours than that: per span, as before */
+        for (size_t i = 0; i < nkeys && !rc; i++)
+            rc = span_values(q, keys[i], sr->h0, sr->h1, NULL, sr->chunks, ck);
+        return rc;
+    }
+    if (src != SQLITE_DONE)
+        return rq_dberr(q, src, R_SPAN_HOURS_DESC);
+    for (size_t h = nh; h-- > 0 && !rc;) /* ascending */
+        for (size_t i = 0; i < nkeys && !rc; i++) {
+            sqlite3_bind_int64(at, 1, hours[h]);
+            sqlite3_bind_int64(at, 2, keys[i]);
+            rc = read_chunks(q, at, R_SPANCHUNKS, 2, ck);
+        }
+    return rc;
+}
+
 int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_ids)[8], size_t nids,
                     sp_arena *a, store_stacks *out, sp_err *err)
 {
@@ -819,8 +855,11 @@ int sqs_span_stacks(store *st, const store_query *query, const uint8_t (*span_id
     int64_t *keys = rc ? NULL : span_keys(&q, span_ids, nids, &nkeys);
     if (!rc && !keys)
         rc = rq_nomem(&q);
-    for (size_t i = 0; i < nkeys && sr.n && !rc; i++)
-        rc = span_values(&q, keys[i], sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
+    if (!rc && sr.n && !sr.rows && nkeys > SPAN_SET_MIN)
+        rc = span_set_values(&q, keys, nkeys, &sr, &ck);
+    else
+        for (size_t i = 0; i < nkeys && sr.n && !rc; i++)
+            rc = span_values(&q, keys[i], sr.h0, sr.h1, sr.rows, sr.chunks, &ck);
     if (!rc)
         rc = build_stacks(&q, &vals, query->detail, out);
     if (!rc && sr.n) {

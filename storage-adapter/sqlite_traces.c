@@ -198,9 +198,61 @@ int sqs_service_traces(store *st, const store_query *query, const char *service,
     return 0;
 }
 
+/* Service and span names by string id for one answer: a span set has few distinct ones, so a
+ * short list beats a subselect per row (each a seek into the string table). */
+typedef struct name_cache {
+    int64_t id[32];
+    const char *s[32];
+    int n, next;
+} name_cache;
+
+static int cached_name(rq *q, name_cache *c, int64_t id, const char **out)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->id[i] == id) {
+            *out = c->s[i];
+            return 0;
+        }
+    sqlite3_stmt *st = rq_stmt(q, R_STRING);
+    if (!st)
+        return rq_prep_fail(q, R_STRING);
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    const char *v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    *out = sp_arena_strndup(q->a, v ? v : "", v ? strlen(v) : 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return rq_dberr(q, rc, R_STRING);
+    if (!*out)
+        return rq_nomem(q);
+    int slot = c->n < 32 ? c->n++ : c->next++ % 32; /* full: replace round robin */
+    c->id[slot] = id;
+    c->s[slot] = *out;
+    return 0;
+}
+
+/* A row of R_FIND_SPANS*: like rq_span_row, with service and name as string ids. */
+static int find_row(rq *q, sqlite3_stmt *st, name_cache *names, sp_span *sp)
+{
+    memset(sp, 0, sizeof *sp);
+    sqs_span_bytes(sqlite3_column_int64(st, 0), sp->span_id);
+    if (sqlite3_column_bytes(st, 1) == 16)
+        memcpy(sp->trace_id, sqlite3_column_blob(st, 1), 16);
+    sqs_span_bytes(sqlite3_column_int64(st, 2), sp->parent_span_id);
+    int rc = cached_name(q, names, sqlite3_column_int64(st, 3), &sp->service);
+    if (!rc)
+        rc = cached_name(q, names, sqlite3_column_int64(st, 4), &sp->name);
+    sp->start_ns = (uint64_t)sqlite3_column_int64(st, 5);
+    sp->end_ns = sp->start_ns + (uint64_t)sqlite3_column_int64(st, 6);
+    sp->pid = sqlite3_column_int64(st, 7);
+    sp->tid = sqlite3_column_int64(st, 8);
+    return rc;
+}
+
 int sqs_find_spans(store *st, const store_query *query, const store_span_filter *f, sp_arena *a,
                    store_spans *out, sp_err *err)
 {
+    name_cache names = {0};
     rq q;
     store_query tq = {.tenant = query->tenant};
     int rc = rq_begin(&q, st, query->tenant, &tq, a, err);
@@ -250,7 +302,7 @@ int sqs_find_spans(store *st, const store_query *query, const store_span_filter 
             out->spans = nv;
             cap = nc;
         }
-        if ((rc = rq_span_row(&q, s, &out->spans[out->n])))
+        if ((rc = find_row(&q, s, &names, &out->spans[out->n])))
             break;
         out->n++;
     }
