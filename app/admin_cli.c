@@ -104,7 +104,7 @@ static int cmd_backup(const admin_args *a)
         fprintf(stderr, "spanprof admin backup: --out FILE is required\n");
         return 2;
     }
-    if (store_backup(a->data_dir, a->out, &err) != 0) {
+    if (store_backup(a->data_dir, a->out, NULL, &err) != 0) {
         fprintf(stderr, "spanprof admin backup: %s\n", err.msg);
         return 1;
     }
