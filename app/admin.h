@@ -14,6 +14,14 @@ int srv_admin_register(srv_router *r, int (*ready)(void *ud), void *ud);
  * error. */
 int srv_admin_register_config(srv_router *r, const char *yaml, size_t len);
 
+/* POST /api/v1/admin/backup?to=<file name> (the admin auth class): an online copy of
+ * <data_dir>/spanprof.db to <backup_dir>/<file name> with store_backup() while ingest goes on;
+ * answers {"file","bytes","pages","duration_ms"}. Only a plain file name is accepted, never a
+ * path (400); an existing file is never overwritten (400); without backup_dir every request is
+ * 404 naming --backup-dir. Counted in spanprof_admin_backups_total,
+ * spanprof_admin_backup_failures_total, spanprof_admin_backup_last_duration_ms and _last_bytes. */
+int srv_admin_register_backup(srv_router *r, const char *data_dir, const char *backup_dir);
+
 /* spanprof admin <command> (argv[0] is "admin"): check, vacuum, backup of a data directory
  * (admin_cli.c). Returns the exit status: 0 done, 1 damage found or failed, 2 usage error. */
 int admin_main(int argc, char **argv);

@@ -213,3 +213,95 @@ def test_damaged_exports_are_refused_naming_the_file_and_offset(moved, tmp_path)
     r = run("admin", "export", "--from", "now-1h", "--until", "now", "--out", str(out),
             "--data-dir", str(moved[6]))
     assert r.returncode == 1 and "not empty" in r.stderr, r.stderr
+
+
+# ---- POST /api/v1/admin/backup ----------------------------------------------------------------
+
+def backup(port, to, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return http_request(port, "POST", f"/api/v1/admin/backup?to={urllib.parse.quote(to)}", body=b"",
+                        headers=headers)
+
+
+def test_http_backup_during_ingest_needs_admin_credentials_and_stays_in_its_dir(start, tmp_path):
+    data, bdir = tmp_path / "d", tmp_path / "backups"
+    bdir.mkdir()
+    admin_tok, query_tok = tmp_path / "admin.tok", tmp_path / "query.tok"
+    admin_tok.write_text("adm1n-t0ken\n")
+    query_tok.write_text("qu3ry-t0ken\n")
+    for f in (admin_tok, query_tok):
+        f.chmod(0o600)
+    s = start(lambda h, g: (addrs(h, g, data) + ["--backup-dir", str(bdir), "--admin-auth-token-file",
+                                                 str(admin_tok), "--query-auth-token-file",
+                                                 str(query_tok)], clean_env()))
+    acked, stop = [], threading.Event()
+
+    def loop():
+        i = 0
+        while not stop.is_set():
+            ingest(s.http_port, service=f"svc-{i}", pid=2000 + i)
+            acked.append(i)
+            i += 1
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        while len(acked) < 15:
+            time.sleep(0.02)
+        # refused: no credential, the query token, a path outside the backup dir
+        assert backup(s.http_port, "x.db")[0] == 401
+        status, _, body = backup(s.http_port, "x.db", "qu3ry-t0ken")
+        assert status == 401 and b"admin" in body, body
+        for bad in ("../escape.db", "/tmp/escape.db", "sub/x.db", ".hidden", ""):
+            status, _, body = backup(s.http_port, bad, "adm1n-t0ken")
+            assert status == 400 and b"--backup-dir" in body, (bad, status, body)
+        assert not (tmp_path / "escape.db").exists()
+        before = len(acked)
+        status, hdrs, body = backup(s.http_port, "b1.db", "adm1n-t0ken")
+        during = len(acked)
+    finally:
+        stop.set()
+        t.join()
+    assert status == 200 and hdrs["content-type"].startswith("application/json"), (status, body)
+    ans = json.loads(body)
+    out = bdir / "b1.db"
+    assert ans["file"] == "b1.db" and ans["bytes"] == out.stat().st_size and ans["pages"] > 0, ans
+    assert during >= before
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    shutil.copy(out, restored / "spanprof.db")
+    r = run("admin", "check", "--data-dir", str(restored))
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    import sqlite3
+    with sqlite3.connect(f"file:{out}?mode=ro", uri=True) as db:
+        services = set()
+        for (blob,) in db.execute("SELECT labels FROM series"):
+            parts = bytes(blob).split(b"\x00")
+            services |= {parts[i + 1].decode() for i in range(0, len(parts) - 1, 2)
+                         if parts[i] == b"service_name"}
+    assert {f"svc-{i}" for i in range(before)} <= services, (before, sorted(services))
+    # never overwritten; counted
+    status, _, body = backup(s.http_port, "b1.db", "adm1n-t0ken")
+    assert status == 400 and b"exists" in body, body
+    _, _, metrics = http_request(s.http_port, "GET", "/metrics")
+    assert b"spanprof_admin_backups_total 1" in metrics, metrics[-3000:]
+    assert b"spanprof_admin_backup_last_duration_ms" in metrics
+
+
+def test_admin_requests_fail_closed_without_an_admin_credential(start, tmp_path):
+    bdir = tmp_path / "b"
+    bdir.mkdir()
+    tok = tmp_path / "query.tok"
+    tok.write_text("qu3ry-t0ken\n")
+    tok.chmod(0o600)
+    s = start(lambda h, g: (addrs(h, g, tmp_path / "d") + ["--backup-dir", str(bdir),
+                                                           "--query-auth-token-file", str(tok)],
+                            clean_env()))
+    status, _, body = backup(s.http_port, "x.db", "qu3ry-t0ken")
+    assert status == 401 and b"--admin-auth-token-file" in body, body
+    assert not list(bdir.iterdir())
+    # a server without any credential leaves it open, like every other path; without
+    # --backup-dir it says how to turn it on
+    s2 = start(lambda h, g: (addrs(h, g, tmp_path / "d2"), clean_env()), name="open")
+    status, _, body = backup(s2.http_port, "x.db")
+    assert status == 404 and b"--backup-dir" in body, body
