@@ -98,6 +98,13 @@ static const opt opts[] = {
      "present; also $SPANPROF_QUERY_AUTH_TOKEN"},
     {"query-basic-auth-file", T_STR, OFF(srv.query_basic_auth_file), "",
      "file of user:password lines accepted as HTTP basic auth on query requests"},
+    {"admin-auth-token-file", T_STR, OFF(srv.admin_auth_token_file), "",
+     "file of bearer tokens that admin requests (POST /api/v1/admin/backup) must present; also "
+     "$SPANPROF_ADMIN_AUTH_TOKEN; without one, admin requests are refused once any other "
+     "credential or --multitenancy-required is set"},
+    {"backup-dir", T_STR, OFF(backup_dir), "",
+     "directory POST /api/v1/admin/backup?to=<file name> writes online backups into; unset = "
+     "backups over HTTP off"},
     {"multitenancy-required", T_FLAG, OFF(srv.multitenancy_required), "",
      "refuse ingest and query requests without X-Scope-OrgID (UNAUTHENTICATED / 401) instead of "
      "using tenant \"anonymous\""},
@@ -962,9 +969,9 @@ int app_config_write_yaml(const app_config *c, sp_buf *out)
         rc = put_setting(c, o, out);
     }
     /* Invariant 3: the token variables are secrets themselves; only their presence is told. */
-    static const char *const secrets[] = {"SPANPROF_INGEST_AUTH_TOKEN",
-                                          "SPANPROF_QUERY_AUTH_TOKEN"};
-    for (size_t i = 0; i < 2 && !rc; i++)
+    static const char *const secrets[] = {"SPANPROF_INGEST_AUTH_TOKEN", "SPANPROF_QUERY_AUTH_TOKEN",
+                                          "SPANPROF_ADMIN_AUTH_TOKEN"};
+    for (size_t i = 0; i < 3 && !rc; i++)
         if (getenv(secrets[i]))
             rc = sp_buf_printf(out, "# $%s is set (a token: not shown)\n", secrets[i]);
     return rc ? SP_ENOMEM : 0;

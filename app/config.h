@@ -23,6 +23,7 @@ typedef struct app_config {
     srv_options srv;         /* the transport's part */
     const char *config_file; /* the YAML file read (--config, $SPANPROF_CONFIG), or NULL */
     const char *data_dir;
+    const char *backup_dir; /* POST /api/v1/admin/backup writes here; NULL = off */
     const char *log_level;
     const char *log_format; /* "logfmt" or "json" */
     const char *durability; /* "normal" or "full" */

@@ -207,6 +207,7 @@ int main(int argc, char **argv)
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
         app_config_write_yaml(&cfg, &config_yaml) != 0 ||
         srv_admin_register_config(router, (const char *)config_yaml.data, config_yaml.len) != 0 ||
+        srv_admin_register_backup(router, cfg.data_dir, cfg.backup_dir) != 0 ||
         otlp_register(router, &ocfg) != 0 || otlp_pyroscope_register(router, &pcfg) != 0 ||
         query_register(router, pl.store, &qcfg) != 0 || app_symbols_register(router, &syms) != 0) {
         sp_error("msg=\"cannot register routes\"");

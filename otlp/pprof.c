@@ -3,6 +3,8 @@
 
 #include "pprof/profile.pb-c.h"
 #include "../common/hex.h"
+#include "../wire/pb.h"
+#include "../wire/pprof_write.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -110,6 +112,22 @@ static uint32_t str_ok(int64_t i, size_t n)
     return i > 0 && (uint64_t)i < n ? (uint32_t)i : 0;
 }
 
+/* spanprof's extension (wire/pprof_write.h): Location field 100 names the frame type by string
+ * index; protobuf-c keeps it among the location's unknown fields. 0 when absent or out of range. */
+static uint32_t location_frame_type(const Perftools__Profiles__Location *l, size_t ns)
+{
+    for (unsigned k = 0; k < l->base.n_unknown_fields; k++) {
+        const ProtobufCMessageUnknownField *u = &l->base.unknown_fields[k];
+        uint64_t v;
+        const uint8_t *p = u->data;
+        if (u->tag == WIRE_PPROF_LOCATION_FRAME_TYPE &&
+            u->wire_type == PROTOBUF_C_WIRE_TYPE_VARINT &&
+            wire_pb_varint(&p, u->data + u->len, &v) == 0 && v < ns)
+            return (uint32_t)v;
+    }
+    return 0;
+}
+
 int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o, sp_batch *out,
                       otlp_pprof_result *res, sp_err *err)
 {
@@ -179,6 +197,7 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
             lo->lines[k].line = l->line[k]->line;
             lo->lines[k].column = l->line[k]->column;
         }
+        lo->frame_type = location_frame_type(l, ns);
     }
 
     /* Samples are shared by every sample type; only the value column differs. */

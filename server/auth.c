@@ -29,7 +29,7 @@ typedef struct {
 } class_creds;
 
 struct srv_auth {
-    class_creds ingest, query;
+    class_creds ingest, query, admin;
     int multitenancy_required;
 };
 
@@ -61,6 +61,7 @@ static const struct rule {
     {"/pyroscope/render-diff", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/settings.v1.SettingsService/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
     {"/pprof", 0, SRV_AUTH_QUERY, STYLE_CONNECT},
+    {"/api/v1/admin/", 1, SRV_AUTH_ADMIN, STYLE_TEXT}, /* before /api/v1/: first match wins */
     {"/api/v1/", 1, SRV_AUTH_QUERY, STYLE_CONNECT},
 };
 
@@ -86,7 +87,10 @@ srv_auth_class srv_auth_classify(const char *path)
 
 static const char *class_name(srv_auth_class c)
 {
-    return c == SRV_AUTH_INGEST ? "ingest" : c == SRV_AUTH_QUERY ? "query" : "open";
+    return c == SRV_AUTH_INGEST  ? "ingest"
+           : c == SRV_AUTH_QUERY ? "query"
+           : c == SRV_AUTH_ADMIN ? "admin"
+                                 : "open";
 }
 
 static int sha256(const void *p, size_t n, unsigned char out[DIGEST_LEN])
@@ -256,6 +260,7 @@ int srv_auth_new(srv_auth **out, const srv_options *cfg, sp_err *err)
         {nonempty(cfg->ingest_basic_auth_file), 1, &a->ingest.basic},
         {nonempty(cfg->query_auth_token_file), 0, &a->query.bearer},
         {nonempty(cfg->query_basic_auth_file), 1, &a->query.basic},
+        {nonempty(cfg->admin_auth_token_file), 0, &a->admin.bearer},
     };
     int rc = 0;
     for (size_t i = 0; !rc && i < sizeof files / sizeof files[0]; i++)
@@ -265,6 +270,8 @@ int srv_auth_new(srv_auth **out, const srv_options *cfg, sp_err *err)
         rc = load_env_token("SPANPROF_INGEST_AUTH_TOKEN", &a->ingest.bearer, err);
     if (!rc)
         rc = load_env_token("SPANPROF_QUERY_AUTH_TOKEN", &a->query.bearer, err);
+    if (!rc)
+        rc = load_env_token("SPANPROF_ADMIN_AUTH_TOKEN", &a->admin.bearer, err);
     if (rc) {
         srv_auth_free(a);
         return rc;
@@ -279,7 +286,16 @@ void srv_auth_free(srv_auth *a)
         return;
     creds_free(&a->ingest);
     creds_free(&a->query);
+    creds_free(&a->admin);
     free(a);
+}
+
+/* The admin class without a credential of its own: refused once anything else is protected
+ * (fail closed), open only on a server that is open altogether. */
+static int admin_closed(const srv_auth *a)
+{
+    return a->ingest.bearer.n || a->ingest.basic.n || a->query.bearer.n || a->query.basic.n ||
+           a->multitenancy_required;
 }
 
 static const char *schemes(const class_creds *c)
@@ -292,8 +308,10 @@ static const char *schemes(const class_creds *c)
 void srv_auth_describe(const srv_auth *a, char *out, size_t outsz)
 {
     static const class_creds none;
-    snprintf(out, outsz, "ingest=%s query=%s multitenancy_required=%d",
+    snprintf(out, outsz, "ingest=%s query=%s admin=%s multitenancy_required=%d",
              schemes(a ? &a->ingest : &none), schemes(a ? &a->query : &none),
+             a && !a->admin.bearer.n && admin_closed(a) ? "refused"
+                                                        : schemes(a ? &a->admin : &none),
              a ? a->multitenancy_required : 0);
 }
 
@@ -393,19 +411,30 @@ static int check_tenant(const srv_auth *a, const srv_request *req, sp_err *err)
     return 0;
 }
 
+static const class_creds *creds_of(const srv_auth *a, srv_auth_class cls)
+{
+    return cls == SRV_AUTH_INGEST ? &a->ingest : cls == SRV_AUTH_ADMIN ? &a->admin : &a->query;
+}
+
 int srv_auth_check(const srv_auth *a, const srv_request *req, sp_err *err)
 {
     srv_auth_class cls = srv_auth_classify(req->path);
     if (cls == SRV_AUTH_OPEN)
         return 0;
     if (a) {
-        const class_creds *c = cls == SRV_AUTH_INGEST ? &a->ingest : &a->query;
+        const class_creds *c = creds_of(a, cls);
+        if (cls == SRV_AUTH_ADMIN && !c->bearer.n && admin_closed(a))
+            return sp_fail(err, SP_EAUTH,
+                           "admin requests are refused: this server has no admin credential "
+                           "(--admin-auth-token-file) while others are configured");
         if (c->bearer.n || c->basic.n) {
             int rc = check_credentials(c, cls, srv_header_get(req, "authorization"), err);
             if (rc)
                 return rc;
         }
     }
+    if (cls == SRV_AUTH_ADMIN)
+        return 0; /* store-wide operations: no tenant to name */
     return check_tenant(a, req, err);
 }
 
@@ -461,7 +490,7 @@ void srv_auth_refuse(const srv_auth *a, const srv_request *req, srv_response *re
     }
     /* RFC 9110 section 15.5.2: a 401 carries a challenge for each scheme that would work. */
     if (a && r->cls != SRV_AUTH_OPEN) {
-        const class_creds *c = r->cls == SRV_AUTH_INGEST ? &a->ingest : &a->query;
+        const class_creds *c = creds_of(a, r->cls);
         if (c->bearer.n)
             srv_response_header(resp, "www-authenticate", "Bearer realm=\"" REALM "\"");
         if (c->basic.n)

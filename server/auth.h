@@ -3,7 +3,11 @@
  * Every path belongs to one class: OPEN (/ready, /healthz, /metrics: probes and scrapers, no
  * tenant data),
  * INGEST (OTLP gRPC and HTTP, Pyroscope /ingest and Push) or QUERY (everything else: the querier
- * API, /render, /pprof, the page, and any path not listed, so a new route is protected by default).
+ * API, /render, /pprof, the page, and any path not listed, so a new route is protected by default)
+ * or ADMIN (/api/v1/admin/...: operations on the whole store, such as backups). ADMIN accepts
+ * only the tokens of --admin-auth-token-file ($SPANPROF_ADMIN_AUTH_TOKEN); with none configured
+ * it fails closed whenever any other credential or --multitenancy-required is configured (an
+ * otherwise open server leaves it open, like every other path).
  * INGEST and QUERY each optionally require a bearer token or HTTP basic credentials, loaded once at
  * start-up from files named by flags (secrets never appear on the command line) or from the
  * SPANPROF_{INGEST,QUERY}_AUTH_TOKEN environment variables. Mutual TLS (--tls-client-ca) happens
@@ -25,7 +29,7 @@
 #include "options.h"
 #include "request.h"
 
-typedef enum { SRV_AUTH_OPEN, SRV_AUTH_INGEST, SRV_AUTH_QUERY } srv_auth_class;
+typedef enum { SRV_AUTH_OPEN, SRV_AUTH_INGEST, SRV_AUTH_QUERY, SRV_AUTH_ADMIN } srv_auth_class;
 
 typedef struct srv_auth srv_auth;
 

@@ -22,7 +22,8 @@ typedef struct srv_options {
     /* server/auth.c: credential files per route class (secrets stay off the command line) */
     const char *ingest_auth_token_file, *ingest_basic_auth_file;
     const char *query_auth_token_file, *query_basic_auth_file;
-    int multitenancy_required; /* refuse requests without X-Scope-OrgID */
+    const char *admin_auth_token_file; /* the admin class (/api/v1/admin/...) */
+    int multitenancy_required;         /* refuse requests without X-Scope-OrgID */
 } srv_options;
 
 /* The defaults --help shows (app/config.c starts from these). */

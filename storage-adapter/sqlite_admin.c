@@ -245,7 +245,7 @@ static int copy_db(sqlite3 *src, sqlite3 *dst, const char *out, sp_err *err)
     return rc == SQLITE_DONE ? 0 : sqs_fail(err, dst, rc, "copying to %s", out);
 }
 
-int store_backup(const char *data_dir, const char *out, sp_err *err)
+int store_backup(const char *data_dir, const char *out, store_backup_info *info, sp_err *err)
 {
     char path[4200], tmp[4200];
     if (!out || !*out)
@@ -263,6 +263,10 @@ int store_backup(const char *data_dir, const char *out, sp_err *err)
     }
     if (!rc)
         rc = copy_db(src, dst, out, err);
+    if (!rc && info) {
+        int prc;
+        info->pages = (uint64_t)scalar(dst, "PRAGMA page_count", &prc);
+    }
     /* The copy is a file of its own: no -wal beside it, readable by any sqlite3. */
     if (!rc && sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL) != SQLITE_OK)
         rc = sqs_fail(err, dst, sqlite3_errcode(dst), "finishing %s", tmp);
@@ -273,5 +277,81 @@ int store_backup(const char *data_dir, const char *out, sp_err *err)
         rc = sp_fail(err, SP_EUNAVAIL, "renaming %s to %s: %s", tmp, out, strerror(errno));
     if (rc)
         unlink(tmp);
+    if (!rc && info && stat(out, &st) == 0)
+        info->bytes = (uint64_t)st.st_size;
+    return rc;
+}
+
+/* ---- import bookkeeping ---------------------------------------------------------------------- */
+
+static int mark_key(const char *id, char *key, size_t n, sp_err *err)
+{
+    if (!id || !*id || strlen(id) > 100)
+        return sp_fail(err, SP_EINVAL, "export id must be 1..100 bytes");
+    snprintf(key, n, "import:%s", id);
+    return 0;
+}
+
+int store_import_mark_begin(const char *data_dir, const char *id, const char *set, char *state,
+                            size_t statesz, sp_err *err)
+{
+    char path[4200], key[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    state[0] = 0;
+    int rc = mark_key(id, key, sizeof key, err);
+    if (!rc)
+        rc = open_existing(data_dir, &db, path, sizeof path, err);
+    int src = rc ? SQLITE_OK : sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (src == SQLITE_OK && !rc)
+        src = sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key=?1", -1, &st, NULL);
+    if (src == SQLITE_OK && !rc) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        src = sqlite3_step(st);
+        if (src == SQLITE_ROW)
+            snprintf(state, statesz, "%s", (const char *)sqlite3_column_text(st, 0));
+        src = src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (src == SQLITE_OK && !rc && !state[0]) {
+        src = sqlite3_prepare_v2(db, "INSERT INTO meta(key, value) VALUES(?1, ?2)", -1, &st, NULL);
+        if (src == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, set, -1, SQLITE_STATIC);
+            src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+        }
+        sqlite3_finalize(st);
+    }
+    if (src == SQLITE_OK && !rc)
+        src = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (src != SQLITE_OK && !rc) {
+        rc = sqs_fail(err, db, src, "recording the import in %s", path);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_close(db);
+    return rc;
+}
+
+int store_import_mark_set(const char *data_dir, const char *id, const char *state, sp_err *err)
+{
+    char path[4200], key[128];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = mark_key(id, key, sizeof key, err);
+    if (!rc)
+        rc = open_existing(data_dir, &db, path, sizeof path, err);
+    int src = rc ? SQLITE_OK
+                 : sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+                                      -1, &st, NULL);
+    if (!rc && src == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+        src = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    if (!rc && src != SQLITE_OK)
+        rc = sqs_fail(err, db, src, "recording the import in %s", path);
+    sqlite3_close(db);
     return rc;
 }

@@ -663,9 +663,10 @@ int sqs_select_series(store *st, const store_query *query, int64_t step, const c
                 if (groups[i].points.slots[k].used)
                     ts->points[ts->npoints++] = (store_point){groups[i].points.slots[k].k[0],
                                                               groups[i].points.slots[k].sum};
-            qsort(ts->points, ts->npoints, sizeof *ts->points, point_cmp);
-            if (ts->npoints)
+            if (ts->npoints) { /* points is NULL without any: qsort(NULL, 0) is undefined */
+                qsort(ts->points, ts->npoints, sizeof *ts->points, point_cmp);
                 out->n++;
+            }
         }
         if (!rc)
             qsort(out->series, out->n, sizeof *out->series, ts_cmp);

@@ -417,11 +417,62 @@ int store_check(const char *data_dir, store_check_fn report, void *ud, uint64_t 
  * VACUUM needs room for a second copy); SP_ENOTFOUND without a database. */
 int store_vacuum(const char *data_dir, uint64_t *before, uint64_t *after, sp_err *err);
 
+/* What a backup wrote: the file's size and its database pages. */
+typedef struct store_backup_info {
+    uint64_t bytes, pages;
+} store_backup_info;
+
 /* Online backup of <data_dir>/spanprof.db to the new file out (sqlite3_backup in one step: a
  * consistent committed state, written to out.tmp-<pid> and renamed; ingest goes on meanwhile).
- * SP_EINVAL when out exists or is not given, SP_ENOTFOUND without a database, SP_EUNAVAIL on
- * an I/O error or a lock held too long. */
-int store_backup(const char *data_dir, const char *out, sp_err *err);
+ * info (may be NULL) gets the copy's size. SP_EINVAL when out exists or is not given,
+ * SP_ENOTFOUND without a database, SP_EUNAVAIL on an I/O error or a lock held too long. All
+ * concern this backup only (none is fatal to a running server). */
+int store_backup(const char *data_dir, const char *out, store_backup_info *info, sp_err *err);
+
+/* ---- moving a time range between stores (spanprof admin export / import) ---------------------
+ */
+
+/* A series as store_export_range() hands it out; valid during the callback. */
+typedef struct store_export_series {
+    int64_t id; /* the store's series id: stable within one export */
+    const char *tenant;
+    const char *type_id;
+    const sp_kv *labels; /* sorted by name, __name__ included, as stored */
+    uint32_t nlabels;
+    int64_t period;
+} store_export_series;
+
+/* Called in this order per tenant: tenant(), span() for each span starting in the range,
+ * profile() for each (series, 10 s bucket starting in the range) with span_values 0 and t_ns the
+ * bucket's start, then profile() for each (series, hour) of what was attached to those spans
+ * with span_values 1, t_ns the hour's start and every sample's spans[0] its span. Profiles carry
+ * the stored dictionary (frame types included) and no sample labels; store_write() of them
+ * (span values with attach_only) stores the same rows. A non-zero return stops the walk. */
+typedef struct store_export_sink {
+    int (*tenant)(void *ud, const char *tenant, sp_err *err);
+    int (*span)(void *ud, const sp_span *sp, sp_err *err);
+    int (*profile)(void *ud, const store_export_series *s, int64_t t_ns, int span_values,
+                   const sp_profile *p, sp_err *err);
+    void *ud;
+} store_export_sink;
+
+/* Walks one committed state of <data_dir>/spanprof.db (a read transaction of its own: runs
+ * beside a running server) for [from_ns, until_ns), every tenant or only `tenant`
+ * (sqlite_export.c says what belongs to the range). Returns 0, the sink's code, SP_EINVAL (empty
+ * range, no directory), SP_ENOTFOUND (no database; no such tenant), SP_EUNAVAIL (cannot read:
+ * not a spanprof database, damaged rows, I/O) or SP_ENOMEM. */
+int store_export_range(const char *data_dir, const char *tenant, int64_t from_ns, int64_t until_ns,
+                       const store_export_sink *sink, sp_err *err);
+
+/* Import bookkeeping in the store's meta table, key "import:<id>" (an export's id): reads the
+ * recorded state into state (empty when the id was never imported) and, when it was not,
+ * records `set` (e.g. "started <time>"). store_import_mark_set() overwrites the state (e.g.
+ * "done <time>"). Both open <data_dir>/spanprof.db with a connection of their own (the caller
+ * holds the store open: the data directory's lock). SP_ENOTFOUND without a database,
+ * SP_EUNAVAIL on SQLite errors, SP_EINVAL for an id over 100 bytes. */
+int store_import_mark_begin(const char *data_dir, const char *id, const char *set, char *state,
+                            size_t statesz, sp_err *err);
+int store_import_mark_set(const char *data_dir, const char *id, const char *state, sp_err *err);
 
 /* ---- helpers ------------------------------------------------------------------------------------
  */

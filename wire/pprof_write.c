@@ -53,6 +53,11 @@ static uint32_t add_string(extra_strings *x, const char *s)
 
 int wire_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err)
 {
+    return wire_pprof_encode_ex(p, 0, out, err);
+}
+
+int wire_pprof_encode_ex(const sp_profile *p, int flags, sp_buf *out, sp_err *err)
+{
     sp_buf m, l;
     sp_buf_init(&m, 0);
     sp_buf_init(&l, 0);
@@ -121,6 +126,8 @@ int wire_pprof_encode(const sp_profile *p, sp_buf *out, sp_err *err)
                   put_uint(&l, 3, (uint64_t)lc->lines[k].column);
             rc |= put_msg(&m, 4, &l);
         }
+        if ((flags & WIRE_PPROF_FRAME_TYPES) && lc->frame_type)
+            rc |= put_uint(&m, WIRE_PPROF_LOCATION_FRAME_TYPE, lc->frame_type);
         rc |= put_msg(out, 4, &m);
     }
     /* function = 5 */

@@ -266,7 +266,45 @@ static void tokens_from_the_environment(void **state)
     assert_int_equal(check(a, request("/ingest", NULL), &err), 0);
     char desc[128];
     srv_auth_describe(a, desc, sizeof desc);
-    assert_string_equal(desc, "ingest=none query=bearer multitenancy_required=0");
+    assert_string_equal(desc, "ingest=none query=bearer admin=refused multitenancy_required=0");
+    srv_auth_free(a);
+}
+
+/* The admin class: its own token only; without one it fails closed once anything else is
+ * protected, and stays open on an otherwise open server. */
+static void admin_class_takes_its_own_token_and_fails_closed(void **state)
+{
+    (void)state;
+    assert_int_equal(srv_auth_classify("/api/v1/admin/backup"), SRV_AUTH_ADMIN);
+    assert_int_equal(srv_auth_classify("/api/v1/traces/ab"), SRV_AUTH_QUERY);
+    sp_err err = {0};
+    srv_options open_cfg = {0};
+    srv_auth *a = NULL;
+    assert_int_equal(srv_auth_new(&a, &open_cfg, &err), 0);
+    assert_int_equal(check(a, request("/api/v1/admin/backup", NULL), &err), 0);
+    srv_auth_free(a);
+
+    setenv("SPANPROF_QUERY_AUTH_TOKEN", "q-token", 1);
+    assert_int_equal(srv_auth_new(&a, &open_cfg, &err), 0);
+    assert_int_equal(
+        check(a, request("/api/v1/admin/backup", "authorization", "Bearer q-token", NULL), &err),
+        SP_EAUTH);
+    assert_non_null(strstr(err.msg, "--admin-auth-token-file"));
+    srv_auth_free(a);
+
+    setenv("SPANPROF_ADMIN_AUTH_TOKEN", "a-token", 1);
+    assert_int_equal(srv_auth_new(&a, &open_cfg, &err), 0);
+    unsetenv("SPANPROF_QUERY_AUTH_TOKEN");
+    unsetenv("SPANPROF_ADMIN_AUTH_TOKEN");
+    assert_int_equal(
+        check(a, request("/api/v1/admin/backup", "authorization", "Bearer a-token", NULL), &err),
+        0);
+    assert_int_equal(
+        check(a, request("/api/v1/admin/backup", "authorization", "Bearer q-token", NULL), &err),
+        SP_EAUTH);
+    /* the admin token is no query token */
+    assert_int_equal(check(a, request("/render", "authorization", "Bearer a-token", NULL), &err),
+                     SP_EAUTH);
     srv_auth_free(a);
 }
 
@@ -408,6 +446,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(credential_file_errors_name_the_line_not_the_secret),
         cmocka_unit_test(tokens_from_the_environment),
+        cmocka_unit_test(admin_class_takes_its_own_token_and_fails_closed),
         cmocka_unit_test(tenant_ids_follow_the_cortex_rules),
         cmocka_unit_test(tenant_header_rules),
         cmocka_unit_test_setup_teardown(refusals_speak_each_protocol, setup, teardown),
