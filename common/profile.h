@@ -136,6 +136,11 @@ typedef struct sp_span {
     uint64_t start_ns, end_ns;
     int64_t pid, tid; /* process.pid (resource) and thread.id (span attribute); 0 = unknown */
     sp_proc_ident ident;
+    /* Everything else the sender said of the span (attributes, kind, status, events, links,
+     * resource and scope attributes) as otlp/span_extras.h codes it; opaque below otlp/ and
+     * query/, stored as is. NULL = nothing kept (spans stored before schema 5). */
+    const uint8_t *extras;
+    uint32_t extras_len;
 } sp_span;
 
 /* What one request carries to the next stage; everything lives in `arena`. */

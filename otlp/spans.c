@@ -1,4 +1,6 @@
 #include "spans.h"
+#include "../common/metrics.h"
+#include "span_extras.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,7 @@ int otlp_traces_convert(const otlp_traces_req *req, const otlp_verdict *v, sp_ba
     if (out->nspans)
         memcpy(spans, out->spans, out->nspans * sizeof *spans);
     size_t item = 0, n = out->nspans;
+    uint64_t cut = 0; /* attributes, events and links cut to fit the extras cap */
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs = req->resource_spans[i];
         kv_t **rattrs = rs->resource ? rs->resource->attributes : NULL;
@@ -73,6 +76,10 @@ int otlp_traces_convert(const otlp_traces_req *req, const otlp_verdict *v, sp_ba
         }
         for (size_t j = 0; j < rs->n_scope_spans; j++) {
             const Opentelemetry__Proto__Trace__V1__ScopeSpans *ss = rs->scope_spans[j];
+            otlp_extras_head head;
+            /* A spent arena leaves the head empty: spans keep their own extras. */
+            otlp_extras_head_make(rs->resource, ss->scope, OTLP_SPAN_EXTRAS_CAP, out->arena, &head);
+            cut += ss->n_spans ? head.cut : 0;
             for (size_t k = 0; k < ss->n_spans; k++, item++) {
                 if (v && v->is_bad && item < v->total && v->is_bad[item])
                     continue;
@@ -93,10 +100,15 @@ int otlp_traces_convert(const otlp_traces_req *req, const otlp_verdict *v, sp_ba
                 o->tid = rtid;
                 o->ident = ident;
                 int_attr(s->attributes, s->n_attributes, "thread.id", &o->tid);
+                /* Never fails the span: without room it is indexed without its extras. */
+                otlp_span_extras(&head, s, OTLP_SPAN_EXTRAS_CAP, out->arena, &o->extras,
+                                 &o->extras_len, &cut);
             }
         }
     }
     out->spans = spans;
     out->nspans = n;
+    if (cut)
+        sp_metrics_gauge_add("span_attributes_truncated_total", (int64_t)cut);
     return 0;
 }

@@ -6,6 +6,7 @@
 #include "../wire/pbjson.h"
 #include "pprof_export.h"
 #include "render.h"
+#include "span_extras.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -180,7 +181,7 @@ static int put_links(sp_buf *o, const srv_request *req, const params *p, const c
 }
 
 static int put_span(sp_buf *o, const srv_request *req, const params *p, const sp_span *sp,
-                    const figures *f, int cpu)
+                    const figures *f, int cpu, sp_arena *a)
 {
     char hex[17], parent[17];
     static const uint8_t zero[8];
@@ -209,6 +210,10 @@ static int put_span(sp_buf *o, const srv_request *req, const params *p, const sp
                             ",\"other_time_ns\":%" PRId64,
                             f->value, f->off_cpu, rest > 0 ? rest : 0);
     }
+    /* attributes, kind, status, events, links, resource: a damaged blob (SP_EINVAL) was answered
+     * as nothing kept, counted and logged; the span is still shown. */
+    int xrc = query_span_extras_json(o, sp->extras, sp->extras_len, a);
+    rc |= xrc == SP_EINVAL ? 0 : xrc;
     return rc | put_links(o, req, p, hex) | PUTS(o, "}");
 }
 
@@ -274,7 +279,8 @@ static void handle_trace(srv_request *req, srv_response *resp, void *ud)
         goto out;
     }
     for (size_t i = 0; i < spans.n && !rc; i++)
-        rc = (i ? PUTS(&o, ",") : 0) | put_span(&o, req, &p, &spans.spans[i], &figs[i], cpu);
+        rc = (i ? PUTS(&o, ",") : 0) |
+             put_span(&o, req, &p, &spans.spans[i], &figs[i], cpu, scratch);
     rc |= PUTS(&o, "]}");
     if (rc) {
         sp_fail(&err, SP_ETOOBIG, "answer too large");

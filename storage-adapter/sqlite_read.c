@@ -38,7 +38,7 @@ static const char *const rsql[R_NSTMT] = {
     [R_SPANCHUNKS] = "SELECT data FROM span_chunk WHERE hour IN (SELECT hour FROM span_hour WHERE "
                      "hour>=?2 AND hour<=?3) AND span_id=?1",
     [R_TRACE] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
-                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
+                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid, extras "
                 "FROM span INDEXED BY span_by_trace WHERE tenant=?1 AND trace_id=?2 "
                 "ORDER BY start_ns, span_id",
     [R_SPAN] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
@@ -700,6 +700,14 @@ int rq_span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
     sp->end_ns = sp->start_ns + (uint64_t)sqlite3_column_int64(st, 6);
     sp->pid = sqlite3_column_int64(st, 7);
     sp->tid = sqlite3_column_int64(st, 8);
+    /* extras: only the trace statement reads them (column 9); NULL before schema 5. */
+    int n = sqlite3_column_count(st) > 9 ? sqlite3_column_bytes(st, 9) : 0;
+    if (n > 0) {
+        sp->extras = sp_arena_memdup(q->a, sqlite3_column_blob(st, 9), (size_t)n);
+        if (!sp->extras)
+            return rq_nomem(q);
+        sp->extras_len = (uint32_t)n;
+    }
     return 0;
 }
 

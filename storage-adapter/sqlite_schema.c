@@ -1,8 +1,8 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 4; version 1 below, then what 2, 3 and 4 add). One file, <data_dir>/spanprof.db,
- * in WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as spanprof's, PRAGMA
- * user_version is the schema version.
+ * Schema (version 5; version 1 below, then what 2, 3, 4 and 5 add). One file,
+ * <data_dir>/spanprof.db, in WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as
+ * spanprof's, PRAGMA user_version is the schema version.
  *
  *   meta(key TEXT PRIMARY KEY, value)            schema facts: bucket_ns = 10 s
  *   tenant(id INTEGER PRIMARY KEY, name UNIQUE)  X-Scope-OrgID values ("anonymous" by default)
@@ -68,6 +68,12 @@
  *        inlined chain, innermost first; no frames = the debug file names nothing there. Only
  *        final answers are kept (a frame not resolved yet has no row). Written by the writer
  *        thread from what queries found (sqlite_symbols.c); kept as long as strings are.
+ *
+ * Version 5 keeps what a span said besides its row:
+ *   span.extras BLOB   the span's attributes, kind, status, events, links and its resource's
+ *        and scope's attributes, as otlp/span_extras.h codes them (an OTLP ResourceSpans of one
+ *        span, at most 64 KiB); written with the row, so retention deletes it with the row.
+ *        NULL (rows written before version 5, or nothing kept) reads as no attributes.
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -148,6 +154,8 @@ static const char *const steps[] = {
     /* 4 → 5: spans by name, so a span_name query (every span of a name in a range) seeks instead
      * of scanning the range's spans; one index entry per span written. */
     "CREATE INDEX span_by_name ON span(tenant, name, start_ns);",
+    /* 5 → 6: the span's attributes and the rest of what its sender said, beside its row. */
+    "ALTER TABLE span ADD COLUMN extras BLOB;",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

@@ -79,8 +79,8 @@ static const char *const wsql[W_NSTMT] = {
                      "(SELECT coalesce(max(seq), 0) + 1 FROM span_chunk WHERE hour=?1 AND "
                      "span_id=?2), ?3)",
     [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(hour, tenant, span_id, trace_id, parent_id, "
-                      "service, name, start_ns, duration_ns, pid, tid) "
-                      "VALUES(?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      "service, name, start_ns, duration_ns, pid, tid, extras) "
+                      "VALUES(?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)",
     [W_SPAN_HOUR] = "INSERT OR IGNORE INTO span_hour(hour) VALUES(?1)",
     [W_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id>?1 ORDER BY id LIMIT 1",
     [W_RET_SAMPLE_BOUND] = "SELECT bucket FROM sample WHERE series=?1 AND bucket<?2 "
@@ -564,6 +564,8 @@ static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *
     sqlite3_bind_int64(st, 10, sp->tid);
     int64_t hour = sqs_floor_div((int64_t)sp->start_ns, SQS_HOUR_NS);
     sqlite3_bind_int64(st, 11, hour);
+    if (sp->extras && sp->extras_len)
+        sqlite3_bind_blob(st, 12, sp->extras, (int)sp->extras_len, SQLITE_STATIC);
     rc = sqs_run(w, W_SPAN_UPSERT, err);
     sqlite3_clear_bindings(st);
     return rc ? rc : note_hour(w, hour, err);

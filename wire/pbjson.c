@@ -651,7 +651,12 @@ static int put_double(sp_buf *o, double v, int is_float)
     return sp_buf_append(o, buf, strlen(buf));
 }
 
-static int put_base64(sp_buf *o, const uint8_t *p, size_t n)
+int wire_json_double(sp_buf *o, double v)
+{
+    return put_double(o, v, 0);
+}
+
+int wire_json_base64(sp_buf *o, const uint8_t *p, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     int rc = sp_buf_append(o, "\"", 1);
@@ -707,7 +712,7 @@ static int encode_value(sp_buf *o, const ProtobufCFieldDescriptor *f, const void
     }
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *b = p;
-        return put_base64(o, b->data, b->len);
+        return wire_json_base64(o, b->data, b->len);
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(ProtobufCMessage *const *)p;

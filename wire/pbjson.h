@@ -64,4 +64,11 @@ int wire_json_encode(const ProtobufCMessage *m, sp_buf *out);
 /* Appends s[0..n) as a JSON string literal (quotes included). */
 int wire_json_string(sp_buf *out, const char *s, size_t n);
 
+/* Appends a double as proto3 JSON writes it: the shortest decimal that reads back as v, or the
+ * strings "NaN", "Infinity", "-Infinity". */
+int wire_json_double(sp_buf *out, double v);
+
+/* Appends p[0..n) as a JSON string of standard base64 with padding (proto3 JSON's bytes). */
+int wire_json_base64(sp_buf *out, const uint8_t *p, size_t n);
+
 #endif

@@ -122,3 +122,45 @@ def test_js_sdk_json_export_keeps_every_attribute_event_link_and_status(exported
     assert (grand.status.code, grand.status.message) == (2, "bad row")
     assert grand.end_time_unix_nano >= grand.start_time_unix_nano > 1_600_000_000 * 10**9
     assert scrape(server.http_port).total("spanprof_requests_refused_total") == 0
+
+
+def test_trace_answer_shows_every_attribute_kind_status_event_and_link(exported):
+    """GET /api/v1/traces/{id} itself (no forwarding) shows what the Node program set: each
+    attribute with its JSON type (int a number up to 2^53, double, bool, string, arrays), the
+    resource, scope, kind, status, events and links."""
+    server, _, out = exported
+    wait_for_metric(server.http_port, lambda m: m.total("spanprof_accepted_items_total", "trace") >= 4)
+    ids = out["spans"]
+    trace = ids["GET /cart"]["trace_id"]
+    status, _, body = http_request(server.http_port, "GET", f"/api/v1/traces/{trace}",
+                                   headers={"X-Scope-OrgID": "node"})
+    assert status == 200, body[:300]
+    got = {s["name"]: s for s in json.loads(body)["spans"]}
+    root, child, grand = got["GET /cart"], got["load-cart"], got["decode"]
+    # Every attribute, value and JSON type as the program set it.
+    assert root["attributes"] == out["attrs"]
+    for key, want in out["attrs"].items():
+        assert type(root["attributes"][key]) is type(want), key
+    assert isinstance(root["attributes"]["ratio"], float)
+    assert isinstance(root["attributes"]["retry.count"], int)
+    assert root["attributes"]["limit.max"] == 2**53  # the largest int kept a JSON number
+    assert root["resource"]["service.name"] == "node-checkout"
+    assert root["resource"]["process.pid"] == out["pid"]
+    assert root["scope"] == {"name": "spanprof-e2e", "version": "1.0.0", "attributes": {}}
+    assert (root["kind"], child["kind"], grand["kind"]) == ("server", "internal", "client")
+    assert root["status"] == {"code": "unset", "message": ""}
+    assert child["status"] == {"code": "ok", "message": ""}
+    assert grand["status"] == {"code": "error", "message": "bad row"}
+    assert child["attributes"] == {"db.rows": 12, "db.system": "sqlite"}
+    assert grand["attributes"] == {}
+    [event] = child["events"]
+    assert (event["name"], event["attributes"]) == ("cache-miss", {"key": "cart:42", "attempt": 2})
+    assert int(event["time_unix_nano"]) >= int(child["start_time_unix_nano"])
+    [link] = child["links"]
+    assert (link["trace_id"], link["span_id"]) == (ids["other-root"]["trace_id"], ids["other-root"]["span_id"])
+    assert link["attributes"] == {"link.kind": "follows"}
+    assert root["events"] == [] and root["links"] == []
+    assert root["dropped"] == {"attributes": 0, "events": 0, "links": 0, "resource_attributes": 0}
+    m = scrape(server.http_port)
+    assert m.total("spanprof_span_attributes_truncated_total") == 0
+    assert m.total("spanprof_span_attributes_damaged_total") == 0

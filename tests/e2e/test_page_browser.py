@@ -368,6 +368,8 @@ def test_page_finds_opens_and_profiles_a_trace(spanprof_factory, tmp_path):
             assert "below the minimum duration: no inferred samples" in r["title"]
             continue
         assert not r["short"] and r["note"] is None, r
+        # the tooltip lists the span's kind and attributes (from the trace answer)
+        assert "\nkind unspecified\nattributes:\n  thread.id = " in r["title"], r["title"]
         assert (r["cpu"], r["off_cpu"]) == (fmt_ns(cpu), fmt_ns(off)), (n, r, cpu, off)
         # CPU, off-CPU and the rest inside the bar, in proportion to the duration
         seg = r["segs"]

@@ -396,10 +396,56 @@ def otlp_json():
           b'[{"profileId":"AQEBAQEBAQEBAQEBAQEBAQ=="}]}]}],"dictionary":{"stringTable":[""]}}')
 
 
+def span_extras():
+    """Blobs as otlp/span_extras.c writes them: a ResourceSpans of one resource, one scope and one
+    span without ids, name or times."""
+    from opentelemetry.proto.trace.v1 import trace_pb2
+
+    for name, data in traces():
+        req = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
+        for rs in req.resource_spans[:1]:
+            out = trace_pb2.ResourceSpans()
+            out.resource.CopyFrom(rs.resource)
+            ss = out.scope_spans.add()
+            ss.scope.CopyFrom(rs.scope_spans[0].scope)
+            sp = ss.spans.add()
+            sp.CopyFrom(rs.scope_spans[0].spans[0])
+            for f in ("trace_id", "span_id", "parent_span_id", "name", "start_time_unix_nano",
+                      "end_time_unix_nano"):
+                sp.ClearField(f)
+            write("span_extras", name, out.SerializeToString())
+    out = trace_pb2.ResourceSpans()
+    out.resource.attributes.add(key="service.name").value.string_value = "api"
+    ss = out.scope_spans.add()
+    ss.scope.name, ss.scope.version = "lib", "1.0"
+    sp = ss.spans.add()
+    sp.kind = trace_pb2.Span.SPAN_KIND_CLIENT
+    sp.status.code, sp.status.message = trace_pb2.Status.STATUS_CODE_ERROR, "bad"
+    a = sp.attributes
+    a.add(key="s").value.string_value = "text"
+    a.add(key="i").value.int_value = -(2**60)
+    a.add(key="d").value.double_value = 0.25
+    a.add(key="b").value.bool_value = True
+    a.add(key="raw").value.bytes_value = b"\x00\xff"
+    arr = a.add(key="arr").value.array_value
+    arr.values.add().int_value = 1
+    arr.values.add().string_value = "x"
+    kvl = a.add(key="map").value.kvlist_value
+    kvl.values.add(key="k").value.double_value = 1.5
+    a.add(key="unset")
+    ev = sp.events.add(name="retry", time_unix_nano=1700000000000000000)
+    ev.attributes.add(key="n").value.int_value = 2
+    ln = sp.links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8)
+    ln.attributes.add(key="why").value.string_value = "follows"
+    write("span_extras", "every_type", out.SerializeToString())
+    write("span_extras", "empty_span", bytes([0x12, 0x02, 0x12, 0x00]))
+
+
 def main():
     only = set(sys.argv[1:])
     forward_outbox_params_config()
     otlp_json()
+    span_extras()
     if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
         # multipart targets
         new_targets()

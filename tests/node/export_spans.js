@@ -35,6 +35,10 @@ const ATTRS = {
   'weights': [0.5, 1.5],
   'flags': [true, false],
   'thread.id': 77,
+  'offset': -5,
+  'limit.max': 2 ** 53,
+  'note': '',
+  'none': [],
 };
 
 async function main() {

@@ -633,6 +633,9 @@ static void trace_spans_and_span_lookup(void **state)
         spans[i].tid = 43 + i;
     }
     span_id(0x100, spans[1].parent_span_id);
+    static const uint8_t extras[] = {0x12, 0x02, 0x12, 0x00};
+    spans[0].extras = extras;
+    spans[0].extras_len = sizeof extras;
     b.spans = spans;
     b.nspans = 3;
     write_ok(f->s, &b);
@@ -651,6 +654,11 @@ static void trace_spans_and_span_lookup(void **state)
     assert_string_equal(out.spans[1].service, "api");
     assert_int_equal(out.spans[1].end_ns - out.spans[1].start_ns, 500000000);
     assert_int_equal(out.spans[1].tid, 43);
+    /* The extras blob comes back byte for byte with its row; a span without has none. */
+    assert_int_equal(out.spans[1].extras_len, sizeof extras);
+    assert_memory_equal(out.spans[1].extras, extras, sizeof extras);
+    assert_null(out.spans[0].extras);
+    assert_int_equal(out.spans[0].extras_len, 0);
 
     sp_span one;
     assert_int_equal(store_span_get(f->s, "t1", spans[2].span_id, f->a, &one, &err), 0);
@@ -662,6 +670,42 @@ static void trace_spans_and_span_lookup(void **state)
     assert_non_null(strstr(err.msg, "0909090909090909"));
     assert_int_equal(store_trace_spans(f->s, "t2", trace, f->a, &out, &err), 0);
     assert_int_equal(out.n, 0);
+}
+
+static void set_pragma(const char *dir, const char *sql);
+
+/* A version 5 file (span rows without extras) migrates to 6 in place: its spans read back with
+ * no extras, and spans written afterwards keep theirs. */
+static void migrates_from_version_5_spans_without_extras(void **state)
+{
+    fx *f = *state;
+    sp_span sp = {.service = "api", .name = "old", .start_ns = (uint64_t)f->t0};
+    sp.trace_id[0] = 0xcc;
+    span_id(0x501, sp.span_id);
+    sp_batch b = {.tenant = "t1", .spans = &sp, .nspans = 1};
+    write_ok(f->s, &b);
+    store_close(f->s);
+    f->s = NULL;
+    set_pragma(f->dir, "ALTER TABLE span DROP extras; PRAGMA user_version=5");
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
+    static const uint8_t extras[] = {0x12, 0x00};
+    sp_span nw = sp;
+    nw.name = "new";
+    span_id(0x502, nw.span_id);
+    nw.extras = extras;
+    nw.extras_len = sizeof extras;
+    b.spans = &nw;
+    write_ok(f->s, &b);
+    uint8_t trace[16] = {0xcc};
+    store_spans out;
+    sp_err err = {0};
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, 2);
+    assert_string_equal(out.spans[0].name, "old");
+    assert_null(out.spans[0].extras);
+    assert_string_equal(out.spans[1].name, "new");
+    assert_int_equal(out.spans[1].extras_len, sizeof extras);
 }
 
 static void unsymbolized_and_inlined_frames_are_named(void **state)
@@ -729,7 +773,7 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
@@ -740,7 +784,7 @@ static void migrates_from_version_0(void **state)
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
 }
 
 static void set_pragma(const char *dir, const char *sql)
@@ -775,14 +819,14 @@ static void migrates_from_version_1(void **state)
                "(SELECT series FROM sample_chunk), (SELECT id FROM stack), 30 FROM span_chunk;"
                "DROP TABLE sample_chunk; DROP TABLE span_chunk;"
                "DELETE FROM meta WHERE key='chunk_format';"
-               "DROP TABLE symbol; DROP INDEX span_by_name;"
+               "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extras;"
                "DROP TABLE stack_key; DROP TABLE location_key; ALTER TABLE series DROP period;"
                "DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
                "CREATE INDEX stack_by_hash ON stack(hash);"
                "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=1");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 5);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -1008,10 +1052,10 @@ static void refuses_newer_schema_version(void **state)
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 7 is newer than this spanprof (5); upgrade"));
+        strstr(err.msg, "database schema version 7 is newer than this spanprof (6); upgrade"));
     /* Nothing was changed. */
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
-    set_pragma(f->dir, "PRAGMA user_version=5");
+    set_pragma(f->dir, "PRAGMA user_version=6");
     open_store(f);
 }
 
@@ -1897,7 +1941,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             write_round_ok(s, f->t0, r);
         store_close(s);
         /* What version 2 had: hash indexes, no key tables, no period. */
-        sql_exec(dir, "DROP TABLE symbol; DROP INDEX span_by_name; DROP TABLE stack_key; DROP "
+        sql_exec(dir, "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extras; DROP TABLE stack_key; DROP "
                       "TABLE location_key; "
                       "ALTER TABLE series DROP "
                       "period; DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
@@ -1911,7 +1955,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             before = 0;
         }
         open_with(dir, 1, 0, &s);
-        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 5);
+        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 6);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 6 * ROUND_STACKS);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 6 * ROUND_LOCS + 1);
         assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -1943,6 +1987,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(select_series_groups_by_label, setup, teardown),
         cmocka_unit_test_setup_teardown(span_stacks_read_only_that_span, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_spans_and_span_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_5_spans_without_extras, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(unsymbolized_and_inlined_frames_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(restart_reads_the_same_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),
