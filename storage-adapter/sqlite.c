@@ -203,7 +203,13 @@ static void free_store(sqs_store *s)
     sqs_writer_free(s);
     sqs_sym_gen_free(&s->sym_new);
     sqs_sym_gen_free(&s->sym_flushing);
-    sqs_sym_gen_free(&s->sym_recent);
+    while (s->sym_retired) {
+        struct sqs_sym_gen *g = s->sym_retired;
+        s->sym_retired = g->older;
+        sqs_sym_gen_free(g);
+        free(g);
+    }
+    free(s->readers);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->mu);
@@ -339,6 +345,20 @@ int sqs_reader_acquire(sqs_store *s, sqs_reader **out, sp_err *err)
     sqs_reader *r = calloc(1, sizeof *r);
     int rc = r ? sqs_open_reader(s, &r->db, err)
                : sp_fail(err, SP_ENOMEM, "out of memory opening a read connection");
+    if (!rc) { /* the writer scans every open reader for Y4 */
+        pthread_mutex_lock(&s->pool_mu);
+        sqs_reader **v = realloc(s->readers, (s->nreaders_open + 1) * sizeof *v);
+        if (v) {
+            s->readers = v;
+            s->readers[s->nreaders_open++] = r;
+        } else {
+            rc = sp_fail(err, SP_ENOMEM, "out of memory opening a read connection");
+        }
+        pthread_mutex_unlock(&s->pool_mu);
+        if (rc)
+            sqs_reader_close(r);
+        r = rc ? NULL : r;
+    }
     if (rc) {
         free(r);
         pthread_mutex_lock(&s->pool_mu);
@@ -359,6 +379,11 @@ void sqs_reader_release(sqs_store *s, sqs_reader *r)
     if (!sqlite3_get_autocommit(r->db)) {
         sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
         if (!sqlite3_get_autocommit(r->db)) {
+            pthread_mutex_lock(&s->pool_mu);
+            for (size_t i = 0; i < s->nreaders_open; i++)
+                if (s->readers[i] == r)
+                    s->readers[i] = s->readers[--s->nreaders_open];
+            pthread_mutex_unlock(&s->pool_mu);
             sqs_reader_close(r);
             pthread_mutex_lock(&s->pool_mu);
             s->nreaders--;

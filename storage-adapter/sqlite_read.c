@@ -135,6 +135,7 @@ void rq_end(rq *q)
             if (c)
                 sqlite3_reset(c);
         }
+        sqs_symbols_reader(q->s, q->r, 0);
         sqs_reader_release(q->s, q->r);
     }
     store_match_free(&q->match);
@@ -167,6 +168,7 @@ int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_
         store_match_free(&q->match);
         return rc;
     }
+    sqs_symbols_reader(q->s, q->r, 1); /* before the snapshot is taken (Y4) */
     sqlite3_stmt *b = rq_stmt(q, R_BEGIN);
     if (!b) {
         rc = rq_prep_fail(q, R_BEGIN);

@@ -201,6 +201,10 @@ typedef struct sqs_reader {
     sqlite3 *db;
     sqlite3_stmt *st[R_NSTMT];
     struct sqs_reader *next;
+    /* Under the store's `mu`: reading = inside a query; sym_seq = the store's sym_seq when the
+     * query began (its snapshot holds every symbol commit up to that one, Y4). */
+    int reading;
+    uint64_t sym_seq;
 } sqs_reader;
 
 typedef struct sqs_store {
@@ -228,13 +232,20 @@ typedef struct sqs_store {
 
     /* Names the symbolizer found during queries, waiting for the writer (sqlite_symbols.c):
      * queries add to sym_new; the writer takes it as sym_flushing, writes it in a transaction
-     * of its own, then keeps it as sym_recent until the next flush (a query whose snapshot
-     * began before that commit still finds them). Queries look in all three. Under `mu`. */
+     * of its own, numbers that commit (sym_seq) and keeps the generation in sym_retired until
+     * no running query's snapshot predates the commit (Y4). Queries look in all of them.
+     * Under `mu`. */
     struct sqs_sym_gen {
         store_agg map; /* (build id string id, address) → sum = (intptr_t) node */
         struct sqs_sym_node *head;
         size_t n;
-    } sym_new, sym_flushing, sym_recent;
+        uint64_t seq;              /* retired: the commit that wrote it */
+        struct sqs_sym_gen *older; /* retired: the next older generation */
+    } sym_new, sym_flushing;
+    struct sqs_sym_gen *sym_retired; /* newest first */
+    uint64_t sym_seq;                /* symbol commits so far */
+    sqs_reader **readers;            /* every open read connection (under pool_mu) */
+    size_t nreaders_open;
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
@@ -368,6 +379,11 @@ int sqs_symbolize(struct rq *q, int64_t build_id_sid, const char *build_id, uint
  * cache rows: the next query asks again). */
 void sqs_symbols_write(sqs_store *s);
 void sqs_sym_gen_free(struct sqs_sym_gen *g);
+/* Writer, under mu, after a flush: numbers it, retires sym_flushing, frees what no query needs
+ * any more (Y4). */
+void sqs_symbols_retire(sqs_store *s);
+/* rq_begin/rq_end: a query's reader starts or stops reading (Y4). */
+void sqs_symbols_reader(sqs_store *s, sqs_reader *r, int reading);
 
 /* sqlite_retention.c: one run, started by a caller's request, advanced one small transaction at
  * a time; sqs_retention_step() returns 1 when the run is complete, 0 when more is left, <0 on

@@ -16,6 +16,11 @@
  *       query asks the symbolizer again), never queued without bound.
  *   Y3. A symbol row's blob is only trusted after decoding checks every length (a damaged row
  *       is treated as absent).
+ *   Y4. A name the writer committed stays findable in memory until every query whose snapshot
+ *       may predate that commit has ended: commits are numbered (sym_seq), a query notes the
+ *       number before its snapshot is taken, and a retired generation is freed only when every
+ *       reading query noted its number or a later one. (Keeping only the last generation let a
+ *       slow query, begun before a commit, miss names that two later flushes had retired.)
  */
 #include "sqlite_read.h"
 
@@ -141,18 +146,59 @@ void sqs_sym_gen_free(struct sqs_sym_gen *g)
     memset(g, 0, sizeof *g);
 }
 
+static const sqs_sym_node *gen_find(const struct sqs_sym_gen *g, int64_t bid, int64_t addr)
+{
+    store_agg_entry *e = g->n ? store_agg_find((store_agg *)&g->map, bid, addr, 0, 0) : NULL;
+    return e ? (const sqs_sym_node *)(intptr_t)e->sum : NULL;
+}
+
 /* Under mu: the pending node of (build id, address), or NULL. */
 static const sqs_sym_node *pending_find(sqs_store *s, int64_t bid, int64_t addr)
 {
-    const struct sqs_sym_gen *gens[3] = {&s->sym_new, &s->sym_flushing, &s->sym_recent};
-    for (int i = 0; i < 3; i++) {
-        if (!gens[i]->n)
-            continue;
-        store_agg_entry *e = store_agg_find(&gens[i]->map, bid, addr, 0, 0);
-        if (e)
-            return (const sqs_sym_node *)(intptr_t)e->sum;
+    const sqs_sym_node *n = gen_find(&s->sym_new, bid, addr);
+    if (!n)
+        n = gen_find(&s->sym_flushing, bid, addr);
+    for (const struct sqs_sym_gen *g = s->sym_retired; g && !n; g = g->older)
+        n = gen_find(g, bid, addr);
+    return n;
+}
+
+void sqs_symbols_reader(sqs_store *s, sqs_reader *r, int reading)
+{
+    pthread_mutex_lock(&s->mu);
+    r->reading = reading;
+    r->sym_seq = s->sym_seq;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sqs_symbols_retire(sqs_store *s)
+{
+    struct sqs_sym_gen *g = malloc(sizeof *g);
+    if (g) {
+        *g = s->sym_flushing;
+        g->seq = ++s->sym_seq;
+        g->older = s->sym_retired;
+        s->sym_retired = g;
+    } else {
+        sqs_sym_gen_free(&s->sym_flushing); /* only the in-memory copy is lost */
     }
-    return NULL;
+    memset(&s->sym_flushing, 0, sizeof s->sym_flushing);
+    uint64_t oldest = UINT64_MAX; /* the earliest commit number a reading query noted */
+    pthread_mutex_lock(&s->pool_mu);
+    for (size_t i = 0; i < s->nreaders_open; i++)
+        if (s->readers[i]->reading && s->readers[i]->sym_seq < oldest)
+            oldest = s->readers[i]->sym_seq;
+    pthread_mutex_unlock(&s->pool_mu);
+    /* Generations committed at or before `oldest` are in every running query's snapshot. */
+    struct sqs_sym_gen **link = &s->sym_retired;
+    while (*link && (*link)->seq > oldest)
+        link = &(*link)->older;
+    while (*link) {
+        struct sqs_sym_gen *old = *link;
+        *link = old->older;
+        sqs_sym_gen_free(old);
+        free(old);
+    }
 }
 
 /* Hands a final answer to the writer (Y1, Y2). Failures only lose the cache row. */

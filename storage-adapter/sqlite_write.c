@@ -801,9 +801,7 @@ void *sqs_writer_main(void *arg)
             pthread_mutex_unlock(&s->mu);
             sqs_symbols_write(s);
             pthread_mutex_lock(&s->mu);
-            sqs_sym_gen_free(&s->sym_recent);
-            s->sym_recent = s->sym_flushing;
-            memset(&s->sym_flushing, 0, sizeof s->sym_flushing);
+            sqs_symbols_retire(s);
             continue;
         }
         if (!s->w.ret.req && s->ret_head) {
