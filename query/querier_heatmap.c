@@ -211,6 +211,11 @@ static int span_points(const query_ctx *c, const srv_request *req, const char *t
     store_query fq = {.tenant = req->tenant, .start_ns = start_ns, .end_ns = end_ns};
     store_spans sp;
     int rc = store_find_spans(c->store, &fq, &f, a, &sp, err);
+    if (!rc && sp.truncated) /* never a partial heatmap */
+        return sp_fail(err, SP_ETOOBIG,
+                       "more than %d spans start in the range; narrow the time range or the "
+                       "selector",
+                       QUERY_SPANSET_MAX);
     if (rc || !sp.n)
         return rc;
     uint8_t(*ids)[8] = sp_arena_alloc(a, sp.n * sizeof *ids);

@@ -304,8 +304,12 @@ int query_spanset_by_name(const query_ctx *c, const char *tenant, store_selector
     int rc = store_find_spans(c->store, &q, &f, a, &found, err);
     if (rc)
         return rc;
+    if (found.truncated) /* a partial set would be a wrong answer: refuse it instead */
+        return sp_fail(err, SP_ETOOBIG,
+                       "more than %d spans named \"%.100s\" start in the range; narrow the time "
+                       "range or add service_name",
+                       QUERY_SPANSET_MAX, m->value);
     out->matched = found.n;
-    out->truncated = found.truncated;
     /* Spans of one trace together; a trace with one member needs no walk (S2). */
     if (found.n > 1)
         qsort(found.spans, found.n, sizeof *found.spans, trace_cmp);

@@ -37,7 +37,6 @@ typedef struct query_spanset {
     size_t n;
     size_t matched;           /* members before the reduction */
     int64_t start_ns, end_ns; /* the earliest start and the latest end of the kept members */
-    int truncated;            /* more spans matched than a query may read (the answer is partial) */
 } query_spanset;
 
 /* The most spans one query reads by name. */
@@ -47,7 +46,8 @@ typedef struct query_spanset {
  * no bound), of the service a service_name="x" matcher names (that matcher is then taken off sel
  * too: it is the span's service, not the series'), reduced (S1). *named = 0 and nothing changes
  * when there is no span_name matcher. SP_EINVAL when span_name is matched other than with `=`;
- * the store's errors otherwise. */
+ * SP_ETOOBIG when more than QUERY_SPANSET_MAX spans match (never a partial answer); the store's
+ * errors otherwise. */
 int query_spanset_by_name(const query_ctx *c, const char *tenant, store_selector *sel,
                           int64_t start_ns, int64_t end_ns, sp_arena *a, query_spanset *out,
                           int *named, sp_err *err);
