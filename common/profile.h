@@ -138,7 +138,8 @@ typedef struct sp_span {
     sp_proc_ident ident;
     /* Everything else the sender said of the span (attributes, kind, status, events, links,
      * resource and scope attributes) as otlp/span_extras.h codes it; the store splits it only
-     * along its ResourceSpans framing (sqlite_extras.c) and reads it back byte for byte. NULL = nothing kept (spans stored before schema 6). */
+     * along its ResourceSpans framing (sqlite_extras.c) and reads it back byte for byte. NULL =
+     * nothing kept (spans stored before schema 6). */
     const uint8_t *extras;
     uint32_t extras_len;
 } sp_span;
