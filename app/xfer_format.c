@@ -1,5 +1,6 @@
 /* The export directory's text files (xfer_format.h): jansson both ways. */
 #include "xfer_format.h"
+#include "../common/hex.h"
 
 #include <jansson.h>
 
@@ -284,6 +285,20 @@ int xfer_span_write(const sp_span *sp, sp_buf *out)
                   "start_ns", (json_int_t)sp->start_ns, "duration_ns",
                   (json_int_t)(sp->end_ns > sp->start_ns ? sp->end_ns - sp->start_ns : 0), "pid",
                   (json_int_t)sp->pid, "tid", (json_int_t)sp->tid);
+    if (doc && sp->extras && sp->extras_len) { /* optional: the extras blob in hex */
+        char *hx = malloc(2 * (size_t)sp->extras_len + 1);
+        if (!hx) {
+            json_decref(doc);
+            return SP_ENOMEM;
+        }
+        for (uint32_t i = 0; i < sp->extras_len; i++) {
+            hx[2 * i] = d[sp->extras[i] >> 4];
+            hx[2 * i + 1] = d[sp->extras[i] & 15];
+        }
+        hx[2 * (size_t)sp->extras_len] = 0;
+        json_object_set_new(doc, "extras", json_string(hx));
+        free(hx);
+    }
     return dump_append(doc, JSON_COMPACT | JSON_PRESERVE_ORDER, out, 1);
 }
 
@@ -339,6 +354,21 @@ int xfer_span_parse(const char *line, size_t len, sp_arena *a, sp_span *out, sp_
         rc = get_int(doc, "pid", INT64_MIN, &out->pid, err);
     if (!rc)
         rc = get_int(doc, "tid", INT64_MIN, &out->tid, err);
+    json_t *xv = rc ? NULL : json_object_get(doc, "extras");
+    if (xv) { /* optional: the span's extras blob (otlp/span_extras.h) in hex */
+        const char *s = json_string_value(xv);
+        size_t n = s ? strlen(s) : 0;
+        uint8_t *b = NULL;
+        if (!s || n % 2 || n / 2 > XFER_MAX_EXTRAS)
+            rc = sp_fail(err, SP_EINVAL, "extras: want an even number of hex digits, at most %d",
+                         2 * XFER_MAX_EXTRAS);
+        else if (n && !(b = sp_arena_alloc(a, n / 2)))
+            rc = sp_fail(err, SP_ENOMEM, "extras: out of memory");
+        else if (n && sp_hex_decode(s, b, n / 2))
+            rc = sp_fail(err, SP_EINVAL, "extras: not hex digits");
+        out->extras = n ? b : NULL;
+        out->extras_len = (uint32_t)(n / 2);
+    }
     out->start_ns = (uint64_t)start;
     out->end_ns = (uint64_t)start + (uint64_t)dur;
     json_decref(doc);

@@ -28,6 +28,7 @@
 #define XFER_FORMAT      "spanprof-export"
 #define XFER_VERSION     1
 #define XFER_MAX_TENANTS 100000
+#define XFER_MAX_EXTRAS  (64 * 1024) /* a span line's extras blob (OTLP_SPAN_EXTRAS_CAP) */
 
 typedef struct xfer_tenant {
     const char *name;
@@ -64,7 +65,8 @@ int xfer_manifest_write(const xfer_manifest *m, sp_buf *out);
  * id or tenant name, an empty range; SP_ENOMEM when the arena runs out. */
 int xfer_manifest_parse(const char *text, size_t len, sp_arena *a, xfer_manifest *out, sp_err *err);
 
-/* One line (with its '\n') of series.jsonl / spans.jsonl appended to out. */
+/* One line (with its '\n') of series.jsonl / spans.jsonl appended to out. A span line carries
+ * "extras" (its extras blob in hex) when the span has one; lines without it import as before. */
 int xfer_series_write(const xfer_series *s, sp_buf *out);
 int xfer_span_write(const sp_span *sp, sp_buf *out);
 /* One line (without its '\n'). SP_EINVAL names the field ("labels: not sorted", "span_id: 15 hex

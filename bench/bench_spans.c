@@ -1,12 +1,12 @@
 /* bench_spans: span ingest cost, OTLP conversion + SQLite span index, with and without the span
- * extras (attributes, events, links, resource and scope attributes kept per span since schema 5).
+ * extras (attributes, events, links, resource and scope attributes kept per span since schema 6).
  *
  * One request shape, sent as --batches requests of --spans spans (fresh random ids each): a
  * resource like the OpenTelemetry Node SDK's (12 attributes: service, telemetry.sdk.*, process.*,
  * host.*), one scope, spans with 8 attributes of mixed types (HTTP server-like), every other span
  * with one event. Each request is converted by otlp_traces_convert() (which builds the extras
  * blobs) and written with store_write() from one thread. --no-extras drops the blobs after
- * conversion (the span rows as before schema 5): the A/B of what keeping them costs.
+ * conversion (the span rows as before schema 6): the A/B of what keeping them costs.
  *
  *   bench_spans [--batches 2000] [--spans 100] [--no-extras] [--dir DIR]
  *

@@ -137,8 +137,9 @@ typedef struct sp_span {
     int64_t pid, tid; /* process.pid (resource) and thread.id (span attribute); 0 = unknown */
     sp_proc_ident ident;
     /* Everything else the sender said of the span (attributes, kind, status, events, links,
-     * resource and scope attributes) as otlp/span_extras.h codes it; opaque below otlp/ and
-     * query/, stored as is. NULL = nothing kept (spans stored before schema 5). */
+     * resource and scope attributes) as otlp/span_extras.h codes it; the store splits it only
+     * along its ResourceSpans framing (sqlite_extras.c) and reads it back byte for byte. NULL =
+     * nothing kept (spans stored before schema 6). */
     const uint8_t *extras;
     uint32_t extras_len;
 } sp_span;

@@ -5,8 +5,8 @@
  * one resource, one scope and one span, without what the row already has (ids, name, times):
  * the format is OTLP's own, so nothing new has to be specified, any protobuf reader can read a
  * row, and query/span_extras.c reads it back with the same generated code that decodes
- * requests. Given up: the resource's attributes are repeated in every span's blob (a table of
- * resources would store them once, but would need its own retention).
+ * requests. The store keeps the resource and scope part once per distinct content and the span's
+ * part apart (storage-adapter/sqlite_extras.c), and gives back the same bytes.
  *
  * Bounded: a blob never exceeds its cap (OTLP_SPAN_EXTRAS_CAP). Whole items are cut to fit, in
  * this order of priority: the span's attributes, the resource's, the scope's, then events, then

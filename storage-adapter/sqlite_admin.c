@@ -9,6 +9,9 @@
  *   5. Every hour that span_chunk or span has rows for is in span_hour (span reads seek only
  *      the hours listed there: a missing hour hides that hour's span profiles).
  *   6. Every stack_key and location_key row points at an existing stack or location.
+ *   7. Every span with extras (span.extra set) has its span_extra row in its hour.
+ *   8. Every span_extra row naming a resource names an existing span_resource last seen in its
+ *      hour or later (retention would otherwise delete the resource first; sqlite_extras.c X3).
  * Check and backup take no lock (WAL lets them read beside a running writer); vacuum rewrites
  * the file and so takes the data directory's lock: it refuses while a spanprof runs there.
  */
@@ -107,6 +110,12 @@ static const struct invariant {
      "SELECT count(*) FROM stack_key WHERE id NOT IN (SELECT id FROM stack)"},
     {"location_key rows without their location (invariant 6)",
      "SELECT count(*) FROM location_key WHERE id NOT IN (SELECT id FROM location)"},
+    {"spans whose extras row does not exist (invariant 7)",
+     "SELECT count(*) FROM span WHERE extra IS NOT NULL AND NOT EXISTS (SELECT 1 FROM span_extra "
+     "e WHERE e.hour=span.hour AND e.seq=span.extra)"},
+    {"span_extra rows whose resource does not exist or was last seen before them (invariant 8)",
+     "SELECT count(*) FROM span_extra e WHERE e.resource<>0 AND NOT EXISTS (SELECT 1 FROM "
+     "span_resource r WHERE r.id=e.resource AND r.seen>=e.hour)"},
 };
 
 /* Invariants 1 and 2: what the file is. 0 when the rest can be checked. */

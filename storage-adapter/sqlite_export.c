@@ -49,10 +49,13 @@ static const char *const xsql[X_N] = {
                   "ORDER BY 1",
     [X_CHUNKS] = "SELECT data FROM sample_chunk WHERE series=?1 AND bucket=?2 ORDER BY seq",
     [X_V1] = "SELECT stack, value FROM sample WHERE series=?1 AND bucket=?2",
-    [X_SPANS] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
-                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid FROM span "
-                "WHERE hour BETWEEN ?2 AND ?3 AND tenant=?1 AND start_ns>=?4 AND start_ns<?5 "
-                "ORDER BY start_ns, span_id",
+    [X_SPANS] = "SELECT span.span_id, span.trace_id, span.parent_id, (SELECT s FROM string "
+                "WHERE string.id=span.service), (SELECT s FROM string WHERE "
+                "string.id=span.name), span.start_ns, span.duration_ns, span.pid, span.tid, "
+                "e.data, e.resource, r.data FROM span LEFT JOIN span_extra e ON "
+                "e.hour=span.hour AND e.seq=span.extra LEFT JOIN span_resource r ON "
+                "r.id=e.resource WHERE span.hour BETWEEN ?2 AND ?3 AND span.tenant=?1 AND "
+                "span.start_ns>=?4 AND span.start_ns<?5 ORDER BY span.start_ns, span.span_id",
     [X_HOURS] = "SELECT hour FROM span_hour WHERE hour BETWEEN ?1 AND ?2 ORDER BY hour",
     [X_SPAN_CHUNKS] = "SELECT span_id, data FROM span_chunk WHERE hour=?1",
     [X_SPAN_V1] = "SELECT span_id, series, stack, value FROM span_stack WHERE hour=?1",
@@ -723,6 +726,9 @@ static int export_spans(xctx *x, int64_t tenant)
     sqlite3_bind_int64(st, 3, sqs_floor_div(x->until - 1, SQS_HOUR_NS));
     sqlite3_bind_int64(st, 4, x->from);
     sqlite3_bind_int64(st, 5, x->until);
+    sp_arena *ea = sp_arena_new(0); /* one span's extras at a time */
+    if (!ea)
+        return oom(x);
     while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW) {
         sp_span sp;
         memset(&sp, 0, sizeof sp);
@@ -741,7 +747,24 @@ static int export_spans(xctx *x, int64_t tenant)
         sp.end_ns = sp.start_ns + (uint64_t)sqlite3_column_int64(st, 6);
         sp.pid = sqlite3_column_int64(st, 7);
         sp.tid = sqlite3_column_int64(st, 8);
-        if (grow((void **)&x->traces, &x->captraces, x->ntraces + 1, sizeof *x->traces))
+        /* The extras as stored: whole (resource 0) or rebuilt from their parts (sqlite_extras.c).
+         */
+        sp_arena_reset(ea);
+        if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+            const uint8_t *d = sqlite3_column_blob(st, 9);
+            size_t n = (size_t)sqlite3_column_bytes(st, 9);
+            if (sqlite3_column_int64(st, 10) == 0) {
+                sp.extras = n ? d : NULL;
+            } else {
+                const uint8_t *h = sqlite3_column_blob(st, 11);
+                sp.extras =
+                    sqs_extras_join(h, h ? (size_t)sqlite3_column_bytes(st, 11) : 0, d, n, ea, &n);
+                if (!sp.extras)
+                    rc = oom(x);
+            }
+            sp.extras_len = sp.extras ? (uint32_t)n : 0;
+        }
+        if (!rc && grow((void **)&x->traces, &x->captraces, x->ntraces + 1, sizeof *x->traces))
             rc = oom(x);
         store_agg_entry *e = rc ? NULL : store_agg_get(&x->span_ix, key, 0, 0, 0, NULL);
         if (!rc && !e)
@@ -753,6 +776,7 @@ static int export_spans(xctx *x, int64_t tenant)
         }
     }
     sqlite3_reset(st);
+    sp_arena_free(ea);
     if (!rc && src != SQLITE_DONE)
         rc = dberr(x, X_SPANS);
     return rc;

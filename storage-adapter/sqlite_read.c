@@ -37,10 +37,13 @@ static const char *const rsql[R_NSTMT] = {
     [R_CHUNKS] = "SELECT data FROM sample_chunk WHERE series=?1 AND bucket>=?2 AND bucket<=?3",
     [R_SPANCHUNKS] = "SELECT data FROM span_chunk WHERE hour IN (SELECT hour FROM span_hour WHERE "
                      "hour>=?2 AND hour<=?3) AND span_id=?1",
-    [R_TRACE] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
-                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid, extras "
-                "FROM span INDEXED BY span_by_trace WHERE tenant=?1 AND trace_id=?2 "
-                "ORDER BY start_ns, span_id",
+    [R_TRACE] = "SELECT span.span_id, span.trace_id, span.parent_id, (SELECT s FROM string "
+                "WHERE string.id=span.service), (SELECT s FROM string WHERE "
+                "string.id=span.name), span.start_ns, span.duration_ns, span.pid, span.tid, "
+                "e.data, e.resource, r.data FROM span INDEXED BY span_by_trace LEFT JOIN "
+                "span_extra e ON e.hour=span.hour AND e.seq=span.extra LEFT JOIN span_resource "
+                "r ON r.id=e.resource WHERE span.tenant=?1 AND span.trace_id=?2 "
+                "ORDER BY span.start_ns, span.span_id",
     [R_SPAN] = "SELECT span_id, trace_id, parent_id, (SELECT s FROM string WHERE id=service), "
                "(SELECT s FROM string WHERE id=name), start_ns, duration_ns, pid, tid "
                "FROM span WHERE hour IN (SELECT hour FROM span_hour) AND tenant=?1 AND "
@@ -702,14 +705,25 @@ int rq_span_row(rq *q, sqlite3_stmt *st, sp_span *sp)
     sp->end_ns = sp->start_ns + (uint64_t)sqlite3_column_int64(st, 6);
     sp->pid = sqlite3_column_int64(st, 7);
     sp->tid = sqlite3_column_int64(st, 8);
-    /* extras: only the trace statement reads them (column 9); NULL before schema 5. */
-    int n = sqlite3_column_count(st) > 9 ? sqlite3_column_bytes(st, 9) : 0;
-    if (n > 0) {
-        sp->extras = sp_arena_memdup(q->a, sqlite3_column_blob(st, 9), (size_t)n);
-        if (!sp->extras)
-            return rq_nomem(q);
-        sp->extras_len = (uint32_t)n;
+    /* extras: only the trace statement reads them (columns 9-11: span_extra's data and
+     * resource, span_resource's data); none when the span has no span_extra row. Resource 0:
+     * data is the whole blob; else the blob is rebuilt from the two parts (sqlite_extras.c). */
+    if (sqlite3_column_count(st) <= 11 || sqlite3_column_type(st, 9) == SQLITE_NULL)
+        return 0;
+    const uint8_t *data = sqlite3_column_blob(st, 9);
+    size_t n = (size_t)sqlite3_column_bytes(st, 9), len = n;
+    if (sqlite3_column_int64(st, 10) == 0) {
+        if (!n)
+            return 0;
+        sp->extras = sp_arena_memdup(q->a, data, n);
+    } else {
+        const uint8_t *head = sqlite3_column_blob(st, 11);
+        size_t nhead = head ? (size_t)sqlite3_column_bytes(st, 11) : 0;
+        sp->extras = sqs_extras_join(head, nhead, data, n, q->a, &len);
     }
+    if (!sp->extras)
+        return rq_nomem(q);
+    sp->extras_len = (uint32_t)len;
     return 0;
 }
 

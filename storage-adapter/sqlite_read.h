@@ -40,8 +40,9 @@ int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_
              sp_err *err);
 void rq_end(rq *q);
 /* One row of the span statements (span_id, trace_id, parent_id, service, name, start_ns,
- * duration_ns, pid, tid, and extras when the statement has a 10th column) into sp, strings and
- * extras in the query's arena. */
+ * duration_ns, pid, tid, and the extras' span_extra data and resource and span_resource data
+ * when the statement has those 3 more columns) into sp, strings and extras in the query's
+ * arena. */
 int rq_span_row(rq *q, sqlite3_stmt *st, sp_span *sp);
 /* The tenant's series matching query (with data in range when in_range). */
 int rq_select_series(rq *q, const store_query *query, int in_range, rseries **out, size_t *n);

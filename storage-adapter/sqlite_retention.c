@@ -2,8 +2,9 @@
  * that the writer thread interleaves with ingest (sqlite_write.c calls sqs_retention_start() when
  * a run is due and sqs_retention_step() between commits), so ingest never waits for a long delete.
  * Order: sample buckets (version 1 rows, then chunks), span stacks (the same) and spans by whole
- * hours from the front of their keys, then dictionary rows (stacks, locations, functions) nobody
- * used since before the cut plus a margin.
+ * hours from the front of their keys, then the spans' extras (span_extra, by whole hours too) and
+ * the span resources last seen before the cut hour (sqlite_extras.c, X3), then dictionary rows
+ * (stacks, locations, functions) nobody used since before the cut plus a margin.
  */
 #include "sqlite_store.h"
 
@@ -13,6 +14,8 @@ enum {
     RP_SPAN_STACKS,
     RP_SPAN_CHUNKS,
     RP_SPANS,
+    RP_SPAN_EXTRAS,
+    RP_SPAN_RESOURCES,
     RP_STACKS,
     RP_LOCATIONS,
     RP_FUNCTIONS,
@@ -20,14 +23,15 @@ enum {
 };
 
 /* The statements of the bucket-keyed (sample, sample_chunk) and hour-keyed (span_stack,
- * span_chunk) phases: version 1 rows and chunks age out the same way. */
+ * span_chunk, span_extra) phases: version 1 rows and chunks age out the same way. */
 static const int bucket_stmts[2][3] = {
     {W_RET_SAMPLE_BOUND, W_RET_SAMPLE_DEL_LE, W_RET_SAMPLE_DEL_LT},
     {W_RET_SCHUNK_BOUND, W_RET_SCHUNK_DEL_LE, W_RET_SCHUNK_DEL_LT},
 };
-static const int hour_stmts[2][3] = {
+static const int hour_stmts[3][3] = {
     {W_RET_SPANSTK_BOUND, W_RET_SPANSTK_DEL_LE, W_RET_SPANSTK_DEL_LT},
     {W_RET_SPCHUNK_BOUND, W_RET_SPCHUNK_DEL_LE, W_RET_SPCHUNK_DEL_LT},
+    {W_RET_SPEXTRA_BOUND, W_RET_SPEXTRA_DEL_LE, W_RET_SPEXTRA_DEL_LT},
 };
 
 /* Dictionary rows must outlive every data row that names them. A row's `seen` is refreshed when
@@ -169,9 +173,10 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
         break;
     }
     case RP_SPAN_STACKS:
-    case RP_SPAN_CHUNKS: {
+    case RP_SPAN_CHUNKS:
+    case RP_SPAN_EXTRAS: {
         /* Whole hours before the cut, from the front of the key, `chunk` rows at a time. */
-        const int *sq = hour_stmts[phase == RP_SPAN_CHUNKS];
+        const int *sq = hour_stmts[phase == RP_SPAN_STACKS ? 0 : phase == RP_SPAN_CHUNKS ? 1 : 2];
         int64_t cut_h = sqs_floor_div(r->cut_ns, SQS_HOUR_NS);
         sqlite3_stmt *st = w->st[sq[0]];
         sqlite3_bind_int64(st, 1, cut_h);
@@ -233,6 +238,20 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
             rc = sqs_fail(err, w->db, rc, "retention of spans");
             goto fail;
         }
+        break;
+    }
+    case RP_SPAN_RESOURCES: {
+        /* After the span_extra rows of those hours (X3): none names them any more. */
+        sqlite3_stmt *st = w->st[W_RET_SPRES_DEL];
+        sqlite3_bind_int64(st, 1, sqs_floor_div(r->cut_ns, SQS_HOUR_NS));
+        sqlite3_bind_int64(st, 2, chunk);
+        if ((rc = sqs_run(w, W_RET_SPRES_DEL, err)))
+            goto fail;
+        int ch = sqlite3_changes(w->db);
+        r->deleted += (uint64_t)ch;
+        if (ch)
+            sqs_extras_cache_clear(w); /* X4 */
+        done = ch < chunk;
         break;
     }
     case RP_STACKS:

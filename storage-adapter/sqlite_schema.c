@@ -1,6 +1,6 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 5; version 1 below, then what 2, 3, 4 and 5 add). One file,
+ * Schema (version 6; version 1 below, then what 2, 3, 4, 5 and 6 add). One file,
  * <data_dir>/spanprof.db, in WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as
  * spanprof's, PRAGMA user_version is the schema version.
  *
@@ -69,11 +69,21 @@
  *        final answers are kept (a frame not resolved yet has no row). Written by the writer
  *        thread from what queries found (sqlite_symbols.c); kept as long as strings are.
  *
- * Version 5 keeps what a span said besides its row:
- *   span.extras BLOB   the span's attributes, kind, status, events, links and its resource's
- *        and scope's attributes, as otlp/span_extras.h codes them (an OTLP ResourceSpans of one
- *        span, at most 64 KiB); written with the row, so retention deletes it with the row.
- *        NULL (rows written before version 5, or nothing kept) reads as no attributes.
+ * Version 5 indexes spans by name: span_by_name(tenant, name, start_ns).
+ *
+ * Version 6 keeps what a span said besides its row (its attributes, kind, status, events, links,
+ * and its resource's and scope's attributes: the extras blob of otlp/span_extras.h), in two
+ * parts (sqlite_extras.c, invariants X1-X5):
+ *   span_resource(id INTEGER PRIMARY KEY, hash, seen, data)  indexed by hash
+ *        The resource and scope fields of blobs, once per distinct content; hash = 63 bits of
+ *        the content hash (lookups compare the content); seen = the latest hour of a span that
+ *        uses it. Retention deletes rows with seen before the cut hour, after those hours'
+ *        span_extra rows.
+ *   span_extra(hour, seq, resource, data) PRIMARY KEY (hour, seq) WITHOUT ROWID
+ *        The span's own part of its blob (or the whole blob when resource = 0), appended in
+ *        arrival order within the span's hour; aged out by whole hours like span.
+ *   span.extra INTEGER   seq of the span's span_extra row in its hour; NULL = no extras (rows
+ *        written before version 6, or nothing kept).
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -157,8 +167,15 @@ static const char *const steps[] = {
      * span ids those seeks were one random page each. One index entry per span written. */
     "CREATE INDEX span_by_name ON span(tenant, name, start_ns, duration_ns, service, parent_id, "
     "pid, tid, trace_id);",
-    /* 5 → 6: the span's attributes and the rest of what its sender said, beside its row. */
-    "ALTER TABLE span ADD COLUMN extras BLOB;",
+    /* 5 → 6: the span's attributes and the rest of what its sender said: the resource and
+     * scope part once per distinct content, the span's own part appended per hour, the span row
+     * naming it by seq. */
+    "CREATE TABLE span_resource(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL,"
+    "  seen INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX span_resource_by_hash ON span_resource(hash);"
+    "CREATE TABLE span_extra(hour INTEGER NOT NULL, seq INTEGER NOT NULL,"
+    "  resource INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(hour, seq)) WITHOUT ROWID;"
+    "ALTER TABLE span ADD COLUMN extra INTEGER;",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

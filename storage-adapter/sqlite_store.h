@@ -102,6 +102,15 @@ enum {
     W_RET_DEL_LOC_KEY,
     W_SERIES_PERIOD,
     W_SYMBOL_INS,
+    W_XRES_FIND,
+    W_XRES_INS,
+    W_XRES_SEEN,
+    W_XSEQ_MAX,
+    W_XINS,
+    W_RET_SPEXTRA_BOUND,
+    W_RET_SPEXTRA_DEL_LE,
+    W_RET_SPEXTRA_DEL_LT,
+    W_RET_SPRES_DEL,
     W_NSTMT
 };
 
@@ -115,6 +124,17 @@ typedef struct sqs_retention {
     uint64_t deleted;
     int32_t last_gc_hour; /* dictionary sweeps run at most once per hour of cut */
 } sqs_retention;
+
+/* The writer's cache of span resources (sqlite_extras.c, X4) and next seq per hour (X2). */
+#define SQS_XRES_SLOTS 64
+#define SQS_XSEQ_HOURS 4
+struct sqs_xres {
+    uint64_t hash; /* full 64-bit content hash */
+    int64_t id;    /* 0 = empty slot */
+    int32_t seen;
+    size_t n;
+    uint8_t *data; /* malloc'ed copy of the head */
+};
 
 /* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
 enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_NKEYS };
@@ -160,6 +180,10 @@ typedef struct sqs_writer {
     size_t sorted_cap;
     int32_t now_hour;
     sqs_retention ret;
+    struct sqs_xres xres[SQS_XRES_SLOTS];
+    struct {
+        int64_t hour, next; /* next = 0: empty */
+    } xseq[SQS_XSEQ_HOURS];
 } sqs_writer;
 
 /* Reader statements, prepared lazily per read connection. */
@@ -344,6 +368,22 @@ void sqs_rollback(sqs_writer *w);
 /* Adds the missing key rows of dictionary k (rows above the watermark), inside the caller's
  * transaction, and raises the watermark. */
 int sqs_keys_flush(sqs_writer *w, int k, sp_err *err);
+
+/* sqlite_extras.c: span extras as a shared head (span_resource) and a per-span part
+ * (span_extra). split: 1 and the parts when the blob has the shape otlp_span_extras() writes
+ * (X1), else 0. head: the head's bytes (to out when not NULL), its length returned. join: the
+ * blob of a head and a span part, in a. write: stores a blob for a span of hour, *seq its row. */
+typedef struct sqs_extras_parts {
+    const uint8_t *res, *scope, *span; /* field payloads; NULL = absent */
+    size_t nres, nscope, nspan;
+} sqs_extras_parts;
+int sqs_extras_split(const uint8_t *b, size_t n, sqs_extras_parts *out);
+size_t sqs_extras_head(const sqs_extras_parts *p, uint8_t *out);
+uint8_t *sqs_extras_join(const uint8_t *head, size_t nhead, const uint8_t *span, size_t nspan,
+                         sp_arena *a, size_t *len);
+int sqs_write_extras(sqs_writer *w, int64_t hour, const uint8_t *blob, size_t n, int64_t *seq,
+                     sp_err *err);
+void sqs_extras_cache_clear(sqs_writer *w);
 
 /* sqlite_dict.c: the dictionaries, on the writer thread inside its transaction. Each returns 0,
  * SP_EUNAVAIL (SQLite failed; roll back) or SP_ENOMEM. */

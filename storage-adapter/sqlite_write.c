@@ -79,7 +79,7 @@ static const char *const wsql[W_NSTMT] = {
                      "(SELECT coalesce(max(seq), 0) + 1 FROM span_chunk WHERE hour=?1 AND "
                      "span_id=?2), ?3)",
     [W_SPAN_UPSERT] = "INSERT OR REPLACE INTO span(hour, tenant, span_id, trace_id, parent_id, "
-                      "service, name, start_ns, duration_ns, pid, tid, extras) "
+                      "service, name, start_ns, duration_ns, pid, tid, extra) "
                       "VALUES(?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)",
     [W_SPAN_HOUR] = "INSERT OR IGNORE INTO span_hour(hour) VALUES(?1)",
     [W_RET_NEXT_SERIES] = "SELECT id FROM series WHERE id>?1 ORDER BY id LIMIT 1",
@@ -124,6 +124,17 @@ static const char *const wsql[W_NSTMT] = {
                           "location WHERE id>?1 AND id<=?2 AND seen<?3)",
     [W_SERIES_PERIOD] = "UPDATE series SET period=?2 WHERE id=?1",
     [W_SYMBOL_INS] = "INSERT OR IGNORE INTO symbol(build_id, address, frames) VALUES(?1, ?2, ?3)",
+    [W_XRES_FIND] = "SELECT id, seen FROM span_resource WHERE hash=?1 AND data=?2",
+    [W_XRES_INS] = "INSERT INTO span_resource(hash, seen, data) VALUES(?1, ?3, ?2)",
+    [W_XRES_SEEN] = "UPDATE span_resource SET seen=?2 WHERE id=?1",
+    [W_XSEQ_MAX] = "SELECT coalesce(max(seq), 0) FROM span_extra WHERE hour=?1",
+    [W_XINS] = "INSERT INTO span_extra(hour, seq, resource, data) VALUES(?1, ?2, ?3, ?4)",
+    [W_RET_SPEXTRA_BOUND] = "SELECT hour, seq FROM span_extra WHERE hour<?1 "
+                            "ORDER BY hour, seq LIMIT 1 OFFSET ?2",
+    [W_RET_SPEXTRA_DEL_LE] = "DELETE FROM span_extra WHERE (hour, seq)<=(?1, ?2)",
+    [W_RET_SPEXTRA_DEL_LT] = "DELETE FROM span_extra WHERE hour<?1",
+    [W_RET_SPRES_DEL] = "DELETE FROM span_resource WHERE id IN (SELECT id FROM span_resource "
+                        "WHERE seen<?1 LIMIT ?2)",
 };
 
 /* What each statement does, for error messages ("writing a stack: database or disk is full"). */
@@ -185,6 +196,15 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_RET_DEL_LOC_KEY] = "retention: deleting unused location keys",
     [W_SERIES_PERIOD] = "recording a series' period",
     [W_SYMBOL_INS] = "keeping a frame's symbols",
+    [W_XRES_FIND] = "looking up a span resource",
+    [W_XRES_INS] = "writing a span resource",
+    [W_XRES_SEEN] = "marking a span resource used",
+    [W_XSEQ_MAX] = "numbering span attributes",
+    [W_XINS] = "writing a span's attributes",
+    [W_RET_SPEXTRA_BOUND] = "finding old span attributes",
+    [W_RET_SPEXTRA_DEL_LE] = "deleting old span attributes",
+    [W_RET_SPEXTRA_DEL_LT] = "deleting old span attributes",
+    [W_RET_SPRES_DEL] = "deleting unused span resources",
 };
 
 /* Retention phases, in order: data first, then the dictionary rows nothing uses any more. */
@@ -270,6 +290,7 @@ void sqs_writer_free(sqs_store *s)
     free(w->buf);
     free(w->kvs);
     free(w->sorted);
+    sqs_extras_cache_clear(w);
 }
 
 static void clear_caches(sqs_writer *w)
@@ -282,6 +303,7 @@ static void clear_caches(sqs_writer *w)
     store_dict_clear(&w->mappings);
     store_dict_clear(&w->tenants);
     store_agg_reset(&w->periods);
+    sqs_extras_cache_clear(w);
     w->keys_dirty = (1u << SQS_NKEYS) - 1;
     w->keys_complete = 0;
 }
@@ -564,8 +586,14 @@ static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *
     sqlite3_bind_int64(st, 10, sp->tid);
     int64_t hour = sqs_floor_div((int64_t)sp->start_ns, SQS_HOUR_NS);
     sqlite3_bind_int64(st, 11, hour);
-    if (sp->extras && sp->extras_len)
-        sqlite3_bind_blob(st, 12, sp->extras, (int)sp->extras_len, SQLITE_STATIC);
+    if (sp->extras && sp->extras_len) {
+        int64_t seq;
+        if ((rc = sqs_write_extras(w, hour, sp->extras, sp->extras_len, &seq, err))) {
+            sqlite3_clear_bindings(st);
+            return rc;
+        }
+        sqlite3_bind_int64(st, 12, seq);
+    }
     rc = sqs_run(w, W_SPAN_UPSERT, err);
     sqlite3_clear_bindings(st);
     return rc ? rc : note_hour(w, hour, err);

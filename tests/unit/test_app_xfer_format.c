@@ -10,6 +10,7 @@
 #include "otlp/pprof.h"
 #include "wire/pprof_write.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static xfer_manifest sample_manifest(xfer_tenant *t)
@@ -126,6 +127,46 @@ static void span_round_trips_and_rejects_a_short_id(void **state)
     sp_arena_free(a);
 }
 
+/* A span's extras blob travels as hex in "extras"; a line without it has none; damage is named. */
+static void span_extras_round_trip(void **state)
+{
+    (void)state;
+    static const uint8_t blob[] = {0x0a, 0x02, 0x52, 0x33, 0x12, 0x02, 0x12, 0x00, 0xff};
+    sp_span sp = {.service = "svc", .name = "n", .start_ns = 1, .end_ns = 2};
+    sp.span_id[7] = 1;
+    sp.extras = blob;
+    sp.extras_len = sizeof blob;
+    sp_buf b;
+    sp_buf_init(&b, 0);
+    assert_int_equal(xfer_span_write(&sp, &b), 0);
+    char line[512];
+    snprintf(line, sizeof line, "%.*s", (int)b.len, (const char *)b.data);
+    assert_non_null(strstr(line, "\"extras\":\"0a02523312021200ff\""));
+    sp_arena *a = sp_arena_new(0);
+    sp_err err = {0};
+    sp_span back;
+    assert_int_equal(xfer_span_parse((const char *)b.data, b.len - 1, a, &back, &err), 0);
+    assert_int_equal(back.extras_len, sizeof blob);
+    assert_memory_equal(back.extras, blob, sizeof blob);
+    sp.extras = NULL;
+    sp.extras_len = 0;
+    sp_buf_free(&b);
+    sp_buf_init(&b, 0);
+    assert_int_equal(xfer_span_write(&sp, &b), 0);
+    snprintf(line, sizeof line, "%.*s", (int)b.len, (const char *)b.data);
+    assert_null(strstr(line, "extras"));
+    assert_int_equal(xfer_span_parse((const char *)b.data, b.len - 1, a, &back, &err), 0);
+    assert_null(back.extras);
+    const char *bad =
+        "{\"trace_id\":\"abababababababababababababababab\",\"span_id\":"
+        "\"0101010101010101\",\"parent_span_id\":\"\",\"service\":\"s\",\"name\":"
+        "\"n\",\"start_ns\":1,\"duration_ns\":1,\"pid\":0,\"tid\":0,\"extras\":\"0g\"}";
+    assert_int_equal(xfer_span_parse(bad, strlen(bad), a, &back, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "extras: not hex digits"));
+    sp_buf_free(&b);
+    sp_arena_free(a);
+}
+
 /* An unnamed native frame: no lines, its name is made of frame type, address and mapping. The
  * frame type has no pprof field; the extension carries it. */
 static void pprof_keeps_the_frame_type_of_an_unnamed_frame(void **state)
@@ -183,6 +224,7 @@ int main(void)
         cmocka_unit_test(rejects_manifest_damage_naming_where),
         cmocka_unit_test(series_labels_come_back_sorted),
         cmocka_unit_test(span_round_trips_and_rejects_a_short_id),
+        cmocka_unit_test(span_extras_round_trip),
         cmocka_unit_test(pprof_keeps_the_frame_type_of_an_unnamed_frame),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

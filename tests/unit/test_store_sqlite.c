@@ -686,7 +686,8 @@ static void migrates_from_version_5_spans_without_extras(void **state)
     write_ok(f->s, &b);
     store_close(f->s);
     f->s = NULL;
-    set_pragma(f->dir, "ALTER TABLE span DROP extras; PRAGMA user_version=5");
+    set_pragma(f->dir, "DROP TABLE span_extra; DROP TABLE span_resource; ALTER TABLE span DROP "
+                       "extra; PRAGMA user_version=5");
     open_store(f);
     assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
     static const uint8_t extras[] = {0x12, 0x00};
@@ -706,6 +707,163 @@ static void migrates_from_version_5_spans_without_extras(void **state)
     assert_null(out.spans[0].extras);
     assert_string_equal(out.spans[1].name, "new");
     assert_int_equal(out.spans[1].extras_len, sizeof extras);
+}
+
+/* ---- span extras: resource once, span part appended (sqlite_extras.c X1-X5) ----------------- */
+
+static uint8_t *put_len(uint8_t *p, size_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static size_t len_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* ResourceSpans{1: res?, 2: ScopeSpans{1: scope?, 2: span}}, as otlp_span_extras() writes it
+ * (the payloads are opaque to the store). */
+static size_t mk_extras(uint8_t *b, const char *res, const char *scope, const char *span)
+{
+    size_t nr = res ? strlen(res) : 0, ns = scope ? strlen(scope) : 0, np = strlen(span);
+    size_t nss = (scope ? 1 + len_len(ns) + ns : 0) + 1 + len_len(np) + np;
+    uint8_t *p = b;
+    if (res) {
+        *p++ = 0x0a;
+        p = put_len(p, nr);
+        memcpy(p, res, nr);
+        p += nr;
+    }
+    *p++ = 0x12;
+    p = put_len(p, nss);
+    if (scope) {
+        *p++ = 0x0a;
+        p = put_len(p, ns);
+        memcpy(p, scope, ns);
+        p += ns;
+    }
+    *p++ = 0x12;
+    p = put_len(p, np);
+    memcpy(p, span, np);
+    p += np;
+    return (size_t)(p - b);
+}
+
+static void count_problem(void *ud, const char *problem)
+{
+    char *seen = ud;
+    strncat(seen, problem, 1023 - strlen(seen));
+}
+
+static void span_extras_share_resources_and_age_out(void **state)
+{
+    fx *f = *state;
+    enum { N = 8 };
+    static char big[301];
+    memset(big, 'r', 300);
+    static uint8_t blobs[N + 1][512];
+    size_t lens[N + 1];
+    char name[N + 1][16];
+    for (int i = 0; i < 4; i++) { /* one resource + scope, a resource past one length byte */
+        snprintf(name[i], sizeof name[i], "span-%d", i);
+        lens[i] = mk_extras(blobs[i], big, "scope", name[i]);
+    }
+    lens[4] = mk_extras(blobs[4], "R2", NULL, "span-4");         /* resource only */
+    lens[5] = mk_extras(blobs[5], NULL, "S2", "span-5");         /* scope only */
+    static const uint8_t odd[] = {0x12, 0x82, 0x00, 0x12, 0x00}; /* non-minimal length: whole */
+    memcpy(blobs[6], odd, sizeof odd);
+    lens[6] = sizeof odd;
+    lens[7] = mk_extras(blobs[7], "R3", NULL, "old-span"); /* only in an old hour */
+    lens[8] = mk_extras(blobs[8], big, "scope", "later");  /* a later hour (seen moves) */
+    int64_t old = f->t0 - 200 * HOUR;
+    sp_span spans[N + 1];
+    memset(spans, 0, sizeof spans);
+    for (int i = 0; i <= N; i++) {
+        spans[i].trace_id[0] = 0xdd;
+        span_id(0x700 + (uint64_t)i, spans[i].span_id);
+        spans[i].service = "api";
+        spans[i].name = "x";
+        spans[i].start_ns = (uint64_t)(i == 7 ? old : i == 8 ? f->t0 + 5 * HOUR : f->t0 + i * SEC);
+        spans[i].end_ns = spans[i].start_ns + 1;
+        spans[i].extras = blobs[i];
+        spans[i].extras_len = (uint32_t)lens[i];
+    }
+    /* Two transactions (the resource cache across commits) and span 3 written twice (X5). */
+    sp_batch b = {.tenant = "t1", .spans = spans, .nspans = 4};
+    write_ok(f->s, &b);
+    b.spans = spans + 3;
+    b.nspans = N + 1 - 3;
+    write_ok(f->s, &b);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span"), N + 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_extra"), N + 2);
+    /* big+scope, R2, S2, R3: once each; the odd blob is stored whole (resource 0). */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_resource"), 4);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_extra WHERE resource=0"), 1);
+    char q[200];
+    int64_t later = (f->t0 + 5 * HOUR) / HOUR;
+    snprintf(q, sizeof q,
+             "SELECT seen FROM span_resource WHERE id=(SELECT resource FROM span_extra WHERE "
+             "hour=%lld)",
+             (long long)later);
+    assert_int_equal(sql_int(f->dir, q), later); /* X3 */
+
+    store_spans out;
+    sp_err err = {0};
+    uint8_t trace[16] = {0xdd};
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, N + 1);
+    for (size_t k = 0; k < out.n; k++) { /* X1: byte for byte */
+        int i = (int)(((unsigned)out.spans[k].span_id[6] << 8 | out.spans[k].span_id[7]) - 0x700);
+        assert_true(i >= 0 && i <= N);
+        assert_int_equal(out.spans[k].extras_len, lens[i]);
+        assert_memory_equal(out.spans[k].extras, blobs[i], lens[i]);
+    }
+    char problems[1024] = "";
+    uint64_t np = 0;
+    assert_int_equal(store_check(f->dir, count_problem, problems, &np, &err), 0);
+    assert_int_equal(np, 0);
+
+    /* Retention: the old hour's span, its span_extra row and the resource only it used go. */
+    assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span"), N);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_extra"), N + 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_resource"), 3);
+    /* The cache forgot it (X4): written again, it is stored again and reads back. */
+    spans[7].start_ns = spans[7].end_ns = (uint64_t)f->t0;
+    b.spans = spans + 7;
+    b.nspans = 1;
+    write_ok(f->s, &b);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_resource"), 4);
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, N + 1);
+    for (size_t k = 0; k < out.n; k++)
+        if (out.spans[k].span_id[7] == 7)
+            assert_memory_equal(out.spans[k].extras, blobs[7], lens[7]);
+
+    /* admin check: a dangling reference (7) and a resource seen before its rows (8). */
+    store_close(f->s);
+    f->s = NULL;
+    set_pragma(f->dir, "UPDATE span_resource SET seen=0 WHERE data=x'0a025233'");
+    assert_int_equal(store_check(f->dir, count_problem, problems, &np, &err), 0);
+    assert_int_equal(np, 1);
+    assert_non_null(strstr(problems, "1 span_extra rows whose resource does not exist or was "
+                                     "last seen before them (invariant 8)"));
+    set_pragma(f->dir, "DELETE FROM span_extra WHERE data=x'7370616e2d35'");
+    problems[0] = 0;
+    assert_int_equal(store_check(f->dir, count_problem, problems, &np, &err), 0);
+    assert_int_equal(np, 1);
+    assert_non_null(strstr(problems, "1 spans whose extras row does not exist (invariant 7)"));
+    open_store(f);
 }
 
 static void unsymbolized_and_inlined_frames_are_named(void **state)
@@ -819,7 +977,8 @@ static void migrates_from_version_1(void **state)
                "(SELECT series FROM sample_chunk), (SELECT id FROM stack), 30 FROM span_chunk;"
                "DROP TABLE sample_chunk; DROP TABLE span_chunk;"
                "DELETE FROM meta WHERE key='chunk_format';"
-               "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extras;"
+               "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extra;"
+               "DROP TABLE span_extra; DROP TABLE span_resource;"
                "DROP TABLE stack_key; DROP TABLE location_key; ALTER TABLE series DROP period;"
                "DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
                "CREATE INDEX stack_by_hash ON stack(hash);"
@@ -1941,12 +2100,14 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             write_round_ok(s, f->t0, r);
         store_close(s);
         /* What version 2 had: hash indexes, no key tables, no period. */
-        sql_exec(dir, "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extras; DROP TABLE stack_key; DROP "
-                      "TABLE location_key; "
-                      "ALTER TABLE series DROP "
-                      "period; DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
-                      "CREATE INDEX stack_by_hash ON stack(hash);"
-                      "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=2");
+        sql_exec(dir,
+                 "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extra; DROP "
+                 "TABLE span_extra; DROP TABLE span_resource; DROP TABLE stack_key; DROP "
+                 "TABLE location_key; "
+                 "ALTER TABLE series DROP "
+                 "period; DELETE FROM meta WHERE key IN ('stack_keyed', 'location_keyed');"
+                 "CREATE INDEX stack_by_hash ON stack(hash);"
+                 "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=2");
         int64_t before = 6 * ROUND_STACKS;
         if (from == 1) {
             /* and no chunk tables (the values written as chunks are dropped with them) */
@@ -1987,6 +2148,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(select_series_groups_by_label, setup, teardown),
         cmocka_unit_test_setup_teardown(span_stacks_read_only_that_span, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_spans_and_span_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(span_extras_share_resources_and_age_out, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_5_spans_without_extras, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(unsymbolized_and_inlined_frames_are_named, setup, teardown),
