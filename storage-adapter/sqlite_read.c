@@ -156,8 +156,11 @@ int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_
     q->b1 = INT64_MAX;
     if (query) {
         tenant = query->tenant;
+        /* A range holds the buckets that start in it, as Pyroscope counts a profile in the range
+         * holding its timestamp: adjacent ranges never share a bucket, so their sums add up to
+         * the whole (a bucket merely touched by a range used to count in both). */
         if (query->start_ns > 0)
-            q->b0 = sqs_floor_div(query->start_ns, SQS_BUCKET_NS);
+            q->b0 = sqs_floor_div(query->start_ns + SQS_BUCKET_NS - 1, SQS_BUCKET_NS);
         if (query->end_ns > 0)
             q->b1 = sqs_floor_div(query->end_ns - 1, SQS_BUCKET_NS);
         if (query->nmatchers && !query->matchers)

@@ -127,7 +127,8 @@ typedef struct store_query {
     const char *type_id; /* profile type id; NULL = every type */
     const store_matcher *matchers;
     size_t nmatchers;
-    int64_t start_ns, end_ns; /* [start, end); end 0 = unbounded */
+    int64_t start_ns, end_ns; /* [start, end); end 0 = unbounded; profile values: the 10 s buckets
+                               * that start in it */
     int detail;               /* stack reads: also fill store_stack.detail (pprof downloads) */
 } store_query;
 

@@ -37,8 +37,9 @@ def ms(ns):
 
 
 def in_range(t, start_ns, end_ns):
+    """The store counts an observation in the range that holds its 10 s bucket's start."""
     b = t // BUCKET * BUCKET
-    return b < end_ns and b + BUCKET > start_ns
+    return start_ns <= b < end_ns
 
 
 def cpu_leaves(scn, pred=lambda s: True, start_ns=None, end_ns=None):
