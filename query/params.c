@@ -92,7 +92,7 @@ int64_t query_end_ns(int64_t ms)
 {
     if (ms <= 0)
         return 0;
-    return ms >= INT64_MAX / NS_PER_MS - 1 ? 0 : (ms + 1) * NS_PER_MS;
+    return ms >= INT64_MAX / NS_PER_MS ? 0 : ms * NS_PER_MS;
 }
 
 int64_t query_now_ns(void)

@@ -33,8 +33,10 @@ int query_selector_parse(const char *text, const char *what, sp_arena *a, store_
 int query_span_ids_parse(char *const *hex, size_t n, const char *what, sp_arena *a,
                          uint8_t (**out)[8], sp_err *err);
 
-/* Pyroscope request times (ms since epoch) to the store's [start_ns, end_ns): end is inclusive
- * to the millisecond; 0 or less = unbounded. Saturates instead of overflowing. */
+/* Pyroscope request times (ms since epoch) to the store's [start_ns, end_ns): the range is
+ * half-open, so adjacent ranges [a, b) and [b, c) never count the same observation (what the end
+ * millisecond holds belongs to the next range); 0 or less = unbounded. Saturates instead of
+ * overflowing. */
 int64_t query_start_ns(int64_t start_ms);
 int64_t query_end_ns(int64_t end_ms);
 

@@ -793,3 +793,47 @@ def test_profile_stats_on_a_fresh_server(spanprof, goquery):
         return probs
     plan.add("stats-fresh", "GetProfileStats", {}, answered(f))
     fail_on(run_plan(spanprof, goquery, plan), plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Time ranges: each observation counts in one range (issue 21)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_adjacent_ranges_add_up_to_the_whole(parity):
+    """1-second, 7-second and 10-second adjacent ranges over the scenario: the flame graph totals
+    and the SelectSeries sums add up to the whole range's, and the whole equals the scenario's
+    own CPU total (Pyroscope counts a profile in the range that holds its timestamp)."""
+    server, scn, o = parity
+    lo, hi = window_ns(scn)
+    lo = lo // cs.SEC * cs.SEC
+    whole_want = sum(v for smp, _t, v, _spans in o.obs if smp.kind == "cpu")
+
+    def total(start_ms, end_ms):
+        calls = [{"id": "t", "method": "SelectMergeStacktraces",
+                  "request": {"profileTypeID": cs.CPU, "labelSelector": "{}",
+                              "start": str(start_ms), "end": str(end_ms)}}]
+        r = run_json(server, calls)["t"]
+        assert r["status"] == 200, r
+        return int(r["response"].get("flamegraph", {}).get("total", "0"))
+
+    whole = total(ms(lo), ms(hi))
+    assert whole == whole_want
+    # the observations lie in the scenario's first minutes: split those finely
+    t_last = max(t for _smp, t, _v, _spans in o.obs)
+    for width_s in (1, 7, 10):
+        parts, start = 0, ms(lo)
+        edge = ms(t_last) + 20_000
+        while start < edge:
+            parts += total(start, start + width_s * 1000)
+            start += width_s * 1000
+        parts += total(start, ms(hi))
+        assert parts == whole, (width_s, parts, whole)
+    # SelectSeries: 1-second steps sum to the whole too
+    calls = [{"id": "s", "method": "SelectSeries",
+              "request": {"profileTypeID": cs.CPU, "labelSelector": "{}", "start": str(ms(lo)),
+                          "end": str(ms(hi)), "step": 1}}]
+    r = run_json(server, calls)["s"]
+    assert r["status"] == 200, r
+    pts = [p for s in r["response"].get("series", []) for p in s.get("points", [])]
+    assert sum(int(float(p.get("value", 0))) for p in pts) == whole
