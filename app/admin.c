@@ -157,6 +157,8 @@ int srv_admin_register_backup(srv_router *r, const char *data_dir, const char *b
 {
     backup_state.data_dir = data_dir;
     backup_state.backup_dir = backup_dir;
+    sp_metrics_gauge_add("admin_backups_total", 0); /* counters are exported from start */
+    sp_metrics_gauge_add("admin_backup_failures_total", 0);
     return srv_router_add(r, "POST", "/api/v1/admin/backup", SRV_WORKER, "admin_backup",
                           handle_backup, &backup_state);
 }

@@ -109,6 +109,10 @@ static void *maintain(void *ud)
 
 int pipeline_start(pipeline *p)
 {
+    if (p->forward) /* counters are exported from start, 0 until something happens */
+        sp_metrics_gauge_add("traces_forward_spans_marked_total", 0);
+    if (p->pusher)
+        sp_metrics_gauge_add("pyroscope_dropped_total", 0);
     pthread_mutex_init(&p->tick_mu, NULL);
     pthread_cond_init(&p->tick_cv, NULL);
     p->tick_stop = 0;

@@ -1,6 +1,7 @@
 /* query_register(): fills the one context every query handler reads, then adds each concern's
  * routes (see query.h). */
 #include "query.h"
+#include "../common/metrics.h"
 #include "api_find.h"
 #include "api_v1.h"
 #include "flamegraph.h"
@@ -19,6 +20,7 @@ int query_register(srv_router *r, store *s, const query_config *cfg)
     query_config none = {0};
     if (!cfg)
         cfg = &none;
+    sp_metrics_gauge_add("span_attributes_damaged_total", 0); /* exported from start */
     ctx.store = s;
     ctx.max_msg = cfg->max_recv_msg_size ? cfg->max_recv_msg_size : DEFAULT_MAX_MSG;
     ctx.budget = cfg->query_budget ? cfg->query_budget : DEFAULT_BUDGET;

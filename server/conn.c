@@ -347,6 +347,9 @@ static int bind_listener(srv_server *s, int which, const char *addr, sp_err *err
 
 int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router, sp_err *err)
 {
+    sp_metrics_gauge_add("accepted_connections_total", 0); /* exported from start */
+    sp_metrics_gauge_add("accept_errors_total", 0);
+    sp_metrics_gauge_add("header_timeouts_total", 0);
     static int threads_ready;
     if (!threads_ready) {
         evthread_use_pthreads(); /* workers wake the loop with event_active() */

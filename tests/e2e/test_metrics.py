@@ -89,3 +89,20 @@ def test_counters_only_grow_and_count_gzip_exports(spanprof):
     assert after.total("spanprof_received_bytes_total", "profile") > before.total("spanprof_received_bytes_total", "profile")
     for name in ("spanprof_requests_total", "spanprof_received_bytes_total", "spanprof_accepted_items_total"):
         assert after.total(name) >= before.total(name)
+
+
+def test_counters_are_exported_from_start(spanprof):
+    """A fresh server exports its event counters at 0 (a dashboard's rate() needs the series
+    before the first event; issue 21): nothing has been sent to it yet."""
+    m = scrape(spanprof.http_port)
+    for name in ("spanprof_accepted_connections_total", "spanprof_accept_errors_total",
+                 "spanprof_header_timeouts_total",
+                 "spanprof_otlp_profiles_v1_9_layout_requests_total",
+                 "spanprof_otlp_http_json_traces_requests_total",
+                 "spanprof_otlp_http_json_profiles_requests_total",
+                 "spanprof_span_attributes_truncated_total",
+                 "spanprof_span_attributes_damaged_total"):
+        series = m.series(name)
+        assert series, f"{name} is not exported by a fresh server"
+    assert m.total("spanprof_otlp_http_json_traces_requests_total") == 0
+    assert m.total("spanprof_span_attributes_damaged_total") == 0
