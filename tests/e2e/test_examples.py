@@ -383,8 +383,11 @@ def test_the_demo_traces_have_spans_with_their_cpu(demo_run):
         assert spans[name]["cpu_time_ns"] % period == 0, spans[name]
     # A span that only sleeps gets no CPU, give or take a sample at its edge.
     assert spans["fetch_inventory"]["cpu_time_ns"] <= 2 * period, spans["fetch_inventory"]
+    # The demo samples itself with a real profiler: on a loaded 2-core CI machine its CPU steps
+    # got 206 ms against 41 ms in the sleeping ones (a 5x margin failed once by a hair), so the
+    # margin is 3x -- still far from what a sampler ignoring thread state would give (about 1x).
     assert sum(spans[n]["cpu_time_ns"] for n in CPU_STEPS) > \
-        5 * sum(spans[n]["cpu_time_ns"] for n in SLEEP_STEPS)
+        3 * sum(spans[n]["cpu_time_ns"] for n in SLEEP_STEPS)
     # ... and off-CPU time where it sleeps.
     assert sum(spans[n]["off_cpu_time_ns"] for n in SLEEP_STEPS) > 0, spans
 
