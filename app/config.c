@@ -121,6 +121,14 @@ static const opt opts[] = {
      "file holding a bearer token for Pyroscope (first line; read for every request)"},
     {"pyroscope-ca-file", T_STR, OFF(pyroscope_ca_file), "",
      "PEM CA bundle to verify Pyroscope's TLS certificate with"},
+    {"pyroscope-push-delay", T_DURATION, OFF(pyroscope_push_delay_ms), "30s",
+     "samples are pushed this long after their 10 s bucket ended, so spans that arrive after "
+     "their samples (the normal order) still label them; one profile per series and bucket"},
+    {"pyroscope-push-on-arrival", T_FLAG, OFF(pyroscope_push_on_arrival), "",
+     "push each batch when it arrives instead (samples carry only the spans known then; "
+     "profiles of one series and timestamp may collapse in Pyroscope's compaction)"},
+    {"pyroscope-hold-max-bytes", T_SIZE, OFF(pyroscope_hold_max_bytes), "268435456",
+     "memory for samples waiting to be pushed; past it the oldest buckets leave early"},
     {"traces-forward-to", T_STR, OFF(traces_forward_to), "",
      "forward every trace export to this OTLP/HTTP URL (e.g. http://tempo:4318/v1/traces), "
      "adding pyroscope.profile.id to spans that have a span profile"},
@@ -131,6 +139,9 @@ static const opt opts[] = {
      "file holding a bearer token for --traces-forward-to"},
     {"traces-forward-ca-file", T_STR, OFF(traces_forward_ca_file), "",
      "PEM CA bundle to verify --traces-forward-to's TLS certificate with"},
+    {"traces-forward-delay", T_DURATION, OFF(traces_forward_delay_ms), "15s",
+     "forwarded trace exports wait this long, so the spans' profiles and parents have arrived "
+     "when pyroscope.profile.id is decided"},
     {"outbox-max-bytes", T_SIZE, OFF(outbox_max_bytes), "268435456",
      "on-disk queue per destination (under <data-dir>/outbox); past it the oldest items are "
      "dropped"},
@@ -197,6 +208,9 @@ void app_config_defaults(app_config *c)
     c->threadless_settle_ms = 10000;
     c->outbox_max_bytes = (size_t)256 << 20;
     c->forward_batch_interval_ms = 200;
+    c->pyroscope_push_delay_ms = 30000;
+    c->pyroscope_hold_max_bytes = (size_t)256 << 20;
+    c->traces_forward_delay_ms = 15000;
     c->traces_forward_protocol = "http/protobuf";
     c->symbolize_budget_ms = 2000;
     c->symbols_retry_ms = 300000;

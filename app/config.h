@@ -38,7 +38,12 @@ typedef struct app_config {
     const char *pyroscope_url;
     const char *pyroscope_basic_auth_user, *pyroscope_basic_auth_password_file;
     const char *pyroscope_bearer_token_file, *pyroscope_ca_file;
+    int64_t pyroscope_push_delay_ms; /* samples leave the hold this long after their bucket */
+    int pyroscope_push_on_arrival;   /* 1: no hold (the spans known at arrival label samples) */
+    size_t pyroscope_hold_max_bytes;
     const char *traces_forward_to;
+    int64_t traces_forward_delay_ms;     /* forwarded exports wait this long before their spans are
+                                          * marked and sent */
     const char *traces_forward_protocol; /* "http/protobuf" or "grpc" */
     const char *traces_forward_bearer_token_file, *traces_forward_ca_file;
     size_t outbox_max_bytes;

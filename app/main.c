@@ -33,7 +33,7 @@ static int set_log_level(const char *name)
 }
 
 /* Trace forwarding (--traces-forward-to): its own durable outbox. */
-static int open_forwarding(outbox **out, const app_config *cfg, sp_err *err)
+static int open_forwarding(outbox **out, const app_config *cfg, pipeline *pl, sp_err *err)
 {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/outbox/traces", cfg->data_dir);
@@ -52,6 +52,9 @@ static int open_forwarding(outbox **out, const app_config *cfg, sp_err *err)
         .name = "traces_forward",
         .max_bytes = cfg->outbox_max_bytes,
         .linger_ns = cfg->forward_batch_interval_ms * 1000000,
+        .hold_ns = cfg->traces_forward_delay_ms * 1000000,
+        .prepare = pipeline_forward_prepare,
+        .prepare_ud = pl,
         .fsync = only_copy,
         .http = {.url = grpc ? url : cfg->traces_forward_to,
                  .grpc = grpc,
@@ -91,6 +94,8 @@ static int open_store(pipeline *pl, const app_config *cfg, const store_symbolize
         .max_bytes = cfg->outbox_max_bytes,
         .linger_ns = cfg->forward_batch_interval_ms * 1000000,
         .fsync = !local || full,
+        .delay_ns = cfg->pyroscope_push_on_arrival ? -1 : cfg->pyroscope_push_delay_ms * 1000000,
+        .hold_max_bytes = cfg->pyroscope_hold_max_bytes,
     };
     rc = pusher_open(&pl->pusher, &po, err);
     if (rc) {
@@ -197,7 +202,7 @@ int main(int argc, char **argv)
     int rc = 1;
     srv_server *server = NULL;
     if (cfg.traces_forward_to) {
-        if (open_forwarding(&pl.forward, &cfg, &err) != 0) {
+        if (open_forwarding(&pl.forward, &cfg, &pl, &err) != 0) {
             sp_error("msg=\"cannot set up trace forwarding\" err=\"%s\"", err.msg);
             goto out;
         }

@@ -68,12 +68,23 @@ void pipeline_metrics(void *ud)
 }
 
 /* What rule 3 decided after the settle time: attach_only profiles, stored like the late
- * attachments of an ingest request (the pusher skips attach_only profiles anyway). */
+ * attachments of an ingest request (and relabelling what the pusher still holds). */
 static int store_settled(void *ud, sp_batch *b)
 {
     pipeline *p = ud;
     sp_err err = {0};
-    int rc = store_write(p->store, b, &err);
+    pusher_ticket t = {0};
+    int rc = p->pusher ? pusher_stage(p->pusher, b, &t, &err) : 0;
+    if (!rc)
+        rc = store_write(p->store, b, &err);
+    if (p->pusher) {
+        /* the attachments relabel samples still held for Pyroscope */
+        sp_err perr = {0};
+        if (rc)
+            pusher_abort(p->pusher, &t);
+        else
+            pusher_commit(p->pusher, b, &t, &perr);
+    }
     if (rc) {
         static sp_ratelimit rl;
         uint64_t held = 0;
@@ -101,6 +112,7 @@ static void *maintain(void *ud)
         int64_t now = now_ns();
         corr_expire(p->corr, now);
         corr_settle(p->corr, now, store_settled, p);
+        pusher_tick(p->pusher, now);
         pthread_mutex_lock(&p->tick_mu);
     }
     pthread_mutex_unlock(&p->tick_mu);
@@ -145,6 +157,31 @@ static int forward_enqueue(void *ud, const char *tenant, const uint8_t *msg, siz
     return outbox_put(((pipeline *)ud)->forward, tenant, msg, len, err);
 }
 
+typedef struct mark_ctx {
+    pipeline *p;
+    const char *tenant;
+} mark_ctx;
+
+/* With a Pyroscope pusher, only local roots are marked (a pushed sample names its outermost
+ * span, so Pyroscope answers those exactly) and never a span whose samples left before it came. */
+static int forward_mark(void *ud, const uint8_t span_id[8])
+{
+    const mark_ctx *m = ud;
+    return corr_span_mark(m->p->corr, m->tenant, span_id, m->p->pusher != NULL) &&
+           !pusher_span_incomplete(m->p->pusher, m->tenant, span_id);
+}
+
+int pipeline_forward_prepare(void *ud, const char *tenant, const uint8_t *body, size_t len,
+                             sp_buf *out, sp_err *err)
+{
+    mark_ctx m = {ud, tenant};
+    size_t added = 0;
+    int rc = forward_enrich_by(body, len, forward_mark, &m, out, &added, err);
+    if (!rc && added)
+        sp_metrics_gauge_add("traces_forward_spans_marked_total", (int64_t)added);
+    return rc;
+}
+
 /* Correlation never refuses a batch: what it could not attach stays in it, unattached. */
 static void correlate(pipeline *p, sp_batch *b, corr_ticket *t)
 {
@@ -181,7 +218,7 @@ int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
     corr_commit(p->corr, &ct);
     if (p->pusher) {
         sp_err perr = {0};
-        int prc = pusher_commit(p->pusher, &t, &perr);
+        int prc = pusher_commit(p->pusher, b, &t, &perr);
         if (prc && !p->store_local)
             return sp_fail(err, prc, "%s", perr.msg);
         if (prc) {
@@ -196,9 +233,10 @@ int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
         }
     }
     if (p->forward && b->raw_traces && b->nspans) {
-        forward_hooks hooks = {
-            .profilable = pipeline_span_profilable, .enqueue = forward_enqueue, .ud = p};
-        rc = forward_traces(&hooks, b->tenant, b->raw_traces, b->raw_traces_len, b, err);
+        /* Queued as received: the spans to mark are chosen when it is sent, after the forward
+         * delay (pipeline_forward_prepare), when their profiles and parents have arrived. */
+        const char *tenant = b->tenant && *b->tenant ? b->tenant : "anonymous";
+        rc = forward_enqueue(p, tenant, b->raw_traces, b->raw_traces_len, err);
     }
     return rc;
 }

@@ -50,4 +50,11 @@ void pipeline_metrics(void *ud);
 /* The trace forwarder's rule (forward_hooks.profilable): the correlator's. */
 int pipeline_span_profilable(void *ud, const char *tenant, const sp_span *sp);
 
+/* The trace outbox's prepare hook (outbox_prepare_fn, ud = the pipeline): marks, when a batch of
+ * forwarded exports is sent, the spans that have a span profile by then — every eligible span
+ * of a profiled process, or with a Pyroscope pusher only the local roots that Pyroscope can
+ * answer exactly (corr_span_mark, pusher_span_incomplete). */
+int pipeline_forward_prepare(void *ud, const char *tenant, const uint8_t *body, size_t len,
+                             sp_buf *out, sp_err *err);
+
 #endif

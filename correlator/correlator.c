@@ -163,6 +163,39 @@ int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp)
     return yes;
 }
 
+/* The trace forwarder's decision when it sends (after its delay): the span is in the window,
+ * eligible, its process sent CPU profiles, and with root_only no eligible ancestor of its own
+ * process is known (the outermost span is the one a pushed sample names). */
+int corr_span_mark(corr *c, const char *tenant, const uint8_t span_id[8], int root_only)
+{
+    int yes = 0;
+    pthread_mutex_lock(&c->lock);
+    uint32_t t = cw_tenant_id(c, tenant, 0);
+    const reg_ent *e = t == UINT32_MAX ? NULL : cw_reg_find_live(c, t, span_id);
+    if (e && e->eligible && e->pid) {
+        proc *p = cw_find_proc(c, t, e->pid, 0);
+        if (p && p->profiled_until > c->now)
+            for (uint32_t i = 0; i < p->nprof_ident && !yes; i++)
+                yes = cw_ident_compat(c, p->prof_ident[i], e->ident);
+    }
+    /* Walk up while the ancestors are of the same process; a bounded walk (cycles). */
+    const reg_ent *a = e;
+    for (int depth = 0; yes && root_only && a && depth < 256; depth++) {
+        static const uint8_t zero[8];
+        if (memcmp(a->parent, zero, 8) == 0)
+            break;
+        const reg_ent *up = cw_reg_find_live(c, t, a->parent);
+        if (!up ||
+            !cw_same_process(c, e->pid, e->service, e->ident, up->pid, up->service, up->ident))
+            break;
+        if (up->eligible)
+            yes = 0;
+        a = up;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return yes;
+}
+
 /* A profile whose sender named no service takes the one its process's spans carry, when a span
  * of that process (same pid and compatible identity) arrived within the window: Grafana's
  * default "Profiles for this span" query asks for {service_name="<the span's service>"}. The

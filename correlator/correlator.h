@@ -140,6 +140,12 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out);
  * this to mark spans for Grafana's "Profiles for this span". */
 int corr_span_profilable(corr *c, const char *tenant, const sp_span *sp);
 
+/* 1 when the span (by id, among the spans received within the window) can have a span profile
+ * (as corr_span_profilable), and with root_only when no eligible ancestor of its own process is
+ * known either: a local root, the span a sample pushed to Pyroscope is labelled with. 0 for a
+ * span the window does not hold. */
+int corr_span_mark(corr *c, const char *tenant, const uint8_t span_id[8], int root_only);
+
 /* 1 when profiles of this type are correlated as instants (CPU and wall-clock types). */
 int corr_is_cpu_type(const char *type_id);
 

@@ -18,6 +18,8 @@ enum { LVL_REQUEST, LVL_RESOURCE_SPANS, LVL_SCOPE_SPANS, LVL_SPAN };
 typedef struct ctx {
     const uint8_t (*ids)[8];
     size_t nids;
+    int (*mark)(void *ud, const uint8_t span_id[8]); /* instead of ids when set */
+    void *mark_ud;
     size_t added;
     const uint8_t *base;
     sp_err *err;
@@ -58,8 +60,11 @@ static int span_wants(ctx *c, const uint8_t *p, size_t len, uint8_t id_hex_src[8
             has_attr |= is_attr;
         }
     }
-    *wants = has_id && !has_attr && c->nids &&
-             bsearch(id_hex_src, c->ids, c->nids, sizeof *c->ids, cmp_id) != NULL;
+    if (c->mark)
+        *wants = has_id && !has_attr && c->mark(c->mark_ud, id_hex_src);
+    else
+        *wants = has_id && !has_attr && c->nids &&
+                 bsearch(id_hex_src, c->ids, c->nids, sizeof *c->ids, cmp_id) != NULL;
     return 0;
 }
 
@@ -160,6 +165,25 @@ int forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size
     int changed;
     int rc = rewrite(&c, LVL_REQUEST, msg, len, out, &changed);
     free(sorted);
+    if (added)
+        *added = c.added;
+    if (rc == SP_ENOMEM)
+        return sp_fail(err, SP_ENOMEM, "forward: out of memory");
+    if (rc) {
+        err->code = SP_EINVAL;
+        sp_err_prefix(err, "forward: ");
+        return SP_EINVAL;
+    }
+    return 0;
+}
+
+int forward_enrich_by(const uint8_t *msg, size_t len,
+                      int (*mark)(void *ud, const uint8_t span_id[8]), void *ud, sp_buf *out,
+                      size_t *added, sp_err *err)
+{
+    ctx c = {.mark = mark, .mark_ud = ud, .base = msg, .err = err};
+    int changed;
+    int rc = rewrite(&c, LVL_REQUEST, msg, len, out, &changed);
     if (added)
         *added = c.added;
     if (rc == SP_ENOMEM)

@@ -40,6 +40,13 @@ typedef struct forward_hooks {
 int forward_enrich(const uint8_t *msg, size_t len, const uint8_t (*ids)[8], size_t nids,
                    sp_buf *out, size_t *added, sp_err *err);
 
+/* forward_enrich() deciding per span when it is sent: mark(ud, span_id) returns 1 for a span
+ * that gets the attribute. Used when forwarding is delayed (the outbox's prepare hook): the
+ * decision then sees the spans and profiles that arrived meanwhile. */
+int forward_enrich_by(const uint8_t *msg, size_t len,
+                      int (*mark)(void *ud, const uint8_t span_id[8]), void *ud, sp_buf *out,
+                      size_t *added, sp_err *err);
+
 /* Marks the spans of b that f->profilable accepts, enriches msg and hands it to f->enqueue. */
 int forward_traces(const forward_hooks *f, const char *tenant, const uint8_t *msg, size_t len,
                    const sp_batch *b, sp_err *err);

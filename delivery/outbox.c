@@ -39,6 +39,7 @@
 typedef struct entry {
     uint64_t seq, size;
     char *tenant;
+    int64_t ready_ns; /* monotonic: not sent before (o.hold_ns after it was queued) */
 } entry;
 
 struct outbox {
@@ -102,7 +103,8 @@ static int q_push(outbox *ob, uint64_t seq, uint64_t size, const char *tenant)
     char *t = strdup(tenant);
     if (!t)
         return SP_ENOMEM;
-    *q_at(ob, ob->qlen) = (entry){.seq = seq, .size = size, .tenant = t};
+    *q_at(ob, ob->qlen) =
+        (entry){.seq = seq, .size = size, .tenant = t, .ready_ns = mono_ns() + ob->o.hold_ns};
     ob->qlen++;
     ob->st.queued++;
     ob->st.queued_bytes += size;
@@ -783,8 +785,9 @@ static void *sender(void *arg)
     CURL *c = ob->o.deliver ? NULL : curl_easy_init();
     unsigned seed = (unsigned)mono_ns() ^ (unsigned)(uintptr_t)ob;
     int attempt = 0;
-    sp_buf body;
+    sp_buf body, prepared;
     sp_buf_init(&body, 0);
+    sp_buf_init(&prepared, 0);
     uint64_t *seqs = NULL;
     size_t seqcap = 0;
     while (!atomic_load(&ob->stop)) {
@@ -798,6 +801,15 @@ static void *sender(void *arg)
             break;
         if (attempt == 0 && ob->o.linger_ns > 0 && nap(ob, ob->o.linger_ns))
             break;
+        /* Held items wait their time (trace forwarding waits for the spans' profiles). */
+        pthread_mutex_lock(&ob->mu);
+        int64_t wait = ob->qlen ? q_at(ob, 0)->ready_ns - mono_ns() : 0;
+        pthread_mutex_unlock(&ob->mu);
+        if (wait > 0) {
+            if (nap(ob, wait))
+                break;
+            continue;
+        }
         /* A batch: the head item and the ones after it of the same tenant, within the size. */
         char tenant[MAX_TENANT + 1];
         size_t n = 0;
@@ -806,7 +818,8 @@ static void *sender(void *arg)
         snprintf(tenant, sizeof tenant, "%s", q_at(ob, 0)->tenant);
         while (n < ob->qlen) {
             const entry *e = q_at(ob, n);
-            if (strcmp(e->tenant, tenant) != 0 || (n && total + e->size > ob->o.batch_max_bytes))
+            if (strcmp(e->tenant, tenant) != 0 || (n && total + e->size > ob->o.batch_max_bytes) ||
+                (n && e->ready_ns > mono_ns()))
                 break;
             if (n == seqcap) {
                 size_t ncap = seqcap ? seqcap * 2 : 64;
@@ -845,10 +858,25 @@ static void *sender(void *arg)
         sp_err err = {0};
         int rc = 0;
         int64_t asked = -1;
-        if (body.len)
+        const uint8_t *send = body.data;
+        size_t sendlen = body.len;
+        if (body.len && ob->o.prepare) {
+            /* decided now, with what is known now; on failure the batch goes as it was queued */
+            sp_err perr = {0};
+            prepared.len = 0;
+            if (ob->o.prepare(ob->o.prepare_ud, tenant, body.data, body.len, &prepared, &perr) ==
+                0) {
+                send = prepared.data;
+                sendlen = prepared.len;
+            } else {
+                sp_warn("msg=\"outbox batch not prepared; sent as queued\" outbox=%s err=\"%s\"",
+                        ob->name, perr.msg);
+            }
+        }
+        if (sendlen)
             rc = ob->o.deliver
-                     ? ob->o.deliver(ob->o.deliver_ud, tenant, body.data, body.len, &asked, &err)
-                 : c ? http_deliver(ob, c, tenant, body.data, body.len, &asked, &err)
+                     ? ob->o.deliver(ob->o.deliver_ud, tenant, send, sendlen, &asked, &err)
+                 : c ? http_deliver(ob, c, tenant, send, sendlen, &asked, &err)
                      : sp_fail(&err, SP_EUNAVAIL, "libcurl did not initialise");
         if (atomic_load(&ob->stop) && rc == SP_EUNAVAIL) {
             free(bad);
@@ -914,6 +942,7 @@ static void *sender(void *arg)
     pthread_cond_broadcast(&ob->idle);
     pthread_mutex_unlock(&ob->mu);
     sp_buf_free(&body);
+    sp_buf_free(&prepared);
     free(seqs);
     if (c)
         curl_easy_cleanup(c);

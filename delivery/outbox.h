@@ -2,9 +2,9 @@
  * delivers them with retries.
  *
  * Used by the Pyroscope pusher (delivery/pusher.c: Push requests) and by trace
- * forwarding (app/pipeline.c feeds delivery/forward.c into one: OTLP trace exports). Items are opaque
- * protobuf messages tagged with a tenant; consecutive items of one tenant are delivered together
- * as their concatenation, which protobuf defines as their merge (both PushRequest and
+ * forwarding (app/pipeline.c feeds delivery/forward.c into one: OTLP trace exports). Items are
+ * opaque protobuf messages tagged with a tenant; consecutive items of one tenant are delivered
+ * together as their concatenation, which protobuf defines as their merge (both PushRequest and
  * ExportTraceServiceRequest are a repeated field 1 only), up to batch_max_bytes per request.
  *
  * Contract:
@@ -29,6 +29,7 @@
 #ifndef STORE_OUTBOX_H
 #define STORE_OUTBOX_H
 
+#include "../common/buf.h"
 #include "../common/err.h"
 
 #include <stddef.h>
@@ -60,12 +61,21 @@ typedef struct outbox_http {
 typedef int (*outbox_deliver_fn)(void *ud, const char *tenant, const uint8_t *body, size_t len,
                                  int64_t *retry_after_ns, sp_err *err);
 
+/* Rewrites a batch just before it is sent (the body is the items' concatenation): 0 with the
+ * new body in out, or an error (logged; the batch is sent as queued). */
+typedef int (*outbox_prepare_fn)(void *ud, const char *tenant, const uint8_t *body, size_t len,
+                                 sp_buf *out, sp_err *err);
+
 typedef struct outbox_options {
-    const char *dir;            /* created if missing; holds only this outbox's files */
-    const char *name;           /* metric prefix and log name, e.g. "pyroscope" */
-    uint64_t max_bytes;         /* 0 = 256 MiB */
-    size_t batch_max_bytes;     /* one request carries at most this much (or one item); 0 = 4 MiB */
-    int64_t linger_ns;          /* wait this long for more items before sending; 0 = none */
+    const char *dir;           /* created if missing; holds only this outbox's files */
+    const char *name;          /* metric prefix and log name, e.g. "pyroscope" */
+    uint64_t max_bytes;        /* 0 = 256 MiB */
+    size_t batch_max_bytes;    /* one request carries at most this much (or one item); 0 = 4 MiB */
+    int64_t linger_ns;         /* wait this long for more items before sending; 0 = none */
+    int64_t hold_ns;           /* an item is sent no sooner than this after it was queued (and
+                                * after a restart, after the open); 0 = at once */
+    outbox_prepare_fn prepare; /* NULL = send the items as queued */
+    void *prepare_ud;
     int64_t backoff_min_ns;     /* first retry delay; 0 = 200 ms */
     int64_t backoff_max_ns;     /* cap; 0 = 30 s */
     int64_t retry_after_max_ns; /* cap on a delay the destination asks for; 0 = 5 min */

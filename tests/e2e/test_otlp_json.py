@@ -125,7 +125,7 @@ def spans_of(bodies):
 @pytest.fixture
 def fwd_server(spanprof_factory):
     d = Downstream().start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
     yield server, d
     d.stop()
 

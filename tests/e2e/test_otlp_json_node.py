@@ -43,7 +43,7 @@ def attrs(kvs):
 @pytest.fixture
 def exported(spanprof_factory):
     d = Downstream().start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
     r = subprocess.run(["node", str(NODE_DIR / "export_spans.js"), f"http://{server.http_target}/v1/traces"],
                        capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
     assert r.returncode == 0, f"exporter failed: {r.stdout}\n{r.stderr}"

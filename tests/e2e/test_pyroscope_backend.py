@@ -25,6 +25,10 @@ from conftest import free_port
 from e2e_helpers import http_request, scrape, wait_for_metric
 from test_correlation import PERIOD, SAMPLES, SPANS, SVC, MS, export_profile, export_spans
 
+# Samples leave the hold as soon as their 10 s bucket ended (tests/e2e/test_pyroscope_exact.py
+# runs the hold with a delay and late spans).
+PUSH_NOW = ["--pyroscope-push-delay", "0s"]
+
 GO = shutil.which("go") or "/usr/local/go/bin/go"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -126,35 +130,55 @@ def stacks_by_span(profiles):
     return out
 
 
-def test_correlated_profiles_reach_pyroscope_with_innermost_span_labels(spanprof_factory, gopush):
+def outermost_labels(ids):
+    """{(stack leaf first, span id or None): value}: each observation under the outermost span
+    of at least 20 ms containing it (SPANS nest; the longest containing one is the outermost)."""
+    want = {}
+    for stack, offs in SAMPLES:
+        for off in offs:
+            inside = [n for n, s, e, _ in SPANS if s <= off < e and e - s >= 20]
+            outer = max(inside, key=lambda n: [x[2] - x[1] for x in SPANS if x[0] == n][0],
+                        default=None)
+            key = (tuple(reversed(stack)), ids[outer] if outer else None)
+            want[key] = want.get(key, 0) + PERIOD
+    return want
+
+
+def wait_total(g, total, timeout=30):
+    deadline = time.monotonic() + timeout
+    while sum(stacks_by_span(g.profiles()).values()) < total:
+        assert time.monotonic() < deadline, (sum(stacks_by_span(g.profiles()).values()), total)
+        time.sleep(0.1)
+    time.sleep(0.5)  # and nothing more comes
+    return g.profiles()
+
+
+TOTAL = sum(len(offs) for _, offs in SAMPLES) * PERIOD
+
+
+def test_correlated_profiles_reach_pyroscope_with_outermost_span_labels(spanprof_factory, gopush):
     g = gopush().start()
-    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+    server = spanprof_factory(PUSH_NOW + ["--store", "sqlite,pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "50ms"])
     t0 = time.time_ns() - 30_000 * MS
     pid, tid = os.getpid(), threading.get_native_id()
     ids = export_spans(server, [(n, t0 + s * MS, t0 + e * MS, p) for n, s, e, p in SPANS], pid, tid)
     export_profile(server, [(stack, [t0 + o * MS for o in offs]) for stack, offs in SAMPLES],
                    pid, tid)
-    profiles = g.wait_profiles(1)
-    time.sleep(0.5)  # nothing more may come: one export is one profile
-    profiles = g.profiles()
-    assert len(profiles) == 1
+    profiles = wait_total(g, TOTAL)
+    # One profile per 10 s bucket the samples fall in, stamped with the bucket's start.
+    buckets = {(t0 + o * MS) // 10**10 for _, offs in SAMPLES for o in offs}
+    assert sorted(p["time_nanos"] // 10**10 for _, p in profiles) == sorted(buckets)
+    assert all(p["time_nanos"] % 10**10 < 10**6 for _, p in profiles)
     labels, prof = profiles[0]
     assert labels["__name__"] == "process_cpu"
     assert labels["service_name"] == SVC
     assert prof["sample_types"] == ["cpu:nanoseconds"]
     assert prof["id"] and len(prof["id"]) == 36
-    # Innermost span only: db's samples name db (not checkout), tiny (5 ms) gets none by
-    # inference, render names checkout, idle ran outside every span and has no label.
-    want = {}
-    for stack, offs in SAMPLES:
-        for off in offs:
-            inside = [n for n, s, e, _ in SPANS if s <= off < e and e - s >= 20]
-            innermost = min(inside, key=lambda n: [x[2] - x[1] for x in SPANS if x[0] == n][0],
-                            default=None)
-            key = (tuple(reversed(stack)), ids[innermost] if innermost else None)
-            want[key] = want.get(key, 0) + PERIOD
-    assert stacks_by_span(profiles) == want
+    # Outermost span only (Pyroscope keeps one span per sample; the local root's profile then
+    # holds everything inside it): db's and render's samples name checkout, tiny (5 ms) gets
+    # none by inference, idle ran outside every span and has no label.
+    assert stacks_by_span(profiles) == outermost_labels(ids)
     traces = {s["labels"].get("trace_id") for _, p in profiles for s in p["samples"]
               if "span_id" in s["labels"]}
     assert len(traces) == 1 and len(traces.pop()) == 32
@@ -162,36 +186,55 @@ def test_correlated_profiles_reach_pyroscope_with_innermost_span_labels(spanprof
     assert all("thread_id" not in s["num_labels"] and "process_pid" not in s["num_labels"]
                for _, p in profiles for s in p["samples"])
     m = scrape(server.http_port)
-    assert m.total("spanprof_pyroscope_sent_total") == 1
     assert m.total("spanprof_pyroscope_queued") == 0
+    assert m.total("spanprof_pyroscope_hold_groups") == 0
 
 
-def test_late_span_attachments_are_not_pushed_twice(spanprof_factory, gopush):
-    """Profile first, span later: the samples went to Pyroscope without a span; the late
-    attachment (attach_only) is not sent again, so Pyroscope's totals stay right."""
+def test_spans_after_their_samples_label_them_while_held(spanprof_factory, gopush):
+    """Profile first, spans later (SDKs export a span when it ends): the samples wait in the
+    hold, the late spans label them, and they are pushed once."""
     g = gopush().start()
-    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+    server = spanprof_factory(["--pyroscope-push-delay", "3s", "--store", "sqlite,pyroscope",
+                               "--pyroscope-url", f"http://127.0.0.1:{g.port}",
+                               "--forward-batch-interval", "50ms"])
+    t0 = time.time_ns() - 30_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    export_profile(server, [(stack, [t0 + o * MS for o in offs]) for stack, offs in SAMPLES],
+                   pid, tid)
+    ids = export_spans(server, [(n, t0 + s * MS, t0 + e * MS, p) for n, s, e, p in SPANS], pid, tid)
+    assert g.profiles() == []  # still held
+    profiles = wait_total(g, TOTAL)
+    assert stacks_by_span(profiles) == outermost_labels(ids)
+    m = scrape(server.http_port)
+    assert m.total("spanprof_pyroscope_hold_moved_to_outer_span_total") > 0
+    assert m.total("spanprof_pyroscope_spans_incomplete_total") == 0
+
+
+def test_spans_after_their_samples_left_are_not_pushed_twice(spanprof_factory, gopush):
+    """Spans that arrive after their samples were pushed: Pyroscope cannot relabel them, so
+    nothing is sent again (its totals stay right) and the spans are counted incomplete."""
+    g = gopush().start()
+    server = spanprof_factory(PUSH_NOW + ["--store", "sqlite,pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "50ms"])
     t0 = time.time_ns() - 30_000 * MS
     pid, tid = os.getpid(), threading.get_native_id()
     export_profile(server, [(stack, [t0 + o * MS for o in offs]) for stack, offs in SAMPLES],
                    pid, tid)
-    g.wait_profiles(1)
+    wait_total(g, TOTAL)
     export_spans(server, [(n, t0 + s * MS, t0 + e * MS, p) for n, s, e, p in SPANS], pid, tid)
     wait_for_metric(server.http_port,
-                    lambda m: m.total("spanprof_pyroscope_late_attachments_skipped_total") > 0)
-    time.sleep(0.5)
+                    lambda m: m.total("spanprof_pyroscope_spans_incomplete_total") > 0)
+    time.sleep(1.5)
     profiles = g.profiles()
-    assert len(profiles) == 1
-    total = sum(v for v in stacks_by_span(profiles).values())
-    assert total == sum(len(offs) for _, offs in SAMPLES) * PERIOD
+    assert sum(stacks_by_span(profiles).values()) == TOTAL
+    assert all(s["labels"].get("span_id") is None for _, p in profiles for s in p["samples"])
 
 
 def test_tenant_and_bearer_token_reach_pyroscope(spanprof_factory, gopush, tmp_path):
     g = gopush().start()
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
-    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+    server = spanprof_factory(PUSH_NOW + ["--store", "pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{g.port}/", "--pyroscope-bearer-token-file",
                                str(token), "--forward-batch-interval", "10ms"])
     ingest_folded(server, "app%7Benv%3Dprod%7D", ["main;work 7", "main;idle 3"], tenant="team-a")
@@ -215,7 +258,7 @@ def test_outage_loses_nothing_acknowledged(spanprof_factory, gopush):
     """Pyroscope down: every ingest is still acknowledged (it is on disk), retried with backoff,
     and delivered once Pyroscope is back: all of it, each profile once."""
     port = free_port()
-    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+    server = spanprof_factory(PUSH_NOW + ["--store", "pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{port}", "--forward-batch-interval", "10ms"])
     n = 6
     for i in range(n):
@@ -242,8 +285,8 @@ def test_outage_loses_nothing_acknowledged(spanprof_factory, gopush):
 def test_queue_survives_a_restart(spanprof_factory, gopush, tmp_path):
     """Acknowledged while Pyroscope is down, then spanprof restarts: the queue on disk is sent."""
     port = free_port()
-    args = ["--store", "pyroscope", "--pyroscope-url", f"http://127.0.0.1:{port}",
-            "--forward-batch-interval", "10ms"]
+    args = PUSH_NOW + ["--store", "pyroscope", "--pyroscope-url", f"http://127.0.0.1:{port}",
+                       "--forward-batch-interval", "10ms"]
     first = spanprof_factory(args, name="first")
     for i in range(3):
         ingest_folded(first, f"restart{i}", [f"main;g{i} 5"])
@@ -256,9 +299,37 @@ def test_queue_survives_a_restart(spanprof_factory, gopush, tmp_path):
     wait_for_metric(second.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == 3)
 
 
+@pytest.mark.parametrize("store", ["pyroscope", "sqlite,pyroscope"])
+def test_held_samples_survive_kill_9(spanprof_factory, gopush, store):
+    """Acknowledged samples still in the hold when the process is killed: the journal has them,
+    and the next start queues them (with the labels known at arrival), each once."""
+    g = gopush().start()
+    args = ["--pyroscope-push-delay", "1h", "--store", store, "--pyroscope-url",
+            f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "10ms"]
+    first = spanprof_factory(args, name="first")
+    for i in range(3):
+        ingest_folded(first, f"held{i}", [f"main;h{i} {i + 2}"])
+    wait_for_metric(first.http_port, lambda m: m.total("spanprof_pyroscope_hold_groups") >= 1)
+    first.proc.kill()
+    first.proc.wait(timeout=10)
+    first.stopped, first.returncode = True, 0  # killed on purpose: no clean exit expected
+    assert g.profiles() == []
+    second = spanprof_factory(args + ["--data-dir", str(first.data_dir)], name="second")
+    profiles = g.wait_profiles(3, timeout=30)
+    time.sleep(0.5)
+    profiles = g.profiles()
+    got = sorted((lbl["service_name"], s["stack"], s["values"][0] // p["period"])
+                 for lbl, p in profiles for s in p["samples"])
+    assert got == [(f"held{i}", [f"h{i}", "main"], i + 2) for i in range(3)]
+    # stamped inside their bucket, apart from anything a bucket's own push could carry
+    assert all(0 < p["time_nanos"] % 10**10 < 10**6 for _, p in profiles)
+    m = wait_for_metric(second.http_port,
+                        lambda m: m.total("spanprof_pyroscope_hold_recovered_files_total") >= 1)
+
+
 def test_rejected_batches_are_dropped_not_retried(spanprof_factory, gopush):
     g = gopush(args=["-fail", "1", "-fail-code", "invalid_argument"]).start()
-    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+    server = spanprof_factory(PUSH_NOW + ["--store", "sqlite,pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "10ms"])
     ingest_folded(server, "bad", ["main;a 1"])
     m = wait_for_metric(server.http_port, lambda m: m.total("spanprof_pyroscope_dropped_total") == 1)
@@ -270,7 +341,7 @@ def test_rejected_batches_are_dropped_not_retried(spanprof_factory, gopush):
 
 def test_unavailable_is_retried(spanprof_factory, gopush):
     g = gopush(args=["-fail", "2", "-fail-code", "unavailable"]).start()
-    server = spanprof_factory(["--store", "pyroscope", "--pyroscope-url",
+    server = spanprof_factory(PUSH_NOW + ["--store", "pyroscope", "--pyroscope-url",
                                f"http://127.0.0.1:{g.port}", "--forward-batch-interval", "10ms"])
     ingest_folded(server, "flaky", ["main;c 1"])
     profiles = g.wait_profiles(1, timeout=20)
@@ -286,7 +357,7 @@ def test_tls_with_custom_ca(spanprof_factory, gopush, certs):
     retried, not dropped: the profile stays queued)."""
     g = gopush(args=["-tls-cert", str(certs["server_cert"]), "-tls-key",
                      str(certs["server_key"])]).start()
-    args = ["--store", "pyroscope", "--pyroscope-url", f"https://127.0.0.1:{g.port}",
+    args = PUSH_NOW + ["--store", "pyroscope", "--pyroscope-url", f"https://127.0.0.1:{g.port}",
             "--forward-batch-interval", "10ms"]
     rogue = spanprof_factory(args + ["--pyroscope-ca-file", str(certs["dir"] / "rogue-ca.crt")],
                              name="rogue")
@@ -316,7 +387,7 @@ def test_basic_auth_over_tls(spanprof_factory, gopush, certs, tmp_path):
     bad.write_text("guess\n")
 
     def instance(pw, name):
-        return spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+        return spanprof_factory(PUSH_NOW + ["--store", "sqlite,pyroscope", "--pyroscope-url",
                                  f"https://127.0.0.1:{g.port}", "--pyroscope-ca-file",
                                  str(certs["ca"]), "--pyroscope-basic-auth-user", "tenant-7",
                                  "--pyroscope-basic-auth-password-file", str(pw),

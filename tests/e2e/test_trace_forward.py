@@ -168,7 +168,7 @@ def profiled_process(server, t0, pid, tid):
 
 def test_forwarded_spans_equal_received_except_the_added_attribute(spanprof_factory, downstream):
     d = downstream().start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
     t0 = time.time_ns() - 10_000 * MS
     pid, other_pid, tid = os.getpid(), os.getpid() + 100000, threading.get_native_id()
     profiled_process(server, t0, pid, tid)
@@ -205,7 +205,7 @@ def test_forwarded_spans_equal_received_except_the_added_attribute(spanprof_fact
 
 def test_grpc_gzip_export_is_forwarded_unchanged_when_nothing_qualifies(spanprof_factory, downstream):
     d = downstream().start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
     t0 = time.time_ns() - 10_000 * MS
     req = trace_export(t0, [("6666666666666666", 300, []), ("7777777777777777", 1, [])],
                        os.getpid() + 200000, 1)  # this process never sent a profile
@@ -217,7 +217,7 @@ def test_grpc_gzip_export_is_forwarded_unchanged_when_nothing_qualifies(spanprof
 
 def test_spans_are_not_held_back_longer_than_the_batch_interval(spanprof_factory, downstream):
     d = downstream().start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "300ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "300ms"])
     t0 = time.time_ns() - 10_000 * MS
     req = trace_export(t0, [("8888888888888888", 30, [])], os.getpid(), 1)
     answered = None
@@ -241,7 +241,7 @@ def test_spans_are_not_held_back_longer_than_the_batch_interval(spanprof_factory
 
 def test_downstream_outage_loses_nothing_acknowledged(spanprof_factory, downstream):
     port = free_port()
-    server = spanprof_factory(["--traces-forward-to", f"http://127.0.0.1:{port}/v1/traces",
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", f"http://127.0.0.1:{port}/v1/traces",
                                "--forward-batch-interval", "10ms"])
     t0 = time.time_ns() - 10_000 * MS
     sent = []
@@ -352,7 +352,7 @@ def grpc_downstream():
 
 
 def grpc_forwarding(d, *extra):
-    return ["--traces-forward-protocol", "grpc", "--traces-forward-to", d.url,
+    return ["--traces-forward-protocol", "grpc", "--traces-forward-delay", "0s", "--traces-forward-to", d.url,
             "--forward-batch-interval", "20ms", *extra]
 
 
@@ -471,7 +471,7 @@ def test_tls_downstream_with_custom_ca(spanprof_factory, grpc_downstream, downst
     url = d.url
     t0 = time.time_ns() - 10_000 * MS
     req = trace_export(t0, [("abababababababab", 2, [])], os.getpid() + 500000, 1)
-    args = ["--traces-forward-protocol", protocol, "--traces-forward-to", url,
+    args = ["--traces-forward-protocol", protocol, "--traces-forward-delay", "0s", "--traces-forward-to", url,
             "--forward-batch-interval", "10ms"]
     rogue = spanprof_factory(args + ["--traces-forward-ca-file",
                                      str(certs["dir"] / "rogue-ca.crt")], name="rogue")
@@ -496,7 +496,7 @@ def test_tls_downstream_with_custom_ca(spanprof_factory, grpc_downstream, downst
 
 def test_http_retry_after_is_the_minimum_delay(spanprof_factory, downstream):
     d = downstream(fail=1, retry_after="2").start()
-    server = spanprof_factory(["--traces-forward-to", d.url, "--forward-batch-interval", "10ms"])
+    server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "10ms"])
     t0 = time.time_ns() - 10_000 * MS
     req = trace_export(t0, [("cdcdcdcdcdcdcdcd", 2, [])], os.getpid() + 600000, 1)
     status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())

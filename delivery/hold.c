@@ -1,0 +1,1091 @@
+/* The hold (see hold.h for what it is for and its invariants H1–H3).
+ *
+ * Layout: a few groups (one per 10 s bucket in flight, plus late ones), each owning its interned
+ * frame names, stacks (name id arrays), sample label sets, span references and records. A record
+ * is (entry = tenant + series, stack, label set, span) → value; a second key kind in the same map,
+ * (entry, stack) → the first record of that stack, chains the records an amendment searches.
+ * Groups free everything when they leave, so interned names never pile up. A span table (by tenant
+ * and id, rebuilt when half of it expired) keeps the extents and parents that decide which of two
+ * spans is outer.
+ *
+ * Trade-off: observations are folded per bucket (no timestamps kept): memory follows distinct
+ * stacks per bucket, not sample rate. An amendment then moves its value from any portion of the
+ * same stack whose span lies inside the claiming one; two inner spans of one stack in one bucket
+ * are interchangeable for it (both become the claiming span).
+ */
+#include "hold.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- byte-key intern table ---- */
+
+typedef struct bt {
+    uint8_t *blob;
+    size_t nblob, capblob;
+    uint64_t *off; /* off[id] = start << 24 | len (keys < 16 MiB) */
+    uint32_t n, cap;
+    uint32_t *slots, nslots; /* id + 1 */
+} bt;
+
+static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h ^ (h >> 29);
+}
+
+static const uint8_t *bt_key(const bt *t, uint32_t id, uint32_t *len)
+{
+    *len = (uint32_t)(t->off[id] & 0xffffff);
+    return t->blob + (t->off[id] >> 24);
+}
+
+static int bt_grow_slots(bt *t)
+{
+    uint32_t ns = t->nslots ? t->nslots * 2 : 64;
+    uint32_t *s = calloc(ns, sizeof *s);
+    if (!s)
+        return -1;
+    for (uint32_t id = 0; id < t->n; id++) {
+        uint32_t len;
+        const uint8_t *k = bt_key(t, id, &len);
+        uint32_t i = (uint32_t)hash_bytes(k, len, 0) & (ns - 1);
+        while (s[i])
+            i = (i + 1) & (ns - 1);
+        s[i] = id + 1;
+    }
+    free(t->slots);
+    t->slots = s;
+    t->nslots = ns;
+    return 0;
+}
+
+/* Id of key, added when add; UINT32_MAX when absent or out of memory. */
+static uint32_t bt_get(bt *t, const void *key, size_t len, int add)
+{
+    if (len >= 0xffffff)
+        return UINT32_MAX;
+    if (t->nslots) {
+        uint32_t i = (uint32_t)hash_bytes(key, len, 0) & (t->nslots - 1);
+        for (; t->slots[i]; i = (i + 1) & (t->nslots - 1)) {
+            uint32_t kl;
+            const uint8_t *k = bt_key(t, t->slots[i] - 1, &kl);
+            if (kl == len && memcmp(k, key, len) == 0)
+                return t->slots[i] - 1;
+        }
+    }
+    if (!add)
+        return UINT32_MAX;
+    if ((t->n + 1) * 2 > t->nslots && bt_grow_slots(t))
+        return UINT32_MAX;
+    if (t->n == t->cap) {
+        uint32_t nc = t->cap ? t->cap * 2 : 64;
+        uint64_t *o = realloc(t->off, nc * sizeof *o);
+        if (!o)
+            return UINT32_MAX;
+        t->off = o;
+        t->cap = nc;
+    }
+    if (t->nblob + len > t->capblob) {
+        size_t nc = t->capblob ? t->capblob * 2 : 4096;
+        while (nc < t->nblob + len)
+            nc *= 2;
+        uint8_t *b = realloc(t->blob, nc);
+        if (!b)
+            return UINT32_MAX;
+        t->blob = b;
+        t->capblob = nc;
+    }
+    if (len)
+        memcpy(t->blob + t->nblob, key, len);
+    uint32_t id = t->n++;
+    t->off[id] = (uint64_t)t->nblob << 24 | len;
+    t->nblob += len;
+    uint32_t i = (uint32_t)hash_bytes(key, len, 0) & (t->nslots - 1);
+    while (t->slots[i])
+        i = (i + 1) & (t->nslots - 1);
+    t->slots[i] = id + 1;
+    return id;
+}
+
+static size_t bt_bytes(const bt *t)
+{
+    return t->capblob + (size_t)t->cap * 8 + (size_t)t->nslots * 4;
+}
+
+static void bt_free(bt *t)
+{
+    free(t->blob);
+    free(t->off);
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- records ---- */
+
+#define NO_SPAN UINT32_MAX
+#define HEAD    UINT64_MAX /* second key of an (entry, stack) → first record slot */
+
+typedef struct rec {
+    uint32_t entry, stack, lset, span; /* span: index into group.refs, NO_SPAN = none */
+    uint32_t next;                     /* next record of (entry, stack), UINT32_MAX = end */
+    int64_t value;
+} rec;
+
+typedef struct mslot {
+    uint64_t k1, k2;
+    uint32_t v; /* record index + 1; 0 = empty */
+} mslot;
+
+typedef struct entry {
+    uint32_t tenant;   /* into hold.tenants */
+    uint32_t shape;    /* into group.shapes */
+    uint32_t nrecords; /* for the stats */
+    int64_t period;    /* the first sender's (attach_only profiles carry none) */
+} entry;
+
+typedef struct group {
+    hold_group_id id;
+    int64_t release_at, first_arrival;
+    int pins;
+    bt names, stacks, lsets, shapes, ekeys;
+    entry *e;
+    uint32_t ne, cape;
+    sp_span_ref *refs;
+    uint32_t nrefs, caprefs;
+    bt refkeys;
+    rec *r;
+    uint32_t nr, capr;
+    mslot *m;
+    uint32_t nm;
+    size_t bytes;
+} group;
+
+typedef struct span_info {
+    uint32_t tenant; /* + 1; 0 = empty slot */
+    uint8_t id[8], parent[8];
+    uint64_t start, end;
+    int64_t seen;
+    uint8_t known, incomplete;
+} span_info;
+
+struct hold {
+    hold_options o;
+    group **g;
+    uint32_t ng, capg;
+    bt tenants;
+    span_info *sp;
+    uint32_t nsp, capsp; /* open addressing, capsp a power of two */
+    int64_t now;
+    hold_stats st;
+};
+
+static size_t group_bytes(const group *g)
+{
+    return sizeof *g + bt_bytes(&g->names) + bt_bytes(&g->stacks) + bt_bytes(&g->lsets) +
+           bt_bytes(&g->shapes) + bt_bytes(&g->ekeys) + bt_bytes(&g->refkeys) +
+           (size_t)g->cape * sizeof *g->e + (size_t)g->caprefs * sizeof *g->refs +
+           (size_t)g->capr * sizeof *g->r + (size_t)g->nm * sizeof *g->m;
+}
+
+static void group_free(group *g)
+{
+    bt_free(&g->names);
+    bt_free(&g->stacks);
+    bt_free(&g->lsets);
+    bt_free(&g->shapes);
+    bt_free(&g->ekeys);
+    bt_free(&g->refkeys);
+    free(g->e);
+    free(g->refs);
+    free(g->r);
+    free(g->m);
+    free(g);
+}
+
+static mslot *m_find(group *g, uint64_t k1, uint64_t k2, int add)
+{
+    if (add && (g->nr + 1) * 4 > g->nm) {
+        uint32_t nn = g->nm ? g->nm * 2 : 256;
+        mslot *m = calloc(nn, sizeof *m);
+        if (!m)
+            return NULL;
+        for (uint32_t i = 0; i < g->nm; i++) {
+            if (!g->m[i].v)
+                continue;
+            uint64_t h = hash_bytes(&g->m[i].k1, 16, 7);
+            uint32_t j = (uint32_t)h & (nn - 1);
+            while (m[j].v)
+                j = (j + 1) & (nn - 1);
+            m[j] = g->m[i];
+        }
+        free(g->m);
+        g->m = m;
+        g->nm = nn;
+    }
+    if (!g->nm)
+        return NULL;
+    uint64_t key[2] = {k1, k2};
+    uint32_t j = (uint32_t)hash_bytes(key, 16, 7) & (g->nm - 1);
+    for (; g->m[j].v; j = (j + 1) & (g->nm - 1))
+        if (g->m[j].k1 == k1 && g->m[j].k2 == k2)
+            return &g->m[j];
+    if (!add)
+        return NULL;
+    g->m[j].k1 = k1;
+    g->m[j].k2 = k2;
+    return &g->m[j]; /* v == 0: the caller fills it */
+}
+
+/* The record (entry, stack, lset, span), created with value 0 when new. The chain head is
+ * claimed before the record's own slot, so the two new keys never land in one empty slot. */
+static rec *rec_get(group *g, uint32_t e, uint32_t stack, uint32_t lset, uint32_t span)
+{
+    uint64_t k1 = (uint64_t)e << 32 | stack, k2 = (uint64_t)lset << 32 | span;
+    mslot *s = m_find(g, k1, k2, 0);
+    if (s)
+        return &g->r[s->v - 1];
+    if (g->nr == g->capr) {
+        uint32_t nc = g->capr ? g->capr * 2 : 256;
+        rec *r = realloc(g->r, nc * sizeof *r);
+        if (!r)
+            return NULL;
+        g->r = r;
+        g->capr = nc;
+    }
+    uint32_t idx = g->nr;
+    mslot *head = m_find(g, k1, HEAD, 1);
+    if (!head)
+        return NULL;
+    uint32_t next = head->v ? head->v - 1 : UINT32_MAX;
+    head->v = idx + 1;
+    s = m_find(g, k1, k2, 1);
+    if (!s) { /* out of memory growing the map: undo the head */
+        head = m_find(g, k1, HEAD, 0);
+        if (next == UINT32_MAX) {
+            if (head)
+                head->v = 0;
+        } else if (head) {
+            head->v = next + 1;
+        }
+        return NULL;
+    }
+    s->v = idx + 1;
+    g->nr++;
+    g->r[idx] = (rec){e, stack, lset, span, next, 0};
+    g->e[e].nrecords++;
+    return &g->r[idx];
+}
+
+/* ---- spans ---- */
+
+static span_info *span_find(hold *h, uint32_t tenant, const uint8_t id[8], int add);
+
+static int span_table_rebuild(hold *h, uint32_t ncap)
+{
+    span_info *old = h->sp;
+    uint32_t oc = h->capsp;
+    h->sp = calloc(ncap, sizeof *h->sp);
+    if (!h->sp) {
+        h->sp = old;
+        return -1;
+    }
+    h->capsp = ncap;
+    h->nsp = 0;
+    for (uint32_t i = 0; i < oc; i++) {
+        if (!old[i].tenant || old[i].seen < h->now - h->o.span_ttl_ns)
+            continue;
+        span_info *s = span_find(h, old[i].tenant - 1, old[i].id, 1);
+        if (s)
+            *s = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static span_info *span_find(hold *h, uint32_t tenant, const uint8_t id[8], int add)
+{
+    if (add && (h->nsp + 1) * 2 > h->capsp) {
+        /* drop the expired first; grow only when that did not free a quarter */
+        uint32_t ncap = h->capsp ? h->capsp : 1024;
+        if (span_table_rebuild(h, ncap))
+            return NULL;
+        if ((h->nsp + 1) * 4 > h->capsp * 1 && span_table_rebuild(h, h->capsp * 2))
+            return NULL;
+    }
+    if (!h->capsp)
+        return NULL;
+    uint8_t key[12];
+    memcpy(key, &tenant, 4);
+    memcpy(key + 4, id, 8);
+    uint32_t j = (uint32_t)hash_bytes(key, 12, 3) & (h->capsp - 1);
+    for (; h->sp[j].tenant; j = (j + 1) & (h->capsp - 1))
+        if (h->sp[j].tenant == tenant + 1 && memcmp(h->sp[j].id, id, 8) == 0)
+            return &h->sp[j];
+    if (!add)
+        return NULL;
+    memset(&h->sp[j], 0, sizeof h->sp[j]);
+    h->sp[j].tenant = tenant + 1;
+    memcpy(h->sp[j].id, id, 8);
+    h->sp[j].seen = h->now;
+    h->nsp++;
+    return &h->sp[j];
+}
+
+/* 1 when span s is outer to span l (l NULL: no span): s contains l in time, and when both cover
+ * the same time, l names s as its parent. An unknown l loses to a known s. */
+static int outer(hold *h, uint32_t tenant, const sp_span_ref *s, const sp_span_ref *l)
+{
+    if (!l)
+        return 1;
+    if (memcmp(s->span_id, l->span_id, 8) == 0)
+        return 0;
+    const span_info *si = span_find(h, tenant, s->span_id, 0);
+    const span_info *li = span_find(h, tenant, l->span_id, 0);
+    if (!si || !si->known)
+        return 0;
+    if (!li || !li->known)
+        return 1;
+    if (si->start > li->start || si->end < li->end)
+        return 0;
+    if (si->start == li->start && si->end == li->end)
+        return memcmp(li->parent, s->span_id, 8) == 0;
+    return 1;
+}
+
+/* ---- groups ---- */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t release_at_of(const hold *h, hold_group_id id)
+{
+    return id.gen ? id.gen * 1000000000LL
+                  : id.bucket_s * 1000000000LL + HOLD_BUCKET_NS + h->o.delay_ns;
+}
+
+static group *group_find(hold *h, hold_group_id id, int add)
+{
+    for (uint32_t i = 0; i < h->ng; i++)
+        if (h->g[i]->id.bucket_s == id.bucket_s && h->g[i]->id.gen == id.gen)
+            return h->g[i];
+    if (!add)
+        return NULL;
+    if (h->ng == h->capg) {
+        uint32_t nc = h->capg ? h->capg * 2 : 16;
+        group **g = realloc(h->g, nc * sizeof *g);
+        if (!g)
+            return NULL;
+        h->g = g;
+        h->capg = nc;
+    }
+    group *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->id = id;
+    g->release_at = release_at_of(h, id);
+    g->first_arrival = h->now;
+    h->g[h->ng++] = g;
+    if (id.gen)
+        h->st.late_groups_total++;
+    return g;
+}
+
+hold_group_id hold_group_of(const hold *h, int64_t ts_ns, int64_t now_ns)
+{
+    hold_group_id id = {floor_div(ts_ns, HOLD_BUCKET_NS) * 10, 0};
+    if (now_ns >= release_at_of(h, id)) {
+        /* late: leaves at the whole second after now + delay */
+        id.gen = floor_div(now_ns + h->o.delay_ns, 1000000000LL) + 1;
+    }
+    return id;
+}
+
+int64_t hold_late_offset(int64_t bucket_s, int64_t gen)
+{
+    int64_t d = gen - bucket_s;
+    return 1 + (d < 0 ? -d : d) % 499999;
+}
+
+int64_t hold_recovered_offset(uint64_t seq)
+{
+    return 500000 + (int64_t)(seq % 499999);
+}
+
+/* The timestamp of an observation (the store's rule: none or negative = the profile's time, or
+ * now when that is unset). */
+int64_t hold_obs_ts(const sp_profile *p, const sp_sample *s, uint32_t k, int64_t now)
+{
+    int64_t t = s->nobs && s->timestamps ? (int64_t)s->timestamps[k] : 0;
+    if (t > 0)
+        return t;
+    return p->time_nanos > 0 ? p->time_nanos : now;
+}
+
+/* Observation k's value (the store's rule: equal shares, the rest on the first). */
+int64_t hold_obs_value(const sp_sample *s, uint32_t k)
+{
+    if (!s->nobs)
+        return s->value;
+    if (s->values)
+        return s->values[k];
+    int64_t share = s->value / (int64_t)s->nobs;
+    return share + (k == 0 ? s->value - share * (int64_t)s->nobs : 0);
+}
+
+int hold_plan(hold *h, const sp_batch *b, int64_t now_ns, hold_group_id *out, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        const sp_profile *p = b->profiles[i];
+        if (p->attach_only)
+            continue;
+        for (uint32_t j = 0; j < p->nsamples; j++) {
+            const sp_sample *s = &p->samples[j];
+            uint32_t nobs = s->nobs ? s->nobs : 1;
+            for (uint32_t k = 0; k < nobs; k++) {
+                hold_group_id id = hold_group_of(h, hold_obs_ts(p, s, k, now_ns), now_ns);
+                int seen = 0;
+                for (int x = 0; x < n && !seen; x++)
+                    seen = out[x].bucket_s == id.bucket_s && out[x].gen == id.gen;
+                if (seen)
+                    continue;
+                if (n == max)
+                    return -1;
+                out[n++] = id;
+            }
+        }
+    }
+    h->now = now_ns > h->now ? now_ns : h->now;
+    for (int x = 0; x < n; x++) {
+        group *g = group_find(h, out[x], 1);
+        if (!g) {
+            hold_unpin(h, out, x);
+            return -1;
+        }
+        g->pins++;
+    }
+    return n;
+}
+
+void hold_unpin(hold *h, const hold_group_id *ids, int n)
+{
+    for (int x = 0; x < n; x++) {
+        group *g = group_find(h, ids[x], 0);
+        if (g && g->pins > 0)
+            g->pins--;
+    }
+}
+
+/* ---- taking a batch ---- */
+
+/* The frame names of location loc, innermost line first (the correlator's rule: a line's
+ * function name, or for a location without one the name sp_frame_name() makes). */
+static uint32_t frame_names(const sp_profile *p, uint32_t loc, const char **out, uint32_t max,
+                            char (*buf)[160], uint32_t *nbuf)
+{
+    uint32_t n = 0;
+    if (loc == 0 || loc >= p->nlocations)
+        return 0;
+    const sp_location *l = &p->locations[loc];
+    for (uint32_t k = 0; k < l->nlines && n < max; k++) {
+        uint32_t f = l->lines[k].function_id;
+        const char *name = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
+        if (*name)
+            out[n++] = name;
+    }
+    if (n == 0 && max > 0 && *nbuf < 512) {
+        const sp_mapping *m =
+            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
+        out[n++] = sp_frame_name(buf[*nbuf], sizeof buf[0],
+                                 l->frame_type ? p->strings[l->frame_type] : NULL, l->address,
+                                 m && m->filename ? p->strings[m->filename] : NULL);
+        ++*nbuf;
+    }
+    return n;
+}
+
+typedef struct stackbuf {
+    const char *names[512];
+    uint32_t n;
+    char tmp[512][160];
+    uint32_t ntmp;
+} stackbuf;
+
+static void sample_names(const sp_profile *p, const sp_sample *s, stackbuf *sb)
+{
+    sb->n = sb->ntmp = 0;
+    for (uint32_t i = 0; i < s->nlocations && sb->n < 512; i++)
+        sb->n +=
+            frame_names(p, s->location_ids[i], sb->names + sb->n, 512 - sb->n, sb->tmp, &sb->ntmp);
+}
+
+static uint32_t intern_stack(group *g, const stackbuf *sb)
+{
+    uint32_t ids[512];
+    for (uint32_t i = 0; i < sb->n; i++) {
+        ids[i] = bt_get(&g->names, sb->names[i], strlen(sb->names[i]), 1);
+        if (ids[i] == UINT32_MAX)
+            return UINT32_MAX;
+    }
+    return bt_get(&g->stacks, ids, sb->n * sizeof *ids, 1);
+}
+
+/* A sample's labels as one key: key\0str\0num\0unit\0 per label (strings of p). */
+static uint32_t intern_lset(group *g, const sp_profile *p, const sp_sample *s)
+{
+    if (!s->nlabels)
+        return 0; /* id 0 is always the empty set (interned first) */
+    char buf[4096];
+    size_t o = 0;
+    for (uint32_t i = 0; i < s->nlabels; i++) {
+        const sp_label *l = &s->labels[i];
+        int w =
+            snprintf(buf + o, sizeof buf - o, "%s%c%s%c%lld%c%s%c",
+                     l->key < p->nstrings ? p->strings[l->key] : "", 0,
+                     l->str && l->str < p->nstrings ? p->strings[l->str] : "", 0, (long long)l->num,
+                     0, l->num_unit && l->num_unit < p->nstrings ? p->strings[l->num_unit] : "", 0);
+        if (w < 0 || (size_t)w >= sizeof buf - o)
+            break;
+        o += (size_t)w;
+    }
+    return bt_get(&g->lsets, buf, o, 1);
+}
+
+static uint32_t intern_ref(group *g, const sp_span_ref *r)
+{
+    uint32_t before = g->refkeys.n;
+    uint32_t id = bt_get(&g->refkeys, r, sizeof *r, 1);
+    if (id == UINT32_MAX || id < before)
+        return id;
+    if (g->nrefs == g->caprefs) {
+        uint32_t nc = g->caprefs ? g->caprefs * 2 : 64;
+        sp_span_ref *x = realloc(g->refs, nc * sizeof *x);
+        if (!x)
+            return UINT32_MAX; /* the key stays interned without a ref: never looked up again */
+        g->refs = x;
+        g->caprefs = nc;
+    }
+    g->refs[g->nrefs++] = *r;
+    return id;
+}
+
+/* The entry of (tenant, p's type and series) in g. */
+static uint32_t intern_entry(group *g, uint32_t tenant, const sp_profile *p)
+{
+    char buf[8192];
+    size_t o = 0;
+    int w = snprintf(buf, sizeof buf, "%s", p->type_id ? p->type_id : "");
+    o = w > 0 ? (size_t)w + 1 : 1;
+    for (uint32_t i = 0; i < p->nseries && o < sizeof buf; i++) {
+        w = snprintf(buf + o, sizeof buf - o, "%s%c%s", p->series[i].name, 0, p->series[i].value);
+        if (w < 0 || (size_t)w >= sizeof buf - o)
+            return UINT32_MAX;
+        o += (size_t)w + 1;
+    }
+    uint32_t shape = bt_get(&g->shapes, buf, o, 1);
+    if (shape == UINT32_MAX)
+        return UINT32_MAX;
+    uint32_t key[2] = {tenant, shape};
+    uint32_t before = g->ekeys.n;
+    uint32_t e = bt_get(&g->ekeys, key, sizeof key, 1);
+    if (e != UINT32_MAX && e < before && !g->e[e].period)
+        g->e[e].period = p->period;
+    if (e == UINT32_MAX || e < before)
+        return e;
+    if (g->ne == g->cape) {
+        uint32_t nc = g->cape ? g->cape * 2 : 16;
+        entry *x = realloc(g->e, nc * sizeof *x);
+        if (!x)
+            return UINT32_MAX;
+        g->e = x;
+        g->cape = nc;
+    }
+    g->e[g->ne++] = (entry){tenant, shape, 0, p->period};
+    return e;
+}
+
+static void take_spans(hold *h, uint32_t tenant, const sp_batch *b)
+{
+    for (size_t i = 0; i < b->nspans; i++) {
+        const sp_span *sp = &b->spans[i];
+        span_info *si = span_find(h, tenant, sp->span_id, 1);
+        if (!si)
+            continue;
+        memcpy(si->parent, sp->parent_span_id, 8);
+        si->start = sp->start_ns;
+        si->end = sp->end_ns;
+        si->known = 1;
+        si->seen = h->now;
+    }
+}
+
+/* The outermost of a sample's spans (NULL: none). */
+static const sp_span_ref *outermost(hold *h, uint32_t tenant, const sp_sample *s)
+{
+    const sp_span_ref *best = NULL;
+    for (uint32_t i = 0; i < s->nspans; i++)
+        if (!best || outer(h, tenant, &s->spans[i], best))
+            best = &s->spans[i];
+    return best;
+}
+
+static int take_observations(hold *h, uint32_t tenant, const sp_profile *p, int64_t plan_ns,
+                             const hold_group_id *ids, int n, stackbuf *sb, uint64_t *lost)
+{
+    for (uint32_t j = 0; j < p->nsamples; j++) {
+        const sp_sample *s = &p->samples[j];
+        uint32_t nobs = s->nobs ? s->nobs : 1;
+        sample_names(p, s, sb);
+        const sp_span_ref *label = outermost(h, tenant, s);
+        group *last = NULL;
+        uint32_t e = 0, stack = 0, lset = 0, span = NO_SPAN;
+        for (uint32_t k = 0; k < nobs; k++) {
+            int64_t v = hold_obs_value(s, k);
+            if (!v)
+                continue;
+            hold_group_id id = hold_group_of(h, hold_obs_ts(p, s, k, plan_ns), plan_ns);
+            group *g = NULL;
+            for (int x = 0; x < n && !g; x++)
+                if (ids[x].bucket_s == id.bucket_s && ids[x].gen == id.gen)
+                    g = group_find(h, id, 0);
+            if (!g) {
+                ++*lost;
+                continue;
+            }
+            if (g != last) {
+                last = g;
+                if (!g->lsets.n)
+                    bt_get(&g->lsets, "", 0, 1);
+                e = intern_entry(g, tenant, p);
+                stack = intern_stack(g, sb);
+                lset = intern_lset(g, p, s);
+                span = label ? intern_ref(g, label) : NO_SPAN;
+                if (e == UINT32_MAX || stack == UINT32_MAX || lset == UINT32_MAX ||
+                    (label && span == UINT32_MAX)) {
+                    last = NULL;
+                    ++*lost;
+                    continue;
+                }
+            }
+            rec *r = rec_get(g, e, stack, lset, span);
+            if (!r) {
+                ++*lost;
+                continue;
+            }
+            r->value = sp_sat_add(r->value, v);
+            h->st.held_total++;
+        }
+    }
+    return 0;
+}
+
+static void mark_incomplete(hold *h, uint32_t tenant, const sp_span_ref *s)
+{
+    span_info *si = span_find(h, tenant, s->span_id, 1);
+    if (si && !si->incomplete) {
+        si->incomplete = 1;
+        si->seen = h->now;
+        h->st.incomplete_total++;
+    }
+}
+
+/* An attach_only sample: its span claims value v of this stack at ts (H2, H3). */
+static void take_amendment(hold *h, uint32_t tenant, const sp_profile *p, const sp_sample *s,
+                           stackbuf *sb)
+{
+    if (!s->nspans)
+        return;
+    const sp_span_ref *claim = &s->spans[0];
+    sample_names(p, s, sb);
+    uint32_t nobs = s->nobs ? s->nobs : 1;
+    for (uint32_t k = 0; k < nobs; k++) {
+        int64_t want = hold_obs_value(s, k);
+        if (want <= 0)
+            continue;
+        int64_t bucket = floor_div(hold_obs_ts(p, s, k, h->now), HOLD_BUCKET_NS) * 10;
+        int held_somewhere = 0, nested = 0;
+        for (uint32_t gi = 0; gi < h->ng && want > 0; gi++) {
+            group *g = h->g[gi];
+            if (g->id.bucket_s != bucket)
+                continue;
+            if (g->id.gen == 0)
+                held_somewhere = 1;
+            uint32_t e = intern_entry(g, tenant, p);
+            uint32_t stack = intern_stack(g, sb);
+            if (e == UINT32_MAX || stack == UINT32_MAX)
+                continue;
+            mslot *head = m_find(g, (uint64_t)e << 32 | stack, HEAD, 0);
+            uint32_t span = UINT32_MAX;
+            for (uint32_t ri = head ? head->v - 1 : UINT32_MAX; ri != UINT32_MAX && want > 0;
+                 ri = g->r[ri].next) {
+                rec *r = &g->r[ri];
+                if (r->value <= 0 || (r->span != NO_SPAN && r->span == span))
+                    continue;
+                const sp_span_ref *cur = r->span == NO_SPAN ? NULL : &g->refs[r->span];
+                if (!outer(h, tenant, claim, cur)) {
+                    nested = 1;
+                    continue;
+                }
+                if (span == UINT32_MAX && (span = intern_ref(g, claim)) == UINT32_MAX)
+                    break;
+                int64_t take = r->value < want ? r->value : want;
+                uint32_t lset = r->lset;
+                r->value -= take;
+                rec *to = rec_get(g, e, stack, lset, span); /* may move g->r */
+                if (!to) {
+                    g->r[ri].value += take;
+                    break;
+                }
+                to->value += take;
+                want -= take;
+                h->st.moved_total++;
+            }
+        }
+        if (want > 0 && !nested && !held_somewhere)
+            mark_incomplete(h, tenant, claim);
+    }
+}
+
+int hold_add(hold *h, const sp_batch *b, int64_t plan_ns, const hold_group_id *ids, int n,
+             sp_err *err)
+{
+    const char *tn = b->tenant && *b->tenant ? b->tenant : "anonymous";
+    uint32_t tenant = bt_get(&h->tenants, tn, strlen(tn), 1);
+    uint64_t lost = 0;
+    stackbuf *sb = malloc(sizeof *sb);
+    if (tenant == UINT32_MAX || !sb) {
+        free(sb);
+        hold_unpin(h, ids, n);
+        return sp_fail(err, SP_ENOMEM, "hold: out of memory");
+    }
+    take_spans(h, tenant, b);
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        const sp_profile *p = b->profiles[i];
+        if (!p->attach_only)
+            take_observations(h, tenant, p, plan_ns, ids, n, sb, &lost);
+    }
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        const sp_profile *p = b->profiles[i];
+        if (p->attach_only)
+            for (uint32_t j = 0; j < p->nsamples; j++)
+                take_amendment(h, tenant, p, &p->samples[j], sb);
+    }
+    free(sb);
+    hold_unpin(h, ids, n);
+    if (lost)
+        return sp_fail(err, SP_ENOMEM, "hold: %llu observations not held (out of memory)",
+                       (unsigned long long)lost);
+    return 0;
+}
+
+int hold_span_incomplete(hold *h, const char *tenant, const uint8_t span_id[8])
+{
+    const char *tn = tenant && *tenant ? tenant : "anonymous";
+    uint32_t t = bt_get(&h->tenants, tn, strlen(tn), 0);
+    if (t == UINT32_MAX)
+        return 0;
+    const span_info *si = span_find(h, t, span_id, 0);
+    return si && si->incomplete;
+}
+
+/* ---- leaving ---- */
+
+typedef struct builder {
+    sp_arena *a;
+    const char **strs;
+    uint32_t ns, caps;
+} builder;
+
+static uint32_t b_str(builder *b, const char *s, size_t n)
+{
+    if (b->ns == b->caps) {
+        uint32_t nc = b->caps * 2;
+        const char **x = sp_arena_alloc(b->a, nc * sizeof *x);
+        if (!x)
+            return 0;
+        memcpy(x, b->strs, b->ns * sizeof *x);
+        b->strs = x;
+        b->caps = nc;
+    }
+    char *c = sp_arena_strndup(b->a, s, n);
+    if (!c)
+        return 0;
+    b->strs[b->ns] = c;
+    return b->ns++;
+}
+
+static int cmp_rec_entry(const void *x, const void *y, void *ud)
+{
+    const rec *r = ud;
+    const rec *a = &r[*(const uint32_t *)x], *b = &r[*(const uint32_t *)y];
+    if (a->entry != b->entry)
+        return a->entry < b->entry ? -1 : 1;
+    return *(const uint32_t *)x < *(const uint32_t *)y ? -1 : 1;
+}
+
+/* The profile of entry e from records idx[0..n). */
+static int build_entry(hold *h, group *g, uint32_t e, const uint32_t *idx, uint32_t n, sp_arena *a,
+                       sp_profile *p)
+{
+    (void)h;
+    memset(p, 0, sizeof *p);
+    builder b = {a, NULL, 1, 64};
+    b.strs = sp_arena_alloc(a, 64 * sizeof *b.strs);
+    uint32_t *nmap = sp_arena_calloc(a, g->names.n + 1, sizeof *nmap); /* name → location */
+    sp_sample *smp = sp_arena_calloc(a, n ? n : 1, sizeof *smp);
+    if (!b.strs || !nmap || !smp)
+        return SP_ENOMEM;
+    b.strs[0] = "";
+    /* the type and series from the shape key */
+    uint32_t klen;
+    const char *k = (const char *)bt_key(&g->shapes, g->e[e].shape, &klen);
+    const char *end = k + klen;
+    char *tid = sp_arena_strndup(a, k, strlen(k));
+    if (!tid)
+        return SP_ENOMEM;
+    p->type_id = tid;
+    const char *parts[5] = {"", "", "", "", ""};
+    char *tp = sp_arena_strndup(a, tid, strlen(tid));
+    for (int i = 0; i < 5 && tp; i++) {
+        parts[i] = tp;
+        char *c = strchr(tp, ':');
+        if (c)
+            *c++ = 0;
+        tp = c;
+    }
+    p->name = parts[0];
+    p->sample_type = b_str(&b, parts[1], strlen(parts[1]));
+    p->sample_unit = b_str(&b, parts[2], strlen(parts[2]));
+    p->period_type = b_str(&b, parts[3], strlen(parts[3]));
+    p->period_unit = b_str(&b, parts[4], strlen(parts[4]));
+    p->period = g->e[e].period;
+    uint32_t nkv = 0;
+    for (const char *q = k + strlen(k) + 1; q < end; q += strlen(q) + 1)
+        nkv++;
+    nkv /= 2;
+    p->series = sp_arena_calloc(a, nkv ? nkv : 1, sizeof *p->series);
+    if (!p->series)
+        return SP_ENOMEM;
+    const char *q = k + strlen(k) + 1;
+    for (uint32_t i = 0; i < nkv; i++) {
+        p->series[i].name = sp_arena_strndup(a, q, strlen(q));
+        q += strlen(q) + 1;
+        p->series[i].value = sp_arena_strndup(a, q, strlen(q));
+        q += strlen(q) + 1;
+    }
+    p->nseries = nkv;
+    /* functions and locations: one per name */
+    uint32_t nloc = 1;
+    sp_function *fn = sp_arena_calloc(a, g->names.n + 1, sizeof *fn);
+    sp_location *loc = sp_arena_calloc(a, g->names.n + 1, sizeof *loc);
+    sp_line *ln = sp_arena_calloc(a, g->names.n + 1, sizeof *ln);
+    if (!fn || !loc || !ln)
+        return SP_ENOMEM;
+    uint32_t ns = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const rec *r = &g->r[idx[i]];
+        if (r->value == 0)
+            continue;
+        sp_sample *s = &smp[ns];
+        uint32_t slen;
+        const uint32_t *ids = (const uint32_t *)(const void *)bt_key(&g->stacks, r->stack, &slen);
+        slen /= 4;
+        s->location_ids = sp_arena_alloc(a, (slen ? slen : 1) * sizeof *s->location_ids);
+        if (!s->location_ids)
+            return SP_ENOMEM;
+        for (uint32_t f = 0; f < slen; f++) {
+            uint32_t nid = ids[f];
+            if (!nmap[nid]) {
+                uint32_t nl;
+                const char *name = (const char *)bt_key(&g->names, nid, &nl);
+                uint32_t si = b_str(&b, name, nl);
+                if (!si)
+                    return SP_ENOMEM;
+                fn[nloc].name = fn[nloc].system_name = si;
+                ln[nloc].function_id = nloc;
+                loc[nloc].lines = &ln[nloc];
+                loc[nloc].nlines = 1;
+                nmap[nid] = nloc++;
+            }
+            s->location_ids[f] = nmap[nid];
+        }
+        s->nlocations = slen;
+        s->value = r->value;
+        if (r->span != NO_SPAN) {
+            s->spans = &g->refs[r->span];
+            s->nspans = 1;
+        }
+        if (r->lset) {
+            uint32_t ll;
+            const char *lk = (const char *)bt_key(&g->lsets, r->lset, &ll);
+            const char *le = lk + ll;
+            uint32_t nl = 0;
+            for (const char *x = lk; x < le; x += strlen(x) + 1)
+                nl++;
+            nl /= 4;
+            s->labels = sp_arena_calloc(a, nl ? nl : 1, sizeof *s->labels);
+            if (!s->labels)
+                return SP_ENOMEM;
+            const char *x = lk;
+            for (uint32_t li = 0; li < nl; li++) {
+                sp_label *l = &s->labels[li];
+                l->key = b_str(&b, x, strlen(x));
+                x += strlen(x) + 1;
+                l->str = *x ? b_str(&b, x, strlen(x)) : 0;
+                x += strlen(x) + 1;
+                l->num = strtoll(x, NULL, 10);
+                x += strlen(x) + 1;
+                l->num_unit = *x ? b_str(&b, x, strlen(x)) : 0;
+                x += strlen(x) + 1;
+            }
+            s->nlabels = nl;
+        }
+        ns++;
+    }
+    p->functions = fn;
+    p->nfunctions = nloc;
+    p->locations = loc;
+    p->nlocations = nloc;
+    p->mappings = sp_arena_calloc(a, 1, sizeof *p->mappings);
+    p->nmappings = 1;
+    p->samples = smp;
+    p->nsamples = ns;
+    p->strings = b.strs;
+    p->nstrings = b.ns;
+    p->time_nanos = g->id.bucket_s * 1000000000LL +
+                    (g->id.gen ? hold_late_offset(g->id.bucket_s, g->id.gen) : 0);
+    p->duration_nanos = HOLD_BUCKET_NS;
+    return p->mappings ? 0 : SP_ENOMEM;
+}
+
+/* Emits every entry of g; 0, or the first emit error. */
+static int emit_group(hold *h, group *g, hold_emit_fn emit, void *ud)
+{
+    uint32_t *idx = malloc((g->nr ? g->nr : 1) * sizeof *idx);
+    sp_arena *a = sp_arena_new(0);
+    if (!idx || !a) {
+        free(idx);
+        sp_arena_free(a);
+        return SP_ENOMEM;
+    }
+    for (uint32_t i = 0; i < g->nr; i++)
+        idx[i] = i;
+    qsort_r(idx, g->nr, sizeof *idx, cmp_rec_entry, g->r);
+    int rc = 0;
+    for (uint32_t s = 0; s < g->nr && !rc;) {
+        uint32_t e = g->r[idx[s]].entry, t = s;
+        while (t < g->nr && g->r[idx[t]].entry == e)
+            t++;
+        sp_profile p;
+        sp_arena_reset(a);
+        rc = build_entry(h, g, e, idx + s, t - s, a, &p);
+        if (!rc && p.nsamples) {
+            uint32_t tl;
+            const uint8_t *tk = bt_key(&h->tenants, g->e[e].tenant, &tl);
+            char tenant[256];
+            snprintf(tenant, sizeof tenant, "%.*s", (int)tl, (const char *)tk);
+            rc = emit(ud, tenant, g->id, &p);
+        }
+        s = t;
+    }
+    sp_arena_free(a);
+    free(idx);
+    return rc;
+}
+
+static size_t total_bytes(hold *h)
+{
+    size_t n = (size_t)h->capsp * sizeof *h->sp + bt_bytes(&h->tenants);
+    for (uint32_t i = 0; i < h->ng; i++)
+        n += h->g[i]->bytes = group_bytes(h->g[i]);
+    return n;
+}
+
+int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
+                 void (*done)(void *ud, hold_group_id g), void *ud)
+{
+    h->now = now_ns > h->now ? now_ns : h->now;
+    int released = 0;
+    for (;;) {
+        size_t bytes = total_bytes(h);
+        group *pick = NULL;
+        uint32_t at = 0;
+        for (uint32_t i = 0; i < h->ng; i++) {
+            group *g = h->g[i];
+            if (g->pins)
+                continue;
+            if (!pick || g->release_at < pick->release_at) {
+                pick = g;
+                at = i;
+            }
+        }
+        if (!pick)
+            break;
+        int due = pick->release_at <= now_ns;
+        int early = !due && (all || bytes > h->o.max_bytes);
+        if (!due && !early)
+            break;
+        if (emit_group(h, pick, emit, ud))
+            break;
+        int64_t age = now_ns - pick->first_arrival;
+        h->st.last_delay_ms = age / 1000000;
+        if (h->st.last_delay_ms > h->st.max_delay_ms)
+            h->st.max_delay_ms = h->st.last_delay_ms;
+        h->st.early_total += early;
+        hold_group_id id = pick->id;
+        h->g[at] = h->g[--h->ng];
+        group_free(pick);
+        if (done)
+            done(ud, id);
+        released++;
+    }
+    return released;
+}
+
+void hold_get_stats(hold *h, hold_stats *out)
+{
+    h->st.groups = h->ng;
+    h->st.entries = h->st.records = 0;
+    for (uint32_t i = 0; i < h->ng; i++) {
+        h->st.entries += h->g[i]->ne;
+        h->st.records += h->g[i]->nr;
+    }
+    h->st.bytes = total_bytes(h);
+    *out = h->st;
+}
+
+hold *hold_new(const hold_options *o)
+{
+    hold *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    if (o)
+        h->o = *o;
+    if (h->o.delay_ns < 0)
+        h->o.delay_ns = 0;
+    if (!h->o.max_bytes)
+        h->o.max_bytes = 256u << 20;
+    if (h->o.span_ttl_ns <= 0)
+        h->o.span_ttl_ns = 2 * h->o.delay_ns + 2 * HOLD_BUCKET_NS;
+    return h;
+}
+
+void hold_free(hold *h)
+{
+    if (!h)
+        return;
+    for (uint32_t i = 0; i < h->ng; i++)
+        group_free(h->g[i]);
+    free(h->g);
+    free(h->sp);
+    bt_free(&h->tenants);
+    free(h);
+}
