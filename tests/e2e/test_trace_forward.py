@@ -203,6 +203,65 @@ def test_forwarded_spans_equal_received_except_the_added_attribute(spanprof_fact
     assert m.total("spanprof_traces_forward_spans_marked_total") == 2
 
 
+def test_a_trace_that_came_before_its_process_profiles_is_marked_after_the_delay(
+        spanprof_factory, downstream):
+    """SDKs export spans as they end; the process's first profile may come seconds later. The
+    export waits --traces-forward-delay and its spans are judged when it leaves."""
+    d = downstream().start()
+    server = spanprof_factory(["--traces-forward-delay", "2s", "--traces-forward-to", d.url,
+                               "--forward-batch-interval", "20ms"])
+    t0 = time.time_ns() - 10_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    req = trace_export(t0, [("1212121212121212", 300, []), ("3434343434343434", 5, [])], pid, tid)
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces", req.SerializeToString())
+    assert status == 200
+    profiled_process(server, t0, pid, tid)  # after the trace, within the delay
+    assert d.accepted() == []  # still waiting
+    (_, _, body, _), = d.wait(1, timeout=15)
+    got = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+    assert marked_spans(got) == {"1212121212121212": ["1212121212121212"], "3434343434343434": []}
+
+
+def nested_export(t0, pid, tid):
+    """A local root R (400 ms) with a child C (300 ms) and a grandchild G (100 ms), one thread,
+    plus a span X whose parent is in another service (never received here)."""
+    req = trace_export(t0, [("a1a1a1a1a1a1a1a1", 400, []), ("c1c1c1c1c1c1c1c1", 300, []),
+                            ("e1e1e1e1e1e1e1e1", 100, []), ("f1f1f1f1f1f1f1f1", 200, [])], pid, tid)
+    spans = req.resource_spans[0].scope_spans[0].spans
+    spans[1].parent_span_id = bytes.fromhex("a1a1a1a1a1a1a1a1")
+    spans[2].parent_span_id = bytes.fromhex("c1c1c1c1c1c1c1c1")
+    spans[3].parent_span_id = bytes.fromhex("9999999999999999")
+    return req
+
+
+@pytest.mark.parametrize("pyroscope", [False, True])
+def test_with_a_pyroscope_backend_only_local_roots_are_marked(spanprof_factory, downstream,
+                                                              pyroscope):
+    """Pushed samples name their outermost span, so through Pyroscope only a local root's
+    profile is whole: with --pyroscope-url only local roots are marked (a span whose parent is
+    in another process counts as one); without it spanprof answers every span itself."""
+    d = downstream().start()
+    args = ["--traces-forward-delay", "0s", "--traces-forward-to", d.url,
+            "--forward-batch-interval", "20ms"]
+    if pyroscope:  # nothing listens: pushes just wait in the queue
+        args += ["--pyroscope-url", f"http://127.0.0.1:{free_port()}"]
+    server = spanprof_factory(args)
+    t0 = time.time_ns() - 10_000 * MS
+    pid, tid = os.getpid(), threading.get_native_id()
+    profiled_process(server, t0, pid, tid)
+    status, _, _ = post_protobuf(server.http_port, "/v1/traces",
+                                 nested_export(t0, pid, tid).SerializeToString())
+    assert status == 200
+    (_, _, body, _), = d.wait(1)
+    marked = {k for k, v in marked_spans(
+        trace_service_pb2.ExportTraceServiceRequest.FromString(body)).items() if v}
+    if pyroscope:
+        assert marked == {"a1a1a1a1a1a1a1a1", "f1f1f1f1f1f1f1f1"}
+    else:
+        assert marked == {"a1a1a1a1a1a1a1a1", "c1c1c1c1c1c1c1c1", "e1e1e1e1e1e1e1e1",
+                          "f1f1f1f1f1f1f1f1"}
+
+
 def test_grpc_gzip_export_is_forwarded_unchanged_when_nothing_qualifies(spanprof_factory, downstream):
     d = downstream().start()
     server = spanprof_factory(["--traces-forward-delay", "0s", "--traces-forward-to", d.url, "--forward-batch-interval", "20ms"])
