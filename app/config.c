@@ -125,8 +125,8 @@ static const opt opts[] = {
      "samples are pushed this long after their 10 s bucket ended, so spans that arrive after "
      "their samples (the normal order) still label them; one profile per series and bucket"},
     {"pyroscope-push-on-arrival", T_FLAG, OFF(pyroscope_push_on_arrival), "",
-     "push each batch when it arrives instead (samples carry only the spans known then; "
-     "profiles of one series and timestamp may collapse in Pyroscope's compaction)"},
+     "push each batch when it arrives instead: samples carry only the spans known then, and "
+     "profiles of one series and timestamp may collapse in Pyroscope's compaction"},
     {"pyroscope-hold-max-bytes", T_SIZE, OFF(pyroscope_hold_max_bytes), "268435456",
      "memory for samples waiting to be pushed; past it the oldest buckets leave early"},
     {"traces-forward-to", T_STR, OFF(traces_forward_to), "",
