@@ -127,8 +127,9 @@ static void bt_free(bt *t)
 
 /* ---- records ---- */
 
-#define NO_SPAN UINT32_MAX
-#define HEAD    UINT64_MAX /* second key of an (entry, stack) → first record slot */
+#define NO_SPAN         UINT32_MAX
+#define PUSH_GROUPS_MAX 16         /* groups one profile can touch (a ticket holds as many) */
+#define HEAD            UINT64_MAX /* second key of an (entry, stack) → first record slot */
 
 typedef struct rec {
     uint32_t entry, stack, lset, span; /* span: index into group.refs, NO_SPAN = none */
@@ -151,6 +152,8 @@ typedef struct entry {
 typedef struct group {
     hold_group_id id;
     int64_t release_at, first_arrival;
+    double arrival_ms_sum; /* Σ arrival time (ms) over the observations held: the mean delay */
+    uint64_t nobs;
     int pins;
     bt names, stacks, lsets, shapes, ekeys;
     entry *e;
@@ -637,16 +640,73 @@ static const sp_span_ref *outermost(hold *h, uint32_t tenant, const sp_sample *s
     return best;
 }
 
+/* Per (profile, group) while a profile is taken: its entry and the name id of each location
+ * with one name (most of them), so a sample's stack costs one lookup, not one per frame. */
+typedef struct pg_cache {
+    group *g;
+    uint32_t entry;
+    uint32_t *loc_name; /* UINT32_MAX = not cached */
+} pg_cache;
+
+static pg_cache *cache_for(pg_cache *c, int *nc, group *g, uint32_t tenant, const sp_profile *p)
+{
+    for (int i = 0; i < *nc; i++)
+        if (c[i].g == g)
+            return &c[i];
+    if (*nc == PUSH_GROUPS_MAX)
+        return NULL;
+    pg_cache *x = &c[(*nc)++];
+    x->g = g;
+    if (!g->lsets.n)
+        bt_get(&g->lsets, "", 0, 1);
+    x->entry = intern_entry(g, tenant, p);
+    x->loc_name = malloc((p->nlocations ? p->nlocations : 1) * sizeof *x->loc_name);
+    if (x->loc_name)
+        memset(x->loc_name, 0xff, (p->nlocations ? p->nlocations : 1) * sizeof *x->loc_name);
+    if (x->entry == UINT32_MAX || !x->loc_name) {
+        free(x->loc_name);
+        --*nc;
+        return NULL;
+    }
+    return x;
+}
+
+/* The sample's stack in g (name ids through the location cache). */
+static uint32_t stack_in(pg_cache *c, const sp_profile *p, const sp_sample *s, stackbuf *sb)
+{
+    uint32_t ids[512], n = 0;
+    for (uint32_t i = 0; i < s->nlocations && n < 512; i++) {
+        uint32_t loc = s->location_ids[i];
+        if (loc < p->nlocations && c->loc_name[loc] != UINT32_MAX) {
+            ids[n++] = c->loc_name[loc];
+            continue;
+        }
+        sb->ntmp = 0;
+        uint32_t got = frame_names(p, loc, sb->names, 512 - n, sb->tmp, &sb->ntmp);
+        for (uint32_t k = 0; k < got; k++) {
+            uint32_t id = bt_get(&c->g->names, sb->names[k], strlen(sb->names[k]), 1);
+            if (id == UINT32_MAX)
+                return UINT32_MAX;
+            ids[n++] = id;
+        }
+        if (got == 1 && loc < p->nlocations)
+            c->loc_name[loc] = ids[n - 1];
+    }
+    return bt_get(&c->g->stacks, ids, n * sizeof *ids, 1);
+}
+
 static int take_observations(hold *h, uint32_t tenant, const sp_profile *p, int64_t plan_ns,
                              const hold_group_id *ids, int n, stackbuf *sb, uint64_t *lost)
 {
+    pg_cache cache[PUSH_GROUPS_MAX];
+    int nc = 0;
     for (uint32_t j = 0; j < p->nsamples; j++) {
         const sp_sample *s = &p->samples[j];
         uint32_t nobs = s->nobs ? s->nobs : 1;
-        sample_names(p, s, sb);
         const sp_span_ref *label = outermost(h, tenant, s);
         group *last = NULL;
-        uint32_t e = 0, stack = 0, lset = 0, span = NO_SPAN;
+        pg_cache *c = NULL;
+        uint32_t stack = 0, lset = 0, span = NO_SPAN;
         for (uint32_t k = 0; k < nobs; k++) {
             int64_t v = hold_obs_value(s, k);
             if (!v)
@@ -662,28 +722,30 @@ static int take_observations(hold *h, uint32_t tenant, const sp_profile *p, int6
             }
             if (g != last) {
                 last = g;
-                if (!g->lsets.n)
-                    bt_get(&g->lsets, "", 0, 1);
-                e = intern_entry(g, tenant, p);
-                stack = intern_stack(g, sb);
+                c = cache_for(cache, &nc, g, tenant, p);
+                stack = c ? stack_in(c, p, s, sb) : UINT32_MAX;
                 lset = intern_lset(g, p, s);
                 span = label ? intern_ref(g, label) : NO_SPAN;
-                if (e == UINT32_MAX || stack == UINT32_MAX || lset == UINT32_MAX ||
+                if (!c || stack == UINT32_MAX || lset == UINT32_MAX ||
                     (label && span == UINT32_MAX)) {
                     last = NULL;
                     ++*lost;
                     continue;
                 }
             }
-            rec *r = rec_get(g, e, stack, lset, span);
+            rec *r = rec_get(g, c->entry, stack, lset, span);
             if (!r) {
                 ++*lost;
                 continue;
             }
             r->value = sp_sat_add(r->value, v);
             h->st.held_total++;
+            g->arrival_ms_sum += (double)plan_ns / 1e6;
+            g->nobs++;
         }
     }
+    for (int i = 0; i < nc; i++)
+        free(cache[i].loc_name);
     return 0;
 }
 
@@ -1036,6 +1098,9 @@ int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
         if (emit_group(h, pick, emit, ud))
             break;
         int64_t age = now_ns - pick->first_arrival;
+        h->st.delay_obs_ms_sum +=
+            (double)pick->nobs * ((double)now_ns / 1e6) - pick->arrival_ms_sum;
+        h->st.delay_obs_count += pick->nobs;
         h->st.last_delay_ms = age / 1000000;
         if (h->st.last_delay_ms > h->st.max_delay_ms)
             h->st.max_delay_ms = h->st.last_delay_ms;

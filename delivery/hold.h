@@ -55,7 +55,9 @@ typedef struct hold_stats {
     uint64_t early_total;       /* groups that left before their time (memory budget, shutdown) */
     uint64_t late_groups_total; /* late groups (arrivals after their bucket left) */
     uint64_t incomplete_total;  /* spans that claimed samples already pushed */
-    int64_t last_delay_ms;      /* the last released group's age: release - first arrival */
+    double delay_obs_ms_sum;    /* Σ over released observations of (release - arrival) */
+    uint64_t delay_obs_count;
+    int64_t last_delay_ms; /* the last released group's age: release - first arrival */
     int64_t max_delay_ms;
 } hold_stats;
 

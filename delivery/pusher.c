@@ -60,7 +60,7 @@ static int gzip_into(sp_buf *out, const uint8_t *p, size_t n)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return SP_ENOMEM;
     uLong bound = deflateBound(&z, (uLong)n);
     int rc = sp_buf_reserve(out, bound);
@@ -90,8 +90,10 @@ static void uuid4(char out[37])
              r[14], r[15]);
 }
 
-/* Appends one RawProfileSeries (field 1 of PushRequest) for p. */
-static int encode_series(const sp_profile *p, sp_buf *out, sp_err *err)
+/* Appends one RawProfileSeries (field 1 of PushRequest) for p, its pprof gzip'ed (gz) or not:
+ * Pyroscope takes both (it looks for gzip's magic). The journal keeps pprof as it is: it is
+ * written for every Export and read only after a crash, and gzip was 60 % of its CPU. */
+static int encode_series_gz(const sp_profile *p, int gz_on, sp_buf *out, sp_err *err)
 {
     /* pid and tid would become Pyroscope series (see the top of the file): a copy without them. */
     sp_sample *samples = malloc((p->nsamples ? p->nsamples : 1) * sizeof *samples);
@@ -110,8 +112,13 @@ static int encode_series(const sp_profile *p, sp_buf *out, sp_err *err)
     sp_buf_init(&series, 0);
     int rc = wire_pprof_encode(&copy, &pprof, err);
     free(samples);
-    if (!rc && gzip_into(&gz, pprof.data, pprof.len) != 0)
+    if (!rc && gz_on && gzip_into(&gz, pprof.data, pprof.len) != 0)
         rc = sp_fail(err, SP_ENOMEM, "pyroscope: cannot compress a profile");
+    if (!rc && !gz_on) {
+        sp_buf t = gz;
+        gz = pprof;
+        pprof = t;
+    }
     if (!rc) {
         char id[37];
         uuid4(id);
@@ -137,6 +144,11 @@ static int encode_series(const sp_profile *p, sp_buf *out, sp_err *err)
     sp_buf_free(&sample);
     sp_buf_free(&series);
     return rc;
+}
+
+static int encode_series(const sp_profile *p, sp_buf *out, sp_err *err)
+{
+    return encode_series_gz(p, 1, out, err);
 }
 
 /* The Push request for b (empty when nothing in it is for Pyroscope). */
@@ -219,6 +231,7 @@ struct pusher {
     char dir[4096]; /* the journal */
     int fsync;
     atomic_uint_fast64_t seq;
+    int64_t (*clock_ns)(void);
     jfile *files; /* committed journal files, by group */
     size_t nfiles, capfiles;
     uint64_t unheld, recovered;
@@ -307,7 +320,7 @@ static int encode_group_part(pusher *p, const sp_batch *b, int64_t plan_ns, hold
             part.nsamples = n;
             part.time_nanos = g.bucket_s * 1000000000LL + hold_recovered_offset(seq);
             part.duration_nanos = HOLD_BUCKET_NS;
-            rc = encode_series(&part, out, err);
+            rc = encode_series_gz(&part, 0, out, err);
         }
         free(smp);
         if (rc)
@@ -352,9 +365,7 @@ int pusher_stage(pusher *p, const sp_batch *b, pusher_ticket *t, sp_err *err)
     memset(t, 0, sizeof *t);
     if (!p->h)
         return stage_direct(p, b, t, err);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    t->plan_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    t->plan_ns = p->clock_ns();
     pthread_mutex_lock(&p->mu);
     int n = hold_plan(p->h, b, t->plan_ns, t->groups, PUSHER_MAX_GROUPS);
     pthread_mutex_unlock(&p->mu);
@@ -525,6 +536,8 @@ static void publish(pusher *p)
     sp_metrics_gauge_set("pyroscope_hold_late_groups_total", (int64_t)st.late_groups_total);
     sp_metrics_gauge_set("pyroscope_spans_incomplete_total", (int64_t)st.incomplete_total);
     sp_metrics_gauge_set("pyroscope_hold_delay_last_milliseconds", st.last_delay_ms);
+    sp_metrics_gauge_set("pyroscope_hold_delay_milliseconds_sum", (int64_t)st.delay_obs_ms_sum);
+    sp_metrics_gauge_set("pyroscope_hold_delay_milliseconds_count", (int64_t)st.delay_obs_count);
     sp_metrics_gauge_set("pyroscope_hold_delay_max_milliseconds", st.max_delay_ms);
     sp_metrics_gauge_set("pyroscope_hold_unheld_batches_total", (int64_t)p->unheld);
     sp_metrics_gauge_set("pyroscope_hold_recovered_files_total", (int64_t)p->recovered);
@@ -538,6 +551,23 @@ void pusher_tick(pusher *p, int64_t now_ns)
     hold_release(p->h, now_ns, 0, emit_profile, group_done, p);
     publish(p);
     pthread_mutex_unlock(&p->mu);
+}
+
+void pusher_hold_stats(pusher *p, hold_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!p || !p->h)
+        return;
+    pthread_mutex_lock(&p->mu);
+    hold_get_stats(p->h, out);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 int pusher_span_incomplete(pusher *p, const char *tenant, const uint8_t span_id[8])
@@ -555,13 +585,10 @@ void pusher_close(pusher *p)
     if (!p)
         return;
     if (p->h) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         pthread_mutex_lock(&p->mu);
         /* Everything held leaves now (counted early); what cannot be queued stays in the
          * journal for the next start. */
-        hold_release(p->h, (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec, 1, emit_profile,
-                     group_done, p);
+        hold_release(p->h, p->clock_ns(), 1, emit_profile, group_done, p);
         publish(p);
         pthread_mutex_unlock(&p->mu);
         hold_free(p->h);
@@ -707,6 +734,7 @@ int pusher_open(pusher **out, const pusher_options *o, sp_err *err)
     snprintf(dir, sizeof dir, "%s/outbox/pyroscope", dd);
     snprintf(p->dir, sizeof p->dir, "%s/outbox/pyroscope-hold", dd);
     p->fsync = o->fsync;
+    p->clock_ns = o->clock_ns ? o->clock_ns : realtime_ns;
     static const char *const headers[] = {"Connect-Protocol-Version: 1", NULL};
     outbox_options oo = {
         .dir = dir,
@@ -715,6 +743,8 @@ int pusher_open(pusher **out, const pusher_options *o, sp_err *err)
         .linger_ns = o->linger_ns,
         .fsync = o->fsync,
         .http = o->http,
+        .deliver = o->deliver,
+        .deliver_ud = o->deliver_ud,
     };
     oo.http.url = url;
     oo.http.content_type = "application/proto";
@@ -735,9 +765,7 @@ int pusher_open(pusher **out, const pusher_options *o, sp_err *err)
         return rc;
     }
     recover(p); /* before any hold: what a crash left goes out as it was */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    atomic_init(&p->seq, (uint64_t)ts.tv_sec << 20);
+    atomic_init(&p->seq, (uint64_t)(p->clock_ns() / 1000000000LL) << 20);
     if (o->delay_ns >= 0) {
         hold_options ho = {.delay_ns = o->delay_ns, .max_bytes = o->hold_max_bytes};
         p->h = hold_new(&ho);

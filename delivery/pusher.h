@@ -32,6 +32,11 @@ typedef struct pusher_options {
     int64_t delay_ns;      /* samples leave this long after their 10 s bucket ended (the hold,
                             * see pusher.c); negative = at arrival */
     size_t hold_max_bytes; /* the hold's memory; 0 = 256 MiB */
+    /* Seams for tests and benchmarks: a sender instead of HTTP (outbox_options.deliver), and
+     * the clock that stamps arrivals (NULL = CLOCK_REALTIME). */
+    outbox_deliver_fn deliver;
+    void *deliver_ud;
+    int64_t (*clock_ns)(void);
 } pusher_options;
 
 #define PUSHER_MAX_GROUPS 16
@@ -60,6 +65,9 @@ void pusher_tick(pusher *p, int64_t now_ns);
 int pusher_span_incomplete(pusher *p, const char *tenant, const uint8_t span_id[8]);
 /* Everything held leaves, then the queue closes. Once, after every other call returned. */
 void pusher_close(pusher *p);
+
+/* The hold's counters (zeros when pushing at arrival). */
+void pusher_hold_stats(pusher *p, hold_stats *out);
 
 /* A journal file: tenant and Push request payload (pointers into d). SP_EINVAL when it is not
  * one (bad magic, lengths, or CRC). */
