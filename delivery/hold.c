@@ -411,15 +411,22 @@ hold_group_id hold_group_of(const hold *h, int64_t ts_ns, int64_t now_ns)
     return id;
 }
 
-int64_t hold_late_offset(int64_t bucket_s, int64_t gen)
+/* The first millisecond of a bucket, in ns: 997 instance slots of 1000 ns; in a slot, 0 is the
+ * bucket's own group, 1–499 late groups, 500–999 recovered journal files. */
+int64_t hold_late_offset(uint32_t slot, int64_t bucket_s, int64_t gen)
 {
     int64_t d = gen - bucket_s;
-    return 1 + (d < 0 ? -d : d) % 499999;
+    return (int64_t)(slot % 997) * 1000 + 1 + (d < 0 ? -d : d) % 499;
 }
 
-int64_t hold_recovered_offset(uint64_t seq)
+int64_t hold_recovered_offset(uint32_t slot, uint64_t seq)
 {
-    return 500000 + (int64_t)(seq % 499999);
+    return (int64_t)(slot % 997) * 1000 + 500 + (int64_t)(seq % 500);
+}
+
+int64_t hold_bucket_offset(uint32_t slot)
+{
+    return (int64_t)(slot % 997) * 1000;
 }
 
 /* The timestamp of an observation (the store's rule: none or negative = the profile's time, or
@@ -1023,7 +1030,8 @@ static int build_entry(hold *h, group *g, uint32_t e, const uint32_t *idx, uint3
     p->strings = b.strs;
     p->nstrings = b.ns;
     p->time_nanos = g->id.bucket_s * 1000000000LL +
-                    (g->id.gen ? hold_late_offset(g->id.bucket_s, g->id.gen) : 0);
+                    (g->id.gen ? hold_late_offset(h->o.instance_slot, g->id.bucket_s, g->id.gen)
+                               : hold_bucket_offset(h->o.instance_slot));
     p->duration_nanos = HOLD_BUCKET_NS;
     return p->mappings ? 0 : SP_ENOMEM;
 }

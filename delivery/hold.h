@@ -9,11 +9,12 @@
  *
  * Groups (the release unit): observations are filed by the 10 s bucket holding their timestamp.
  * Group (bucket, 0) takes what arrives before the bucket's release time (bucket end + delay);
- * it leaves as one profile per (tenant, series) stamped with the bucket's start. What arrives for
- * a bucket after that time forms a late group (bucket, R): R is the whole second it leaves, and
- * its profiles are stamped bucket start + hold_late_offset(bucket, R) ns (under 1 ms, so every
- * millisecond range counts them with their bucket, and two groups of one series never share a
- * timestamp: Pyroscope collapses same-series same-timestamp profiles when it compacts).
+ * it leaves as one profile per (tenant, series) stamped with the bucket's start (plus the
+ * instance's offset, under 1 µs × 997). What arrives for a bucket after that time forms a late
+ * group (bucket, R): R is the whole second it leaves, and its profiles are stamped within the
+ * bucket's first millisecond too (hold_late_offset), so every millisecond range counts them with
+ * their bucket, and two groups of one series never share a timestamp: Pyroscope collapses
+ * same-series same-timestamp profiles when it compacts.
  *
  * Invariants:
  *   H1. A group leaves at most once, and only when no staged batch still pins it (hold_plan →
@@ -42,10 +43,11 @@
 typedef struct hold hold;
 
 typedef struct hold_options {
-    int64_t delay_ns;    /* a bucket leaves this long after it ends */
-    size_t max_bytes;    /* 0 = 256 MiB */
-    int64_t span_ttl_ns; /* spans remembered for nesting and incompleteness; 0 = 2 × (delay +
-                          * a bucket) */
+    int64_t delay_ns;       /* a bucket leaves this long after it ends */
+    size_t max_bytes;       /* 0 = 256 MiB */
+    uint32_t instance_slot; /* hold_bucket_offset(): this instance's place in a bucket's 1st ms */
+    int64_t span_ttl_ns;    /* spans remembered for nesting and incompleteness; 0 = 2 × (delay +
+                             * a bucket) */
 } hold_options;
 
 typedef struct hold_stats {
@@ -99,10 +101,12 @@ int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
 /* 1 when the span claimed samples that had already been pushed (H3). */
 int hold_span_incomplete(hold *h, const char *tenant, const uint8_t span_id[8]);
 
-/* Timestamp offsets (ns) within a bucket: late groups and recovered journal items never share
- * one with each other or with the bucket's own group (offset 0). */
-int64_t hold_late_offset(int64_t bucket_s, int64_t gen);
-int64_t hold_recovered_offset(uint64_t seq);
+/* Timestamp offsets (ns) within a bucket's first millisecond: the instance's slot (so two
+ * spanprof instances pushing one series rarely share a timestamp: 1 in 997), then the bucket's
+ * own group, late groups and recovered journal files never share one with each other. */
+int64_t hold_bucket_offset(uint32_t slot);
+int64_t hold_late_offset(uint32_t slot, int64_t bucket_s, int64_t gen);
+int64_t hold_recovered_offset(uint32_t slot, uint64_t seq);
 
 /* Observation k of s (k < max(nobs, 1)): its time (the store's rule: none = the profile's time,
  * or now_ns when that is unset too) and its value (equal shares of value, the rest on the first,

@@ -3,7 +3,8 @@
  *
  * What is sent: one RawProfileSeries per (tenant, series, 10 s bucket) whose labels are the
  * series labels (__name__, service_name, resource attributes) and whose one RawSample is the
- * bucket's profile as gzip'ed pprof (wire/pprof_write.c), time_nanos = the bucket's start, with a
+ * bucket's profile as gzip'ed pprof (wire/pprof_write.c), time_nanos = the bucket's start (plus
+ * an offset under 1 ms per instance, hold.h), with a
  * random UUID as ID. Samples carry the `span_id` and `trace_id` pprof labels of the outermost span
  * attached to them (Pyroscope keeps one span per sample; the outermost one makes a local root span
  * answer with everything inside it). process_pid and thread_id are not sent: Pyroscope turns
@@ -232,7 +233,8 @@ struct pusher {
     int fsync;
     atomic_uint_fast64_t seq;
     int64_t (*clock_ns)(void);
-    jfile *files; /* committed journal files, by group */
+    uint32_t slot; /* hold_bucket_offset() */
+    jfile *files;  /* committed journal files, by group */
     size_t nfiles, capfiles;
     uint64_t unheld, recovered;
 };
@@ -318,7 +320,7 @@ static int encode_group_part(pusher *p, const sp_batch *b, int64_t plan_ns, hold
             sp_profile part = *pr;
             part.samples = smp;
             part.nsamples = n;
-            part.time_nanos = g.bucket_s * 1000000000LL + hold_recovered_offset(seq);
+            part.time_nanos = g.bucket_s * 1000000000LL + hold_recovered_offset(p->slot, seq);
             part.duration_nanos = HOLD_BUCKET_NS;
             rc = encode_series_gz(&part, 0, out, err);
         }
@@ -766,8 +768,18 @@ int pusher_open(pusher **out, const pusher_options *o, sp_err *err)
     }
     recover(p); /* before any hold: what a crash left goes out as it was */
     atomic_init(&p->seq, (uint64_t)(p->clock_ns() / 1000000000LL) << 20);
+    /* The instance's slot: from the host and the data directory, stable across restarts. */
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    uint32_t hsh = 2166136261u;
+    for (const char *c = host; *c; c++)
+        hsh = (hsh ^ (uint8_t)*c) * 16777619u;
+    for (const char *c = p->dir; *c; c++)
+        hsh = (hsh ^ (uint8_t)*c) * 16777619u;
+    p->slot = hsh % 997;
     if (o->delay_ns >= 0) {
-        hold_options ho = {.delay_ns = o->delay_ns, .max_bytes = o->hold_max_bytes};
+        hold_options ho = {
+            .delay_ns = o->delay_ns, .max_bytes = o->hold_max_bytes, .instance_slot = p->slot};
         p->h = hold_new(&ho);
         if (!p->h) {
             outbox_close(p->ob);

@@ -321,7 +321,15 @@ static void test_arrivals_after_a_bucket_left_form_a_late_group_of_their_own(voi
     assert_int_equal(NG, 2);
     assert_int_equal(G[1].value, 4);
     assert_true(G[1].time_nanos > B0 * S && G[1].time_nanos < B0 * S + 1000000);
-    assert_int_not_equal(hold_late_offset(B0, B0 + 23), hold_recovered_offset(7));
+    for (uint32_t slot = 0; slot < 997; slot += 31)
+        for (int64_t d = 10; d < 3000; d += 7) {
+            int64_t late = hold_late_offset(slot, B0, B0 + d);
+            assert_true(late > hold_bucket_offset(slot) && late < hold_bucket_offset(slot) + 500);
+            int64_t rec = hold_recovered_offset(slot, (uint64_t)d);
+            assert_true(rec >= hold_bucket_offset(slot) + 500 &&
+                        rec < hold_bucket_offset(slot) + 1000);
+            assert_true(rec < 1000000);
+        }
     sp_arena_free(a);
     hold_free(h);
 }
