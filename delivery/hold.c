@@ -411,12 +411,15 @@ hold_group_id hold_group_of(const hold *h, int64_t ts_ns, int64_t now_ns)
     return id;
 }
 
-/* The first millisecond of a bucket, in ns: 997 instance slots of 1000 ns; in a slot, 0 is the
- * bucket's own group, 1–499 late groups, 500–999 recovered journal files. */
+/* The first millisecond of a bucket, in ns: 997 instance slots of 1000 ns; in a slot, 1 is the
+ * bucket's own group, 2–499 late groups, 500–999 recovered journal files. Never 0: Pyroscope's
+ * ranges are closed [start, end] in ms, so a profile stamped exactly on a bucket start would
+ * count in two adjacent ranges; 1 ns later it counts only in the range that starts there, as in
+ * spanprof's half-open ranges. */
 int64_t hold_late_offset(uint32_t slot, int64_t bucket_s, int64_t gen)
 {
     int64_t d = gen - bucket_s;
-    return (int64_t)(slot % 997) * 1000 + 1 + (d < 0 ? -d : d) % 499;
+    return (int64_t)(slot % 997) * 1000 + 2 + (d < 0 ? -d : d) % 498;
 }
 
 int64_t hold_recovered_offset(uint32_t slot, uint64_t seq)
@@ -426,7 +429,7 @@ int64_t hold_recovered_offset(uint32_t slot, uint64_t seq)
 
 int64_t hold_bucket_offset(uint32_t slot)
 {
-    return (int64_t)(slot % 997) * 1000;
+    return (int64_t)(slot % 997) * 1000 + 1;
 }
 
 /* The timestamp of an observation (the store's rule: none or negative = the profile's time, or
