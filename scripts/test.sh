@@ -15,4 +15,7 @@ read -r -a extra <<<"${CMAKE_ARGS:-}"
 
 cmake -S "$repo" -B "$build_dir" -DSPANPROF_PYTHON="$repo/.venv/bin/python" "${extra[@]}"
 cmake --build "$build_dir" -j "$(nproc)"
+# The e2e suite builds Go programs (Jaeger v2 among them): download and compile them here, outside
+# its time limit (a fresh machine's cold Go caches cost minutes; warm, seconds).
+"$repo/scripts/prepare-go.sh"
 exec ctest --test-dir "$build_dir" --output-on-failure --no-tests=error -j2

@@ -336,3 +336,63 @@ def corr_scenario_server(tmp_path_factory):
         raise
     yield server, scn, corr_scenario.expected(scn)
     check_clean_exit(server)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real backends (tests/e2e/backends.py): the Pyroscope stand-in (gopyro) and Jaeger v2, each
+# built once per session; gopyro / jaeger start fresh instances (stopped at teardown).
+# ---------------------------------------------------------------------------------------------
+
+
+def _need_go():
+    import backends
+
+    if not backends.have_go():
+        pytest.skip("Go toolchain not installed")
+    return backends
+
+
+@pytest.fixture(scope="session")
+def gopyro_bin(tmp_path_factory):
+    backends = _need_go()
+    out, _ = backends.go_build(backends.HERE / "gopyro", tmp_path_factory.mktemp("gopyro-bin") / "gopyro")
+    return out
+
+
+@pytest.fixture(scope="session")
+def jaeger_bin(tmp_path_factory):
+    """Jaeger v2 (cmd/jaeger of github.com/jaegertracing/jaeger v1.75.0, tests/e2e/gojaeger)."""
+    backends = _need_go()
+    out, secs = backends.go_build(backends.HERE / "gojaeger", tmp_path_factory.mktemp("jaeger-bin") / "jaeger",
+                                  "github.com/jaegertracing/jaeger/cmd/jaeger")
+    print(f"jaeger built in {secs:.1f} s")
+    return out
+
+
+@pytest.fixture
+def gopyro(gopyro_bin, tmp_path):
+    """gopyro(args=(), name="gopyro") starts a Pyroscope stand-in; stopped at teardown."""
+    import backends
+
+    started = []
+
+    def make(args=(), name="gopyro"):
+        g = backends.GoPyro(gopyro_bin, tmp_path / name, args)
+        started.append(g)
+        return g.start()
+
+    yield make
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture
+def jaeger(jaeger_bin, tmp_path):
+    """A running Jaeger v2 with an in-memory store (backends.Jaeger); stopped at teardown."""
+    import backends
+
+    j = backends.Jaeger(jaeger_bin, tmp_path / "jaeger")
+    try:
+        yield j.start()
+    finally:
+        j.stop()
