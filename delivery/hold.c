@@ -170,7 +170,7 @@ typedef struct group {
 
 typedef struct span_info {
     uint32_t tenant; /* + 1; 0 = empty slot */
-    uint8_t id[8], parent[8];
+    uint8_t id[8], parent[8], trace[16];
     uint64_t start, end;
     int64_t seen;
     uint8_t known, incomplete;
@@ -339,8 +339,30 @@ static span_info *span_find(hold *h, uint32_t tenant, const uint8_t id[8], int a
     return &h->sp[j];
 }
 
-/* 1 when span s is outer to span l (l NULL: no span): s contains l in time, and when both cover
- * the same time, l names s as its parent. An unknown l loses to a known s. */
+/* 1 when anc is an ancestor of x by parent ids, 0 when x's chain reaches its root without it,
+ * -1 when the chain runs into a span not known here. */
+static int is_ancestor(hold *h, uint32_t tenant, const span_info *anc, const span_info *x)
+{
+    static const uint8_t zero[8];
+    const span_info *cur = x;
+    for (int depth = 0; depth < 64; depth++) {
+        if (memcmp(cur->parent, zero, 8) == 0)
+            return 0;
+        if (memcmp(cur->parent, anc->id, 8) == 0)
+            return 1;
+        const span_info *up = span_find(h, tenant, cur->parent, 0);
+        if (!up || !up->known)
+            return -1;
+        cur = up;
+    }
+    return -1;
+}
+
+/* 1 when span s is outer to span l (l NULL: no span): s is an ancestor of l; when l's chain is
+ * not all known here (children arrive before their parents), when s is of l's trace and contains
+ * it in time (equal times: l names s as its parent). An unknown l loses to a known s. Ancestry
+ * first: an async child may outlive its parent; never across traces: a concurrent request's span
+ * covering the same time on the same thread is not outer. */
 static int outer(hold *h, uint32_t tenant, const sp_span_ref *s, const sp_span_ref *l)
 {
     if (!l)
@@ -353,7 +375,10 @@ static int outer(hold *h, uint32_t tenant, const sp_span_ref *s, const sp_span_r
         return 0;
     if (!li || !li->known)
         return 1;
-    if (si->start > li->start || si->end < li->end)
+    int anc = is_ancestor(h, tenant, si, li);
+    if (anc >= 0)
+        return anc;
+    if (memcmp(si->trace, li->trace, 16) != 0 || si->start > li->start || si->end < li->end)
         return 0;
     if (si->start == li->start && si->end == li->end)
         return memcmp(li->parent, s->span_id, 8) == 0;
@@ -633,6 +658,7 @@ static void take_spans(hold *h, uint32_t tenant, const sp_batch *b)
         if (!si)
             continue;
         memcpy(si->parent, sp->parent_span_id, 8);
+        memcpy(si->trace, sp->trace_id, 16);
         si->start = sp->start_ns;
         si->end = sp->end_ns;
         si->known = 1;
@@ -640,13 +666,31 @@ static void take_spans(hold *h, uint32_t tenant, const sp_batch *b)
     }
 }
 
-/* The outermost of a sample's spans (NULL: none). */
+static void mark_incomplete(hold *h, uint32_t tenant, const sp_span_ref *s);
+
+/* Two spans the correlator gave one observation to, neither inside the other (concurrent
+ * requests on one thread, a sample linked to one span while it ran inside another): the pushed
+ * sample names a (the label), so b's profile in Pyroscope is not whole (H3). Spans whose extent
+ * is unknown here are not judged. */
+static void check_unrelated(hold *h, uint32_t tenant, const sp_span_ref *a, const sp_span_ref *b)
+{
+    const span_info *ai = span_find(h, tenant, a->span_id, 0);
+    const span_info *bi = span_find(h, tenant, b->span_id, 0);
+    if (!ai || !bi || !ai->known || !bi->known || memcmp(a->span_id, b->span_id, 8) == 0)
+        return;
+    if (!outer(h, tenant, a, b) && !outer(h, tenant, b, a))
+        mark_incomplete(h, tenant, b); /* a (the label) has the sample; b does not */
+}
+
+/* The outermost of a sample's spans (NULL: none); spans of other chains are incomplete. */
 static const sp_span_ref *outermost(hold *h, uint32_t tenant, const sp_sample *s)
 {
     const sp_span_ref *best = NULL;
     for (uint32_t i = 0; i < s->nspans; i++)
         if (!best || outer(h, tenant, &s->spans[i], best))
             best = &s->spans[i];
+    for (uint32_t i = 0; i < s->nspans && s->nspans > 1; i++)
+        check_unrelated(h, tenant, best, &s->spans[i]);
     return best;
 }
 
@@ -769,6 +813,56 @@ static void mark_incomplete(hold *h, uint32_t tenant, const sp_span_ref *s)
     }
 }
 
+/* What a claim found among the portions of its stack. */
+typedef struct claim_scan {
+    int own, outer, unrelated;
+} claim_scan;
+
+/* Moves up to *want of the portions of (e, stack) in g to the claim: pass 0 takes portions
+ * labelled with a span inside the claim (the same observation, attached to a child first), pass
+ * 1 portions without a span. Inner first: a parent's claim must not take another observation's
+ * unlabelled value while its own sits under its child. */
+static void claim_pass(hold *h, uint32_t tenant, group *g, uint32_t e, uint32_t stack,
+                       const sp_span_ref *claim, int pass, int64_t *want, claim_scan *sc)
+{
+    mslot *head = m_find(g, (uint64_t)e << 32 | stack, HEAD, 0);
+    uint32_t span = UINT32_MAX;
+    for (uint32_t ri = head ? head->v - 1 : UINT32_MAX; ri != UINT32_MAX && *want > 0;
+         ri = g->r[ri].next) {
+        rec *r = &g->r[ri];
+        if (r->value <= 0)
+            continue;
+        const sp_span_ref *cur = r->span == NO_SPAN ? NULL : &g->refs[r->span];
+        if ((pass == 0) != (cur != NULL))
+            continue;
+        if (cur && memcmp(cur->span_id, claim->span_id, 8) == 0) {
+            sc->own = 1; /* labelled with the claim already (attached on arrival too) */
+            continue;
+        }
+        if (cur && !outer(h, tenant, claim, cur)) {
+            /* under an outer span (the claim is nested: fine), or under another chain's */
+            if (outer(h, tenant, cur, claim))
+                sc->outer = 1;
+            else
+                sc->unrelated = 1;
+            continue;
+        }
+        if (span == UINT32_MAX && (span = intern_ref(g, claim)) == UINT32_MAX)
+            return;
+        int64_t take = r->value < *want ? r->value : *want;
+        uint32_t lset = r->lset;
+        r->value -= take;
+        rec *to = rec_get(g, e, stack, lset, span); /* may move g->r */
+        if (!to) {
+            g->r[ri].value += take;
+            return;
+        }
+        to->value += take;
+        *want -= take;
+        h->st.moved_total++;
+    }
+}
+
 /* An attach_only sample: its span claims value v of this stack at ts (H2, H3). */
 static void take_amendment(hold *h, uint32_t tenant, const sp_profile *p, const sp_sample *s,
                            stackbuf *sb)
@@ -783,45 +877,27 @@ static void take_amendment(hold *h, uint32_t tenant, const sp_profile *p, const 
         if (want <= 0)
             continue;
         int64_t bucket = floor_div(hold_obs_ts(p, s, k, h->now), HOLD_BUCKET_NS) * 10;
-        int held_somewhere = 0, nested = 0;
-        for (uint32_t gi = 0; gi < h->ng && want > 0; gi++) {
-            group *g = h->g[gi];
-            if (g->id.bucket_s != bucket)
-                continue;
-            if (g->id.gen == 0)
-                held_somewhere = 1;
-            uint32_t e = intern_entry(g, tenant, p);
-            uint32_t stack = intern_stack(g, sb);
-            if (e == UINT32_MAX || stack == UINT32_MAX)
-                continue;
-            mslot *head = m_find(g, (uint64_t)e << 32 | stack, HEAD, 0);
-            uint32_t span = UINT32_MAX;
-            for (uint32_t ri = head ? head->v - 1 : UINT32_MAX; ri != UINT32_MAX && want > 0;
-                 ri = g->r[ri].next) {
-                rec *r = &g->r[ri];
-                if (r->value <= 0 || (r->span != NO_SPAN && r->span == span))
+        int held_somewhere = 0;
+        claim_scan sc = {0, 0, 0};
+        /* pass 1 (unlabelled portions) only when no portion sits under a span outer to the
+         * claim: a nested claim (a child span arriving after its parent labelled the sample)
+         * would otherwise take another observation's unlabelled value; its outer span answers
+         * for the observation anyway, and a nested span is never marked */
+        for (int pass = 0; pass < 2 && !(pass == 1 && sc.outer); pass++)
+            for (uint32_t gi = 0; gi < h->ng && want > 0; gi++) {
+                group *g = h->g[gi];
+                if (g->id.bucket_s != bucket)
                     continue;
-                const sp_span_ref *cur = r->span == NO_SPAN ? NULL : &g->refs[r->span];
-                if (!outer(h, tenant, claim, cur)) {
-                    nested = 1;
-                    continue;
-                }
-                if (span == UINT32_MAX && (span = intern_ref(g, claim)) == UINT32_MAX)
-                    break;
-                int64_t take = r->value < want ? r->value : want;
-                uint32_t lset = r->lset;
-                r->value -= take;
-                rec *to = rec_get(g, e, stack, lset, span); /* may move g->r */
-                if (!to) {
-                    g->r[ri].value += take;
-                    break;
-                }
-                to->value += take;
-                want -= take;
-                h->st.moved_total++;
+                held_somewhere |= g->id.gen == 0;
+                uint32_t e = intern_entry(g, tenant, p);
+                uint32_t stack = intern_stack(g, sb);
+                if (e != UINT32_MAX && stack != UINT32_MAX)
+                    claim_pass(h, tenant, g, e, stack, claim, pass, &want, &sc);
             }
-        }
-        if (want > 0 && !nested && !held_somewhere)
+        /* H3: what the claim could not take is pushed without it: the bucket already left, or
+         * the observation went out under another chain's span. Not judged when the claim is
+         * nested (its outer span answers) or already holds such a portion. */
+        if (want > 0 && !sc.own && !sc.outer && (sc.unrelated || !held_somewhere))
             mark_incomplete(h, tenant, claim);
     }
 }
