@@ -128,8 +128,7 @@ static void bt_free(bt *t)
 /* ---- records ---- */
 
 #define NO_SPAN         UINT32_MAX
-#define PUSH_GROUPS_MAX 16         /* groups one profile can touch (a ticket holds as many) */
-#define HEAD            UINT64_MAX /* second key of an (entry, stack) → first record slot */
+#define PUSH_GROUPS_MAX 16 /* groups one profile can touch (a ticket holds as many) */
 
 typedef struct rec {
     uint32_t entry, stack, lset, span; /* span: index into group.refs, NO_SPAN = none */
@@ -137,10 +136,13 @@ typedef struct rec {
     int64_t value;
 } rec;
 
-typedef struct mslot {
-    uint64_t k1, k2;
-    uint32_t v; /* record index + 1; 0 = empty */
-} mslot;
+/* Two open-addressing tables of record indices (+ 1; 0 = empty) whose keys are read from the
+ * records themselves: 4 bytes a slot. At 1 M samples/s a table of full keys was half the hold. */
+typedef struct imap {
+    uint32_t *slot;
+    uint32_t n; /* a power of two, or 0 */
+    uint32_t used;
+} imap;
 
 typedef struct entry {
     uint32_t tenant;   /* into hold.tenants */
@@ -163,8 +165,8 @@ typedef struct group {
     bt refkeys;
     rec *r;
     uint32_t nr, capr;
-    mslot *m;
-    uint32_t nm;
+    imap byrec;   /* (entry, stack, lset, span) → record */
+    imap bystack; /* (entry, stack) → the newest record of that stack (chain by rec.next) */
     size_t bytes;
 } group;
 
@@ -192,7 +194,7 @@ static size_t group_bytes(const group *g)
     return sizeof *g + bt_bytes(&g->names) + bt_bytes(&g->stacks) + bt_bytes(&g->lsets) +
            bt_bytes(&g->shapes) + bt_bytes(&g->ekeys) + bt_bytes(&g->refkeys) +
            (size_t)g->cape * sizeof *g->e + (size_t)g->caprefs * sizeof *g->refs +
-           (size_t)g->capr * sizeof *g->r + (size_t)g->nm * sizeof *g->m;
+           (size_t)g->capr * sizeof *g->r + ((size_t)g->byrec.n + g->bystack.n) * sizeof(uint32_t);
 }
 
 static void group_free(group *g)
@@ -206,52 +208,93 @@ static void group_free(group *g)
     free(g->e);
     free(g->refs);
     free(g->r);
-    free(g->m);
+    free(g->byrec.slot);
+    free(g->bystack.slot);
     free(g);
 }
 
-static mslot *m_find(group *g, uint64_t k1, uint64_t k2, int add)
+static uint32_t mix(uint64_t a, uint64_t b)
 {
-    if (add && (g->nr + 1) * 4 > g->nm) {
-        uint32_t nn = g->nm ? g->nm * 2 : 256;
-        mslot *m = calloc(nn, sizeof *m);
-        if (!m)
-            return NULL;
-        for (uint32_t i = 0; i < g->nm; i++) {
-            if (!g->m[i].v)
-                continue;
-            uint64_t h = hash_bytes(&g->m[i].k1, 16, 7);
-            uint32_t j = (uint32_t)h & (nn - 1);
-            while (m[j].v)
-                j = (j + 1) & (nn - 1);
-            m[j] = g->m[i];
-        }
-        free(g->m);
-        g->m = m;
-        g->nm = nn;
-    }
-    if (!g->nm)
-        return NULL;
-    uint64_t key[2] = {k1, k2};
-    uint32_t j = (uint32_t)hash_bytes(key, 16, 7) & (g->nm - 1);
-    for (; g->m[j].v; j = (j + 1) & (g->nm - 1))
-        if (g->m[j].k1 == k1 && g->m[j].k2 == k2)
-            return &g->m[j];
-    if (!add)
-        return NULL;
-    g->m[j].k1 = k1;
-    g->m[j].k2 = k2;
-    return &g->m[j]; /* v == 0: the caller fills it */
+    uint64_t h = a * 0x9e3779b97f4a7c15ULL ^ (b + 0x632be59bd9b4e019ULL) * 0xc2b2ae3d27d4eb4fULL;
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    return (uint32_t)(h ^ (h >> 29));
 }
 
-/* The record (entry, stack, lset, span), created with value 0 when new. The chain head is
- * claimed before the record's own slot, so the two new keys never land in one empty slot. */
+static uint32_t hash_rec(const rec *r)
+{
+    return mix((uint64_t)r->entry << 32 | r->stack, (uint64_t)r->lset << 32 | r->span);
+}
+
+static uint32_t hash_stack(uint32_t e, uint32_t stack)
+{
+    return mix((uint64_t)e << 32 | stack, 0);
+}
+
+/* The slot of (e, stack, lset, span) in byrec (its record, or the empty slot to fill). */
+static uint32_t *byrec_slot(group *g, uint32_t e, uint32_t stack, uint32_t lset, uint32_t span)
+{
+    if (!g->byrec.n)
+        return NULL;
+    rec key = {e, stack, lset, span, 0, 0};
+    uint32_t j = hash_rec(&key) & (g->byrec.n - 1);
+    for (; g->byrec.slot[j]; j = (j + 1) & (g->byrec.n - 1)) {
+        const rec *r = &g->r[g->byrec.slot[j] - 1];
+        if (r->entry == e && r->stack == stack && r->lset == lset && r->span == span)
+            break;
+    }
+    return &g->byrec.slot[j];
+}
+
+static uint32_t *bystack_slot(group *g, uint32_t e, uint32_t stack)
+{
+    if (!g->bystack.n)
+        return NULL;
+    uint32_t j = hash_stack(e, stack) & (g->bystack.n - 1);
+    for (; g->bystack.slot[j]; j = (j + 1) & (g->bystack.n - 1)) {
+        const rec *r = &g->r[g->bystack.slot[j] - 1];
+        if (r->entry == e && r->stack == stack)
+            break;
+    }
+    return &g->bystack.slot[j];
+}
+
+/* Doubles a table (load kept under a half), rehashing from the records. */
+static int imap_grow(group *g, imap *m, int by_stack)
+{
+    uint32_t nn = m->n ? m->n * 2 : 256;
+    uint32_t *ns = calloc(nn, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (uint32_t i = 0; i < m->n; i++) {
+        uint32_t v = m->slot[i];
+        if (!v)
+            continue;
+        const rec *r = &g->r[v - 1];
+        uint32_t j = (by_stack ? hash_stack(r->entry, r->stack) : hash_rec(r)) & (nn - 1);
+        while (ns[j])
+            j = (j + 1) & (nn - 1);
+        ns[j] = v;
+    }
+    free(m->slot);
+    m->slot = ns;
+    m->n = nn;
+    return 0;
+}
+
+/* The first record of (e, stack): the head of its chain, UINT32_MAX when none. */
+static uint32_t stack_head(group *g, uint32_t e, uint32_t stack)
+{
+    uint32_t *s = bystack_slot(g, e, stack);
+    return s && *s ? *s - 1 : UINT32_MAX;
+}
+
+/* The record (entry, stack, lset, span), created with value 0 when new. */
 static rec *rec_get(group *g, uint32_t e, uint32_t stack, uint32_t lset, uint32_t span)
 {
-    uint64_t k1 = (uint64_t)e << 32 | stack, k2 = (uint64_t)lset << 32 | span;
-    mslot *s = m_find(g, k1, k2, 0);
-    if (s)
-        return &g->r[s->v - 1];
+    uint32_t *s = byrec_slot(g, e, stack, lset, span);
+    if (s && *s)
+        return &g->r[*s - 1];
     if (g->nr == g->capr) {
         uint32_t nc = g->capr ? g->capr * 2 : 256;
         rec *r = realloc(g->r, nc * sizeof *r);
@@ -260,26 +303,19 @@ static rec *rec_get(group *g, uint32_t e, uint32_t stack, uint32_t lset, uint32_
         g->r = r;
         g->capr = nc;
     }
-    uint32_t idx = g->nr;
-    mslot *head = m_find(g, k1, HEAD, 1);
-    if (!head)
+    if (((g->byrec.used + 1) * 2 > g->byrec.n && imap_grow(g, &g->byrec, 0)) ||
+        ((g->bystack.used + 1) * 2 > g->bystack.n && imap_grow(g, &g->bystack, 1)))
         return NULL;
-    uint32_t next = head->v ? head->v - 1 : UINT32_MAX;
-    head->v = idx + 1;
-    s = m_find(g, k1, k2, 1);
-    if (!s) { /* out of memory growing the map: undo the head */
-        head = m_find(g, k1, HEAD, 0);
-        if (next == UINT32_MAX) {
-            if (head)
-                head->v = 0;
-        } else if (head) {
-            head->v = next + 1;
-        }
-        return NULL;
-    }
-    s->v = idx + 1;
-    g->nr++;
-    g->r[idx] = (rec){e, stack, lset, span, next, 0};
+    uint32_t idx = g->nr++;
+    g->r[idx] = (rec){e, stack, lset, span, UINT32_MAX, 0};
+    *byrec_slot(g, e, stack, lset, span) = idx + 1;
+    g->byrec.used++;
+    uint32_t *h = bystack_slot(g, e, stack);
+    if (*h)
+        g->r[idx].next = *h - 1;
+    else
+        g->bystack.used++;
+    *h = idx + 1;
     g->e[e].nrecords++;
     return &g->r[idx];
 }
@@ -825,10 +861,8 @@ typedef struct claim_scan {
 static void claim_pass(hold *h, uint32_t tenant, group *g, uint32_t e, uint32_t stack,
                        const sp_span_ref *claim, int pass, int64_t *want, claim_scan *sc)
 {
-    mslot *head = m_find(g, (uint64_t)e << 32 | stack, HEAD, 0);
     uint32_t span = UINT32_MAX;
-    for (uint32_t ri = head ? head->v - 1 : UINT32_MAX; ri != UINT32_MAX && *want > 0;
-         ri = g->r[ri].next) {
+    for (uint32_t ri = stack_head(g, e, stack); ri != UINT32_MAX && *want > 0; ri = g->r[ri].next) {
         rec *r = &g->r[ri];
         if (r->value <= 0)
             continue;
