@@ -13,7 +13,7 @@
  * group), the journal's peak bytes on disk, the hold's peak memory, and the bytes pushed per
  * second and per sample.
  *
- *   build/bench/bench_hold [rate=1000000] [seconds=90] [batch=5000] [delay_s=30]
+ *   build/bench/bench_hold [rate=1000000] [seconds=90] [batch=5000] [delay_s=30] [hold_mib=256]
  */
 #include "bench_util.h"
 
@@ -138,6 +138,7 @@ int main(int argc, char **argv)
     uint32_t batch = argc > 3 ? (uint32_t)atoi(argv[3]) : 5000;
     /* delay_s < 0: no hold (--pyroscope-push-on-arrival), the A of an A/B */
     int64_t delay = (argc > 4 ? atoll(argv[4]) : 30) * S;
+    size_t hold_mib = argc > 5 ? (size_t)atoll(argv[5]) : 256;
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     dictionary(&rng);
     char dir[] = "/tmp/bench_hold.XXXXXX";
@@ -147,6 +148,7 @@ int main(int argc, char **argv)
     pusher_options o = {.data_dir = dir,
                         .http = {.url = "http://127.0.0.1:9"},
                         .delay_ns = delay,
+                        .hold_max_bytes = hold_mib << 20,
                         .deliver = sink,
                         .clock_ns = clk};
     pusher *p;
@@ -164,7 +166,9 @@ int main(int argc, char **argv)
     int64_t journal_peak = 0;
     uint64_t hold_peak = 0, samples = 0, obs = 0;
     uint64_t bytes_mark = 0;
-    int64_t mark_second = seconds / 3; /* steady state: from here on */
+    /* steady state from here on: the first buckets have left (delay + a bucket + the 5 s the
+     * load's timestamps lag) */
+    int64_t mark_second = delay / S + 16 < seconds - 10 ? delay / S + 16 : seconds / 3;
     for (int sec = 0; sec < seconds; sec++) {
         for (int64_t k = 0; k < per_second; k++) {
             vclock += S / per_second;
@@ -261,8 +265,9 @@ int main(int argc, char **argv)
     usleep(200000); /* the sink has what the last releases queued */
     uint64_t steady_bytes = atomic_load(&pushed_bytes) - bytes_mark;
     int steady_s = seconds - 1 - mark_second;
-    printf("bench_hold: rate %lld samples/s (virtual), %d s, %u samples per Export, delay %lld s\n",
-           (long long)rate, seconds, batch, (long long)(delay / S));
+    printf("bench_hold: rate %lld samples/s (virtual), %d s, %u samples per Export, delay %lld s, "
+           "hold budget %zu MiB\n",
+           (long long)rate, seconds, batch, (long long)(delay / S), hold_mib);
     printf("  CPU stage+commit (journal + hold): %.3f us/sample\n",
            cpu_ingest * 1e6 / (double)samples);
     printf("  CPU releases (merge, pprof, gzip): %.3f us/sample\n",
