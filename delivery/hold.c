@@ -13,21 +13,11 @@
  * same stack whose span lies inside the claiming one; two inner spans of one stack in one bucket
  * are interchangeable for it (both become the claiming span).
  */
-#include "hold.h"
+#include "hold_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- byte-key intern table ---- */
-
-typedef struct bt {
-    uint8_t *blob;
-    size_t nblob, capblob;
-    uint64_t *off; /* off[id] = start << 24 | len (keys < 16 MiB) */
-    uint32_t n, cap;
-    uint32_t *slots, nslots; /* id + 1 */
-} bt;
 
 static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
 {
@@ -38,13 +28,13 @@ static uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
     return h ^ (h >> 29);
 }
 
-static const uint8_t *bt_key(const bt *t, uint32_t id, uint32_t *len)
+const uint8_t *hold_bt_key(const bt *t, uint32_t id, uint32_t *len)
 {
     *len = (uint32_t)(t->off[id] & 0xffffff);
     return t->blob + (t->off[id] >> 24);
 }
 
-static int bt_grow_slots(bt *t)
+static int hold_bt_grow_slots(bt *t)
 {
     uint32_t ns = t->nslots ? t->nslots * 2 : 64;
     uint32_t *s = calloc(ns, sizeof *s);
@@ -52,7 +42,7 @@ static int bt_grow_slots(bt *t)
         return -1;
     for (uint32_t id = 0; id < t->n; id++) {
         uint32_t len;
-        const uint8_t *k = bt_key(t, id, &len);
+        const uint8_t *k = hold_bt_key(t, id, &len);
         uint32_t i = (uint32_t)hash_bytes(k, len, 0) & (ns - 1);
         while (s[i])
             i = (i + 1) & (ns - 1);
@@ -65,7 +55,7 @@ static int bt_grow_slots(bt *t)
 }
 
 /* Id of key, added when add; UINT32_MAX when absent or out of memory. */
-static uint32_t bt_get(bt *t, const void *key, size_t len, int add)
+uint32_t hold_bt_get(bt *t, const void *key, size_t len, int add)
 {
     if (len >= 0xffffff)
         return UINT32_MAX;
@@ -73,14 +63,14 @@ static uint32_t bt_get(bt *t, const void *key, size_t len, int add)
         uint32_t i = (uint32_t)hash_bytes(key, len, 0) & (t->nslots - 1);
         for (; t->slots[i]; i = (i + 1) & (t->nslots - 1)) {
             uint32_t kl;
-            const uint8_t *k = bt_key(t, t->slots[i] - 1, &kl);
+            const uint8_t *k = hold_bt_key(t, t->slots[i] - 1, &kl);
             if (kl == len && memcmp(k, key, len) == 0)
                 return t->slots[i] - 1;
         }
     }
     if (!add)
         return UINT32_MAX;
-    if ((t->n + 1) * 2 > t->nslots && bt_grow_slots(t))
+    if ((t->n + 1) * 2 > t->nslots && hold_bt_grow_slots(t))
         return UINT32_MAX;
     if (t->n == t->cap) {
         uint32_t nc = t->cap ? t->cap * 2 : 64;
@@ -112,12 +102,12 @@ static uint32_t bt_get(bt *t, const void *key, size_t len, int add)
     return id;
 }
 
-static size_t bt_bytes(const bt *t)
+size_t hold_bt_bytes(const bt *t)
 {
     return t->capblob + (size_t)t->cap * 8 + (size_t)t->nslots * 4;
 }
 
-static void bt_free(bt *t)
+void hold_bt_free(bt *t)
 {
     free(t->blob);
     free(t->off);
@@ -125,86 +115,23 @@ static void bt_free(bt *t)
     memset(t, 0, sizeof *t);
 }
 
-/* ---- records ---- */
-
-#define NO_SPAN         UINT32_MAX
-#define PUSH_GROUPS_MAX 16 /* groups one profile can touch (a ticket holds as many) */
-
-typedef struct rec {
-    uint32_t entry, stack, lset, span; /* span: index into group.refs, NO_SPAN = none */
-    uint32_t next;                     /* next record of (entry, stack), UINT32_MAX = end */
-    int64_t value;
-} rec;
-
-/* Two open-addressing tables of record indices (+ 1; 0 = empty) whose keys are read from the
- * records themselves: 4 bytes a slot. At 1 M samples/s a table of full keys was half the hold. */
-typedef struct imap {
-    uint32_t *slot;
-    uint32_t n; /* a power of two, or 0 */
-    uint32_t used;
-} imap;
-
-typedef struct entry {
-    uint32_t tenant;   /* into hold.tenants */
-    uint32_t shape;    /* into group.shapes */
-    uint32_t nrecords; /* for the stats */
-    int64_t period;    /* the first sender's (attach_only profiles carry none) */
-} entry;
-
-typedef struct group {
-    hold_group_id id;
-    int64_t release_at, first_arrival;
-    double arrival_ms_sum; /* Σ arrival time (ms) over the observations held: the mean delay */
-    uint64_t nobs;
-    int pins;
-    bt names, stacks, lsets, shapes, ekeys;
-    entry *e;
-    uint32_t ne, cape;
-    sp_span_ref *refs;
-    uint32_t nrefs, caprefs;
-    bt refkeys;
-    rec *r;
-    uint32_t nr, capr;
-    imap byrec;   /* (entry, stack, lset, span) → record */
-    imap bystack; /* (entry, stack) → the newest record of that stack (chain by rec.next) */
-    size_t bytes;
-} group;
-
-typedef struct span_info {
-    uint32_t tenant; /* + 1; 0 = empty slot */
-    uint8_t id[8], parent[8], trace[16];
-    uint64_t start, end;
-    int64_t seen;
-    uint8_t known, incomplete;
-} span_info;
-
-struct hold {
-    hold_options o;
-    group **g;
-    uint32_t ng, capg;
-    bt tenants;
-    span_info *sp;
-    uint32_t nsp, capsp; /* open addressing, capsp a power of two */
-    int64_t now;
-    hold_stats st;
-};
-
-static size_t group_bytes(const group *g)
+size_t hold_group_bytes(const group *g)
 {
-    return sizeof *g + bt_bytes(&g->names) + bt_bytes(&g->stacks) + bt_bytes(&g->lsets) +
-           bt_bytes(&g->shapes) + bt_bytes(&g->ekeys) + bt_bytes(&g->refkeys) +
-           (size_t)g->cape * sizeof *g->e + (size_t)g->caprefs * sizeof *g->refs +
-           (size_t)g->capr * sizeof *g->r + ((size_t)g->byrec.n + g->bystack.n) * sizeof(uint32_t);
+    return sizeof *g + hold_bt_bytes(&g->names) + hold_bt_bytes(&g->stacks) +
+           hold_bt_bytes(&g->lsets) + hold_bt_bytes(&g->shapes) + hold_bt_bytes(&g->ekeys) +
+           hold_bt_bytes(&g->refkeys) + (size_t)g->cape * sizeof *g->e +
+           (size_t)g->caprefs * sizeof *g->refs + (size_t)g->capr * sizeof *g->r +
+           ((size_t)g->byrec.n + g->bystack.n) * sizeof(uint32_t);
 }
 
-static void group_free(group *g)
+void hold_group_free(group *g)
 {
-    bt_free(&g->names);
-    bt_free(&g->stacks);
-    bt_free(&g->lsets);
-    bt_free(&g->shapes);
-    bt_free(&g->ekeys);
-    bt_free(&g->refkeys);
+    hold_bt_free(&g->names);
+    hold_bt_free(&g->stacks);
+    hold_bt_free(&g->lsets);
+    hold_bt_free(&g->shapes);
+    hold_bt_free(&g->ekeys);
+    hold_bt_free(&g->refkeys);
     free(g->e);
     free(g->refs);
     free(g->r);
@@ -605,11 +532,11 @@ static uint32_t intern_stack(group *g, const stackbuf *sb)
 {
     uint32_t ids[512];
     for (uint32_t i = 0; i < sb->n; i++) {
-        ids[i] = bt_get(&g->names, sb->names[i], strlen(sb->names[i]), 1);
+        ids[i] = hold_bt_get(&g->names, sb->names[i], strlen(sb->names[i]), 1);
         if (ids[i] == UINT32_MAX)
             return UINT32_MAX;
     }
-    return bt_get(&g->stacks, ids, sb->n * sizeof *ids, 1);
+    return hold_bt_get(&g->stacks, ids, sb->n * sizeof *ids, 1);
 }
 
 /* A sample's labels as one key: key\0str\0num\0unit\0 per label (strings of p). */
@@ -630,13 +557,13 @@ static uint32_t intern_lset(group *g, const sp_profile *p, const sp_sample *s)
             break;
         o += (size_t)w;
     }
-    return bt_get(&g->lsets, buf, o, 1);
+    return hold_bt_get(&g->lsets, buf, o, 1);
 }
 
 static uint32_t intern_ref(group *g, const sp_span_ref *r)
 {
     uint32_t before = g->refkeys.n;
-    uint32_t id = bt_get(&g->refkeys, r, sizeof *r, 1);
+    uint32_t id = hold_bt_get(&g->refkeys, r, sizeof *r, 1);
     if (id == UINT32_MAX || id < before)
         return id;
     if (g->nrefs == g->caprefs) {
@@ -664,12 +591,12 @@ static uint32_t intern_entry(group *g, uint32_t tenant, const sp_profile *p)
             return UINT32_MAX;
         o += (size_t)w + 1;
     }
-    uint32_t shape = bt_get(&g->shapes, buf, o, 1);
+    uint32_t shape = hold_bt_get(&g->shapes, buf, o, 1);
     if (shape == UINT32_MAX)
         return UINT32_MAX;
     uint32_t key[2] = {tenant, shape};
     uint32_t before = g->ekeys.n;
-    uint32_t e = bt_get(&g->ekeys, key, sizeof key, 1);
+    uint32_t e = hold_bt_get(&g->ekeys, key, sizeof key, 1);
     if (e != UINT32_MAX && e < before && !g->e[e].period)
         g->e[e].period = p->period;
     if (e == UINT32_MAX || e < before)
@@ -748,7 +675,7 @@ static pg_cache *cache_for(pg_cache *c, int *nc, group *g, uint32_t tenant, cons
     pg_cache *x = &c[(*nc)++];
     x->g = g;
     if (!g->lsets.n)
-        bt_get(&g->lsets, "", 0, 1);
+        hold_bt_get(&g->lsets, "", 0, 1);
     x->entry = intern_entry(g, tenant, p);
     x->loc_name = malloc((p->nlocations ? p->nlocations : 1) * sizeof *x->loc_name);
     if (x->loc_name)
@@ -774,7 +701,7 @@ static uint32_t stack_in(pg_cache *c, const sp_profile *p, const sp_sample *s, s
         sb->ntmp = 0;
         uint32_t got = frame_names(p, loc, sb->names, 512 - n, sb->tmp, &sb->ntmp);
         for (uint32_t k = 0; k < got; k++) {
-            uint32_t id = bt_get(&c->g->names, sb->names[k], strlen(sb->names[k]), 1);
+            uint32_t id = hold_bt_get(&c->g->names, sb->names[k], strlen(sb->names[k]), 1);
             if (id == UINT32_MAX)
                 return UINT32_MAX;
             ids[n++] = id;
@@ -782,7 +709,7 @@ static uint32_t stack_in(pg_cache *c, const sp_profile *p, const sp_sample *s, s
         if (got == 1 && loc < p->nlocations)
             c->loc_name[loc] = ids[n - 1];
     }
-    return bt_get(&c->g->stacks, ids, n * sizeof *ids, 1);
+    return hold_bt_get(&c->g->stacks, ids, n * sizeof *ids, 1);
 }
 
 static int take_observations(hold *h, uint32_t tenant, const sp_profile *p, int64_t plan_ns,
@@ -940,7 +867,7 @@ int hold_add(hold *h, const sp_batch *b, int64_t plan_ns, const hold_group_id *i
              sp_err *err)
 {
     const char *tn = b->tenant && *b->tenant ? b->tenant : "anonymous";
-    uint32_t tenant = bt_get(&h->tenants, tn, strlen(tn), 1);
+    uint32_t tenant = hold_bt_get(&h->tenants, tn, strlen(tn), 1);
     uint64_t lost = 0;
     stackbuf *sb = malloc(sizeof *sb);
     if (tenant == UINT32_MAX || !sb) {
@@ -971,269 +898,11 @@ int hold_add(hold *h, const sp_batch *b, int64_t plan_ns, const hold_group_id *i
 int hold_span_incomplete(hold *h, const char *tenant, const uint8_t span_id[8])
 {
     const char *tn = tenant && *tenant ? tenant : "anonymous";
-    uint32_t t = bt_get(&h->tenants, tn, strlen(tn), 0);
+    uint32_t t = hold_bt_get(&h->tenants, tn, strlen(tn), 0);
     if (t == UINT32_MAX)
         return 0;
     const span_info *si = span_find(h, t, span_id, 0);
     return si && si->incomplete;
-}
-
-/* ---- leaving ---- */
-
-typedef struct builder {
-    sp_arena *a;
-    const char **strs;
-    uint32_t ns, caps;
-} builder;
-
-static uint32_t b_str(builder *b, const char *s, size_t n)
-{
-    if (b->ns == b->caps) {
-        uint32_t nc = b->caps * 2;
-        const char **x = sp_arena_alloc(b->a, nc * sizeof *x);
-        if (!x)
-            return 0;
-        memcpy(x, b->strs, b->ns * sizeof *x);
-        b->strs = x;
-        b->caps = nc;
-    }
-    char *c = sp_arena_strndup(b->a, s, n);
-    if (!c)
-        return 0;
-    b->strs[b->ns] = c;
-    return b->ns++;
-}
-
-static int cmp_rec_entry(const void *x, const void *y, void *ud)
-{
-    const rec *r = ud;
-    const rec *a = &r[*(const uint32_t *)x], *b = &r[*(const uint32_t *)y];
-    if (a->entry != b->entry)
-        return a->entry < b->entry ? -1 : 1;
-    return *(const uint32_t *)x < *(const uint32_t *)y ? -1 : 1;
-}
-
-/* The profile of entry e from records idx[0..n). */
-static int build_entry(hold *h, group *g, uint32_t e, const uint32_t *idx, uint32_t n, sp_arena *a,
-                       sp_profile *p)
-{
-    (void)h;
-    memset(p, 0, sizeof *p);
-    builder b = {a, NULL, 1, 64};
-    b.strs = sp_arena_alloc(a, 64 * sizeof *b.strs);
-    uint32_t *nmap = sp_arena_calloc(a, g->names.n + 1, sizeof *nmap); /* name → location */
-    sp_sample *smp = sp_arena_calloc(a, n ? n : 1, sizeof *smp);
-    if (!b.strs || !nmap || !smp)
-        return SP_ENOMEM;
-    b.strs[0] = "";
-    /* the type and series from the shape key */
-    uint32_t klen;
-    const char *k = (const char *)bt_key(&g->shapes, g->e[e].shape, &klen);
-    const char *end = k + klen;
-    char *tid = sp_arena_strndup(a, k, strlen(k));
-    if (!tid)
-        return SP_ENOMEM;
-    p->type_id = tid;
-    const char *parts[5] = {"", "", "", "", ""};
-    char *tp = sp_arena_strndup(a, tid, strlen(tid));
-    for (int i = 0; i < 5 && tp; i++) {
-        parts[i] = tp;
-        char *c = strchr(tp, ':');
-        if (c)
-            *c++ = 0;
-        tp = c;
-    }
-    p->name = parts[0];
-    p->sample_type = b_str(&b, parts[1], strlen(parts[1]));
-    p->sample_unit = b_str(&b, parts[2], strlen(parts[2]));
-    p->period_type = b_str(&b, parts[3], strlen(parts[3]));
-    p->period_unit = b_str(&b, parts[4], strlen(parts[4]));
-    p->period = g->e[e].period;
-    uint32_t nkv = 0;
-    for (const char *q = k + strlen(k) + 1; q < end; q += strlen(q) + 1)
-        nkv++;
-    nkv /= 2;
-    p->series = sp_arena_calloc(a, nkv ? nkv : 1, sizeof *p->series);
-    if (!p->series)
-        return SP_ENOMEM;
-    const char *q = k + strlen(k) + 1;
-    for (uint32_t i = 0; i < nkv; i++) {
-        p->series[i].name = sp_arena_strndup(a, q, strlen(q));
-        q += strlen(q) + 1;
-        p->series[i].value = sp_arena_strndup(a, q, strlen(q));
-        q += strlen(q) + 1;
-    }
-    p->nseries = nkv;
-    /* functions and locations: one per name */
-    uint32_t nloc = 1;
-    sp_function *fn = sp_arena_calloc(a, g->names.n + 1, sizeof *fn);
-    sp_location *loc = sp_arena_calloc(a, g->names.n + 1, sizeof *loc);
-    sp_line *ln = sp_arena_calloc(a, g->names.n + 1, sizeof *ln);
-    if (!fn || !loc || !ln)
-        return SP_ENOMEM;
-    uint32_t ns = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const rec *r = &g->r[idx[i]];
-        if (r->value == 0)
-            continue;
-        sp_sample *s = &smp[ns];
-        uint32_t slen;
-        const uint32_t *ids = (const uint32_t *)(const void *)bt_key(&g->stacks, r->stack, &slen);
-        slen /= 4;
-        s->location_ids = sp_arena_alloc(a, (slen ? slen : 1) * sizeof *s->location_ids);
-        if (!s->location_ids)
-            return SP_ENOMEM;
-        for (uint32_t f = 0; f < slen; f++) {
-            uint32_t nid = ids[f];
-            if (!nmap[nid]) {
-                uint32_t nl;
-                const char *name = (const char *)bt_key(&g->names, nid, &nl);
-                uint32_t si = b_str(&b, name, nl);
-                if (!si)
-                    return SP_ENOMEM;
-                fn[nloc].name = fn[nloc].system_name = si;
-                ln[nloc].function_id = nloc;
-                loc[nloc].lines = &ln[nloc];
-                loc[nloc].nlines = 1;
-                nmap[nid] = nloc++;
-            }
-            s->location_ids[f] = nmap[nid];
-        }
-        s->nlocations = slen;
-        s->value = r->value;
-        if (r->span != NO_SPAN) {
-            s->spans = &g->refs[r->span];
-            s->nspans = 1;
-        }
-        if (r->lset) {
-            uint32_t ll;
-            const char *lk = (const char *)bt_key(&g->lsets, r->lset, &ll);
-            const char *le = lk + ll;
-            uint32_t nl = 0;
-            for (const char *x = lk; x < le; x += strlen(x) + 1)
-                nl++;
-            nl /= 4;
-            s->labels = sp_arena_calloc(a, nl ? nl : 1, sizeof *s->labels);
-            if (!s->labels)
-                return SP_ENOMEM;
-            const char *x = lk;
-            for (uint32_t li = 0; li < nl; li++) {
-                sp_label *l = &s->labels[li];
-                l->key = b_str(&b, x, strlen(x));
-                x += strlen(x) + 1;
-                l->str = *x ? b_str(&b, x, strlen(x)) : 0;
-                x += strlen(x) + 1;
-                l->num = strtoll(x, NULL, 10);
-                x += strlen(x) + 1;
-                l->num_unit = *x ? b_str(&b, x, strlen(x)) : 0;
-                x += strlen(x) + 1;
-            }
-            s->nlabels = nl;
-        }
-        ns++;
-    }
-    p->functions = fn;
-    p->nfunctions = nloc;
-    p->locations = loc;
-    p->nlocations = nloc;
-    p->mappings = sp_arena_calloc(a, 1, sizeof *p->mappings);
-    p->nmappings = 1;
-    p->samples = smp;
-    p->nsamples = ns;
-    p->strings = b.strs;
-    p->nstrings = b.ns;
-    p->time_nanos = g->id.bucket_s * 1000000000LL +
-                    (g->id.gen ? hold_late_offset(h->o.instance_slot, g->id.bucket_s, g->id.gen)
-                               : hold_bucket_offset(h->o.instance_slot));
-    p->duration_nanos = HOLD_BUCKET_NS;
-    return p->mappings ? 0 : SP_ENOMEM;
-}
-
-/* Emits every entry of g; 0, or the first emit error. */
-static int emit_group(hold *h, group *g, hold_emit_fn emit, void *ud)
-{
-    uint32_t *idx = malloc((g->nr ? g->nr : 1) * sizeof *idx);
-    sp_arena *a = sp_arena_new(0);
-    if (!idx || !a) {
-        free(idx);
-        sp_arena_free(a);
-        return SP_ENOMEM;
-    }
-    for (uint32_t i = 0; i < g->nr; i++)
-        idx[i] = i;
-    qsort_r(idx, g->nr, sizeof *idx, cmp_rec_entry, g->r);
-    int rc = 0;
-    for (uint32_t s = 0; s < g->nr && !rc;) {
-        uint32_t e = g->r[idx[s]].entry, t = s;
-        while (t < g->nr && g->r[idx[t]].entry == e)
-            t++;
-        sp_profile p;
-        sp_arena_reset(a);
-        rc = build_entry(h, g, e, idx + s, t - s, a, &p);
-        if (!rc && p.nsamples) {
-            uint32_t tl;
-            const uint8_t *tk = bt_key(&h->tenants, g->e[e].tenant, &tl);
-            char tenant[256];
-            snprintf(tenant, sizeof tenant, "%.*s", (int)tl, (const char *)tk);
-            rc = emit(ud, tenant, g->id, &p);
-        }
-        s = t;
-    }
-    sp_arena_free(a);
-    free(idx);
-    return rc;
-}
-
-static size_t total_bytes(hold *h)
-{
-    size_t n = (size_t)h->capsp * sizeof *h->sp + bt_bytes(&h->tenants);
-    for (uint32_t i = 0; i < h->ng; i++)
-        n += h->g[i]->bytes = group_bytes(h->g[i]);
-    return n;
-}
-
-int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
-                 void (*done)(void *ud, hold_group_id g), void *ud)
-{
-    h->now = now_ns > h->now ? now_ns : h->now;
-    int released = 0;
-    for (;;) {
-        size_t bytes = total_bytes(h);
-        group *pick = NULL;
-        uint32_t at = 0;
-        for (uint32_t i = 0; i < h->ng; i++) {
-            group *g = h->g[i];
-            if (g->pins)
-                continue;
-            if (!pick || g->release_at < pick->release_at) {
-                pick = g;
-                at = i;
-            }
-        }
-        if (!pick)
-            break;
-        int due = pick->release_at <= now_ns;
-        int early = !due && (all || bytes > h->o.max_bytes);
-        if (!due && !early)
-            break;
-        if (emit_group(h, pick, emit, ud))
-            break;
-        int64_t age = now_ns - pick->first_arrival;
-        h->st.delay_obs_ms_sum +=
-            (double)pick->nobs * ((double)now_ns / 1e6) - pick->arrival_ms_sum;
-        h->st.delay_obs_count += pick->nobs;
-        h->st.last_delay_ms = age / 1000000;
-        if (h->st.last_delay_ms > h->st.max_delay_ms)
-            h->st.max_delay_ms = h->st.last_delay_ms;
-        h->st.early_total += early;
-        hold_group_id id = pick->id;
-        h->g[at] = h->g[--h->ng];
-        group_free(pick);
-        if (done)
-            done(ud, id);
-        released++;
-    }
-    return released;
 }
 
 void hold_get_stats(hold *h, hold_stats *out)
@@ -1244,7 +913,7 @@ void hold_get_stats(hold *h, hold_stats *out)
         h->st.entries += h->g[i]->ne;
         h->st.records += h->g[i]->nr;
     }
-    h->st.bytes = total_bytes(h);
+    h->st.bytes = hold_total_bytes(h);
     *out = h->st;
 }
 
@@ -1269,9 +938,9 @@ void hold_free(hold *h)
     if (!h)
         return;
     for (uint32_t i = 0; i < h->ng; i++)
-        group_free(h->g[i]);
+        hold_group_free(h->g[i]);
     free(h->g);
     free(h->sp);
-    bt_free(&h->tenants);
+    hold_bt_free(&h->tenants);
     free(h);
 }
