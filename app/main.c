@@ -208,6 +208,8 @@ int main(int argc, char **argv)
         }
         sp_info("msg=\"forwarding traces\" to=\"%s\" protocol=%s", cfg.traces_forward_to,
                 cfg.traces_forward_protocol);
+        /* exported from start, 0 until a span is marked (opened after pipeline_start) */
+        sp_metrics_gauge_add("traces_forward_spans_marked_total", 0);
     }
     if (!router || !pl.corr || srv_admin_register(router, is_ready, &pl) != 0 ||
         app_config_write_yaml(&cfg, &config_yaml) != 0 ||

@@ -404,3 +404,27 @@ def test_basic_auth_over_tls(spanprof_factory, gopush, certs, tmp_path):
     rec, = g.records()
     assert rec["authorization"] == "Basic " + base64.b64encode(b"tenant-7:p4ss:word").decode()
     wait_for_metric(right.http_port, lambda m: m.total("spanprof_pyroscope_sent_total") == 1)
+
+
+def test_push_and_forward_counters_are_exported_from_start(spanprof_factory):
+    """With a Pyroscope backend and trace forwarding, a fresh server already exports the hold's
+    and the delivery's counters at 0, so a dashboard's rate() has the series before the first
+    event (nothing listens at the URLs: nothing is sent)."""
+    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                               f"http://127.0.0.1:{free_port()}", "--traces-forward-to",
+                               f"http://127.0.0.1:{free_port()}/v1/traces"])
+    m = scrape(server.http_port)
+    for name in ("spanprof_pyroscope_hold_groups", "spanprof_pyroscope_hold_bytes",
+                 "spanprof_pyroscope_hold_observations_total",
+                 "spanprof_pyroscope_hold_moved_to_outer_span_total",
+                 "spanprof_pyroscope_hold_released_early_total",
+                 "spanprof_pyroscope_hold_late_groups_total",
+                 "spanprof_pyroscope_spans_incomplete_total",
+                 "spanprof_pyroscope_hold_delay_milliseconds_sum",
+                 "spanprof_pyroscope_hold_delay_milliseconds_count",
+                 "spanprof_pyroscope_hold_recovered_files_total",
+                 "spanprof_pyroscope_hold_unheld_batches_total",
+                 "spanprof_pyroscope_sent_total", "spanprof_pyroscope_dropped_total",
+                 "spanprof_traces_forward_sent_total", "spanprof_traces_forward_spans_marked_total"):
+        assert m.series(name), f"{name} is not exported by a fresh server"
+        assert m.total(name) == 0, name
