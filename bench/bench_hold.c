@@ -14,6 +14,7 @@
  * second and per sample.
  *
  *   build/bench/bench_hold [rate=1000000] [seconds=90] [batch=5000] [delay_s=30] [hold_mib=256]
+ *                          [journal_mib=256: --outbox-max-bytes, which bounds the journal too]
  */
 #include "bench_util.h"
 
@@ -139,6 +140,7 @@ int main(int argc, char **argv)
     /* delay_s < 0: no hold (--pyroscope-push-on-arrival), the A of an A/B */
     int64_t delay = (argc > 4 ? atoll(argv[4]) : 30) * S;
     size_t hold_mib = argc > 5 ? (size_t)atoll(argv[5]) : 256;
+    uint64_t journal_mib = argc > 6 ? (uint64_t)atoll(argv[6]) : 256;
     uint64_t rng = 0x9e3779b97f4a7c15ULL;
     dictionary(&rng);
     char dir[] = "/tmp/bench_hold.XXXXXX";
@@ -149,6 +151,7 @@ int main(int argc, char **argv)
                         .http = {.url = "http://127.0.0.1:9"},
                         .delay_ns = delay,
                         .hold_max_bytes = hold_mib << 20,
+                        .max_bytes = journal_mib << 20,
                         .deliver = sink,
                         .clock_ns = clk};
     pusher *p;
@@ -266,8 +269,9 @@ int main(int argc, char **argv)
     uint64_t steady_bytes = atomic_load(&pushed_bytes) - bytes_mark;
     int steady_s = seconds - 1 - mark_second;
     printf("bench_hold: rate %lld samples/s (virtual), %d s, %u samples per Export, delay %lld s, "
-           "hold budget %zu MiB\n",
-           (long long)rate, seconds, batch, (long long)(delay / S), hold_mib);
+           "hold budget %zu MiB, journal cap %llu MiB\n",
+           (long long)rate, seconds, batch, (long long)(delay / S), hold_mib,
+           (unsigned long long)journal_mib);
     printf("  CPU stage+commit (journal + hold): %.3f us/sample\n",
            cpu_ingest * 1e6 / (double)samples);
     printf("  CPU releases (merge, pprof, gzip): %.3f us/sample\n",

@@ -91,7 +91,8 @@ void hold_unpin(hold *h, const hold_group_id *ids, int n);
 /* One released profile. The profile and its strings live until emit returns. */
 typedef int (*hold_emit_fn)(void *ud, const char *tenant, hold_group_id g, const sp_profile *p);
 
-/* Releases every unpinned group due at now_ns (all = 1: every unpinned group, e.g. at shutdown).
+/* Releases every unpinned group due at now_ns (all = 1: every unpinned group, e.g. at shutdown;
+ * all = 2: the oldest unpinned group, due or not, and the due ones after it — a caller's budget).
  * For each group: emit() per (tenant, series) profile, then done() once with the group (after
  * which the group is gone). An emit error keeps the group for the next call. Returns the number
  * of groups released. */

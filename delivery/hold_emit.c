@@ -241,10 +241,12 @@ int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
         }
         if (!pick)
             break;
-        int due = pick->release_at <= now_ns;
+        int due = pick->release_at <= now_ns && all != 2;
         int early = !due && (all || bytes > h->o.max_bytes);
         if (!due && !early)
             break;
+        if (all == 2) /* the oldest one only: the caller's own budget */
+            all = 0;
         if (emit_group(h, pick, emit, ud))
             break;
         int64_t age = now_ns - pick->first_arrival;

@@ -222,7 +222,7 @@ static int journal_encode(const char *tenant, const sp_buf *payload, sp_buf *out
 
 typedef struct jfile {
     hold_group_id g;
-    uint64_t seq;
+    uint64_t seq, size;
 } jfile;
 
 struct pusher {
@@ -237,6 +237,7 @@ struct pusher {
     jfile *files;  /* committed journal files, by group */
     size_t nfiles, capfiles;
     uint64_t unheld, recovered;
+    uint64_t journal_bytes, journal_max; /* past the max the oldest groups leave early */
 };
 
 static void jpath(const pusher *p, hold_group_id g, uint64_t seq, const char *ext, char *out,
@@ -390,6 +391,7 @@ int pusher_stage(pusher *p, const sp_batch *b, pusher_ticket *t, sp_err *err)
             rc = sp_fail(err, SP_ENOMEM, "pyroscope: out of memory");
         char path[4200];
         jpath(p, t->groups[i], t->seqs[i], "tmp", path, sizeof path);
+        t->sizes[i] = file.len;
         if (!rc && write_file(path, file.data, file.len, p->fsync) != 0)
             rc = sp_fail(err, SP_EUNAVAIL, "pyroscope: cannot write %s: %s", path, strerror(errno));
     }
@@ -446,7 +448,8 @@ int pusher_commit(pusher *p, const sp_batch *b, pusher_ticket *t, sp_err *err)
             p->files = f;
             p->capfiles = nc;
         }
-        p->files[p->nfiles++] = (jfile){t->groups[i], t->seqs[i]};
+        p->files[p->nfiles++] = (jfile){t->groups[i], t->seqs[i], t->sizes[i]};
+        p->journal_bytes += t->sizes[i];
     }
     sp_err herr = {0};
     if (hold_add(p->h, b, t->plan_ns, t->groups, t->ngroups, &herr)) {
@@ -513,6 +516,7 @@ static void group_done(void *ud, hold_group_id g)
                 jpath(p, g, p->files[i].seq, "hold", path, sizeof path);
                 unlink(path);
             }
+            p->journal_bytes -= p->files[i].size;
             continue;
         }
         p->files[w++] = p->files[i];
@@ -542,6 +546,7 @@ static void publish(pusher *p)
     sp_metrics_gauge_set("pyroscope_hold_delay_milliseconds_count", (int64_t)st.delay_obs_count);
     sp_metrics_gauge_set("pyroscope_hold_delay_max_milliseconds", st.max_delay_ms);
     sp_metrics_gauge_set("pyroscope_hold_unheld_batches_total", (int64_t)p->unheld);
+    sp_metrics_gauge_set("pyroscope_hold_journal_bytes", (int64_t)p->journal_bytes);
     sp_metrics_gauge_set("pyroscope_hold_recovered_files_total", (int64_t)p->recovered);
 }
 
@@ -551,6 +556,12 @@ void pusher_tick(pusher *p, int64_t now_ns)
         return;
     pthread_mutex_lock(&p->mu);
     hold_release(p->h, now_ns, 0, emit_profile, group_done, p);
+    /* The journal is on disk what the hold is in memory: the queue's byte cap bounds it too. */
+    uint64_t before = UINT64_MAX;
+    while (p->journal_bytes > p->journal_max && p->journal_bytes < before) {
+        before = p->journal_bytes;
+        hold_release(p->h, now_ns, 2, emit_profile, group_done, p);
+    }
     publish(p);
     pthread_mutex_unlock(&p->mu);
 }
@@ -736,6 +747,7 @@ int pusher_open(pusher **out, const pusher_options *o, sp_err *err)
     snprintf(dir, sizeof dir, "%s/outbox/pyroscope", dd);
     snprintf(p->dir, sizeof p->dir, "%s/outbox/pyroscope-hold", dd);
     p->fsync = o->fsync;
+    p->journal_max = o->max_bytes ? o->max_bytes : (uint64_t)256 << 20;
     p->clock_ns = o->clock_ns ? o->clock_ns : realtime_ns;
     static const char *const headers[] = {"Connect-Protocol-Version: 1", NULL};
     outbox_options oo = {

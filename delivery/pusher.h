@@ -48,6 +48,7 @@ typedef struct pusher_ticket {
     int ngroups;
     hold_group_id groups[PUSHER_MAX_GROUPS];
     uint64_t seqs[PUSHER_MAX_GROUPS];
+    uint64_t sizes[PUSHER_MAX_GROUPS]; /* the journal files' bytes */
     int64_t plan_ns;
 } pusher_ticket;
 

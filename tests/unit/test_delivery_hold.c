@@ -386,6 +386,19 @@ static void test_pinned_groups_wait_and_the_budget_releases_early(void **state)
     hold_get_stats(h, &st);
     assert_int_equal(st.early_total, 1);
     assert_int_equal(sum_of(NULL, '*'), 10);
+    hold_free(h);
+    /* a caller's own budget (the journal's bytes): all = 2 lets the oldest group alone leave */
+    reset();
+    h = hold_new(&(hold_options){.delay_ns = 3600 * S});
+    obs o2[] = {{"f;main", (B0 + 10) * S + 100, 3, NULL}};
+    sp_profile *p2 = make_profile(a, "svc", o2, 1, 0);
+    assert_int_equal(take(h, make_batch(a, &p1, 1, NULL, 0), B0 * S + S), 0);
+    assert_int_equal(take(h, make_batch(a, &p2, 1, NULL, 0), (B0 + 10) * S + S), 0);
+    assert_int_equal(hold_release(h, (B0 + 11) * S, 0, rec_emit, rec_done, NULL), 0);
+    assert_int_equal(hold_release(h, (B0 + 11) * S, 2, rec_emit, rec_done, NULL), 1);
+    assert_int_equal(sum_of(NULL, '*'), 10); /* the older bucket */
+    hold_get_stats(h, &st);
+    assert_int_equal(st.groups, 1);
     sp_arena_free(a);
     hold_free(h);
 }
