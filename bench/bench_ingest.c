@@ -16,12 +16,17 @@
  * ceiling) and the end-to-end rate — samples/s, MB/s, MB/s per server core (server CPU from
  * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
  * --rate S paces the senders to S samples/s in total (latency at a given load).
+ * --queries Q also posts one span per (process, thread) of the first request before timing and,
+ * from the first Export's answer until the last, asks Q span queries per second on one more
+ * connection (SelectMergeSpanProfile, Connect JSON over HTTP/1.1: bench_ingest_query.h); prints
+ * their latency p50/p99/max and how many came back without samples.
  *
  *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct N] [--procs 50]
  *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
- *                [--rate S] [--workers N] [--keep] [--dry]
+ *                [--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] [--dry]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
+#include "bench_ingest_query.h"
 #include "bench_util.h"
 
 #include <arpa/inet.h>
@@ -55,7 +60,9 @@ typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
 static const char *bin;
 static int nrequests = 400, conns = 4, ndistinct = 0, procs = 50, threads = 8, per_thread = 100;
 static int keep = 0, workers = 0;
-static double new_frac = 0.02, rate = 0, zipf_s = 1.2;
+static double new_frac = 0.02, rate = 0, zipf_s = 1.2, query_rate = 0;
+static const char *server_args[16];
+static int nserver_args;
 static int dry = 0;
 
 /* ---- request generation ---------------------------------------------------------------------- */
@@ -476,6 +483,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static double *lat_ms;
 static int failures;
 static double t_start;
+static int answered, senders_done; /* the query side's start and stop (atomics) */
 
 static void *sender(void *arg)
 {
@@ -540,9 +548,22 @@ static void *sender(void *arg)
         lat_ms[i] = (bench_mono_s() - t0) * 1e3;
         if (c.grpc_status != 0 || c.http_status != 200)
             __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&answered, 1, __ATOMIC_RELEASE);
     }
     nghttp2_session_del(c.s);
     close(c.fd);
+    return NULL;
+}
+
+typedef struct query_job {
+    const bq_config *c;
+    bq_result *r;
+} query_job;
+
+static void *query_main(void *arg)
+{
+    query_job *j = arg;
+    bq_run(j->c, &answered, &senders_done, j->r);
     return NULL;
 }
 
@@ -602,7 +623,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_ingest --bin PATH [--requests N] [--conns N] [--distinct N] "
                     "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
-                    "[--rate S] [--workers N] [--keep] [--dry]\n");
+                    "[--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] "
+                    "[--dry]\n");
     exit(2);
 }
 
@@ -641,6 +663,11 @@ int main(int argc, char **argv)
             zipf_s = atof(v);
         else if (strcmp(a, "--workers") == 0)
             workers = atoi(v);
+        else if (strcmp(a, "--queries") == 0)
+            query_rate = atof(v);
+        else if (strcmp(a, "--server-arg") == 0 &&
+                 nserver_args < (int)(sizeof server_args / sizeof server_args[0]))
+            server_args[nserver_args++] = v;
         else
             usage();
     }
@@ -704,14 +731,18 @@ int main(int argc, char **argv)
     snprintf(grpc, sizeof grpc, "127.0.0.1:%d", port);
     snprintf(http, sizeof http, "127.0.0.1:%d", port + 1);
     snprintf(wk, sizeof wk, "%d", workers);
+    char *argv_srv[32] = {(char *)bin,   "--data-dir", data,          "--grpc-addr", grpc,
+                          "--http-addr", http,         "--log-level", "warn"};
+    int na = 9;
+    if (workers > 0) {
+        argv_srv[na++] = "--workers";
+        argv_srv[na++] = wk;
+    }
+    for (int i = 0; i < nserver_args; i++)
+        argv_srv[na++] = (char *)server_args[i];
     pid_t pid = fork();
     if (pid == 0) {
-        if (workers > 0)
-            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
-                  "--log-level", "warn", "--workers", wk, (char *)NULL);
-        else
-            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
-                  "--log-level", "warn", (char *)NULL);
+        execv(bin, argv_srv);
         perror("exec");
         _exit(127);
     }
@@ -725,12 +756,27 @@ int main(int argc, char **argv)
     double cpu0 = proc_cpu_s(pid);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
+    bq_config qc = {.http_port = port + 1,
+                    .procs = procs,
+                    .threads = threads,
+                    .t0_ns = t_first,
+                    .rate = query_rate};
+    bq_result qr = {0};
+    query_job qj = {&qc, &qr};
+    pthread_t qth;
+    if (query_rate > 0) {
+        bq_send_spans(&qc);
+        pthread_create(&qth, NULL, query_main, &qj);
+    }
     t_start = bench_mono_s();
     for (int i = 0; i < conns; i++)
         pthread_create(&th[i], NULL, sender, NULL);
     for (int i = 0; i < conns; i++)
         pthread_join(th[i], NULL);
     double secs = bench_mono_s() - t_start;
+    __atomic_store_n(&senders_done, 1, __ATOMIC_RELEASE);
+    if (query_rate > 0)
+        pthread_join(qth, NULL);
     double cpu = proc_cpu_s(pid) - cpu0;
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
@@ -752,11 +798,17 @@ int main(int argc, char **argv)
            (double)sent / cpu);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
+    if (query_rate > 0) {
+        printf("span queries during ingest: %d asked at %.0f/s, %d without samples, %d failed\n",
+               qr.n, query_rate, qr.empty, qr.failed);
+        if (qr.n)
+            bench_print_latency("span query latency (SelectMergeSpanProfile)", qr.lat_ms, qr.n);
+    }
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
     if (!keep)
         bench_rm_tree(dir);
     else
         printf("kept: %s\n", dir);
-    return failures ? 1 : 0;
+    return failures || qr.failed ? 1 : 0;
 }
