@@ -17,7 +17,7 @@
  * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
  * --rate S paces the senders to S samples/s in total (latency at a given load).
  * --queries Q also posts one span per (process, thread) of the first request before timing and,
- * from the first Export's answer until the last, asks Q span queries per second on one more
+ * from the first request's answer until the last, asks Q span queries per second on one more
  * connection (SelectMergeSpanProfile, Connect JSON over HTTP/1.1: bench_ingest_query.h); prints
  * their latency p50/p99/max and how many came back without samples.
  *
@@ -548,7 +548,8 @@ static void *sender(void *arg)
         lat_ms[i] = (bench_mono_s() - t0) * 1e3;
         if (c.grpc_status != 0 || c.http_status != 200)
             __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&answered, 1, __ATOMIC_RELEASE);
+        if (i == 0) /* the request the spans cover: span queries start once it is stored */
+            __atomic_store_n(&answered, 1, __ATOMIC_RELEASE);
     }
     nghttp2_session_del(c.s);
     close(c.fd);

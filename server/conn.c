@@ -376,13 +376,18 @@ int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router,
     else if (!rc)
         s->ports[1] = s->ports[0];
     if (!rc) {
-        s->workers = srv_workers_new(s->ctx.base, "ingest", cfg->workers, cfg->queue_size);
+        /* Ingest runs at a lower priority than everything else in the process: a span query
+         * needs a few ms of CPU and must not wait behind Exports for it (bench/RESULTS.md,
+         * issue 19). With autogroup or a cgroup of its own this only reorders the process's
+         * own share; ingest loses no throughput to queries that are not there. */
+        s->workers =
+            srv_workers_new(s->ctx.base, "ingest", cfg->workers, cfg->queue_size, SRV_INGEST_NICE);
         if (!s->workers)
             rc = sp_fail(err, SP_EINTERNAL, "cannot start %d worker threads", cfg->workers);
     }
     if (!rc) {
         s->query_workers =
-            srv_workers_new(s->ctx.base, "query", cfg->query_workers, cfg->queue_size);
+            srv_workers_new(s->ctx.base, "query", cfg->query_workers, cfg->queue_size, 0);
         if (!s->query_workers)
             rc = sp_fail(err, SP_EINTERNAL, "cannot start %d query worker threads",
                          cfg->query_workers);

@@ -6,6 +6,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct job {
     srv_exchange *ex;
@@ -24,6 +27,7 @@ struct srv_workers {
     srv_exchange *done; /* completed, waiting for the loop (LIFO; order does not matter) */
     struct event *done_ev;
     const char *name;
+    int nice;
     char gauge[48]; /* <name>_queue_pending */
 };
 
@@ -51,6 +55,10 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 static void *thread_main(void *arg)
 {
     srv_workers *w = arg;
+    /* Linux applies a nice value per thread (setpriority on the thread id). Raising it needs no
+     * privilege; failing leaves the thread as it was, which only loses the preference. */
+    if (w->nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), w->nice) != 0)
+        sp_debug("msg=\"cannot lower worker priority\" pool=%s", w->name);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->count == 0 && !w->stopping)
@@ -77,12 +85,13 @@ static void *thread_main(void *arg)
 }
 
 srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
-                             size_t max_pending)
+                             size_t max_pending, int nice)
 {
     srv_workers *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->name = name;
+    w->nice = nice;
     snprintf(w->gauge, sizeof w->gauge, "%s_queue_pending", name);
     sp_metrics_gauge_set(w->gauge, 0); /* exported from start */
     if (nthreads < 1)

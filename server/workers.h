@@ -19,9 +19,13 @@ struct event_base;
 typedef struct srv_workers srv_workers;
 typedef void (*srv_job_fn)(srv_exchange *ex);
 
-/* name: "ingest" or "query" (a static string; metrics and thread names). */
+/* name: "ingest" or "query" (a static string; metrics and thread names). nice > 0 raises the
+ * threads' nice value by that much, so the other pool's threads (and the rest of the process) get
+ * the CPU first when both want it. */
 srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
-                             size_t max_pending);
+                             size_t max_pending, int nice);
+/* The ingest pool's nice value above the rest of the process (server/conn.c). */
+#define SRV_INGEST_NICE 5
 /* Joins the threads after they finish what is queued. Call after the loop has stopped. */
 void srv_workers_free(srv_workers *w);
 

@@ -67,8 +67,8 @@ static void query_is_answered_while_ingest_is_saturated(void **state)
         srv_router_add(r, "POST", "/ingest", SRV_WORKER, "t_ingest", ingest_handler, NULL), 0);
     assert_int_equal(srv_router_add(r, "POST", "/query", SRV_QUERY, "t_query", query_handler, NULL),
                      0);
-    srv_workers *ingest = srv_workers_new(base, "ingest", 1, 1);
-    srv_workers *query = srv_workers_new(base, "query", 1, 1);
+    srv_workers *ingest = srv_workers_new(base, "ingest", 1, 1, SRV_INGEST_NICE);
+    srv_workers *query = srv_workers_new(base, "query", 1, 1, 0);
     srv_router_set_workers(r, ingest, query);
 
     int st[4] = {0};
