@@ -30,6 +30,7 @@
 #include "bench_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -587,6 +588,37 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* CPU seconds of pid's threads whose name starts with prefix (the server names its pools'
+ * threads ingest-N and query-N); read before the process exits. */
+static double threads_cpu_s(pid_t pid, const char *prefix)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    double sum = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char tpath[400], buf[1024];
+        snprintf(tpath, sizeof tpath, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(tpath, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        unsigned long ut = 0, st = 0;
+        if (!open || !close || strncmp(open + 1, prefix, strlen(prefix)) != 0)
+            continue;
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+        sum += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
 static long proc_hwm_kb(pid_t pid)
 {
     char path[64], line[256];
@@ -779,6 +811,7 @@ int main(int argc, char **argv)
     if (query_rate > 0)
         pthread_join(qth, NULL);
     double cpu = proc_cpu_s(pid) - cpu0;
+    double cpu_ingest = threads_cpu_s(pid, "ingest-"), cpu_query = threads_cpu_s(pid, "query-");
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -797,6 +830,10 @@ int main(int argc, char **argv)
            "%.0f samples per CPU-second\n",
            cpu, cpu * 1e6 / (double)sent, cpu / secs, (double)sent_bytes / cpu / 1e6,
            (double)sent / cpu);
+    if (cpu_ingest > 0)
+        printf(
+            "server CPU by thread: ingest workers %.1f s (%.3f us per sample), the rest %.1f s\n",
+            cpu_ingest, cpu_ingest * 1e6 / (double)sent, cpu - cpu_ingest - cpu_query);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
     if (query_rate > 0) {
@@ -804,6 +841,9 @@ int main(int argc, char **argv)
                qr.n, query_rate, qr.empty, qr.failed);
         if (qr.n)
             bench_print_latency("span query latency (SelectMergeSpanProfile)", qr.lat_ms, qr.n);
+        if (qr.n && cpu_query > 0)
+            printf("query threads' CPU: %.2f s = %.2f ms per span query\n", cpu_query,
+                   cpu_query * 1e3 / qr.n);
     }
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
