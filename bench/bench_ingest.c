@@ -812,6 +812,7 @@ int main(int argc, char **argv)
         pthread_join(qth, NULL);
     double cpu = proc_cpu_s(pid) - cpu0;
     double cpu_ingest = threads_cpu_s(pid, "ingest-"), cpu_query = threads_cpu_s(pid, "query-");
+    double cpu_writer = threads_cpu_s(pid, "store-writer");
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -831,9 +832,10 @@ int main(int argc, char **argv)
            cpu, cpu * 1e6 / (double)sent, cpu / secs, (double)sent_bytes / cpu / 1e6,
            (double)sent / cpu);
     if (cpu_ingest > 0)
-        printf(
-            "server CPU by thread: ingest workers %.1f s (%.3f us per sample), the rest %.1f s\n",
-            cpu_ingest, cpu_ingest * 1e6 / (double)sent, cpu - cpu_ingest - cpu_query);
+        printf("server CPU by thread: ingest workers %.1f s (%.3f us per sample), store writer "
+               "%.1f s (%.3f us per sample), the rest %.1f s\n",
+               cpu_ingest, cpu_ingest * 1e6 / (double)sent, cpu_writer,
+               cpu_writer * 1e6 / (double)sent, cpu - cpu_ingest - cpu_query - cpu_writer);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
     if (query_rate > 0) {
