@@ -56,8 +56,12 @@ static const opt opts[] = {
      "memory for request bodies being received, across all connections; past it new body bytes "
      "get RESOURCE_EXHAUSTED / 429"},
     {"queue-size", T_SIZE, OFF(srv.queue_size), "256",
-     "requests waiting for a worker before answering RESOURCE_EXHAUSTED / 429"},
+     "requests waiting for a worker, per pool (ingest, query), before answering "
+     "RESOURCE_EXHAUSTED / 429"},
     {"workers", T_INT, OFF(srv.workers), "2", "worker threads that decode, convert and store"},
+    {"query-workers", T_INT, OFF(srv.query_workers), "2",
+     "worker threads of their own for queries (querier API, /render, /pprof, /api/v1), so a "
+     "query never waits behind ingest"},
     {"max-concurrent-streams", T_INT, OFF(srv.max_concurrent_streams), "128",
      "HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
     {"shutdown-timeout", T_DURATION, OFF(srv.shutdown_timeout_ms), "10s",

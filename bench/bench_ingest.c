@@ -16,15 +16,21 @@
  * ceiling) and the end-to-end rate — samples/s, MB/s, MB/s per server core (server CPU from
  * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
  * --rate S paces the senders to S samples/s in total (latency at a given load).
+ * --queries Q also posts one span per (process, thread) of the first request before timing and,
+ * from the first request's answer until the last, asks Q span queries per second on one more
+ * connection (SelectMergeSpanProfile, Connect JSON over HTTP/1.1: bench_ingest_query.h); prints
+ * their latency p50/p99/max and how many came back without samples.
  *
  *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct N] [--procs 50]
  *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
- *                [--rate S] [--workers N] [--keep] [--dry]
+ *                [--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] [--dry]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
+#include "bench_ingest_query.h"
 #include "bench_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -55,7 +61,9 @@ typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
 static const char *bin;
 static int nrequests = 400, conns = 4, ndistinct = 0, procs = 50, threads = 8, per_thread = 100;
 static int keep = 0, workers = 0;
-static double new_frac = 0.02, rate = 0, zipf_s = 1.2;
+static double new_frac = 0.02, rate = 0, zipf_s = 1.2, query_rate = 0;
+static const char *server_args[16];
+static int nserver_args;
 static int dry = 0;
 
 /* ---- request generation ---------------------------------------------------------------------- */
@@ -476,6 +484,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static double *lat_ms;
 static int failures;
 static double t_start;
+static int answered, senders_done; /* the query side's start and stop (atomics) */
 
 static void *sender(void *arg)
 {
@@ -540,9 +549,23 @@ static void *sender(void *arg)
         lat_ms[i] = (bench_mono_s() - t0) * 1e3;
         if (c.grpc_status != 0 || c.http_status != 200)
             __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+        if (i == 0) /* the request the spans cover: span queries start once it is stored */
+            __atomic_store_n(&answered, 1, __ATOMIC_RELEASE);
     }
     nghttp2_session_del(c.s);
     close(c.fd);
+    return NULL;
+}
+
+typedef struct query_job {
+    const bq_config *c;
+    bq_result *r;
+} query_job;
+
+static void *query_main(void *arg)
+{
+    query_job *j = arg;
+    bq_run(j->c, &answered, &senders_done, j->r);
     return NULL;
 }
 
@@ -563,6 +586,37 @@ static double proc_cpu_s(pid_t pid)
     if (p)
         sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of pid's threads whose name starts with prefix (the server names its pools'
+ * threads ingest-N and query-N); read before the process exits. */
+static double threads_cpu_s(pid_t pid, const char *prefix)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    double sum = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char tpath[400], buf[1024];
+        snprintf(tpath, sizeof tpath, "%s/%s/stat", path, e->d_name);
+        FILE *f = fopen(tpath, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        unsigned long ut = 0, st = 0;
+        if (!open || !close || strncmp(open + 1, prefix, strlen(prefix)) != 0)
+            continue;
+        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+        sum += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (d)
+        closedir(d);
+    return sum;
 }
 
 static long proc_hwm_kb(pid_t pid)
@@ -602,7 +656,8 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_ingest --bin PATH [--requests N] [--conns N] [--distinct N] "
                     "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
-                    "[--rate S] [--workers N] [--keep] [--dry]\n");
+                    "[--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] "
+                    "[--dry]\n");
     exit(2);
 }
 
@@ -641,6 +696,11 @@ int main(int argc, char **argv)
             zipf_s = atof(v);
         else if (strcmp(a, "--workers") == 0)
             workers = atoi(v);
+        else if (strcmp(a, "--queries") == 0)
+            query_rate = atof(v);
+        else if (strcmp(a, "--server-arg") == 0 &&
+                 nserver_args < (int)(sizeof server_args / sizeof server_args[0]))
+            server_args[nserver_args++] = v;
         else
             usage();
     }
@@ -704,14 +764,18 @@ int main(int argc, char **argv)
     snprintf(grpc, sizeof grpc, "127.0.0.1:%d", port);
     snprintf(http, sizeof http, "127.0.0.1:%d", port + 1);
     snprintf(wk, sizeof wk, "%d", workers);
+    char *argv_srv[32] = {(char *)bin,   "--data-dir", data,          "--grpc-addr", grpc,
+                          "--http-addr", http,         "--log-level", "warn"};
+    int na = 9;
+    if (workers > 0) {
+        argv_srv[na++] = "--workers";
+        argv_srv[na++] = wk;
+    }
+    for (int i = 0; i < nserver_args; i++)
+        argv_srv[na++] = (char *)server_args[i];
     pid_t pid = fork();
     if (pid == 0) {
-        if (workers > 0)
-            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
-                  "--log-level", "warn", "--workers", wk, (char *)NULL);
-        else
-            execl(bin, bin, "--data-dir", data, "--grpc-addr", grpc, "--http-addr", http,
-                  "--log-level", "warn", (char *)NULL);
+        execv(bin, argv_srv);
         perror("exec");
         _exit(127);
     }
@@ -725,13 +789,30 @@ int main(int argc, char **argv)
     double cpu0 = proc_cpu_s(pid);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
+    bq_config qc = {.http_port = port + 1,
+                    .procs = procs,
+                    .threads = threads,
+                    .t0_ns = t_first,
+                    .rate = query_rate};
+    bq_result qr = {0};
+    query_job qj = {&qc, &qr};
+    pthread_t qth;
+    if (query_rate > 0) {
+        bq_send_spans(&qc);
+        pthread_create(&qth, NULL, query_main, &qj);
+    }
     t_start = bench_mono_s();
     for (int i = 0; i < conns; i++)
         pthread_create(&th[i], NULL, sender, NULL);
     for (int i = 0; i < conns; i++)
         pthread_join(th[i], NULL);
     double secs = bench_mono_s() - t_start;
+    __atomic_store_n(&senders_done, 1, __ATOMIC_RELEASE);
+    if (query_rate > 0)
+        pthread_join(qth, NULL);
     double cpu = proc_cpu_s(pid) - cpu0;
+    double cpu_ingest = threads_cpu_s(pid, "ingest-"), cpu_query = threads_cpu_s(pid, "query-");
+    double cpu_writer = threads_cpu_s(pid, "store-writer");
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -750,13 +831,27 @@ int main(int argc, char **argv)
            "%.0f samples per CPU-second\n",
            cpu, cpu * 1e6 / (double)sent, cpu / secs, (double)sent_bytes / cpu / 1e6,
            (double)sent / cpu);
+    if (cpu_ingest > 0)
+        printf("server CPU by thread: ingest workers %.1f s (%.3f us per sample), store writer "
+               "%.1f s (%.3f us per sample), the rest %.1f s\n",
+               cpu_ingest, cpu_ingest * 1e6 / (double)sent, cpu_writer,
+               cpu_writer * 1e6 / (double)sent, cpu - cpu_ingest - cpu_query - cpu_writer);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
+    if (query_rate > 0) {
+        printf("span queries during ingest: %d asked at %.0f/s, %d without samples, %d failed\n",
+               qr.n, query_rate, qr.empty, qr.failed);
+        if (qr.n)
+            bench_print_latency("span query latency (SelectMergeSpanProfile)", qr.lat_ms, qr.n);
+        if (qr.n && cpu_query > 0)
+            printf("query threads' CPU: %.2f s = %.2f ms per span query\n", cpu_query,
+                   cpu_query * 1e3 / qr.n);
+    }
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
     if (!keep)
         bench_rm_tree(dir);
     else
         printf("kept: %s\n", dir);
-    return failures ? 1 : 0;
+    return failures || qr.failed ? 1 : 0;
 }

@@ -22,6 +22,21 @@ int sp_batch_add_profile(sp_batch *b, sp_profile *p)
     return 0;
 }
 
+/* Appends s to buf[*at..n-1), truncating as snprintf does (buf stays NUL-terminated). */
+static void put(char *buf, size_t n, size_t *at, const char *s, size_t len)
+{
+    if (*at + 1 >= n)
+        return;
+    if (len > n - 1 - *at)
+        len = n - 1 - *at;
+    memcpy(buf + *at, s, len);
+    *at += len;
+}
+
+/* Written by hand, not with snprintf: every unsymbolized location of every request is named
+ * here (the converter, the correlator, the store and queries), and printf's format parsing was
+ * 8 % of an ingest worker's CPU (bench/RESULTS.md, issue 19). Same text as
+ * "%s%s0x%" PRIx64 "%s%s". */
 const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
                           const char *mapping_file)
 {
@@ -33,12 +48,30 @@ const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t 
         base = slash && slash[1] ? slash + 1 : mapping_file;
     }
     int has_type = frame_type && *frame_type;
+    size_t at = 0;
     if (!has_type && !address && !base) {
-        snprintf(buf, n, "unknown");
+        put(buf, n, &at, "unknown", 7);
+        buf[at] = 0;
         return buf;
     }
-    snprintf(buf, n, "%s%s0x%" PRIx64 "%s%s", has_type ? frame_type : "", has_type ? " " : "",
-             address, base ? " " : "", base ? base : "");
+    if (has_type) {
+        put(buf, n, &at, frame_type, strlen(frame_type));
+        put(buf, n, &at, " ", 1);
+    }
+    char hex[2 + 16];
+    size_t h = sizeof hex;
+    do {
+        hex[--h] = "0123456789abcdef"[address & 15];
+        address >>= 4;
+    } while (address);
+    hex[--h] = 'x';
+    hex[--h] = '0';
+    put(buf, n, &at, hex + h, sizeof hex - h);
+    if (base) {
+        put(buf, n, &at, " ", 1);
+        put(buf, n, &at, base, strlen(base));
+    }
+    buf[at] = 0;
     return buf;
 }
 

@@ -112,7 +112,8 @@ typedef struct itab {
     char **keys;
     uint32_t *lens;
     uint32_t n, cap;
-    uint32_t *slots, nslots; /* id + 1 */
+    uint64_t *slots; /* hash << 32 | id + 1; 0 = empty */
+    uint32_t nslots;
 } itab;
 
 typedef struct series_rec {

@@ -22,19 +22,24 @@ size_t cw_itab_bytes(const itab *t)
     return b;
 }
 
-/* Id of key; create: add it when new. UINT32_MAX when absent or out of memory. */
+/* Id of key; create: add it when new. UINT32_MAX when absent or out of memory.
+ * A slot holds the key's 32-bit hash beside its id, so a probe reads the key only when the
+ * hashes agree and growing never hashes a key again: with hundreds of thousands of frame names
+ * each probe of a key was a cache miss (issue 19). */
 uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create)
 {
     if (create && (t->n + 1) * 2 > t->nslots) {
         uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
-        uint32_t *sl = calloc(ns, sizeof *sl);
+        uint64_t *sl = calloc(ns, sizeof *sl);
         if (!sl)
             return UINT32_MAX;
-        for (uint32_t i = 0; i < t->n; i++) {
-            uint32_t h = (uint32_t)hash64(t->keys[i], t->lens[i], FNV) & (ns - 1);
+        for (uint32_t i = 0; i < t->nslots; i++) {
+            if (!t->slots[i])
+                continue;
+            uint32_t h = (uint32_t)(t->slots[i] >> 32) & (ns - 1);
             while (sl[h])
                 h = (h + 1) & (ns - 1);
-            sl[h] = i + 1;
+            sl[h] = t->slots[i];
         }
         free(t->slots);
         t->slots = sl;
@@ -42,10 +47,12 @@ uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create)
     }
     if (!t->nslots)
         return UINT32_MAX;
-    uint32_t h = (uint32_t)hash64(key, len, FNV) & (t->nslots - 1);
+    uint32_t hash = (uint32_t)hash64(key, len, FNV);
+    uint32_t h = hash & (t->nslots - 1);
     while (t->slots[h]) {
-        uint32_t i = t->slots[h] - 1;
-        if (t->lens[i] == len && memcmp(t->keys[i], key, len) == 0)
+        uint32_t i = (uint32_t)t->slots[h] - 1;
+        if ((uint32_t)(t->slots[h] >> 32) == hash && t->lens[i] == len &&
+            memcmp(t->keys[i], key, len) == 0)
             return i;
         h = (h + 1) & (t->nslots - 1);
     }
@@ -71,7 +78,7 @@ uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create)
     copy[len] = 0;
     t->keys[t->n] = copy;
     t->lens[t->n] = len;
-    t->slots[h] = ++t->n;
+    t->slots[h] = (uint64_t)hash << 32 | ++t->n;
     return t->n - 1;
 }
 

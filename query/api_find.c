@@ -267,13 +267,13 @@ static void handle_traces(srv_request *req, srv_response *resp, void *ud)
 
 int query_api_find_register(srv_router *r, const query_ctx *c)
 {
-    int rc = srv_router_add(r, "GET", "/api/v1/services", SRV_WORKER, "query_api_services",
+    int rc = srv_router_add(r, "GET", "/api/v1/services", SRV_QUERY, "query_api_services",
                             handle_services, (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", "/api/v1/traces", SRV_WORKER, "query_api_traces",
+        rc = srv_router_add(r, "GET", "/api/v1/traces", SRV_QUERY, "query_api_traces",
                             handle_traces, (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", "/api/apps", SRV_WORKER, "query_api_apps", handle_apps,
+        rc = srv_router_add(r, "GET", "/api/apps", SRV_QUERY, "query_api_apps", handle_apps,
                             (void *)c);
     return rc;
 }

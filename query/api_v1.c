@@ -442,10 +442,10 @@ out:
 
 int query_api_v1_register(srv_router *r, const query_ctx *c)
 {
-    int rc = srv_router_add(r, "GET", TRACES "*", SRV_WORKER, "query_api_trace", handle_trace,
-                            (void *)c);
+    int rc =
+        srv_router_add(r, "GET", TRACES "*", SRV_QUERY, "query_api_trace", handle_trace, (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", SPANS "*", SRV_WORKER, "query_api_span_profile",
+        rc = srv_router_add(r, "GET", SPANS "*", SRV_QUERY, "query_api_span_profile",
                             handle_span_profile, (void *)c);
     return rc;
 }

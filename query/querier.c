@@ -925,16 +925,15 @@ static void handle_settings(srv_request *req, srv_response *resp, void *ud)
 
 int query_querier_register(srv_router *r, const query_ctx *c)
 {
-    int rc = srv_router_add(r, "POST", "/settings.v1.SettingsService/*", SRV_WORKER,
+    int rc = srv_router_add(r, "POST", "/settings.v1.SettingsService/*", SRV_QUERY,
                             "query_settings", handle_settings, (void *)c);
     char path[128];
     for (size_t i = 0; i < NMETHODS && !rc; i++) {
         snprintf(path, sizeof path, SERVICE "%s", methods[i].name);
-        rc =
-            srv_router_add(r, "POST", path, SRV_WORKER, methods[i].endpoint, handle_rpc, (void *)c);
+        rc = srv_router_add(r, "POST", path, SRV_QUERY, methods[i].endpoint, handle_rpc, (void *)c);
     }
     if (!rc) /* every other method of the service: unimplemented, in the caller's protocol */
-        rc = srv_router_add(r, "POST", SERVICE "*", SRV_WORKER, "query_unimplemented", handle_rpc,
+        rc = srv_router_add(r, "POST", SERVICE "*", SRV_QUERY, "query_unimplemented", handle_rpc,
                             (void *)c);
     return rc;
 }

@@ -377,15 +377,15 @@ static void handle_render_diff(srv_request *req, srv_response *resp, void *ud)
 
 int query_render_register(srv_router *r, const query_ctx *c)
 {
-    int rc = srv_router_add(r, "GET", "/pprof", SRV_WORKER, "query_pprof", handle_pprof, (void *)c);
+    int rc = srv_router_add(r, "GET", "/pprof", SRV_QUERY, "query_pprof", handle_pprof, (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", "/render", SRV_WORKER, "query_render", handle_render,
+        rc = srv_router_add(r, "GET", "/render", SRV_QUERY, "query_render", handle_render,
                             (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", "/pyroscope/render", SRV_WORKER, "query_render",
-                            handle_render, (void *)c);
+        rc = srv_router_add(r, "GET", "/pyroscope/render", SRV_QUERY, "query_render", handle_render,
+                            (void *)c);
     if (!rc)
-        rc = srv_router_add(r, "GET", "/pyroscope/render-diff", SRV_WORKER, "query_render_diff",
+        rc = srv_router_add(r, "GET", "/pyroscope/render-diff", SRV_QUERY, "query_render_diff",
                             handle_render_diff, (void *)c);
     return rc;
 }

@@ -33,7 +33,7 @@ struct srv_server {
     struct evconnlistener *listeners[2];
     int ports[2];
     SSL_CTX *ssl_ctx;
-    srv_workers *workers;
+    srv_workers *workers, *query_workers;
     srv_conn *conns;
     int nconns;
     struct event *sig_term, *sig_int, *shutdown_timer, *drain_timer;
@@ -376,15 +376,27 @@ int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router,
     else if (!rc)
         s->ports[1] = s->ports[0];
     if (!rc) {
-        s->workers = srv_workers_new(s->ctx.base, cfg->workers, cfg->queue_size);
+        /* Ingest runs at a lower priority than everything else in the process: a span query
+         * needs a few ms of CPU and must not wait behind Exports for it (bench/RESULTS.md,
+         * issue 19). With autogroup or a cgroup of its own this only reorders the process's
+         * own share; ingest loses no throughput to queries that are not there. */
+        s->workers =
+            srv_workers_new(s->ctx.base, "ingest", cfg->workers, cfg->queue_size, SRV_INGEST_NICE);
         if (!s->workers)
             rc = sp_fail(err, SP_EINTERNAL, "cannot start %d worker threads", cfg->workers);
+    }
+    if (!rc) {
+        s->query_workers =
+            srv_workers_new(s->ctx.base, "query", cfg->query_workers, cfg->queue_size, 0);
+        if (!s->query_workers)
+            rc = sp_fail(err, SP_EINTERNAL, "cannot start %d query worker threads",
+                         cfg->query_workers);
     }
     if (rc) {
         srv_server_free(s);
         return rc;
     }
-    srv_router_set_workers(router, s->workers);
+    srv_router_set_workers(router, s->workers, s->query_workers);
     *out = s;
     return 0;
 }
@@ -396,7 +408,7 @@ int srv_server_port(const srv_server *s, int which)
 
 static void maybe_finish(srv_server *s)
 {
-    int busy = srv_workers_outstanding(s->workers) > 0;
+    int busy = srv_workers_outstanding(s->workers) + srv_workers_outstanding(s->query_workers) > 0;
     for (srv_conn *c = s->conns; c && !busy; c = c->next)
         if (c->ops && !c->ops->idle(c))
             busy = 1;
@@ -417,7 +429,8 @@ static void begin_shutdown(srv_server *s)
     if (s->ctx.draining)
         return;
     s->ctx.draining = 1;
-    sp_info("msg=\"shutting down\" inflight=%zu", srv_workers_outstanding(s->workers));
+    sp_info("msg=\"shutting down\" inflight=%zu",
+            srv_workers_outstanding(s->workers) + srv_workers_outstanding(s->query_workers));
     for (int i = 0; i < 2; i++)
         if (s->listeners[i])
             evconnlistener_disable(s->listeners[i]);
@@ -469,6 +482,7 @@ void srv_server_free(srv_server *s)
     }
     /* Joins the threads; exchanges they finish now are freed, the peers are gone. */
     srv_workers_free(s->workers);
+    srv_workers_free(s->query_workers);
     for (int i = 0; i < 2; i++)
         if (s->listeners[i])
             evconnlistener_free(s->listeners[i]);

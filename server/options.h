@@ -14,7 +14,8 @@ typedef struct srv_options {
     size_t max_recv_msg_size;
     size_t max_inflight_bytes;
     size_t queue_size;
-    int workers;
+    int workers;       /* the ingest pool */
+    int query_workers; /* the query pool (reads), so queries never wait behind ingest */
     int max_concurrent_streams;
     int64_t shutdown_timeout_ms;
     int64_t idle_timeout_ms;
@@ -36,6 +37,7 @@ static inline void srv_options_defaults(srv_options *o)
         .max_inflight_bytes = 256u << 20,
         .queue_size = 256,
         .workers = 2,
+        .query_workers = 2,
         .max_concurrent_streams = 128,
         .shutdown_timeout_ms = 10000,
         .idle_timeout_ms = 300000,

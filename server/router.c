@@ -13,7 +13,7 @@
 struct srv_router {
     struct srv_route routes[MAX_ROUTES];
     int nroutes;
-    srv_workers *workers;
+    srv_workers *workers, *query_workers;
     const srv_auth *auth;
     int other_endpoint;
 };
@@ -35,9 +35,10 @@ void srv_router_free(srv_router *r)
     free(r);
 }
 
-void srv_router_set_workers(srv_router *r, srv_workers *w)
+void srv_router_set_workers(srv_router *r, srv_workers *ingest, srv_workers *query)
 {
-    r->workers = w;
+    r->workers = ingest;
+    r->query_workers = query;
 }
 
 void srv_router_set_auth(srv_router *r, const srv_auth *a)
@@ -180,12 +181,13 @@ void srv_router_dispatch(srv_router *r, srv_exchange *ex)
         complete(ex);
         return;
     }
+    srv_workers *pool = rt->kind == SRV_QUERY && r->query_workers ? r->query_workers : r->workers;
     ex->worker_next = ex->on_done;
     ex->on_done = worker_done;
-    if (srv_workers_submit(r->workers, ex, run_handler) != 0) {
+    if (srv_workers_submit(pool, ex, run_handler) != 0) {
         ex->on_done = ex->worker_next;
-        sp_fail(&err, SP_EFULL, "ingest queue is full (%zu requests waiting); retry later",
-                srv_workers_pending(r->workers));
+        sp_fail(&err, SP_EFULL, "%s queue is full (%zu requests waiting); retry later",
+                srv_workers_name(pool), srv_workers_pending(pool));
         srv_router_fail(ex, &err);
     }
 }

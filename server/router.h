@@ -1,9 +1,11 @@
 /* Routing: one table from (method, path) to a handler, shared by every listener and protocol.
  *
- * A route is INLINE (runs on the event loop: cheap, never blocks: /ready, /metrics) or WORKER (runs
- * on the worker pool behind the bounded ingest queue: decoding, conversion, storage). When the
- * queue is full the router answers at once with SP_EFULL, which becomes gRPC RESOURCE_EXHAUSTED or
- * HTTP 429 with Retry-After. Unknown gRPC paths get UNIMPLEMENTED, unknown HTTP paths 404.
+ * A route is INLINE (runs on the event loop: cheap, never blocks: /ready, /metrics), WORKER (runs
+ * on the ingest pool behind its bounded queue: decoding, conversion, storage) or QUERY (runs on
+ * the query pool, its own threads and queue: reads of the store), so a span query never waits
+ * behind Exports however many are queued. When a pool's queue is full the router answers at once
+ * with SP_EFULL, which becomes gRPC RESOURCE_EXHAUSTED or HTTP 429 with Retry-After. Unknown gRPC
+ * paths get UNIMPLEMENTED, unknown HTTP paths 404.
  */
 #ifndef SRV_ROUTER_H
 #define SRV_ROUTER_H
@@ -12,7 +14,7 @@
 
 typedef void (*srv_handler_fn)(srv_request *req, srv_response *resp, void *ud);
 
-typedef enum { SRV_INLINE, SRV_WORKER } srv_route_kind;
+typedef enum { SRV_INLINE, SRV_WORKER, SRV_QUERY } srv_route_kind;
 
 typedef struct srv_router srv_router;
 
@@ -39,7 +41,8 @@ struct srv_route {
     void *ud;
 };
 
-void srv_router_set_workers(srv_router *r, struct srv_workers *w);
+/* The pools WORKER and QUERY routes run on; query NULL = QUERY routes share ingest's pool. */
+void srv_router_set_workers(srv_router *r, struct srv_workers *ingest, struct srv_workers *query);
 struct srv_auth;
 /* Credentials and tenancy rules (server/auth.h) checked on every request; NULL = none. */
 void srv_router_set_auth(srv_router *r, const struct srv_auth *a);

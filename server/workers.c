@@ -4,7 +4,11 @@
 
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct job {
     srv_exchange *ex;
@@ -22,6 +26,9 @@ struct srv_workers {
     int nthreads;
     srv_exchange *done; /* completed, waiting for the loop (LIFO; order does not matter) */
     struct event *done_ev;
+    const char *name;
+    int nice;
+    char gauge[48]; /* <name>_queue_pending */
 };
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
@@ -48,6 +55,10 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 static void *thread_main(void *arg)
 {
     srv_workers *w = arg;
+    /* Linux applies a nice value per thread (setpriority on the thread id). Raising it needs no
+     * privilege; failing leaves the thread as it was, which only loses the preference. */
+    if (w->nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), w->nice) != 0)
+        sp_debug("msg=\"cannot lower worker priority\" pool=%s", w->name);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->count == 0 && !w->stopping)
@@ -59,7 +70,7 @@ static void *thread_main(void *arg)
         job j = w->ring[w->head];
         w->head = (w->head + 1) % w->cap;
         w->count--;
-        sp_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+        sp_metrics_gauge_set(w->gauge, (int64_t)w->count);
         pthread_mutex_unlock(&w->lock);
 
         if (!atomic_load(&j.ex->cancelled))
@@ -73,11 +84,16 @@ static void *thread_main(void *arg)
     }
 }
 
-srv_workers *srv_workers_new(struct event_base *base, int nthreads, size_t max_pending)
+srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
+                             size_t max_pending, int nice)
 {
     srv_workers *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
+    w->name = name;
+    w->nice = nice;
+    snprintf(w->gauge, sizeof w->gauge, "%s_queue_pending", name);
+    sp_metrics_gauge_set(w->gauge, 0); /* exported from start */
     if (nthreads < 1)
         nthreads = 1;
     if (max_pending < 1)
@@ -93,11 +109,14 @@ srv_workers *srv_workers_new(struct event_base *base, int nthreads, size_t max_p
     for (int i = 0; i < nthreads; i++) {
         if (pthread_create(&w->threads[i], NULL, thread_main, w) != 0)
             goto fail;
+        char tname[16];
+        snprintf(tname, sizeof tname, "%.9s-%d", name, i % 100);
+        pthread_setname_np(w->threads[i], tname);
         w->nthreads++;
     }
     return w;
 fail:
-    sp_error("msg=\"cannot start worker threads\"");
+    sp_error("msg=\"cannot start worker threads\" pool=%s", name);
     srv_workers_free(w);
     return NULL;
 }
@@ -137,7 +156,7 @@ int srv_workers_submit(srv_workers *w, srv_exchange *ex, srv_job_fn run)
     w->ring[(w->head + w->count) % w->cap] = (job){ex, run};
     w->count++;
     w->outstanding++;
-    sp_metrics_gauge_set("ingest_queue_pending", (int64_t)w->count);
+    sp_metrics_gauge_set(w->gauge, (int64_t)w->count);
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
     return 0;
@@ -157,4 +176,9 @@ size_t srv_workers_outstanding(srv_workers *w)
     size_t n = w->outstanding;
     pthread_mutex_unlock(&w->lock);
     return n;
+}
+
+const char *srv_workers_name(const srv_workers *w)
+{
+    return w->name;
 }

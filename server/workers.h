@@ -1,11 +1,12 @@
-/* The worker pool behind the bounded ingest queue.
+/* A worker pool behind a bounded queue. The server runs two: "ingest" (decode, convert, store)
+ * and "query" (reads), so a query never waits behind Exports.
  *
- * The event loop submits exchanges; a fixed set of threads runs their handlers (decode, convert,
- * store) so a 64 MiB decode never stalls other connections; finished exchanges travel back to the
- * loop thread, which writes the answers. The queue holds at most max_pending exchanges that no
- * thread has picked up yet: srv_workers_submit() returns SP_EFULL beyond that and the caller
- * answers RESOURCE_EXHAUSTED / 429 at once (the OTLP retry contract), so memory stays bounded under
- * load.
+ * The event loop submits exchanges; a fixed set of threads runs their handlers so a 64 MiB decode
+ * never stalls other connections; finished exchanges travel back to the loop thread, which writes
+ * the answers. The queue holds at most max_pending exchanges that no thread has picked up yet:
+ * srv_workers_submit() returns SP_EFULL beyond that and the caller answers RESOURCE_EXHAUSTED /
+ * 429 at once (the OTLP retry contract), so memory stays bounded under load. The queue's depth is
+ * the gauge `<name>_queue_pending`; the threads are named `<name>-<i>` (top, perf).
  */
 #ifndef SRV_WORKERS_H
 #define SRV_WORKERS_H
@@ -18,7 +19,13 @@ struct event_base;
 typedef struct srv_workers srv_workers;
 typedef void (*srv_job_fn)(srv_exchange *ex);
 
-srv_workers *srv_workers_new(struct event_base *base, int nthreads, size_t max_pending);
+/* name: "ingest" or "query" (a static string; metrics and thread names). nice > 0 raises the
+ * threads' nice value by that much, so the other pool's threads (and the rest of the process) get
+ * the CPU first when both want it. */
+srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
+                             size_t max_pending, int nice);
+/* The ingest pool's nice value above the rest of the process (server/conn.c). */
+#define SRV_INGEST_NICE 5
 /* Joins the threads after they finish what is queued. Call after the loop has stopped. */
 void srv_workers_free(srv_workers *w);
 
@@ -26,5 +33,6 @@ int srv_workers_submit(srv_workers *w, srv_exchange *ex, srv_job_fn run);
 size_t srv_workers_pending(srv_workers *w);
 /* Exchanges submitted and not yet handed back to the loop (queued + running + completing). */
 size_t srv_workers_outstanding(srv_workers *w);
+const char *srv_workers_name(const srv_workers *w);
 
 #endif

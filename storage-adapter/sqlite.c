@@ -266,6 +266,7 @@ int store_open_sqlite(store **out, const store_options *o, sp_err *err)
         return sp_fail(err, SP_EINTERNAL, "cannot start the store's writer thread");
     }
     s->writer_started = 1;
+    pthread_setname_np(s->writer_thread, "store-writer"); /* top, perf, bench_ingest */
     if (s->opt.retention_interval_ns > 0 && s->opt.retention_ns > 0) {
         if (pthread_create(&s->retention_thread, NULL, retention_main, s) != 0) {
             sqs_close(&s->base);

@@ -51,8 +51,10 @@ int wire_pb_is_packed_varints(const uint8_t *data, size_t len);
 
 struct ProtobufCMessageDescriptor;
 /* Walks data as message desc and fails with SP_EINVAL when sub-messages nest deeper than
- * max_depth or the bytes are not well-formed protobuf. Only fields the descriptor declares as
- * messages are descended into; unknown fields are skipped by wire type. */
+ * max_depth or the walked bytes are not well-formed protobuf. Only fields the descriptor declares
+ * as messages are descended into; unknown fields are skipped by wire type. A sub-message whose
+ * type cannot hold enough levels below it to pass max_depth (its descriptors have no cycle, e.g.
+ * an OTLP Sample or Location) is not walked at all: protobuf-c's unpack checks those bytes. */
 int wire_pb_check_depth(const struct ProtobufCMessageDescriptor *desc, const uint8_t *data,
                         size_t len, int max_depth, sp_err *err);
 

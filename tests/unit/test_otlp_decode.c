@@ -126,6 +126,25 @@ static void rejects_nesting_deeper_than_the_limit_without_recursing(void **state
     free(req);
 }
 
+static void malformed_message_the_depth_check_skips_is_still_refused(void **state)
+{
+    /* request.resource_profiles[0].scope_profiles[0].profiles[0] = field 1, LEN 100, 1 byte:
+     * a Profile holds no cycle of messages, so the depth check does not walk it; protobuf-c's
+     * unpack refuses it. */
+    const uint8_t req[] = {0x0a, 0x07, 0x12, 0x05, 0x12, 0x03, 0x0a, 0x64, 0x61};
+    sp_err err = {0};
+    assert_int_equal(
+        wire_pb_check_depth(
+            &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
+            req, sizeof req, WIRE_PB_MAX_DEPTH, &err),
+        0);
+    sp_arena *a = sp_arena_new(0);
+    otlp_decoded dec;
+    assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, req, sizeof req, a, &dec, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "ExportProfilesServiceRequest"));
+    sp_arena_free(a);
+}
+
 static void undecodable_request_names_the_message(void **state)
 {
     /* field 1, LEN 100, but 3 bytes follow */
@@ -325,6 +344,7 @@ int main(void)
         cmocka_unit_test(rejects_nesting_one_past_the_limit),
         cmocka_unit_test(rejects_nesting_deeper_than_the_limit_without_recursing),
         cmocka_unit_test(undecodable_request_names_the_message),
+        cmocka_unit_test(malformed_message_the_depth_check_skips_is_still_refused),
         cmocka_unit_test(wrong_wire_type_for_a_known_field_is_invalid),
         cmocka_unit_test(empty_request_decodes_to_nothing),
         cmocka_unit_test(profiles_without_dictionary_are_invalid),

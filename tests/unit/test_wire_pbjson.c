@@ -143,6 +143,13 @@ static void writes_int64_as_strings_and_leaves_defaults_out(void **state)
         QUERIER__V1__SELECT_MERGE_STACKTRACES_RESPONSE__INIT;
     assert_string_equal(encode(&empty.base), "{}");
 
+    /* the extremes, written by hand since issue 19 (no printf) */
+    int64_t ext[] = {INT64_MIN, -1, 9, 10, INT64_MAX};
+    l0.values = ext;
+    l0.n_values = 5;
+    assert_string_equal(encode(&l0.base), "{\"values\":[\"-9223372036854775808\",\"-1\",\"9\","
+                                          "\"10\",\"9223372036854775807\"]}");
+
     Types__V1__ProfileType pt = TYPES__V1__PROFILE_TYPE__INIT;
     pt.id = "a:b:c:d:e";
     pt.sample_type = "b";

@@ -1,0 +1,111 @@
+/* server/router + workers: QUERY routes run on a pool of their own, so a query is answered while
+ * every ingest worker is busy and the ingest queue is full; a full pool answers RESOURCE_EXHAUSTED
+ * naming its queue. No timing: the ingest handler blocks until the test lets it go. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <pthread.h>
+
+#include "server/exchange.h"
+#include "server/router.h"
+#include "server/workers.h"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int ingest_release, ingest_running, ingest_finished;
+
+static void ingest_handler(srv_request *req, srv_response *resp, void *ud)
+{
+    (void)req, (void)ud;
+    pthread_mutex_lock(&mu);
+    ingest_running++;
+    pthread_cond_broadcast(&cv);
+    while (!ingest_release)
+        pthread_cond_wait(&cv, &mu);
+    ingest_finished++;
+    pthread_mutex_unlock(&mu);
+    resp->status = 200;
+}
+
+static void query_handler(srv_request *req, srv_response *resp, void *ud)
+{
+    (void)req, (void)ud;
+    resp->status = 200;
+}
+
+static int answered;
+static void on_done(srv_exchange *ex)
+{
+    answered++;
+    *(int *)ex->owner = ex->resp.status ? ex->resp.status : -1;
+    srv_exchange_free(ex);
+}
+
+static srv_exchange *post(srv_router *r, const char *path, int *status)
+{
+    srv_exchange *ex = srv_exchange_new(SRV_HTTP1, 1024);
+    snprintf(ex->req.method, sizeof ex->req.method, "POST");
+    assert_int_equal(srv_exchange_set_target(ex, path, strlen(path)), 0);
+    ex->owner = status;
+    ex->on_done = on_done;
+    srv_router_match(r, ex);
+    srv_router_dispatch(r, ex);
+    return ex;
+}
+
+static void query_is_answered_while_ingest_is_saturated(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    srv_router *r = srv_router_new();
+    assert_int_equal(
+        srv_router_add(r, "POST", "/ingest", SRV_WORKER, "t_ingest", ingest_handler, NULL), 0);
+    assert_int_equal(srv_router_add(r, "POST", "/query", SRV_QUERY, "t_query", query_handler, NULL),
+                     0);
+    srv_workers *ingest = srv_workers_new(base, "ingest", 1, 1, SRV_INGEST_NICE);
+    srv_workers *query = srv_workers_new(base, "query", 1, 1, 0);
+    srv_router_set_workers(r, ingest, query);
+
+    int st[4] = {0};
+    post(r, "/ingest", &st[0]); /* runs and blocks the only ingest worker */
+    pthread_mutex_lock(&mu);
+    while (!ingest_running)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    post(r, "/ingest", &st[1]); /* fills the ingest queue */
+    post(r, "/ingest", &st[2]); /* refused at once: the queue is full */
+    assert_int_equal(st[2], 429);
+
+    post(r, "/query", &st[3]);
+    while (!st[3])
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(st[3], 200);
+    pthread_mutex_lock(&mu);
+    assert_int_equal(ingest_finished, 0); /* the query did not wait for ingest */
+    ingest_release = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    while (!st[0] || !st[1])
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(st[0], 200);
+    assert_int_equal(st[1], 200);
+    assert_int_equal(answered, 4);
+
+    srv_workers_free(ingest);
+    srv_workers_free(query);
+    srv_router_free(r);
+    event_base_free(base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(query_is_answered_while_ingest_is_saturated),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
