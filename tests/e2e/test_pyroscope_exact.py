@@ -25,7 +25,7 @@ Each test's report (every differing span: expected vs got totals and leaf values
 <tmp>/exact/<test>.txt, printed with -s, and SPANPROF_EXACT_REPORT=<file> appends it.
 SPANPROF_EXACT_GOPYRO_ARGS passes flags to the stand-in (e.g. -compact=false: as Pyroscope answers
 before compaction, every pushed profile counting), SPANPROF_EXACT_PUSH_DELAY and
-SPANPROF_EXACT_FORWARD_DELAY set --pyroscope-push-delay / --traces-forward-delay (default 2s each)
+SPANPROF_EXACT_FORWARD_DELAY set --pyroscope-push-delay / --traces-forward-delay (default 5s each: room for a slow feed under ASan)
 when the binary has them.
 """
 import os
@@ -47,8 +47,8 @@ ATTR = "pyroscope.profile.id"
 CORRELATED_SAMPLE_TYPES = ("cpu", "wall")
 # Flags the pusher work adds (issue 21); passed when the binary knows them.
 DELAY_FLAGS = {
-    "--pyroscope-push-delay": os.environ.get("SPANPROF_EXACT_PUSH_DELAY", "2s"),
-    "--traces-forward-delay": os.environ.get("SPANPROF_EXACT_FORWARD_DELAY", "2s"),
+    "--pyroscope-push-delay": os.environ.get("SPANPROF_EXACT_PUSH_DELAY", "5s"),
+    "--traces-forward-delay": os.environ.get("SPANPROF_EXACT_FORWARD_DELAY", "5s"),
 }
 SETTLE_TIMEOUT = 60.0
 
