@@ -22,12 +22,17 @@
  *   H2. Values move, never appear: an amendment moves value from a portion whose span is inside
  *       the claiming span (or from no span) to the claiming span; totals per (series, bucket,
  *       stack) are what arrived.
- *   H3. A span whose claimed samples had already left (their group released, or never held) is
- *       remembered as incomplete for the span window: Pyroscope cannot answer it exactly.
+ *   H3. A span Pyroscope cannot answer whole is remembered as incomplete (for the span
+ *       window): its claimed samples had already left (their group released, or never held),
+ *       or one of its observations went out under a span of another chain (two spans of one
+ *       observation, neither an ancestor of the other: a sample names one). "Outer" is
+ *       ancestry by parent ids, and time containment within one trace while a chain is not
+ *       all known. Incomplete spans are never marked for Grafana (app/pipeline.c).
  *
  * Memory: everything lives under max_bytes; past it the oldest unpinned groups leave early
  * (counted). Owns all it keeps (copies of names and labels). Not thread-safe: the pusher's lock.
- * Errors: SP_ENOMEM (what could not be held is reported and the caller pushes it at once).
+ * Errors: SP_ENOMEM from hold_add (observations not held: err says how many; the journal
+ * still has them, so a crash pushes them; the live push lacks them — logged, rate-limited).
  */
 #ifndef DELIVERY_HOLD_H
 #define DELIVERY_HOLD_H
