@@ -389,14 +389,37 @@ static group *group_find(hold *h, hold_group_id id, int add)
     return g;
 }
 
+static int has_left(const hold *h, hold_group_id id, int64_t now_ns)
+{
+    for (uint32_t i = 0; i < h->nleft; i++)
+        if (h->left[i].id.bucket_s == id.bucket_s && h->left[i].id.gen == id.gen &&
+            h->left[i].until_ns > now_ns)
+            return 1;
+    return 0;
+}
+
 hold_group_id hold_group_of(const hold *h, int64_t ts_ns, int64_t now_ns)
 {
     hold_group_id id = {floor_div(ts_ns, HOLD_BUCKET_NS) * 10, 0};
-    if (now_ns >= release_at_of(h, id)) {
-        /* late: leaves at the whole second after now + delay */
+    if (now_ns >= release_at_of(h, id) || has_left(h, id, now_ns)) {
+        /* late: leaves at the whole second after now + delay (or a later one when a group of
+         * that second already left early) */
         id.gen = floor_div(now_ns + h->o.delay_ns, 1000000000LL) + 1;
+        while (has_left(h, id, now_ns))
+            id.gen++;
     }
     return id;
+}
+
+void hold_note_left(hold *h, hold_group_id id)
+{
+    /* an arrival computes this id until the group's own release time has passed (gen 0), or
+     * until now + delay reaches its second (late groups): keep it that long, and a bucket more */
+    int64_t until = release_at_of(h, id) + HOLD_BUCKET_NS;
+    h->left[h->leftpos] = (left_id){id, until};
+    h->leftpos = (h->leftpos + 1) % HOLD_LEFT_MAX;
+    if (h->nleft < HOLD_LEFT_MAX)
+        h->nleft++;
 }
 
 /* The first millisecond of a bucket, in ns: 997 instance slots of 1000 ns; in a slot, 1 is the

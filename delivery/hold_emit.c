@@ -258,6 +258,7 @@ int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
             h->st.max_delay_ms = h->st.last_delay_ms;
         h->st.early_total += early;
         hold_group_id id = pick->id;
+        hold_note_left(h, id);
         h->g[at] = h->g[--h->ng];
         hold_group_free(pick);
         if (done)

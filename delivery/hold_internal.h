@@ -78,10 +78,21 @@ typedef struct span_info {
     uint8_t known, incomplete;
 } span_info;
 
+/* A group id that left, remembered while arrivals could still compute it (H1: no group leaves
+ * twice; a second profile with its timestamp would collapse with the first in Pyroscope). */
+typedef struct left_id {
+    hold_group_id id;
+    int64_t until_ns;
+} left_id;
+
+#define HOLD_LEFT_MAX 256
+
 struct hold {
     hold_options o;
     group **g;
     uint32_t ng, capg;
+    left_id left[HOLD_LEFT_MAX]; /* ring */
+    uint32_t nleft, leftpos;
     bt tenants;
     span_info *sp;
     uint32_t nsp, capsp; /* open addressing, capsp a power of two */
@@ -92,5 +103,6 @@ struct hold {
 size_t hold_group_bytes(const group *g);
 void hold_group_free(group *g);
 size_t hold_total_bytes(hold *h);
+void hold_note_left(hold *h, hold_group_id id);
 
 #endif

@@ -386,6 +386,14 @@ static void test_pinned_groups_wait_and_the_budget_releases_early(void **state)
     hold_get_stats(h, &st);
     assert_int_equal(st.early_total, 1);
     assert_int_equal(sum_of(NULL, '*'), 10);
+    /* H1: the bucket's group left early; what arrives for it later forms a group of its own
+     * with another timestamp, never a second (B0, 0) that Pyroscope would collapse with it */
+    assert_true(hold_group_of(h, B0 * S + 200, B0 * S + 3 * S).gen != 0);
+    assert_int_equal(take(h, make_batch(a, &p1, 1, NULL, 0), B0 * S + 3 * S), 0);
+    assert_int_equal(hold_release(h, B0 * S + 4 * S, 1, rec_emit, rec_done, NULL), 1);
+    assert_int_equal(NG, 2);
+    assert_int_not_equal(G[0].time_nanos, G[1].time_nanos);
+    assert_int_equal(G[0].time_nanos / 1000000, G[1].time_nanos / 1000000); /* same ms */
     hold_free(h);
     /* a caller's own budget (the journal's bytes): all = 2 lets the oldest group alone leave */
     reset();
