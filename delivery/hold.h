@@ -104,6 +104,18 @@ typedef int (*hold_emit_fn)(void *ud, const char *tenant, hold_group_id g, const
 int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
                  void (*done)(void *ud, hold_group_id g), void *ud);
 
+/* The same in steps, so a caller can emit without its lock: hold_detach() takes the next group
+ * to leave at now_ns (all as above) out of the hold (NULL: none); hold_detached_emit() needs
+ * nothing of the hold (any thread, no lock); then hold_detached_done() (the group is gone,
+ * counted) or, when emit failed, hold_detached_return() (it leaves at a later call). The id of
+ * a detached group is never made again (H1). */
+typedef struct hold_detached hold_detached;
+hold_detached *hold_detach(hold *h, int64_t now_ns, int all);
+hold_group_id hold_detached_id(const hold_detached *d);
+int hold_detached_emit(const hold_detached *d, hold_emit_fn emit, void *ud);
+void hold_detached_done(hold *h, hold_detached *d, int64_t now_ns);
+void hold_detached_return(hold *h, hold_detached *d);
+
 /* 1 when the span claimed samples that had already been pushed (H3). */
 int hold_span_incomplete(hold *h, const char *tenant, const uint8_t span_id[8]);
 

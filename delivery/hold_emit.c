@@ -42,10 +42,9 @@ static int cmp_rec_entry(const void *x, const void *y, void *ud)
 }
 
 /* The profile of entry e from records idx[0..n). */
-static int build_entry(hold *h, group *g, uint32_t e, const uint32_t *idx, uint32_t n, sp_arena *a,
-                       sp_profile *p)
+static int build_entry(uint32_t slot, group *g, uint32_t e, const uint32_t *idx, uint32_t n,
+                       sp_arena *a, sp_profile *p)
 {
-    (void)h;
     memset(p, 0, sizeof *p);
     builder b = {a, NULL, 1, 64};
     b.strs = sp_arena_alloc(a, 64 * sizeof *b.strs);
@@ -171,16 +170,81 @@ static int build_entry(hold *h, group *g, uint32_t e, const uint32_t *idx, uint3
     p->nsamples = ns;
     p->strings = b.strs;
     p->nstrings = b.ns;
-    p->time_nanos = g->id.bucket_s * 1000000000LL +
-                    (g->id.gen ? hold_late_offset(h->o.instance_slot, g->id.bucket_s, g->id.gen)
-                               : hold_bucket_offset(h->o.instance_slot));
+    p->time_nanos =
+        g->id.bucket_s * 1000000000LL +
+        (g->id.gen ? hold_late_offset(slot, g->id.bucket_s, g->id.gen) : hold_bucket_offset(slot));
     p->duration_nanos = HOLD_BUCKET_NS;
     return p->mappings ? 0 : SP_ENOMEM;
 }
 
-/* Emits every entry of g; 0, or the first emit error. */
-static int emit_group(hold *h, group *g, hold_emit_fn emit, void *ud)
+size_t hold_total_bytes(hold *h)
 {
+    size_t n = (size_t)h->capsp * sizeof *h->sp + hold_bt_bytes(&h->tenants);
+    for (uint32_t i = 0; i < h->ng; i++)
+        n += h->g[i]->bytes = hold_group_bytes(h->g[i]);
+    return n;
+}
+
+struct hold_detached {
+    group *g;
+    int early;
+    uint32_t slot;
+    char **tenants; /* per entry: copied, so emitting needs nothing of the hold */
+};
+
+/* The next group to leave at now_ns (see hold.h), out of h's list; NULL when none. */
+hold_detached *hold_detach(hold *h, int64_t now_ns, int all)
+{
+    h->now = now_ns > h->now ? now_ns : h->now;
+    size_t bytes = hold_total_bytes(h);
+    group *pick = NULL;
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < h->ng; i++) {
+        group *g = h->g[i];
+        if (g->pins)
+            continue;
+        if (!pick || g->release_at < pick->release_at) {
+            pick = g;
+            at = i;
+        }
+    }
+    if (!pick)
+        return NULL;
+    int due = pick->release_at <= now_ns && all != 2;
+    int early = !due && (all || bytes > h->o.max_bytes);
+    if (!due && !early)
+        return NULL;
+    hold_detached *d = calloc(1, sizeof *d);
+    char **t = calloc(pick->ne ? pick->ne : 1, sizeof *t);
+    int ok = d && t;
+    for (uint32_t e = 0; ok && e < pick->ne; e++) {
+        uint32_t tl;
+        const uint8_t *tk = hold_bt_key(&h->tenants, pick->e[e].tenant, &tl);
+        ok = (t[e] = strndup((const char *)tk, tl)) != NULL;
+    }
+    if (!ok) {
+        for (uint32_t e = 0; t && e < pick->ne; e++)
+            free(t[e]);
+        free(t);
+        free(d);
+        return NULL;
+    }
+    *d = (hold_detached){pick, early, h->o.instance_slot, t};
+    h->g[at] = h->g[--h->ng];
+    /* noted at once: arrivals meanwhile must not make a second group of this id (H1) */
+    hold_note_left(h, pick->id);
+    return d;
+}
+
+hold_group_id hold_detached_id(const hold_detached *d)
+{
+    return d->g->id;
+}
+
+/* Emits every entry of d's group; 0, or the first emit error. No lock needed. */
+int hold_detached_emit(const hold_detached *d, hold_emit_fn emit, void *ud)
+{
+    group *g = d->g;
     uint32_t *idx = malloc((g->nr ? g->nr : 1) * sizeof *idx);
     sp_arena *a = sp_arena_new(0);
     if (!idx || !a) {
@@ -198,14 +262,9 @@ static int emit_group(hold *h, group *g, hold_emit_fn emit, void *ud)
             t++;
         sp_profile p;
         sp_arena_reset(a);
-        rc = build_entry(h, g, e, idx + s, t - s, a, &p);
-        if (!rc && p.nsamples) {
-            uint32_t tl;
-            const uint8_t *tk = hold_bt_key(&h->tenants, g->e[e].tenant, &tl);
-            char tenant[256];
-            snprintf(tenant, sizeof tenant, "%.*s", (int)tl, (const char *)tk);
-            rc = emit(ud, tenant, g->id, &p);
-        }
+        rc = build_entry(d->slot, g, e, idx + s, t - s, a, &p);
+        if (!rc && p.nsamples)
+            rc = emit(ud, d->tenants[e], g->id, &p);
         s = t;
     }
     sp_arena_free(a);
@@ -213,54 +272,62 @@ static int emit_group(hold *h, group *g, hold_emit_fn emit, void *ud)
     return rc;
 }
 
-size_t hold_total_bytes(hold *h)
+static void detached_free(hold_detached *d)
 {
-    size_t n = (size_t)h->capsp * sizeof *h->sp + hold_bt_bytes(&h->tenants);
-    for (uint32_t i = 0; i < h->ng; i++)
-        n += h->g[i]->bytes = hold_group_bytes(h->g[i]);
-    return n;
+    for (uint32_t e = 0; e < d->g->ne; e++)
+        free(d->tenants[e]);
+    free(d->tenants);
+    free(d);
+}
+
+void hold_detached_done(hold *h, hold_detached *d, int64_t now_ns)
+{
+    group *g = d->g;
+    int64_t age = now_ns - g->first_arrival;
+    h->st.delay_obs_ms_sum += (double)g->nobs * ((double)now_ns / 1e6) - g->arrival_ms_sum;
+    h->st.delay_obs_count += g->nobs;
+    h->st.last_delay_ms = age / 1000000;
+    if (h->st.last_delay_ms > h->st.max_delay_ms)
+        h->st.max_delay_ms = h->st.last_delay_ms;
+    h->st.early_total += d->early;
+    hold_group_free(g);
+    detached_free(d);
+}
+
+void hold_detached_return(hold *h, hold_detached *d)
+{
+    if (h->ng == h->capg) {
+        uint32_t nc = h->capg ? h->capg * 2 : 16;
+        group **x = realloc(h->g, nc * sizeof *x);
+        if (!x) { /* cannot happen in practice (the list just shrank): leave it, counted */
+            h->st.early_total += d->early;
+            hold_group_free(d->g);
+            detached_free(d);
+            return;
+        }
+        h->g = x;
+        h->capg = nc;
+    }
+    h->g[h->ng++] = d->g;
+    detached_free(d);
 }
 
 int hold_release(hold *h, int64_t now_ns, int all, hold_emit_fn emit,
                  void (*done)(void *ud, hold_group_id g), void *ud)
 {
-    h->now = now_ns > h->now ? now_ns : h->now;
     int released = 0;
     for (;;) {
-        size_t bytes = hold_total_bytes(h);
-        group *pick = NULL;
-        uint32_t at = 0;
-        for (uint32_t i = 0; i < h->ng; i++) {
-            group *g = h->g[i];
-            if (g->pins)
-                continue;
-            if (!pick || g->release_at < pick->release_at) {
-                pick = g;
-                at = i;
-            }
-        }
-        if (!pick)
-            break;
-        int due = pick->release_at <= now_ns && all != 2;
-        int early = !due && (all || bytes > h->o.max_bytes);
-        if (!due && !early)
+        hold_detached *d = hold_detach(h, now_ns, all);
+        if (!d)
             break;
         if (all == 2) /* the oldest one only: the caller's own budget */
             all = 0;
-        if (emit_group(h, pick, emit, ud))
+        if (hold_detached_emit(d, emit, ud)) {
+            hold_detached_return(h, d);
             break;
-        int64_t age = now_ns - pick->first_arrival;
-        h->st.delay_obs_ms_sum +=
-            (double)pick->nobs * ((double)now_ns / 1e6) - pick->arrival_ms_sum;
-        h->st.delay_obs_count += pick->nobs;
-        h->st.last_delay_ms = age / 1000000;
-        if (h->st.last_delay_ms > h->st.max_delay_ms)
-            h->st.max_delay_ms = h->st.last_delay_ms;
-        h->st.early_total += early;
-        hold_group_id id = pick->id;
-        hold_note_left(h, id);
-        h->g[at] = h->g[--h->ng];
-        hold_group_free(pick);
+        }
+        hold_group_id id = hold_detached_id(d);
+        hold_detached_done(h, d, now_ns);
         if (done)
             done(ud, id);
         released++;

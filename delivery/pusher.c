@@ -550,18 +550,53 @@ static void publish(pusher *p)
     sp_metrics_gauge_set("pyroscope_hold_recovered_files_total", (int64_t)p->recovered);
 }
 
+/* Lets groups leave: taken out of the hold under the lock, encoded and queued without it (a
+ * bucket of a busy service is seconds of CPU: ingest workers must not wait behind it), then
+ * marked done under the lock. all: as hold_release() (2: the oldest group, then the due ones). */
+static void release(pusher *p, int64_t now_ns, int all)
+{
+    for (int first = 1;; first = 0) {
+        pthread_mutex_lock(&p->mu);
+        hold_detached *d = hold_detach(p->h, now_ns, first || all != 2 ? all : 0);
+        pthread_mutex_unlock(&p->mu);
+        if (!d)
+            return;
+        int rc = hold_detached_emit(d, emit_profile, p);
+        pthread_mutex_lock(&p->mu);
+        hold_group_id id = hold_detached_id(d);
+        if (rc) {
+            hold_detached_return(p->h, d);
+        } else {
+            hold_detached_done(p->h, d, now_ns);
+            group_done(p, id);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (rc)
+            return;
+    }
+}
+
 void pusher_tick(pusher *p, int64_t now_ns)
 {
     if (!p || !p->h)
         return;
-    pthread_mutex_lock(&p->mu);
-    hold_release(p->h, now_ns, 0, emit_profile, group_done, p);
+    release(p, now_ns, 0);
     /* The journal is on disk what the hold is in memory: the queue's byte cap bounds it too. */
-    uint64_t before = UINT64_MAX;
-    while (p->journal_bytes > p->journal_max && p->journal_bytes < before) {
-        before = p->journal_bytes;
-        hold_release(p->h, now_ns, 2, emit_profile, group_done, p);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        uint64_t before = p->journal_bytes;
+        int over = before > p->journal_max;
+        pthread_mutex_unlock(&p->mu);
+        if (!over)
+            break;
+        release(p, now_ns, 2);
+        pthread_mutex_lock(&p->mu);
+        int shrank = p->journal_bytes < before;
+        pthread_mutex_unlock(&p->mu);
+        if (!shrank)
+            break;
     }
+    pthread_mutex_lock(&p->mu);
     publish(p);
     pthread_mutex_unlock(&p->mu);
 }
@@ -598,10 +633,10 @@ void pusher_close(pusher *p)
     if (!p)
         return;
     if (p->h) {
-        pthread_mutex_lock(&p->mu);
         /* Everything held leaves now (counted early); what cannot be queued stays in the
          * journal for the next start. */
-        hold_release(p->h, p->clock_ns(), 1, emit_profile, group_done, p);
+        release(p, p->clock_ns(), 1);
+        pthread_mutex_lock(&p->mu);
         publish(p);
         pthread_mutex_unlock(&p->mu);
         hold_free(p->h);
