@@ -290,8 +290,8 @@ void hold_detached_done(hold *h, hold_detached *d, int64_t now_ns)
     if (h->st.last_delay_ms > h->st.max_delay_ms)
         h->st.max_delay_ms = h->st.last_delay_ms;
     h->st.early_total += d->early;
+    detached_free(d); /* reads g->ne: before the group goes */
     hold_group_free(g);
-    detached_free(d);
 }
 
 void hold_detached_return(hold *h, hold_detached *d)
@@ -300,9 +300,10 @@ void hold_detached_return(hold *h, hold_detached *d)
         uint32_t nc = h->capg ? h->capg * 2 : 16;
         group **x = realloc(h->g, nc * sizeof *x);
         if (!x) { /* cannot happen in practice (the list just shrank): leave it, counted */
+            group *g = d->g;
             h->st.early_total += d->early;
-            hold_group_free(d->g);
             detached_free(d);
+            hold_group_free(g);
             return;
         }
         h->g = x;
