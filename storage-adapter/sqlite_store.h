@@ -143,12 +143,13 @@ typedef struct sqs_writer {
     sqlite3 *db;
     sqlite3_stmt *st[W_NSTMT];
     store_dict tenants, series, strings, mappings, functions, locations, stacks;
-    store_agg samples; /* (series, bucket, stack) → value, this transaction */
-    store_agg spanstk; /* (hour, span key, series, stack) → value, this transaction */
-    store_agg hours;   /* hours known to be in span_hour */
+    store_sum3 samples; /* (series, bucket, stack) → value, this transaction */
+    store_agg spanstk;  /* (hour, span key, series, stack) → value, this transaction */
+    store_agg hours;    /* hours known to be in span_hour */
     /* Per-batch memo: a sample's location list (the converter shares one per stack) → stack id
-     * (aux), so a stack repeated in a batch is hashed and looked up once. */
-    store_agg stack_memo;
+     * (the sum; key: address, length), so a stack repeated in a batch is hashed and looked up
+     * once. */
+    store_sum3 stack_memo;
     /* Key tables: rows with an id above keyed[k] have no key row and are found through the
      * cache alone, which holds them all unless bit k of keys_dirty is set (the cache forgot
      * some: the writer keys them before its next lookup). */
@@ -178,6 +179,8 @@ typedef struct sqs_writer {
     size_t kv_cap;
     store_agg_entry *sorted; /* scratch for flushing aggregates in key order */
     size_t sorted_cap;
+    store_sum3_entry *sorted3; /* the same for the sample aggregate */
+    size_t sorted3_cap;
     int32_t now_hour;
     sqs_retention ret;
     struct sqs_xres xres[SQS_XRES_SLOTS];

@@ -244,10 +244,10 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     store_dict_init(&w->strings, entries / 20);
     store_dict_init(&w->mappings, entries / 40);
     store_dict_init(&w->tenants, entries / 40);
-    store_agg_init(&w->samples);
+    memset(&w->samples, 0, sizeof w->samples);
     store_agg_init(&w->spanstk);
     store_agg_init(&w->hours);
-    store_agg_init(&w->stack_memo);
+    memset(&w->stack_memo, 0, sizeof w->stack_memo);
     store_agg_init(&w->periods);
     w->ret.last_gc_hour = INT32_MIN;
     /* Rows written since the last keying are in no cache yet: key them before the first
@@ -275,10 +275,10 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->strings);
     store_dict_free(&w->mappings);
     store_dict_free(&w->tenants);
-    store_agg_free(&w->samples);
+    store_sum3_free(&w->samples);
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
-    store_agg_free(&w->stack_memo);
+    store_sum3_free(&w->stack_memo);
     store_agg_free(&w->periods);
     store_chunk_coder_free(&w->coder);
     free(w->fn_ids);
@@ -290,6 +290,7 @@ void sqs_writer_free(sqs_store *s)
     free(w->buf);
     free(w->kvs);
     free(w->sorted);
+    free(w->sorted3);
     sqs_extras_cache_clear(w);
 }
 
@@ -434,10 +435,10 @@ static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stac
     store_agg_entry *e;
     /* attach_only: the value was stored with its profile earlier; only the span learns of it. */
     if (!attach_only) {
-        e = store_agg_get(&w->samples, series, bucket, stack, 0, NULL);
-        if (!e)
-            return sqs_oom(err);
-        e->sum += v;
+        int64_t *sum = store_sum3_at(&w->samples, series, bucket, stack);
+        if (!sum)
+            return series ? sqs_oom(err) : sp_fail(err, SP_EINTERNAL, "series id 0");
+        *sum += v;
     }
     int64_t hour = sqs_floor_div(bucket * SQS_BUCKET_NS, SQS_HOUR_NS);
     for (uint32_t k = 0; k < s->nspans; k++) {
@@ -475,7 +476,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
         memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
         memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
-        store_agg_reset(&w->stack_memo);
+        store_sum3_reset(&w->stack_memo);
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
         w->memo_maps = p->mappings;
@@ -513,32 +514,45 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
             series = base_series;
         }
         /* The memo is keyed by the location list's address: only valid while the tables it
-         * indexes stay the same, which the memo reset above ensures. */
-        int created = 0;
-        store_agg_entry *m = store_agg_get(&w->stack_memo, (int64_t)(uintptr_t)s->location_ids,
-                                           s->nlocations, 0, 0, &created);
+         * indexes stay the same, which the memo reset above ensures. Stack ids are row ids, so
+         * 0 is a new entry. An empty stack may have no list: key 1, which no list's address is. */
+        int64_t *m =
+            store_sum3_at(&w->stack_memo, s->location_ids ? (int64_t)(uintptr_t)s->location_ids : 1,
+                          s->nlocations, 0);
         if (!m)
             return sqs_oom(err);
-        if (created) {
+        if (!*m) {
             if ((rc = sqs_resolve_stack(w, p, s, target, &stack, err))) {
-                store_agg_reset(&w->stack_memo);
+                store_sum3_reset(&w->stack_memo);
                 return rc;
             }
-            m->aux = stack;
+            *m = stack;
         } else {
-            stack = m->aux;
+            stack = *m;
         }
         if (s->nobs) {
-            /* Observations without their own values share the sample's value. */
+            /* Observations without their own values share the sample's value. Consecutive
+             * observations in one bucket (the eBPF profiler sends several timestamps per sample)
+             * go in as one value: one probe of the aggregate, not one per timestamp. */
             int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
             int64_t rest = s->values ? 0 : s->value - share * (int64_t)s->nobs;
+            int64_t run_bucket = 0, run_value = 0;
             for (uint32_t k = 0; k < s->nobs; k++) {
                 int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
                 int64_t t = (int64_t)s->timestamps[k];
                 int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
-                if (v && (rc = add_value(w, series, b, stack, v, s, p->attach_only, err)))
-                    return rc;
+                if (k > 0 && b != run_bucket) {
+                    if (run_value && (rc = add_value(w, series, run_bucket, stack, run_value, s,
+                                                     p->attach_only, err)))
+                        return rc;
+                    run_value = 0;
+                }
+                run_bucket = b;
+                run_value += v;
             }
+            if (run_value &&
+                (rc = add_value(w, series, run_bucket, stack, run_value, s, p->attach_only, err)))
+                return rc;
             *nobs += p->attach_only ? 0 : s->nobs; /* counted when first stored */
         } else {
             if ((rc =
@@ -630,11 +644,12 @@ static int entry_cmp(const void *a, const void *b)
     return 0;
 }
 
-/* Writes an aggregation map as chunks: one row per run of entries sharing their leading keys
- * ((series, bucket) of samples, (hour, span) of span values), the rest of the key and the value
- * coded by store_chunk_encode(). Rows go in key order (B-tree friendly). */
-static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
+/* Writes the span aggregate as chunks: one row per (hour, span), its (series, stack) pairs and
+ * values coded by store_chunk_encode(). Rows go in key order (B-tree friendly), and each hour is
+ * recorded in span_hour. */
+static int flush_spans(sqs_writer *w, sp_err *err)
 {
+    store_agg *m = &w->spanstk;
     if (!m->n)
         return 0;
     if (sqs_grow((void **)&w->sorted, &w->sorted_cap, m->n, sizeof *w->sorted))
@@ -644,32 +659,57 @@ static int flush(sqs_writer *w, store_agg *m, int which, sp_err *err)
         if (m->slots[i].used && m->slots[i].sum)
             w->sorted[n++] = m->slots[i];
     qsort(w->sorted, n, sizeof *w->sorted, entry_cmp);
-    sqlite3_stmt *st = w->st[which];
-    int spans = which == W_SPAN_CHUNK;
+    sqlite3_stmt *st = w->st[W_SPAN_CHUNK];
     for (size_t i = 0; i < n;) {
         const store_agg_entry *e = &w->sorted[i];
         size_t j = i + 1;
-        int64_t total = e->sum;
         while (j < n && w->sorted[j].k[0] == e->k[0] && w->sorted[j].k[1] == e->k[1])
-            total += w->sorted[j++].sum;
+            j++;
         const uint8_t *blob;
         size_t len;
-        if (store_chunk_encode(&w->coder, e, j - i, 2, spans ? 2 : 1, &blob, &len))
+        if (store_chunk_encode(&w->coder, e, j - i, 2, 2, &blob, &len))
             return sqs_oom(err);
         sqlite3_bind_int64(st, 1, e->k[0]);
         sqlite3_bind_int64(st, 2, e->k[1]);
-        if (spans) {
-            sqlite3_bind_blob(st, 3, blob, (int)len, SQLITE_STATIC);
-        } else {
-            sqlite3_bind_int64(st, 3, total);
-            sqlite3_bind_blob(st, 4, blob, (int)len, SQLITE_STATIC);
-        }
-        int rc = sqs_run(w, which, err);
+        sqlite3_bind_blob(st, 3, blob, (int)len, SQLITE_STATIC);
+        int rc = sqs_run(w, W_SPAN_CHUNK, err);
         if (rc)
             return rc;
-        /* span chunks: record each hour in span_hour (rows are in hour order). */
-        if (spans && (i == 0 || e->k[0] != w->sorted[i - 1].k[0]) &&
-            (rc = note_hour(w, e->k[0], err)))
+        if ((i == 0 || e->k[0] != w->sorted[i - 1].k[0]) && (rc = note_hour(w, e->k[0], err)))
+            return rc;
+        i = j;
+    }
+    sqlite3_clear_bindings(st);
+    return 0;
+}
+
+/* The sample aggregate's flush: one row per (series, bucket), the stacks and values in its chunk.
+ */
+static int flush_samples(sqs_writer *w, sp_err *err)
+{
+    store_sum3 *m = &w->samples;
+    if (!m->n)
+        return 0;
+    if (sqs_grow((void **)&w->sorted3, &w->sorted3_cap, m->n, sizeof *w->sorted3))
+        return sqs_oom(err);
+    size_t n = store_sum3_sorted(m, w->sorted3);
+    sqlite3_stmt *st = w->st[W_SAMPLE_CHUNK];
+    for (size_t i = 0; i < n;) {
+        const store_sum3_entry *e = &w->sorted3[i];
+        size_t j = i + 1;
+        int64_t total = e->sum;
+        while (j < n && w->sorted3[j].k[0] == e->k[0] && w->sorted3[j].k[1] == e->k[1])
+            total += w->sorted3[j++].sum;
+        const uint8_t *blob;
+        size_t len;
+        if (store_chunk_encode_sum3(&w->coder, e, j - i, &blob, &len))
+            return sqs_oom(err);
+        sqlite3_bind_int64(st, 1, e->k[0]);
+        sqlite3_bind_int64(st, 2, e->k[1]);
+        sqlite3_bind_int64(st, 3, total);
+        sqlite3_bind_blob(st, 4, blob, (int)len, SQLITE_STATIC);
+        int rc = sqs_run(w, W_SAMPLE_CHUNK, err);
+        if (rc)
             return rc;
         i = j;
     }
@@ -708,7 +748,7 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     sp_err terr = {0};
     uint64_t nobs = 0, nspans = 0;
     w->now_hour = sqs_hour_of(now_ns());
-    store_agg_reset(&w->samples);
+    store_sum3_reset(&w->samples);
     store_agg_reset(&w->spanstk);
     int rc = sqs_run(w, W_BEGIN, &terr);
     if (rc)
@@ -716,9 +756,9 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     for (size_t i = 0; i < n && !rc; i++)
         rc = write_batch(w, g[i]->batch, &nobs, &nspans, &terr);
     if (!rc)
-        rc = flush(w, &w->samples, W_SAMPLE_CHUNK, &terr);
+        rc = flush_samples(w, &terr);
     if (!rc)
-        rc = flush(w, &w->spanstk, W_SPAN_CHUNK, &terr);
+        rc = flush_spans(w, &terr);
     if (!rc)
         rc = sqs_keys_ahead(w, SQS_KEYS_STACK, &w->stacks, &terr);
     if (!rc)
@@ -732,7 +772,7 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     }
     if (rc)
         sqs_rollback(w);
-    store_agg_reset(&w->samples);
+    store_sum3_reset(&w->samples);
     store_agg_reset(&w->spanstk);
     for (size_t i = 0; i < n; i++) {
         if (rc) {

@@ -1750,78 +1750,6 @@ static void attach_only_profiles_add_to_spans_not_totals(void **state)
 
 /* ---- the value chunk coding ---- */
 
-typedef struct collected {
-    int64_t k0[4096], k1[4096], v[4096];
-    size_t n;
-} collected;
-
-static int collect(void *ctx, int64_t k0, int64_t k1, int64_t v)
-{
-    collected *c = ctx;
-    c->k0[c->n] = k0;
-    c->k1[c->n] = k1;
-    c->v[c->n++] = v;
-    return 0;
-}
-
-/* Chunks give back exactly what was coded — small and zstd'd ones, negative and extreme values,
- * values with a common factor and without — and refuse cut or corrupted bytes instead of reading
- * past them. */
-static void chunks_round_trip_and_refuse_damage(void **state)
-{
-    (void)state;
-    static store_agg_entry e[3000];
-    static collected got;
-    store_chunk_coder c = {0};
-    store_chunk_decoder d = {0};
-    const size_t sizes[] = {1, 3, 2999};
-    for (int nk = 1; nk <= 2; nk++)
-        for (size_t si = 0; si < 3; si++) {
-            size_t n = sizes[si];
-            memset(e, 0, sizeof e);
-            for (size_t i = 0; i < n; i++) {
-                e[i].k[2] = nk == 2 ? (int64_t)(i / 7) * 3 + 1 : (int64_t)i * 5 + 2;
-                e[i].k[3] = nk == 2 ? (int64_t)((i * 37) % 7) * 100000 + (int64_t)(i % 7) : 0;
-                e[i].sum = si == 2 ? (int64_t)(i % 13 + 1) * 50000000 : -7 * (int64_t)(i + 1);
-            }
-            if (nk == 2) /* keep (k0, k1) sorted */
-                for (size_t i = 0; i < n; i++)
-                    e[i].k[3] = (int64_t)(i % 7) * 100000 + 5;
-            if (si == 1) {
-                e[0].sum = INT64_MAX;
-                e[1].sum = INT64_MIN + 1;
-                e[2].sum = 3;
-            }
-            const uint8_t *blob;
-            size_t len;
-            assert_int_equal(store_chunk_encode(&c, e, n, 2, nk, &blob, &len), 0);
-            if (si == 2)
-                assert_int_equal(blob[0], 1); /* big and regular: zstd'd */
-            uint8_t *copy = malloc(len);
-            memcpy(copy, blob, len);
-            got.n = 0;
-            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), 0);
-            assert_int_equal(got.n, n);
-            for (size_t i = 0; i < n; i++) {
-                assert_int_equal(got.k0[i], e[i].k[2]);
-                assert_int_equal(got.k1[i], nk == 2 ? e[i].k[3] : 0);
-                assert_int_equal(got.v[i], e[i].sum);
-            }
-            /* Every cut is refused (or, for a plain chunk cut inside its value column, never
-             * reads past the end): decode must not crash or invent entries. */
-            for (size_t cut = 0; cut < len; cut += len / 50 + 1) {
-                got.n = 0;
-                int rc = store_chunk_decode(copy, cut, nk, &d, collect, &got);
-                assert_true(rc == -1 || (rc == 0 && got.n <= n));
-            }
-            copy[0] = 9;
-            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), -1);
-            free(copy);
-        }
-    store_chunk_coder_free(&c);
-    store_chunk_decoder_free(&d);
-}
-
 /* ---- key tables under failures, retention and migration ------------------------------------ */
 
 #define ROUND_LOCS   64
@@ -2137,7 +2065,6 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(chunks_round_trip_and_refuse_damage),
         cmocka_unit_test_setup_teardown(writes_batch_and_reads_back_stacks_and_totals, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(same_stack_twice_is_one_stack_row_with_summed_values, setup,

@@ -1,0 +1,241 @@
+/* The storage adapter's in-memory maps and value chunks (maps.h): no SQLite, no files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "storage-adapter/maps.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct collected {
+    int64_t k0[4096], k1[4096], v[4096];
+    size_t n;
+} collected;
+
+static int collect(void *ctx, int64_t k0, int64_t k1, int64_t v)
+{
+    collected *c = ctx;
+    c->k0[c->n] = k0;
+    c->k1[c->n] = k1;
+    c->v[c->n++] = v;
+    return 0;
+}
+
+/* Chunks give back exactly what was coded — small and zstd'd ones, negative and extreme values,
+ * values with a common factor and without — and refuse cut or corrupted bytes instead of reading
+ * past them. */
+static void chunks_round_trip_and_refuse_damage(void **state)
+{
+    (void)state;
+    static store_agg_entry e[3000];
+    static collected got;
+    store_chunk_coder c = {0};
+    store_chunk_decoder d = {0};
+    const size_t sizes[] = {1, 3, 2999};
+    for (int nk = 1; nk <= 2; nk++)
+        for (size_t si = 0; si < 3; si++) {
+            size_t n = sizes[si];
+            memset(e, 0, sizeof e);
+            for (size_t i = 0; i < n; i++) {
+                e[i].k[2] = nk == 2 ? (int64_t)(i / 7) * 3 + 1 : (int64_t)i * 5 + 2;
+                e[i].k[3] = nk == 2 ? (int64_t)((i * 37) % 7) * 100000 + (int64_t)(i % 7) : 0;
+                e[i].sum = si == 2 ? (int64_t)(i % 13 + 1) * 50000000 : -7 * (int64_t)(i + 1);
+            }
+            if (nk == 2) /* keep (k0, k1) sorted */
+                for (size_t i = 0; i < n; i++)
+                    e[i].k[3] = (int64_t)(i % 7) * 100000 + 5;
+            if (si == 1) {
+                e[0].sum = INT64_MAX;
+                e[1].sum = INT64_MIN + 1;
+                e[2].sum = 3;
+            }
+            const uint8_t *blob;
+            size_t len;
+            assert_int_equal(store_chunk_encode(&c, e, n, 2, nk, &blob, &len), 0);
+            if (si == 2)
+                assert_int_equal(blob[0], 1); /* big and regular: zstd'd */
+            uint8_t *copy = malloc(len);
+            memcpy(copy, blob, len);
+            got.n = 0;
+            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), 0);
+            assert_int_equal(got.n, n);
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(got.k0[i], e[i].k[2]);
+                assert_int_equal(got.k1[i], nk == 2 ? e[i].k[3] : 0);
+                assert_int_equal(got.v[i], e[i].sum);
+            }
+            /* Every cut is refused (or, for a plain chunk cut inside its value column, never
+             * reads past the end): decode must not crash or invent entries. */
+            for (size_t cut = 0; cut < len; cut += len / 50 + 1) {
+                got.n = 0;
+                int rc = store_chunk_decode(copy, cut, nk, &d, collect, &got);
+                assert_true(rc == -1 || (rc == 0 && got.n <= n));
+            }
+            copy[0] = 9;
+            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), -1);
+            free(copy);
+        }
+    store_chunk_coder_free(&c);
+    store_chunk_decoder_free(&d);
+}
+
+/* ---- sum map ------------------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x243f6a8885a308d3ull;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const store_sum3_entry *x = a, *y = b;
+    for (int i = 0; i < 3; i++)
+        if (x->k[i] != y->k[i])
+            return x->k[i] < y->k[i] ? -1 : 1;
+    return 0;
+}
+
+/* Adds n observations drawn by `shape` to a sum map and to a plain array, then checks that the
+ * sorted entries equal the array aggregated independently (qsort, then runs summed): every key
+ * once, in key order, with its exact total; zero totals left out. */
+static void sum3_against_reference(int shape, size_t n)
+{
+    store_sum3 m = {0};
+    store_sum3_entry *raw = calloc(n, sizeof *raw);
+    assert_non_null(raw);
+    for (size_t i = 0; i < n; i++) {
+        int64_t k0, k1, k2, v;
+        switch (shape) {
+        case 0: /* random, many duplicates */
+            k0 = 1 + (int64_t)(rnd() % 7);
+            k1 = (int64_t)(rnd() % 3) - 1;
+            k2 = (int64_t)(rnd() % 500);
+            break;
+        case 1: /* ascending */
+            k0 = 1 + (int64_t)(i / 1000);
+            k1 = 5;
+            k2 = (int64_t)i;
+            break;
+        case 2: /* descending */
+            k0 = 1 + (int64_t)((n - i) / 1000);
+            k1 = 5;
+            k2 = (int64_t)(n - i);
+            break;
+        case 3: /* one key */
+            k0 = 42;
+            k1 = 42;
+            k2 = 42;
+            break;
+        default: /* organ pipe, extreme values */
+            k0 = i < n / 2 ? INT64_MAX - (int64_t)i : INT64_MIN + 1 + (int64_t)i;
+            k1 = INT64_MIN;
+            k2 = (int64_t)(i < n / 2 ? i : n - i);
+            break;
+        }
+        v = (int64_t)(rnd() % 5) - 2; /* zero, negative: some totals cancel out */
+        int64_t *sum = store_sum3_at(&m, k0, k1, k2);
+        assert_non_null(sum);
+        *sum += v;
+        raw[i] = (store_sum3_entry){{k0, k1, k2}, v};
+    }
+    qsort(raw, n, sizeof *raw, ref_cmp);
+    size_t nref = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        int64_t total = 0;
+        while (j < n && ref_cmp(&raw[i], &raw[j]) == 0)
+            total += raw[j++].sum;
+        if (total)
+            raw[nref++] = (store_sum3_entry){{raw[i].k[0], raw[i].k[1], raw[i].k[2]}, total};
+        i = j;
+    }
+    store_sum3_entry *out = calloc(m.n ? m.n : 1, sizeof *out);
+    assert_non_null(out);
+    size_t got = store_sum3_sorted(&m, out);
+    assert_int_equal(got, nref);
+    for (size_t i = 0; i < got; i++) {
+        assert_int_equal(out[i].k[0], raw[i].k[0]);
+        assert_int_equal(out[i].k[1], raw[i].k[1]);
+        assert_int_equal(out[i].k[2], raw[i].k[2]);
+        assert_int_equal(out[i].sum, raw[i].sum);
+    }
+    store_sum3_reset(&m);
+    assert_int_equal(m.n, 0);
+    assert_int_equal(store_sum3_sorted(&m, out), 0);
+    free(out);
+    free(raw);
+    store_sum3_free(&m);
+}
+
+static void sum_map_aggregates_and_sorts_like_qsort(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {1, 2, 17, 1000, 200000};
+    for (int shape = 0; shape < 5; shape++)
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+            sum3_against_reference(shape, sizes[i]);
+}
+
+static void sum_map_refuses_key_zero(void **state)
+{
+    (void)state;
+    store_sum3 m = {0};
+    assert_null(store_sum3_at(&m, 0, 1, 2));
+    int64_t *s = store_sum3_at(&m, -1, 0, 0); /* negative keys are fine */
+    assert_non_null(s);
+    *s = 7;
+    assert_int_equal(*store_sum3_at(&m, -1, 0, 0), 7);
+    assert_int_equal(m.n, 1);
+    store_sum3_free(&m);
+}
+
+/* Sum-map entries code to the same chunk as the store_agg entries with the same keys and values. */
+static void sum_map_chunks_equal_agg_chunks(void **state)
+{
+    (void)state;
+    enum { N = 700 };
+    static store_agg_entry a[N];
+    static store_sum3_entry s[N];
+    static collected got;
+    store_chunk_coder c1 = {0}, c2 = {0};
+    store_chunk_decoder d = {0};
+    for (size_t i = 0; i < N; i++) {
+        a[i].k[2] = s[i].k[2] = (int64_t)(i * 3 + (i % 5));
+        a[i].sum = s[i].sum = (int64_t)(i % 9 + 1) * 10000000;
+    }
+    const uint8_t *b1, *b2;
+    size_t l1, l2;
+    assert_int_equal(store_chunk_encode(&c1, a, N, 2, 1, &b1, &l1), 0);
+    assert_int_equal(store_chunk_encode_sum3(&c2, s, N, &b2, &l2), 0);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(b1, b2, l1);
+    got.n = 0;
+    assert_int_equal(store_chunk_decode(b2, l2, 1, &d, collect, &got), 0);
+    assert_int_equal(got.n, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(got.k0[i], s[i].k[2]);
+        assert_int_equal(got.v[i], s[i].sum);
+    }
+    store_chunk_coder_free(&c1);
+    store_chunk_coder_free(&c2);
+    store_chunk_decoder_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(chunks_round_trip_and_refuse_damage),
+        cmocka_unit_test(sum_map_aggregates_and_sorts_like_qsort),
+        cmocka_unit_test(sum_map_refuses_key_zero),
+        cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
