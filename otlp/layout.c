@@ -94,14 +94,15 @@ static int profile_is_v18(const uint8_t *p, size_t len)
     return 0;
 }
 
-static void vote(ctx *c, const uint8_t *p, size_t len)
+/* Votes on one Sample's numbering; -1 (no vote) when its framing is broken. */
+static int vote(ctx *c, const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
     wire_pb_field f;
     int f2 = 0, f2_misfit = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
     while (p < end) {
         if (wire_pb_next(&p, end, p, &f, NULL) != 0)
-            return;
+            return -1;
         switch (f.num) {
         case 2:
             f2 = 1;
@@ -132,14 +133,17 @@ static void vote(ctx *c, const uint8_t *p, size_t len)
         c->info->old_votes++;
     else if (cur && !old)
         c->info->new_votes++;
+    return 0;
 }
 
 /* Pass 1: checks the framing of every walked message and counts votes. */
 static int detect(ctx *c, int level, const uint8_t *p, size_t len)
 {
     if (level == L_SAMPLE) {
-        vote(c, p, len);
-        /* Framing errors inside a Sample are reported here with its path. */
+        /* The vote walked the Sample's fields: when they were whole there is nothing to check
+         * (a Sample holds no walked child). Otherwise the walk below reports where it breaks. */
+        if (vote(c, p, len) == 0)
+            return 0;
     } else if (level == L_PROFILE && profile_is_v18(p, len)) {
         c->any_v18 = 1;
     }
