@@ -463,6 +463,8 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
         m->n = 0; /* stack ids depend on the table too */
         if (m->keys)
             memset(m->keys, 0, m->cap * sizeof *m->keys);
+        if (m->loc_cache)
+            cw_names_prefill(x->c, x->p, m->loc_cache);
     }
     if (!s->location_ids || !m->loc_cache)
         return cw_stack_id(x->c, x->p, s, m->loc_cache);
