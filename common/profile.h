@@ -26,6 +26,9 @@ typedef struct sp_label {
 typedef struct sp_function {
     uint32_t name, system_name, filename; /* string indices */
     int64_t start_line;
+    /* 1: no sender's symbol; a converter named it with sp_frame_name() from the one location that
+     * uses it (the store then need not compare the name to know it says nothing new). */
+    uint8_t made_up;
 } sp_function;
 
 typedef struct sp_line {

@@ -253,6 +253,7 @@ static int convert_dictionary(conv *c, sp_err *err)
         int fid = add_function(c, synthetic_name(c, o));
         if (fid < 0)
             return sp_fail(err, SP_ETOOBIG, "function table too large for the request budget");
+        c->funcs[fid].made_up = 1; /* one function per unnamed location */
         if (o->nlines == 0) {
             o->lines = sp_arena_calloc(c->a, 1, sizeof *o->lines);
             if (!o->lines)

@@ -169,7 +169,7 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
     for (size_t i = 0; i < pp->n_function; i++) {
         const Perftools__Profiles__Function *f = pp->function[i];
         funcs[i + 1] = (sp_function){str_ok(f->name, ns), str_ok(f->system_name, ns),
-                                     str_ok(f->filename, ns), f->start_line};
+                                     str_ok(f->filename, ns), f->start_line, 0};
     }
     for (size_t i = 0; i < pp->n_mapping; i++) {
         const Perftools__Profiles__Mapping *m = pp->mapping[i];

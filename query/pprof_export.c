@@ -62,7 +62,7 @@ static uint32_t function_of(detailed *d, const char *name, const store_frame *f)
     if (fresh) {
         if (more((void **)&d->fn, d->nfn, &d->capfn, sizeof *d->fn))
             return 0;
-        d->fn[id] = (sp_function){str(d, name), str(d, name), str(d, f->file), f->start_line};
+        d->fn[id] = (sp_function){str(d, name), str(d, name), str(d, f->file), f->start_line, 0};
         d->nfn = id + 1;
     }
     return id;

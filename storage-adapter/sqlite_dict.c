@@ -508,6 +508,8 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
         file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
     if (tl > 64 || ml > 256)
         return 0;
+    if (f->made_up)
+        return 1; /* the converter made this name from this location: no need to compare */
     /* The name sp_frame_name() makes, "<type> 0x<address> <mapping basename>", compared piece
      * by piece (it reads its strings up to their first NUL; printing it cost more than the
      * rest of resolving a location). */

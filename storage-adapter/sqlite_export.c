@@ -259,7 +259,7 @@ static int function_of(xctx *x, int64_t id, uint32_t *out)
         grow((void **)&b->fn, &b->capfn, b->nfn + 1, sizeof *b->fn))
         return oom(x);
     sp_function *f = &b->fn[b->nfn];
-    *f = (sp_function){n, s, 0, start};
+    *f = (sp_function){n, s, 0, start, 0};
     if ((rc = string_of(x, file, &f->filename)))
         return rc;
     *out = (uint32_t)b->nfn++;

@@ -1646,6 +1646,9 @@ static void profiles_sharing_one_dictionary_are_stored_alike(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM series"), 2);
 }
 
+/* Functions named with sp_frame_name() are not stored, whether the converter says it made them
+ * (made_up, as the OTLP converter does: the name is then not compared) or the store finds out by
+ * comparing the name with the location's; a name that does not fit its location is stored. */
 static void synthetic_function_names_are_not_stored(void **state)
 {
     fx *f = *state;
@@ -1657,42 +1660,46 @@ static void synthetic_function_names_are_not_stored(void **state)
                                        "native",
                                        "/lib/x86_64-linux-gnu/libc.so.6",
                                        "libc.so.6+0xdead"};
-    sp_arena *a = sp_arena_new(0);
-    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
-    p->strings = (const char **)strs;
-    p->nstrings = 7;
-    p->nfunctions = 4;
-    p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
-    p->functions[1].name = 1;
-    p->functions[2].name = p->functions[2].system_name = 2;
-    p->functions[3].name = 3;
-    p->mappings[1].filename = 5;
-    p->nlocations = 5;
-    for (uint32_t i = 1; i < 5; i++) {
-        sp_location *l = &p->locations[i];
-        l->mapping_id = 1;
-        l->frame_type = 4;
-        l->nlines = 1;
-        l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
-        l->lines[0].function_id = i < 4 ? i : 2;
+    for (int made_up = 0; made_up < 2; made_up++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        p->strings = (const char **)strs;
+        p->nstrings = 7;
+        p->nfunctions = 5;
+        p->functions = sp_arena_calloc(a, 5, sizeof *p->functions);
+        p->functions[1].name = 1;
+        p->functions[2].name = p->functions[2].system_name = 2;
+        p->functions[3].name = 3;
+        p->functions[2].made_up = p->functions[3].made_up = (uint8_t)made_up;
+        p->functions[4].name = 2; /* the sender's: not made up, whatever it looks like */
+        p->mappings[1].filename = 5;
+        p->nlocations = 5;
+        for (uint32_t i = 1; i < 5; i++) {
+            sp_location *l = &p->locations[i];
+            l->mapping_id = 1;
+            l->frame_type = 4;
+            l->nlines = 1;
+            l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
+            l->lines[0].function_id = i;
+        }
+        p->locations[1].address = 0x1;
+        p->locations[2].address = 0xdead;
+        p->locations[3].address = 0xbeef;
+        p->locations[4].address = 0xf00d; /* name does not fit this address: a real name */
+        p->nseries = 1;
+        const uint32_t stk[] = {1, 2, 3, 4, 0};
+        add_sample(a, p, stk, 1, f->t0 + SEC);
+        sp_batch b = batch1(a, made_up ? "t2" : "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 2);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location WHERE lines IS NULL"), 2);
+        store_stacks st = select_stacks(f, made_up ? "t2" : "t1", CPU, NULL, 0, 0, 0);
+        assert_int_equal(st.total, 1);
+        assert_int_equal(value_of(&st, "main;native 0xdead libc.so.6;native 0xbeef "
+                                       "libc.so.6;native 0xdead libc.so.6"),
+                         1);
     }
-    p->locations[1].address = 0x1;
-    p->locations[2].address = 0xdead;
-    p->locations[3].address = 0xbeef;
-    p->locations[4].address = 0xf00d; /* name does not fit this address: a real name */
-    p->nseries = 1;
-    const uint32_t stk[] = {1, 2, 3, 4, 0};
-    add_sample(a, p, stk, 1, f->t0 + SEC);
-    sp_batch b = batch1(a, "t1", p);
-    write_ok(f->s, &b);
-    sp_arena_free(a);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 2);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location WHERE lines IS NULL"), 2);
-    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
-    assert_int_equal(value_of(&st,
-                              "main;native 0xdead libc.so.6;native 0xbeef libc.so.6;native 0xdead "
-                              "libc.so.6"),
-                     1);
 }
 
 static void span_stacks_narrowed_by_time_range(void **state)
