@@ -324,8 +324,18 @@ static int check_str(const sp_profile *p, uint32_t idx, size_t pi, const char *w
     return 0;
 }
 
-/* tables = 0 when the previous profile of the batch shares (and so validated) its tables. */
-static int validate_profile(const sp_profile *p, size_t pi, int tables, sp_err *err)
+/* A location list checked against a location table of this size (validate_batch's memo). */
+typedef struct checked_list {
+    const uint32_t *ids;
+    uint32_t n;
+} checked_list;
+
+#define CHECKED_LISTS 4096 /* a power of two: the memo's slot is a hash's top 12 bits */
+
+/* tables = 0 when the previous profile of the batch shares (and so validated) its tables; `seen`
+ * remembers location lists checked against them. */
+static int validate_profile(const sp_profile *p, size_t pi, int tables, checked_list *seen,
+                            sp_err *err)
 {
     int rc;
     if (!p)
@@ -371,10 +381,17 @@ static int validate_profile(const sp_profile *p, size_t pi, int tables, sp_err *
         const sp_sample *s = &p->samples[i];
         if (s->nlocations && !s->location_ids)
             return BAD("profile %zu sample %u: %u locations but no storage", pi, i, s->nlocations);
-        for (uint32_t k = 0; k < s->nlocations; k++)
-            if (s->location_ids[k] >= p->nlocations)
-                return BAD("profile %zu sample %u: location_id %u out of range (%u locations)", pi,
-                           i, s->location_ids[k], p->nlocations);
+        /* Samples of one stack share its list (the converters do): each list is walked once. */
+        size_t slot = (size_t)(((uintptr_t)s->location_ids >> 3) * 0x9e3779b97f4a7c15ull >> 52);
+        if (s->nlocations &&
+            !(seen[slot].ids == s->location_ids && seen[slot].n >= s->nlocations)) {
+            for (uint32_t k = 0; k < s->nlocations; k++)
+                if (s->location_ids[k] >= p->nlocations)
+                    return BAD("profile %zu sample %u: location_id %u out of range (%u locations)",
+                               pi, i, s->location_ids[k], p->nlocations);
+            seen[slot].ids = s->location_ids;
+            seen[slot].n = s->nlocations;
+        }
         if (s->nobs && !s->timestamps)
             return BAD("profile %zu sample %u: %u observations but no timestamps", pi, i, s->nobs);
         if (s->nspans && !s->spans)
@@ -396,19 +413,24 @@ static int validate_batch(const sp_batch *b, sp_err *err)
     if (b->nspans && !b->spans)
         return BAD("batch has %zu spans but no storage", b->nspans);
     const sp_profile *prev = NULL;
-    for (size_t i = 0; i < b->nprofiles; i++) {
+    checked_list *seen = b->nprofiles ? calloc(CHECKED_LISTS, sizeof *seen) : NULL;
+    if (b->nprofiles && !seen)
+        return sp_fail(err, SP_ENOMEM, "out of memory validating a batch");
+    int rc = 0;
+    for (size_t i = 0; i < b->nprofiles && !rc; i++) {
         const sp_profile *p = b->profiles[i];
         int shared = p && prev && p->functions == prev->functions &&
                      p->nfunctions == prev->nfunctions && p->locations == prev->locations &&
                      p->nlocations == prev->nlocations && p->mappings == prev->mappings &&
                      p->nmappings == prev->nmappings && p->strings == prev->strings &&
                      p->nstrings == prev->nstrings;
-        int rc = validate_profile(p, i, !shared, err);
-        if (rc)
-            return rc;
+        if (!shared) /* lists checked against other tables prove nothing here */
+            memset(seen, 0, CHECKED_LISTS * sizeof *seen);
+        rc = validate_profile(p, i, !shared, seen, err);
         prev = p;
     }
-    return 0;
+    free(seen);
+    return rc;
 }
 
 /* ---- one batch ---------------------------------------------------------------------------------

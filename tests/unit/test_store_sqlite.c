@@ -1515,6 +1515,17 @@ static void invalid_batch_is_rejected_alone(void **state)
     assert_int_equal(store_write(f->s, &b, &err), SP_EINVAL);
     assert_non_null(strstr(err.msg, "no profile type id"));
     p->type_id = CPU;
+    /* A location list checked against one profile's table is checked again against another's:
+     * q shares p's samples (and their lists) but has a smaller location table. */
+    sp_profile q = *p;
+    q.nlocations = 3;
+    sp_profile *two[] = {p, &q};
+    sp_batch b2 = b;
+    b2.profiles = two;
+    b2.nprofiles = 2;
+    assert_int_equal(store_write(f->s, &b2, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "profile 1 sample 0: location_id"));
+    assert_non_null(strstr(err.msg, "out of range (3 locations)"));
     write_ok(f->s, &b);
     sp_arena_free(a);
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1);
