@@ -408,12 +408,115 @@ static void sum3_sort(store_sum3_entry *v, size_t n, int depth)
     }
 }
 
+/* The rank of each distinct (k0, k1) in key order, by open addressing on the pair: a
+ * transaction's entries fall in a few hundred (series, bucket) groups. */
+typedef struct sum3_group {
+    int64_t k0, k1;
+    size_t count, at;
+} sum3_group;
+
+static int group_cmp(const void *a, const void *b)
+{
+    const sum3_group *x = a, *y = b;
+    if (x->k0 != y->k0)
+        return x->k0 < y->k0 ? -1 : 1;
+    return x->k1 < y->k1 ? -1 : x->k1 > y->k1;
+}
+
+/* Sorts v[0..n) by (k0, k1, k2) without comparisons: a byte-wise LSD radix sort on k2 (as many
+ * passes as its values' spread needs: stack ids take two or three), then a stable counting sort
+ * by the (k0, k1) group's rank. -1 when it cannot (out of memory, or so many groups that the
+ * counting would cost more than it saves): the caller sorts by comparison instead. */
+static int sum3_radix(store_sum3_entry *v, size_t n)
+{
+    size_t ncap = 64;
+    while (ncap < n / 4)
+        ncap *= 2;
+    store_sum3_entry *tmp = malloc(n * sizeof *tmp);
+    uint32_t *gi = malloc(ncap * sizeof *gi); /* group index + 1, 0 = empty */
+    sum3_group *g = malloc((ncap / 2 + 1) * sizeof *g);
+    size_t ng = 0;
+    int rc = tmp && gi && g ? 0 : -1;
+    if (!rc)
+        memset(gi, 0, ncap * sizeof *gi);
+    for (size_t i = 0; i < n && !rc; i++) {
+        size_t h = sum3_hash(v[i].k[0], v[i].k[1], 0) & (ncap - 1);
+        while (gi[h] && (g[gi[h] - 1].k0 != v[i].k[0] || g[gi[h] - 1].k1 != v[i].k[1]))
+            h = (h + 1) & (ncap - 1);
+        if (!gi[h]) {
+            if (ng == ncap / 2) {
+                rc = -1; /* too many groups for this table */
+                break;
+            }
+            g[ng] = (sum3_group){v[i].k[0], v[i].k[1], 0, 0};
+            gi[h] = (uint32_t)++ng;
+        }
+        g[gi[h] - 1].count++;
+    }
+    if (!rc) {
+        /* k2 with its sign bit flipped orders as unsigned; only the bytes that differ are sorted */
+        uint64_t first = (uint64_t)v[0].k[2] ^ (1ull << 63), diff = 0;
+        for (size_t i = 1; i < n; i++)
+            diff |= ((uint64_t)v[i].k[2] ^ (1ull << 63)) ^ first;
+        store_sum3_entry *src = v, *dst = tmp;
+        for (int shift = 0; shift < 64 && (diff >> shift); shift += 8) {
+            size_t count[257] = {0};
+            for (size_t i = 0; i < n; i++)
+                count[(((uint64_t)src[i].k[2] ^ (1ull << 63)) >> shift & 255) + 1]++;
+            for (int b = 0; b < 256; b++)
+                count[b + 1] += count[b];
+            for (size_t i = 0; i < n; i++)
+                dst[count[((uint64_t)src[i].k[2] ^ (1ull << 63)) >> shift & 255]++] = src[i];
+            store_sum3_entry *t = src;
+            src = dst;
+            dst = t;
+        }
+        /* groups in key order, then each entry to its group's next place (stable) */
+        uint32_t *rank = malloc(ng * sizeof *rank);
+        sum3_group *sorted = malloc(ng * sizeof *sorted);
+        if (rank && sorted) {
+            memcpy(sorted, g, ng * sizeof *g);
+            qsort(sorted, ng, sizeof *sorted, group_cmp);
+            size_t at = 0;
+            for (size_t r = 0; r < ng; r++) {
+                sorted[r].at = at;
+                at += sorted[r].count;
+            }
+            for (size_t i = 0; i < ncap; i++)
+                if (gi[i]) {
+                    const sum3_group *x = &g[gi[i] - 1];
+                    sum3_group key = {x->k0, x->k1, 0, 0};
+                    const sum3_group *y = bsearch(&key, sorted, ng, sizeof *sorted, group_cmp);
+                    rank[gi[i] - 1] = (uint32_t)(y - sorted);
+                }
+            for (size_t i = 0; i < n; i++) {
+                size_t h = sum3_hash(src[i].k[0], src[i].k[1], 0) & (ncap - 1);
+                while (g[gi[h] - 1].k0 != src[i].k[0] || g[gi[h] - 1].k1 != src[i].k[1])
+                    h = (h + 1) & (ncap - 1);
+                dst[sorted[rank[gi[h] - 1]].at++] = src[i];
+            }
+            if (dst != v)
+                memcpy(v, dst, n * sizeof *v);
+        } else {
+            rc = -1;
+        }
+        free(rank);
+        free(sorted);
+    }
+    free(tmp);
+    free(gi);
+    free(g);
+    return rc;
+}
+
 size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].k[0] && m->slots[i].sum)
             out[n++] = m->slots[i];
+    if (n > 64 && sum3_radix(out, n) == 0)
+        return n;
     int depth = 0;
     for (size_t k = n; k > 1; k >>= 1)
         depth += 2;

@@ -117,7 +117,9 @@ static void sum3_against_reference(int shape, size_t n)
         case 0: /* random, many duplicates */
             k0 = 1 + (int64_t)(rnd() % 7);
             k1 = (int64_t)(rnd() % 3) - 1;
-            k2 = (int64_t)(rnd() % 500);
+            k2 = (int64_t)(rnd() % 500) - 250;
+            if (i % 97 == 0) /* the radix sort's sign flip and widest spread */
+                k2 = i % 2 ? INT64_MIN : INT64_MAX;
             break;
         case 1: /* ascending */
             k0 = 1 + (int64_t)(i / 1000);
