@@ -95,6 +95,23 @@ void store_sum3_free(store_sum3 *m);
 void store_sum3_reset(store_sum3 *m); /* empties, keeps the memory */
 /* The sum of a key, inserted at 0 when new. NULL on allocation failure or k0 = 0. */
 int64_t *store_sum3_at(store_sum3 *m, int64_t k0, int64_t k1, int64_t k2);
+static inline size_t store_sum3_hash(int64_t a, int64_t b, int64_t c)
+{
+    uint64_t h =
+        (uint64_t)a * 0x9e3779b97f4a7c15ULL ^
+        (((uint64_t)b * 0xc2b2ae3d27d4eb4fULL) << 21 |
+         ((uint64_t)b * 0xc2b2ae3d27d4eb4fULL) >> 43) ^
+        (((uint64_t)c * 0x165667b19e3779f9ULL) << 42 | ((uint64_t)c * 0x165667b19e3779f9ULL) >> 22);
+    h ^= h >> 31;
+    h *= 0xd6e8feb86659fd93ULL;
+    return (size_t)(h ^ h >> 32);
+}
+/* Starts loading the slot a lookup of the key begins at (a hint: nothing changes). */
+static inline void store_sum3_prefetch(const store_sum3 *m, int64_t k0, int64_t k1, int64_t k2)
+{
+    if (m->cap)
+        __builtin_prefetch(&m->slots[store_sum3_hash(k0, k1, k2) & (m->cap - 1)]);
+}
 /* Copies the entries whose sum is not 0 to out (room for m->n), sorted by (k0, k1, k2); returns
  * how many. The map is unchanged. */
 size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out);

@@ -481,6 +481,49 @@ static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stac
     return 0;
 }
 
+/* Adds one sample's observations. Those without their own values share the sample's value.
+ * Consecutive observations in one bucket (the eBPF profiler sends several timestamps per sample)
+ * go in as one value: one probe of the aggregate, not one per timestamp. */
+static int add_sample_values(sqs_writer *w, const sp_profile *p, const sp_sample *s, int64_t series,
+                             int64_t stack, int64_t default_bucket, uint64_t *nobs, sp_err *err)
+{
+    int rc;
+    if (!s->nobs) {
+        if ((rc = add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
+            return rc;
+        *nobs += p->attach_only ? 0 : 1;
+        return 0;
+    }
+    int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
+    int64_t rest = s->values ? 0 : s->value - share * (int64_t)s->nobs;
+    int64_t run_bucket = 0, run_value = 0;
+    for (uint32_t k = 0; k < s->nobs; k++) {
+        int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
+        int64_t t = (int64_t)s->timestamps[k];
+        int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
+        if (k > 0 && b != run_bucket) {
+            if (run_value &&
+                (rc = add_value(w, series, run_bucket, stack, run_value, s, p->attach_only, err)))
+                return rc;
+            run_value = 0;
+        }
+        run_bucket = b;
+        run_value += v;
+    }
+    if (run_value &&
+        (rc = add_value(w, series, run_bucket, stack, run_value, s, p->attach_only, err)))
+        return rc;
+    *nobs += p->attach_only ? 0 : s->nobs; /* counted when first stored */
+    return 0;
+}
+
+#define PREFETCH_AHEAD 8
+
+typedef struct pending {
+    const sp_sample *s;
+    int64_t series, stack;
+} pending;
+
 static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uint64_t *nobs,
                          sp_err *err)
 {
@@ -522,8 +565,15 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         sqs_floor_div(p->time_nanos > 0 ? p->time_nanos : now_ns(), SQS_BUCKET_NS);
 
     int64_t base_series = 0;
+    pending ring[PREFETCH_AHEAD] = {{0}};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
+        if (i + 2 * PREFETCH_AHEAD < p->nsamples) { /* the memo's slot, further ahead */
+            const sp_sample *ahead = &p->samples[i + 2 * PREFETCH_AHEAD];
+            store_sum3_prefetch(&w->stack_memo,
+                                ahead->location_ids ? (int64_t)(uintptr_t)ahead->location_ids : 1,
+                                ahead->nlocations, 0);
+        }
         if (!s->nobs && !s->value)
             continue;
         int64_t series, stack;
@@ -552,37 +602,24 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         } else {
             stack = *m;
         }
-        if (s->nobs) {
-            /* Observations without their own values share the sample's value. Consecutive
-             * observations in one bucket (the eBPF profiler sends several timestamps per sample)
-             * go in as one value: one probe of the aggregate, not one per timestamp. */
-            int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
-            int64_t rest = s->values ? 0 : s->value - share * (int64_t)s->nobs;
-            int64_t run_bucket = 0, run_value = 0;
-            for (uint32_t k = 0; k < s->nobs; k++) {
-                int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
-                int64_t t = (int64_t)s->timestamps[k];
-                int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
-                if (k > 0 && b != run_bucket) {
-                    if (run_value && (rc = add_value(w, series, run_bucket, stack, run_value, s,
-                                                     p->attach_only, err)))
-                        return rc;
-                    run_value = 0;
-                }
-                run_bucket = b;
-                run_value += v;
-            }
-            if (run_value &&
-                (rc = add_value(w, series, run_bucket, stack, run_value, s, p->attach_only, err)))
-                return rc;
-            *nobs += p->attach_only ? 0 : s->nobs; /* counted when first stored */
-        } else {
-            if ((rc =
-                     add_value(w, series, default_bucket, stack, s->value, s, p->attach_only, err)))
-                return rc;
-            *nobs += p->attach_only ? 0 : 1;
-        }
+        /* The aggregate's slot is a cache miss in a table of hundreds of thousands of entries:
+         * prefetched now, the sample is added PREFETCH_AHEAD samples later (the order of the
+         * additions changes no sum). */
+        int64_t b0 = s->nobs && s->timestamps[0] > 0
+                         ? sqs_floor_div((int64_t)s->timestamps[0], SQS_BUCKET_NS)
+                         : default_bucket;
+        if (!p->attach_only)
+            store_sum3_prefetch(&w->samples, series, b0, stack);
+        pending *q = &ring[i % PREFETCH_AHEAD];
+        if (i >= PREFETCH_AHEAD && q->s &&
+            (rc = add_sample_values(w, p, q->s, q->series, q->stack, default_bucket, nobs, err)))
+            return rc;
+        *q = (pending){s, series, stack};
     }
+    for (uint32_t k = 0; k < PREFETCH_AHEAD; k++)
+        if (ring[k].s && (rc = add_sample_values(w, p, ring[k].s, ring[k].series, ring[k].stack,
+                                                 default_bucket, nobs, err)))
+            return rc;
     return 0;
 }
 
