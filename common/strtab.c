@@ -1,14 +1,12 @@
 #include "strtab.h"
 #include "err.h"
+#include "hash.h"
 
 #include <string.h>
 
 static uint64_t hash_bytes(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: short strings, no need for more */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h;
+    return sp_hash64(s, n, 1469598103934665603ull);
 }
 
 int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n)

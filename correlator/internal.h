@@ -13,6 +13,7 @@
 #define CORR_INTERNAL_H
 
 #include "correlator.h"
+#include "../common/hash.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -154,23 +155,10 @@ struct corr {
     corr_stats pub;
 };
 
-/* Eight bytes at a time: stacks (up to 2 KiB of frame ids) and names are hashed on every
- * retained sample, and a byte-wise hash showed up at the top of the ingest profile. */
+/* Stacks (up to 2 KiB of frame ids) and names are hashed on every retained sample. */
 static inline uint64_t hash64(const void *p, size_t n, uint64_t h)
 {
-    const uint8_t *b = p;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, b, 8);
-        h = (h ^ w) * 0x9e3779b97f4a7c15ull;
-        h ^= h >> 29;
-        b += 8;
-        n -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, b, n);
-    h = (h ^ w ^ (uint64_t)n << 56) * 0xbf58476d1ce4e5b9ull;
-    return h ^ h >> 31;
+    return sp_hash64(p, n, h);
 }
 
 #define FNV 1469598103934665603ull
