@@ -71,16 +71,10 @@ extern const char *const sp_ident_attrs[SP_IDENT_KEYS];
 /* Never 0, so 0 can mean "not given". */
 uint64_t sp_ident_hash(const char *s, size_t n);
 
-/* A 128-bit content fingerprint (two independent 64-bit hashes). */
-typedef struct sp_key128 {
-    uint64_t h1, h2;
-} sp_key128;
-
 typedef struct sp_sample {
     uint32_t *location_ids; /* leaf first */
     uint32_t nlocations;
-    uint32_t stack_key; /* index into the profile's stack_keys; 0 = none */
-    int64_t value;      /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
+    int64_t value; /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
     /* Per-observation detail when the sender had it: nobs timestamps (UTC ns) and, parallel to
      * them, the value each one contributed (already scaled like `value`). timestamps NULL = no
      * detail; values NULL = every observation contributed an equal share of `value`. */
@@ -123,13 +117,6 @@ typedef struct sp_profile {
     uint32_t nmappings;
     sp_sample *samples;
     uint32_t nsamples;
-    /* Fingerprints of the sender's stacks (sp_sample.stack_key indexes them; [0] unused): the
-     * same fingerprint means the same frames in the same order, each the same in everything the
-     * store keys a stack by (functions, lines, mapping file and build id, address, frame type).
-     * Hashed with a per-process random seed, so they are comparable within one process only.
-     * NULL when the converter gave none (the store then keys the frames itself). */
-    const sp_key128 *stack_keys;
-    uint32_t nstack_keys;
     /* Series labels, sorted by name, unique: __name__, service_name, resource and scope
      * attributes (dots turned into underscores). */
     sp_kv *series;

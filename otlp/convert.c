@@ -1,15 +1,10 @@
 #include "convert.h"
-#include "../common/hash.h"
 #include "../common/strtab.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary dict_t;
 typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
@@ -44,10 +39,6 @@ typedef struct conv {
     uint32_t nmaps;
     attr_info *attrs;  /* per attribute_table entry, filled on first use */
     uint32_t **stacks; /* per stack_table entry, filled on first use */
-    /* Content fingerprints, filled on first use (h2 is never 0 once filled): per function,
-     * mapping and location of the tables above, and per stack_table entry (sp_profile.stack_keys)
-     */
-    sp_key128 *fn_fp, *map_fp, *loc_fp, *stack_fp;
 } conv;
 
 /* Index of s in the request's string table, adding it when new (0 on allocation failure, which
@@ -195,8 +186,7 @@ static int convert_dictionary(conv *c, sp_err *err)
     c->locs = sp_arena_calloc(c->a, c->nlocs, sizeof *c->locs);
     c->attrs = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->attrs);
     c->stacks = sp_arena_calloc(c->a, d->n_stack_table + 1, sizeof *c->stacks);
-    c->stack_fp = sp_arena_calloc(c->a, d->n_stack_table + 1, sizeof *c->stack_fp);
-    if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->stacks || !c->stack_fp)
+    if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
@@ -477,132 +467,6 @@ static const attr_info *attr_classify(conv *c, int32_t idx)
 }
 
 /* A stack's location ids, converted once and shared by every sample that uses the stack. */
-/* ---- content fingerprints (sp_profile.stack_keys) ---- */
-
-static uint64_t fp_seed[2];
-static pthread_once_t fp_seed_once = PTHREAD_ONCE_INIT;
-
-/* A seed per process: fingerprints are compared within the process only, and nobody outside it
- * can compute which stacks would collide. */
-static void fp_seed_init(void)
-{
-    if (getrandom(fp_seed, sizeof fp_seed, 0) != (ssize_t)sizeof fp_seed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        fp_seed[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
-        fp_seed[1] = sp_hash64(&fp_seed[0], 8, (uint64_t)getpid());
-    }
-}
-
-static void fp_add(sp_key128 *k, const void *p, size_t n)
-{
-    k->h1 = sp_hash64(p, n, k->h1);
-    k->h2 = sp_hash64(p, n, k->h2);
-}
-
-static void fp_add_u64(sp_key128 *k, uint64_t v)
-{
-    fp_add(k, &v, sizeof v);
-}
-
-static void fp_add_str(sp_key128 *k, const conv *c, uint32_t idx)
-{
-    const char *s = idx < c->st.n ? c->st.s[idx] : "";
-    size_t n = idx < c->st.n ? c->st.len[idx] : 0;
-    fp_add_u64(k, n);
-    fp_add(k, s, n);
-}
-
-static sp_key128 fp_start(uint64_t kind)
-{
-    sp_key128 k = {fp_seed[0], fp_seed[1]};
-    fp_add_u64(&k, kind);
-    return k;
-}
-
-static void fp_done(sp_key128 *k)
-{
-    k->h2 |= 1; /* filled */
-}
-
-static const sp_key128 *function_fp(conv *c, uint32_t f)
-{
-    sp_key128 *k = &c->fn_fp[f];
-    if (!k->h2) {
-        const sp_function *fn = &c->funcs[f];
-        *k = fp_start(1);
-        fp_add_str(k, c, fn->name);
-        fp_add_str(k, c, fn->system_name);
-        fp_add_str(k, c, fn->filename);
-        fp_add_u64(k, (uint64_t)fn->start_line);
-        fp_done(k);
-    }
-    return k;
-}
-
-static const sp_key128 *mapping_fp(conv *c, uint32_t m)
-{
-    sp_key128 *k = &c->map_fp[m];
-    if (!k->h2) {
-        *k = fp_start(2);
-        if (m) {
-            fp_add_str(k, c, c->maps[m].filename);
-            fp_add_str(k, c, c->maps[m].build_id);
-        }
-        fp_done(k);
-    }
-    return k;
-}
-
-static const sp_key128 *location_fp(conv *c, uint32_t l)
-{
-    sp_key128 *k = &c->loc_fp[l];
-    if (!k->h2) {
-        const sp_location *o = &c->locs[l];
-        *k = fp_start(3);
-        if (l) {
-            const sp_key128 *m = mapping_fp(c, o->mapping_id < c->nmaps ? o->mapping_id : 0);
-            fp_add(k, m, sizeof *m);
-            fp_add_u64(k, o->address);
-            fp_add_str(k, c, o->frame_type);
-            fp_add_u64(k, o->nlines);
-            for (uint32_t i = 0; i < o->nlines; i++) {
-                uint32_t f = o->lines[i].function_id;
-                sp_key128 none = {0, 0};
-                const sp_key128 *fk = f && f < c->nfuncs ? function_fp(c, f) : &none;
-                fp_add(k, fk, sizeof *fk);
-                fp_add_u64(k, (uint64_t)o->lines[i].line);
-            }
-        }
-        fp_done(k);
-    }
-    return k;
-}
-
-/* The fingerprint of a stack's location list; -1 when the tables for it cannot be had. */
-static int stack_fingerprint(conv *c, const uint32_t *ids, size_t n, sp_key128 *out)
-{
-    if (!c->loc_fp) {
-        pthread_once(&fp_seed_once, fp_seed_init);
-        c->fn_fp = sp_arena_calloc(c->a, c->nfuncs + 1, sizeof *c->fn_fp);
-        c->map_fp = sp_arena_calloc(c->a, c->nmaps + 1, sizeof *c->map_fp);
-        c->loc_fp = sp_arena_calloc(c->a, c->nlocs + 1, sizeof *c->loc_fp);
-        if (!c->fn_fp || !c->map_fp || !c->loc_fp) {
-            c->loc_fp = NULL;
-            return -1;
-        }
-    }
-    sp_key128 k = fp_start(4);
-    fp_add_u64(&k, n);
-    for (size_t i = 0; i < n; i++) {
-        const sp_key128 *l = location_fp(c, ids[i] < c->nlocs ? ids[i] : 0);
-        fp_add(&k, l, sizeof *l);
-    }
-    fp_done(&k);
-    *out = k;
-    return 0;
-}
-
 static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
 {
     const dict_t *d = c->d;
@@ -620,8 +484,6 @@ static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
             v[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
         }
         c->stacks[idx] = v;
-        if (stack_fingerprint(c, v, st->n_location_indices, &c->stack_fp[idx]))
-            return SP_ETOOBIG;
     }
     *ids = c->stacks[idx];
     *n = (uint32_t)d->stack_table[idx]->n_location_indices;
@@ -634,8 +496,6 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
     memset(s, 0, sizeof *s);
     if (stack_ids(c, in->stack_index, &s->location_ids, &s->nlocations))
         return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
-    if (s->location_ids)
-        s->stack_key = (uint32_t)in->stack_index; /* stack_ids() checked the index */
     /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs).
      * Timestamps stay in the decoded message (same arena); values are materialised only when
      * they differ, NULL meaning equal shares (common/profile.h). */
@@ -849,8 +709,6 @@ int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, i
         p->nlocations = c.nlocs;
         p->mappings = c.maps;
         p->nmappings = c.nmaps;
-        p->stack_keys = c.stack_fp;
-        p->nstack_keys = c.stack_fp ? (uint32_t)c.d->n_stack_table : 0;
     }
     return 0;
 }

@@ -106,7 +106,6 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
         if (keys >= 0 && (rc = sqs_keys_flush(w, keys, err)))
             return rc;
         store_dict_clear(cache);
-        store_dict_clear(&w->rawstacks); /* it may name rows of the deleted ones */
         if (keys >= 0)
             w->keys_complete &= ~(1u << keys);
     }

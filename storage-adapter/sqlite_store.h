@@ -143,11 +143,6 @@ typedef struct sqs_writer {
     sqlite3 *db;
     sqlite3_stmt *st[W_NSTMT];
     store_dict tenants, series, strings, mappings, functions, locations, stacks;
-    /* A sender's stack fingerprint (sp_profile.stack_keys) → stack id, with the hour the stack
-     * was last resolved in full (`seen`): used only within that hour, so the rows it stands for
-     * (stack, locations, functions) were touched for retention within it; forgotten whenever a
-     * transaction rolls back or retention deletes dictionary rows. */
-    store_dict rawstacks;
     store_sum3 samples; /* (series, bucket, stack) → value, this transaction */
     store_agg spanstk;  /* (hour, span key, series, stack) → value, this transaction */
     store_agg hours;    /* hours known to be in span_hour */

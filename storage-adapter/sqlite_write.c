@@ -238,7 +238,6 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     if (entries < 1024)
         entries = 1024;
     store_dict_init(&w->stacks, entries / 2);
-    store_dict_init(&w->rawstacks, entries / 2);
     store_dict_init(&w->locations, entries / 4);
     store_dict_init(&w->functions, entries / 10);
     store_dict_init(&w->series, entries / 20);
@@ -270,7 +269,6 @@ void sqs_writer_free(sqs_store *s)
         sqlite3_close(w->db);
     w->db = NULL;
     store_dict_free(&w->stacks);
-    store_dict_free(&w->rawstacks);
     store_dict_free(&w->locations);
     store_dict_free(&w->functions);
     store_dict_free(&w->series);
@@ -299,7 +297,6 @@ void sqs_writer_free(sqs_store *s)
 static void clear_caches(sqs_writer *w)
 {
     store_dict_clear(&w->stacks);
-    store_dict_clear(&w->rawstacks);
     store_dict_clear(&w->locations);
     store_dict_clear(&w->functions);
     store_dict_clear(&w->series);
@@ -484,28 +481,6 @@ static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stac
     return 0;
 }
 
-/* A sample's stack id: by the sender's stack fingerprint when the stack was resolved in full
- * within this hour (its locations are then not keyed again: that was a third of the writer's
- * CPU), else in full (sqs_resolve_stack), remembering the fingerprint. */
-static int resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
-                         int64_t *out, sp_err *err)
-{
-    const sp_key128 *fk = p->stack_keys && s->stack_key && s->stack_key < p->nstack_keys
-                              ? &p->stack_keys[s->stack_key]
-                              : NULL;
-    if (fk) {
-        const store_dict_entry *e = store_dict_find(&w->rawstacks, fk->h1, fk->h2);
-        if (e && e->seen >= target) {
-            *out = e->id;
-            return 0;
-        }
-    }
-    int rc = sqs_resolve_stack(w, p, s, target, out, err);
-    if (!rc && fk)
-        store_dict_put(&w->rawstacks, fk->h1, fk->h2, *out, target);
-    return rc;
-}
-
 /* Adds one sample's observations. Those without their own values share the sample's value.
  * Consecutive observations in one bucket (the eBPF profiler sends several timestamps per sample)
  * go in as one value: one probe of the aggregate, not one per timestamp. */
@@ -619,7 +594,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         if (!m)
             return sqs_oom(err);
         if (!*m) {
-            if ((rc = resolve_stack(w, p, s, target, &stack, err))) {
+            if ((rc = sqs_resolve_stack(w, p, s, target, &stack, err))) {
                 store_sum3_reset(&w->stack_memo);
                 return rc;
             }
