@@ -153,6 +153,13 @@ static nc_entry *find(nc_shard *s, uint64_t h, int64_t key)
     return e;
 }
 
+void store_ncache_prefetch(const store_ncache *c, int64_t key)
+{
+    uint64_t h = mix(key);
+    const nc_shard *s = &c->sh[h >> 60];
+    __builtin_prefetch(&s->bkt[h & (s->nbkt - 1)]);
+}
+
 int64_t store_ncache_get(store_ncache *c, uint64_t gen, int64_t key, uint8_t *buf, size_t cap)
 {
     uint64_t h = mix(key);

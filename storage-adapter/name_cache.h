@@ -48,6 +48,10 @@ int64_t store_ncache_get(store_ncache *c, uint64_t gen, int64_t key, uint8_t *bu
  * budget or memory runs out. */
 void store_ncache_put(store_ncache *c, uint64_t gen, int64_t key, const uint8_t *p, size_t len);
 
+/* Starts loading the bucket a probe of key reads (no lock: a shard's table never moves), so
+ * that probes issued after a batch of prefetches overlap their cache misses. */
+void store_ncache_prefetch(const store_ncache *c, int64_t key);
+
 void store_ncache_get_stats(store_ncache *c, store_ncache_stats *out);
 
 #endif

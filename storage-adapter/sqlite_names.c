@@ -693,8 +693,13 @@ static int stack_frames(rq *q, frames *f, const uint8_t *blob, size_t blen, stac
     int rc = 0;
     size_t nf = 0;
     const uint8_t *p = blob, *end = blob + blen;
+    uint64_t loc;
+    /* The name cache's probes wait for memory, mostly its bucket: asking for every bucket of
+     * the stack first overlaps those misses (the memo's hits cost a wasted prefetch). */
+    while (q->names_ok && p < end && !store_varint_get(&p, end, &loc))
+        store_ncache_prefetch(q->s->names, (int64_t)loc);
+    p = blob;
     while (p < end) {
-        uint64_t loc;
         if (store_varint_get(&p, end, &loc))
             break;
         size_t start = 0, count = 0;
