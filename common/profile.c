@@ -107,3 +107,31 @@ uint64_t sp_ident_hash(const char *s, size_t n)
         h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
     return h ? h : 1;
 }
+
+uint32_t sp_location_names(const sp_profile *p, uint32_t loc, const char **name, uint32_t *len,
+                           uint32_t max, char buf[SP_FRAME_NAME_MAX])
+{
+    uint32_t n = 0;
+    if (loc == 0 || loc >= p->nlocations || max == 0)
+        return 0;
+    const sp_location *l = &p->locations[loc];
+    for (uint32_t k = 0; k < l->nlines && n < max; k++) {
+        uint32_t f = l->lines[k].function_id;
+        const char *s = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
+        if (!*s)
+            continue;
+        if (len)
+            len[n] = (uint32_t)strlen(s);
+        name[n++] = s;
+    }
+    if (n == 0) {
+        const sp_mapping *m =
+            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
+        sp_frame_name(buf, SP_FRAME_NAME_MAX, l->frame_type ? p->strings[l->frame_type] : NULL,
+                      l->address, m && m->filename ? p->strings[m->filename] : NULL);
+        if (len)
+            len[n] = (uint32_t)strlen(buf);
+        name[n++] = buf;
+    }
+    return n;
+}

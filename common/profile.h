@@ -184,6 +184,16 @@ static inline int64_t sp_sat_add(int64_t a, int64_t b)
 const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
                           const char *mapping_file);
 
+#define SP_FRAME_NAME_MAX 160 /* room for sp_frame_name() wherever a location is named */
+
+/* The names location loc of p shows as, innermost first: each line's function name, and when no
+ * line has one, the made-up name sp_frame_name() writes to buf. Every reader of held or waiting
+ * stacks (the correlator, the Pyroscope hold) names frames by this one rule, so the stacks they
+ * compare agree. Fills name[0..) and, when len is not NULL, len[0..); returns how many (at most
+ * max; 0 for location 0 or out of range). */
+uint32_t sp_location_names(const sp_profile *p, uint32_t loc, const char **name, uint32_t *len,
+                           uint32_t max, char buf[SP_FRAME_NAME_MAX]);
+
 /* Sets p's series labels: __name__ = name plus labels (any __name__ among them is replaced),
  * sorted by name, in arena memory (the strings are not copied). SP_ETOOBIG past the budget. */
 int sp_profile_set_series(sp_profile *p, sp_arena *a, const char *name, const sp_kv *labels,

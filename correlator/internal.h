@@ -255,7 +255,7 @@ void cw_itab_free(itab *t);
 uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create);
 /* The same with the key's hash given: (uint32_t)hash64(key, len, FNV). */
 uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t hash, int create);
-#define CW_NAME_BUF 160 /* a made-up frame name (sp_frame_name) */
+#define CW_NAME_BUF SP_FRAME_NAME_MAX /* a made-up frame name (sp_frame_name) */
 void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache);
 uint32_t cw_obs_lower(slot *s, int64_t t);
 uint32_t cw_proc_bucket(uint32_t tenant, int64_t pid);

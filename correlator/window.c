@@ -450,32 +450,11 @@ uint32_t cw_series_id(corr *c, const sp_profile *p)
 }
 
 /* Name ids of the frames of location id `loc` (innermost line first) appended to out. */
-/* The names a location's frames get: each line's function name, else (no line names one) the
- * made-up name sp_frame_name() gives it, written to buf. Returns how many (at most max). */
+/* A location's names: the one rule of common/profile.h. */
 static uint32_t loc_names(const sp_profile *p, uint32_t loc, const char **name, uint32_t *len,
                           uint32_t max, char buf[CW_NAME_BUF])
 {
-    uint32_t n = 0;
-    if (loc == 0 || loc >= p->nlocations || max == 0)
-        return 0;
-    const sp_location *l = &p->locations[loc];
-    for (uint32_t k = 0; k < l->nlines && n < max; k++) {
-        uint32_t f = l->lines[k].function_id;
-        const char *s = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
-        if (!*s)
-            continue;
-        name[n] = s;
-        len[n++] = (uint32_t)strlen(s);
-    }
-    if (n == 0) {
-        const sp_mapping *m =
-            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
-        sp_frame_name(buf, CW_NAME_BUF, l->frame_type ? p->strings[l->frame_type] : NULL,
-                      l->address, m && m->filename ? p->strings[m->filename] : NULL);
-        name[n] = buf;
-        len[n++] = (uint32_t)strlen(buf);
-    }
-    return n;
+    return sp_location_names(p, loc, name, len, max, buf);
 }
 
 static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t *out, uint32_t max)

@@ -512,34 +512,23 @@ void hold_unpin(hold *h, const hold_group_id *ids, int n)
 
 /* The frame names of location loc, innermost line first (the correlator's rule: a line's
  * function name, or for a location without one the name sp_frame_name() makes). */
+/* A location's names by the correlator's rule (sp_location_names): late claims match only when
+ * both name stacks alike. A made-up name takes the next of the caller's buffers. */
 static uint32_t frame_names(const sp_profile *p, uint32_t loc, const char **out, uint32_t max,
-                            char (*buf)[160], uint32_t *nbuf)
+                            char (*buf)[SP_FRAME_NAME_MAX], uint32_t *nbuf)
 {
-    uint32_t n = 0;
-    if (loc == 0 || loc >= p->nlocations)
-        return 0;
-    const sp_location *l = &p->locations[loc];
-    for (uint32_t k = 0; k < l->nlines && n < max; k++) {
-        uint32_t f = l->lines[k].function_id;
-        const char *name = f && f < p->nfunctions ? p->strings[p->functions[f].name] : "";
-        if (*name)
-            out[n++] = name;
-    }
-    if (n == 0 && max > 0 && *nbuf < 512) {
-        const sp_mapping *m =
-            l->mapping_id && l->mapping_id < p->nmappings ? &p->mappings[l->mapping_id] : NULL;
-        out[n++] = sp_frame_name(buf[*nbuf], sizeof buf[0],
-                                 l->frame_type ? p->strings[l->frame_type] : NULL, l->address,
-                                 m && m->filename ? p->strings[m->filename] : NULL);
+    if (*nbuf >= 512)
+        return 0; /* cannot happen: a stack of 512 names ends before (stackbuf) */
+    uint32_t n = sp_location_names(p, loc, out, NULL, max, buf[*nbuf]);
+    if (n == 1 && out[0] == buf[*nbuf])
         ++*nbuf;
-    }
     return n;
 }
 
 typedef struct stackbuf {
     const char *names[512];
     uint32_t n;
-    char tmp[512][160];
+    char tmp[512][SP_FRAME_NAME_MAX];
     uint32_t ntmp;
 } stackbuf;
 
