@@ -197,11 +197,11 @@ static int service_of(long idx)
     return (int)((uint64_t)(idx / 10) * 0x9e3779b97f4a7c15ULL >> 40) % (int)nservices;
 }
 
-static void spans_init(void)
+/* The fill's span times end at t_end_s (UTC seconds): now for a new fill, the fill's own for
+ * --reuse (saved beside it), so the spans queried are those stored. */
+static void spans_init(int64_t t_end_s)
 {
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    t_end = (int64_t)wall.tv_sec * SEC;
+    t_end = t_end_s * SEC;
     t_start = t_end - hours * 3600 * SEC;
     span_start = malloc((size_t)nspans * sizeof *span_start);
     span_dur_ms = malloc((size_t)nspans * sizeof *span_dur_ms);
@@ -457,9 +457,24 @@ int main(int argc, char **argv)
         writers < 1 || nqueries < 1 || nranges < 1)
         usage();
     dict_init();
-    spans_init();
 
-    char dir[512];
+    char dir[512], clock_file[600];
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t t_end_s = (int64_t)wall.tv_sec;
+    if (reuse_dir) {
+        snprintf(clock_file, sizeof clock_file, "%s/bench_query.t_end", reuse_dir);
+        FILE *f = fopen(clock_file, "r");
+        long long saved = 0;
+        if (!f || fscanf(f, "%lld", &saved) != 1 || saved <= 0) {
+            fprintf(stderr, "%s: no fill time (made by an older bench_query?): fill again\n",
+                    clock_file);
+            return 1;
+        }
+        fclose(f);
+        t_end_s = saved;
+    }
+    spans_init(t_end_s);
     if (reuse_dir)
         snprintf(dir, sizeof dir, "%s", reuse_dir);
     else if (dir_arg)
@@ -486,6 +501,12 @@ int main(int argc, char **argv)
            "%d call paths per service\n",
            nspans, nservices, hours, obs_per_span, MAX_STACKS, total_obs, NLOCS, PATHS);
     if (!reuse_dir) {
+        snprintf(clock_file, sizeof clock_file, "%s/bench_query.t_end", dir);
+        FILE *tf = fopen(clock_file, "w");
+        if (!tf || fprintf(tf, "%lld\n", (long long)t_end_s) < 0 || fclose(tf) != 0) {
+            fprintf(stderr, "%s: cannot save the fill time\n", clock_file);
+            return 1;
+        }
         double c0 = bench_proc_cpu_s(), w0 = bench_mono_s();
         pthread_t *th = calloc((size_t)writers, sizeof *th);
         for (int i = 0; i < writers; i++)
