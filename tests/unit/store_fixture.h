@@ -320,4 +320,157 @@ static inline void sql_exec(const char *dir, const char *sql)
     sqlite3_close(db);
 }
 
+/* ---- shared by several test files ---- */
+
+static inline void write_services(fx *f)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = {0};
+    b.tenant = "t1";
+    b.profiles = sp_arena_calloc(a, 3, sizeof *b.profiles);
+    b.nprofiles = 3;
+    const char *svc[] = {"api", "db", "web"};
+    const uint32_t *stk[] = {STK_MFB, STK_MB, STK_MQ};
+    for (int i = 0; i < 3; i++) {
+        sp_profile *p = mkprofile(a, CPU, svc[i], f->t0);
+        p->nseries = 3;
+        sp_kv *kv = sp_arena_calloc(a, 3, sizeof *kv);
+        kv[0] = p->series[0];
+        kv[1] = (sp_kv){"env", i == 2 ? "dev" : "prod"};
+        kv[2] = p->series[1];
+        p->series = kv;
+        add_sample(a, p, stk[i], 100 * (i + 1), f->t0 + SEC);
+        b.profiles[i] = p;
+    }
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+}
+
+static inline void set_pragma(const char *dir, const char *sql)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/spanprof.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+typedef struct writer_arg {
+    store *s;
+    int64_t t0;
+    int id, batches, failures;
+} writer_arg;
+
+static inline void *writer(void *arg)
+{
+    writer_arg *w = arg;
+    for (int i = 0; i < w->batches; i++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, w->id % 2 ? "odd" : "even", w->t0);
+        add_sample(a, p, STK_MFB, 1, w->t0 + i * SEC);
+        attach(a, add_sample(a, p, STK_MB, 2, w->t0 + i * SEC), 0x5000 + (uint64_t)w->id);
+        sp_batch b = batch1(a, "t1", p);
+        sp_err err = {0};
+        if (store_write(w->s, &b, &err) != 0)
+            w->failures++;
+        sp_arena_free(a);
+    }
+    return NULL;
+}
+
+#define ROUND_LOCS   64
+#define ROUND_STACKS 100
+
+/* Round r: ROUND_STACKS new three-frame stacks (value 1 each) over ROUND_LOCS unsymbolized
+ * locations of its own and one every round shares, at time t. Content depends on r alone. */
+static inline sp_batch round_batch(sp_arena *a, int64_t t, int r)
+{
+    sp_profile *p = mkprofile(a, CPU, "keys", t);
+    p->nlocations = ROUND_LOCS + 2;
+    p->locations = sp_arena_calloc(a, ROUND_LOCS + 2, sizeof *p->locations);
+    for (uint32_t i = 1; i <= ROUND_LOCS + 1; i++) {
+        p->locations[i].mapping_id = 1;
+        p->locations[i].frame_type = S_NATIVE;
+        p->locations[i].address =
+            i == ROUND_LOCS + 1 ? 0x10 : 0x100000 + (uint64_t)r * 4096 + 16 * i;
+    }
+    p->samples = sp_arena_calloc(a, ROUND_STACKS, sizeof *p->samples);
+    p->nsamples = ROUND_STACKS;
+    for (uint32_t i = 0; i < ROUND_STACKS; i++) {
+        sp_sample *s = &p->samples[i];
+        s->nlocations = 3;
+        s->location_ids = sp_arena_calloc(a, 3, sizeof *s->location_ids);
+        s->location_ids[0] = 1 + i % ROUND_LOCS;
+        s->location_ids[1] = 1 + (i / ROUND_LOCS + i) % ROUND_LOCS;
+        s->location_ids[2] = ROUND_LOCS + 1;
+        s->value = 1;
+    }
+    return batch1(a, "k", p);
+}
+
+static inline int write_round(store *s, int64_t t, int r, sp_err *err)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = round_batch(a, t, r);
+    int rc = store_write(s, &b, err);
+    sp_arena_free(a);
+    return rc;
+}
+
+static inline void write_round_ok(store *s, int64_t t, int r)
+{
+    sp_err err = {0};
+    if (write_round(s, t, r, &err))
+        fail_msg("round %d: %s", r, err.msg);
+}
+
+static inline int64_t total_k(store *s, sp_arena *a)
+{
+    store_query q = {.tenant = "k", .type_id = CPU};
+    store_stacks out;
+    sp_err err = {0};
+    if (store_select_stacks(s, &q, a, &out, &err))
+        fail_msg("select stacks: %s", err.msg);
+    return out.total;
+}
+
+/* The file's key tables are whole: no content stored twice, and no row at or below its
+ * watermark without its key row (a lookup could not find it). */
+static inline void assert_keys_whole(const char *dir)
+{
+    assert_int_equal(
+        sql_int(dir,
+                "SELECT count(*) FROM (SELECT 1 FROM stack GROUP BY locs HAVING count(*) > 1)"),
+        0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM (SELECT 1 FROM location GROUP BY mapping, "
+                                  "address, kind, lines HAVING count(*) > 1)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value FROM meta "
+                                  "WHERE key='stack_keyed') AND (hash, id) NOT IN (SELECT hash, id "
+                                  "FROM stack_key)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location WHERE id <= (SELECT value FROM "
+                                  "meta WHERE key='location_keyed') AND (hash, id) NOT IN (SELECT "
+                                  "hash, id FROM location_key)"),
+                     0);
+    /* and no key row naming a row that is gone */
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key WHERE (hash, id) NOT IN (SELECT "
+                                  "hash, id FROM stack)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key WHERE (hash, id) NOT IN "
+                                  "(SELECT hash, id FROM location)"),
+                     0);
+}
+
+static inline void open_with(const char *dir, size_t cache_bytes, uint64_t max_db_bytes, store **s)
+{
+    store_options o = opts(dir);
+    o.cache_bytes = cache_bytes;
+    o.max_db_bytes = max_db_bytes;
+    sp_err err = {0};
+    if (store_open_sqlite(s, &o, &err))
+        fail_msg("open: %s", err.msg);
+}
+
 #endif

@@ -1,0 +1,474 @@
+/* The SQLite store's dictionary (stacks, locations, functions) beyond its cache, its key tables
+ * through failed transactions and full disks, and retention (by hand, in small chunks, in the
+ * background). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "storage-adapter/maps.h"
+#include "storage-adapter/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_fixture.h"
+
+/* A profile of n distinct two-frame stacks over nloc unsymbolized locations, one sample each. */
+static sp_profile *many_stacks(sp_arena *a, fx *f, uint32_t nloc, uint32_t n)
+{
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    p->period = 10000000;
+    p->nlocations = nloc + 1;
+    p->locations = sp_arena_calloc(a, nloc + 1, sizeof *p->locations);
+    for (uint32_t i = 1; i <= nloc; i++) {
+        p->locations[i].mapping_id = 1;
+        p->locations[i].address = 0x100000 + 16 * i;
+        p->locations[i].frame_type = S_NATIVE;
+    }
+    p->samples = sp_arena_calloc(a, n, sizeof *p->samples);
+    p->nsamples = n;
+    for (uint32_t i = 0; i < n; i++) {
+        sp_sample *s = &p->samples[i];
+        s->nlocations = 2;
+        s->location_ids = sp_arena_calloc(a, 2, sizeof *s->location_ids);
+        s->location_ids[0] = i % nloc + 1;
+        s->location_ids[1] = i / nloc + 1;
+        s->value = 1;
+    }
+    return p;
+}
+
+/* More stacks and locations than the writer's cache holds (the smallest cache: 512 stacks, 256
+ * locations): new rows are found only through the cache until it overflows and they are keyed;
+ * across restarts every row is still found, never inserted twice. */
+static void dictionary_beyond_the_cache_is_found_again(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = 1;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    for (int round = 0; round < 3; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 1500));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1500);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
+        /* Only rows above the watermark lack a key row. */
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value "
+                                         "FROM meta WHERE key='stack_keyed') AND id NOT IN "
+                                         "(SELECT id FROM stack_key)"),
+                         0);
+        assert_true(sql_int(f->dir, "SELECT count(*) FROM stack_key") >= 512);
+        assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1500 * (round + 1));
+        assert_int_equal(sql_int(f->dir, "SELECT period FROM series"), 10000000);
+        store_close(f->s);
+        f->s = NULL;
+        assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    }
+    /* Retention deletes the rows and their key rows; written again, they are one row each. */
+    assert_int_equal(store_retention_run(f->s, wall_ns() + 400 * HOUR, &err), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 0);
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 1500));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1500);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value "
+                                     "FROM meta WHERE key='stack_keyed') AND id NOT IN "
+                                     "(SELECT id FROM stack_key)"),
+                     0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 3000);
+}
+
+/* A dictionary that fits is loaded whole at start-up (deep stacks too): the same stacks written
+ * after a restart are found in memory, no row is inserted twice and no key row is needed. */
+static void dictionary_loaded_at_start_up(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = many_stacks(a, f, 600, 600);
+        /* the last sample: a 600-frame stack (a blob of 1073 bytes) */
+        sp_sample *deep = &p->samples[599];
+        deep->nlocations = 600;
+        deep->location_ids = sp_arena_calloc(a, 600, sizeof *deep->location_ids);
+        for (uint32_t i = 0; i < 600; i++)
+            deep->location_ids[i] = i + 1;
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        store_close(f->s);
+        open_store(f);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 600);
+    assert_int_equal(sql_int(f->dir, "SELECT max(length(locs)) FROM stack"), 1073);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1200);
+}
+
+static void retention_deletes_old_data_and_keeps_new(void **state)
+{
+    fx *f = *state;
+    /* Old data at t0 - 200 h (stack main;qux only there), new data at t0. */
+    int64_t old = f->t0 - 200 * HOUR;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *po = mkprofile(a, CPU, "api", old);
+    attach(a, add_sample(a, po, STK_MQ, 7, old + SEC), 0x0001);
+    attach(a, add_sample(a, po, STK_MFB, 5, old + SEC), 0x0001);
+    sp_profile *pn = mkprofile(a, CPU, "api", f->t0);
+    attach(a, add_sample(a, pn, STK_MFB, 11, f->t0 + SEC), 0x0002);
+    sp_batch b = {0};
+    b.tenant = "t1";
+    b.profiles = sp_arena_calloc(a, 2, sizeof *b.profiles);
+    b.profiles[0] = po;
+    b.profiles[1] = pn;
+    b.nprofiles = 2;
+    sp_span spans[2];
+    memset(spans, 0, sizeof spans);
+    span_id(1, spans[0].span_id);
+    spans[0].start_ns = (uint64_t)old;
+    spans[0].end_ns = (uint64_t)old + 1;
+    span_id(2, spans[1].span_id);
+    spans[1].start_ns = (uint64_t)f->t0;
+    spans[1].end_ns = (uint64_t)f->t0 + 1;
+    b.spans = spans;
+    b.nspans = 2;
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 2);
+
+    /* Simulate that the old stack was last written long ago (the test cannot wait 200 h). */
+    store_close(f->s);
+    /* The old data's first stack (main;qux) is the stack only it uses. */
+    set_pragma(f->dir, "UPDATE stack SET seen=seen-300 WHERE id=(SELECT min(id) FROM stack);"
+                       "UPDATE location SET seen=seen-300 WHERE address=20480;"
+                       "UPDATE function SET seen=seen-300 WHERE name='qux'");
+    open_store(f);
+
+    sp_err err = {0};
+    assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, 11);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 11);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span"), 1);
+    /* The stack only the old data used is gone, with its no longer used location. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 3);
+    store_spans out;
+    uint8_t trace[16] = {0};
+    assert_int_equal(store_trace_spans(f->s, "t1", trace, f->a, &out, &err), 0);
+    assert_int_equal(out.n, 1);
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_int_equal(stats.retention_runs, 1);
+    assert_true(stats.rows_deleted >= 6);
+
+    /* New writes after a sweep still work and reuse what is left. */
+    write_services(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 611);
+}
+
+static void retention_in_small_chunks_deletes_everything_old(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.retention_chunk_rows = 3;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    int64_t old = f->t0 - 300 * HOUR;
+    for (int k = 0; k < 4; k++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, k % 2 ? "a" : "b", old);
+        for (int i = 0; i < 20; i++)
+            attach(a, add_sample(a, p, i % 2 ? STK_MFB : STK_MB, 1, old + i * 10 * SEC),
+                   0x100 + (uint64_t)i);
+        sp_profile *pn = mkprofile(a, CPU, "a", f->t0);
+        add_sample(a, pn, STK_MF, 1, f->t0);
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        b = batch1(a, "t1", pn);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    /* 20 old buckets × 4 transactions, and the new bucket once per transaction. */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 84);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 80);
+    assert_int_equal(store_retention_run(f->s, wall_ns(), &err), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 4);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM span_chunk"), 0);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 4);
+}
+
+static void full_disk_rolls_back_the_whole_batch(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.max_db_bytes = 200 * 1024;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    write_services(f);
+    /* Batches of many distinct stacks until the cap is hit. */
+    int rc = 0;
+    int64_t committed = 600;
+    for (int round = 0; round < 200 && !rc; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "big", f->t0);
+        p->nlocations = 64;
+        sp_location *locs = sp_arena_calloc(a, 64, sizeof *locs);
+        memcpy(locs, p->locations, NLOC * sizeof *locs);
+        for (uint32_t i = NLOC; i < 64; i++) {
+            locs[i].mapping_id = 1;
+            locs[i].address = (uint64_t)round * 100000 + i;
+        }
+        p->locations = locs;
+        for (int k = 0; k < 60; k++) {
+            uint32_t stk[40];
+            for (int d = 0; d < 39; d++)
+                stk[d] = NLOC + (uint32_t)((k * 7 + d * 13 + round) % (64 - NLOC));
+            stk[39] = 0;
+            add_sample(a, p, stk, 1, f->t0 + k * SEC);
+        }
+        sp_batch b = batch1(a, "t1", p);
+        rc = store_write(f->s, &b, &err);
+        if (!rc)
+            committed += 60;
+        sp_arena_free(a);
+    }
+    assert_int_equal(rc, SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "full"));
+    assert_non_null(strstr(err.msg, "nothing of this batch was stored"));
+    /* Everything acknowledged is there, nothing of the failed batch is. */
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, committed);
+    /* The store stays usable: a small write into existing pages may still fit, reads work. */
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_true(stats.batches_failed >= 1);
+    store_close(f->s);
+    open_store(f);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, committed);
+}
+
+static void background_retention_thread_runs(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.retention_interval_ns = 50 * 1000000LL;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    int64_t old = f->t0 - 400 * HOUR;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", old);
+    add_sample(a, p, STK_MFB, 1, old);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_stats st;
+    for (int i = 0; i < 200; i++) {
+        store_stats_get(f->s, &st);
+        if (st.retention_runs > 0 && st.rows_deleted > 0)
+            break;
+        usleep(20000);
+    }
+    assert_true(st.rows_deleted >= 1);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
+}
+
+/* A transaction that fails after writing new stack and location rows (or while keying them) is
+ * rolled back whole, and the writer forgets what it did: its cache, the rows only the cache
+ * indexed and its watermarks are those of the file again. Writing everything again afterwards,
+ * in the same process and after a restart, adds values and no dictionary row. The failure is
+ * a trigger on the table named, added from a second connection (the store has no fault hooks);
+ * the default cache keys nothing (every row is unkeyed), the smallest keys all the time. */
+static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        size_t cache;
+        const char *table;
+    } cases[] = {{0, "sample_chunk"}, {1, "sample_chunk"}, {1, "stack_key"}, {1, "location_key"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/c%zu", f->dir, c);
+        store *s;
+        open_with(dir, cases[c].cache, 0, &s);
+        for (int r = 0; r < 5; r++)
+            write_round_ok(s, f->t0, r);
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE inject(x); INSERT INTO inject VALUES(1);"
+                 "CREATE TRIGGER inject_%s BEFORE INSERT ON %s WHEN EXISTS(SELECT 1 FROM inject) "
+                 "BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+                 cases[c].table, cases[c].table);
+        sql_exec(dir, sql);
+        int64_t stacks = sql_int(dir, "SELECT count(*) FROM stack");
+        int64_t keyed = sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'");
+        sp_err err = {0};
+        int rc = 0;
+        /* Rounds until one fails (keying starts when the small cache is half full). */
+        int r = 5;
+        for (; r < 12 && !(rc = write_round(s, f->t0, r, &err)); r++)
+            stacks += ROUND_STACKS, keyed = sql_int(dir, "SELECT value FROM meta WHERE "
+                                                         "key='stack_keyed'");
+        if (!rc)
+            fail_msg("case %zu: no failure injected on %s", c, cases[c].table);
+        assert_non_null(strstr(err.msg, "injected failure"));
+        assert_non_null(strstr(err.msg, "nothing of this batch was stored"));
+        /* Nothing of the failed round is in the file. */
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), stacks);
+        assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"), keyed);
+        assert_keys_whole(dir);
+        sql_exec(dir, "DELETE FROM inject");
+        int64_t expect = (int64_t)r * ROUND_STACKS;
+        for (int pass = 0; pass < 2; pass++) {
+            /* Every round again, the failed one included: one row per content. */
+            for (int k = 0; k <= r; k++)
+                write_round_ok(s, f->t0, k);
+            expect += (int64_t)(r + 1) * ROUND_STACKS;
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"),
+                             (int64_t)(r + 1) * ROUND_STACKS);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"),
+                             (int64_t)(r + 1) * ROUND_LOCS + 1);
+            assert_int_equal(total_k(s, f->a), expect);
+            assert_keys_whole(dir);
+            store_close(s);
+            open_with(dir, cases[c].cache, 0, &s);
+            assert_int_equal(total_k(s, f->a), expect);
+        }
+        store_close(s);
+    }
+}
+
+/* The disk fills (size cap) while every row written is unkeyed: the failed transaction leaves
+ * the file's key tables whole, and after a restart, too small a cache to load the dictionary,
+ * every row committed is found again. */
+static void full_disk_with_unkeyed_rows_finds_them_after_restart(void **state)
+{
+    fx *f = *state;
+    store *s;
+    store_close(f->s);
+    f->s = NULL;
+    open_with(f->dir, 0, 256 * 1024, &s);
+    sp_err err = {0};
+    int r = 0, rc = 0;
+    for (; r < 200 && !(rc = write_round(s, f->t0, r, &err)); r++)
+        ;
+    assert_int_equal(rc, SP_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "full"));
+    assert_true(r >= 3); /* more than the small cache loads whole */
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), (int64_t)r * ROUND_STACKS);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id > (SELECT value FROM "
+                                     "meta WHERE key='stack_keyed')"),
+                     (int64_t)r * ROUND_STACKS);
+    assert_int_equal(total_k(s, f->a), (int64_t)r * ROUND_STACKS);
+    assert_keys_whole(f->dir);
+    /* What still fits in the same process adds no row either. */
+    if (write_round(s, f->t0, 0, &err) == 0)
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), (int64_t)r * ROUND_STACKS);
+    store_close(s);
+    open_with(f->dir, 1, 0, &f->s);
+    int64_t before = total_k(f->s, f->a);
+    for (int k = 0; k <= r; k++)
+        write_round_ok(f->s, f->t0, k);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"),
+                     (int64_t)(r + 1) * ROUND_STACKS);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"),
+                     (int64_t)(r + 1) * ROUND_LOCS + 1);
+    assert_int_equal(total_k(f->s, f->a), before + (int64_t)(r + 1) * ROUND_STACKS);
+    assert_keys_whole(f->dir);
+}
+
+/* Retention deletes dictionary rows both keyed and unkeyed, the newest ones too (SQLite then
+ * gives their ids again): the rows kept are still found, and those written again are one row
+ * each, in the same process and after a restart. Old rounds are written at t0 (deleted), kept
+ * ones with data 1000 h ahead (their `seen` hour is ahead of any cut); `order` decides whether
+ * the deleted rows have the lowest ids or the highest. */
+static void retention_of_keyed_and_unkeyed_rows(void **state)
+{
+    fx *f = *state;
+    int64_t ahead = f->t0 + 1000 * HOUR;
+    int c = 0;
+    for (int order = 0; order < 2; order++)
+        for (size_t cache = 0; cache < 2; cache++, c++) {
+            char dir[96];
+            snprintf(dir, sizeof dir, "%s/c%d", f->dir, c);
+            store *s;
+            open_with(dir, cache, 0, &s);
+            for (int k = 0; k < 2; k++)
+                for (int r = 0; r < 4; r++) {
+                    int old = (k == 0) == (order == 0);
+                    write_round_ok(s, old ? f->t0 : ahead, old ? r : 10 + r);
+                }
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 8 * ROUND_STACKS);
+            if (!cache)
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 0);
+            else
+                assert_true(sql_int(dir, "SELECT count(*) FROM stack_key") > 0);
+            sp_err err = {0};
+            assert_int_equal(store_retention_run(s, wall_ns() + 400 * HOUR, &err), 0);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 4 * ROUND_STACKS);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 4 * ROUND_LOCS + 1);
+            assert_int_equal(total_k(s, f->a), 4 * ROUND_STACKS);
+            assert_keys_whole(dir);
+            int64_t expect = 4 * ROUND_STACKS;
+            for (int pass = 0; pass < 2; pass++) {
+                for (int r = 0; r < 4; r++) {
+                    write_round_ok(s, f->t0, r);
+                    write_round_ok(s, ahead, 10 + r);
+                }
+                expect += 8 * ROUND_STACKS;
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 8 * ROUND_STACKS);
+                assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 8 * ROUND_LOCS + 1);
+                assert_int_equal(total_k(s, f->a), expect);
+                assert_keys_whole(dir);
+                store_close(s);
+                open_with(dir, cache, 0, &s);
+            }
+            store_close(s);
+        }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_transaction_leaves_keys_and_cache_consistent, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(full_disk_with_unkeyed_rows_finds_them_after_restart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(retention_of_keyed_and_unkeyed_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(background_retention_thread_runs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
