@@ -785,7 +785,14 @@ def assert_every_answer(server, progs, resolved, w, tmp_path, tag):
 
 
 def start(spanprof_factory, *args, name=None):
-    return spanprof_factory(list(args), name=name)
+    """A server; tests that are not about the query's symbolize budget give it 20 s. Their first
+    answer must be named whole, and the wait ends as soon as the downloads do: the default 2 s
+    once ran out on a loaded CI machine before both debug files were read (the answer then named
+    some frames of a binary and not others, as the budget says it should)."""
+    args = list(args)
+    if "--symbolize-budget" not in args:
+        args += ["--symbolize-budget", "20s"]
+    return spanprof_factory(args, name=name)
 
 
 # ---------------------------------------------------------------------------------------------
