@@ -31,9 +31,14 @@ static int lookup(void *ctx, const char *build_id, uint64_t address, int64_t dea
     return STORE_SYM_FOUND;
 }
 
-static int wait_downloads(void *ctx, int64_t deadline_ns)
+static int wait_downloads(void *ctx, int64_t deadline_ns, uint64_t since)
 {
-    return sym_wait(ctx, deadline_ns);
+    return sym_wait(ctx, deadline_ns, since);
+}
+
+static uint64_t arrivals(void *ctx)
+{
+    return sym_arrivals(ctx);
 }
 
 int app_symbols_open(app_symbols *s, const app_config *cfg, sp_err *err)
@@ -62,6 +67,7 @@ int app_symbols_open(app_symbols *s, const app_config *cfg, sp_err *err)
         .ctx = s->sym,
         .budget_ns = cfg->symbolize_budget_ms > 0 ? cfg->symbolize_budget_ms * 1000000 : 1,
         .wait = wait_downloads,
+        .arrivals = arrivals,
     };
     const char *env = getenv("DEBUGINFOD_URLS");
     sp_info("msg=\"native frames named from debug files\" symbols_dir=\"%s\" uploads=\"%s\" "

@@ -129,9 +129,14 @@ static uint64_t *pick_addresses(const char *exe, size_t *n)
 
 /* ---- the store's seam: the symbolizer's frames as the store's (as app/symbols.c does) -------- */
 
-static int seam_wait(void *ctx, int64_t deadline_ns)
+static int seam_wait(void *ctx, int64_t deadline_ns, uint64_t since)
 {
-    return sym_wait(ctx, deadline_ns);
+    return sym_wait(ctx, deadline_ns, since);
+}
+
+static uint64_t seam_arrivals(void *ctx)
+{
+    return sym_arrivals(ctx);
 }
 
 static int seam_lookup(void *ctx, const char *build_id, uint64_t address, int64_t deadline_ns,
@@ -321,7 +326,7 @@ static void cycle(const char *root, const char *symbols, const uint64_t *addrs, 
     snprintf(none, sizeof none, "%s/no-symbols", root);
     mkdir(none, 0755);
     symbolizer *nosym = open_symbolizer(none);
-    store_symbolizer noseam = {seam_lookup, nosym, budget_ms * 1000000, seam_wait};
+    store_symbolizer noseam = {seam_lookup, nosym, budget_ms * 1000000, seam_wait, seam_arrivals};
     s = open_store(data, &noseam);
     for (int i = 0; i < warm_runs; i++) {
         w = query(s, t0);
@@ -333,7 +338,7 @@ static void cycle(const char *root, const char *symbols, const uint64_t *addrs, 
     sym_close(nosym);
 
     symbolizer *sym = open_symbolizer(symbols);
-    store_symbolizer seam = {seam_lookup, sym, budget_ms * 1000000, seam_wait};
+    store_symbolizer seam = {seam_lookup, sym, budget_ms * 1000000, seam_wait, seam_arrivals};
     s = open_store(data, &seam);
     sym_stats st;
     answer cold = query(s, t0);

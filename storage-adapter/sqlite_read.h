@@ -17,6 +17,7 @@ typedef struct rq {
     store_match match;
     int in_txn;
     int64_t sym_deadline; /* naming native frames: until when to wait (set at the first lookup) */
+    uint64_t sym_since;   /* the symbolizer's arrivals() just before that first lookup */
 } rq;
 
 typedef struct rseries {

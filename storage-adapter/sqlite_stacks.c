@@ -558,7 +558,7 @@ static int build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out)
     const store_symbolizer *sy = q->s->opt.symbolizer;
     if (rc || !out->unresolved || !sy || !sy->wait || !q->sym_deadline)
         return rc;
-    if (sy->wait(sy->ctx, q->sym_deadline) <= 0)
+    if (sy->wait(sy->ctx, q->sym_deadline, q->sym_since) <= 0)
         return 0;
     memset(out, 0, sizeof *out);
     return build_once(q, vals, detail, out);

@@ -308,8 +308,10 @@ int sqs_symbolize(rq *q, int64_t bid, const char *build_id, uint64_t address, st
         *status = *n ? STORE_SYM_FOUND : STORE_SYM_NONE;
         return 0;
     }
-    if (!q->sym_deadline)
+    if (!q->sym_deadline) {
         q->sym_deadline = mono_ns() + (sy->budget_ns > 0 ? sy->budget_ns : 2000000000LL);
+        q->sym_since = sy->arrivals ? sy->arrivals(sy->ctx) : 0;
+    }
     int st = sy->lookup(sy->ctx, build_id, address, 0, q->a, f, n);
     if (st == STORE_SYM_FOUND && *n) {
         *status = STORE_SYM_FOUND;

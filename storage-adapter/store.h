@@ -72,9 +72,12 @@ typedef struct store_symbolizer {
     /* Reads never wait inside lookup() (deadline_ns 0: a debug file not there yet is asked for
      * and answered STORE_SYM_LATER), so every build id of the answer is asked for at once. When
      * frames were left unresolved, wait() is called with the query's deadline: it returns once
-     * no download is pending or at the deadline, > 0 when some debug file arrived meanwhile —
-     * the store then names the answer's frames again. NULL = never wait. */
-    int (*wait)(void *ctx, int64_t deadline_ns);
+     * no download is pending or at the deadline, > 0 when some debug file arrived after `since`
+     * (what arrivals() said before the query's first lookup: a download that ended before the
+     * wait began counts) — the store then names the answer's frames again. NULL = never wait. */
+    int (*wait)(void *ctx, int64_t deadline_ns, uint64_t since);
+    /* How many debug files have arrived so far (a counter that only grows); NULL = 0. */
+    uint64_t (*arrivals)(void *ctx);
 } store_symbolizer;
 
 /* Zero-initialised = every default. */

@@ -60,6 +60,7 @@ struct symbolizer {
     uint32_t nthreads;
     int stopping;
     uint64_t tick;
+    uint64_t arrivals; /* under mu: debug files downloaded or uploaded since open (sym_arrivals) */
     uint64_t open;
     uint32_t fetching; /* downloads running now */
     sym_stats st;      /* under mu, except elf_lookups (atomic) */
@@ -262,6 +263,7 @@ static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
         e->state = E_READY;
         s->open++;
         s->st.fetch_found++;
+        s->arrivals++;
         close_lru(s, e);
     } else {
         e->state = E_MISSING;
@@ -413,16 +415,26 @@ int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t de
     return *n ? SYM_FOUND : SYM_NONE;
 }
 
-int sym_wait(symbolizer *s, int64_t deadline_ns)
+uint64_t sym_arrivals(symbolizer *s)
 {
     pthread_mutex_lock(&s->mu);
-    uint64_t found = s->st.fetch_found;
+    uint64_t n = s->arrivals;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int sym_wait(symbolizer *s, int64_t deadline_ns, uint64_t since)
+{
+    pthread_mutex_lock(&s->mu);
     while ((s->qhead || s->fetching) && sym_now_ns() < deadline_ns) {
         struct timespec until = {(time_t)(deadline_ns / 1000000000),
                                  (long)(deadline_ns % 1000000000)};
         pthread_cond_timedwait(&s->changed, &s->mu, &until);
     }
-    int arrived = s->st.fetch_found > found;
+    /* Counted from the caller's `since`, not from this call: a download that ended between the
+     * caller's lookups and this wait arrived for it too (counting from the wait's start once
+     * returned a half-named answer when a small file came back before the wait began). */
+    int arrived = s->arrivals > since;
     pthread_mutex_unlock(&s->mu);
     return arrived;
 }
@@ -504,6 +516,7 @@ int sym_add_file(symbolizer *s, const char *build_id, const void *data, size_t l
     entry *e = find_or_add(s, id);
     if (e && e->state == E_MISSING)
         e->state = E_UNKNOWN;
+    s->arrivals++;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }

@@ -76,10 +76,15 @@ void sym_close(symbolizer *s);
 int sym_lookup(symbolizer *s, const char *build_id, uint64_t address, int64_t deadline_ns,
                sp_arena *a, sym_frame **frames, size_t *n);
 
+/* How many debug files have arrived since sym_open() (downloads found, uploads kept): a caller
+ * notes it before its first lookup and hands it to sym_wait(). */
+uint64_t sym_arrivals(symbolizer *s);
+
 /* Waits until no download is queued or running, or until deadline_ns (CLOCK_MONOTONIC);
- * returns 1 when a debug file arrived meanwhile (lookups that answered SYM_LATER may now find
- * it), 0 otherwise. */
-int sym_wait(symbolizer *s, int64_t deadline_ns);
+ * returns 1 when a debug file arrived after `since` (a sym_arrivals() the caller noted before
+ * its lookups: a download that ended before this call counts too), so that lookups which
+ * answered SYM_LATER may now find it; 0 otherwise. */
+int sym_wait(symbolizer *s, int64_t deadline_ns, uint64_t since);
 
 /* Keeps an uploaded debug file under its build id (PUT /api/v1/debuginfo/{build_id}): checked
  * to be an ELF file with that GNU build id, then renamed into the upload directory atomically. */

@@ -30,6 +30,11 @@ typedef struct script {
     pthread_mutex_t mu;
     int calls;
     int later; /* answer STORE_SYM_LATER to everything */
+    /* a debug file that arrives during a query: the first `arrive_after` calls answer
+     * STORE_SYM_LATER, and the file has arrived (arrivals counted) when that last one returns */
+    int arrive_after;
+    uint64_t arrivals;
+    int waits;
     char last_build_id[128];
     uint64_t addrs[64];
 } script;
@@ -45,7 +50,9 @@ static int scripted(void *ctx, const char *build_id, uint64_t address, int64_t d
         s->addrs[s->calls] = address;
     s->calls++;
     snprintf(s->last_build_id, sizeof s->last_build_id, "%s", build_id);
-    int later = s->later;
+    int later = s->later || s->calls <= s->arrive_after;
+    if (s->calls == s->arrive_after)
+        s->arrivals++;
     pthread_mutex_unlock(&s->mu);
     *frames = NULL;
     *n = 0;
@@ -67,6 +74,28 @@ static int scripted(void *ctx, const char *build_id, uint64_t address, int64_t d
         return STORE_SYM_FOUND;
     }
     return address == 0x3000 ? STORE_SYM_NONE : STORE_SYM_LATER;
+}
+
+/* The seam's wait as store.h states it: nothing is downloading here, so it returns at once,
+ * > 0 when a file arrived after `since`. */
+static int scripted_wait(void *ctx, int64_t deadline_ns, uint64_t since)
+{
+    script *s = ctx;
+    (void)deadline_ns;
+    pthread_mutex_lock(&s->mu);
+    s->waits++;
+    int arrived = s->arrivals > since;
+    pthread_mutex_unlock(&s->mu);
+    return arrived;
+}
+
+static uint64_t scripted_arrivals(void *ctx)
+{
+    script *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->arrivals;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 /* ---- fixture ------------------------------------------------------------------------------------
@@ -105,7 +134,7 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     pthread_mutex_init(&f->sc.mu, NULL);
-    f->seam = (store_symbolizer){scripted, &f->sc, 0, NULL};
+    f->seam = (store_symbolizer){scripted, &f->sc, 0, scripted_wait, scripted_arrivals};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     f->t0 = ((int64_t)ts.tv_sec - 600) / 10 * 10 * SEC;
@@ -339,6 +368,26 @@ static void later_is_asked_again(void **state)
     assert_int_equal(f->sc.calls, 8);
 }
 
+/* A debug file that arrives while the answer is being named, before the query waits (a small
+ * file on a fast debuginfod), still names the whole answer: the frames looked up before it came
+ * are named again. (The wait once counted only what arrived during itself, and such an answer
+ * came back half named: some frames of a binary named, others not.) */
+static void file_arriving_before_the_wait_names_every_frame(void **state)
+{
+    fx *f = *state;
+    write_profile(f);
+    f->sc.arrive_after = 3; /* heaviest first: 0x4000, 0x3000, 0x2000 before the file came */
+    char got[2048];
+    store_stacks s = query(f, 0, got, sizeof got);
+    assert_string_equal(got, NAMED);
+    assert_int_equal(s.unresolved, 1); /* 0x4000, which no file names */
+    assert_int_equal(f->sc.waits, 1);
+    /* a second query finds nothing new arriving: it waits once and names the same */
+    s = query(f, 0, got, sizeof got);
+    assert_string_equal(got, NAMED);
+    assert_int_equal(f->sc.waits, 2);
+}
+
 /* A damaged symbol row is treated as absent (asked again), never trusted. */
 static void damaged_rows_are_ignored(void **state)
 {
@@ -370,6 +419,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(answers_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(later_is_asked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_rows_are_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(file_arriving_before_the_wait_names_every_frame, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -546,7 +546,13 @@ static void added_file_is_kept_and_found(void **state)
     unsigned char *bytes = read_file(W.cxx_debug, &len);
     assert_non_null(bytes);
     sp_err err = {0};
+    uint64_t since = sym_arrivals(s);
+    assert_int_equal(sym_wait(s, sym_now_ns() + 1000000000, since), 0); /* nothing came */
     assert_int_equal(sym_add_file(s, CXX_ID, bytes, len, &err), 0);
+    /* It arrived before this wait began: it counts for a caller that noted `since` earlier. */
+    assert_int_equal(sym_arrivals(s), since + 1);
+    assert_int_equal(sym_wait(s, sym_now_ns() + 1000000000, since), 1);
+    assert_int_equal(sym_wait(s, sym_now_ns() + 1000000000, since + 1), 0);
     assert_int_equal(sym_lookup(s, CXX_ID, W.method, 0, a, &f, &n), SYM_FOUND);
     assert_string_equal(f[0].function, "ns::Cls::method(int) const");
     /* Kept in the .build-id layout, byte for byte. */
