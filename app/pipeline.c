@@ -65,6 +65,11 @@ void pipeline_metrics(void *ud)
     sp_metrics_gauge_set("store_writer_pending", (int64_t)ss.pending);
     sp_metrics_gauge_set("store_last_commit_microseconds", (int64_t)ss.last_commit_us);
     sp_metrics_gauge_set("store_retention_rows_deleted_total", (int64_t)ss.rows_deleted);
+    sp_metrics_gauge_set("store_name_cache_bytes", (int64_t)ss.name_cache_bytes);
+    sp_metrics_gauge_set("store_name_cache_entries", (int64_t)ss.name_cache_entries);
+    sp_metrics_gauge_set("store_name_cache_hits_total", (int64_t)ss.name_cache_hits);
+    sp_metrics_gauge_set("store_name_cache_misses_total", (int64_t)ss.name_cache_misses);
+    sp_metrics_gauge_set("store_name_cache_evicted_total", (int64_t)ss.name_cache_evicted);
 }
 
 /* What rule 3 decided after the settle time: attach_only profiles, stored like the late

@@ -64,6 +64,8 @@ static void resolve_defaults(store_options *o)
         o->cache_bytes = 64u << 20;
     if (!o->page_cache_bytes)
         o->page_cache_bytes = 32u << 20;
+    if (!o->name_cache_bytes)
+        o->name_cache_bytes = 32u << 20;
     if (o->durability != STORE_DURABILITY_FULL)
         o->durability = STORE_DURABILITY_NORMAL;
 }
@@ -210,6 +212,7 @@ static void free_store(sqs_store *s)
         free(g);
     }
     free(s->readers);
+    store_ncache_free(s->names);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     pthread_mutex_destroy(&s->mu);
@@ -254,6 +257,10 @@ int store_open_sqlite(store **out, const store_options *o, sp_err *err)
     }
     snprintf(s->db_path, n, "%s/%s", o->data_dir, SQS_DB_FILE);
     s->opt.data_dir = s->dir;
+    if (!(s->names = store_ncache_new(s->opt.name_cache_bytes))) {
+        free_store(s);
+        return sp_fail(err, SP_ENOMEM, "out of memory opening the store (location-name cache)");
+    }
 
     int rc;
     if ((rc = make_dirs(s->dir, err)) || (rc = take_dir_lock(s, err)) ||
@@ -323,6 +330,13 @@ static void sqs_stats(store *st, store_stats *out)
     *out = s->stats;
     out->pending = s->npending;
     pthread_mutex_unlock(&s->mu);
+    store_ncache_stats nc;
+    store_ncache_get_stats(s->names, &nc);
+    out->name_cache_bytes = nc.bytes;
+    out->name_cache_entries = nc.entries;
+    out->name_cache_hits = nc.hits;
+    out->name_cache_misses = nc.misses;
+    out->name_cache_evicted = nc.evicted;
 }
 
 /* ---- reader pool --------------------------------------------------------------------------- */

@@ -175,6 +175,7 @@ int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_
         return rc;
     }
     sqs_symbols_reader(q->s, q->r, 1); /* before the snapshot is taken (Y4) */
+    uint64_t gen = __atomic_load_n(&q->s->names_gen, __ATOMIC_SEQ_CST); /* N2: before, ... */
     sqlite3_stmt *b = rq_stmt(q, R_BEGIN);
     if (!b) {
         rc = rq_prep_fail(q, R_BEGIN);
@@ -197,10 +198,13 @@ int rq_begin(rq *q, store *st, const char *tenant, const store_query *query, sp_
     }
     const char *name = sqs_tenant_name(tenant);
     sqlite3_bind_text(t, 1, name, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(t);
+    rc = sqlite3_step(t); /* the transaction's first read: it takes the snapshot */
     if (rc == SQLITE_ROW)
         q->tenant = sqlite3_column_int64(t, 0);
     sqlite3_reset(t);
+    /* N2: ... and after the snapshot was taken, the same even generation */
+    q->names_gen = gen;
+    q->names_ok = !(gen & 1) && gen == __atomic_load_n(&q->s->names_gen, __ATOMIC_SEQ_CST);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         rc = rq_dberr(q, rc, R_TENANT);
         rq_end(q);

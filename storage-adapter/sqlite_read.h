@@ -18,6 +18,11 @@ typedef struct rq {
     int in_txn;
     int64_t sym_deadline; /* naming native frames: until when to wait (set at the first lookup) */
     uint64_t sym_since;   /* the symbolizer's arrivals() just before that first lookup */
+    /* The location-name cache's generation the snapshot belongs to; names_ok = 0 when no single
+     * one does (a deletion was being committed around the snapshot): the query bypasses the
+     * cache (sqlite_stacks.c, N2). */
+    uint64_t names_gen;
+    int names_ok;
 } rq;
 
 typedef struct rseries {
@@ -47,5 +52,10 @@ void rq_end(rq *q);
 int rq_span_row(rq *q, sqlite3_stmt *st, sp_span *sp);
 /* The tenant's series matching query (with data in range when in_range). */
 int rq_select_series(rq *q, const store_query *query, int in_range, rseries **out, size_t *n);
+/* sqlite_names.c: turns stack id → value sums into named stacks in the query's arena (detail:
+ * store_stack.detail too), through the location-name cache; when native frames were left for
+ * debug files being downloaded, waits for them within the query's budget and names the stacks
+ * again. SP_ETOOBIG (the arena), SP_EUNAVAIL (SQLite). */
+int sqs_build_stacks(rq *q, store_agg *vals, int detail, store_stacks *out);
 
 #endif

@@ -100,6 +100,8 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
     }
     int ch = sqlite3_changes(w->db);
     r->deleted += (uint64_t)ch;
+    if (ch && del_stmt != W_RET_DEL_STACK)
+        r->names_stale = 1; /* names the queries keep may be of these rows (N3) */
     if (ch) {
         /* The cache may name deleted rows; forgetting it forgets the unkeyed rows too, so they
          * are keyed first. */
@@ -111,6 +113,26 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
     }
     r->cursor += window;
     return r->cursor >= r->max_id;
+}
+
+/* N3 of sqlite_stacks.c: names_gen is odd from before a commit that deletes location or
+ * function rows until that commit (or its rollback) is over, so that no query's snapshot can be
+ * taken inside that window and still find one even generation before and after it. */
+static void names_commit_begin(sqs_store *s)
+{
+    sqs_retention *r = &s->w.ret;
+    if (r->names_stale && !r->names_odd) {
+        __atomic_add_fetch(&s->names_gen, 1, __ATOMIC_SEQ_CST);
+        r->names_odd = 1;
+    }
+}
+
+static void names_commit_end(sqs_store *s)
+{
+    sqs_retention *r = &s->w.ret;
+    if (r->names_odd)
+        __atomic_add_fetch(&s->names_gen, 1, __ATOMIC_SEQ_CST);
+    r->names_odd = r->names_stale = 0;
 }
 
 /* One small transaction of retention work: 1 when the run is complete, 0 when there is more,
@@ -278,13 +300,16 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
             r->last_gc_hour = r->cut_hour;
         break;
     }
+    names_commit_begin(s);
     if ((rc = sqs_run(w, W_COMMIT, err)))
         goto fail;
+    names_commit_end(s);
     if (done)
         next_phase(r);
     return r->phase >= RP_DONE;
 fail:
     sp_err_prefix(err, "retention: ");
     sqs_rollback(w);
+    names_commit_end(s); /* after the rollback: the rows may have gone after all */
     return rc;
 }

@@ -11,6 +11,7 @@
 #define STORE_SQLITE_STORE_H
 
 #include "maps.h"
+#include "name_cache.h"
 #include "store.h"
 
 #include <pthread.h>
@@ -123,6 +124,9 @@ typedef struct sqs_retention {
     int64_t cursor, series_cur, max_id;
     uint64_t deleted;
     int32_t last_gc_hour; /* dictionary sweeps run at most once per hour of cut */
+    /* This transaction deleted location or function rows: its commit moves the store's
+     * names_gen (sqlite_stacks.c, N3); names_odd: names_gen was made odd and not settled yet. */
+    int names_stale, names_odd;
 } sqs_retention;
 
 /* The writer's cache of span resources (sqlite_extras.c, X4) and next seq per hour (X2). */
@@ -272,6 +276,12 @@ typedef struct sqs_store {
     struct sqs_sym_gen *sym_retired; /* newest first */
     uint64_t sym_seq;                /* symbol commits so far */
     sqs_reader **readers;            /* every open read connection (under pool_mu) */
+
+    /* Location names kept across queries (sqlite_stacks.c, N1-N4). names_gen is odd while the
+     * writer commits a deletion of location or function rows (its ids may then be reused) and
+     * moves to the next even number once the commit is done; read and written with __atomic. */
+    store_ncache *names;
+    uint64_t names_gen;
     size_t nreaders_open;
 
     pthread_mutex_t pool_mu;

@@ -94,6 +94,7 @@ typedef struct store_options {
     uint32_t readers;         /* concurrent read connections; 0 = 4 */
     size_t cache_bytes;       /* writer's dictionary caches (stacks, locations, ...); 0 = 64 MiB */
     size_t page_cache_bytes;  /* SQLite page cache of the writer connection; 0 = 32 MiB */
+    size_t name_cache_bytes;  /* location names kept for later queries (name_cache.h); 0 = 32 MiB */
     uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
                                  0 = none */
     const char *remote_kind;  /* store "none": the name reads are refused under ("pyroscope") */
@@ -252,6 +253,9 @@ typedef struct store_stats {
     uint64_t retention_runs, rows_deleted;
     uint64_t pending; /* callers waiting for the writer now */
     uint64_t cache_bytes, cache_clears;
+    /* the location-name cache shared by queries (name_cache.h): held now, and counters */
+    uint64_t name_cache_bytes, name_cache_entries, name_cache_hits, name_cache_misses,
+        name_cache_evicted;
     uint64_t last_commit_us; /* duration of the last commit (SQLite: COMMIT alone) */
 } store_stats;
 
