@@ -150,6 +150,7 @@ static void free_dict(dict *d)
 /* One eBPF-like CPU profile of n samples at random threads and times of the world; off-CPU
  * (offcpu set): each observation an interval of 1-50 ms ending at its timestamp. */
 static int offcpu_mode;
+static int new_frames_mode; /* 2 % of each profile's samples on a leaf never seen before */
 
 static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint32_t n, int links)
 {
@@ -172,6 +173,31 @@ static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint
         p->type_id = "off_cpu:off_cpu:nanoseconds::";
         p->name = "off_cpu";
     }
+    uint32_t nnew = new_frames_mode ? n / 50 + 1 : 0; /* 2 % of the samples: a never-seen leaf */
+    if (nnew) {
+        const char **strs = sp_arena_alloc(a, (NFUNC + 3 + nnew) * sizeof *strs);
+        sp_function *fns = sp_arena_calloc(a, NFUNC + 1 + nnew, sizeof *fns);
+        sp_location *locs = sp_arena_calloc(a, NFUNC + 1 + nnew, sizeof *locs);
+        sp_line *lines = sp_arena_calloc(a, nnew, sizeof *lines);
+        memcpy(strs, d->strings, (NFUNC + 3) * sizeof *strs);
+        memcpy(fns, d->functions, (NFUNC + 1) * sizeof *fns);
+        memcpy(locs, d->locations, (NFUNC + 1) * sizeof *locs);
+        for (uint32_t j = 0; j < nnew; j++) {
+            static uint64_t fresh;
+            char *name = sp_arena_alloc(a, 48);
+            snprintf(name, 48, "jit.compiled.fn%llu", (unsigned long long)++fresh);
+            strs[NFUNC + 3 + j] = name;
+            fns[NFUNC + 1 + j].name = NFUNC + 3 + j;
+            lines[j].function_id = NFUNC + 1 + j;
+            locs[NFUNC + 1 + j].lines = &lines[j];
+            locs[NFUNC + 1 + j].nlines = 1;
+        }
+        p->strings = strs;
+        p->nstrings = NFUNC + 3 + nnew;
+        p->functions = fns;
+        p->locations = locs;
+        p->nfunctions = p->nlocations = NFUNC + 1 + nnew;
+    }
     p->samples = sp_arena_calloc(a, n, sizeof *p->samples);
     p->nsamples = n;
     for (uint32_t i = 0; i < n; i++) {
@@ -180,6 +206,13 @@ static sp_profile *make_profile(sp_arena *a, const world *w, const dict *d, uint
         uint32_t k = rnd(NSTACK) * rnd(NSTACK) / NSTACK; /* a few hot stacks */
         s->location_ids = d->stacks[k];
         s->nlocations = d->depth[k];
+        if (i < nnew) { /* the same stack under a leaf never seen before */
+            uint32_t *st = sp_arena_alloc(a, (d->depth[k] + 1) * sizeof *st);
+            st[0] = NFUNC + 1 + i;
+            memcpy(st + 1, d->stacks[k], d->depth[k] * sizeof *st);
+            s->location_ids = st;
+            s->nlocations = d->depth[k] + 1;
+        }
         s->nobs = 1 + rnd(3);
         s->timestamps = sp_arena_alloc(a, s->nobs * sizeof *s->timestamps);
         for (uint32_t j = 0; j < s->nobs; j++)
@@ -326,6 +359,17 @@ int main(int argc, char **argv)
     feed_spans(c, &w, now);
     obs = feed_profiles(c, &w, &d, per, batches * 2, 0, now, &secs);
     report("128 MiB budget", obs, secs, c, now);
+    printf("%-14s (longest single call %.1f ms of CPU, evicting included)\n", "", worst_call * 1e3);
+    corr_free(c);
+
+    /* the same budget, no spans at all (every sample waits) and 2 % of the samples on frames
+     * never seen before, as bench_ingest's load: the budget acts all run long and the intern
+     * tables keep growing with what it drops */
+    c = corr_new(&small);
+    new_frames_mode = 1;
+    obs = feed_profiles(c, &w, &d, per, batches * 4, 0, now, &secs);
+    new_frames_mode = 0;
+    report("no spans, new", obs, secs, c, now);
     printf("%-14s (longest single call %.1f ms of CPU, evicting included)\n", "", worst_call * 1e3);
     corr_free(c);
     free(w.spans);

@@ -164,6 +164,11 @@ static void drop_before(corr *c, const cuts *k_)
     IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
 }
 
+static size_t intern_bytes(const corr *c)
+{
+    return cw_itab_bytes(&c->names) + cw_itab_bytes(&c->stacks) + cw_itab_bytes(&c->series);
+}
+
 /* Rebuilds the name, stack and series tables from what live observations still use, so they
  * do not grow for ever while observations come and go. */
 static void compact_interns(corr *c)
@@ -256,6 +261,7 @@ static void compact_interns(corr *c)
         c->names = names;
         c->stacks = stacks;
         c->series = series;
+        c->interns_compacted = intern_bytes(c);
         for (uint32_t i = 0; i < c->series.n; i++)
             if (cw_series_record(c, i))
                 break;
@@ -439,6 +445,18 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
     return c->now + (int64_t)k * w / NB;
 }
 
+/* Whether the budget should rebuild the intern tables after dropping observations. A rebuild
+ * walks every waiting observation under the lock, and at full load without spans the budget
+ * acts every few seconds: rebuilding each time cost about 7 % of the ingest workers' CPU (issue
+ * 19). Entries of dropped observations only matter once they are a real share of the budget,
+ * so the tables are rebuilt when they have doubled since the last rebuild and hold more than
+ * an eighth of the budget -- or (the caller) when dropping alone left `bytes` over it. */
+static int interns_worth_compacting(const corr *c)
+{
+    size_t now = intern_bytes(c);
+    return now > 2 * c->interns_compacted && now > c->opt.max_bytes / 8;
+}
+
 /* Over budget: make room in this order, each step only when the one before was not enough, and
  * aiming at 3/4 of the budget to leave room:
  *   1. observations already attached, oldest first (counted in `released`: stored and attached,
@@ -458,8 +476,11 @@ void cw_enforce_budget(corr *c)
             continue;
         cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
         drop_before(c, &k);
-        compact_interns(c);
         cw_recount(c);
+        if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
+            compact_interns(c);
+            cw_recount(c);
+        }
     }
     if (c->bytes > c->opt.max_bytes) {
         cuts k = {c->now + w + 1, c->now + w + 1, c->now + w / 2, 1};

@@ -143,6 +143,7 @@ struct corr {
     uint32_t nwait, capwait;
     idhash wait_h;
     size_t bytes;
+    size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
     int64_t last_sweep, now;
     uint32_t gen;       /* corr_attach calls so far; the current one's */
     uint16_t tag;       /* gen's low bits, stamped on what the current call adds */

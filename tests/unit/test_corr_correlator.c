@@ -886,6 +886,47 @@ static void budget_drops_the_oldest_observations_first(void **state)
     corr_free(c);
 }
 
+/* Every sample on a never-seen frame (a leaf named once), no spans, a budget far smaller than
+ * the run: the budget drops observations and, since the tables of names and stacks they leave
+ * behind would otherwise grow for ever, rebuilds those tables often enough that `bytes` stays
+ * within it all run long. */
+static void new_frames_all_run_long_stay_within_the_budget(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 256 * 1024, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    enum { ROUNDS = 20000 };
+    corr_stats st;
+    for (int i = 0; i < ROUNDS; i++) {
+        char *leaf = sp_arena_alloc(f->a, 48);
+        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
+        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+        names[3] = leaf;
+        uint64_t ts[] = {(uint64_t)i * MS};
+        sp_batch pb = batch(f, "t1");
+        sp_profile *p = profile(f->a, ts, 1, PID, TID);
+        p->strings = names;
+        sp_batch_add_profile(&pb, p);
+        attach(c, &pb, (int64_t)i * MS);
+        if (i % 1000 == 999) {
+            corr_get_stats(c, (int64_t)i * MS, &st);
+            if (st.bytes > 2 * o.max_bytes)
+                fail_msg("round %d: %llu bytes held, over twice the budget of %zu", i,
+                         (unsigned long long)st.bytes, o.max_bytes);
+        }
+    }
+    corr_get_stats(c, ROUNDS * MS, &st);
+    assert_true(st.evicted > 0);
+    /* what the tables cost never crowds out the observations: the newest thousand still wait,
+     * and a late span over them takes them */
+    assert_true(st.obs_waiting >= 1000);
+    sp_span v[] = {span(1, ROUNDS - 1000, ROUNDS, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 1), 1000 * 10 * MS);
+    corr_free(c);
+}
+
 /* A retried span export after its spans left the window, while observations they claimed are
  * still waiting, must not attach those observations a second time. */
 static void retry_after_the_span_expired_attaches_nothing_twice(void **state)
@@ -1084,6 +1125,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
         cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
+        cmocka_unit_test_setup_teardown(new_frames_all_run_long_stay_within_the_budget, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(budget_drops_the_oldest_observations_first, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(retry_after_the_span_expired_attaches_nothing_twice, setup,
