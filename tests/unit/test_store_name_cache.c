@@ -13,6 +13,7 @@
 #include "common/buf.h"
 #include "storage-adapter/name_cache.h"
 #include "storage-adapter/store.h"
+#include "symbols_fixture.h"
 
 #include <ftw.h>
 #include <pthread.h>
@@ -24,112 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SEC  1000000000LL
 #define HOUR (3600 * SEC)
-#define CPU  "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
-#define BID  "b0c3b6756a70e544f9e2574fc7248eac55fdcafa"
-
-/* ---- the scripted symbolizer: 0x1000 two frames (one inlined), 0x2000 one, 0x3000 nothing
- * there, anything else not known yet; `later` = not known yet for everything -------------------
- */
-
-typedef struct script {
-    pthread_mutex_t mu;
-    int calls, later;
-} script;
-
-static int scripted(void *ctx, const char *build_id, uint64_t address, int64_t deadline_ns,
-                    sp_arena *a, store_sym_frame **frames, size_t *n)
-{
-    script *s = ctx;
-    (void)build_id, (void)deadline_ns;
-    pthread_mutex_lock(&s->mu);
-    s->calls++;
-    int later = s->later;
-    pthread_mutex_unlock(&s->mu);
-    *frames = NULL;
-    *n = 0;
-    if (later || address > 0x3000 || address % 0x1000)
-        return STORE_SYM_LATER;
-    if (address == 0x3000)
-        return STORE_SYM_NONE;
-    store_sym_frame *f = sp_arena_calloc(a, 2, sizeof *f);
-    if (address == 0x1000) {
-        f[0] = (store_sym_frame){"twice", "/src/p.cc", 3, 3};
-        f[1] = (store_sym_frame){"work(double)", "/src/p.cc", 4, 4};
-        *n = 2;
-    } else {
-        f[0] = (store_sym_frame){"shapes::Circle::area() const", "/src/p.cc", 2, 2};
-        *n = 1;
-    }
-    *frames = f;
-    return STORE_SYM_FOUND;
-}
-
-/* ---- fixture ------------------------------------------------------------------------------------
- */
-
-typedef struct fx {
-    char dir[64];
-    store *s;
-    script sc;
-    store_symbolizer seam;
-    sp_arena *a;
-    int64_t t0;
-    size_t budget; /* name_cache_bytes; 0 = the default */
-} fx;
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static void open_store(fx *f)
-{
-    store_options o = {0};
-    o.data_dir = f->dir;
-    o.retention_interval_ns = -1; /* retention runs by hand */
-    o.symbolizer = &f->seam;
-    o.name_cache_bytes = f->budget;
-    sp_err err = {0};
-    if (store_open_sqlite(&f->s, &o, &err))
-        fail_msg("open: %s", err.msg);
-}
-
-static void reopen(fx *f)
-{
-    store_close(f->s);
-    open_store(f);
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/test_names_XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    pthread_mutex_init(&f->sc.mu, NULL);
-    f->seam = (store_symbolizer){scripted, &f->sc, 0, NULL, NULL};
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    f->t0 = ((int64_t)ts.tv_sec - 600) / 10 * 10 * SEC;
-    f->a = sp_arena_new(0);
-    open_store(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    store_close(f->s);
-    sp_arena_free(f->a);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    pthread_mutex_destroy(&f->sc.mu);
-    free(f);
-    return 0;
-}
 
 /* ---- a profile with every kind of location
  * ------------------------------------------------------- Location i (1..nloc), by i % 5: 0 named
