@@ -23,7 +23,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 6
+#define SQS_SCHEMA_VERSION 7
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
