@@ -41,7 +41,8 @@
  * which reads still include and retention still ages out):
  *   sample_chunk(series, bucket, seq, total, data) PRIMARY KEY (series, bucket, seq) WITHOUT ROWID
  *        What one transaction added to one series' bucket: data = the (stack, value) list coded
- *        by store_chunk_encode() (sorted by stack, delta and gcd coded, zstd when it pays);
+ *        by store_chunk_encode() (sorted by stack, delta and gcd coded, zstd when it pays;
+ *        values as varints or, since version 7, as bit lengths and packed bits: maps.h);
  *        total = the sum of its values, so time series never decode. seq = 1, 2, ... per
  *        (series, bucket). Range queries read one key range per series, as before.
  *   span_chunk(hour, span_id, seq, data) PRIMARY KEY (hour, span_id, seq) WITHOUT ROWID
