@@ -674,7 +674,8 @@ static int emit(store_chunk_coder *c, int format, const uint8_t *front, size_t n
             size_t zh = format == CHUNK_BITS ? store_varint_put(o + h, z) : 0;
             if (h + zh + z + ntail < plain) {
                 memmove(o + h + zh, o + room, z);
-                memcpy(o + h + zh + z, tail, ntail);
+                if (ntail)
+                    memcpy(o + h + zh + z, tail, ntail);
                 *len = h + zh + z + ntail;
                 return 0;
             }
@@ -682,7 +683,8 @@ static int emit(store_chunk_coder *c, int format, const uint8_t *front, size_t n
     }
     (*buf)[0] = (uint8_t)format;
     memcpy(*buf + 1, front, nfront);
-    memcpy(*buf + 1 + nfront, tail, ntail);
+    if (ntail) /* tail is NULL when there is none */
+        memcpy(*buf + 1 + nfront, tail, ntail);
     *len = plain;
     return 0;
 }
