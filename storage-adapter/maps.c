@@ -531,6 +531,10 @@ size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out)
 #define CHUNK_ZSTD_MIN 96
 /* The format byte. 0 and 1 (values as zigzag varints; written until schema 7) are still read. */
 enum { CHUNK_VARINT = 0, CHUNK_VARINT_ZSTD = 1, CHUNK_BITS = 2, CHUNK_BITS_ZSTD = 3 };
+/* Mean bit length of a chunk's values (after the unit) below which only varints are tried, and
+ * from which only bit packing: counts are a few bits, off-CPU nanoseconds about 20. */
+#define CHUNK_VARINT_ONLY 8
+#define CHUNK_BITS_ONLY   16
 /* A decoded chunk larger than this is malformed (a writer never makes one). */
 #define CHUNK_RAW_MAX ((uint64_t)1 << 30)
 
@@ -690,10 +694,11 @@ static int emit(store_chunk_coder *c, int format, const uint8_t *front, size_t n
 }
 
 /* Long because both candidate codings share the key columns written here. The values are coded
- * two ways and the smaller blob is kept: as zigzag varints (format 0/1: counts and multiples of a
- * period, which zstd shrinks further), and as bit lengths plus packed bits (format 2/3: off-CPU
- * nanoseconds spread over many octaves, whose low bits are noise; zstd then codes only the
- * keys and the lengths, so the noise does not flatten its entropy tables). */
+ * one or two ways (by their mean bit length) and the smaller blob is kept: as zigzag varints
+ * (format 0/1: counts and multiples of a period, which zstd shrinks further), and as bit lengths
+ * plus packed bits (format 2/3: off-CPU nanoseconds spread over many octaves, whose low bits are
+ * noise; zstd then codes only the keys and the lengths, so the noise does not flatten its entropy
+ * tables). */
 static int chunk_encode(store_chunk_coder *c, const chunk_src *e, size_t n, int nk,
                         const uint8_t **blob, size_t *len)
 {
@@ -727,14 +732,25 @@ static int chunk_encode(store_chunk_coder *c, const chunk_src *e, size_t n, int 
             prev1 = k1;
         }
     }
-    size_t keys = k, nbits, lv, lb;
+    /* Only values of middling size are coded both ways (zstd twice costs the writer): small
+     * ones (counts, periods) take varints, large ones (nanoseconds) bits. */
+    uint64_t bits = 0;
     for (size_t i = 0; i < n; i++)
-        k += store_varint_put(r + k, zz(src_sum(e, i) / (int64_t)unit));
-    if (emit(c, CHUNK_VARINT, r, k, NULL, 0, &c->out, &c->out_cap, &lv))
-        return -1;
-    k = put_values_bits(r, keys, c->bits, &nbits, e, n, unit);
-    if (emit(c, CHUNK_BITS, r, k, c->bits, nbits, &c->alt, &c->alt_cap, &lb))
-        return -1;
+        bits += (uint64_t)bit_length(zz(src_sum(e, i) / (int64_t)unit));
+    int try_varint = bits < (uint64_t)CHUNK_BITS_ONLY * n;
+    int try_bits = bits >= (uint64_t)CHUNK_VARINT_ONLY * n;
+    size_t keys = k, nbits, lv = SIZE_MAX, lb = SIZE_MAX;
+    if (try_varint) {
+        for (size_t i = 0; i < n; i++)
+            k += store_varint_put(r + k, zz(src_sum(e, i) / (int64_t)unit));
+        if (emit(c, CHUNK_VARINT, r, k, NULL, 0, &c->out, &c->out_cap, &lv))
+            return -1;
+    }
+    if (try_bits) {
+        k = put_values_bits(r, keys, c->bits, &nbits, e, n, unit);
+        if (emit(c, CHUNK_BITS, r, k, c->bits, nbits, &c->alt, &c->alt_cap, &lb))
+            return -1;
+    }
     *blob = lb < lv ? c->alt : c->out;
     *len = lb < lv ? lb : lv;
     return 0;

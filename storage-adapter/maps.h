@@ -129,8 +129,9 @@ size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out);
  *      as the lengths need;
  *   3  varint length of format 2's bytes up to the bit lengths, varint size of their zstd frame,
  *      the frame, then the packed bits (noise that zstd would only flatten its tables with).
- * The encoder writes both codings and keeps the smaller: counts and periods take 0/1, off-CPU
- * nanoseconds 2/3. Formats 0 and 1 are what files written before schema 7 hold. */
+ * The encoder picks by the values' mean bit length (varints under 8, bits from 16, between both
+ * and the smaller blob): counts and periods take 0/1, off-CPU nanoseconds 2/3. Formats 0 and 1
+ * are what files written before schema 7 hold. */
 typedef struct store_chunk_coder {
     void *zc;     /* ZSTD_CCtx, made on first use */
     uint8_t *raw; /* scratch */

@@ -80,7 +80,7 @@ static int merge_entry(void *ctx, int64_t k0, int64_t k1, int64_t v)
 }
 
 /* Reads every chunk of (series, bucket): the first one's blob copied to w->buf, and from the
- * second on all of them summed into w->samples (emptied first). Returns the rows, or <0 on an
+ * second on all of them summed into w->merge (emptied first). Returns the rows, or <0 on an
  * SQLite or memory error; *fresh = rows in the fresh id range, *seq = the largest seq, *bad =
  * a chunk did not decode (M4). */
 static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh, int64_t *seq,
@@ -89,8 +89,8 @@ static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh
     sqlite3_stmt *st = w->st[W_COMPACT_READ];
     sqlite3_bind_int64(st, 1, series);
     sqlite3_bind_int64(st, 2, bucket);
-    store_sum3_reset(&w->samples);
-    merge_ctx c = {&w->samples, series, bucket, 0};
+    store_sum3_reset(&w->merge);
+    merge_ctx c = {&w->merge, series, bucket, 0};
     int rc, rows = 0;
     *fresh = *bad = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -165,9 +165,9 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
         w->chunks_moved++;
         return replace_bucket(w, series, bucket, seq, first_total, w->buf, first_len, err);
     }
-    if (sqs_grow((void **)&w->sorted3, &w->sorted3_cap, w->samples.n, sizeof *w->sorted3))
+    if (sqs_grow((void **)&w->sorted3, &w->sorted3_cap, w->merge.n, sizeof *w->sorted3))
         return sqs_oom(err);
-    size_t n = store_sum3_sorted(&w->samples, w->sorted3);
+    size_t n = store_sum3_sorted(&w->merge, w->sorted3);
     int64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total = (int64_t)((uint64_t)total + (uint64_t)w->sorted3[i].sum);
@@ -206,7 +206,6 @@ int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
             merged++;
         }
     }
-    store_sum3_reset(&w->samples);
     store_sum3_reset(m);
     for (size_t i = 0; i < keep; i++) {
         int64_t *n = store_sum3_at(m, w->compact_keep[i].k[0], w->compact_keep[i].k[1], 1);

@@ -171,6 +171,7 @@ typedef struct sqs_writer {
      * chunks this writer wrote there, the newest bucket written, the closed buckets already
      * done; scratch for the entries kept; counters for the stats. */
     store_sum3 compact;
+    store_sum3 merge; /* one bucket's stacks being merged: small, so emptying it is cheap */
     int64_t compact_newest, compact_done_upto;
     store_sum3_entry *compact_keep;
     size_t compact_keep_cap;
