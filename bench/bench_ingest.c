@@ -11,10 +11,18 @@
  * with a Zipf law from a pool shared by all requests; a fraction of the samples (--new, default
  * 0.02) get stacks with frames never sent before, so the store's dictionary grows all run long.
  * Requests advance in time (5 s apart), so values spread over buckets as a live host's would.
+ * --off-cpu F moves that fraction of each thread's samples to a second profile of its process
+ * shaped like the profiler's off-CPU one (off_cpu/nanoseconds, a value per timestamp: how long
+ * the thread was off the CPU, log-normal ns); --timestamps K gives each Sample 1..K timestamps
+ * (the profiler merges a thread's events on one stack into one Sample). With --new 0 and
+ * --requests N (distinct by default) this is the issue-19 disk row's load: a hot dictionary,
+ * distinct times.
  *
  * Prints, for the same bytes: the raw protobuf-c decode rate (unpack + free, one core: the
  * ceiling) and the end-to-end rate — samples/s, MB/s, MB/s per server core (server CPU from
- * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size.
+ * /proc), Export latency p50/p99/max, the server's peak RSS and the data directory's size, per
+ * sample (and per observation when Samples carry several), with each table's share (dbstat)
+ * and what sample_chunk's pages hold (blobs, the rest of the rows, free space).
  * --rate S paces the senders to S samples/s in total (latency at a given load).
  * --queries Q also posts one span per (process, thread) of the first request before timing and,
  * from the first request's answer until the last, asks Q span queries per second on one more
@@ -23,6 +31,7 @@
  *
  *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct N] [--procs 50]
  *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
+ *                [--off-cpu 0] [--timestamps 1]
  *                [--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] [--dry]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
@@ -40,6 +49,7 @@
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +71,8 @@ typedef Opentelemetry__Proto__Profiles__V1development__Profile profile_t;
 static const char *bin;
 static int nrequests = 400, conns = 4, ndistinct = 0, procs = 50, threads = 8, per_thread = 100;
 static int keep = 0, workers = 0;
-static double new_frac = 0.02, rate = 0, zipf_s = 1.2, query_rate = 0;
+static double new_frac = 0.02, rate = 0, zipf_s = 1.2, query_rate = 0, off_frac = 0;
+static int max_ts = 1;
 static const char *server_args[16];
 static int nserver_args;
 static int dry = 0;
@@ -176,13 +187,94 @@ static int pool_draw(void)
 typedef struct request {
     uint8_t *frame; /* gRPC frame: 5-byte header + message */
     size_t len;
-    size_t samples;
+    size_t samples; /* Sample messages */
+    size_t obs;     /* their timestamps (observations) */
 } request;
+
+typedef Opentelemetry__Proto__Profiles__V1development__ScopeProfiles ScopeProfiles_t;
+
+/* The first entries of every request's string table. */
+enum { S_SAMPLES = 1, S_COUNT, S_CPU, S_NS, S_TID, S_FT, S_APP, S_BUILD_ID, S_OFF_CPU };
+
+/* An off-CPU duration in ns: what the profiler's finish_task_switch probe reports (the time
+ * since the thread's sched_switch), log-normal around 1 ms with a spread of e^2 (7.4x) per
+ * standard deviation, so most waits are 20 us - 50 ms and some last seconds; 1 us - 10 s. */
+static int64_t off_cpu_ns(void)
+{
+    double u1 = ((double)(rnd() >> 11) + 1) / 9007199254740993.0;
+    double u2 = (double)(rnd() >> 11) / 9007199254740992.0;
+    double z = sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+    double ns = exp(log(1e6) + 2 * z);
+    return ns < 1e3 ? 1000 : ns > 1e10 ? 10000000000LL : (int64_t)ns;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One profile of process p in request k: n samples per thread, CPU (samples/count, period
+ * 20 Hz, timestamps only) or off-CPU (off_cpu/nanoseconds, no period, one value per timestamp:
+ * what the eBPF profiler sends for each kind). A Sample holds 1..--timestamps timestamps (the
+ * profiler merges the events of one stack and thread in a report interval); with 1, CPU samples
+ * keep the 50 ms grid. Stacks come from stk_of_sample[*si...]. */
+static profile_t *build_profile(int k, int64_t t0, int p, int n, int off_cpu,
+                                const int *stk_of_sample, int *si, request *out)
+{
+    profile_t *pr = NEW(*pr);
+    opentelemetry__proto__profiles__v1development__profile__init(pr);
+    pr->sample_type = NEW(*pr->sample_type);
+    opentelemetry__proto__profiles__v1development__value_type__init(pr->sample_type);
+    pr->sample_type->type_strindex = off_cpu ? S_OFF_CPU : S_SAMPLES;
+    pr->sample_type->unit_strindex = off_cpu ? S_NS : S_COUNT;
+    if (!off_cpu) {
+        pr->period_type = NEW(*pr->period_type);
+        opentelemetry__proto__profiles__v1development__value_type__init(pr->period_type);
+        pr->period_type->type_strindex = S_CPU;
+        pr->period_type->unit_strindex = S_NS;
+        pr->period = 50000000; /* 20 Hz */
+    }
+    pr->time_unix_nano = (uint64_t)t0;
+    pr->duration_nano = 5 * SEC;
+    pr->n_samples = (size_t)threads * (size_t)n;
+    pr->samples = bcalloc(pr->n_samples, sizeof(void *));
+    for (size_t i = 0; i < pr->n_samples; i++, (*si)++) {
+        sample_t *s = NEW(*s);
+        opentelemetry__proto__profiles__v1development__sample__init(s);
+        pr->samples[i] = s;
+        int t = (int)(i / (size_t)n);
+        s->stack_index = 1 + stk_of_sample[*si];
+        s->n_attribute_indices = 1;
+        s->attribute_indices = bmalloc(sizeof(int32_t));
+        s->attribute_indices[0] = 3 + p * threads + t;
+        size_t nts = max_ts > 1 ? 1 + (size_t)(rnd() % (uint64_t)max_ts) : 1;
+        s->n_timestamps_unix_nano = nts;
+        s->timestamps_unix_nano = bmalloc(nts * sizeof(uint64_t));
+        if (nts == 1 && !off_cpu) {
+            s->timestamps_unix_nano[0] =
+                (uint64_t)(t0 + (int64_t)(i % (size_t)n) * 50000000 + t * 1000 + k);
+        } else {
+            for (size_t j = 0; j < nts; j++)
+                s->timestamps_unix_nano[j] = (uint64_t)t0 + rnd() % (uint64_t)(5 * SEC);
+            qsort(s->timestamps_unix_nano, nts, sizeof(uint64_t), cmp_u64);
+        }
+        if (off_cpu) {
+            s->n_values = nts;
+            s->values = bmalloc(nts * sizeof(int64_t));
+            for (size_t j = 0; j < nts; j++)
+                s->values[j] = off_cpu_ns();
+        }
+        out->obs += nts;
+    }
+    return pr;
+}
 
 /* Request k: the request's own dictionary holds exactly the locations its stacks use, as the
  * eBPF profiler's does. */
 static void build(request *out, int k, int64_t t0)
 {
+    out->obs = 0;
     int nsamples_total = procs * threads * per_thread;
     /* Stacks of this request, as global location id lists. */
     uint32_t **stk = bmalloc((size_t)nsamples_total * sizeof *stk);
@@ -257,8 +349,8 @@ static void build(request *out, int k, int64_t t0)
                            "thread.id",
                            "profile.frame.type",
                            "/usr/bin/app",
-                           "process.executable.build_id.gnu"};
-    enum { S_SAMPLES = 1, S_COUNT, S_CPU, S_NS, S_TID, S_FT, S_APP };
+                           "process.executable.build_id.gnu",
+                           "off_cpu"};
     size_t nfixed = sizeof fixed / sizeof fixed[0];
     d->string_table = bcalloc(nfixed + nl, sizeof(char *));
     for (size_t i = 0; i < nfixed; i++)
@@ -347,38 +439,16 @@ static void build(request *out, int k, int64_t t0)
         rp->scope_profiles = bcalloc(1, sizeof(void *));
         rp->scope_profiles[0] = NEW(*rp->scope_profiles[0]);
         opentelemetry__proto__profiles__v1development__scope_profiles__init(rp->scope_profiles[0]);
-        profile_t *pr = NEW(*pr);
-        opentelemetry__proto__profiles__v1development__profile__init(pr);
-        rp->scope_profiles[0]->n_profiles = 1;
-        rp->scope_profiles[0]->profiles = bcalloc(1, sizeof(void *));
-        rp->scope_profiles[0]->profiles[0] = pr;
-        pr->sample_type = NEW(*pr->sample_type);
-        opentelemetry__proto__profiles__v1development__value_type__init(pr->sample_type);
-        pr->sample_type->type_strindex = S_SAMPLES;
-        pr->sample_type->unit_strindex = S_COUNT;
-        pr->period_type = NEW(*pr->period_type);
-        opentelemetry__proto__profiles__v1development__value_type__init(pr->period_type);
-        pr->period_type->type_strindex = S_CPU;
-        pr->period_type->unit_strindex = S_NS;
-        pr->period = 50000000; /* 20 Hz */
-        pr->time_unix_nano = (uint64_t)t0;
-        pr->duration_nano = 5 * SEC;
-        pr->n_samples = (size_t)threads * per_thread;
-        pr->samples = bcalloc(pr->n_samples, sizeof(void *));
-        for (size_t i = 0; i < pr->n_samples; i++, si++) {
-            sample_t *s = NEW(*s);
-            opentelemetry__proto__profiles__v1development__sample__init(s);
-            pr->samples[i] = s;
-            int t = (int)(i / (size_t)per_thread);
-            s->stack_index = 1 + stk_of_sample[si];
-            s->n_attribute_indices = 1;
-            s->attribute_indices = bmalloc(sizeof(int32_t));
-            s->attribute_indices[0] = 3 + p * threads + t;
-            s->n_timestamps_unix_nano = 1;
-            s->timestamps_unix_nano = bmalloc(sizeof(uint64_t));
-            s->timestamps_unix_nano[0] =
-                (uint64_t)(t0 + (int64_t)(i % (size_t)per_thread) * 50000000 + t * 1000 + k);
-        }
+        int noff = (int)(per_thread * off_frac + 0.5); /* each thread's off-CPU samples */
+        int ncpu = per_thread - noff;
+        ScopeProfiles_t *sp = rp->scope_profiles[0];
+        sp->profiles = bcalloc(2, sizeof(void *));
+        if (ncpu > 0)
+            sp->profiles[sp->n_profiles++] =
+                build_profile(k, t0, p, ncpu, 0, stk_of_sample, &si, out);
+        if (noff > 0)
+            sp->profiles[sp->n_profiles++] =
+                build_profile(k, t0, p, noff, 1, stk_of_sample, &si, out);
     }
     size_t len = protobuf_c_message_get_packed_size(&req.base);
     out->frame = malloc(len + 5);
@@ -652,10 +722,40 @@ static int add_size(const char *p, const struct stat *sb, int flag, struct FTW *
     return 0;
 }
 
+/* Where sample_chunk's pages go: the coded blobs, the rest of the rows (key, total, record and
+ * cell headers) and the pages' free space, per sample sent. */
+static void chunk_report(const char *data, size_t sent)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/spanprof.db", data);
+    sqlite3 *db;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT count(*) FROM sample_chunk), (SELECT "
+                           "sum(length(data)) FROM sample_chunk), sum(pgsize), sum(payload), "
+                           "sum(unused) FROM dbstat WHERE name = 'sample_chunk'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+        double n = (double)sent, rows = (double)sqlite3_column_int64(st, 0);
+        double blob = (double)sqlite3_column_int64(st, 1), pg = (double)sqlite3_column_int64(st, 2);
+        double pay = (double)sqlite3_column_int64(st, 3),
+               unused = (double)sqlite3_column_int64(st, 4);
+        printf("sample_chunk per sample: %.3f B in pages = blobs %.3f + rest of the rows %.3f + "
+               "free space %.3f + page headers %.3f; %.0f rows, %.0f B of blob each, %.1f "
+               "samples per row\n",
+               pg / n, blob / n, (pay - blob) / n, unused / n, (pg - pay - unused) / n, rows,
+               rows ? blob / rows : 0, rows ? n / rows : 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_ingest --bin PATH [--requests N] [--conns N] [--distinct N] "
                     "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
+                    "[--off-cpu F] [--timestamps K] "
                     "[--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] "
                     "[--dry]\n");
     exit(2);
@@ -688,6 +788,10 @@ int main(int argc, char **argv)
             per_thread = atoi(v);
         else if (strcmp(a, "--new") == 0)
             new_frac = atof(v);
+        else if (strcmp(a, "--off-cpu") == 0)
+            off_frac = atof(v);
+        else if (strcmp(a, "--timestamps") == 0)
+            max_ts = atoi(v);
         else if (strcmp(a, "--rate") == 0)
             rate = atof(v);
         else if (strcmp(a, "--pool") == 0)
@@ -705,7 +809,7 @@ int main(int argc, char **argv)
             usage();
     }
     if (!bin || nrequests < 1 || conns < 1 || ndistinct < 0 || procs < 1 || threads < 1 ||
-        per_thread < 1)
+        per_thread < 1 || off_frac < 0 || off_frac > 1 || max_ts < 1)
         usage();
     if (POOL < 1 || POOL > POOL_MAX)
         usage();
@@ -718,17 +822,21 @@ int main(int argc, char **argv)
     struct timespec wall;
     clock_gettime(CLOCK_REALTIME, &wall);
     int64_t t_first = (int64_t)wall.tv_sec * SEC - (int64_t)ndistinct * 5 * SEC;
-    size_t bytes = 0, samples = 0;
+    size_t bytes = 0, samples = 0, obs = 0;
     for (int k = 0; k < ndistinct; k++) {
         build(&reqs[k], k, t_first + (int64_t)k * 5 * SEC);
         bytes += reqs[k].len;
         samples += reqs[k].samples;
+        obs += reqs[k].obs;
     }
     printf("requests: %d distinct of %zu samples each (%d processes x %d threads x %d), %.1f "
            "bytes per sample on the wire, stacks Zipf(%.2f) over %d, %.0f%% of the samples on "
            "a stack with new frames; %d Exports on %d connections\n",
            ndistinct, reqs[0].samples, procs, threads, per_thread, (double)bytes / (double)samples,
            zipf_s, POOL, new_frac * 100, nrequests, conns);
+    if (off_frac > 0 || max_ts > 1)
+        printf("samples: %.0f%% off-CPU (values in ns), %.2f timestamps per sample (1..%d)\n",
+               off_frac * 100, (double)obs / (double)samples, max_ts);
     double d0 = bench_mono_s();
     int passes = 0;
     do {
@@ -818,9 +926,10 @@ int main(int argc, char **argv)
     waitpid(pid, NULL, 0);
     nftw(data, add_size, 16, FTW_PHYS);
 
-    size_t sent = 0, sent_bytes = 0;
+    size_t sent = 0, sent_bytes = 0, sent_obs = 0;
     for (int i = 0; i < nrequests; i++) {
         sent += reqs[i % ndistinct].samples;
+        sent_obs += reqs[i % ndistinct].obs;
         sent_bytes += reqs[i % ndistinct].len;
     }
     qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, bench_cmp_double);
@@ -849,6 +958,11 @@ int main(int argc, char **argv)
     }
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
+    if (sent_obs != sent)
+        printf("data dir per observation (timestamp): %.2f bytes\n",
+               (double)dir_bytes / (double)sent_obs);
+    bench_dbstat_report(data, "sample", sent, 0.005, 3);
+    chunk_report(data, sent);
     if (!keep)
         bench_rm_tree(dir);
     else

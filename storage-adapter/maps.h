@@ -120,14 +120,28 @@ size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out);
  * A chunk holds n entries sorted by (k0, k1) (nk = 1: k0 only). Coded column by column so that
  * zstd finds the repetition: varint n, varint unit (the gcd of the values: CPU samples are
  * multiples of the period), then k0 as zigzag deltas, then (nk = 2) k1 as zigzag deltas from the
- * previous entry's k1 when k0 repeats and as itself when it changes, then value / unit zigzagged.
- * Blob = one format byte (0 = that coding, 1 = zstd of it preceded by its varint length). */
+ * previous entry's k1 when k0 repeats and as itself when it changes, then the values v / unit
+ * zigzagged, in one of two ways. Blob = one format byte, then:
+ *   0  that coding with the values as varints;
+ *   1  varint length of format 0's bytes, their zstd frame;
+ *   2  that coding with the values as bit lengths (one byte each, 0..64), then the values
+ *      without their leading 1 bit packed least significant bit first, exactly as many bytes
+ *      as the lengths need;
+ *   3  varint length of format 2's bytes up to the bit lengths, varint size of their zstd frame,
+ *      the frame, then the packed bits (noise that zstd would only flatten its tables with).
+ * The encoder picks by the values' mean bit length (varints under 8, bits from 16, between both
+ * and the smaller blob): counts and periods take 0/1, off-CPU nanoseconds 2/3. Formats 0 and 1
+ * are what files written before schema 7 hold. */
 typedef struct store_chunk_coder {
     void *zc;     /* ZSTD_CCtx, made on first use */
     uint8_t *raw; /* scratch */
     size_t raw_cap;
-    uint8_t *out;
+    uint8_t *out; /* the varint candidate */
     size_t out_cap;
+    uint8_t *bits; /* format 2's packed values */
+    size_t bits_cap;
+    uint8_t *alt; /* the bit-packed candidate */
+    size_t alt_cap;
 } store_chunk_coder;
 
 void store_chunk_coder_free(store_chunk_coder *c);

@@ -1,6 +1,6 @@
 /* The SQLite schema, its migrations and connection set-up.
  *
- * Schema (version 6; version 1 below, then what 2, 3, 4, 5 and 6 add). One file,
+ * Schema (version 7; version 1 below, then what 2, 3, 4, 5, 6 and 7 change). One file,
  * <data_dir>/spanprof.db, in WAL mode; PRAGMA application_id = 0x53505246 ("SPRF") marks it as
  * spanprof's, PRAGMA user_version is the schema version.
  *
@@ -41,7 +41,8 @@
  * which reads still include and retention still ages out):
  *   sample_chunk(series, bucket, seq, total, data) PRIMARY KEY (series, bucket, seq) WITHOUT ROWID
  *        What one transaction added to one series' bucket: data = the (stack, value) list coded
- *        by store_chunk_encode() (sorted by stack, delta and gcd coded, zstd when it pays);
+ *        by store_chunk_encode() (sorted by stack, delta and gcd coded, zstd when it pays;
+ *        values as varints or, since version 7, as bit lengths and packed bits: maps.h);
  *        total = the sum of its values, so time series never decode. seq = 1, 2, ... per
  *        (series, bucket). Range queries read one key range per series, as before.
  *   span_chunk(hour, span_id, seq, data) PRIMARY KEY (hour, span_id, seq) WITHOUT ROWID
@@ -84,6 +85,15 @@
  *        arrival order within the span's hour; aged out by whole hours like span.
  *   span.extra INTEGER   seq of the span's span_extra row in its hour; NULL = no extras (rows
  *        written before version 6, or nothing kept).
+ *
+ * Version 7 stores sample_chunk as a rowid table (same columns, same meaning):
+ *   sample_chunk(id INTEGER PRIMARY KEY, series, bucket, seq, total, data)
+ *        indexed by sample_chunk_by_series(series, bucket, seq, total), which answers every
+ *        lookup by (series, bucket) and every sum of totals without reading the table; the rows
+ *        append in the order they are written, so their pages fill (as a WITHOUT ROWID table,
+ *        its blobs wasted more than half of its pages: overflow pages, whole rows in interior
+ *        pages, leaves split at every series' insertion point). (series, bucket, seq) stays
+ *        unique because the writer gives seq = max + 1; the index does not enforce it.
  *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
@@ -176,6 +186,21 @@ static const char *const steps[] = {
     "CREATE TABLE span_extra(hour INTEGER NOT NULL, seq INTEGER NOT NULL,"
     "  resource INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(hour, seq)) WITHOUT ROWID;"
     "ALTER TABLE span ADD COLUMN extra INTEGER;",
+    /* 6 → 7: sample_chunk becomes a rowid table with a covering index on its old key. As a
+     * WITHOUT ROWID table its rows (a blob of hundreds of bytes to a few KiB) were B-tree keys:
+     * a row over ~1 KB spilled to an overflow page that stayed mostly empty, interior pages held
+     * whole rows as dividers, and each transaction inserted into as many leaves as it had
+     * series, leaving them part full. Rows now append in time order to full pages and only the
+     * small (series, bucket, seq, total) entries are kept in key order. The copy is in the order
+     * the writer appends (one pass over the file; a large file takes a while once). */
+    "CREATE TABLE sample_chunk7(id INTEGER PRIMARY KEY, series INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL, seq INTEGER NOT NULL, total INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);"
+    "INSERT INTO sample_chunk7(series, bucket, seq, total, data)"
+    "  SELECT series, bucket, seq, total, data FROM sample_chunk ORDER BY bucket, series, seq;"
+    "DROP TABLE sample_chunk;"
+    "ALTER TABLE sample_chunk7 RENAME TO sample_chunk;"
+    "CREATE INDEX sample_chunk_by_series ON sample_chunk(series, bucket, seq, total);",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

@@ -23,7 +23,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 6
+#define SQS_SCHEMA_VERSION 7
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -112,6 +112,9 @@ enum {
     W_RET_SPEXTRA_DEL_LE,
     W_RET_SPEXTRA_DEL_LT,
     W_RET_SPRES_DEL,
+    W_COMPACT_READ,
+    W_COMPACT_DEL,
+    W_COMPACT_INS,
     W_NSTMT
 };
 
@@ -164,6 +167,16 @@ typedef struct sqs_writer {
     unsigned keys_complete;
     store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
+    /* Closed buckets' chunks merged into one (sqlite_compact.c, M1-M4): (series, bucket, 1) →
+     * chunks this writer wrote there, the newest bucket written, the closed buckets already
+     * done; scratch for the entries kept; counters for the stats. */
+    store_sum3 compact;
+    store_sum3 merge; /* one bucket's stacks being merged: small, so emptying it is cheap */
+    int64_t compact_newest, compact_done_upto;
+    store_sum3_entry *compact_keep;
+    size_t compact_keep_cap;
+    store_chunk_decoder decoder;
+    uint64_t chunks_merged, chunks_moved, compact_untracked;
     /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
      * of one batch that share their tables (the converter shares one request dictionary among
      * the profiles it splits by service) share the memos too: memo_* names those tables. */
@@ -397,6 +410,16 @@ uint8_t *sqs_extras_join(const uint8_t *head, size_t nhead, const uint8_t *span,
 int sqs_write_extras(sqs_writer *w, int64_t hour, const uint8_t *blob, size_t n, int64_t *seq,
                      sp_err *err);
 void sqs_extras_cache_clear(sqs_writer *w);
+
+/* sqlite_compact.c: closed buckets' chunks merged into one, on the writer thread inside its
+ * ingest transaction (invariants M1-M4 there). sqs_compact_note records a chunk written;
+ * sqs_compact merges what closed: 0, SP_EUNAVAIL (SQLite failed; roll back) or SP_ENOMEM. */
+#define SQS_COMPACT_LAG     3         /* buckets: closed once one 3 buckets later is written */
+#define SQS_COMPACT_BATCH   1024      /* buckets merged per transaction at most */
+#define SQS_COMPACT_MAX     (1 << 20) /* (series, bucket) pairs remembered at most */
+#define SQS_CHUNK_MERGED_ID ((int64_t)1 << 62) /* sample_chunk ids from here: closed buckets */
+void sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket);
+int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err);
 
 /* sqlite_dict.c: the dictionaries, on the writer thread inside its transaction. Each returns 0,
  * SP_EUNAVAIL (SQLite failed; roll back) or SP_ENOMEM. */

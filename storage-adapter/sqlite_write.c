@@ -13,6 +13,8 @@
  * else through their hash index (comparing full content), else inserted. A rollback clears the
  * caches, since they may name rows the rollback removed.
  *
+ * Chunks of buckets that closed are merged in the same transaction (sqlite_compact.c, M1-M5).
+ *
  * Retention runs on this thread too, as a sequence of small transactions between ingest
  * transactions (writes always go first), so it never holds the write lock for long and never
  * races the caches.
@@ -72,7 +74,16 @@ static const char *const wsql[W_NSTMT] = {
                      "WHERE k.hash=?1 AND s.locs=?2",
     [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
-    [W_SAMPLE_CHUNK] = "INSERT INTO sample_chunk(series, bucket, seq, total, data) VALUES(?1, ?2, "
+    [W_COMPACT_READ] = "SELECT seq, data, id, total FROM sample_chunk WHERE series=?1 AND "
+                       "bucket=?2 ORDER BY seq",
+    [W_COMPACT_DEL] = "DELETE FROM sample_chunk WHERE series=?1 AND bucket=?2",
+    [W_COMPACT_INS] = "INSERT INTO sample_chunk(id, series, bucket, seq, total, data) VALUES("
+                      "(SELECT max(coalesce(max(id), 0), 4611686018427387904) + 1 FROM "
+                      "sample_chunk), ?1, ?2, ?3, ?4, ?5)",
+    /* fresh chunks take ids below 2^62, merged ones above (sqlite_compact.c, M5) */
+    [W_SAMPLE_CHUNK] = "INSERT INTO sample_chunk(id, series, bucket, seq, total, data) VALUES("
+                       "(SELECT coalesce(max(id), 0) + 1 FROM sample_chunk WHERE id < "
+                       "4611686018427387904), ?1, ?2, "
                        "(SELECT coalesce(max(seq), 0) + 1 FROM sample_chunk WHERE series=?1 AND "
                        "bucket=?2), ?3, ?4)",
     [W_SPAN_CHUNK] = "INSERT INTO span_chunk(hour, span_id, seq, data) VALUES(?1, ?2, "
@@ -160,6 +171,9 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_STACK_INS] = "writing a stack",
     [W_STACK_SEEN] = "refreshing a stack",
     [W_SAMPLE_CHUNK] = "writing sample values",
+    [W_COMPACT_READ] = "reading a bucket's chunks to merge them",
+    [W_COMPACT_DEL] = "deleting a bucket's merged chunks",
+    [W_COMPACT_INS] = "writing a bucket's merged chunk",
     [W_SPAN_CHUNK] = "writing span stack values",
     [W_SPAN_UPSERT] = "writing a span",
     [W_SPAN_HOUR] = "recording a span hour",
@@ -281,6 +295,10 @@ void sqs_writer_free(sqs_store *s)
     store_sum3_free(&w->stack_memo);
     store_agg_free(&w->periods);
     store_chunk_coder_free(&w->coder);
+    store_sum3_free(&w->compact);
+    store_sum3_free(&w->merge);
+    free(w->compact_keep);
+    store_chunk_decoder_free(&w->decoder);
     free(w->fn_ids);
     free(w->loc_ids);
     free(w->map_ids);
@@ -770,6 +788,7 @@ static int flush_samples(sqs_writer *w, sp_err *err)
         int rc = sqs_run(w, W_SAMPLE_CHUNK, err);
         if (rc)
             return rc;
+        sqs_compact_note(w, e->k[0], e->k[1]);
         i = j;
     }
     sqlite3_clear_bindings(st);
@@ -817,6 +836,8 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     if (!rc)
         rc = flush_samples(w, &terr);
     if (!rc)
+        rc = sqs_compact(w, now_ns(), &terr);
+    if (!rc)
         rc = flush_spans(w, &terr);
     if (!rc)
         rc = sqs_keys_ahead(w, SQS_KEYS_STACK, &w->stacks, &terr);
@@ -854,6 +875,9 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
         s->stats.spans_written += nspans;
         s->stats.last_commit_us = (uint64_t)commit_us;
     }
+    s->stats.chunks_merged = w->chunks_merged;
+    s->stats.chunks_moved = w->chunks_moved;
+    s->stats.compact_untracked = w->compact_untracked;
     s->stats.cache_bytes = store_dict_bytes(&w->stacks) + store_dict_bytes(&w->locations) +
                            store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
                            store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +

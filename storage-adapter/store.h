@@ -257,6 +257,10 @@ typedef struct store_stats {
     uint64_t name_cache_bytes, name_cache_entries, name_cache_hits, name_cache_misses,
         name_cache_evicted;
     uint64_t last_commit_us; /* duration of the last commit (SQLite: COMMIT alone) */
+    /* closed buckets' value chunks (sqlite_compact.c): chunks merged into one per bucket, lone
+     * chunks moved as they are, and writes not remembered for closing (past the writer's cap:
+     * they stay as they are) */
+    uint64_t chunks_merged, chunks_moved, compact_untracked;
 } store_stats;
 
 /* ---- the backend seam -------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 typedef struct collected {
     int64_t k0[4096], k1[4096], v[4096];
@@ -79,6 +80,149 @@ static void chunks_round_trip_and_refuse_damage(void **state)
             free(copy);
         }
     store_chunk_coder_free(&c);
+    store_chunk_decoder_free(&d);
+}
+
+/* Off-CPU-like sums: nanoseconds over many octaves (1 us to 17 s, and extremes), no common
+ * factor. A large chunk takes the bit-packed coding (format 3), a small one whichever is
+ * smaller; all come back exact, for one and two keys, and cut blobs are refused. */
+static void off_cpu_values_take_the_bit_coding_and_round_trip(void **state)
+{
+    (void)state;
+    static store_agg_entry e[3000];
+    static collected got;
+    store_chunk_coder c = {0};
+    store_chunk_decoder d = {0};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    const size_t sizes[] = {1, 5, 2999};
+    for (int nk = 1; nk <= 2; nk++)
+        for (size_t si = 0; si < 3; si++) {
+            size_t n = sizes[si];
+            for (size_t i = 0; i < n; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                e[i].k[2] = nk == 2 ? (int64_t)(i / 5) * 2 + 1 : (int64_t)i * 3 + 1;
+                e[i].k[3] = nk == 2 ? (int64_t)(i % 5) * 7 + 3 : 0;
+                int octave = 10 + (int)(x % 24); /* 1 us .. 17 s */
+                e[i].sum = (int64_t)((x >> 20) & (((uint64_t)1 << octave) - 1)) + 1;
+            }
+            if (n >= 5) {
+                e[1].sum = INT64_MAX;
+                e[2].sum = -1; /* sums never are, but the coding must not care */
+                e[3].sum = 0;
+                e[4].sum = INT64_MIN;
+            }
+            const uint8_t *blob;
+            size_t len;
+            assert_int_equal(store_chunk_encode(&c, e, n, 2, nk, &blob, &len), 0);
+            if (si == 2) { /* smaller than the values' varints alone */
+                size_t varints = 0;
+                uint8_t tmp[STORE_VARINT_MAX];
+                for (size_t i = 0; i < n; i++)
+                    varints += store_varint_put(tmp, ((uint64_t)e[i].sum << 1) ^
+                                                         (uint64_t)(e[i].sum >> 63));
+                assert_int_equal(blob[0], 3);
+                assert_true(len < varints);
+            }
+            uint8_t *copy = malloc(len);
+            memcpy(copy, blob, len);
+            got.n = 0;
+            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), 0);
+            assert_int_equal(got.n, n);
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(got.k0[i], e[i].k[2]);
+                assert_int_equal(got.k1[i], nk == 2 ? e[i].k[3] : 0);
+                assert_int_equal(got.v[i], e[i].sum);
+            }
+            for (size_t cut = 0; cut < len; cut += len / 60 + 1) {
+                got.n = 0;
+                assert_int_equal(store_chunk_decode(copy, cut, nk, &d, collect, &got), -1);
+            }
+            free(copy);
+        }
+    store_chunk_coder_free(&c);
+    store_chunk_decoder_free(&d);
+}
+
+/* Blobs of the formats written before schema 7 (0: plain, 1: zstd; values as zigzag varints
+ * times the unit) still decode: spelled out byte by byte, as a file of that time holds them. */
+static void old_format_blobs_still_decode(void **state)
+{
+    (void)state;
+    /* n = 3, unit = 5, stacks 2, 3, 10 (zigzag deltas 4, 2, 14), values 5, -10, 50000 (/5,
+     * zigzagged: 2, 3, 20000 = 0xa0 0x9c 0x01) */
+    static const uint8_t plain[] = {0, 3, 5, 4, 2, 14, 2, 3, 0xa0, 0x9c, 0x01};
+    static collected got;
+    store_chunk_decoder d = {0};
+    got.n = 0;
+    assert_int_equal(store_chunk_decode(plain, sizeof plain, 1, &d, collect, &got), 0);
+    assert_int_equal(got.n, 3);
+    const int64_t k0[] = {2, 3, 10}, v[] = {5, -10, 50000};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(got.k0[i], k0[i]);
+        assert_int_equal(got.v[i], v[i]);
+    }
+    /* Format 1: 1, the plain coding's length, its zstd frame. */
+    uint8_t z[128];
+    z[0] = 1;
+    z[1] = sizeof plain - 1;
+    size_t zn = ZSTD_compress(z + 2, sizeof z - 2, plain + 1, sizeof plain - 1, 1);
+    assert_false(ZSTD_isError(zn));
+    got.n = 0;
+    assert_int_equal(store_chunk_decode(z, zn + 2, 1, &d, collect, &got), 0);
+    assert_int_equal(got.n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(got.k0[i], k0[i]);
+        assert_int_equal(got.v[i], v[i]);
+    }
+    store_chunk_decoder_free(&d);
+}
+
+/* A bit-coded blob whose lengths or packed bits do not agree is refused: a length over 64, a
+ * byte too many or too few, a format 3 frame size past the end, an unknown format byte. */
+static void malformed_bit_coded_blobs_are_refused(void **state)
+{
+    (void)state;
+    static collected got;
+    store_chunk_decoder d = {0};
+    /* n = 2, unit = 1, stacks 1, 2 (deltas 2, 2), lengths 3 and 9 (values zz 5 and 300: mantissa
+     * bits 01 then 00101100 = 0x2c 0x01 -> packed 0b10110001 0b00000000... built below). */
+    uint8_t ok[] = {2, 2, 1, 2, 2, 3, 9, 0, 0};
+    /* pack 5 (0b101, keep 0b01) then 300 (0b100101100, keep 0b00101100) LSB first */
+    uint64_t acc = 1u | (0x2cu << 2);
+    ok[7] = (uint8_t)acc;
+    ok[8] = (uint8_t)(acc >> 8);
+    got.n = 0;
+    assert_int_equal(store_chunk_decode(ok, sizeof ok, 1, &d, collect, &got), 0);
+    assert_int_equal(got.n, 2);
+    assert_int_equal(got.v[0], -3); /* zigzag 5 */
+    assert_int_equal(got.v[1], 150);
+    uint8_t bad[sizeof ok + 1];
+    memcpy(bad, ok, sizeof ok);
+    bad[5] = 65; /* a length over 64 bits */
+    assert_int_equal(store_chunk_decode(bad, sizeof ok, 1, &d, collect, &got), -1);
+    memcpy(bad, ok, sizeof ok);
+    bad[sizeof ok] = 0; /* a byte left over */
+    assert_int_equal(store_chunk_decode(bad, sizeof ok + 1, 1, &d, collect, &got), -1);
+    assert_int_equal(store_chunk_decode(ok, sizeof ok - 1, 1, &d, collect, &got), -1);
+    bad[0] = 4; /* no such format */
+    assert_int_equal(store_chunk_decode(bad, sizeof ok, 1, &d, collect, &got), -1);
+    /* Format 3 whose frame size runs past the end, or leaves the lengths short of the bits. */
+    uint8_t z[128];
+    z[0] = 3;
+    z[1] = 7; /* the front: n, unit, 2 stacks, 2 lengths... one short (the front is 6 bytes) */
+    size_t zn = ZSTD_compress(z + 3, sizeof z - 5, ok + 1, 6, 1);
+    assert_false(ZSTD_isError(zn));
+    z[1] = 6;
+    z[2] = (uint8_t)zn;
+    z[3 + zn] = ok[7];
+    z[4 + zn] = ok[8];
+    got.n = 0;
+    assert_int_equal(store_chunk_decode(z, zn + 5, 1, &d, collect, &got), 0);
+    assert_int_equal(got.v[1], 150);
+    z[2] = (uint8_t)(zn + 3); /* past the end */
+    assert_int_equal(store_chunk_decode(z, zn + 5, 1, &d, collect, &got), -1);
+    z[2] = (uint8_t)zn;
+    assert_int_equal(store_chunk_decode(z, zn + 4, 1, &d, collect, &got), -1); /* bits short */
     store_chunk_decoder_free(&d);
 }
 
@@ -235,6 +379,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(chunks_round_trip_and_refuse_damage),
+        cmocka_unit_test(off_cpu_values_take_the_bit_coding_and_round_trip),
+        cmocka_unit_test(old_format_blobs_still_decode),
+        cmocka_unit_test(malformed_bit_coded_blobs_are_refused),
         cmocka_unit_test(sum_map_aggregates_and_sorts_like_qsort),
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),

@@ -39,7 +39,7 @@ static void migrates_from_version_5_spans_without_extras(void **state)
     set_pragma(f->dir, "DROP TABLE span_extra; DROP TABLE span_resource; ALTER TABLE span DROP "
                        "extra; PRAGMA user_version=5");
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
     static const uint8_t extras[] = {0x12, 0x00};
     sp_span nw = sp;
     nw.name = "new";
@@ -57,6 +57,52 @@ static void migrates_from_version_5_spans_without_extras(void **state)
     assert_null(out.spans[0].extras);
     assert_string_equal(out.spans[1].name, "new");
     assert_int_equal(out.spans[1].extras_len, sizeof extras);
+}
+
+/* A version 6 file (sample_chunk WITHOUT ROWID, keyed by (series, bucket, seq)) migrates to 7
+ * in place: its chunks move to the rowid table unchanged, read back and add up with what is
+ * written afterwards (seq continues), and the index answers the (series, bucket) lookups. */
+static void migrates_from_version_6_chunks_to_a_rowid_table(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    store_close(f->s);
+    f->s = NULL;
+    set_pragma(f->dir, "CREATE TABLE old(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+                       "  seq INTEGER NOT NULL, total INTEGER NOT NULL, data BLOB NOT NULL,"
+                       "  PRIMARY KEY(series, bucket, seq)) WITHOUT ROWID;"
+                       "INSERT INTO old SELECT series, bucket, seq, total, data FROM sample_chunk;"
+                       "DROP TABLE sample_chunk; ALTER TABLE old RENAME TO sample_chunk;"
+                       "PRAGMA user_version=6");
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE "
+                                     "name='sample_chunk_by_series'"),
+                     0);
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE "
+                                     "name='sample_chunk_by_series'"),
+                     1);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk WHERE id > 0"), 1);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, 30);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 30);
+    a = sp_arena_new(0);
+    p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 12, f->t0 + 1 * SEC);
+    b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 42);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT max(seq) FROM sample_chunk"), 2);
+    sp_err err = {0};
+    assert_int_equal(store_retention_run(f->s, wall_ns() + 400 * HOUR, &err), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample_chunk"), 0);
 }
 
 /* ---- span extras: resource once, span part appended (sqlite_extras.c X1-X5) ----------------- */
@@ -107,7 +153,7 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
@@ -118,7 +164,7 @@ static void migrates_from_version_0(void **state)
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
 }
 
 /* A version 1 file (values as one row per stack in sample and span_stack, hash indexes on stack
@@ -151,7 +197,7 @@ static void migrates_from_version_1(void **state)
                "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=1");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -195,17 +241,17 @@ static void refuses_newer_schema_version(void **state)
     fx *f = *state;
     store_close(f->s);
     f->s = NULL;
-    set_pragma(f->dir, "PRAGMA user_version=7");
+    set_pragma(f->dir, "PRAGMA user_version=8");
     store_options o = opts(f->dir);
     sp_err err = {0};
     store *s = NULL;
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 7 is newer than this spanprof (6); upgrade"));
+        strstr(err.msg, "database schema version 8 is newer than this spanprof (7); upgrade"));
     /* Nothing was changed. */
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
-    set_pragma(f->dir, "PRAGMA user_version=6");
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
+    set_pragma(f->dir, "PRAGMA user_version=7");
     open_store(f);
 }
 
@@ -394,7 +440,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             before = 0;
         }
         open_with(dir, 1, 0, &s);
-        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 6);
+        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 7);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 6 * ROUND_STACKS);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 6 * ROUND_LOCS + 1);
         assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -416,6 +462,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(migrates_from_version_5_spans_without_extras, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_6_chunks_to_a_rowid_table, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(restart_reads_the_same_numbers, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_1, setup, teardown),

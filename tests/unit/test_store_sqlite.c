@@ -79,6 +79,107 @@ static void same_stack_twice_is_one_stack_row_with_summed_values(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM tenant WHERE name='anonymous'"), 1);
 }
 
+/* ---- closing buckets (sqlite_compact.c, M1-M5) ---------------------------------------------- */
+
+#define MERGED_ID "4611686018427387904" /* SQS_CHUNK_MERGED_ID */
+
+static void write_one(fx *f, const uint32_t *stk, int64_t v, int64_t t)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", t);
+    add_sample(a, p, stk, v, t);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+}
+
+static int64_t bucket_rows(fx *f, int64_t t, const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM sample_chunk WHERE bucket=%lld%s",
+             (long long)(t / (10 * SEC)), where);
+    return sql_int(f->dir, sql);
+}
+
+/* M1, M5: a bucket written by three transactions becomes one merged chunk (its stacks summed,
+ * its total kept), a lone chunk moves as it is, both into the closed id range, once a bucket
+ * three later is written; every answer stays the same. */
+static void closed_bucket_chunks_merge_into_one_and_answers_stay(void **state)
+{
+    fx *f = *state;
+    write_one(f, STK_MFB, 5, f->t0 + 1 * SEC);
+    write_one(f, STK_MB, 7, f->t0 + 2 * SEC);
+    write_one(f, STK_MFB, 11, f->t0 + 3 * SEC);
+    write_one(f, STK_MB, 13, f->t0 + 12 * SEC);
+    assert_int_equal(bucket_rows(f, f->t0, ""), 3);
+    store_query q = {.tenant = "t1", .type_id = CPU, .start_ns = f->t0, .end_ns = f->t0 + 60 * SEC};
+    store_timeseries_set before, after;
+    sp_err err = {0};
+    assert_int_equal(store_select_series(f->s, &q, 10 * SEC, NULL, 0, f->a, &before, &err), 0);
+    write_one(f, STK_MQ, 1, f->t0 + 42 * SEC); /* bucket + 4: closes + 0 and + 1 */
+    assert_int_equal(bucket_rows(f, f->t0, ""), 1);
+    assert_int_equal(bucket_rows(f, f->t0, " AND id >= " MERGED_ID " AND total = 23 AND seq = 3"),
+                     1);
+    assert_int_equal(
+        chunk_entries(f->dir,
+                      "SELECT data FROM sample_chunk WHERE id >= " MERGED_ID " AND total = 23", 1),
+        2);
+    assert_int_equal(bucket_rows(f, f->t0 + 12 * SEC, " AND id >= " MERGED_ID " AND total = 13"),
+                     1);
+    assert_int_equal(bucket_rows(f, f->t0 + 42 * SEC, " AND id < " MERGED_ID), 1);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, f->t0, f->t0 + 20 * SEC);
+    assert_int_equal(st.total, 36);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 16);
+    assert_int_equal(value_of(&st, "main;baz"), 20);
+    assert_int_equal(store_select_series(f->s, &q, 10 * SEC, NULL, 0, f->a, &after, &err), 0);
+    assert_int_equal(after.n, 1);
+    assert_int_equal(after.series[0].npoints, 3);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(after.series[0].points[i].t_ns, before.series[0].points[i].t_ns);
+        assert_int_equal(after.series[0].points[i].value, before.series[0].points[i].value);
+    }
+    store_stats ss;
+    store_stats_get(f->s, &ss);
+    assert_int_equal(ss.chunks_merged, 3);
+    assert_int_equal(ss.chunks_moved, 1);
+}
+
+/* M3: a write to a closed bucket adds a fresh chunk, merged into the closed one at the next
+ * tick; a sender's clock a day ahead closes nothing that the wall clock has not. */
+static void late_writes_merge_again_and_future_clocks_close_nothing(void **state)
+{
+    fx *f = *state;
+    write_one(f, STK_MFB, 5, f->t0 + 1 * SEC);
+    write_one(f, STK_MFB, 6, f->t0 + 2 * SEC);
+    write_one(f, STK_MB, 1, f->t0 + 45 * SEC);
+    assert_int_equal(bucket_rows(f, f->t0, ""), 1);
+    write_one(f, STK_MFB, 7, f->t0 + 3 * SEC); /* late */
+    assert_int_equal(bucket_rows(f, f->t0, ""), 2);
+    write_one(f, STK_MB, 1, f->t0 + 55 * SEC); /* the clock moves on */
+    assert_int_equal(bucket_rows(f, f->t0, " AND total = 18 AND id >= " MERGED_ID), 1);
+    assert_int_equal(bucket_rows(f, f->t0, ""), 1);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, f->t0, f->t0 + 9 * SEC).total, 18);
+    int64_t now = (wall_ns() / (10 * SEC)) * (10 * SEC);
+    write_one(f, STK_MFB, 1, now + 1 * SEC);
+    write_one(f, STK_MFB, 2, now + 2 * SEC);
+    write_one(f, STK_MFB, 3, now + 86400 * SEC);
+    assert_int_equal(bucket_rows(f, now, ""), 2);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, now, now + 9 * SEC).total, 3);
+}
+
+/* M4: a chunk that does not decode leaves its bucket as it is, and the transaction that would
+ * have closed it commits. */
+static void undecodable_chunk_leaves_its_bucket_alone(void **state)
+{
+    fx *f = *state;
+    write_one(f, STK_MFB, 5, f->t0 + 1 * SEC);
+    write_one(f, STK_MFB, 6, f->t0 + 2 * SEC);
+    sql_exec(f->dir, "UPDATE sample_chunk SET data = x'09' WHERE seq = 2");
+    write_one(f, STK_MB, 1, f->t0 + 45 * SEC);
+    assert_int_equal(bucket_rows(f, f->t0, " AND id < " MERGED_ID), 2);
+    assert_int_equal(bucket_rows(f, f->t0 + 45 * SEC, ""), 1);
+}
+
 static void label_matchers_select_series(void **state)
 {
     fx *f = *state;
@@ -814,6 +915,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(same_stack_twice_is_one_stack_row_with_summed_values, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(label_matchers_select_series, setup, teardown),
+        cmocka_unit_test_setup_teardown(closed_bucket_chunks_merge_into_one_and_answers_stay, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(late_writes_merge_again_and_future_clocks_close_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(undecodable_chunk_leaves_its_bucket_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(label_names_values_series_and_types, setup, teardown),
         cmocka_unit_test_setup_teardown(time_range_selects_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(select_series_groups_by_label, setup, teardown),
