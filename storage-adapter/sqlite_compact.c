@@ -36,6 +36,10 @@
  *  M5. sample_chunk ids below SQS_CHUNK_MERGED_ID (2^62) are fresh chunks (the writer's, and
  *      every row of a file migrated from version 6), ids from it are closed buckets' chunks;
  *      each range takes max + 1 of itself. Reads do not care which range a row is in.
+ *  M6. Closing never fails the ingest transaction it runs in: it runs under a savepoint, and
+ *      when it fails (SQLite, memory) it is rolled back to it, counted (compact_failed) and
+ *      logged, and the batches commit with their buckets unmerged (M2: still correct). Only
+ *      when SQLite itself ended the transaction does the failure reach the batches.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -179,17 +183,10 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
     return replace_bucket(w, series, bucket, seq, total, blob, len, err);
 }
 
-/* Closes the buckets written to that closed (M3), at most SQS_COMPACT_BATCH of them;
- * keeps the open ones (and the closed ones left for the next transaction) in the map. Runs
- * inside the caller's transaction, after its samples were flushed. */
-int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
+/* Closes the buckets up to `closed` written to (M3), at most SQS_COMPACT_BATCH of them; keeps
+ * the open ones (and the closed ones left for the next transaction) in the map. */
+static int close_due(sqs_writer *w, int64_t closed, sp_err *err)
 {
-    /* Data time, but never ahead of the clock: one sender's clock far in the future must not
-     * close every bucket at once (each later write would then be merged again at once). */
-    int64_t newest = w->compact_newest, now = sqs_floor_div(now_ns, SQS_BUCKET_NS);
-    int64_t closed = (newest < now ? newest : now) - SQS_COMPACT_LAG;
-    if (!w->compact.n || closed <= w->compact_done_upto)
-        return 0;
     store_sum3 *m = &w->compact;
     if (sqs_grow((void **)&w->compact_keep, &w->compact_keep_cap, m->n, sizeof *w->compact_keep))
         return sqs_oom(err);
@@ -216,4 +213,48 @@ int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
         w->compact_done_upto = closed; /* nothing closed is left over: skip the scan until the
                                           clock moves */
     return rc;
+}
+
+static int savepoint(sqs_writer *w, const char *sql)
+{
+    return sqlite3_exec(w->db, sql, NULL, NULL, NULL);
+}
+
+/* Runs inside the caller's transaction, after its samples were flushed (M6). */
+int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
+{
+    /* Data time, but never ahead of the clock: one sender's clock far in the future must not
+     * close every bucket at once (each later write would then be merged again at once). */
+    int64_t newest = w->compact_newest, now = sqs_floor_div(now_ns, SQS_BUCKET_NS);
+    int64_t closed = (newest < now ? newest : now) - SQS_COMPACT_LAG;
+    if (!w->compact.n || closed <= w->compact_done_upto)
+        return 0;
+    int rc = savepoint(w, "SAVEPOINT compact");
+    if (rc != SQLITE_OK)
+        return sqs_fail(err, w->db, rc, "starting to close buckets");
+    sp_err cerr = {0};
+    uint64_t merged = w->chunks_merged, moved = w->chunks_moved;
+    if (!(rc = close_due(w, closed, &cerr)))
+        return savepoint(w, "RELEASE compact") == SQLITE_OK
+                   ? 0
+                   : sqs_fail(err, w->db, SQLITE_ERROR, "closing buckets");
+    if (sqlite3_get_autocommit(w->db)) { /* SQLite ended the transaction itself: it failed */
+        *err = cerr;
+        return rc;
+    }
+    if (savepoint(w, "ROLLBACK TO compact") != SQLITE_OK ||
+        savepoint(w, "RELEASE compact") != SQLITE_OK) {
+        *err = cerr;
+        return rc;
+    }
+    w->chunks_merged = merged; /* nothing of it stayed */
+    w->chunks_moved = moved;
+    w->compact_failed++;
+    static sp_ratelimit rl;
+    uint64_t held = 0;
+    if (sp_ratelimit_ok(&rl, 10000, &held))
+        sp_warn("msg=\"closing buckets failed; their chunks stay as they are and the batches "
+                "are stored\" error=\"%s\" held_back=%llu",
+                cerr.msg, (unsigned long long)held);
+    return 0;
 }

@@ -176,7 +176,7 @@ typedef struct sqs_writer {
     store_sum3_entry *compact_keep;
     size_t compact_keep_cap;
     store_chunk_decoder decoder;
-    uint64_t chunks_merged, chunks_moved, compact_untracked;
+    uint64_t chunks_merged, chunks_moved, compact_untracked, compact_failed;
     /* Per-profile memos: profile table index → database id (0 = not resolved yet). Profiles
      * of one batch that share their tables (the converter shares one request dictionary among
      * the profiles it splits by service) share the memos too: memo_* names those tables. */

@@ -878,6 +878,7 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
     s->stats.chunks_merged = w->chunks_merged;
     s->stats.chunks_moved = w->chunks_moved;
     s->stats.compact_untracked = w->compact_untracked;
+    s->stats.compact_failed = w->compact_failed;
     s->stats.cache_bytes = store_dict_bytes(&w->stacks) + store_dict_bytes(&w->locations) +
                            store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
                            store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +

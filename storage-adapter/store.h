@@ -259,8 +259,8 @@ typedef struct store_stats {
     uint64_t last_commit_us; /* duration of the last commit (SQLite: COMMIT alone) */
     /* closed buckets' value chunks (sqlite_compact.c): chunks merged into one per bucket, lone
      * chunks moved as they are, and writes not remembered for closing (past the writer's cap:
-     * they stay as they are) */
-    uint64_t chunks_merged, chunks_moved, compact_untracked;
+     * they stay as they are); closings rolled back because they failed (the batches were stored) */
+    uint64_t chunks_merged, chunks_moved, compact_untracked, compact_failed;
 } store_stats;
 
 /* ---- the backend seam -------------------------------------------------------------------------

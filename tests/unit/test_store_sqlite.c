@@ -79,7 +79,7 @@ static void same_stack_twice_is_one_stack_row_with_summed_values(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM tenant WHERE name='anonymous'"), 1);
 }
 
-/* ---- closing buckets (sqlite_compact.c, M1-M5) ---------------------------------------------- */
+/* ---- closing buckets (sqlite_compact.c, M1-M6) ---------------------------------------------- */
 
 #define MERGED_ID "4611686018427387904" /* SQS_CHUNK_MERGED_ID */
 
@@ -178,6 +178,30 @@ static void undecodable_chunk_leaves_its_bucket_alone(void **state)
     write_one(f, STK_MB, 1, f->t0 + 45 * SEC);
     assert_int_equal(bucket_rows(f, f->t0, " AND id < " MERGED_ID), 2);
     assert_int_equal(bucket_rows(f, f->t0 + 45 * SEC, ""), 1);
+}
+
+/* M6: closing that fails (here a trigger refuses the merge's deletions) is rolled back to its
+ * savepoint, counted and logged; the batch whose transaction ran it is stored all the same, and
+ * every chunk stays, so the answers are whole. */
+static void failed_closing_keeps_the_batch_and_the_chunks(void **state)
+{
+    fx *f = *state;
+    write_one(f, STK_MFB, 5, f->t0 + 1 * SEC);
+    write_one(f, STK_MFB, 6, f->t0 + 2 * SEC);
+    sql_exec(f->dir, "CREATE TRIGGER no_merge BEFORE DELETE ON sample_chunk "
+                     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END");
+    write_one(f, STK_MB, 7, f->t0 + 45 * SEC); /* closes the first bucket: refused */
+    assert_int_equal(bucket_rows(f, f->t0, " AND id < " MERGED_ID), 2);
+    assert_int_equal(bucket_rows(f, f->t0 + 45 * SEC, ""), 1);
+    store_stats ss;
+    store_stats_get(f->s, &ss);
+    assert_int_equal(ss.compact_failed, 1);
+    assert_int_equal(ss.chunks_merged, 0);
+    assert_int_equal(ss.batches_failed, 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, f->t0, f->t0 + 50 * SEC);
+    assert_int_equal(st.total, 18);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 11);
+    assert_int_equal(value_of(&st, "main;baz"), 7);
 }
 
 static void label_matchers_select_series(void **state)
@@ -916,6 +940,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(label_matchers_select_series, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_bucket_chunks_merge_into_one_and_answers_stay, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(failed_closing_keeps_the_batch_and_the_chunks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(late_writes_merge_again_and_future_clocks_close_nothing,
                                         setup, teardown),
