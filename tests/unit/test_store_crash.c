@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "storage-adapter/store.h"
+#include "store_fixture.h"
 
 #include <sqlite3.h>
 
@@ -29,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CPU         "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 #define SAMPLES     16
 #define BATCH_VALUE (SAMPLES * 3)
 #define WRITERS     4
@@ -117,14 +117,6 @@ static void run_child(const char *dir, int fd, int64_t t0)
     }
     for (;;)
         pause();
-}
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
 }
 
 static int64_t total_of(const char *dir, int64_t *span_total)
@@ -217,49 +209,6 @@ static void kill_9_loses_nothing_acknowledged(void **state)
 
 /* ---- unkeyed dictionary rows across kill -9 ------------------------------------------------ */
 
-#define ROUND_LOCS   64
-#define ROUND_STACKS 100
-
-/* Round r: ROUND_STACKS new three-frame stacks (value 1 each) over ROUND_LOCS locations of its
- * own and one location every round shares. The content depends on r alone, so a round written
- * again must find every row it wrote the first time. */
-static sp_batch round_batch(sp_arena *a, int64_t t0, int r)
-{
-    sp_profile *p = sp_arena_calloc(a, 1, sizeof *p);
-    p->type_id = CPU;
-    p->name = "process_cpu";
-    p->time_nanos = t0;
-    p->strings = (const char **)strs;
-    p->nstrings = 9;
-    p->nmappings = 2;
-    p->mappings = sp_arena_calloc(a, 2, sizeof *p->mappings);
-    p->mappings[1].filename = 1;
-    p->nlocations = ROUND_LOCS + 2;
-    p->locations = sp_arena_calloc(a, ROUND_LOCS + 2, sizeof *p->locations);
-    for (uint32_t i = 1; i <= ROUND_LOCS + 1; i++) {
-        p->locations[i].mapping_id = 1;
-        p->locations[i].address = i == ROUND_LOCS + 1 ? 0x10 : 0x100000 + (uint64_t)r * 4096 + i;
-    }
-    p->nseries = 1;
-    p->series = sp_arena_calloc(a, 1, sizeof *p->series);
-    p->series[0] = (sp_kv){"service_name", "keys"};
-    p->nsamples = ROUND_STACKS;
-    p->samples = sp_arena_calloc(a, ROUND_STACKS, sizeof *p->samples);
-    for (uint32_t i = 0; i < ROUND_STACKS; i++) {
-        sp_sample *s = &p->samples[i];
-        s->nlocations = 3;
-        s->location_ids = sp_arena_calloc(a, 3, sizeof(uint32_t));
-        s->location_ids[0] = 1 + i % ROUND_LOCS;
-        s->location_ids[1] = 1 + (i / ROUND_LOCS + i) % ROUND_LOCS;
-        s->location_ids[2] = ROUND_LOCS + 1;
-        s->value = 1;
-    }
-    sp_batch b = {.tenant = "k", .arena = a, .nprofiles = 1};
-    b.profiles = sp_arena_calloc(a, 1, sizeof *b.profiles);
-    b.profiles[0] = p;
-    return b;
-}
-
 /* The child: rounds first, next, ... one after the other, one byte on fd per committed round. */
 static void run_round_child(const char *dir, int fd, int64_t t0, int first)
 {
@@ -273,62 +222,20 @@ static void run_round_child(const char *dir, int fd, int64_t t0, int first)
         _exit(12);
     }
     for (int r = first;; r++) {
-        sp_arena *a = sp_arena_new(0);
-        sp_batch b = round_batch(a, t0, r);
-        if (store_write(s, &b, &err) != 0) {
+        if (write_round(s, t0, r, &err) != 0) {
             fprintf(stderr, "child write: %s\n", err.msg);
             _exit(10);
         }
-        sp_arena_free(a);
         char one = 1;
         if (write(fd, &one, 1) != 1)
             _exit(11);
     }
 }
 
-static int64_t sql_int(const char *dir, const char *sql)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/spanprof.db", dir);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static int64_t total_k(store *s)
-{
-    sp_arena *a = sp_arena_new(0);
-    store_query q = {.tenant = "k", .type_id = CPU};
-    store_stacks st;
-    sp_err err = {0};
-    if (store_select_stacks(s, &q, a, &st, &err) != 0)
-        fail_msg("select: %s", err.msg);
-    sp_arena_free(a);
-    return st.total;
-}
-
-/* Rows of one content stored twice. */
-#define DUP_STACKS "SELECT count(*) FROM (SELECT 1 FROM stack GROUP BY locs HAVING count(*) > 1)"
-#define DUP_LOCS                                                                                   \
-    "SELECT count(*) FROM (SELECT 1 FROM location GROUP BY mapping, address, kind, lines "         \
-    "HAVING count(*) > 1)"
 #define UNKEYED_STACKS                                                                             \
     "SELECT count(*) FROM stack WHERE id > (SELECT value FROM meta WHERE key='stack_keyed')"
 #define UNKEYED_LOCS                                                                               \
     "SELECT count(*) FROM location WHERE id > (SELECT value FROM meta WHERE key='location_keyed')"
-/* Rows at or below the watermark without their key row: invisible to lookups. */
-#define LOST_STACKS                                                                                \
-    "SELECT count(*) FROM stack WHERE id <= (SELECT value FROM meta WHERE key='stack_keyed') AND " \
-    "(hash, id) NOT IN (SELECT hash, id FROM stack_key)"
-#define LOST_LOCS                                                                                  \
-    "SELECT count(*) FROM location WHERE id <= (SELECT value FROM meta WHERE "                     \
-    "key='location_keyed') AND (hash, id) NOT IN (SELECT hash, id FROM location_key)"
 
 /* A writer killed after committing rows it had not keyed yet (the default cache keys nothing
  * until it is half full: every row is unkeyed). The restarted store must find each of them:
@@ -406,24 +313,18 @@ static void kill_9_with_unkeyed_rows_finds_them_again(void **state)
         store *s;
         if (store_open_sqlite(&s, &o, &err) != 0)
             fail_msg("reopen after kill: %s", err.msg);
-        assert_int_equal(total_k(s), expect);
-        for (int rr = 0; rr < committed; rr++) {
-            sp_arena *a = sp_arena_new(0);
-            sp_batch b = round_batch(a, t0, rr);
-            if (store_write(s, &b, &err) != 0)
-                fail_msg("rewrite round %d: %s", rr, err.msg);
-            sp_arena_free(a);
-        }
+        sp_arena *answers = sp_arena_new(0);
+        assert_int_equal(total_k(s, answers), expect);
+        for (int rr = 0; rr < committed; rr++)
+            write_round_ok(s, t0, rr);
         expect += (int64_t)committed * ROUND_STACKS;
-        assert_int_equal(total_k(s), expect);
+        assert_int_equal(total_k(s, answers), expect);
+        sp_arena_free(answers);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"),
                          (int64_t)committed * ROUND_STACKS);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"),
                          (int64_t)committed * ROUND_LOCS + 1);
-        assert_int_equal(sql_int(dir, DUP_STACKS), 0);
-        assert_int_equal(sql_int(dir, DUP_LOCS), 0);
-        assert_int_equal(sql_int(dir, LOST_STACKS), 0);
-        assert_int_equal(sql_int(dir, LOST_LOCS), 0);
+        assert_keys_whole(dir);
         store_close(s);
     }
     print_message("%d rounds committed across 2 kills\n", committed);
