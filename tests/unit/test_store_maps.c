@@ -25,6 +25,25 @@ static int collect(void *ctx, int64_t k0, int64_t k1, int64_t v)
     return 0;
 }
 
+/* A copy of the blob (the caller frees it), after checking that it decodes to e[0..n): keys from
+ * k[2] (and k[3] when nk = 2), values from sum. */
+static uint8_t *decodes_to(const uint8_t *blob, size_t len, int nk, const store_agg_entry *e,
+                           size_t n, store_chunk_decoder *d, collected *got)
+{
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, blob, len);
+    got->n = 0;
+    assert_int_equal(store_chunk_decode(copy, len, nk, d, collect, got), 0);
+    assert_int_equal(got->n, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got->k0[i], e[i].k[2]);
+        assert_int_equal(got->k1[i], nk == 2 ? e[i].k[3] : 0);
+        assert_int_equal(got->v[i], e[i].sum);
+    }
+    return copy;
+}
+
 /* Chunks give back exactly what was coded — small and zstd'd ones, negative and extreme values,
  * values with a common factor and without — and refuse cut or corrupted bytes instead of reading
  * past them. */
@@ -58,16 +77,7 @@ static void chunks_round_trip_and_refuse_damage(void **state)
             assert_int_equal(store_chunk_encode(&c, e, n, 2, nk, &blob, &len), 0);
             if (si == 2)
                 assert_int_equal(blob[0], 1); /* big and regular: zstd'd */
-            uint8_t *copy = malloc(len);
-            memcpy(copy, blob, len);
-            got.n = 0;
-            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), 0);
-            assert_int_equal(got.n, n);
-            for (size_t i = 0; i < n; i++) {
-                assert_int_equal(got.k0[i], e[i].k[2]);
-                assert_int_equal(got.k1[i], nk == 2 ? e[i].k[3] : 0);
-                assert_int_equal(got.v[i], e[i].sum);
-            }
+            uint8_t *copy = decodes_to(blob, len, nk, e, n, &d, &got);
             /* Every cut is refused (or, for a plain chunk cut inside its value column, never
              * reads past the end): decode must not crash or invent entries. */
             for (size_t cut = 0; cut < len; cut += len / 50 + 1) {
@@ -123,16 +133,7 @@ static void off_cpu_values_take_the_bit_coding_and_round_trip(void **state)
                 assert_int_equal(blob[0], 3);
                 assert_true(len < varints);
             }
-            uint8_t *copy = malloc(len);
-            memcpy(copy, blob, len);
-            got.n = 0;
-            assert_int_equal(store_chunk_decode(copy, len, nk, &d, collect, &got), 0);
-            assert_int_equal(got.n, n);
-            for (size_t i = 0; i < n; i++) {
-                assert_int_equal(got.k0[i], e[i].k[2]);
-                assert_int_equal(got.k1[i], nk == 2 ? e[i].k[3] : 0);
-                assert_int_equal(got.v[i], e[i].sum);
-            }
+            uint8_t *copy = decodes_to(blob, len, nk, e, n, &d, &got);
             for (size_t cut = 0; cut < len; cut += len / 60 + 1) {
                 got.n = 0;
                 assert_int_equal(store_chunk_decode(copy, cut, nk, &d, collect, &got), -1);
