@@ -194,7 +194,11 @@ int main(int argc, char **argv)
     sp_buf config_yaml; /* GET /config; the configuration never changes after start-up */
     sp_buf_init(&config_yaml, 0);
     otlp_config ocfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
-                        .sink = {.write = pipeline_ingest, .ud = &pl}};
+                        .sink = {.write = pipeline_ingest,
+                                 .stream_begin = pipeline_stream_begin,
+                                 .stream_part = pipeline_stream_part,
+                                 .stream_end = pipeline_stream_end,
+                                 .ud = &pl}};
     otlp_pyroscope_config pcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,
                                   .sink = {.write = pipeline_ingest, .ud = &pl}};
     query_config qcfg = {.max_recv_msg_size = cfg.srv.max_recv_msg_size,

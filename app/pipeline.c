@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <string.h>
 #include <time.h>
 
 static int64_t now_ns(void)
@@ -192,10 +193,10 @@ int pipeline_forward_prepare(void *ud, const char *tenant, const uint8_t *body, 
 }
 
 /* Correlation never refuses a batch: what it could not attach stays in it, unattached. */
-static void correlate(pipeline *p, sp_batch *b, corr_ticket *t)
+static void correlate(pipeline *p, sp_batch *b, corr_ticket *t, corr_memo *m)
 {
     sp_err cerr = {0};
-    if (corr_attach(p->corr, b, now_ns(), t, &cerr)) {
+    if (corr_attach_part(p->corr, b, now_ns(), t, m, &cerr)) {
         static sp_ratelimit rl;
         uint64_t held = 0;
         if (sp_ratelimit_ok(&rl, 10000, &held))
@@ -212,7 +213,7 @@ int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
     (void)req;
     pipeline *p = ud;
     corr_ticket ct;
-    correlate(p, b, &ct);
+    correlate(p, b, &ct, NULL);
     pusher_ticket t = {0};
     int rc = p->pusher ? pusher_stage(p->pusher, b, &t, err) : 0;
     if (!rc)
@@ -246,6 +247,69 @@ int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err)
          * delay (pipeline_forward_prepare), when their profiles and parents have arrived. */
         const char *tenant = b->tenant && *b->tenant ? b->tenant : "anonymous";
         rc = forward_enqueue(p, tenant, b->raw_traces, b->raw_traces_len, err);
+    }
+    return rc;
+}
+
+/* One streamed request: its parts and their correlator tickets, in the request's arena. */
+typedef struct pipeline_stream {
+    pipeline *p;
+    sp_arena *a;
+    store_stream *ss;
+    sp_batch **parts;
+    corr_ticket *tickets;
+    size_t n, cap;
+    corr_memo *memo; /* names and stacks of the request's tables, from part to part */
+} pipeline_stream;
+
+void *pipeline_stream_begin(void *ud, const srv_request *req, sp_arena *arena)
+{
+    (void)req;
+    pipeline *p = ud;
+    if (p->pusher || !p->store_local)
+        return NULL; /* pusher_stage() takes the whole batch */
+    pipeline_stream *st = sp_arena_calloc(arena, 1, sizeof *st);
+    sp_err err = {0};
+    if (!st || store_stream_begin(p->store, arena, &st->ss, &err))
+        return NULL; /* out of the request's budget: the whole batch will say so */
+    st->p = p;
+    st->a = arena;
+    st->memo = corr_memo_new(); /* NULL: each part resolves its names afresh */
+    return st;
+}
+
+int pipeline_stream_part(void *stream, sp_batch *part, sp_err *err)
+{
+    pipeline_stream *st = stream;
+    if (st->n == st->cap) {
+        size_t cap = st->cap * 2 + 8;
+        sp_batch **parts = sp_arena_alloc(st->a, cap * sizeof *parts);
+        corr_ticket *tickets = sp_arena_alloc(st->a, cap * sizeof *tickets);
+        if (!parts || !tickets)
+            return sp_fail(err, SP_ETOOBIG, "too many parts for the request budget");
+        if (st->n) {
+            memcpy(parts, st->parts, st->n * sizeof *parts);
+            memcpy(tickets, st->tickets, st->n * sizeof *tickets);
+        }
+        st->parts = parts;
+        st->tickets = tickets;
+        st->cap = cap;
+    }
+    correlate(st->p, part, &st->tickets[st->n], st->memo);
+    st->parts[st->n++] = part;
+    return store_stream_part(st->ss, part, err);
+}
+
+int pipeline_stream_end(void *stream, int failed, sp_err *err)
+{
+    pipeline_stream *st = stream;
+    int rc = store_stream_end(st->ss, failed, err);
+    corr_memo_free(st->memo);
+    for (size_t i = st->n; i-- > 0;) { /* undone newest first */
+        if (failed || rc)              /* not stored: a retry must be taken as new (I4) */
+            corr_abort(st->p->corr, st->parts[i], &st->tickets[i]);
+        else
+            corr_commit(st->p->corr, &st->tickets[i]);
     }
     return rc;
 }

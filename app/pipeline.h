@@ -43,6 +43,16 @@ void pipeline_stop(pipeline *p);
  * correlator's ticket is committed when the store committed, aborted when it did not. */
 int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err);
 
+/* otlp_sink's streams (otlp/sink.h): a large Export's profiles in parts, each correlated and
+ * handed to store_stream_part() while the next is converted; one transaction, acknowledged after
+ * its commit. Offered only when the store's commit is the acknowledgement and nothing else
+ * stages the batch (no Pyroscope pusher): begin returns NULL otherwise, and the request goes
+ * through pipeline_ingest(). Each part's correlator ticket is committed when the stream
+ * committed, aborted when it did not (I4). */
+void *pipeline_stream_begin(void *ud, const srv_request *req, sp_arena *arena);
+int pipeline_stream_part(void *stream, sp_batch *part, sp_err *err);
+int pipeline_stream_end(void *stream, int failed, sp_err *err);
+
 /* The metrics render hook: the correlator's and the store's counters as gauges (reads published
  * figures only: never sweeps, never waits for an ingest). */
 void pipeline_metrics(void *ud);

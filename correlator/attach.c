@@ -455,7 +455,7 @@ static uint32_t ctx_series(prof_ctx *x)
 static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
 {
     batch_memo *m = x->m;
-    if (m->locs != x->p->locations || !m->loc_cache) {
+    if (m->locs != x->p->locations || m->nloc != x->p->nlocations || !m->loc_cache) {
         free(m->loc_cache);
         m->locs = x->p->locations;
         m->nloc = x->p->nlocations;

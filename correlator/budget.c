@@ -262,6 +262,7 @@ static void compact_interns(corr *c)
         c->stacks = stacks;
         c->series = series;
         c->interns_compacted = intern_bytes(c);
+        c->interns_gen++;
         for (uint32_t i = 0; i < c->series.n; i++)
             if (cw_series_record(c, i))
                 break;

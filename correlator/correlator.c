@@ -242,7 +242,25 @@ static size_t plan_room(const sp_batch *b)
     return obs * per_obs + samples * (sizeof(sample_plan) + 16) + ((size_t)1 << 20);
 }
 
+corr_memo *corr_memo_new(void)
+{
+    return calloc(1, sizeof(corr_memo));
+}
+
+void corr_memo_free(corr_memo *m)
+{
+    if (m)
+        cw_memo_free(&m->m);
+    free(m);
+}
+
 int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *err)
+{
+    return corr_attach_part(c, b, now_ns, t, NULL, err);
+}
+
+int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_memo *cm,
+                     sp_err *err)
 {
     size_t attached = 0;
     uint64_t failed = 0;
@@ -272,7 +290,10 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
     /* Spans first, so a request carrying both finds its own spans. */
     attached += cw_index_spans(c, b, tenant, &failed);
     size_t nprof = b->nprofiles;
-    batch_memo memo = {0};
+    batch_memo local = {0}, *memo = cm ? &cm->m : &local;
+    if (memo->interns_gen != c->interns_gen) /* names and stacks were renumbered since */
+        cw_memo_free(memo);
+    memo->interns_gen = c->interns_gen;
     split_scratch x = {0};
     sp_arena_raise_budget(b->arena, plan_room(b));
     const char *failed_type = NULL;
@@ -303,10 +324,10 @@ int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *er
             continue;
         }
         attached += got;
-        cw_keep_profile(c, &pp, tenant, &memo);
+        cw_keep_profile(c, &pp, tenant, memo);
     }
     cw_scratch_free(&x);
-    cw_memo_free(&memo);
+    cw_memo_free(&local);
     c->st.attach_failed += failed;
     if (t && c->nconsumed) {
         /* the links this call took, for corr_abort */

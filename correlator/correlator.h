@@ -110,6 +110,19 @@ typedef struct corr_ticket {
  * how many; store b anyway (and still commit or abort the ticket). */
 int corr_attach(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, sp_err *err);
 
+/* corr_attach() for the parts of one request handed on one by one (otlp_sink's streams): m
+ * (from corr_memo_new, one per request, on its caller's thread) keeps the frame names and
+ * stacks resolved for the request's tables from one part to the next, so a part costs what its
+ * samples cost, not its whole dictionary. Every part shares one location table (the converter's
+ * otlp_profiles_conv_next() keeps it); m is emptied when the correlator renumbered its names
+ * since. Each part has its own ticket. corr_memo_new returns NULL when out of memory (then pass
+ * NULL: the call is corr_attach). */
+typedef struct corr_memo corr_memo;
+corr_memo *corr_memo_new(void);
+void corr_memo_free(corr_memo *m);
+int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_memo *m,
+                     sp_err *err);
+
 /* The batch of t is stored: its effects stay. */
 void corr_commit(corr *c, corr_ticket *t);
 

@@ -144,6 +144,7 @@ struct corr {
     idhash wait_h;
     size_t bytes;
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
+    uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */
     int64_t last_sweep, now;
     uint32_t gen;       /* corr_attach calls so far; the current one's */
     uint16_t tag;       /* gen's low bits, stamped on what the current call adds */
@@ -238,7 +239,13 @@ typedef struct batch_memo {
     uint32_t nloc;
     const uint32_t **keys; /* stack memo: location list → stack id */
     uint32_t *vals, cap, n;
+    uint64_t interns_gen; /* c->interns_gen when filled: ids from before a rebuild are stale */
 } batch_memo;
+
+/* The public memo of a streamed request's parts (correlator.h). */
+struct corr_memo {
+    batch_memo m;
+};
 
 /* window.c */
 uint32_t cw_spans_over(const corr *c, const slot *s, int64_t from, int64_t to, uint32_t ident,

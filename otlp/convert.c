@@ -668,27 +668,61 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
     return 0;
 }
 
-int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, int64_t now_ns,
-                          sp_batch *out, sp_err *err)
+/* The conversion of one request in parts (otlp_profiles_conv_*): the dictionary converted once,
+ * and where the next part starts. */
+struct otlp_profiles_conv {
+    conv c;
+    const otlp_profiles_req *req;
+    const otlp_verdict *v;
+    size_t next; /* the next resource_profiles entry to convert */
+    size_t item; /* its first profile's index in the verdict's numbering */
+};
+
+int otlp_profiles_conv_begin(const otlp_profiles_req *req, const otlp_verdict *v, sp_arena *a,
+                             otlp_profiles_conv **out, sp_err *err)
 {
-    conv c = {.a = out->arena, .d = req->dictionary};
+    *out = NULL;
+    otlp_profiles_conv *pc = sp_arena_calloc(a, 1, sizeof *pc);
+    if (!pc)
+        return sp_fail(err, SP_ETOOBIG, "request too large for its budget");
+    pc->c.a = a;
+    pc->c.d = req->dictionary;
+    pc->req = req;
+    pc->v = v;
+    if (req->dictionary) { /* validation already refused profiles without a dictionary */
+        int rc = convert_dictionary(&pc->c, err);
+        if (rc)
+            return rc;
+    }
+    *out = pc;
+    return 0;
+}
+
+size_t otlp_profiles_conv_left(const otlp_profiles_conv *pc)
+{
+    return pc->c.d ? pc->req->n_resource_profiles - pc->next : 0;
+}
+
+int otlp_profiles_conv_next(otlp_profiles_conv *pc, size_t nresources, int64_t now_ns,
+                            sp_batch *out, sp_err *err)
+{
+    conv *c = &pc->c;
+    const otlp_profiles_req *req = pc->req;
+    const otlp_verdict *v = pc->v;
     size_t first = out->nprofiles;
-    if (!req->dictionary)
-        return 0; /* validation already refused profiles without a dictionary */
-    int rc = convert_dictionary(&c, err);
-    if (rc)
-        return rc;
-    size_t item = 0;
-    for (size_t i = 0; i < req->n_resource_profiles; i++) {
+    size_t end =
+        pc->next +
+        (nresources < otlp_profiles_conv_left(pc) ? nresources : otlp_profiles_conv_left(pc));
+    for (size_t i = pc->next; i < end; i++) {
         const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
             req->resource_profiles[i];
         for (size_t j = 0; j < rp->n_scope_profiles; j++) {
             const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp =
                 rp->scope_profiles[j];
-            for (size_t k = 0; k < sp->n_profiles; k++, item++) {
-                if (v && v->is_bad && item < v->total && v->is_bad[item])
+            for (size_t k = 0; k < sp->n_profiles; k++, pc->item++) {
+                if (v && v->is_bad && pc->item < v->total && v->is_bad[pc->item])
                     continue;
-                rc = convert_profile(&c, rp, sp, sp->profiles[k], now_ns, out, err);
+                int rc = convert_profile(c, rp, sp, sp->profiles[k], now_ns, out, err);
                 if (rc) {
                     sp_err_prefix(
                         err, "resource_profiles[%zu].scope_profiles[%zu].profiles[%zu]: ", i, j, k);
@@ -697,18 +731,29 @@ int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, i
             }
         }
     }
-    /* The tables grew while converting: give every profile the final ones. */
+    pc->next = end;
+    /* The tables grew while converting: give this part's profiles the tables as they are now.
+     * They only grow (arena arrays are copied, never moved or freed), so what an earlier part
+     * was given stays valid and means the same. */
     for (size_t i = first; i < out->nprofiles; i++) {
         sp_profile *p = out->profiles[i];
-        p->strings = c.st.s;
-        p->string_lens = c.st.len;
-        p->nstrings = c.st.n;
-        p->functions = c.funcs;
-        p->nfunctions = c.nfuncs;
-        p->locations = c.locs;
-        p->nlocations = c.nlocs;
-        p->mappings = c.maps;
-        p->nmappings = c.nmaps;
+        p->strings = c->st.s;
+        p->string_lens = c->st.len;
+        p->nstrings = c->st.n;
+        p->functions = c->funcs;
+        p->nfunctions = c->nfuncs;
+        p->locations = c->locs;
+        p->nlocations = c->nlocs;
+        p->mappings = c->maps;
+        p->nmappings = c->nmaps;
     }
     return 0;
+}
+
+int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, int64_t now_ns,
+                          sp_batch *out, sp_err *err)
+{
+    otlp_profiles_conv *pc;
+    int rc = otlp_profiles_conv_begin(req, v, out->arena, &pc, err);
+    return rc ? rc : otlp_profiles_conv_next(pc, SIZE_MAX, now_ns, out, err);
 }

@@ -23,6 +23,22 @@
 int otlp_profiles_convert(const otlp_profiles_req *req, const otlp_verdict *v, int64_t now_ns,
                           sp_batch *out, sp_err *err);
 
+/* The same conversion in parts, for a caller that hands each part on while the next is
+ * converted (otlp/service.c streams a large request to the store). begin converts the
+ * dictionary; each next() appends the profiles of the next nresources resource_profiles entries
+ * (fewer at the end) to out. Every part's profiles get the request's tables as they are after
+ * that part: tables only grow, so an index names the same string, function, location or mapping
+ * in every part, and a later part's tables extend an earlier one's (store_stream_part() relies
+ * on this). otlp_profiles_convert() is begin and one next() of everything. Everything lives in
+ * the arena; errors are those of otlp_profiles_convert(). */
+typedef struct otlp_profiles_conv otlp_profiles_conv;
+int otlp_profiles_conv_begin(const otlp_profiles_req *req, const otlp_verdict *v, sp_arena *a,
+                             otlp_profiles_conv **out, sp_err *err);
+int otlp_profiles_conv_next(otlp_profiles_conv *pc, size_t nresources, int64_t now_ns,
+                            sp_batch *out, sp_err *err);
+/* resource_profiles entries not converted yet. */
+size_t otlp_profiles_conv_left(const otlp_profiles_conv *pc);
+
 /* Turns an attribute key into a label name: dots and other characters outside [A-Za-z0-9_]
  * become '_', a leading digit gets a '_' in front ("process.pid" → "process_pid"). */
 char *otlp_label_name(sp_arena *a, const char *key);

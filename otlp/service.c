@@ -314,6 +314,64 @@ static void answer_ok(srv_response *resp, const work *w)
     }
 }
 
+/* A request with at least twice this many samples over more than one resource_profiles entry
+ * is handed on in parts of about this many (whole resources: the eBPF profiler sends one per
+ * process), so the store writes the first parts while the rest are converted and correlated.
+ * Smaller parts start the writer sooner but cost a correlator and queue round each. */
+#define STREAM_PART_SAMPLES 4096
+
+static size_t
+resource_samples(const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp)
+{
+    size_t n = 0;
+    for (size_t j = 0; j < rp->n_scope_profiles; j++)
+        for (size_t k = 0; k < rp->scope_profiles[j]->n_profiles; k++)
+            n += rp->scope_profiles[j]->profiles[k]->n_samples;
+    return n;
+}
+
+/* Converts and hands on the request's profiles in parts (otlp_sink's streams). *streamed = 0
+ * when the request is small or the sink declines: the caller converts it as one batch. */
+static int stream_profiles(const otlp_sink *sink, srv_request *req, work *w, int *streamed,
+                           sp_err *err)
+{
+    const otlp_profiles_req *pr = (const otlp_profiles_req *)w->dec.msg;
+    *streamed = 0;
+    if (!sink->stream_begin || !pr->dictionary || pr->n_resource_profiles < 2)
+        return 0;
+    size_t total = 0;
+    for (size_t i = 0; i < pr->n_resource_profiles; i++)
+        total += resource_samples(pr->resource_profiles[i]);
+    if (total < 2 * STREAM_PART_SAMPLES)
+        return 0;
+    void *st = sink->stream_begin(sink->ud, req, w->arena);
+    if (!st)
+        return 0;
+    *streamed = 1;
+    sp_metrics_gauge_add("otlp_profiles_streamed_requests_total", 1);
+    otlp_profiles_conv *pc = NULL;
+    int rc = otlp_profiles_conv_begin(pr, &w->dec.verdict, w->arena, &pc, err);
+    int64_t now = wall_now_ns();
+    for (size_t i = 0; !rc && i < pr->n_resource_profiles;) {
+        size_t k = 0, n = 0;
+        while (i + k < pr->n_resource_profiles && (k == 0 || n < STREAM_PART_SAMPLES))
+            n += resource_samples(pr->resource_profiles[i + k++]);
+        sp_batch *part = sp_arena_calloc(w->arena, 1, sizeof *part);
+        if (!part) {
+            rc = sp_fail(err, SP_ETOOBIG, "request too large for its budget");
+            break;
+        }
+        part->tenant = req->tenant;
+        part->arena = w->arena;
+        rc = otlp_profiles_conv_next(pc, k, now, part, err);
+        i += k;
+        if (!rc && part->nprofiles)
+            rc = sink->stream_part(st, part, err);
+    }
+    int end = sink->stream_end(st, rc != 0, err);
+    return rc ? rc : end;
+}
+
 static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
                    const signal_def *sig, int grpc)
 {
@@ -356,17 +414,19 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
         /* Convert what validated, hand it to the next stage, answer only once it is stored. */
         sp_err serr = {0};
         sp_batch batch = {.tenant = req->tenant, .arena = w.arena};
-        if (sig->signal == OTLP_SIGNAL_PROFILES)
-            rc = otlp_profiles_convert((const otlp_profiles_req *)w.dec.msg, &w.dec.verdict,
-                                       wall_now_ns(), &batch, &serr);
-        else
+        int streamed = 0;
+        if (sig->signal == OTLP_SIGNAL_PROFILES) {
+            rc = stream_profiles(&cfg->sink, req, &w, &streamed, &serr);
+            if (!streamed)
+                rc = otlp_profiles_convert((const otlp_profiles_req *)w.dec.msg, &w.dec.verdict,
+                                           wall_now_ns(), &batch, &serr);
+        } else {
             rc = otlp_traces_convert((const otlp_traces_req *)w.dec.msg, &w.dec.verdict, &batch,
                                      &serr);
-        if (sig->signal == OTLP_SIGNAL_TRACES) {
             batch.raw_traces = w.msg; /* for forwarding (delivery/forward.h) */
             batch.raw_traces_len = w.msglen;
         }
-        if (!rc && (batch.nprofiles || batch.nspans))
+        if (!rc && !streamed && (batch.nprofiles || batch.nspans))
             rc = cfg->sink.write(cfg->sink.ud, req, &batch, &serr);
         if (rc) {
             if (!serr.code)
@@ -408,8 +468,9 @@ int otlp_register(srv_router *r, const otlp_config *cfg)
     void *ud = (void *)cfg;
     /* Counters are exported from start, 0 until something happens. */
     static const char *const counters[] = {
-        "otlp_profiles_v1_9_layout_requests_total", "otlp_http_json_traces_requests_total",
-        "otlp_http_json_profiles_requests_total", "span_attributes_truncated_total"};
+        "otlp_profiles_v1_9_layout_requests_total", "otlp_profiles_streamed_requests_total",
+        "otlp_http_json_traces_requests_total", "otlp_http_json_profiles_requests_total",
+        "span_attributes_truncated_total"};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         sp_metrics_gauge_add(counters[i], 0);
     int rc = srv_router_add(r, "POST", OTLP_PATH_GRPC_PROFILES, SRV_WORKER, "otlp_grpc_profiles",

@@ -30,9 +30,15 @@
 #define SQS_DB_FILE   "spanprof.db"
 #define SQS_LOCK_FILE "spanprof.lock"
 
-enum { SQS_REQ_WRITE, SQS_REQ_RETENTION };
+enum { SQS_REQ_WRITE, SQS_REQ_RETENTION, SQS_REQ_STREAM };
 
-/* A caller waiting for the writer; lives on the caller's stack. */
+/* One part of a stream (store_stream_part), in the caller's arena. */
+typedef struct sqs_part {
+    const sp_batch *batch;
+    struct sqs_part *next;
+} sqs_part;
+
+/* A caller waiting for the writer; lives on the caller's stack, or in its arena for a stream. */
 typedef struct sqs_req {
     int kind;
     const sp_batch *batch;
@@ -42,6 +48,14 @@ typedef struct sqs_req {
     int done;
     pthread_cond_t cv;
     struct sqs_req *next;
+    /* SQS_REQ_STREAM (S1-S5 in sqlite_write.c). Under the store's mutex: the parts (appended by
+     * the caller), closed (no more parts), aborted (the caller gave up), queued (in the write
+     * queue since its first part). The writer's own: the last part written in the transaction
+     * being built (NULL: none yet) and whether the member is finished in it. */
+    sqs_part *parts, *parts_tail;
+    int closed, aborted, queued;
+    sqs_part *written;
+    int finished;
 } sqs_req;
 
 /* Writer statements, prepared once on the writer connection. */
@@ -184,7 +198,8 @@ typedef struct sqs_writer {
     size_t fn_cap, loc_cap, map_cap, str_cap;
     const void *memo_locs, *memo_funcs, *memo_maps, *memo_strs;
     uint32_t memo_nlocs, memo_nfuncs, memo_nmaps, memo_nstrs;
-    uint8_t *buf; /* scratch for blobs and hash keys */
+    const sqs_req *memo_owner; /* the stream whose parts the memos hold (S5); NULL: one batch */
+    uint8_t *buf;              /* scratch for blobs and hash keys */
     size_t buf_cap;
     /* A stack's locations not resolved yet: their keys (kbuf), looked up after all their cache
      * slots were prefetched. */
@@ -319,6 +334,9 @@ int sqs_writer_init(sqs_store *s, sp_err *err);
 void sqs_writer_free(sqs_store *s);
 void *sqs_writer_main(void *arg);
 int sqs_write(store *st, const sp_batch *b, sp_err *err);
+int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err);
+int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err);
+int sqs_stream_end(store *st, void *impl, int failed, sp_err *err);
 int sqs_retention_run(store *st, int64_t now_ns, sp_err *err);
 
 /* ---- sqlite_read.c ---- */

@@ -36,6 +36,23 @@
  *      fingerprint, then by full comparison; never two rows for one content after a crash
  *      (test_store_crash).
  *  W5. Only the writer thread touches the write connection and the caches.
+ *
+ * Streams (store_stream_*: one request's batch in parts, written while the caller converts the
+ * rest):
+ *
+ *  S1. A stream joins the write queue with its first part (refused with SP_EFULL there, as a
+ *      batch would be); the writer takes it into a group like any batch.
+ *  S2. The transaction commits only when every stream in it is closed and all its parts are
+ *      written: a stream is one batch for W1, all or nothing.
+ *  S3. While no stream of the group has a part ready, the writer takes the next queued callers
+ *      into the transaction (up to commit_max_batches) instead of idling, else sleeps on
+ *      s->wake, which each part and each end signal.
+ *  S4. A stream whose caller gave up leaves the group: the transaction is rolled back and built
+ *      again without it, and its caller is released only then, so its parts are never read
+ *      after store_stream_end() returns.
+ *  S5. The memos (table index → row id) live across the parts of one stream: its tables only
+ *      grow (store_stream_part's contract), so the memos are extended, not cleared; they are
+ *      cleared for any other batch, part of another stream, and each transaction.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -327,130 +344,6 @@ static void clear_caches(sqs_writer *w)
     w->keys_complete = 0;
 }
 
-/* ---- validation (on the caller's thread)
- * ---------------------------------------------------------- */
-
-#define BAD(...) sp_fail(err, SP_EINVAL, __VA_ARGS__)
-
-static int check_str(const sp_profile *p, uint32_t idx, size_t pi, const char *what, sp_err *err)
-{
-    if (idx && idx >= p->nstrings)
-        return BAD("profile %zu: %s string index %u out of range (string table has %u entries)", pi,
-                   what, idx, p->nstrings);
-    if (idx && !p->strings)
-        return BAD("profile %zu: %s string index %u but no string table", pi, what, idx);
-    return 0;
-}
-
-/* A location list checked against a location table of this size (validate_batch's memo). */
-typedef struct checked_list {
-    const uint32_t *ids;
-    uint32_t n;
-} checked_list;
-
-#define CHECKED_LISTS 4096 /* a power of two: the memo's slot is a hash's top 12 bits */
-
-/* tables = 0 when the previous profile of the batch shares (and so validated) its tables; `seen`
- * remembers location lists checked against them. */
-static int validate_profile(const sp_profile *p, size_t pi, int tables, checked_list *seen,
-                            sp_err *err)
-{
-    int rc;
-    if (!p)
-        return BAD("profile %zu is missing", pi);
-    if (!p->type_id || !*p->type_id)
-        return BAD("profile %zu has no profile type id", pi);
-    if ((p->nfunctions > 1 && !p->functions) || (p->nlocations > 1 && !p->locations) ||
-        (p->nmappings > 1 && !p->mappings) || (p->nsamples && !p->samples) ||
-        (p->nseries && !p->series))
-        return BAD("profile %zu: a table has entries but no storage", pi);
-    for (uint32_t i = 1; tables && i < p->nfunctions; i++) {
-        const sp_function *f = &p->functions[i];
-        if ((rc = check_str(p, f->name, pi, "function name", err)) ||
-            (rc = check_str(p, f->system_name, pi, "function system name", err)) ||
-            (rc = check_str(p, f->filename, pi, "function file name", err)))
-            return rc;
-    }
-    for (uint32_t i = 1; tables && i < p->nmappings; i++) {
-        const sp_mapping *m = &p->mappings[i];
-        if ((rc = check_str(p, m->filename, pi, "mapping file name", err)) ||
-            (rc = check_str(p, m->build_id, pi, "mapping build id", err)))
-            return rc;
-    }
-    for (uint32_t i = 1; tables && i < p->nlocations; i++) {
-        const sp_location *l = &p->locations[i];
-        if (l->mapping_id >= p->nmappings && l->mapping_id)
-            return BAD("profile %zu location %u: mapping_id %u out of range (%u mappings)", pi, i,
-                       l->mapping_id, p->nmappings);
-        if ((rc = check_str(p, l->frame_type, pi, "frame type", err)))
-            return rc;
-        if (l->nlines && !l->lines)
-            return BAD("profile %zu location %u: %u lines but no storage", pi, i, l->nlines);
-        for (uint32_t k = 0; k < l->nlines; k++)
-            if (l->lines[k].function_id && l->lines[k].function_id >= p->nfunctions)
-                return BAD("profile %zu location %u line %u: function_id %u out of range "
-                           "(%u functions)",
-                           pi, i, k, l->lines[k].function_id, p->nfunctions);
-    }
-    for (uint32_t i = 0; i < p->nseries; i++)
-        if (!p->series[i].name || !p->series[i].value)
-            return BAD("profile %zu: series label %u has no name or value", pi, i);
-    for (uint32_t i = 0; i < p->nsamples; i++) {
-        const sp_sample *s = &p->samples[i];
-        if (s->nlocations && !s->location_ids)
-            return BAD("profile %zu sample %u: %u locations but no storage", pi, i, s->nlocations);
-        /* Samples of one stack share its list (the converters do): each list is walked once. */
-        size_t slot = (size_t)(((uintptr_t)s->location_ids >> 3) * 0x9e3779b97f4a7c15ull >> 52);
-        if (s->nlocations &&
-            !(seen[slot].ids == s->location_ids && seen[slot].n >= s->nlocations)) {
-            for (uint32_t k = 0; k < s->nlocations; k++)
-                if (s->location_ids[k] >= p->nlocations)
-                    return BAD("profile %zu sample %u: location_id %u out of range (%u locations)",
-                               pi, i, s->location_ids[k], p->nlocations);
-            seen[slot].ids = s->location_ids;
-            seen[slot].n = s->nlocations;
-        }
-        if (s->nobs && !s->timestamps)
-            return BAD("profile %zu sample %u: %u observations but no timestamps", pi, i, s->nobs);
-        if (s->nspans && !s->spans)
-            return BAD("profile %zu sample %u: %u spans but no storage", pi, i, s->nspans);
-        if (s->nlabels && !s->labels)
-            return BAD("profile %zu sample %u: %u labels but no storage", pi, i, s->nlabels);
-        for (uint32_t k = 0; k < s->nlabels; k++)
-            if ((rc = check_str(p, s->labels[k].key, pi, "label key", err)) ||
-                (rc = check_str(p, s->labels[k].str, pi, "label value", err)))
-                return rc;
-    }
-    return 0;
-}
-
-static int validate_batch(const sp_batch *b, sp_err *err)
-{
-    if (b->nprofiles && !b->profiles)
-        return BAD("batch has %zu profiles but no storage", b->nprofiles);
-    if (b->nspans && !b->spans)
-        return BAD("batch has %zu spans but no storage", b->nspans);
-    const sp_profile *prev = NULL;
-    checked_list *seen = b->nprofiles ? calloc(CHECKED_LISTS, sizeof *seen) : NULL;
-    if (b->nprofiles && !seen)
-        return sp_fail(err, SP_ENOMEM, "out of memory validating a batch");
-    int rc = 0;
-    for (size_t i = 0; i < b->nprofiles && !rc; i++) {
-        const sp_profile *p = b->profiles[i];
-        int shared = p && prev && p->functions == prev->functions &&
-                     p->nfunctions == prev->nfunctions && p->locations == prev->locations &&
-                     p->nlocations == prev->nlocations && p->mappings == prev->mappings &&
-                     p->nmappings == prev->nmappings && p->strings == prev->strings &&
-                     p->nstrings == prev->nstrings;
-        if (!shared) /* lists checked against other tables prove nothing here */
-            memset(seen, 0, CHECKED_LISTS * sizeof *seen);
-        rc = validate_profile(p, i, !shared, seen, err);
-        prev = p;
-    }
-    free(seen);
-    return rc;
-}
-
 /* ---- one batch ---------------------------------------------------------------------------------
  */
 
@@ -555,11 +448,25 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         p->mappings != w->memo_maps || p->strings != w->memo_strs ||
         p->nlocations != w->memo_nlocs || p->nfunctions != w->memo_nfuncs ||
         p->nmappings != w->memo_nmaps || p->nstrings != w->memo_nstrs) {
-        memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
-        memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
-        memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
-        memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
-        store_sum3_reset(&w->stack_memo);
+        if (w->memo_owner && w->memo_nlocs != UINT32_MAX && p->nlocations >= w->memo_nlocs &&
+            p->nfunctions >= w->memo_nfuncs && p->nmappings >= w->memo_nmaps &&
+            p->nstrings >= w->memo_nstrs) {
+            /* S5: a later part of the stream whose tables the memos hold; they extend them. */
+            memset(w->fn_ids + w->memo_nfuncs + 1, 0,
+                   (p->nfunctions - w->memo_nfuncs) * sizeof *w->fn_ids);
+            memset(w->loc_ids + w->memo_nlocs + 1, 0,
+                   (p->nlocations - w->memo_nlocs) * sizeof *w->loc_ids);
+            memset(w->map_ids + w->memo_nmaps + 1, 0,
+                   (p->nmappings - w->memo_nmaps) * sizeof *w->map_ids);
+            memset(w->str_ids + w->memo_nstrs + 1, 0,
+                   (p->nstrings - w->memo_nstrs) * sizeof *w->str_ids);
+        } else {
+            memset(w->fn_ids, 0, (p->nfunctions + 1) * sizeof *w->fn_ids);
+            memset(w->loc_ids, 0, (p->nlocations + 1) * sizeof *w->loc_ids);
+            memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
+            memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
+            store_sum3_reset(&w->stack_memo);
+        }
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
         w->memo_maps = p->mappings;
@@ -690,13 +597,18 @@ static int write_span(sqs_writer *w, int64_t tenant, const sp_span *sp, sp_err *
     return rc ? rc : note_hour(w, hour, err);
 }
 
-static int write_batch(sqs_writer *w, const sp_batch *b, uint64_t *nobs, uint64_t *nspans,
-                       sp_err *err)
+/* owner: the stream b is a part of, or NULL. */
+static int write_batch(sqs_writer *w, const sp_batch *b, const sqs_req *owner, uint64_t *nobs,
+                       uint64_t *nspans, sp_err *err)
 {
     int64_t tenant;
-    /* Memos never outlive a batch: another batch's tables may reuse the same addresses. */
-    w->memo_locs = w->memo_funcs = w->memo_maps = w->memo_strs = NULL;
-    w->memo_nlocs = UINT32_MAX; /* matches no profile */
+    /* Memos never outlive a batch, or a stream's parts (S5): another batch's tables may reuse the
+     * same addresses. */
+    if (!owner || owner != w->memo_owner) {
+        w->memo_locs = w->memo_funcs = w->memo_maps = w->memo_strs = NULL;
+        w->memo_nlocs = UINT32_MAX; /* matches no profile */
+        w->memo_owner = owner;
+    }
     int rc = sqs_resolve_tenant(w, sqs_tenant_name(b->tenant), &tenant, err);
     if (rc)
         return rc;
@@ -819,20 +731,145 @@ void sqs_rollback(sqs_writer *w)
         memset(w->keyed, 0, sizeof w->keyed);
 }
 
-/* One transaction for n callers' batches. */
-static void commit_group(sqs_store *s, sqs_req **g, size_t n)
+/* Writes what the group's members have ready (S2): a plain batch whole, a stream's parts not
+ * written yet. Sets *progress when it wrote anything, *all_done when every member is finished,
+ * *aborted to the index of a stream whose caller gave up (and stops there), else -1. */
+static int write_ready(sqs_store *s, sqs_req **g, size_t n, uint64_t *nobs, uint64_t *nspans,
+                       int *progress, int *all_done, long *aborted, sp_err *err)
+{
+    *progress = 0;
+    *all_done = 1;
+    *aborted = -1;
+    for (size_t i = 0; i < n; i++) {
+        sqs_req *r = g[i];
+        int rc;
+        if (r->finished)
+            continue;
+        if (r->kind != SQS_REQ_STREAM) {
+            if ((rc = write_batch(&s->w, r->batch, NULL, nobs, nspans, err)))
+                return rc;
+            r->finished = *progress = 1;
+            continue;
+        }
+        for (;;) {
+            pthread_mutex_lock(&s->mu);
+            sqs_part *next = r->written ? r->written->next : r->parts;
+            int closed = r->closed, gave_up = r->aborted;
+            pthread_mutex_unlock(&s->mu);
+            if (gave_up) {
+                *aborted = (long)i;
+                return 0;
+            }
+            if (!next) {
+                r->finished = closed;
+                break;
+            }
+            if ((rc = write_batch(&s->w, next->batch, r, nobs, nspans, err)))
+                return rc;
+            r->written = next;
+            *progress = 1;
+        }
+        if (!r->finished)
+            *all_done = 0;
+    }
+    return 0;
+}
+
+/* S3: nothing was ready. Takes the next queued caller into the transaction when there is room,
+ * else sleeps until a part, an end or a new caller arrives. Returns the group's size; sets
+ * *closing when the store is closing with a stream still open (its caller broke store_close's
+ * contract: the transaction fails rather than wait for ever). */
+static size_t wait_for_parts(sqs_store *s, sqs_req **g, size_t n, size_t max, int *closing)
+{
+    pthread_mutex_lock(&s->mu);
+    *closing = 0;
+    int ready = 0;
+    for (size_t i = 0; i < n && !ready; i++)
+        ready =
+            !g[i]->finished && g[i]->kind == SQS_REQ_STREAM &&
+            (g[i]->aborted || g[i]->closed || (g[i]->written ? g[i]->written->next : g[i]->parts));
+    if (!ready && s->head && n < max) {
+        g[n] = s->head;
+        g[n]->written = NULL;
+        g[n]->finished = 0;
+        n++;
+        s->head = s->head->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->npending--;
+    } else if (!ready && s->stopping) {
+        *closing = 1;
+    } else if (!ready) {
+        pthread_cond_wait(&s->wake, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* S4: the caller of stream g[k] gave up: it leaves the group and is released. */
+static size_t drop_member(sqs_store *s, sqs_req **g, size_t n, size_t k)
+{
+    sqs_req *r = g[k];
+    memmove(g + k, g + k + 1, (n - k - 1) * sizeof *g);
+    pthread_mutex_lock(&s->mu);
+    r->rc = 0;
+    r->done = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&s->mu);
+    return n - 1;
+}
+
+/* One transaction for the n callers' batches and streams; streams may bring more callers in
+ * while it is built (S3) or leave it (S4). Returns how many callers it holds in the end, whose
+ * rc it set. */
+static size_t commit_group(sqs_store *s, sqs_req **g, size_t n, size_t max)
 {
     sqs_writer *w = &s->w;
-    sp_err terr = {0};
-    uint64_t nobs = 0, nspans = 0;
+    sp_err terr;
+    uint64_t nobs, nspans;
+    int rc;
+restart:
+    memset(&terr, 0, sizeof terr);
+    nobs = nspans = 0;
+    for (size_t i = 0; i < n; i++) {
+        g[i]->written = NULL;
+        g[i]->finished = 0;
+    }
+    w->memo_owner = NULL;
     w->now_hour = sqs_hour_of(now_ns());
     store_sum3_reset(&w->samples);
     store_agg_reset(&w->spanstk);
-    int rc = sqs_run(w, W_BEGIN, &terr);
+    rc = sqs_run(w, W_BEGIN, &terr);
     if (rc)
         sp_err_prefix(&terr, "starting a transaction: ");
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = write_batch(w, g[i]->batch, &nobs, &nspans, &terr);
+    while (!rc) {
+        int progress, all_done;
+        long aborted;
+        rc = write_ready(s, g, n, &nobs, &nspans, &progress, &all_done, &aborted, &terr);
+        if (!rc && aborted >= 0 && !g[aborted]->written) {
+            /* nothing of it is in the transaction yet */
+            n = drop_member(s, g, n, (size_t)aborted);
+            if (!n) {
+                sqs_rollback(w);
+                return 0;
+            }
+            continue;
+        }
+        if (!rc && aborted >= 0) {
+            sqs_rollback(w);
+            n = drop_member(s, g, n, (size_t)aborted);
+            if (!n)
+                return 0;
+            goto restart;
+        }
+        if (rc || all_done)
+            break;
+        int closing = 0;
+        if (!progress)
+            n = wait_for_parts(s, g, n, max, &closing);
+        if (closing)
+            rc = sp_fail(&terr, SP_EUNAVAIL, "the store is closing with a stream still open");
+    }
     if (!rc)
         rc = flush_samples(w, &terr);
     if (!rc)
@@ -887,6 +924,7 @@ static void commit_group(sqs_store *s, sqs_req **g, size_t n)
                             w->series.clears + w->strings.clears + w->mappings.clears +
                             w->tenants.clears;
     pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 /* ---- the writer thread -------------------------------------------------------------------------
@@ -927,9 +965,10 @@ void *sqs_writer_main(void *arg)
                     s->tail = NULL;
                 s->npending--;
                 pthread_mutex_unlock(&s->mu);
-                commit_group(s, &one, 1);
+                size_t kept = commit_group(s, &one, 1, 1);
                 pthread_mutex_lock(&s->mu);
-                complete(one, one->rc);
+                if (kept)
+                    complete(one, one->rc);
                 continue;
             }
             while (s->head && n < max) {
@@ -940,7 +979,7 @@ void *sqs_writer_main(void *arg)
                 s->tail = NULL;
             s->npending -= n;
             pthread_mutex_unlock(&s->mu);
-            commit_group(s, group, n);
+            n = commit_group(s, group, n, max);
             pthread_mutex_lock(&s->mu);
             for (size_t i = 0; i < n; i++)
                 complete(group[i], group[i]->rc);
@@ -990,64 +1029,4 @@ void *sqs_writer_main(void *arg)
     pthread_mutex_unlock(&s->mu);
     free(group);
     return NULL;
-}
-
-/* ---- entry points ------------------------------------------------------------------------------
- */
-
-static int enqueue_and_wait(sqs_store *s, sqs_req *req, sp_err *err)
-{
-    pthread_cond_init(&req->cv, NULL);
-    pthread_mutex_lock(&s->mu);
-    if (s->stopping) {
-        pthread_mutex_unlock(&s->mu);
-        pthread_cond_destroy(&req->cv);
-        return sp_fail(err, SP_EUNAVAIL, "the store is closing");
-    }
-    if (req->kind == SQS_REQ_WRITE) {
-        if (s->npending >= s->opt.max_pending) {
-            size_t n = s->npending;
-            pthread_mutex_unlock(&s->mu);
-            pthread_cond_destroy(&req->cv);
-            return sp_fail(err, SP_EFULL,
-                           "the store's write queue is full (%zu batches waiting); retry later", n);
-        }
-        if (s->tail)
-            s->tail->next = req;
-        else
-            s->head = req;
-        s->tail = req;
-        s->npending++;
-    } else {
-        if (s->ret_tail)
-            s->ret_tail->next = req;
-        else
-            s->ret_head = req;
-        s->ret_tail = req;
-    }
-    pthread_cond_signal(&s->wake);
-    while (!req->done)
-        pthread_cond_wait(&req->cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&req->cv);
-    return req->rc;
-}
-
-int sqs_write(store *st, const sp_batch *b, sp_err *err)
-{
-    sqs_store *s = (sqs_store *)st;
-    if (!b->nprofiles && !b->nspans)
-        return 0;
-    int rc = validate_batch(b, err);
-    if (rc)
-        return rc;
-    sqs_req req = {.kind = SQS_REQ_WRITE, .batch = b, .err = err};
-    return enqueue_and_wait(s, &req, err);
-}
-
-int sqs_retention_run(store *st, int64_t now, sp_err *err)
-{
-    sqs_store *s = (sqs_store *)st;
-    sqs_req req = {.kind = SQS_REQ_RETENTION, .now_ns = now, .err = err};
-    return enqueue_and_wait(s, &req, err);
 }

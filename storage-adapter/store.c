@@ -100,6 +100,56 @@ int store_write(store *s, const sp_batch *b, sp_err *err)
     return s->ops->write(s, b, err);
 }
 
+struct store_stream {
+    store *s;
+    void *impl;   /* the backend's stream; NULL when the parts are joined here */
+    sp_batch all; /* joined parts, for a backend without streams */
+};
+
+int store_stream_begin(store *s, sp_arena *a, store_stream **out, sp_err *err)
+{
+    CHECK_STORE(s, err);
+    *out = NULL;
+    store_stream *st = a ? sp_arena_calloc(a, 1, sizeof *st) : NULL;
+    if (!st)
+        return sp_fail(err, SP_ETOOBIG, "store_stream_begin: no arena or out of its budget");
+    st->s = s;
+    st->all.arena = a;
+    if (s->ops->stream_begin) {
+        int rc = s->ops->stream_begin(s, a, &st->impl, err);
+        if (rc)
+            return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+int store_stream_part(store_stream *st, const sp_batch *part, sp_err *err)
+{
+    if (!st || !part)
+        return sp_fail(err, SP_EINTERNAL, "store_stream_part: no stream or part");
+    if (st->impl)
+        return st->s->ops->stream_part(st->s, st->impl, part, err);
+    if (!st->all.nprofiles && !st->all.nspans)
+        st->all.tenant = part->tenant;
+    for (size_t i = 0; i < part->nprofiles; i++)
+        if (sp_batch_add_profile(&st->all, part->profiles[i]))
+            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
+    if (part->nspans)
+        return sp_fail(err, SP_EINTERNAL, "store_stream_part: spans are written by store_write");
+    return 0;
+}
+
+int store_stream_end(store_stream *st, int failed, sp_err *err)
+{
+    if (!st)
+        return failed ? 0 : sp_fail(err, SP_EINTERNAL, "store_stream_end: no stream");
+    if (st->impl)
+        return st->s->ops->stream_end(st->s, st->impl, failed, err);
+    return failed || (!st->all.nprofiles && !st->all.nspans) ? 0
+                                                             : store_write(st->s, &st->all, err);
+}
+
 int store_profile_types(store *s, const store_query *q, sp_arena *a, store_strings *out,
                         sp_err *err)
 {

@@ -272,6 +272,10 @@ typedef struct store_ops {
     const char *kind; /* "sqlite", "pyroscope" */
     void (*close)(store *s);
     int (*write)(store *s, const sp_batch *b, sp_err *err);
+    /* A write in parts (store_stream_*); NULL: store.c joins the parts and calls write. */
+    int (*stream_begin)(store *s, sp_arena *a, void **impl, sp_err *err);
+    int (*stream_part)(store *s, void *impl, const sp_batch *part, sp_err *err);
+    int (*stream_end)(store *s, void *impl, int failed, sp_err *err);
     int (*profile_types)(store *s, const store_query *q, sp_arena *a, store_strings *out,
                          sp_err *err);
     int (*label_names)(store *s, const store_query *q, sp_arena *a, store_strings *out,
@@ -336,6 +340,28 @@ void store_close(store *s);
  * values for every span in sp_sample.spans) and its spans (the span index; a span written again
  * replaces the earlier row). Blocks until committed; see the contract above. */
 int store_write(store *s, const sp_batch *b, sp_err *err);
+
+/* A write in parts: one request's batch handed over part by part, so the store writes the first
+ * parts while the caller still converts the rest. All parts are one batch for the contract above:
+ * one transaction, all or nothing, and store_stream_end() returns 0 only after its commit.
+ *
+ * - begin allocates the stream in a (the request's arena, which must outlive end); nothing is
+ *   queued until the first part.
+ * - part validates the part (SP_EINVAL names what is wrong) and hands it over; the part and its
+ *   tables must stay unchanged until end returns. Every part of a stream shares one set of
+ *   tables that only grow: an index names the same string, function, location or mapping in
+ *   every part (otlp_profiles_conv_next() keeps this), and a later part's tables extend an
+ *   earlier one's. SP_EFULL when the write queue is full at the first part, SP_EUNAVAIL when the
+ *   store is closing. After an error the caller still calls end, with failed set.
+ * - end(failed = 0) waits for the commit of every part: 0, or the store's SP_EUNAVAIL. With
+ *   failed set, nothing of the stream is stored (parts already written are rolled back; other
+ *   callers' batches in the same transaction are written again without them) and end returns 0
+ *   once the store no longer reads the parts.
+ * Threads: one caller thread per stream; streams and store_write() may run at once. */
+typedef struct store_stream store_stream;
+int store_stream_begin(store *s, sp_arena *a, store_stream **out, sp_err *err);
+int store_stream_part(store_stream *st, const sp_batch *part, sp_err *err);
+int store_stream_end(store_stream *st, int failed, sp_err *err);
 
 /* ---- reading (Pyroscope querier.v1 semantics)
  * ----------------------------------------------------- */

@@ -37,16 +37,21 @@ class Shape:
     pad_bytes: int = 0           # extra dictionary bytes (long frame names), to reach a size
     seed: int = 1
     exe: str = "ebpf-shaped"     # process.executable.name: the series is unknown_service:<exe>
+    span_prefix: int = 0         # top byte of the span ids: processes of one test apart
     expected: dict = field(default_factory=dict)  # {stack root first: observations}
 
     def stack_names(self, k):
         pad = "x" * (self.pad_bytes // max(1, self.stacks * self.depth)) if self.pad_bytes else ""
         return ("ebpf_main",) + tuple(f"fn_{k}_{d}{pad}" for d in range(self.depth))
 
-    def profile_request(self):
-        """The Export and, in self.expected, how many observations each stack must show."""
+    def profile_request(self, d=None, req=None):
+        """The Export and, in self.expected, how many observations each stack must show. With d
+        and req, the process is added to req as one more ResourceProfiles over the dictionary
+        builder d (the profiler's layout since 2026-03: one resource per process, one dictionary
+        per Export), and the caller sets req.dictionary once every process is in."""
         rng = random.Random(self.seed)
-        d = _Dict()
+        shared = d is not None
+        d = d if shared else _Dict()
         mapping = d.mapping("/usr/bin/ebpf-shaped")
         locs, stack_idx = {}, []
         for k in range(self.stacks):
@@ -57,7 +62,7 @@ class Shape:
                                             d.function(name, "ebpf.c"), 1)
                 ids.append(locs[name])
             stack_idx.append(d.stack(ids))
-        req = profiles_service_pb2.ExportProfilesServiceRequest()
+        req = req if req is not None else profiles_service_pb2.ExportProfilesServiceRequest()
         rp = req.resource_profiles.add()
         for key, val in (("process.pid", self.pid), ("process.executable.name", self.exe)):
             kv = rp.resource.attributes.add(key=key)
@@ -97,7 +102,8 @@ class Shape:
                     s.stack_index = stack_idx[k]
                     s.attribute_indices.extend(attrs)
                     s.timestamps_unix_nano.extend(run)
-        req.dictionary.CopyFrom(d.d)
+        if not shared:
+            req.dictionary.CopyFrom(d.d)
         return req
 
     def observations(self):
@@ -114,7 +120,8 @@ class Shape:
             while start < end_all:
                 trace_id = bytes([1 + t % 250]) + (self.seed * 7919 + t).to_bytes(7, "big") + \
                     n.to_bytes(8, "big")
-                span_id = (1 + t).to_bytes(4, "big") + (n + 1).to_bytes(4, "big")
+                span_id = ((self.span_prefix << 24) | (1 + t)).to_bytes(4, "big") + \
+                    (n + 1).to_bytes(4, "big")
                 spans.append((start + length, trace_id, span_id, start, t))
                 start += length
                 n += 1

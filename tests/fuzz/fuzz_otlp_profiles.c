@@ -194,9 +194,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(dec.layout.old_votes + dec.layout.new_votes <= dec.layout.samples);
     /* What validation accepted must convert, and every converted reference must be in range. */
     sp_batch b = {.tenant = "fuzz", .arena = a};
-    if (otlp_profiles_convert(req, v, 1, &b, &err) == 0)
+    if (otlp_profiles_convert(req, v, 1, &b, &err) == 0) {
         for (size_t i = 0; i < b.nprofiles; i++)
             check_converted(b.profiles[i]);
+        /* In parts (the streamed path), one resource at a time: the same profiles and samples,
+         * each part's references in range of the tables it was given, and those tables only
+         * grow from part to part. */
+        otlp_profiles_conv *pc = NULL;
+        size_t nprof = 0, nsamples = 0, all = 0;
+        uint32_t nloc = 0, nfn = 0, nstr = 0;
+        for (size_t i = 0; i < b.nprofiles; i++)
+            all += b.profiles[i]->nsamples;
+        int whole = otlp_profiles_conv_begin(req, v, a, &pc, &err) == 0;
+        if (whole) { /* a second conversion may find the arena's budget spent: then stop */
+            while (whole && otlp_profiles_conv_left(pc)) {
+                sp_batch part = {.tenant = "fuzz", .arena = a};
+                if (otlp_profiles_conv_next(pc, 1, 1, &part, &err) != 0) {
+                    whole = 0;
+                    break;
+                }
+                for (size_t i = 0; i < part.nprofiles; i++) {
+                    const sp_profile *p = part.profiles[i];
+                    check_converted(p);
+                    CHECK(p->nlocations >= nloc && p->nfunctions >= nfn && p->nstrings >= nstr);
+                    nloc = p->nlocations;
+                    nfn = p->nfunctions;
+                    nstr = p->nstrings;
+                    nsamples += p->nsamples;
+                }
+                nprof += part.nprofiles;
+            }
+            CHECK(!whole || (nprof == b.nprofiles && nsamples == all));
+        }
+    }
     sp_arena_free(a);
     return 0;
 }

@@ -1,0 +1,137 @@
+/* corr_attach_part: the parts of one streamed request share a memo of the frame names and stacks
+ * of their tables (correlator.h). What a user sees: a span that arrives later claims every
+ * part's samples, named by their own frames, also when the correlator renumbered its names
+ * between two parts.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "corr_fixture.h"
+#include "correlator/internal.h" /* interns_gen: when the correlator renumbered its names */
+
+static void attach_part(corr *c, sp_profile *p, int64_t now, corr_memo *m, sp_arena *a)
+{
+    sp_batch b = {.tenant = "t1", .arena = a};
+    sp_batch_add_profile(&b, p);
+    corr_ticket t;
+    sp_err err = {0};
+    if (corr_attach_part(c, &b, now, &t, m, &err))
+        fail_msg("corr_attach_part: %s", err.msg);
+    corr_commit(c, &t);
+}
+
+/* The leaf's function name of a late sample, and its depth. */
+static const char *leaf_of(const sp_profile *late, const sp_sample *s, uint32_t *depth)
+{
+    *depth = s->nlocations;
+    const sp_location *leaf = &late->locations[s->location_ids[0]];
+    return late->strings[late->functions[leaf->lines[0].function_id].name];
+}
+
+/* Two parts over one table (the converter gives every part the request's tables), one on
+ * main→handle→parse, one on main→handle: the late span's samples name each part's own leaf. */
+static void parts_sharing_a_memo_keep_their_frames(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    corr_memo *m = corr_memo_new();
+    assert_non_null(m);
+    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS, 170 * MS};
+    sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
+    sp_profile *p2 = profile(f->a, t2, 2, PID, TID);
+    p2->functions = p1->functions;
+    p2->locations = p1->locations;
+    static uint32_t handle_first[] = {2, 1};
+    p2->samples[0].location_ids = handle_first;
+    p2->samples[0].nlocations = 2;
+    attach_part(c, p1, 0, m, f->a);
+    attach_part(c, p2, 0, m, f->a);
+    corr_memo_free(m);
+
+    sp_span v[] = {span(7, 100, 200, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 7), 30 * MS);
+    int64_t parse = 0, handle = 0;
+    for (size_t i = 0; i < tb.nprofiles; i++)
+        for (uint32_t k = 0; k < tb.profiles[i]->nsamples; k++) {
+            uint32_t depth;
+            const sp_sample *s = &tb.profiles[i]->samples[k];
+            const char *leaf = leaf_of(tb.profiles[i], s, &depth);
+            if (strcmp(leaf, "parse") == 0 && depth == 3)
+                parse += s->value;
+            else if (strcmp(leaf, "handle") == 0 && depth == 2)
+                handle += s->value;
+            else
+                fail_msg("late sample on %s (%u frames)", leaf, depth);
+        }
+    assert_int_equal(parse, 10 * MS);
+    assert_int_equal(handle, 20 * MS);
+    corr_free(c);
+}
+
+/* Between two parts, never-seen frames push the correlator's tables over its budget and it
+ * renumbers its names and stacks: the second part's memo from before must not be trusted, or
+ * its sample would be kept under another stack's id. */
+static void memo_from_before_a_rebuild_is_not_trusted(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 256 * 1024, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    corr_memo *m = corr_memo_new();
+    assert_non_null(m);
+    uint64_t t0[] = {1 * MS};
+    sp_profile *p1 = profile(f->a, t0, 1, PID, TID);
+    attach_part(c, p1, 0, m, f->a);
+    uint64_t gen = c->interns_gen;
+    int i = 0;
+    for (; i < 50000 && c->interns_gen == gen; i++) {
+        char *leaf = sp_arena_alloc(f->a, 48);
+        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
+        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+        names[3] = leaf;
+        uint64_t ts[] = {(uint64_t)(10 + i) * MS};
+        sp_batch pb = batch(f, "t1");
+        sp_profile *p = profile(f->a, ts, 1, PID, TID);
+        p->strings = names;
+        sp_batch_add_profile(&pb, p);
+        attach(c, &pb, (int64_t)(10 + i) * MS);
+    }
+    assert_true(c->interns_gen != gen);
+    int64_t at = 200 + i; /* far from the rounds: the span takes part 2 alone */
+    uint64_t t2[] = {(uint64_t)at * MS};
+    sp_profile *p2 = profile(f->a, t2, 1, PID, TID); /* main→handle→parse again */
+    p2->functions = p1->functions;
+    p2->locations = p1->locations;
+    attach_part(c, p2, at * MS, m, f->a);
+    corr_memo_free(m);
+
+    sp_span v[] = {span(9, at - 15, at + 15, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 9), 10 * MS);
+    for (size_t k = 0; k < tb.nprofiles; k++)
+        for (uint32_t j = 0; j < tb.profiles[k]->nsamples; j++) {
+            uint32_t depth;
+            const char *leaf = leaf_of(tb.profiles[k], &tb.profiles[k]->samples[j], &depth);
+            assert_string_equal(leaf, "parse");
+            assert_int_equal(depth, 3);
+        }
+    corr_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(parts_sharing_a_memo_keep_their_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(memo_from_before_a_rebuild_is_not_trusted, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

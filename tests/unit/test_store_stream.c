@@ -1,0 +1,200 @@
+/* store_stream_*: one request's batch in parts, written while the rest is converted (S1-S5 in
+ * storage-adapter/sqlite_write.c). What a user sees: the flame graph after the commit holds every
+ * part, built from tables that grew from part to part; a stream given up stores nothing and
+ * takes no other caller's batch with it; a bad part is refused by name.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "storage-adapter/store.h"
+#include "store_fixture.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+static const store_matcher APP = {"service_name", "app", STORE_MATCH_EQ};
+
+/* p with its tables cut to the first nloc locations and nfn functions: what a converter's
+ * tables look like before they grew. */
+static void cut_tables(sp_profile *p, uint32_t nloc, uint32_t nfn)
+{
+    p->nlocations = nloc;
+    p->nfunctions = nfn;
+}
+
+static store_stream *begin(fx *f)
+{
+    store_stream *st = NULL;
+    sp_err err = {0};
+    int rc = store_stream_begin(f->s, f->a, &st, &err);
+    if (rc)
+        fail_msg("stream begin: %s", err.msg);
+    return st;
+}
+
+static void part_ok(store_stream *st, const sp_batch *b)
+{
+    sp_err err = {0};
+    int rc = store_stream_part(st, b, &err);
+    if (rc)
+        fail_msg("stream part: %s (%s)", err.msg, sp_code_name(rc));
+}
+
+static sp_batch *batch_of(sp_arena *a, sp_profile *p)
+{
+    sp_batch *b = sp_arena_calloc(a, 1, sizeof *b);
+    *b = batch1(a, "t1", p);
+    return b;
+}
+
+/* Parts whose tables grow: the second part's stacks use locations the first part's tables did
+ * not have. Before the stream, a batch whose locations 4..7 are other frames fills the writer's
+ * memos there: a later part that reused them instead of resolving its new entries would name
+ * baz and qux after that batch's frames. */
+static void parts_with_growing_tables_make_one_flame_graph(void **state)
+{
+    fx *f = *state;
+    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+
+    sp_profile *other = mkprofile(f->a, CPU, "other", t);
+    for (uint32_t i = L_BAZ; i < NLOC; i++) { /* other frames at the same indices */
+        other->locations[i].address = 0x77000 + i;
+        other->locations[i].nlines = 0;
+        other->locations[i].lines = NULL;
+    }
+    add_sample(f->a, other, (const uint32_t[]){L_MAIN, L_BAZ, 0}, 100, t + SEC);
+    add_sample(f->a, other, (const uint32_t[]){L_MAIN, L_QUX, 0}, 100, t + SEC);
+    write_ok(f->s, batch_of(f->a, other));
+
+    store_stream *st = begin(f);
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    cut_tables(p1, L_BAR + 1, 4); /* main, foo, bar */
+    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
+    part_ok(st, batch_of(f->a, p1));
+    sp_profile *p2 = mkprofile(f->a, CPU, "app", t); /* the same tables, grown to all 7 */
+    add_sample(f->a, p2, STK_MFB, 2, t + 2 * SEC);
+    add_sample(f->a, p2, STK_MB, 4, t + 2 * SEC);
+    add_sample(f->a, p2, STK_MQ, 5, t + 3 * SEC);
+    part_ok(st, batch_of(f->a, p2));
+    sp_profile *p3 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p3, STK_MQ, 7, t + 4 * SEC);
+    part_ok(st, batch_of(f->a, p3));
+    sp_err err = {0};
+    assert_int_equal(store_stream_end(st, 0, &err), 0);
+
+    store_stacks got = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&got, "main;foo;bar"), 3);
+    assert_int_equal(value_of(&got, "main;baz"), 4);
+    assert_int_equal(value_of(&got, "main;qux"), 12);
+    int64_t total = 0;
+    for (size_t i = 0; i < got.nstacks; i++)
+        total += got.stacks[i].value;
+    assert_int_equal(total, 19);
+}
+
+typedef struct plain_arg {
+    store *s;
+    int64_t t;
+    int rc;
+} plain_arg;
+
+static void *write_plain(void *arg)
+{
+    plain_arg *pa = arg;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "plain", pa->t);
+    add_sample(a, p, STK_MB, 9, pa->t + SEC);
+    sp_batch b = batch1(a, "t1", p);
+    sp_err err = {0};
+    pa->rc = store_write(pa->s, &b, &err);
+    sp_arena_free(a);
+    return NULL;
+}
+
+/* A stream that is given up after its first part was written: the writer, waiting for its next
+ * part, takes a plain batch into the same transaction (S3); the stream's end with failed set
+ * rolls it back and writes the plain batch again without it (S4). */
+static void given_up_stream_stores_nothing_and_keeps_the_others(void **state)
+{
+    fx *f = *state;
+    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+    store_stream *st = begin(f);
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
+    part_ok(st, batch_of(f->a, p1));
+    usleep(50 * 1000); /* the writer has the stream; the outcome is the same if not */
+    plain_arg pa = {f->s, t, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_plain, &pa), 0);
+    usleep(50 * 1000);
+    sp_err err = {0};
+    assert_int_equal(store_stream_end(st, 1, &err), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(pa.rc, 0);
+
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(app.nstacks, 0);
+    store_matcher plain = {"service_name", "plain", STORE_MATCH_EQ};
+    store_stacks got = select_stacks(f, "t1", CPU, &plain, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&got, "main;baz"), 9);
+    /* the writer goes on: a later stream commits */
+    st = begin(f);
+    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p2, STK_MQ, 2, t + SEC);
+    part_ok(st, batch_of(f->a, p2));
+    assert_int_equal(store_stream_end(st, 0, &err), 0);
+    app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&app, "main;qux"), 2);
+    assert_int_equal(value_of(&app, "main;foo;bar"), 0);
+}
+
+/* A part that names a location its tables do not have is refused by name; the stream then ends
+ * failed and nothing of it is stored, its good first part included. */
+static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
+{
+    fx *f = *state;
+    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+    store_stream *st = begin(f);
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
+    part_ok(st, batch_of(f->a, p1));
+    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
+    sp_sample *s = add_sample(f->a, p2, STK_MB, 1, t + SEC);
+    s->location_ids[0] = NLOC + 3;
+    sp_err err = {0};
+    assert_int_equal(store_stream_part(st, batch_of(f->a, p2), &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "location_id 11 out of range (8 locations)"));
+    assert_int_equal(store_stream_end(st, 1, &err), 0);
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(app.nstacks, 0);
+}
+
+/* A stream without parts stores nothing and answers 0; so does one given up before its first
+ * part (nothing was queued). */
+static void empty_streams_answer_at_once(void **state)
+{
+    fx *f = *state;
+    sp_err err = {0};
+    assert_int_equal(store_stream_end(begin(f), 0, &err), 0);
+    assert_int_equal(store_stream_end(begin(f), 1, &err), 0);
+    store_stats stats;
+    store_stats_get(f->s, &stats);
+    assert_int_equal(stats.batches_committed, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(parts_with_growing_tables_make_one_flame_graph, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(given_up_stream_stores_nothing_and_keeps_the_others, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bad_part_is_refused_and_the_stream_stores_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(empty_streams_answer_at_once, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
