@@ -217,7 +217,13 @@ typedef struct sqs_stream {
 
 int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err)
 {
-    (void)st;
+    sqs_store *s = (sqs_store *)st;
+    pthread_mutex_lock(&s->mu);
+    int busy = s->writing || s->npending;
+    pthread_mutex_unlock(&s->mu);
+    *impl = NULL;
+    if (busy) /* S6 */
+        return 0;
     sqs_stream *ss = sp_arena_calloc(a, 1, sizeof *ss);
     if (!ss)
         return sp_fail(err, SP_ETOOBIG, "no room for a store stream in the request's budget");

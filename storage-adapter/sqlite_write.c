@@ -53,6 +53,10 @@
  *  S5. The memos (table index → row id) live across the parts of one stream: its tables only
  *      grow (store_stream_part's contract), so the memos are extended, not cleared; they are
  *      cleared for any other batch, part of another stream, and each transaction.
+ *  S6. A stream is taken only while the writer is idle (no transaction being built, nothing
+ *      queued); otherwise store.c joins its parts and writes them whole at its end. Streaming
+ *      pays when the writer would otherwise wait for the request's conversion; when it is busy,
+ *      parts would only hold its transaction open longer (measured: bench/RESULTS.md).
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -978,9 +982,11 @@ void *sqs_writer_main(void *arg)
             if (!s->head)
                 s->tail = NULL;
             s->npending -= n;
+            s->writing = 1;
             pthread_mutex_unlock(&s->mu);
             n = commit_group(s, group, n, max);
             pthread_mutex_lock(&s->mu);
+            s->writing = 0;
             for (size_t i = 0; i < n; i++)
                 complete(group[i], group[i]->rc);
             continue;

@@ -115,7 +115,7 @@ int store_stream_begin(store *s, sp_arena *a, store_stream **out, sp_err *err)
         return sp_fail(err, SP_ETOOBIG, "store_stream_begin: no arena or out of its budget");
     st->s = s;
     st->all.arena = a;
-    if (s->ops->stream_begin) {
+    if (s->ops->stream_begin) { /* it may leave impl NULL: the parts are joined here */
         int rc = s->ops->stream_begin(s, a, &st->impl, err);
         if (rc)
             return rc;

@@ -346,7 +346,9 @@ int store_write(store *s, const sp_batch *b, sp_err *err);
  * one transaction, all or nothing, and store_stream_end() returns 0 only after its commit.
  *
  * - begin allocates the stream in a (the request's arena, which must outlive end); nothing is
- *   queued until the first part.
+ *   queued until the first part. A backend may decline to write parts as they come (SQLite does
+ *   while its writer is busy, S6): the parts are then joined and written whole by end, with the
+ *   same contract.
  * - part validates the part (SP_EINVAL names what is wrong) and hands it over; the part and its
  *   tables must stay unchanged until end returns. Every part of a stream shares one set of
  *   tables that only grow: an index names the same string, function, location or mapping in

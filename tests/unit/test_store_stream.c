@@ -114,6 +114,19 @@ static void *write_plain(void *arg)
     return NULL;
 }
 
+typedef struct end_arg {
+    store_stream *st;
+    int rc;
+} end_arg;
+
+static void *end_in_thread(void *arg)
+{
+    end_arg *ea = arg;
+    sp_err err = {0};
+    ea->rc = store_stream_end(ea->st, 0, &err);
+    return NULL;
+}
+
 /* A stream that is given up after its first part was written: the writer, waiting for its next
  * part, takes a plain batch into the same transaction (S3); the stream's end with failed set
  * rolls it back and writes the plain batch again without it (S4). */
@@ -149,6 +162,40 @@ static void given_up_stream_stores_nothing_and_keeps_the_others(void **state)
     app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
     assert_int_equal(value_of(&app, "main;qux"), 2);
     assert_int_equal(value_of(&app, "main;foo;bar"), 0);
+}
+
+/* A stream begun while the writer is busy (another stream's transaction is open, S6) is joined
+ * and written whole at its end, with the same answers; both streams commit. */
+static void stream_begun_while_the_writer_is_busy_is_written_whole(void **state)
+{
+    fx *f = *state;
+    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+    store_stream *a = begin(f);
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
+    part_ok(a, batch_of(f->a, p1)); /* queued, or in the writer's open transaction */
+    store_stream *b = begin(f);
+    sp_profile *q1 = mkprofile(f->a, CPU, "other", t);
+    cut_tables(q1, L_BAR + 1, 4);
+    add_sample(f->a, q1, STK_MFB, 2, t + SEC);
+    part_ok(b, batch_of(f->a, q1));
+    sp_profile *q2 = mkprofile(f->a, CPU, "other", t);
+    add_sample(f->a, q2, STK_MQ, 3, t + SEC);
+    part_ok(b, batch_of(f->a, q2));
+    end_arg eb = {b, -1};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, end_in_thread, &eb), 0);
+    usleep(50 * 1000);
+    sp_err err = {0};
+    assert_int_equal(store_stream_end(a, 0, &err), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(eb.rc, 0);
+    store_matcher other = {"service_name", "other", STORE_MATCH_EQ};
+    store_stacks got = select_stacks(f, "t1", CPU, &other, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&got, "main;foo;bar"), 2);
+    assert_int_equal(value_of(&got, "main;qux"), 3);
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&app, "main;foo;bar"), 1);
 }
 
 /* A part that names a location its tables do not have is refused by name; the stream then ends
@@ -192,6 +239,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(given_up_stream_stores_nothing_and_keeps_the_others, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(stream_begun_while_the_writer_is_busy_is_written_whole,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(bad_part_is_refused_and_the_stream_stores_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(empty_streams_answer_at_once, setup, teardown),
