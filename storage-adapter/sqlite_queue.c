@@ -155,6 +155,25 @@ static int validate_batch(const sp_batch *b, table_marks *checked, sp_err *err)
 /* ---- entry points ------------------------------------------------------------------------------
  */
 
+/* Appends a write (a batch, or a stream at its first part) to the write queue, under s->mu:
+ * SP_EUNAVAIL while the store closes, SP_EFULL past max_pending (the caller retries later). */
+static int queue_write(sqs_store *s, sqs_req *req, sp_err *err)
+{
+    if (s->stopping)
+        return sp_fail(err, SP_EUNAVAIL, "the store is closing");
+    if (s->npending >= s->opt.max_pending)
+        return sp_fail(err, SP_EFULL,
+                       "the store's write queue is full (%zu batches waiting); retry later",
+                       s->npending);
+    if (s->tail)
+        s->tail->next = req;
+    else
+        s->head = req;
+    s->tail = req;
+    s->npending++;
+    return 0;
+}
+
 static int enqueue_and_wait(sqs_store *s, sqs_req *req, sp_err *err)
 {
     pthread_cond_init(&req->cv, NULL);
@@ -165,19 +184,12 @@ static int enqueue_and_wait(sqs_store *s, sqs_req *req, sp_err *err)
         return sp_fail(err, SP_EUNAVAIL, "the store is closing");
     }
     if (req->kind == SQS_REQ_WRITE) {
-        if (s->npending >= s->opt.max_pending) {
-            size_t n = s->npending;
+        int rc = queue_write(s, req, err);
+        if (rc) {
             pthread_mutex_unlock(&s->mu);
             pthread_cond_destroy(&req->cv);
-            return sp_fail(err, SP_EFULL,
-                           "the store's write queue is full (%zu batches waiting); retry later", n);
+            return rc;
         }
-        if (s->tail)
-            s->tail->next = req;
-        else
-            s->head = req;
-        s->tail = req;
-        s->npending++;
     } else {
         if (s->ret_tail)
             s->ret_tail->next = req;
@@ -255,22 +267,10 @@ int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err)
         return sp_fail(err, req->rc ? req->rc : SP_EUNAVAIL, "%s", ss->err.msg);
     }
     if (!req->queued) { /* S1 */
-        if (s->stopping) {
+        if ((rc = queue_write(s, req, err))) {
             pthread_mutex_unlock(&s->mu);
-            return sp_fail(err, SP_EUNAVAIL, "the store is closing");
+            return rc;
         }
-        if (s->npending >= s->opt.max_pending) {
-            size_t n = s->npending;
-            pthread_mutex_unlock(&s->mu);
-            return sp_fail(err, SP_EFULL,
-                           "the store's write queue is full (%zu batches waiting); retry later", n);
-        }
-        if (s->tail)
-            s->tail->next = req;
-        else
-            s->head = req;
-        s->tail = req;
-        s->npending++;
         req->queued = 1;
     }
     if (req->parts_tail)

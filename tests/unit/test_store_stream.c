@@ -50,6 +50,22 @@ static sp_batch *batch_of(sp_arena *a, sp_profile *p)
     return b;
 }
 
+/* The start of a 10 s bucket twenty seconds ago. */
+static int64_t recent_bucket(void)
+{
+    return (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+}
+
+/* A stream with one part: main;foo;bar = 1 for service "app". */
+static store_stream *begun_with_a_part(fx *f, int64_t t)
+{
+    store_stream *st = begin(f);
+    sp_profile *p = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p, STK_MFB, 1, t + SEC);
+    part_ok(st, batch_of(f->a, p));
+    return st;
+}
+
 /* Parts whose tables grow: the second part's stacks use locations the first part's tables did
  * not have. Before the stream, a batch whose locations 4..7 are other frames fills the writer's
  * memos there: a later part that reused them instead of resolving its new entries would name
@@ -57,7 +73,7 @@ static sp_batch *batch_of(sp_arena *a, sp_profile *p)
 static void parts_with_growing_tables_make_one_flame_graph(void **state)
 {
     fx *f = *state;
-    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
+    int64_t t = recent_bucket();
 
     sp_profile *other = mkprofile(f->a, CPU, "other", t);
     for (uint32_t i = L_BAZ; i < NLOC; i++) { /* other frames at the same indices */
@@ -133,11 +149,8 @@ static void *end_in_thread(void *arg)
 static void given_up_stream_stores_nothing_and_keeps_the_others(void **state)
 {
     fx *f = *state;
-    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
-    store_stream *st = begin(f);
-    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
-    part_ok(st, batch_of(f->a, p1));
+    int64_t t = recent_bucket();
+    store_stream *st = begun_with_a_part(f, t);
     usleep(50 * 1000); /* the writer has the stream; the outcome is the same if not */
     plain_arg pa = {f->s, t, -1};
     pthread_t th;
@@ -169,11 +182,8 @@ static void given_up_stream_stores_nothing_and_keeps_the_others(void **state)
 static void stream_begun_while_the_writer_is_busy_is_written_whole(void **state)
 {
     fx *f = *state;
-    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
-    store_stream *a = begin(f);
-    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
-    part_ok(a, batch_of(f->a, p1)); /* queued, or in the writer's open transaction */
+    int64_t t = recent_bucket();
+    store_stream *a = begun_with_a_part(f, t); /* queued, or in the writer's open transaction */
     store_stream *b = begin(f);
     sp_profile *q1 = mkprofile(f->a, CPU, "other", t);
     cut_tables(q1, L_BAR + 1, 4);
@@ -203,11 +213,8 @@ static void stream_begun_while_the_writer_is_busy_is_written_whole(void **state)
 static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
 {
     fx *f = *state;
-    int64_t t = (wall_ns() / (10 * SEC) - 2) * 10 * SEC;
-    store_stream *st = begin(f);
-    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p1, STK_MFB, 1, t + SEC);
-    part_ok(st, batch_of(f->a, p1));
+    int64_t t = recent_bucket();
+    store_stream *st = begun_with_a_part(f, t);
     sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
     sp_sample *s = add_sample(f->a, p2, STK_MB, 1, t + SEC);
     s->location_ids[0] = NLOC + 3;
