@@ -47,4 +47,32 @@ int otlp_decode(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_de
 int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a, otlp_decoded *out,
                         sp_err *err);
 
+/* A profiles request decoded one ResourceProfiles at a time, so that a large one can be
+ * converted and stored in parts while the rest is still bytes (otlp/service.c streams them):
+ * protobuf-c unpacks the dictionary first and each resource when its part needs it, and the
+ * unpacked part is still in the cache when it is converted.
+ *
+ * otlp_decode_profiles() is otlp_decode(OTLP_SIGNAL_PROFILES) (detect_layout 1) or
+ * otlp_decode_current() (0), with the same errors, except that a request of at least two
+ * resource_profiles and lazy_min_samples Samples whose bytes have the plain shape (invariant L1
+ * in decode.c) comes back with *lazy set: out->msg then has its dictionary and
+ * n_resource_profiles, but resource_profiles[i] is NULL until unpacked, and out->verdict has its
+ * total but judges only the unpacked resources. *lazy is NULL when the request was decoded whole.
+ * Everything lives in the arena a; the caller holds out and *lazy as long as the arena. */
+typedef struct otlp_profiles_lazy otlp_profiles_lazy;
+int otlp_decode_profiles(const uint8_t *msg, size_t len, int detect_layout, size_t lazy_min_samples,
+                         sp_arena *a, otlp_decoded *out, otlp_profiles_lazy **lazy, sp_err *err);
+/* The request's resource_profiles entries, and the Samples resource i holds (read from its bytes).
+ */
+size_t otlp_profiles_lazy_resources(const otlp_profiles_lazy *lz);
+size_t otlp_profiles_lazy_samples(const otlp_profiles_lazy *lz, size_t i);
+/* Resources unpacked so far (they are unpacked in request order). */
+size_t otlp_profiles_lazy_unpacked(const otlp_profiles_lazy *lz);
+/* Unpacks and validates the next n resources (fewer at the end; SIZE_MAX: all the rest) into the
+ * out->msg and out->verdict given to otlp_decode_profiles(). Fails with SP_EINVAL naming the
+ * resource and its offset when its bytes do not decode, SP_ETOOBIG when the arena's budget runs
+ * out, SP_EINTERNAL when protobuf-c unpacked other counts than the walk of the bytes found (L2).
+ * After a failure the request must be refused whole. */
+int otlp_profiles_lazy_unpack(otlp_profiles_lazy *lz, size_t n, sp_err *err);
+
 #endif

@@ -29,6 +29,12 @@ static const signal_def profiles_def = {OTLP_SIGNAL_PROFILES, "profiles"};
 static const signal_def traces_def = {OTLP_SIGNAL_TRACES, "spans"};
 
 /* One request's decode state; everything is released by work_free(). */
+/* A request with at least twice this many samples over more than one resource_profiles entry
+ * is handed on in parts of about this many (whole resources: the eBPF profiler sends one per
+ * process), so the store writes the first parts while the rest are decoded, converted and
+ * correlated. Smaller parts start the writer sooner but cost a correlator and queue round each. */
+#define STREAM_PART_SAMPLES 4096
+
 typedef struct work {
     const otlp_config *cfg;
     const signal_def *sig;
@@ -41,6 +47,7 @@ typedef struct work {
     const uint8_t *msg;
     size_t msglen;
     otlp_decoded dec;
+    otlp_profiles_lazy *lazy; /* a large profiles request, unpacked resource by resource */
 } work;
 
 static void work_free(work *w)
@@ -162,9 +169,15 @@ static int decode(work *w, sp_err *err)
     w->arena = sp_arena_new(otlp_decode_budget(w->msglen));
     if (!w->arena)
         return sp_fail(err, SP_ENOMEM, "cannot allocate a decode arena");
-    int rc = w->json
-                 ? otlp_decode_current(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err)
-                 : otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
+    int rc;
+    if (w->sig->signal == OTLP_SIGNAL_PROFILES && w->cfg && w->cfg->sink.write &&
+        w->cfg->sink.stream_begin)
+        rc = otlp_decode_profiles(w->msg, w->msglen, !w->json, 2 * STREAM_PART_SAMPLES, w->arena,
+                                  &w->dec, &w->lazy, err);
+    else if (w->json)
+        rc = otlp_decode_current(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
+    else
+        rc = otlp_decode(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
     if (!rc && w->dec.layout.layout == OTLP_LAYOUT_V1_9)
         sp_metrics_gauge_add("otlp_profiles_v1_9_layout_requests_total", 1);
     if (!rc && w->dec.layout.rewritten)
@@ -314,15 +327,13 @@ static void answer_ok(srv_response *resp, const work *w)
     }
 }
 
-/* A request with at least twice this many samples over more than one resource_profiles entry
- * is handed on in parts of about this many (whole resources: the eBPF profiler sends one per
- * process), so the store writes the first parts while the rest are converted and correlated.
- * Smaller parts start the writer sooner but cost a correlator and queue round each. */
-#define STREAM_PART_SAMPLES 4096
-
-static size_t
-resource_samples(const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp)
+/* The Samples of resource i: counted on its bytes when the request is decoded lazily. */
+static size_t resource_samples(const work *w, size_t i)
 {
+    if (w->lazy)
+        return otlp_profiles_lazy_samples(w->lazy, i);
+    const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
+        ((const otlp_profiles_req *)w->dec.msg)->resource_profiles[i];
     size_t n = 0;
     for (size_t j = 0; j < rp->n_scope_profiles; j++)
         for (size_t k = 0; k < rp->scope_profiles[j]->n_profiles; k++)
@@ -330,32 +341,33 @@ resource_samples(const Opentelemetry__Proto__Profiles__V1development__ResourcePr
     return n;
 }
 
-/* Converts and hands on the request's profiles in parts (otlp_sink's streams). *streamed = 0
- * when the request is small or the sink declines: the caller converts it as one batch. */
+/* Converts and hands on the request's profiles in parts (otlp_sink's streams), unpacking each
+ * part's resources first when the request was decoded lazily. *streamed = 0 when the request is
+ * small or the sink declines: the caller converts it as one batch (all of it unpacked). */
 static int stream_profiles(const otlp_sink *sink, srv_request *req, work *w, int *streamed,
                            sp_err *err)
 {
     const otlp_profiles_req *pr = (const otlp_profiles_req *)w->dec.msg;
     *streamed = 0;
-    if (!sink->stream_begin || !pr->dictionary || pr->n_resource_profiles < 2)
-        return 0;
-    size_t total = 0;
-    for (size_t i = 0; i < pr->n_resource_profiles; i++)
-        total += resource_samples(pr->resource_profiles[i]);
-    if (total < 2 * STREAM_PART_SAMPLES)
-        return 0;
-    void *st = sink->stream_begin(sink->ud, req, w->arena);
+    size_t total = 0, nres = pr->n_resource_profiles;
+    for (size_t i = 0; i < nres; i++)
+        total += resource_samples(w, i);
+    void *st = NULL;
+    if (sink->stream_begin && pr->dictionary && nres >= 2 && total >= 2 * STREAM_PART_SAMPLES)
+        st = sink->stream_begin(sink->ud, req, w->arena);
     if (!st)
-        return 0;
+        return w->lazy ? otlp_profiles_lazy_unpack(w->lazy, SIZE_MAX, err) : 0;
     *streamed = 1;
     sp_metrics_gauge_add("otlp_profiles_streamed_requests_total", 1);
     otlp_profiles_conv *pc = NULL;
     int rc = otlp_profiles_conv_begin(pr, &w->dec.verdict, w->arena, &pc, err);
     int64_t now = wall_now_ns();
-    for (size_t i = 0; !rc && i < pr->n_resource_profiles;) {
+    for (size_t i = 0; !rc && i < nres;) {
         size_t k = 0, n = 0;
-        while (i + k < pr->n_resource_profiles && (k == 0 || n < STREAM_PART_SAMPLES))
-            n += resource_samples(pr->resource_profiles[i + k++]);
+        while (i + k < nres && (k == 0 || n < STREAM_PART_SAMPLES))
+            n += resource_samples(w, i + k++);
+        if (w->lazy && (rc = otlp_profiles_lazy_unpack(w->lazy, k, err)))
+            break;
         sp_batch *part = sp_arena_calloc(w->arena, 1, sizeof *part);
         if (!part) {
             rc = sp_fail(err, SP_ETOOBIG, "request too large for its budget");
@@ -407,9 +419,6 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
         work_free(&w);
         return;
     }
-    uint64_t accepted = w.dec.verdict.total - w.dec.verdict.bad;
-    if (w.dec.verdict.bad) /* partial_success: stored what was good, say what was not */
-        srv_report_refusal(req, 0, w.dec.verdict.bad, w.dec.verdict.first.msg);
     if (cfg && cfg->sink.write) {
         /* Convert what validated, hand it to the next stage, answer only once it is stored. */
         sp_err serr = {0};
@@ -417,7 +426,7 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
         int streamed = 0;
         if (sig->signal == OTLP_SIGNAL_PROFILES) {
             rc = stream_profiles(&cfg->sink, req, &w, &streamed, &serr);
-            if (!streamed)
+            if (!rc && !streamed)
                 rc = otlp_profiles_convert((const otlp_profiles_req *)w.dec.msg, &w.dec.verdict,
                                            wall_now_ns(), &batch, &serr);
         } else {
@@ -438,7 +447,10 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
             return;
         }
     }
-    sp_metrics_items(req->endpoint, accepted, w.dec.verdict.bad);
+    /* The verdict is whole only now: a lazily decoded request is validated part by part. */
+    if (w.dec.verdict.bad) /* partial_success: stored what was good, say what was not */
+        srv_report_refusal(req, 0, w.dec.verdict.bad, w.dec.verdict.first.msg);
+    sp_metrics_items(req->endpoint, w.dec.verdict.total - w.dec.verdict.bad, w.dec.verdict.bad);
     answer_ok(resp, &w);
     work_free(&w);
 }

@@ -9,6 +9,7 @@
 
 typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
 typedef Opentelemetry__Proto__Profiles__V1development__Profile Profile;
+typedef Opentelemetry__Proto__Profiles__V1development__ResourceProfiles ResourceProfiles;
 typedef Opentelemetry__Proto__Profiles__V1development__Sample Sample;
 typedef Opentelemetry__Proto__Profiles__V1development__ValueType ValueType;
 typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
@@ -307,72 +308,108 @@ static int alloc_flags(sp_arena *a, size_t n, uint8_t **out, sp_err *err)
     return 0;
 }
 
-int otlp_validate_profiles(const otlp_profiles_req *req, sp_arena *a, otlp_verdict *v, sp_err *err)
+/* The state of one request's validation: the dictionary's entry flags, and the verdict the
+ * resources are judged into. */
+struct otlp_profiles_check {
+    dctx c;
+    otlp_verdict *v;
+    size_t item; /* the next profile's index in the verdict's numbering */
+};
+
+int otlp_profiles_check_begin(const Dict *d, size_t total, sp_arena *a, otlp_verdict *v,
+                              otlp_profiles_check **out, sp_err *err)
 {
     memset(v, 0, sizeof *v);
-    for (size_t r = 0; r < req->n_resource_profiles; r++)
-        for (size_t s = 0; s < req->resource_profiles[r]->n_scope_profiles; s++)
-            v->total += req->resource_profiles[r]->scope_profiles[s]->n_profiles;
-    if (v->total == 0)
+    *out = NULL;
+    v->total = total;
+    if (total == 0)
         return 0;
-    if (!req->dictionary)
+    if (!d)
         return sp_fail(err, SP_EINVAL,
                        "request has %zu profiles but no dictionary (ExportProfilesServiceRequest "
                        "field 2); every index in a profile points into it",
-                       v->total);
-    const Dict *d = req->dictionary;
-    dctx c = {.d = d};
-    int rc = alloc_flags(a, v->total, &v->is_bad, err);
+                       total);
+    otlp_profiles_check *k = sp_arena_calloc(a, 1, sizeof *k);
+    if (!k)
+        return sp_fail(err, SP_ETOOBIG, "request's decode memory budget exhausted");
+    k->c.d = d;
+    k->v = v;
+    int rc = alloc_flags(a, total, &v->is_bad, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_stack_table, &c.stack, err);
+        rc = alloc_flags(a, d->n_stack_table, &k->c.stack, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_location_table, &c.location, err);
+        rc = alloc_flags(a, d->n_location_table, &k->c.location, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_mapping_table, &c.mapping, err);
+        rc = alloc_flags(a, d->n_mapping_table, &k->c.mapping, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_function_table, &c.function, err);
+        rc = alloc_flags(a, d->n_function_table, &k->c.function, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_attribute_table, &c.attr, err);
+        rc = alloc_flags(a, d->n_attribute_table, &k->c.attr, err);
     if (!rc)
-        rc = alloc_flags(a, d->n_link_table, &c.link, err);
-    if (rc)
-        return rc;
+        rc = alloc_flags(a, d->n_link_table, &k->c.link, err);
+    if (!rc)
+        *out = k;
+    return rc;
+}
 
-    size_t k = 0;
-    for (size_t r = 0; r < req->n_resource_profiles; r++) {
-        const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
-            req->resource_profiles[r];
-        sp_err rerr = {0};
-        int rbad = rp->resource ? check_attrs(&c, rp->resource->attributes,
-                                              rp->resource->n_attributes, "resource", &rerr)
-                                : 0;
-        for (size_t s = 0; s < rp->n_scope_profiles; s++) {
-            const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp =
-                rp->scope_profiles[s];
-            sp_err serr = rerr;
-            int sbad = rbad;
-            if (!sbad && sp->scope)
-                sbad =
-                    check_attrs(&c, sp->scope->attributes, sp->scope->n_attributes, "scope", &serr);
-            for (size_t p = 0; p < sp->n_profiles; p++, k++) {
-                sp_err perr = serr;
-                int want_msg = v->bad == 0;
-                int bad = sbad ? sbad : check_profile(&c, sp->profiles[p], want_msg ? &perr : NULL);
-                if (!bad)
-                    continue;
-                v->is_bad[k] = 1;
-                if (v->bad++ == 0) {
-                    v->first = perr;
-                    v->first.code = SP_EINVAL;
-                    sp_err_prefix(&v->first,
-                                  "resource_profiles[%zu].scope_profiles[%zu]."
-                                  "profiles[%zu]: ",
-                                  r, s, p);
-                }
+size_t otlp_profiles_count(const ResourceProfiles *rp)
+{
+    size_t n = 0;
+    for (size_t s = 0; s < rp->n_scope_profiles; s++)
+        n += rp->scope_profiles[s]->n_profiles;
+    return n;
+}
+
+int otlp_profiles_check_resource(otlp_profiles_check *k, const ResourceProfiles *rp, size_t r,
+                                 sp_err *err)
+{
+    otlp_verdict *v = k->v;
+    if (k->item + otlp_profiles_count(rp) > v->total)
+        return sp_fail(err, SP_EINTERNAL,
+                       "resource_profiles[%zu] has more profiles than the request was counted with "
+                       "(%zu)",
+                       r, v->total);
+    const dctx *c = &k->c;
+    sp_err rerr = {0};
+    int rbad = rp->resource ? check_attrs(c, rp->resource->attributes, rp->resource->n_attributes,
+                                          "resource", &rerr)
+                            : 0;
+    for (size_t s = 0; s < rp->n_scope_profiles; s++) {
+        const Opentelemetry__Proto__Profiles__V1development__ScopeProfiles *sp =
+            rp->scope_profiles[s];
+        sp_err serr = rerr;
+        int sbad = rbad;
+        if (!sbad && sp->scope)
+            sbad = check_attrs(c, sp->scope->attributes, sp->scope->n_attributes, "scope", &serr);
+        for (size_t p = 0; p < sp->n_profiles; p++, k->item++) {
+            sp_err perr = serr;
+            int want_msg = v->bad == 0;
+            int bad = sbad ? sbad : check_profile(c, sp->profiles[p], want_msg ? &perr : NULL);
+            if (!bad)
+                continue;
+            v->is_bad[k->item] = 1;
+            if (v->bad++ == 0) {
+                v->first = perr;
+                v->first.code = SP_EINVAL;
+                sp_err_prefix(&v->first,
+                              "resource_profiles[%zu].scope_profiles[%zu].profiles[%zu]: ", r, s,
+                              p);
             }
         }
     }
     return 0;
+}
+
+int otlp_validate_profiles(const otlp_profiles_req *req, sp_arena *a, otlp_verdict *v, sp_err *err)
+{
+    size_t total = 0;
+    for (size_t r = 0; r < req->n_resource_profiles; r++)
+        total += otlp_profiles_count(req->resource_profiles[r]);
+    otlp_profiles_check *k;
+    int rc = otlp_profiles_check_begin(req->dictionary, total, a, v, &k, err);
+    for (size_t r = 0; !rc && k && r < req->n_resource_profiles; r++)
+        rc = otlp_profiles_check_resource(k, req->resource_profiles[r], r, err);
+    return rc;
 }
 
 static int all_zero(const ProtobufCBinaryData *b)

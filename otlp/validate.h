@@ -45,6 +45,25 @@ typedef struct otlp_verdict {
  * cannot hold the bookkeeping. */
 int otlp_validate_profiles(const otlp_profiles_req *req, sp_arena *a, otlp_verdict *v, sp_err *err);
 
+/* The same validation one ResourceProfiles at a time, for a request decoded resource by resource
+ * (otlp/decode.h, otlp_profiles_lazy). begin takes the dictionary and the request's number of
+ * profiles (v->total), allocates the verdict's flags and fails as otlp_validate_profiles() does
+ * (*out stays NULL when total is 0: there is nothing to check). check_resource judges the
+ * profiles of resource_profiles[r], which must come in request order, into v: the same flags,
+ * counts and first message as the whole-request call gives. It fails only with SP_EINTERNAL,
+ * when the resources hold more profiles than begin was told. */
+typedef struct otlp_profiles_check otlp_profiles_check;
+int otlp_profiles_check_begin(
+    const Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *d, size_t total,
+    sp_arena *a, otlp_verdict *v, otlp_profiles_check **out, sp_err *err);
+int otlp_profiles_check_resource(
+    otlp_profiles_check *k,
+    const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp, size_t r,
+    sp_err *err);
+/* The profiles of one ResourceProfiles (over its scopes). */
+size_t
+otlp_profiles_count(const Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp);
+
 /* Validates every Span of req: trace_id 16 bytes and span_id 8 bytes, both not all zero;
  * parent_span_id empty or 8 bytes; end_time_unix_nano >= start_time_unix_nano. */
 int otlp_validate_traces(const otlp_traces_req *req, sp_arena *a, otlp_verdict *v, sp_err *err);

@@ -103,3 +103,35 @@ def test_a_streamed_export_whose_commit_fails_is_stored_once_after_the_retry(spa
         assert stored(spanprof, s) == s.expected, s.exe
     for n in (0, 14):
         assert span_total(spanprof, shapes[2], n) == span_observations(shapes[2], n)
+
+
+def test_an_export_whose_last_resource_does_not_decode_is_refused_whole(spanprof):
+    """Decoded one resource at a time (otlp/decode.c L1-L3), a large Export's first parts reach
+    the writer before its last resource is unpacked. When that one does not decode, the whole
+    Export is refused as protobuf-c refuses it whole: INVALID_ARGUMENT naming the resource, and
+    nothing of the parts already written is stored."""
+    shapes = processes(6, 14000)
+    req = export_of(shapes)
+    # resource{scope_profiles{profiles{samples{stack_index as a LEN field}}}}: the bytes walk,
+    # protobuf-c refuses the Sample
+    bad = bytes([0x0a, 0x09, 0x12, 0x07, 0x12, 0x05, 0x12, 0x03, 0x0a, 0x01, 0x00])
+    body = req.SerializeToString() + bad
+    streamed = scrape(spanprof.http_port).total("spanprof_otlp_profiles_streamed_requests_total")
+    opts = [("grpc.max_send_message_length", 100 << 20)]
+    with grpc.insecure_channel(spanprof.grpc_target, options=opts) as ch:
+        export = ch.unary_unary(
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as e:
+            export(body, timeout=RPC_TIMEOUT)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value
+    assert f"resource_profiles[{len(shapes)}]" in e.value.details(), e.value.details()
+    assert "does not decode as protobuf" in e.value.details(), e.value.details()
+    # its first parts were handed to the store before the bad resource was reached
+    assert scrape(spanprof.http_port).total(
+        "spanprof_otlp_profiles_streamed_requests_total") == streamed + 1
+    for s in shapes:
+        assert stored(spanprof, s) == {}, s.exe
+    send(spanprof, req)  # the sender's fixed Export
+    for s in shapes:
+        assert stored(spanprof, s) == s.expected, s.exe

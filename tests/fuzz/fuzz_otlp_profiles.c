@@ -1,5 +1,7 @@
 /* libFuzzer target: ExportProfilesServiceRequest bytes through the whole decode pipeline
- * (otlp/decode.c: depth check, v1.9 layout detection and rewrite, protobuf-c unpack, validation).
+ * (otlp/decode.c: depth check, v1.9 layout detection and rewrite, protobuf-c unpack, validation),
+ * and through the same pipeline one resource at a time (otlp_decode_profiles), which must refuse
+ * what the whole decode refuses and judge and convert the rest the same.
  * Then every reference of every profile the validator accepted is followed, so ASan catches any
  * index the validator let through out of bounds. */
 #include "otlp/convert.h"
@@ -151,6 +153,44 @@ static void check_converted(const sp_profile *p)
     sp_buf_free(&out);
 }
 
+/* The same bytes decoded one resource at a time (otlp_decode_profiles, L1-L3 in otlp/decode.c):
+ * refused when the whole decode refuses them, else the same verdict. Returns the samples the
+ * lazy conversion gave (SIZE_MAX when it ran out of budget: no comparison). */
+static size_t lazy_decode(const uint8_t *data, size_t size, int whole_rc, const otlp_verdict *wv)
+{
+    sp_arena *a = sp_arena_new(otlp_decode_budget(size));
+    otlp_decoded dec;
+    otlp_profiles_lazy *lz = NULL;
+    sp_err err = {0};
+    int rc = otlp_decode_profiles(data, size, 1, 0, a, &dec, &lz, &err);
+    if (!rc && lz) {
+        CHECK(otlp_profiles_lazy_unpacked(lz) == 0);
+        while (!rc && otlp_profiles_lazy_unpacked(lz) < otlp_profiles_lazy_resources(lz))
+            rc = otlp_profiles_lazy_unpack(lz, 1, &err);
+        CHECK(rc != SP_EINTERNAL); /* L2: the walk's counts are protobuf-c's */
+    }
+    size_t samples = SIZE_MAX;
+    if (rc == SP_ETOOBIG || whole_rc == SP_ETOOBIG) {
+        /* the two paths spend the budget differently */
+    } else if (whole_rc) {
+        CHECK(rc == whole_rc);
+    } else {
+        CHECK(rc == 0);
+        CHECK(dec.verdict.total == wv->total && dec.verdict.bad == wv->bad);
+        CHECK(!wv->total || memcmp(dec.verdict.is_bad, wv->is_bad, wv->total) == 0);
+        CHECK(strcmp(dec.verdict.first.msg, wv->first.msg) == 0);
+        sp_batch b = {.tenant = "fuzz", .arena = a};
+        if (otlp_profiles_convert((const otlp_profiles_req *)dec.msg, &dec.verdict, 1, &b, &err) ==
+            0) {
+            samples = 0;
+            for (size_t i = 0; i < b.nprofiles; i++)
+                samples += b.profiles[i]->nsamples;
+        }
+    }
+    sp_arena_free(a);
+    return samples;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sp_arena *a = sp_arena_new(otlp_decode_budget(size));
@@ -160,9 +200,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc) {
         CHECK(rc == SP_EINVAL || rc == SP_ETOOBIG);
         CHECK(err.code == rc && err.msg[0] != 0);
+        lazy_decode(data, size, rc, NULL);
         sp_arena_free(a);
         return 0;
     }
+    size_t lazy_samples = lazy_decode(data, size, 0, &dec.verdict);
     const otlp_profiles_req *req = (const otlp_profiles_req *)dec.msg;
     const otlp_verdict *v = &dec.verdict;
     CHECK(v->bad <= v->total);
@@ -195,8 +237,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* What validation accepted must convert, and every converted reference must be in range. */
     sp_batch b = {.tenant = "fuzz", .arena = a};
     if (otlp_profiles_convert(req, v, 1, &b, &err) == 0) {
-        for (size_t i = 0; i < b.nprofiles; i++)
+        size_t whole_samples = 0;
+        for (size_t i = 0; i < b.nprofiles; i++) {
             check_converted(b.profiles[i]);
+            whole_samples += b.profiles[i]->nsamples;
+        }
+        CHECK(lazy_samples == SIZE_MAX || lazy_samples == whole_samples);
         /* In parts (the streamed path), one resource at a time: the same profiles and samples,
          * each part's references in range of the tables it was given, and those tables only
          * grow from part to part. */
