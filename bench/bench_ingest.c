@@ -932,6 +932,20 @@ int main(int argc, char **argv)
         sent_obs += reqs[i % ndistinct].obs;
         sent_bytes += reqs[i % ndistinct].len;
     }
+    /* The slowest Exports by their place in the run: the first ones find every stack new. */
+    int slow[3] = {-1, -1, -1};
+    for (int i = 0; i < nrequests; i++)
+        for (int k = 0; k < 3; k++)
+            if (slow[k] < 0 || lat_ms[i] > lat_ms[slow[k]]) {
+                for (int j = 2; j > k; j--)
+                    slow[j] = slow[j - 1];
+                slow[k] = i;
+                break;
+            }
+    char slowest[128] = "";
+    for (int k = 0, n = 0; k < 3 && slow[k] >= 0; k++)
+        n += snprintf(slowest + n, sizeof slowest - (size_t)n, "%s#%d %.1f ms", k ? ", " : "",
+                      slow[k], lat_ms[slow[k]]);
     qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, bench_cmp_double);
     printf("answered OK: %d of %d\n", nrequests - failures, nrequests);
     printf("end to end: %.0f samples/s, %.1f MB/s of OTLP in %.1f s%s\n", (double)sent / secs,
@@ -947,6 +961,7 @@ int main(int argc, char **argv)
                cpu_writer * 1e6 / (double)sent, cpu - cpu_ingest - cpu_query - cpu_writer);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
+    printf("slowest Exports (#: place in the run): %s\n", slowest);
     if (query_rate > 0) {
         printf("span queries during ingest: %d asked at %.0f/s, %d without samples, %d failed\n",
                qr.n, query_rate, qr.empty, qr.failed);
