@@ -295,6 +295,56 @@ static int drop_batch(void *ud, sp_batch *b)
     return 0;
 }
 
+/* A live server's three minutes without spans (bench_ingest's load): `per` samples every
+ * 100 ms, and once a second what the maintenance thread does (corr_expire, then corr_settle: rule
+ * 3 for the observations whose settle time passed). Each of those calls holds the lock every
+ * ingest worker waits for; printed: their mean and longest CPU time over the last half minute,
+ * when the 2 min window is full and its oldest observations expire as new ones arrive. */
+static void live_ticks(const world *w, const dict *d, uint32_t per, int64_t now)
+{
+    corr *c = corr_new(NULL); /* the server's defaults: 2 min window, 10 s settle */
+    double settle_sum = 0, settle_max = 0, expire_sum = 0, expire_max = 0, attach_max = 0;
+    int ticks = 0;
+    for (int sec = 0; sec < 180; sec++) {
+        for (int j = 0; j < 10; j++) {
+            sp_arena *a = sp_arena_new(0);
+            sp_batch b = {.tenant = "bench", .arena = a};
+            sp_batch_add_profile(&b, make_profile(a, w, d, per, 0));
+            double t = now_s();
+            corr_attach(c, &b, now + (sec * 1000 + j * 100) * MS, NULL, NULL);
+            t = now_s() - t;
+            if (sec >= 150 && t > attach_max)
+                attach_max = t;
+            sp_arena_free(a);
+        }
+        int64_t tick = now + (sec + 1) * 1000 * MS;
+        uint64_t emitted = 0;
+        double t0 = now_s();
+        corr_expire(c, tick);
+        double t1 = now_s();
+        corr_settle(c, tick, drop_batch, &emitted);
+        double t2 = now_s();
+        if (sec < 150)
+            continue;
+        ticks++;
+        expire_sum += t1 - t0;
+        settle_sum += t2 - t1;
+        if (t1 - t0 > expire_max)
+            expire_max = t1 - t0;
+        if (t2 - t1 > settle_max)
+            settle_max = t2 - t1;
+    }
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    printf("%-14s settle pass %.2f ms mean, %.2f ms longest; expiry pass %.2f ms mean, %.2f ms "
+           "longest (a second each); longest corr_attach %.2f ms (expiry that fell due in it "
+           "included; %u samples); 150..180 s, %llu observations waiting, %.1f MiB held\n",
+           "live ticks", settle_sum * 1e3 / ticks, settle_max * 1e3, expire_sum * 1e3 / ticks,
+           expire_max * 1e3, attach_max * 1e3, per, (unsigned long long)st.obs_waiting,
+           st.bytes / 1048576.0);
+    corr_free(c);
+}
+
 int main(int argc, char **argv)
 {
     size_t nspans = argc > 1 ? strtoul(argv[1], NULL, 10) : 100000;
@@ -312,6 +362,7 @@ int main(int argc, char **argv)
     feed_spans(c, &w, now);
     double span_secs = now_s() - t;
     printf("%-14s %9.0f spans/s\n", "index spans", w.nspans / span_secs);
+    live_ticks(&w, &d, per / 4, now);
     double secs;
     uint64_t obs = feed_profiles(c, &w, &d, per, batches, 0, now, &secs);
     report("spans-first", obs, secs, c, now);

@@ -586,6 +586,10 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
             w->pending = 1; /* rule 3 decides it after the settle time */
         if (x->interval && obs_value(s, k) > w->max_interval)
             w->max_interval = obs_value(s, k);
+        if (w->nobs > w->arrival_from && w->obs[w->nobs - 1].expire > c->now + c->opt.window_ns)
+            w->arrival_unordered = 1; /* I10 */
+        if (!w->nobs || c->now + c->opt.window_ns < w->obs_min_expire)
+            w->obs_min_expire = c->now + c->opt.window_ns;
         obs_ent *o = &w->obs[w->nobs++];
         *o = (obs_ent){(int64_t)s->timestamps[k],
                        obs_value(s, k),

@@ -65,11 +65,51 @@ static void shrink(void **arr, uint32_t n, uint32_t *cap, size_t elem)
     }
 }
 
-/* Drops what expires at or before the cuts; frees empty slots and processes. */
-static void drop_before(corr *c, const cuts *k_)
+/* Drops a slot's observations that expire at or before the cuts, keeping the order and the
+ * marks of I10. A slot whose oldest observation expires later is not walked at all: a periodic
+ * sweep reads only the slots that hold something to drop. */
+static void drop_obs(corr *c, slot *s, const cuts *cut)
+{
+    int64_t hi = cut->attached > cut->unattached ? cut->attached : cut->unattached;
+    if (!s->nobs || s->obs_min_expire > hi)
+        return;
+    uint32_t k2 = 0;
+    int64_t max_interval = 0, min_expire = INT64_MAX;
+    uint32_t below = 0, arrival = 0; /* I10: kept ones below each mark stay below it */
+    int64_t last = INT64_MIN;
+    uint8_t unordered = 0;
+    for (uint32_t i = 0; i < s->nobs; i++) {
+        const obs_ent *o = &s->obs[i];
+        if (o->expire <= (o->flags ? cut->attached : cut->unattached)) {
+            obs_gone(c, o, cut->evicting);
+            continue;
+        }
+        if (o->interval && o->value > max_interval)
+            max_interval = o->value;
+        if (o->expire < min_expire)
+            min_expire = o->expire;
+        below += i < s->settle_from;
+        arrival += i < s->arrival_from;
+        if (i >= s->arrival_from) {
+            unordered |= o->expire < last;
+            last = o->expire;
+        }
+        s->obs[k2++] = *o;
+    }
+    s->nobs = k2;
+    s->max_interval = max_interval;
+    s->obs_min_expire = min_expire;
+    s->settle_from = below;
+    s->arrival_from = arrival;
+    s->arrival_unordered = unordered;
+}
+
+/* Drops the slots' and processes' entries in buckets [from, to) that expire at or before the
+ * cuts; frees empty slots and processes. */
+static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
 {
     const cuts cut = *k_;
-    for (size_t b = 0; b < NBUCKETS; b++) {
+    for (size_t b = from; b < to; b++) {
         slot **pp = &c->buckets[b];
         while (*pp) {
             slot *s = *pp;
@@ -87,20 +127,7 @@ static void drop_before(corr *c, const cuts *k_)
                 c->st.spans_evicted += s->nspans - k2;
             s->nspans = k2;
             s->maxdur = maxdur;
-            k2 = 0;
-            int64_t max_interval = 0;
-            for (uint32_t i = 0; i < s->nobs; i++) {
-                const obs_ent *o = &s->obs[i];
-                if (o->expire <= (o->flags ? cut.attached : cut.unattached)) {
-                    obs_gone(c, o, cut.evicting);
-                    continue;
-                }
-                if (o->interval && o->value > max_interval)
-                    max_interval = o->value;
-                s->obs[k2++] = *o;
-            }
-            s->nobs = k2;
-            s->max_interval = max_interval;
+            drop_obs(c, s, &cut);
             if (!s->nspans && !s->nobs) {
                 *pp = s->hnext;
                 /* unlink from its process */
@@ -119,9 +146,7 @@ static void drop_before(corr *c, const cuts *k_)
         }
     }
     int64_t span_cut = cut.spans;
-    int evicting = cut.evicting;
-    int64_t obs_cut = cut.unattached;
-    for (size_t b = 0; b < NBUCKETS; b++) {
+    for (size_t b = from; b < to; b++) {
         proc **pp = &c->pbuckets[b];
         while (*pp) {
             proc *p = *pp;
@@ -134,6 +159,15 @@ static void drop_before(corr *c, const cuts *k_)
             pp = &p->hnext;
         }
     }
+}
+
+/* Drops the registry entries and waiting links that expire at or before the cuts. */
+static void drop_ids(corr *c, const cuts *k_)
+{
+    const cuts cut = *k_;
+    int64_t span_cut = cut.spans;
+    int evicting = cut.evicting;
+    int64_t obs_cut = cut.unattached;
     /* registry and waiting links: compact the arrays, rebuild the chains */
     /* A registry entry outlives its span by one window: observations the span claimed may wait
      * that long, and a retried export must find the span seen so it claims them only once. */
@@ -162,6 +196,13 @@ static void drop_before(corr *c, const cuts *k_)
     c->nwait = k;
     shrink((void **)&c->wait, c->nwait, &c->capwait, sizeof *c->wait);
     IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
+}
+
+/* Everything that expires at or before the cuts. */
+static void drop_before(corr *c, const cuts *k)
+{
+    drop_slots(c, k, 0, NBUCKETS);
+    drop_ids(c, k);
 }
 
 static size_t intern_bytes(const corr *c)
@@ -398,10 +439,10 @@ static void compact_tenants(corr *c)
     free(map);
 }
 
-void cw_sweep(corr *c, int64_t now)
+/* What a sweep does once the slots are swept: the registry, the waiting links, the tables. */
+static void sweep_rest(corr *c, const cuts *k)
 {
-    cuts k = {now, now, now, 0};
-    drop_before(c, &k);
+    drop_ids(c, k);
     /* tables only shrink by rebuilding; do it when they hold much more than is used */
     uint64_t live = c->st.obs_waiting + c->nwait;
     if (c->stacks.n > 4 * live + 65536 || c->names.n > 64 * live + 262144)
@@ -410,6 +451,33 @@ void cw_sweep(corr *c, int64_t now)
         compact_idents(c);
     if (c->tenants.n > 1024)
         compact_tenants(c);
+}
+
+void cw_sweep(corr *c, int64_t now)
+{
+    cuts k = {now, now, now, 0};
+    drop_slots(c, &k, 0, NBUCKETS);
+    sweep_rest(c, &k);
+    cw_recount(c);
+    c->sweep_next = 0;
+    c->last_sweep = now;
+}
+
+/* I11: a periodic sweep walks one slice of the slot buckets per call (the lock every ingest
+ * worker waits for is held for that slice, not for everything that waits), and the registry,
+ * the waiting links and the tables when the last slice is done. The caller sweeps everything
+ * instead when the current round started too long ago (calls came too rarely). */
+void cw_sweep_slice(corr *c, int64_t now)
+{
+    cuts k = {now, now, now, 0};
+    size_t per = NBUCKETS / SWEEP_SLICES;
+    if (!c->sweep_next)
+        c->sweep_cycle = now;
+    drop_slots(c, &k, c->sweep_next * per, (c->sweep_next + 1) * per);
+    if (++c->sweep_next == SWEEP_SLICES) {
+        c->sweep_next = 0;
+        sweep_rest(c, &k);
+    }
     cw_recount(c);
     c->last_sweep = now;
 }

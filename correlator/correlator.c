@@ -23,6 +23,21 @@
  *      drop is counted by reason (corr_stats).
  *  I7. One lock: every public function takes corr->lock; the internals assume it is held, except
  *      the published statistics, which have their own lock and are only copied.
+ *  I8. Rule 3 (the threadless spans of the process) judges an observation that no span of its
+ *      own thread holds once, settle_ns after it arrived, with every span known by then; a chain
+ *      is the thread's only when no other thread of the process ran inside it
+ *      (threadless_spans_of_two_threads_take_only_their_own, in late.c chain_is_threads).
+ *  I9. Off-CPU observations are intervals [ts - value, ts]: a span takes the part it covers.
+ *  I10. Rule 3's pass costs what it decides, not what waits: every observation below a slot's
+ *      settle_from is decided for rule 3 (OBS_WAITS_SETTLE is 0), and from its arrival_from on
+ *      the observations are in arrival order, so in expiry order unless arrival_unordered says
+ *      the clock was set back (cw_clock). Every change of a slot's order keeps the three (a sort
+ *      recomputes them, compactions count what stays below each mark and check the order), and
+ *      cw_settle starts at settle_from and stops, in an expiry-ordered arrival part, at the first
+ *      observation not due yet (settle_pass_decides_each_observation_on_time).
+ *  I11. Expiry in slices: a periodic sweep (expire_due) walks an eighth of the slots, so the
+ *      lock is held for an eighth of what waits; every slot is still swept once per sixteenth of
+ *      the window, and corr_get_stats(now) sweeps everything at once (cw_sweep).
  */
 #include "internal.h"
 
@@ -94,8 +109,8 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out)
 {
     if (now_ns) {
         pthread_mutex_lock(&c->lock);
-        c->now = now_ns;
-        cw_sweep(c, now_ns);
+        cw_clock(c, now_ns);
+        cw_sweep(c, c->now);
         cw_publish(c);
         pthread_mutex_unlock(&c->lock);
     }
@@ -104,14 +119,21 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out)
     pthread_mutex_unlock(&c->pub_lock);
 }
 
-/* Expiry is coarse on purpose: every sixteenth of the window (at least a second), so the full
- * pass over what waits is rare; the budget bounds memory meanwhile. Caller holds the lock. */
+/* Expiry is coarse on purpose: every sixteenth of the window (at least a second) each slot is
+ * swept, an eighth of them at a time (I11), so a pass over what waits is rare and short; the
+ * budget bounds memory meanwhile. Caller holds the lock. */
 static void expire_due(corr *c, int64_t now_ns)
 {
-    c->now = now_ns;
+    cw_clock(c, now_ns);
     int64_t every = c->opt.window_ns / 16 > SWEEP_EVERY_NS ? c->opt.window_ns / 16 : SWEEP_EVERY_NS;
-    if (now_ns - c->last_sweep > every)
-        cw_sweep(c, now_ns);
+    int64_t since = c->now - c->last_sweep;
+    if (since <= every / SWEEP_SLICES)
+        ; /* not yet */
+    else if (since > every ||
+             (c->sweep_next && c->now - c->sweep_cycle > every + every / SWEEP_SLICES))
+        cw_sweep(c, c->now); /* calls came rarely: everything at once, as one slice would wait */
+    else
+        cw_sweep_slice(c, c->now);
     cw_enforce_budget(c);
 }
 
@@ -364,7 +386,9 @@ void corr_commit(corr *c, corr_ticket *t)
 /* corr_abort, for one thread of one process: the observations the call kept there. */
 static void forget_observations(corr *c, slot *s, const corr_ticket *t)
 {
-    uint32_t k = 0;
+    uint32_t k = 0, from = 0, arrival = 0;
+    int64_t last = INT64_MIN;
+    uint8_t unordered = 0;
     for (uint32_t i = 0; i < s->nobs; i++) {
         const obs_ent *o = &s->obs[i];
         if (o->tag == t->tag && o->expire == t->expire) {
@@ -373,9 +397,18 @@ static void forget_observations(corr *c, slot *s, const corr_ticket *t)
                 c->st.obs_unattached--;
             continue;
         }
+        from += i < s->settle_from; /* I10 */
+        arrival += i < s->arrival_from;
+        if (i >= s->arrival_from) {
+            unordered |= o->expire < last;
+            last = o->expire;
+        }
         s->obs[k++] = *o;
     }
     s->nobs = k;
+    s->settle_from = from;
+    s->arrival_from = arrival;
+    s->arrival_unordered = unordered;
 }
 
 /* corr_abort, for one span of the batch: its registry entry and its place in its slot. */

@@ -24,6 +24,7 @@
 #define MAX_MATCH      32  /* spans one observation can belong to (nesting depth) */
 #define MAX_WALK       256 /* parent hops, so a cycle in bad input ends */
 #define SWEEP_EVERY_NS 1000000000LL
+#define SWEEP_SLICES   8 /* a periodic sweep's steps (I11); divides NBUCKETS */
 #define PROF_IDENTS    8 /* identities (hosts, pods, containers) remembered per profiled pid */
 
 /* Outcome bits of a retained observation: each is counted once, when first set. */
@@ -31,6 +32,11 @@ enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4, F_SETTLED = 8 };
 /* F_SETTLED: rule 3 was decided for it after the settle time (I8), whatever the outcome. */
 
 /* ---- the state ---- */
+
+/* Whether an observation still waits for rule 3 after the settle time (I8, I10): not attached by
+ * its own thread's spans, not decided yet, not an off-CPU interval. Flags are only ever added,
+ * so once this is 0 for an observation it stays 0. */
+#define OBS_WAITS_SETTLE(o) (!((o)->flags & (F_THREAD | F_SETTLED)) && !(o)->interval)
 
 typedef struct span_ent {
     int64_t start, end, expire;
@@ -60,8 +66,12 @@ typedef struct slot {
     obs_ent *obs;
     uint32_t nobs, capobs;
     uint8_t obs_sorted;
-    uint8_t pending;      /* holds observations rule 3 has not decided yet (I8) */
-    int64_t max_interval; /* longest off-CPU interval held: bounds the scan of a late span */
+    uint8_t pending;           /* holds observations rule 3 has not decided yet (I8) */
+    uint32_t settle_from;      /* I10: no observation below this index waits for rule 3 */
+    uint32_t arrival_from;     /* I10: from this index on, observations are in arrival order */
+    uint8_t arrival_unordered; /* I10: ... but not in expiry order (the clock was set back) */
+    int64_t obs_min_expire;    /* no observation expires before (a lower bound; I11) */
+    int64_t max_interval;      /* longest off-CPU interval held: bounds the scan of a late span */
     struct proc *proc;
     struct slot *hnext, *pnext;
 } slot;
@@ -146,8 +156,10 @@ struct corr {
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */
     int64_t last_sweep, now;
-    uint32_t gen;       /* corr_attach calls so far; the current one's */
-    uint16_t tag;       /* gen's low bits, stamped on what the current call adds */
+    uint32_t sweep_next; /* the slice of the slot buckets the next periodic sweep walks (I11) */
+    int64_t sweep_cycle; /* when the current round of slices began */
+    uint32_t gen;        /* corr_attach calls so far; the current one's */
+    uint16_t tag;        /* gen's low bits, stamped on what the current call adds */
     wait_ent *consumed; /* links the current call took from the queue (corr_abort puts them back) */
     uint32_t nconsumed, capconsumed;
     corr_stats st;
@@ -156,6 +168,18 @@ struct corr {
     pthread_mutex_t pub_lock;
     corr_stats pub;
 };
+
+/* The correlator's clock. Callers read the time before they wait for the lock, so two workers
+ * arrive a little out of order: a step back shorter than CW_CLOCK_JITTER_NS is that, and the clock
+ * keeps its time, so observations appended to a slot expire in arrival order (I10). A longer step
+ * back (the wall clock was set back, or a test's time) is taken as given; the slot notes the
+ * disorder it makes (arrival_unordered). */
+#define CW_CLOCK_JITTER_NS 1000000000LL
+static inline void cw_clock(corr *c, int64_t now_ns)
+{
+    if (now_ns > c->now || c->now - now_ns > CW_CLOCK_JITTER_NS)
+        c->now = now_ns;
+}
 
 /* Stacks (up to 2 KiB of frame ids) and names are hashed on every retained sample. */
 static inline uint64_t hash64(const void *p, size_t n, uint64_t h)
@@ -282,7 +306,8 @@ wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8]);
 /* budget.c */
 void cw_enforce_budget(corr *c);
 void cw_recount(corr *c);
-void cw_sweep(corr *c, int64_t now);
+void cw_sweep(corr *c, int64_t now);       /* everything */
+void cw_sweep_slice(corr *c, int64_t now); /* the next of SWEEP_SLICES (I11) */
 
 /* attach.c */
 void cw_count_outcome(corr *c, uint8_t how, uint64_t nobs);

@@ -456,7 +456,7 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
  * without a span of its own thread is judged against the threadless spans of its process known
  * now: one chain (that no other thread ran during) → attached to all of it; several → ambiguous.
  * What is attached goes into *l with its tenant in *tenants (parallel), for the caller to emit
- * per tenant. Returns the number decided. */
+ * per tenant. Each slot is walked from its settle_from (I10). Returns the number decided. */
 static size_t cw_settle(corr *c, int64_t now, late_list *l, uint32_t **tenants, size_t *cap)
 {
     size_t decided = 0;
@@ -469,12 +469,17 @@ static size_t cw_settle(corr *c, int64_t now, late_list *l, uint32_t **tenants, 
                 continue;
             s->pending = 0;
             slot *nothr = cw_find_slot(c, s->tenant, s->pid, 0, 0);
-            for (uint32_t k = 0; k < s->nobs; k++) {
+            uint32_t open = UINT32_MAX; /* the first observation still waiting (I10) */
+            for (uint32_t k = s->settle_from; k < s->nobs; k++) {
                 obs_ent *o = &s->obs[k];
-                if ((o->flags & (F_THREAD | F_SETTLED)) || o->interval)
+                if (!OBS_WAITS_SETTLE(o))
                     continue;
                 if (o->expire > due) {
                     s->pending = 1; /* not yet */
+                    if (open == UINT32_MAX)
+                        open = k;
+                    if (k >= s->arrival_from && !s->arrival_unordered)
+                        break; /* the rest arrived later still (I10) */
                     continue;
                 }
                 decided++;
@@ -513,6 +518,8 @@ static size_t cw_settle(corr *c, int64_t now, late_list *l, uint32_t **tenants, 
                     (*tenants)[l->n - 1] = s->tenant;
                 }
             }
+            /* chain_is_threads sorts other threads' slots only, never s: k stayed valid */
+            s->settle_from = open == UINT32_MAX ? s->nobs : open;
         }
     return decided;
 }
@@ -538,8 +545,8 @@ int corr_settle(corr *c, int64_t now_ns, int (*emit)(void *ud, sp_batch *b), voi
     sp_batch *batches = NULL;
     uint64_t lost = 0;
     pthread_mutex_lock(&c->lock);
-    c->now = now_ns;
-    cw_settle(c, now_ns, &l, &tenants, &cap);
+    cw_clock(c, now_ns);
+    cw_settle(c, c->now, &l, &tenants, &cap);
     lost += l.lost;
     tenant_late *tl = l.n ? malloc(l.n * sizeof *tl) : NULL;
     if (l.n && (!tl || !(batches = calloc(l.n, sizeof *batches)))) {

@@ -266,6 +266,13 @@ uint32_t cw_obs_lower(slot *s, int64_t t)
     if (!s->obs_sorted) {
         qsort(s->obs, s->nobs, sizeof *s->obs, cmp_obs_ts);
         s->obs_sorted = 1;
+        /* I10: the order changed; one pass finds the new cursor (the sort costs more) */
+        uint32_t k = 0;
+        while (k < s->nobs && !OBS_WAITS_SETTLE(&s->obs[k]))
+            k++;
+        s->settle_from = k;
+        s->arrival_from = s->nobs; /* what comes next is appended in arrival order */
+        s->arrival_unordered = 0;
     }
     uint32_t lo = 0, hi = s->nobs;
     while (lo < hi) {
