@@ -78,6 +78,18 @@ def profiles():
     req.dictionary.CopyFrom(dic.d)
     yield "resource_strindex", req.SerializeToString()
 
+    # the eBPF profiler's layout since 2026-03: one ResourceProfiles per process over one
+    # dictionary (decoded one resource at a time when large: otlp_decode_profiles)
+    req, dic = cpu_profile_request(n_profiles=1, samples_per_profile=2, start_ns=1_700_000_000_000_000_000)
+    for pid in (2, 3):
+        rp = req.resource_profiles.add()
+        rp.CopyFrom(req.resource_profiles[0])
+        kv = rp.resource.attributes.add()
+        kv.key = "process.pid"
+        kv.value.int_value = pid
+    req.dictionary.CopyFrom(dic.d)
+    yield "per_process_resources", req.SerializeToString()
+
     # v1.8 Profile numbering (comments 7, profile_id 8, dropped 9, format 10, payload 11, attrs 12)
     req, dic = cpu_profile_request(n_profiles=1, samples_per_profile=1, start_ns=1_700_000_000_000_000_000)
     prof = req.resource_profiles[0].scope_profiles[0].profiles[0]
