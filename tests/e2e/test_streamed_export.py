@@ -135,3 +135,23 @@ def test_an_export_whose_last_resource_does_not_decode_is_refused_whole(spanprof
     send(spanprof, req)  # the sender's fixed Export
     for s in shapes:
         assert stored(spanprof, s) == s.expected, s.exe
+
+
+def test_with_a_pyroscope_pusher_a_large_export_is_decoded_per_resource_and_stored_whole(
+        spanprof_factory):
+    """With a Pyroscope cluster configured the pusher takes whole requests, so the sink declines
+    the stream: the Export, decoded lazily, is unpacked whole and stored as one batch, exactly."""
+    server = spanprof_factory(["--store", "sqlite,pyroscope", "--pyroscope-url",
+                               "http://127.0.0.1:9"])  # nobody listens: pushes wait queued
+    shapes = processes(6, 15000)
+    req = export_of(shapes)
+    for s in shapes:
+        send_spans(server, s)
+    streamed = scrape(server.http_port).total("spanprof_otlp_profiles_streamed_requests_total")
+    send(server, req)
+    assert scrape(server.http_port).total(
+        "spanprof_otlp_profiles_streamed_requests_total") == streamed  # not streamed
+    for s in shapes:
+        assert stored(server, s) == s.expected, s.exe
+    for n in (0, 14):
+        assert span_total(server, shapes[4], n) == span_observations(shapes[4], n)
