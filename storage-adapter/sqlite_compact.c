@@ -221,12 +221,18 @@ static int savepoint(sqs_writer *w, const char *sql)
 }
 
 /* Runs inside the caller's transaction, after its samples were flushed (M6). */
+/* The newest bucket that may be closed now: data time, but never ahead of the clock (one
+ * sender's clock far in the future must not close every bucket at once, each later write would
+ * then be merged again at once). */
+static int64_t closable(const sqs_writer *w, int64_t now_ns)
+{
+    int64_t newest = w->compact_newest, now = sqs_floor_div(now_ns, SQS_BUCKET_NS);
+    return (newest < now ? newest : now) - SQS_COMPACT_LAG;
+}
+
 int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
 {
-    /* Data time, but never ahead of the clock: one sender's clock far in the future must not
-     * close every bucket at once (each later write would then be merged again at once). */
-    int64_t newest = w->compact_newest, now = sqs_floor_div(now_ns, SQS_BUCKET_NS);
-    int64_t closed = (newest < now ? newest : now) - SQS_COMPACT_LAG;
+    int64_t closed = closable(w, now_ns);
     if (!w->compact.n || closed <= w->compact_done_upto)
         return 0;
     int rc = savepoint(w, "SAVEPOINT compact");
