@@ -332,6 +332,7 @@ static void sqs_stats(store *st, store_stats *out)
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     out->pending = s->npending;
+    out->housekeeping = s->house_due || s->housekeeping;
     pthread_mutex_unlock(&s->mu);
     store_ncache_stats nc;
     store_ncache_get_stats(s->names, &nc);

@@ -282,7 +282,8 @@ typedef struct sqs_store {
     sqs_req *ret_head, *ret_tail; /* pending retention runs, FIFO */
     size_t npending;
     int writing; /* the writer is building a transaction (under mu): streams begin only when not */
-    int house_due; /* H1 (sqlite_write.c): keying ahead waits for a moment with nothing queued */
+    int house_due;    /* H1 (sqlite_write.c): keying ahead waits for a moment with nothing queued */
+    int housekeeping; /* ... and is running now */
     int stopping;
     int closing; /* set (atomically) first thing in store_close(): cancels retention runs */
     store_stats stats;

@@ -1038,11 +1038,13 @@ void *sqs_writer_main(void *arg)
         }
         if (s->house_due && !s->stopping) {
             s->house_due = 0;
+            s->housekeeping = 1;
             s->writing = 1; /* S6: a stream begun now is joined, not taken */
             pthread_mutex_unlock(&s->mu);
             housekeep(s);
             pthread_mutex_lock(&s->mu);
             s->writing = 0;
+            s->housekeeping = 0;
             continue;
         }
         if (s->sym_new.head && !s->stopping) {

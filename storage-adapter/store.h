@@ -252,6 +252,10 @@ typedef struct store_stats {
     uint64_t batches_committed, batches_failed, transactions, samples_written, spans_written;
     uint64_t retention_runs, rows_deleted;
     uint64_t pending; /* callers waiting for the writer now */
+    /* 1 while the SQLite writer has keying ahead of need due or running (a transaction of its
+     * own after callers were answered, H1 in sqlite_write.c): a test that reads the key tables
+     * after a write waits for 0 */
+    uint64_t housekeeping;
     uint64_t cache_bytes, cache_clears;
     /* the location-name cache shared by queries (name_cache.h): held now, and counters */
     uint64_t name_cache_bytes, name_cache_entries, name_cache_hits, name_cache_misses,

@@ -206,12 +206,29 @@ static inline sp_batch batch1(sp_arena *a, const char *tenant, sp_profile *p)
     return b;
 }
 
+/* Waits until the writer's keying ahead of need, which runs in a transaction of its own after
+ * the callers are answered (H1 in sqlite_write.c), is done: what a test then reads of the key
+ * tables and watermarks is what the writer left. */
+static inline void wait_housekeeping(store *s)
+{
+    store_stats st;
+    for (int i = 0; i < 10000; i++) {
+        store_stats_get(s, &st);
+        if (!st.housekeeping)
+            return;
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    fail_msg("the store's housekeeping did not finish in 10 s");
+}
+
 static inline void write_ok(store *s, const sp_batch *b)
 {
     sp_err err = {0};
     int rc = store_write(s, b, &err);
     if (rc)
         fail_msg("write: %s (%s)", err.msg, sp_code_name(rc));
+    wait_housekeeping(s);
 }
 
 /* "main;foo;bar" of a stack answer, root first. */
@@ -415,6 +432,7 @@ static inline int write_round(store *s, int64_t t, int r, sp_err *err)
     sp_batch b = round_batch(a, t, r);
     int rc = store_write(s, &b, err);
     sp_arena_free(a);
+    wait_housekeeping(s);
     return rc;
 }
 
