@@ -73,35 +73,15 @@ static void drop_obs(corr *c, slot *s, const cuts *cut)
     int64_t hi = cut->attached > cut->unattached ? cut->attached : cut->unattached;
     if (!s->nobs || s->obs_min_expire > hi)
         return;
-    uint32_t k2 = 0;
-    int64_t max_interval = 0, min_expire = INT64_MAX;
-    uint32_t below = 0, arrival = 0; /* I10: kept ones below each mark stay below it */
-    int64_t last = INT64_MIN;
-    uint8_t unordered = 0;
+    obs_keep x = OBS_KEEP_INIT;
     for (uint32_t i = 0; i < s->nobs; i++) {
         const obs_ent *o = &s->obs[i];
-        if (o->expire <= (o->flags ? cut->attached : cut->unattached)) {
+        if (o->expire <= (o->flags ? cut->attached : cut->unattached))
             obs_gone(c, o, cut->evicting);
-            continue;
-        }
-        if (o->interval && o->value > max_interval)
-            max_interval = o->value;
-        if (o->expire < min_expire)
-            min_expire = o->expire;
-        below += i < s->settle_from;
-        arrival += i < s->arrival_from;
-        if (i >= s->arrival_from) {
-            unordered |= o->expire < last;
-            last = o->expire;
-        }
-        s->obs[k2++] = *o;
+        else
+            obs_keep_add(&x, s, i);
     }
-    s->nobs = k2;
-    s->max_interval = max_interval;
-    s->obs_min_expire = min_expire;
-    s->settle_from = below;
-    s->arrival_from = arrival;
-    s->arrival_unordered = unordered;
+    obs_keep_done(&x, s);
 }
 
 /* Drops the slots' and processes' entries in buckets [from, to) that expire at or before the

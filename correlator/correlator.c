@@ -386,29 +386,18 @@ void corr_commit(corr *c, corr_ticket *t)
 /* corr_abort, for one thread of one process: the observations the call kept there. */
 static void forget_observations(corr *c, slot *s, const corr_ticket *t)
 {
-    uint32_t k = 0, from = 0, arrival = 0;
-    int64_t last = INT64_MIN;
-    uint8_t unordered = 0;
+    obs_keep x = OBS_KEEP_INIT;
     for (uint32_t i = 0; i < s->nobs; i++) {
         const obs_ent *o = &s->obs[i];
         if (o->tag == t->tag && o->expire == t->expire) {
             c->st.obs_waiting--;
             if (!o->flags)
                 c->st.obs_unattached--;
-            continue;
+        } else {
+            obs_keep_add(&x, s, i);
         }
-        from += i < s->settle_from; /* I10 */
-        arrival += i < s->arrival_from;
-        if (i >= s->arrival_from) {
-            unordered |= o->expire < last;
-            last = o->expire;
-        }
-        s->obs[k++] = *o;
     }
-    s->nobs = k;
-    s->settle_from = from;
-    s->arrival_from = arrival;
-    s->arrival_unordered = unordered;
+    obs_keep_done(&x, s);
 }
 
 /* corr_abort, for one span of the batch: its registry entry and its place in its slot. */

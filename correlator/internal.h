@@ -169,6 +169,46 @@ struct corr {
     corr_stats pub;
 };
 
+/* Compacting a slot's observations in place, order kept (expiry, corr_abort): what stays is
+ * copied down with obs_keep_add(), and obs_keep_done() sets the slot's count and the marks I10 and
+ * I11 rely on from what stayed. */
+typedef struct obs_keep {
+    uint32_t n, below, arrival;
+    int64_t last, min_expire, max_interval;
+    uint8_t unordered;
+} obs_keep;
+
+#define OBS_KEEP_INIT                                                                              \
+    {                                                                                              \
+        0, 0, 0, INT64_MIN, INT64_MAX, 0, 0                                                        \
+    }
+
+static inline void obs_keep_add(obs_keep *x, slot *s, uint32_t i)
+{
+    const obs_ent *o = &s->obs[i];
+    x->below += i < s->settle_from;
+    x->arrival += i < s->arrival_from;
+    if (i >= s->arrival_from) {
+        x->unordered |= o->expire < x->last;
+        x->last = o->expire;
+    }
+    if (o->expire < x->min_expire)
+        x->min_expire = o->expire;
+    if (o->interval && o->value > x->max_interval)
+        x->max_interval = o->value;
+    s->obs[x->n++] = *o;
+}
+
+static inline void obs_keep_done(const obs_keep *x, slot *s)
+{
+    s->nobs = x->n;
+    s->settle_from = x->below;
+    s->arrival_from = x->arrival;
+    s->arrival_unordered = x->unordered;
+    s->obs_min_expire = x->min_expire;
+    s->max_interval = x->max_interval;
+}
+
 /* The correlator's clock. Callers read the time before they wait for the lock, so two workers
  * arrive a little out of order: a step back shorter than CW_CLOCK_JITTER_NS is that, and the clock
  * keeps its time, so observations appended to a slot expire in arrival order (I10). A longer step

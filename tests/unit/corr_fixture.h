@@ -145,4 +145,22 @@ static inline int64_t late_value(const sp_batch *b, uint8_t id)
     return v;
 }
 
+/* corr_settle's emit: what the pipeline would store (the attach_only profiles), copied into the
+ * batch ud for the test to read. */
+static inline int settled_store(void *ud, sp_batch *b)
+{
+    /* what the pipeline would store: the attach_only profiles, kept for the test to read */
+    sp_batch *into = ud;
+    for (size_t i = 0; i < b->nprofiles; i++) {
+        sp_profile *copy = sp_arena_memdup(into->arena, b->profiles[i], sizeof *copy);
+        copy->samples = sp_arena_memdup(into->arena, b->profiles[i]->samples,
+                                        b->profiles[i]->nsamples * sizeof *copy->samples);
+        for (uint32_t k = 0; k < copy->nsamples; k++)
+            copy->samples[k].spans = sp_arena_memdup(into->arena, copy->samples[k].spans,
+                                                     copy->samples[k].nspans * sizeof(sp_span_ref));
+        sp_batch_add_profile(into, copy);
+    }
+    return 0;
+}
+
 #endif

@@ -548,22 +548,6 @@ static void threadless_late_spans_judge_the_whole_export(void **state)
     corr_free(c);
 }
 
-static int settled_store(void *ud, sp_batch *b)
-{
-    /* what the pipeline would store: the attach_only profiles, kept for the test to read */
-    sp_batch *into = ud;
-    for (size_t i = 0; i < b->nprofiles; i++) {
-        sp_profile *copy = sp_arena_memdup(into->arena, b->profiles[i], sizeof *copy);
-        copy->samples = sp_arena_memdup(into->arena, b->profiles[i]->samples,
-                                        b->profiles[i]->nsamples * sizeof *copy->samples);
-        for (uint32_t k = 0; k < copy->nsamples; k++)
-            copy->samples[k].spans = sp_arena_memdup(into->arena, copy->samples[k].spans,
-                                                     copy->samples[k].nspans * sizeof(sp_span_ref));
-        sp_batch_add_profile(into, copy);
-    }
-    return 0;
-}
-
 /* I8: spans without thread.id are exported when they end, in batches; two threads serve
  * concurrent requests. Decided on arrival, thread B's sample lands in A's span (b1 was not known
  * yet); after the settle time every concurrent span is known and the guard sees both threads

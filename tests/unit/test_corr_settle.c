@@ -19,21 +19,6 @@
 #define STEP_MS   100 /* one observation arrives every STEP_MS */
 #define NOBS      60
 
-static int settled_into(void *ud, sp_batch *b)
-{
-    sp_batch *into = ud;
-    for (size_t i = 0; i < b->nprofiles; i++) {
-        sp_profile *copy = sp_arena_memdup(into->arena, b->profiles[i], sizeof *copy);
-        copy->samples = sp_arena_memdup(into->arena, b->profiles[i]->samples,
-                                        b->profiles[i]->nsamples * sizeof *copy->samples);
-        for (uint32_t k = 0; k < copy->nsamples; k++)
-            copy->samples[k].spans = sp_arena_memdup(into->arena, copy->samples[k].spans,
-                                                     copy->samples[k].nspans * sizeof(sp_span_ref));
-        sp_batch_add_profile(into, copy);
-    }
-    return 0;
-}
-
 static void send_span(corr *c, fixture *f, sp_span s, int64_t now_ms)
 {
     sp_batch tb = batch(f, "t1");
@@ -75,7 +60,7 @@ static void settle_pass_decides_each_observation_on_time(void **state)
             send_span(c, f, span((uint8_t)(2 + now / 700), 200000 + now, 200100 + now, PID, 0),
                       now);
         if (now % 300 == 0) {
-            assert_int_equal(corr_settle(c, now * MS, settled_into, &settled), 0);
+            assert_int_equal(corr_settle(c, now * MS, settled_store, &settled), 0);
             int64_t want = 0;
             for (int k = 0; k < n; k++)
                 want += arrived[k] + SETTLE_MS <= now ? 10 * MS : 0;
@@ -100,11 +85,11 @@ static void settle_pass_after_the_clock_was_set_back(void **state)
     observe(c, f, 50000, 50000);
     observe(c, f, 10000, 10000); /* 40 s back */
     observe(c, f, 10100, 10100);
-    assert_int_equal(corr_settle(c, 10500 * MS, settled_into, &settled), 0);
+    assert_int_equal(corr_settle(c, 10500 * MS, settled_store, &settled), 0);
     assert_int_equal(late_value(&settled, 1), 0);
-    assert_int_equal(corr_settle(c, 11100 * MS, settled_into, &settled), 0);
+    assert_int_equal(corr_settle(c, 11100 * MS, settled_store, &settled), 0);
     assert_int_equal(late_value(&settled, 1), 2 * 10 * MS); /* the two that arrived at 10 s */
-    assert_int_equal(corr_settle(c, 51000 * MS, settled_into, &settled), 0);
+    assert_int_equal(corr_settle(c, 51000 * MS, settled_store, &settled), 0);
     assert_int_equal(late_value(&settled, 1), 3 * 10 * MS);
     corr_free(c);
 }
@@ -120,9 +105,9 @@ static void jitter_between_workers_keeps_the_order(void **state)
     sp_batch settled = batch(f, "t1");
     observe(c, f, 5000, 5000);
     observe(c, f, 5001, 4990); /* the other worker took its time 10 ms earlier */
-    assert_int_equal(corr_settle(c, 5995 * MS, settled_into, &settled), 0);
+    assert_int_equal(corr_settle(c, 5995 * MS, settled_store, &settled), 0);
     assert_int_equal(late_value(&settled, 1), 0);
-    assert_int_equal(corr_settle(c, 6000 * MS, settled_into, &settled), 0);
+    assert_int_equal(corr_settle(c, 6000 * MS, settled_store, &settled), 0);
     assert_int_equal(late_value(&settled, 1), 2 * 10 * MS);
     corr_free(c);
 }
