@@ -5,6 +5,9 @@
  * memory would exceed it, allocation fails (returns NULL) instead of growing without bound, and
  * callers turn that into SP_ETOOBIG / SP_ENOMEM for that request alone.
  *
+ * Threading: one arena is used by one thread at a time; the block cache behind them all is
+ * shared and locked.
+ *
  * sp_arena_protobuf_allocator() adapts it to protobuf-c's ProtobufCAllocator (free is a no-op).
  */
 #ifndef SP_ARENA_H
@@ -30,6 +33,13 @@ size_t sp_arena_used(const sp_arena *a); /* bytes reserved from the system */
  * output is bounded by what an earlier stage already accepted: the correlator splitting samples
  * of a decoded request needs room the decode budget (sized from the message) did not foresee. */
 void sp_arena_raise_budget(sp_arena *a, size_t more);
+
+/* Freed blocks of the standard sizes are kept, process-wide, for the next arenas (their pages
+ * stay resident: see arena.c, C1-C4), up to this many bytes; sp_arena_cache_limit(0) keeps none
+ * and frees what is kept. Thread-safe. */
+#define SP_ARENA_CACHE_DEFAULT ((size_t)64 << 20)
+void sp_arena_cache_limit(size_t bytes);
+size_t sp_arena_cached(void); /* bytes kept now */
 
 struct ProtobufCAllocator;
 /* Fills *out so protobuf_c_message_unpack() allocates from a. */
