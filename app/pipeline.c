@@ -70,6 +70,9 @@ void pipeline_metrics(void *ud)
     sp_metrics_gauge_set("store_chunks_moved_total", (int64_t)ss.chunks_moved);
     sp_metrics_gauge_set("store_compaction_untracked_total", (int64_t)ss.compact_untracked);
     sp_metrics_gauge_set("store_compaction_failed_total", (int64_t)ss.compact_failed);
+    sp_metrics_gauge_set("store_checkpoints_total", (int64_t)ss.checkpoints);
+    sp_metrics_gauge_set("store_checkpoints_inline_total", (int64_t)ss.checkpoints_inline);
+    sp_metrics_gauge_set("store_checkpoints_failed_total", (int64_t)ss.checkpoints_failed);
     sp_metrics_gauge_set("store_name_cache_bytes", (int64_t)ss.name_cache_bytes);
     sp_metrics_gauge_set("store_name_cache_entries", (int64_t)ss.name_cache_entries);
     sp_metrics_gauge_set("store_name_cache_hits_total", (int64_t)ss.name_cache_hits);

@@ -224,6 +224,8 @@ static void free_store(sqs_store *s)
     pthread_cond_destroy(&s->ret_cv);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
     free(s->dir);
     free(s->db_path);
     free(s);
@@ -251,6 +253,8 @@ int store_open_sqlite(store **out, const store_options *o, sp_err *err)
     pthread_cond_init(&s->ret_cv, NULL);
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     s->dir = strdup(o->data_dir);
     size_t n = strlen(o->data_dir) + sizeof SQS_DB_FILE + 2;
     s->db_path = malloc(n);
@@ -271,7 +275,9 @@ int store_open_sqlite(store **out, const store_options *o, sp_err *err)
         free_store(s);
         return rc;
     }
+    sqs_checkpointer_start(s); /* before the writer runs: it installs the writer's WAL hook */
     if (pthread_create(&s->writer_thread, NULL, sqs_writer_main, s) != 0) {
+        sqs_checkpointer_stop(s);
         free_store(s);
         return sp_fail(err, SP_EINTERNAL, "cannot start the store's writer thread");
     }
@@ -311,6 +317,7 @@ static void sqs_close(store *st)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->writer_thread, NULL);
     }
+    sqs_checkpointer_stop(s); /* K4 (sqlite_checkpoint.c) */
     /* Readers first: a checkpoint cannot pass a reader's snapshot. */
     while (s->idle) {
         sqs_reader *r = s->idle;
@@ -334,6 +341,11 @@ static void sqs_stats(store *st, store_stats *out)
     out->pending = s->npending;
     out->housekeeping = s->house_due || s->housekeeping;
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->ckpt_mu);
+    out->checkpoints = s->ckpt_runs;
+    out->checkpoints_inline = s->ckpt_inline;
+    out->checkpoints_failed = s->ckpt_failed;
+    pthread_mutex_unlock(&s->ckpt_mu);
     store_ncache_stats nc;
     store_ncache_get_stats(s->names, &nc);
     out->name_cache_bytes = nc.bytes;

@@ -422,7 +422,7 @@ int sqs_open_writer(sqs_store *s, sp_err *err)
     }
     snprintf(sql, sizeof sql,
              "PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%zu;"
-             "PRAGMA journal_size_limit=67108864;",
+             "PRAGMA journal_size_limit=67108864; PRAGMA wal_autocheckpoint=0;",
              s->opt.durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL",
              s->opt.page_cache_bytes / 1024);
     if ((rc = exec(db, sql, err, "configuring the writer connection")))
@@ -443,6 +443,23 @@ int sqs_open_writer(sqs_store *s, sp_err *err)
 fail:
     sqlite3_close(db);
     return rc;
+}
+
+int sqs_open_checkpointer(sqs_store *s, sqlite3 **out, sp_err *err)
+{
+    sqlite3 *db;
+    int rc = open_conn(s, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = exec(db,
+                   s->opt.durability == STORE_DURABILITY_FULL ? "PRAGMA synchronous=FULL;"
+                                                              : "PRAGMA synchronous=NORMAL;",
+                   err, "configuring the checkpoint connection"))) {
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
 }
 
 int sqs_open_reader(sqs_store *s, sqlite3 **out, sp_err *err)

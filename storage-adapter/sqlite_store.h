@@ -292,6 +292,16 @@ typedef struct sqs_store {
     pthread_cond_t ret_cv;
     int ret_stop;
 
+    /* The checkpointer (sqlite_checkpoint.c): a connection and thread of its own copy the WAL
+     * into the database, so no commit waits for a checkpoint. Under ckpt_mu. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_due, ckpt_stop;
+    uint64_t ckpt_runs, ckpt_inline, ckpt_failed; /* also under ckpt_mu */
+
     /* Names the symbolizer found during queries, waiting for the writer (sqlite_symbols.c):
      * queries add to sym_new; the writer takes it as sym_flushing, writes it in a transaction
      * of its own, numbers that commit (sym_seq) and keeps the generation in sym_retired until
@@ -329,6 +339,15 @@ int sqs_fail(sp_err *err, sqlite3 *db, int rc, const char *fmt, ...)
 int sqs_open_writer(sqs_store *s, sp_err *err);
 /* Opens one read connection. */
 int sqs_open_reader(sqs_store *s, sqlite3 **out, sp_err *err);
+/* A connection for the checkpointer: synchronous as the writer's, so a checkpoint syncs as the
+ * writer's own would have. */
+int sqs_open_checkpointer(sqs_store *s, sqlite3 **out, sp_err *err);
+
+/* sqlite_checkpoint.c: starts the checkpointer and takes checkpoints off the writer's commits.
+ * Failing to start leaves SQLite's own automatic checkpoint in place (logged, not fatal). */
+void sqs_checkpointer_start(sqs_store *s);
+/* Stops it (after the writer thread stopped); the caller's closing checkpoint follows. */
+void sqs_checkpointer_stop(sqs_store *s);
 /* Runs forward migrations from the file's user_version to SQS_SCHEMA_VERSION. */
 int sqs_migrate(sqlite3 *db, const char *path, sp_err *err);
 

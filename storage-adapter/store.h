@@ -265,6 +265,9 @@ typedef struct store_stats {
      * chunks moved as they are, and writes not remembered for closing (past the writer's cap:
      * they stay as they are); closings rolled back because they failed (the batches were stored) */
     uint64_t chunks_merged, chunks_moved, compact_untracked, compact_failed;
+    /* WAL checkpoints (SQLite): by the checkpointer's thread, by the writer itself because the
+     * checkpointer fell behind (the WAL passed 64 MiB), and failed (logged) */
+    uint64_t checkpoints, checkpoints_inline, checkpoints_failed;
 } store_stats;
 
 /* ---- the backend seam -------------------------------------------------------------------------
