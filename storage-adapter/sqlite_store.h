@@ -1,6 +1,7 @@
 /* Internal to the SQLite backend: the state shared by sqlite.c (open, close, threads, reader
  * pool), sqlite_schema.c (schema, migrations, connection set-up), sqlite_write.c (the writer
- * thread: ingest transactions and retention) and sqlite_read.c (queries).
+ * thread: ingest transactions and retention), sqlite_checkpoint.c (the WAL checkpointer's
+ * thread and connection) and sqlite_read.c (queries).
  *
  * Ownership: the writer connection, its prepared statements and its caches belong to the writer
  * thread alone (store_open_sqlite() sets them up before the thread starts, store_close() tears
