@@ -468,16 +468,32 @@ void cw_sweep_slice(corr *c, int64_t now)
 
 /* The expiry time below which the oldest `share` of the waiting observations (attached ones, or
  * unattached ones and waiting links) lie: a histogram of expiry times in one pass, so the big
- * passes (drop, compact, recount) run once, not in a loop that would hold the lock for seconds. */
+ * passes (drop, compact, recount) run once, not in a loop that would hold the lock for seconds.
+ * The histogram spans what is held -- from the earliest expiry a slot or link may have (I11's
+ * lower bounds, read per slot, not per observation) to now + window -- not the whole window:
+ * under a long window a full budget holds a few seconds of it, and 64 buckets over 10 minutes
+ * put all of them in one bucket, so a pass dropped everything instead of the oldest share. */
 static int64_t oldest_share_cut(corr *c, int attached, double share)
 {
-    enum { NB = 64 };
+    enum { NB = 1024 };
     uint64_t hist[NB] = {0}, total = 0;
     int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+    int64_t hi = c->now + w, lo = hi;
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (slot *s = c->buckets[b]; s; s = s->hnext)
+            if (s->nobs && s->obs_min_expire < lo)
+                lo = s->obs_min_expire;
+    if (!attached)
+        for (uint32_t i = 0; i < c->nwait; i++)
+            if (c->wait[i].expire < lo)
+                lo = c->wait[i].expire;
+    if (lo < c->now)
+        lo = c->now; /* what is due already counts as the oldest bucket */
+    int64_t range = hi - lo + 1;
 #define HIST(expire)                                                                               \
     do {                                                                                           \
-        int64_t age_ = (expire)-c->now; /* 0 = oldest .. w = newest */                             \
-        hist[age_ <= 0 ? 0 : age_ >= w ? NB - 1 : (int)(age_ * NB / w)]++;                         \
+        int64_t off_ = (expire)-lo; /* 0 = oldest .. range = newest */                             \
+        hist[off_ <= 0 ? 0 : off_ >= range ? NB - 1 : (int)((double)off_ * NB / (double)range)]++; \
         total++;                                                                                   \
     } while (0)
     for (size_t b = 0; b < NBUCKETS; b++)
@@ -495,7 +511,7 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
     int k = 0;
     while (k < NB && got < want)
         got += hist[k++];
-    return c->now + (int64_t)k * w / NB;
+    return k >= NB ? hi : lo + (int64_t)((double)range * k / NB);
 }
 
 /* Whether the budget should rebuild the intern tables after dropping observations. A rebuild
@@ -522,17 +538,22 @@ void cw_enforce_budget(corr *c)
     if (c->bytes <= c->opt.max_bytes)
         return;
     int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
+    /* The share assumes bytes go with observations; when the tables of names and stacks they
+     * leave behind are most of it (never-seen frames), one pass is not enough: the waiting ones
+     * get up to three, each sized on what is left, before the last resort below. */
     for (int attached = 1; attached >= 0 && c->bytes > c->opt.max_bytes; attached--) {
-        double share = 1.0 - 0.75 * (double)c->opt.max_bytes / (double)c->bytes;
-        int64_t cut = oldest_share_cut(c, attached, share);
-        if (cut == INT64_MIN)
-            continue;
-        cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
-        drop_before(c, &k);
-        cw_recount(c);
-        if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
-            compact_interns(c);
+        for (int pass = 0; pass < (attached ? 1 : 3) && c->bytes > c->opt.max_bytes; pass++) {
+            double share = 1.0 - 0.75 * (double)c->opt.max_bytes / (double)c->bytes;
+            int64_t cut = oldest_share_cut(c, attached, share);
+            if (cut == INT64_MIN)
+                break;
+            cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
+            drop_before(c, &k);
             cw_recount(c);
+            if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
+                compact_interns(c);
+                cw_recount(c);
+            }
         }
     }
     if (c->bytes > c->opt.max_bytes) {
@@ -542,6 +563,12 @@ void cw_enforce_budget(corr *c)
         if (c->bytes > c->opt.max_bytes) {
             k.spans = c->now + w + 1;
             drop_before(c, &k);
+            cw_recount(c);
+        }
+        /* what was dropped leaves its names and stacks behind: without this the budget stayed
+         * exceeded, and nothing new was kept until some later pass rebuilt the tables */
+        if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
+            compact_interns(c);
             cw_recount(c);
         }
     }

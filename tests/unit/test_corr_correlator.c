@@ -778,6 +778,38 @@ static void budget_drops_the_oldest_observations_first(void **state)
     corr_free(c);
 }
 
+/* An eviction pass drops the oldest share of what waits, not everything: with a long window the
+ * expiry times of what the budget holds span a small part of it, and a histogram of 64 buckets
+ * over the window (9.4 s each for 10 minutes) put them all in one bucket and dropped them all. */
+static void budget_evicts_a_share_when_the_window_is_long(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 512 * 1024, .window_ns = 600000 * MS};
+    corr *c = corr_new(&o);
+    int passes = 0;
+    for (int i = 0; i < 400; i++) {
+        int64_t now = (int64_t)i * 10 * MS; /* 4 s of arrivals */
+        uint64_t ts[64];
+        for (int k = 0; k < 64; k++)
+            ts[k] = (uint64_t)(now + k * MS / 8);
+        corr_stats before, after;
+        corr_get_stats(c, now, &before);
+        sp_batch pb = batch(f, "t1");
+        sp_batch_add_profile(&pb, profile(f->a, ts, 64, PID, TID + i % 8));
+        attach(c, &pb, now);
+        corr_get_stats(c, now, &after);
+        if (after.evicted == before.evicted)
+            continue;
+        passes++;
+        /* aiming at 3/4 of the budget: well over half of what waited is still there */
+        if (after.obs_waiting * 2 < before.obs_waiting)
+            fail_msg("arrival %d: an eviction pass left %llu of %llu observations", i,
+                     (unsigned long long)after.obs_waiting, (unsigned long long)before.obs_waiting);
+    }
+    assert_true(passes > 0);
+    corr_free(c);
+}
+
 /* Every sample on a never-seen frame (a leaf named once), no spans, a budget far smaller than
  * the run: the budget drops observations and, since the tables of names and stacks they leave
  * behind would otherwise grow for ever, rebuilds those tables often enough that `bytes` stays
@@ -1018,6 +1050,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
         cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
         cmocka_unit_test_setup_teardown(sweep_returns_room_a_slot_no_longer_needs, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_evicts_a_share_when_the_window_is_long, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(new_frames_all_run_long_stay_within_the_budget, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(budget_drops_the_oldest_observations_first, setup,
