@@ -52,15 +52,11 @@ static void obs_gone(corr *c, const obs_ent *o, int evicting)
 }
 
 /* Gives back the unused tail of an array (the budget counts capacity, so eviction must return it
- * to make room). Eviction leaves an eighth spare, so the next appends do not realloc at once.
- * A periodic sweep (not evicting) keeps up to twice what is held: a slot under steady load
- * expires about as much as it receives, and shrinking it every sweep made the next appends grow
- * it back, copying every observation it held and faulting its pages in again (9 % of an ingest
- * worker at full load). */
-static void shrink(void **arr, uint32_t n, uint32_t *cap, size_t elem, int evicting)
+ * to make room). Sweeps leave an eighth spare, so the next appends do not realloc at once. */
+static void shrink(void **arr, uint32_t n, uint32_t *cap, size_t elem)
 {
     uint32_t ncap = n + n / 8 + 8;
-    if (*cap <= ncap + 8 || (!evicting && *cap <= 2 * (uint64_t)n + 64))
+    if (*cap <= ncap + 8)
         return;
     void *p = realloc(*arr, (size_t)ncap * elem);
     if (p) {
@@ -124,8 +120,8 @@ static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
                 free(s);
                 continue;
             }
-            shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans, cut.evicting);
-            shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs, cut.evicting);
+            shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
+            shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
             pp = &s->hnext;
         }
     }
@@ -164,7 +160,7 @@ static void drop_ids(corr *c, const cuts *k_)
         }
     c->st.spans_known = known;
     c->nreg = k;
-    shrink((void **)&c->reg, c->nreg, &c->capreg, sizeof *c->reg, evicting);
+    shrink((void **)&c->reg, c->nreg, &c->capreg, sizeof *c->reg);
     IDHASH_REBUILD(&c->reg_h, c->reg, c->nreg, span_id, c->bytes);
     k = 0;
     for (uint32_t i = 0; i < c->nwait; i++) {
@@ -178,7 +174,7 @@ static void drop_ids(corr *c, const cuts *k_)
         c->wait[k++] = c->wait[i];
     }
     c->nwait = k;
-    shrink((void **)&c->wait, c->nwait, &c->capwait, sizeof *c->wait, evicting);
+    shrink((void **)&c->wait, c->nwait, &c->capwait, sizeof *c->wait);
     IDHASH_REBUILD(&c->wait_h, c->wait, c->nwait, gap, c->bytes);
 }
 

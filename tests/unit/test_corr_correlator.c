@@ -292,49 +292,6 @@ static void stays_within_its_budget(void **state)
     corr_free(c);
 }
 
-/* What a periodic sweep gives back (budget.c, shrink): a slot that expired most of what it held
- * returns the memory, and one under steady load -- expiring about what it receives -- keeps its
- * room, so the next observations do not grow it again (which copied every one it held). */
-static void sweep_returns_room_a_slot_no_longer_needs(void **state)
-{
-    fixture *f = *state;
-    corr_options o = {.window_ns = 1000 * MS};
-    corr *c = corr_new(&o);
-    static uint64_t ts[8000];
-    for (uint32_t k = 0; k < 8000; k++)
-        ts[k] = (uint64_t)k * 100000; /* 0.1 ms apart: 0 .. 800 ms */
-    sp_batch pb = batch(f, "t1");
-    sp_batch_add_profile(&pb, profile(f->a, ts, 8000, PID, TID));
-    attach(c, &pb, 0); /* expire at 1000 ms */
-    pb = batch(f, "t1");
-    sp_batch_add_profile(&pb, profile(f->a, ts, 100, PID, TID));
-    attach(c, &pb, 600 * MS); /* expire at 1600 ms */
-    corr_stats before, after;
-    corr_get_stats(c, 700 * MS, &before);
-    assert_int_equal(before.obs_waiting, 8100);
-    corr_expire(c, 1100 * MS);
-    corr_get_stats(c, 1100 * MS, &after);
-    assert_int_equal(after.obs_waiting, 100);
-    /* 8,000 observations' room (40 bytes each) went back */
-    assert_true(before.bytes - after.bytes > 8000 * 32);
-
-    /* Steady load: 4,000 held, the oldest 1,000 expire while 1,000 new ones come. */
-    corr *d = corr_new(&o);
-    pb = batch(f, "t1");
-    sp_batch_add_profile(&pb, profile(f->a, ts, 1000, PID, TID));
-    attach(d, &pb, 0);
-    pb = batch(f, "t1");
-    sp_batch_add_profile(&pb, profile(f->a, ts + 1000, 3000, PID, TID));
-    attach(d, &pb, 600 * MS);
-    corr_get_stats(d, 700 * MS, &before);
-    corr_expire(d, 1100 * MS);
-    corr_get_stats(d, 1100 * MS, &after);
-    assert_int_equal(after.obs_waiting, 3000);
-    assert_int_equal(after.bytes, before.bytes); /* the room stays for the next 1,000 */
-    corr_free(c);
-    corr_free(d);
-}
-
 /* Issue 12 at scale: spans that arrived first stay in the window however many observations come
  * after them; the budget lets go of attached observations first (released, not a loss) and
  * evicts nothing that waits with nothing attached. */
@@ -1049,7 +1006,6 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
         cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
-        cmocka_unit_test_setup_teardown(sweep_returns_room_a_slot_no_longer_needs, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_evicts_a_share_when_the_window_is_long, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(new_frames_all_run_long_stay_within_the_budget, setup,
