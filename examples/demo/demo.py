@@ -24,6 +24,7 @@ process: see examples/ebpf-profiler/).
 """
 import argparse
 import os
+import queue
 import random
 import sys
 import threading
@@ -280,6 +281,7 @@ class ThreadState:
         self.cpu_ns = time.clock_gettime_ns(self.clock)
         self.credit = 0          # CPU used but not yet sampled (< one period)
         self.seen_at, self.seen_stack = 0, None  # the last tick and the stack it saw
+        self.seen_waiting = False  # whether that tick found it waiting
         self.wait_stack = None   # the stack it has been seen waiting in, since a tick
         self.wait_last = 0       # the last tick that saw it waiting there
         self.waited = 0          # ns waited between those ticks
@@ -301,6 +303,9 @@ class Sampler(threading.Thread):
         self.window_start = self.last_tick = time.time_ns()
         self.sent_samples = 0
         self.errors = 0
+        self.switch_interval = sys.getswitchinterval()
+        self.outbox = queue.Queue()  # (cpu, offcpu, window start, end) for the export thread
+        self.exporter = threading.Thread(target=self.export_loop, name="sampler-export", daemon=True)
 
     def tick(self, me):
         now = time.time_ns()
@@ -323,15 +328,18 @@ class Sampler(threading.Thread):
             used, st.cpu_ns = cpu_now - st.cpu_ns, cpu_now
             stack = python_stack(frame)
             waiting = used < wall // 2
-            # CPU: one sample per period of CPU the thread used, stamped now with the stack it
-            # runs now (what a timer-driven profiler records); when it is waiting now, the CPU
-            # was used before it started to: stamped with the last tick and the stack seen then.
+            # CPU: one sample per period of CPU the thread used. Where between the two ticks it
+            # was used is unknown; the stamp goes where the thread ran. When it ran at the last
+            # tick and waits now, it worked and then went to wait: the last tick, with the stack
+            # seen then. Otherwise now, with the stack it runs now (what a timer-driven profiler
+            # records) -- also when it waited at the last tick, for then it woke and worked since.
             st.credit += used
-            at, at_stack = (st.seen_at, st.seen_stack) if waiting and st.seen_stack else (now, stack)
+            ran_before = st.seen_stack is not None and not st.seen_waiting
+            at, at_stack = (st.seen_at, st.seen_stack) if waiting and ran_before else (now, stack)
             while st.credit >= self.period_ns:
                 st.credit -= self.period_ns
                 self.cpu.setdefault((st.tid, st.name, at_stack), []).append(at)
-            st.seen_at, st.seen_stack = now, stack
+            st.seen_at, st.seen_stack, st.seen_waiting = now, stack, waiting
             # Off-CPU: a thread that barely ran since the last tick waited. A wait is reported
             # from the first to the last tick that saw it waiting in the same stack (when exactly
             # it began and ended between two ticks is unknown, so that part is left out rather
@@ -353,7 +361,7 @@ class Sampler(threading.Thread):
             self.offcpu.setdefault(key, []).append((st.wait_last, st.waited))
         st.wait_stack, st.waited = None, 0
 
-    def build_request(self, end_ns):
+    def build_request(self, cpu, offcpu, start_ns, end_ns):
         d = Dictionary()
         req = profiles_service_pb2.ExportProfilesServiceRequest()
         rp = req.resource_profiles.add()
@@ -370,8 +378,8 @@ class Sampler(threading.Thread):
 
         def profile(sample_type, unit, period):
             p = sp.profiles.add()
-            p.time_unix_nano = self.window_start
-            p.duration_nano = max(1, end_ns - self.window_start)
+            p.time_unix_nano = start_ns
+            p.duration_nano = max(1, end_ns - start_ns)
             p.sample_type.type_strindex = d.s(sample_type)
             p.sample_type.unit_strindex = d.s(unit)
             if period:
@@ -380,19 +388,19 @@ class Sampler(threading.Thread):
                 p.period = period
             return p
 
-        first = [ts[0] for ts in self.cpu.values()] + [o[0][0] for o in self.offcpu.values()]
-        self.window_start = min([self.window_start] + first)  # no sample before the profile
-        if self.cpu:
+        first = [ts[0] for ts in cpu.values()] + [o[0][0] for o in offcpu.values()]
+        start_ns = min([start_ns] + first)  # no sample before the profile
+        if cpu:
             p = profile("samples", "count", self.period_ns)
-            for (tid, tname, stack), ts in self.cpu.items():
+            for (tid, tname, stack), ts in cpu.items():
                 s = p.samples.add()
                 s.stack_index = d.stack(stack)
                 s.attribute_indices.extend([d.attr("thread.id", tid), d.attr("thread.name", tname)])
                 s.timestamps_unix_nano.extend(ts)
                 n += len(ts)
-        if self.offcpu:
+        if offcpu:
             p = profile("off_cpu", "nanoseconds", 0)
-            for (tid, tname, stack), obs in self.offcpu.items():
+            for (tid, tname, stack), obs in offcpu.items():
                 s = p.samples.add()
                 s.stack_index = d.stack(stack)
                 s.attribute_indices.extend([d.attr("thread.id", tid), d.attr("thread.name", tname)])
@@ -402,12 +410,20 @@ class Sampler(threading.Thread):
         return req, n
 
     def export(self):
+        """Hands what was collected since the last export to the export thread: building the
+        request and the POST take tens of milliseconds, more when the server is busy, and ticks
+        must not wait for them (a late tick lumps CPU from several spans into one stamp)."""
         end = time.time_ns()
-        if not self.cpu and not self.offcpu:
-            self.window_start = end
-            return
-        req, n = self.build_request(end)
+        if self.cpu or self.offcpu:
+            self.outbox.put((self.cpu, self.offcpu, self.window_start, end))
         self.cpu, self.offcpu, self.window_start = {}, {}, end
+
+    def export_loop(self):
+        while (batch := self.outbox.get()) is not None:
+            self.send(*batch)
+
+    def send(self, cpu, offcpu, start_ns, end_ns):
+        req, n = self.build_request(cpu, offcpu, start_ns, end_ns)
         body = req.SerializeToString()
         http_req = urllib.request.Request(self.url, data=body, method="POST",
                                           headers={"Content-Type": "application/x-protobuf"})
@@ -430,6 +446,13 @@ class Sampler(threading.Thread):
 
     def run(self):
         me = threading.get_ident()
+        self.exporter.start()
+        # A tick needs the interpreter lock. Busy threads hand it over every switch interval
+        # (5 ms by default), each in turn, so ticks came 10-30 ms late and lumped CPU of
+        # neighbouring spans into one stamp; at 1 ms they come on time (the cost: more lock
+        # hand-overs between busy threads). stop() puts the interval back.
+        self.switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self.switch_interval, 0.001))
         interval = 1.0 / self.hz
         next_tick = time.monotonic()
         next_export = next_tick + self.export_interval
@@ -448,9 +471,12 @@ class Sampler(threading.Thread):
     def stop(self):
         self.stop_event.set()
         self.join()
+        sys.setswitchinterval(self.switch_interval)
         for st in self.threads.values():  # waits still going on end at the last tick
             self.wait_over(st)
         self.export()  # what is left
+        self.outbox.put(None)
+        self.exporter.join()
 
 
 # ------------------------------------------------------------------------------------------------

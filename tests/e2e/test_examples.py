@@ -12,7 +12,9 @@
 (b) examples/demo/demo.py runs for a few seconds against the real binary; then the traces it
     printed are read through GET /api/v1/traces/{id}: spans with CPU attached where the demo burns
     CPU, off-CPU where it sleeps, and the demo's own function names in a span's flame graph (and
-    only that span's functions); the Grafana link's query finds the same span's profile.
+    only that span's functions); the Grafana link's query finds the same span's profile. The
+    demo's sampler, with a slow server, still stamps a step's CPU inside the step (a probe with
+    each step's thread CPU clock as the oracle).
 """
 import copy
 import json
@@ -442,3 +444,25 @@ def test_the_service_flame_graph_and_the_grafana_link_find_the_demo(demo_run):
                                     body=b"{}", headers={"Content-Type": "application/json"})[2])
     assert link["profileTypeId"] in {p["ID"] for p in types["profileTypes"]}
     assert OFF_CPU in {p["ID"] for p in types["profileTypes"]}
+
+
+def test_the_demo_sampler_stamps_cpu_in_the_step_that_used_it_when_the_server_is_slow():
+    """The sampler's ticks must not wait for its exports. They did: a POST to a busy server took
+    the sampler thread for a few hundred ms, the next tick lumped a whole CPU step's CPU into one
+    stamp in whatever step the thread was in by then, and a CI run saw compute_prices keep 2 of
+    its 8 periods. The probe runs the demo with every export taking 300 ms and a thread CPU clock
+    read around each step as the oracle. Before the fix: 10-13 of ~88 CPU steps kept fewer than 3
+    periods, 78 % of their CPU stamped inside them, 6x as much in CPU steps as in sleeping ones."""
+    probe = Path(__file__).with_name("demo_sampler_probe.py")
+    proc = subprocess.run([sys.executable, str(probe), "--seconds", "6", "--slow", "0.3"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    cpu, sleep, period = got["cpu"], got["sleep"], got["period_ns"]
+    assert len(cpu) >= 20 and len(sleep) >= 20, got
+    used = sum(s["used_ns"] for s in cpu)
+    inside = sum(s["stamped_ns"] for s in cpu)
+    assert inside >= 0.9 * used, (inside, used)
+    short = [s for s in cpu if s["stamped_ns"] < 3 * period]
+    assert len(short) * 50 <= len(cpu), short  # at most 2 %
+    assert inside > 20 * sum(s["stamped_ns"] for s in sleep), (inside, sleep)
