@@ -73,6 +73,7 @@ void pipeline_metrics(void *ud)
     sp_metrics_gauge_set("store_checkpoints_total", (int64_t)ss.checkpoints);
     sp_metrics_gauge_set("store_checkpoints_inline_total", (int64_t)ss.checkpoints_inline);
     sp_metrics_gauge_set("store_checkpoints_failed_total", (int64_t)ss.checkpoints_failed);
+    sp_metrics_gauge_set("store_lookups_skipped_total", (int64_t)ss.lookups_skipped);
     sp_metrics_gauge_set("store_name_cache_bytes", (int64_t)ss.name_cache_bytes);
     sp_metrics_gauge_set("store_name_cache_entries", (int64_t)ss.name_cache_entries);
     sp_metrics_gauge_set("store_name_cache_hits_total", (int64_t)ss.name_cache_hits);

@@ -91,6 +91,110 @@ int store_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return -1;
 }
 
+/* ---- presence filter ---------------------------------------------------------------------------
+ */
+
+#define BLOOM_FIRST_KEYS 65536u
+#define BLOOM_PROBES     7 /* 9 bits each from one 64-bit hash: 63 bits */
+
+void store_bloom_init(store_bloom *b, uint64_t max_keys)
+{
+    memset(b, 0, sizeof *b);
+    b->max_keys = max_keys;
+}
+
+void store_bloom_free(store_bloom *b)
+{
+    for (int i = 0; i < b->nparts; i++)
+        free(b->part[i].bits);
+    uint64_t max = b->max_keys;
+    store_bloom_init(b, max);
+}
+
+static void bloom_give_up(store_bloom *b)
+{
+    store_bloom_free(b);
+    b->over = 1;
+}
+
+/* The line a key's probes fall in (from one hash) and the probes' bits in it (from another). */
+static inline void bloom_hashes(uint64_t key, uint64_t *line, uint64_t *probes)
+{
+    *line = fmix64(key + 0x9e3779b97f4a7c15ull);
+    *probes = fmix64(*line ^ 0xc2b2ae3d27d4eb4full);
+}
+
+static int part_has(const struct store_bloom_part *pt, uint64_t line, uint64_t probes)
+{
+    const uint64_t *w = pt->bits + (line & (pt->nblocks - 1)) * 8;
+    for (int i = 0; i < BLOOM_PROBES; i++, probes >>= 9) {
+        unsigned bit = (unsigned)(probes & 511);
+        if (!(w[bit >> 6] & (1ull << (bit & 63))))
+            return 0;
+    }
+    return 1;
+}
+
+int store_bloom_add(store_bloom *b, uint64_t key)
+{
+    if (b->over)
+        return -1;
+    if (b->max_keys) {
+        uint64_t total = 0;
+        for (int i = 0; i < b->nparts; i++)
+            total += b->part[i].n;
+        if (total >= b->max_keys) {
+            bloom_give_up(b);
+            return -1;
+        }
+    }
+    struct store_bloom_part *pt = b->nparts ? &b->part[b->nparts - 1] : NULL;
+    if (!pt || pt->n >= pt->cap) {
+        if (b->nparts == STORE_BLOOM_PARTS) {
+            bloom_give_up(b);
+            return -1;
+        }
+        uint64_t cap = pt ? pt->cap * 2 : BLOOM_FIRST_KEYS;
+        uint64_t nblocks = cap * 16 / 512; /* 16 bits a key, 512 bits a line */
+        uint64_t *bits = calloc(nblocks * 8, sizeof *bits);
+        if (!bits) {
+            bloom_give_up(b);
+            return -1;
+        }
+        pt = &b->part[b->nparts++];
+        *pt = (struct store_bloom_part){bits, nblocks, 0, cap};
+    }
+    uint64_t line, probes;
+    bloom_hashes(key, &line, &probes);
+    uint64_t *w = pt->bits + (line & (pt->nblocks - 1)) * 8;
+    for (int i = 0; i < BLOOM_PROBES; i++, probes >>= 9) {
+        unsigned bit = (unsigned)(probes & 511);
+        w[bit >> 6] |= 1ull << (bit & 63);
+    }
+    pt->n++;
+    return 0;
+}
+
+int store_bloom_may_have(const store_bloom *b, uint64_t key)
+{
+    if (b->over)
+        return 1;
+    uint64_t line, probes;
+    bloom_hashes(key, &line, &probes);
+    for (int i = b->nparts - 1; i >= 0; i--) /* the newest first: the largest, and recent keys */
+        if (part_has(&b->part[i], line, probes))
+            return 1;
+    return 0;
+}
+
+size_t store_bloom_bytes(const store_bloom *b)
+{
+    size_t n = 0;
+    for (int i = 0; i < b->nparts; i++)
+        n += b->part[i].nblocks * 64;
+    return n;
+}
+
 /* ---- dictionary cache --------------------------------------------------------------------------
  */
 

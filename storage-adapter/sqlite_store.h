@@ -160,6 +160,8 @@ struct sqs_xres {
 
 /* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
 enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_NKEYS };
+/* The dictionaries with a presence filter (P1-P3 in sqlite_dict.c): those two and functions. */
+enum { SQS_PRESENT_FN = SQS_NKEYS, SQS_NPRESENT };
 
 typedef struct sqs_writer {
     sqlite3 *db;
@@ -180,6 +182,12 @@ typedef struct sqs_writer {
     /* Bit k: the cache of dictionary k holds every row of its table (loaded at start-up and
      * never cleared since), so a miss means a new row and no lookup is needed. */
     unsigned keys_complete;
+    /* Presence filters (P1-P3 in sqlite_dict.c). Bit k of present_complete: every row of table
+     * k (SQS_KEYS_*, SQS_PRESENT_FN) has its hash in present[k], so a hash the filter never saw
+     * is a new row, inserted without a lookup. present_skips counts the lookups that saved. */
+    store_bloom present[SQS_NPRESENT];
+    unsigned present_complete;
+    uint64_t present_skips;
     store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
     /* Closed buckets' chunks merged into one (sqlite_compact.c, M1-M4): (series, bucket, 1) →
@@ -472,6 +480,7 @@ typedef struct sqs_kv {
 extern const char *const sqs_wwhat[]; /* what each W_* statement does, for error messages */
 int sqs_load_watermarks(sqs_writer *w, sp_err *err);
 void sqs_load_dictionaries(sqs_writer *w);
+void sqs_presence_build(sqs_writer *w); /* P3: never fails (a filter not built is not used) */
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err);
 int sqs_grow(void **p, size_t *cap, size_t need, size_t elem);
 int sqs_oom(sp_err *err);

@@ -299,8 +299,10 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
      * lookup. */
     w->keys_dirty = (1u << SQS_NKEYS) - 1;
     int rc = sqs_load_watermarks(w, err);
-    if (!rc)
+    if (!rc) {
         sqs_load_dictionaries(w);
+        sqs_presence_build(w);
+    }
     return rc;
 }
 
@@ -320,6 +322,8 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->strings);
     store_dict_free(&w->mappings);
     store_dict_free(&w->tenants);
+    for (int k = 0; k < SQS_NPRESENT; k++)
+        store_bloom_free(&w->present[k]);
     store_sum3_free(&w->samples);
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
@@ -950,6 +954,10 @@ restart:
                            store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
                            store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +
                            store_dict_bytes(&w->tenants);
+    s->stats.lookups_skipped = w->present_skips;
+    s->stats.presence_bytes = 0;
+    for (int k = 0; k < SQS_NPRESENT; k++)
+        s->stats.presence_bytes += store_bloom_bytes(&w->present[k]);
     s->stats.cache_clears = w->stacks.clears + w->locations.clears + w->functions.clears +
                             w->series.clears + w->strings.clears + w->mappings.clears +
                             w->tenants.clears;

@@ -268,6 +268,9 @@ typedef struct store_stats {
     /* WAL checkpoints (SQLite): by the checkpointer's thread, by the writer itself because the
      * checkpointer fell behind (the WAL passed 64 MiB), and failed (logged) */
     uint64_t checkpoints, checkpoints_inline, checkpoints_failed;
+    /* stack and location lookups not made: the presence filter knew the row was new (P2 in
+     * sqlite_dict.c); and the filters' size */
+    uint64_t lookups_skipped, presence_bytes;
 } store_stats;
 
 /* ---- the backend seam -------------------------------------------------------------------------

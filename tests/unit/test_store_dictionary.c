@@ -99,6 +99,88 @@ static void dictionary_beyond_the_cache_is_found_again(void **state)
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 3000);
 }
 
+/* Rows new to a store whose cache overflowed are inserted without a lookup: the presence filter
+ * (P1-P3 of sqlite_dict.c) knows they are new. Each round brings 600 functions, 600 locations
+ * and 1500 stacks never seen (start lines and addresses moved by the round); the smallest cache
+ * (102 functions, 256 locations, 512 stacks) overflows in the first. Rows written again, in the
+ * same process and after a restart (the filter is built again from the tables), are looked up
+ * and found: one row per content, and the counter of skipped lookups does not move for them. */
+static sp_profile *round_stacks(sp_arena *a, fx *f, int round)
+{
+    sp_profile *p = many_stacks(a, f, 600, 1500);
+    p->nfunctions = 601;
+    p->functions = sp_arena_calloc(a, p->nfunctions, sizeof *p->functions);
+    for (uint32_t i = 1; i < p->nlocations; i++) {
+        p->functions[i] = (sp_function){
+            .name = S_MAIN, .filename = S_FILE, .start_line = round * 100000 + (int64_t)i};
+        sp_location *l = &p->locations[i];
+        l->address += (uint64_t)round << 24;
+        l->nlines = 1;
+        l->lines = sp_arena_calloc(a, 1, sizeof *l->lines);
+        l->lines[0] = (sp_line){.function_id = i, .line = 3};
+    }
+    return p;
+}
+
+static uint64_t lookups_skipped(store *s)
+{
+    store_stats st;
+    store_stats_get(s, &st);
+    return st.lookups_skipped;
+}
+
+static void new_rows_beyond_the_cache_need_no_lookup(void **state)
+{
+    fx *f = *state;
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = 1;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    for (int round = 0; round < 4; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", round_stacks(a, f, round));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 4 * 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 4 * 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 4 * 1500);
+    /* Every new function, and every new location and stack of rounds 1-3 (the first fills the
+     * cache, which holds all it saw until then), but a false positive or two needed no lookup. */
+    uint64_t skipped = lookups_skipped(f->s);
+    print_message("lookups skipped: %llu of %d new rows\n", (unsigned long long)skipped, 4 * 2700);
+    assert_true(skipped >= (4 * 600 + 3 * 2100) * 99 / 100);
+    assert_true(skipped <= 4 * 2700);
+
+    for (int restart = 0; restart < 2; restart++) {
+        /* The same rounds again: all found, nothing skipped, nothing inserted. */
+        uint64_t before = lookups_skipped(f->s);
+        for (int round = 0; round < 4; round++) {
+            sp_arena *a = sp_arena_new(0);
+            sp_batch b = batch1(a, "t1", round_stacks(a, f, round));
+            write_ok(f->s, &b);
+            sp_arena_free(a);
+        }
+        assert_int_equal(lookups_skipped(f->s), before);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 4 * 600);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 4 * 600);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 4 * 1500);
+        store_close(f->s);
+        f->s = NULL;
+        assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    }
+    /* After a restart the filter is whole again: a new round's rows skip their lookups. */
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = batch1(a, "t1", round_stacks(a, f, 9));
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_true(lookups_skipped(f->s) >= 2700 * 99 / 100);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), 5 * 600);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 5 * 600);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 13 * 1500); /* 3 x 4 + 1 */
+}
+
 /* A dictionary that fits is loaded whole at start-up (deep stacks too): the same stacks written
  * after a restart are found in memory, no row is inserted twice and no key row is needed. */
 static void dictionary_loaded_at_start_up(void **state)
@@ -459,6 +541,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
                                         teardown),

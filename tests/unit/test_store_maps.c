@@ -376,6 +376,59 @@ static void sum_map_chunks_equal_agg_chunks(void **state)
     store_chunk_decoder_free(&d);
 }
 
+/* The presence filter: no key added is ever reported absent, through every growth of the chain;
+ * keys never added are reported present rarely (a splitmix sequence, independent of the
+ * filter's own hashing); past its limit it gives up and says "may have" to everything. */
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void presence_filter_never_forgets_and_rarely_guesses(void **state)
+{
+    (void)state;
+    store_bloom b;
+    store_bloom_init(&b, 0);
+    uint64_t x = 1;
+    const uint32_t n = 600000; /* the chain: 64 Ki, 128 Ki, 256 Ki, 512 Ki keys */
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(store_bloom_add(&b, splitmix(&x) >> 33), 0); /* 31-bit, as stored */
+    assert_int_equal(b.nparts, 4);
+    x = 1;
+    for (uint32_t i = 0; i < n; i++)
+        assert_true(store_bloom_may_have(&b, splitmix(&x) >> 33));
+    /* Absent keys: small integers, and another sequence's values with the top bit set (never
+     * a 31-bit value). 4 filters of about 0.1 % each. */
+    uint32_t fp = 0;
+    uint64_t y = 12345;
+    for (uint32_t i = 0; i < 1000000; i++)
+        fp += store_bloom_may_have(&b, (splitmix(&y) >> 33) | (1ull << 40));
+    print_message("presence filter: %u false positives in 1000000, %zu bytes for %u keys\n", fp,
+                  store_bloom_bytes(&b), n);
+    assert_true(fp < 10000); /* under 1 % */
+    assert_true(store_bloom_bytes(&b) <= (size_t)n * 4);
+    store_bloom_free(&b);
+    assert_int_equal(store_bloom_may_have(&b, 1), 0);
+
+    /* The limit: the key past it is refused, the memory freed, and every answer is "may". */
+    store_bloom_init(&b, 1000);
+    for (uint64_t k = 0; k < 1000; k++)
+        assert_int_equal(store_bloom_add(&b, k), 0);
+    assert_int_equal(store_bloom_may_have(&b, 5000), 0);
+    assert_int_equal(store_bloom_add(&b, 1000), -1);
+    assert_true(b.over);
+    assert_int_equal(store_bloom_bytes(&b), 0);
+    assert_true(store_bloom_may_have(&b, 5000));
+    store_bloom_free(&b); /* usable again */
+    assert_false(b.over);
+    assert_int_equal(store_bloom_add(&b, 7), 0);
+    assert_true(store_bloom_may_have(&b, 7));
+    store_bloom_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +439,7 @@ int main(void)
         cmocka_unit_test(sum_map_aggregates_and_sorts_like_qsort),
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
+        cmocka_unit_test(presence_filter_never_forgets_and_rarely_guesses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
