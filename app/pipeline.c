@@ -44,6 +44,7 @@ void pipeline_metrics(void *ud)
         {"correlator_profiles_service_learned_total", offsetof(corr_stats, services_learned)},
         {"correlator_offcpu_attached_total", offsetof(corr_stats, offcpu_attached)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
+        {"correlator_memory_trims_total", offsetof(corr_stats, memory_trims)},
         {"correlator_released_total", offsetof(corr_stats, released)},
         {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},
         {"correlator_samples_not_kept_total", offsetof(corr_stats, not_kept)},

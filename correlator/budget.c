@@ -533,6 +533,9 @@ void cw_enforce_budget(corr *c)
 {
     if (c->bytes <= c->opt.max_bytes)
         return;
+    if (!c->trim_due) /* I12: one trim per call, at its unlock */
+        c->st.memory_trims++;
+    c->trim_due = 1;
     int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
     /* The share assumes bytes go with observations; when the tables of names and stacks they
      * leave behind are most of it (never-seen frames), one pass is not enough: the waiting ones

@@ -72,6 +72,7 @@ typedef struct corr_stats {
     uint64_t released;         /* attached observations that stopped waiting for more spans early
                                 * (budget); not a loss: stored and attached */
     uint64_t spans_evicted;    /* spans dropped before their time (budget) */
+    uint64_t memory_trims;     /* times the memory an eviction freed went back to the system */
     /* Drops, by reason (0 in a healthy run; none of them loses a stored observation): */
     uint64_t not_kept;          /* unattached observations that could not wait for their spans
                                  * (budget full on arrival) */

@@ -154,6 +154,7 @@ struct corr {
     idhash wait_h;
     size_t bytes;
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
+    uint8_t trim_due;         /* an eviction freed memory: cw_unlock gives it back (I12) */
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */
     int64_t last_sweep, now;
     uint32_t sweep_next; /* the slice of the slot buckets the next periodic sweep walks (I11) */
@@ -395,5 +396,7 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed);
 
 /* correlator.c, late.c: the published counters, rule 3 after the settle time */
 void cw_publish(corr *c);
+/* Releases corr->lock, then returns freed memory to the system when an eviction is due (I12). */
+void cw_unlock(corr *c);
 
 #endif

@@ -582,7 +582,7 @@ int corr_settle(corr *c, int64_t now_ns, int (*emit)(void *ud, sp_batch *b), voi
         lost += l.n;
     c->st.attach_failed += lost;
     cw_publish(c);
-    pthread_mutex_unlock(&c->lock);
+    cw_unlock(c);
     /* stored outside the lock: the store waits for its commit */
     uint64_t failed = 0;
     for (size_t i = 0; i < nb; i++) {
@@ -597,7 +597,7 @@ int corr_settle(corr *c, int64_t now_ns, int (*emit)(void *ud, sp_batch *b), voi
         pthread_mutex_lock(&c->lock);
         c->st.attach_failed += failed;
         cw_publish(c);
-        pthread_mutex_unlock(&c->lock);
+        cw_unlock(c);
     }
     free(one);
     free(tl);

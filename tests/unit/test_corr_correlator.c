@@ -767,6 +767,33 @@ static void budget_evicts_a_share_when_the_window_is_long(void **state)
     corr_free(c);
 }
 
+/* I12: no trim while everything fits; once the budget evicts, the memory goes back to the
+ * system, once per call that evicted (the counter a scrape shows), never inside the lock. */
+static void budget_eviction_gives_memory_back(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 512 * 1024, .window_ns = 600000 * MS};
+    corr *c = corr_new(&o);
+    uint64_t calls_that_evicted = 0;
+    for (int i = 0; i < 400; i++) {
+        int64_t now = (int64_t)i * 10 * MS;
+        uint64_t ts[64];
+        for (int k = 0; k < 64; k++)
+            ts[k] = (uint64_t)(now + k * MS / 8);
+        corr_stats before, after;
+        corr_get_stats(c, 0, &before);
+        sp_batch pb = batch(f, "t1");
+        sp_batch_add_profile(&pb, profile(f->a, ts, 64, PID, TID + i % 8));
+        attach(c, &pb, now);
+        corr_get_stats(c, 0, &after);
+        int evicted = after.evicted + after.released > before.evicted + before.released;
+        calls_that_evicted += (uint64_t)evicted;
+        assert_int_equal(after.memory_trims, calls_that_evicted);
+    }
+    assert_true(calls_that_evicted > 0);
+    corr_free(c);
+}
+
 /* Every sample on a never-seen frame (a leaf named once), no spans, a budget far smaller than
  * the run: the budget drops observations and, since the tables of names and stacks they leave
  * behind would otherwise grow for ever, rebuilds those tables often enough that `bytes` stays
@@ -1006,6 +1033,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(equal_pids_on_two_hosts_never_mix, setup, teardown),
         cmocka_unit_test_setup_teardown(only_cpu_profiles_are_correlated, setup, teardown),
+        cmocka_unit_test_setup_teardown(budget_eviction_gives_memory_back, setup, teardown),
         cmocka_unit_test_setup_teardown(budget_evicts_a_share_when_the_window_is_long, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(new_frames_all_run_long_stay_within_the_budget, setup,
