@@ -28,11 +28,14 @@
  * from the first request's answer until the last, asks Q span queries per second on one more
  * connection (SelectMergeSpanProfile, Connect JSON over HTTP/1.1: bench_ingest_query.h); prints
  * their latency p50/p99/max and how many came back without samples.
+ * --timeline FILE writes one line per Export (its place in the run, when it was sent in seconds
+ * from the first, its latency in ms): where in a run the slow ones were.
  *
  *   bench_ingest --bin build/spanprof [--requests 400] [--conns 4] [--distinct N] [--procs 50]
  *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
  *                [--off-cpu 0] [--timestamps 1]
  *                [--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] [--dry]
+ *                [--timeline FILE]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "bench_ingest_query.h"
@@ -76,6 +79,8 @@ static int max_ts = 1;
 static const char *server_args[16];
 static int nserver_args;
 static int dry = 0;
+static const char *timeline; /* --timeline FILE */
+static double *sent_s;       /* when each Export was sent, from t_start */
 
 /* ---- request generation ---------------------------------------------------------------------- */
 
@@ -611,6 +616,7 @@ static void *sender(void *arg)
         c.http_status = 0;
         nghttp2_data_provider dp = {.read_callback = read_body};
         double t0 = bench_mono_s();
+        sent_s[i] = t0 - t_start;
         if (nghttp2_submit_request(c.s, NULL, nva, sizeof nva / sizeof nva[0], &dp, NULL) < 0 ||
             pump(&c) != 0) {
             fprintf(stderr, "request %d: connection failed\n", i);
@@ -755,13 +761,26 @@ static void chunk_report(const char *data, size_t sent)
     sqlite3_close(db);
 }
 
+static void write_timeline(int n)
+{
+    FILE *f = timeline ? fopen(timeline, "w") : NULL;
+    if (timeline && !f) {
+        perror(timeline);
+        return;
+    }
+    for (int i = 0; f && i < n; i++)
+        fprintf(f, "%d %.3f %.1f\n", i, sent_s[i], lat_ms[i]);
+    if (f)
+        fclose(f);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_ingest --bin PATH [--requests N] [--conns N] [--distinct N] "
                     "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
                     "[--off-cpu F] [--timestamps K] "
                     "[--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] "
-                    "[--dry]\n");
+                    "[--dry] [--timeline FILE]\n");
     exit(2);
 }
 
@@ -796,6 +815,8 @@ int main(int argc, char **argv)
             off_frac = atof(v);
         else if (strcmp(a, "--timestamps") == 0)
             max_ts = atoi(v);
+        else if (strcmp(a, "--timeline") == 0)
+            timeline = v;
         else if (strcmp(a, "--rate") == 0)
             rate = atof(v);
         else if (strcmp(a, "--pool") == 0)
@@ -901,6 +922,7 @@ int main(int argc, char **argv)
     unsigned long flt0 = 0, flt1 = 0;
     double cpu0 = proc_stat(pid, &flt0);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
+    sent_s = calloc((size_t)nrequests, sizeof *sent_s);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
     bq_config qc = {.http_port = port + 1,
                     .procs = procs,
@@ -951,6 +973,7 @@ int main(int argc, char **argv)
     for (int k = 0, n = 0; k < 3 && slow[k] >= 0; k++)
         n += snprintf(slowest + n, sizeof slowest - (size_t)n, "%s#%d %.1f ms", k ? ", " : "",
                       slow[k], lat_ms[slow[k]]);
+    write_timeline(nrequests);
     qsort(lat_ms, (size_t)nrequests, sizeof *lat_ms, bench_cmp_double);
     printf("answered OK: %d of %d\n", nrequests - failures, nrequests);
     printf("end to end: %.0f samples/s, %.1f MB/s of OTLP in %.1f s%s\n", (double)sent / secs,
