@@ -190,112 +190,92 @@ static size_t intern_bytes(const corr *c)
     return cw_itab_bytes(&c->names) + cw_itab_bytes(&c->stacks) + cw_itab_bytes(&c->series);
 }
 
+/* A stack's key after its names were renumbered (cw_itab_compact's rekey): its new hash. */
+static uint32_t rekey_stack(char *key, uint32_t len, void *ud)
+{
+    const uint32_t *nmap = ud;
+    uint32_t *f = (uint32_t *)(void *)key;
+    for (uint32_t k = 0; k < len / 4; k++)
+        f[k] = nmap[f[k]];
+    return (uint32_t)hash64(key, len, FNV);
+}
+
+/* Marks what the waiting observations and links use: their stacks and series, and the stacks'
+ * names. */
+static void mark_interns(const corr *c, uint64_t *sbit, uint64_t *nbit, uint64_t *rbit)
+{
+#define MARK(bits, id) ((bits)[(id) / 64] |= 1ULL << ((id) % 64))
+    for (size_t b = 0; b < NBUCKETS; b++)
+        for (const slot *s = c->buckets[b]; s; s = s->hnext)
+            for (uint32_t i = 0; i < s->nobs; i++) {
+                MARK(sbit, s->obs[i].stack);
+                MARK(rbit, s->obs[i].series);
+            }
+    for (uint32_t i = 0; i < c->nwait; i++) {
+        MARK(sbit, c->wait[i].stack);
+        MARK(rbit, c->wait[i].series);
+    }
+    for (uint32_t id = 0; id < c->stacks.n; id++) {
+        if (!(sbit[id / 64] >> (id % 64) & 1))
+            continue;
+        const uint32_t *f = (const uint32_t *)(const void *)c->stacks.keys[id];
+        for (uint32_t k = 0; k < c->stacks.lens[id] / 4; k++)
+            MARK(nbit, f[k]);
+    }
+#undef MARK
+}
+
 /* Rebuilds the name, stack and series tables from what live observations still use, so they
- * do not grow for ever while observations come and go. */
+ * do not grow for ever while observations come and go: the ids in use are renumbered in their
+ * order (cw_itab_compact), and every observation and link rewritten. Everything it allocates is
+ * allocated first, so it renumbers all three tables or none. */
 static void compact_interns(corr *c)
 {
-    itab names = {0}, stacks = {0}, series = {0};
-    uint32_t *smap = calloc(c->stacks.n + 1, sizeof *smap); /* old stack id → new id + 1 */
-    uint32_t *nmap = calloc(c->names.n + 1, sizeof *nmap);
-    uint32_t *rmap = calloc(c->series.n + 1, sizeof *rmap);
-    uint32_t *frames = NULL;
-    int ok = smap && nmap && rmap;
-    /* every (stack, series) reference: slot observations, then waiting links */
-    for (size_t b = 0; b < NBUCKETS && ok; b++)
-        for (slot *s = c->buckets[b]; s && ok; s = s->hnext)
-            for (uint32_t i = 0; i < s->nobs && ok; i++) {
-                uint32_t *stk = &s->obs[i].stack, *ser = &s->obs[i].series;
-                if (!smap[*stk]) {
-                    uint32_t nf = c->stacks.lens[*stk] / 4;
-                    const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[*stk];
-                    uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
-                    if (!nf_arr) {
-                        ok = 0;
-                        break;
-                    }
-                    frames = nf_arr;
-                    for (uint32_t f = 0; f < nf && ok; f++) {
-                        if (!nmap[old[f]]) {
-                            uint32_t id = cw_itab_get(&names, c->names.keys[old[f]],
-                                                      c->names.lens[old[f]], 1);
-                            ok = id != UINT32_MAX;
-                            nmap[old[f]] = id + 1;
-                        }
-                        frames[f] = nmap[old[f]] - 1;
-                    }
-                    uint32_t id = ok ? cw_itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
-                    ok = ok && id != UINT32_MAX;
-                    smap[*stk] = id + 1;
-                }
-                if (!rmap[*ser]) {
-                    uint32_t id =
-                        cw_itab_get(&series, c->series.keys[*ser], c->series.lens[*ser], 1);
-                    ok = ok && id != UINT32_MAX;
-                    rmap[*ser] = id + 1;
-                }
-            }
-    for (uint32_t i = 0; i < c->nwait && ok; i++) {
-        wait_ent *w = &c->wait[i];
-        if (!smap[w->stack]) {
-            uint32_t nf = c->stacks.lens[w->stack] / 4;
-            const uint32_t *old = (const uint32_t *)(const void *)c->stacks.keys[w->stack];
-            uint32_t *nf_arr = realloc(frames, (nf + 1) * sizeof *frames);
-            if (!nf_arr) {
-                ok = 0;
-                break;
-            }
-            frames = nf_arr;
-            for (uint32_t f = 0; f < nf && ok; f++) {
-                if (!nmap[old[f]]) {
-                    uint32_t id =
-                        cw_itab_get(&names, c->names.keys[old[f]], c->names.lens[old[f]], 1);
-                    ok = id != UINT32_MAX;
-                    nmap[old[f]] = id + 1;
-                }
-                frames[f] = nmap[old[f]] - 1;
-            }
-            uint32_t id = ok ? cw_itab_get(&stacks, frames, nf * 4, 1) : UINT32_MAX;
-            ok = ok && id != UINT32_MAX;
-            smap[w->stack] = id + 1;
-        }
-        if (!rmap[w->series]) {
-            uint32_t id =
-                cw_itab_get(&series, c->series.keys[w->series], c->series.lens[w->series], 1);
-            ok = ok && id != UINT32_MAX;
-            rmap[w->series] = id + 1;
-        }
-    }
+    uint64_t *sbit = calloc(((size_t)c->stacks.n + 64) / 64, 8);
+    uint64_t *nbit = calloc(((size_t)c->names.n + 64) / 64, 8);
+    uint64_t *rbit = calloc(((size_t)c->series.n + 64) / 64, 8);
+    itab_plan ps = {0}, pn = {0}, pr = {0};
+    int ok = sbit && nbit && rbit;
+    if (ok)
+        mark_interns(c, sbit, nbit, rbit);
+    ok = ok && !cw_itab_plan(&c->stacks, sbit, &ps);
+    ok = ok && !cw_itab_plan(&c->names, nbit, &pn);
+    ok = ok && !cw_itab_plan(&c->series, rbit, &pr);
     if (ok) {
         for (size_t b = 0; b < NBUCKETS; b++)
             for (slot *s = c->buckets[b]; s; s = s->hnext)
                 for (uint32_t i = 0; i < s->nobs; i++) {
-                    s->obs[i].stack = smap[s->obs[i].stack] - 1;
-                    s->obs[i].series = rmap[s->obs[i].series] - 1;
+                    s->obs[i].stack = ps.map[s->obs[i].stack];
+                    s->obs[i].series = pr.map[s->obs[i].series];
                 }
         for (uint32_t i = 0; i < c->nwait; i++) {
-            c->wait[i].stack = smap[c->wait[i].stack] - 1;
-            c->wait[i].series = rmap[c->wait[i].series] - 1;
+            c->wait[i].stack = ps.map[c->wait[i].stack];
+            c->wait[i].series = pr.map[c->wait[i].series];
         }
-        cw_free_series(c);
-        cw_itab_free(&c->names);
-        cw_itab_free(&c->stacks);
-        c->names = names;
-        c->stacks = stacks;
-        c->series = series;
+        /* a series' record points into its key, which keeps its memory: it moves with it */
+        for (uint32_t id = 0; id < c->series.n && id < c->capsrec; id++) {
+            uint32_t to = pr.map[id];
+            if (to == UINT32_MAX) {
+                free(c->srec[id].kv);
+                memset(&c->srec[id], 0, sizeof c->srec[id]);
+            } else {
+                c->srec[to] = c->srec[id]; /* to <= id */
+            }
+        }
+        for (uint32_t id = pr.n; id < c->series.n && id < c->capsrec; id++)
+            memset(&c->srec[id], 0, sizeof c->srec[id]); /* moved down or freed above */
+        cw_itab_compact(&c->names, &pn, NULL, NULL);
+        cw_itab_compact(&c->stacks, &ps, rekey_stack, pn.map);
+        cw_itab_compact(&c->series, &pr, NULL, NULL);
         c->interns_compacted = intern_bytes(c);
         c->interns_gen++;
-        for (uint32_t i = 0; i < c->series.n; i++)
-            if (cw_series_record(c, i))
-                break;
-    } else {
-        cw_itab_free(&names);
-        cw_itab_free(&stacks);
-        cw_itab_free(&series);
     }
-    free(smap);
-    free(nmap);
-    free(rmap);
-    free(frames);
+    cw_itab_plan_free(&ps);
+    cw_itab_plan_free(&pn);
+    cw_itab_plan_free(&pr);
+    free(sbit);
+    free(nbit);
+    free(rbit);
 }
 
 /* Rebuilds the identity table from what still refers to it: every span or sample with a new
@@ -464,15 +444,23 @@ void cw_sweep_slice(corr *c, int64_t now)
 
 /* The expiry time below which the oldest `share` of the waiting observations (attached ones, or
  * unattached ones and waiting links) lie: a histogram of expiry times in one pass, so the big
- * passes (drop, compact, recount) run once, not in a loop that would hold the lock for seconds.
+ * passes (drop, sweep, recount) run once, not in a loop that would hold the lock for seconds.
  * The histogram spans what is held -- from the earliest expiry a slot or link may have (I11's
  * lower bounds, read per slot, not per observation) to now + window -- not the whole window:
  * under a long window a full budget holds a few seconds of it, and 64 buckets over 10 minutes
- * put all of them in one bucket, so a pass dropped everything instead of the oldest share. */
-static int64_t oldest_share_cut(corr *c, int attached, double share)
+ * put all of them in one bucket, so a pass dropped everything instead of the oldest share.
+ *
+ * A share is a quantile, and a quantile does not need every observation: past HIST_SAMPLES
+ * waiting ones the walk reads every stride-th (each standing for stride), so it touches a
+ * fraction of the memory it did (reading all of them was 20-28 ms of each pass under the lock
+ * at full load, issue 19). When the class asked for is rare among what waits, too few of it fall
+ * on the stride, and the walk is done again reading all. */
+#define HIST_SAMPLES (1u << 16)
+
+static int64_t share_cut_walk(corr *c, int attached, double share, uint64_t stride)
 {
     enum { NB = 1024 };
-    uint64_t hist[NB] = {0}, total = 0;
+    uint64_t hist[NB] = {0}, total = 0, seen = 0;
     int64_t w = c->opt.window_ns > 0 ? c->opt.window_ns : 1;
     int64_t hi = c->now + w, lo = hi;
     for (size_t b = 0; b < NBUCKETS; b++)
@@ -486,21 +474,31 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
     if (lo < c->now)
         lo = c->now; /* what is due already counts as the oldest bucket */
     int64_t range = hi - lo + 1;
-#define HIST(expire)                                                                               \
+#define HIST(expire, weight)                                                                       \
     do {                                                                                           \
         int64_t off_ = (expire)-lo; /* 0 = oldest .. range = newest */                             \
-        hist[off_ <= 0 ? 0 : off_ >= range ? NB - 1 : (int)((double)off_ * NB / (double)range)]++; \
-        total++;                                                                                   \
+        hist[off_ <= 0       ? 0                                                                   \
+             : off_ >= range ? NB - 1                                                              \
+                             : (int)((double)off_ * NB / (double)range)] += (weight);              \
+        total += (weight);                                                                         \
     } while (0)
+    uint64_t skip = 0; /* where the stride falls in the next slot */
     for (size_t b = 0; b < NBUCKETS; b++)
-        for (slot *s = c->buckets[b]; s; s = s->hnext)
-            for (uint32_t i = 0; i < s->nobs; i++)
-                if (!s->obs[i].flags == !attached)
-                    HIST(s->obs[i].expire);
+        for (slot *s = c->buckets[b]; s; s = s->hnext) {
+            uint64_t i = skip;
+            for (; i < s->nobs; i += stride)
+                if (!s->obs[i].flags == !attached) {
+                    HIST(s->obs[i].expire, stride);
+                    seen++;
+                }
+            skip = i - s->nobs;
+        }
     if (!attached)
         for (uint32_t i = 0; i < c->nwait; i++)
-            HIST(c->wait[i].expire);
+            HIST(c->wait[i].expire, 1);
 #undef HIST
+    if (stride > 1 && seen < HIST_SAMPLES / 64)
+        return share_cut_walk(c, attached, share, 1); /* too few of the class fell on the stride */
     if (!total)
         return INT64_MIN;
     uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
@@ -508,6 +506,16 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
     while (k < NB && got < want)
         got += hist[k++];
     return k >= NB ? hi : lo + (int64_t)((double)range * k / NB);
+}
+
+static int64_t oldest_share_cut(corr *c, int attached, double share)
+{
+    uint64_t waiting = c->st.obs_waiting, unattached = c->st.obs_unattached;
+    uint64_t of_class = attached ? waiting - unattached : unattached + c->nwait;
+    if (!of_class && unattached <= waiting)
+        return INT64_MIN; /* none of the class waits: no walk at all */
+    uint64_t stride = waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1;
+    return share_cut_walk(c, attached, share, stride);
 }
 
 /* Whether the budget should rebuild the intern tables after dropping observations. A rebuild

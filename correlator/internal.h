@@ -125,7 +125,16 @@ typedef struct itab {
     uint32_t n, cap;
     uint64_t *slots; /* hash << 32 | id + 1; 0 = empty */
     uint32_t nslots;
+    size_t key_bytes; /* the keys' bytes (len + 1 each), kept as they come and go */
 } itab;
+
+/* What cw_itab_compact() needs, allocated before anything changes, so renumbering several
+ * tables that refer to each other is all or nothing. */
+typedef struct itab_plan {
+    uint32_t *map;   /* old id → new id; UINT32_MAX: released */
+    uint64_t *slots; /* the new probe table */
+    uint32_t nslots, n;
+} itab_plan;
 
 typedef struct series_rec {
     const char *type_id;
@@ -328,6 +337,15 @@ void cw_itab_free(itab *t);
 uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create);
 /* The same with the key's hash given: (uint32_t)hash64(key, len, FNV). */
 uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t hash, int create);
+/* Plans renumbering t to the ids whose bit in `live` (one bit per id) is set, in their order;
+ * 0, or -1 out of memory (nothing to undo but cw_itab_plan_free). */
+int cw_itab_plan(const itab *t, const uint64_t *live, itab_plan *pl);
+/* Carries a plan out: frees the released keys, moves the rest down to their new ids and files
+ * them in the new probe table (pl->slots is taken). rekey, when given, rewrites a key in place
+ * (same length) and returns its new hash. Cannot fail. */
+void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32_t len, void *ud),
+                     void *ud);
+void cw_itab_plan_free(itab_plan *pl);
 #define CW_NAME_BUF SP_FRAME_NAME_MAX /* a made-up frame name (sp_frame_name) */
 void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache);
 uint32_t cw_obs_lower(slot *s, int64_t t);

@@ -16,10 +16,17 @@ void cw_itab_free(itab *t)
 
 size_t cw_itab_bytes(const itab *t)
 {
-    size_t b = (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) + t->nslots * sizeof *t->slots;
-    for (uint32_t i = 0; i < t->n; i++)
-        b += t->lens[i] + 1;
-    return b;
+    return (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) + t->nslots * sizeof *t->slots +
+           t->key_bytes;
+}
+
+/* Files id under hash in a probe table of ns slots (a power of two) with room for it. */
+static void itab_file(uint64_t *sl, uint32_t ns, uint32_t hash, uint32_t id)
+{
+    uint32_t h = hash & (ns - 1);
+    while (sl[h])
+        h = (h + 1) & (ns - 1);
+    sl[h] = (uint64_t)hash << 32 | (id + 1);
 }
 
 /* Id of key; create: add it when new. UINT32_MAX when absent or out of memory.
@@ -38,14 +45,9 @@ uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t has
         uint64_t *sl = calloc(ns, sizeof *sl);
         if (!sl)
             return UINT32_MAX;
-        for (uint32_t i = 0; i < t->nslots; i++) {
-            if (!t->slots[i])
-                continue;
-            uint32_t h = (uint32_t)(t->slots[i] >> 32) & (ns - 1);
-            while (sl[h])
-                h = (h + 1) & (ns - 1);
-            sl[h] = t->slots[i];
-        }
+        for (uint32_t i = 0; i < t->nslots; i++)
+            if (t->slots[i])
+                itab_file(sl, ns, (uint32_t)(t->slots[i] >> 32), (uint32_t)t->slots[i] - 1);
         free(t->slots);
         t->slots = sl;
         t->nslots = ns;
@@ -82,8 +84,77 @@ uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t has
     copy[len] = 0;
     t->keys[t->n] = copy;
     t->lens[t->n] = len;
+    t->key_bytes += (size_t)len + 1;
     t->slots[h] = (uint64_t)hash << 32 | ++t->n;
     return t->n - 1;
+}
+
+/* Renumbering (budget.c's rebuild of names, stacks and series). The live keys keep their
+ * memory and move down the arrays; a name or series keeps its hash, which the old probe table
+ * holds, so it is filed again without reading its key; a stack's key is rewritten (its names were
+ * renumbered) and hashed again. The rebuild this replaced interned every live key into new
+ * tables: a malloc, a copy and a hash for each, and a free for each old one -- 240 ms under the
+ * correlator's lock at full load with never-seen frames (issue 19). */
+int cw_itab_plan(const itab *t, const uint64_t *live, itab_plan *pl)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->map = malloc(((size_t)t->n + 1) * sizeof *pl->map);
+    if (!pl->map)
+        return -1;
+    for (uint32_t i = 0; i < t->n; i++)
+        pl->map[i] = live[i / 64] >> (i % 64) & 1 ? pl->n++ : UINT32_MAX;
+    pl->nslots = 1024; /* as the table of n would have grown to */
+    while ((pl->n + 1) * 2 > pl->nslots)
+        pl->nslots *= 2;
+    pl->slots = calloc(pl->nslots, sizeof *pl->slots);
+    return pl->slots ? 0 : -1;
+}
+
+void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32_t len, void *ud),
+                     void *ud)
+{
+    if (!rekey) /* names, series: the old table has the hashes */
+        for (uint32_t i = 0; i < t->nslots; i++) {
+            uint32_t id = (uint32_t)t->slots[i] - 1;
+            if (t->slots[i] && pl->map[id] != UINT32_MAX)
+                itab_file(pl->slots, pl->nslots, (uint32_t)(t->slots[i] >> 32), pl->map[id]);
+        }
+    for (uint32_t i = 0; i < t->n; i++) {
+        uint32_t to = pl->map[i];
+        if (to == UINT32_MAX) {
+            t->key_bytes -= (size_t)t->lens[i] + 1;
+            free(t->keys[i]);
+            continue;
+        }
+        t->keys[to] = t->keys[i]; /* to <= i: the ids keep their order */
+        t->lens[to] = t->lens[i];
+        if (rekey)
+            itab_file(pl->slots, pl->nslots, rekey(t->keys[to], t->lens[to], ud), to);
+    }
+    free(t->slots);
+    t->slots = pl->slots;
+    t->nslots = pl->nslots;
+    pl->slots = NULL;
+    t->n = pl->n;
+    uint32_t ncap = 256; /* the arrays as a table of n would have them (the budget counts cap) */
+    while (ncap < t->n)
+        ncap *= 2;
+    if (ncap < t->cap) { /* shrinking: an array that fails to shrink is still long enough */
+        char **k = realloc(t->keys, ncap * sizeof *k);
+        if (k)
+            t->keys = k;
+        uint32_t *l = realloc(t->lens, ncap * sizeof *l);
+        if (l)
+            t->lens = l;
+        t->cap = ncap;
+    }
+}
+
+void cw_itab_plan_free(itab_plan *pl)
+{
+    free(pl->map);
+    free(pl->slots);
+    memset(pl, 0, sizeof *pl);
 }
 
 uint32_t cw_tenant_id(corr *c, const char *t, int create)
@@ -448,11 +519,10 @@ uint32_t cw_series_id(corr *c, const sp_profile *p)
         o += (size_t)(stpcpy(key + o, p->series[i].name) - (key + o)) + 1;
         o += (size_t)(stpcpy(key + o, p->series[i].value) - (key + o)) + 1;
     }
-    uint32_t before = c->series.n;
     uint32_t id = cw_itab_get(&c->series, key, (uint32_t)len, 1);
     free(key);
-    if (id == UINT32_MAX || id < before)
-        return id;
+    if (id == UINT32_MAX || (id < c->capsrec && c->srec[id].kv))
+        return id; /* known, and its record made (a new id, or a swept one taken again, is not) */
     return cw_series_record(c, id) ? UINT32_MAX : id;
 }
 
