@@ -44,11 +44,13 @@ void pipeline_stop(pipeline *p);
 int pipeline_ingest(void *ud, const srv_request *req, sp_batch *b, sp_err *err);
 
 /* otlp_sink's streams (otlp/sink.h): a large Export's profiles in parts, each correlated and
- * handed to store_stream_part() while the next is converted; one transaction, acknowledged after
- * its commit. Offered only when the store's commit is the acknowledgement and nothing else
- * stages the batch (no Pyroscope pusher): begin returns NULL otherwise, and the request goes
- * through pipeline_ingest(). Each part's correlator ticket is committed when the stream
- * committed, aborted when it did not (I4). */
+ * handed to store_stream_part() on a stage thread of the stream's own while the worker converts
+ * the next (P1-P3 in pipeline.c); one transaction, acknowledged after its commit. A part the
+ * stage could not hand on is reported by the next pipeline_stream_part() or by end, which then
+ * stores nothing of the request. Offered only when the store's commit is the acknowledgement and
+ * nothing else stages the batch (no Pyroscope pusher): begin returns NULL otherwise, and the
+ * request goes through pipeline_ingest(). Each part's correlator ticket is committed when the
+ * stream committed, aborted when it did not (I4). */
 void *pipeline_stream_begin(void *ud, const srv_request *req, sp_arena *arena);
 int pipeline_stream_part(void *stream, sp_batch *part, sp_err *err);
 int pipeline_stream_end(void *stream, int failed, sp_err *err);

@@ -369,7 +369,9 @@ int store_write(store *s, const sp_batch *b, sp_err *err);
  *   failed set, nothing of the stream is stored (parts already written are rolled back; other
  *   callers' batches in the same transaction are written again without them) and end returns 0
  *   once the store no longer reads the parts.
- * Threads: one caller thread per stream; streams and store_write() may run at once. */
+ * Threads: one thread at a time per stream (begin, the parts and end may each come from another
+ * thread when one hands over to the next, as the pipeline's stage thread does); streams and
+ * store_write() may run at once. */
 typedef struct store_stream store_stream;
 int store_stream_begin(store *s, sp_arena *a, store_stream **out, sp_err *err);
 int store_stream_part(store_stream *st, const sp_batch *part, sp_err *err);
