@@ -28,6 +28,10 @@
  * from the first request's answer until the last, asks Q span queries per second on one more
  * connection (SelectMergeSpanProfile, Connect JSON over HTTP/1.1: bench_ingest_query.h); prints
  * their latency p50/p99/max and how many came back without samples.
+ * --restart then starts the server again on the data directory the run left and prints how long
+ * it took to accept connections (the store's start-up: opening SQLite, loading the writer's
+ * caches, building its presence filters) with the rows it found and its RSS then;
+ * --restart-with PATH restarts that binary instead (an A/B of start-up on the same data).
  * --timeline FILE writes one line per Export (its place in the run, when it was sent in seconds
  * from the first, its latency in ms): where in a run the slow ones were.
  *
@@ -35,7 +39,8 @@
  *                [--threads 8] [--samples 100] [--new 0.02] [--zipf 1.2] [--pool 2000]
  *                [--off-cpu 0] [--timestamps 1]
  *                [--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] [--dry]
- *                [--timeline FILE]
+ *                [--timeline FILE] [--restart]
+ *                [--restart-with PATH]
  */
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
 #include "bench_ingest_query.h"
@@ -79,8 +84,10 @@ static int max_ts = 1;
 static const char *server_args[16];
 static int nserver_args;
 static int dry = 0;
-static const char *timeline; /* --timeline FILE */
-static double *sent_s;       /* when each Export was sent, from t_start */
+static const char *timeline;    /* --timeline FILE */
+static int restart;             /* --restart */
+static const char *restart_bin; /* --restart-with PATH */
+static double *sent_s;          /* when each Export was sent, from t_start */
 
 /* ---- request generation ---------------------------------------------------------------------- */
 
@@ -761,6 +768,56 @@ static void chunk_report(const char *data, size_t sent)
     sqlite3_close(db);
 }
 
+/* Starts the server again on the run's data directory: seconds until it accepts connections
+ * (polled every millisecond), and its RSS then. */
+static void restart_report(char **argv_srv, const char *data)
+{
+    const char *b = restart_bin ? restart_bin : bin;
+    argv_srv[0] = (char *)b;
+    double t0 = bench_mono_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(b, argv_srv);
+        perror("exec");
+        _exit(127);
+    }
+    int up = 0;
+    for (int i = 0; i < 120000 && !(up = can_connect(port)); i++) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        usleep(1000);
+    }
+    double secs = bench_mono_s() - t0;
+    long rss = proc_hwm_kb(pid);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (!up) {
+        printf("restart: the server did not come up again\n");
+        return;
+    }
+    char db[700];
+    snprintf(db, sizeof db, "%s/spanprof.db", data);
+    sqlite3 *h = NULL;
+    long long rows[3] = {0, 0, 0};
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        const char *tables[3] = {"stack", "location", "function"};
+        for (int k = 0; k < 3; k++) {
+            char sql[64];
+            sqlite3_stmt *st;
+            snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", tables[k]);
+            if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+                if (sqlite3_step(st) == SQLITE_ROW)
+                    rows[k] = sqlite3_column_int64(st, 0);
+                sqlite3_finalize(st);
+            }
+        }
+    }
+    sqlite3_close(h);
+    printf("restart on the run's data (%s): accepting connections after %.3f s, RSS %.0f MiB "
+           "(%lld stacks, %lld locations, %lld functions)\n",
+           b, secs, (double)rss / 1024, rows[0], rows[1], rows[2]);
+}
+
 static void write_timeline(int n)
 {
     FILE *f = timeline ? fopen(timeline, "w") : NULL;
@@ -780,7 +837,7 @@ static void usage(void)
                     "[--procs N] [--threads N] [--samples N] [--new F] [--zipf S] [--pool N] "
                     "[--off-cpu F] [--timestamps K] "
                     "[--rate S] [--workers N] [--queries Q] [--server-arg ARG]... [--keep] "
-                    "[--dry] [--timeline FILE]\n");
+                    "[--dry] [--timeline FILE] [--restart] [--restart-with PATH]\n");
     exit(2);
 }
 
@@ -788,8 +845,8 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--keep") == 0 || strcmp(a, "--dry") == 0) {
-            *(a[2] == 'k' ? &keep : &dry) = 1;
+        if (strcmp(a, "--keep") == 0 || strcmp(a, "--dry") == 0 || strcmp(a, "--restart") == 0) {
+            *(a[2] == 'k' ? &keep : a[2] == 'd' ? &dry : &restart) = 1;
             continue;
         }
         if (!v)
@@ -817,6 +874,8 @@ int main(int argc, char **argv)
             max_ts = atoi(v);
         else if (strcmp(a, "--timeline") == 0)
             timeline = v;
+        else if (strcmp(a, "--restart-with") == 0)
+            restart_bin = v, restart = 1;
         else if (strcmp(a, "--rate") == 0)
             rate = atof(v);
         else if (strcmp(a, "--pool") == 0)
@@ -1008,6 +1067,8 @@ int main(int argc, char **argv)
                (double)dir_bytes / (double)sent_obs);
     bench_dbstat_report(data, "sample", sent, 0.005, 3);
     chunk_report(data, sent);
+    if (restart)
+        restart_report(argv_srv, data);
     if (!keep)
         bench_rm_tree(dir);
     else
