@@ -522,7 +522,7 @@ uint32_t cw_series_id(corr *c, const sp_profile *p)
     uint32_t id = cw_itab_get(&c->series, key, (uint32_t)len, 1);
     free(key);
     if (id == UINT32_MAX || (id < c->capsrec && c->srec[id].kv))
-        return id; /* known, and its record made (a new id, or a swept one taken again, is not) */
+        return id; /* known, and its record made (not yet for a new id, or after a failure) */
     return cw_series_record(c, id) ? UINT32_MAX : id;
 }
 
