@@ -706,6 +706,40 @@ static double threads_cpu_s(pid_t pid, const char *prefix)
     return sum;
 }
 
+/* The time threads whose name starts with prefix spent runnable but waiting for a core
+ * (/proc/PID/task/TID/schedstat, second field, ns): what a query pays for a busy machine. */
+static double threads_wait_s(pid_t pid, const char *prefix)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    double sum = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char tpath[400], comm[64] = "";
+        snprintf(tpath, sizeof tpath, "%s/%s/comm", path, e->d_name);
+        FILE *f = fopen(tpath, "r");
+        if (!f)
+            continue;
+        size_t n = fread(comm, 1, sizeof comm - 1, f);
+        fclose(f);
+        comm[n] = 0;
+        if (strncmp(comm, prefix, strlen(prefix)) != 0)
+            continue;
+        snprintf(tpath, sizeof tpath, "%s/%s/schedstat", path, e->d_name);
+        unsigned long long run = 0, wait = 0;
+        if ((f = fopen(tpath, "r"))) {
+            if (fscanf(f, "%llu %llu", &run, &wait) == 2)
+                sum += (double)wait / 1e9;
+            fclose(f);
+        }
+    }
+    if (d)
+        closedir(d);
+    return sum;
+}
+
 static long proc_hwm_kb(pid_t pid)
 {
     char path[64], line[256];
@@ -1007,6 +1041,7 @@ int main(int argc, char **argv)
     double cpu = proc_stat(pid, &flt1) - cpu0;
     double cpu_ingest = threads_cpu_s(pid, "ingest-"), cpu_query = threads_cpu_s(pid, "query-");
     double cpu_writer = threads_cpu_s(pid, "store-writer");
+    double wait_query = threads_wait_s(pid, "query-");
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -1059,6 +1094,9 @@ int main(int argc, char **argv)
         if (qr.n && cpu_query > 0)
             printf("query threads' CPU: %.2f s = %.2f ms per span query\n", cpu_query,
                    cpu_query * 1e3 / qr.n);
+        if (qr.n)
+            printf("query threads' wait for a core: %.2f s = %.2f ms per span query\n", wait_query,
+                   wait_query * 1e3 / qr.n);
     }
     printf("server peak RSS: %.0f MiB; data dir: %.1f MiB = %.2f bytes per sample\n",
            (double)hwm / 1024, (double)dir_bytes / 1048576, (double)dir_bytes / (double)sent);
