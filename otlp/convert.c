@@ -38,6 +38,8 @@ typedef struct conv {
     sp_mapping *maps;
     uint32_t nmaps;
     attr_info *attrs;  /* per attribute_table entry, filled on first use */
+    uint32_t *ftypes;  /* per attribute_table entry: 0 unseen, 1 not profile.frame.type, else
+                        * 2 + the string index of its value (frame_type) */
     uint32_t **stacks; /* per stack_table entry, filled on first use */
 } conv;
 
@@ -140,6 +142,29 @@ static const any_t *find_attr(const conv *c, const int32_t *indices, size_t n, c
     return NULL;
 }
 
+/* The string index of a location's profile.frame.type (find_attr's first match, interned; 0
+ * when it has none). Each attribute_table entry is looked at once per request: every location
+ * of a language shares one entry, and the key compare and the intern were 8 % of an ingest
+ * worker's CPU when done per location (bench/RESULTS.md, issue 19). */
+static uint32_t frame_type(conv *c, const int32_t *indices, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const kvu_t *kv = attr(c, indices[i]);
+        if (!kv)
+            continue;
+        uint32_t *memo = &c->ftypes[indices[i]];
+        if (!*memo) {
+            char num[32];
+            *memo = strcmp(str_at(c, kv->key_strindex), "profile.frame.type") != 0
+                        ? 1
+                        : 2 + intern(c, any_string(c, kv->value, num, sizeof num));
+        }
+        if (*memo >= 2)
+            return *memo - 2;
+    }
+    return 0;
+}
+
 static int add_function(conv *c, uint32_t name)
 {
     if (c->nfuncs == c->capfuncs) {
@@ -185,8 +210,9 @@ static int convert_dictionary(conv *c, sp_err *err)
     c->nlocs = d->n_location_table ? (uint32_t)d->n_location_table : 1;
     c->locs = sp_arena_calloc(c->a, c->nlocs, sizeof *c->locs);
     c->attrs = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->attrs);
+    c->ftypes = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->ftypes);
     c->stacks = sp_arena_calloc(c->a, d->n_stack_table + 1, sizeof *c->stacks);
-    if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->stacks)
+    if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->ftypes || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
@@ -228,12 +254,7 @@ static int convert_dictionary(conv *c, sp_err *err)
                             ? (uint32_t)l->mapping_index
                             : 0;
         o->address = l->address;
-        char num[32];
-        o->frame_type =
-            intern(c, any_string(c,
-                                 find_attr(c, l->attribute_indices, l->n_attribute_indices,
-                                           "profile.frame.type"),
-                                 num, sizeof num));
+        o->frame_type = frame_type(c, l->attribute_indices, l->n_attribute_indices);
         o->nlines = (uint32_t)l->n_lines;
         o->lines = o->nlines ? sp_arena_alloc(c->a, o->nlines * sizeof *o->lines) : NULL;
         if (o->nlines && !o->lines)
