@@ -5,9 +5,11 @@
  * agent reports into twice (5 s exports) or that concurrent batches reach through several
  * transactions holds several chunks, each naming its stacks again with their own sums. Once a
  * bucket is closed, the writer thread decodes its chunks, sums them per stack and writes one
- * chunk in their place, in the ingest transaction it is running (so a query sees the old chunks
- * or the merged one, never both or neither). Off-CPU sums are nanoseconds whose low bits are
- * noise: a stack named in two chunks costs two full values, merged only one (bench_ingest
+ * chunk in their place, in one transaction (so a query sees the old chunks or the merged one,
+ * never both or neither): the callers' when others are queued, else one of its own right after
+ * they were answered (H1 in sqlite_write.c), so at low and medium load no Export waits for it.
+ * Off-CPU sums are nanoseconds whose low bits are noise: a stack named in two chunks costs two full
+ * values, merged only one (bench_ingest
  * --off-cpu 1: 34 % fewer blob bytes).
  *
  * Deleting the replaced rows leaves holes in their pages, which SQLite refills only with rows
@@ -230,10 +232,15 @@ static int64_t closable(const sqs_writer *w, int64_t now_ns)
     return (newest < now ? newest : now) - SQS_COMPACT_LAG;
 }
 
+int sqs_compact_due(const sqs_writer *w, int64_t now_ns)
+{
+    return w->compact.n && closable(w, now_ns) > w->compact_done_upto;
+}
+
 int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
 {
     int64_t closed = closable(w, now_ns);
-    if (!w->compact.n || closed <= w->compact_done_upto)
+    if (!sqs_compact_due(w, now_ns))
         return 0;
     int rc = savepoint(w, "SAVEPOINT compact");
     if (rc != SQLITE_OK)

@@ -58,15 +58,16 @@
  *      pays when the writer would otherwise wait for the request's conversion; when it is busy,
  *      parts would only hold its transaction open longer (measured: bench/RESULTS.md).
  *
- * Housekeeping (keying dictionary rows ahead of need, W2):
+ * Housekeeping (keying dictionary rows ahead of need, W2; closing buckets, sqlite_compact.c):
  *
  *  H1. It runs in a caller's transaction only when other callers are already queued (the writer
  *      will not be idle soon); otherwise the callers are answered first and it runs in a
  *      transaction of its own while nothing is queued, so a caller at low and medium load never
- *      waits for it (a slice of 8192 rows took 6-7 ms of a 40,000-sample Export's transaction).
- *      Keying that W2 requires before the cache forgets runs where it must, as before. Closing
- *      buckets (sqlite_compact.c) stays in the callers' transaction: its answers are read
- *      right after the write returns.
+ *      waits for it (a slice of 8192 rows took 6-7 ms of a 40,000-sample Export's transaction;
+ *      closing the buckets a 40,000-sample Export made due took 4-5 ms of one in ten, at half
+ *      load). Keying that W2 requires before the cache forgets runs where it must, as before.
+ *      store_stats.housekeeping is 1 from the callers' answer until it has run: a reader that
+ *      must see the keys or the merged chunks waits for 0.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -850,6 +851,15 @@ static int housekeep_keys(sqs_writer *w, sp_err *err)
     return rc ? rc : sqs_keys_ahead(w, SQS_KEYS_LOC, &w->locations, err);
 }
 
+/* Copies the closing's counters to the store's stats (under s->mu). */
+static void publish_compact_stats(sqs_store *s)
+{
+    s->stats.chunks_merged = s->w.chunks_merged;
+    s->stats.chunks_moved = s->w.chunks_moved;
+    s->stats.compact_untracked = s->w.compact_untracked;
+    s->stats.compact_failed = s->w.compact_failed;
+}
+
 /* One transaction for the n callers' batches and streams; streams may bring more callers in
  * while it is built (S3) or leave it (S4). Returns how many callers it holds in the end, whose
  * rc it set. */
@@ -906,7 +916,7 @@ restart:
     pthread_mutex_unlock(&s->mu);
     if (!rc)
         rc = flush_samples(w, &terr);
-    if (!rc)
+    if (!rc && house)
         rc = sqs_compact(w, now_ns(), &terr);
     if (!rc)
         rc = flush_spans(w, &terr);
@@ -934,7 +944,7 @@ restart:
     }
     if (rc)
         sp_warn("msg=\"store transaction rolled back\" batches=%zu error=\"%s\"", n, terr.msg);
-    int due = !house && keys_may_be_due(w);
+    int due = !house && (keys_may_be_due(w) || sqs_compact_due(w, now_ns()));
     pthread_mutex_lock(&s->mu);
     s->house_due |= due;
     if (rc) {
@@ -946,10 +956,7 @@ restart:
         s->stats.spans_written += nspans;
         s->stats.last_commit_us = (uint64_t)commit_us;
     }
-    s->stats.chunks_merged = w->chunks_merged;
-    s->stats.chunks_moved = w->chunks_moved;
-    s->stats.compact_untracked = w->compact_untracked;
-    s->stats.compact_failed = w->compact_failed;
+    publish_compact_stats(s);
     s->stats.cache_bytes = store_dict_bytes(&w->stacks) + store_dict_bytes(&w->locations) +
                            store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
                            store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +
@@ -968,9 +975,9 @@ restart:
 /* ---- the writer thread -------------------------------------------------------------------------
  */
 
-/* H1: a transaction of its own for the keying the last callers' transaction left, while nothing
- * is queued. A failure rolls back only this (W3 clears the caches) and is logged; rows not keyed
- * yet stay correct (W2). */
+/* H1: a transaction of its own for the keying and the closing of buckets the last callers'
+ * transaction left, while nothing is queued. A failure rolls back only this (W3 clears the
+ * caches) and is logged; rows not keyed yet stay correct (W2), buckets not closed too (M2, M6). */
 static void housekeep(sqs_store *s)
 {
     sqs_writer *w = &s->w;
@@ -978,12 +985,17 @@ static void housekeep(sqs_store *s)
     int rc = sqs_run(w, W_BEGIN, &err);
     if (!rc)
         rc = housekeep_keys(w, &err);
+    if (!rc)
+        rc = sqs_compact(w, now_ns(), &err);
     if (!rc && (rc = sqs_run(w, W_COMMIT, &err)) != 0)
         sp_err_prefix(&err, "commit: ");
     if (rc) {
         sqs_rollback(w);
         sp_warn("msg=\"store housekeeping rolled back\" error=\"%s\"", err.msg);
     }
+    pthread_mutex_lock(&s->mu);
+    publish_compact_stats(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void complete(sqs_req *req, int rc)
