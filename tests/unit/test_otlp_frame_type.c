@@ -1,0 +1,138 @@
+/* otlp/convert.c frame_type(): a location's profile.frame.type is its first attribute with that
+ * key, whichever attribute_table entries it shares with other locations (the converter reads
+ * each entry once per request). The oracle is the made-up names of unnamed frames, written out
+ * here by hand ("<frame type> 0x<address>"). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "otlp/convert.h"
+
+#include <string.h>
+
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
+typedef Opentelemetry__Proto__Profiles__V1development__Profile Profile;
+typedef Opentelemetry__Proto__Profiles__V1development__Sample Sample;
+typedef Opentelemetry__Proto__Profiles__V1development__Stack Stack;
+typedef Opentelemetry__Proto__Profiles__V1development__Location Location;
+typedef Opentelemetry__Proto__Profiles__V1development__ValueType ValueType;
+typedef Opentelemetry__Proto__Profiles__V1development__ResourceProfiles ResourceProfiles;
+typedef Opentelemetry__Proto__Profiles__V1development__ScopeProfiles ScopeProfiles;
+typedef Opentelemetry__Proto__Profiles__V1development__KeyValueAndUnit Kvu;
+typedef Opentelemetry__Proto__Common__V1__AnyValue Any;
+
+#define NATTR 5
+#define NLOC  8 /* entry 0 included */
+
+/* Attribute entries: 1 frame type "native", 2 thread.name, 3 frame type "kernel", 4 frame type
+ * as an int. Each location's attribute list, and the name its frame must get. */
+static const int32_t loc_attrs[NLOC][3] = {{0}, {1}, {2, 1}, {1}, {3, 1, 0}, {2, 0}, {4}, {99, 3}};
+static const size_t loc_nattrs[NLOC] = {0, 1, 2, 1, 2, 1, 1, 2};
+static const char *const want[NLOC] = {
+    NULL,     "native 0x1000", "native 0x2000", "native 0x3000", "kernel 0x4000",
+    "0x5000", "7 0x6000",      "kernel 0x7000"};
+
+static void locations_share_attribute_entries_and_keep_their_first_frame_type(void **state)
+{
+    (void)state;
+    char *strings[] = {"", "cpu", "nanoseconds", "profile.frame.type", "thread.name"};
+    Any val[NATTR];
+    Kvu kv[NATTR], *kvp[NATTR];
+    for (int i = 0; i < NATTR; i++) {
+        val[i] = (Any)OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+        kv[i] = (Kvu)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__KEY_VALUE_AND_UNIT__INIT;
+        kv[i].value = &val[i];
+        kvp[i] = &kv[i];
+    }
+    const char *sval[NATTR] = {NULL, "native", "worker-1", "kernel", NULL};
+    for (int i = 1; i < 4; i++) {
+        val[i].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+        val[i].string_value = (char *)sval[i];
+        kv[i].key_strindex = i == 2 ? 4 : 3;
+    }
+    val[4].value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    val[4].int_value = 7;
+    kv[4].key_strindex = 3;
+
+    Location loc[NLOC], *locp[NLOC];
+    int32_t loc_index[NLOC];
+    Stack stack[NLOC], *stackp[NLOC];
+    Sample s[NLOC], *sp_[NLOC];
+    int64_t one = 1;
+    for (int i = 0; i < NLOC; i++) {
+        loc[i] = (Location)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LOCATION__INIT;
+        loc[i].address = 0x1000 * (uint64_t)i;
+        loc[i].attribute_indices = (int32_t *)loc_attrs[i];
+        loc[i].n_attribute_indices = loc_nattrs[i];
+        locp[i] = &loc[i];
+        loc_index[i] = i;
+        stack[i] = (Stack)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__STACK__INIT;
+        stack[i].location_indices = &loc_index[i];
+        stack[i].n_location_indices = i ? 1 : 0;
+        stackp[i] = &stack[i];
+        s[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
+        s[i].stack_index = i;
+        s[i].values = &one;
+        s[i].n_values = 1;
+        sp_[i] = &s[i];
+    }
+    Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
+    d.string_table = strings;
+    d.n_string_table = sizeof strings / sizeof *strings;
+    d.attribute_table = kvp;
+    d.n_attribute_table = NATTR;
+    d.location_table = locp;
+    d.n_location_table = NLOC;
+    d.stack_table = stackp;
+    d.n_stack_table = NLOC;
+    ValueType st = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
+    st.type_strindex = 1;
+    st.unit_strindex = 2;
+    Profile prof = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT, *profp = &prof;
+    prof.sample_type = &st;
+    prof.time_unix_nano = 1700000000000000000ull;
+    prof.samples = sp_ + 1;
+    prof.n_samples = NLOC - 1;
+    ScopeProfiles sc = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT,
+                  *scp = &sc;
+    sc.profiles = &profp;
+    sc.n_profiles = 1;
+    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT,
+                     *rpp = &rp;
+    rp.scope_profiles = &scp;
+    rp.n_scope_profiles = 1;
+    otlp_profiles_req q =
+        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
+    q.resource_profiles = &rpp;
+    q.n_resource_profiles = 1;
+    q.dictionary = &d;
+
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = {.tenant = "t", .arena = a};
+    sp_err err = {0};
+    assert_int_equal(otlp_profiles_convert(&q, NULL, 1, &b, &err), 0);
+    assert_int_equal(b.nprofiles, 1);
+    const sp_profile *p = b.profiles[0];
+    assert_int_equal(p->nsamples, NLOC - 1);
+    for (uint32_t k = 0; k < p->nsamples; k++) {
+        const sp_sample *smp = &p->samples[k];
+        assert_int_equal(smp->nlocations, 1);
+        const sp_location *l = &p->locations[smp->location_ids[0]];
+        uint32_t i = smp->location_ids[0];
+        const char *name = p->strings[p->functions[l->lines[0].function_id].name];
+        assert_string_equal(name, want[i]);
+        const char *ft = l->frame_type ? p->strings[l->frame_type] : "";
+        assert_int_equal(strncmp(name, ft, strlen(ft)), 0);
+    }
+    sp_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(locations_share_attribute_entries_and_keep_their_first_frame_type),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
