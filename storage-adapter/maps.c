@@ -52,6 +52,32 @@ uint64_t store_hash64(const void *p, size_t n, uint64_t seed)
     return fmix64(h);
 }
 
+void store_hash64x2(const void *p, size_t n, uint64_t seed1, uint64_t seed2, uint64_t *h1,
+                    uint64_t *h2)
+{
+    const uint8_t *b = p;
+    uint64_t len = (uint64_t)n * 0x8ebc6af09c88c6e3ULL;
+    uint64_t x = seed1 ^ len, y = seed2 ^ len;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, b, 8);
+        uint64_t m = word_mix(w);
+        x = rotl64(x ^ m, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+        y = rotl64(y ^ m, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+        b += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t w = 0;
+        memcpy(&w, b, n);
+        uint64_t m = word_mix(w ^ ((uint64_t)n << 56));
+        x = rotl64(x ^ m, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+        y = rotl64(y ^ m, 27) * 0x589965cc75374cc3ULL + 0x1d8e4e27c47d124fULL;
+    }
+    *h1 = fmix64(x);
+    *h2 = fmix64(y);
+}
+
 static inline uint64_t mix4(int64_t a, int64_t b, int64_t c, int64_t d)
 {
     uint64_t h = word_mix((uint64_t)a) ^ rotl64(word_mix((uint64_t)b), 16) ^

@@ -13,6 +13,11 @@
 /* 64-bit hash of n bytes; different seeds give independent hashes, so a (seed 1, seed 2) pair is
  * used as a 128-bit content fingerprint by the dictionary caches. */
 uint64_t store_hash64(const void *p, size_t n, uint64_t seed);
+/* store_hash64(p, n, seed1) and store_hash64(p, n, seed2) in one pass: the same two values (they
+ * are stored, hash31(h1) is a column), at about half the cost of two calls, since the per-word
+ * mixing does not depend on the seed and the two chains run side by side. */
+void store_hash64x2(const void *p, size_t n, uint64_t seed1, uint64_t seed2, uint64_t *h1,
+                    uint64_t *h2);
 
 #define STORE_VARINT_MAX 10
 /* LEB128: 7 bits a byte, low group first. Returns the bytes written (1..10). */

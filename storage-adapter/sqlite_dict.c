@@ -285,8 +285,9 @@ void sqs_load_dictionaries(sqs_writer *w)
             if (k == SQS_KEYS_LOC)
                 for (int c = 3; c <= 5; c++)
                     n += store_varint_put(key + n, (uint64_t)sqlite3_column_int64(st, c));
-            uint64_t h1 = store_hash64(key, n, k == SQS_KEYS_STACK ? 61 : 51);
-            uint64_t h2 = store_hash64(key, n, k == SQS_KEYS_STACK ? 62 : 52);
+            uint64_t h1, h2;
+            store_hash64x2(key, n, k == SQS_KEYS_STACK ? 61 : 51, k == SQS_KEYS_STACK ? 62 : 52,
+                           &h1, &h2);
             ok =
                 store_dict_put(d, h1, h2, sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1)) &&
                 d->clears == clears;
@@ -367,7 +368,8 @@ static int touch(sqs_writer *w, int which, store_dict_entry *e, int64_t id, int3
 int sqs_resolve_tenant(sqs_writer *w, const char *name, int64_t *out, sp_err *err)
 {
     size_t n = strlen(name);
-    uint64_t h1 = store_hash64(name, n, 11), h2 = store_hash64(name, n, 12);
+    uint64_t h1, h2;
+    store_hash64x2(name, n, 11, 12, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->tenants, h1, h2);
     if (e) {
         *out = e->id;
@@ -392,7 +394,8 @@ int sqs_resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, sp_
     *out = 0;
     if (!n)
         return 0;
-    uint64_t h1 = store_hash64(s, n, 21), h2 = store_hash64(s, n, 22);
+    uint64_t h1, h2;
+    store_hash64x2(s, n, 21, 22, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->strings, h1, h2);
     if (e) {
         *out = e->id;
@@ -448,7 +451,8 @@ static int resolve_mapping(sqs_writer *w, const sp_profile *p, uint32_t mid, int
     uint8_t key[2 * STORE_VARINT_MAX];
     size_t k = store_varint_put(key, (uint64_t)fid);
     k += store_varint_put(key + k, (uint64_t)bid);
-    uint64_t h1 = store_hash64(key, k, 31), h2 = store_hash64(key, k, 32);
+    uint64_t h1, h2;
+    store_hash64x2(key, k, 31, 32, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->mappings, h1, h2);
     if (e) {
         *out = w->map_ids[mid] = e->id;
@@ -508,7 +512,8 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     k += put_bytes(w->buf + k, sys, sl);
     k += store_varint_put(w->buf + k, (uint64_t)file_id);
     k += store_varint_put(w->buf + k, zigzag(f->start_line));
-    uint64_t h1 = store_hash64(w->buf, k, 41), h2 = store_hash64(w->buf, k, 42);
+    uint64_t h1, h2;
+    store_hash64x2(w->buf, k, 41, 42, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->functions, h1, h2);
     if (e) {
         if ((rc = touch(w, W_FUNC_SEEN, e, e->id, e->seen, target, err)))
@@ -697,8 +702,7 @@ static int location_key(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_
     k += store_varint_put(kb + k, (uint64_t)out->kind);
     out->off = at;
     out->len = k;
-    out->h1 = store_hash64(kb, k, 51);
-    out->h2 = store_hash64(kb, k, 52);
+    store_hash64x2(kb, k, 51, 52, &out->h1, &out->h2);
     return 0;
 }
 
@@ -789,7 +793,8 @@ int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, in
         if (lid && lid < p->nlocations)
             k += store_varint_put(w->buf + k, (uint64_t)w->loc_ids[lid]);
     }
-    uint64_t h1 = store_hash64(w->buf, k, 61), h2 = store_hash64(w->buf, k, 62);
+    uint64_t h1, h2;
+    store_hash64x2(w->buf, k, 61, 62, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->stacks, h1, h2);
     if (e) {
         *out = e->id;
@@ -920,7 +925,8 @@ int sqs_resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const
         k += kv->vlen;
         w->buf[k++] = 0;
     }
-    uint64_t h1 = store_hash64(w->buf, k, 71), h2 = store_hash64(w->buf, k, 72);
+    uint64_t h1, h2;
+    store_hash64x2(w->buf, k, 71, 72, &h1, &h2);
     store_dict_entry *e = store_dict_find(&w->series, h1, h2);
     if (e) {
         *out = e->id;

@@ -387,6 +387,30 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* The dictionary's fingerprints are stored (hash31(h1) is a column of every dictionary table):
+ * the fused pair must give exactly the two single hashes, and those must not change. */
+static void fingerprint_pairs_equal_two_single_hashes_and_stay_stable(void **state)
+{
+    (void)state;
+    assert_true(store_hash64("", 0, 51) == 12731968558023856068ull);
+    assert_true(store_hash64("abcdefghij", 10, 61) == 8123980337014243076ull);
+    assert_true(store_hash64("0123456789abcdef", 16, 12) == 11403987983361711865ull);
+    uint8_t buf[130];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[i] = (uint8_t)x;
+    }
+    for (size_t off = 0; off < 3; off++)
+        for (size_t n = 0; n + off <= sizeof buf; n++)
+            for (uint64_t seed = 11; seed <= 71; seed += 10) {
+                uint64_t h1, h2;
+                store_hash64x2(buf + off, n, seed, seed + 1, &h1, &h2);
+                assert_true(h1 == store_hash64(buf + off, n, seed));
+                assert_true(h2 == store_hash64(buf + off, n, seed + 1));
+            }
+}
+
 static void presence_filter_never_forgets_and_rarely_guesses(void **state)
 {
     (void)state;
@@ -440,6 +464,7 @@ int main(void)
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
         cmocka_unit_test(presence_filter_never_forgets_and_rarely_guesses),
+        cmocka_unit_test(fingerprint_pairs_equal_two_single_hashes_and_stay_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
