@@ -654,19 +654,19 @@ static void *query_main(void *arg)
 
 /* ---- the server ------------------------------------------------------------------------------ */
 
-/* /proc/<pid>/stat: CPU seconds (user + system) and minor page faults (each a page the kernel
- * zeroed or mapped for the server: memory given back and taken again shows here, noise-free). */
-static double proc_stat(pid_t pid, unsigned long *minflt)
+/* A /proc stat file (a process's or one of its threads'): CPU seconds (user + system) and
+ * minor page faults (each a page the kernel zeroed or mapped for the server: memory given back
+ * and taken again shows here, noise-free). 0 when unreadable. */
+static double stat_file_cpu_s(const char *path, unsigned long *minflt)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char buf[1024];
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
-    char *p = strrchr(buf, ')');
+    char *p = strrchr(buf, ')'); /* after the name, which may hold anything */
     unsigned long ut = 0, st = 0, mf = 0;
     if (p)
         sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu %*u %*u %*u %lu %lu", &mf, &ut, &st);
@@ -675,40 +675,40 @@ static double proc_stat(pid_t pid, unsigned long *minflt)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* CPU seconds of pid's threads whose name starts with prefix (the server names its pools'
- * threads ingest-N and query-N); read before the process exits. */
-static double threads_cpu_s(pid_t pid, const char *prefix)
+static double proc_stat(pid_t pid, unsigned long *minflt)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    double sum = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        if (e->d_name[0] == '.')
-            continue;
-        char tpath[400], buf[1024];
-        snprintf(tpath, sizeof tpath, "%s/%s/stat", path, e->d_name);
-        FILE *f = fopen(tpath, "r");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
-        unsigned long ut = 0, st = 0;
-        if (!open || !close || strncmp(open + 1, prefix, strlen(prefix)) != 0)
-            continue;
-        sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-        sum += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    }
-    if (d)
-        closedir(d);
-    return sum;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return stat_file_cpu_s(path, minflt);
 }
 
-/* The time threads whose name starts with prefix spent runnable but waiting for a core
- * (/proc/PID/task/TID/schedstat, second field, ns): what a query pays for a busy machine. */
-static double threads_wait_s(pid_t pid, const char *prefix)
+/* One thread's figure, read from its /proc/PID/task/TID directory (0 when unreadable). */
+typedef double (*task_figure)(const char *taskdir);
+
+static double task_cpu_s(const char *taskdir)
+{
+    char tpath[400];
+    snprintf(tpath, sizeof tpath, "%s/stat", taskdir);
+    return stat_file_cpu_s(tpath, NULL);
+}
+
+/* Seconds spent runnable but waiting for a core (schedstat, second field, ns): what a query
+ * pays for a busy machine. */
+static double task_wait_s(const char *taskdir)
+{
+    char tpath[400];
+    snprintf(tpath, sizeof tpath, "%s/schedstat", taskdir);
+    FILE *f = fopen(tpath, "r");
+    unsigned long long run = 0, wait = 0;
+    int ok = f && fscanf(f, "%llu %llu", &run, &wait) == 2;
+    if (f)
+        fclose(f);
+    return ok ? (double)wait / 1e9 : 0;
+}
+
+/* The sum of a figure over pid's threads whose name starts with prefix (the server names its
+ * pools' threads ingest-N and query-N); read before the process exits. */
+static double threads_sum(pid_t pid, const char *prefix, task_figure figure)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
@@ -717,27 +717,26 @@ static double threads_wait_s(pid_t pid, const char *prefix)
     for (struct dirent *e; d && (e = readdir(d));) {
         if (e->d_name[0] == '.')
             continue;
-        char tpath[400], comm[64] = "";
-        snprintf(tpath, sizeof tpath, "%s/%s/comm", path, e->d_name);
+        char taskdir[320], tpath[400], comm[64] = "";
+        snprintf(taskdir, sizeof taskdir, "%s/%s", path, e->d_name);
+        snprintf(tpath, sizeof tpath, "%s/comm", taskdir);
         FILE *f = fopen(tpath, "r");
         if (!f)
             continue;
         size_t n = fread(comm, 1, sizeof comm - 1, f);
         fclose(f);
         comm[n] = 0;
-        if (strncmp(comm, prefix, strlen(prefix)) != 0)
-            continue;
-        snprintf(tpath, sizeof tpath, "%s/%s/schedstat", path, e->d_name);
-        unsigned long long run = 0, wait = 0;
-        if ((f = fopen(tpath, "r"))) {
-            if (fscanf(f, "%llu %llu", &run, &wait) == 2)
-                sum += (double)wait / 1e9;
-            fclose(f);
-        }
+        if (strncmp(comm, prefix, strlen(prefix)) == 0)
+            sum += figure(taskdir);
     }
     if (d)
         closedir(d);
     return sum;
+}
+
+static double threads_cpu_s(pid_t pid, const char *prefix)
+{
+    return threads_sum(pid, prefix, task_cpu_s);
 }
 
 static long proc_hwm_kb(pid_t pid)
@@ -1041,7 +1040,7 @@ int main(int argc, char **argv)
     double cpu = proc_stat(pid, &flt1) - cpu0;
     double cpu_ingest = threads_cpu_s(pid, "ingest-"), cpu_query = threads_cpu_s(pid, "query-");
     double cpu_writer = threads_cpu_s(pid, "store-writer");
-    double wait_query = threads_wait_s(pid, "query-");
+    double wait_query = threads_sum(pid, "query-", task_wait_s);
     long hwm = proc_hwm_kb(pid);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
