@@ -8,9 +8,8 @@
  * chunk in their place, in one transaction (so a query sees the old chunks or the merged one,
  * never both or neither): the callers' when others are queued, else one of its own right after
  * they were answered (H1 in sqlite_write.c), so at low and medium load no Export waits for it.
- * Off-CPU sums are nanoseconds whose low bits are noise: a stack named in two chunks costs two full
- * values, merged only one (bench_ingest
- * --off-cpu 1: 34 % fewer blob bytes).
+ * Off-CPU sums are nanoseconds whose low bits are noise: a stack named in two chunks costs two
+ * full values, merged only one (bench_ingest --off-cpu 1: 34 % fewer blob bytes).
  *
  * Deleting the replaced rows leaves holes in their pages, which SQLite refills only with rows
  * whose ids fall there. So fresh chunks and closed ones live in two id ranges (M5), each
