@@ -84,7 +84,8 @@ static const opt opts[] = {
      "how long samples wait for their spans, and spans for their samples"},
     {"correlation-max-bytes", T_SIZE, OFF(correlation_max_bytes), "536870912",
      "memory for spans and samples waiting in the window (1 M spans take about 200 MiB); past it "
-     "attached samples stop waiting first, then the oldest unattached ones, spans last"},
+     "attached samples stop waiting first, then the oldest unattached ones, spans last; samples "
+     "of processes that have sent no span wait in a sixteenth of it"},
     {"threadless-settle", T_DURATION, OFF(threadless_settle_ms), "10s",
      "spans without thread.id: how long after a sample arrives its spans are judged, so the spans "
      "of concurrent requests (exported when they end, in 5 s batches) are all known; 0 = judge "

@@ -45,6 +45,8 @@ void pipeline_metrics(void *ud)
         {"correlator_offcpu_attached_total", offsetof(corr_stats, offcpu_attached)},
         {"correlator_evicted_total", offsetof(corr_stats, evicted)},
         {"correlator_memory_trims_total", offsetof(corr_stats, memory_trims)},
+        {"correlator_unclaimed_bytes", offsetof(corr_stats, unclaimed_bytes)},
+        {"correlator_unclaimed_evicted_total", offsetof(corr_stats, unclaimed_evicted)},
         {"correlator_released_total", offsetof(corr_stats, released)},
         {"correlator_spans_evicted_total", offsetof(corr_stats, spans_evicted)},
         {"correlator_samples_not_kept_total", offsetof(corr_stats, not_kept)},

@@ -12,11 +12,14 @@ static int span_expired(const span_ent *e, int64_t cut)
 /* Recomputes c->bytes from what is held (cheap next to a sweep). */
 void cw_recount(corr *c)
 {
-    size_t b = 0; /* the fixed tables are not what the budget is about */
+    size_t b = 0, unclaimed = 0; /* the fixed tables are not what the budget is about */
     for (size_t i = 0; i < NBUCKETS; i++) {
-        for (slot *s = c->buckets[i]; s; s = s->hnext)
+        for (slot *s = c->buckets[i]; s; s = s->hnext) {
             b += sizeof *s + (size_t)s->capspans * sizeof *s->spans +
                  (size_t)s->capobs * sizeof *s->obs;
+            if (SLOT_UNCLAIMED(c, s))
+                unclaimed += (size_t)s->capobs * sizeof *s->obs;
+        }
         for (proc *p = c->pbuckets[i]; p; p = p->hnext)
             b += sizeof *p + (p->service ? strlen(p->service) + 1 : 0);
     }
@@ -28,6 +31,7 @@ void cw_recount(corr *c)
     b += (size_t)c->capreg * sizeof *c->reg + (size_t)c->reg_h.nheads * sizeof(uint32_t);
     b += (size_t)c->capwait * sizeof *c->wait + (size_t)c->wait_h.nheads * sizeof(uint32_t);
     c->bytes = b;
+    c->unclaimed_bytes = unclaimed;
 }
 
 /* What one pass of drop_before removes: entries expiring at or before each cut. */
@@ -35,8 +39,12 @@ typedef struct cuts {
     int64_t attached;   /* observations already attached (waiting only for more spans) */
     int64_t unattached; /* observations without a span yet, and waiting links */
     int64_t spans;      /* spans (and, past one more window, their registry entries) */
-    int evicting;       /* 1: before their time, to stay within budget (counted) */
+    int evicting;       /* 1: before their time, to stay within budget (counted);
+                         * EVICT_UNCLAIMED: only observations of processes without spans (I13),
+                         * nothing else */
 } cuts;
+
+#define EVICT_UNCLAIMED 2
 
 static void obs_gone(corr *c, const obs_ent *o, int evicting)
 {
@@ -44,7 +52,9 @@ static void obs_gone(corr *c, const obs_ent *o, int evicting)
     if (!o->flags) {
         c->st.obs_unattached--;
         c->st.unmatched += !o->interval; /* a CPU outcome (off-CPU has counters of its own) */
-        if (evicting)
+        if (evicting == EVICT_UNCLAIMED)
+            c->st.unclaimed_evicted++;
+        else if (evicting)
             c->st.evicted++;
     } else if (evicting) {
         c->st.released++;
@@ -93,6 +103,10 @@ static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
         slot **pp = &c->buckets[b];
         while (*pp) {
             slot *s = *pp;
+            if (cut.evicting == EVICT_UNCLAIMED && !SLOT_UNCLAIMED(c, s)) {
+                pp = &s->hnext;
+                continue;
+            }
             uint32_t k2 = 0;
             int64_t maxdur = 0;
             for (uint32_t i = 0; i < s->nspans; i++) {
@@ -130,7 +144,8 @@ static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
         proc **pp = &c->pbuckets[b];
         while (*pp) {
             proc *p = *pp;
-            if (!p->slots && p->profiled_until <= span_cut && p->service_until <= span_cut) {
+            if (!p->slots && p->profiled_until <= span_cut && p->service_until <= span_cut &&
+                p->spans_until <= span_cut) {
                 *pp = p->hnext;
                 free(p->service);
                 free(p);
@@ -457,7 +472,9 @@ void cw_sweep_slice(corr *c, int64_t now)
  * on the stride, and the walk is done again reading all. */
 #define HIST_SAMPLES (1u << 16)
 
-static int64_t share_cut_walk(corr *c, int attached, double share, uint64_t stride)
+enum { CLS_UNATTACHED = 0, CLS_ATTACHED = 1, CLS_UNCLAIMED = 2 }; /* what a walk reads */
+
+static int64_t share_cut_walk(corr *c, int cls, double share, uint64_t stride)
 {
     enum { NB = 1024 };
     uint64_t hist[NB] = {0}, total = 0, seen = 0;
@@ -465,9 +482,9 @@ static int64_t share_cut_walk(corr *c, int attached, double share, uint64_t stri
     int64_t hi = c->now + w, lo = hi;
     for (size_t b = 0; b < NBUCKETS; b++)
         for (slot *s = c->buckets[b]; s; s = s->hnext)
-            if (s->nobs && s->obs_min_expire < lo)
+            if (s->nobs && s->obs_min_expire < lo && (cls != CLS_UNCLAIMED || SLOT_UNCLAIMED(c, s)))
                 lo = s->obs_min_expire;
-    if (!attached)
+    if (cls == CLS_UNATTACHED)
         for (uint32_t i = 0; i < c->nwait; i++)
             if (c->wait[i].expire < lo)
                 lo = c->wait[i].expire;
@@ -485,20 +502,22 @@ static int64_t share_cut_walk(corr *c, int attached, double share, uint64_t stri
     uint64_t skip = 0; /* where the stride falls in the next slot */
     for (size_t b = 0; b < NBUCKETS; b++)
         for (slot *s = c->buckets[b]; s; s = s->hnext) {
+            if (cls == CLS_UNCLAIMED && !SLOT_UNCLAIMED(c, s))
+                continue;
             uint64_t i = skip;
             for (; i < s->nobs; i += stride)
-                if (!s->obs[i].flags == !attached) {
+                if (cls == CLS_UNCLAIMED || !s->obs[i].flags == !cls) {
                     HIST(s->obs[i].expire, stride);
                     seen++;
                 }
             skip = i - s->nobs;
         }
-    if (!attached)
+    if (cls == CLS_UNATTACHED)
         for (uint32_t i = 0; i < c->nwait; i++)
             HIST(c->wait[i].expire, 1);
 #undef HIST
     if (stride > 1 && seen < HIST_SAMPLES / 64)
-        return share_cut_walk(c, attached, share, 1); /* too few of the class fell on the stride */
+        return share_cut_walk(c, cls, share, 1); /* too few of the class fell on the stride */
     if (!total)
         return INT64_MIN;
     uint64_t want = (uint64_t)(share * (double)total) + 1, got = 0;
@@ -515,7 +534,7 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
     if (!of_class && unattached <= waiting)
         return INT64_MIN; /* none of the class waits: no walk at all */
     uint64_t stride = waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1;
-    return share_cut_walk(c, attached, share, stride);
+    return share_cut_walk(c, attached ? CLS_ATTACHED : CLS_UNATTACHED, share, stride);
 }
 
 /* Whether the budget should rebuild the intern tables after dropping observations. A rebuild
@@ -523,11 +542,48 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
  * acts every few seconds: rebuilding each time cost about 7 % of the ingest workers' CPU (issue
  * 19). Entries of dropped observations only matter once they are a real share of the budget,
  * so the tables are rebuilt when they have doubled since the last rebuild and hold more than
- * an eighth of the budget -- or (the caller) when dropping alone left `bytes` over it. */
-static int interns_worth_compacting(const corr *c)
+ * an eighth of the budget (`floor`) -- or (the caller) when dropping alone left `bytes` over it. */
+static int interns_worth_compacting(const corr *c, size_t floor)
 {
     size_t now = intern_bytes(c);
-    return now > 2 * c->interns_compacted && now > c->opt.max_bytes / 8;
+    return now > 2 * c->interns_compacted && now > floor;
+}
+
+/* I13: the observations of processes that have sent no span in the window wait in a share of
+ * the budget. The eBPF profiler samples every process of a host, and most never send a span;
+ * without a share of their own they filled the budget at full load (the peak RSS row of issue
+ * 19: 512 MiB of them, in a load that sends no spans). A sixteenth still holds tens of seconds
+ * of a busy host, so a process's first spans (an SDK exports them when they end, in 5 s
+ * batches) find its samples; from its first span on, a process waits in the whole budget.
+ * Over the share, the oldest of them go, aiming at 3/4 of it (`unclaimed_evicted`). Their
+ * names and stacks stay in the tables until the rules of the budget or a sweep rebuild them. */
+static void evict_unclaimed(corr *c)
+{
+    size_t cap = c->opt.max_bytes / UNCLAIMED_SHARE;
+    if (c->unclaimed_bytes <= cap)
+        return;
+    cw_recount(c); /* only added to since the last one: the exact figure first */
+    if (c->unclaimed_bytes <= cap)
+        return;
+    double share = 1.0 - 0.75 * (double)cap / (double)c->unclaimed_bytes;
+    uint64_t waiting = c->st.obs_waiting;
+    int64_t cut = share_cut_walk(c, CLS_UNCLAIMED, share,
+                                 waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1);
+    if (cut == INT64_MIN)
+        return;
+    cuts k = {cut, cut, INT64_MIN, EVICT_UNCLAIMED};
+    drop_slots(c, &k, 0, NBUCKETS);
+    if (!c->trim_due) /* I12 */
+        c->st.memory_trims++;
+    c->trim_due = 1;
+    cw_recount(c);
+    /* The names and stacks of what went stay in the tables: with new frames all run long they
+     * grew past the share by three times in 20 s at full load (issue 19). Rebuilt here once they
+     * are over the share and have doubled since the last rebuild. */
+    if (interns_worth_compacting(c, cap)) {
+        compact_interns(c);
+        cw_recount(c);
+    }
 }
 
 /* Over budget: make room in this order, each step only when the one before was not enough, and
@@ -539,6 +595,7 @@ static int interns_worth_compacting(const corr *c)
  * Spans go last: a sample whose span is in the window is attached whatever else waits. */
 void cw_enforce_budget(corr *c)
 {
+    evict_unclaimed(c);
     if (c->bytes <= c->opt.max_bytes)
         return;
     if (!c->trim_due) /* I12: one trim per call, at its unlock */
@@ -557,7 +614,7 @@ void cw_enforce_budget(corr *c)
             cuts k = {attached ? cut : c->now, attached ? INT64_MIN : cut, c->now, 1};
             drop_before(c, &k);
             cw_recount(c);
-            if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
+            if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c, c->opt.max_bytes / 8)) {
                 compact_interns(c);
                 cw_recount(c);
             }
@@ -574,7 +631,7 @@ void cw_enforce_budget(corr *c)
         }
         /* what was dropped leaves its names and stacks behind: without this the budget stayed
          * exceeded, and nothing new was kept until some later pass rebuilt the tables */
-        if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c)) {
+        if (c->bytes > c->opt.max_bytes || interns_worth_compacting(c, c->opt.max_bytes / 8)) {
             compact_interns(c);
             cw_recount(c);
         }

@@ -41,6 +41,12 @@
  *  I12. Memory an eviction pass freed goes back to the system: the pass sets trim_due and the
  *      next unlock (cw_unlock, every public function's) runs malloc_trim outside the lock and
  *      counts it in memory_trims (budget_eviction_gives_memory_back).
+ *  I13. Processes that have sent no span in the window wait in a sixteenth of the budget:
+ *      past it their oldest observations go (unclaimed_evicted), whatever I5 would keep; a span
+ *      with a process's pid gives that process the whole budget for a window from its arrival
+ *      (test_corr_budget.c: a_process_without_spans_waits_in_its_share,
+ *      a_process_with_spans_waits_in_the_whole_budget). unclaimed_bytes, the share's measure,
+ *      is exact after every recount and only grows between them.
  */
 #include "internal.h"
 
@@ -126,6 +132,7 @@ void cw_publish(corr *c)
     pthread_mutex_lock(&c->pub_lock);
     c->pub = c->st;
     c->pub.bytes = c->bytes;
+    c->pub.unclaimed_bytes = c->unclaimed_bytes;
     pthread_mutex_unlock(&c->pub_lock);
 }
 

@@ -25,9 +25,10 @@
  *
  * Memory: everything waiting lives under one byte budget; past it attached observations stop
  * waiting first (`released`), then the oldest unattached ones (`evicted`), spans last
- * (`spans_evicted`); see the invariants at the top of correlator.c. Owns everything it keeps
- * (copies of what it needs from a batch); the batch stays the caller's. Never touches disk or the
- * network. Thread-safe: one lock for the window, a second one only for the published counters
+ * (`spans_evicted`). The observations of processes that have sent no span wait in a sixteenth
+ * of it, the oldest going first (`unclaimed_evicted`); see the invariants at the top of
+ * correlator.c. Owns everything it keeps (copies of what it needs from a batch); the batch stays
+ * the caller's. Never touches disk or the network. Thread-safe: one lock for the window, a second one only for the published counters
  * (a metrics scrape never waits for an attach). Errors: only SP_ENOMEM from corr_attach, never
  * fatal (the batch is still whole and fit to store); corr_new returns NULL when out of memory.
  */
@@ -53,26 +54,30 @@ typedef struct corr_options {
 
 /* Observations are counted once per outcome, whenever it happens (at arrival or later). */
 typedef struct corr_stats {
-    uint64_t spans_indexed;    /* eligible spans in the window now */
-    uint64_t spans_known;      /* spans of any length remembered for ancestor walks now */
-    uint64_t spans_short;      /* spans received below the minimum duration (with a process) */
-    uint64_t obs_waiting;      /* observations in the window now (attached or not) */
-    uint64_t obs_unattached;   /* of those, still without a span or a verdict */
-    uint64_t bytes;            /* memory held */
-    uint64_t by_link;          /* observations attached by a sender's link (and its ancestors) */
-    uint64_t by_thread;        /* observations attached by time, process and thread */
-    uint64_t by_process_span;  /* observations attached to the one chain of threadless spans */
-    uint64_t ambiguous;        /* observations covered by several threadless chains */
-    uint64_t unmatched;        /* observations that left the window with nothing */
-    uint64_t late;             /* attachments made when the span arrived after the sample */
-    uint64_t services_learned; /* profiles naming no service that took their spans' service */
-    uint64_t offcpu_attached;  /* off-CPU observations attached (by thread or link) */
-    uint64_t evicted;          /* unattached observations and links dropped before their time to
-                                * stay within budget: correlation lost */
-    uint64_t released;         /* attached observations that stopped waiting for more spans early
-                                * (budget); not a loss: stored and attached */
-    uint64_t spans_evicted;    /* spans dropped before their time (budget) */
-    uint64_t memory_trims;     /* times the memory an eviction freed went back to the system */
+    uint64_t spans_indexed;     /* eligible spans in the window now */
+    uint64_t spans_known;       /* spans of any length remembered for ancestor walks now */
+    uint64_t spans_short;       /* spans received below the minimum duration (with a process) */
+    uint64_t obs_waiting;       /* observations in the window now (attached or not) */
+    uint64_t obs_unattached;    /* of those, still without a span or a verdict */
+    uint64_t bytes;             /* memory held */
+    uint64_t by_link;           /* observations attached by a sender's link (and its ancestors) */
+    uint64_t by_thread;         /* observations attached by time, process and thread */
+    uint64_t by_process_span;   /* observations attached to the one chain of threadless spans */
+    uint64_t ambiguous;         /* observations covered by several threadless chains */
+    uint64_t unmatched;         /* observations that left the window with nothing */
+    uint64_t late;              /* attachments made when the span arrived after the sample */
+    uint64_t services_learned;  /* profiles naming no service that took their spans' service */
+    uint64_t offcpu_attached;   /* off-CPU observations attached (by thread or link) */
+    uint64_t evicted;           /* unattached observations and links dropped before their time to
+                                 * stay within budget: correlation lost */
+    uint64_t released;          /* attached observations that stopped waiting for more spans early
+                                 * (budget); not a loss: stored and attached */
+    uint64_t spans_evicted;     /* spans dropped before their time (budget) */
+    uint64_t memory_trims;      /* times the memory an eviction freed went back to the system */
+    uint64_t unclaimed_bytes;   /* of bytes, observations of processes without spans (I13) */
+    uint64_t unclaimed_evicted; /* their observations dropped before their time to stay within
+                                 * their share of the budget (1/16): lost only if the process
+                                 * sends its first spans later */
     /* Drops, by reason (0 in a healthy run; none of them loses a stored observation): */
     uint64_t not_kept;          /* unattached observations that could not wait for their spans
                                  * (budget full on arrival) */

@@ -20,18 +20,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NBUCKETS       16384
-#define MAX_MATCH      32  /* spans one observation can belong to (nesting depth) */
-#define MAX_WALK       256 /* parent hops, so a cycle in bad input ends */
-#define SWEEP_EVERY_NS 1000000000LL
-#define SWEEP_SLICES   8 /* a periodic sweep's steps (I11); divides NBUCKETS */
-#define PROF_IDENTS    8 /* identities (hosts, pods, containers) remembered per profiled pid */
+#define NBUCKETS        16384
+#define MAX_MATCH       32  /* spans one observation can belong to (nesting depth) */
+#define MAX_WALK        256 /* parent hops, so a cycle in bad input ends */
+#define SWEEP_EVERY_NS  1000000000LL
+#define SWEEP_SLICES    8  /* a periodic sweep's steps (I11); divides NBUCKETS */
+#define PROF_IDENTS     8  /* identities (hosts, pods, containers) remembered per profiled pid */
+#define UNCLAIMED_SHARE 16 /* processes without spans wait in 1/16 of the budget (I13) */
 
 /* Outcome bits of a retained observation: each is counted once, when first set. */
 enum { F_THREAD = 1, F_PROC = 2, F_AMBIG = 4, F_SETTLED = 8 };
 /* F_SETTLED: rule 3 was decided for it after the settle time (I8), whatever the outcome. */
 
 /* ---- the state ---- */
+
+/* Whether s's process has sent no span in the window (I13). */
+#define SLOT_UNCLAIMED(c, s) ((s)->proc->spans_until <= (c)->now)
 
 /* Whether an observation still waits for rule 3 after the settle time (I8, I10): not attached by
  * its own thread's spans, not decided yet, not an off-CPU interval. Flags are only ever added,
@@ -80,7 +84,9 @@ typedef struct proc {
     uint32_t tenant;
     int64_t pid;
     slot *slots;
-    int64_t profiled_until;           /* CPU profiles seen from it: until when that counts */
+    int64_t profiled_until; /* CPU profiles seen from it: until when that counts */
+    int64_t spans_until; /* spans with its pid seen: until then its observations wait in the whole
+                          * budget, not in the share of processes without spans (I13) */
     uint32_t prof_ident[PROF_IDENTS]; /* the identities those profiles had (ident id + 1); more
                                        * are counted in idents_over and not remembered */
     uint32_t nprof_ident;
@@ -162,6 +168,8 @@ struct corr {
     uint32_t nwait, capwait;
     idhash wait_h;
     size_t bytes;
+    size_t unclaimed_bytes;   /* of bytes, observation arrays of processes without spans (I13):
+                               * exact after cw_recount, only added to between */
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
     uint8_t trim_due;         /* an eviction freed memory: cw_unlock gives it back (I12) */
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */

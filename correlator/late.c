@@ -354,6 +354,21 @@ static void learn_service(corr *c, uint32_t tenant, const sp_span *sp, uint32_t 
     c->bytes += strlen(s) + 1;
 }
 
+/* The process of a span is one that sends spans (I13): for a window from now its observations
+ * wait in the whole budget, and those it holds leave the share of processes without spans. */
+static void mark_claimed(corr *c, uint32_t tenant, int64_t pid)
+{
+    proc *p = cw_find_proc(c, tenant, pid, 1);
+    if (!p)
+        return; /* out of memory: its observations stay in the share */
+    if (p->spans_until <= c->now)
+        for (const slot *s = p->slots; s; s = s->pnext) {
+            size_t b = (size_t)s->capobs * sizeof *s->obs;
+            c->unclaimed_bytes -= b < c->unclaimed_bytes ? b : c->unclaimed_bytes;
+        }
+    p->spans_until = c->now + c->opt.window_ns;
+}
+
 /* Indexes b's spans and emits what they claim. Never fails: what cannot be indexed or emitted is
  * added to *failed (the spans themselves are stored either way). */
 size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
@@ -388,6 +403,7 @@ size_t cw_index_spans(corr *c, sp_batch *b, uint32_t tenant, uint64_t *failed)
             c->st.spans_not_indexed++;
         if (!sp->pid)
             continue;
+        mark_claimed(c, tenant, sp->pid);
         if (!eligible) {
             c->st.spans_short++;
             continue;

@@ -134,6 +134,18 @@ static inline void send_spans(corr *c, fixture *f, sp_span *v, size_t n, sp_batc
         *out = tb;
 }
 
+/* pid becomes a process that sends spans (I13), with one span too short to take samples: its
+ * observations wait in the whole budget from `now` on, not in the share of processes without
+ * spans. */
+__attribute__((unused)) static void sends_spans(corr *c, fixture *f, int64_t pid, int64_t now)
+{
+    sp_span s = span(0xfe, 0, 1, pid, 0);
+    sp_batch tb = batch(f, "t1");
+    tb.spans = &s;
+    tb.nspans = 1;
+    attach(c, &tb, now);
+}
+
 /* The value each late attach_only profile of b gives to span id. */
 static inline int64_t late_value(const sp_batch *b, uint8_t id)
 {

@@ -20,17 +20,22 @@
 
 enum { PER_ARRIVAL = 1000, ARRIVALS = 1000, GROUP = 10 };
 
-/* Arrival i: one sample on thread tid with PER_ARRIVAL observations 0.9 ms apart inside
- * [i s, i s + 0.9 s): no span edge at a whole second falls on one. */
-static void arrive(corr *c, fixture *f, int i, int64_t tid)
+/* Arrival i: one sample of process pid (PID for arrive) on thread tid with PER_ARRIVAL observations
+ * 0.9 ms apart inside [i s, i s + 0.9 s): no span edge at a whole second falls on one. */
+static void arrive_of(corr *c, fixture *f, int i, int64_t pid, int64_t tid)
 {
     static uint64_t ts[PER_ARRIVAL];
     for (int k = 0; k < PER_ARRIVAL; k++)
         ts[k] = (uint64_t)((int64_t)i * 1000 * MS + k * (9 * MS / 10) + MS / 2);
     sp_batch pb = batch(f, "t1");
-    sp_batch_add_profile(&pb, profile(f->a, ts, PER_ARRIVAL, PID, tid));
+    sp_batch_add_profile(&pb, profile(f->a, ts, PER_ARRIVAL, pid, tid));
     attach(c, &pb, (int64_t)i * MS);
     sp_arena_reset(f->a);
+}
+
+static void arrive(corr *c, fixture *f, int i, int64_t tid)
+{
+    arrive_of(c, f, i, PID, tid);
 }
 
 /* A million observations through a 16 MiB budget: every pass (its cut read from a sample of
@@ -42,6 +47,7 @@ static void a_pass_over_many_observations_drops_the_oldest_share(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 16 << 20, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     int passes = 0;
     corr_stats before, after;
     for (int i = 0; i < ARRIVALS; i++) {
@@ -188,6 +194,66 @@ static void renumbering_keeps_each_observation_its_frames_and_labels(void **stat
     corr_free(c);
 }
 
+/* I13: a process that has sent no span (most of what the eBPF profiler samples) waits in a
+ * sixteenth of the budget. What it holds stays near that share however much comes, the oldest
+ * go first (counted in unclaimed_evicted; the budget itself never acts), and the process's first
+ * spans still find its newest samples, which then leave the share. */
+static void a_process_without_spans_waits_in_its_share(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 16 << 20, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    const size_t share = o.max_bytes / 16;
+    enum { N = 100 }; /* 100,000 observations, 4 MB of records: four times the share */
+    corr_stats st;
+    for (int i = 0; i < N; i++) {
+        arrive_of(c, f, i, PID, TID + i % 4);
+        corr_get_stats(c, 0, &st);
+        if (st.unclaimed_bytes > 2 * share) /* one arrival may double an array past it */
+            fail_msg("arrival %d: %llu bytes of observations without spans, the share is %zu", i,
+                     (unsigned long long)st.unclaimed_bytes, share);
+    }
+    assert_true(st.unclaimed_evicted > 0);
+    assert_int_equal(st.evicted, 0);
+    assert_int_equal(st.released, 0);
+    assert_true(st.obs_waiting >= share / 2 / 40); /* not emptied: a few thousand still wait */
+    sp_span v[] = {span(1, (N - 1) * 1000, N * 1000, PID, TID + (N - 1) % 4),
+                   span(2, 0, 1000, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 2, &tb);
+    assert_int_equal(late_value(&tb, 1), PER_ARRIVAL * 10 * MS); /* the newest: whole */
+    assert_int_equal(late_value(&tb, 2), 0);                     /* the oldest: gone */
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.unclaimed_bytes, 0);
+    corr_free(c);
+}
+
+/* I13: a process that has sent spans waits in the whole budget beside one that has not: the
+ * same arrivals into both, and a late span over the oldest finds them whole for the first and
+ * gone for the second. */
+static void a_process_with_spans_waits_in_the_whole_budget(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 16 << 20, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0);
+    enum { N = 100 };
+    for (int i = 0; i < N; i++) {
+        arrive_of(c, f, i, PID, TID);
+        arrive_of(c, f, i, PID + 1, TID);
+    }
+    corr_stats st;
+    corr_get_stats(c, 0, &st);
+    assert_int_equal(st.evicted, 0);
+    assert_true(st.unclaimed_evicted > 0);
+    sp_span v[] = {span(1, 0, 1000, PID, TID), span(2, 0, 1000, PID + 1, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 2, &tb);
+    assert_int_equal(late_value(&tb, 1), PER_ARRIVAL * 10 * MS);
+    assert_int_equal(late_value(&tb, 2), 0);
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +262,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(rare_attached_observations_still_go_first, setup, teardown),
         cmocka_unit_test_setup_teardown(renumbering_keeps_each_observation_its_frames_and_labels,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(a_process_without_spans_waits_in_its_share, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_process_with_spans_waits_in_the_whole_budget, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -277,6 +277,7 @@ static void stays_within_its_budget(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 64 * 1024};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     for (int i = 0; i < 200; i++) {
         uint64_t ts[64];
         for (int k = 0; k < 64; k++)
@@ -713,6 +714,7 @@ static void budget_drops_the_oldest_observations_first(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 512 * 1024, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     /* observations arrive over time; the budget forces evictions */
     for (int i = 0; i < 400; i++) {
         uint64_t ts[64];
@@ -743,6 +745,7 @@ static void budget_evicts_a_share_when_the_window_is_long(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 512 * 1024, .window_ns = 600000 * MS};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     int passes = 0;
     for (int i = 0; i < 400; i++) {
         int64_t now = (int64_t)i * 10 * MS; /* 4 s of arrivals */
@@ -774,6 +777,7 @@ static void budget_eviction_gives_memory_back(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 512 * 1024, .window_ns = 600000 * MS};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     uint64_t calls_that_evicted = 0;
     for (int i = 0; i < 400; i++) {
         int64_t now = (int64_t)i * 10 * MS;
@@ -803,6 +807,7 @@ static void new_frames_all_run_long_stay_within_the_budget(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 256 * 1024, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
+    sends_spans(c, f, PID, 0); /* the whole budget, not the share of I13 */
     enum { ROUNDS = 20000 };
     corr_stats st;
     for (int i = 0; i < ROUNDS; i++) {
