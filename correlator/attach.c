@@ -569,7 +569,6 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
     size_t *share = w && SLOT_UNCLAIMED(c, w) ? &c->unclaimed_bytes : NULL;
     for (uint32_t k = 0; k < s->nobs; k++) {
         uint8_t how = pl->hows ? pl->hows[k] : pl->how;
-        uint32_t had = w ? w->capobs : 0;
         if (!w || (w->nobs == w->capobs &&
                    grow((void **)&w->obs, &w->capobs, sizeof *w->obs, &c->bytes))) {
             /* not kept: without a verdict now it never gets one; with one, it only gives up
@@ -585,7 +584,7 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
             continue;
         }
         if (share)
-            *share += (size_t)(w->capobs - had) * sizeof *w->obs;
+            *share += sizeof *w->obs;
         if (!how && !x->interval && c->opt.threadless == CORR_THREADLESS_UNIQUE &&
             c->opt.settle_ns >= 0)
             w->pending = 1; /* rule 3 decides it after the settle time */

@@ -18,7 +18,7 @@ void cw_recount(corr *c)
             b += sizeof *s + (size_t)s->capspans * sizeof *s->spans +
                  (size_t)s->capobs * sizeof *s->obs;
             if (SLOT_UNCLAIMED(c, s))
-                unclaimed += (size_t)s->capobs * sizeof *s->obs;
+                unclaimed += (size_t)s->nobs * sizeof *s->obs;
         }
         for (proc *p = c->pbuckets[i]; p; p = p->hnext)
             b += sizeof *p + (p->service ? strlen(p->service) + 1 : 0);
@@ -134,8 +134,10 @@ static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
                 free(s);
                 continue;
             }
-            shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
-            shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
+            if (cut.evicting != EVICT_UNCLAIMED) { /* I13 keeps the room for what comes next */
+                shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
+                shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
+            }
             pp = &s->hnext;
         }
     }
@@ -552,11 +554,18 @@ static int interns_worth_compacting(const corr *c, size_t floor)
 /* I13: the observations of processes that have sent no span in the window wait in a share of
  * the budget. The eBPF profiler samples every process of a host, and most never send a span;
  * without a share of their own they filled the budget at full load (the peak RSS row of issue
- * 19: 512 MiB of them, in a load that sends no spans). A sixteenth still holds tens of seconds
- * of a busy host, so a process's first spans (an SDK exports them when they end, in 5 s
- * batches) find its samples; from its first span on, a process waits in the whole budget.
- * Over the share, the oldest of them go, aiming at 3/4 of it (`unclaimed_evicted`). Their
- * names and stacks stay in the tables until the rules of the budget or a sweep rebuild them. */
+ * 19: 512 MiB of them, in a load that sends no spans). A sixteenth still holds minutes of one
+ * busy host, so a process's first spans (an SDK exports them when they end, in 5 s batches)
+ * find its samples; from its first span on, a process waits in the whole budget.
+ *
+ * Over the share, the oldest of them go, down to half of it (`unclaimed_evicted`). The share
+ * counts the records held, not the arrays' capacity, and a pass leaves the arrays their room:
+ * at full load a pass comes every fraction of a second, and giving the room back each time (a
+ * realloc, then malloc_trim) cost 2.5-6 ms of trim per pass and doubled the page faults, only
+ * for the arrays to grow again (issue 19). So the arrays of these processes hold up to twice
+ * the share. The names and stacks of what went stay in the tables until they are rebuilt here,
+ * once over the share and doubled since the last rebuild (with new frames all run long they
+ * grew to three times the share in 20 s at full load). */
 static void evict_unclaimed(corr *c)
 {
     size_t cap = c->opt.max_bytes / UNCLAIMED_SHARE;
@@ -565,7 +574,7 @@ static void evict_unclaimed(corr *c)
     cw_recount(c); /* only added to since the last one: the exact figure first */
     if (c->unclaimed_bytes <= cap)
         return;
-    double share = 1.0 - 0.75 * (double)cap / (double)c->unclaimed_bytes;
+    double share = 1.0 - 0.5 * (double)cap / (double)c->unclaimed_bytes;
     uint64_t waiting = c->st.obs_waiting;
     int64_t cut = share_cut_walk(c, CLS_UNCLAIMED, share,
                                  waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1);
@@ -573,16 +582,13 @@ static void evict_unclaimed(corr *c)
         return;
     cuts k = {cut, cut, INT64_MIN, EVICT_UNCLAIMED};
     drop_slots(c, &k, 0, NBUCKETS);
-    if (!c->trim_due) /* I12 */
-        c->st.memory_trims++;
-    c->trim_due = 1;
     cw_recount(c);
-    /* The names and stacks of what went stay in the tables: with new frames all run long they
-     * grew past the share by three times in 20 s at full load (issue 19). Rebuilt here once they
-     * are over the share and have doubled since the last rebuild. */
     if (interns_worth_compacting(c, cap)) {
         compact_interns(c);
         cw_recount(c);
+        if (!c->trim_due) /* I12: the tables' old arrays went */
+            c->st.memory_trims++;
+        c->trim_due = 1;
     }
 }
 

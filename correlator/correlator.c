@@ -45,8 +45,9 @@
  *      past it their oldest observations go (unclaimed_evicted), whatever I5 would keep; a span
  *      with a process's pid gives that process the whole budget for a window from its arrival
  *      (test_corr_budget.c: a_process_without_spans_waits_in_its_share,
- *      a_process_with_spans_waits_in_the_whole_budget). unclaimed_bytes, the share's measure,
- *      is exact after every recount and only grows between them.
+ *      a_process_with_spans_waits_in_the_whole_budget). unclaimed_bytes, the share's measure
+ *      (the records held, not their arrays' room), is exact after every recount and only grows
+ *      between them.
  */
 #include "internal.h"
 

@@ -28,9 +28,10 @@
  * (`spans_evicted`). The observations of processes that have sent no span wait in a sixteenth
  * of it, the oldest going first (`unclaimed_evicted`); see the invariants at the top of
  * correlator.c. Owns everything it keeps (copies of what it needs from a batch); the batch stays
- * the caller's. Never touches disk or the network. Thread-safe: one lock for the window, a second one only for the published counters
- * (a metrics scrape never waits for an attach). Errors: only SP_ENOMEM from corr_attach, never
- * fatal (the batch is still whole and fit to store); corr_new returns NULL when out of memory.
+ * the caller's. Never touches disk or the network. Thread-safe: one lock for the window, a second
+ * one only for the published counters (a metrics scrape never waits for an attach). Errors: only
+ * SP_ENOMEM from corr_attach, never fatal (the batch is still whole and fit to store); corr_new
+ * returns NULL when out of memory.
  */
 #ifndef CORR_CORRELATOR_H
 #define CORR_CORRELATOR_H

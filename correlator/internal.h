@@ -168,8 +168,8 @@ struct corr {
     uint32_t nwait, capwait;
     idhash wait_h;
     size_t bytes;
-    size_t unclaimed_bytes;   /* of bytes, observation arrays of processes without spans (I13):
-                               * exact after cw_recount, only added to between */
+    size_t unclaimed_bytes;   /* the observations of processes without spans, as records held
+                               * (I13): exact after cw_recount, only added to between */
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
     uint8_t trim_due;         /* an eviction freed memory: cw_unlock gives it back (I12) */
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */

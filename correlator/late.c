@@ -363,7 +363,7 @@ static void mark_claimed(corr *c, uint32_t tenant, int64_t pid)
         return; /* out of memory: its observations stay in the share */
     if (p->spans_until <= c->now)
         for (const slot *s = p->slots; s; s = s->pnext) {
-            size_t b = (size_t)s->capobs * sizeof *s->obs;
+            size_t b = (size_t)s->nobs * sizeof *s->obs;
             c->unclaimed_bytes -= b < c->unclaimed_bytes ? b : c->unclaimed_bytes;
         }
     p->spans_until = c->now + c->opt.window_ns;
