@@ -134,8 +134,12 @@ static void drop_slots(corr *c, const cuts *k_, size_t from, size_t to)
                 free(s);
                 continue;
             }
-            if (cut.evicting != EVICT_UNCLAIMED) { /* I13 keeps the room for what comes next */
+            if (cut.evicting != EVICT_UNCLAIMED) {
                 shrink((void **)&s->spans, s->nspans, &s->capspans, sizeof *s->spans);
+                shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
+            } else if (s->capobs > 4 * s->nobs + 64) {
+                /* I13 keeps the room of a slot that is filling again (at most 4 times what a
+                 * pass leaves it), but not that of one mostly emptied (a process that stopped) */
                 shrink((void **)&s->obs, s->nobs, &s->capobs, sizeof *s->obs);
             }
             pp = &s->hnext;
@@ -562,10 +566,12 @@ static int interns_worth_compacting(const corr *c, size_t floor)
  * counts the records held, not the arrays' capacity, and a pass leaves the arrays their room:
  * at full load a pass comes every fraction of a second, and giving the room back each time (a
  * realloc, then malloc_trim) cost 2.5-6 ms of trim per pass and doubled the page faults, only
- * for the arrays to grow again (issue 19). So the arrays of these processes hold up to twice
- * the share. The names and stacks of what went stay in the tables until they are rebuilt here,
- * once over the share and doubled since the last rebuild (with new frames all run long they
- * grew to three times the share in 20 s at full load). */
+ * for the arrays to grow again (issue 19). So the arrays of these processes keep their room
+ * while they fill again; only a slot left mostly empty (a process that stopped) gives its room
+ * back, and memory is trimmed when that freed a good part of the share. The names and stacks of
+ * what went stay in the tables until they are rebuilt here, once over the share and doubled since
+ * the last rebuild (with new frames all run long they grew to three times the share in 20 s at full
+ * load). */
 static void evict_unclaimed(corr *c)
 {
     size_t cap = c->opt.max_bytes / UNCLAIMED_SHARE;
@@ -581,12 +587,15 @@ static void evict_unclaimed(corr *c)
     if (cut == INT64_MIN)
         return;
     cuts k = {cut, cut, INT64_MIN, EVICT_UNCLAIMED};
+    size_t before = c->bytes;
     drop_slots(c, &k, 0, NBUCKETS);
     cw_recount(c);
     if (interns_worth_compacting(c, cap)) {
         compact_interns(c);
         cw_recount(c);
-        if (!c->trim_due) /* I12: the tables' old arrays went */
+    }
+    if (c->bytes + cap / 2 < before) { /* I12, when a good part of the share went back */
+        if (!c->trim_due)
             c->st.memory_trims++;
         c->trim_due = 1;
     }

@@ -165,6 +165,50 @@ def test_spans_in_the_window_keep_their_samples_under_budget_pressure(spanprof_f
         assert sum(flamegraph_stacks(fg).values()) // shape.period == span_observations(shape, n), n
 
 
+def span_profile_observations(server, shape, thread=0, index=0):
+    """What SelectMergeSpanProfile gives the span `index` of `thread` (ebpf_shapes' span ids)."""
+    span_id = ((shape.span_prefix << 24) | (1 + thread)).to_bytes(4, "big") + \
+        (index + 1).to_bytes(4, "big")
+    body = Window(shape.t0).json(profileTypeID=CPU, labelSelector="{}",
+                                 spanSelector=[span_id.hex()])
+    fg = connect_json(server, "SelectMergeSpanProfile", body).get("flamegraph", {})
+    return sum(flamegraph_stacks(fg).values()) // shape.period
+
+
+def test_processes_without_spans_wait_in_a_share_of_the_budget(spanprof_factory):
+    """A host as the eBPF profiler sees it: most processes never send a span, and their samples
+    wait in a sixteenth of the budget (1 MiB of 16 here, about 26,000 observations). A process
+    that has sent a span waits in the whole budget: its spans, arriving after 150,000
+    observations of other processes, still get its samples. Of two processes without spans, the
+    one whose samples came before that flood lost them (counted in unclaimed_evicted, not in
+    evicted), the one whose samples came after keeps them for its first spans. Every
+    observation is stored either way."""
+    server = spanprof_factory(["--correlation-max-bytes", str(16 << 20)])
+    t0 = time.time_ns() - 60_000 * MS
+    one = dict(t0=t0, threads=4, obs_per_thread=500, stacks=5)
+    claimed = Shape(pid=7400, exe="claimed", span_prefix=1, **one)
+    old = Shape(pid=7401, exe="without-spans-old", span_prefix=2, **one)
+    new = Shape(pid=7402, exe="without-spans-new", span_prefix=3, **one)
+    flood = [Shape(t0=t0, pid=7500 + i, threads=50, obs_per_thread=1000, stacks=5,
+                   exe=f"other-{i}", seed=2 + i) for i in range(3)]
+    # the claimed process's SDK exported a span before (an hour ago: it covers no sample)
+    send_spans(server, Shape(t0=t0 - 3_600_000 * MS, pid=7400, threads=1, obs_per_thread=1,
+                             stacks=1, span_prefix=9))
+    for s in [claimed, old] + flood + [new]:
+        send_profile(server, s.profile_request())
+    for s in (claimed, old, new):
+        send_spans(server, s)
+    assert span_profile_observations(server, claimed) == span_observations(claimed, 0) > 0
+    assert span_profile_observations(server, new) == span_observations(new, 0) > 0
+    assert span_profile_observations(server, old) == 0
+    for s in [claimed, old, new] + flood:
+        assert stored(server, s) == s.expected, s.exe
+    m = scrape(server.http_port)
+    assert m.total("spanprof_correlator_unclaimed_evicted_total") > 0
+    assert all(v == 0 for v in drops(server).values()), drops(server)
+    assert m.total("spanprof_correlator_unclaimed_bytes") <= 1 << 20
+
+
 def test_random_export_shapes_store_what_was_sent(spanprof):
     """Property: whatever the shape (threads, stacks, timestamps per Sample, span length, spans
     with or without thread.id, sent first, last or not at all), stored == sent."""
