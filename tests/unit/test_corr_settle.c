@@ -112,6 +112,60 @@ static void jitter_between_workers_keeps_the_order(void **state)
     corr_free(c);
 }
 
+/* Expiry drops the oldest observations of a slot in arrival order as one prefix (budget.c,
+ * drop_prefix): one that arrived at t leaves at t + window exactly, not a nanosecond later,
+ * and one that arrived a nanosecond later stays. */
+static void an_observation_leaves_when_its_window_ends(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.window_ns = 3000 * MS};
+    corr *c = corr_new(&o);
+    uint64_t ts[] = {100 * MS};
+    for (int64_t at = 0; at < 2; at++) { /* arriving at 0 and at 1 ns */
+        sp_batch pb = batch(f, "t1");
+        sp_batch_add_profile(&pb, profile(f->a, ts, 1, PID, TID));
+        attach(c, &pb, at);
+    }
+    corr_stats st;
+    corr_get_stats(c, 3000 * MS - 1, &st);
+    assert_int_equal(st.obs_waiting, 2);
+    corr_get_stats(c, 3000 * MS, &st);
+    assert_int_equal(st.obs_waiting, 1);
+    corr_get_stats(c, 3000 * MS + 1, &st);
+    assert_int_equal(st.obs_waiting, 0);
+    corr_free(c);
+}
+
+/* I10 across expiry: the observations rule 3 decided come first in their slot, and when expiry
+ * drops them, the mark that says where the undecided ones begin moves down with them. Ten
+ * observations are decided (no span yet), ten more arrive, a threadless span over all of them
+ * comes before the second ten are due, and while the first ten leave the window one by one the
+ * second ten are each attached when due. */
+static void expiry_of_decided_observations_keeps_the_undecided_in_reach(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.settle_ns = SETTLE_MS * MS, .window_ns = 3 * SETTLE_MS * MS};
+    corr *c = corr_new(&o);
+    sp_batch settled = batch(f, "t1");
+    corr_stats st;
+    for (int64_t now = 0; now < 3000; now += STEP_MS) {
+        if (now < 1000 || now >= 2000)
+            observe(c, f, now, now);
+        if (now >= 1000 && now < 2000)
+            assert_int_equal(corr_settle(c, now * MS, settled_store, &settled), 0);
+    }
+    send_span(c, f, span(1, 0, 100000, PID, 0), 2950);
+    for (int64_t now = 3000; now < 4000; now += STEP_MS) {
+        corr_get_stats(c, now * MS, &st); /* expiry: the first ten leave, one per step */
+        assert_int_equal(st.obs_waiting, 10 + (3900 - now) / STEP_MS);
+        assert_int_equal(corr_settle(c, now * MS, settled_store, &settled), 0);
+        if (late_value(&settled, 1) != (now - 3000 + STEP_MS) / STEP_MS * 10 * MS)
+            fail_msg("at %lld ms: %lld ns attached", (long long)now,
+                     (long long)late_value(&settled, 1));
+    }
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -119,6 +173,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(settle_pass_after_the_clock_was_set_back, setup, teardown),
         cmocka_unit_test_setup_teardown(jitter_between_workers_keeps_the_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_observation_leaves_when_its_window_ends, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(expiry_of_decided_observations_keeps_the_undecided_in_reach,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
