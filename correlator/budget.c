@@ -591,11 +591,7 @@ static int interns_worth_compacting(const corr *c, size_t floor)
  * busy host, so a process's first spans (an SDK exports them when they end, in 5 s batches)
  * find its samples; from its first span on, a process waits in the whole budget.
  *
- * Over the share, the oldest of them go, down to half of it (`unclaimed_evicted`). The
- * maintenance thread's call (tick) does it from three quarters of the share on: a pass holds
- * the lock for about 4 ms, and at half load (5 MB of records a second) the share then never
- * fills between two ticks, so the passes run beside the Exports instead of inside one. At full
- * load it fills in less than a second, and the Exports' calls still keep it. The share
+ * Over the share, the oldest of them go, down to half of it (`unclaimed_evicted`). The share
  * counts the records held, not the arrays' capacity, and a pass leaves the arrays their room:
  * at full load a pass comes every fraction of a second, and giving the room back each time (a
  * realloc, then malloc_trim) cost 2.5-6 ms of trim per pass and doubled the page faults, only
@@ -609,13 +605,13 @@ static int interns_worth_compacting(const corr *c, size_t floor)
  * lock) cost 28 % of the throughput. */
 #define INTERNS_FLOOR ((size_t)4 << 20)
 
-static void evict_unclaimed(corr *c, int tick)
+static void evict_unclaimed(corr *c)
 {
-    size_t cap = c->opt.max_bytes / UNCLAIMED_SHARE, limit = tick ? cap / 4 * 3 : cap;
-    if (c->unclaimed_bytes <= limit)
+    size_t cap = c->opt.max_bytes / UNCLAIMED_SHARE;
+    if (c->unclaimed_bytes <= cap)
         return;
     cw_recount(c); /* only added to since the last one: the exact figure first */
-    if (c->unclaimed_bytes <= limit)
+    if (c->unclaimed_bytes <= cap)
         return;
     double share = 1.0 - 0.5 * (double)cap / (double)c->unclaimed_bytes;
     uint64_t waiting = c->st.obs_waiting;
@@ -645,9 +641,9 @@ static void evict_unclaimed(corr *c, int tick)
  *   2. observations and links still waiting for their span, oldest first (`evicted`);
  *   3. spans, oldest half of the window, then all (`spans_evicted`).
  * Spans go last: a sample whose span is in the window is attached whatever else waits. */
-void cw_enforce_budget(corr *c, int tick)
+void cw_enforce_budget(corr *c)
 {
-    evict_unclaimed(c, tick);
+    evict_unclaimed(c);
     if (c->bytes <= c->opt.max_bytes)
         return;
     if (!c->trim_due) /* I12: one trim per call, at its unlock */

@@ -154,7 +154,7 @@ void corr_get_stats(corr *c, int64_t now_ns, corr_stats *out)
 /* Expiry is coarse on purpose: every sixteenth of the window (at least a second) each slot is
  * swept, an eighth of them at a time (I11), so a pass over what waits is rare and short; the
  * budget bounds memory meanwhile. Caller holds the lock. */
-static void expire_due(corr *c, int64_t now_ns, int tick)
+static void expire_due(corr *c, int64_t now_ns)
 {
     cw_clock(c, now_ns);
     int64_t every = c->opt.window_ns / 16 > SWEEP_EVERY_NS ? c->opt.window_ns / 16 : SWEEP_EVERY_NS;
@@ -166,13 +166,13 @@ static void expire_due(corr *c, int64_t now_ns, int tick)
         cw_sweep(c, c->now); /* calls came rarely: everything at once, as one slice would wait */
     else
         cw_sweep_slice(c, c->now);
-    cw_enforce_budget(c, tick);
+    cw_enforce_budget(c);
 }
 
 void corr_expire(corr *c, int64_t now_ns)
 {
     pthread_mutex_lock(&c->lock);
-    expire_due(c, now_ns, 1);
+    expire_due(c, now_ns);
     cw_publish(c);
     cw_unlock(c);
 }
@@ -319,7 +319,7 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
     size_t attached = 0;
     uint64_t failed = 0;
     pthread_mutex_lock(&c->lock);
-    expire_due(c, now_ns, 0);
+    expire_due(c, now_ns);
     /* this call's stamp on what it adds (I4) */
     c->gen++;
     c->tag = (uint16_t)c->gen;

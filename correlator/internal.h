@@ -371,9 +371,7 @@ uint32_t cw_tenant_id(corr *c, const char *t, int create);
 wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8]);
 
 /* budget.c */
-/* tick: called by corr_expire (the maintenance thread), which acts on the share of I13 early,
- * so that at moderate rates no Export's attach has to */
-void cw_enforce_budget(corr *c, int tick);
+void cw_enforce_budget(corr *c);
 void cw_recount(corr *c);
 void cw_sweep(corr *c, int64_t now);       /* everything */
 void cw_sweep_slice(corr *c, int64_t now); /* the next of SWEEP_SLICES (I11) */

@@ -254,30 +254,6 @@ static void a_process_with_spans_waits_in_the_whole_budget(void **state)
     corr_free(c);
 }
 
-/* I13 off the Exports' path: the maintenance thread's corr_expire acts on the share from three
- * quarters of it, down to half, while an Export's call lets it fill to the whole share. */
-static void the_maintenance_tick_keeps_the_share_early(void **state)
-{
-    fixture *f = *state;
-    corr_options o = {.max_bytes = 16 << 20, .window_ns = 1000000 * MS};
-    corr *c = corr_new(&o);
-    const size_t share = o.max_bytes / 16;
-    corr_stats st;
-    int i = 0;
-    do { /* arrivals of 40,000 bytes of records until past 3/4 of the share */
-        arrive_of(c, f, i, PID, TID + i % 4);
-        corr_get_stats(c, 0, &st);
-        i++;
-    } while (st.unclaimed_bytes <= share / 4 * 3);
-    assert_true(st.unclaimed_bytes <= share);
-    assert_int_equal(st.unclaimed_evicted, 0); /* the Exports' calls left it alone */
-    corr_expire(c, (int64_t)i * MS);
-    corr_get_stats(c, 0, &st);
-    assert_true(st.unclaimed_evicted > 0);
-    assert_true(st.unclaimed_bytes <= share / 2);
-    corr_free(c);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,8 +265,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_process_without_spans_waits_in_its_share, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_process_with_spans_waits_in_the_whole_budget, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(the_maintenance_tick_keeps_the_share_early, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
