@@ -58,17 +58,21 @@ static void send_all(int fd, const void *p, size_t n)
     }
 }
 
-/* One request and its answer; the body is left in *buf (reused), its status returned. */
-static int post(int fd, int port, const char *path, const char *ctype, const void *body, size_t len,
-                char **buf, size_t *cap, size_t *blen)
+/* One request (POST with a body, GET without: ctype NULL) and its answer; the body is left in
+ * *buf (reused), its status returned. */
+static int exchange(int fd, int port, const char *path, const char *ctype, const void *body,
+                    size_t len, char **buf, size_t *cap, size_t *blen)
 {
     char head[512];
-    int hn = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      path, port, ctype, len);
+    int hn = ctype ? snprintf(head, sizeof head,
+                              "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
+                              "Content-Length: %zu\r\n\r\n",
+                              path, port, ctype, len)
+                   : snprintf(head, sizeof head, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+                              path, port);
     send_all(fd, head, (size_t)hn);
-    send_all(fd, body, len);
+    if (ctype)
+        send_all(fd, body, len);
     size_t have = 0, hdr_end = 0, need = 0;
     int status = 0;
     for (;;) {
@@ -102,6 +106,25 @@ static int post(int fd, int port, const char *path, const char *ctype, const voi
     *blen = need - hdr_end;
     (*buf)[*blen] = 0;
     return status;
+}
+
+double bq_metric(int http_port, const char *name)
+{
+    int fd = dial(http_port);
+    char *buf = NULL;
+    size_t cap = 0, blen = 0, nl = strlen(name);
+    double v = -1;
+    if (exchange(fd, http_port, "/metrics", NULL, NULL, 0, &buf, &cap, &blen) == 200)
+        for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+            if (strncmp(l, name, nl) == 0 && (l[nl] == ' ' || l[nl] == '{')) {
+                const char *sp = l + nl;
+                while (*sp && *sp != '\n' && *sp != ' ')
+                    sp++; /* past the labels, to the value */
+                v = (v < 0 ? 0 : v) + strtod(sp, NULL);
+            }
+    close(fd);
+    free(buf);
+    return v;
 }
 
 /* ---- the spans ---- */
@@ -167,8 +190,8 @@ void bq_send_spans(const bq_config *c)
     int fd = dial(c->http_port);
     char *buf = NULL;
     size_t cap = 0, blen = 0;
-    int st = post(fd, c->http_port, "/v1/traces", "application/x-protobuf", body, len, &buf, &cap,
-                  &blen);
+    int st = exchange(fd, c->http_port, "/v1/traces", "application/x-protobuf", body, len, &buf,
+                      &cap, &blen);
     if (st != 200) {
         fprintf(stderr, "bench_ingest (queries): traces answered %d: %.200s\n", st, buf);
         exit(1);
@@ -219,8 +242,8 @@ void bq_run(const bq_config *c, const int *start, const int *stop, bq_result *r)
                          "\"],\"start\":%" PRId64 ",\"end\":%" PRId64 ",\"maxNodes\":16384}",
                          span_id(p, t), from_ms, to_ms);
         double q0 = bench_mono_s();
-        int st = post(fd, c->http_port, QUERY_PATH, "application/json", body, (size_t)n, &buf, &cap,
-                      &blen);
+        int st = exchange(fd, c->http_port, QUERY_PATH, "application/json", body, (size_t)n, &buf,
+                          &cap, &blen);
         double ms = (bench_mono_s() - q0) * 1e3;
         if (r->n == r->cap) {
             r->cap = r->cap * 2 + 1024;

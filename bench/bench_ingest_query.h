@@ -28,6 +28,9 @@ typedef struct bq_result {
     int failed; /* answers other than 200 */
 } bq_result;
 
+/* The value of metric `name` in the server's GET /metrics (summed over its series), -1 when it
+ * is not there. */
+double bq_metric(int http_port, const char *name);
 /* Posts the spans; returns after the server answered 200. */
 void bq_send_spans(const bq_config *c);
 /* Asks span queries at c->rate from when *start becomes non-zero until *stop does (both read
