@@ -562,14 +562,19 @@ static int64_t share_cut_walk(corr *c, int cls, double share, uint64_t stride)
     return k >= NB ? hi : lo + (int64_t)((double)range * k / NB);
 }
 
+/* The stride that reads about HIST_SAMPLES of what waits. */
+static uint64_t walk_stride(const corr *c)
+{
+    return c->st.obs_waiting > HIST_SAMPLES ? c->st.obs_waiting / HIST_SAMPLES : 1;
+}
+
 static int64_t oldest_share_cut(corr *c, int attached, double share)
 {
     uint64_t waiting = c->st.obs_waiting, unattached = c->st.obs_unattached;
     uint64_t of_class = attached ? waiting - unattached : unattached + c->nwait;
     if (!of_class && unattached <= waiting)
         return INT64_MIN; /* none of the class waits: no walk at all */
-    uint64_t stride = waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1;
-    return share_cut_walk(c, attached ? CLS_ATTACHED : CLS_UNATTACHED, share, stride);
+    return share_cut_walk(c, attached ? CLS_ATTACHED : CLS_UNATTACHED, share, walk_stride(c));
 }
 
 /* Whether the budget should rebuild the intern tables after dropping observations. A rebuild
@@ -577,7 +582,8 @@ static int64_t oldest_share_cut(corr *c, int attached, double share)
  * acts every few seconds: rebuilding each time cost about 7 % of the ingest workers' CPU (issue
  * 19). Entries of dropped observations only matter once they are a real share of the budget,
  * so the tables are rebuilt when they have doubled since the last rebuild and hold more than
- * an eighth of the budget (`floor`) -- or (the caller) when dropping alone left `bytes` over it. */
+ * `floor` (an eighth of the budget for the budget's passes, the share or INTERNS_FLOOR for the
+ * share's) -- or (the caller) when dropping alone left `bytes` over it. */
 static int interns_worth_compacting(const corr *c, size_t floor)
 {
     size_t now = intern_bytes(c);
@@ -614,9 +620,7 @@ static void evict_unclaimed(corr *c)
     if (c->unclaimed_bytes <= cap)
         return;
     double share = 1.0 - 0.5 * (double)cap / (double)c->unclaimed_bytes;
-    uint64_t waiting = c->st.obs_waiting;
-    int64_t cut = share_cut_walk(c, CLS_UNCLAIMED, share,
-                                 waiting > HIST_SAMPLES ? waiting / HIST_SAMPLES : 1);
+    int64_t cut = share_cut_walk(c, CLS_UNCLAIMED, share, walk_stride(c));
     if (cut == INT64_MIN)
         return;
     cuts k = {cut, cut, INT64_MIN, EVICT_UNCLAIMED};
