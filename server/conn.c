@@ -3,6 +3,7 @@
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "server.h"
+#include "sched.h"
 #include "workers.h"
 
 #include <arpa/inet.h>
@@ -380,14 +381,14 @@ int srv_server_new(srv_server **out, const srv_options *cfg, srv_router *router,
          * needs a few ms of CPU and must not wait behind Exports for it (bench/RESULTS.md,
          * issue 19). With autogroup or a cgroup of its own this only reorders the process's
          * own share; ingest loses no throughput to queries that are not there. */
-        s->workers =
-            srv_workers_new(s->ctx.base, "ingest", cfg->workers, cfg->queue_size, SRV_INGEST_NICE);
+        s->workers = srv_workers_new(s->ctx.base, "ingest", cfg->workers, cfg->queue_size,
+                                     SRV_POOL_THROUGHPUT);
         if (!s->workers)
             rc = sp_fail(err, SP_EINTERNAL, "cannot start %d worker threads", cfg->workers);
     }
     if (!rc) {
-        s->query_workers =
-            srv_workers_new(s->ctx.base, "query", cfg->query_workers, cfg->queue_size, 0);
+        s->query_workers = srv_workers_new(s->ctx.base, "query", cfg->query_workers,
+                                           cfg->queue_size, SRV_POOL_LATENCY);
         if (!s->query_workers)
             rc = sp_fail(err, SP_EINTERNAL, "cannot start %d query worker threads",
                          cfg->query_workers);
@@ -461,6 +462,7 @@ int srv_server_run(srv_server *s)
     signal(SIGPIPE, SIG_IGN);
     sp_info("msg=\"listening\" http_port=%d grpc_port=%d tls=%s", s->ports[0], s->ports[1],
             s->ssl_ctx ? (s->ctx.cfg->tls_client_ca ? "mutual" : "on") : "off");
+    srv_sched_latency_slice("loop"); /* every answer and every hand-off passes through it */
     int rc = event_base_dispatch(s->ctx.base);
     return rc < 0 ? SP_EINTERNAL : 0;
 }

@@ -1,4 +1,5 @@
 #include "workers.h"
+#include "sched.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
 
@@ -27,7 +28,7 @@ struct srv_workers {
     srv_exchange *done; /* completed, waiting for the loop (LIFO; order does not matter) */
     struct event *done_ev;
     const char *name;
-    int nice;
+    srv_pool_class cls;
     char gauge[48]; /* <name>_queue_pending */
 };
 
@@ -57,8 +58,11 @@ static void *thread_main(void *arg)
     srv_workers *w = arg;
     /* Linux applies a nice value per thread (setpriority on the thread id). Raising it needs no
      * privilege; failing leaves the thread as it was, which only loses the preference. */
-    if (w->nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), w->nice) != 0)
+    if (w->cls == SRV_POOL_THROUGHPUT &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SRV_INGEST_NICE) != 0)
         sp_debug("msg=\"cannot lower worker priority\" pool=%s", w->name);
+    if (w->cls == SRV_POOL_LATENCY)
+        srv_sched_latency_slice(w->name);
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->count == 0 && !w->stopping)
@@ -85,13 +89,13 @@ static void *thread_main(void *arg)
 }
 
 srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
-                             size_t max_pending, int nice)
+                             size_t max_pending, srv_pool_class cls)
 {
     srv_workers *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->name = name;
-    w->nice = nice;
+    w->cls = cls;
     snprintf(w->gauge, sizeof w->gauge, "%s_queue_pending", name);
     sp_metrics_gauge_set(w->gauge, 0); /* exported from start */
     if (nthreads < 1)

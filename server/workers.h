@@ -19,12 +19,20 @@ struct event_base;
 typedef struct srv_workers srv_workers;
 typedef void (*srv_job_fn)(srv_exchange *ex);
 
-/* name: "ingest" or "query" (a static string; metrics and thread names). nice > 0 raises the
- * threads' nice value by that much, so the other pool's threads (and the rest of the process) get
- * the CPU first when both want it. */
+/* What a pool's threads are for, which sets how the kernel schedules them (server/sched.h). */
+typedef enum {
+    /* Long jobs (Exports): nice SRV_INGEST_NICE, so the rest of the process gets the CPU first
+     * when both want it. */
+    SRV_POOL_THROUGHPUT,
+    /* Short jobs a user waits for (queries): nice 0 and a short scheduler slice, so a woken
+     * thread runs at once instead of after a busy thread's slice. */
+    SRV_POOL_LATENCY,
+} srv_pool_class;
+
+/* name: "ingest" or "query" (a static string; metrics and thread names). */
 srv_workers *srv_workers_new(struct event_base *base, const char *name, int nthreads,
-                             size_t max_pending, int nice);
-/* The ingest pool's nice value above the rest of the process (server/conn.c). */
+                             size_t max_pending, srv_pool_class cls);
+/* The throughput pool's nice value above the rest of the process. */
 #define SRV_INGEST_NICE 5
 /* Joins the threads after they finish what is queued. Call after the loop has stopped. */
 void srv_workers_free(srv_workers *w);

@@ -1044,11 +1044,15 @@ void store_strset_free(store_strset *s)
     memset(s, 0, sizeof *s);
 }
 
-int64_t store_strset_find(const store_strset *set, const char *s, size_t len)
+uint64_t store_strset_hash(const char *s, size_t len)
+{
+    return store_hash64(s, len, 0x5eed);
+}
+
+int64_t store_strset_find_hashed(const store_strset *set, const char *s, size_t len, uint64_t h)
 {
     if (!set->cap)
         return -1;
-    uint64_t h = store_hash64(s, len, 0x5eed);
     size_t mask = set->cap - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
         uint32_t v = set->slots[i];
@@ -1058,6 +1062,11 @@ int64_t store_strset_find(const store_strset *set, const char *s, size_t len)
         if (set->hashes[k] == h && set->lens[k] == len && memcmp(set->strs[k], s, len) == 0)
             return (int64_t)k;
     }
+}
+
+int64_t store_strset_find(const store_strset *set, const char *s, size_t len)
+{
+    return store_strset_find_hashed(set, s, len, store_strset_hash(s, len));
 }
 
 static int strset_rehash(store_strset *set, size_t ncap)
@@ -1080,9 +1089,14 @@ static int strset_rehash(store_strset *set, size_t ncap)
 
 int64_t store_strset_add(store_strset *set, const char *s, size_t len)
 {
-    int64_t k = store_strset_find(set, s, len);
-    if (k >= 0)
-        return k;
+    uint64_t h = store_strset_hash(s, len);
+    int64_t k = store_strset_find_hashed(set, s, len, h);
+    return k >= 0 ? k : store_strset_add_absent(set, s, len, h);
+}
+
+int64_t store_strset_add_absent(store_strset *set, const char *s, size_t len, uint64_t h)
+{
+    int64_t k;
     if (set->n >= UINT32_MAX - 1)
         return -1;
     if (set->n == set->strcap) {
@@ -1103,7 +1117,6 @@ int64_t store_strset_add(store_strset *set, const char *s, size_t len)
     }
     if ((set->n + 1) * 2 > set->cap && strset_rehash(set, set->cap ? set->cap * 2 : 128) != 0)
         return -1;
-    uint64_t h = store_hash64(s, len, 0x5eed);
     k = (int64_t)set->n++;
     set->strs[k] = s;
     set->lens[k] = (uint32_t)len;

@@ -214,5 +214,10 @@ void store_strset_free(store_strset *s);
 int64_t store_strset_find(const store_strset *set, const char *s, size_t len);
 /* Adds s unless an equal string is present; returns its index, -1 on allocation failure. */
 int64_t store_strset_add(store_strset *set, const char *s, size_t len);
+/* The same with the string hashed once by the caller: find, then (when it was not found, and
+ * only then) add, where find and add above would hash it three times. */
+uint64_t store_strset_hash(const char *s, size_t len);
+int64_t store_strset_find_hashed(const store_strset *set, const char *s, size_t len, uint64_t h);
+int64_t store_strset_add_absent(store_strset *set, const char *s, size_t len, uint64_t h);
 
 #endif

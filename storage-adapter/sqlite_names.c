@@ -40,7 +40,7 @@
 
 typedef struct frames {
     store_strset names;
-    store_agg locs;  /* loc id → sum = offset into `v`, aux = frame count */
+    store_sum3 locs; /* loc id → its frames in `v`, as memo_of() packs them */
     store_agg funcs; /* function id → sum = index + 1 into `aux` of its name, 0 = none */
     store_agg texts; /* string id → sum = index + 1 into `aux` */
     store_agg maps;  /* mapping id → sum = string id of its file, aux = of its build id */
@@ -74,7 +74,7 @@ static void frames_free(frames *f)
 {
     store_strset_free(&f->names);
     store_strset_free(&f->aux);
-    store_agg_free(&f->locs);
+    store_sum3_free(&f->locs);
     store_agg_free(&f->funcs);
     store_agg_free(&f->texts);
     store_agg_free(&f->maps);
@@ -206,12 +206,13 @@ static int mapping_detail(rq *q, frames *f, int64_t m, const char **file, const 
 static int intern_name(rq *q, frames *f, const char *s, uint32_t *out)
 {
     size_t len = strlen(s);
-    int64_t k = store_strset_find(&f->names, s, len);
+    uint64_t h = store_strset_hash(s, len);
+    int64_t k = store_strset_find_hashed(&f->names, s, len, h);
     if (k < 0) {
         char *copy = sp_arena_strndup(q->a, s, len);
         if (!copy)
             return rq_nomem(q);
-        k = store_strset_add(&f->names, copy, len);
+        k = store_strset_add_absent(&f->names, copy, len, h);
         if (k < 0)
             return rq_nomem(q);
     }
@@ -636,17 +637,30 @@ static int from_cache(rq *q, frames *f, int64_t loc, int *hit)
     return rc;
 }
 
+/* The query's memo of a location: where its frames start in `v` and how many, packed into one
+ * word of a 32-byte slot (a stack names tens of locations, each probed here: half the bytes of a
+ * store_agg slot was a tenth less of a span query's CPU). 0 = not read yet. A location whose
+ * frames do not fit the packing is read again each time it is named (none does: a location has
+ * tens of frames at most, and a query's frames are far fewer than 2^43). */
+#define MEMO_COUNT_BITS 20
+static int64_t memo_of(size_t first, size_t count)
+{
+    if (count >> MEMO_COUNT_BITS || first >> (62 - MEMO_COUNT_BITS))
+        return 0;
+    return (int64_t)((first << MEMO_COUNT_BITS | count) + 1);
+}
+
 /* Appends the frames of one location (inlined callees first) and memoises them: from the
  * query's memo, the name cache or SQLite (which then fills the cache). */
 static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t *count)
 {
-    int created;
-    store_agg_entry *e = store_agg_get(&f->locs, loc, 0, 0, 0, &created);
-    if (!e)
+    int64_t *m = store_sum3_at(&f->locs, loc, 0, 0); /* NULL for location 0: never memoised */
+    if (!m && loc)
         return rq_nomem(q);
-    if (!created) {
-        *start = (size_t)e->sum;
-        *count = (size_t)e->aux;
+    if (m && *m) {
+        uint64_t v = (uint64_t)*m - 1;
+        *start = (size_t)(v >> MEMO_COUNT_BITS);
+        *count = (size_t)(v & ((1u << MEMO_COUNT_BITS) - 1));
         return 0;
     }
     size_t first = f->n;
@@ -663,9 +677,8 @@ static int location_frames(rq *q, frames *f, int64_t loc, size_t *start, size_t 
     }
     if (rc)
         return rc;
-    e = store_agg_find(&f->locs, loc, 0, 0, 0);
-    e->sum = (int64_t)first;
-    e->aux = (int64_t)(f->n - first);
+    if (m) /* still the slot: nothing was added to the memo since */
+        *m = memo_of(first, f->n - first);
     *start = first;
     *count = f->n - first;
     return 0;
@@ -695,9 +708,13 @@ static int stack_frames(rq *q, frames *f, const uint8_t *blob, size_t blen, stac
     const uint8_t *p = blob, *end = blob + blen;
     uint64_t loc;
     /* The name cache's probes wait for memory, mostly its bucket: asking for every bucket of
-     * the stack first overlaps those misses (the memo's hits cost a wasted prefetch). */
-    while (q->names_ok && p < end && !store_varint_get(&p, end, &loc))
-        store_ncache_prefetch(q->s->names, (int64_t)loc);
+     * the stack first overlaps those misses (the memo's hits cost a wasted prefetch); the
+     * memo's own slots, likewise. */
+    while (p < end && !store_varint_get(&p, end, &loc)) {
+        store_sum3_prefetch(&f->locs, (int64_t)loc, 0, 0);
+        if (q->names_ok)
+            store_ncache_prefetch(q->s->names, (int64_t)loc);
+    }
     p = blob;
     while (p < end) {
         if (store_varint_get(&p, end, &loc))
@@ -741,7 +758,6 @@ static int build_once(rq *q, store_agg *vals, int detail, store_stacks *out)
     stack_scratch sc = {0};
     store_strset_init(&f.names);
     store_strset_init(&f.aux);
-    store_agg_init(&f.locs);
     store_agg_init(&f.funcs);
     store_agg_init(&f.texts);
     store_agg_init(&f.maps);

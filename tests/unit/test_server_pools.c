@@ -11,19 +11,44 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "server/exchange.h"
 #include "server/router.h"
+#include "server/sched.h"
 #include "server/workers.h"
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int ingest_release, ingest_running, ingest_finished;
 
+/* What the kernel says of the thread that ran a handler: its nice value and its slice. */
+typedef struct {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+} kernel_sched_attr;
+
+static int query_nice = -100;
+static uint64_t query_slice, ingest_slice;
+static int ingest_nice = -100;
+
+static uint64_t my_slice(void)
+{
+    kernel_sched_attr at = {0};
+    return syscall(SYS_sched_getattr, 0, &at, sizeof at, 0) == 0 ? at.sched_runtime : 0;
+}
+
 static void ingest_handler(srv_request *req, srv_response *resp, void *ud)
 {
     (void)req, (void)ud;
     pthread_mutex_lock(&mu);
+    ingest_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    ingest_slice = my_slice();
     ingest_running++;
     pthread_cond_broadcast(&cv);
     while (!ingest_release)
@@ -36,6 +61,8 @@ static void ingest_handler(srv_request *req, srv_response *resp, void *ud)
 static void query_handler(srv_request *req, srv_response *resp, void *ud)
 {
     (void)req, (void)ud;
+    query_nice = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    query_slice = my_slice();
     resp->status = 200;
 }
 
@@ -71,8 +98,8 @@ static void query_is_answered_while_ingest_is_saturated(void **state)
         srv_router_add(r, "POST", "/ingest", SRV_WORKER, "t_ingest", ingest_handler, NULL), 0);
     assert_int_equal(srv_router_add(r, "POST", "/query", SRV_QUERY, "t_query", query_handler, NULL),
                      0);
-    srv_workers *ingest = srv_workers_new(base, "ingest", 1, 1, SRV_INGEST_NICE);
-    srv_workers *query = srv_workers_new(base, "query", 1, 1, 0);
+    srv_workers *ingest = srv_workers_new(base, "ingest", 1, 1, SRV_POOL_THROUGHPUT);
+    srv_workers *query = srv_workers_new(base, "query", 1, 1, SRV_POOL_LATENCY);
     srv_router_set_workers(r, ingest, query);
 
     int st[4] = {0};
@@ -99,6 +126,16 @@ static void query_is_answered_while_ingest_is_saturated(void **state)
     assert_int_equal(st[0], 200);
     assert_int_equal(st[1], 200);
     assert_int_equal(answered, 4);
+
+    /* server/sched.h: ingest threads yield the CPU (nice), query threads take it at once when
+     * they wake (a short slice, where the kernel has per-thread slices: Linux 6.12 and later
+     * report the default slice as sched_runtime, older ones 0). */
+    assert_int_equal(ingest_nice, SRV_INGEST_NICE);
+    assert_int_equal(query_nice, 0);
+    if (ingest_slice) {
+        assert_int_equal(query_slice, SRV_LATENCY_SLICE_NS);
+        assert_true(ingest_slice > query_slice);
+    }
 
     srv_workers_free(ingest);
     srv_workers_free(query);

@@ -3,6 +3,7 @@
  * name or number, defaults left out, escaping, base64 bytes. */
 #include <stdarg.h>
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -11,6 +12,8 @@
  * test is compiled in here (jansson and the generated protos come with sp_otlp). */
 #include "wire/pbjson.c"
 
+#include "google/v1/profile.pb-c.h"
+#include "opentelemetry/proto/profiles/v1development/profiles.pb-c.h"
 #include "querier/v1/querier.pb-c.h"
 #include "types/v1/types.pb-c.h"
 
@@ -156,6 +159,69 @@ static void writes_int64_as_strings_and_leaves_defaults_out(void **state)
     assert_string_equal(encode(&pt.base), "{\"ID\":\"a:b:c:d:e\",\"sampleType\":\"b\"}");
 }
 
+/* Long integer arrays go straight into the buffer in runs (put_int_array): across the runs'
+ * seams, for every integer type width, and at the buffer's limit exactly where the one-by-one
+ * writer met it. The oracle is printf. */
+static void writes_long_integer_arrays_as_before_at_any_limit(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    uint64_t ids[N];
+    int64_t values[N];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = i == 3 ? UINT64_MAX : x >> (i % 64);
+        values[i] = i == 5 ? INT64_MIN : (int64_t)(x >> (i % 61)) * (i % 3 ? 1 : -1);
+    }
+    Google__V1__Sample smp = GOOGLE__V1__SAMPLE__INIT;
+    smp.location_id = ids;
+    smp.n_location_id = N;
+    smp.value = values;
+    smp.n_value = N;
+    sp_buf want;
+    sp_buf_init(&want, 0);
+    sp_buf_printf(&want, "{\"locationId\":[");
+    for (size_t i = 0; i < N; i++)
+        sp_buf_printf(&want, "%s\"%" PRIu64 "\"", i ? "," : "", ids[i]);
+    sp_buf_printf(&want, "],\"value\":[");
+    for (size_t i = 0; i < N; i++)
+        sp_buf_printf(&want, "%s\"%" PRId64 "\"", i ? "," : "", values[i]);
+    sp_buf_printf(&want, "]}");
+    assert_string_equal(encode(&smp.base), (const char *)want.data);
+
+    /* the limit: the whole answer fits in exactly its length, and not in one byte less */
+    for (size_t limit = want.len - 1; limit <= want.len; limit++) {
+        sp_buf b;
+        sp_buf_init(&b, limit);
+        int rc = wire_json_encode(&smp.base, &b);
+        if (limit < want.len) {
+            assert_int_equal(rc, SP_ETOOBIG);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_memory_equal(b.data, want.data, want.len);
+        }
+        sp_buf_free(&b);
+    }
+    sp_buf_free(&want);
+
+    /* 32 bits, signed: numbers, not strings */
+    int32_t idx[N];
+    for (size_t i = 0; i < N; i++)
+        idx[i] = i == 7 ? INT32_MIN : (int32_t)(ids[i] >> 33) * (i % 2 ? -1 : 1);
+    Opentelemetry__Proto__Profiles__V1development__Stack st =
+        OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__STACK__INIT;
+    st.location_indices = idx;
+    st.n_location_indices = N;
+    sp_buf_init(&want, 0);
+    sp_buf_printf(&want, "{\"locationIndices\":[");
+    for (size_t i = 0; i < N; i++)
+        sp_buf_printf(&want, "%s%" PRId32, i ? "," : "", idx[i]);
+    sp_buf_printf(&want, "]}");
+    assert_string_equal(encode(&st.base), (const char *)want.data);
+    sp_buf_free(&want);
+}
+
 static void writes_doubles_enums_bytes_and_escapes(void **state)
 {
     (void)state;
@@ -236,6 +302,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(reads_doubles_enums_and_nested_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(rejects_wrong_types_with_the_field_name, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_int64_as_strings_and_leaves_defaults_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(writes_long_integer_arrays_as_before_at_any_limit, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(writes_doubles_enums_bytes_and_escapes, setup, teardown),
         cmocka_unit_test_setup_teardown(round_trips_through_json, setup, teardown),
