@@ -21,7 +21,7 @@ typedef struct {
 
 void srv_sched_latency_slice(const char *thread_role)
 {
-#ifdef SYS_sched_setattr
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
     static atomic_int logged;
     /* Read, change the slice only, write back: the policy and nice value stay what they are
      * (a nice value passed as 0 would undo the ingest pool's). sched_runtime is the slice of a
