@@ -30,10 +30,11 @@ int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n)
     return 0;
 }
 
-static int grow_slots(sp_strtab *t)
+/* Rebuilds the index with room for `want` strings at half load. */
+static int grow_slots_for(sp_strtab *t, uint32_t want)
 {
     uint32_t nslots = t->nslots ? t->nslots * 2 : 1024;
-    while (nslots < t->n * 2u)
+    while (nslots < want * 2u)
         nslots *= 2;
     uint32_t *slots = sp_arena_calloc(t->a, nslots, sizeof *slots);
     if (!slots)
@@ -46,6 +47,37 @@ static int grow_slots(sp_strtab *t)
     }
     t->slots = slots;
     t->nslots = nslots;
+    return 0;
+}
+
+static int grow_slots(sp_strtab *t)
+{
+    return grow_slots_for(t, t->n);
+}
+
+static int grow_strings(sp_strtab *t, uint32_t cap)
+{
+    const char **strs = sp_arena_alloc(t->a, cap * sizeof *strs);
+    uint32_t *lens = sp_arena_alloc(t->a, cap * sizeof *lens);
+    if (!strs || !lens)
+        return SP_ETOOBIG;
+    memcpy(strs, t->s, t->n * sizeof *strs);
+    memcpy(lens, t->len, t->n * sizeof *lens);
+    t->s = strs;
+    t->len = lens;
+    t->cap = cap;
+    return 0;
+}
+
+int sp_strtab_reserve(sp_strtab *t, uint32_t extra)
+{
+    if (extra > UINT32_MAX / 4 - t->n)
+        return SP_ETOOBIG;
+    uint32_t want = t->n + extra;
+    if (want > t->cap && grow_strings(t, want + 64))
+        return SP_ETOOBIG;
+    if ((want + 1) * 2u > t->nslots && grow_slots_for(t, want + 1))
+        return SP_ETOOBIG;
     return 0;
 }
 
@@ -62,18 +94,8 @@ uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
             return i;
         h = (h + 1) & (t->nslots - 1);
     }
-    if (t->n == t->cap) {
-        uint32_t cap = t->cap * 2 + 64;
-        const char **strs = sp_arena_alloc(t->a, cap * sizeof *strs);
-        uint32_t *lens = sp_arena_alloc(t->a, cap * sizeof *lens);
-        if (!strs || !lens)
-            return 0;
-        memcpy(strs, t->s, t->n * sizeof *strs);
-        memcpy(lens, t->len, t->n * sizeof *lens);
-        t->s = strs;
-        t->len = lens;
-        t->cap = cap;
-    }
+    if (t->n == t->cap && grow_strings(t, t->cap * 2 + 64))
+        return 0;
     char *copy = sp_arena_strndup(t->a, s, len);
     if (!copy)
         return 0;

@@ -24,6 +24,12 @@ typedef struct sp_strtab {
  * alone when prefill is NULL. SP_ETOOBIG past the arena budget. */
 int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n);
 
+/* Makes room for `extra` more strings in one step (the arrays and the hash index, which is built
+ * now if it was not): a caller about to add thousands of names (a request's unsymbolized frames)
+ * would otherwise regrow and rehash the whole table about log2(extra) times. SP_ETOOBIG past the
+ * arena budget, leaving the table as it was (interning still works, growing as before). */
+int sp_strtab_reserve(sp_strtab *t, uint32_t extra);
+
 /* Index of s[0..n), added when new; 0 for the empty string, and on allocation failure (which
  * leaves a valid table: the caller's name just shows as empty). */
 uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t n);

@@ -216,6 +216,13 @@ static int convert_dictionary(conv *c, sp_err *err)
     if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->ftypes || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 
+    /* Every mapping interns its build id and every bare location a made-up name: room for them
+     * at once (an eBPF request's native frames are thousands of names). Failing only leaves the
+     * table to grow as it goes. */
+    uint32_t bare = 0;
+    for (uint32_t i = 1; i < d->n_location_table; i++)
+        bare += d->location_table[i]->n_lines == 0;
+    sp_strtab_reserve(&c->st, bare + (uint32_t)d->n_mapping_table);
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
         const Opentelemetry__Proto__Profiles__V1development__Mapping *m = d->mapping_table[i];
         sp_mapping *o = &c->maps[i];

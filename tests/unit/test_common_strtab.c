@@ -1,0 +1,102 @@
+/* common/strtab: a string table being built. The oracle is the table's contract seen from
+ * outside: equal strings get one index, the prefilled sender's table keeps its indices, and
+ * reserving room first (sp_strtab_reserve, what the OTLP converter does before naming thousands
+ * of unsymbolized frames) answers exactly what interning without it answers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "common/strtab.h"
+
+enum { PREFILL = 300, NAMES = 5000 };
+
+static char *prefill[PREFILL];
+static char prefill_buf[PREFILL][32];
+
+/* The i-th made-up name; every 7th repeats an earlier one, every 50th is a prefilled string. */
+static void name_of(int i, char *out, size_t n)
+{
+    if (i % 50 == 49)
+        snprintf(out, n, "%s", prefill[1 + i % (PREFILL - 1)]);
+    else
+        snprintf(out, n, "native 0x%x app", i % 7 == 6 ? (i / 7) * 64 : i * 64);
+}
+
+static void build(sp_arena *a, sp_strtab *t, int reserve_first, uint32_t *idx)
+{
+    assert_int_equal(sp_strtab_init(t, a, prefill, PREFILL), 0);
+    if (reserve_first)
+        assert_int_equal(sp_strtab_reserve(t, NAMES), 0);
+    for (int i = 0; i < NAMES; i++) {
+        char b[64];
+        name_of(i, b, sizeof b);
+        idx[i] = sp_strtab_intern(t, b, strlen(b));
+        assert_true(idx[i] > 0);
+        assert_string_equal(t->s[idx[i]], b);
+    }
+}
+
+static void reserving_first_interns_the_same_indices(void **state)
+{
+    (void)state;
+    for (int i = 1; i < PREFILL; i++) {
+        snprintf(prefill_buf[i], sizeof prefill_buf[i], "pkg.Func%d", i);
+        prefill[i] = prefill_buf[i];
+    }
+    static uint32_t plain[NAMES], reserved[NAMES];
+    sp_arena *a = sp_arena_new(0), *b = sp_arena_new(0);
+    sp_strtab t1, t2;
+    build(a, &t1, 0, plain);
+    build(b, &t2, 1, reserved);
+    assert_memory_equal(plain, reserved, sizeof plain);
+    assert_int_equal(t1.n, t2.n);
+    /* equal strings share an index; prefilled ones keep theirs */
+    for (int i = 0; i < NAMES; i++) {
+        char x[64];
+        name_of(i, x, sizeof x);
+        if (i % 50 == 49)
+            assert_int_equal(reserved[i], 1 + i % (PREFILL - 1));
+        for (int k = i + 1; k < NAMES && k < i + 60; k++) {
+            char y[64];
+            name_of(k, y, sizeof y);
+            assert_int_equal(strcmp(x, y) == 0, reserved[i] == reserved[k]);
+        }
+    }
+    /* room reserved after the index exists, and beyond any budget: refused, table intact */
+    assert_int_equal(sp_strtab_reserve(&t2, 10), 0);
+    assert_int_equal(sp_strtab_reserve(&t2, UINT32_MAX - 1), SP_ETOOBIG);
+    assert_int_equal(sp_strtab_intern(&t2, "pkg.Func7", 9), 7);
+    uint32_t fresh = sp_strtab_intern(&t2, "brand new", 9);
+    assert_int_equal(fresh, t1.n);
+    assert_int_equal(sp_strtab_intern(&t2, "brand new", 9), fresh);
+    sp_arena_free(a);
+    sp_arena_free(b);
+}
+
+static void a_budget_too_small_for_the_room_leaves_the_table_working(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(64 * 1024);
+    sp_strtab t;
+    assert_int_equal(sp_strtab_init(&t, a, NULL, 0), 0);
+    assert_int_equal(sp_strtab_reserve(&t, 1u << 20), SP_ETOOBIG); /* 12 MiB of room */
+    uint32_t i = sp_strtab_intern(&t, "main", 4);
+    assert_int_equal(i, 1);
+    assert_int_equal(sp_strtab_intern(&t, "main", 4), 1);
+    sp_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(reserving_first_interns_the_same_indices),
+        cmocka_unit_test(a_budget_too_small_for_the_room_leaves_the_table_working),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
