@@ -221,6 +221,43 @@ void *sp_arena_memdup(sp_arena *a, const void *src, size_t n)
     return p;
 }
 
+sp_arena *sp_arena_split(sp_arena *a, size_t want)
+{
+    size_t give = 0;
+    if (a->budget) {
+        size_t left = a->budget > a->reserved ? a->budget - a->reserved : 0;
+        give = want < left / 2 ? want : left / 2;
+        if (give < BLOCK_MIN)
+            return NULL;
+    }
+    sp_arena *c = sp_arena_new(give);
+    if (c)
+        a->budget -= give;
+    return c;
+}
+
+void sp_arena_adopt(sp_arena *a, sp_arena *child)
+{
+    if (!child)
+        return;
+    if (a->budget)
+        a->budget += child->budget;
+    if (child->head) {
+        block *tail = child->head;
+        while (tail->next)
+            tail = tail->next;
+        /* behind a's current block, which keeps taking a's allocations */
+        if (a->head) {
+            tail->next = a->head->next;
+            a->head->next = child->head;
+        } else {
+            a->head = child->head;
+        }
+        a->reserved += child->reserved;
+    }
+    free(child);
+}
+
 void sp_arena_raise_budget(sp_arena *a, size_t more)
 {
     if (!a->budget)

@@ -34,6 +34,16 @@ size_t sp_arena_used(const sp_arena *a); /* bytes reserved from the system */
  * of a decoded request needs room the decode budget (sized from the message) did not foresee. */
 void sp_arena_raise_budget(sp_arena *a, size_t more);
 
+/* A second arena for another thread's share of a request's work, given `want` bytes of a's
+ * remaining budget (at most half of what remains), which a cannot use until the child is adopted
+ * back: the two together never reserve more than a's budget. An unlimited a gives an unlimited
+ * child. NULL when a has no room to spare or memory runs out. */
+sp_arena *sp_arena_split(sp_arena *a, size_t want);
+/* Takes child's blocks into a (they live until a is freed or reset, so what was allocated from
+ * child stays valid) and gives a back the budget child was given. child is freed; call it after
+ * the thread using child is done with it. */
+void sp_arena_adopt(sp_arena *a, sp_arena *child);
+
 /* Freed blocks of the standard sizes are kept, process-wide, for the next arenas (their pages
  * stay resident: see arena.c, C1-C4), up to this many bytes; sp_arena_cache_limit(0) keeps none
  * and frees what is kept. Thread-safe. */

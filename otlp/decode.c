@@ -2,6 +2,7 @@
 #include "decode.h"
 #include "../wire/pb.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #define ARENA_FACTOR 32
@@ -192,6 +193,83 @@ static int count_scope(const uint8_t *p, size_t n, void *ud)
     return count_len_fields(p, n, 2, count_profile, ud) < 0; /* ScopeProfiles.profiles */
 }
 
+/* ---- the dictionary unpacked beside the layout pass ----------------------------------------
+ * A large Export's worker spends about 5 ms unpacking the dictionary and 4 ms on the layout pass
+ * over every Sample before anything else can start. The dictionary's bytes are the same in every
+ * layout (only Profile and Sample numbering changes), so a helper thread unpacks them from the
+ * request as received while the worker runs the layout pass:
+ *   L4. The helper unpacks only bytes whose nesting it bounded first (wire_pb_check_depth), into
+ *       an arena of its own split from the request's budget (sp_arena_split), so the two never
+ *       reserve more than the request may.
+ *   L5. Its result is used only when the dictionary the worker then finds in the (possibly
+ *       rewritten) request is byte for byte the one the helper unpacked; otherwise, and on any
+ *       failure of the helper, the worker unpacks as before, so errors and results are those of
+ *       the serial path.
+ *   L6. Every return of otlp_decode_profiles() after the helper started joins it first, and its
+ *       arena is adopted by the request's (what it unpacked lives as long as the request). */
+#define DICT_HELPER_MIN_BYTES ((size_t)128 * 1024)
+
+typedef struct dict_helper {
+    pthread_t thread;
+    int started;
+    const uint8_t *bytes;
+    size_t len;
+    sp_arena *own;
+    pb_arena pa;
+    Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *dict;
+} dict_helper;
+
+static void *dict_helper_main(void *arg)
+{
+    dict_helper *h = arg;
+    if (wire_pb_check_depth(
+            &opentelemetry__proto__profiles__v1development__profiles_dictionary__descriptor,
+            h->bytes, h->len, WIRE_PB_MAX_DEPTH - 1, NULL))
+        return NULL; /* L4; the worker's own check of the whole request reports it */
+    h->pa = (pb_arena){h->own, 0};
+    ProtobufCAllocator alloc = {pb_alloc, pb_free, &h->pa};
+    h->dict = opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+        &alloc, h->len, h->bytes);
+    return NULL;
+}
+
+static int walk_request(otlp_profiles_lazy *lz, const uint8_t *msg, size_t len,
+                        const uint8_t **dict, size_t *dict_len, size_t *nres);
+
+/* Starts the helper when the request holds a dictionary worth it (L4); h->started says so. */
+static void dict_helper_start(dict_helper *h, const uint8_t *msg, size_t len, sp_arena *a)
+{
+    memset(h, 0, sizeof *h);
+    size_t nres;
+    if (!msg || walk_request(NULL, msg, len, &h->bytes, &h->len, &nres) || nres < 2 ||
+        h->len < DICT_HELPER_MIN_BYTES)
+        return;
+    if (!(h->own = sp_arena_split(a, SIZE_MAX)))
+        return;
+    if (pthread_create(&h->thread, NULL, dict_helper_main, h) != 0) {
+        sp_arena_adopt(a, h->own);
+        h->own = NULL;
+        return;
+    }
+    h->started = 1;
+}
+
+/* Joins the helper (L6); returns its dictionary when it is the one at dict (L5), else NULL. */
+static Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *
+dict_helper_join(dict_helper *h, sp_arena *a, const uint8_t *dict, size_t dict_len)
+{
+    if (!h->started)
+        return NULL;
+    pthread_join(h->thread, NULL);
+    h->started = 0;
+    sp_arena_adopt(a, h->own);
+    h->own = NULL;
+    if (!h->dict || !dict || dict_len != h->len ||
+        (dict != h->bytes && memcmp(dict, h->bytes, dict_len) != 0))
+        return NULL;
+    return h->dict;
+}
+
 /* Finds the resources and the dictionary (L1). 0 when the request can be decoded lazily. */
 static int walk_request(otlp_profiles_lazy *lz, const uint8_t *msg, size_t len,
                         const uint8_t **dict, size_t *dict_len, size_t *nres)
@@ -220,11 +298,29 @@ static int walk_request(otlp_profiles_lazy *lz, const uint8_t *msg, size_t len,
     return *dict ? 0 : -1;
 }
 
+static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
+                           size_t lazy_min_samples, sp_arena *a, dict_helper *h, otlp_decoded *out,
+                           otlp_profiles_lazy **lazy, sp_err *err);
+
 int otlp_decode_profiles(const uint8_t *msg, size_t len, int detect_layout, size_t lazy_min_samples,
-                         sp_arena *a, otlp_decoded *out, otlp_profiles_lazy **lazy, sp_err *err)
+                         int helper, sp_arena *a, otlp_decoded *out, otlp_profiles_lazy **lazy,
+                         sp_err *err)
 {
     memset(out, 0, sizeof *out);
     *lazy = NULL;
+    dict_helper h;
+    memset(&h, 0, sizeof h);
+    if (helper)
+        dict_helper_start(&h, msg, len, a);
+    int rc = decode_profiles(msg, len, detect_layout, lazy_min_samples, a, &h, out, lazy, err);
+    dict_helper_join(&h, a, NULL, 0); /* L6: a no-op when the decode took its result */
+    return rc;
+}
+
+static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
+                           size_t lazy_min_samples, sp_arena *a, dict_helper *h, otlp_decoded *out,
+                           otlp_profiles_lazy **lazy, sp_err *err)
+{
     int rc = prepare(OTLP_SIGNAL_PROFILES, &msg, &len, detect_layout, a, out, err);
     if (rc)
         return rc;
@@ -263,8 +359,11 @@ int otlp_decode_profiles(const uint8_t *msg, size_t len, int detect_layout, size
         return sp_fail(err, SP_ETOOBIG, "request's decode memory budget exhausted");
     opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__init(
         req);
-    req->dictionary = opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
-        &alloc, dict_len, dict);
+    req->dictionary = dict_helper_join(h, a, dict, dict_len);
+    if (!req->dictionary)
+        req->dictionary =
+            opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+                &alloc, dict_len, dict);
     if (!req->dictionary)
         return unpack_failed(&pa, "ExportProfilesServiceRequest.dictionary", dict_len, err);
     req->resource_profiles =

@@ -60,8 +60,11 @@ int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a,
  * total but judges only the unpacked resources. *lazy is NULL when the request was decoded whole.
  * Everything lives in the arena a; the caller holds out and *lazy as long as the arena. */
 typedef struct otlp_profiles_lazy otlp_profiles_lazy;
+/* helper 1 lets a large dictionary be unpacked on a thread of its own beside the layout pass
+ * (L4-L6 in decode.c): worth it only when a core would otherwise be idle. */
 int otlp_decode_profiles(const uint8_t *msg, size_t len, int detect_layout, size_t lazy_min_samples,
-                         sp_arena *a, otlp_decoded *out, otlp_profiles_lazy **lazy, sp_err *err);
+                         int helper, sp_arena *a, otlp_decoded *out, otlp_profiles_lazy **lazy,
+                         sp_err *err);
 /* The request's resource_profiles entries, and the Samples resource i holds (read from its bytes).
  */
 size_t otlp_profiles_lazy_resources(const otlp_profiles_lazy *lz);

@@ -16,9 +16,16 @@
 #include "../common/metrics.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+/* Profile Exports being handled by this process's workers. The dictionary's helper thread
+ * (otlp/decode.c) only pays when a core would otherwise be idle: with another Export being
+ * converted beside this one, both cores have work, and the helper's extra thread, arena blocks
+ * and cross-core reads cost throughput (bench/RESULTS.md). */
+static atomic_int profile_exports;
 
 typedef struct signal_def {
     int signal;
@@ -172,8 +179,9 @@ static int decode(work *w, sp_err *err)
     int rc;
     if (w->sig->signal == OTLP_SIGNAL_PROFILES && w->cfg && w->cfg->sink.write &&
         w->cfg->sink.stream_begin)
-        rc = otlp_decode_profiles(w->msg, w->msglen, !w->json, 2 * STREAM_PART_SAMPLES, w->arena,
-                                  &w->dec, &w->lazy, err);
+        rc = otlp_decode_profiles(w->msg, w->msglen, !w->json, 2 * STREAM_PART_SAMPLES,
+                                  atomic_load(&profile_exports) <= 1, w->arena, &w->dec, &w->lazy,
+                                  err);
     else if (w->json)
         rc = otlp_decode_current(w->sig->signal, w->msg, w->msglen, w->arena, &w->dec, err);
     else
@@ -384,8 +392,8 @@ static int stream_profiles(const otlp_sink *sink, srv_request *req, work *w, int
     return rc ? rc : end;
 }
 
-static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
-                   const signal_def *sig, int grpc)
+static void handle_export(srv_request *req, srv_response *resp, const otlp_config *cfg,
+                          const signal_def *sig, int grpc)
 {
     work w;
     memset(&w, 0, sizeof w);
@@ -453,6 +461,17 @@ static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
     sp_metrics_items(req->endpoint, w.dec.verdict.total - w.dec.verdict.bad, w.dec.verdict.bad);
     answer_ok(resp, &w);
     work_free(&w);
+}
+
+static void handle(srv_request *req, srv_response *resp, const otlp_config *cfg,
+                   const signal_def *sig, int grpc)
+{
+    int profiles = sig->signal == OTLP_SIGNAL_PROFILES;
+    if (profiles)
+        atomic_fetch_add(&profile_exports, 1);
+    handle_export(req, resp, cfg, sig, grpc);
+    if (profiles)
+        atomic_fetch_sub(&profile_exports, 1);
 }
 
 static void grpc_profiles(srv_request *req, srv_response *resp, void *ud)

@@ -162,7 +162,7 @@ static size_t lazy_decode(const uint8_t *data, size_t size, int whole_rc, const 
     otlp_decoded dec;
     otlp_profiles_lazy *lz = NULL;
     sp_err err = {0};
-    int rc = otlp_decode_profiles(data, size, 1, 0, a, &dec, &lz, &err);
+    int rc = otlp_decode_profiles(data, size, 1, 0, 1, a, &dec, &lz, &err);
     if (!rc && lz) {
         CHECK(otlp_profiles_lazy_unpacked(lz) == 0);
         while (!rc && otlp_profiles_lazy_unpacked(lz) < otlp_profiles_lazy_resources(lz))

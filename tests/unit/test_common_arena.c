@@ -155,6 +155,42 @@ static void threads_never_share_a_block(void **state)
     assert_true(sp_arena_cached() <= 2 * MIB);
 }
 
+/* sp_arena_split / sp_arena_adopt: a helper thread's arena takes part of the request's budget and
+ * comes back with its memory, so the two never reserve more than the request may. */
+static void a_split_arena_shares_the_budget_and_comes_back_whole(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(4 * MIB);
+    assert_non_null(sp_arena_alloc(a, 1 * MIB)); /* about 1 MiB reserved, 3 left */
+    size_t before = sp_arena_used(a);
+    sp_arena *c = sp_arena_split(a, SIZE_MAX);
+    assert_non_null(c);
+    /* the child got at most half of what was left, and a cannot use it meanwhile */
+    char *p = sp_arena_alloc(c, 1 * MIB);
+    assert_non_null(p);
+    memset(p, 0x5a, 1 * MIB);
+    assert_null(sp_arena_alloc(c, 1 * MIB)); /* past its half */
+    assert_null(sp_arena_alloc(a, 2 * MIB)); /* a's share is what the child does not hold */
+    size_t child_used = sp_arena_used(c);
+    sp_arena_adopt(a, c);
+    assert_int_equal(sp_arena_used(a), before + child_used);
+    for (size_t i = 0; i < 1 * MIB; i += 4096)
+        assert_int_equal(p[i], 0x5a); /* what the child allocated lives on in a */
+    /* the lent budget is back: what is left is the budget less what both reserved */
+    assert_non_null(sp_arena_alloc(a, 4 * MIB - sp_arena_used(a) - 64 * KIB));
+    /* an arena with no room to spare lends nothing */
+    sp_arena *full = sp_arena_new(64 * KIB);
+    assert_non_null(sp_arena_alloc(full, 60 * KIB));
+    assert_null(sp_arena_split(full, SIZE_MAX));
+    sp_arena_free(full);
+    sp_arena_free(a); /* frees the adopted blocks too: ASan and the leak check see to it */
+    sp_arena *u = sp_arena_new(0), *uc = sp_arena_split(u, 123);
+    assert_non_null(uc); /* unlimited gives unlimited */
+    assert_non_null(sp_arena_alloc(uc, 3 * MIB));
+    sp_arena_adopt(u, uc);
+    sp_arena_free(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -164,6 +200,7 @@ int main(void)
         cmocka_unit_test_setup(odd_sized_blocks_are_not_kept, setup),
         cmocka_unit_test_setup(budget_counts_a_cached_block_like_a_new_one, setup),
         cmocka_unit_test_setup(threads_never_share_a_block, setup),
+        cmocka_unit_test_setup(a_split_arena_shares_the_budget_and_comes_back_whole, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

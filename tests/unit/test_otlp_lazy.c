@@ -10,6 +10,7 @@
 #include "otlp/convert.h"
 #include "otlp/decode.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,10 @@ typedef struct req_world {
 
 static char *fn_names[NLOC] = {"leaf_a", "leaf_b", "leaf_c", "leaf_d"};
 
+/* Unused strings added to the dictionary's table: with enough of them the dictionary is large
+ * enough to be unpacked on a helper thread beside the layout pass (L4-L6). */
+static size_t pad_strings;
+
 static uint8_t *build(size_t *len)
 {
     req_world *w = calloc(1, sizeof *w);
@@ -64,6 +69,20 @@ static uint8_t *build(size_t *len)
     *d = (Dict)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
     d->string_table = w->strings;
     d->n_string_table = 5 + NLOC;
+    char **padded = NULL;
+    if (pad_strings) {
+        padded = calloc(5 + NLOC + pad_strings, sizeof *padded);
+        assert_non_null(padded);
+        memcpy(padded, w->strings, sizeof w->strings);
+        for (size_t i = 0; i < pad_strings; i++) {
+            padded[5 + NLOC + i] = malloc(128);
+            assert_non_null(padded[5 + NLOC + i]);
+            snprintf(padded[5 + NLOC + i], 128, "github.com/example/pkg%zu.(*Server).handle%064zu",
+                     i % 97, i);
+        }
+        d->string_table = padded;
+        d->n_string_table = 5 + NLOC + pad_strings;
+    }
     for (int i = 0; i <= NLOC; i++) {
         w->fn[i] = (Function)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__FUNCTION__INIT;
         w->line[i] = (Line)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LINE__INIT;
@@ -139,6 +158,9 @@ static uint8_t *build(size_t *len)
     uint8_t *buf = malloc(*len + 64); /* room for the tests' appended fields */
     assert_non_null(buf);
     protobuf_c_message_pack(&q->base, buf);
+    for (size_t i = 0; padded && i < pad_strings; i++)
+        free(padded[5 + NLOC + i]);
+    free(padded);
     free(w);
     return buf;
 }
@@ -192,7 +214,7 @@ static void lazy_decode_judges_and_converts_as_the_whole_decode(void **state)
     otlp_profiles_lazy *lz = NULL;
     sp_err err = {0};
     assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, buf, len, a1, &whole, &err), 0);
-    assert_int_equal(otlp_decode_profiles(buf, len, 1, 1, a2, &lazy, &lz, &err), 0);
+    assert_int_equal(otlp_decode_profiles(buf, len, 1, 1, 1, a2, &lazy, &lz, &err), 0);
     assert_non_null(lz);
     const otlp_profiles_req *q = (const otlp_profiles_req *)lazy.msg;
     /* nothing unpacked yet (L3), but the counts are known from the bytes */
@@ -226,6 +248,72 @@ static void lazy_decode_judges_and_converts_as_the_whole_decode(void **state)
     free(buf);
 }
 
+/* The packed bytes of a decoded request's dictionary. */
+static uint8_t *packed_dictionary(const otlp_decoded *dec, size_t *n)
+{
+    const Dict *d = ((const otlp_profiles_req *)dec->msg)->dictionary;
+    assert_non_null(d);
+    *n = protobuf_c_message_get_packed_size(&d->base);
+    uint8_t *b = malloc(*n ? *n : 1);
+    assert_non_null(b);
+    protobuf_c_message_pack(&d->base, b);
+    return b;
+}
+
+static void a_large_dictionary_unpacked_beside_the_layout_pass_is_the_one_sent(void **state)
+{
+    (void)state;
+    pad_strings = 3000; /* about 240 KB of strings: past DICT_HELPER_MIN_BYTES */
+    size_t len;
+    uint8_t *buf = build(&len);
+    pad_strings = 0;
+    assert_true(len > 200 * 1024);
+    for (int round = 0; round < 20; round++) { /* the helper and the worker race differently */
+        sp_arena *a1 = sp_arena_new(otlp_decode_budget(len)),
+                 *a2 = sp_arena_new(otlp_decode_budget(len));
+        otlp_decoded whole, lazy;
+        otlp_profiles_lazy *lz = NULL;
+        sp_err err = {0};
+        assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, buf, len, a1, &whole, &err), 0);
+        assert_int_equal(otlp_decode_profiles(buf, len, 1, 1, 1, a2, &lazy, &lz, &err), 0);
+        assert_non_null(lz);
+        size_t n1, n2;
+        uint8_t *d1 = packed_dictionary(&whole, &n1), *d2 = packed_dictionary(&lazy, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(d1, d2, n1);
+        assert_int_equal(otlp_profiles_lazy_unpack(lz, SIZE_MAX, &err), 0);
+        verdicts_equal(&lazy.verdict, &whole.verdict);
+        tally tw = convert_all(&whole, a1), tl = convert_all(&lazy, a2);
+        assert_int_equal(tl.samples, tw.samples);
+        assert_memory_equal(tl.by_leaf, tw.by_leaf, sizeof tl.by_leaf);
+        free(d1);
+        free(d2);
+        sp_arena_free(a1);
+        sp_arena_free(a2);
+    }
+    /* A budget with room for the request but not for a helper's half of it: the worker unpacks
+     * the dictionary itself, with the same answer. */
+    sp_arena *a = sp_arena_new(len * 4), *ref = sp_arena_new(0);
+    otlp_decoded small, whole;
+    otlp_profiles_lazy *lz = NULL;
+    sp_err e1 = {0}, e2 = {0};
+    int rc = otlp_decode_profiles(buf, len, 1, 1, 1, a, &small, &lz, &e1);
+    assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, buf, len, ref, &whole, &e2), 0);
+    if (rc == 0) {
+        size_t n1, n2;
+        uint8_t *d1 = packed_dictionary(&whole, &n1), *d2 = packed_dictionary(&small, &n2);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(d1, d2, n1);
+        free(d1);
+        free(d2);
+    } else {
+        assert_int_equal(rc, SP_ETOOBIG);
+    }
+    sp_arena_free(a);
+    sp_arena_free(ref);
+    free(buf);
+}
+
 static void other_shapes_are_decoded_whole(void **state)
 {
     (void)state;
@@ -237,7 +325,7 @@ static void other_shapes_are_decoded_whole(void **state)
     sp_arena *a = sp_arena_new(otlp_decode_budget(len + 64));
     /* fewer Samples than asked for */
     assert_int_equal(
-        otlp_decode_profiles(buf, len, 1, NRES * NPROF * NSAMPLES + 1, a, &dec, &lz, &err), 0);
+        otlp_decode_profiles(buf, len, 1, NRES * NPROF * NSAMPLES + 1, 1, a, &dec, &lz, &err), 0);
     assert_null(lz);
     assert_non_null(((const otlp_profiles_req *)dec.msg)->resource_profiles[NRES - 1]);
     assert_int_equal(dec.verdict.bad, 2);
@@ -245,7 +333,7 @@ static void other_shapes_are_decoded_whole(void **state)
     uint8_t dup[] = {0x12, 0x00};
     memcpy(buf + len, dup, sizeof dup);
     lz = (otlp_profiles_lazy *)1;
-    assert_int_equal(otlp_decode_profiles(buf, len + sizeof dup, 1, 1, a, &dec, &lz, &err), 0);
+    assert_int_equal(otlp_decode_profiles(buf, len + sizeof dup, 1, 1, 1, a, &dec, &lz, &err), 0);
     assert_null(lz);
     assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, buf, len + sizeof dup, a, &ref, &err), 0);
     verdicts_equal(&dec.verdict, &ref.verdict);
@@ -253,7 +341,7 @@ static void other_shapes_are_decoded_whole(void **state)
     uint8_t varint1[] = {0x08, 0x01};
     memcpy(buf + len, varint1, sizeof varint1);
     sp_err e1 = {0}, e2 = {0};
-    int rc1 = otlp_decode_profiles(buf, len + sizeof varint1, 1, 1, a, &dec, &lz, &e1);
+    int rc1 = otlp_decode_profiles(buf, len + sizeof varint1, 1, 1, 1, a, &dec, &lz, &e1);
     int rc2 = otlp_decode(OTLP_SIGNAL_PROFILES, buf, len + sizeof varint1, a, &ref, &e2);
     assert_int_equal(rc1, SP_EINVAL);
     assert_int_equal(rc1, rc2);
@@ -278,7 +366,7 @@ static void resource_that_does_not_decode_fails_when_reached(void **state)
     otlp_profiles_lazy *lz = NULL;
     sp_arena *a = sp_arena_new(otlp_decode_budget(len));
     assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, buf, len, a, &dec, &err), SP_EINVAL);
-    assert_int_equal(otlp_decode_profiles(buf, len, 1, 1, a, &dec, &lz, &err), 0);
+    assert_int_equal(otlp_decode_profiles(buf, len, 1, 1, 1, a, &dec, &lz, &err), 0);
     assert_non_null(lz);
     assert_int_equal(otlp_profiles_lazy_resources(lz), NRES + 1);
     assert_int_equal(otlp_profiles_lazy_samples(lz, NRES), 1);
@@ -295,6 +383,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lazy_decode_judges_and_converts_as_the_whole_decode),
+        cmocka_unit_test(a_large_dictionary_unpacked_beside_the_layout_pass_is_the_one_sent),
         cmocka_unit_test(other_shapes_are_decoded_whole),
         cmocka_unit_test(resource_that_does_not_decode_fails_when_reached),
     };
