@@ -1,5 +1,6 @@
 /* Decode pipeline for OTLP requests: see decode.h. */
 #include "decode.h"
+#include "../common/metrics.h"
 #include "../wire/pb.h"
 
 #include <pthread.h>
@@ -267,6 +268,7 @@ dict_helper_join(dict_helper *h, sp_arena *a, const uint8_t *dict, size_t dict_l
     if (!h->dict || !dict || dict_len != h->len ||
         (dict != h->bytes && memcmp(dict, h->bytes, dict_len) != 0))
         return NULL;
+    sp_metrics_gauge_add("otlp_profiles_dictionaries_unpacked_aside_total", 1);
     return h->dict;
 }
 

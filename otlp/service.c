@@ -499,9 +499,9 @@ int otlp_register(srv_router *r, const otlp_config *cfg)
     void *ud = (void *)cfg;
     /* Counters are exported from start, 0 until something happens. */
     static const char *const counters[] = {
-        "otlp_profiles_v1_9_layout_requests_total", "otlp_profiles_streamed_requests_total",
-        "otlp_http_json_traces_requests_total", "otlp_http_json_profiles_requests_total",
-        "span_attributes_truncated_total"};
+        "otlp_profiles_v1_9_layout_requests_total",        "otlp_profiles_streamed_requests_total",
+        "otlp_profiles_dictionaries_unpacked_aside_total", "otlp_http_json_traces_requests_total",
+        "otlp_http_json_profiles_requests_total",          "span_attributes_truncated_total"};
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
         sp_metrics_gauge_add(counters[i], 0);
     int rc = srv_router_add(r, "POST", OTLP_PATH_GRPC_PROFILES, SRV_WORKER, "otlp_grpc_profiles",

@@ -88,6 +88,28 @@ def test_a_many_process_export_is_stored_whole_and_attached(spanprof, spans):
     assert all(v == 0 for v in drops(spanprof).values()), drops(spanprof)
 
 
+def test_a_large_dictionary_unpacked_aside_is_stored_whole(spanprof):
+    """A dictionary of 128 KiB or more, with no other Export in hand, is unpacked on a helper
+    thread beside the layout pass (otlp/decode.c L4-L6): what is stored is still exactly what
+    was sent, named as sent."""
+    t0 = time.time_ns() - 60_000 * MS
+    shapes = [Shape(pid=13000 + 100 * i, threads=8, obs_per_thread=300, stacks=200,
+                    max_ts_per_sample=2, t0=t0, seed=50 + i, exe=f"wide{i}",
+                    span_prefix=40 + i, pad_bytes=80_000) for i in range(5)]
+    req = export_of(shapes)
+    assert req.dictionary.ByteSize() >= 160 << 10, req.dictionary.ByteSize()  # past 128 KiB
+    aside = scrape(spanprof.http_port).total(
+        "spanprof_otlp_profiles_dictionaries_unpacked_aside_total")
+    send(spanprof, req)
+    assert scrape(spanprof.http_port).total(
+        "spanprof_otlp_profiles_dictionaries_unpacked_aside_total") == aside + 1
+    for s in shapes:
+        got = stored(spanprof, s)
+        assert sum(got.values()) == s.observations(), s.exe
+        assert got == s.expected, s.exe  # frame names are the padded ones the dictionary sent
+    assert all(v == 0 for v in drops(spanprof).values()), drops(spanprof)
+
+
 def test_a_streamed_export_whose_commit_fails_is_stored_once_after_the_retry(spanprof):
     shapes = processes(6, 13000)
     req = export_of(shapes)
