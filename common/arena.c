@@ -1,4 +1,5 @@
 #include "arena.h"
+#include "hugemem.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <pthread.h>
@@ -22,7 +23,9 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Blocks grow geometrically so a 64 MiB decode costs a few dozen mallocs, not millions. */
+/* Blocks grow geometrically so a 64 MiB decode costs a few dozen mallocs, not millions. A block's
+ * size class counts its header, so the classes of 2 MiB and up are whole huge pages
+ * (common/hugemem.h): the arenas hold a request's unpacked messages, read at random. */
 #define BLOCK_MIN     (64 * 1024)
 #define BLOCK_MAX     (8 * 1024 * 1024)
 #define BLOCK_CLASSES 8 /* BLOCK_MIN << 0 .. BLOCK_MIN << 7 = BLOCK_MAX */
@@ -48,9 +51,10 @@ struct sp_arena {
  * a block is reused with its pages resident.
  *
  * Invariants:
- *   C1. A cached block was malloc'ed at exactly its class's size (BLOCK_MIN << class); blocks of
- *       other sizes (one allocation larger than the next block) are never cached.
- *   C2. cached_bytes (the sum of cached blocks' sizes) never exceeds cache_limit.
+ *   C1. A cached block was allocated (block_new) at exactly its class's size, header included
+ *       (BLOCK_MIN << class); blocks of other sizes (one allocation larger than the next block)
+ *       are never cached.
+ *   C2. cached_bytes (the sum of cached blocks' sizes, headers included) never exceeds cache_limit.
  *   C3. The lists are only touched under cache_mu; a block in the cache belongs to no arena.
  *   C4. Under AddressSanitizer a cached block's data is poisoned, so a pointer kept past its
  *       arena's end still faults as it did when the block was freed.
@@ -60,48 +64,64 @@ static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static block *cache[BLOCK_CLASSES];
 static size_t cached_bytes, cache_limit = SP_ARENA_CACHE_DEFAULT;
 
-static int block_class(size_t size)
+/* A block's size class from its bytes, header included; -1 for none. */
+static int block_class(size_t bytes)
 {
     for (int c = 0; c < BLOCK_CLASSES; c++)
-        if (size == (size_t)BLOCK_MIN << c)
+        if (bytes == (size_t)BLOCK_MIN << c)
             return c;
     return -1;
 }
 
-static block *block_take(size_t size)
+/* A block of `bytes` bytes, header included: huge pages from 2 MiB on, malloc below. */
+static block *block_new(size_t bytes)
 {
-    int c = block_class(size);
+    return bytes >= SP_HUGE_MIN ? sp_huge_calloc(bytes) : malloc(bytes);
+}
+
+static void block_release(block *b)
+{
+    size_t bytes = sizeof *b + b->size;
+    if (bytes >= SP_HUGE_MIN)
+        sp_huge_free(b, bytes);
+    else
+        free(b);
+}
+
+static block *block_take(size_t bytes)
+{
+    int c = block_class(bytes);
     if (c < 0)
         return NULL;
     pthread_mutex_lock(&cache_mu);
     block *b = cache[c];
     if (b) {
         cache[c] = b->next;
-        cached_bytes -= size;
+        cached_bytes -= bytes;
     }
     pthread_mutex_unlock(&cache_mu);
     if (b)
-        UNPOISON(b->data, size);
+        UNPOISON(b->data, b->size);
     return b;
 }
 
 static void block_give(block *b)
 {
-    int c = block_class(b->size);
+    int c = block_class(sizeof *b + b->size);
     if (c >= 0) {
         pthread_mutex_lock(&cache_mu);
-        int keep = cached_bytes + b->size <= cache_limit;
+        int keep = cached_bytes + sizeof *b + b->size <= cache_limit;
         if (keep) {
             POISON(b->data, b->size);
             b->next = cache[c];
             cache[c] = b;
-            cached_bytes += b->size;
+            cached_bytes += sizeof *b + b->size;
         }
         pthread_mutex_unlock(&cache_mu);
         if (keep)
             return;
     }
-    free(b);
+    block_release(b);
 }
 
 void sp_arena_cache_limit(size_t bytes)
@@ -113,7 +133,7 @@ void sp_arena_cache_limit(size_t bytes)
         while (cache[c] && cached_bytes > cache_limit) {
             block *b = cache[c];
             cache[c] = b->next;
-            cached_bytes -= b->size;
+            cached_bytes -= sizeof *b + b->size;
             b->next = drop;
             drop = b;
         }
@@ -121,7 +141,7 @@ void sp_arena_cache_limit(size_t bytes)
     while (drop) {
         block *n = drop->next;
         UNPOISON(drop->data, drop->size);
-        free(drop);
+        block_release(drop);
         drop = n;
     }
 }
@@ -172,19 +192,20 @@ void *sp_arena_alloc(sp_arena *a, size_t n)
         n = 16;
     block *b = a->head;
     if (!b || b->size - b->used < n) {
-        size_t size = a->next_size;
-        if (size < n)
-            size = n;
-        if (a->budget && (a->reserved + size > a->budget || size > a->budget))
+        /* next_size and the budget count the block's header: bytes held from the system */
+        if (n > SIZE_MAX - sizeof *b)
             return NULL;
-        b = block_take(size);
-        if (!b && !(b = malloc(sizeof *b + size)))
+        size_t bytes = a->next_size < sizeof *b + n ? sizeof *b + n : a->next_size;
+        if (a->budget && (a->reserved + bytes > a->budget || bytes > a->budget))
             return NULL;
-        b->size = size;
+        b = block_take(bytes);
+        if (!b && !(b = block_new(bytes)))
+            return NULL;
+        b->size = bytes - sizeof *b;
         b->used = 0;
         b->next = a->head;
         a->head = b;
-        a->reserved += size;
+        a->reserved += bytes;
         if (a->next_size < BLOCK_MAX)
             a->next_size *= 2;
     }

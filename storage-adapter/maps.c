@@ -1,5 +1,7 @@
 #include "maps.h"
 
+#include "../common/hugemem.h"
+
 #include <stddef.h>
 #include <stdlib.h>
 #include <zstd.h>
@@ -132,7 +134,7 @@ void store_bloom_init(store_bloom *b, uint64_t max_keys)
 void store_bloom_free(store_bloom *b)
 {
     for (int i = 0; i < b->nparts; i++)
-        free(b->part[i].bits);
+        sp_huge_free(b->part[i].bits, b->part[i].nblocks * 8 * sizeof(uint64_t));
     uint64_t max = b->max_keys;
     store_bloom_init(b, max);
 }
@@ -182,7 +184,7 @@ int store_bloom_add(store_bloom *b, uint64_t key)
         }
         uint64_t cap = pt ? pt->cap * 2 : BLOOM_FIRST_KEYS;
         uint64_t nblocks = cap * 16 / 512; /* 16 bits a key, 512 bits a line */
-        uint64_t *bits = calloc(nblocks * 8, sizeof *bits);
+        uint64_t *bits = sp_huge_calloc(sp_huge_bytes(nblocks * 8, sizeof *bits));
         if (!bits) {
             bloom_give_up(b);
             return -1;
@@ -232,7 +234,7 @@ void store_dict_init(store_dict *d, size_t max_entries)
 
 void store_dict_free(store_dict *d)
 {
-    free(d->slots);
+    sp_huge_free(d->slots, d->cap * sizeof *d->slots);
     d->slots = NULL;
     d->cap = d->n = 0;
 }
@@ -264,7 +266,7 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
 static int dict_grow(store_dict *d)
 {
     size_t ncap = d->cap ? d->cap * 2 : 1024;
-    store_dict_entry *ns = calloc(ncap, sizeof *ns);
+    store_dict_entry *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)
         return -1;
     size_t mask = ncap - 1;
@@ -277,7 +279,7 @@ static int dict_grow(store_dict *d)
             i = (i + 1) & mask;
         ns[i] = *e;
     }
-    free(d->slots);
+    sp_huge_free(d->slots, d->cap * sizeof *d->slots);
     d->slots = ns;
     d->cap = ncap;
     return 0;
@@ -324,7 +326,7 @@ void store_agg_init(store_agg *m)
 
 void store_agg_free(store_agg *m)
 {
-    free(m->slots);
+    sp_huge_free(m->slots, m->cap * sizeof *m->slots);
     memset(m, 0, sizeof *m);
 }
 
@@ -352,7 +354,7 @@ store_agg_entry *store_agg_find(const store_agg *m, int64_t k0, int64_t k1, int6
 static int agg_grow(store_agg *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 256;
-    store_agg_entry *ns = calloc(ncap, sizeof *ns);
+    store_agg_entry *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)
         return -1;
     size_t mask = ncap - 1;
@@ -365,7 +367,7 @@ static int agg_grow(store_agg *m)
             i = (i + 1) & mask;
         ns[i] = *e;
     }
-    free(m->slots);
+    sp_huge_free(m->slots, m->cap * sizeof *m->slots);
     m->slots = ns;
     m->cap = ncap;
     return 0;
@@ -414,7 +416,7 @@ static inline size_t sum3_hash(int64_t a, int64_t b, int64_t c)
 
 void store_sum3_free(store_sum3 *m)
 {
-    free(m->slots);
+    sp_huge_free(m->slots, m->cap * sizeof *m->slots);
     memset(m, 0, sizeof *m);
 }
 
@@ -428,7 +430,7 @@ void store_sum3_reset(store_sum3 *m)
 static int sum3_grow(store_sum3 *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 1024;
-    store_sum3_entry *ns = calloc(ncap, sizeof *ns);
+    store_sum3_entry *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)
         return -1;
     size_t mask = ncap - 1;
@@ -441,7 +443,7 @@ static int sum3_grow(store_sum3 *m)
             i = (i + 1) & mask;
         ns[i] = *e;
     }
-    free(m->slots);
+    sp_huge_free(m->slots, m->cap * sizeof *m->slots);
     m->slots = ns;
     m->cap = ncap;
     return 0;
