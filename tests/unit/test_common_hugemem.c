@@ -77,6 +77,7 @@ static void an_overflowing_size_is_refused(void **state)
     assert_null(sp_huge_calloc(SIZE_MAX / 2 + 1));
 }
 
+#ifndef UNDER_ASAN
 /* THP's mode from sysfs: the bracketed word, or "" when the kernel has no THP. */
 static void thp_mode(char *out, size_t n)
 {
@@ -115,6 +116,7 @@ static int thp_eligible(const void *addr)
     fclose(f);
     return v;
 }
+#endif
 
 static void the_kernel_may_back_a_large_table_with_huge_pages(void **state)
 {
