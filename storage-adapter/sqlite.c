@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,8 +232,25 @@ static void free_store(sqs_store *s)
     free(s);
 }
 
+/* SQLite counts every allocation of every connection under one process-wide mutex unless told
+ * not to (SQLITE_CONFIG_MEMSTATUS, on by default). The store's writer and checkpointer allocate
+ * all the time, so a span query's thread queued on that mutex: under full load, 15 % of the
+ * query threads' switches off the CPU were waits for it (sqlite3Malloc, sqlite3_free), and with
+ * both cores busy each wait also waited for a core (bench/RESULTS.md, "Span queries: where the
+ * slowest waited"). spanprof reads none of those counters (sqlite3_memory_used,
+ * sqlite3_status). The setting must come before SQLite initialises: a process that opened a
+ * database before its first store keeps the default, with the same results, only slower. */
+static pthread_once_t sqlite_configured = PTHREAD_ONCE_INIT;
+
+static void configure_sqlite(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+        sp_debug("msg=\"SQLite was initialised before the store: its memory counters stay on\"");
+}
+
 int store_open_sqlite(store **out, const store_options *o, sp_err *err)
 {
+    pthread_once(&sqlite_configured, configure_sqlite);
     if (!out)
         return sp_fail(err, SP_EINTERNAL, "store_open_sqlite: no output pointer");
     *out = NULL;

@@ -24,6 +24,24 @@
 
 #include "store_fixture.h"
 
+/* SQLite's process-wide memory counters are off (SQLITE_CONFIG_MEMSTATUS, set by the first
+ * store_open): every allocation of every connection took one mutex for them, and span queries
+ * waited on it behind the writer. With the counters on, an open, written store shows bytes in
+ * use here; off, SQLite keeps none. */
+static void sqlite_keeps_no_process_wide_memory_counters(void **state)
+{
+    fx *f = *state;
+    sp_span sp = {.service = "api", .name = "counted", .start_ns = (uint64_t)f->t0};
+    sp.trace_id[0] = 0xcd;
+    span_id(0x601, sp.span_id);
+    sp_batch b = {.tenant = "t1", .spans = &sp, .nspans = 1};
+    write_ok(f->s, &b);
+    sqlite3_int64 cur = -1, high = -1;
+    assert_int_equal(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &cur, &high, 0), SQLITE_OK);
+    assert_int_equal(cur, 0);
+    assert_int_equal(sqlite3_memory_used(), 0);
+}
+
 /* A version 5 file (span rows without extras) migrates to 6 in place: its spans read back with
  * no extras, and spans written afterwards keep theirs. */
 static void migrates_from_version_5_spans_without_extras(void **state)
@@ -461,6 +479,8 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(sqlite_keeps_no_process_wide_memory_counters, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_5_spans_without_extras, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_6_chunks_to_a_rowid_table, setup,
