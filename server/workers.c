@@ -53,6 +53,19 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* glibc gives a thread its malloc heap ("arena") at the thread's first malloc, and a heap whose
+ * threads have all exited goes to the next thread that asks, with every block still allocated
+ * in it. A query thread that first allocated at its first query took such a heap from an exited
+ * per-stream stage thread, holding the correlator's arrays, which the ingest threads then grew
+ * with realloc under that heap's lock: the query waited 1 ms at a time, 60-110 times, up to
+ * 110 ms (bench/RESULTS.md, "Span queries: where the slowest waited"). Allocating once at the
+ * thread's start, while the process is young, gives each pool thread a heap of its own. */
+static void bind_malloc_arena(void)
+{
+    void *volatile p = malloc(64);
+    free(p);
+}
+
 static void *thread_main(void *arg)
 {
     srv_workers *w = arg;
@@ -63,6 +76,7 @@ static void *thread_main(void *arg)
         sp_debug("msg=\"cannot lower worker priority\" pool=%s", w->name);
     if (w->cls == SRV_POOL_LATENCY)
         srv_sched_latency_slice(w->name);
+    bind_malloc_arena();
     for (;;) {
         pthread_mutex_lock(&w->lock);
         while (w->count == 0 && !w->stopping)
