@@ -1,10 +1,10 @@
 /* Large tables and arena blocks on transparent huge pages.
  *
  * Why: the store writer's maps (hundreds of thousands of slots) and a request's arena blocks
- * are read at random. On 4 KiB pages nearly every such probe also misses the TLB, and under a
- * hypervisor each miss walks two page tables. Backed by 2 MiB pages, the same probes cost about
- * 10 % less CPU per stored sample at full load (bench/RESULTS.md, "Huge pages for the large
- * tables and the arenas"). Debian's kernels give huge pages only where they are asked for
+ * are read at random, over more memory than 4 KiB pages' TLB entries cover, and under a
+ * hypervisor each TLB miss walks two page tables. Backed by 2 MiB pages, the writer spends 5-10 %
+ * less CPU per stored sample at full load (bench/RESULTS.md, "Huge pages for the writer's maps
+ * and the arenas"). Debian's kernels give huge pages only where they are asked for
  * (transparent_hugepage=madvise), so they are asked for here, per allocation.
  *
  * sp_huge_calloc(n) returns n zeroed bytes, 16-byte aligned, or NULL when the system has no
