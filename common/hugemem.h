@@ -14,9 +14,12 @@
  * requests, other systems and sanitizer builds (so AddressSanitizer still sees every access)
  * get calloc.
  *
- * Trade-off: a large allocation's last huge page is resident whole once touched, so up to
+ * Trade-offs: a large allocation's last huge page is resident whole once touched, so up to
  * 2 MiB - 1 byte per allocation more than small pages would hold. The callers' allocations are
- * powers of two of 2 MiB or more (tables, arena block classes), which waste nothing.
+ * powers of two of 2 MiB or more (tables, arena block classes), which waste nothing. Where the
+ * host's memory is fragmented, the kernel may compact memory at the first touch of an advised
+ * range (Debian's transparent_hugepage/defrag is madvise too); tables grow rarely and arena
+ * blocks are kept in the arenas' cache, so that is paid seldom.
  *
  * Ownership: the caller frees with sp_huge_free(p, n), n the size it asked for.
  * Threading: any thread; no state of its own.
