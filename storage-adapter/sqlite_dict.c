@@ -107,12 +107,21 @@ static int set_watermark(sqs_writer *w, int k, int64_t v, sp_err *err)
     return rc;
 }
 
-/* Rows keyed per transaction ahead of need (a few milliseconds of work). */
-#define KEYS_AHEAD 8192
+/* Keying ahead works in slices of KEYS_SLICE rows, and only once that many are waiting.
+ *
+ * The key tables are B-trees ordered by hash, so any slice of new rows lands all over them: a
+ * slice of 2,000 rows into a 1,500-page location_key dirtied nearly every page, and each page
+ * dirtied goes to the WAL at commit and to the file at the next checkpoint. Keying whatever was
+ * waiting in each transaction made location_key two thirds of all the pages the writer wrote
+ * (bench/RESULTS.md, "The key tables' pages"): the pages written per row keyed are about the
+ * table's pages over the slice's rows, so a slice ten times the table's pages costs a tenth of a
+ * page per row. The slice is bounded by the time it holds one transaction
+ * (about 1 us per row). */
+#define KEYS_SLICE 16384
 
-/* Once a cache is half full, each transaction keys a slice of the rows only it knows, so the
- * keying left when it is full is small: keying them all at once held one transaction for a
- * quarter of a second (262 k locations). */
+/* Once a cache is half full, a transaction keys a slice of the rows only it knows when a whole
+ * slice is waiting, so the keying left when it is full is small: keying them all at once held
+ * one transaction for a quarter of a second (262 k locations). */
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err)
 {
     if (d->n < d->max / 2)
@@ -121,9 +130,9 @@ int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err)
     int rc = sqs_find(w, keys_of[k].max, &top, NULL, err);
     if (rc < 0)
         return rc;
-    if (top <= w->keyed[k])
+    if (top - w->keyed[k] < KEYS_SLICE)
         return 0;
-    int64_t to = top - w->keyed[k] > KEYS_AHEAD ? w->keyed[k] + KEYS_AHEAD : top;
+    int64_t to = w->keyed[k] + KEYS_SLICE;
     if ((rc = key_rows(w, k, to, err)))
         return rc;
     return set_watermark(w, k, to, err);

@@ -99,6 +99,69 @@ static void dictionary_beyond_the_cache_is_found_again(void **state)
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 3000);
 }
 
+/* A profile of n one-frame stacks on n locations never seen before round r, one sample each. */
+static sp_profile *new_locations(sp_arena *a, fx *f, uint32_t n, int r)
+{
+    sp_profile *p = many_stacks(a, f, n, n);
+    for (uint32_t i = 1; i <= n; i++)
+        p->locations[i].address += (uint64_t)r << 24;
+    for (uint32_t i = 0; i < n; i++)
+        p->samples[i].nlocations = 1;
+    return p;
+}
+
+/* Keying ahead of need goes in whole slices (KEYS_SLICE in sqlite_dict.c, 16384 rows): each
+ * slice lands all over the hash-ordered key table, so a transaction that keyed the 4,000 rows it
+ * brought would dirty every page of it. A cache of 65,536 locations is half full at round 9 of
+ * 4,000 new locations (the stacks, 131,072, never are); from then on the watermark moves a
+ * whole slice at a time, and a round that finds less than a slice waiting leaves location_key
+ * as it was. Written again, every
+ * location is found (one row per content). */
+static void keying_ahead_waits_for_a_whole_slice(void **state)
+{
+    fx *f = *state;
+    enum { SLICE = 16384, ROUND = 4000, ROUNDS = 15 };
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = (size_t)16 << 20; /* sqlite_write.c: 1/4 of cache_bytes / 64 are locations */
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    int64_t keyed_rows = 0, slices = 0;
+    for (int r = 1; r <= ROUNDS; r++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        int64_t rows = sql_int(f->dir, "SELECT count(*) FROM location");
+        int64_t keyed = sql_int(f->dir, "SELECT coalesce((SELECT value FROM meta WHERE "
+                                        "key='location_keyed'), 0)");
+        int64_t keys = sql_int(f->dir, "SELECT count(*) FROM location_key");
+        assert_int_equal(rows, (int64_t)r * ROUND);
+        if (keyed % SLICE)
+            fail_msg("round %d: watermark %lld is not a whole number of slices", r,
+                     (long long)keyed);
+        assert_int_equal(keys, keyed); /* every row up to it, none above */
+        if (r * ROUND < 65536 / 2)
+            assert_int_equal(keyed, 0); /* the cache is the index until it is half full */
+        else if (keys == keyed_rows)
+            assert_true(rows - keyed < SLICE); /* nothing keyed: less than a slice waited */
+        slices += keys > keyed_rows;
+        keyed_rows = keys;
+    }
+    assert_true(keyed_rows >= 2 * SLICE);
+    assert_true(slices < ROUNDS - 8); /* not every round after the cache was half full */
+    assert_keys_whole(f->dir);
+    for (int r = 1; r <= ROUNDS; r++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), ROUNDS * ROUND);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 2 * ROUNDS * ROUND);
+    assert_keys_whole(f->dir);
+}
+
 /* Rows new to a store whose cache overflowed are inserted without a lookup: the presence filter
  * (P1-P3 of sqlite_dict.c) knows they are new. Each round brings 600 functions, 600 locations
  * and 1500 stacks never seen (start lines and addresses moved by the round); the smallest cache
@@ -541,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
