@@ -226,14 +226,33 @@ size_t store_bloom_bytes(const store_bloom *b)
 /* ---- dictionary cache --------------------------------------------------------------------------
  */
 
+/* Growth moves the old table into the new one a few slots per put, as Redis's dict does:
+ *   D1. While d->old is set, every key is in d->slots, in d->old, or in both; one in d->slots
+ *       is the current one (puts go there or update d->old in place, never both).
+ *   D2. old's slots below d->moved have been copied into d->slots unless d->slots already had
+ *       their key (D1: the copy there is newer). old is never written by the move, so its probe
+ *       chains stay whole and a lookup that misses d->slots can finish there.
+ *   D3. The move ends before the next growth: DICT_MOVE_PER_PUT slots per put covers old (half
+ *       the new capacity) well within the quarter of it that puts take to fill the new table to
+ *       the next growth; a growth that still finds old moves the rest first. */
+#define DICT_MOVE_PER_PUT 16
+
 void store_dict_init(store_dict *d, size_t max_entries)
 {
     memset(d, 0, sizeof *d);
     d->max = max_entries ? max_entries : 1;
 }
 
+static void dict_drop_old(store_dict *d)
+{
+    sp_huge_free(d->old, d->old_cap * sizeof *d->old);
+    d->old = NULL;
+    d->old_cap = d->moved = 0;
+}
+
 void store_dict_free(store_dict *d)
 {
+    dict_drop_old(d);
     sp_huge_free(d->slots, d->cap * sizeof *d->slots);
     d->slots = NULL;
     d->cap = d->n = 0;
@@ -241,10 +260,23 @@ void store_dict_free(store_dict *d)
 
 void store_dict_clear(store_dict *d)
 {
+    dict_drop_old(d);
     if (d->slots)
         memset(d->slots, 0, d->cap * sizeof *d->slots);
     d->n = 0;
     d->clears++;
+}
+
+static store_dict_entry *dict_probe(store_dict_entry *slots, size_t cap, uint64_t h1, uint64_t h2)
+{
+    size_t mask = cap - 1;
+    for (size_t i = h1 & mask;; i = (i + 1) & mask) {
+        store_dict_entry *e = &slots[i];
+        if (!e->h1 && !e->h2)
+            return NULL;
+        if (e->h1 == h1 && e->h2 == h2)
+            return e;
+    }
 }
 
 store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
@@ -253,35 +285,48 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
         return NULL;
     if (!h1 && !h2)
         h2 = 1; /* (0, 0) marks an empty slot */
-    size_t mask = d->cap - 1;
-    for (size_t i = h1 & mask;; i = (i + 1) & mask) {
-        store_dict_entry *e = &d->slots[i];
-        if (!e->h1 && !e->h2)
-            return NULL;
-        if (e->h1 == h1 && e->h2 == h2)
-            return e;
+    store_dict_entry *e = dict_probe(d->slots, d->cap, h1, h2);
+    if (!e && d->old)
+        e = dict_probe(d->old, d->old_cap, h1, h2); /* D2 */
+    return e;
+}
+
+/* The slot of a key known to be absent from d->slots. */
+static store_dict_entry *dict_empty_slot(store_dict *d, uint64_t h1)
+{
+    size_t mask = d->cap - 1, i = h1 & mask;
+    while (d->slots[i].h1 || d->slots[i].h2)
+        i = (i + 1) & mask;
+    return &d->slots[i];
+}
+
+/* Copies up to k more of old's slots (D2); frees old when all are. */
+static void dict_move(store_dict *d, size_t k)
+{
+    for (; k && d->moved < d->old_cap; k--, d->moved++) {
+        const store_dict_entry *e = &d->old[d->moved];
+        if ((e->h1 || e->h2) && !dict_probe(d->slots, d->cap, e->h1, e->h2))
+            *dict_empty_slot(d, e->h1) = *e;
     }
+    if (d->moved == d->old_cap)
+        dict_drop_old(d);
 }
 
 static int dict_grow(store_dict *d)
 {
+    if (d->old)
+        dict_move(d, SIZE_MAX); /* D3 */
     size_t ncap = d->cap ? d->cap * 2 : 1024;
     store_dict_entry *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)
         return -1;
-    size_t mask = ncap - 1;
-    for (size_t j = 0; j < d->cap; j++) {
-        store_dict_entry *e = &d->slots[j];
-        if (!e->h1 && !e->h2)
-            continue;
-        size_t i = e->h1 & mask;
-        while (ns[i].h1 || ns[i].h2)
-            i = (i + 1) & mask;
-        ns[i] = *e;
-    }
-    sp_huge_free(d->slots, d->cap * sizeof *d->slots);
+    d->old = d->slots;
+    d->old_cap = d->cap;
+    d->moved = 0;
     d->slots = ns;
     d->cap = ncap;
+    if (!d->old_cap)
+        dict_drop_old(d);
     return 0;
 }
 
@@ -289,7 +334,7 @@ store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_
 {
     if (!h1 && !h2)
         h2 = 1;
-    store_dict_entry *e = store_dict_find(d, h1, h2);
+    store_dict_entry *e = store_dict_find(d, h1, h2); /* D1: updated where it is */
     if (!e) {
         if (d->n >= d->max)
             store_dict_clear(d);
@@ -298,22 +343,27 @@ store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_
             if (!d->cap)
                 return NULL;
         }
-        size_t mask = d->cap - 1, i = h1 & mask;
-        while (d->slots[i].h1 || d->slots[i].h2)
-            i = (i + 1) & mask;
-        e = &d->slots[i];
+        e = dict_empty_slot(d, h1);
         e->h1 = h1;
         e->h2 = h2;
         d->n++;
     }
     e->id = id;
     e->seen = seen;
+    if (d->old) {
+        /* Copy e's values out first: the move may copy or free the slot e points at. */
+        store_dict_entry v = *e;
+        dict_move(d, DICT_MOVE_PER_PUT);
+        e = dict_probe(d->slots, d->cap, v.h1, v.h2);
+        if (!e)
+            e = dict_probe(d->old, d->old_cap, v.h1, v.h2);
+    }
     return e;
 }
 
 size_t store_dict_bytes(const store_dict *d)
 {
-    return d->cap * sizeof *d->slots;
+    return (d->cap + d->old_cap) * sizeof *d->slots;
 }
 
 /* ---- aggregation map ---------------------------------------------------------------------------

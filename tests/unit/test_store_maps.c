@@ -411,6 +411,80 @@ static void fingerprint_pairs_equal_two_single_hashes_and_stay_stable(void **sta
             }
 }
 
+/* The dictionary cache grows a few slots per put (D1-D3 in maps.c): after the put that doubles
+ * it the old table is still there, it is gone before the next doubling, and through every step
+ * each key ever put (and not cleared) finds its latest value. The oracle is a plain array of
+ * every key and value put, checked after each put for a stride of keys and in full at each
+ * growth. Keys 0..N-1 have h1 drawn from a small range so probe chains cross the old table's
+ * moved and unmoved parts; a quarter of the puts update a key put before. */
+static uint64_t dict_h1(uint64_t k)
+{
+    return (k * 0x9e3779b97f4a7c15ull) >> 44; /* 20 bits: collisions in every table size */
+}
+
+static void dict_check(store_dict *d, const int64_t *ids, uint64_t from, uint64_t to, uint64_t step)
+{
+    for (uint64_t k = from; k < to; k += step) {
+        store_dict_entry *e = store_dict_find(d, dict_h1(k), k);
+        if (!e)
+            fail_msg("key %llu lost (%zu entries, capacity %zu, old %zu moved %zu)",
+                     (unsigned long long)k, d->n, d->cap, d->old_cap, d->moved);
+        assert_int_equal(e->id, ids[k]);
+        assert_int_equal(e->seen, (int32_t)ids[k]);
+    }
+}
+
+static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
+{
+    (void)state;
+    enum { N = 300000 };
+    int64_t *ids = calloc(N, sizeof *ids);
+    assert_non_null(ids);
+    store_dict d;
+    store_dict_init(&d, N);
+    uint64_t x = 88172645463325252ull, nkeys = 0, growths = 0;
+    size_t cap = 0;
+    for (int64_t put = 1; nkeys < N; put++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t k = (nkeys && x % 4 == 0) ? (x >> 8) % nkeys : nkeys++;
+        ids[k] = put;
+        assert_non_null(store_dict_put(&d, dict_h1(k), k, put, (int32_t)put));
+        if (d.cap != cap) {
+            /* The put that doubled it left the old table to move; the last move ended. */
+            if (cap >= 1024)
+                assert_non_null(d.old);
+            assert_true(d.cap == (cap ? cap * 2 : 1024));
+            cap = d.cap;
+            growths++;
+            dict_check(&d, ids, 0, nkeys, 1);
+        }
+        dict_check(&d, ids, (uint64_t)put % 97, nkeys, 997);
+    }
+    assert_null(d.old);
+    assert_true(growths >= 9);
+    assert_int_equal(d.n, N);
+    assert_int_equal(d.clears, 0);
+    dict_check(&d, ids, 0, N, 1);
+    /* One more key clears it (max N), in the middle of nothing; then it is empty and usable. */
+    assert_non_null(store_dict_put(&d, dict_h1(N), N, 1, 1));
+    assert_int_equal(d.clears, 1);
+    assert_int_equal(d.n, 1);
+    assert_null(store_dict_find(&d, dict_h1(5), 5));
+    /* A clear while the old table is still being moved drops it with everything else. */
+    store_dict_free(&d);
+    store_dict_init(&d, N);
+    for (uint64_t k = 0; k < 1025; k++)
+        store_dict_put(&d, dict_h1(k), k, 7, 7);
+    assert_non_null(d.old);
+    store_dict_clear(&d);
+    assert_null(d.old);
+    assert_null(store_dict_find(&d, dict_h1(3), 3));
+    assert_non_null(store_dict_put(&d, dict_h1(3), 3, 9, 9));
+    assert_int_equal(store_dict_find(&d, dict_h1(3), 3)->id, 9);
+    store_dict_free(&d);
+    free(ids);
+}
+
 static void presence_filter_never_forgets_and_rarely_guesses(void **state)
 {
     (void)state;
@@ -464,6 +538,7 @@ int main(void)
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
         cmocka_unit_test(presence_filter_never_forgets_and_rarely_guesses),
+        cmocka_unit_test(dict_grows_a_little_per_put_and_forgets_nothing),
         cmocka_unit_test(fingerprint_pairs_equal_two_single_hashes_and_stay_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
