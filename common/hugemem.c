@@ -73,3 +73,17 @@ void sp_huge_free(void *p, size_t n)
 #endif
     free(p);
 }
+
+void sp_huge_populate(void *p, size_t n)
+{
+#if HUGE_MAPPED
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* <linux/mman.h>, Linux 5.14; older kernels refuse it: EINVAL */
+#endif
+    if (p && n >= SP_HUGE_MIN)
+        (void)madvise(p, round_up(n), MADV_POPULATE_WRITE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}

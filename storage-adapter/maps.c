@@ -234,7 +234,8 @@ size_t store_bloom_bytes(const store_bloom *b)
  *       chains stay whole and a lookup that misses d->slots can finish there.
  *   D3. The move ends before the next growth: DICT_MOVE_PER_PUT slots per put covers old (half
  *       the new capacity) well within the quarter of it that puts take to fill the new table to
- *       the next growth; a growth that still finds old moves the rest first. */
+ *       the next growth (three sixteenths when grown early, at 3/8 full); a growth that still
+ *       finds old moves the rest first. */
 #define DICT_MOVE_PER_PUT 16
 
 void store_dict_init(store_dict *d, size_t max_entries)
@@ -312,7 +313,7 @@ static void dict_move(store_dict *d, size_t k)
         dict_drop_old(d);
 }
 
-static int dict_grow(store_dict *d)
+static int dict_grow(store_dict *d, int populate)
 {
     if (d->old)
         dict_move(d, SIZE_MAX); /* D3 */
@@ -320,6 +321,8 @@ static int dict_grow(store_dict *d)
     store_dict_entry *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)
         return -1;
+    if (populate)
+        sp_huge_populate(ns, sp_huge_bytes(ncap, sizeof *ns));
     d->old = d->slots;
     d->old_cap = d->cap;
     d->moved = 0;
@@ -338,7 +341,7 @@ store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_
     if (!e) {
         if (d->n >= d->max)
             store_dict_clear(d);
-        if ((d->n + 1) * 2 > d->cap && dict_grow(d) != 0) {
+        if ((d->n + 1) * 2 > d->cap && dict_grow(d, 0) != 0) {
             store_dict_clear(d);
             if (!d->cap)
                 return NULL;
@@ -364,6 +367,16 @@ store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_
 size_t store_dict_bytes(const store_dict *d)
 {
     return (d->cap + d->old_cap) * sizeof *d->slots;
+}
+
+int store_dict_room_due(const store_dict *d)
+{
+    return d->cap && !d->old && d->cap / 2 < d->max && d->n * 8 >= d->cap * 3;
+}
+
+int store_dict_grow_now(store_dict *d)
+{
+    return dict_grow(d, 1);
 }
 
 /* ---- aggregation map ---------------------------------------------------------------------------

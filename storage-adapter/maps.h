@@ -54,6 +54,13 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2);
  * empty but usable). */
 store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen);
 size_t store_dict_bytes(const store_dict *d);
+/* Whether d will double within its next few puts' worth: past 3/8 full (puts double it at 1/2),
+ * below the size its max needs and not moving a growth already. A caller with time to spare
+ * (the writer, idle) may then grow it with store_dict_grow_now(). */
+int store_dict_room_due(const store_dict *d);
+/* Doubles d now as a put would (D1-D3 in maps.c), and faults in the new table's pages here
+ * (sp_huge_populate) rather than in the puts that follow. 0, or -1 out of memory (d as it was). */
+int store_dict_grow_now(store_dict *d);
 /* Starts loading the slot a lookup of h1 begins at: lookups issued after a batch of prefetches
  * overlap their cache misses instead of waiting for each in turn. */
 static inline void store_dict_prefetch(const store_dict *d, uint64_t h1)

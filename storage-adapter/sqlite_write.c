@@ -68,6 +68,9 @@
  *      load). Keying that W2 requires before the cache forgets runs where it must, as before.
  *      store_stats.housekeeping is 1 from the callers' answer until it has run: a reader that
  *      must see the keys or the merged chunks waits for 0.
+ *  H2. A cache past 3/8 full doubles in the idle housekeeping, its new table's pages faulted in
+ *      there (store_dict_grow_now), instead of at the put that would find it half full inside a
+ *      caller's transaction. Busy writers never go idle: their puts grow the caches as before.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -844,6 +847,36 @@ static int keys_may_be_due(const sqs_writer *w)
     return w->stacks.n >= w->stacks.max / 2 || w->locations.n >= w->locations.max / 2;
 }
 
+/* H2: caches about to double do it while the writer is idle. A cache of 262 k locations
+ * doubling inside an Export's transaction held it 20-40 ms, half of that faulting in the new
+ * table's huge pages (a temporary trace of the half-load run; bench/RESULTS.md, "Growth
+ * stalls"). */
+#define WRITER_DICTS 7
+static void writer_dicts(sqs_writer *w, store_dict *d[WRITER_DICTS])
+{
+    d[0] = &w->stacks, d[1] = &w->locations, d[2] = &w->functions, d[3] = &w->series;
+    d[4] = &w->strings, d[5] = &w->mappings, d[6] = &w->tenants;
+}
+
+static int dicts_room_due(sqs_writer *w)
+{
+    store_dict *d[WRITER_DICTS];
+    writer_dicts(w, d);
+    for (size_t i = 0; i < WRITER_DICTS; i++)
+        if (store_dict_room_due(d[i]))
+            return 1;
+    return 0;
+}
+
+static void grow_dicts_early(sqs_writer *w)
+{
+    store_dict *d[WRITER_DICTS];
+    writer_dicts(w, d);
+    for (size_t i = 0; i < WRITER_DICTS; i++)
+        if (store_dict_room_due(d[i]))
+            (void)store_dict_grow_now(d[i]); /* out of memory: the put grows it, or clears it */
+}
+
 /* Keys dictionary rows ahead of need (W2). */
 static int housekeep_keys(sqs_writer *w, sp_err *err)
 {
@@ -944,7 +977,7 @@ restart:
     }
     if (rc)
         sp_warn("msg=\"store transaction rolled back\" batches=%zu error=\"%s\"", n, terr.msg);
-    int due = !house && (keys_may_be_due(w) || sqs_compact_due(w, now_ns()));
+    int due = !house && (keys_may_be_due(w) || sqs_compact_due(w, now_ns()) || dicts_room_due(w));
     pthread_mutex_lock(&s->mu);
     s->house_due |= due;
     if (rc) {
@@ -981,6 +1014,7 @@ restart:
 static void housekeep(sqs_store *s)
 {
     sqs_writer *w = &s->w;
+    grow_dicts_early(w); /* H2 */
     sp_err err = {0};
     int rc = sqs_run(w, W_BEGIN, &err);
     if (!rc)

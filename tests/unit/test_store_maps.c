@@ -485,6 +485,40 @@ static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
     free(ids);
 }
 
+/* A writer with time to spare doubles a cache before a put must (H2 of sqlite_write.c): due from
+ * 3/8 full, never while a growth is still moving and never past the size its max needs; grown
+ * early, it still finds every key and the puts that follow do not double it again. */
+static void dict_grows_early_when_asked(void **state)
+{
+    (void)state;
+    store_dict d;
+    store_dict_init(&d, 4096);
+    uint64_t k = 0;
+    for (; k < 384 - 1; k++)
+        store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
+    assert_int_equal(d.cap, 1024);
+    assert_false(store_dict_room_due(&d)); /* 383 of 1024 */
+    store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
+    k++;
+    assert_true(store_dict_room_due(&d)); /* 384: 3/8 */
+    assert_int_equal(store_dict_grow_now(&d), 0);
+    assert_int_equal(d.cap, 2048);
+    assert_non_null(d.old);
+    assert_false(store_dict_room_due(&d)); /* moving */
+    for (; k < 1024; k++)
+        store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
+    assert_int_equal(d.cap, 2048); /* no doubling at 512: it had room */
+    assert_null(d.old);
+    for (uint64_t i = 0; i < k; i++)
+        assert_int_equal(store_dict_find(&d, dict_h1(i), i)->id, (int64_t)i);
+    /* max 4096 needs 8192 slots at most: from there on, never due. */
+    for (; k < 4096; k++)
+        store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
+    assert_int_equal(d.cap, 8192);
+    assert_false(store_dict_room_due(&d));
+    store_dict_free(&d);
+}
+
 static void presence_filter_never_forgets_and_rarely_guesses(void **state)
 {
     (void)state;
@@ -539,6 +573,7 @@ int main(void)
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
         cmocka_unit_test(presence_filter_never_forgets_and_rarely_guesses),
         cmocka_unit_test(dict_grows_a_little_per_put_and_forgets_nothing),
+        cmocka_unit_test(dict_grows_early_when_asked),
         cmocka_unit_test(fingerprint_pairs_equal_two_single_hashes_and_stay_stable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
