@@ -132,6 +132,8 @@ typedef struct itab {
     uint64_t *slots; /* hash << 32 | id + 1; 0 = empty */
     uint32_t nslots;
     size_t key_bytes; /* the keys' bytes (len + 1 each), kept as they come and go */
+    uint64_t *old;    /* the probe table being moved into slots (T1-T2 in window.c), or NULL */
+    uint32_t old_nslots, moved;
 } itab;
 
 /* What cw_itab_compact() needs, allocated before anything changes, so renumbering several

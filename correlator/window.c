@@ -11,13 +11,14 @@ void cw_itab_free(itab *t)
     free(t->keys);
     free(t->lens);
     free(t->slots);
+    free(t->old);
     memset(t, 0, sizeof *t);
 }
 
 size_t cw_itab_bytes(const itab *t)
 {
-    return (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) + t->nslots * sizeof *t->slots +
-           t->key_bytes;
+    return (size_t)t->cap * (sizeof *t->keys + sizeof *t->lens) +
+           ((size_t)t->nslots + t->old_nslots) * sizeof *t->slots + t->key_bytes;
 }
 
 /* Files id under hash in a probe table of ns slots (a power of two) with room for it. */
@@ -27,6 +28,68 @@ static void itab_file(uint64_t *sl, uint32_t ns, uint32_t hash, uint32_t id)
     while (sl[h])
         h = (h + 1) & (ns - 1);
     sl[h] = (uint64_t)hash << 32 | (id + 1);
+}
+
+/* Growth moves the old probe table into the doubled one a few slots per new key, under the
+ * correlator's lock like every call here: re-filing half a million names at once held that lock
+ * 7-21 ms (a temporary trace of the half-load run), stalling every ingest worker's correlation.
+ *   T1. While t->old is set, every id is filed in t->slots or in t->old, never both: a new key
+ *       goes to t->slots only after both missed, and the move files into t->slots exactly the
+ *       old slots below t->moved. A lookup that misses t->slots finishes in t->old, whose probe
+ *       chains the move never breaks (it only reads old).
+ *   T2. The move ends before the next growth: at ITAB_MOVE_PER_ADD slots per new key, old (half
+ *       the new table) is moved within an eighth of the new keys (a quarter of the new table)
+ *       that bring the next growth; a growth or a renumbering that still finds old moves the
+ *       rest first. */
+#define ITAB_MOVE_PER_ADD 16
+
+static void itab_move(itab *t, uint32_t k)
+{
+    for (; k && t->moved < t->old_nslots; k--, t->moved++) {
+        uint64_t v = t->old[t->moved];
+        if (v)
+            itab_file(t->slots, t->nslots, (uint32_t)(v >> 32), (uint32_t)v - 1);
+    }
+    if (t->moved == t->old_nslots) {
+        free(t->old);
+        t->old = NULL;
+        t->old_nslots = t->moved = 0;
+    }
+}
+
+static int itab_grow(itab *t)
+{
+    if (t->old)
+        itab_move(t, UINT32_MAX); /* T2 */
+    uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
+    uint64_t *sl = calloc(ns, sizeof *sl);
+    if (!sl)
+        return -1;
+    t->old = t->slots;
+    t->old_nslots = t->nslots;
+    t->moved = 0;
+    t->slots = sl;
+    t->nslots = ns;
+    if (!t->old_nslots)
+        itab_move(t, 0); /* nothing to move: drops the empty old table */
+    return 0;
+}
+
+/* The id filed under hash for key in a probe table of ns slots, or UINT32_MAX with *at the empty
+ * slot that ended the probe. */
+static uint32_t itab_probe(const itab *t, const uint64_t *sl, uint32_t ns, const void *key,
+                           uint32_t len, uint32_t hash, uint32_t *at)
+{
+    uint32_t h = hash & (ns - 1);
+    while (sl[h]) {
+        uint32_t i = (uint32_t)sl[h] - 1;
+        if ((uint32_t)(sl[h] >> 32) == hash && t->lens[i] == len &&
+            memcmp(t->keys[i], key, len) == 0)
+            return i;
+        h = (h + 1) & (ns - 1);
+    }
+    *at = h;
+    return UINT32_MAX;
 }
 
 /* Id of key; create: add it when new. UINT32_MAX when absent or out of memory.
@@ -40,30 +103,16 @@ uint32_t cw_itab_get(itab *t, const void *key, uint32_t len, int create)
 
 uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t hash, int create)
 {
-    if (create && (t->n + 1) * 2 > t->nslots) {
-        uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
-        uint64_t *sl = calloc(ns, sizeof *sl);
-        if (!sl)
-            return UINT32_MAX;
-        for (uint32_t i = 0; i < t->nslots; i++)
-            if (t->slots[i])
-                itab_file(sl, ns, (uint32_t)(t->slots[i] >> 32), (uint32_t)t->slots[i] - 1);
-        free(t->slots);
-        t->slots = sl;
-        t->nslots = ns;
-    }
+    if (create && (t->n + 1) * 2 > t->nslots && itab_grow(t))
+        return UINT32_MAX;
     if (!t->nslots)
         return UINT32_MAX;
-    uint32_t h = hash & (t->nslots - 1);
-    while (t->slots[h]) {
-        uint32_t i = (uint32_t)t->slots[h] - 1;
-        if ((uint32_t)(t->slots[h] >> 32) == hash && t->lens[i] == len &&
-            memcmp(t->keys[i], key, len) == 0)
-            return i;
-        h = (h + 1) & (t->nslots - 1);
-    }
-    if (!create)
-        return UINT32_MAX;
+    uint32_t h = 0, unused = 0;
+    uint32_t id = itab_probe(t, t->slots, t->nslots, key, len, hash, &h);
+    if (id == UINT32_MAX && t->old) /* T1 */
+        id = itab_probe(t, t->old, t->old_nslots, key, len, hash, &unused);
+    if (id != UINT32_MAX || !create)
+        return id;
     if (t->n == t->cap) {
         uint32_t ncap = t->cap ? t->cap * 2 : 256;
         char **k = realloc(t->keys, ncap * sizeof *k);
@@ -86,6 +135,8 @@ uint32_t cw_itab_get_hashed(itab *t, const void *key, uint32_t len, uint32_t has
     t->lens[t->n] = len;
     t->key_bytes += (size_t)len + 1;
     t->slots[h] = (uint64_t)hash << 32 | ++t->n;
+    if (t->old)
+        itab_move(t, ITAB_MOVE_PER_ADD);
     return t->n - 1;
 }
 
@@ -113,7 +164,9 @@ int cw_itab_plan(const itab *t, const uint64_t *live, itab_plan *pl)
 void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32_t len, void *ud),
                      void *ud)
 {
-    if (!rekey) /* names, series: the old table has the hashes */
+    if (t->old)
+        itab_move(t, UINT32_MAX); /* T2: every hash in t->slots */
+    if (!rekey)                   /* names, series: the old table has the hashes */
         for (uint32_t i = 0; i < t->nslots; i++) {
             uint32_t id = (uint32_t)t->slots[i] - 1;
             if (t->slots[i] && pl->map[id] != UINT32_MAX)
