@@ -1,6 +1,7 @@
 /* The window's state: interning, the span registry and waiting links, slots by (process,
  * thread), and the lookups that decide which spans cover a time (internal.h). */
 #include "internal.h"
+#include "../common/hugemem.h"
 
 /* ---- interning ---- */
 
@@ -10,8 +11,8 @@ void cw_itab_free(itab *t)
         free(t->keys[i]);
     free(t->keys);
     free(t->lens);
-    free(t->slots);
-    free(t->old);
+    sp_huge_free(t->slots, (size_t)t->nslots * sizeof *t->slots);
+    sp_huge_free(t->old, (size_t)t->old_nslots * sizeof *t->old);
     memset(t, 0, sizeof *t);
 }
 
@@ -51,7 +52,7 @@ static void itab_move(itab *t, uint32_t k)
             itab_file(t->slots, t->nslots, (uint32_t)(v >> 32), (uint32_t)v - 1);
     }
     if (t->moved == t->old_nslots) {
-        free(t->old);
+        sp_huge_free(t->old, (size_t)t->old_nslots * sizeof *t->old);
         t->old = NULL;
         t->old_nslots = t->moved = 0;
     }
@@ -62,7 +63,7 @@ static int itab_grow(itab *t)
     if (t->old)
         itab_move(t, UINT32_MAX); /* T2 */
     uint32_t ns = t->nslots ? t->nslots * 2 : 1024;
-    uint64_t *sl = calloc(ns, sizeof *sl);
+    uint64_t *sl = sp_huge_calloc(sp_huge_bytes(ns, sizeof *sl));
     if (!sl)
         return -1;
     t->old = t->slots;
@@ -157,7 +158,7 @@ int cw_itab_plan(const itab *t, const uint64_t *live, itab_plan *pl)
     pl->nslots = 1024; /* as the table of n would have grown to */
     while ((pl->n + 1) * 2 > pl->nslots)
         pl->nslots *= 2;
-    pl->slots = calloc(pl->nslots, sizeof *pl->slots);
+    pl->slots = sp_huge_calloc(sp_huge_bytes(pl->nslots, sizeof *pl->slots));
     return pl->slots ? 0 : -1;
 }
 
@@ -184,7 +185,7 @@ void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32
         if (rekey)
             itab_file(pl->slots, pl->nslots, rekey(t->keys[to], t->lens[to], ud), to);
     }
-    free(t->slots);
+    sp_huge_free(t->slots, (size_t)t->nslots * sizeof *t->slots);
     t->slots = pl->slots;
     t->nslots = pl->nslots;
     pl->slots = NULL;
@@ -206,7 +207,7 @@ void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32
 void cw_itab_plan_free(itab_plan *pl)
 {
     free(pl->map);
-    free(pl->slots);
+    sp_huge_free(pl->slots, (size_t)pl->nslots * sizeof *pl->slots);
     memset(pl, 0, sizeof *pl);
 }
 

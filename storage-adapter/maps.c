@@ -234,7 +234,7 @@ size_t store_bloom_bytes(const store_bloom *b)
  *       chains stay whole and a lookup that misses d->slots can finish there.
  *   D3. The move ends before the next growth: DICT_MOVE_PER_PUT slots per put covers old (half
  *       the new capacity) well within the quarter of it that puts take to fill the new table to
- *       the next growth (three sixteenths when grown early, at 3/8 full); a growth that still
+ *       the next growth (nine 32nds when grown early, at 7/16 full); a growth that still
  *       finds old moves the rest first. */
 #define DICT_MOVE_PER_PUT 16
 
@@ -371,7 +371,7 @@ size_t store_dict_bytes(const store_dict *d)
 
 int store_dict_room_due(const store_dict *d)
 {
-    return d->cap && !d->old && d->cap / 2 < d->max && d->n * 8 >= d->cap * 3;
+    return d->cap && !d->old && d->cap / 2 < d->max && d->n * 16 >= d->cap * 7;
 }
 
 int store_dict_grow_now(store_dict *d)

@@ -54,7 +54,7 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2);
  * empty but usable). */
 store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen);
 size_t store_dict_bytes(const store_dict *d);
-/* Whether d will double within its next few puts' worth: past 3/8 full (puts double it at 1/2),
+/* Whether d will double within its next few puts' worth: past 7/16 full (puts double it at 1/2),
  * below the size its max needs and not moving a growth already. A caller with time to spare
  * (the writer, idle) may then grow it with store_dict_grow_now(). */
 int store_dict_room_due(const store_dict *d);

@@ -68,7 +68,7 @@
  *      load). Keying that W2 requires before the cache forgets runs where it must, as before.
  *      store_stats.housekeeping is 1 from the callers' answer until it has run: a reader that
  *      must see the keys or the merged chunks waits for 0.
- *  H2. A cache past 3/8 full doubles in the idle housekeeping, its new table's pages faulted in
+ *  H2. A cache past 7/16 full doubles in the idle housekeeping, its new table's pages faulted in
  *      there (store_dict_grow_now), instead of at the put that would find it half full inside a
  *      caller's transaction. Busy writers never go idle: their puts grow the caches as before.
  */

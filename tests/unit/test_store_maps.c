@@ -486,7 +486,7 @@ static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
 }
 
 /* A writer with time to spare doubles a cache before a put must (H2 of sqlite_write.c): due from
- * 3/8 full, never while a growth is still moving and never past the size its max needs; grown
+ * 7/16 full, never while a growth is still moving and never past the size its max needs; grown
  * early, it still finds every key and the puts that follow do not double it again. */
 static void dict_grows_early_when_asked(void **state)
 {
@@ -494,13 +494,13 @@ static void dict_grows_early_when_asked(void **state)
     store_dict d;
     store_dict_init(&d, 4096);
     uint64_t k = 0;
-    for (; k < 384 - 1; k++)
+    for (; k < 448 - 1; k++)
         store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
     assert_int_equal(d.cap, 1024);
-    assert_false(store_dict_room_due(&d)); /* 383 of 1024 */
+    assert_false(store_dict_room_due(&d)); /* 447 of 1024 */
     store_dict_put(&d, dict_h1(k), k, (int64_t)k, 0);
     k++;
-    assert_true(store_dict_room_due(&d)); /* 384: 3/8 */
+    assert_true(store_dict_room_due(&d)); /* 448: 7/16 */
     assert_int_equal(store_dict_grow_now(&d), 0);
     assert_int_equal(d.cap, 2048);
     assert_non_null(d.old);
