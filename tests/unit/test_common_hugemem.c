@@ -142,6 +142,7 @@ static void the_kernel_may_back_a_large_table_with_huge_pages(void **state)
 #endif
 }
 
+#ifndef UNDER_ASAN
 /* Whether this kernel knows MADV_POPULATE_WRITE (asked on a page of the test's own). */
 static int kernel_populates(void)
 {
@@ -152,6 +153,7 @@ static int kernel_populates(void)
     munmap(m, page);
     return ok;
 }
+#endif
 
 /* sp_huge_populate faults a large allocation's pages in: mincore() says none is resident before
  * and all are after, and the bytes are still zero and writable. (A kernel before 5.14 refuses
