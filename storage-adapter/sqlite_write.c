@@ -847,10 +847,7 @@ static int keys_may_be_due(const sqs_writer *w)
     return w->stacks.n >= w->stacks.max / 2 || w->locations.n >= w->locations.max / 2;
 }
 
-/* H2: caches about to double do it while the writer is idle. A cache of 262 k locations
- * doubling inside an Export's transaction held it 20-40 ms, half of that faulting in the new
- * table's huge pages (a temporary trace of the half-load run; bench/RESULTS.md, "Growth
- * stalls"). */
+/* The writer's dictionary caches, for what is done to or counted over all of them. */
 #define WRITER_DICTS 7
 static void writer_dicts(sqs_writer *w, store_dict *d[WRITER_DICTS])
 {
@@ -858,6 +855,10 @@ static void writer_dicts(sqs_writer *w, store_dict *d[WRITER_DICTS])
     d[4] = &w->strings, d[5] = &w->mappings, d[6] = &w->tenants;
 }
 
+/* H2: caches about to double do it while the writer is idle. A cache of 262 k locations
+ * doubling inside an Export's transaction held it 20-40 ms, much of that faulting in the new
+ * table's huge pages (a temporary trace of the half-load run; bench/RESULTS.md, "The key
+ * tables' pages, and growth stalls"). */
 static int dicts_room_due(sqs_writer *w)
 {
     store_dict *d[WRITER_DICTS];
@@ -990,17 +991,18 @@ restart:
         s->stats.last_commit_us = (uint64_t)commit_us;
     }
     publish_compact_stats(s);
-    s->stats.cache_bytes = store_dict_bytes(&w->stacks) + store_dict_bytes(&w->locations) +
-                           store_dict_bytes(&w->functions) + store_dict_bytes(&w->series) +
-                           store_dict_bytes(&w->strings) + store_dict_bytes(&w->mappings) +
-                           store_dict_bytes(&w->tenants);
+    store_dict *dicts[WRITER_DICTS];
+    writer_dicts(w, dicts);
+    s->stats.cache_bytes = 0;
+    s->stats.cache_clears = 0;
+    for (size_t i = 0; i < WRITER_DICTS; i++) {
+        s->stats.cache_bytes += store_dict_bytes(dicts[i]);
+        s->stats.cache_clears += dicts[i]->clears;
+    }
     s->stats.lookups_skipped = w->present_skips;
     s->stats.presence_bytes = 0;
     for (int k = 0; k < SQS_NPRESENT; k++)
         s->stats.presence_bytes += store_bloom_bytes(&w->present[k]);
-    s->stats.cache_clears = w->stacks.clears + w->locations.clears + w->functions.clears +
-                            w->series.clears + w->strings.clears + w->mappings.clears +
-                            w->tenants.clears;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
