@@ -1,5 +1,6 @@
 /* Decode pipeline for OTLP requests: see decode.h. */
 #include "decode.h"
+#include "samples.h"
 #include "../common/metrics.h"
 #include "../wire/pb.h"
 
@@ -406,7 +407,10 @@ int otlp_profiles_lazy_unpack(otlp_profiles_lazy *lz, size_t n, sp_err *err)
     for (; lz->next < end; lz->next++) {
         size_t i = lz->next;
         Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
-            opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
+            otlp_samples_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i],
+                                         lz->samples[i], &alloc, lz->a);
+        if (!rp) /* a shape the Sample decoder leaves to protobuf-c (otlp/samples.h) */
+            rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
                 &alloc, lz->len[i], lz->bytes[i]);
         if (!rp) {
             int rc = unpack_failed(&pa, "ExportProfilesServiceRequest", lz->len[i], err);
