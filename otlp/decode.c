@@ -140,7 +140,11 @@ int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a,
  *       difference is SP_EINTERNAL, never a verdict with the wrong total.
  *   L3. resource_profiles[i] is NULL until otlp_profiles_lazy_unpack() reached i; resources are
  *       unpacked and validated in request order, so the verdict's flags, counts and first message
- *       are those of the whole-request validation. */
+ *       are those of the whole-request validation.
+ *   L7. Every request of the L1 shape goes this way, streamed or not (one resource, or fewer
+ *       Samples than the caller streams, is unpacked at once before otlp_decode_profiles()
+ *       returns): each resource goes to otlp/samples.c, which decodes its Samples by hand or
+ *       leaves the whole resource to protobuf-c. */
 
 struct otlp_profiles_lazy {
     sp_arena *a;
@@ -329,7 +333,7 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
         return rc;
     const uint8_t *dict;
     size_t dict_len, nres;
-    if (walk_request(NULL, msg, len, &dict, &dict_len, &nres) || nres < 2)
+    if (walk_request(NULL, msg, len, &dict, &dict_len, &nres) || nres < 1)
         return decode_whole(OTLP_SIGNAL_PROFILES, msg, len, a, out, err);
     otlp_profiles_lazy *lz = sp_arena_calloc(a, 1, sizeof *lz);
     if (lz) {
@@ -351,8 +355,9 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
         profiles += c.profiles;
         samples += c.samples;
     }
-    if (samples < lazy_min_samples)
-        return decode_whole(OTLP_SIGNAL_PROFILES, msg, len, a, out, err);
+    /* L7: a request not worth streaming is unpacked here all at once, through the same
+     * resource-by-resource path, so its Samples are decoded by otlp/samples.c too. */
+    int stream = nres >= 2 && samples >= lazy_min_samples;
 
     pb_arena pa = {a, 0};
     ProtobufCAllocator alloc = {pb_alloc, pb_free, &pa};
@@ -378,9 +383,10 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
     lz->base = msg;
     out->msg = (ProtobufCMessage *)req;
     rc = otlp_profiles_check_begin(req->dictionary, profiles, a, &out->verdict, &lz->check, err);
-    if (!rc)
-        *lazy = lz;
-    return rc;
+    if (rc || !stream)
+        return rc ? rc : otlp_profiles_lazy_unpack(lz, SIZE_MAX, err);
+    *lazy = lz;
+    return 0;
 }
 
 size_t otlp_profiles_lazy_resources(const otlp_profiles_lazy *lz)
@@ -407,8 +413,8 @@ int otlp_profiles_lazy_unpack(otlp_profiles_lazy *lz, size_t n, sp_err *err)
     for (; lz->next < end; lz->next++) {
         size_t i = lz->next;
         Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
-            otlp_samples_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i],
-                                         lz->samples[i], &alloc, lz->a);
+            otlp_samples_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i], lz->samples[i],
+                                         &alloc, lz->a);
         if (!rp) /* a shape the Sample decoder leaves to protobuf-c (otlp/samples.h) */
             rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
                 &alloc, lz->len[i], lz->bytes[i]);

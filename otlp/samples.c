@@ -368,9 +368,8 @@ ResourceProfiles *otlp_samples_unpack_resource(const uint8_t *bytes, size_t len,
     w.runs = array(a, w.maxruns, sizeof *w.runs);
     w.profs = array(a, nprofiles, sizeof *w.profs);
     size_t stripped;
-    if (!w.samples || !w.runs || !w.profs ||
-        walk_parent(&w, bytes, len, 0, NULL, &stripped) || w.nsamples != nsamples ||
-        w.nprofs != nprofiles)
+    if (!w.samples || !w.runs || !w.profs || walk_parent(&w, bytes, len, 0, NULL, &stripped) ||
+        w.nsamples != nsamples || w.nprofs != nprofiles)
         return NULL;
     uint8_t *buf = sp_arena_alloc(a, stripped ? stripped : 1);
     if (!buf)
@@ -378,8 +377,7 @@ ResourceProfiles *otlp_samples_unpack_resource(const uint8_t *bytes, size_t len,
     size_t k = 0;
     if (write_parent(&w, bytes, len, 0, &k, buf) != buf + stripped)
         return NULL;
-    ResourceProfiles *rp =
-        opentelemetry__proto__profiles__v1development__resource_profiles__unpack(alloc, stripped,
-                                                                                 buf);
+    ResourceProfiles *rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
+        alloc, stripped, buf);
     return rp && attach(&w, rp, a) == 0 ? rp : NULL;
 }

@@ -453,11 +453,30 @@ def span_extras():
     write("span_extras", "empty_span", bytes([0x12, 0x02, 0x12, 0x00]))
 
 
+def otlp_samples():
+    """fuzz_otlp_samples: one ResourceProfiles, as the eBPF profiler's requests hold them."""
+    req, _ = cpu_profile_request(n_profiles=2, samples_per_profile=4, start_ns=1_700_000_000_000_000_000)
+    rp = req.resource_profiles[0]
+    write("otlp_samples", "cpu_v110", rp.SerializeToString())
+    prof = rp.scope_profiles[0].profiles[0]
+    prof.samples[0].link_index = 3
+    prof.samples[1].values.extend([5, -6])
+    prof.samples[2].attribute_indices.extend([1, 2, 2**31 - 1])
+    write("otlp_samples", "links_values", rp.SerializeToString())
+    # Encodings protobuf-c takes that the Python encoder never writes: unpacked repeated fields,
+    # a repeated scalar, a negative int32 in 10 bytes, Samples between other Profile fields.
+    sample = (tag(1, 0) + varint(5) + tag(1, 0) + varint(7) + tag(2, 0) + b"\xff" * 9 + b"\x01"
+              + tag(4, 0) + varint(300) + tag(5, 1) + struct.pack("<Q", 1_700_000_000_000_000_000))
+    profile = tag(3, 1) + struct.pack("<Q", 1) + ld(2, sample) + tag(6, 0) + varint(100) + ld(2, b"")
+    write("otlp_samples", "unpacked_interleaved", ld(2, ld(2, profile)))
+
+
 def main():
     only = set(sys.argv[1:])
     forward_outbox_params_config()
     otlp_json()
     span_extras()
+    otlp_samples()
     if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
         # multipart targets
         new_targets()

@@ -1,0 +1,361 @@
+/* otlp/samples.h: a ResourceProfiles whose Samples are decoded by hand must be the message
+ * protobuf-c unpacks from the same bytes. The oracle is protobuf-c itself: both messages are
+ * packed again with protobuf_c_message_pack() and the bytes compared, and a few values written
+ * by hand below are checked field by field. Shapes the decoder leaves to protobuf-c (S1) must
+ * come back NULL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "otlp/decode.h"
+#include "otlp/samples.h"
+#include "wire/pb.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef Opentelemetry__Proto__Profiles__V1development__ResourceProfiles ResourceProfiles;
+typedef Opentelemetry__Proto__Profiles__V1development__ScopeProfiles ScopeProfiles;
+typedef Opentelemetry__Proto__Profiles__V1development__Profile Profile;
+typedef Opentelemetry__Proto__Profiles__V1development__Sample Sample;
+typedef Opentelemetry__Proto__Profiles__V1development__ValueType ValueType;
+typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
+typedef Opentelemetry__Proto__Common__V1__AnyValue AnyValue;
+
+static void *arena_alloc(void *data, size_t size)
+{
+    return sp_arena_alloc(data, size);
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+/* Packs m into a malloc'd buffer. */
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(*len ? *len : 1);
+    assert_non_null(b);
+    assert_int_equal(protobuf_c_message_pack(m, b), *len);
+    return b;
+}
+
+/* Profiles and Samples a walk of the bytes finds (what decode.c's L1 walk hands the decoder). */
+static void count(const uint8_t *p, size_t n, size_t *profiles, size_t *samples)
+{
+    *profiles = *samples = 0;
+    const uint8_t *end = p + n;
+    wire_pb_field r, s, q;
+    while (p < end) {
+        assert_int_equal(wire_pb_next(&p, end, p, &r, NULL), 0);
+        for (const uint8_t *sp = r.val; r.num == 2 && sp < r.val + r.vlen;) {
+            assert_int_equal(wire_pb_next(&sp, r.val + r.vlen, sp, &s, NULL), 0);
+            for (const uint8_t *pp = s.val; s.num == 2 && pp < s.val + s.vlen;) {
+                assert_int_equal(wire_pb_next(&pp, s.val + s.vlen, pp, &q, NULL), 0);
+                *samples += q.num == 2;
+            }
+            *profiles += s.num == 2;
+        }
+    }
+}
+
+/* Decodes bytes both ways; returns the hand decoder's message (NULL when it declined) after
+ * checking that it packs to exactly what protobuf-c's unpack of the same bytes packs to. */
+static ResourceProfiles *both_ways(sp_arena *a, const uint8_t *b, size_t n)
+{
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+    size_t np, ns;
+    count(b, n, &np, &ns);
+    ResourceProfiles *fast = otlp_samples_unpack_resource(b, n, np, ns, &alloc, a);
+    ResourceProfiles *ref =
+        opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, n, b);
+    if (fast) {
+        assert_non_null(ref);
+        size_t lf, lr;
+        uint8_t *pf = pack(&fast->base, &lf), *pr = pack(&ref->base, &lr);
+        assert_int_equal(lf, lr);
+        assert_memory_equal(pf, pr, lr);
+        free(pf);
+        free(pr);
+    }
+    return fast;
+}
+
+/* An eBPF-shaped resource: attributes, two scopes, three profiles of many samples with one to
+ * four timestamps each, thread attributes, sometimes values and a link. */
+static uint8_t *ebpf_resource(size_t nsamples, size_t *len)
+{
+    AnyValue av = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+    av.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    av.string_value = "4242";
+    KeyValue kv = OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT, *kvp = &kv;
+    kv.key = "process.pid";
+    kv.value = &av;
+    Opentelemetry__Proto__Resource__V1__Resource res =
+        OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
+    res.attributes = &kvp;
+    res.n_attributes = 1;
+    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT;
+    rp.resource = &res;
+    rp.schema_url = "https://opentelemetry.io/schemas/1.30.0";
+    ScopeProfiles sc[2], *scp[2];
+    Profile pr[3], *prp[3];
+    ValueType vt = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
+    vt.type_strindex = 1;
+    vt.unit_strindex = 2;
+    Sample *s = calloc(nsamples, sizeof *s);
+    Sample **sp = calloc(nsamples, sizeof *sp);
+    int64_t *vals = calloc(nsamples * 4, sizeof *vals);
+    uint64_t *ts = calloc(nsamples * 4, sizeof *ts);
+    int32_t *attrs = calloc(nsamples * 3, sizeof *attrs);
+    assert_true(s && sp && vals && ts && attrs);
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < nsamples; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        s[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
+        sp[i] = &s[i];
+        s[i].stack_index = (int32_t)(x % 5000);
+        s[i].n_timestamps_unix_nano = 1 + x % 4;
+        s[i].timestamps_unix_nano = ts + 4 * i;
+        for (size_t k = 0; k < s[i].n_timestamps_unix_nano; k++)
+            ts[4 * i + k] = 1764900000000000000ull + i * 1000003 + k * 10000000;
+        if (x % 3 == 0) { /* off-CPU: a value per timestamp, some of them huge or negative */
+            s[i].n_values = s[i].n_timestamps_unix_nano;
+            s[i].values = vals + 4 * i;
+            for (size_t k = 0; k < s[i].n_values; k++)
+                vals[4 * i + k] = k == 2 ? -(int64_t)(x >> 8) : (int64_t)(x >> (k * 9));
+        }
+        s[i].n_attribute_indices = 1 + (x >> 20) % 3;
+        s[i].attribute_indices = attrs + 3 * i;
+        for (size_t k = 0; k < s[i].n_attribute_indices; k++)
+            attrs[3 * i + k] = (int32_t)((x >> (24 + 4 * k)) % 300000);
+        s[i].link_index = x % 7 == 0 ? (int32_t)(x >> 40) % 90 : 0;
+    }
+    size_t at = 0;
+    for (int k = 0; k < 3; k++) {
+        pr[k] = (Profile)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT;
+        prp[k] = &pr[k];
+        pr[k].sample_type = &vt;
+        pr[k].period_type = &vt;
+        pr[k].period = 50000000;
+        pr[k].time_unix_nano = 1764900000000000000ull;
+        pr[k].duration_nano = 5000000000ull;
+        size_t n = k == 2 ? nsamples - at : nsamples / 3;
+        pr[k].samples = sp + at;
+        pr[k].n_samples = n;
+        at += n;
+    }
+    for (int k = 0; k < 2; k++) {
+        sc[k] = (ScopeProfiles)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT;
+        scp[k] = &sc[k];
+    }
+    sc[0].profiles = prp; /* scope 0: profiles 0 and 1; scope 1: profile 2 */
+    sc[0].n_profiles = 2;
+    sc[1].profiles = prp + 2;
+    sc[1].n_profiles = 1;
+    rp.scope_profiles = scp;
+    rp.n_scope_profiles = 2;
+    uint8_t *b = pack(&rp.base, len);
+    free(s);
+    free(sp);
+    free(vals);
+    free(ts);
+    free(attrs);
+    return b;
+}
+
+static void decodes_an_ebpf_shaped_resource_as_protobuf_c_does(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(64 << 20);
+    size_t n;
+    uint8_t *b = ebpf_resource(6000, &n);
+    ResourceProfiles *rp = both_ways(a, b, n);
+    assert_non_null(rp); /* this shape is the decoder's: protobuf-c is not what answered */
+    assert_int_equal(rp->n_scope_profiles, 2);
+    assert_int_equal(rp->scope_profiles[1]->profiles[0]->n_samples, 6000 - 2 * 2000);
+    assert_string_equal(rp->resource->attributes[0]->key, "process.pid");
+    free(b);
+    sp_arena_free(a);
+}
+
+/* Appends a LEN field. */
+static size_t put_len(uint8_t *o, uint8_t tag, const uint8_t *v, size_t n)
+{
+    size_t k = 0;
+    o[k++] = tag;
+    k += wire_pb_put_varint(o + k, n);
+    memcpy(o + k, v, n);
+    return k + n;
+}
+
+/* ResourceProfiles{scope_profiles{profiles{fields}}} around one Profile's bytes. */
+static size_t wrap(uint8_t *o, const uint8_t *profile, size_t n)
+{
+    uint8_t scope[4096], res[4096];
+    size_t s = put_len(scope, 0x12, profile, n);
+    size_t r = put_len(res, 0x12, scope, s);
+    memcpy(o, res, r);
+    return r;
+}
+
+static void takes_every_encoding_protobuf_c_takes(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(1 << 20);
+    /* Sample 1: stack_index twice (the last wins), attributes unpacked then packed (they
+     * append), a negative int32 as a 10-byte varint, values unpacked, one timestamp unpacked
+     * and two packed, a link. */
+    static const uint8_t s1[] = {
+        0x08, 0x05, 0x08, 0x07, /* stack_index 5, then 7 */
+        0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* attribute -1 */
+        0x12, 0x02, 0x05, 0x06,                                           /* attributes 5, 6 */
+        0x18, 0x03,                                                       /* link_index 3 */
+        0x20, 0x80, 0x01,                                                 /* value 128 */
+        0x29, 1,    0,    0,    0,    0,    0,    0,    0,                /* timestamp 1 */
+        0x2a, 0x10, 2,    0,    0,    0,    0,    0,    0,    0,    3,
+        0,    0,    0,    0,    0,    0,    0, /* timestamps 2, 3 */
+        0x22, 0x01, 0x09,                      /* value 9 */
+    };
+    uint8_t prof[512];
+    size_t n = 0;
+    prof[n++] = 0x19; /* time_unix_nano (fixed64) before the samples */
+    memset(prof + n, 0x11, 8);
+    n += 8;
+    n += put_len(prof + n, 0x12, s1, sizeof s1);
+    prof[n++] = 0x30; /* period between them */
+    prof[n++] = 0x64;
+    n += put_len(prof + n, 0x12, s1, 0); /* an empty Sample */
+    n += put_len(prof + n, 0x12, (const uint8_t[]){0x08, 0x02}, 2);
+    prof[n++] = 0x5a; /* attribute_indices after them */
+    prof[n++] = 0x01;
+    prof[n++] = 0x04;
+    uint8_t buf[1024];
+    size_t len = wrap(buf, prof, n);
+    ResourceProfiles *rp = both_ways(a, buf, len);
+    assert_non_null(rp);
+    const Profile *p = rp->scope_profiles[0]->profiles[0];
+    assert_int_equal(p->period, 100);
+    assert_int_equal(p->n_attribute_indices, 1);
+    assert_int_equal(p->n_samples, 3);
+    const Sample *s = p->samples[0];
+    assert_int_equal(s->stack_index, 7);
+    assert_int_equal(s->link_index, 3);
+    assert_int_equal(s->n_attribute_indices, 3);
+    assert_int_equal(s->attribute_indices[0], -1);
+    assert_int_equal(s->attribute_indices[2], 6);
+    assert_int_equal(s->n_values, 2);
+    assert_int_equal(s->values[0], 128);
+    assert_int_equal(s->values[1], 9);
+    assert_int_equal(s->n_timestamps_unix_nano, 3);
+    assert_int_equal(s->timestamps_unix_nano[2], 3);
+    assert_int_equal(p->samples[1]->n_values, 0);
+    assert_null(p->samples[1]->values);
+    assert_int_equal(p->samples[2]->stack_index, 2);
+    sp_arena_free(a);
+}
+
+/* Each Sample here is one protobuf-c decides: the decoder must answer NULL. */
+static void leaves_other_shapes_to_protobuf_c(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        uint8_t bytes[16];
+        size_t n;
+        int protobuf_c_takes_it;
+    } cases[] = {
+        {"unknown field 6", {0x08, 0x01, 0x30, 0x01}, 4, 1},
+        {"overlong tag of stack_index", {0x88, 0x00, 0x01}, 3, 1},
+        {"stack_index as LEN", {0x0a, 0x01, 0x01}, 3, 0},
+        {"packed fixed64 of 7 bytes", {0x2a, 0x07, 1, 2, 3, 4, 5, 6, 7}, 9, 0},
+        {"packed varint cut in the middle", {0x22, 0x02, 0x01, 0x80}, 4, 0},
+        {"11-byte varint",
+         {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+         12,
+         0},
+        {"timestamp cut short", {0x29, 1, 2, 3}, 4, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sp_arena *a = sp_arena_new(1 << 20);
+        uint8_t prof[64], buf[128];
+        size_t n = put_len(prof, 0x12, cases[i].bytes, cases[i].n);
+        size_t len = wrap(buf, prof, n);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+        if (otlp_samples_unpack_resource(buf, len, 1, 1, &alloc, a) != NULL)
+            fail_msg("%s: decoded by hand", cases[i].what);
+        ResourceProfiles *ref =
+            opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, len,
+                                                                                     buf);
+        if ((ref != NULL) != cases[i].protobuf_c_takes_it)
+            fail_msg("%s: protobuf-c %s it", cases[i].what, ref ? "takes" : "refuses");
+        sp_arena_free(a);
+    }
+}
+
+static void other_counts_than_the_walk_found_are_declined(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(64 << 20);
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+    size_t n, np, ns;
+    uint8_t *b = ebpf_resource(300, &n);
+    count(b, n, &np, &ns);
+    assert_int_equal(np, 3);
+    assert_int_equal(ns, 300);
+    assert_null(otlp_samples_unpack_resource(b, n, np, ns - 1, &alloc, a));
+    assert_null(otlp_samples_unpack_resource(b, n, np, ns + 1, &alloc, a));
+    assert_null(otlp_samples_unpack_resource(b, n, np + 1, ns, &alloc, a));
+    assert_non_null(otlp_samples_unpack_resource(b, n, np, ns, &alloc, a));
+    free(b);
+    sp_arena_free(a);
+}
+
+/* The decode pipeline sends a one-resource request (not streamed) through the decoder too (L7 in
+ * otlp/decode.c): its Samples are the decoder's one block of structs, where protobuf-c would
+ * have allocated each on its own. */
+static void a_request_of_one_resource_is_decoded_by_hand(void **state)
+{
+    (void)state;
+    size_t rn;
+    uint8_t *res = ebpf_resource(900, &rn);
+    /* ExportProfilesServiceRequest{resource_profiles = res, dictionary = {string_table: "",
+     * "cpu", "nanoseconds"}} */
+    static const uint8_t dict[] = {0x2a, 0x00, 0x2a, 0x03, 'c', 'p', 'u', 0x2a, 0x0b, 'n',
+                                   'a',  'n',  'o',  's',  'e', 'c', 'o', 'n',  'd',  's'};
+    uint8_t *req = malloc(rn + 64);
+    size_t n = put_len(req, 0x0a, res, rn);
+    n += put_len(req + n, 0x12, dict, sizeof dict);
+    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_decoded out;
+    otlp_profiles_lazy *lazy;
+    sp_err err = {0};
+    assert_int_equal(otlp_decode_profiles(req, n, 0, 8192, 0, a, &out, &lazy, &err), 0);
+    assert_null(lazy);
+    const otlp_profiles_req *r = (const otlp_profiles_req *)out.msg;
+    assert_int_equal(r->n_resource_profiles, 1);
+    const Profile *p = r->resource_profiles[0]->scope_profiles[0]->profiles[0];
+    assert_int_equal(p->n_samples, 300);
+    for (size_t i = 1; i < p->n_samples; i++)
+        assert_ptr_equal(p->samples[i], p->samples[0] + i);
+    free(req);
+    free(res);
+    sp_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(decodes_an_ebpf_shaped_resource_as_protobuf_c_does),
+        cmocka_unit_test(takes_every_encoding_protobuf_c_takes),
+        cmocka_unit_test(leaves_other_shapes_to_protobuf_c),
+        cmocka_unit_test(other_counts_than_the_walk_found_are_declined),
+        cmocka_unit_test(a_request_of_one_resource_is_decoded_by_hand),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
