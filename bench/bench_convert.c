@@ -6,7 +6,7 @@
  *   raw      protobuf-c unpack + free with the default allocator (the floor any decoder pays)
  *   decode   spanprof's otlp_decode: depth check, layout detection, arena unpack, validation
  *   by hand  otlp_decode_profiles, the server's path: the same, each resource's Samples decoded
- *            by otlp/samples.c and the rest by protobuf-c
+ *            by otlp/hand_unpack.c and the rest by protobuf-c
  *   convert  otlp_profiles_convert on the decoded message (to sp_profile)
  * and prints samples/s and MB/s of OTLP input for each. Times are the calling thread's CPU time
  * (CLOCK_THREAD_CPUTIME_ID), so other processes on a shared machine do not count.
@@ -16,6 +16,8 @@
 #include "common/arena.h"
 #include "otlp/convert.h"
 #include "otlp/decode.h"
+#include "otlp/hand_unpack.h"
+#include "wire/pb.h"
 #include "bench_util.h"
 
 #include "opentelemetry/proto/collector/profiles/v1development/profiles_service.pb-c.h"
@@ -33,6 +35,17 @@ static uint32_t rnd(uint32_t n)
 }
 
 #define NEW(T) calloc(1, sizeof(T))
+
+static void *bench_arena_alloc(void *data, size_t size)
+{
+    return sp_arena_alloc(data, size);
+}
+
+static void bench_arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
 
 /* Builds and packs the request; returns the bytes and the sample count. */
 static uint8_t *build(int procs, int threads, int per_thread, size_t *len, size_t *nsamples)
@@ -266,7 +279,7 @@ int main(int argc, char **argv)
         conv += t3 - t2;
         sp_arena_free(a);
     }
-    /* The path the server takes (otlp_decode_profiles: each resource through otlp/samples.c,
+    /* The path the server takes (otlp_decode_profiles: each resource through otlp/hand_unpack.c,
      * Samples decoded by hand), on the same bytes, not streamed. */
     double hand = 0;
     for (int i = 0; i < iters; i++) {
@@ -283,6 +296,31 @@ int main(int argc, char **argv)
         sp_arena_free(a);
     }
     hand /= iters;
+
+    /* The dictionary alone (ExportProfilesServiceRequest field 2), both ways. */
+    const uint8_t *p = buf, *end = buf + len, *dict = NULL;
+    size_t dict_len = 0;
+    wire_pb_field f;
+    while (p < end && !wire_pb_next(&p, end, buf, &f, NULL))
+        if (f.num == 2 && f.wt == WIRE_WT_LEN)
+            dict = f.val, dict_len = f.vlen;
+    double dict_pbc = 0, dict_hand = 0;
+    for (int i = 0; dict && i < iters; i++) {
+        sp_arena *a = sp_arena_new(otlp_decode_budget(len) * 2);
+        ProtobufCAllocator alloc = {bench_arena_alloc, bench_arena_free, a};
+        double t1 = bench_thread_cpu_s();
+        if (!opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+                &alloc, dict_len, dict))
+            return 1;
+        double t2 = bench_thread_cpu_s();
+        if (!otlp_hand_unpack_dictionary(dict, dict_len, &alloc, a))
+            return 1;
+        dict_hand += bench_thread_cpu_s() - t2;
+        dict_pbc += t2 - t1;
+        sp_arena_free(a);
+    }
+    dict_pbc /= iters;
+    dict_hand /= iters;
     dec /= iters;
     conv /= iters;
     printf("%-34s %10.2f ms %12.0f samples/s %8.1f MB/s\n", "raw protobuf-c unpack+free", raw * 1e3,
@@ -294,5 +332,7 @@ int main(int argc, char **argv)
     printf("%-34s %10.2f ms %12.0f samples/s %8.1f MB/s\n", "otlp_profiles_convert", conv * 1e3,
            nsamples / conv, mb / conv);
     printf("convert / raw decode = %.2f\n", conv / raw);
+    printf("dictionary (%.2f MB): protobuf-c %.2f ms, by hand %.2f ms\n", dict_len / 1e6,
+           dict_pbc * 1e3, dict_hand * 1e3);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* Decode pipeline for OTLP requests: see decode.h. */
 #include "decode.h"
-#include "samples.h"
+#include "hand_unpack.h"
 #include "../common/metrics.h"
 #include "../wire/pb.h"
 
@@ -143,7 +143,7 @@ int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a,
  *       are those of the whole-request validation.
  *   L7. Every request of the L1 shape goes this way, streamed or not (one resource, or fewer
  *       Samples than the caller streams, is unpacked at once before otlp_decode_profiles()
- *       returns): each resource goes to otlp/samples.c, which decodes its Samples by hand or
+ *       returns): each resource goes to otlp/hand_unpack.c, which decodes its Samples by hand or
  *       leaves the whole resource to protobuf-c. */
 
 struct otlp_profiles_lazy {
@@ -225,6 +225,18 @@ typedef struct dict_helper {
     Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *dict;
 } dict_helper;
 
+/* The dictionary's large tables decoded by hand when their shape allows (otlp/hand_unpack.h), else
+ * the whole dictionary by protobuf-c. */
+static Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *
+unpack_dictionary(const uint8_t *bytes, size_t len, ProtobufCAllocator *alloc, sp_arena *a)
+{
+    Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary *d =
+        otlp_hand_unpack_dictionary(bytes, len, alloc, a);
+    return d ? d
+             : opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+                   alloc, len, bytes);
+}
+
 static void *dict_helper_main(void *arg)
 {
     dict_helper *h = arg;
@@ -234,8 +246,7 @@ static void *dict_helper_main(void *arg)
         return NULL; /* L4; the worker's own check of the whole request reports it */
     h->pa = (pb_arena){h->own, 0};
     ProtobufCAllocator alloc = {pb_alloc, pb_free, &h->pa};
-    h->dict = opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
-        &alloc, h->len, h->bytes);
+    h->dict = unpack_dictionary(h->bytes, h->len, &alloc, h->own);
     return NULL;
 }
 
@@ -356,7 +367,7 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
         samples += c.samples;
     }
     /* L7: a request not worth streaming is unpacked here all at once, through the same
-     * resource-by-resource path, so its Samples are decoded by otlp/samples.c too. */
+     * resource-by-resource path, so its Samples are decoded by otlp/hand_unpack.c too. */
     int stream = nres >= 2 && samples >= lazy_min_samples;
 
     pb_arena pa = {a, 0};
@@ -369,9 +380,7 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
         req);
     req->dictionary = dict_helper_join(h, a, dict, dict_len);
     if (!req->dictionary)
-        req->dictionary =
-            opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
-                &alloc, dict_len, dict);
+        req->dictionary = unpack_dictionary(dict, dict_len, &alloc, a);
     if (!req->dictionary)
         return unpack_failed(&pa, "ExportProfilesServiceRequest.dictionary", dict_len, err);
     req->resource_profiles =
@@ -413,9 +422,9 @@ int otlp_profiles_lazy_unpack(otlp_profiles_lazy *lz, size_t n, sp_err *err)
     for (; lz->next < end; lz->next++) {
         size_t i = lz->next;
         Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
-            otlp_samples_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i], lz->samples[i],
-                                         &alloc, lz->a);
-        if (!rp) /* a shape the Sample decoder leaves to protobuf-c (otlp/samples.h) */
+            otlp_hand_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i], lz->samples[i],
+                                      &alloc, lz->a);
+        if (!rp) /* a shape the Sample decoder leaves to protobuf-c (otlp/hand_unpack.h) */
             rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
                 &alloc, lz->len[i], lz->bytes[i]);
         if (!rp) {

@@ -58,7 +58,7 @@ int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a,
  * in decode.c) comes back with *lazy set: out->msg then has its dictionary and
  * n_resource_profiles, but resource_profiles[i] is NULL until unpacked, and out->verdict has its
  * total but judges only the unpacked resources. *lazy is NULL when the request was decoded whole
- * (then too each resource of a request in the L1 shape went through otlp/samples.c, L7).
+ * (then too each resource of a request in the L1 shape went through otlp/hand_unpack.c, L7).
  * Everything lives in the arena a; the caller holds out and *lazy as long as the arena. */
 typedef struct otlp_profiles_lazy otlp_profiles_lazy;
 /* helper 1 lets a large dictionary be unpacked on a thread of its own beside the layout pass

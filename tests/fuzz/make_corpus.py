@@ -453,22 +453,28 @@ def span_extras():
     write("span_extras", "empty_span", bytes([0x12, 0x02, 0x12, 0x00]))
 
 
-def otlp_samples():
-    """fuzz_otlp_samples: one ResourceProfiles, as the eBPF profiler's requests hold them."""
+def otlp_hand_unpack():
+    """fuzz_otlp_hand_unpack: byte 0 even + one ResourceProfiles, or odd + one ProfilesDictionary,
+    as the eBPF profiler's requests hold them."""
     req, _ = cpu_profile_request(n_profiles=2, samples_per_profile=4, start_ns=1_700_000_000_000_000_000)
+    write("otlp_hand_unpack", "dictionary", b"\x01" + req.dictionary.SerializeToString())
     rp = req.resource_profiles[0]
-    write("otlp_samples", "cpu_v110", rp.SerializeToString())
+    write("otlp_hand_unpack", "cpu_v110", b"\x00" + rp.SerializeToString())
     prof = rp.scope_profiles[0].profiles[0]
     prof.samples[0].link_index = 3
     prof.samples[1].values.extend([5, -6])
     prof.samples[2].attribute_indices.extend([1, 2, 2**31 - 1])
-    write("otlp_samples", "links_values", rp.SerializeToString())
+    write("otlp_hand_unpack", "links_values", b"\x00" + rp.SerializeToString())
     # Encodings protobuf-c takes that the Python encoder never writes: unpacked repeated fields,
     # a repeated scalar, a negative int32 in 10 bytes, Samples between other Profile fields.
     sample = (tag(1, 0) + varint(5) + tag(1, 0) + varint(7) + tag(2, 0) + b"\xff" * 9 + b"\x01"
               + tag(4, 0) + varint(300) + tag(5, 1) + struct.pack("<Q", 1_700_000_000_000_000_000))
     profile = tag(3, 1) + struct.pack("<Q", 1) + ld(2, sample) + tag(6, 0) + varint(100) + ld(2, b"")
-    write("otlp_samples", "unpacked_interleaved", ld(2, ld(2, profile)))
+    write("otlp_hand_unpack", "unpacked_interleaved", b"\x00" + ld(2, ld(2, profile)))
+    location = tag(1, 0) + varint(1) + tag(4, 0) + varint(2) + ld(3, tag(2, 0) + varint(9) + tag(1, 0) + varint(3))
+    stack = tag(1, 0) + varint(4) + ld(1, varint(1) + varint(2))
+    write("otlp_hand_unpack", "dictionary_unpacked_interleaved",
+          b"\x01" + ld(5, b"") + ld(2, location) + ld(1, tag(1, 0) + varint(16)) + ld(7, stack) + ld(5, b"main"))
 
 
 def main():
@@ -476,7 +482,7 @@ def main():
     forward_outbox_params_config()
     otlp_json()
     span_extras()
-    otlp_samples()
+    otlp_hand_unpack()
     if only:  # the corpora of the selector, connect_json, request_head, http_conn, http1, pprof and
         # multipart targets
         new_targets()

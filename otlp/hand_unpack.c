@@ -1,4 +1,4 @@
-/* One ResourceProfiles unpacked with its Samples decoded by hand: see samples.h.
+/* Samples and the dictionary's large tables decoded by hand: see hand_unpack.h.
  *
  * Invariants:
  *   S1. A Sample is decoded here only when each of its fields has a one-byte tag for a number
@@ -13,7 +13,7 @@
  *       in wire order. A walk that met other counts than the caller's L1 walk gives NULL.
  *   S4. Nothing is allocated before every Sample passed S1, so a shape that falls back to
  *       protobuf-c has cost the arena only the walk's bookkeeping (bounded by the counts). */
-#include "samples.h"
+#include "hand_unpack.h"
 #include "../wire/pb.h"
 
 #include <string.h>
@@ -356,9 +356,8 @@ static int attach(const walk *w, ResourceProfiles *rp, sp_arena *a)
     return k == w->nprofs ? 0 : -1;
 }
 
-ResourceProfiles *otlp_samples_unpack_resource(const uint8_t *bytes, size_t len, size_t nprofiles,
-                                               size_t nsamples, ProtobufCAllocator *alloc,
-                                               sp_arena *a)
+ResourceProfiles *otlp_hand_unpack_resource(const uint8_t *bytes, size_t len, size_t nprofiles,
+                                            size_t nsamples, ProtobufCAllocator *alloc, sp_arena *a)
 {
     walk w = {0};
     w.maxsamples = nsamples;
@@ -380,4 +379,342 @@ ResourceProfiles *otlp_samples_unpack_resource(const uint8_t *bytes, size_t len,
     ResourceProfiles *rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
         alloc, stripped, buf);
     return rp && attach(&w, rp, a) == 0 ? rp : NULL;
+}
+
+/* ---- the dictionary's large tables -----------------------------------------------------------
+ *
+ *   D1. location_table, function_table, string_table and stack_table entries are decoded here
+ *       when every entry passes the same test as a Sample (S1: one-byte tags of known fields
+ *       with protobuf-c's wire types, whole varints); mapping_table, link_table and
+ *       attribute_table (nested AnyValues) and any unknown field stay protobuf-c's, unpacked from
+ *       the dictionary's bytes without the four tables (S2's cut, one level).
+ *   D2. Each table keeps its wire order; its structs, pointer arrays, index arrays and strings
+ *       are one block each. A string is its bytes and a NUL, as protobuf-c copies it. */
+
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
+typedef Opentelemetry__Proto__Profiles__V1development__Location Location;
+typedef Opentelemetry__Proto__Profiles__V1development__Line Line;
+typedef Opentelemetry__Proto__Profiles__V1development__Function Function;
+typedef Opentelemetry__Proto__Profiles__V1development__Stack Stack;
+
+enum { T_LOC = 0, T_FUNC, T_STR, T_STACK, NTABLES };
+
+/* ProfilesDictionary's field number of each table decoded here. */
+static const uint32_t table_field[NTABLES] = {2, 3, 5, 7};
+
+typedef struct dwalk {
+    span *e[NTABLES]; /* each table's entries' bytes */
+    size_t n[NTABLES];
+    span *runs; /* the other fields' bytes, in order */
+    size_t nruns, stripped;
+    size_t nlines, nattrs, nidx, strbytes;
+} dwalk;
+
+static int table_of(uint32_t num)
+{
+    for (int t = 0; t < NTABLES; t++)
+        if (table_field[t] == num)
+            return t;
+    return -1;
+}
+
+/* A message of varint fields 1..nfields only (Line, Function), one-byte tags (S1). */
+static int scan_varints(const uint8_t *p, const uint8_t *end, unsigned nfields)
+{
+    uint64_t v;
+    while (p < end) {
+        uint8_t tag = *p++;
+        if ((tag & 7) != WIRE_WT_VARINT || tag >> 3 < 1 || tag >> 3 > nfields ||
+            wire_pb_varint(&p, end, &v))
+            return -1;
+    }
+    return 0;
+}
+
+/* A repeated int32 field met at p (its tag just read): one unpacked varint or a packed run. */
+static int scan_int32s(const uint8_t **p, const uint8_t *end, int packed, size_t *count)
+{
+    uint64_t v;
+    size_t len;
+    if (!packed) {
+        (*count)++;
+        return wire_pb_varint(p, end, &v);
+    }
+    if (len_field(p, end, &len))
+        return -1;
+    int64_t k = packed_varints(*p, len);
+    if (k < 0)
+        return -1;
+    *count += (size_t)k;
+    *p += len;
+    return 0;
+}
+
+static int scan_location(dwalk *w, const uint8_t *p, const uint8_t *end)
+{
+    uint64_t v;
+    size_t len;
+    while (p < end) {
+        uint8_t tag = *p++;
+        switch (tag) {
+        case 1 << 3 | WIRE_WT_VARINT: /* mapping_index */
+        case 2 << 3 | WIRE_WT_VARINT: /* address */
+            if (wire_pb_varint(&p, end, &v))
+                return -1;
+            break;
+        case 3 << 3 | WIRE_WT_LEN: /* lines */
+            if (len_field(&p, end, &len) || scan_varints(p, p + len, 3))
+                return -1;
+            p += len;
+            w->nlines++;
+            break;
+        case 4 << 3 | WIRE_WT_VARINT: /* attribute_indices */
+        case 4 << 3 | WIRE_WT_LEN:
+            if (scan_int32s(&p, end, (tag & 7) == WIRE_WT_LEN, &w->nattrs))
+                return -1;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int scan_stack(dwalk *w, const uint8_t *p, const uint8_t *end)
+{
+    while (p < end) {
+        uint8_t tag = *p++;
+        if ((tag != (1 << 3 | WIRE_WT_VARINT) && tag != (1 << 3 | WIRE_WT_LEN)) ||
+            scan_int32s(&p, end, tag == (1 << 3 | WIRE_WT_LEN), &w->nidx))
+            return -1;
+    }
+    return 0;
+}
+
+static int scan_entry(dwalk *w, int t, const span *s)
+{
+    const uint8_t *end = s->p + s->n;
+    switch (t) {
+    case T_LOC:
+        return scan_location(w, s->p, end);
+    case T_FUNC:
+        return scan_varints(s->p, end, 4);
+    case T_STR:
+        w->strbytes += s->n + 1;
+        return 0;
+    default:
+        return scan_stack(w, s->p, end);
+    }
+}
+
+/* Walks the dictionary's fields (twice: counting, then recording and scanning; D1). */
+static int dict_walk(dwalk *w, const uint8_t *bytes, size_t len, int record)
+{
+    const uint8_t *p = bytes, *end = bytes + len, *run = bytes;
+    wire_pb_field f;
+    size_t n[NTABLES] = {0};
+    while (p < end) {
+        if (wire_pb_next(&p, end, p, &f, NULL))
+            return -1;
+        int t = table_of(f.num);
+        if (t < 0)
+            continue;
+        if (f.wt != WIRE_WT_LEN)
+            return -1;
+        if (record) {
+            if (run != f.start)
+                w->runs[w->nruns++] = (span){run, (size_t)(f.start - run)};
+            w->stripped += (size_t)(f.start - run);
+            w->e[t][n[t]] = (span){f.val, f.vlen};
+            if (scan_entry(w, t, &w->e[t][n[t]]))
+                return -1;
+        }
+        n[t]++;
+        run = f.end;
+    }
+    if (record && run != end) {
+        w->runs[w->nruns++] = (span){run, (size_t)(end - run)};
+        w->stripped += (size_t)(end - run);
+    }
+    if (!record)
+        memcpy(w->n, n, sizeof n);
+    return 0;
+}
+
+static void fill_int32(const uint8_t **p, int packed, int32_t *out, size_t *n)
+{
+    if (!packed) {
+        out[(*n)++] = (int32_t)(uint32_t)take_varint(p);
+        return;
+    }
+    size_t len = (size_t)take_varint(p);
+    const uint8_t *stop = *p + len;
+    while (*p < stop)
+        out[(*n)++] = (int32_t)(uint32_t)take_varint(p);
+}
+
+static void fill_line(Line *l, const uint8_t *p, const uint8_t *end)
+{
+    static const Line init = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LINE__INIT;
+    *l = init;
+    while (p < end) {
+        uint8_t tag = *p++;
+        uint64_t v = take_varint(&p);
+        if (tag >> 3 == 1)
+            l->function_index = (int32_t)(uint32_t)v;
+        else if (tag >> 3 == 2)
+            l->line = (int64_t)v;
+        else
+            l->column = (int64_t)v;
+    }
+}
+
+/* Where the dictionary's entries go: each block used front to back (D2). */
+typedef struct dblocks {
+    Line *lines;
+    Line **line_ptrs;
+    int32_t *attrs, *idx;
+    char *str;
+} dblocks;
+
+static void fill_location(Location *l, const uint8_t *p, const uint8_t *end, dblocks *b)
+{
+    static const Location init = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LOCATION__INIT;
+    *l = init;
+    l->lines = b->line_ptrs;
+    l->attribute_indices = b->attrs;
+    while (p < end) {
+        uint8_t tag = *p++;
+        if (tag == (1 << 3 | WIRE_WT_VARINT)) {
+            l->mapping_index = (int32_t)(uint32_t)take_varint(&p);
+        } else if (tag == (2 << 3 | WIRE_WT_VARINT)) {
+            l->address = take_varint(&p);
+        } else if (tag == (3 << 3 | WIRE_WT_LEN)) {
+            size_t len = (size_t)take_varint(&p);
+            fill_line(b->lines, p, p + len);
+            l->lines[l->n_lines++] = b->lines++;
+            p += len;
+        } else {
+            fill_int32(&p, tag == (4 << 3 | WIRE_WT_LEN), b->attrs, &l->n_attribute_indices);
+        }
+    }
+    b->line_ptrs += l->n_lines;
+    b->attrs += l->n_attribute_indices;
+    if (!l->n_lines)
+        l->lines = NULL;
+    if (!l->n_attribute_indices)
+        l->attribute_indices = NULL;
+}
+
+static void fill_function(Function *f, const uint8_t *p, const uint8_t *end)
+{
+    static const Function init = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__FUNCTION__INIT;
+    *f = init;
+    while (p < end) {
+        uint8_t tag = *p++;
+        uint64_t v = take_varint(&p);
+        switch (tag >> 3) {
+        case 1:
+            f->name_strindex = (int32_t)(uint32_t)v;
+            break;
+        case 2:
+            f->system_name_strindex = (int32_t)(uint32_t)v;
+            break;
+        case 3:
+            f->filename_strindex = (int32_t)(uint32_t)v;
+            break;
+        default:
+            f->start_line = (int64_t)v;
+            break;
+        }
+    }
+}
+
+static void fill_stack(Stack *s, const uint8_t *p, const uint8_t *end, dblocks *b)
+{
+    static const Stack init = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__STACK__INIT;
+    *s = init;
+    s->location_indices = b->idx;
+    while (p < end) {
+        uint8_t tag = *p++;
+        fill_int32(&p, tag == (1 << 3 | WIRE_WT_LEN), b->idx, &s->n_location_indices);
+    }
+    b->idx += s->n_location_indices;
+    if (!s->n_location_indices)
+        s->location_indices = NULL;
+}
+
+/* Fills the four tables protobuf-c left empty in d (-1: it did not, or out of memory). */
+static int dict_fill(const dwalk *w, Dict *d, dblocks *b, sp_arena *a)
+{
+    Location *locs = array(a, w->n[T_LOC], sizeof *locs), **locp;
+    Function *funcs = array(a, w->n[T_FUNC], sizeof *funcs), **funcp;
+    Stack *stacks = array(a, w->n[T_STACK], sizeof *stacks), **stackp;
+    char **strp;
+    if (!locs || !funcs || !stacks || !(locp = array(a, w->n[T_LOC], sizeof *locp)) ||
+        !(funcp = array(a, w->n[T_FUNC], sizeof *funcp)) ||
+        !(strp = array(a, w->n[T_STR], sizeof *strp)) ||
+        !(stackp = array(a, w->n[T_STACK], sizeof *stackp)) || d->n_location_table ||
+        d->n_function_table || d->n_string_table || d->n_stack_table)
+        return -1;
+    for (size_t i = 0; i < w->n[T_LOC]; i++) {
+        fill_location(&locs[i], w->e[T_LOC][i].p, w->e[T_LOC][i].p + w->e[T_LOC][i].n, b);
+        locp[i] = &locs[i];
+    }
+    for (size_t i = 0; i < w->n[T_FUNC]; i++) {
+        fill_function(&funcs[i], w->e[T_FUNC][i].p, w->e[T_FUNC][i].p + w->e[T_FUNC][i].n);
+        funcp[i] = &funcs[i];
+    }
+    for (size_t i = 0; i < w->n[T_STR]; i++) {
+        memcpy(b->str, w->e[T_STR][i].p, w->e[T_STR][i].n);
+        b->str[w->e[T_STR][i].n] = 0;
+        strp[i] = b->str;
+        b->str += w->e[T_STR][i].n + 1;
+    }
+    for (size_t i = 0; i < w->n[T_STACK]; i++) {
+        fill_stack(&stacks[i], w->e[T_STACK][i].p, w->e[T_STACK][i].p + w->e[T_STACK][i].n, b);
+        stackp[i] = &stacks[i];
+    }
+    /* protobuf-c leaves an empty table NULL */
+    d->n_location_table = w->n[T_LOC];
+    d->location_table = w->n[T_LOC] ? locp : NULL;
+    d->n_function_table = w->n[T_FUNC];
+    d->function_table = w->n[T_FUNC] ? funcp : NULL;
+    d->n_string_table = w->n[T_STR];
+    d->string_table = w->n[T_STR] ? strp : NULL;
+    d->n_stack_table = w->n[T_STACK];
+    d->stack_table = w->n[T_STACK] ? stackp : NULL;
+    return 0;
+}
+
+Dict *otlp_hand_unpack_dictionary(const uint8_t *bytes, size_t len, ProtobufCAllocator *alloc,
+                                  sp_arena *a)
+{
+    dwalk w;
+    memset(&w, 0, sizeof w);
+    if (dict_walk(&w, bytes, len, 0))
+        return NULL;
+    size_t entries = 0;
+    for (int t = 0; t < NTABLES; t++) {
+        entries += w.n[t];
+        if (!(w.e[t] = array(a, w.n[t], sizeof *w.e[t])))
+            return NULL;
+    }
+    if (!(w.runs = array(a, entries + 1, sizeof *w.runs)) || dict_walk(&w, bytes, len, 1))
+        return NULL;
+    uint8_t *buf = sp_arena_alloc(a, w.stripped ? w.stripped : 1), *o = buf;
+    if (!buf)
+        return NULL;
+    for (size_t i = 0; i < w.nruns; i++) {
+        memcpy(o, w.runs[i].p, w.runs[i].n);
+        o += w.runs[i].n;
+    }
+    Dict *d = opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+        alloc, w.stripped, buf);
+    dblocks b = {array(a, w.nlines, sizeof *b.lines), array(a, w.nlines, sizeof *b.line_ptrs),
+                 array(a, w.nattrs, sizeof *b.attrs), array(a, w.nidx, sizeof *b.idx),
+                 array(a, w.strbytes, 1)};
+    if (!d || !b.lines || !b.line_ptrs || !b.attrs || !b.idx || !b.str || dict_fill(&w, d, &b, a))
+        return NULL;
+    return d;
 }

@@ -1,4 +1,4 @@
-/* otlp/samples.h: a ResourceProfiles whose Samples are decoded by hand must be the message
+/* otlp/hand_unpack.h: a ResourceProfiles whose Samples are decoded by hand must be the message
  * protobuf-c unpacks from the same bytes. The oracle is protobuf-c itself: both messages are
  * packed again with protobuf_c_message_pack() and the bytes compared, and a few values written
  * by hand below are checked field by field. Shapes the decoder leaves to protobuf-c (S1) must
@@ -10,9 +10,10 @@
 #include <cmocka.h>
 
 #include "otlp/decode.h"
-#include "otlp/samples.h"
+#include "otlp/hand_unpack.h"
 #include "wire/pb.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,7 +72,7 @@ static ResourceProfiles *both_ways(sp_arena *a, const uint8_t *b, size_t n)
     ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
     size_t np, ns;
     count(b, n, &np, &ns);
-    ResourceProfiles *fast = otlp_samples_unpack_resource(b, n, np, ns, &alloc, a);
+    ResourceProfiles *fast = otlp_hand_unpack_resource(b, n, np, ns, &alloc, a);
     ResourceProfiles *ref =
         opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, n, b);
     if (fast) {
@@ -287,7 +288,7 @@ static void leaves_other_shapes_to_protobuf_c(void **state)
         size_t n = put_len(prof, 0x12, cases[i].bytes, cases[i].n);
         size_t len = wrap(buf, prof, n);
         ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
-        if (otlp_samples_unpack_resource(buf, len, 1, 1, &alloc, a) != NULL)
+        if (otlp_hand_unpack_resource(buf, len, 1, 1, &alloc, a) != NULL)
             fail_msg("%s: decoded by hand", cases[i].what);
         ResourceProfiles *ref =
             opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, len,
@@ -308,10 +309,10 @@ static void other_counts_than_the_walk_found_are_declined(void **state)
     count(b, n, &np, &ns);
     assert_int_equal(np, 3);
     assert_int_equal(ns, 300);
-    assert_null(otlp_samples_unpack_resource(b, n, np, ns - 1, &alloc, a));
-    assert_null(otlp_samples_unpack_resource(b, n, np, ns + 1, &alloc, a));
-    assert_null(otlp_samples_unpack_resource(b, n, np + 1, ns, &alloc, a));
-    assert_non_null(otlp_samples_unpack_resource(b, n, np, ns, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np, ns - 1, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np, ns + 1, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np + 1, ns, &alloc, a));
+    assert_non_null(otlp_hand_unpack_resource(b, n, np, ns, &alloc, a));
     free(b);
     sp_arena_free(a);
 }
@@ -348,6 +349,227 @@ static void a_request_of_one_resource_is_decoded_by_hand(void **state)
     sp_arena_free(a);
 }
 
+typedef Opentelemetry__Proto__Profiles__V1development__ProfilesDictionary Dict;
+typedef Opentelemetry__Proto__Profiles__V1development__Location Location;
+typedef Opentelemetry__Proto__Profiles__V1development__Line Line;
+typedef Opentelemetry__Proto__Profiles__V1development__Function Function;
+typedef Opentelemetry__Proto__Profiles__V1development__Mapping Mapping;
+typedef Opentelemetry__Proto__Profiles__V1development__Stack Stack;
+typedef Opentelemetry__Proto__Profiles__V1development__Link Link;
+typedef Opentelemetry__Proto__Profiles__V1development__KeyValueAndUnit KeyValueAndUnit;
+
+/* The dictionary both ways, as both_ways() does for a resource. */
+static Dict *dict_both_ways(sp_arena *a, const uint8_t *b, size_t n)
+{
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+    Dict *fast = otlp_hand_unpack_dictionary(b, n, &alloc, a);
+    Dict *ref =
+        opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(&alloc, n, b);
+    if (fast) {
+        assert_non_null(ref);
+        size_t lf, lr;
+        uint8_t *pf = pack(&fast->base, &lf), *pr = pack(&ref->base, &lr);
+        assert_int_equal(lf, lr);
+        assert_memory_equal(pf, pr, lr);
+        free(pf);
+        free(pr);
+    }
+    return fast;
+}
+
+/* An eBPF-shaped dictionary: mappings, native and interpreted locations (zero to three lines),
+ * functions, strings (the empty one first), stacks (one empty), a link and a thread attribute. */
+static uint8_t *ebpf_dictionary(size_t nloc, size_t *len)
+{
+    Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
+    Mapping m[2], *mp[2];
+    for (int i = 0; i < 2; i++) {
+        m[i] = (Mapping)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__MAPPING__INIT;
+        mp[i] = &m[i];
+        m[i].memory_start = 0x400000u * (uint64_t)(i + 1);
+        m[i].memory_limit = m[i].memory_start + 0x100000;
+        m[i].filename_strindex = 1 + i;
+    }
+    d.mapping_table = mp;
+    d.n_mapping_table = 2;
+    size_t nfn = nloc / 2 + 1, nstr = nfn + 3, nstack = nloc / 3 + 2;
+    Location *l = calloc(nloc, sizeof *l), **lp = calloc(nloc, sizeof *lp);
+    Line *ln = calloc(nloc * 3, sizeof *ln), **lnp = calloc(nloc * 3, sizeof *lnp);
+    int32_t *lattr = calloc(nloc, sizeof *lattr);
+    Function *f = calloc(nfn, sizeof *f), **fp = calloc(nfn, sizeof *fp);
+    char **str = calloc(nstr, sizeof *str);
+    Stack *st = calloc(nstack, sizeof *st), **stp = calloc(nstack, sizeof *stp);
+    int32_t *idx = calloc(nstack * 40, sizeof *idx);
+    assert_true(l && lp && ln && lnp && lattr && f && fp && str && st && stp && idx);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < nloc; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        l[i] = (Location)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LOCATION__INIT;
+        lp[i] = &l[i];
+        l[i].mapping_index = (int32_t)(x % 3);
+        l[i].address = x >> 12;
+        l[i].n_lines = x % 4;
+        l[i].lines = lnp + 3 * i;
+        for (size_t k = 0; k < l[i].n_lines; k++) {
+            Line *one = &ln[3 * i + k];
+            *one = (Line)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LINE__INIT;
+            one->function_index = (int32_t)((x >> (8 * k)) % nfn);
+            one->line = k == 1 ? -1 : (int64_t)(x >> 50);
+            one->column = (int64_t)k;
+            lnp[3 * i + k] = one;
+        }
+        if (x % 5 == 0) {
+            lattr[i] = (int32_t)(x % 3);
+            l[i].attribute_indices = &lattr[i];
+            l[i].n_attribute_indices = 1;
+        }
+    }
+    d.location_table = lp;
+    d.n_location_table = nloc;
+    for (size_t i = 0; i < nfn; i++) {
+        f[i] = (Function)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__FUNCTION__INIT;
+        fp[i] = &f[i];
+        f[i].name_strindex = (int32_t)(3 + i);
+        f[i].system_name_strindex = i % 2 ? (int32_t)(3 + i) : 0;
+        f[i].filename_strindex = (int32_t)(i % 3);
+        f[i].start_line = (int64_t)i - 5;
+    }
+    d.function_table = fp;
+    d.n_function_table = nfn;
+    str[0] = "";
+    str[1] = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+    str[2] = "thread.id";
+    for (size_t i = 3; i < nstr; i++) {
+        str[i] = malloc(48);
+        snprintf(str[i], 48, "github.com/example/pkg.(*T).handle%zu", i);
+    }
+    d.string_table = str;
+    d.n_string_table = nstr;
+    for (size_t i = 0; i < nstack; i++) {
+        st[i] = (Stack)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__STACK__INIT;
+        stp[i] = &st[i];
+        st[i].n_location_indices = i == 0 ? 0 : 1 + i % 40;
+        st[i].location_indices = i == 0 ? NULL : idx + 40 * i;
+        for (size_t k = 0; k < st[i].n_location_indices; k++)
+            idx[40 * i + k] = (int32_t)((i * 7 + k * 13) % nloc);
+    }
+    d.stack_table = stp;
+    d.n_stack_table = nstack;
+    Link lk = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LINK__INIT, *lkp[2] = {&lk, &lk};
+    uint8_t tid[16] = {1, 2, 3}, sid[8] = {4, 5, 6};
+    lk.trace_id = (ProtobufCBinaryData){16, tid};
+    lk.span_id = (ProtobufCBinaryData){8, sid};
+    d.link_table = lkp;
+    d.n_link_table = 2;
+    AnyValue av = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+    av.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    av.int_value = 4243;
+    KeyValueAndUnit kv = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__KEY_VALUE_AND_UNIT__INIT;
+    KeyValueAndUnit *kvp[2] = {&kv, &kv};
+    kv.key_strindex = 2;
+    kv.value = &av;
+    d.attribute_table = kvp;
+    d.n_attribute_table = 2;
+    uint8_t *b = pack(&d.base, len);
+    for (size_t i = 3; i < nstr; i++)
+        free(str[i]);
+    free(l), free(lp), free(ln), free(lnp), free(lattr), free(f), free(fp), free(str);
+    free(st), free(stp), free(idx);
+    return b;
+}
+
+static void decodes_an_ebpf_shaped_dictionary_as_protobuf_c_does(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(64 << 20);
+    size_t n;
+    uint8_t *b = ebpf_dictionary(5000, &n);
+    Dict *d = dict_both_ways(a, b, n);
+    assert_non_null(d); /* the decoder's shape: protobuf-c is not what answered */
+    assert_int_equal(d->n_location_table, 5000);
+    assert_int_equal(d->n_mapping_table, 2);
+    assert_string_equal(d->string_table[1], "/usr/lib/x86_64-linux-gnu/libc.so.6");
+    assert_null(d->stack_table[0]->location_indices);
+    assert_int_equal(d->attribute_table[1]->value->int_value, 4243);
+    free(b);
+    sp_arena_free(a);
+}
+
+static void takes_every_dictionary_encoding_protobuf_c_takes(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(1 << 20);
+    /* Tables interleaved with a mapping; a Location with a repeated mapping_index (the last
+     * wins), attributes unpacked then packed, a Line out of field order; a Stack with indices
+     * unpacked, packed and unpacked again; a Function with a negative start_line; a string with
+     * a NUL inside. */
+    static const uint8_t loc[] = {0x08, 0x01, 0x08, 0x02, 0x10, 0xab, 0x02, 0x20, 0x05, 0x22,
+                                  0x02, 0x06, 0x07, 0x1a, 0x04, 0x10, 0x09, 0x08, 0x03};
+    static const uint8_t stack[] = {0x08, 0x04, 0x0a, 0x02, 0x01, 0x02, 0x08, 0x03};
+    static const uint8_t fn[] = {0x08, 0x01, 0x20, 0xff, 0xff, 0xff, 0xff,
+                                 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t mapping[] = {0x08, 0x10, 0x20, 0x01};
+    uint8_t buf[256];
+    size_t n = 0;
+    n += put_len(buf + n, 0x2a, (const uint8_t *)"", 0);
+    n += put_len(buf + n, 0x12, loc, sizeof loc);
+    n += put_len(buf + n, 0x0a, mapping, sizeof mapping);
+    n += put_len(buf + n, 0x3a, stack, sizeof stack);
+    n += put_len(buf + n, 0x2a, (const uint8_t *)"a\0b", 3);
+    n += put_len(buf + n, 0x1a, fn, sizeof fn);
+    n += put_len(buf + n, 0x12, (const uint8_t *)"", 0); /* an empty Location */
+    Dict *d = dict_both_ways(a, buf, n);
+    assert_non_null(d);
+    const Location *l = d->location_table[0];
+    assert_int_equal(l->mapping_index, 2);
+    assert_int_equal(l->address, 0x12b);
+    assert_int_equal(l->n_attribute_indices, 3);
+    assert_int_equal(l->attribute_indices[2], 7);
+    assert_int_equal(l->n_lines, 1);
+    assert_int_equal(l->lines[0]->function_index, 3);
+    assert_int_equal(l->lines[0]->line, 9);
+    assert_int_equal(d->n_location_table, 2);
+    assert_null(d->location_table[1]->lines);
+    assert_int_equal(d->stack_table[0]->n_location_indices, 4);
+    assert_int_equal(d->stack_table[0]->location_indices[3], 3);
+    assert_int_equal(d->function_table[0]->start_line, -1);
+    assert_int_equal(d->n_string_table, 2);
+    assert_memory_equal(d->string_table[1], "a\0b", 4);
+    assert_int_equal(d->n_mapping_table, 1);
+    sp_arena_free(a);
+}
+
+/* Each dictionary here is one protobuf-c decides: the decoder must answer NULL. */
+static void leaves_other_dictionaries_to_protobuf_c(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        uint8_t bytes[16];
+        size_t n;
+        int protobuf_c_takes_it;
+    } cases[] = {
+        {"Location with field 5", {0x12, 0x02, 0x28, 0x01}, 4, 1},
+        {"Line with field 4", {0x12, 0x04, 0x1a, 0x02, 0x20, 0x01}, 6, 1},
+        {"Function with a LEN field", {0x1a, 0x03, 0x0a, 0x01, 0x00}, 5, 0},
+        {"Stack with field 2", {0x3a, 0x02, 0x10, 0x01}, 4, 1},
+        {"string as a varint", {0x28, 0x01}, 2, 0},
+        {"Stack cut in a packed varint", {0x3a, 0x03, 0x0a, 0x01, 0x80}, 5, 0},
+        {"Line cut short", {0x12, 0x03, 0x1a, 0x02, 0x08}, 5, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sp_arena *a = sp_arena_new(1 << 20);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+        if (otlp_hand_unpack_dictionary(cases[i].bytes, cases[i].n, &alloc, a) != NULL)
+            fail_msg("%s: decoded by hand", cases[i].what);
+        Dict *ref = opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+            &alloc, cases[i].n, cases[i].bytes);
+        if ((ref != NULL) != cases[i].protobuf_c_takes_it)
+            fail_msg("%s: protobuf-c %s it", cases[i].what, ref ? "takes" : "refuses");
+        sp_arena_free(a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -356,6 +578,9 @@ int main(void)
         cmocka_unit_test(leaves_other_shapes_to_protobuf_c),
         cmocka_unit_test(other_counts_than_the_walk_found_are_declined),
         cmocka_unit_test(a_request_of_one_resource_is_decoded_by_hand),
+        cmocka_unit_test(decodes_an_ebpf_shaped_dictionary_as_protobuf_c_does),
+        cmocka_unit_test(takes_every_dictionary_encoding_protobuf_c_takes),
+        cmocka_unit_test(leaves_other_dictionaries_to_protobuf_c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
