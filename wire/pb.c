@@ -3,7 +3,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+int wire_pb_varint_any(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
     const uint8_t *q = *p;
     uint64_t v = 0;
@@ -21,8 +21,8 @@ int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return -1; /* an 11th byte would be needed: not a valid varint */
 }
 
-int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
-                 sp_err *err)
+int wire_pb_next_any(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
+                     sp_err *err)
 {
     const uint8_t *q = *p;
     uint64_t tag, v;

@@ -32,14 +32,49 @@ typedef struct wire_pb_field {
     const uint8_t *end;   /* one past the last byte of the field */
 } wire_pb_field;
 
-/* Reads a varint of at most 10 bytes. Returns 0, or -1 when truncated or too long. */
-int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out);
+/* The readers below in full: every length, every error (call wire_pb_varint/wire_pb_next). */
+int wire_pb_varint_any(const uint8_t **p, const uint8_t *end, uint64_t *out);
+int wire_pb_next_any(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
+                     sp_err *err);
+
+/* Reads a varint of at most 10 bytes. Returns 0, or -1 when truncated or too long. Inline for a
+ * one-byte varint (most tags, lengths and indices): the walks over every Sample of a large Export
+ * call these a few times per Sample (bench/RESULTS.md, "Samples and dictionaries decoded by
+ * hand"). */
+static inline int wire_pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    if (*p < end && **p < 0x80) {
+        *out = *(*p)++;
+        return 0;
+    }
+    return wire_pb_varint_any(p, end, out);
+}
 
 /* Reads one field at *p and advances past it. Returns 0, or SP_EINVAL with a message naming the
  * offset (relative to base) when the field is truncated, has a zero field number or a wire type
- * spanprof does not accept. */
-int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint8_t *base, wire_pb_field *f,
-                 sp_err *err);
+ * spanprof does not accept. Inline for a one-byte tag with a one-byte value (VARINT) or length
+ * (LEN) that fits; anything else, and every error, is wire_pb_next_any()'s. */
+static inline int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint8_t *base,
+                               wire_pb_field *f, sp_err *err)
+{
+    const uint8_t *q = *p;
+    if (end - q >= 2 && q[0] >= 8 && q[0] < 0x80 && q[1] < 0x80) {
+        int wt = q[0] & 7;
+        if (wt == WIRE_WT_VARINT || (wt == WIRE_WT_LEN && q[1] <= end - q - 2)) {
+            f->start = q;
+            f->body = q + 1;
+            f->num = q[0] >> 3;
+            f->wt = wt;
+            f->varint = wt == WIRE_WT_VARINT ? q[1] : 0;
+            f->val = wt == WIRE_WT_LEN ? q + 2 : NULL;
+            f->vlen = wt == WIRE_WT_LEN ? q[1] : 0;
+            f->end = q + 2 + f->vlen;
+            *p = f->end;
+            return 0;
+        }
+    }
+    return wire_pb_next_any(p, end, base, f, err);
+}
 
 /* Bytes needed to encode v as a varint (1..10). */
 size_t wire_pb_varint_size(uint64_t v);

@@ -259,6 +259,50 @@ static void reads_varints_up_to_ten_bytes(void **state)
     assert_true(wire_pb_is_packed_varints(minus_one, 0));
 }
 
+/* wire_pb_next()'s inline path must read every input as wire_pb_next_any() does: every two- and
+ * three-byte input, and random fields of every wire type cut at every length. */
+static void inline_field_reader_agrees_with_the_full_one(void **state)
+{
+    (void)state;
+    uint8_t buf[16];
+    uint64_t x = 0x243f6a8885a308d3ull;
+    for (uint32_t i = 0; i < (1u << 24) + 4096; i++) {
+        size_t n;
+        if (i < (1u << 24)) { /* every three bytes, and their two-byte prefixes */
+            buf[0] = (uint8_t)i, buf[1] = (uint8_t)(i >> 8), buf[2] = (uint8_t)(i >> 16);
+            n = i & 1 ? 3 : 2;
+        } else {
+            for (size_t k = 0; k < sizeof buf; k++)
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17, buf[k] = (uint8_t)(x >> 32);
+            buf[0] = (uint8_t)((buf[0] & 0x78) | (x & 7)); /* one-byte tag, any wire type */
+            n = 1 + x % sizeof buf;
+        }
+        const uint8_t *pa = buf, *pb = buf;
+        wire_pb_field fa, fb;
+        memset(&fa, 0xaa, sizeof fa);
+        memset(&fb, 0xaa, sizeof fb);
+        int ra = wire_pb_next(&pa, buf + n, buf, &fa, NULL);
+        int rb = wire_pb_next_any(&pb, buf + n, buf, &fb, NULL);
+        assert_int_equal(ra, rb);
+        if (ra)
+            continue;
+        assert_ptr_equal(pa, pb);
+        assert_int_equal(fa.num, fb.num);
+        assert_int_equal(fa.wt, fb.wt);
+        assert_true(fa.varint == fb.varint);
+        assert_ptr_equal(fa.val, fb.val);
+        assert_int_equal(fa.vlen, fb.vlen);
+        assert_ptr_equal(fa.start, fb.start);
+        assert_ptr_equal(fa.body, fb.body);
+        assert_ptr_equal(fa.end, fb.end);
+        uint64_t va, vb;
+        pa = pb = buf;
+        ra = wire_pb_varint(&pa, buf + n, &va);
+        assert_int_equal(ra, wire_pb_varint_any(&pb, buf + n, &vb));
+        assert_true(ra || (va == vb && pa == pb));
+    }
+}
+
 static void reads_fields_of_every_accepted_wire_type(void **state)
 {
     const uint8_t msg[] = {
@@ -351,6 +395,7 @@ int main(void)
         cmocka_unit_test(exhausted_memory_budget_is_too_big_not_invalid),
         cmocka_unit_test(decode_budget_is_a_multiple_of_the_size),
         cmocka_unit_test(reads_varints_up_to_ten_bytes),
+        cmocka_unit_test(inline_field_reader_agrees_with_the_full_one),
         cmocka_unit_test(reads_fields_of_every_accepted_wire_type),
         cmocka_unit_test(rejects_bad_wire_fields),
         cmocka_unit_test(encodes_google_rpc_status),
