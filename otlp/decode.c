@@ -297,7 +297,9 @@ static int walk_request(otlp_profiles_lazy *lz, const uint8_t *msg, size_t len,
     size_t n = 0;
     *dict = NULL;
     while (p < end) {
-        if (wire_pb_next(&p, end, msg, &f, NULL))
+        /* protobuf-c never sees the request's own fields here: what it would refuse in them
+         * (a tag or length past 5 bytes) sends the request to the whole unpack (L1) */
+        if (wire_pb_next(&p, end, msg, &f, NULL) || !wire_pb_protobuf_c_bounds(&f))
             return -1;
         if (f.num != 1 && f.num != 2)
             continue;

@@ -2,17 +2,20 @@
  *
  * Invariants:
  *   S1. A Sample is decoded here only when each of its fields has a one-byte tag for a number
- *       1-5 with a wire type protobuf-c takes for it, every varint ends within 10 bytes, and a
- *       packed fixed64 array is a multiple of 8 bytes long. Any other shape: NULL (protobuf-c
- *       decides, errors included).
+ *       1-5 with a wire type protobuf-c takes for it, every varint ends within 10 bytes, every
+ *       length prefix within 5 (protobuf-c's limit, wire_pb_protobuf_c_bounds()), and a packed
+ *       fixed64 array is a multiple of 8 bytes long. Any other shape: NULL (protobuf-c decides,
+ *       errors included). The same holds for the tag and length of every field cut out or
+ *       written again (Samples, the Profiles and ScopeProfiles around them).
  *   S2. The stripped resource is the original with every Profile.samples field cut out and the
  *       lengths of the ScopeProfiles and Profile around them written again; every other byte is
  *       copied, so protobuf-c decides every other field (merges, unknown fields, errors).
  *   S3. Order is kept: the k-th Profile protobuf-c unpacks from the stripped bytes (scopes in
  *       order, their profiles in order) is the k-th the walk met, and gets that Profile's Samples
  *       in wire order. A walk that met other counts than the caller's L1 walk gives NULL.
- *   S4. Nothing is allocated before every Sample passed S1, so a shape that falls back to
- *       protobuf-c has cost the arena only the walk's bookkeeping (bounded by the counts). */
+ *   S4. Nothing is allocated before the whole resource passed S1 and S3: a first walk checks
+ *       and counts, a second records (walk.record), so a shape left to protobuf-c has cost the
+ *       request's memory budget nothing. */
 #include "hand_unpack.h"
 #include "../wire/pb.h"
 
@@ -48,6 +51,7 @@ typedef struct prof_rec {
 } prof_rec;
 
 typedef struct walk {
+    int record; /* 0: the first walk, checking and counting (S4); 1: the second, recording */
     span *samples, *runs;
     prof_rec *profs;
     size_t nsamples, maxsamples, nruns, maxruns, nprofs, maxprofs;
@@ -78,7 +82,8 @@ static int64_t packed_varints(const uint8_t *p, size_t len)
 static int len_field(const uint8_t **p, const uint8_t *end, size_t *len)
 {
     uint64_t n;
-    if (wire_pb_varint(p, end, &n) || n > (uint64_t)(end - *p))
+    const uint8_t *at = *p;
+    if (wire_pb_varint(p, end, &n) || *p - at > 5 || n > (uint64_t)(end - *p)) /* S1 */
         return -1;
     *len = (size_t)n;
     return 0;
@@ -232,12 +237,14 @@ static int add_run(walk *w, const uint8_t *from, const uint8_t *to, size_t *stri
     return 0;
 }
 
-/* A Profile: its Samples scanned and recorded, the rest recorded as runs. */
+/* A Profile: the first walk checks and counts its Samples; the second records them, and the
+ * rest of the Profile as runs. */
 static int walk_profile(walk *w, const uint8_t *p, size_t n, size_t *stripped)
 {
     if (w->nprofs == w->maxprofs)
         return -1;
-    prof_rec *r = &w->profs[w->nprofs++];
+    prof_rec dummy, *r = w->record ? &w->profs[w->nprofs] : &dummy;
+    w->nprofs++;
     *r = (prof_rec){0, w->nruns, 0, w->nsamples, 0};
     const uint8_t *end = p + n, *run = p;
     wire_pb_field f;
@@ -246,13 +253,19 @@ static int walk_profile(walk *w, const uint8_t *p, size_t n, size_t *stripped)
             return -1;
         if (f.num != 2)
             continue;
-        if (f.wt != WIRE_WT_LEN || w->nsamples == w->maxsamples ||
-            add_run(w, run, f.start, &r->stripped) || scan_sample(w, f.val, f.val + f.vlen))
+        if (f.wt != WIRE_WT_LEN || !wire_pb_protobuf_c_bounds(&f) || w->nsamples == w->maxsamples)
             return -1;
-        w->samples[w->nsamples++] = (span){f.val, f.vlen};
-        run = f.end;
+        if (!w->record && scan_sample(w, f.val, f.val + f.vlen))
+            return -1;
+        if (w->record) {
+            if (add_run(w, run, f.start, &r->stripped))
+                return -1;
+            w->samples[w->nsamples] = (span){f.val, f.vlen};
+            run = f.end;
+        }
+        w->nsamples++;
     }
-    if (add_run(w, run, end, &r->stripped))
+    if (w->record && add_run(w, run, end, &r->stripped))
         return -1;
     r->nruns = w->nruns - r->first_run;
     r->nsamples = w->nsamples - r->first_sample;
@@ -275,7 +288,7 @@ static int walk_parent(walk *w, const uint8_t *p, size_t n, int depth, size_t *k
             *stripped += (size_t)(f.end - f.start);
             continue;
         }
-        if (f.wt != WIRE_WT_LEN)
+        if (f.wt != WIRE_WT_LEN || !wire_pb_protobuf_c_bounds(&f))
             return -1;
         size_t child = 0;
         if (depth == 0 && walk_parent(w, f.val, f.vlen, 1, k, &child))
@@ -359,16 +372,22 @@ static int attach(const walk *w, ResourceProfiles *rp, sp_arena *a)
 ResourceProfiles *otlp_hand_unpack_resource(const uint8_t *bytes, size_t len, size_t nprofiles,
                                             size_t nsamples, ProtobufCAllocator *alloc, sp_arena *a)
 {
-    walk w = {0};
+    walk w;
+    memset(&w, 0, sizeof w);
     w.maxsamples = nsamples;
     w.maxprofs = nprofiles;
+    size_t stripped;
+    if (nsamples > WIRE_PB_PROTOBUF_C_MAX_FIELDS ||
+        walk_parent(&w, bytes, len, 0, NULL, &stripped) || w.nsamples != nsamples ||
+        w.nprofs != nprofiles)
+        return NULL; /* S1, S3: nothing allocated yet (S4) */
+    w.record = 1;
+    w.nsamples = w.nprofs = 0;
     w.maxruns = nsamples + nprofiles;
     w.samples = array(a, nsamples, sizeof *w.samples);
     w.runs = array(a, w.maxruns, sizeof *w.runs);
     w.profs = array(a, nprofiles, sizeof *w.profs);
-    size_t stripped;
-    if (!w.samples || !w.runs || !w.profs || walk_parent(&w, bytes, len, 0, NULL, &stripped) ||
-        w.nsamples != nsamples || w.nprofs != nprofiles)
+    if (!w.samples || !w.runs || !w.profs || walk_parent(&w, bytes, len, 0, NULL, &stripped))
         return NULL;
     uint8_t *buf = sp_arena_alloc(a, stripped ? stripped : 1);
     if (!buf)
@@ -507,7 +526,8 @@ static int scan_entry(dwalk *w, int t, const span *s)
     }
 }
 
-/* Walks the dictionary's fields (twice: counting, then recording and scanning; D1). */
+/* Walks the dictionary's fields twice: checking every entry and counting (nothing allocated
+ * yet, so a dictionary left to protobuf-c costs the request's budget nothing), then recording. */
 static int dict_walk(dwalk *w, const uint8_t *bytes, size_t len, int record)
 {
     const uint8_t *p = bytes, *end = bytes + len, *run = bytes;
@@ -519,15 +539,16 @@ static int dict_walk(dwalk *w, const uint8_t *bytes, size_t len, int record)
         int t = table_of(f.num);
         if (t < 0)
             continue;
-        if (f.wt != WIRE_WT_LEN)
+        if (f.wt != WIRE_WT_LEN || !wire_pb_protobuf_c_bounds(&f))
+            return -1;
+        span e = {f.val, f.vlen};
+        if (!record && scan_entry(w, t, &e)) /* D1, before anything is allocated */
             return -1;
         if (record) {
             if (run != f.start)
                 w->runs[w->nruns++] = (span){run, (size_t)(f.start - run)};
             w->stripped += (size_t)(f.start - run);
-            w->e[t][n[t]] = (span){f.val, f.vlen};
-            if (scan_entry(w, t, &w->e[t][n[t]]))
-                return -1;
+            w->e[t][n[t]] = e;
         }
         n[t]++;
         run = f.end;
@@ -695,8 +716,11 @@ Dict *otlp_hand_unpack_dictionary(const uint8_t *bytes, size_t len, ProtobufCAll
     if (dict_walk(&w, bytes, len, 0))
         return NULL;
     size_t entries = 0;
-    for (int t = 0; t < NTABLES; t++) {
+    for (int t = 0; t < NTABLES; t++)
         entries += w.n[t];
+    if (entries > WIRE_PB_PROTOBUF_C_MAX_FIELDS)
+        return NULL;
+    for (int t = 0; t < NTABLES; t++) {
         if (!(w.e[t] = array(a, w.n[t], sizeof *w.e[t])))
             return NULL;
     }

@@ -76,6 +76,17 @@ static inline int wire_pb_next(const uint8_t **p, const uint8_t *end, const uint
     return wire_pb_next_any(p, end, base, f, err);
 }
 
+/* protobuf-c (1.4) reads at most 5 bytes of a tag or of a length prefix, refuses a length past
+ * INT_MAX, and a message of more than WIRE_PB_PROTOBUF_C_MAX_FIELDS fields: code that takes a
+ * field out of a message before protobuf-c sees the rest must check what protobuf-c would have
+ * (otlp/hand_unpack.c, the lazy decode's walk in otlp/decode.c). 1 when f passes. */
+#define WIRE_PB_PROTOBUF_C_MAX_FIELDS (16 * ((1u << 23) - 1))
+static inline int wire_pb_protobuf_c_bounds(const wire_pb_field *f)
+{
+    return f->body - f->start <= 5 &&
+           (f->wt != WIRE_WT_LEN || (f->val - f->body <= 5 && f->vlen <= 0x7fffffff));
+}
+
 /* Bytes needed to encode v as a varint (1..10). */
 size_t wire_pb_varint_size(uint64_t v);
 /* Encodes v at out (which has room for wire_pb_varint_size(v) bytes); returns bytes written. */

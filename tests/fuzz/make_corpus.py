@@ -473,6 +473,12 @@ def otlp_hand_unpack():
     write("otlp_hand_unpack", "unpacked_interleaved", b"\x00" + ld(2, ld(2, profile)))
     location = tag(1, 0) + varint(1) + tag(4, 0) + varint(2) + ld(3, tag(2, 0) + varint(9) + tag(1, 0) + varint(3))
     stack = tag(1, 0) + varint(4) + ld(1, varint(1) + varint(2))
+    # Lengths and tags in 5 bytes (protobuf-c takes them) and in 6 (it refuses them): where the
+    # decoders cut fields out, they must tell the two apart.
+    long5, long6 = b"\x82\x80\x80\x80\x00", b"\x82\x80\x80\x80\x80\x00"
+    write("otlp_hand_unpack", "length_5_bytes", b"\x00" + ld(2, ld(2, tag(2, 2) + long5 + tag(1, 0) + varint(5))))
+    write("otlp_hand_unpack", "length_6_bytes", b"\x00" + ld(2, ld(2, tag(2, 2) + long6 + tag(1, 0) + varint(5))))
+    write("otlp_hand_unpack", "dictionary_tag_6_bytes", b"\x01\xaa\x80\x80\x80\x80\x00\x01A")
     write("otlp_hand_unpack", "dictionary_unpacked_interleaved",
           b"\x01" + ld(5, b"") + ld(2, location) + ld(1, tag(1, 0) + varint(16)) + ld(7, stack) + ld(5, b"main"))
 

@@ -570,6 +570,105 @@ static void leaves_other_dictionaries_to_protobuf_c(void **state)
     }
 }
 
+/* protobuf-c reads at most 5 bytes of a tag or a length prefix: where the decoders cut a field
+ * out or write it again, they must refuse what protobuf-c would have (found by review: each of
+ * these was decoded by hand while protobuf-c refuses it). */
+static void refuses_tags_and_lengths_protobuf_c_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        int dict;
+        uint8_t bytes[16];
+        size_t n;
+    } cases[] = {
+        /* a Sample's length in 6 bytes */
+        {0, {0x12, 0x0b, 0x12, 0x09, 0x12, 0x82, 0x80, 0x80, 0x80, 0x80, 0x00, 0x08, 0x05}, 13},
+        /* a Sample's tag in 6 bytes */
+        {0, {0x12, 0x0b, 0x12, 0x09, 0x92, 0x80, 0x80, 0x80, 0x80, 0x00, 0x02, 0x08, 0x05}, 13},
+        /* scope_profiles' tag in 6 bytes */
+        {0, {0x92, 0x80, 0x80, 0x80, 0x80, 0x00, 0x06, 0x12, 0x04, 0x12, 0x02, 0x08, 0x05}, 13},
+        /* packed values' length in 6 bytes */
+        {0,
+         {0x12, 0x0c, 0x12, 0x0a, 0x12, 0x08, 0x22, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x05},
+         14},
+        {1, {0x2a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x41}, 8}, /* a string's length */
+        {1, {0xaa, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01, 0x41}, 8}, /* a string's tag */
+        {1, {0x12, 0x09, 0x1a, 0x82, 0x80, 0x80, 0x80, 0x80, 0x00, 0x08, 0x01}, 11}, /* a Line */
+        {1, {0x3a, 0x08, 0x0a, 0x81, 0x80, 0x80, 0x80, 0x80, 0x00, 0x05}, 10}, /* packed indices */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sp_arena *a = sp_arena_new(1 << 20);
+        ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+        const uint8_t *b = cases[i].bytes;
+        size_t n = cases[i].n;
+        void *hand = cases[i].dict ? (void *)otlp_hand_unpack_dictionary(b, n, &alloc, a)
+                                   : (void *)otlp_hand_unpack_resource(b, n, 1, 1, &alloc, a);
+        void *ref =
+            cases[i].dict
+                ? (void *)
+                      opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+                          &alloc, n, b)
+                : (void *)opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
+                      &alloc, n, b);
+        if (hand || ref)
+            fail_msg("case %zu: hand %p, protobuf-c %p (both must refuse)", i, hand, ref);
+        sp_arena_free(a);
+    }
+}
+
+/* A shape left to protobuf-c is found before anything is allocated (S4, D1), so the fallback has
+ * the request's whole budget: the last Sample, or the last Location, is the one that is not the
+ * decoder's. */
+static void a_late_refusal_costs_the_budget_nothing(void **state)
+{
+    (void)state;
+    sp_arena *a = sp_arena_new(64 << 20);
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+    size_t rn, dn;
+    uint8_t *res = ebpf_resource(3000, &rn), *dict = ebpf_dictionary(3000, &dn);
+    uint8_t *r2 = malloc(rn + 16), *d2 = malloc(dn + 16);
+    /* resource + a ScopeProfiles{profiles{samples{unknown field 6}}} at its end */
+    memcpy(r2, res, rn);
+    static const uint8_t bad_scope[] = {0x12, 0x06, 0x12, 0x04, 0x12, 0x02, 0x30, 0x01};
+    memcpy(r2 + rn, bad_scope, sizeof bad_scope);
+    /* dictionary + a Location with unknown field 5 at its end */
+    memcpy(d2, dict, dn);
+    static const uint8_t bad_loc[] = {0x12, 0x02, 0x28, 0x00};
+    memcpy(d2 + dn, bad_loc, sizeof bad_loc);
+    size_t before = sp_arena_used(a);
+    assert_null(otlp_hand_unpack_resource(r2, rn + sizeof bad_scope, 4, 3001, &alloc, a));
+    assert_null(otlp_hand_unpack_dictionary(d2, dn + sizeof bad_loc, &alloc, a));
+    assert_int_equal(sp_arena_used(a), before);
+    free(res), free(dict), free(r2), free(d2);
+    sp_arena_free(a);
+}
+
+/* The request's own fields never reach protobuf-c on the resource-by-resource path: one that
+ * protobuf-c refuses (a 6-byte tag) must make that path refuse the request as the whole unpack
+ * does. */
+static void a_request_protobuf_c_refuses_is_refused(void **state)
+{
+    (void)state;
+    size_t rn;
+    uint8_t *res = ebpf_resource(90, &rn);
+    static const uint8_t dict[] = {0x2a, 0x00, 0x2a, 0x03, 'c', 'p', 'u'};
+    static const uint8_t overlong[] = {0x98, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01}; /* field 3 */
+    uint8_t *req = malloc(rn + 64);
+    size_t n = put_len(req, 0x0a, res, rn);
+    n += put_len(req + n, 0x12, dict, sizeof dict);
+    memcpy(req + n, overlong, sizeof overlong);
+    n += sizeof overlong;
+    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_decoded whole, out;
+    otlp_profiles_lazy *lazy;
+    sp_err err = {0};
+    assert_int_equal(otlp_decode(OTLP_SIGNAL_PROFILES, req, n, a, &whole, &err), SP_EINVAL);
+    assert_int_equal(otlp_decode_profiles(req, n, 1, 8192, 0, a, &out, &lazy, &err), SP_EINVAL);
+    free(req);
+    free(res);
+    sp_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +680,9 @@ int main(void)
         cmocka_unit_test(decodes_an_ebpf_shaped_dictionary_as_protobuf_c_does),
         cmocka_unit_test(takes_every_dictionary_encoding_protobuf_c_takes),
         cmocka_unit_test(leaves_other_dictionaries_to_protobuf_c),
+        cmocka_unit_test(refuses_tags_and_lengths_protobuf_c_refuses),
+        cmocka_unit_test(a_late_refusal_costs_the_budget_nothing),
+        cmocka_unit_test(a_request_protobuf_c_refuses_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
