@@ -440,8 +440,8 @@ static uint8_t *ebpf_dictionary(size_t nloc, size_t *len)
     str[1] = "/usr/lib/x86_64-linux-gnu/libc.so.6";
     str[2] = "thread.id";
     for (size_t i = 3; i < nstr; i++) {
-        str[i] = malloc(48);
-        snprintf(str[i], 48, "github.com/example/pkg.(*T).handle%zu", i);
+        str[i] = malloc(64);
+        snprintf(str[i], 64, "github.com/example/pkg.(*T).handle%zu", i);
     }
     d.string_table = str;
     d.n_string_table = nstr;
