@@ -67,23 +67,33 @@ static void count(const uint8_t *p, size_t n, size_t *profiles, size_t *samples)
 
 /* Decodes bytes both ways; returns the hand decoder's message (NULL when it declined) after
  * checking that it packs to exactly what protobuf-c's unpack of the same bytes packs to. */
+/* When the hand decoder answered (hand not NULL), protobuf-c's unpack of the same bytes as
+ * message desc must pack to exactly what the hand decoder's message packs to. */
+static void same_as_protobuf_c(const ProtobufCMessage *hand, const ProtobufCMessageDescriptor *desc,
+                               sp_arena *a, const uint8_t *b, size_t n)
+{
+    if (!hand)
+        return;
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+    const ProtobufCMessage *ref = protobuf_c_message_unpack(desc, &alloc, n, b);
+    assert_non_null(ref);
+    size_t lf, lr;
+    uint8_t *pf = pack(hand, &lf), *pr = pack(ref, &lr);
+    assert_int_equal(lf, lr);
+    assert_memory_equal(pf, pr, lr);
+    free(pf);
+    free(pr);
+}
+
 static ResourceProfiles *both_ways(sp_arena *a, const uint8_t *b, size_t n)
 {
     ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
     size_t np, ns;
     count(b, n, &np, &ns);
     ResourceProfiles *fast = otlp_hand_unpack_resource(b, n, np, ns, &alloc, a);
-    ResourceProfiles *ref =
-        opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, n, b);
-    if (fast) {
-        assert_non_null(ref);
-        size_t lf, lr;
-        uint8_t *pf = pack(&fast->base, &lf), *pr = pack(&ref->base, &lr);
-        assert_int_equal(lf, lr);
-        assert_memory_equal(pf, pr, lr);
-        free(pf);
-        free(pr);
-    }
+    same_as_protobuf_c(
+        fast ? &fast->base : NULL,
+        &opentelemetry__proto__profiles__v1development__resource_profiles__descriptor, a, b, n);
     return fast;
 }
 
@@ -363,17 +373,9 @@ static Dict *dict_both_ways(sp_arena *a, const uint8_t *b, size_t n)
 {
     ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
     Dict *fast = otlp_hand_unpack_dictionary(b, n, &alloc, a);
-    Dict *ref =
-        opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(&alloc, n, b);
-    if (fast) {
-        assert_non_null(ref);
-        size_t lf, lr;
-        uint8_t *pf = pack(&fast->base, &lf), *pr = pack(&ref->base, &lr);
-        assert_int_equal(lf, lr);
-        assert_memory_equal(pf, pr, lr);
-        free(pf);
-        free(pr);
-    }
+    same_as_protobuf_c(
+        fast ? &fast->base : NULL,
+        &opentelemetry__proto__profiles__v1development__profiles_dictionary__descriptor, a, b, n);
     return fast;
 }
 
