@@ -584,20 +584,27 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
 static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
 {
     const sp_function *f = &p->functions[fid];
-    size_t nl, sl, fl, tl, ml = 0;
+    size_t tl, ml = 0;
+    const char *type = sqs_pstr(p, l->frame_type, &tl), *file = "";
+    if (l->mapping_id && l->mapping_id < p->nmappings)
+        file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
+    if (tl > 64 || ml > 256)
+        return 0;
+    if (f->made_up) {
+        /* The converter made this name from this location, so the checks below would pass
+         * without reading it (one cache miss for the function, one for its name: a location of
+         * an eBPF request is new to the cache once per request): it has no file or line, and
+         * "<type> 0x<address> <basename>" is under 400 bytes with these lengths and has an 'x',
+         * unless it is "unknown". */
+        return strnlen(type, tl) || l->address || strnlen(file, ml);
+    }
+    size_t nl, sl, fl;
     const char *name = sqs_pstr(p, f->name, &nl), *sys = sqs_pstr(p, f->system_name, &sl);
     sqs_pstr(p, f->filename, &fl);
     if (!nl || nl > 400 || fl || f->start_line || !memchr(name, 'x', nl))
         return 0;
     if (sl && (sl != nl || memcmp(sys, name, nl) != 0))
         return 0;
-    const char *type = sqs_pstr(p, l->frame_type, &tl), *file = "";
-    if (l->mapping_id && l->mapping_id < p->nmappings)
-        file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
-    if (tl > 64 || ml > 256)
-        return 0;
-    if (f->made_up)
-        return 1; /* the converter made this name from this location: no need to compare */
     /* The name sp_frame_name() makes, "<type> 0x<address> <mapping basename>", compared piece
      * by piece (it reads its strings up to their first NUL; printing it cost more than the
      * rest of resolving a location). */
