@@ -39,6 +39,9 @@ typedef struct sp_line {
 
 typedef struct sp_location {
     uint32_t mapping_id; /* into mappings, 0 = none */
+    /* 1: the sender gave no lines; a converter added one, line 0, naming its made-up function
+     * (sp_function.made_up), so a reader that knows the rule need not read the line. */
+    uint8_t bare;
     uint64_t address;
     sp_line *lines; /* innermost (inlined callee) first, as in pprof */
     uint32_t nlines;

@@ -288,6 +288,7 @@ static int convert_dictionary(conv *c, sp_err *err)
             if (!o->lines)
                 return sp_fail(err, SP_ETOOBIG, "location table too large for the request budget");
             o->nlines = 1;
+            o->bare = 1;
         }
         for (uint32_t k = 0; k < o->nlines; k++)
             if (!o->lines[k].function_id || !c->funcs[o->lines[k].function_id].name)

@@ -367,7 +367,8 @@ static int tables(jfr_build *b, sp_profile *tmpl)
         f[i].name = f[i].system_name = b->fname[i];
     for (uint32_t i = 1; i < b->nlocs; i++) {
         ln[i] = (sp_line){b->locs[i].func, b->locs[i].line, 0};
-        l[i] = (sp_location){1, 0, &ln[i], 1, b->locs[i].ft};
+        l[i] = (sp_location){
+            .mapping_id = 1, .lines = &ln[i], .nlines = 1, .frame_type = b->locs[i].ft};
     }
     m[1].has_functions = m[1].has_line_numbers = 1; /* as jfr-parser's one mapping */
     tmpl->functions = f;

@@ -108,7 +108,8 @@ static uint32_t location_of(detailed *d, const store_stacks *s, const store_stac
         lines[j].function_id = function_of(d, s->names[st->frames[k + j]], &st->detail[k + j]);
         lines[j].line = st->detail[k + j].line;
     }
-    d->loc[id] = (sp_location){mapping_of(d, f), f->address, lines, n, 0};
+    d->loc[id] = (sp_location){
+        .mapping_id = mapping_of(d, f), .address = f->address, .lines = lines, .nlines = n};
     d->nloc = id + 1;
     return id;
 }

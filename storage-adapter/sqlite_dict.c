@@ -577,6 +577,21 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     return 0;
 }
 
+/* Whether the made-up name the converter gave location l (sp_function.made_up, or the line of a
+ * bare location) is all its key needs: the checks of is_synthetic() below pass for such a name
+ * without reading it (a function and its name are two cache misses per native frame of an eBPF
+ * request, which are new to the writer once per request): it has no file or line, and "<type>
+ * 0x<address> <basename>" is under 400 bytes with these lengths and has an 'x', unless it is
+ * "unknown". */
+static int made_up_says_nothing(const sp_profile *p, const sp_location *l)
+{
+    size_t tl, ml = 0;
+    const char *type = sqs_pstr(p, l->frame_type, &tl), *file = "";
+    if (l->mapping_id && l->mapping_id < p->nmappings)
+        file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
+    return tl <= 64 && ml <= 256 && (strnlen(type, tl) || l->address || strnlen(file, ml));
+}
+
 /* Whether function fid is nothing but the made-up name sp_frame_name() gives location l (the OTLP
  * converter names unsymbolized frames that way). Such a function says nothing the location does
  * not, so it is not stored (for eBPF profiles that is one row per native address saved); the
@@ -584,26 +599,20 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
 static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
 {
     const sp_function *f = &p->functions[fid];
-    size_t tl, ml = 0;
-    const char *type = sqs_pstr(p, l->frame_type, &tl), *file = "";
-    if (l->mapping_id && l->mapping_id < p->nmappings)
-        file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
-    if (tl > 64 || ml > 256)
-        return 0;
-    if (f->made_up) {
-        /* The converter made this name from this location, so the checks below would pass
-         * without reading it (one cache miss for the function, one for its name: a location of
-         * an eBPF request is new to the cache once per request): it has no file or line, and
-         * "<type> 0x<address> <basename>" is under 400 bytes with these lengths and has an 'x',
-         * unless it is "unknown". */
-        return strnlen(type, tl) || l->address || strnlen(file, ml);
-    }
+    if (f->made_up)
+        return made_up_says_nothing(p, l);
     size_t nl, sl, fl;
     const char *name = sqs_pstr(p, f->name, &nl), *sys = sqs_pstr(p, f->system_name, &sl);
     sqs_pstr(p, f->filename, &fl);
     if (!nl || nl > 400 || fl || f->start_line || !memchr(name, 'x', nl))
         return 0;
     if (sl && (sl != nl || memcmp(sys, name, nl) != 0))
+        return 0;
+    size_t tl, ml = 0;
+    const char *type = sqs_pstr(p, l->frame_type, &tl), *file = "";
+    if (l->mapping_id && l->mapping_id < p->nmappings)
+        file = sqs_pstr(p, p->mappings[l->mapping_id].filename, &ml);
+    if (tl > 64 || ml > 256)
         return 0;
     /* The name sp_frame_name() makes, "<type> 0x<address> <mapping basename>", compared piece
      * by piece (it reads its strings up to their first NUL; printing it cost more than the
@@ -689,7 +698,8 @@ static int location_key(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_
         return rc;
     int64_t fdb[16];
     int useful = 0; /* any line with a real function or a line number */
-    for (uint32_t k = 0; k < l->nlines; k++) {
+    int bare = l->bare && made_up_says_nothing(p, l);
+    for (uint32_t k = 0; !bare && k < l->nlines; k++) {
         uint32_t f = l->lines[k].function_id;
         int64_t id = 0;
         if (f && f < p->nfunctions && !is_synthetic(p, l, f) &&

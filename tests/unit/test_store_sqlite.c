@@ -876,47 +876,55 @@ static void synthetic_function_names_are_not_stored(void **state)
 
 /* A made-up name says what the location says, "unknown" included (no frame type, address or
  * mapping): the flame graph names such a frame "unknown" and a made-up name that fits its
- * location is never a function row. */
+ * location is never a function row. The same whether the location says it is bare (the OTLP
+ * converter gave it its only line: the store then reads neither line nor function) or not: the
+ * second pass finds the first's rows. */
 static void made_up_names_of_bare_locations(void **state)
 {
     fx *f = *state;
     static const char *const strs[] = {"",       "main",          "unknown", "native 0x0 libc.so.6",
                                        "native", "/lib/libc.so.6"};
-    sp_arena *a = sp_arena_new(0);
-    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
-    p->strings = (const char **)strs;
-    p->nstrings = 6;
-    p->nfunctions = 4;
-    p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
-    p->functions[1].name = 1;
-    for (uint32_t i = 2; i < 4; i++) {
-        p->functions[i].name = p->functions[i].system_name = i;
-        p->functions[i].made_up = 1;
+    for (int bare = 0; bare < 2; bare++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        p->strings = (const char **)strs;
+        p->nstrings = 6;
+        p->nfunctions = 4;
+        p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
+        p->functions[1].name = 1;
+        for (uint32_t i = 2; i < 4; i++) {
+            p->functions[i].name = p->functions[i].system_name = i;
+            p->functions[i].made_up = 1;
+        }
+        p->mappings[1].filename = 5;
+        p->nlocations = 4;
+        for (uint32_t i = 1; i < 4; i++) {
+            sp_location *l = &p->locations[i];
+            *l = (sp_location){.nlines = 1, .bare = (uint8_t)(bare && i > 1)};
+            l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
+            l->lines[0].function_id = i;
+        }
+        p->locations[3].mapping_id = 1; /* "native 0x0 libc.so.6": address 0, but a mapping */
+        p->locations[3].frame_type = 4;
+        p->nseries = 1;
+        const uint32_t stk[] = {1, 2, 3, 0};
+        add_sample(a, p, stk, 1, f->t0 + SEC);
+        const char *tenant = bare ? "t2" : "t1";
+        sp_batch b = batch1(a, tenant, p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+        store_stacks st = select_stacks(f, tenant, CPU, NULL, 0, 0, 0);
+        assert_int_equal(st.total, 1);
+        assert_int_equal(value_of(&st, "main;unknown;native 0x0 libc.so.6"), 1);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function WHERE name = 'native 0x0 "
+                                         "libc.so.6'"),
+                         0);
+        /* "unknown" has no 'x' to tell it apart from a sender's name: stored, as before. */
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function WHERE name = 'unknown'"),
+                         1);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 3);
+        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
     }
-    p->mappings[1].filename = 5;
-    p->nlocations = 4;
-    for (uint32_t i = 1; i < 4; i++) {
-        sp_location *l = &p->locations[i];
-        *l = (sp_location){.nlines = 1};
-        l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
-        l->lines[0].function_id = i;
-    }
-    p->locations[3].mapping_id = 1; /* "native 0x0 libc.so.6": address 0, but a mapping */
-    p->locations[3].frame_type = 4;
-    p->nseries = 1;
-    const uint32_t stk[] = {1, 2, 3, 0};
-    add_sample(a, p, stk, 1, f->t0 + SEC);
-    sp_batch b = batch1(a, "t1", p);
-    write_ok(f->s, &b);
-    sp_arena_free(a);
-    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
-    assert_int_equal(st.total, 1);
-    assert_int_equal(value_of(&st, "main;unknown;native 0x0 libc.so.6"), 1);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function WHERE name = 'native 0x0 "
-                                     "libc.so.6'"),
-                     0);
-    /* "unknown" has no 'x' to tell it apart from a sender's name: stored, as before. */
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function WHERE name = 'unknown'"), 1);
 }
 
 static void span_stacks_narrowed_by_time_range(void **state)
