@@ -30,7 +30,16 @@ int sp_strtab_init(sp_strtab *t, sp_arena *a, char *const *prefill, size_t n)
     return 0;
 }
 
-/* Rebuilds the index with room for `want` strings at half load. */
+static void index_put(uint32_t *slots, uint32_t nslots, const sp_strtab *t, uint32_t i)
+{
+    uint32_t h = (uint32_t)hash_bytes(t->s[i], t->len[i]) & (nslots - 1);
+    while (slots[h])
+        h = (h + 1) & (nslots - 1);
+    slots[h] = i + 1;
+}
+
+/* Rebuilds the index with room for `want` strings at half load: the first time from every string,
+ * then from the strings the old index held (those sp_strtab_add() added stay out). */
 static int grow_slots_for(sp_strtab *t, uint32_t want)
 {
     uint32_t nslots = t->nslots ? t->nslots * 2 : 1024;
@@ -39,20 +48,26 @@ static int grow_slots_for(sp_strtab *t, uint32_t want)
     uint32_t *slots = sp_arena_calloc(t->a, nslots, sizeof *slots);
     if (!slots)
         return SP_ETOOBIG;
-    for (uint32_t i = 1; i < t->n; i++) {
-        uint32_t h = (uint32_t)hash_bytes(t->s[i], t->len[i]) & (nslots - 1);
-        while (slots[h])
-            h = (h + 1) & (nslots - 1);
-        slots[h] = i + 1;
+    uint32_t n = 0;
+    if (t->slots) {
+        for (uint32_t j = 0; j < t->nslots; j++)
+            if (t->slots[j]) {
+                index_put(slots, nslots, t, t->slots[j] - 1);
+                n++;
+            }
+    } else {
+        for (uint32_t i = 1; i < t->n; i++, n++)
+            index_put(slots, nslots, t, i);
     }
     t->slots = slots;
     t->nslots = nslots;
+    t->nindexed = n;
     return 0;
 }
 
 static int grow_slots(sp_strtab *t)
 {
-    return grow_slots_for(t, t->n);
+    return grow_slots_for(t, (t->slots ? t->nindexed : t->n) + 1);
 }
 
 static int grow_strings(sp_strtab *t, uint32_t cap)
@@ -69,14 +84,16 @@ static int grow_strings(sp_strtab *t, uint32_t cap)
     return 0;
 }
 
-int sp_strtab_reserve(sp_strtab *t, uint32_t extra)
+int sp_strtab_reserve(sp_strtab *t, uint32_t interned, uint32_t added)
 {
-    if (extra > UINT32_MAX / 4 - t->n)
+    if (t->n > UINT32_MAX / 8 || interned > UINT32_MAX / 8 - t->n ||
+        added > UINT32_MAX / 8 - t->n - interned)
         return SP_ETOOBIG;
-    uint32_t want = t->n + extra;
+    uint32_t want = t->n + interned + added;
     if (want > t->cap && grow_strings(t, want + 64))
         return SP_ETOOBIG;
-    if ((want + 1) * 2u > t->nslots && grow_slots_for(t, want + 1))
+    uint32_t indexed = (t->slots ? t->nindexed : t->n) + interned + 1;
+    if (indexed * 2u > t->nslots && grow_slots_for(t, indexed))
         return SP_ETOOBIG;
     return 0;
 }
@@ -85,7 +102,7 @@ uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
 {
     if (len == 0)
         return 0;
-    if ((t->n + 1) * 2u > t->nslots && grow_slots(t))
+    if (((t->slots ? t->nindexed : t->n) + 1) * 2u > t->nslots && grow_slots(t))
         return 0;
     uint32_t h = (uint32_t)hash_bytes(s, len) & (t->nslots - 1);
     while (t->slots[h]) {
@@ -102,5 +119,20 @@ uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
     t->s[t->n] = copy;
     t->len[t->n] = (uint32_t)len;
     t->slots[h] = ++t->n;
+    t->nindexed++;
     return t->n - 1;
+}
+
+uint32_t sp_strtab_add(sp_strtab *t, const char *s, size_t len)
+{
+    if (len == 0 || len > UINT32_MAX)
+        return 0;
+    if (t->n == t->cap && grow_strings(t, t->cap * 2 + 64))
+        return 0;
+    char *copy = sp_arena_strndup(t->a, s, len);
+    if (!copy)
+        return 0;
+    t->s[t->n] = copy;
+    t->len[t->n] = (uint32_t)len;
+    return t->n++;
 }

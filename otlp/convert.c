@@ -194,7 +194,7 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
         file = c->st.s[c->maps[loc->mapping_id].filename];
     sp_frame_name(buf, sizeof buf, loc->frame_type ? c->st.s[loc->frame_type] : "", loc->address,
                   file);
-    return intern(c, buf);
+    return sp_strtab_add(&c->st, buf, strlen(buf)); /* new but for a repeated address */
 }
 
 static int convert_dictionary(conv *c, sp_err *err)
@@ -222,7 +222,7 @@ static int convert_dictionary(conv *c, sp_err *err)
     uint32_t bare = 0;
     for (uint32_t i = 1; i < d->n_location_table; i++)
         bare += d->location_table[i]->n_lines == 0;
-    sp_strtab_reserve(&c->st, bare + (uint32_t)d->n_mapping_table);
+    sp_strtab_reserve(&c->st, (uint32_t)d->n_mapping_table, bare);
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
         const Opentelemetry__Proto__Profiles__V1development__Mapping *m = d->mapping_table[i];
         sp_mapping *o = &c->maps[i];
