@@ -80,6 +80,12 @@ static void prefix_path(ctx *c, int level)
 /* v1.8 Profile: comment_strindices 7, profile_id 8, dropped_attributes_count 9,
  * original_payload_format 10, original_payload 11, attribute_indices 12. Only these wire types
  * cannot come from a v1.9+ writer. */
+static int field_is_v18(const wire_pb_field *f)
+{
+    return f->num == 12 || (f->num == 8 && f->wt == WIRE_WT_LEN) ||
+           (f->num == 9 && f->wt == WIRE_WT_VARINT) || (f->num == 7 && f->wt == WIRE_WT_VARINT);
+}
+
 static int profile_is_v18(const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
@@ -87,8 +93,7 @@ static int profile_is_v18(const uint8_t *p, size_t len)
     while (p < end) {
         if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             return 0;
-        if (f.num == 12 || (f.num == 8 && f.wt == WIRE_WT_LEN) ||
-            (f.num == 9 && f.wt == WIRE_WT_VARINT) || (f.num == 7 && f.wt == WIRE_WT_VARINT))
+        if (field_is_v18(&f))
             return 1;
     }
     return 0;
@@ -136,7 +141,9 @@ static int vote(ctx *c, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Pass 1: checks the framing of every walked message and counts votes. */
+/* Pass 1: checks the framing of every walked message and counts votes. A Profile's v1.8 fields
+ * are looked for in the same walk (what profile_is_v18() answers when the framing is whole, and
+ * when it is not the request is refused anyway): its samples are most of its fields. */
 static int detect(ctx *c, int level, const uint8_t *p, size_t len)
 {
     if (level == L_SAMPLE) {
@@ -144,8 +151,6 @@ static int detect(ctx *c, int level, const uint8_t *p, size_t len)
          * (a Sample holds no walked child). Otherwise the walk below reports where it breaks. */
         if (vote(c, p, len) == 0)
             return 0;
-    } else if (level == L_PROFILE && profile_is_v18(p, len)) {
-        c->any_v18 = 1;
     }
     const uint8_t *end = p + len;
     wire_pb_field f;
@@ -156,6 +161,8 @@ static int detect(ctx *c, int level, const uint8_t *p, size_t len)
             prefix_path(c, level);
             return rc;
         }
+        if (level == L_PROFILE && field_is_v18(&f))
+            c->any_v18 = 1;
         if (level < L_SAMPLE && f.num == child_field[level] && f.wt == WIRE_WT_LEN) {
             c->idx[level] = child++;
             rc = detect(c, level + 1, f.val, f.vlen);
