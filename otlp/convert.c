@@ -520,10 +520,11 @@ static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
     return 0;
 }
 
+/* s: zeroed by the caller (the profile's samples come zeroed in one block: a memset per sample
+ * was a tenth of the per-sample conversion). */
 static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64_t pid_default,
                           sp_sample *s, sp_err *err)
 {
-    memset(s, 0, sizeof *s);
     if (stack_ids(c, in->stack_index, &s->location_ids, &s->nlocations))
         return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
     /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs).
@@ -667,7 +668,7 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
         p->period = in->period;
         p->time_nanos = in->time_unix_nano ? (int64_t)in->time_unix_nano : now_ns;
         p->duration_nanos = in->duration_nano ? (int64_t)in->duration_nano : TEN_SECONDS_NS;
-        p->samples = count ? sp_arena_alloc(c->a, count * sizeof *p->samples) : NULL;
+        p->samples = count ? sp_arena_calloc(c->a, count, sizeof *p->samples) : NULL;
         if (count && !p->samples)
             return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
         for (size_t i = 0; i < in->n_samples; i++) {
