@@ -247,13 +247,35 @@ static int interval_spans(const corr *c, split_scratch *x, const slot *thr, cons
     return 0;
 }
 
-static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_sample *s,
-                         uint32_t i, int interval, uint32_t tenant, sample_plan *pl, int *reshaped,
-                         size_t *attached)
+/* The slots of the last sample's process and thread, found or not: a profile's samples come a
+ * thread at a time, and nothing creates or frees a slot while a profile is planned (planning
+ * only reads; slots are created in cw_keep_profile and freed by the budget and the sweeps, all
+ * outside), so two lookups per sample become two per thread. */
+typedef struct slot_memo {
+    int valid;
+    int64_t pid, tid;
+    const slot *thr, *nothr;
+} slot_memo;
+
+static void find_slots(const corr *c, uint32_t tenant, const sp_sample *s, slot_memo *m)
 {
+    if (m->valid && m->pid == s->pid && m->tid == s->tid)
+        return;
     corr *mc = (corr *)c; /* find_slot without create does not change anything */
-    const slot *thr = s->tid ? cw_find_slot(mc, tenant, s->pid, s->tid, 0) : NULL;
-    const slot *nothr = cw_find_slot(mc, tenant, s->pid, 0, 0);
+    m->thr = s->tid ? cw_find_slot(mc, tenant, s->pid, s->tid, 0) : NULL;
+    if (!m->valid || m->pid != s->pid)
+        m->nothr = cw_find_slot(mc, tenant, s->pid, 0, 0);
+    m->pid = s->pid;
+    m->tid = s->tid;
+    m->valid = 1;
+}
+
+static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_sample *s,
+                         uint32_t i, int interval, uint32_t tenant, slot_memo *sm, sample_plan *pl,
+                         int *reshaped, size_t *attached)
+{
+    find_slots(c, tenant, s, sm);
+    const slot *thr = sm->thr, *nothr = sm->nothr;
     x->ng = 0;
     x->nref = 0;
     if (reserve((void **)&x->grp, &x->capgrp, s->nobs, sizeof *x->grp))
@@ -388,6 +410,7 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
     int reshaped = 0;
     const sp_proc_ident *last = NULL;
     uint32_t last_id = 0;
+    slot_memo sm = {0};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
         sample_plan *pl = &pp->plans[i];
@@ -407,7 +430,7 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
                 return -1;
             continue;
         }
-        if (plan_inferred(c, x, a, s, i, interval, tenant, pl, &reshaped, attached))
+        if (plan_inferred(c, x, a, s, i, interval, tenant, &sm, pl, &reshaped, attached))
             return -1;
     }
     pp->interval = (uint8_t)interval;
@@ -443,6 +466,10 @@ typedef struct prof_ctx {
     uint32_t series;
     batch_memo *m;
     int interval; /* off-CPU (I9) */
+    /* The last sample's slot (slots are allocated one by one and only the budget and the sweeps
+     * free them, never while a profile is kept): one lookup per thread, not per sample. */
+    slot *last_slot;
+    int64_t last_pid, last_tid;
 } prof_ctx;
 
 static uint32_t ctx_series(prof_ctx *x)
@@ -562,7 +589,15 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
     if (c->bytes < c->opt.max_bytes) {
         sid = ctx_series(x);
         stk = sid != UINT32_MAX ? ctx_stack(x, s) : UINT32_MAX;
-        w = stk != UINT32_MAX ? cw_find_slot(c, x->tenant, s->pid, s->tid, 1) : NULL;
+        if (stk == UINT32_MAX) {
+            w = NULL;
+        } else if (x->last_slot && x->last_pid == s->pid && x->last_tid == s->tid) {
+            w = x->last_slot;
+        } else if ((w = cw_find_slot(c, x->tenant, s->pid, s->tid, 1))) {
+            x->last_slot = w;
+            x->last_pid = s->pid;
+            x->last_tid = s->tid;
+        }
     }
     uint64_t lost = 0;
     /* I13: what a process without spans adds counts in its share too */
@@ -617,13 +652,18 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
  * kept for later spans. Cannot fail. */
 void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo)
 {
-    prof_ctx x = {c, pp->p, tenant, UINT32_MAX, memo, pp->interval};
+    prof_ctx x = {c, pp->p, tenant, UINT32_MAX, memo, pp->interval, NULL, 0, 0};
+    proc *last_proc = NULL; /* the last sample's process, as last_slot (a profile is mostly one) */
+    int64_t last_pid = 0;
     for (uint32_t i = 0; i < pp->norig; i++) {
         const sp_sample *s = &pp->orig[i];
         const sample_plan *pl = &pp->plans[i];
         if (s->pid) {
-            proc *pr = cw_find_proc(c, tenant, s->pid, 1);
+            proc *pr =
+                last_proc && last_pid == s->pid ? last_proc : cw_find_proc(c, tenant, s->pid, 1);
             if (pr) {
+                last_proc = pr;
+                last_pid = s->pid;
                 pr->profiled_until = c->now + c->opt.window_ns;
                 uint32_t k = 0;
                 while (k < pr->nprof_ident && pr->prof_ident[k] != pl->ident)
