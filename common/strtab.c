@@ -98,6 +98,19 @@ int sp_strtab_reserve(sp_strtab *t, uint32_t interned, uint32_t added)
     return 0;
 }
 
+/* A copy of s[0..len) as the next string: its index, 0 on allocation failure. */
+static uint32_t append(sp_strtab *t, const char *s, size_t len)
+{
+    if (t->n == t->cap && grow_strings(t, t->cap * 2 + 64))
+        return 0;
+    char *copy = sp_arena_strndup(t->a, s, len);
+    if (!copy)
+        return 0;
+    t->s[t->n] = copy;
+    t->len[t->n] = (uint32_t)len;
+    return t->n++;
+}
+
 uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
 {
     if (len == 0)
@@ -111,28 +124,15 @@ uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t len)
             return i;
         h = (h + 1) & (t->nslots - 1);
     }
-    if (t->n == t->cap && grow_strings(t, t->cap * 2 + 64))
-        return 0;
-    char *copy = sp_arena_strndup(t->a, s, len);
-    if (!copy)
-        return 0;
-    t->s[t->n] = copy;
-    t->len[t->n] = (uint32_t)len;
-    t->slots[h] = ++t->n;
-    t->nindexed++;
-    return t->n - 1;
+    uint32_t i = append(t, s, len);
+    if (i) {
+        t->slots[h] = i + 1;
+        t->nindexed++;
+    }
+    return i;
 }
 
 uint32_t sp_strtab_add(sp_strtab *t, const char *s, size_t len)
 {
-    if (len == 0 || len > UINT32_MAX)
-        return 0;
-    if (t->n == t->cap && grow_strings(t, t->cap * 2 + 64))
-        return 0;
-    char *copy = sp_arena_strndup(t->a, s, len);
-    if (!copy)
-        return 0;
-    t->s[t->n] = copy;
-    t->len[t->n] = (uint32_t)len;
-    return t->n++;
+    return len == 0 || len > UINT32_MAX ? 0 : append(t, s, len);
 }

@@ -818,6 +818,28 @@ static void profiles_sharing_one_dictionary_are_stored_alike(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM series"), 2);
 }
 
+/* A profile whose strings are strs (mapping 1's file is string 5) and whose locations 1..n-1
+ * each have one line naming function i, with neither mapping nor frame type; the functions are
+ * left for the caller to name. */
+static sp_profile *one_line_per_location(sp_arena *a, fx *f, const char *const *strs,
+                                         uint32_t nstrs, uint32_t n)
+{
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    p->strings = (const char **)strs;
+    p->nstrings = nstrs;
+    p->nfunctions = n;
+    p->functions = sp_arena_calloc(a, n, sizeof *p->functions);
+    p->mappings[1].filename = 5;
+    p->nlocations = n;
+    for (uint32_t i = 1; i < n; i++) {
+        sp_location *l = &p->locations[i];
+        *l = (sp_location){.nlines = 1};
+        l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
+        l->lines[0].function_id = i;
+    }
+    return p;
+}
+
 /* Functions named with sp_frame_name() are not stored, whether the converter says it made them
  * (made_up, as the OTLP converter does: the name is then not compared) or the store finds out by
  * comparing the name with the location's; a name that does not fit its location is stored. */
@@ -834,25 +856,15 @@ static void synthetic_function_names_are_not_stored(void **state)
                                        "libc.so.6+0xdead"};
     for (int made_up = 0; made_up < 2; made_up++) {
         sp_arena *a = sp_arena_new(0);
-        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
-        p->strings = (const char **)strs;
-        p->nstrings = 7;
-        p->nfunctions = 5;
-        p->functions = sp_arena_calloc(a, 5, sizeof *p->functions);
+        sp_profile *p = one_line_per_location(a, f, strs, 7, 5);
         p->functions[1].name = 1;
         p->functions[2].name = p->functions[2].system_name = 2;
         p->functions[3].name = 3;
         p->functions[2].made_up = p->functions[3].made_up = (uint8_t)made_up;
         p->functions[4].name = 2; /* the sender's: not made up, whatever it looks like */
-        p->mappings[1].filename = 5;
-        p->nlocations = 5;
         for (uint32_t i = 1; i < 5; i++) {
-            sp_location *l = &p->locations[i];
-            l->mapping_id = 1;
-            l->frame_type = 4;
-            l->nlines = 1;
-            l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
-            l->lines[0].function_id = i;
+            p->locations[i].mapping_id = 1;
+            p->locations[i].frame_type = 4;
         }
         p->locations[1].address = 0x1;
         p->locations[2].address = 0xdead;
@@ -886,23 +898,12 @@ static void made_up_names_of_bare_locations(void **state)
                                        "native", "/lib/libc.so.6"};
     for (int bare = 0; bare < 2; bare++) {
         sp_arena *a = sp_arena_new(0);
-        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
-        p->strings = (const char **)strs;
-        p->nstrings = 6;
-        p->nfunctions = 4;
-        p->functions = sp_arena_calloc(a, 4, sizeof *p->functions);
+        sp_profile *p = one_line_per_location(a, f, strs, 6, 4);
         p->functions[1].name = 1;
         for (uint32_t i = 2; i < 4; i++) {
             p->functions[i].name = p->functions[i].system_name = i;
             p->functions[i].made_up = 1;
-        }
-        p->mappings[1].filename = 5;
-        p->nlocations = 4;
-        for (uint32_t i = 1; i < 4; i++) {
-            sp_location *l = &p->locations[i];
-            *l = (sp_location){.nlines = 1, .bare = (uint8_t)(bare && i > 1)};
-            l->lines = sp_arena_calloc(a, 1, sizeof(sp_line));
-            l->lines[0].function_id = i;
+            p->locations[i].bare = (uint8_t)bare;
         }
         p->locations[3].mapping_id = 1; /* "native 0x0 libc.so.6": address 0, but a mapping */
         p->locations[3].frame_type = 4;
