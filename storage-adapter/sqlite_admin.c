@@ -8,7 +8,8 @@
  *   4. Every span names an existing tenant, and its service and name are existing strings.
  *   5. Every hour that span_chunk or span has rows for is in span_hour (span reads seek only
  *      the hours listed there: a missing hour hides that hour's span profiles).
- *   6. Every stack_key and location_key row points at an existing stack or location.
+ *   6. Every stack_key, location_key and function_key row points at an existing stack,
+ *      location or function.
  *   7. Every span with extras (span.extra set) has its span_extra row in its hour.
  *   8. Every span_extra row naming a resource names an existing span_resource last seen in its
  *      hour or later (retention would otherwise delete the resource first; sqlite_extras.c X3).
@@ -110,6 +111,8 @@ static const struct invariant {
      "SELECT count(*) FROM stack_key WHERE id NOT IN (SELECT id FROM stack)"},
     {"location_key rows without their location (invariant 6)",
      "SELECT count(*) FROM location_key WHERE id NOT IN (SELECT id FROM location)"},
+    {"function_key rows without their function (invariant 6)",
+     "SELECT count(*) FROM function_key WHERE id NOT IN (SELECT id FROM function)"},
     {"spans whose extras row does not exist (invariant 7)",
      "SELECT count(*) FROM span WHERE extra IS NOT NULL AND NOT EXISTS (SELECT 1 FROM span_extra "
      "e WHERE e.hour=span.hour AND e.seq=span.extra)"},

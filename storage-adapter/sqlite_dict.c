@@ -35,6 +35,7 @@ static const struct {
 } keys_of[SQS_NKEYS] = {
     [SQS_KEYS_STACK] = {"stack_keyed", W_STACK_KEY, W_STACK_KEYS, W_RET_MAX_STACK},
     [SQS_KEYS_LOC] = {"location_keyed", W_LOC_KEY, W_LOC_KEYS, W_RET_MAX_LOC},
+    [SQS_KEYS_FN] = {"function_keyed", W_FUNC_KEY, W_FUNC_KEYS, W_RET_MAX_FUNC},
 };
 
 /* ---- small SQLite helpers ----------------------------------------------------------------------
@@ -196,7 +197,7 @@ void sqs_presence_build(sqs_writer *w)
     static const char *const sql[SQS_NPRESENT] = {
         [SQS_KEYS_STACK] = "SELECT hash FROM stack",
         [SQS_KEYS_LOC] = "SELECT hash FROM location",
-        [SQS_PRESENT_FN] = "SELECT hash FROM function",
+        [SQS_KEYS_FN] = "SELECT hash FROM function",
     };
     for (int k = 0; k < SQS_NPRESENT; k++) {
         store_bloom *b = &w->present[k];
@@ -243,17 +244,20 @@ static int find_stmt_for(sqs_writer *w, int k, int64_t hash, int find)
     return find;
 }
 
-/* Start-up: a dictionary that fits in half its cache is loaded whole (the cache then answers
- * every lookup, hit or miss, with no query); a larger one is left to the key table. The
- * fingerprints are those sqs_resolve_stack() and resolve_location() compute from the same bytes. */
+/* Start-up: a stack or location table that fits in half its cache is loaded whole (the cache
+ * then answers every lookup, hit or miss, with no query); a larger one is left to the key table.
+ * The fingerprints are those sqs_resolve_stack() and resolve_location() compute from the same
+ * bytes. Functions are not loaded: a function is looked up once per request and native frame
+ * names none; their presence filter answers most misses. */
 void sqs_load_dictionaries(sqs_writer *w)
 {
-    static const char *const sql[SQS_NKEYS] = {
+    static const char *const sql[SQS_KEYS_LOC + 1] = {
         [SQS_KEYS_STACK] = "SELECT id, seen, locs FROM stack",
         [SQS_KEYS_LOC] = "SELECT id, seen, lines, mapping, address, kind FROM location",
     };
-    store_dict *dict[SQS_NKEYS] = {[SQS_KEYS_STACK] = &w->stacks, [SQS_KEYS_LOC] = &w->locations};
-    for (int k = 0; k < SQS_NKEYS; k++) {
+    store_dict *dict[SQS_KEYS_LOC + 1] = {
+        [SQS_KEYS_STACK] = &w->stacks, [SQS_KEYS_LOC] = &w->locations};
+    for (int k = 0; k <= SQS_KEYS_LOC; k++) {
         store_dict *d = dict[k];
         int64_t rows = 0;
         sqlite3_stmt *st = NULL;
@@ -496,6 +500,29 @@ static uint64_t zigzag(int64_t v)
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
+/* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
+ * and its `seen` hour refreshed when found (sets *seen to what the cache should remember). */
+static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_stmt, int32_t target,
+                          int64_t *out, int32_t *seen, int *created, sp_err *err)
+{
+    *created = 0;
+    int rc = find_stmt < 0 ? 0 : sqs_find(w, find_stmt, out, seen, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        if ((rc = touch(w, seen_stmt, NULL, *out, *seen, target, err)))
+            return rc;
+        if (*seen < target - 1)
+            *seen = target;
+        return 0;
+    }
+    if ((rc = insert(w, ins_stmt, out, err)))
+        return rc;
+    *seen = target;
+    *created = 1;
+    return 0;
+}
+
 static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, int32_t target,
                             int64_t *out, sp_err *err)
 {
@@ -530,31 +557,8 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
         *out = w->fn_ids[fid] = e->id;
         return 0;
     }
-    sqlite3_stmt *st = w->st[W_FUNC_FIND];
-    sqlite3_bind_int64(st, 1, hash31(h1));
-    if (nl)
-        sqlite3_bind_text(st, 2, name, (int)nl, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 2);
-    if (sl)
-        sqlite3_bind_text(st, 3, sys, (int)sl, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, file_id);
-    sqlite3_bind_int64(st, 5, f->start_line);
-    int32_t seen = 0;
-    rc = find_stmt_for(w, SQS_PRESENT_FN, hash31(h1), W_FUNC_FIND) < 0
-             ? 0
-             : sqs_find(w, W_FUNC_FIND, out, &seen, err);
-    if (rc < 0)
-        return rc;
-    if (rc == 1) {
-        if ((rc = touch(w, W_FUNC_SEEN, NULL, *out, seen, target, err)))
-            return rc;
-        if (seen < target - 1)
-            seen = target;
-    } else {
-        st = w->st[W_FUNC_INS];
+    for (int which = W_FUNC_FIND; which <= W_FUNC_INS; which++) {
+        sqlite3_stmt *st = w->st[which];
         sqlite3_bind_int64(st, 1, hash31(h1));
         if (nl)
             sqlite3_bind_text(st, 2, name, (int)nl, SQLITE_STATIC);
@@ -566,13 +570,22 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
             sqlite3_bind_null(st, 3);
         sqlite3_bind_int64(st, 4, file_id);
         sqlite3_bind_int64(st, 5, f->start_line);
-        sqlite3_bind_int(st, 6, target);
-        if ((rc = insert(w, W_FUNC_INS, out, err)))
-            return rc;
-        presence_add(w, SQS_PRESENT_FN, hash31(h1));
-        seen = target;
+        if (which == W_FUNC_INS)
+            sqlite3_bind_int(st, 6, target);
     }
-    store_dict_put(&w->functions, h1, h2, *out, seen);
+    int32_t seen = 0;
+    int created;
+    if ((rc = keys_ready(w, SQS_KEYS_FN, err)) ||
+        (rc = find_or_insert(w, find_stmt_for(w, SQS_KEYS_FN, hash31(h1), W_FUNC_FIND), W_FUNC_INS,
+                             W_FUNC_SEEN, target, out, &seen, &created, err)) ||
+        (created && (rc = key_new_row(w, SQS_KEYS_FN, hash31(h1), *out, err))))
+        return rc;
+    if (created)
+        presence_add(w, SQS_KEYS_FN, hash31(h1));
+    /* The statements kept pointers to the request's strings: cleared before the request goes. */
+    sqlite3_clear_bindings(w->st[W_FUNC_INS]);
+    sqlite3_clear_bindings(w->st[W_FUNC_FIND]);
+    dict_remember(w, SQS_KEYS_FN, &w->functions, h1, h2, *out, seen);
     w->fn_ids[fid] = *out;
     return 0;
 }
@@ -653,29 +666,6 @@ static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
     if (bl)
         return nl - at == bl + 1 && name[at] == ' ' && memcmp(name + at + 1, base, bl) == 0;
     return at == nl;
-}
-
-/* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
- * and its `seen` hour refreshed when found (sets *seen to what the cache should remember). */
-static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_stmt, int32_t target,
-                          int64_t *out, int32_t *seen, int *created, sp_err *err)
-{
-    *created = 0;
-    int rc = find_stmt < 0 ? 0 : sqs_find(w, find_stmt, out, seen, err);
-    if (rc < 0)
-        return rc;
-    if (rc == 1) {
-        if ((rc = touch(w, seen_stmt, NULL, *out, *seen, target, err)))
-            return rc;
-        if (*seen < target - 1)
-            *seen = target;
-        return 0;
-    }
-    if ((rc = insert(w, ins_stmt, out, err)))
-        return rc;
-    *seen = target;
-    *created = 1;
-    return 0;
 }
 
 /* A location whose key is built and whose cache slot is being fetched. */

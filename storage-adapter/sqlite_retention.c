@@ -74,7 +74,7 @@ static int one_int(sqs_writer *w, int which, int64_t *out, sp_err *err)
     return sqs_find(w, which, out, NULL, err);
 }
 
-/* keys: the dictionary's key table (SQS_KEYS_*), or -1 when it has none. */
+/* keys: the dictionary's key table (SQS_KEYS_*). */
 static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys, int32_t older_than,
                             int64_t window, store_dict *cache, sp_err *err)
 {
@@ -88,8 +88,10 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
         r->cursor = 0;
     }
     /* Key rows first: they are found through the rows about to go. */
-    int key_del = keys == SQS_KEYS_STACK ? W_RET_DEL_STACK_KEY : W_RET_DEL_LOC_KEY;
-    for (int i = keys < 0; i < 2; i++) {
+    int key_del = keys == SQS_KEYS_STACK ? W_RET_DEL_STACK_KEY
+                  : keys == SQS_KEYS_LOC ? W_RET_DEL_LOC_KEY
+                                         : W_RET_DEL_FUNC_KEY;
+    for (int i = 0; i < 2; i++) {
         int which = i ? del_stmt : key_del;
         sqlite3_stmt *st = w->st[which];
         sqlite3_bind_int64(st, 1, r->cursor);
@@ -105,11 +107,10 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
     if (ch) {
         /* The cache may name deleted rows; forgetting it forgets the unkeyed rows too, so they
          * are keyed first. */
-        if (keys >= 0 && (rc = sqs_keys_flush(w, keys, err)))
+        if ((rc = sqs_keys_flush(w, keys, err)))
             return rc;
         store_dict_clear(cache);
-        if (keys >= 0)
-            w->keys_complete &= ~(1u << keys);
+        w->keys_complete &= ~(1u << keys);
     }
     r->cursor += window;
     return r->cursor >= r->max_id;
@@ -291,7 +292,7 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
         done = rc;
         break;
     case RP_FUNCTIONS:
-        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, -1,
+        rc = sweep_dictionary(w, W_RET_MAX_FUNC, W_RET_DEL_FUNC, SQS_KEYS_FN,
                               r->cut_hour - MARGIN_FUNCTION_H, chunk * 8, &w->functions, err);
         if (rc < 0)
             goto fail;

@@ -95,6 +95,12 @@
  *        pages, leaves split at every series' insertion point). (series, bucket, seq) stays
  *        unique because the writer gives seq = max + 1; the index does not enforce it.
  *
+ * Version 8 looks functions up like stacks and locations (version 3):
+ *   function_key(hash, id) PRIMARY KEY (hash, id) WITHOUT ROWID, watermark 'function_keyed'
+ *        replaces the index function_by_hash, which took one random page per new function in
+ *        every transaction: with a few hundred new native functions per eBPF request, a
+ *        fifth of all the pages the writer wrote (bench/RESULTS.md, "Functions keyed in bulk").
+ *
  * Dictionary rows (function, location, stack) carry `seen`, the hour (unix ns / 3.6e12) they
  * were last used, refreshed at most once an hour; retention deletes those unused for longer
  * than the retention (with a margin), so the file does not grow without bound when code
@@ -201,6 +207,13 @@ static const char *const steps[] = {
     "DROP TABLE sample_chunk;"
     "ALTER TABLE sample_chunk7 RENAME TO sample_chunk;"
     "CREATE INDEX sample_chunk_by_series ON sample_chunk(series, bucket, seq, total);",
+    /* 7 → 8: function lookups through a key table filled in bulk, as stacks and locations
+     * since version 3. */
+    "DROP INDEX function_by_hash;"
+    "CREATE TABLE function_key(hash INTEGER NOT NULL, id INTEGER NOT NULL,"
+    "  PRIMARY KEY(hash, id)) WITHOUT ROWID;"
+    "INSERT INTO function_key SELECT hash, id FROM function ORDER BY hash, id;"
+    "INSERT INTO meta VALUES('function_keyed', (SELECT coalesce(max(id), 0) FROM function));",
 };
 
 _Static_assert(sizeof steps / sizeof steps[0] == SQS_SCHEMA_VERSION,

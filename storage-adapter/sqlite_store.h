@@ -24,7 +24,7 @@
 #define SQS_HOUR_NS   ((int64_t)3600000000000)
 
 /* PRAGMA user_version this binary writes; files with a larger one are refused. */
-#define SQS_SCHEMA_VERSION 7
+#define SQS_SCHEMA_VERSION 8
 /* PRAGMA application_id of a spanprof database ("SPRF"). */
 #define SQS_APPLICATION_ID 0x53505246
 
@@ -110,12 +110,15 @@ enum {
     W_RET_DEL_FUNC,
     W_STACK_KEY,
     W_LOC_KEY,
+    W_FUNC_KEY,
     W_STACK_KEYS,
     W_LOC_KEYS,
+    W_FUNC_KEYS,
     W_META_SET,
     W_META_GET,
     W_RET_DEL_STACK_KEY,
     W_RET_DEL_LOC_KEY,
+    W_RET_DEL_FUNC_KEY,
     W_SERIES_PERIOD,
     W_SYMBOL_INS,
     W_XRES_FIND,
@@ -159,9 +162,9 @@ struct sqs_xres {
 };
 
 /* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
-enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_NKEYS };
-/* The dictionaries with a presence filter (P1-P3 in sqlite_dict.c): those two and functions. */
-enum { SQS_PRESENT_FN = SQS_NKEYS, SQS_NPRESENT };
+enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_KEYS_FN, SQS_NKEYS };
+/* The dictionaries with a presence filter (P1-P3 in sqlite_dict.c): the same three. */
+enum { SQS_NPRESENT = SQS_NKEYS };
 
 typedef struct sqs_writer {
     sqlite3 *db;
@@ -183,7 +186,7 @@ typedef struct sqs_writer {
      * never cleared since), so a miss means a new row and no lookup is needed. */
     unsigned keys_complete;
     /* Presence filters (P1-P3 in sqlite_dict.c). Bit k of present_complete: every row of table
-     * k (SQS_KEYS_*, SQS_PRESENT_FN) has its hash in present[k], so a hash the filter never saw
+     * k (SQS_KEYS_*) has its hash in present[k], so a hash the filter never saw
      * is a new row, inserted without a lookup. present_skips counts the lookups that saved. */
     store_bloom present[SQS_NPRESENT];
     unsigned present_complete;

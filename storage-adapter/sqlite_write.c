@@ -94,8 +94,9 @@ static const char *const wsql[W_NSTMT] = {
     [W_STRING_INS] = "INSERT INTO string(s) VALUES(?1)",
     [W_MAPPING_FIND] = "SELECT id FROM mapping WHERE file=?1 AND build_id=?2",
     [W_MAPPING_INS] = "INSERT INTO mapping(file, build_id) VALUES(?1, ?2)",
-    [W_FUNC_FIND] = "SELECT id, seen FROM function WHERE hash=?1 AND name IS ?2 AND "
-                    "system_name IS ?3 AND file=?4 AND start_line=?5",
+    [W_FUNC_FIND] = "SELECT f.id, f.seen FROM function_key k CROSS JOIN function f ON f.id=k.id "
+                    "WHERE k.hash=?1 AND f.name IS ?2 AND "
+                    "f.system_name IS ?3 AND f.file=?4 AND f.start_line=?5",
     [W_FUNC_INS] = "INSERT INTO function(hash, seen, name, system_name, file, start_line) "
                    "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_FUNC_SEEN] = "UPDATE function SET seen=?2 WHERE id=?1",
@@ -158,16 +159,21 @@ static const char *const wsql[W_NSTMT] = {
     [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3",
     [W_STACK_KEY] = "INSERT OR IGNORE INTO stack_key(hash, id) VALUES(?1, ?2)",
     [W_LOC_KEY] = "INSERT OR IGNORE INTO location_key(hash, id) VALUES(?1, ?2)",
+    [W_FUNC_KEY] = "INSERT OR IGNORE INTO function_key(hash, id) VALUES(?1, ?2)",
     [W_STACK_KEYS] = "INSERT OR IGNORE INTO stack_key(hash, id) SELECT hash, id FROM stack "
                      "WHERE id>?1 AND id<=?2 ORDER BY hash, id",
     [W_LOC_KEYS] = "INSERT OR IGNORE INTO location_key(hash, id) SELECT hash, id FROM location "
                    "WHERE id>?1 AND id<=?2 ORDER BY hash, id",
+    [W_FUNC_KEYS] = "INSERT OR IGNORE INTO function_key(hash, id) SELECT hash, id FROM function "
+                    "WHERE id>?1 AND id<=?2 ORDER BY hash, id",
     [W_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
     [W_META_GET] = "SELECT value FROM meta WHERE key=?1",
     [W_RET_DEL_STACK_KEY] = "DELETE FROM stack_key WHERE (hash, id) IN (SELECT hash, id FROM "
                             "stack WHERE id>?1 AND id<=?2 AND seen<?3)",
     [W_RET_DEL_LOC_KEY] = "DELETE FROM location_key WHERE (hash, id) IN (SELECT hash, id FROM "
                           "location WHERE id>?1 AND id<=?2 AND seen<?3)",
+    [W_RET_DEL_FUNC_KEY] = "DELETE FROM function_key WHERE (hash, id) IN (SELECT hash, id FROM "
+                           "function WHERE id>?1 AND id<=?2 AND seen<?3)",
     [W_SERIES_PERIOD] = "UPDATE series SET period=?2 WHERE id=?1",
     [W_SYMBOL_INS] = "INSERT OR IGNORE INTO symbol(build_id, address, frames) VALUES(?1, ?2, ?3)",
     [W_XRES_FIND] = "SELECT id, seen FROM span_resource WHERE hash=?1 AND data=?2",
@@ -237,12 +243,15 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_RET_DEL_FUNC] = "retention: deleting unused functions",
     [W_STACK_KEY] = "writing a stack key",
     [W_LOC_KEY] = "writing a location key",
+    [W_FUNC_KEY] = "writing a function key",
     [W_STACK_KEYS] = "writing stack keys",
     [W_LOC_KEYS] = "writing location keys",
+    [W_FUNC_KEYS] = "writing function keys",
     [W_META_SET] = "writing a schema fact",
     [W_META_GET] = "reading a schema fact",
     [W_RET_DEL_STACK_KEY] = "retention: deleting unused stack keys",
     [W_RET_DEL_LOC_KEY] = "retention: deleting unused location keys",
+    [W_RET_DEL_FUNC_KEY] = "retention: deleting unused function keys",
     [W_SERIES_PERIOD] = "recording a series' period",
     [W_SYMBOL_INS] = "keeping a frame's symbols",
     [W_XRES_FIND] = "looking up a span resource",
@@ -882,7 +891,9 @@ static void grow_dicts_early(sqs_writer *w)
 static int housekeep_keys(sqs_writer *w, sp_err *err)
 {
     int rc = sqs_keys_ahead(w, SQS_KEYS_STACK, &w->stacks, err);
-    return rc ? rc : sqs_keys_ahead(w, SQS_KEYS_LOC, &w->locations, err);
+    if (!rc)
+        rc = sqs_keys_ahead(w, SQS_KEYS_LOC, &w->locations, err);
+    return rc ? rc : sqs_keys_ahead(w, SQS_KEYS_FN, &w->functions, err);
 }
 
 /* Copies the closing's counters to the store's stats (under s->mu). */

@@ -479,6 +479,17 @@ static inline void assert_keys_whole(const char *dir)
     assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key WHERE (hash, id) NOT IN "
                                   "(SELECT hash, id FROM location)"),
                      0);
+    /* the same for functions (since version 8) */
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM (SELECT 1 FROM function GROUP BY name, "
+                                  "system_name, file, start_line HAVING count(*) > 1)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM function WHERE id <= (SELECT value FROM "
+                                  "meta WHERE key='function_keyed') AND (hash, id) NOT IN (SELECT "
+                                  "hash, id FROM function_key)"),
+                     0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM function_key WHERE (hash, id) NOT IN "
+                                  "(SELECT hash, id FROM function)"),
+                     0);
 }
 
 static inline void open_with(const char *dir, size_t cache_bytes, uint64_t max_db_bytes, store **s)

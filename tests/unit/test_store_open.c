@@ -42,6 +42,49 @@ static void sqlite_keeps_no_process_wide_memory_counters(void **state)
     assert_int_equal(sqlite3_memory_used(), 0);
 }
 
+/* What turns a file of the current schema back into version 7 (prepended to what turns it into
+ * older ones): functions found through the index function_by_hash, no function_key. */
+#define BEFORE_V8                                                                                  \
+    "DROP TABLE function_key; DELETE FROM meta WHERE key='function_keyed';"                        \
+    "CREATE INDEX function_by_hash ON function(hash);"
+
+/* A version 7 file (functions indexed by hash) migrates to 8 in place: every function gets its
+ * key row under the watermark, the index is gone, and a function written again after the
+ * migration is found through the key table (no second row), its samples adding up. */
+static void migrates_from_version_7_functions_keyed(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    add_sample(a, p, STK_MFB, 30, f->t0 + 1 * SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    store_close(f->s);
+    f->s = NULL;
+    int64_t functions = sql_int(f->dir, "SELECT count(*) FROM function");
+    assert_true(functions >= 3);
+    set_pragma(f->dir, BEFORE_V8 "PRAGMA user_version=7");
+    assert_int_equal(
+        sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='function_key'"), 0);
+    open_store(f);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
+    assert_int_equal(
+        sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE name='function_by_hash'"), 0);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function_key"), functions);
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='function_keyed'"),
+                     sql_int(f->dir, "SELECT max(id) FROM function"));
+    p->time_nanos = f->t0 + 20 * SEC;
+    p->samples[0].timestamps[0] = (uint64_t)(f->t0 + 21 * SEC);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM function"), functions);
+    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 60);
+    store_close(f->s);
+    f->s = NULL;
+    assert_keys_whole(f->dir);
+    open_store(f);
+}
+
 /* A version 5 file (span rows without extras) migrates to 6 in place: its spans read back with
  * no extras, and spans written afterwards keep theirs. */
 static void migrates_from_version_5_spans_without_extras(void **state)
@@ -54,10 +97,10 @@ static void migrates_from_version_5_spans_without_extras(void **state)
     write_ok(f->s, &b);
     store_close(f->s);
     f->s = NULL;
-    set_pragma(f->dir, "DROP TABLE span_extra; DROP TABLE span_resource; ALTER TABLE span DROP "
-                       "extra; PRAGMA user_version=5");
+    set_pragma(f->dir, BEFORE_V8 "DROP TABLE span_extra; DROP TABLE span_resource; ALTER TABLE "
+                                 "span DROP extra; PRAGMA user_version=5");
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
     static const uint8_t extras[] = {0x12, 0x00};
     sp_span nw = sp;
     nw.name = "new";
@@ -91,17 +134,18 @@ static void migrates_from_version_6_chunks_to_a_rowid_table(void **state)
     sp_arena_free(a);
     store_close(f->s);
     f->s = NULL;
-    set_pragma(f->dir, "CREATE TABLE old(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
-                       "  seq INTEGER NOT NULL, total INTEGER NOT NULL, data BLOB NOT NULL,"
-                       "  PRIMARY KEY(series, bucket, seq)) WITHOUT ROWID;"
-                       "INSERT INTO old SELECT series, bucket, seq, total, data FROM sample_chunk;"
-                       "DROP TABLE sample_chunk; ALTER TABLE old RENAME TO sample_chunk;"
-                       "PRAGMA user_version=6");
+    set_pragma(f->dir, BEFORE_V8
+               "CREATE TABLE old(series INTEGER NOT NULL, bucket INTEGER NOT NULL,"
+               "  seq INTEGER NOT NULL, total INTEGER NOT NULL, data BLOB NOT NULL,"
+               "  PRIMARY KEY(series, bucket, seq)) WITHOUT ROWID;"
+               "INSERT INTO old SELECT series, bucket, seq, total, data FROM sample_chunk;"
+               "DROP TABLE sample_chunk; ALTER TABLE old RENAME TO sample_chunk;"
+               "PRAGMA user_version=6");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE "
                                      "name='sample_chunk_by_series'"),
                      0);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sqlite_master WHERE "
                                      "name='sample_chunk_by_series'"),
                      1);
@@ -171,7 +215,7 @@ static void migrates_from_version_0(void **state)
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=0", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
     assert_int_equal(sql_int(f->dir, "PRAGMA application_id"), 0x53505246);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='bucket_ns'"),
                      10000000000LL);
@@ -182,7 +226,7 @@ static void migrates_from_version_0(void **state)
     /* Opening again does not migrate twice. */
     store_close(f->s);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
 }
 
 /* A version 1 file (values as one row per stack in sample and span_stack, hash indexes on stack
@@ -200,7 +244,7 @@ static void migrates_from_version_1(void **state)
     store_close(f->s);
     f->s = NULL;
     /* Turn the file into what version 1 wrote: the same values as v1 rows, no chunk tables. */
-    set_pragma(f->dir,
+    set_pragma(f->dir, BEFORE_V8
                "INSERT INTO sample(series, bucket, stack, value) SELECT series, bucket, "
                "(SELECT id FROM stack), total FROM sample_chunk;"
                "INSERT INTO span_stack(hour, span_id, series, stack, value) SELECT hour, span_id, "
@@ -215,7 +259,7 @@ static void migrates_from_version_1(void **state)
                "CREATE INDEX location_by_hash ON location(hash); PRAGMA user_version=1");
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM sample"), 1);
     open_store(f);
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 1);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 3);
     assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -259,17 +303,17 @@ static void refuses_newer_schema_version(void **state)
     fx *f = *state;
     store_close(f->s);
     f->s = NULL;
-    set_pragma(f->dir, "PRAGMA user_version=8");
+    set_pragma(f->dir, "PRAGMA user_version=9");
     store_options o = opts(f->dir);
     sp_err err = {0};
     store *s = NULL;
     assert_int_equal(store_open_sqlite(&s, &o, &err), SP_EUNAVAIL);
     assert_null(s);
     assert_non_null(
-        strstr(err.msg, "database schema version 8 is newer than this spanprof (7); upgrade"));
+        strstr(err.msg, "database schema version 9 is newer than this spanprof (8); upgrade"));
     /* Nothing was changed. */
-    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 8);
-    set_pragma(f->dir, "PRAGMA user_version=7");
+    assert_int_equal(sql_int(f->dir, "PRAGMA user_version"), 9);
+    set_pragma(f->dir, "PRAGMA user_version=8");
     open_store(f);
 }
 
@@ -442,7 +486,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             write_round_ok(s, f->t0, r);
         store_close(s);
         /* What version 2 had: hash indexes, no key tables, no period. */
-        sql_exec(dir,
+        sql_exec(dir, BEFORE_V8
                  "DROP TABLE symbol; DROP INDEX span_by_name; ALTER TABLE span DROP extra; DROP "
                  "TABLE span_extra; DROP TABLE span_resource; DROP TABLE stack_key; DROP "
                  "TABLE location_key; "
@@ -458,7 +502,7 @@ static void migrates_a_large_dictionary_from_versions_2_and_1(void **state)
             before = 0;
         }
         open_with(dir, 1, 0, &s);
-        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 7);
+        assert_int_equal(sql_int(dir, "PRAGMA user_version"), 8);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 6 * ROUND_STACKS);
         assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 6 * ROUND_LOCS + 1);
         assert_int_equal(sql_int(dir, "SELECT value FROM meta WHERE key='stack_keyed'"),
@@ -481,6 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(sqlite_keeps_no_process_wide_memory_counters, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(migrates_from_version_7_functions_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_5_spans_without_extras, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(migrates_from_version_6_chunks_to_a_rowid_table, setup,
