@@ -1,5 +1,6 @@
 #include "profile.h"
 #include "err.h"
+#include "hash.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -134,4 +135,106 @@ uint32_t sp_location_names(const sp_profile *p, uint32_t loc, const char **name,
         name[n++] = buf;
     }
     return n;
+}
+
+/* ---- location prints ---- */
+
+static inline uint64_t fold(uint64_t h, uint64_t v)
+{
+    h = (h ^ v) * 0x9e3779b97f4a7c15ull;
+    return h ^ h >> 29;
+}
+
+static inline uint64_t finish(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ h >> 33;
+}
+
+/* Folds string idx of p (as a store reads it: "" when 0 or out of range) into both lanes. Each
+ * lane hashes the bytes with its own seed and the length, so concatenations never meet. */
+static void fold_str(const sp_profile *p, uint32_t idx, sp_print *h)
+{
+    const char *s = "";
+    size_t n = 0;
+    if (idx && idx < p->nstrings && p->strings && p->strings[idx]) {
+        s = p->strings[idx];
+        n = p->string_lens ? p->string_lens[idx] : strlen(s);
+    }
+    h->a = fold(h->a, sp_hash64(s, n, 0x243f6a8885a308d3ull));
+    h->b = fold(h->b, sp_hash64(s, n, 0x13198a2e03707344ull));
+}
+
+static void fold_int(sp_print *h, uint64_t v)
+{
+    h->a = fold(h->a, v);
+    h->b = fold(h->b, v ^ 0xa4093822299f31d0ull);
+}
+
+int sp_location_prints(const sp_profile *p, sp_arena *a, sp_print **out)
+{
+    *out = NULL;
+    uint32_t nl = p->nlocations, nf = p->nfunctions, nm = p->nmappings;
+    sp_print *lp = sp_arena_calloc(a, nl ? nl : 1, sizeof *lp);
+    sp_print *fp = sp_arena_alloc(a, (nf ? nf : 1) * sizeof *fp);
+    sp_print *mp = sp_arena_alloc(a, (nm ? nm : 1) * sizeof *mp);
+    if (!lp || !fp || !mp)
+        return SP_ETOOBIG;
+    /* Functions and mappings once each: an eBPF request's locations share a few hundred. */
+    for (uint32_t i = 1; i < nf; i++) {
+        const sp_function *f = &p->functions[i];
+        sp_print h = {0x3f84d5b5b5470917ull, 0x9216d5d98979fb1bull};
+        fold_int(&h, f->made_up);
+        if (!f->made_up) {
+            fold_str(p, f->name, &h);
+            fold_str(p, f->system_name, &h);
+            fold_str(p, f->filename, &h);
+            fold_int(&h, (uint64_t)f->start_line);
+        }
+        fp[i] = h;
+    }
+    for (uint32_t i = 1; i < nm; i++) {
+        sp_print h = {0xd1310ba698dfb5acull, 0x2ffd72dbd01adfb7ull};
+        fold_str(p, p->mappings[i].filename, &h);
+        fold_str(p, p->mappings[i].build_id, &h);
+        mp[i] = h;
+    }
+    uint32_t last_type = UINT32_MAX;
+    sp_print type = {0, 0};
+    for (uint32_t i = 1; i < nl; i++) {
+        const sp_location *l = &p->locations[i];
+        if (l->frame_type != last_type) { /* runs of one frame type: hashed once a run */
+            type = (sp_print){0xb8e1afed6a267e96ull, 0xba7c9045f12c7f99ull};
+            fold_str(p, l->frame_type, &type);
+            last_type = l->frame_type;
+        }
+        sp_print h = {0x24a19947b3916cf7ull, 0x0801f2e2858efc16ull};
+        if (l->mapping_id && l->mapping_id < nm) {
+            fold_int(&h, 1);
+            h.a = fold(h.a, mp[l->mapping_id].a);
+            h.b = fold(h.b, mp[l->mapping_id].b);
+        } else {
+            fold_int(&h, 0);
+        }
+        fold_int(&h, l->address);
+        h.a = fold(h.a, type.a);
+        h.b = fold(h.b, type.b);
+        fold_int(&h, (uint64_t)l->bare << 32 | l->nlines);
+        for (uint32_t k = 0; k < l->nlines; k++) {
+            uint32_t f = l->lines[k].function_id;
+            if (f && f < nf) {
+                h.a = fold(h.a, fp[f].a);
+                h.b = fold(h.b, fp[f].b);
+            } else {
+                fold_int(&h, 0);
+            }
+            fold_int(&h, (uint64_t)l->lines[k].line);
+        }
+        lp[i] = (sp_print){finish(h.a), finish(h.b)};
+    }
+    *out = lp;
+    return 0;
 }

@@ -49,6 +49,12 @@ typedef struct sp_location {
         frame_type; /* string index: "native", "kernel", "jvm", ... (OTLP profile.frame.type) */
 } sp_location;
 
+/* A location's identity as 128 bits, the same for the same content in any request (see
+ * sp_location_prints()). */
+typedef struct sp_print {
+    uint64_t a, b;
+} sp_print;
+
 typedef struct sp_mapping {
     uint64_t memory_start, memory_limit, file_offset;
     uint32_t filename, build_id; /* string indices */
@@ -116,6 +122,9 @@ typedef struct sp_profile {
     uint32_t nfunctions;
     sp_location *locations; /* [0] unused */
     uint32_t nlocations;
+    /* [nlocations] the locations' prints (sp_location_prints()), or NULL when the producer made
+     * none: a store may find a location by its print instead of resolving its content. */
+    const sp_print *location_prints;
     sp_mapping *mappings; /* [0] unused */
     uint32_t nmappings;
     sp_sample *samples;
@@ -196,6 +205,18 @@ const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t 
  * max; 0 for location 0 or out of range). */
 uint32_t sp_location_names(const sp_profile *p, uint32_t loc, const char **name, uint32_t *len,
                            uint32_t max, char buf[SP_FRAME_NAME_MAX]);
+
+/* Prints of p's locations: out[i] for location i (out[0] zero), in arena memory. A print covers
+ * everything a location is stored by: its mapping's file and build id, its address, frame type
+ * and bare flag, and per line the line number and its function's name, system name, file, start
+ * line and made_up flag (a made-up function's name is by its contract the location's own
+ * content, so it is not read); not the column, which no store keeps, nor mapping ranges. Two
+ * locations with equal prints thus have equal stored content, in any request: the store trusts
+ * the print as it trusts its own 128-bit content hashes (two 64-bit lanes of a non-keyed hash;
+ * a collision of both is as unlikely as one of those). Computed once per request in the worker
+ * (about 15 ns a location), so the single store writer skips keying each location again.
+ * Reads p's tables only; returns 0, or SP_ETOOBIG when the arena's budget is spent (*out NULL). */
+int sp_location_prints(const sp_profile *p, sp_arena *a, sp_print **out);
 
 /* Sets p's series labels: __name__ = name plus labels (any __name__ among them is replaced),
  * sorted by name, in arena memory (the strings are not copied). SP_ETOOBIG past the budget. */

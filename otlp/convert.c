@@ -41,6 +41,7 @@ typedef struct conv {
     uint32_t *ftypes;  /* per attribute_table entry: 0 unseen, 1 not profile.frame.type, else
                         * 2 + the string index of its value (frame_type) */
     uint32_t **stacks; /* per stack_table entry, filled on first use */
+    sp_print *prints;  /* per location (sp_location_prints()); NULL past the budget */
 } conv;
 
 /* Index of s in the request's string table, adding it when new (0 on allocation failure, which
@@ -197,6 +198,22 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
     return sp_strtab_add(&c->st, buf, strlen(buf)); /* new but for a repeated address */
 }
 
+/* The locations' prints, made here on a worker so the store's one writer need not key each
+ * location of every request again (none past the budget: the store keys them then). */
+static void location_prints(conv *c)
+{
+    sp_profile tables = {.strings = c->st.s,
+                         .string_lens = c->st.len,
+                         .nstrings = c->st.n,
+                         .functions = c->funcs,
+                         .nfunctions = c->nfuncs,
+                         .locations = c->locs,
+                         .nlocations = c->nlocs,
+                         .mappings = c->maps,
+                         .nmappings = c->nmaps};
+    (void)sp_location_prints(&tables, c->a, &c->prints);
+}
+
 static int convert_dictionary(conv *c, sp_err *err)
 {
     const dict_t *d = c->d;
@@ -308,6 +325,7 @@ static int convert_dictionary(conv *c, sp_err *err)
         }
         m->has_inline_frames |= l->nlines > 1;
     }
+    location_prints(c);
     return 0;
 }
 
@@ -775,6 +793,7 @@ int otlp_profiles_conv_next(otlp_profiles_conv *pc, size_t nresources, int64_t n
         p->nfunctions = c->nfuncs;
         p->locations = c->locs;
         p->nlocations = c->nlocs;
+        p->location_prints = c->prints;
         p->mappings = c->maps;
         p->nmappings = c->nmaps;
     }

@@ -722,6 +722,28 @@ static int location_key(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_
     return 0;
 }
 
+/* Remembers location lid's print (when the request came with prints) as naming row id. */
+static void remember_print(sqs_writer *w, const sp_profile *p, uint32_t lid, int64_t id,
+                           int32_t seen)
+{
+    if (p->location_prints)
+        (void)store_dict_put(&w->loc_prints, p->location_prints[lid].a, p->location_prints[lid].b,
+                             id, seen); /* may forget: harmless */
+}
+
+/* A location found by its print: its id memoised, its row's `seen` refreshed. 1 when found. */
+static int found_by_print(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target, int *rc,
+                          sp_err *err)
+{
+    const sp_print *pr = &p->location_prints[lid];
+    store_dict_entry *e = store_dict_find(&w->loc_prints, pr->a, pr->b);
+    if (!e)
+        return 0;
+    *rc = touch(w, W_LOC_SEEN, e, e->id, e->seen, target, err);
+    w->loc_ids[lid] = e->id;
+    return 1;
+}
+
 /* Finds (or inserts) the location a built key names and memoises its id. */
 static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending *pk,
                            int32_t target, sp_err *err)
@@ -733,6 +755,7 @@ static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending
     if (e) {
         if ((rc = touch(w, W_LOC_SEEN, e, e->id, e->seen, target, err)))
             return rc;
+        remember_print(w, p, pk->lid, e->id, e->seen);
         w->loc_ids[pk->lid] = e->id;
         return 0;
     }
@@ -762,6 +785,7 @@ static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending
     sqlite3_clear_bindings(w->st[W_LOC_INS]);
     sqlite3_clear_bindings(w->st[W_LOC_FIND]);
     dict_remember(w, SQS_KEYS_LOC, &w->locations, pk->h1, pk->h2, id, seen);
+    remember_print(w, p, pk->lid, id, seen);
     w->loc_ids[pk->lid] = id;
     return 0;
 }
@@ -774,10 +798,21 @@ static int resolve_locations(sqs_writer *w, const sp_profile *p, const sp_sample
 {
     size_t n = 0, at = 0;
     int rc = 0;
+    if (p->location_prints) /* the prints' slots first: their misses overlap */
+        for (uint32_t i = 0; i < s->nlocations; i++) {
+            uint32_t lid = s->location_ids[i];
+            if (lid && lid < p->nlocations && !w->loc_ids[lid])
+                store_dict_prefetch(&w->loc_prints, p->location_prints[lid].a);
+        }
     for (uint32_t i = 0; i < s->nlocations; i++) {
         uint32_t lid = s->location_ids[i];
         if (!lid || lid >= p->nlocations || w->loc_ids[lid])
             continue;
+        if (p->location_prints && found_by_print(w, p, lid, target, &rc, err)) {
+            if (rc)
+                break;
+            continue;
+        }
         if (sqs_grow((void **)&w->pend, &w->pend_cap, n + 1, sizeof *w->pend))
             return sqs_oom(err);
         if ((rc = location_key(w, p, lid, target, at, &w->pend[n], err)))

@@ -110,6 +110,8 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
         if ((rc = sqs_keys_flush(w, keys, err)))
             return rc;
         store_dict_clear(cache);
+        if (keys == SQS_KEYS_LOC)
+            store_dict_clear(&w->loc_prints); /* their ids may be gone, or be reused */
         w->keys_complete &= ~(1u << keys);
     }
     r->cursor += window;

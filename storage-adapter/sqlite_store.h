@@ -170,6 +170,11 @@ typedef struct sqs_writer {
     sqlite3 *db;
     sqlite3_stmt *st[W_NSTMT];
     store_dict tenants, series, strings, mappings, functions, locations, stacks;
+    /* A location's print (sp_profile.location_prints) → its id: a location a request brings
+     * again is found without keying its content. Not an index of anything (a miss keys the
+     * content as before), so it may forget at will; cleared with the location cache and when
+     * retention deletes locations (an id it holds could be gone or reused). */
+    store_dict loc_prints;
     store_sum3 samples; /* (series, bucket, stack) → value, this transaction */
     store_agg spanstk;  /* (hour, span key, series, stack) → value, this transaction */
     store_agg hours;    /* hours known to be in span_hour */

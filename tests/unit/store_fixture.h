@@ -400,7 +400,8 @@ static inline void *writer(void *arg)
 #define ROUND_STACKS 100
 
 /* Round r: ROUND_STACKS new three-frame stacks (value 1 each) over ROUND_LOCS unsymbolized
- * locations of its own and one every round shares, at time t. Content depends on r alone. */
+ * locations of its own and one every round shares, at time t, with their prints. Content
+ * depends on r alone. */
 static inline sp_batch round_batch(sp_arena *a, int64_t t, int r)
 {
     sp_profile *p = mkprofile(a, CPU, "keys", t);
@@ -423,6 +424,11 @@ static inline sp_batch round_batch(sp_arena *a, int64_t t, int r)
         s->location_ids[2] = ROUND_LOCS + 1;
         s->value = 1;
     }
+    /* with the prints the OTLP converter gives its locations (the store finds rows by them) */
+    sp_print *prints;
+    if (sp_location_prints(p, a, &prints))
+        fail_msg("location prints: out of budget");
+    p->location_prints = prints;
     return batch1(a, "k", p);
 }
 
