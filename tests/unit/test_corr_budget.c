@@ -120,11 +120,11 @@ static void rare_attached_observations_still_go_first(void **state)
     corr_free(c);
 }
 
-/* The leaf's function name of a late sample. */
-static const char *leaf_of(const sp_profile *late, const sp_sample *s)
+/* The function name of frame k (0: the leaf) of a late sample. */
+static const char *frame_of(const sp_profile *late, const sp_sample *s, uint32_t k)
 {
-    const sp_location *leaf = &late->locations[s->location_ids[0]];
-    return late->strings[late->functions[leaf->lines[0].function_id].name];
+    const sp_location *l = &late->locations[s->location_ids[k]];
+    return late->strings[late->functions[l->lines[0].function_id].name];
 }
 
 static const char *label(const sp_profile *p, const char *name)
@@ -135,42 +135,60 @@ static const char *label(const sp_profile *p, const char *name)
     return NULL;
 }
 
-/* Round i: one observation at i.5 ms on a never-seen leaf "leaf_i", in series service_name=svc_i,
- * so names, stacks and series all grow and the budget renumbers them again and again. The run
- * stops right after a renumbering, so the last rounds' observations were renumbered (moved down
- * with the ids of everything before them dropped); a late span over them gets each one with its
- * own leaf and its own series. */
-static void renumbering_keeps_each_observation_its_frames_and_labels(void **state)
+/* Round i: one observation at i.5 ms on a never-seen leaf "leaf_i" under "mid_<i / 500>" and main,
+ * in series service_name=svc_i, so names, stacks and series all grow and the budget renumbers
+ * them again and again; with location prints when printed (as from the OTLP converter). */
+static void one_round(corr *c, fixture *f, int i, int printed)
 {
-    fixture *f = *state;
+    char *leaf = sp_arena_alloc(f->a, 32), *mid = sp_arena_alloc(f->a, 32),
+         *svc = sp_arena_alloc(f->a, 32);
+    snprintf(leaf, 32, "leaf_%d", i);
+    snprintf(mid, 32, "mid_%d", i / 500);
+    snprintf(svc, 32, "svc_%d", i);
+    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+    names[2] = mid;
+    names[3] = leaf;
+    sp_kv *kv = sp_arena_calloc(f->a, 2, sizeof *kv);
+    kv[0] = (sp_kv){"__name__", "process_cpu"};
+    kv[1] = (sp_kv){"service_name", svc};
+    uint64_t ts[] = {(uint64_t)i * MS + MS / 2};
+    sp_batch pb = batch(f, "t1");
+    sp_profile *p = profile(f->a, ts, 1, PID, TID);
+    p->strings = names;
+    p->series = kv;
+    sp_print *prints = NULL;
+    if (printed)
+        assert_int_equal(sp_location_prints(p, f->a, &prints), 0);
+    p->location_prints = prints;
+    sp_batch_add_profile(&pb, p);
+    attach(c, &pb, (int64_t)i * MS);
+    sp_arena_reset(f->a);
+}
+
+/* The run stops right after a renumbering and a few rounds more, so the last rounds'
+ * observations were renumbered (moved down with the ids of everything before them dropped) or
+ * came after it; a late span over them gets each one with its own frames and its own series.
+ * Printed, the middle frame of the rounds after the renumbering is named from the print cache
+ * made before it (same mid name), whose entries must then not be taken: the name moved down. */
+static void renumbering_round(fixture *f, int printed)
+{
     corr_options o = {.max_bytes = 512 * 1024, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
-    enum { MIN_ROUNDS = 10000, MAX_ROUNDS = 100000, LAST = 100 };
+    enum { MIN_ROUNDS = 10000, MAX_ROUNDS = 100000, LAST = 100, AFTER = 20 };
     int i = 0;
     for (;; i++) {
         assert_true(i < MAX_ROUNDS);
-        char *leaf = sp_arena_alloc(f->a, 32), *svc = sp_arena_alloc(f->a, 32);
-        snprintf(leaf, 32, "leaf_%d", i);
-        snprintf(svc, 32, "svc_%d", i);
-        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
-        names[3] = leaf;
-        sp_kv *kv = sp_arena_calloc(f->a, 2, sizeof *kv);
-        kv[0] = (sp_kv){"__name__", "process_cpu"};
-        kv[1] = (sp_kv){"service_name", svc};
-        uint64_t ts[] = {(uint64_t)i * MS + MS / 2};
-        sp_batch pb = batch(f, "t1");
-        sp_profile *p = profile(f->a, ts, 1, PID, TID);
-        p->strings = names;
-        p->series = kv;
-        sp_batch_add_profile(&pb, p);
         uint64_t gen = c->interns_gen;
-        attach(c, &pb, (int64_t)i * MS);
-        sp_arena_reset(f->a);
-        if (i >= MIN_ROUNDS && c->interns_gen != gen)
-            break; /* renumbered in this round */
+        one_round(c, f, i, printed);
+        if (i >= MIN_ROUNDS && c->interns_gen != gen && (i + 1) % 500 < 500 - AFTER)
+            break; /* renumbered in this round, and the mid name stays for AFTER more */
     }
-    /* rounds i - LAST .. i - 1 waited through the renumbering (round i came after it) */
-    sp_span v[] = {span(1, i - LAST, i, PID, TID)};
+    uint64_t gen = c->interns_gen;
+    for (int k = 1; k <= AFTER; k++)
+        one_round(c, f, i + k, printed);
+    assert_int_equal(c->interns_gen, gen); /* no second renumbering */
+    /* rounds i - LAST .. i - 1 waited through the renumbering, i .. i + AFTER came after it */
+    sp_span v[] = {span(1, i - LAST, i + AFTER + 1, PID, TID)};
     sp_batch tb;
     send_spans(c, f, v, 1, &tb);
     int seen = 0;
@@ -180,18 +198,27 @@ static void renumbering_keeps_each_observation_its_frames_and_labels(void **stat
         assert_non_null(svc);
         for (uint32_t j = 0; j < p->nsamples; j++) {
             int round = (int)(p->samples[j].timestamps[0] / MS);
-            char want_leaf[32], want_svc[32];
+            char want_leaf[32], want_mid[32], want_svc[32];
             snprintf(want_leaf, sizeof want_leaf, "leaf_%d", round);
+            snprintf(want_mid, sizeof want_mid, "mid_%d", round / 500);
             snprintf(want_svc, sizeof want_svc, "svc_%d", round);
-            assert_string_equal(leaf_of(p, &p->samples[j]), want_leaf);
-            assert_string_equal(svc, want_svc);
             assert_int_equal(p->samples[j].nlocations, 3);
+            assert_string_equal(frame_of(p, &p->samples[j], 0), want_leaf);
+            assert_string_equal(frame_of(p, &p->samples[j], 1), want_mid);
+            assert_string_equal(frame_of(p, &p->samples[j], 2), "main");
+            assert_string_equal(svc, want_svc);
             assert_int_equal(p->samples[j].value, 10 * MS);
             seen++;
         }
     }
-    assert_int_equal(seen, LAST);
+    assert_int_equal(seen, LAST + 1 + AFTER);
     corr_free(c);
+}
+
+static void renumbering_keeps_each_observation_its_frames_and_labels(void **state)
+{
+    for (int printed = 0; printed < 2; printed++)
+        renumbering_round(*state, printed);
 }
 
 /* I13: a process that has sent no span (most of what the eBPF profiler samples) waits in a
