@@ -74,7 +74,6 @@ corr *corr_new(const corr_options *o)
         c->opt.settle_ns = 10 * 1000000000LL;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->pub_lock, NULL);
-    c->prints = calloc(PRINT_SLOTS, sizeof *c->prints); /* NULL: names are built each time */
     cw_recount(c);
     return c;
 }
@@ -97,7 +96,6 @@ void corr_free(corr *c)
         }
     }
     cw_itab_free(&c->names);
-    free(c->prints);
     cw_itab_free(&c->stacks);
     cw_itab_free(&c->tenants);
     cw_itab_free(&c->idents);

@@ -150,17 +150,6 @@ typedef struct series_rec {
     uint32_t nkv;
 } series_rec;
 
-/* The name id a location print (sp_profile.location_prints) was interned as: a direct-mapped
- * cache of PRINT_SLOTS entries (fixed, like the buckets: not in the budget), so a location a
- * request brings again is named without building, hashing and comparing its name. An entry
- * holds for the interns_gen it was made in (gen = that + 1; 0 = empty): names are renumbered
- * only by a rebuild of the tables (budget.c), which moves interns_gen on. */
-#define PRINT_SLOTS 65536
-typedef struct print_ent {
-    uint64_t a, b;
-    uint32_t name, gen;
-} print_ent;
-
 /* A hash of entries keyed by (tenant, 8-byte id), entries in one array, chained by index. */
 typedef struct idhash {
     uint32_t *heads, nheads;
@@ -172,7 +161,6 @@ struct corr {
     slot *buckets[NBUCKETS];
     proc *pbuckets[NBUCKETS];
     itab names, stacks, series, tenants, idents;
-    print_ent *prints; /* PRINT_SLOTS entries, or NULL (out of memory: names are built) */
     series_rec *srec;
     uint32_t capsrec;
     reg_ent *reg;

@@ -604,34 +604,12 @@ static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t
     return got;
 }
 
-/* The print cache's entry for location l of p, or NULL without prints. */
-static print_ent *print_slot(const corr *c, const sp_profile *p, uint32_t l)
-{
-    if (!c->prints || !p->location_prints)
-        return NULL;
-    return &c->prints[p->location_prints[l].a & (PRINT_SLOTS - 1)];
-}
-
-/* Names location l from the print cache: 1 when its entry is of this print and generation. */
-static int named_by_print(const corr *c, const sp_profile *p, uint32_t l, uint32_t *cache)
-{
-    const print_ent *e = print_slot(c, p, l);
-    if (!e || e->gen != (uint32_t)c->interns_gen + 1 || e->a != p->location_prints[l].a ||
-        e->b != p->location_prints[l].b)
-        return 0;
-    cache[l * 2] = e->name;
-    cache[l * 2 + 1] = 1;
-    return 1;
-}
-
 /* Fills cache (cw_stack_id's, per location: name id, 1) for every location of p's table that
  * has one name, before its stacks are interned. The names table holds hundreds of thousands of
  * names and each lookup is a few dependent cache misses (slot, key pointer, key bytes); looked up
  * one location at a time they were 9 % of the server's CPU at full ingest (issue 19). Here a
  * batch of locations goes through each step before the next (hash and prefetch the slots, then
- * prefetch the candidate keys, then look up), so the misses of a batch overlap. A location with
- * a print (the OTLP converter's) is first looked up in the print cache, one miss, its name
- * neither built nor hashed; what the names table answers is remembered there. */
+ * prefetch the candidate keys, then look up), so the misses of a batch overlap. */
 void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
 {
     enum { B = 32 };
@@ -640,17 +618,11 @@ void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
     uint32_t len[B], hash[B], loc[B];
     itab *t = &c->names;
     for (uint32_t base = 1; base < p->nlocations; base += B) {
-        uint32_t nq = 0, end = base + B < p->nlocations ? base + B : p->nlocations;
-        for (uint32_t l = base; l < end; l++) {
-            const print_ent *e = cache[l * 2 + 1] ? NULL : print_slot(c, p, l);
-            if (e)
-                __builtin_prefetch(e);
-        }
-        for (uint32_t l = base; l < end; l++) {
+        uint32_t nq = 0;
+        for (uint32_t l = base; l < p->nlocations && l - base < B; l++) {
             const char *nm[2];
             uint32_t ln[2];
-            if (cache[l * 2 + 1] || named_by_print(c, p, l, cache) ||
-                loc_names(p, l, nm, ln, 2, bufs[nq]) != 1)
+            if (cache[l * 2 + 1] || loc_names(p, l, nm, ln, 2, bufs[nq]) != 1)
                 continue; /* several names: interned when a stack needs them */
             name[nq] = nm[0];
             len[nq] = ln[0];
@@ -674,14 +646,10 @@ void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
         }
         for (uint32_t i = 0; i < nq; i++) {
             uint32_t id = cw_itab_get_hashed(t, name[i], len[i], hash[i], 1);
-            if (id == UINT32_MAX)
-                continue;
-            cache[loc[i] * 2] = id;
-            cache[loc[i] * 2 + 1] = 1;
-            print_ent *e = print_slot(c, p, loc[i]);
-            if (e)
-                *e = (print_ent){p->location_prints[loc[i]].a, p->location_prints[loc[i]].b, id,
-                                 (uint32_t)c->interns_gen + 1};
+            if (id != UINT32_MAX) {
+                cache[loc[i] * 2] = id;
+                cache[loc[i] * 2 + 1] = 1;
+            }
         }
     }
 }

@@ -137,8 +137,8 @@ static const char *label(const sp_profile *p, const char *name)
 
 /* Round i: one observation at i.5 ms on a never-seen leaf "leaf_i" under "mid_<i / 500>" and main,
  * in series service_name=svc_i, so names, stacks and series all grow and the budget renumbers
- * them again and again; with location prints when printed (as from the OTLP converter). */
-static void one_round(corr *c, fixture *f, int i, int printed)
+ * them again and again. */
+static void one_round(corr *c, fixture *f, int i)
 {
     char *leaf = sp_arena_alloc(f->a, 32), *mid = sp_arena_alloc(f->a, 32),
          *svc = sp_arena_alloc(f->a, 32);
@@ -156,10 +156,6 @@ static void one_round(corr *c, fixture *f, int i, int printed)
     sp_profile *p = profile(f->a, ts, 1, PID, TID);
     p->strings = names;
     p->series = kv;
-    sp_print *prints = NULL;
-    if (printed)
-        assert_int_equal(sp_location_prints(p, f->a, &prints), 0);
-    p->location_prints = prints;
     sp_batch_add_profile(&pb, p);
     attach(c, &pb, (int64_t)i * MS);
     sp_arena_reset(f->a);
@@ -167,11 +163,11 @@ static void one_round(corr *c, fixture *f, int i, int printed)
 
 /* The run stops right after a renumbering and a few rounds more, so the last rounds'
  * observations were renumbered (moved down with the ids of everything before them dropped) or
- * came after it; a late span over them gets each one with its own frames and its own series.
- * Printed, the middle frame of the rounds after the renumbering is named from the print cache
- * made before it (same mid name), whose entries must then not be taken: the name moved down. */
-static void renumbering_round(fixture *f, int printed)
+ * came after it, their middle frame a name interned before the renumbering and moved down by
+ * it; a late span over them gets each one with its own frames and its own series. */
+static void renumbering_keeps_each_observation_its_frames_and_labels(void **state)
 {
+    fixture *f = *state;
     corr_options o = {.max_bytes = 512 * 1024, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
     enum { MIN_ROUNDS = 10000, MAX_ROUNDS = 100000, LAST = 100, AFTER = 20 };
@@ -179,13 +175,13 @@ static void renumbering_round(fixture *f, int printed)
     for (;; i++) {
         assert_true(i < MAX_ROUNDS);
         uint64_t gen = c->interns_gen;
-        one_round(c, f, i, printed);
+        one_round(c, f, i);
         if (i >= MIN_ROUNDS && c->interns_gen != gen && (i + 1) % 500 < 500 - AFTER)
             break; /* renumbered in this round, and the mid name stays for AFTER more */
     }
     uint64_t gen = c->interns_gen;
     for (int k = 1; k <= AFTER; k++)
-        one_round(c, f, i + k, printed);
+        one_round(c, f, i + k);
     assert_int_equal(c->interns_gen, gen); /* no second renumbering */
     /* rounds i - LAST .. i - 1 waited through the renumbering, i .. i + AFTER came after it */
     sp_span v[] = {span(1, i - LAST, i + AFTER + 1, PID, TID)};
@@ -213,12 +209,6 @@ static void renumbering_round(fixture *f, int printed)
     }
     assert_int_equal(seen, LAST + 1 + AFTER);
     corr_free(c);
-}
-
-static void renumbering_keeps_each_observation_its_frames_and_labels(void **state)
-{
-    for (int printed = 0; printed < 2; printed++)
-        renumbering_round(*state, printed);
 }
 
 /* I13: a process that has sent no span (most of what the eBPF profiler samples) waits in a
