@@ -682,6 +682,22 @@ static double proc_stat(pid_t pid, unsigned long *minflt)
     return stat_file_cpu_s(path, minflt);
 }
 
+/* Bytes the process has caused to be written to storage (/proc/PID/io write_bytes: the WAL's
+ * frames and the checkpoints' pages; 0 when unreadable). */
+static unsigned long long proc_write_bytes(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "write_bytes: %llu", &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
 /* One thread's figure, read from its /proc/PID/task/TID directory (0 when unreadable). */
 typedef double (*task_figure)(const char *taskdir);
 
@@ -1013,6 +1029,7 @@ int main(int argc, char **argv)
     }
     unsigned long flt0 = 0, flt1 = 0;
     double cpu0 = proc_stat(pid, &flt0);
+    unsigned long long wb0 = proc_write_bytes(pid);
     lat_ms = calloc((size_t)nrequests, sizeof *lat_ms);
     sent_s = calloc((size_t)nrequests, sizeof *sent_s);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
@@ -1046,6 +1063,7 @@ int main(int argc, char **argv)
     double cpu_writer = threads_cpu_s(pid, "store-writer");
     double wait_query = threads_sum(pid, "query-", task_wait_s);
     long hwm = proc_hwm_kb(pid);
+    unsigned long long written = proc_write_bytes(pid) - wb0;
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     nftw(data, add_size, 16, FTW_PHYS);
@@ -1088,6 +1106,9 @@ int main(int argc, char **argv)
                cpu - cpu_ingest - cpu_query - cpu_writer);
     printf("server page faults: %lu (%.0f per Export)\n", flt1 - flt0,
            (double)(flt1 - flt0) / nrequests);
+    printf("server bytes written: %.1f MB while the run lasted (%.1f B per sample; WAL and "
+           "checkpoints)\n",
+           (double)written / 1e6, (double)written / (double)sent);
     printf("Export latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", lat_ms[nrequests / 2],
            lat_ms[(int)((nrequests - 1) * 0.99)], lat_ms[nrequests - 1]);
     printf("slowest Exports (#: place in the run): %s\n", slowest);
