@@ -199,9 +199,13 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
 }
 
 /* The locations' prints, made here on a worker so the store's one writer need not key each
- * location of every request again (none past the budget: the store keys them then). */
+ * location of every request again. Their room is added to the budget: 16 bytes per entry of
+ * tables the request's budget already took, so a request that fit without prints still fits
+ * (should they not, the store keys the locations as before). */
 static void location_prints(conv *c)
 {
+    sp_arena_raise_budget(c->a,
+                          ((size_t)c->nlocs + c->nfuncs + c->nmaps + 3) * sizeof(sp_print) + 256);
     sp_profile tables = {.strings = c->st.s,
                          .string_lens = c->st.len,
                          .nstrings = c->st.n,
