@@ -1,7 +1,8 @@
 /* otlp/convert.c frame_type(): a location's profile.frame.type is its first attribute with that
  * key, whichever attribute_table entries it shares with other locations (the converter reads
  * each entry once per request). The oracle is the made-up names of unnamed frames, written out
- * here by hand ("<frame type> 0x<address>"). */
+ * here by hand ("<frame type> 0x<address>"). The converted profile carries its locations'
+ * prints (common/profile.h), made from its final tables. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +126,19 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
         assert_string_equal(name, want[i]);
         const char *ft = l->frame_type ? p->strings[l->frame_type] : "";
         assert_int_equal(strncmp(name, ft, strlen(ft)), 0);
+    }
+    /* The locations' prints come with the profile, made from the tables as converted (each
+     * bare location with its made-up line): the same as printing the final tables again, and
+     * one per distinct content. */
+    assert_non_null(p->location_prints);
+    sp_print *again;
+    assert_int_equal(sp_location_prints(p, a, &again), 0);
+    for (uint32_t i = 1; i < NLOC; i++) {
+        assert_true(p->locations[i].bare);
+        assert_memory_equal(&p->location_prints[i], &again[i], sizeof again[i]);
+        for (uint32_t j = 1; j < i; j++)
+            assert_memory_not_equal(&p->location_prints[i], &p->location_prints[j],
+                                    sizeof again[i]);
     }
     sp_arena_free(a);
 }
