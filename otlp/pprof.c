@@ -331,7 +331,24 @@ int otlp_pprof_decode(const uint8_t *data, size_t len, const otlp_pprof_opts *o,
         if (sp_batch_add_profile(out, p))
             return sp_fail(err, SP_ETOOBIG, "pprof too large for the request budget");
     }
-    for (size_t i = out->nprofiles - pp->n_sample_type; i < out->nprofiles; i++)
+    /* The locations' prints (common/profile.h), from the tables as they end: the string table
+     * is complete only now. Their room is added to the budget (derived from tables it took). */
+    sp_profile tables = {.strings = strs,
+                         .string_lens = lens,
+                         .nstrings = nstr,
+                         .functions = funcs,
+                         .nfunctions = (uint32_t)pp->n_function + 1,
+                         .locations = locs,
+                         .nlocations = (uint32_t)pp->n_location + 1,
+                         .mappings = maps,
+                         .nmappings = (uint32_t)pp->n_mapping + 1};
+    sp_print *prints = NULL;
+    sp_arena_raise_budget(
+        a, (pp->n_location + pp->n_function + pp->n_mapping + 6) * sizeof *prints + 256);
+    (void)sp_location_prints(&tables, a, &prints); /* none: the store keys the locations */
+    for (size_t i = out->nprofiles - pp->n_sample_type; i < out->nprofiles; i++) {
         out->profiles[i]->nstrings = nstr;
+        out->profiles[i]->location_prints = prints;
+    }
     return 0;
 }

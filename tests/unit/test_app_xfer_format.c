@@ -207,6 +207,11 @@ static void pprof_keeps_the_frame_type_of_an_unnamed_frame(void **state)
     assert_int_equal(q->nlocations, 2);
     assert_int_equal(q->locations[1].address, 0x9a3f0);
     assert_string_equal(q->strings[q->locations[1].frame_type], "native");
+    /* its print made from the final tables (the frame type string included) */
+    assert_non_null(q->location_prints);
+    sp_print *again;
+    assert_int_equal(sp_location_prints(q, a, &again), 0);
+    assert_memory_equal(&q->location_prints[1], &again[1], sizeof again[1]);
     /* without the flag nothing is added: a plain pprof reads as before */
     sp_buf plain;
     sp_buf_init(&plain, 0);
