@@ -523,6 +523,37 @@ static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_s
     return 0;
 }
 
+/* The statements of the dictionaries with a key table. */
+static const struct {
+    int find, ins, seen;
+} rows_of[SQS_NKEYS] = {
+    [SQS_KEYS_STACK] = {W_STACK_FIND, W_STACK_INS, W_STACK_SEEN},
+    [SQS_KEYS_LOC] = {W_LOC_FIND, W_LOC_INS, W_LOC_SEEN},
+    [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_INS, W_FUNC_SEEN},
+};
+
+/* A row of dictionary k the cache d missed, its find and insert statements bound: found in the
+ * key table (unless it cannot be there) or inserted, keyed at once when it took a reused id,
+ * remembered in d. The statements' bindings are cleared (they point into the caller's buffers).
+ * Sets *seen to what the cache remembers. */
+static int keyed_row(sqs_writer *w, int k, store_dict *d, uint64_t h1, uint64_t h2, int32_t target,
+                     int64_t *out, int32_t *seen, sp_err *err)
+{
+    int created, rc;
+    *seen = 0;
+    if ((rc = keys_ready(w, k, err)) ||
+        (rc = find_or_insert(w, find_stmt_for(w, k, hash31(h1), rows_of[k].find), rows_of[k].ins,
+                             rows_of[k].seen, target, out, seen, &created, err)) ||
+        (created && (rc = key_new_row(w, k, hash31(h1), *out, err))))
+        return rc;
+    if (created)
+        presence_add(w, k, hash31(h1));
+    sqlite3_clear_bindings(w->st[rows_of[k].ins]);
+    sqlite3_clear_bindings(w->st[rows_of[k].find]);
+    dict_remember(w, k, d, h1, h2, *out, *seen);
+    return 0;
+}
+
 static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, int32_t target,
                             int64_t *out, sp_err *err)
 {
@@ -573,19 +604,9 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
         if (which == W_FUNC_INS)
             sqlite3_bind_int(st, 6, target);
     }
-    int32_t seen = 0;
-    int created;
-    if ((rc = keys_ready(w, SQS_KEYS_FN, err)) ||
-        (rc = find_or_insert(w, find_stmt_for(w, SQS_KEYS_FN, hash31(h1), W_FUNC_FIND), W_FUNC_INS,
-                             W_FUNC_SEEN, target, out, &seen, &created, err)) ||
-        (created && (rc = key_new_row(w, SQS_KEYS_FN, hash31(h1), *out, err))))
+    int32_t seen;
+    if ((rc = keyed_row(w, SQS_KEYS_FN, &w->functions, h1, h2, target, out, &seen, err)))
         return rc;
-    if (created)
-        presence_add(w, SQS_KEYS_FN, hash31(h1));
-    /* The statements kept pointers to the request's strings: cleared before the request goes. */
-    sqlite3_clear_bindings(w->st[W_FUNC_INS]);
-    sqlite3_clear_bindings(w->st[W_FUNC_FIND]);
-    dict_remember(w, SQS_KEYS_FN, &w->functions, h1, h2, *out, seen);
     w->fn_ids[fid] = *out;
     return 0;
 }
@@ -772,19 +793,9 @@ static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending
         if (which == W_LOC_INS)
             sqlite3_bind_int(st, 6, target);
     }
-    int32_t seen = 0;
-    int created;
-    if ((rc = keys_ready(w, SQS_KEYS_LOC, err)) ||
-        (rc = find_or_insert(w, find_stmt_for(w, SQS_KEYS_LOC, hash31(pk->h1), W_LOC_FIND),
-                             W_LOC_INS, W_LOC_SEEN, target, &id, &seen, &created, err)) ||
-        (created && (rc = key_new_row(w, SQS_KEYS_LOC, hash31(pk->h1), id, err))))
+    int32_t seen;
+    if ((rc = keyed_row(w, SQS_KEYS_LOC, &w->locations, pk->h1, pk->h2, target, &id, &seen, err)))
         return rc;
-    if (created)
-        presence_add(w, SQS_KEYS_LOC, hash31(pk->h1));
-    /* The statements kept a pointer to kbuf: clear it before kbuf is reused. */
-    sqlite3_clear_bindings(w->st[W_LOC_INS]);
-    sqlite3_clear_bindings(w->st[W_LOC_FIND]);
-    dict_remember(w, SQS_KEYS_LOC, &w->locations, pk->h1, pk->h2, id, seen);
     remember_print(w, p, pk->lid, id, seen);
     w->loc_ids[pk->lid] = id;
     return 0;
@@ -858,19 +869,8 @@ int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, in
         if (which == W_STACK_INS)
             sqlite3_bind_int(st, 3, target);
     }
-    int32_t seen = 0;
-    int created;
-    if ((rc = keys_ready(w, SQS_KEYS_STACK, err)) ||
-        (rc = find_or_insert(w, find_stmt_for(w, SQS_KEYS_STACK, hash31(h1), W_STACK_FIND),
-                             W_STACK_INS, W_STACK_SEEN, target, out, &seen, &created, err)) ||
-        (created && (rc = key_new_row(w, SQS_KEYS_STACK, hash31(h1), *out, err))))
-        return rc;
-    if (created)
-        presence_add(w, SQS_KEYS_STACK, hash31(h1));
-    sqlite3_clear_bindings(w->st[W_STACK_INS]);
-    sqlite3_clear_bindings(w->st[W_STACK_FIND]);
-    dict_remember(w, SQS_KEYS_STACK, &w->stacks, h1, h2, *out, seen);
-    return 0;
+    int32_t seen;
+    return keyed_row(w, SQS_KEYS_STACK, &w->stacks, h1, h2, target, out, &seen, err);
 }
 
 static int kv_cmp(const void *a, const void *b)
