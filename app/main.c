@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "../common/metrics.h"
 #include "../otlp/pyroscope.h"
+#include "../symbolizer/fetcher.h"
 #include "../otlp/service.h"
 #include "../query/query.h"
 #include "../server/auth.h"
@@ -137,6 +138,8 @@ int main(int argc, char **argv)
         return client_main(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "admin") == 0) /* the data tools (admin.h) */
         return admin_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], SYM_FETCHER_COMMAND) == 0) /* started by the symbolizer */
+        return sym_fetcher_main(argc, argv);
     app_config cfg;
     sp_err err = {0};
     app_config_defaults(&cfg);

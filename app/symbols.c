@@ -58,6 +58,7 @@ int app_symbols_open(app_symbols *s, const app_config *cfg, sp_err *err)
         .fetch_timeout_ns = cfg->debuginfod_timeout_ms * 1000000,
         .max_file_bytes = cfg->debuginfo_max_bytes,
         .retry_ns = cfg->symbols_retry_ms > 0 ? cfg->symbols_retry_ms * 1000000 : 1,
+        .fetcher_program = "/proc/self/exe", /* main() dispatches SYM_FETCHER_COMMAND */
     };
     int rc = sym_open(&s->sym, &o, err);
     if (rc)
@@ -94,6 +95,7 @@ void app_symbols_metrics(app_symbols *s)
                          (int64_t)st.fetch_not_found);
     sp_metrics_gauge_set("symbolizer_fetches_total{result=\"failed\"}", (int64_t)st.fetch_failed);
     sp_metrics_gauge_set("symbolizer_fetches_total{result=\"timeout\"}", (int64_t)st.fetch_timeout);
+    sp_metrics_gauge_set("symbolizer_fetch_processes_started_total", (int64_t)st.fetchers_started);
     sp_metrics_gauge_set("symbolizer_local_files_found_total", (int64_t)st.local_found);
     sp_metrics_gauge_set("symbolizer_files_open", (int64_t)st.files_open);
     sp_metrics_gauge_set("symbolizer_build_ids", (int64_t)st.build_ids);

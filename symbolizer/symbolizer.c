@@ -7,16 +7,21 @@
  *       it is released.
  *   S2. A caller never waits past its deadline: it waits on `changed` with a timed wait, and the
  *       download it waits for goes on without it.
- *   S3. A download never outlives its limits: the progress callback cancels it past
- *       fetch_timeout_ns, past max_file_bytes, or when the symbolizer closes.
+ *   S3. A download never outlives its limits: the download process's progress callback cancels
+ *       it past fetch_timeout_ns, past max_file_bytes, or when the symbolizer closes, and a
+ *       process that does not answer in time is killed (fetcher.c, F1).
  *   S4. At most open_files debug files are open (give or take the ones being used right now,
  *       which are closed when the next file opens).
  *   S5. The registry is bounded (SYM_MAX_ENTRIES build ids); past it, unknown build ids answer
  *       SYM_LATER without being remembered.
+ *   S6. libdebuginfod is never called in this process, only in the download threads' child
+ *       processes (fetcher.h: it closes one descriptor twice per download, which in a threaded
+ *       program closes another thread's file).
  */
 #include "symbolizer.h"
 
 #include "../common/log.h"
+#include "fetcher.h"
 
 #include <elfutils/debuginfod.h>
 #include <errno.h>
@@ -46,9 +51,16 @@ typedef struct entry {
     pthread_mutex_t use;
 } entry;
 
+typedef struct fetch_thread {
+    struct symbolizer *s;
+    pthread_t thread;
+    sym_fetcher fetcher; /* S6: this thread's download process */
+    uint64_t counted;    /* of fetcher.started, in st.fetchers_started (under mu) */
+} fetch_thread;
+
 struct symbolizer {
     sym_options o;
-    char *symbols_dir, *upload_dir;
+    char *symbols_dir, *upload_dir, *fetcher_program;
     int have_urls;
     pthread_mutex_t mu;
     pthread_cond_t changed; /* a download finished (CLOCK_MONOTONIC) */
@@ -56,7 +68,7 @@ struct symbolizer {
     entry *buckets[SYM_BUCKETS];
     size_t nentries;
     entry *qhead, *qtail;
-    pthread_t *threads;
+    struct fetch_thread *threads;
     uint32_t nthreads;
     int stopping;
     uint64_t tick;
@@ -193,60 +205,56 @@ static void close_lru(symbolizer *s, entry *keep)
 /* ---- downloads ----------------------------------------------------------------------------------
  */
 
-typedef struct fetch_ctx {
-    symbolizer *s;
-    int64_t deadline;
-    int cancelled; /* 1 = time, 2 = size, 3 = closing */
-} fetch_ctx;
-
-/* S3: libdebuginfod calls this while it downloads; nonzero cancels. */
-static int fetch_progress(debuginfod_client *c, long done, long total)
+/* What a failed download's log line says. */
+static const char *fetch_reason(int rc)
 {
-    fetch_ctx *f = debuginfod_get_user_data(c);
-    if (!f)
-        return 0;
-    if (__atomic_load_n(&f->s->stopping, __ATOMIC_ACQUIRE))
-        f->cancelled = 3;
-    else if (sym_now_ns() > f->deadline)
-        f->cancelled = 1;
-    else if ((done > 0 && (uint64_t)done > f->s->o.max_file_bytes) ||
-             (total > 0 && (uint64_t)total > f->s->o.max_file_bytes))
-        f->cancelled = 2;
-    return f->cancelled;
+    switch (rc) {
+    case -ETIME:
+        return "over the time limit";
+    case -EFBIG:
+        return "over the size limit";
+    case -ECANCELED:
+        return "closing";
+    case -ECHILD:
+        return "the download process could not start, or ended";
+    default:
+        return strerror(-rc);
+    }
 }
 
-/* One download; returns with the entry's path and file set on success. */
-static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
+/* Under mu: a download's outcome counted. */
+static void count_miss(symbolizer *s, int rc)
 {
-    fetch_ctx f = {s, sym_now_ns() + s->o.fetch_timeout_ns, 0};
+    if (rc == -ETIME)
+        s->st.fetch_timeout++;
+    else if (rc == -ENOENT)
+        s->st.fetch_not_found++;
+    else
+        s->st.fetch_failed++;
+}
+
+/* One download (S6: in the thread's child process); returns with the entry's path and file set
+ * on success. */
+static void fetch_one(symbolizer *s, fetch_thread *t, entry *e)
+{
     char *path = NULL;
-    int fd = -ENOSYS;
-    if (client) {
-        debuginfod_set_user_data(client, &f);
-        fd = debuginfod_find_debuginfo(client, (const unsigned char *)e->id, 0, &path);
-        debuginfod_set_user_data(client, NULL);
-    }
+    int rc = sym_fetch(&t->fetcher, e->id, &s->stopping, &path);
     debugfile *df = NULL;
     sp_err err = {0};
     int found = 0;
-    if (fd >= 0) {
-        close(fd);
+    if (rc == 0) {
         found = debugfile_open(&df, path, e->id, s->o.max_file_bytes, &err) == 0;
         if (!found)
             sp_warn("symbolizer: the debug file downloaded for %s is not usable: %s", e->id,
                     err.msg);
-    } else if (fd != -ENOENT) {
+    } else if (rc != -ENOENT) {
         static sp_ratelimit rl;
         uint64_t held = 0;
         if (sp_ratelimit_ok(&rl, 10000, &held))
-            sp_warn("symbolizer: downloading the debug file of %s from debuginfod failed: %s%s "
+            sp_warn("symbolizer: downloading the debug file of %s from debuginfod failed: %s "
                     "(retried in %lld s; %llu such messages held back)",
-                    e->id,
-                    f.cancelled == 1   ? "over the time limit"
-                    : f.cancelled == 2 ? "over the size limit"
-                    : f.cancelled == 3 ? "closing"
-                                       : strerror(-fd),
-                    "", (long long)(s->o.retry_ns / 1000000000), (unsigned long long)held);
+                    e->id, fetch_reason(rc), (long long)(s->o.retry_ns / 1000000000),
+                    (unsigned long long)held);
     }
     pthread_mutex_lock(&e->use);
     if (found) {
@@ -268,15 +276,10 @@ static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
     } else {
         e->state = E_MISSING;
         e->retry_at = sym_now_ns() + s->o.retry_ns;
-        /* A cancelled download may come back as any error (libdebuginfod reports -ENOENT when
-         * every server failed): our own reason first. */
-        if (f.cancelled == 1)
-            s->st.fetch_timeout++;
-        else if (fd == -ENOENT && !f.cancelled)
-            s->st.fetch_not_found++;
-        else
-            s->st.fetch_failed++;
+        count_miss(s, rc == 0 ? -EINVAL : rc);
     }
+    s->st.fetchers_started += t->fetcher.started - t->counted;
+    t->counted = t->fetcher.started;
     s->fetching--;
     pthread_cond_broadcast(&s->changed);
     pthread_mutex_unlock(&s->mu);
@@ -285,10 +288,8 @@ static void fetch_one(symbolizer *s, debuginfod_client *client, entry *e)
 
 static void *fetch_main(void *arg)
 {
-    symbolizer *s = arg;
-    debuginfod_client *client = s->have_urls ? debuginfod_begin() : NULL;
-    if (client)
-        debuginfod_set_progressfn(client, fetch_progress);
+    fetch_thread *t = arg;
+    symbolizer *s = t->s;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->qhead && !s->stopping)
@@ -302,12 +303,11 @@ static void *fetch_main(void *arg)
         e->state = E_FETCHING;
         s->fetching++;
         pthread_mutex_unlock(&s->mu);
-        fetch_one(s, client, e);
+        fetch_one(s, t, e);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
-    if (client)
-        debuginfod_end(client);
+    sym_fetcher_stop(&t->fetcher);
     return NULL;
 }
 
@@ -598,7 +598,8 @@ int sym_open(symbolizer **out, const sym_options *o, sp_err *err)
         s->o.open_files = 64;
     s->symbols_dir = o->symbols_dir && *o->symbols_dir ? strdup(o->symbols_dir) : NULL;
     s->upload_dir = o->upload_dir && *o->upload_dir ? strdup(o->upload_dir) : NULL;
-    s->o.symbols_dir = s->o.upload_dir = NULL;
+    s->fetcher_program = o->fetcher_program ? strdup(o->fetcher_program) : NULL;
+    s->o.symbols_dir = s->o.upload_dir = s->o.fetcher_program = NULL;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -624,10 +625,19 @@ int sym_open(symbolizer **out, const sym_options *o, sp_err *err)
         return rc;
     }
     s->o.debuginfod_urls = s->o.cache_dir = NULL; /* not kept: the caller owns them */
+    if (s->have_urls && !s->fetcher_program) {
+        sym_close(s);
+        return sp_fail(err, SP_EINVAL,
+                       "debuginfod downloads need a program to run them in (fetcher_program)");
+    }
     if (s->have_urls) {
         s->threads = calloc(s->o.fetchers, sizeof *s->threads);
         for (uint32_t i = 0; s->threads && i < s->o.fetchers; i++) {
-            if (pthread_create(&s->threads[i], NULL, fetch_main, s) != 0)
+            fetch_thread *t = &s->threads[i];
+            t->s = s;
+            sym_fetcher_init(&t->fetcher, s->fetcher_program, s->o.fetch_timeout_ns,
+                             s->o.max_file_bytes);
+            if (pthread_create(&t->thread, NULL, fetch_main, t) != 0)
                 break;
             s->nthreads++;
         }
@@ -649,7 +659,7 @@ void sym_close(symbolizer *s)
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
     for (uint32_t i = 0; i < s->nthreads; i++)
-        pthread_join(s->threads[i], NULL);
+        pthread_join(s->threads[i].thread, NULL);
     free(s->threads);
     for (size_t b = 0; b < SYM_BUCKETS; b++) {
         entry *e = s->buckets[b];
@@ -667,6 +677,7 @@ void sym_close(symbolizer *s)
     pthread_mutex_destroy(&s->mu);
     free(s->symbols_dir);
     free(s->upload_dir);
+    free(s->fetcher_program);
     free(s);
 }
 

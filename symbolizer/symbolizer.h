@@ -4,12 +4,14 @@
  * Sources, in order: the local directories (--symbols-dir, then the upload directory) in the
  * `.build-id/<xx>/<rest>.debug` layout (the executable itself, `<rest>` without `.debug`, is
  * tried too), then debuginfod servers (elfutils' libdebuginfod; $DEBUGINFOD_URLS or
- * sym_options.debuginfod_urls), downloaded on background threads.
+ * sym_options.debuginfod_urls), downloaded on background threads, each through a process of
+ * its own (fetcher.h says why: libdebuginfod is not safe to call in a threaded program).
  *
  * Owns: the build id registry (what is known about each build id: found, missing until a retry
  * time, downloading), the open debug files (at most open_files, least recently used closed
- * first), the download threads and libdebuginfod's cache directory. Used by the program, which
- * hands sym_lookup() to the store's read path (storage-adapter/store.h, store_symbolizer).
+ * first), the download threads with their child processes and libdebuginfod's cache directory. Used
+ * by the program, which hands sym_lookup() to the store's read path (storage-adapter/store.h,
+ * store_symbolizer).
  *
  * Threading: every function but sym_open()/sym_close() may be called from any thread at once.
  * sym_open() sets libdebuginfod's environment variables: call it before other threads start.
@@ -22,7 +24,8 @@
  * deadline, then gets SYM_LATER while the download goes on. A missing file, a failed or cancelled
  * download is remembered for retry_ns, so the next query does not wait for it again.
  *
- * Errors: sym_open() returns SP_EINVAL (a directory that cannot be used, named) or SP_ENOMEM;
+ * Errors: sym_open() returns SP_EINVAL (a directory that cannot be used, named; URLs without a
+ * fetcher_program) or SP_ENOMEM;
  * sym_lookup() returns SYM_FOUND, SYM_NONE, SYM_LATER, or SP_ENOMEM; sym_add_file() returns
  * SP_EINVAL (not an ELF, wrong or malformed build id), SP_ETOOBIG, SP_EUNAVAIL (no upload
  * directory, or writing failed).
@@ -50,6 +53,10 @@ typedef struct sym_options {
     uint32_t fetchers;           /* concurrent downloads; 0 = 2 */
     int64_t retry_ns;            /* a miss is asked again after this; 0 = 5 min */
     uint32_t open_files;         /* debug files kept open; 0 = 64 */
+    /* The program run for downloads, as `<program> debuginfod-fetcher ...` (its main() hands
+     * such arguments to sym_fetcher_main(), fetcher.h); "/proc/self/exe" for the server. Needed
+     * when there are debuginfod URLs. */
+    const char *fetcher_program;
 } sym_options;
 
 enum {
@@ -61,9 +68,10 @@ enum {
 typedef struct sym_stats {
     uint64_t elf_lookups; /* addresses looked up in a debug file */
     uint64_t fetch_found, fetch_not_found, fetch_failed, fetch_timeout;
-    uint64_t files_open;  /* debug files open now */
-    uint64_t build_ids;   /* build ids known */
-    uint64_t local_found; /* debug files found in a local directory */
+    uint64_t fetchers_started; /* download processes started (one per thread, and restarts) */
+    uint64_t files_open;       /* debug files open now */
+    uint64_t build_ids;        /* build ids known */
+    uint64_t local_found;      /* debug files found in a local directory */
 } sym_stats;
 
 int sym_open(symbolizer **out, const sym_options *o, sp_err *err);

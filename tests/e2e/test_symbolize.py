@@ -513,7 +513,7 @@ def expected_stacks(progs, resolved, only_linked=False):
     """{frame names root first: value in ns}, from SAMPLES and the oracle."""
     want = {}
     for key, frames, nobs, _, linked in SAMPLES:
-        if only_linked and not linked:
+        if (only_linked and not linked) or key not in progs:
             continue
         names = [fn for f in frames for fn, _, _ in frame_lines(progs, key, f, resolved)]
         stack = tuple(reversed(names))
@@ -958,6 +958,56 @@ def test_one_hanging_download_does_not_keep_other_libraries_unnamed(programs, sp
         check_clean_exit(server)
     finally:
         hole.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3b: downloads run in child processes, never in the server
+# ---------------------------------------------------------------------------------------------
+
+STARTED = "spanprof_symbolizer_fetch_processes_started_total"
+
+
+def download_processes(server):
+    """The server's children started as `spanprof debuginfod-fetcher ...`: {pid: argv}."""
+    kids = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server.proc.pid and len(argv) > 1 and argv[1] == b"debuginfod-fetcher":
+            kids[int(d.name)] = argv
+    return kids
+
+
+def test_downloads_run_in_child_processes_the_server_outlives(programs, debuginfod, spanprof_factory):
+    """libdebuginfod 0.188 closes a file descriptor twice on every download (README, symbols):
+    in the server that would close another thread's socket or database file. Downloads run in
+    child processes; one killed mid-life is replaced and the names still come."""
+    server = start(spanprof_factory, "--debuginfod-urls", debuginfod["url"], name="kids")
+    assert download_processes(server) == {}, "a download process before any download"
+    t0 = time.time_ns() - 30_000_000_000
+    w = Window(t0)
+    c = {"c": programs["c"]}
+    export(server, c, t0)
+    stacks, n, _ = render(server, w)
+    assert stacks == expected_stacks(c, {"c"}) and n == 0
+    kids = download_processes(server)
+    assert len(kids) == 1, f"one download, one process: {kids}"
+    assert metric(server, STARTED) == 1
+    for pid in kids:
+        os.kill(pid, 9)  # as the OOM killer would
+
+    export(server, {"cc": programs["cc"]}, t0 + 1_000_000_000)
+    stacks, n, _ = render(server, w)
+    assert stacks == expected_stacks(programs, {"c", "cc"}) and n == 0
+    assert server.alive(), "the server died with its download process"
+    assert metric(server, FETCHES, result="found") == 2
+    assert metric(server, STARTED) == 2  # the killed one replaced, or the second thread's first
+    check_clean_exit(server)
 
 
 # ---------------------------------------------------------------------------------------------
