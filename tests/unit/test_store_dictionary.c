@@ -598,12 +598,56 @@ static void retention_of_keyed_and_unkeyed_rows(void **state)
         }
 }
 
+/* A stack a request brings again is the same row whatever the request's layout, with its
+ * locations found by their prints: the second request has foo and bar at each other's places in
+ * its location table; stacks that differ only in order stay apart; a frame index 0 (left out of
+ * the stack) changes nothing. (It guarded a cache of stacks by a print made from their
+ * locations' prints, tried and not kept: bench/RESULTS.md.) */
+static void stacks_found_by_print_keep_their_frames_in_order(void **state)
+{
+    fx *f = *state;
+    for (int swapped = 0; swapped < 2; swapped++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        uint32_t foo = L_FOO, bar = L_BAR;
+        if (swapped) {
+            sp_location t = p->locations[L_FOO];
+            p->locations[L_FOO] = p->locations[L_BAR];
+            p->locations[L_BAR] = t;
+            foo = L_BAR, bar = L_FOO;
+        }
+        int64_t scale = swapped ? 10 : 1;
+        add_sample(a, p, (uint32_t[]){L_MAIN, foo, bar, 0}, 1 * scale, f->t0 + SEC);
+        add_sample(a, p, (uint32_t[]){L_MAIN, bar, foo, 0}, 2 * scale, f->t0 + SEC);
+        sp_sample *s = add_sample(a, p, (uint32_t[]){L_MAIN, foo, 0}, 4 * scale, f->t0 + SEC);
+        if (!swapped) { /* leaf first: foo, (none), main */
+            uint32_t *ids = sp_arena_calloc(a, 3, sizeof *ids);
+            ids[0] = foo, ids[1] = 0, ids[2] = L_MAIN;
+            s->location_ids = ids;
+            s->nlocations = 3;
+        }
+        sp_print *prints;
+        assert_int_equal(sp_location_prints(p, a, &prints), 0);
+        p->location_prints = prints;
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 11);
+    assert_int_equal(value_of(&st, "main;bar;foo"), 22);
+    assert_int_equal(value_of(&st, "main;foo"), 44);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(dictionary_beyond_the_cache_is_found_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(stacks_found_by_print_keep_their_frames_in_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),
