@@ -11,10 +11,12 @@
  *       (FETCHER_CANCEL_MS once stopping): a child that has not answered by then is killed and
  *       reaped, and the next download starts another.
  *   F2. Every child started is reaped: after a reply out of protocol, an end of file or a kill,
- *       and in sym_fetcher_stop().
+ *       and in sym_fetcher_stop(); one that SIGKILL does not end within FETCHER_REAP_MS
+ *       (asleep in the kernel) is kept as the stray, reaped at the next end, not waited for.
  *   F3. The child holds no descriptor of the parent's but the standard three and its end of the
  *       pair (posix_spawn closes every other one before the exec), and starts with default
- *       signal dispositions and an empty signal mask.
+ *       signal dispositions and an empty signal mask; it then ignores the signals a terminal or
+ *       a service manager sends the whole group, and holds 0-2 open.
  */
 #include "fetcher.h"
 
@@ -24,6 +26,7 @@
 
 #include <elfutils/debuginfod.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -42,6 +45,7 @@ extern char **environ;
 #define FETCHER_GRACE_MS  5000 /* F1: past the download's own limit */
 #define FETCHER_CANCEL_MS 1000 /* F1: once stopping */
 #define FETCHER_POLL_MS   100  /* how often a waiting parent looks at `stopping` */
+#define FETCHER_REAP_MS   2000 /* F2: the most a killed child is waited for */
 #define REQUEST_MAX       (2 * SYM_BUILD_ID_MAX + 1)
 #define REPLY_MAX         (4 + PATH_MAX)
 
@@ -57,26 +61,59 @@ void sym_fetcher_init(sym_fetcher *f, const char *program, int64_t timeout_ns, u
 /* ---- the parent's side --------------------------------------------------------------------------
  */
 
+/* How a child that ended without being killed by us ended, logged (rate-limited). */
+static void note_end(int status)
+{
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+    if (sig == SIGKILL || (!sig && !code))
+        return;
+    static sp_ratelimit rl;
+    uint64_t held = 0;
+    if (sp_ratelimit_ok(&rl, 10000, &held))
+        sp_warn("symbolizer: the debuginfod download process %s %d (started again for the next "
+                "download; %llu such messages held back)",
+                sig ? "died of signal" : "exited with status", sig ? sig : code,
+                (unsigned long long)held);
+}
+
+/* Reaps pid within FETCHER_REAP_MS; 1 when reaped. A child that SIGKILL cannot end that fast
+ * sleeps in the kernel (a hung network file system under the cache): it is kept as the stray
+ * and reaped later, not waited for (F1). */
+static int reap(pid_t pid)
+{
+    int status = 0;
+    for (int i = 0; i <= FETCHER_REAP_MS; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            if (r == pid)
+                note_end(status);
+            return 1;
+        }
+        if (r < 0 && errno != EINTR)
+            break;
+        usleep(1000);
+    }
+    return 0;
+}
+
 /* F2: kills (when `kill_it`) and reaps the child, closes the pair. */
 static void end_child(sym_fetcher *f, int kill_it)
 {
     if (f->sock >= 0)
         close(f->sock);
     f->sock = -1;
+    if (f->stray && waitpid(f->stray, NULL, WNOHANG) != 0)
+        f->stray = 0; /* reaped now, or not ours any more */
     if (!f->pid)
         return;
     if (kill_it)
         kill(f->pid, SIGKILL);
-    int status = 0;
-    while (waitpid(f->pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL) {
-        static sp_ratelimit rl;
-        uint64_t held = 0;
-        if (sp_ratelimit_ok(&rl, 10000, &held))
-            sp_warn("symbolizer: the debuginfod download process died of signal %d (started "
-                    "again for the next download; %llu such messages held back)",
-                    WTERMSIG(status), (unsigned long long)held);
+    if (!reap(f->pid)) {
+        if (f->stray) /* a second one stuck: the first is given up on */
+            sp_warn("symbolizer: debuginfod download process %d does not end; not waited for",
+                    (int)f->stray);
+        f->stray = f->pid;
     }
     f->pid = 0;
 }
@@ -140,7 +177,8 @@ static int read_reply(sym_fetcher *f, char **path)
     memcpy(&rc, buf, sizeof rc);
     buf[n] = 0;
     const char *p = buf + sizeof rc;
-    if (rc > 0 || (rc == 0 && !*p)) {
+    /* an errno is below 4096; -ECHILD is ours to say (the child ended) */
+    if (rc > 0 || rc < -4095 || rc == -ECHILD || (rc == 0 && !*p)) {
         end_child(f, 1);
         return -ECHILD;
     }
@@ -204,18 +242,13 @@ int sym_fetch(sym_fetcher *f, const char *build_id, const int *stopping, char **
 
 void sym_fetcher_stop(sym_fetcher *f)
 {
-    if (!f->pid)
-        return;
-    close(f->sock); /* the child reads an end of file and exits */
-    f->sock = -1;
-    for (int i = 0; i < FETCHER_CANCEL_MS / 10; i++) {
-        if (waitpid(f->pid, NULL, WNOHANG) == f->pid) {
+    if (f->pid) {
+        close(f->sock); /* the child reads an end of file and exits */
+        f->sock = -1;
+        if (reap(f->pid))
             f->pid = 0;
-            return;
-        }
-        usleep(10000);
     }
-    end_child(f, 1);
+    end_child(f, 1); /* not gone in FETCHER_REAP_MS: killed */
 }
 
 /* ---- the child ----------------------------------------------------------------------------------
@@ -279,6 +312,19 @@ int sym_fetcher_main(int argc, char **argv)
         return 2;
     }
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* the download thread that started us ended */
+    /* Our life is the parent's to end (an end of file, PDEATHSIG, SIGKILL): a terminal's ^C or
+     * a service manager's SIGTERM to the whole group is the server's to act on. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    /* Started by a server whose 0-2 were closed, the cache's files would take those numbers and
+     * a message to stderr would land in a debug file: they are held by /dev/null instead. */
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+        ;
+    if (fd > 2)
+        close(fd);
     debuginfod_client *c = debuginfod_begin();
     if (!c)
         return 1;

@@ -40,6 +40,7 @@ typedef struct sym_fetcher {
     uint64_t max_bytes;  /* largest download */
     int64_t grace_ns;    /* F1: waited past timeout_ns for an answer; FETCHER_GRACE_MS */
     pid_t pid;           /* 0 = no child */
+    pid_t stray;         /* a killed child not reaped yet (F2), or 0 */
     int sock;            /* our end of the pair, -1 = none */
     uint64_t started;    /* children started */
 } sym_fetcher;

@@ -4,7 +4,8 @@
  * SP_FAKE_FETCHER set it plays a child that answers, ends, hangs, crashes or answers out of
  * protocol, speaking the protocol fetcher.c states; without it, it is the real child
  * (sym_fetcher_main) and asks libdebuginfod. The parent's side is what is tested: the answers it
- * returns, the children it starts, kills and reaps (F1, F2), what the child inherits (F3).
+ * returns, the children it starts, kills and reaps (F1, F2), what the child inherits and which
+ * signals it leaves to the server (F3).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -80,8 +81,22 @@ static int fake_child(const char *mode)
         } else if (strcmp(mode, "fds") == 0) {
             open_fds(path, sizeof path);
             reply(0, path);
+        } else if (strcmp(mode, "signals") == 0) {
+            sigset_t blocked;
+            sigprocmask(SIG_SETMASK, NULL, &blocked);
+            int nblocked = 0;
+            for (int sig = 1; sig < NSIG; sig++)
+                nblocked += sigismember(&blocked, sig) == 1;
+            struct sigaction pipe;
+            sigaction(SIGPIPE, NULL, &pipe);
+            snprintf(path, sizeof path, "blocked %d, SIGPIPE %s", nblocked,
+                     pipe.sa_handler == SIG_DFL ? "default" : "not default");
+            reply(0, path);
         } else if (strcmp(mode, "hang") == 0) {
             /* until the parent shuts its end (as the real child's progress callback sees it) */
+            const char *mark = getenv("SP_FAKE_MARK");
+            if (mark)
+                close(open(mark, O_CREAT | O_WRONLY, 0600)); /* "downloading" */
             struct pollfd p = {.fd = 3, .events = POLLIN};
             if (poll(&p, 1, 30000) == 1)
                 reply(-ECANCELED, "");
@@ -91,7 +106,7 @@ static int fake_child(const char *mode)
             sleep(30);
             return 0;
         } else if (strcmp(mode, "crash") == 0) {
-            raise(SIGSEGV);
+            raise(SIGUSR1); /* default action: the process ends (ASan catches SIGSEGV itself) */
         }
     }
 }
@@ -194,7 +209,9 @@ static void a_child_past_its_time_limit_is_killed_and_reaped(void **state)
     assert_true(seconds_since(t0) < 3);
     assert_int_equal(f.pid, 0);
     assert_int_equal(f.sock, -1);
-    use_fake("ok"); /* the next download starts another */
+    use_fake("ok"); /* the next download starts another, with the usual limits */
+    f.timeout_ns = 5LL * 1000000000;
+    f.grace_ns = 5LL * 1000000000;
     assert_int_equal(sym_fetch(&f, ID, &stopping, &path), 0);
     free(path);
     assert_int_equal(f.started, 2);
@@ -216,10 +233,12 @@ static void an_answer_out_of_protocol_ends_the_child(void **state)
     sym_fetcher_stop(&f);
 }
 
+/* Sets `stopping` once the fake child is downloading (its mark file exists). */
 static void *stop_soon(void *arg)
 {
-    (void)arg;
-    usleep(150000);
+    const char *mark = arg;
+    for (int i = 0; i < 30000 && access(mark, F_OK) != 0; i++)
+        usleep(1000);
     __atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -228,21 +247,47 @@ static void stopping_cancels_a_running_download(void **state)
 {
     (void)state;
     use_fake("hang");
+    char mark[] = "/tmp/sp_fetcher_mark_XXXXXX";
+    close(mkstemp(mark));
+    unlink(mark);
+    setenv("SP_FAKE_MARK", mark, 1);
     sym_fetcher f;
     init(&f);
+    f.timeout_ns = 60LL * 1000000000;
     pthread_t t;
-    pthread_create(&t, NULL, stop_soon, NULL);
+    pthread_create(&t, NULL, stop_soon, mark);
     char *path = NULL;
-    int64_t t0 = sym_now_ns();
     assert_int_equal(sym_fetch(&f, ID, &stopping, &path), -ECANCELED);
-    assert_true(seconds_since(t0) < 2); /* not the 5 s time limit */
     pthread_join(t, NULL);
+    assert_int_equal(access(mark, F_OK), 0); /* cancelled while downloading, not before */
+    unlink(mark);
+    unsetenv("SP_FAKE_MARK");
     pid_t pid = f.pid;
     sym_fetcher_stop(&f);
     if (pid)
         assert_reaped(pid);
     assert_int_equal(sym_fetch(&f, ID, &stopping, &path), -ECANCELED); /* nothing started */
     assert_int_equal(f.started, 1);
+}
+
+/* F3: whatever the spawning thread blocked or ignored (the server ignores SIGPIPE), the child
+ * starts with an empty mask and default dispositions. */
+static void the_child_starts_with_default_signals(void **state)
+{
+    (void)state;
+    use_fake("signals");
+    sigset_t usr2, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &old);
+    sym_fetcher f;
+    init(&f);
+    char *path = NULL;
+    assert_int_equal(sym_fetch(&f, ID, &stopping, &path), 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    assert_string_equal(path, "blocked 0, SIGPIPE default");
+    free(path);
+    sym_fetcher_stop(&f);
 }
 
 static void the_child_holds_none_of_the_parents_descriptors(void **state)
@@ -291,6 +336,12 @@ static void the_real_child_answers_from_libdebuginfod(void **state)
     assert_true(rc < 0);
     assert_int_not_equal(rc, -ECHILD);
     assert_null(path);
+    /* a ^C or a service manager's SIGTERM to the group is the server's: the child stays */
+    pid_t pid = f.pid;
+    kill(pid, SIGTERM);
+    kill(pid, SIGINT);
+    usleep(100000);
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
     assert_int_equal(sym_fetch(&f, "5EED", &stopping, &path), -EINVAL);
     assert_int_equal(f.started, 1); /* the same child answered both */
     sym_fetcher_stop(&f);
@@ -313,6 +364,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(an_answer_out_of_protocol_ends_the_child),
         cmocka_unit_test(stopping_cancels_a_running_download),
         cmocka_unit_test(the_child_holds_none_of_the_parents_descriptors),
+        cmocka_unit_test(the_child_starts_with_default_signals),
         cmocka_unit_test(the_real_child_answers_from_libdebuginfod),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
