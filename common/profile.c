@@ -238,3 +238,19 @@ int sp_location_prints(const sp_profile *p, sp_arena *a, sp_print **out)
     *out = lp;
     return 0;
 }
+
+sp_print sp_stack_print(const sp_print *lp, uint32_t nlp, const uint32_t *ids, uint32_t n)
+{
+    sp_print h = {0x452821e638d01377ull, 0xbe5466cf34e90c6cull};
+    uint64_t folded = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t lid = ids[i];
+        if (!lid || lid >= nlp)
+            continue;
+        h.a = fold(h.a, lp[lid].a);
+        h.b = fold(h.b, lp[lid].b);
+        folded++;
+    }
+    fold_int(&h, folded);
+    return (sp_print){finish(h.a), finish(h.b)};
+}

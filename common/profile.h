@@ -83,6 +83,9 @@ uint64_t sp_ident_hash(const char *s, size_t n);
 typedef struct sp_sample {
     uint32_t *location_ids; /* leaf first */
     uint32_t nlocations;
+    /* The list's entry in the profile's stack_prints, when the producer made one (0 = none;
+     * location lists shared by samples share the entry). In what was padding: no bytes added. */
+    uint32_t stack;
     int64_t value; /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
     /* Per-observation detail when the sender had it: nobs timestamps (UTC ns) and, parallel to
      * them, the value each one contributed (already scaled like `value`). timestamps NULL = no
@@ -125,6 +128,12 @@ typedef struct sp_profile {
     /* [nlocations] the locations' prints (sp_location_prints()), or NULL when the producer made
      * none: a store may find a location by its print instead of resolving its content. */
     const sp_print *location_prints;
+    /* [nstack_prints] the prints of the samples' location lists (sp_stack_print() over
+     * location_prints), indexed by sp_sample.stack, or NULL: a store may find a whole stack by
+     * its print instead of resolving each of its locations. Entry k is valid once a sample
+     * names it; a producer may still be filling others (never one a sample handed on names). */
+    const sp_print *stack_prints;
+    uint32_t nstack_prints;
     sp_mapping *mappings; /* [0] unused */
     uint32_t nmappings;
     sp_sample *samples;
@@ -217,6 +226,12 @@ uint32_t sp_location_names(const sp_profile *p, uint32_t loc, const char **name,
  * (about 15 ns a location), so the single store writer skips keying each location again.
  * Reads p's tables only; returns 0, or SP_ETOOBIG when the arena's budget is spent (*out NULL). */
 int sp_location_prints(const sp_profile *p, sp_arena *a, sp_print **out);
+
+/* The print of a location list: its locations' prints (lp, indexed by location id) folded in
+ * order, skipping ids 0 and ids at or past nlp (the entries a store skips too), and the count
+ * of those folded. Equal prints mean lists of locations with equal prints in the same order,
+ * so equal stored stacks, in any request; the order matters (leaf first). Pure; no allocation. */
+sp_print sp_stack_print(const sp_print *lp, uint32_t nlp, const uint32_t *ids, uint32_t n);
 
 /* Sets p's series labels: __name__ = name plus labels (any __name__ among them is replaced),
  * sorted by name, in arena memory (the strings are not copied). SP_ETOOBIG past the budget. */

@@ -37,11 +37,12 @@ typedef struct conv {
     uint32_t nlocs;
     sp_mapping *maps;
     uint32_t nmaps;
-    attr_info *attrs;  /* per attribute_table entry, filled on first use */
-    uint32_t *ftypes;  /* per attribute_table entry: 0 unseen, 1 not profile.frame.type, else
-                        * 2 + the string index of its value (frame_type) */
-    uint32_t **stacks; /* per stack_table entry, filled on first use */
-    sp_print *prints;  /* per location (sp_location_prints()); NULL past the budget */
+    attr_info *attrs;       /* per attribute_table entry, filled on first use */
+    uint32_t *ftypes;       /* per attribute_table entry: 0 unseen, 1 not profile.frame.type, else
+                             * 2 + the string index of its value (frame_type) */
+    uint32_t **stacks;      /* per stack_table entry, filled on first use */
+    sp_print *prints;       /* per location (sp_location_prints()); NULL past the budget */
+    sp_print *stack_prints; /* per stack_table entry, made with c->stacks[k]; NULL with prints */
 } conv;
 
 /* Index of s in the request's string table, adding it when new (0 on allocation failure, which
@@ -216,6 +217,14 @@ static void location_prints(conv *c)
                          .mappings = c->maps,
                          .nmappings = c->nmaps};
     (void)sp_location_prints(&tables, c->a, &c->prints);
+    /* A print per stack too (sp_stack_print(), made when the stack is first used): the store
+     * then finds a known stack without resolving its locations. Its room is the budget's own as
+     * well, raised by what it takes. */
+    size_t nstacks = c->d->n_stack_table + 1;
+    if (c->prints && nstacks <= UINT32_MAX) {
+        sp_arena_raise_budget(c->a, nstacks * sizeof(sp_print) + 64);
+        c->stack_prints = sp_arena_alloc(c->a, nstacks * sizeof(sp_print));
+    }
 }
 
 static int convert_dictionary(conv *c, sp_err *err)
@@ -519,11 +528,12 @@ static const attr_info *attr_classify(conv *c, int32_t idx)
 }
 
 /* A stack's location ids, converted once and shared by every sample that uses the stack. */
-static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
+static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n, uint32_t *stack)
 {
     const dict_t *d = c->d;
     *ids = NULL;
     *n = 0;
+    *stack = 0;
     if (idx <= 0 || (size_t)idx >= d->n_stack_table)
         return 0;
     if (!c->stacks[idx]) {
@@ -535,10 +545,14 @@ static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
             int32_t li = st->location_indices[k];
             v[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
         }
+        if (c->stack_prints) /* before the list is handed on with a sample (stack_prints) */
+            c->stack_prints[idx] =
+                sp_stack_print(c->prints, c->nlocs, v, (uint32_t)st->n_location_indices);
         c->stacks[idx] = v;
     }
     *ids = c->stacks[idx];
     *n = (uint32_t)d->stack_table[idx]->n_location_indices;
+    *stack = c->stack_prints ? (uint32_t)idx : 0;
     return 0;
 }
 
@@ -547,7 +561,7 @@ static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n)
 static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64_t pid_default,
                           sp_sample *s, sp_err *err)
 {
-    if (stack_ids(c, in->stack_index, &s->location_ids, &s->nlocations))
+    if (stack_ids(c, in->stack_index, &s->location_ids, &s->nlocations, &s->stack))
         return sp_fail(err, SP_ETOOBIG, "stacks too large for the request budget");
     /* Observations: values[i] at timestamps[i]; timestamps only = 1 each (OTLP Sample docs).
      * Timestamps stay in the decoded message (same arena); values are materialised only when
@@ -798,6 +812,8 @@ int otlp_profiles_conv_next(otlp_profiles_conv *pc, size_t nresources, int64_t n
         p->locations = c->locs;
         p->nlocations = c->nlocs;
         p->location_prints = c->prints;
+        p->stack_prints = c->stack_prints;
+        p->nstack_prints = c->stack_prints ? (uint32_t)(c->d->n_stack_table + 1) : 0;
         p->mappings = c->maps;
         p->nmappings = c->nmaps;
     }

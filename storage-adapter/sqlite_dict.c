@@ -752,15 +752,16 @@ static void remember_print(sqs_writer *w, const sp_profile *p, uint32_t lid, int
                              id, seen); /* may forget: harmless */
 }
 
-/* A location found by its print: its id memoised, its row's `seen` refreshed. 1 when found. */
-static int found_by_print(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target, int *rc,
-                          sp_err *err)
+/* A location found by its print: its id memoised. 1 when found. Only while its row needs no
+ * refresh: a refresh goes through the content (location_key), which refreshes the location's
+ * functions too, and retention's margins rely on a function being refreshed whenever its
+ * location is (a location refreshed here alone could outlive its functions). */
+static int found_by_print(sqs_writer *w, const sp_profile *p, uint32_t lid, int32_t target)
 {
     const sp_print *pr = &p->location_prints[lid];
     store_dict_entry *e = store_dict_find(&w->loc_prints, pr->a, pr->b);
-    if (!e)
+    if (!e || e->seen < target - 1)
         return 0;
-    *rc = touch(w, W_LOC_SEEN, e, e->id, e->seen, target, err);
     w->loc_ids[lid] = e->id;
     return 1;
 }
@@ -819,11 +820,8 @@ static int resolve_locations(sqs_writer *w, const sp_profile *p, const sp_sample
         uint32_t lid = s->location_ids[i];
         if (!lid || lid >= p->nlocations || w->loc_ids[lid])
             continue;
-        if (p->location_prints && found_by_print(w, p, lid, target, &rc, err)) {
-            if (rc)
-                break;
+        if (p->location_prints && found_by_print(w, p, lid, target))
             continue;
-        }
         if (sqs_grow((void **)&w->pend, &w->pend_cap, n + 1, sizeof *w->pend))
             return sqs_oom(err);
         if ((rc = location_key(w, p, lid, target, at, &w->pend[n], err)))
@@ -841,8 +839,9 @@ static int resolve_locations(sqs_writer *w, const sp_profile *p, const sp_sample
     return rc;
 }
 
-int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
-                      int64_t *out, sp_err *err)
+/* A stack by its content: its locations resolved, then the list of their ids. */
+static int resolve_stack_content(sqs_writer *w, const sp_profile *p, const sp_sample *s,
+                                 int32_t target, int64_t *out, sp_err *err)
 {
     int rc;
     if ((rc = resolve_locations(w, p, s, target, err)))
@@ -871,6 +870,36 @@ int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, in
     }
     int32_t seen;
     return keyed_row(w, SQS_KEYS_STACK, &w->stacks, h1, h2, target, out, &seen, err);
+}
+
+/* The sample's stack print, when its producer made one (sp_profile.stack_prints). */
+static const sp_print *stack_print_of(const sp_profile *p, const sp_sample *s)
+{
+    return p->stack_prints && s->stack && s->stack < p->nstack_prints ? &p->stack_prints[s->stack]
+                                                                      : NULL;
+}
+
+/* A stack found by its print skips resolving its locations (a request's known stacks hold tens
+ * of thousands of them). The entry's `seen` is the target its content was last resolved at,
+ * which refreshed the stack, its locations and their functions to at least one hour below it:
+ * for any target up to that one, resolving the content again would change nothing (touch()
+ * skips rows within an hour), so the id is all there is to do. A later hour resolves the
+ * content once, which refreshes them all in the order retention's margins rely on. */
+int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
+                      int64_t *out, sp_err *err)
+{
+    const sp_print *pr = stack_print_of(p, s);
+    if (pr) {
+        store_dict_entry *e = store_dict_find(&w->stack_prints, pr->a, pr->b);
+        if (e && target <= e->seen) {
+            *out = e->id;
+            return 0;
+        }
+    }
+    int rc = resolve_stack_content(w, p, s, target, out, err);
+    if (!rc && pr)
+        (void)store_dict_put(&w->stack_prints, pr->a, pr->b, *out, target); /* may forget */
+    return rc;
 }
 
 static int kv_cmp(const void *a, const void *b)

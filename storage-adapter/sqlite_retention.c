@@ -112,6 +112,7 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
         store_dict_clear(cache);
         if (keys == SQS_KEYS_LOC)
             store_dict_clear(&w->loc_prints); /* their ids may be gone, or be reused */
+        store_dict_clear(&w->stack_prints);   /* stacks, or stacks of locations gone */
         w->keys_complete &= ~(1u << keys);
     }
     r->cursor += window;

@@ -175,6 +175,10 @@ typedef struct sqs_writer {
      * content as before), so it may forget at will; cleared with the location cache and when
      * retention deletes locations (an id it holds could be gone or reused). */
     store_dict loc_prints;
+    /* A stack's print (sp_profile.stack_prints) → its id, with the target hour its content was
+     * last resolved at (sqs_resolve_stack()). A cache like loc_prints: it may forget, and it is
+     * cleared with the others and whenever retention deletes dictionary rows. */
+    store_dict stack_prints;
     store_sum3 samples; /* (series, bucket, stack) → value, this transaction */
     store_agg spanstk;  /* (hour, span key, series, stack) → value, this transaction */
     store_agg hours;    /* hours known to be in span_hour */

@@ -295,7 +295,8 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     size_t entries = s->opt.cache_bytes / (2 * sizeof(store_dict_entry));
     if (entries < 1024)
         entries = 1024;
-    store_dict_init(&w->stacks, entries * 7 / 16);
+    store_dict_init(&w->stacks, entries * 6 / 16);
+    store_dict_init(&w->stack_prints, entries / 16); /* the hot stacks; may forget */
     store_dict_init(&w->locations, entries / 4);
     store_dict_init(&w->loc_prints, entries / 16); /* the hot locations; may forget */
     store_dict_init(&w->functions, entries / 10);
@@ -332,6 +333,7 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->stacks);
     store_dict_free(&w->locations);
     store_dict_free(&w->loc_prints);
+    store_dict_free(&w->stack_prints);
     store_dict_free(&w->functions);
     store_dict_free(&w->series);
     store_dict_free(&w->strings);
@@ -367,6 +369,7 @@ static void clear_caches(sqs_writer *w)
     store_dict_clear(&w->stacks);
     store_dict_clear(&w->locations);
     store_dict_clear(&w->loc_prints);
+    store_dict_clear(&w->stack_prints);
     store_dict_clear(&w->functions);
     store_dict_clear(&w->series);
     store_dict_clear(&w->strings);
@@ -860,11 +863,12 @@ static int keys_may_be_due(const sqs_writer *w)
 }
 
 /* The writer's dictionary caches, for what is done to or counted over all of them. */
-#define WRITER_DICTS 8
+#define WRITER_DICTS 9
 static void writer_dicts(sqs_writer *w, store_dict *d[WRITER_DICTS])
 {
     d[0] = &w->stacks, d[1] = &w->locations, d[2] = &w->functions, d[3] = &w->series;
     d[4] = &w->strings, d[5] = &w->mappings, d[6] = &w->tenants, d[7] = &w->loc_prints;
+    d[8] = &w->stack_prints;
 }
 
 /* H2: caches about to double do it while the writer is idle. A cache of 262 k locations

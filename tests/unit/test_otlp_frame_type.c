@@ -140,6 +140,20 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
             assert_memory_not_equal(&p->location_prints[i], &p->location_prints[j],
                                     sizeof again[i]);
     }
+    /* And each sample's stack its print, named by the sample: the print of its location list
+     * over the final tables' prints, one per stack_table entry. */
+    assert_non_null(p->stack_prints);
+    for (uint32_t k = 0; k < p->nsamples; k++) {
+        const sp_sample *smp = &p->samples[k];
+        assert_int_equal(smp->stack, k + 1); /* its stack_index */
+        assert_true(smp->stack < p->nstack_prints);
+        sp_print want_print =
+            sp_stack_print(again, p->nlocations, smp->location_ids, smp->nlocations);
+        assert_memory_equal(&p->stack_prints[smp->stack], &want_print, sizeof want_print);
+        for (uint32_t j = 0; j < k; j++)
+            assert_memory_not_equal(&p->stack_prints[p->samples[j].stack], &want_print,
+                                    sizeof want_print);
+    }
     sp_arena_free(a);
 }
 

@@ -640,6 +640,99 @@ static void stacks_found_by_print_keep_their_frames_in_order(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 3);
 }
 
+/* The prints a worker gives a request (as otlp/convert.c does): one per location, one per
+ * sample's location list. */
+static void give_prints(sp_arena *a, sp_profile *p)
+{
+    sp_print *lp;
+    assert_int_equal(sp_location_prints(p, a, &lp), 0);
+    p->location_prints = lp;
+    sp_print *sp = sp_arena_calloc(a, p->nsamples + 1, sizeof *sp);
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        sp_sample *s = &p->samples[i];
+        sp[i + 1] = sp_stack_print(lp, p->nlocations, s->location_ids, s->nlocations);
+        s->stack = i + 1;
+    }
+    p->stack_prints = sp;
+    p->nstack_prints = p->nsamples + 1;
+}
+
+/* How many rows of table `what` the stack main;foo;bar (and its locations' functions) names
+ * that were last seen before hour h. */
+static int64_t mfb_rows_older_than(fx *f, const char *what, int64_t h)
+{
+    char sql[256];
+    if (strcmp(what, "function") == 0)
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM function WHERE seen < %lld AND name IN "
+                 "(SELECT id FROM string WHERE s IN ('main', 'foo', 'bar'))",
+                 (long long)h);
+    else if (strcmp(what, "location") == 0)
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM location WHERE seen < %lld AND address IN (%d, %d, %d)",
+                 (long long)h, 0x1000 * L_MAIN, 0x1000 * L_FOO, 0x1000 * L_BAR);
+    else
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM stack WHERE seen < %lld", (long long)h);
+    return sql_int(f->dir, sql);
+}
+
+/* A stack or a location the writer finds by its print still has its rows refreshed when a later
+ * hour writes it, and all of them: the stack, its locations, and their functions (retention's
+ * margins delete a function before a location before a stack, and rely on each being refreshed
+ * whenever the one naming it is). */
+static void rows_found_by_print_are_refreshed_in_a_later_hour(void **state)
+{
+    fx *f = *state;
+    const int64_t at[3] = {f->t0 + SEC, f->t0 + 2 * SEC, f->t0 + 10 * HOUR};
+    for (int round = 0; round < 3; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", at[round]);
+        add_sample(a, p, STK_MFB, 1 + round, at[round]);
+        give_prints(a, p);
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    int64_t later = (f->t0 + 10 * HOUR) / HOUR;
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1);
+    assert_int_equal(mfb_rows_older_than(f, "stack", later - 1), 0);
+    assert_int_equal(mfb_rows_older_than(f, "location", later - 1), 0);
+    assert_int_equal(mfb_rows_older_than(f, "function", later - 1), 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 1 + 2 + 3);
+}
+
+/* Stacks found by their prints are the stacks their content names: the same row whatever the
+ * request's location table (another order, another id for each location), a list that differs
+ * only in order its own row, and a list of the same locations in another request found again. */
+static void stacks_found_by_stack_print_are_their_content(void **state)
+{
+    fx *f = *state;
+    for (int round = 0; round < 4; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        uint32_t foo = L_FOO, bar = L_BAR;
+        if (round % 2) { /* the request's table lists bar where foo was */
+            sp_location t = p->locations[L_FOO];
+            p->locations[L_FOO] = p->locations[L_BAR];
+            p->locations[L_BAR] = t;
+            foo = L_BAR, bar = L_FOO;
+        }
+        add_sample(a, p, (uint32_t[]){L_MAIN, foo, bar, 0}, 1, f->t0 + SEC);
+        add_sample(a, p, (uint32_t[]){L_MAIN, bar, foo, 0}, 10, f->t0 + SEC);
+        add_sample(a, p, (uint32_t[]){L_MAIN, foo, 0}, 100, f->t0 + SEC);
+        give_prints(a, p);
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 3);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 4);
+    assert_int_equal(value_of(&st, "main;bar;foo"), 40);
+    assert_int_equal(value_of(&st, "main;foo"), 400);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -647,6 +740,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(dictionary_loaded_at_start_up, setup, teardown),
         cmocka_unit_test_setup_teardown(stacks_found_by_print_keep_their_frames_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(rows_found_by_print_are_refreshed_in_a_later_hour, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(stacks_found_by_stack_print_are_their_content, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
