@@ -526,7 +526,7 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
             return m->vals[j];
         j = (j + 1) & (m->cap - 1);
     }
-    uint32_t id = cw_stack_id(x->c, x->p, s, m->loc_cache);
+    uint32_t id = cw_stack_id_printed(x->c, x->p, s, m->loc_cache);
     if (id != UINT32_MAX) {
         m->keys[j] = s->location_ids;
         m->vals[j] = id;

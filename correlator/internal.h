@@ -175,6 +175,12 @@ struct corr {
     size_t interns_compacted; /* names + stacks + series bytes after the last rebuild (budget.c) */
     uint8_t trim_due;         /* an eviction freed memory: cw_unlock gives it back (I12) */
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */
+    /* Stacks by their print (sp_profile.stack_prints) → stack intern id, direct-mapped (a slot
+     * holds the last print that fell in it): a known stack of a later request is interned
+     * without naming its frames. CW_PRINTS slots, made on first use; emptied with every
+     * rebuild, which renumbers the ids (printed_gen: the rebuild its ids are of). */
+    struct stack_by_print *printed;
+    uint64_t printed_gen;
     int64_t last_sweep, now;
     uint32_t sweep_next; /* the slice of the slot buckets the next periodic sweep walks (I11) */
     int64_t sweep_cycle; /* when the current round of slices began */
@@ -369,6 +375,9 @@ uint32_t cw_slot_bucket(uint32_t tenant, int64_t pid, int64_t tid);
 uint32_t cw_spans_at(const corr *c, const slot *s, int64_t ts, uint32_t ident, sp_span_ref *out,
                      uint32_t max, const span_ent **ents);
 uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
+/* cw_stack_id() through the stacks-by-print cache when the sample's producer printed its stack
+ * (equal prints name locations of equal content in the same order, so the same frame names). */
+uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
 uint32_t cw_tenant_id(corr *c, const char *t, int create);
 wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8]);
 

@@ -672,3 +672,34 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
     }
     return cw_itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
 }
+
+#define CW_PRINTS 32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more */
+
+struct stack_by_print {
+    uint64_t a, b;
+    uint32_t id, used;
+};
+
+uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache)
+{
+    if (!p->stack_prints || !s->stack || s->stack >= p->nstack_prints)
+        return cw_stack_id(c, p, s, cache);
+    if (c->printed && c->printed_gen != c->interns_gen) {
+        memset(c->printed, 0, CW_PRINTS * sizeof *c->printed);
+        c->printed_gen = c->interns_gen;
+    }
+    if (!c->printed) {
+        c->printed = calloc(CW_PRINTS, sizeof *c->printed);
+        c->printed_gen = c->interns_gen;
+        if (!c->printed)
+            return cw_stack_id(c, p, s, cache);
+    }
+    const sp_print *pr = &p->stack_prints[s->stack];
+    struct stack_by_print *e = &c->printed[pr->a & (CW_PRINTS - 1)];
+    if (e->used && e->a == pr->a && e->b == pr->b)
+        return e->id;
+    uint32_t id = cw_stack_id(c, p, s, cache);
+    if (id != UINT32_MAX)
+        *e = (struct stack_by_print){pr->a, pr->b, id, 1};
+    return id;
+}

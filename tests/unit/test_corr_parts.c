@@ -127,11 +127,108 @@ static void memo_from_before_a_rebuild_is_not_trusted(void **state)
     corr_free(c);
 }
 
+/* The value of tb's late samples whose two innermost frames are leaf and middle (all three
+ * frames deep); any other late sample fails. */
+static int64_t late_leaves(const sp_batch *tb, const char *leaf, const char *middle)
+{
+    int64_t sum = 0;
+    for (size_t k = 0; k < tb->nprofiles; k++)
+        for (uint32_t j = 0; j < tb->profiles[k]->nsamples; j++) {
+            const sp_profile *lp = tb->profiles[k];
+            const sp_sample *s = &lp->samples[j];
+            uint32_t depth;
+            const char *got = leaf_of(lp, s, &depth);
+            assert_int_equal(depth, 3);
+            const sp_location *mid = &lp->locations[s->location_ids[1]];
+            const char *got_mid = lp->strings[lp->functions[mid->lines[0].function_id].name];
+            int known = (strcmp(got, "parse") == 0 && strcmp(got_mid, "handle") == 0) ||
+                        (strcmp(got, "parse") == 0 && strcmp(got_mid, "main") == 0);
+            if (!known)
+                fail_msg("late sample on %s;%s", got_mid, got);
+            if (strcmp(got, leaf) == 0 && strcmp(got_mid, middle) == 0)
+                sum += s->value;
+        }
+    return sum;
+}
+
+/* The prints the converter gives a request: per location, and per sample's location list. */
+static void give_prints(sp_arena *a, sp_profile *p)
+{
+    sp_print *lp;
+    assert_int_equal(sp_location_prints(p, a, &lp), 0);
+    p->location_prints = lp;
+    sp_print *sp = sp_arena_calloc(a, p->nsamples + 1, sizeof *sp);
+    for (uint32_t i = 0; i < p->nsamples; i++) {
+        sp[i + 1] =
+            sp_stack_print(lp, p->nlocations, p->samples[i].location_ids, p->samples[i].nlocations);
+        p->samples[i].stack = i + 1;
+    }
+    p->stack_prints = sp;
+    p->nstack_prints = p->nsamples + 1;
+}
+
+/* Requests whose stacks come printed: a stack a later request brings again is found by its
+ * print, with its own frames; another list of the same locations is another stack; and after
+ * the correlator renumbered its stacks, a print from before names nothing (or its sample would
+ * be kept under another stack's id). */
+static void stacks_found_by_print_keep_their_frames(void **state)
+{
+    fixture *f = *state;
+    corr_options o = {.max_bytes = 256 * 1024, .window_ns = 1000000 * MS};
+    corr *c = corr_new(&o);
+    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS}, t3[] = {170 * MS};
+    sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
+    give_prints(f->a, p1);
+    attach_part(c, p1, 0, NULL, f->a);
+    sp_profile *p2 = profile(f->a, t2, 1, PID, TID); /* the same stack, a new request */
+    give_prints(f->a, p2);
+    attach_part(c, p2, 0, NULL, f->a);
+    sp_profile *p3 = profile(f->a, t3, 1, PID, TID); /* root handle, main, leaf parse: its own */
+    static uint32_t reordered[] = {3, 1, 2};
+    p3->samples[0].location_ids = reordered;
+    give_prints(f->a, p3);
+    attach_part(c, p3, 0, NULL, f->a);
+    sp_span v1[] = {span(8, 100, 200, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v1, 1, &tb);
+    assert_int_equal(late_value(&tb, 8), 30 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+
+    uint64_t gen = c->interns_gen;
+    int i = 0;
+    for (; i < 50000 && c->interns_gen == gen; i++) {
+        char *leaf = sp_arena_alloc(f->a, 48);
+        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
+        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+        names[3] = leaf;
+        uint64_t ts[] = {(uint64_t)(300 + i) * MS};
+        sp_batch pb = batch(f, "t1");
+        sp_profile *p = profile(f->a, ts, 1, PID, TID);
+        p->strings = names;
+        give_prints(f->a, p);
+        sp_batch_add_profile(&pb, p);
+        attach(c, &pb, (int64_t)(300 + i) * MS);
+    }
+    assert_true(c->interns_gen != gen);
+    int64_t at = 500 + i; /* far from the rounds: the span takes this one alone */
+    uint64_t t4[] = {(uint64_t)at * MS};
+    sp_profile *p4 = profile(f->a, t4, 1, PID, TID); /* main→handle→parse again */
+    give_prints(f->a, p4);
+    attach_part(c, p4, at * MS, NULL, f->a);
+    sp_span v2[] = {span(9, at - 15, at + 15, PID, TID)};
+    send_spans(c, f, v2, 1, &tb);
+    assert_int_equal(late_value(&tb, 9), 10 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "handle"), 10 * MS);
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(parts_sharing_a_memo_keep_their_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(memo_from_before_a_rebuild_is_not_trusted, setup, teardown),
+        cmocka_unit_test_setup_teardown(stacks_found_by_print_keep_their_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
