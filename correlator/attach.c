@@ -456,6 +456,7 @@ void cw_memo_free(batch_memo *m)
     free(m->loc_cache);
     free(m->keys);
     free(m->vals);
+    free(m->by_stack);
     memset(m, 0, sizeof *m);
 }
 
@@ -479,6 +480,26 @@ static uint32_t ctx_series(prof_ctx *x)
     return x->series;
 }
 
+/* The sample's entry in the memo by stack print index, made empty for a new table's prints;
+ * NULL when its stack is not printed, or without memory (the memo by list address serves). */
+static uint32_t *memo_by_stack(batch_memo *m, const sp_profile *p, const sp_sample *s)
+{
+    if (!p->stack_prints || !s->stack || s->stack >= p->nstack_prints)
+        return NULL;
+    if (m->by_stack_of != p->stack_prints || m->nby_stack < p->nstack_prints) {
+        if (m->nby_stack < p->nstack_prints) {
+            uint32_t *v = realloc(m->by_stack, (size_t)p->nstack_prints * sizeof *v);
+            if (!v)
+                return NULL;
+            m->by_stack = v;
+            m->nby_stack = p->nstack_prints;
+        }
+        memset(m->by_stack, 0, (size_t)m->nby_stack * sizeof *m->by_stack);
+        m->by_stack_of = p->stack_prints;
+    }
+    return &m->by_stack[s->stack];
+}
+
 static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
 {
     batch_memo *m = x->m;
@@ -490,11 +511,22 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
         m->n = 0; /* stack ids depend on the table too */
         if (m->keys)
             memset(m->keys, 0, m->cap * sizeof *m->keys);
+        m->by_stack_of = NULL;
         if (m->loc_cache)
             cw_names_prefill(x->c, x->p, m->loc_cache);
     }
     if (!s->location_ids || !m->loc_cache)
         return cw_stack_id(x->c, x->p, s, m->loc_cache);
+    uint32_t *by = memo_by_stack(m, x->p, s);
+    if (by) {
+        if (!*by) {
+            uint32_t id = cw_stack_id_printed(x->c, x->p, s, m->loc_cache);
+            if (id == UINT32_MAX)
+                return id;
+            *by = id + 1;
+        }
+        return *by - 1;
+    }
     if ((m->n + 1) * 2 > m->cap) {
         uint32_t ncap = m->cap ? m->cap * 2 : 1024;
         const uint32_t **k = calloc(ncap, sizeof *k);

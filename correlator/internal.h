@@ -329,6 +329,10 @@ typedef struct batch_memo {
     uint32_t nloc;
     const uint32_t **keys; /* stack memo: location list → stack id */
     uint32_t *vals, cap, n;
+    /* The same by sp_sample.stack for a table whose stacks come printed: by_stack[k] = stack
+     * id + 1 for entry k of by_stack_of (0: not yet); emptied with the memo above. */
+    uint32_t *by_stack, nby_stack;
+    const sp_print *by_stack_of;
     uint64_t interns_gen; /* c->interns_gen when filled: ids from before a rebuild are stale */
 } batch_memo;
 

@@ -186,6 +186,12 @@ typedef struct sqs_writer {
      * (the sum; key: address, length), so a stack repeated in a batch is hashed and looked up
      * once. */
     store_sum3 stack_memo;
+    /* The same memo indexed by sp_sample.stack when the batch's profiles come with stack prints
+     * (their entries are dense): stack_idx[k] for entry k of stack_idx_of, 0 = not yet. Valid
+     * while stack_memo is (stack_idx_of NULL: empty). */
+    int64_t *stack_idx;
+    size_t stack_idx_cap;
+    const sp_print *stack_idx_of;
     /* Key tables: rows with an id above keyed[k] have no key row and are found through the
      * cache alone, which holds them all unless bit k of keys_dirty is set (the cache forgot
      * some: the writer keys them before its next lookup). */

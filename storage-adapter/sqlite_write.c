@@ -345,6 +345,7 @@ void sqs_writer_free(sqs_store *s)
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
     store_sum3_free(&w->stack_memo);
+    free(w->stack_idx);
     store_agg_free(&w->periods);
     store_chunk_coder_free(&w->coder);
     store_sum3_free(&w->compact);
@@ -467,6 +468,25 @@ static int add_sample_values(sqs_writer *w, const sp_profile *p, const sp_sample
 
 #define PREFETCH_AHEAD 8
 
+/* Whether p's samples find their stack ids in w->stack_idx (by sp_sample.stack): p comes with
+ * stack prints, and the memo is p's entries' (kept while the memos are, S5) or made empty now.
+ * 0 when p has none or there is no memory: the memo by list address then serves. */
+static int stack_idx_ready(sqs_writer *w, const sp_profile *p)
+{
+    if (!p->stack_prints || !p->nstack_prints)
+        return 0;
+    if (w->stack_idx_of == p->stack_prints && w->stack_idx_cap >= p->nstack_prints)
+        return 1;
+    if (sqs_grow((void **)&w->stack_idx, &w->stack_idx_cap, p->nstack_prints,
+                 sizeof *w->stack_idx)) {
+        w->stack_idx_of = NULL;
+        return 0;
+    }
+    memset(w->stack_idx, 0, w->stack_idx_cap * sizeof *w->stack_idx);
+    w->stack_idx_of = p->stack_prints;
+    return 1;
+}
+
 typedef struct pending {
     const sp_sample *s;
     int64_t series, stack;
@@ -503,6 +523,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
             memset(w->map_ids, 0, (p->nmappings + 1) * sizeof *w->map_ids);
             memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
             store_sum3_reset(&w->stack_memo);
+            w->stack_idx_of = NULL;
         }
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
@@ -526,11 +547,12 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
     int64_t default_bucket =
         sqs_floor_div(p->time_nanos > 0 ? p->time_nanos : now_ns(), SQS_BUCKET_NS);
 
+    int by_index = stack_idx_ready(w, p);
     int64_t base_series = 0;
     pending ring[PREFETCH_AHEAD] = {{0}};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
-        if (i + 2 * PREFETCH_AHEAD < p->nsamples) { /* the memo's slot, further ahead */
+        if (!by_index && i + 2 * PREFETCH_AHEAD < p->nsamples) { /* the memo's slot, ahead */
             const sp_sample *ahead = &p->samples[i + 2 * PREFETCH_AHEAD];
             store_sum3_prefetch(&w->stack_memo,
                                 ahead->location_ids ? (int64_t)(uintptr_t)ahead->location_ids : 1,
@@ -549,15 +571,19 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         }
         /* The memo is keyed by the location list's address: only valid while the tables it
          * indexes stay the same, which the memo reset above ensures. Stack ids are row ids, so
-         * 0 is a new entry. An empty stack may have no list: key 1, which no list's address is. */
-        int64_t *m =
-            store_sum3_at(&w->stack_memo, s->location_ids ? (int64_t)(uintptr_t)s->location_ids : 1,
-                          s->nlocations, 0);
+         * 0 is a new entry. An empty stack may have no list: key 1, which no list's address is.
+         * A printed stack's entry is its index instead: no hash, no probe. */
+        int64_t *m = by_index && s->stack && s->stack < p->nstack_prints
+                         ? &w->stack_idx[s->stack]
+                         : store_sum3_at(&w->stack_memo,
+                                         s->location_ids ? (int64_t)(uintptr_t)s->location_ids : 1,
+                                         s->nlocations, 0);
         if (!m)
             return sqs_oom(err);
         if (!*m) {
             if ((rc = sqs_resolve_stack(w, p, s, target, &stack, err))) {
                 store_sum3_reset(&w->stack_memo);
+                w->stack_idx_of = NULL;
                 return rc;
             }
             *m = stack;
