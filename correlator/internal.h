@@ -177,9 +177,11 @@ struct corr {
     uint64_t interns_gen;     /* rebuilds so far: a corr_memo from before one is stale */
     /* Stacks by their print (sp_profile.stack_prints) → stack intern id, direct-mapped (a slot
      * holds the last print that fell in it): a known stack of a later request is interned
-     * without naming its frames. CW_PRINTS slots, made on first use; emptied with every
-     * rebuild, which renumbers the ids (printed_gen: the rebuild its ids are of). */
+     * without naming its frames. nprinted slots (a power of two, sized from the budget), made
+     * on first use; emptied with every rebuild, which renumbers the ids (printed_gen: the
+     * rebuild its ids are of). */
     struct stack_by_print *printed;
+    uint32_t nprinted;
     uint64_t printed_gen;
     int64_t last_sweep, now;
     uint32_t sweep_next; /* the slice of the slot buckets the next periodic sweep walks (I11) */

@@ -673,29 +673,42 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
     return cw_itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
 }
 
-#define CW_PRINTS 32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more */
+#define CW_PRINTS_MAX 32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more   \
+                             */
 
 struct stack_by_print {
     uint64_t a, b;
     uint32_t id, used;
 };
 
+/* The table's slots: a power of two, at most a 256th of the correlator's budget (it is outside
+ * the budget's count, as the per-request memos are), 64 to CW_PRINTS_MAX. */
+static uint32_t printed_slots(const corr *c)
+{
+    size_t fit = c->opt.max_bytes / 256 / sizeof(struct stack_by_print);
+    uint32_t n = 64;
+    while (n < CW_PRINTS_MAX && (size_t)n * 2 <= fit)
+        n *= 2;
+    return n;
+}
+
 uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache)
 {
     if (!p->stack_prints || !s->stack || s->stack >= p->nstack_prints)
         return cw_stack_id(c, p, s, cache);
     if (c->printed && c->printed_gen != c->interns_gen) {
-        memset(c->printed, 0, CW_PRINTS * sizeof *c->printed);
+        memset(c->printed, 0, c->nprinted * sizeof *c->printed);
         c->printed_gen = c->interns_gen;
     }
     if (!c->printed) {
-        c->printed = calloc(CW_PRINTS, sizeof *c->printed);
+        c->nprinted = printed_slots(c);
+        c->printed = calloc(c->nprinted, sizeof *c->printed);
         c->printed_gen = c->interns_gen;
         if (!c->printed)
             return cw_stack_id(c, p, s, cache);
     }
     const sp_print *pr = &p->stack_prints[s->stack];
-    struct stack_by_print *e = &c->printed[pr->a & (CW_PRINTS - 1)];
+    struct stack_by_print *e = &c->printed[pr->a & (c->nprinted - 1)];
     if (e->used && e->a == pr->a && e->b == pr->b)
         return e->id;
     uint32_t id = cw_stack_id(c, p, s, cache);

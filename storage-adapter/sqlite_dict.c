@@ -872,6 +872,25 @@ static int resolve_stack_content(sqs_writer *w, const sp_profile *p, const sp_sa
     return keyed_row(w, SQS_KEYS_STACK, &w->stacks, h1, h2, target, out, &seen, err);
 }
 
+/* Whether p's samples find their stack ids in w->stack_idx (by sp_sample.stack): p comes with
+ * stack prints, and the memo is p's entries' (kept while the memos are, S5) or made empty now.
+ * 0 when p has none or there is no memory: the memo by list address then serves. */
+int sqs_stack_idx_ready(sqs_writer *w, const sp_profile *p)
+{
+    if (!p->stack_prints || !p->nstack_prints)
+        return 0;
+    if (w->stack_idx_of == p->stack_prints && w->stack_idx_cap >= p->nstack_prints)
+        return 1;
+    if (sqs_grow((void **)&w->stack_idx, &w->stack_idx_cap, p->nstack_prints,
+                 sizeof *w->stack_idx)) {
+        w->stack_idx_of = NULL;
+        return 0;
+    }
+    memset(w->stack_idx, 0, w->stack_idx_cap * sizeof *w->stack_idx);
+    w->stack_idx_of = p->stack_prints;
+    return 1;
+}
+
 /* The sample's stack print, when its producer made one (sp_profile.stack_prints). */
 static const sp_print *stack_print_of(const sp_profile *p, const sp_sample *s)
 {
@@ -880,8 +899,9 @@ static const sp_print *stack_print_of(const sp_profile *p, const sp_sample *s)
 }
 
 /* A stack found by its print skips resolving its locations (a request's known stacks hold tens
- * of thousands of them). The entry's `seen` is the target its content was last resolved at,
- * which refreshed the stack, its locations and their functions to at least one hour below it:
+ * of thousands of them). The entry's `seen` is the target its content was last resolved at (the
+ * lowest of the batch's so far, w->memo_target, when its locations came from the memos), which
+ * refreshed the stack, its locations and their functions to at least one hour below it:
  * for any target up to that one, resolving the content again would change nothing (touch()
  * skips rows within an hour), so the id is all there is to do. A later hour resolves the
  * content once, which refreshes them all in the order retention's margins rely on. */
@@ -897,8 +917,11 @@ int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, in
         }
     }
     int rc = resolve_stack_content(w, p, s, target, out, err);
+    /* The locations may come from the memos, filled for an earlier profile of the batch with a
+     * lower target: the entry says the lower one. */
+    int32_t resolved = w->memo_target < target ? w->memo_target : target;
     if (!rc && pr)
-        (void)store_dict_put(&w->stack_prints, pr->a, pr->b, *out, target); /* may forget */
+        (void)store_dict_put(&w->stack_prints, pr->a, pr->b, *out, resolved); /* may forget */
     return rc;
 }
 

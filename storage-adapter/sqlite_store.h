@@ -226,7 +226,10 @@ typedef struct sqs_writer {
     const void *memo_locs, *memo_funcs, *memo_maps, *memo_strs;
     uint32_t memo_nlocs, memo_nfuncs, memo_nmaps, memo_nstrs;
     const sqs_req *memo_owner; /* the stream whose parts the memos hold (S5); NULL: one batch */
-    uint8_t *buf;              /* scratch for blobs and hash keys */
+    /* The lowest target of the profiles since the memos were emptied: a row found through them
+     * was refreshed for that one, perhaps not for a later profile's (sqs_resolve_stack()). */
+    int32_t memo_target;
+    uint8_t *buf; /* scratch for blobs and hash keys */
     size_t buf_cap;
     /* A stack's locations not resolved yet: their keys (kbuf), looked up after all their cache
      * slots were prefetched. */
@@ -508,6 +511,7 @@ int sqs_oom(sp_err *err);
 const char *sqs_pstr(const sp_profile *p, uint32_t idx, size_t *len);
 int sqs_resolve_tenant(sqs_writer *w, const char *name, int64_t *out, sp_err *err);
 int sqs_resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, sp_err *err);
+int sqs_stack_idx_ready(sqs_writer *w, const sp_profile *p);
 int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
                       int64_t *out, sp_err *err);
 int sqs_is_link_label(const char *n, size_t len);

@@ -468,25 +468,6 @@ static int add_sample_values(sqs_writer *w, const sp_profile *p, const sp_sample
 
 #define PREFETCH_AHEAD 8
 
-/* Whether p's samples find their stack ids in w->stack_idx (by sp_sample.stack): p comes with
- * stack prints, and the memo is p's entries' (kept while the memos are, S5) or made empty now.
- * 0 when p has none or there is no memory: the memo by list address then serves. */
-static int stack_idx_ready(sqs_writer *w, const sp_profile *p)
-{
-    if (!p->stack_prints || !p->nstack_prints)
-        return 0;
-    if (w->stack_idx_of == p->stack_prints && w->stack_idx_cap >= p->nstack_prints)
-        return 1;
-    if (sqs_grow((void **)&w->stack_idx, &w->stack_idx_cap, p->nstack_prints,
-                 sizeof *w->stack_idx)) {
-        w->stack_idx_of = NULL;
-        return 0;
-    }
-    memset(w->stack_idx, 0, w->stack_idx_cap * sizeof *w->stack_idx);
-    w->stack_idx_of = p->stack_prints;
-    return 1;
-}
-
 typedef struct pending {
     const sp_sample *s;
     int64_t series, stack;
@@ -501,13 +482,16 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         sqs_grow((void **)&w->map_ids, &w->map_cap, p->nmappings + 1, sizeof *w->map_ids) ||
         sqs_grow((void **)&w->str_ids, &w->str_cap, p->nstrings + 1, sizeof *w->str_ids))
         return sqs_oom(err);
+    int memo_reset = 0;
     if (p->locations != w->memo_locs || p->functions != w->memo_funcs ||
         p->mappings != w->memo_maps || p->strings != w->memo_strs ||
         p->nlocations != w->memo_nlocs || p->nfunctions != w->memo_nfuncs ||
         p->nmappings != w->memo_nmaps || p->nstrings != w->memo_nstrs) {
-        if (w->memo_owner && w->memo_nlocs != UINT32_MAX && p->nlocations >= w->memo_nlocs &&
-            p->nfunctions >= w->memo_nfuncs && p->nmappings >= w->memo_nmaps &&
-            p->nstrings >= w->memo_nstrs) {
+        /* (the converter never moves a request's location table: another table in between,
+         * such as a late profile's, is never extended) */
+        if (w->memo_owner && w->memo_nlocs != UINT32_MAX && p->locations == w->memo_locs &&
+            p->nlocations >= w->memo_nlocs && p->nfunctions >= w->memo_nfuncs &&
+            p->nmappings >= w->memo_nmaps && p->nstrings >= w->memo_nstrs) {
             /* S5: a later part of the stream whose tables the memos hold; they extend them. */
             memset(w->fn_ids + w->memo_nfuncs + 1, 0,
                    (p->nfunctions - w->memo_nfuncs) * sizeof *w->fn_ids);
@@ -524,6 +508,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
             memset(w->str_ids, 0, (p->nstrings + 1) * sizeof *w->str_ids);
             store_sum3_reset(&w->stack_memo);
             w->stack_idx_of = NULL;
+            memo_reset = 1;
         }
         w->memo_locs = p->locations;
         w->memo_funcs = p->functions;
@@ -544,10 +529,12 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
     int32_t target = sqs_hour_of(tmax);
     if (target < w->now_hour)
         target = w->now_hour;
+    if (memo_reset || target < w->memo_target)
+        w->memo_target = target; /* what rows found through the memos were refreshed to */
     int64_t default_bucket =
         sqs_floor_div(p->time_nanos > 0 ? p->time_nanos : now_ns(), SQS_BUCKET_NS);
 
-    int by_index = stack_idx_ready(w, p);
+    int by_index = sqs_stack_idx_ready(w, p);
     int64_t base_series = 0;
     pending ring[PREFETCH_AHEAD] = {{0}};
     for (uint32_t i = 0; i < p->nsamples; i++) {

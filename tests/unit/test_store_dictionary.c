@@ -733,6 +733,68 @@ static void stacks_found_by_stack_print_are_their_content(void **state)
     assert_int_equal(value_of(&st, "main;foo"), 400);
 }
 
+/* The writer trusts a stack print as it trusts its own content hashes: a later request whose
+ * sample carries a known print is stored under that stack without its locations being read
+ * (here they differ, which no converter would send: it shows the print, not the content, found
+ * the stack); in a later hour the content is resolved again. */
+static void a_known_stack_print_is_found_without_its_locations(void **state)
+{
+    fx *f = *state;
+    sp_print known = {0, 0};
+    const int64_t at[3] = {f->t0 + SEC, f->t0 + 2 * SEC, f->t0 + 10 * HOUR};
+    for (int round = 0; round < 3; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", at[round]);
+        add_sample(a, p, round ? STK_MB : STK_MFB, 1 + round, at[round]);
+        give_prints(a, p);
+        if (!round)
+            known = p->stack_prints[1];
+        else
+            ((sp_print *)p->stack_prints)[1] = known;
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 1 + 2);
+    assert_int_equal(value_of(&st, "main;baz"), 3);
+}
+
+/* Two profiles of one request share its tables, the second five hours later in its data: a new
+ * stack of the second reuses locations the first resolved (refreshed for the first's hour only),
+ * so its print must not promise more; the next request of that later hour refreshes them. */
+static void a_stack_print_promises_the_batchs_lowest_hour(void **state)
+{
+    fx *f = *state;
+    int64_t later = f->t0 + 5 * HOUR;
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p2 = mkprofile(a, CPU, "api", later);
+        add_sample(a, p2, STK_MFB, 10, later + SEC);
+        sp_batch b = {.tenant = "t1", .arena = a};
+        b.profiles = sp_arena_calloc(a, 2, sizeof *b.profiles);
+        if (!round) { /* first main;foo now, on the same tables, then main;foo;bar later */
+            sp_profile *p1 = mkprofile(a, CPU, "api", f->t0);
+            p1->locations = p2->locations;
+            p1->functions = p2->functions;
+            p1->mappings = p2->mappings;
+            add_sample(a, p1, STK_MF, 1, f->t0 + SEC);
+            give_prints(a, p1);
+            b.profiles[b.nprofiles++] = p1;
+        }
+        give_prints(a, p2);
+        b.profiles[b.nprofiles++] = p2;
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    int64_t h = (later + SEC) / HOUR; /* (main;foo's own stack row stays at the first hour) */
+    assert_int_equal(mfb_rows_older_than(f, "location", h - 1), 0);
+    assert_int_equal(mfb_rows_older_than(f, "function", h - 1), 0);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 20);
+    assert_int_equal(value_of(&st, "main;foo"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +806,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(rows_found_by_print_are_refreshed_in_a_later_hour, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stacks_found_by_stack_print_are_their_content, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_known_stack_print_is_found_without_its_locations, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_stack_print_promises_the_batchs_lowest_hour, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
