@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "corr_fixture.h"
+#include "prints_fixture.h"
 #include "correlator/internal.h" /* interns_gen: when the correlator renumbered its names */
 
 static void attach_part(corr *c, sp_profile *p, int64_t now, corr_memo *m, sp_arena *a)
@@ -33,6 +34,28 @@ static const char *leaf_of(const sp_profile *late, const sp_sample *s, uint32_t 
     *depth = s->nlocations;
     const sp_location *leaf = &late->locations[s->location_ids[0]];
     return late->strings[late->functions[leaf->lines[0].function_id].name];
+}
+
+/* Sends profiles of never-seen leaves (one a round, from from_ms on, unprinted) until the
+ * correlator renumbers its names and stacks; returns how many rounds it took. */
+static int until_a_rebuild(corr *c, fixture *f, int64_t from_ms)
+{
+    uint64_t gen = c->interns_gen;
+    int i = 0;
+    for (; i < 50000 && c->interns_gen == gen; i++) {
+        char *leaf = sp_arena_alloc(f->a, 48);
+        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
+        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+        names[3] = leaf;
+        uint64_t ts[] = {(uint64_t)(from_ms + i) * MS};
+        sp_batch pb = batch(f, "t1");
+        sp_profile *p = profile(f->a, ts, 1, PID, TID);
+        p->strings = names;
+        sp_batch_add_profile(&pb, p);
+        attach(c, &pb, (from_ms + i) * MS);
+    }
+    assert_true(c->interns_gen != gen);
+    return i;
 }
 
 /* Two parts over one table (the converter gives every part the request's tables), one on
@@ -90,21 +113,7 @@ static void memo_from_before_a_rebuild_is_not_trusted(void **state)
     uint64_t t0[] = {1 * MS};
     sp_profile *p1 = profile(f->a, t0, 1, PID, TID);
     attach_part(c, p1, 0, m, f->a);
-    uint64_t gen = c->interns_gen;
-    int i = 0;
-    for (; i < 50000 && c->interns_gen == gen; i++) {
-        char *leaf = sp_arena_alloc(f->a, 48);
-        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
-        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
-        names[3] = leaf;
-        uint64_t ts[] = {(uint64_t)(10 + i) * MS};
-        sp_batch pb = batch(f, "t1");
-        sp_profile *p = profile(f->a, ts, 1, PID, TID);
-        p->strings = names;
-        sp_batch_add_profile(&pb, p);
-        attach(c, &pb, (int64_t)(10 + i) * MS);
-    }
-    assert_true(c->interns_gen != gen);
+    int i = until_a_rebuild(c, f, 10);
     int64_t at = 200 + i; /* far from the rounds: the span takes part 2 alone */
     uint64_t t2[] = {(uint64_t)at * MS};
     sp_profile *p2 = profile(f->a, t2, 1, PID, TID); /* main→handle→parse again */
@@ -151,22 +160,6 @@ static int64_t late_leaves(const sp_batch *tb, const char *leaf, const char *mid
     return sum;
 }
 
-/* The prints the converter gives a request: per location, and per sample's location list. */
-static void give_prints(sp_arena *a, sp_profile *p)
-{
-    sp_print *lp;
-    assert_int_equal(sp_location_prints(p, a, &lp), 0);
-    p->location_prints = lp;
-    sp_print *sp = sp_arena_calloc(a, p->nsamples + 1, sizeof *sp);
-    for (uint32_t i = 0; i < p->nsamples; i++) {
-        sp[i + 1] =
-            sp_stack_print(lp, p->nlocations, p->samples[i].location_ids, p->samples[i].nlocations);
-        p->samples[i].stack = i + 1;
-    }
-    p->stack_prints = sp;
-    p->nstack_prints = p->nsamples + 1;
-}
-
 /* Requests whose stacks come printed: a stack a later request brings again is found by its
  * print, with its own frames; another list of the same locations is another stack; and after
  * the correlator renumbered its stacks, a print from before names nothing (or its sample would
@@ -195,23 +188,8 @@ static void stacks_found_by_print_keep_their_frames(void **state)
     assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
     assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
 
-    uint64_t gen = c->interns_gen;
-    int i = 0;
-    for (; i < 50000 && c->interns_gen == gen; i++) {
-        char *leaf = sp_arena_alloc(f->a, 48);
-        snprintf(leaf, 48, "leaf_never_seen_before_%d", i);
-        const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
-        names[3] = leaf;
-        uint64_t ts[] = {(uint64_t)(300 + i) * MS};
-        sp_batch pb = batch(f, "t1");
-        sp_profile *p = profile(f->a, ts, 1, PID, TID);
-        p->strings = names;
-        give_prints(f->a, p);
-        sp_batch_add_profile(&pb, p);
-        attach(c, &pb, (int64_t)(300 + i) * MS);
-    }
-    assert_true(c->interns_gen != gen);
-    int64_t at = 500 + i; /* far from the rounds: the span takes this one alone */
+    int i = until_a_rebuild(c, f, 300); /* the print table keeps p1's entry */
+    int64_t at = 500 + i;               /* far from the rounds: the span takes this one alone */
     uint64_t t4[] = {(uint64_t)at * MS};
     sp_profile *p4 = profile(f->a, t4, 1, PID, TID); /* main→handle→parse again */
     give_prints(f->a, p4);

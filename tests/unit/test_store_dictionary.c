@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "store_fixture.h"
+#include "prints_fixture.h"
 
 /* A profile of n distinct two-frame stacks over nloc unsymbolized locations, one sample each. */
 static sp_profile *many_stacks(sp_arena *a, fx *f, uint32_t nloc, uint32_t n)
@@ -638,23 +639,6 @@ static void stacks_found_by_print_keep_their_frames_in_order(void **state)
     assert_int_equal(value_of(&st, "main;bar;foo"), 22);
     assert_int_equal(value_of(&st, "main;foo"), 44);
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 3);
-}
-
-/* The prints a worker gives a request (as otlp/convert.c does): one per location, one per
- * sample's location list. */
-static void give_prints(sp_arena *a, sp_profile *p)
-{
-    sp_print *lp;
-    assert_int_equal(sp_location_prints(p, a, &lp), 0);
-    p->location_prints = lp;
-    sp_print *sp = sp_arena_calloc(a, p->nsamples + 1, sizeof *sp);
-    for (uint32_t i = 0; i < p->nsamples; i++) {
-        sp_sample *s = &p->samples[i];
-        sp[i + 1] = sp_stack_print(lp, p->nlocations, s->location_ids, s->nlocations);
-        s->stack = i + 1;
-    }
-    p->stack_prints = sp;
-    p->nstack_prints = p->nsamples + 1;
 }
 
 /* How many rows of table `what` the stack main;foo;bar (and its locations' functions) names
