@@ -77,6 +77,8 @@ void pipeline_metrics(void *ud)
     sp_metrics_gauge_set("store_checkpoints_inline_total", (int64_t)ss.checkpoints_inline);
     sp_metrics_gauge_set("store_checkpoints_failed_total", (int64_t)ss.checkpoints_failed);
     sp_metrics_gauge_set("store_lookups_skipped_total", (int64_t)ss.lookups_skipped);
+    sp_metrics_gauge_set("store_hash_index_rows", (int64_t)ss.index_rows);
+    sp_metrics_gauge_set("store_hash_index_bytes", (int64_t)ss.index_bytes);
     sp_metrics_gauge_set("store_name_cache_bytes", (int64_t)ss.name_cache_bytes);
     sp_metrics_gauge_set("store_name_cache_entries", (int64_t)ss.name_cache_entries);
     sp_metrics_gauge_set("store_name_cache_hits_total", (int64_t)ss.name_cache_hits);

@@ -69,32 +69,6 @@ static inline void store_dict_prefetch(const store_dict *d, uint64_t h1)
         __builtin_prefetch(&d->slots[h1 & (d->cap - 1)]);
 }
 
-/* ---- presence filter: "this key was never added" or "it may have been" -----------------------
- * A chain of blocked Bloom filters (16 bits and 7 probes per key, all probes of a key in one
- * 64-byte line: about 0.1 % false positives per filter). The first holds 64 Ki keys and each
- * next one twice the last, so it never has to be rebuilt from its source. It never forgets: a key
- * whose row was deleted stays a false positive. Past max_keys it gives up (`over` set, every
- * answer "may have") and frees its memory; the caller decides when to build it again. */
-#define STORE_BLOOM_PARTS 24
-typedef struct store_bloom {
-    struct store_bloom_part {
-        uint64_t *bits;   /* nblocks lines of 8 words */
-        uint64_t nblocks; /* a power of two */
-        uint64_t n, cap;  /* keys added, keys it is sized for */
-    } part[STORE_BLOOM_PARTS];
-    int nparts;
-    int over;          /* gave up (too many keys, or out of memory) */
-    uint64_t max_keys; /* 0: no limit */
-} store_bloom;
-
-void store_bloom_init(store_bloom *b, uint64_t max_keys);
-void store_bloom_free(store_bloom *b); /* back to empty, `over` cleared: usable again */
-/* 0, or -1 when it gave up (the key is not recorded; may_have answers 1 from then on). */
-int store_bloom_add(store_bloom *b, uint64_t key);
-/* 0: the key was never added; 1: it may have been (or the filter gave up). */
-int store_bloom_may_have(const store_bloom *b, uint64_t key);
-size_t store_bloom_bytes(const store_bloom *b);
-
 /* ---- aggregation map: (k0, k1, k2, k3) → (sum, aux) --------------------------------------------
  * Grows without a cap of its own: its users bound what goes in (one transaction, one query). */
 typedef struct store_agg_entry {

@@ -8,16 +8,25 @@
  * Errors: SP_EUNAVAIL (SQLite failed: the caller rolls back the whole transaction), SP_ENOMEM.
  *
  * A cache that forgot rows (it clears itself when full) cannot tell a new row from a forgotten
- * one: every miss was a lookup in the key table, and new frames arrive all the time (each one a
- * B-tree search that finds nothing before its insert: 11 % of the writer at full ingest). The
- * presence filters answer that for stacks, locations and functions:
- *   P1. While bit k of present_complete is set, the hash column of every row of table k is in
- *       present[k]. It may hold more (rows deleted by retention, rows of a transaction rolled
- *       back, false positives): a superset is safe, since "may have" only means "look it up".
- *   P2. So a cache miss whose hash the filter never saw is a new row: inserted without a lookup.
- *   P3. Built at start-up from the table's hash column (tables up to PRESENCE_BUILD_ROWS rows);
- *       every row inserted afterwards is added. When the filter gives up (PRESENCE_MAX_KEYS, or
- *       out of memory) the bit is cleared until the next start, and lookups are as before.
+ * one. The hash indexes answer that for stacks, locations and functions, in memory:
+ *   I1. While bit k of index_complete is set, every row of table k is in index[k] as (its hash
+ *       column, its id). It may hold more (rows of a transaction rolled back): a superset is
+ *       safe, since an id it gives is only a candidate, checked against the row's content.
+ *   I2. So a cache miss reads only the rows whose hash matches (by id, W_*_AT), and a hash the
+ *       index does not have is a new row, inserted without reading anything. Key tables are
+ *       then neither read nor written: rows above the watermark stay unkeyed (invariant 2 of
+ *       sqlite_write.c holds as is), and new rows cost no random B-tree page. Keying a slice of
+ *       16 k rows rewrote nearly every page of a key table: a tenth of the server's CPU and more
+ *       than half the bytes written at full ingest with new frames (bench/RESULTS.md).
+ *   I3. Built at start-up from the table's hash column; every row inserted is added and every
+ *       row retention deletes is removed (its DELETE returns them). A rollback may have undone
+ *       removals, so it builds the indexes again.
+ *   I4. An index holds at most store_options.index_rows rows (a sixteenth of the cache budget,
+ *       4 Mi rows by default: up to 64 MiB for a table that size). Past that, out of
+ *       memory, or an id of 2^32 - 1 or more, it gives up: the bit is cleared until the next
+ *       start and, since the cache may have forgotten unkeyed rows, every row above the
+ *       watermark is keyed before the next lookup (one long transaction, once); lookups then
+ *       go through the key table as before.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -125,7 +134,7 @@ static int set_watermark(sqs_writer *w, int k, int64_t v, sp_err *err)
  * one transaction for a quarter of a second (262 k locations). */
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err)
 {
-    if (d->n < d->max / 2)
+    if (d->n < d->max / 2 || sqs_index_complete(w, k)) /* I2 */
         return 0;
     int64_t top = 0;
     int rc = sqs_find(w, keys_of[k].max, &top, NULL, err);
@@ -186,62 +195,70 @@ static int key_new_row(sqs_writer *w, int k, int64_t hash, int64_t id, sp_err *e
     return sqs_run(w, keys_of[k].one, err);
 }
 
-/* ---- presence filters (P1-P3) ------------------------------------------------------------------
+/* ---- hash indexes (I1-I4) ----------------------------------------------------------------------
  */
 
-#define PRESENCE_BUILD_ROWS (4u << 20) /* start-up reads them: about 0.2 s a million (RESULTS) */
-#define PRESENCE_MAX_KEYS   (8u << 20) /* at most 32 MiB of filter */
+static const char *const index_sql[SQS_NKEYS] = {
+    [SQS_KEYS_STACK] = "SELECT hash, id FROM stack",
+    [SQS_KEYS_LOC] = "SELECT hash, id FROM location",
+    [SQS_KEYS_FN] = "SELECT hash, id FROM function",
+};
 
-void sqs_presence_build(sqs_writer *w)
+/* I4: from now on table k is found through its key table; the rows the cache may have forgotten
+ * are keyed before the next lookup. */
+static void index_give_up(sqs_writer *w, int k)
 {
-    static const char *const sql[SQS_NPRESENT] = {
-        [SQS_KEYS_STACK] = "SELECT hash FROM stack",
-        [SQS_KEYS_LOC] = "SELECT hash FROM location",
-        [SQS_KEYS_FN] = "SELECT hash FROM function",
-    };
-    for (int k = 0; k < SQS_NPRESENT; k++) {
-        store_bloom *b = &w->present[k];
-        store_bloom_free(b);
-        store_bloom_init(b, PRESENCE_MAX_KEYS);
-        w->present_complete &= ~(1u << k);
+    store_hindex_free(&w->index[k]);
+    w->index_complete &= ~(1u << k);
+    w->keys_dirty |= 1u << k;
+}
+
+static int index_add(store_hindex *x, int64_t hash, int64_t id)
+{
+    if (hash < 0 || hash > UINT32_MAX || id <= 0 || id >= UINT32_MAX)
+        return -1;
+    return store_hindex_add(x, (uint32_t)hash, (uint32_t)id);
+}
+
+void sqs_index_build(sqs_writer *w)
+{
+    for (int k = 0; k < SQS_NKEYS; k++) {
+        store_hindex *x = &w->index[k];
+        store_hindex_free(x);
+        w->index_complete &= ~(1u << k);
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(w->db, sql[k], -1, &st, NULL) != SQLITE_OK) {
+        if (!x->max || sqlite3_prepare_v2(w->db, index_sql[k], -1, &st, NULL) != SQLITE_OK) {
             sqlite3_finalize(st);
             continue;
         }
         int rc, ok = 1;
-        uint64_t rows = 0;
         while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW)
-            ok = ++rows <= PRESENCE_BUILD_ROWS &&
-                 store_bloom_add(b, (uint64_t)sqlite3_column_int64(st, 0)) == 0;
+            ok = index_add(x, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1)) == 0;
         sqlite3_finalize(st);
         if (ok && rc == SQLITE_DONE)
-            w->present_complete |= 1u << k;
+            w->index_complete |= 1u << k;
         else
-            store_bloom_free(b);
+            store_hindex_free(x);
     }
 }
 
-/* P3: a row just inserted. */
-static void presence_add(sqs_writer *w, int k, int64_t hash)
+/* I3: a row just inserted. */
+static void index_note_insert(sqs_writer *w, int k, int64_t hash, int64_t id)
 {
-    if (((w->present_complete >> k) & 1) && store_bloom_add(&w->present[k], (uint64_t)hash)) {
-        w->present_complete &= ~(1u << k);
-        store_bloom_free(&w->present[k]);
-    }
+    if (((w->index_complete >> k) & 1) && index_add(&w->index[k], hash, id))
+        index_give_up(w, k);
 }
 
-/* The statement that looks a missed row up in table k, or -1 when it cannot be there: the
- * cache holds the whole table, or (P2) the filter never saw its hash. */
-static int find_stmt_for(sqs_writer *w, int k, int64_t hash, int find)
+void sqs_index_note_delete(sqs_writer *w, int k, int64_t hash, int64_t id)
 {
-    if (k < SQS_NKEYS && ((w->keys_complete >> k) & 1))
-        return -1;
-    if (((w->present_complete >> k) & 1) && !store_bloom_may_have(&w->present[k], (uint64_t)hash)) {
-        w->present_skips++;
-        return -1;
-    }
-    return find;
+    if (((w->index_complete >> k) & 1) && hash >= 0 && hash <= UINT32_MAX && id > 0 &&
+        id < UINT32_MAX)
+        store_hindex_remove(&w->index[k], (uint32_t)hash, (uint32_t)id);
+}
+
+int sqs_index_complete(const sqs_writer *w, int k)
+{
+    return (w->index_complete >> k) & 1;
 }
 
 /* Start-up: a stack or location table that fits in half its cache is loaded whole (the cache
@@ -500,55 +517,66 @@ static uint64_t zigzag(int64_t v)
     return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 }
 
-/* A dictionary row whose find and insert statements are both bound: its id, inserted when new,
- * and its `seen` hour refreshed when found (sets *seen to what the cache should remember). */
-static int find_or_insert(sqs_writer *w, int find_stmt, int ins_stmt, int seen_stmt, int32_t target,
-                          int64_t *out, int32_t *seen, int *created, sp_err *err)
-{
-    *created = 0;
-    int rc = find_stmt < 0 ? 0 : sqs_find(w, find_stmt, out, seen, err);
-    if (rc < 0)
-        return rc;
-    if (rc == 1) {
-        if ((rc = touch(w, seen_stmt, NULL, *out, *seen, target, err)))
-            return rc;
-        if (*seen < target - 1)
-            *seen = target;
-        return 0;
-    }
-    if ((rc = insert(w, ins_stmt, out, err)))
-        return rc;
-    *seen = target;
-    *created = 1;
-    return 0;
-}
-
-/* The statements of the dictionaries with a key table. */
+/* The statements of the dictionaries with a key table; `at` reads a candidate by id, its id the
+ * parameter at_id. */
 static const struct {
-    int find, ins, seen;
+    int find, at, at_id, ins, seen;
 } rows_of[SQS_NKEYS] = {
-    [SQS_KEYS_STACK] = {W_STACK_FIND, W_STACK_INS, W_STACK_SEEN},
-    [SQS_KEYS_LOC] = {W_LOC_FIND, W_LOC_INS, W_LOC_SEEN},
-    [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_INS, W_FUNC_SEEN},
+    [SQS_KEYS_STACK] = {W_STACK_FIND, W_STACK_AT, 4, W_STACK_INS, W_STACK_SEEN},
+    [SQS_KEYS_LOC] = {W_LOC_FIND, W_LOC_AT, 7, W_LOC_INS, W_LOC_SEEN},
+    [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_AT, 7, W_FUNC_INS, W_FUNC_SEEN},
 };
 
-/* A row of dictionary k the cache d missed, its find and insert statements bound: found in the
- * key table (unless it cannot be there) or inserted, keyed at once when it took a reused id,
- * remembered in d. The statements' bindings are cleared (they point into the caller's buffers).
- * Sets *seen to what the cache remembers. */
+/* Finds a row of dictionary k, its statements bound: through the hash index (I2: each id it
+ * gives for the hash, read by id and compared) or else the key table (not when the cache holds
+ * the whole table). 1 with *out and *seen, 0 when there is none, <0 error. */
+static int find_row(sqs_writer *w, int k, int64_t hash, int64_t *out, int32_t *seen, sp_err *err)
+{
+    if ((w->keys_complete >> k) & 1)
+        return 0; /* the cache holds the whole table */
+    if (sqs_index_complete(w, k)) {
+        store_hindex_it it = {0};
+        uint32_t id;
+        int tried = 0;
+        while ((id = store_hindex_next(&w->index[k], (uint32_t)hash, &it))) {
+            sqlite3_bind_int64(w->st[rows_of[k].at], rows_of[k].at_id, id);
+            int rc = sqs_find(w, rows_of[k].at, out, seen, err);
+            if (rc)
+                return rc;
+            tried = 1;
+        }
+        w->index_skips += !tried;
+        return 0;
+    }
+    int rc = keys_ready(w, k, err);
+    return rc ? rc : sqs_find(w, rows_of[k].find, out, seen, err);
+}
+
+/* A row of dictionary k the cache d missed, its find, at and insert statements bound: found
+ * (its `seen` hour refreshed) or inserted, keyed at once when it took a reused id, remembered in
+ * d. The statements' bindings are cleared (they point into the caller's buffers). Sets *seen
+ * to what the cache remembers. */
 static int keyed_row(sqs_writer *w, int k, store_dict *d, uint64_t h1, uint64_t h2, int32_t target,
                      int64_t *out, int32_t *seen, sp_err *err)
 {
-    int created, rc;
+    int64_t hash = hash31(h1);
     *seen = 0;
-    if ((rc = keys_ready(w, k, err)) ||
-        (rc = find_or_insert(w, find_stmt_for(w, k, hash31(h1), rows_of[k].find), rows_of[k].ins,
-                             rows_of[k].seen, target, out, seen, &created, err)) ||
-        (created && (rc = key_new_row(w, k, hash31(h1), *out, err))))
+    int rc = find_row(w, k, hash, out, seen, err);
+    if (rc < 0)
         return rc;
-    if (created)
-        presence_add(w, k, hash31(h1));
+    if (rc == 1) {
+        if ((rc = touch(w, rows_of[k].seen, NULL, *out, *seen, target, err)))
+            return rc;
+        if (*seen < target - 1)
+            *seen = target;
+    } else {
+        if ((rc = insert(w, rows_of[k].ins, out, err)) || (rc = key_new_row(w, k, hash, *out, err)))
+            return rc;
+        *seen = target;
+        index_note_insert(w, k, hash, *out);
+    }
     sqlite3_clear_bindings(w->st[rows_of[k].ins]);
+    sqlite3_clear_bindings(w->st[rows_of[k].at]);
     sqlite3_clear_bindings(w->st[rows_of[k].find]);
     dict_remember(w, k, d, h1, h2, *out, *seen);
     return 0;

@@ -91,24 +91,37 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
     int key_del = keys == SQS_KEYS_STACK ? W_RET_DEL_STACK_KEY
                   : keys == SQS_KEYS_LOC ? W_RET_DEL_LOC_KEY
                                          : W_RET_DEL_FUNC_KEY;
+    int ch = 0;
     for (int i = 0; i < 2; i++) {
         int which = i ? del_stmt : key_del;
         sqlite3_stmt *st = w->st[which];
         sqlite3_bind_int64(st, 1, r->cursor);
         sqlite3_bind_int64(st, 2, r->cursor + window);
         sqlite3_bind_int(st, 3, older_than);
-        if ((rc = sqs_run(w, which, err)))
-            return rc;
+        if (!i) {
+            if ((rc = sqs_run(w, which, err)))
+                return rc;
+            continue;
+        }
+        /* The rows' DELETE returns their (hash, id): the hash index forgets them (I3). */
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            sqs_index_note_delete(w, keys, sqlite3_column_int64(st, 0),
+                                  sqlite3_column_int64(st, 1));
+            ch++;
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return sqs_fail(err, w->db, rc, "%s", sqs_wwhat[which]);
     }
-    int ch = sqlite3_changes(w->db);
     r->deleted += (uint64_t)ch;
     if (ch && del_stmt != W_RET_DEL_STACK)
         r->names_stale = 1; /* names the queries keep may be of these rows (N3) */
     if (ch) {
         /* The cache may name deleted rows; forgetting it forgets the unkeyed rows too, so they
-         * are keyed first. */
-        if ((rc = sqs_keys_flush(w, keys, err)))
+         * are keyed first, unless the hash index finds them (I2; keyed if it gives up, I4). */
+        if (!sqs_index_complete(w, keys) && (rc = sqs_keys_flush(w, keys, err)))
             return rc;
+        w->keys_dirty |= 1u << keys;
         store_dict_clear(cache);
         if (keys == SQS_KEYS_LOC)
             store_dict_clear(&w->loc_prints); /* their ids may be gone, or be reused */

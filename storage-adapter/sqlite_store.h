@@ -11,6 +11,7 @@
 #ifndef STORE_SQLITE_STORE_H
 #define STORE_SQLITE_STORE_H
 
+#include "hash_index.h"
 #include "maps.h"
 #include "name_cache.h"
 #include "store.h"
@@ -73,12 +74,15 @@ enum {
     W_MAPPING_FIND,
     W_MAPPING_INS,
     W_FUNC_FIND,
+    W_FUNC_AT, /* between FIND and INS: bound with them */
     W_FUNC_INS,
     W_FUNC_SEEN,
     W_LOC_FIND,
+    W_LOC_AT, /* between FIND and INS: bound with them */
     W_LOC_INS,
     W_LOC_SEEN,
     W_STACK_FIND,
+    W_STACK_AT, /* between FIND and INS: bound with them */
     W_STACK_INS,
     W_STACK_SEEN,
     W_SAMPLE_CHUNK,
@@ -163,8 +167,6 @@ struct sqs_xres {
 
 /* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
 enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_KEYS_FN, SQS_NKEYS };
-/* The dictionaries with a presence filter (P1-P3 in sqlite_dict.c): the same three. */
-enum { SQS_NPRESENT = SQS_NKEYS };
 
 typedef struct sqs_writer {
     sqlite3 *db;
@@ -200,12 +202,12 @@ typedef struct sqs_writer {
     /* Bit k: the cache of dictionary k holds every row of its table (loaded at start-up and
      * never cleared since), so a miss means a new row and no lookup is needed. */
     unsigned keys_complete;
-    /* Presence filters (P1-P3 in sqlite_dict.c). Bit k of present_complete: every row of table
-     * k (SQS_KEYS_*) has its hash in present[k], so a hash the filter never saw
-     * is a new row, inserted without a lookup. present_skips counts the lookups that saved. */
-    store_bloom present[SQS_NPRESENT];
-    unsigned present_complete;
-    uint64_t present_skips;
+    /* Hash indexes (I1-I4 in sqlite_dict.c). Bit k of index_complete: every row of table k
+     * (SQS_KEYS_*) is in index[k], which then answers the lookups its cache misses (no key table
+     * is read or written). index_skips counts the new rows no row was read for. */
+    store_hindex index[SQS_NKEYS];
+    unsigned index_complete;
+    uint64_t index_skips;
     store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
     /* Closed buckets' chunks merged into one (sqlite_compact.c, M1-M4): (series, bucket, 1) →
@@ -504,7 +506,11 @@ typedef struct sqs_kv {
 extern const char *const sqs_wwhat[]; /* what each W_* statement does, for error messages */
 int sqs_load_watermarks(sqs_writer *w, sp_err *err);
 void sqs_load_dictionaries(sqs_writer *w);
-void sqs_presence_build(sqs_writer *w); /* P3: never fails (a filter not built is not used) */
+/* I3 of sqlite_dict.c: never fails (an index not built is not used). */
+void sqs_index_build(sqs_writer *w);
+int sqs_index_complete(const sqs_writer *w, int k);
+/* I3: a row of table k that retention deleted. */
+void sqs_index_note_delete(sqs_writer *w, int k, int64_t hash, int64_t id);
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err);
 int sqs_grow(void **p, size_t *cap, size_t need, size_t elem);
 int sqs_oom(sp_err *err);

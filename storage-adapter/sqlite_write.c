@@ -97,17 +97,22 @@ static const char *const wsql[W_NSTMT] = {
     [W_FUNC_FIND] = "SELECT f.id, f.seen FROM function_key k CROSS JOIN function f ON f.id=k.id "
                     "WHERE k.hash=?1 AND f.name IS ?2 AND "
                     "f.system_name IS ?3 AND f.file=?4 AND f.start_line=?5",
+    [W_FUNC_AT] = "SELECT id, seen FROM function WHERE id=?7 AND hash=?1 AND name IS ?2 AND "
+                  "system_name IS ?3 AND file=?4 AND start_line=?5",
     [W_FUNC_INS] = "INSERT INTO function(hash, seen, name, system_name, file, start_line) "
                    "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_FUNC_SEEN] = "UPDATE function SET seen=?2 WHERE id=?1",
     [W_LOC_FIND] = "SELECT l.id, l.seen FROM location_key k CROSS JOIN location l ON l.id=k.id "
                    "WHERE k.hash=?1 AND l.mapping=?2 AND l.address=?3 AND l.kind=?4 AND "
                    "l.lines IS ?5",
+    [W_LOC_AT] = "SELECT id, seen FROM location WHERE id=?7 AND hash=?1 AND mapping=?2 AND "
+                 "address=?3 AND kind=?4 AND lines IS ?5",
     [W_LOC_INS] = "INSERT INTO location(hash, seen, mapping, address, kind, lines) "
                   "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_LOC_SEEN] = "UPDATE location SET seen=?2 WHERE id=?1",
     [W_STACK_FIND] = "SELECT s.id, s.seen FROM stack_key k CROSS JOIN stack s ON s.id=k.id "
                      "WHERE k.hash=?1 AND s.locs=?2",
+    [W_STACK_AT] = "SELECT id, seen FROM stack WHERE id=?4 AND hash=?1 AND locs=?2",
     [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
     [W_COMPACT_READ] = "SELECT seq, data, id, total FROM sample_chunk WHERE series=?1 AND "
@@ -152,11 +157,14 @@ static const char *const wsql[W_NSTMT] = {
     [W_RET_SPAN_DEL_LE] = "DELETE FROM span WHERE (hour, tenant, span_id)<=(?1, ?2, ?3)",
     [W_RET_SPAN_DEL_LT] = "DELETE FROM span WHERE hour<?1",
     [W_RET_MAX_STACK] = "SELECT max(id) FROM stack",
-    [W_RET_DEL_STACK] = "DELETE FROM stack WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_RET_DEL_STACK] = "DELETE FROM stack WHERE id>?1 AND id<=?2 AND seen<?3 "
+                        "RETURNING hash, id",
     [W_RET_MAX_LOC] = "SELECT max(id) FROM location",
-    [W_RET_DEL_LOC] = "DELETE FROM location WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_RET_DEL_LOC] = "DELETE FROM location WHERE id>?1 AND id<=?2 AND seen<?3 "
+                      "RETURNING hash, id",
     [W_RET_MAX_FUNC] = "SELECT max(id) FROM function",
-    [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3",
+    [W_RET_DEL_FUNC] = "DELETE FROM function WHERE id>?1 AND id<=?2 AND seen<?3 "
+                       "RETURNING hash, id",
     [W_STACK_KEY] = "INSERT OR IGNORE INTO stack_key(hash, id) VALUES(?1, ?2)",
     [W_LOC_KEY] = "INSERT OR IGNORE INTO location_key(hash, id) VALUES(?1, ?2)",
     [W_FUNC_KEY] = "INSERT OR IGNORE INTO function_key(hash, id) VALUES(?1, ?2)",
@@ -203,12 +211,15 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_MAPPING_FIND] = "looking up a mapping",
     [W_MAPPING_INS] = "writing a mapping",
     [W_FUNC_FIND] = "looking up a function",
+    [W_FUNC_AT] = "looking up a function by its hash index",
     [W_FUNC_INS] = "writing a function",
     [W_FUNC_SEEN] = "refreshing a function",
     [W_LOC_FIND] = "looking up a location",
+    [W_LOC_AT] = "looking up a location by its hash index",
     [W_LOC_INS] = "writing a location",
     [W_LOC_SEEN] = "refreshing a location",
     [W_STACK_FIND] = "looking up a stack",
+    [W_STACK_AT] = "looking up a stack by its hash index",
     [W_STACK_INS] = "writing a stack",
     [W_STACK_SEEN] = "refreshing a stack",
     [W_SAMPLE_CHUNK] = "writing sample values",
@@ -304,6 +315,8 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     store_dict_init(&w->strings, entries / 20);
     store_dict_init(&w->mappings, entries / 40);
     store_dict_init(&w->tenants, entries / 40);
+    for (int k = 0; k < SQS_NKEYS; k++)
+        store_hindex_init(&w->index[k], s->opt.index_rows); /* I4 */
     memset(&w->samples, 0, sizeof w->samples);
     store_agg_init(&w->spanstk);
     store_agg_init(&w->hours);
@@ -316,7 +329,7 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
     int rc = sqs_load_watermarks(w, err);
     if (!rc) {
         sqs_load_dictionaries(w);
-        sqs_presence_build(w);
+        sqs_index_build(w);
     }
     return rc;
 }
@@ -339,8 +352,8 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->strings);
     store_dict_free(&w->mappings);
     store_dict_free(&w->tenants);
-    for (int k = 0; k < SQS_NPRESENT; k++)
-        store_bloom_free(&w->present[k]);
+    for (int k = 0; k < SQS_NKEYS; k++)
+        store_hindex_free(&w->index[k]);
     store_sum3_free(&w->samples);
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
@@ -779,6 +792,7 @@ void sqs_rollback(sqs_writer *w)
     sp_err ignored = {0};
     if (sqs_load_watermarks(w, &ignored))
         memset(w->keyed, 0, sizeof w->keyed);
+    sqs_index_build(w); /* I3: the removals it undid */
 }
 
 /* Writes what the group's members have ready (S2): a plain batch whole, a stream's parts not
@@ -1030,10 +1044,12 @@ restart:
         s->stats.cache_bytes += store_dict_bytes(dicts[i]);
         s->stats.cache_clears += dicts[i]->clears;
     }
-    s->stats.lookups_skipped = w->present_skips;
-    s->stats.presence_bytes = 0;
-    for (int k = 0; k < SQS_NPRESENT; k++)
-        s->stats.presence_bytes += store_bloom_bytes(&w->present[k]);
+    s->stats.lookups_skipped = w->index_skips;
+    s->stats.index_rows = s->stats.index_bytes = 0;
+    for (int k = 0; k < SQS_NKEYS; k++) {
+        s->stats.index_rows += w->index[k].n;
+        s->stats.index_bytes += store_hindex_bytes(&w->index[k]);
+    }
     pthread_mutex_unlock(&s->mu);
     return n;
 }

@@ -93,6 +93,8 @@ typedef struct store_options {
     uint32_t busy_timeout_ms; /* waiting for a lock held by another process; 0 = 5000 */
     uint32_t readers;         /* concurrent read connections; 0 = 4 */
     size_t cache_bytes;       /* writer's dictionary caches (stacks, locations, ...); 0 = 64 MiB */
+    size_t index_rows;        /* rows each writer hash index holds before it gives up (I4 of
+                                 sqlite_dict.c); 0 = cache_bytes / 16, at least 64 Ki */
     size_t page_cache_bytes;  /* SQLite page cache of the writer connection; 0 = 32 MiB */
     size_t name_cache_bytes;  /* location names kept for later queries (name_cache.h); 0 = 32 MiB */
     uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
@@ -268,9 +270,9 @@ typedef struct store_stats {
     /* WAL checkpoints (SQLite): by the checkpointer's thread, by the writer itself because the
      * checkpointer fell behind (the WAL passed 64 MiB), and failed (logged) */
     uint64_t checkpoints, checkpoints_inline, checkpoints_failed;
-    /* stack and location lookups not made: the presence filter knew the row was new (P2 in
-     * sqlite_dict.c); and the filters' size */
-    uint64_t lookups_skipped, presence_bytes;
+    /* new stacks, locations and functions inserted without reading a row: their hash index
+     * knew they were new (I2 in sqlite_dict.c); and the indexes' rows and size */
+    uint64_t lookups_skipped, index_rows, index_bytes;
 } store_stats;
 
 /* ---- the backend seam -------------------------------------------------------------------------

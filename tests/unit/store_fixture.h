@@ -498,14 +498,23 @@ static inline void assert_keys_whole(const char *dir)
                      0);
 }
 
-static inline void open_with(const char *dir, size_t cache_bytes, uint64_t max_db_bytes, store **s)
+/* index_rows 1: the writer's hash index gives up at once, so lookups go through the key tables
+ * (I4 of sqlite_dict.c); 0: the default. */
+static inline void open_indexed(const char *dir, size_t cache_bytes, uint64_t max_db_bytes,
+                                size_t index_rows, store **s)
 {
     store_options o = opts(dir);
     o.cache_bytes = cache_bytes;
     o.max_db_bytes = max_db_bytes;
+    o.index_rows = index_rows;
     sp_err err = {0};
     if (store_open_sqlite(s, &o, &err))
         fail_msg("open: %s", err.msg);
+}
+
+static inline void open_with(const char *dir, size_t cache_bytes, uint64_t max_db_bytes, store **s)
+{
+    open_indexed(dir, cache_bytes, max_db_bytes, 0, s);
 }
 
 #endif

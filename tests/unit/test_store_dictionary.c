@@ -51,53 +51,81 @@ static sp_profile *many_stacks(sp_arena *a, fx *f, uint32_t nloc, uint32_t n)
 }
 
 /* More stacks and locations than the writer's cache holds (the smallest cache: 512 stacks, 256
- * locations): new rows are found only through the cache until it overflows and they are keyed;
- * across restarts every row is still found, never inserted twice. */
-static void dictionary_beyond_the_cache_is_found_again(void **state)
+ * locations), found again across restarts and after retention, never inserted twice. With the
+ * hash index (I1-I4 of sqlite_dict.c) no key row is ever written; without it (index_rows 1) the
+ * rows are found only through the cache until it overflows and they are keyed. */
+static store_stacks select_from(store *s, fx *f, const char *tenant, const char *type)
 {
-    fx *f = *state;
-    store_close(f->s);
-    store_options o = opts(f->dir);
-    o.cache_bytes = 1;
-    sp_err err = {0};
-    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    store *keep = f->s;
+    f->s = s;
+    store_stacks out = select_stacks(f, tenant, type, NULL, 0, 0, 0);
+    f->s = keep;
+    return out;
+}
+
+static void beyond_the_cache(fx *f, const char *dir, size_t index_rows)
+{
+    store *s;
+    open_indexed(dir, 1, 0, index_rows, &s);
+    const char *unkeyed_below_watermark =
+        "SELECT count(*) FROM stack WHERE id <= (SELECT value FROM meta WHERE key='stack_keyed') "
+        "AND id NOT IN (SELECT id FROM stack_key)";
     for (int round = 0; round < 3; round++) {
         sp_arena *a = sp_arena_new(0);
         sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 1500));
-        write_ok(f->s, &b);
+        write_ok(s, &b);
         sp_arena_free(a);
-        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1500);
-        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
-        /* Only rows above the watermark lack a key row. */
-        assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value "
-                                         "FROM meta WHERE key='stack_keyed') AND id NOT IN "
-                                         "(SELECT id FROM stack_key)"),
-                         0);
-        assert_true(sql_int(f->dir, "SELECT count(*) FROM stack_key") >= 512);
-        assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 1500 * (round + 1));
-        assert_int_equal(sql_int(f->dir, "SELECT period FROM series"), 10000000);
-        store_close(f->s);
-        f->s = NULL;
-        assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 1500);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 600);
+        assert_int_equal(sql_int(dir, unkeyed_below_watermark), 0);
+        if (index_rows == 1)
+            assert_true(sql_int(dir, "SELECT count(*) FROM stack_key") >= 512);
+        else
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key") +
+                                 sql_int(dir, "SELECT count(*) FROM location_key"),
+                             0);
+        store_stats st;
+        store_stats_get(s, &st);
+        assert_true(index_rows == 1 ? st.index_bytes == 0 : st.index_bytes > 0);
+        assert_int_equal(select_from(s, f, "t1", CPU).total, 1500 * (round + 1));
+        assert_int_equal(sql_int(dir, "SELECT period FROM series"), 10000000);
+        store_close(s);
+        open_indexed(dir, 1, 0, index_rows, &s);
     }
     /* Retention deletes the rows and their key rows; written again, they are one row each. */
-    assert_int_equal(store_retention_run(f->s, wall_ns() + 400 * HOUR, &err), 0);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 0);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack_key"), 0);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key"), 0);
+    sp_err err = {0};
+    assert_int_equal(store_retention_run(s, wall_ns() + 400 * HOUR, &err), 0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 0);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location_key"), 0);
     for (int round = 0; round < 2; round++) {
         sp_arena *a = sp_arena_new(0);
         sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 1500));
-        write_ok(f->s, &b);
+        write_ok(s, &b);
         sp_arena_free(a);
     }
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 1500);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), 600);
-    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE id <= (SELECT value "
-                                     "FROM meta WHERE key='stack_keyed') AND id NOT IN "
-                                     "(SELECT id FROM stack_key)"),
-                     0);
-    assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 3000);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 1500);
+    assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 600);
+    assert_int_equal(sql_int(dir, unkeyed_below_watermark), 0);
+    assert_int_equal(select_from(s, f, "t1", CPU).total, 3000);
+    /* The index forgot the rows retention deleted (I3): it holds the rows there are. */
+    store_stats st;
+    store_stats_get(s, &st);
+    if (index_rows != 1)
+        assert_int_equal(st.index_rows, sql_int(dir, "SELECT (SELECT count(*) FROM stack) + "
+                                                     "(SELECT count(*) FROM location) + "
+                                                     "(SELECT count(*) FROM function)"));
+    store_close(s);
+}
+
+static void dictionary_beyond_the_cache_is_found_again(void **state)
+{
+    fx *f = *state;
+    char dir[96];
+    for (size_t index_rows = 0; index_rows < 2; index_rows++) {
+        snprintf(dir, sizeof dir, "%s/i%zu", f->dir, index_rows);
+        beyond_the_cache(f, dir, index_rows);
+    }
 }
 
 /* A profile of n one-frame stacks on n locations never seen before round r, one sample each. */
@@ -125,6 +153,7 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     store_close(f->s);
     store_options o = opts(f->dir);
     o.cache_bytes = (size_t)16 << 20; /* sqlite_write.c: 1/4 of cache_bytes / 64 are locations */
+    o.index_rows = 1; /* the hash index gives up at its second row: key tables (I4) */
     sp_err err = {0};
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
     int64_t keyed_rows = 0, slices = 0;
@@ -163,11 +192,50 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     assert_keys_whole(f->dir);
 }
 
-/* Rows new to a store whose cache overflowed are inserted without a lookup: the presence filter
- * (P1-P3 of sqlite_dict.c) knows they are new. Each round brings 600 functions, 600 locations
+/* The same load with the hash index (I2 of sqlite_dict.c): the cache overflows (four times over)
+ * and nothing is keyed, neither ahead nor when the cache forgets; every row is found again, in
+ * the same process and after a restart, one row per content. The index holds them all. */
+static void with_the_hash_index_nothing_is_keyed(void **state)
+{
+    fx *f = *state;
+    enum { ROUND = 4000, ROUNDS = 15 };
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = (size_t)16 << 20;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    for (int pass = 0; pass < 3; pass++) {
+        for (int r = 1; r <= ROUNDS; r++) {
+            sp_arena *a = sp_arena_new(0);
+            sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
+            write_ok(f->s, &b);
+            sp_arena_free(a);
+            assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"),
+                             (int64_t)(pass ? ROUNDS : r) * ROUND);
+            assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key") +
+                                 sql_int(f->dir, "SELECT count(*) FROM stack_key"),
+                             0);
+        }
+        store_stats st;
+        store_stats_get(f->s, &st);
+        assert_int_equal(st.index_rows, 2 * ROUNDS * ROUND); /* the locations and the stacks */
+        assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total,
+                         (int64_t)(pass + 1) * ROUNDS * ROUND);
+        if (pass == 1) { /* a restart builds the index from the tables */
+            store_close(f->s);
+            f->s = NULL;
+            assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+        }
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT value FROM meta WHERE key='location_keyed'"), 0);
+    assert_keys_whole(f->dir);
+}
+
+/* Rows new to a store whose cache overflowed are inserted without a lookup: the hash index
+ * (I2 of sqlite_dict.c) knows they are new. Each round brings 600 functions, 600 locations
  * and 1500 stacks never seen (start lines and addresses moved by the round); the smallest cache
  * (102 functions, 256 locations, 512 stacks) overflows in the first. Rows written again, in the
- * same process and after a restart (the filter is built again from the tables), are looked up
+ * same process and after a restart (the index is built again from the tables), are looked up
  * and found: one row per content, and the counter of skipped lookups does not move for them. */
 static sp_profile *round_stacks(sp_arena *a, fx *f, int round)
 {
@@ -455,14 +523,18 @@ static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
 {
     fx *f = *state;
     static const struct {
-        size_t cache;
+        size_t cache, index_rows;
         const char *table;
-    } cases[] = {{0, "sample_chunk"}, {1, "sample_chunk"}, {1, "stack_key"}, {1, "location_key"}};
+    } cases[] = {{0, 0, "sample_chunk"},
+                 {1, 0, "sample_chunk"},
+                 {1, 1, "sample_chunk"},
+                 {1, 1, "stack_key"},
+                 {1, 1, "location_key"}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char dir[96];
         snprintf(dir, sizeof dir, "%s/c%zu", f->dir, c);
         store *s;
-        open_with(dir, cases[c].cache, 0, &s);
+        open_indexed(dir, cases[c].cache, 0, cases[c].index_rows, &s);
         for (int r = 0; r < 5; r++)
             write_round_ok(s, f->t0, r);
         char sql[512];
@@ -503,7 +575,7 @@ static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
             assert_int_equal(total_k(s, f->a), expect);
             assert_keys_whole(dir);
             store_close(s);
-            open_with(dir, cases[c].cache, 0, &s);
+            open_indexed(dir, cases[c].cache, 0, cases[c].index_rows, &s);
             assert_int_equal(total_k(s, f->a), expect);
         }
         store_close(s);
@@ -560,18 +632,20 @@ static void retention_of_keyed_and_unkeyed_rows(void **state)
     int64_t ahead = f->t0 + 1000 * HOUR;
     int c = 0;
     for (int order = 0; order < 2; order++)
-        for (size_t cache = 0; cache < 2; cache++, c++) {
+        for (size_t mode = 0; mode < 3; mode++, c++) {
+            /* the default cache; the smallest with key tables; the smallest with the index */
+            size_t cache = mode > 0, index_rows = mode == 1;
             char dir[96];
             snprintf(dir, sizeof dir, "%s/c%d", f->dir, c);
             store *s;
-            open_with(dir, cache, 0, &s);
+            open_indexed(dir, cache, 0, index_rows, &s);
             for (int k = 0; k < 2; k++)
                 for (int r = 0; r < 4; r++) {
                     int old = (k == 0) == (order == 0);
                     write_round_ok(s, old ? f->t0 : ahead, old ? r : 10 + r);
                 }
             assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 8 * ROUND_STACKS);
-            if (!cache)
+            if (index_rows != 1)
                 assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack_key"), 0);
             else
                 assert_true(sql_int(dir, "SELECT count(*) FROM stack_key") > 0);
@@ -593,7 +667,7 @@ static void retention_of_keyed_and_unkeyed_rows(void **state)
                 assert_int_equal(total_k(s, f->a), expect);
                 assert_keys_whole(dir);
                 store_close(s);
-                open_with(dir, cache, 0, &s);
+                open_indexed(dir, cache, 0, index_rows, &s);
             }
             store_close(s);
         }
@@ -795,6 +869,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(a_stack_print_promises_the_batchs_lowest_hour, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(with_the_hash_index_nothing_is_keyed, setup, teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),

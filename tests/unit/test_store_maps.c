@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "storage-adapter/hash_index.h"
 #include "storage-adapter/maps.h"
 
 #include <stdlib.h>
@@ -376,9 +377,6 @@ static void sum_map_chunks_equal_agg_chunks(void **state)
     store_chunk_decoder_free(&d);
 }
 
-/* The presence filter: no key added is ever reported absent, through every growth of the chain;
- * keys never added are reported present rarely (a splitmix sequence, independent of the
- * filter's own hashing); past its limit it gives up and says "may have" to everything. */
 static uint64_t splitmix(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
@@ -519,46 +517,118 @@ static void dict_grows_early_when_asked(void **state)
     store_dict_free(&d);
 }
 
-static void presence_filter_never_forgets_and_rarely_guesses(void **state)
+/* The hash index: every (hash, id) added and not removed is given back for its hash, once, and
+ * nothing else is; through growths moved a few slots per add (checked while a move is under
+ * way), removals of pairs before and after they moved, and hashes shared by hundreds of ids.
+ * The oracle is a sorted list of the pairs. */
+typedef struct hpair {
+    uint32_t hash, id;
+    int live;
+} hpair;
+
+static int hpair_cmp(const void *a, const void *b)
+{
+    const hpair *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void index_matches(const store_hindex *x, const hpair *ps, size_t n)
+{
+    hpair *live = malloc((n ? n : 1) * sizeof *live);
+    uint32_t *got = malloc(1024 * sizeof *got);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].live)
+            live[m++] = ps[i];
+    qsort(live, m, sizeof *live, hpair_cmp);
+    assert_int_equal(x->n, m);
+    for (size_t i = 0; i < m;) {
+        size_t j = i, ng = 0;
+        while (j < m && live[j].hash == live[i].hash)
+            j++;
+        store_hindex_it it = {0};
+        uint32_t id;
+        while ((id = store_hindex_next(x, live[i].hash, &it))) {
+            assert_true(ng < 1024);
+            got[ng++] = id;
+        }
+        qsort(got, ng, sizeof *got, u32_cmp);
+        assert_int_equal(ng, j - i);
+        for (size_t k = 0; k < ng; k++)
+            assert_int_equal(got[k], live[i + k].id);
+        i = j;
+    }
+    /* hashes never added (the top bit set: the pairs' hashes have 31 bits) */
+    uint64_t y = 777;
+    for (int k = 0; k < 10000; k++) {
+        store_hindex_it it = {0};
+        assert_int_equal(store_hindex_next(x, (uint32_t)(splitmix(&y) >> 32) | 0x80000000u, &it),
+                         0);
+    }
+    free(got);
+    free(live);
+}
+
+static void hash_index_gives_back_every_row_of_a_hash_once(void **state)
 {
     (void)state;
-    store_bloom b;
-    store_bloom_init(&b, 0);
-    uint64_t x = 1;
-    const uint32_t n = 600000; /* the chain: 64 Ki, 128 Ki, 256 Ki, 512 Ki keys */
-    for (uint32_t i = 0; i < n; i++)
-        assert_int_equal(store_bloom_add(&b, splitmix(&x) >> 33), 0); /* 31-bit, as stored */
-    assert_int_equal(b.nparts, 4);
-    x = 1;
-    for (uint32_t i = 0; i < n; i++)
-        assert_true(store_bloom_may_have(&b, splitmix(&x) >> 33));
-    /* Absent keys: small integers, and another sequence's values with the top bit set (never
-     * a 31-bit value). 4 filters of about 0.1 % each. */
-    uint32_t fp = 0;
-    uint64_t y = 12345;
-    for (uint32_t i = 0; i < 1000000; i++)
-        fp += store_bloom_may_have(&b, (splitmix(&y) >> 33) | (1ull << 40));
-    print_message("presence filter: %u false positives in 1000000, %zu bytes for %u keys\n", fp,
-                  store_bloom_bytes(&b), n);
-    assert_true(fp < 10000); /* under 1 % */
-    assert_true(store_bloom_bytes(&b) <= (size_t)n * 4);
-    store_bloom_free(&b);
-    assert_int_equal(store_bloom_may_have(&b, 1), 0);
+    enum { N = 300000 };
+    hpair *ps = calloc(N, sizeof *ps);
+    store_hindex x;
+    store_hindex_init(&x, N);
+    uint64_t r = 42;
+    int checked_moving = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        uint64_t v = splitmix(&r);
+        /* a tenth of the rows share one of 64 hashes */
+        uint32_t hash = v % 10 == 0 ? (uint32_t)(v >> 40) % 64 * 7919 : (uint32_t)(v >> 33);
+        ps[i] = (hpair){hash, i + 1, 1};
+        assert_int_equal(store_hindex_add(&x, hash, i + 1), 0);
+        if (i % 3 == 1) { /* the pair before this one, maybe moved since */
+            assert_int_equal(store_hindex_remove(&x, ps[i - 1].hash, ps[i - 1].id), 1);
+            ps[i - 1].live = 0;
+        }
+        if (x.old && x.moved > 0 && x.cap >= 65536 && checked_moving < 3) {
+            index_matches(&x, ps, i + 1); /* H1, H2 mid-move */
+            checked_moving++;
+        }
+        if (x.old && i % 1000 == 0 &&
+            ps[i / 2].live) { /* a pair removed mid-move, maybe not moved yet */
+            assert_int_equal(store_hindex_remove(&x, ps[i / 2].hash, ps[i / 2].id), 1);
+            ps[i / 2].live = 0;
+        }
+    }
+    assert_int_equal(checked_moving, 3);
+    index_matches(&x, ps, N);
+    assert_int_equal(store_hindex_remove(&x, ps[0].hash, ps[0].id), 0); /* removed before */
+    print_message("hash index: %zu rows in %zu bytes\n", x.n, store_hindex_bytes(&x));
+    assert_true(store_hindex_bytes(&x) <= x.n * 24 + (1u << 20));
 
-    /* The limit: the key past it is refused, the memory freed, and every answer is "may". */
-    store_bloom_init(&b, 1000);
-    for (uint64_t k = 0; k < 1000; k++)
-        assert_int_equal(store_bloom_add(&b, k), 0);
-    assert_int_equal(store_bloom_may_have(&b, 5000), 0);
-    assert_int_equal(store_bloom_add(&b, 1000), -1);
-    assert_true(b.over);
-    assert_int_equal(store_bloom_bytes(&b), 0);
-    assert_true(store_bloom_may_have(&b, 5000));
-    store_bloom_free(&b); /* usable again */
-    assert_false(b.over);
-    assert_int_equal(store_bloom_add(&b, 7), 0);
-    assert_true(store_bloom_may_have(&b, 7));
-    store_bloom_free(&b);
+    /* The limit: the row past it is refused and the index freed; it is empty and usable again. */
+    store_hindex_free(&x);
+    store_hindex_init(&x, 1000);
+    for (uint32_t k = 1; k <= 1000; k++)
+        assert_int_equal(store_hindex_add(&x, k * 31, k), 0);
+    assert_int_equal(store_hindex_add(&x, 5, 1001), -1);
+    assert_int_equal(store_hindex_bytes(&x), 0);
+    store_hindex_it it = {0};
+    assert_int_equal(store_hindex_next(&x, 31, &it), 0);
+    assert_int_equal(store_hindex_add(&x, 31, 1), 0);
+    it = (store_hindex_it){0};
+    assert_int_equal(store_hindex_next(&x, 31, &it), 1);
+    assert_int_equal(store_hindex_next(&x, 31, &it), 0);
+    /* ids 0 and 2^32 - 1 are what empty and removed slots hold: refused */
+    assert_int_equal(store_hindex_add(&x, 9, 0), -1);
+    store_hindex_free(&x);
+    free(ps);
 }
 
 int main(void)
@@ -571,7 +641,7 @@ int main(void)
         cmocka_unit_test(sum_map_aggregates_and_sorts_like_qsort),
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
-        cmocka_unit_test(presence_filter_never_forgets_and_rarely_guesses),
+        cmocka_unit_test(hash_index_gives_back_every_row_of_a_hash_once),
         cmocka_unit_test(dict_grows_a_little_per_put_and_forgets_nothing),
         cmocka_unit_test(dict_grows_early_when_asked),
         cmocka_unit_test(fingerprint_pairs_equal_two_single_hashes_and_stay_stable),
