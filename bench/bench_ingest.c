@@ -30,7 +30,7 @@
  * their latency p50/p99/max and how many came back without samples.
  * --restart then starts the server again on the data directory the run left and prints how long
  * it took to accept connections (the store's start-up: opening SQLite, loading the writer's
- * caches, building its presence filters) with the rows it found and its RSS then;
+ * caches, building its hash indexes) with the rows it found and its RSS then;
  * --restart-with PATH restarts that binary instead (an A/B of start-up on the same data).
  * --timeline FILE writes one line per Export (its place in the run, when it was sent in seconds
  * from the first, its latency in ms): where in a run the slow ones were.

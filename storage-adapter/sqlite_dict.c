@@ -265,7 +265,7 @@ int sqs_index_complete(const sqs_writer *w, int k)
  * then answers every lookup, hit or miss, with no query); a larger one is left to the key table.
  * The fingerprints are those sqs_resolve_stack() and resolve_location() compute from the same
  * bytes. Functions are not loaded: a function is looked up once per request and native frame
- * names none; their presence filter answers most misses. */
+ * names none; their hash index answers the misses. */
 void sqs_load_dictionaries(sqs_writer *w)
 {
     static const char *const sql[SQS_KEYS_LOC + 1] = {

@@ -58,7 +58,9 @@
  *        the rest when the cache is about to forget them (full, cleared by a rollback or
  *        retention) and at start-up (unless the whole table was loaded into the cache). A row given
  * an id at or below the watermark (ids of deleted rows reused) gets its key row at once. New rows
- * thus append to their table instead of dirtying random index pages in every transaction.
+ * thus append to their table instead of dirtying random index pages in every transaction. While
+ * the writer's in-memory hash index holds every row of a table (I1-I4 of sqlite_dict.c) nothing
+ * is keyed: the watermark stays, and the rows above it are found through that index.
  *   series.period   the sampling period of the last profile written to the series (in the
  *        period type's unit, e.g. nanoseconds of CPU between samples); 0 = unknown.
  *
