@@ -67,7 +67,7 @@ static int hindex_grow(store_hindex *x)
     if (x->old)
         hindex_move(x, SIZE_MAX); /* H3 */
     size_t ncap = x->cap ? x->cap : HINDEX_FIRST_CAP;
-    while (ncap * 3 / 8 < x->n + 1)
+    while (ncap * 3 / 8 < x->n) /* n is 3/4 of cap without removals: doubled */
         ncap *= 2;
     uint64_t *ns = sp_huge_calloc(sp_huge_bytes(ncap, sizeof *ns));
     if (!ns)

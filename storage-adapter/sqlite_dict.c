@@ -18,15 +18,16 @@
  *       sqlite_write.c holds as is), and new rows cost no random B-tree page. Keying a slice of
  *       16 k rows rewrote nearly every page of a key table: a tenth of the server's CPU and more
  *       than half the bytes written at full ingest with new frames (bench/RESULTS.md).
- *   I3. Built at start-up from the table's hash column; every row inserted is added and every
- *       row retention deletes is removed (its DELETE returns them). A rollback may have undone
- *       removals, so it builds the indexes again.
+ *   I3. Built at start-up from the table's hash column; every row inserted is added, and the
+ *       rows retention deletes (its DELETE returns them) are removed once their transaction
+ *       commits: a rollback brings them back, so they stay (a rolled-back insert stays too).
  *   I4. An index holds at most store_options.index_rows rows (a sixteenth of the cache budget,
- *       4 Mi rows by default: up to 64 MiB for a table that size). Past that, out of
- *       memory, or an id of 2^32 - 1 or more, it gives up: the bit is cleared until the next
- *       start and, since the cache may have forgotten unkeyed rows, every row above the
- *       watermark is keyed before the next lookup (one long transaction, once); lookups then
- *       go through the key table as before.
+ *       4 Mi rows by default: up to 64 MiB for a table that size). From half that on, keying
+ *       ahead resumes (a slice at a time, as without the index) so that little is left unkeyed
+ *       when it fills. Past its limit, out of memory, or at an id of 2^32 - 1 or more, it gives
+ *       up: the bit is cleared until the next start and, since the cache may have forgotten
+ *       unkeyed rows, every row above the watermark is keyed before the next lookup; lookups
+ *       then go through the key table as before.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -134,8 +135,8 @@ static int set_watermark(sqs_writer *w, int k, int64_t v, sp_err *err)
  * one transaction for a quarter of a second (262 k locations). */
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err)
 {
-    if (d->n < d->max / 2 || sqs_index_complete(w, k)) /* I2 */
-        return 0;
+    if (d->n < d->max / 2 || (sqs_index_complete(w, k) && w->index[k].n < w->index[k].max / 2))
+        return 0; /* I2, I4 */
     int64_t top = 0;
     int rc = sqs_find(w, keys_of[k].max, &top, NULL, err);
     if (rc < 0)
@@ -251,9 +252,29 @@ static void index_note_insert(sqs_writer *w, int k, int64_t hash, int64_t id)
 
 void sqs_index_note_delete(sqs_writer *w, int k, int64_t hash, int64_t id)
 {
-    if (((w->index_complete >> k) & 1) && hash >= 0 && hash <= UINT32_MAX && id > 0 &&
-        id < UINT32_MAX)
-        store_hindex_remove(&w->index[k], (uint32_t)hash, (uint32_t)id);
+    if (!((w->index_complete >> k) & 1))
+        return;
+    if (sqs_grow((void **)&w->index_gone, &w->index_gone_cap, w->nindex_gone + 1,
+                 sizeof *w->index_gone)) {
+        index_give_up(w, k); /* I4: out of memory */
+        return;
+    }
+    int64_t *g = w->index_gone[w->nindex_gone++];
+    g[0] = k;
+    g[1] = hash;
+    g[2] = id;
+}
+
+void sqs_index_commit_deletes(sqs_writer *w)
+{
+    for (size_t i = 0; i < w->nindex_gone; i++) {
+        const int64_t *g = w->index_gone[i];
+        int k = (int)g[0];
+        if (((w->index_complete >> k) & 1) && g[1] >= 0 && g[1] <= UINT32_MAX && g[2] > 0 &&
+            g[2] < UINT32_MAX)
+            store_hindex_remove(&w->index[k], (uint32_t)g[1], (uint32_t)g[2]);
+    }
+    w->nindex_gone = 0;
 }
 
 int sqs_index_complete(const sqs_writer *w, int k)

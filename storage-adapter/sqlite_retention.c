@@ -320,6 +320,7 @@ int sqs_retention_step(sqs_store *s, sp_err *err)
     names_commit_begin(s);
     if ((rc = sqs_run(w, W_COMMIT, err)))
         goto fail;
+    sqs_index_commit_deletes(w);
     names_commit_end(s);
     if (done)
         next_phase(r);

@@ -208,6 +208,10 @@ typedef struct sqs_writer {
     store_hindex index[SQS_NKEYS];
     unsigned index_complete;
     uint64_t index_skips;
+    /* Rows retention deleted in the open transaction, forgotten by the indexes after its commit
+     * (I3): index_gone[i] = {table k, hash, id}. */
+    int64_t (*index_gone)[3];
+    size_t nindex_gone, index_gone_cap;
     store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
     /* Closed buckets' chunks merged into one (sqlite_compact.c, M1-M4): (series, bucket, 1) →
@@ -509,8 +513,10 @@ void sqs_load_dictionaries(sqs_writer *w);
 /* I3 of sqlite_dict.c: never fails (an index not built is not used). */
 void sqs_index_build(sqs_writer *w);
 int sqs_index_complete(const sqs_writer *w, int k);
-/* I3: a row of table k that retention deleted. */
+/* I3: a row of table k that retention deleted in the open transaction; the indexes forget the
+ * rows noted once it commits (sqs_index_commit_deletes), not if it rolls back. */
 void sqs_index_note_delete(sqs_writer *w, int k, int64_t hash, int64_t id);
+void sqs_index_commit_deletes(sqs_writer *w);
 int sqs_keys_ahead(sqs_writer *w, int k, const store_dict *d, sp_err *err);
 int sqs_grow(void **p, size_t *cap, size_t need, size_t elem);
 int sqs_oom(sp_err *err);

@@ -354,6 +354,7 @@ void sqs_writer_free(sqs_store *s)
     store_dict_free(&w->tenants);
     for (int k = 0; k < SQS_NKEYS; k++)
         store_hindex_free(&w->index[k]);
+    free(w->index_gone);
     store_sum3_free(&w->samples);
     store_agg_free(&w->spanstk);
     store_agg_free(&w->hours);
@@ -792,7 +793,7 @@ void sqs_rollback(sqs_writer *w)
     sp_err ignored = {0};
     if (sqs_load_watermarks(w, &ignored))
         memset(w->keyed, 0, sizeof w->keyed);
-    sqs_index_build(w); /* I3: the removals it undid */
+    w->nindex_gone = 0; /* I3: the rows are back */
 }
 
 /* Writes what the group's members have ready (S2): a plain batch whole, a stream's parts not

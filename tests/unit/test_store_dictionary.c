@@ -231,6 +231,51 @@ static void with_the_hash_index_nothing_is_keyed(void **state)
     assert_keys_whole(f->dir);
 }
 
+/* The hash index hands over to the key tables (I4 of sqlite_dict.c): with room for 40,000 rows a
+ * table, keying ahead resumes once it holds half that (and the cache is half full: round 9), so
+ * when it gives up (round 11, the 40,001st location) little is left to key at once; from then on
+ * the key tables find every row, in the same process and after a restart. */
+static void the_hash_index_hands_over_to_the_key_tables(void **state)
+{
+    fx *f = *state;
+    enum { SLICE = 16384, ROUND = 4000, ROUNDS = 15 };
+    store_close(f->s);
+    store_options o = opts(f->dir);
+    o.cache_bytes = (size_t)16 << 20;
+    o.index_rows = 40000;
+    sp_err err = {0};
+    assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int r = 1; r <= ROUNDS; r++) {
+            sp_arena *a = sp_arena_new(0);
+            sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
+            write_ok(f->s, &b);
+            sp_arena_free(a);
+            int64_t rows = sql_int(f->dir, "SELECT count(*) FROM location");
+            int64_t keyed = sql_int(f->dir, "SELECT value FROM meta WHERE key='location_keyed'");
+            store_stats st;
+            store_stats_get(f->s, &st);
+            assert_int_equal(rows, (int64_t)(pass ? ROUNDS : r) * ROUND);
+            if (pass)
+                continue;
+            if (r < 9)
+                assert_int_equal(keyed, 0);
+            if (r == 10) { /* the index still holds every row, and keying has caught up */
+                assert_int_equal(st.index_rows, 2 * 40000);
+                assert_true(rows - keyed < SLICE);
+            }
+            if (r >= 11) /* given up (stacks and locations) */
+                assert_int_equal(st.index_rows + st.index_bytes, 0);
+        }
+        assert_keys_whole(f->dir);
+        assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total,
+                         (int64_t)(pass + 1) * ROUNDS * ROUND);
+        store_close(f->s);
+        f->s = NULL;
+        assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
+    }
+}
+
 /* Rows new to a store whose cache overflowed are inserted without a lookup: the hash index
  * (I2 of sqlite_dict.c) knows they are new. Each round brings 600 functions, 600 locations
  * and 1500 stacks never seen (start lines and addresses moved by the round); the smallest cache
@@ -870,6 +915,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_stack_print_promises_the_batchs_lowest_hour, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(with_the_hash_index_nothing_is_keyed, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_hash_index_hands_over_to_the_key_tables, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
         cmocka_unit_test_setup_teardown(new_rows_beyond_the_cache_need_no_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_data_and_keeps_new, setup, teardown),

@@ -627,6 +627,20 @@ static void hash_index_gives_back_every_row_of_a_hash_once(void **state)
     assert_int_equal(store_hindex_next(&x, 31, &it), 0);
     /* ids 0 and 2^32 - 1 are what empty and removed slots hold: refused */
     assert_int_equal(store_hindex_add(&x, 9, 0), -1);
+    assert_int_equal(store_hindex_add(&x, 31, 1), 0);
+    assert_int_equal(store_hindex_add(&x, 9, UINT32_MAX), -1);
+    assert_int_equal(store_hindex_bytes(&x), 0);
+    store_hindex_free(&x);
+
+    /* Rows only added (the store's usual case): each growth doubles, so a row costs at most
+     * 8 bytes / (3/8) = 21.3 bytes, and 32 while a move is under way. */
+    store_hindex_init(&x, SIZE_MAX);
+    for (uint32_t k = 1; k <= 1000000; k++) {
+        assert_int_equal(store_hindex_add(&x, (uint32_t)(splitmix(&r) >> 33), k), 0);
+        assert_true(store_hindex_bytes(&x) <= (size_t)(k < 1024 ? 1024 : k) * 32);
+        if (!x.old)
+            assert_true(store_hindex_bytes(&x) * 3 <= (size_t)(k < 1024 ? 1024 : k) * 64);
+    }
     store_hindex_free(&x);
     free(ps);
 }
