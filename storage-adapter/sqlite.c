@@ -65,9 +65,9 @@ static void resolve_defaults(store_options *o)
     if (!o->readers)
         o->readers = 4;
     if (!o->cache_bytes)
-        o->cache_bytes = 64u << 20;
+        o->cache_bytes = 32u << 20;
     if (!o->index_rows)
-        o->index_rows = o->cache_bytes / 16 > (64u << 10) ? o->cache_bytes / 16 : 64u << 10;
+        o->index_rows = 4u << 20;
     if (!o->page_cache_bytes)
         o->page_cache_bytes = 32u << 20;
     if (!o->name_cache_bytes)

@@ -21,8 +21,9 @@
  *   I3. Built at start-up from the table's hash column; every row inserted is added, and the
  *       rows retention deletes (its DELETE returns them) are removed once their transaction
  *       commits: a rollback brings them back, so they stay (a rolled-back insert stays too).
- *   I4. An index holds at most store_options.index_rows rows (a sixteenth of the cache budget,
- *       4 Mi rows by default: up to 64 MiB for a table that size). From half that on, keying
+ *   I4. An index holds at most store_options.index_rows rows (4 Mi by default: up to 64 MiB
+ *       for a table that size; with it the rows' caches only save reads, and their budget went
+ *       from 64 to 32 MiB at no cost in CPU, bench/RESULTS.md). From half that on, keying
  *       ahead resumes (a slice at a time, as without the index) so that little is left unkeyed
  *       when it fills. Past its limit, out of memory, or at an id of 2^32 - 1 or more, it gives
  *       up: the bit is cleared until the next start and, since the cache may have forgotten

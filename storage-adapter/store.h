@@ -92,9 +92,9 @@ typedef struct store_options {
     uint32_t max_pending;     /* callers queued at the writer before SP_EFULL; 0 = 4096 */
     uint32_t busy_timeout_ms; /* waiting for a lock held by another process; 0 = 5000 */
     uint32_t readers;         /* concurrent read connections; 0 = 4 */
-    size_t cache_bytes;       /* writer's dictionary caches (stacks, locations, ...); 0 = 64 MiB */
+    size_t cache_bytes;       /* writer's dictionary caches (stacks, locations, ...); 0 = 32 MiB */
     size_t index_rows;        /* rows each writer hash index holds before it gives up (I4 of
-                                 sqlite_dict.c); 0 = cache_bytes / 16, at least 64 Ki */
+                                 sqlite_dict.c); 0 = 4 Mi (64 MiB for a table that size) */
     size_t page_cache_bytes;  /* SQLite page cache of the writer connection; 0 = 32 MiB */
     size_t name_cache_bytes;  /* location names kept for later queries (name_cache.h); 0 = 32 MiB */
     uint64_t max_db_bytes;    /* cap on the database file; writes past it fail like a full disk;
