@@ -549,41 +549,93 @@ static const struct {
     [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_AT, 7, W_FUNC_INS, W_FUNC_SEEN},
 };
 
-/* Finds a row of dictionary k, its statements bound: through the hash index (I2: each id it
- * gives for the hash, read by id and compared) or else the key table (not when the cache holds
- * the whole table). 1 with *out and *seen, 0 when there is none, <0 error. */
-static int find_row(sqs_writer *w, int k, int64_t hash, int64_t *out, int32_t *seen, sp_err *err)
+/* A row of a dictionary with a key table, as its statements take it: ?1 the hash, then
+ *   stack:    ?2 locs (bytes[0]; never NULL)                             INS ?3 seen
+ *   location: ?2 mapping, ?3 address, ?4 kind (ints), ?5 lines (bytes[0]) INS ?6 seen
+ *   function: ?2 name, ?3 system_name (bytes[0..1], text), ?4 file, ?5 start_line (ints)
+ *                                                                          INS ?6 seen
+ * A NULL bytes pointer binds SQL NULL; the bytes are the caller's (SQLITE_STATIC). Only the
+ * statement about to run is bound: a new row read nothing, and binding all three each time was
+ * a sixth of what a new row cost the writer. */
+typedef struct sqs_row {
+    int k;
+    int64_t hash;
+    const void *bytes[2];
+    int nbytes[2];
+    int64_t ints[3];
+} sqs_row;
+
+static void bind_row(sqs_writer *w, int which, const sqs_row *r, int32_t seen)
 {
+    sqlite3_stmt *st = w->st[which];
+    int ins = which == rows_of[r->k].ins, next = 2;
+    sqlite3_bind_int64(st, 1, r->hash);
+    if (r->k == SQS_KEYS_LOC)
+        for (int i = 0; i < 3; i++)
+            sqlite3_bind_int64(st, next++, r->ints[i]);
+    for (int i = 0; i < (r->k == SQS_KEYS_FN ? 2 : 1); i++, next++) {
+        if (!r->bytes[i])
+            sqlite3_bind_null(st, next);
+        else if (r->k == SQS_KEYS_FN)
+            sqlite3_bind_text(st, next, r->bytes[i], r->nbytes[i], SQLITE_STATIC);
+        else
+            sqlite3_bind_blob(st, next, r->bytes[i], r->nbytes[i], SQLITE_STATIC);
+    }
+    if (r->k == SQS_KEYS_FN)
+        for (int i = 0; i < 2; i++)
+            sqlite3_bind_int64(st, next++, r->ints[i]);
+    if (ins)
+        sqlite3_bind_int(st, next, seen);
+}
+
+/* Steps statement which bound with r, then clears its bindings (they point into the caller's
+ * buffers). */
+static int find_bound(sqs_writer *w, int which, int64_t *out, int32_t *seen, sp_err *err)
+{
+    int rc = sqs_find(w, which, out, seen, err);
+    sqlite3_clear_bindings(w->st[which]);
+    return rc;
+}
+
+/* Finds row r: through the hash index (I2: each id it gives for the hash, read by id and
+ * compared) or else the key table (not when the cache holds the whole table). 1 with *out and
+ * *seen, 0 when there is none, <0 error. */
+static int find_row(sqs_writer *w, const sqs_row *r, int64_t *out, int32_t *seen, sp_err *err)
+{
+    int k = r->k;
     if ((w->keys_complete >> k) & 1)
         return 0; /* the cache holds the whole table */
     if (sqs_index_complete(w, k)) {
         store_hindex_it it = {0};
         uint32_t id;
-        int tried = 0;
-        while ((id = store_hindex_next(&w->index[k], (uint32_t)hash, &it))) {
+        int tried = 0, rc = 0;
+        while (rc == 0 && (id = store_hindex_next(&w->index[k], (uint32_t)r->hash, &it))) {
+            if (!tried++)
+                bind_row(w, rows_of[k].at, r, 0);
             sqlite3_bind_int64(w->st[rows_of[k].at], rows_of[k].at_id, id);
-            int rc = sqs_find(w, rows_of[k].at, out, seen, err);
-            if (rc)
-                return rc;
-            tried = 1;
+            rc = sqs_find(w, rows_of[k].at, out, seen, err);
         }
+        if (tried)
+            sqlite3_clear_bindings(w->st[rows_of[k].at]);
         w->index_skips += !tried;
-        return 0;
+        return rc;
     }
     int rc = keys_ready(w, k, err);
-    return rc ? rc : sqs_find(w, rows_of[k].find, out, seen, err);
+    if (rc)
+        return rc;
+    bind_row(w, rows_of[k].find, r, 0);
+    return find_bound(w, rows_of[k].find, out, seen, err);
 }
 
-/* A row of dictionary k the cache d missed, its find, at and insert statements bound: found
- * (its `seen` hour refreshed) or inserted, keyed at once when it took a reused id, remembered in
- * d. The statements' bindings are cleared (they point into the caller's buffers). Sets *seen
- * to what the cache remembers. */
-static int keyed_row(sqs_writer *w, int k, store_dict *d, uint64_t h1, uint64_t h2, int32_t target,
-                     int64_t *out, int32_t *seen, sp_err *err)
+/* Row r of dictionary r->k, which its cache d missed: found (its `seen` hour refreshed) or
+ * inserted, keyed at once when it took a reused id, remembered in d. Sets *seen to what the
+ * cache remembers. */
+static int keyed_row(sqs_writer *w, store_dict *d, const sqs_row *r, uint64_t h1, uint64_t h2,
+                     int32_t target, int64_t *out, int32_t *seen, sp_err *err)
 {
-    int64_t hash = hash31(h1);
+    int k = r->k;
     *seen = 0;
-    int rc = find_row(w, k, hash, out, seen, err);
+    int rc = find_row(w, r, out, seen, err);
     if (rc < 0)
         return rc;
     if (rc == 1) {
@@ -592,14 +644,14 @@ static int keyed_row(sqs_writer *w, int k, store_dict *d, uint64_t h1, uint64_t 
         if (*seen < target - 1)
             *seen = target;
     } else {
-        if ((rc = insert(w, rows_of[k].ins, out, err)) || (rc = key_new_row(w, k, hash, *out, err)))
+        bind_row(w, rows_of[k].ins, r, target);
+        rc = insert(w, rows_of[k].ins, out, err);
+        sqlite3_clear_bindings(w->st[rows_of[k].ins]);
+        if (rc || (rc = key_new_row(w, k, r->hash, *out, err)))
             return rc;
         *seen = target;
-        index_note_insert(w, k, hash, *out);
+        index_note_insert(w, k, r->hash, *out);
     }
-    sqlite3_clear_bindings(w->st[rows_of[k].ins]);
-    sqlite3_clear_bindings(w->st[rows_of[k].at]);
-    sqlite3_clear_bindings(w->st[rows_of[k].find]);
     dict_remember(w, k, d, h1, h2, *out, *seen);
     return 0;
 }
@@ -638,24 +690,13 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
         *out = w->fn_ids[fid] = e->id;
         return 0;
     }
-    for (int which = W_FUNC_FIND; which <= W_FUNC_INS; which++) {
-        sqlite3_stmt *st = w->st[which];
-        sqlite3_bind_int64(st, 1, hash31(h1));
-        if (nl)
-            sqlite3_bind_text(st, 2, name, (int)nl, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 2);
-        if (sl)
-            sqlite3_bind_text(st, 3, sys, (int)sl, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 3);
-        sqlite3_bind_int64(st, 4, file_id);
-        sqlite3_bind_int64(st, 5, f->start_line);
-        if (which == W_FUNC_INS)
-            sqlite3_bind_int(st, 6, target);
-    }
+    sqs_row r = {.k = SQS_KEYS_FN,
+                 .hash = hash31(h1),
+                 .bytes = {nl ? name : NULL, sl ? sys : NULL},
+                 .nbytes = {(int)nl, (int)sl},
+                 .ints = {file_id, f->start_line}};
     int32_t seen;
-    if ((rc = keyed_row(w, SQS_KEYS_FN, &w->functions, h1, h2, target, out, &seen, err)))
+    if ((rc = keyed_row(w, &w->functions, &r, h1, h2, target, out, &seen, err)))
         return rc;
     w->fn_ids[fid] = *out;
     return 0;
@@ -831,21 +872,13 @@ static int location_finish(sqs_writer *w, const sp_profile *p, const sqs_pending
         w->loc_ids[pk->lid] = e->id;
         return 0;
     }
-    for (int which = W_LOC_FIND; which <= W_LOC_INS; which++) {
-        sqlite3_stmt *st = w->st[which];
-        sqlite3_bind_int64(st, 1, hash31(pk->h1));
-        sqlite3_bind_int64(st, 2, pk->map_id);
-        sqlite3_bind_int64(st, 3, (int64_t)l->address);
-        sqlite3_bind_int64(st, 4, pk->kind);
-        if (pk->lines_len)
-            sqlite3_bind_blob(st, 5, w->kbuf + pk->off, (int)pk->lines_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 5);
-        if (which == W_LOC_INS)
-            sqlite3_bind_int(st, 6, target);
-    }
+    sqs_row r = {.k = SQS_KEYS_LOC,
+                 .hash = hash31(pk->h1),
+                 .bytes = {pk->lines_len ? w->kbuf + pk->off : NULL},
+                 .nbytes = {(int)pk->lines_len},
+                 .ints = {pk->map_id, (int64_t)l->address, pk->kind}};
     int32_t seen;
-    if ((rc = keyed_row(w, SQS_KEYS_LOC, &w->locations, pk->h1, pk->h2, target, &id, &seen, err)))
+    if ((rc = keyed_row(w, &w->locations, &r, pk->h1, pk->h2, target, &id, &seen, err)))
         return rc;
     remember_print(w, p, pk->lid, id, seen);
     w->loc_ids[pk->lid] = id;
@@ -911,15 +944,12 @@ static int resolve_stack_content(sqs_writer *w, const sp_profile *p, const sp_sa
         *out = e->id;
         return touch(w, W_STACK_SEEN, e, e->id, e->seen, target, err);
     }
-    for (int which = W_STACK_FIND; which <= W_STACK_INS; which++) {
-        sqlite3_stmt *st = w->st[which];
-        sqlite3_bind_int64(st, 1, hash31(h1));
-        sqlite3_bind_blob(st, 2, k ? (const void *)w->buf : "", (int)k, SQLITE_STATIC);
-        if (which == W_STACK_INS)
-            sqlite3_bind_int(st, 3, target);
-    }
+    sqs_row r = {.k = SQS_KEYS_STACK,
+                 .hash = hash31(h1),
+                 .bytes = {k ? (const void *)w->buf : ""},
+                 .nbytes = {(int)k}};
     int32_t seen;
-    return keyed_row(w, SQS_KEYS_STACK, &w->stacks, h1, h2, target, out, &seen, err);
+    return keyed_row(w, &w->stacks, &r, h1, h2, target, out, &seen, err);
 }
 
 /* Whether p's samples find their stack ids in w->stack_idx (by sp_sample.stack): p comes with
