@@ -50,10 +50,6 @@ static sp_profile *many_stacks(sp_arena *a, fx *f, uint32_t nloc, uint32_t n)
     return p;
 }
 
-/* More stacks and locations than the writer's cache holds (the smallest cache: 512 stacks, 256
- * locations), found again across restarts and after retention, never inserted twice. With the
- * hash index (I1-I4 of sqlite_dict.c) no key row is ever written; without it (index_rows 1) the
- * rows are found only through the cache until it overflows and they are keyed. */
 static store_stacks select_from(store *s, fx *f, const char *tenant, const char *type)
 {
     store *keep = f->s;
@@ -63,6 +59,10 @@ static store_stacks select_from(store *s, fx *f, const char *tenant, const char 
     return out;
 }
 
+/* More stacks and locations than the writer's cache holds (the smallest cache: 512 stacks, 256
+ * locations), found again across restarts and after retention, never inserted twice. With the
+ * hash index (I1-I4 of sqlite_dict.c) no key row is ever written; without it (index_rows 1) the
+ * rows are found only through the cache until it overflows and they are keyed. */
 static void beyond_the_cache(fx *f, const char *dir, size_t index_rows)
 {
     store *s;
@@ -190,6 +190,102 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), ROUNDS * ROUND);
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 2 * ROUNDS * ROUND);
     assert_keys_whole(f->dir);
+}
+
+/* Two addresses whose location keys share their 31-bit hash (the key of a location without
+ * mapping, frame type or lines: varints 0, address, 0; sqlite_dict.c location_key()), found by
+ * trying addresses: about 50,000 of them for a birthday collision. */
+static void colliding_addresses(uint64_t *a1, uint64_t *a2)
+{
+    enum { BITS = 18 };
+    uint64_t *seen = calloc((size_t)1 << BITS, sizeof *seen); /* hash31 << 32 | n, n = try */
+    for (uint64_t n = 1;; n++) {
+        uint8_t key[2 + STORE_VARINT_MAX];
+        size_t k = 0;
+        key[k++] = 0;
+        k += store_varint_put(key + k, 0x7000000 + 16 * n);
+        key[k++] = 0;
+        uint64_t h1, h2;
+        store_hash64x2(key, k, 51, 52, &h1, &h2);
+        uint64_t h = h1 >> 33;
+        for (size_t i = h & ((1u << BITS) - 1);; i = (i + 1) & ((1u << BITS) - 1)) {
+            if (!seen[i]) {
+                seen[i] = h << 32 | n;
+                break;
+            }
+            if (seen[i] >> 32 == h) {
+                *a1 = 0x7000000 + 16 * (seen[i] & 0xffffffffu);
+                *a2 = 0x7000000 + 16 * n;
+                free(seen);
+                return;
+            }
+        }
+    }
+}
+
+/* 300 locations beyond the smallest cache, and the locations at the addresses given (no
+ * mapping, frame type or lines), one sample each on a stack of its own. */
+static sp_profile *with_locations_at(sp_arena *a, fx *f, const uint64_t *addr, uint32_t n)
+{
+    sp_profile *p = many_stacks(a, f, 300, 300);
+    sp_location *l = sp_arena_calloc(a, 301 + n, sizeof *l);
+    memcpy(l, p->locations, 301 * sizeof *l);
+    sp_sample *sm = sp_arena_calloc(a, 300 + n, sizeof *sm);
+    memcpy(sm, p->samples, 300 * sizeof *sm);
+    for (uint32_t i = 0; i < n; i++) {
+        l[301 + i] = (sp_location){.address = addr[i]};
+        sm[300 + i].nlocations = 1;
+        sm[300 + i].location_ids = sp_arena_calloc(a, 1, sizeof(uint32_t));
+        sm[300 + i].location_ids[0] = 301 + i;
+        sm[300 + i].value = 1000;
+    }
+    p->locations = l;
+    p->nlocations = 301 + n;
+    p->samples = sm;
+    p->nsamples = 300 + n;
+    return p;
+}
+
+/* Two locations whose hashes collide (I1: the index is a multimap; each id it gives is checked
+ * against the row): the second, new, is not taken for the first, and after a restart each is
+ * found as itself though the index gives both ids for either (the smallest cache is not loaded
+ * whole, so the lookups go to the index). One row each, and each keeps its samples. */
+static void locations_whose_hashes_collide_are_told_apart(void **state)
+{
+    fx *f = *state;
+    uint64_t addr[2];
+    colliding_addresses(&addr[0], &addr[1]);
+    store *s;
+    char dir[96];
+    snprintf(dir, sizeof dir, "%s/collide", f->dir);
+    const uint64_t *sets[3] = {addr, addr + 1, addr};
+    const uint32_t nset[3] = {1, 1, 2};
+    for (int round = 0; round < 3; round++) {
+        open_indexed(dir, 1, 0, 0, &s);
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", with_locations_at(a, f, sets[round], nset[round]));
+        write_ok(s, &b);
+        sp_arena_free(a);
+        store_close(s);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 300 + (round ? 2 : 1));
+    }
+    char sql[160];
+    for (int i = 0; i < 2; i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM location WHERE address = %llu AND mapping = 0 AND kind = 0",
+                 (unsigned long long)addr[i]);
+        assert_int_equal(sql_int(dir, sql), 1);
+    }
+    assert_int_equal(sql_int(dir, "SELECT count(DISTINCT hash) FROM location WHERE mapping = 0"),
+                     1); /* the collision the test is about */
+    open_indexed(dir, 1, 0, 0, &s);
+    store_stacks st = select_from(s, f, "t1", CPU);
+    int64_t big = 0;
+    for (size_t i = 0; i < st.nstacks; i++)
+        if (st.stacks[i].value == 2000)
+            big++;
+    assert_int_equal(big, 2); /* each address's stack: its two samples of 1000 */
+    store_close(s);
 }
 
 /* The same load with the hash index (I2 of sqlite_dict.c): the cache overflows (four times over)
@@ -915,6 +1011,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_stack_print_promises_the_batchs_lowest_hour, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(with_the_hash_index_nothing_is_keyed, setup, teardown),
+        cmocka_unit_test_setup_teardown(locations_whose_hashes_collide_are_told_apart, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(the_hash_index_hands_over_to_the_key_tables, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(keying_ahead_waits_for_a_whole_slice, setup, teardown),
