@@ -2,9 +2,10 @@
  * found or inserted, on the writer thread only (sqlite_write.c calls in, inside its transaction).
  *
  * Each row is found through a bounded in-memory cache keyed by a 128-bit content fingerprint,
- * else through its key table or hash index (comparing full content), else inserted. Stacks and
- * locations are found through key tables the writer fills in bulk (invariant 2 of sqlite_write.c:
- * rows above the key watermark are not keyed yet and are found by scanning from the watermark).
+ * else through its hash index or key table (comparing full content), else inserted. Stacks,
+ * locations and functions are found through the hash index below while it holds every row, else
+ * through key tables the writer fills in bulk (invariant 2 of sqlite_write.c: rows above the key
+ * watermark are not keyed yet and are found through the cache, or the index).
  * Errors: SP_EUNAVAIL (SQLite failed: the caller rolls back the whole transaction), SP_ENOMEM.
  *
  * A cache that forgot rows (it clears itself when full) cannot tell a new row from a forgotten
