@@ -139,6 +139,15 @@ static sp_profile *new_locations(sp_arena *a, fx *f, uint32_t n, int r)
     return p;
 }
 
+/* Writes new_locations(n, r) to f->s as tenant t1. */
+static void write_new_locations(fx *f, uint32_t n, int r)
+{
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = batch1(a, "t1", new_locations(a, f, n, r));
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+}
+
 /* Keying ahead of need goes in whole slices (KEYS_SLICE in sqlite_dict.c, 16384 rows): each
  * slice lands all over the hash-ordered key table, so a transaction that keyed the 4,000 rows it
  * brought would dirty every page of it. A cache of 65,536 locations is half full at round 9 of
@@ -158,10 +167,7 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
     int64_t keyed_rows = 0, slices = 0;
     for (int r = 1; r <= ROUNDS; r++) {
-        sp_arena *a = sp_arena_new(0);
-        sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
-        write_ok(f->s, &b);
-        sp_arena_free(a);
+        write_new_locations(f, ROUND, r);
         int64_t rows = sql_int(f->dir, "SELECT count(*) FROM location");
         int64_t keyed = sql_int(f->dir, "SELECT coalesce((SELECT value FROM meta WHERE "
                                         "key='location_keyed'), 0)");
@@ -182,10 +188,7 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     assert_true(slices < ROUNDS - 8); /* not every round after the cache was half full */
     assert_keys_whole(f->dir);
     for (int r = 1; r <= ROUNDS; r++) {
-        sp_arena *a = sp_arena_new(0);
-        sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
-        write_ok(f->s, &b);
-        sp_arena_free(a);
+        write_new_locations(f, ROUND, r);
     }
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"), ROUNDS * ROUND);
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 2 * ROUNDS * ROUND);
@@ -302,10 +305,7 @@ static void with_the_hash_index_nothing_is_keyed(void **state)
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
     for (int pass = 0; pass < 3; pass++) {
         for (int r = 1; r <= ROUNDS; r++) {
-            sp_arena *a = sp_arena_new(0);
-            sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
-            write_ok(f->s, &b);
-            sp_arena_free(a);
+            write_new_locations(f, ROUND, r);
             assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location"),
                              (int64_t)(pass ? ROUNDS : r) * ROUND);
             assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM location_key") +
@@ -343,10 +343,7 @@ static void the_hash_index_hands_over_to_the_key_tables(void **state)
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
     for (int pass = 0; pass < 2; pass++) {
         for (int r = 1; r <= ROUNDS; r++) {
-            sp_arena *a = sp_arena_new(0);
-            sp_batch b = batch1(a, "t1", new_locations(a, f, ROUND, r));
-            write_ok(f->s, &b);
-            sp_arena_free(a);
+            write_new_locations(f, ROUND, r);
             int64_t rows = sql_int(f->dir, "SELECT count(*) FROM location");
             int64_t keyed = sql_int(f->dir, "SELECT value FROM meta WHERE key='location_keyed'");
             store_stats st;
