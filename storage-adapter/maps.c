@@ -376,6 +376,7 @@ static inline size_t sum3_hash(int64_t a, int64_t b, int64_t c)
 void store_sum3_free(store_sum3 *m)
 {
     sp_huge_free(m->slots, m->cap * sizeof *m->slots);
+    free(m->sort_scratch);
     memset(m, 0, sizeof *m);
 }
 
@@ -518,18 +519,27 @@ static int group_cmp(const void *a, const void *b)
  * passes as its values' spread needs: stack ids take two or three), then a stable counting sort
  * by the (k0, k1) group's rank. -1 when it cannot (out of memory, or so many groups that the
  * counting would cost more than it saves): the caller sorts by comparison instead. */
-static int sum3_radix(store_sum3_entry *v, size_t n)
+static int sum3_radix(store_sum3 *m, store_sum3_entry *v, size_t n)
 {
     size_t ncap = 64;
     while (ncap < n / 4)
         ncap *= 2;
-    store_sum3_entry *tmp = malloc(n * sizeof *tmp);
-    uint32_t *gi = malloc(ncap * sizeof *gi); /* group index + 1, 0 = empty */
-    sum3_group *g = malloc((ncap / 2 + 1) * sizeof *g);
+    /* tmp, gi and g in the map's scratch: entries first, so each part stays aligned */
+    size_t need = n * sizeof(store_sum3_entry) + (ncap / 2 + 1) * sizeof(sum3_group) +
+                  ncap * sizeof(uint32_t);
+    if (m->sort_scratch_bytes < need) {
+        free(m->sort_scratch);
+        m->sort_scratch_bytes = 0;
+        if (!(m->sort_scratch = malloc(need)))
+            return -1;
+        m->sort_scratch_bytes = need;
+    }
+    store_sum3_entry *tmp = m->sort_scratch;
+    sum3_group *g = (sum3_group *)(tmp + n);
+    uint32_t *gi = (uint32_t *)(g + ncap / 2 + 1); /* group index + 1, 0 = empty */
     size_t ng = 0;
-    int rc = tmp && gi && g ? 0 : -1;
-    if (!rc)
-        memset(gi, 0, ncap * sizeof *gi);
+    int rc = 0;
+    memset(gi, 0, ncap * sizeof *gi);
     for (size_t i = 0; i < n && !rc; i++) {
         size_t h = sum3_hash(v[i].k[0], v[i].k[1], 0) & (ncap - 1);
         while (gi[h] && (g[gi[h] - 1].k0 != v[i].k[0] || g[gi[h] - 1].k1 != v[i].k[1]))
@@ -594,19 +604,16 @@ static int sum3_radix(store_sum3_entry *v, size_t n)
         free(rank);
         free(sorted);
     }
-    free(tmp);
-    free(gi);
-    free(g);
     return rc;
 }
 
-size_t store_sum3_sorted(const store_sum3 *m, store_sum3_entry *out)
+size_t store_sum3_sorted(store_sum3 *m, store_sum3_entry *out)
 {
     size_t n = 0;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].k[0] && m->slots[i].sum)
             out[n++] = m->slots[i];
-    if (n > 64 && sum3_radix(out, n) == 0)
+    if (n > 64 && sum3_radix(m, out, n) == 0)
         return n;
     int depth = 0;
     for (size_t k = n; k > 1; k >>= 1)

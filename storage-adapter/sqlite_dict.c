@@ -391,6 +391,15 @@ static int64_t hash31(uint64_t h)
     return (int64_t)(h >> 33);
 }
 
+/* Starts loading the index slot of a row whose cache slot is being fetched: a row the cache
+ * lacks is looked up in the index next, and a new row added to it (both a cache miss in a table
+ * of every row, issue 19). */
+SP_PREFETCH_HELPER void index_prefetch(const sqs_writer *w, int k, uint64_t h1)
+{
+    if (sqs_index_complete(w, k))
+        store_hindex_prefetch(&w->index[k], (uint32_t)hash31(h1));
+}
+
 const char *sqs_pstr(const sp_profile *p, uint32_t idx, size_t *len)
 {
     if (!idx || idx >= p->nstrings || !p->strings || !p->strings[idx]) {
@@ -684,6 +693,7 @@ static int resolve_function(sqs_writer *w, const sp_profile *p, uint32_t fid, in
     k += store_varint_put(w->buf + k, zigzag(f->start_line));
     uint64_t h1, h2;
     store_hash64x2(w->buf, k, 41, 42, &h1, &h2);
+    index_prefetch(w, SQS_KEYS_FN, h1);
     store_dict_entry *e = store_dict_find(&w->functions, h1, h2);
     if (e) {
         if ((rc = touch(w, W_FUNC_SEEN, e, e->id, e->seen, target, err)))
@@ -911,6 +921,7 @@ static int resolve_locations(sqs_writer *w, const sp_profile *p, const sp_sample
         if ((rc = location_key(w, p, lid, target, at, &w->pend[n], err)))
             break;
         store_dict_prefetch(&w->locations, w->pend[n].h1);
+        index_prefetch(w, SQS_KEYS_LOC, w->pend[n].h1);
         at += w->pend[n].len;
         w->loc_ids[lid] = -1; /* pending: a stack may name a location twice */
         n++;
@@ -940,6 +951,7 @@ static int resolve_stack_content(sqs_writer *w, const sp_profile *p, const sp_sa
     }
     uint64_t h1, h2;
     store_hash64x2(w->buf, k, 61, 62, &h1, &h2);
+    index_prefetch(w, SQS_KEYS_STACK, h1); /* its miss overlaps the cache's */
     store_dict_entry *e = store_dict_find(&w->stacks, h1, h2);
     if (e) {
         *out = e->id;
@@ -977,6 +989,17 @@ static const sp_print *stack_print_of(const sp_profile *p, const sp_sample *s)
 {
     return p->stack_prints && s->stack && s->stack < p->nstack_prints ? &p->stack_prints[s->stack]
                                                                       : NULL;
+}
+
+void sqs_stack_prefetch(const sqs_writer *w, const sp_profile *p, const sp_sample *s, int by_index)
+{
+    const sp_print *pr = stack_print_of(p, s);
+    if (!by_index)
+        store_sum3_prefetch(&w->stack_memo,
+                            s->location_ids ? (int64_t)(uintptr_t)s->location_ids : 1,
+                            s->nlocations, 0);
+    else if (pr && !w->stack_idx[s->stack])
+        store_dict_prefetch(&w->stack_prints, pr->a);
 }
 
 /* A stack found by its print skips resolving its locations (a request's known stacks hold tens

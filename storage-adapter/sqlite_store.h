@@ -526,6 +526,10 @@ int sqs_resolve_string(sqs_writer *w, const char *s, size_t n, int64_t *out, sp_
 int sqs_stack_idx_ready(sqs_writer *w, const sp_profile *p);
 int sqs_resolve_stack(sqs_writer *w, const sp_profile *p, const sp_sample *s, int32_t target,
                       int64_t *out, sp_err *err);
+/* Starts loading what the writer reads first for s's stack (a hint): its memo's slot (by list
+ * address, or by print index when by_index), or its print's cache slot when the memo by index
+ * lacks it. */
+void sqs_stack_prefetch(const sqs_writer *w, const sp_profile *p, const sp_sample *s, int by_index);
 int sqs_is_link_label(const char *n, size_t len);
 int sqs_resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const sp_sample *s,
                        int64_t *out, sp_err *err);

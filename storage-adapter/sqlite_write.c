@@ -553,12 +553,8 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
     pending ring[PREFETCH_AHEAD] = {{0}};
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
-        if (!by_index && i + 2 * PREFETCH_AHEAD < p->nsamples) { /* the memo's slot, ahead */
-            const sp_sample *ahead = &p->samples[i + 2 * PREFETCH_AHEAD];
-            store_sum3_prefetch(&w->stack_memo,
-                                ahead->location_ids ? (int64_t)(uintptr_t)ahead->location_ids : 1,
-                                ahead->nlocations, 0);
-        }
+        if (i + 2 * PREFETCH_AHEAD < p->nsamples) /* the memo's slot, or the print's, ahead */
+            sqs_stack_prefetch(w, p, &p->samples[i + 2 * PREFETCH_AHEAD], by_index);
         if (!s->nobs && !s->value)
             continue;
         int64_t series, stack;
