@@ -270,12 +270,34 @@ static void find_slots(const corr *c, uint32_t tenant, const sp_sample *s, slot_
     m->valid = 1;
 }
 
+/* Whether infer() can find spans for any observation of a thread whose slots are thr and nothr
+ * (0: it finds none for all, without looking at their times). */
+static int spans_could_match(const corr *c, const slot *thr, const slot *nothr)
+{
+    if (thr && thr->nspans)
+        return 1; /* rule 2 */
+    return c->opt.threadless == CORR_THREADLESS_UNIQUE && nothr && nothr->nspans &&
+           c->opt.settle_ns < 0; /* rule 3 on arrival */
+}
+
 static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_sample *s,
                          uint32_t i, int interval, uint32_t tenant, slot_memo *sm, sample_plan *pl,
                          int *reshaped, size_t *attached)
 {
     find_slots(c, tenant, s, sm);
     const slot *thr = sm->thr, *nothr = sm->nothr;
+    if (!interval && !spans_could_match(c, thr, nothr)) {
+        /* what the loop below finds for every observation: one group, no spans (most samples
+         * of an eBPF request are of processes without spans) */
+        sp_sample *d = out_push(x);
+        if (!d)
+            return -1;
+        *d = *s;
+        d->spans = NULL;
+        d->nspans = 0;
+        pl->how = 0;
+        return 0;
+    }
     x->ng = 0;
     x->nref = 0;
     if (reserve((void **)&x->grp, &x->capgrp, s->nobs, sizeof *x->grp))
