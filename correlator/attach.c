@@ -100,6 +100,37 @@ static sp_sample *out_push(split_scratch *x)
     return &x->out[x->nout++];
 }
 
+/* The output of a sample that stays one sample, its spans not set yet. Until a sample of the
+ * profile is split (x->spans_only), the outputs are the samples themselves in order and only their
+ * spans are read back, so only those are written: a copy of each sample was 6 MB for a request of
+ * 40,000 (issue 19). The first split copies the rest of them in (outputs_become_copies). */
+static sp_sample *out_same(split_scratch *x, const sp_sample *s)
+{
+    sp_sample *d = out_push(x);
+    if (!d)
+        return NULL;
+    if (!x->spans_only)
+        *d = *s;
+    d->spans = NULL;
+    d->nspans = 0;
+    return d;
+}
+
+/* The first split of a profile whose samples orig[0..x->nout) had one output each. */
+static void outputs_become_copies(split_scratch *x, const sp_sample *orig)
+{
+    if (!x->spans_only)
+        return;
+    for (uint32_t j = 0; j < x->nout; j++) {
+        sp_span_ref *spans = x->out[j].spans;
+        uint32_t n = x->out[j].nspans;
+        x->out[j] = orig[j];
+        x->out[j].spans = spans;
+        x->out[j].nspans = n;
+    }
+    x->spans_only = 0;
+}
+
 static int64_t obs_value(const sp_sample *s, uint32_t k)
 {
     if (s->values)
@@ -289,12 +320,8 @@ static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_
     if (!interval && !spans_could_match(c, thr, nothr)) {
         /* what the loop below finds for every observation: one group, no spans (most samples
          * of an eBPF request are of processes without spans) */
-        sp_sample *d = out_push(x);
-        if (!d)
+        if (!out_same(x, s))
             return -1;
-        *d = *s;
-        d->spans = NULL;
-        d->nspans = 0;
         pl->how = 0;
         return 0;
     }
@@ -327,12 +354,9 @@ static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_
     }
     if (x->ng == 1) {
         const group *g = &x->g[0];
-        sp_sample *d = out_push(x);
+        sp_sample *d = out_same(x, s);
         if (!d)
             return -1;
-        *d = *s;
-        d->spans = NULL;
-        d->nspans = 0;
         if (g->nref) {
             d->spans = sp_arena_memdup(a, x->refs, g->nref * sizeof *d->spans);
             if (!d->spans)
@@ -344,6 +368,7 @@ static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_
         return 0;
     }
     *reshaped = 1;
+    outputs_become_copies(x, s - i); /* one output per sample so far: s is orig[i] */
     pl->hows = sp_arena_alloc(a, s->nobs);
     if (!pl->hows)
         return -1;
@@ -354,14 +379,14 @@ static int plan_inferred(const corr *c, split_scratch *x, sp_arena *a, const sp_
 
 /* Rule 1: the link and its received ancestors now; the gap is where phase 2 makes the
  * observations wait for the rest. */
-static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, sp_sample *d, sample_plan *pl,
-                       size_t *attached)
+static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, const sp_sample *s, sp_sample *d,
+                       sample_plan *pl, size_t *attached)
 {
     sp_span_ref chain[MAX_MATCH];
     uint32_t n = 0;
-    chain[n++] = d->link;
+    chain[n++] = s->link;
     int has_gap = 0;
-    const reg_ent *e = cw_reg_find_live(c, tenant, d->link.span_id);
+    const reg_ent *e = cw_reg_find_live(c, tenant, s->link.span_id);
     if (e) {
         pl->ref_known = 1;
         pl->ref_pid = e->pid;
@@ -369,7 +394,7 @@ static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, sp_sample *d, samp
         pl->ref_ident = e->ident;
         n = cw_walk_up(c, tenant, e, e->pid, e->service, e->ident, chain, n, pl->gap, &has_gap);
     } else {
-        memcpy(pl->gap, d->link.span_id, 8);
+        memcpy(pl->gap, s->link.span_id, 8);
         has_gap = 1;
     }
     pl->linked = 1;
@@ -378,7 +403,7 @@ static int plan_linked(corr *c, sp_arena *a, uint32_t tenant, sp_sample *d, samp
     if (!d->spans)
         return -1;
     d->nspans = n;
-    *attached += (size_t)n * (d->timestamps && d->nobs ? d->nobs : 1);
+    *attached += (size_t)n * (s->timestamps && s->nobs ? s->nobs : 1);
     return 0;
 }
 
@@ -429,6 +454,7 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
     if (!pp->plans)
         return -1;
     x->nout = 0;
+    x->spans_only = 1;
     int reshaped = 0;
     const sp_proc_ident *last = NULL;
     uint32_t last_id = 0;
@@ -442,13 +468,10 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
         }
         pl->ident = last_id;
         if (s->has_link || !s->timestamps || !s->nobs || !s->pid) {
-            sp_sample *d = out_push(x);
+            sp_sample *d = out_same(x, s);
             if (!d)
                 return -1;
-            *d = *s;
-            d->spans = NULL;
-            d->nspans = 0;
-            if (s->has_link && plan_linked(c, a, tenant, d, pl, attached))
+            if (s->has_link && plan_linked(c, a, tenant, s, d, pl, attached))
                 return -1;
             continue;
         }

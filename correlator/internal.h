@@ -309,6 +309,7 @@ typedef struct split_scratch {
     uint32_t *tab, captab; /* open addressing on group hashes: group + 1 */
     sp_sample *out;
     uint32_t nout, capout;
+    uint8_t spans_only; /* out[] holds only the spans of samples not split (out_same()) */
     /* off-CPU: the parts of intervals that spans cover only partly (I9), one attach_only sample
      * each */
     struct partial *part;

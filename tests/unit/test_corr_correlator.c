@@ -111,6 +111,70 @@ static void splits_a_sample_whose_observations_fall_in_different_spans(void **st
     corr_free(c);
 }
 
+/* Until a sample of a profile is split, the correlator writes only the spans of each sample's
+ * output; the first split copies the rest of the samples before it in. Samples around a split
+ * (another thread's, without spans; a linked one) come back as they were sent. */
+static void samples_before_a_split_come_back_whole(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    sp_span sp = span(1, 100, 200, PID, TID);
+    sp_batch tb = batch(f, "t1");
+    tb.spans = &sp;
+    tb.nspans = 1;
+    attach(c, &tb, 0);
+    uint64_t ts[] = {150 * MS, 250 * MS};
+    sp_profile *p = profile(f->a, ts, 2, PID, TID); /* sample 2 below: splits in two */
+    sp_sample *v = sp_arena_calloc(f->a, 3, sizeof *v);
+    static uint32_t short_stack[] = {2, 1}, leaf_only[] = {1};
+    uint64_t t0[] = {160 * MS}, t1[] = {170 * MS};
+    v[0] = (sp_sample){.location_ids = short_stack,
+                       .nlocations = 2,
+                       .value = 7 * MS,
+                       .timestamps = t0,
+                       .nobs = 1,
+                       .pid = PID,
+                       .tid = TID + 1};
+    v[1] = (sp_sample){.location_ids = leaf_only,
+                       .nlocations = 1,
+                       .value = 9 * MS,
+                       .timestamps = t1,
+                       .nobs = 1,
+                       .pid = PID,
+                       .tid = TID,
+                       .has_link = 1};
+    memcpy(v[1].link.trace_id, sp.trace_id, 16);
+    memcpy(v[1].link.span_id, sp.span_id, 8);
+    v[2] = p->samples[0];
+    p->samples = v;
+    p->nsamples = 3;
+    sp_batch pb = batch(f, "t1");
+    sp_batch_add_profile(&pb, p);
+    attach(c, &pb, 0);
+    assert_int_equal(p->nsamples, 4); /* the third split in two */
+    const sp_sample *s = &p->samples[0];
+    assert_int_equal(s->nlocations, 2);
+    assert_int_equal(s->location_ids[0], 2);
+    assert_int_equal(s->value, 7 * MS);
+    assert_int_equal(s->nobs, 1);
+    assert_int_equal(s->timestamps[0], 160 * MS);
+    assert_int_equal(s->tid, TID + 1);
+    assert_int_equal(s->nspans, 0);
+    s = &p->samples[1];
+    assert_int_equal(s->nlocations, 1);
+    assert_int_equal(s->value, 9 * MS);
+    assert_int_equal(s->timestamps[0], 170 * MS);
+    assert_true(s->has_link);
+    assert_true(s->nspans >= 1 && has_span(s, 1));
+    for (int i = 2; i < 4; i++) {
+        s = &p->samples[i];
+        assert_int_equal(s->nlocations, 3);
+        assert_int_equal(s->nobs, 1);
+        assert_int_equal(s->nspans, s->timestamps[0] == 150 * MS ? 1 : 0);
+    }
+    corr_free(c);
+}
+
 /* The issue-12 loss: a request's arena is budgeted from its message size, and splitting 10,000
  * observations over 100 spans needs more than that. Every observation must come back, each in
  * the sample of exactly the span it fell in. */
@@ -1050,6 +1114,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(absurd_timestamps_are_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(identities_leave_with_their_spans, setup, teardown),
         cmocka_unit_test_setup_teardown(tenants_leave_with_their_spans, setup, teardown),
+        cmocka_unit_test_setup_teardown(samples_before_a_split_come_back_whole, setup, teardown),
         cmocka_unit_test_setup_teardown(splitting_many_observations_keeps_every_one, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(retried_after_failed_commit_span_export_claims_again, setup,
