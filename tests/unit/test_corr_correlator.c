@@ -14,15 +14,20 @@
 
 #include "corr_fixture.h"
 
+/* Span sp received in tenant t1 at time 0. */
+static void receive(corr *c, fixture *f, sp_span sp)
+{
+    sp_batch tb = batch(f, "t1");
+    tb.spans = &sp;
+    tb.nspans = 1;
+    attach(c, &tb, 0);
+}
+
 static void attaches_sample_inside_span_on_same_thread(void **state)
 {
     fixture *f = *state;
     corr *c = corr_new(NULL);
-    sp_batch tb = batch(f, "t1");
-    sp_span sp = span(1, 100, 200, PID, TID);
-    tb.spans = &sp;
-    tb.nspans = 1;
-    attach(c, &tb, 0);
+    receive(c, f, span(1, 100, 200, PID, TID));
 
     uint64_t ts[] = {150 * MS};
     sp_batch pb = batch(f, "t1");
@@ -75,11 +80,7 @@ static void splits_a_sample_whose_observations_fall_in_different_spans(void **st
 {
     fixture *f = *state;
     corr *c = corr_new(NULL);
-    sp_span sp = span(1, 100, 200, PID, TID);
-    sp_batch tb = batch(f, "t1");
-    tb.spans = &sp;
-    tb.nspans = 1;
-    attach(c, &tb, 0);
+    receive(c, f, span(1, 100, 200, PID, TID));
     uint64_t ts[] = {150 * MS, 250 * MS, 160 * MS};
     sp_batch pb = batch(f, "t1");
     sp_batch_add_profile(&pb, profile(f->a, ts, 3, PID, TID));
@@ -119,10 +120,7 @@ static void samples_before_a_split_come_back_whole(void **state)
     fixture *f = *state;
     corr *c = corr_new(NULL);
     sp_span sp = span(1, 100, 200, PID, TID);
-    sp_batch tb = batch(f, "t1");
-    tb.spans = &sp;
-    tb.nspans = 1;
-    attach(c, &tb, 0);
+    receive(c, f, sp);
     uint64_t ts[] = {150 * MS, 250 * MS};
     sp_profile *p = profile(f->a, ts, 2, PID, TID); /* sample 2 below: splits in two */
     sp_sample *v = sp_arena_calloc(f->a, 3, sizeof *v);
