@@ -144,7 +144,11 @@ int otlp_decode_current(int signal, const uint8_t *msg, size_t len, sp_arena *a,
  *   L7. Every request of the L1 shape goes this way, streamed or not (one resource, or fewer
  *       Samples than the caller streams, is unpacked at once before otlp_decode_profiles()
  *       returns): each resource goes to otlp/hand_unpack.c, which decodes its Samples by hand or
- *       leaves the whole resource to protobuf-c. */
+ *       leaves the whole resource to protobuf-c.
+ *   L8. The layout pass walks every Sample anyway: its census of a resource (otlp_layout_info)
+ *       stands in for L1's count walk and for the Sample decoder's first walk, only when it was
+ *       taken of these very bytes (the request not rewritten), found one entry per resource and
+ *       says ok (it checked all that those walks check). */
 
 struct otlp_profiles_lazy {
     sp_arena *a;
@@ -153,9 +157,10 @@ struct otlp_profiles_lazy {
     const uint8_t *base;   /* the request's bytes (rewritten into the current layout if old) */
     const uint8_t **bytes; /* each resource_profiles entry's bytes */
     size_t *len;
-    size_t *samples;  /* the Samples each resource holds */
-    size_t *profiles; /* and its Profiles */
-    size_t next;      /* resources unpacked so far */
+    size_t *samples;                    /* the Samples each resource holds */
+    size_t *profiles;                   /* and its Profiles */
+    const otlp_resource_census *census; /* the layout pass's, one per resource; or NULL */
+    size_t next;                        /* resources unpacked so far */
     otlp_profiles_check *check;
 };
 
@@ -358,10 +363,15 @@ static int decode_profiles(const uint8_t *msg, size_t len, int detect_layout,
     if (!lz || !lz->bytes || !lz->len || !lz->samples || !lz->profiles)
         return sp_fail(err, SP_ETOOBIG, "request's decode memory budget exhausted");
     walk_request(lz, msg, len, &dict, &dict_len, &nres);
+    /* The layout pass walked these very bytes (not rewritten) and counted what a census says. */
+    if (!out->layout.rewritten && out->layout.census && out->layout.ncensus == nres)
+        lz->census = out->layout.census;
     size_t profiles = 0, samples = 0;
     for (size_t i = 0; i < nres; i++) {
         res_counts c = {0, 0};
-        if (count_len_fields(lz->bytes[i], lz->len[i], 2, count_scope, &c) < 0)
+        if (lz->census && lz->census[i].ok)
+            c = (res_counts){lz->census[i].profiles, lz->census[i].samples};
+        else if (count_len_fields(lz->bytes[i], lz->len[i], 2, count_scope, &c) < 0)
             return decode_whole(OTLP_SIGNAL_PROFILES, msg, len, a, out, err);
         lz->samples[i] = c.samples;
         lz->profiles[i] = c.profiles;
@@ -425,7 +435,7 @@ int otlp_profiles_lazy_unpack(otlp_profiles_lazy *lz, size_t n, sp_err *err)
         size_t i = lz->next;
         Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *rp =
             otlp_hand_unpack_resource(lz->bytes[i], lz->len[i], lz->profiles[i], lz->samples[i],
-                                      &alloc, lz->a);
+                                      lz->census ? &lz->census[i] : NULL, &alloc, lz->a);
         if (!rp) /* a shape the Sample decoder leaves to protobuf-c (otlp/hand_unpack.h) */
             rp = opentelemetry__proto__profiles__v1development__resource_profiles__unpack(
                 &alloc, lz->len[i], lz->bytes[i]);

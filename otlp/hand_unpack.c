@@ -89,9 +89,22 @@ static int len_field(const uint8_t **p, const uint8_t *end, size_t *len)
     return 0;
 }
 
-/* S1: 0 with the Sample's array lengths added to w's sums, -1 for a shape protobuf-c decides. */
-static int scan_sample(walk *w, const uint8_t *p, const uint8_t *end)
+/* 1 when a varint of a packed array p[0..len) (checked by packed_varints()) is >= nattr. */
+static unsigned any_at_least(const uint8_t *p, size_t len, uint64_t nattr)
 {
+    const uint8_t *end = p + len;
+    uint64_t v;
+    while (p < end)
+        if (wire_pb_varint(&p, end, &v) || v >= nattr)
+            return 1;
+    return 0;
+}
+
+/* S1, and the facts of the Sample on the way. */
+int otlp_sample_facts_of(const uint8_t *p, size_t n, uint64_t nattr, otlp_sample_facts *out)
+{
+    const uint8_t *end = p + n;
+    otlp_sample_facts f = {0};
     uint64_t v;
     size_t len;
     while (p < end) {
@@ -99,12 +112,21 @@ static int scan_sample(walk *w, const uint8_t *p, const uint8_t *end)
         switch (tag) {
         case TAG_STACK:
         case TAG_LINK:
+            if (wire_pb_varint(&p, end, &v))
+                return -1;
+            break;
         case TAG_ATTRS_ONE:
+            if (wire_pb_varint(&p, end, &v))
+                return -1;
+            f.f2 = 1;
+            f.f2_misfit |= nattr < UINT64_MAX && v >= nattr;
+            f.attrs++;
+            break;
         case TAG_VALUES_ONE:
             if (wire_pb_varint(&p, end, &v))
                 return -1;
-            w->nattrs += tag == TAG_ATTRS_ONE;
-            w->nvalues += tag == TAG_VALUES_ONE;
+            f.f4var++;
+            f.values++;
             break;
         case TAG_ATTRS:
         case TAG_VALUES: {
@@ -113,7 +135,15 @@ static int scan_sample(walk *w, const uint8_t *p, const uint8_t *end)
             int64_t k = packed_varints(p, len);
             if (k < 0)
                 return -1;
-            *(tag == TAG_ATTRS ? &w->nattrs : &w->nvalues) += (size_t)k;
+            if (tag == TAG_ATTRS) {
+                f.f2 = 1;
+                if (nattr < UINT64_MAX && !f.f2_misfit)
+                    f.f2_misfit = any_at_least(p, len, nattr);
+                f.attrs += (size_t)k;
+            } else {
+                f.f4len = 1;
+                f.values += (size_t)k;
+            }
             p += len;
             break;
         }
@@ -121,18 +151,33 @@ static int scan_sample(walk *w, const uint8_t *p, const uint8_t *end)
             if (end - p < 8)
                 return -1;
             p += 8;
-            w->ntimes++;
+            f.f5 = 1;
+            f.times++;
             break;
         case TAG_TIMES:
             if (len_field(&p, end, &len) || len % 8)
                 return -1;
-            w->ntimes += len / 8;
+            f.f5 = 1;
+            f.times += len / 8;
             p += len;
             break;
         default:
             return -1;
         }
     }
+    *out = f;
+    return 0;
+}
+
+/* S1: 0 with the Sample's array lengths added to w's sums, -1 for a shape protobuf-c decides. */
+static int scan_sample(walk *w, const uint8_t *p, const uint8_t *end)
+{
+    otlp_sample_facts f;
+    if (otlp_sample_facts_of(p, (size_t)(end - p), UINT64_MAX, &f))
+        return -1;
+    w->nvalues += f.values;
+    w->nattrs += f.attrs;
+    w->ntimes += f.times;
     return 0;
 }
 
@@ -370,24 +415,33 @@ static int attach(const walk *w, ResourceProfiles *rp, sp_arena *a)
 }
 
 ResourceProfiles *otlp_hand_unpack_resource(const uint8_t *bytes, size_t len, size_t nprofiles,
-                                            size_t nsamples, ProtobufCAllocator *alloc, sp_arena *a)
+                                            size_t nsamples, const otlp_resource_census *census,
+                                            ProtobufCAllocator *alloc, sp_arena *a)
 {
     walk w;
     memset(&w, 0, sizeof w);
     w.maxsamples = nsamples;
     w.maxprofs = nprofiles;
     size_t stripped;
-    if (nsamples > WIRE_PB_PROTOBUF_C_MAX_FIELDS ||
-        walk_parent(&w, bytes, len, 0, NULL, &stripped) || w.nsamples != nsamples ||
-        w.nprofs != nprofiles)
+    if (nsamples > WIRE_PB_PROTOBUF_C_MAX_FIELDS)
+        return NULL;
+    if (census && census->ok && census->samples == nsamples && census->profiles == nprofiles) {
+        /* The layout pass checked what the first walk would (S1, S3's counts): S4 holds. */
+        w.nvalues = census->values;
+        w.nattrs = census->attrs;
+        w.ntimes = census->times;
+    } else if (walk_parent(&w, bytes, len, 0, NULL, &stripped) || w.nsamples != nsamples ||
+               w.nprofs != nprofiles) {
         return NULL; /* S1, S3: nothing allocated yet (S4) */
+    }
     w.record = 1;
     w.nsamples = w.nprofs = 0;
     w.maxruns = nsamples + nprofiles;
     w.samples = array(a, nsamples, sizeof *w.samples);
     w.runs = array(a, w.maxruns, sizeof *w.runs);
     w.profs = array(a, nprofiles, sizeof *w.profs);
-    if (!w.samples || !w.runs || !w.profs || walk_parent(&w, bytes, len, 0, NULL, &stripped))
+    if (!w.samples || !w.runs || !w.profs || walk_parent(&w, bytes, len, 0, NULL, &stripped) ||
+        w.nsamples != nsamples || w.nprofs != nprofiles)
         return NULL;
     uint8_t *buf = sp_arena_alloc(a, stripped ? stripped : 1);
     if (!buf)

@@ -20,21 +20,42 @@
 #define OTLP_HAND_UNPACK_H
 
 #include "../common/arena.h"
+#include "layout.h"
 #include "opentelemetry/proto/profiles/v1development/profiles.pb-c.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 
+/* What one walk of a Sample's bytes tells both the layout vote (otlp/layout.c) and the decoder
+ * here, so that the layout pass over every Sample of a request also does the decoder's first
+ * walk (otlp_resource_census). Field numbers are the current layout's. */
+typedef struct otlp_sample_facts {
+    unsigned f2;                 /* field 2 met (attribute_indices) */
+    unsigned f2_misfit;          /* a field-2 value >= the nattr given */
+    unsigned f4var;              /* field-4 VARINTs met (unpacked values) */
+    unsigned f4len;              /* field 4 met as LEN (packed values) */
+    unsigned f5;                 /* field 5 met (timestamps) */
+    size_t values, attrs, times; /* the Sample's array lengths */
+} otlp_sample_facts;
+
+/* Walks Sample bytes p[0..len) when they have the shape decoded here (S1 in hand_unpack.c: one-byte
+ * tags of fields 1-5 with the wire types protobuf-c takes, whole varints): 0 with *out filled, -1
+ * for any other shape (no facts: the caller walks it its own way). f2_misfit is looked for only
+ * when nattr < UINT64_MAX. */
+int otlp_sample_facts_of(const uint8_t *p, size_t len, uint64_t nattr, otlp_sample_facts *out);
+
 /* Unpacks bytes[0..len) (a ResourceProfiles in the current layout) like
  * opentelemetry__proto__profiles__v1development__resource_profiles__unpack(alloc, len, bytes).
  * nprofiles and nsamples are the Profiles and Samples a walk of the bytes counted (the caller's
  * L1 walk in decode.c); a resource holding others, or any shape described above, gives NULL.
  * NULL also when alloc or a runs out (the caller's protobuf-c unpack then reports it). alloc
- * allocates from a. */
+ * allocates from a. census, when not NULL, is what the layout pass saw of these very bytes: when
+ * it is ok and counted nprofiles and nsamples, the first walk (S4) is skipped. */
 Opentelemetry__Proto__Profiles__V1development__ResourceProfiles *
 otlp_hand_unpack_resource(const uint8_t *bytes, size_t len, size_t nprofiles, size_t nsamples,
-                          ProtobufCAllocator *alloc, sp_arena *a);
+                          const otlp_resource_census *census, ProtobufCAllocator *alloc,
+                          sp_arena *a);
 
 /* Unpacks bytes[0..len) (a ProfilesDictionary) like
  * opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(alloc, len, bytes),

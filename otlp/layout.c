@@ -2,6 +2,7 @@
  * opentelemetry-proto profiles/v1development/profiles.proto at v1.8.0, v1.9.0 and v1.10.0. */
 #include "layout.h"
 #include "../wire/pb.h"
+#include "hand_unpack.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,11 +16,15 @@ static const char *const child_name[] = {"resource_profiles", "scope_profiles", 
 typedef struct ctx {
     otlp_layout_info *info;
     const uint8_t *base;
+    sp_arena *a;
     sp_err *err;
-    size_t idx[4];  /* position of the message being walked at each level */
-    int old;        /* rewrite Sample numbering */
-    int any_v18;    /* some profile uses v1.8 Profile numbering */
-    uint64_t nattr; /* entries of the request's dictionary.attribute_table (field 2.6) */
+    size_t census_cap;         /* entries info->census has room for */
+    int census_lost;           /* the arena had no room for it: no census for the request */
+    otlp_resource_census *res; /* the census of the resource being walked, or NULL */
+    size_t idx[4];             /* position of the message being walked at each level */
+    int old;                   /* rewrite Sample numbering */
+    int any_v18;               /* some profile uses v1.8 Profile numbering */
+    uint64_t nattr;            /* entries of the request's dictionary.attribute_table (field 2.6) */
 } ctx;
 
 /* 1 when field 2 of a Sample cannot be v1.10 attribute_indices: a value that is no index into
@@ -99,19 +104,50 @@ static int profile_is_v18(const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Votes on one Sample's numbering; -1 (no vote) when its framing is broken. */
+/* Counts one Sample's vote from what its fields were. */
+static void cast(ctx *c, unsigned f2, unsigned f2_misfit, unsigned f3len, unsigned f4var,
+                 unsigned f4len, unsigned f5)
+{
+    /* One varint in field 4 is v1.10's values written unpacked (the Pyroscope Java agent does)
+     * as much as v1.9's link_index: it counts as old only when field 2 cannot be v1.10's
+     * attribute_indices, and as new when there is no field 2 (v1.9 kept values there) and no
+     * packed field 3 (v1.9's attribute_indices: v1.10's link_index is a scalar). */
+    int old = f3len || (f4var == 1 && f2 && f2_misfit) || (f2 && !f4var && !f4len && !f5);
+    int cur = f4len || f4var >= 2 || (f4var == 1 && !f2 && !f3len);
+    c->info->samples++;
+    if (old && !cur)
+        c->info->old_votes++;
+    else if (cur && !old)
+        c->info->new_votes++;
+}
+
+/* Votes on one Sample's numbering; -1 (no vote) when its framing is broken. A Sample of the shape
+ * otlp/hand_unpack.c decodes (most) is walked once for both: its facts vote, and go to the
+ * resource's census. */
 static int vote(ctx *c, const uint8_t *p, size_t len)
 {
+    otlp_sample_facts sf;
+    if (otlp_sample_facts_of(p, len, c->nattr, &sf) == 0) {
+        cast(c, sf.f2, sf.f2_misfit, 0, sf.f4var, sf.f4len, sf.f5);
+        if (c->res) {
+            c->res->values += sf.values;
+            c->res->attrs += sf.attrs;
+            c->res->times += sf.times;
+        }
+        return 0;
+    }
+    if (c->res)
+        c->res->ok = 0;
     const uint8_t *end = p + len;
     wire_pb_field f;
-    int f2 = 0, f2_misfit = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
+    unsigned f2 = 0, f2_misfit = 0, f3len = 0, f4var = 0, f4len = 0, f5 = 0;
     while (p < end) {
         if (wire_pb_next(&p, end, p, &f, NULL) != 0)
             return -1;
         switch (f.num) {
         case 2:
             f2 = 1;
-            f2_misfit |= f2_misfits(c, &f);
+            f2_misfit |= (unsigned)f2_misfits(c, &f);
             break;
         case 3:
             f3len |= f.wt == WIRE_WT_LEN;
@@ -127,18 +163,45 @@ static int vote(ctx *c, const uint8_t *p, size_t len)
             break;
         }
     }
-    /* One varint in field 4 is v1.10's values written unpacked (the Pyroscope Java agent does)
-     * as much as v1.9's link_index: it counts as old only when field 2 cannot be v1.10's
-     * attribute_indices, and as new when there is no field 2 (v1.9 kept values there) and no
-     * packed field 3 (v1.9's attribute_indices: v1.10's link_index is a scalar). */
-    int old = f3len || (f4var == 1 && f2 && f2_misfit) || (f2 && !f4var && !f4len && !f5);
-    int cur = f4len || f4var >= 2 || (f4var == 1 && !f2 && !f3len);
-    c->info->samples++;
-    if (old && !cur)
-        c->info->old_votes++;
-    else if (cur && !old)
-        c->info->new_votes++;
+    cast(c, f2, f2_misfit, f3len, f4var, f4len, f5);
     return 0;
+}
+
+/* The census of the next resource_profiles entry (c->res; NULL, and no census for the request,
+ * when the arena has no room for it). */
+static void census_next(ctx *c)
+{
+    otlp_layout_info *in = c->info;
+    c->res = NULL;
+    if (c->census_lost)
+        return;
+    if (in->ncensus == c->census_cap) {
+        size_t cap = c->census_cap ? 2 * c->census_cap : 8;
+        otlp_resource_census *n = sp_arena_alloc(c->a, cap * sizeof *n);
+        if (!n) {
+            c->census_lost = 1;
+            return;
+        }
+        if (in->ncensus)
+            memcpy(n, in->census, in->ncensus * sizeof *n);
+        in->census = n;
+        c->census_cap = cap;
+    }
+    c->res = &in->census[in->ncensus++];
+    *c->res = (otlp_resource_census){.ok = 1};
+}
+
+/* What a field of a resource, scope or profile means to the resource's census. */
+static void census_field(ctx *c, int level, const wire_pb_field *f)
+{
+    if (!c->res || level < L_RP || level > L_PROFILE || f->num != 2)
+        return;
+    if (f->wt != WIRE_WT_LEN || !wire_pb_protobuf_c_bounds(f))
+        c->res->ok = 0;
+    else if (level == L_SP)
+        c->res->profiles++;
+    else if (level == L_PROFILE)
+        c->res->samples++;
 }
 
 /* Pass 1: checks the framing of every walked message and counts votes. A Profile's v1.8 fields
@@ -163,8 +226,11 @@ static int detect(ctx *c, int level, const uint8_t *p, size_t len)
         }
         if (level == L_PROFILE && field_is_v18(&f))
             c->any_v18 = 1;
+        census_field(c, level, &f);
         if (level < L_SAMPLE && f.num == child_field[level] && f.wt == WIRE_WT_LEN) {
             c->idx[level] = child++;
+            if (level == L_REQ)
+                census_next(c);
             rc = detect(c, level + 1, f.val, f.vlen);
             if (rc)
                 return rc;
@@ -276,12 +342,16 @@ int otlp_layout_normalize(const uint8_t *in, size_t len, sp_arena *a, const uint
     if (!info)
         info = &scratch;
     memset(info, 0, sizeof *info);
-    ctx c = {.info = info, .base = in, .err = err, .nattr = count_attributes(in, len)};
+    ctx c = {.info = info, .base = in, .a = a, .err = err, .nattr = count_attributes(in, len)};
     *out = in;
     *outlen = len;
     int rc = detect(&c, L_REQ, in, len);
     if (rc)
         return rc;
+    if (c.census_lost) {
+        info->census = NULL;
+        info->ncensus = 0;
+    }
     c.old = info->old_votes > info->new_votes;
     info->layout = c.old ? OTLP_LAYOUT_V1_9 : OTLP_LAYOUT_CURRENT;
     if (!c.old && !c.any_v18)
@@ -297,6 +367,8 @@ int otlp_layout_normalize(const uint8_t *in, size_t len, sp_arena *a, const uint
     if (w != n)
         return sp_fail(err, SP_EINTERNAL, "layout rewrite wrote %zu of %zu bytes", w, n);
     info->rewritten = 1;
+    info->census = NULL; /* of the input's bytes, not these */
+    info->ncensus = 0;
     *out = buf;
     *outlen = n;
     return 0;

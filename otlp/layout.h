@@ -36,6 +36,17 @@ typedef enum {
     OTLP_LAYOUT_V1_9 = 1,    /* v1.8/v1.9 Sample numbering */
 } otlp_layout;
 
+/* One ResourceProfiles as the layout pass walked it (in the request as received). ok when every
+ * field 2 of it, of its ScopeProfiles and of their Profiles is LEN within protobuf-c's bounds
+ * (wire_pb_protobuf_c_bounds) and every Sample has the shape otlp/hand_unpack.c decodes (its S1):
+ * the sums are then what that decoder's first walk of the resource would find
+ * (otlp_hand_unpack_resource() skips it). */
+typedef struct otlp_resource_census {
+    int ok;
+    size_t profiles, samples;    /* Profiles (field 2 of its ScopeProfiles) and their Samples */
+    size_t values, attrs, times; /* the Samples' array lengths, summed */
+} otlp_resource_census;
+
 typedef struct otlp_layout_info {
     otlp_layout layout;      /* the decision for the request */
     int rewritten;           /* 1 when *out is a rewritten copy, 0 when it is the input */
@@ -44,6 +55,10 @@ typedef struct otlp_layout_info {
     uint64_t new_votes;      /* samples that only fit the current layout */
     uint64_t v18_profiles;   /* profiles renumbered from v1.8 numbering */
     uint64_t dropped_fields; /* Profile fields dropped for a wire type that fits no layout */
+    /* resource_profiles[i]'s census, from the request's arena; NULL when there was no memory
+     * for it, and only for the input's bytes (of no use when rewritten) */
+    otlp_resource_census *census;
+    size_t ncensus;
 } otlp_layout_info;
 
 /* Detects the layout of the ExportProfilesServiceRequest (or ProfilesData) in[0..len) and, when

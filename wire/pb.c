@@ -162,16 +162,28 @@ static int check(nest_memo *m, const ProtobufCMessageDescriptor *desc, const uin
         return 0;
     const uint8_t *p = data, *end = data + len;
     wire_pb_field f;
+    /* The last field number met and whether its entries need a walk: a repeated field's entries
+     * come one after another (a dictionary's tables are tens of thousands of them), and each
+     * needed a descriptor search and a height lookup to find it does not. */
+    uint32_t last = 0;
+    const ProtobufCMessageDescriptor *walk = NULL;
     while (p < end) {
         int rc = wire_pb_next(&p, end, base, &f, err);
         if (rc)
             return rc;
         if (f.wt != WIRE_WT_LEN)
             continue;
-        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(desc, f.num);
-        if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE)
+        if (f.num != last) {
+            const ProtobufCFieldDescriptor *fd =
+                protobuf_c_message_descriptor_get_field(desc, f.num);
+            last = f.num;
+            walk = fd && fd->type == PROTOBUF_C_TYPE_MESSAGE ? fd->descriptor : NULL;
+            if (walk && depth + 1 <= max_depth && depth + 1 + nest_height(m, walk) <= max_depth)
+                walk = NULL; /* what check() would answer for each at once */
+        }
+        if (!walk)
             continue;
-        rc = check(m, fd->descriptor, base, f.val, f.vlen, depth + 1, max_depth, err);
+        rc = check(m, walk, base, f.val, f.vlen, depth + 1, max_depth, err);
         if (rc)
             return rc;
     }

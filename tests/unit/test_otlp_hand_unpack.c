@@ -11,6 +11,7 @@
 
 #include "otlp/decode.h"
 #include "otlp/hand_unpack.h"
+#include "otlp/layout.h"
 #include "wire/pb.h"
 
 #include <stdio.h>
@@ -90,7 +91,7 @@ static ResourceProfiles *both_ways(sp_arena *a, const uint8_t *b, size_t n)
     ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
     size_t np, ns;
     count(b, n, &np, &ns);
-    ResourceProfiles *fast = otlp_hand_unpack_resource(b, n, np, ns, &alloc, a);
+    ResourceProfiles *fast = otlp_hand_unpack_resource(b, n, np, ns, NULL, &alloc, a);
     same_as_protobuf_c(
         fast ? &fast->base : NULL,
         &opentelemetry__proto__profiles__v1development__resource_profiles__descriptor, a, b, n);
@@ -298,7 +299,7 @@ static void leaves_other_shapes_to_protobuf_c(void **state)
         size_t n = put_len(prof, 0x12, cases[i].bytes, cases[i].n);
         size_t len = wrap(buf, prof, n);
         ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
-        if (otlp_hand_unpack_resource(buf, len, 1, 1, &alloc, a) != NULL)
+        if (otlp_hand_unpack_resource(buf, len, 1, 1, NULL, &alloc, a) != NULL)
             fail_msg("%s: decoded by hand", cases[i].what);
         ResourceProfiles *ref =
             opentelemetry__proto__profiles__v1development__resource_profiles__unpack(&alloc, len,
@@ -319,10 +320,10 @@ static void other_counts_than_the_walk_found_are_declined(void **state)
     count(b, n, &np, &ns);
     assert_int_equal(np, 3);
     assert_int_equal(ns, 300);
-    assert_null(otlp_hand_unpack_resource(b, n, np, ns - 1, &alloc, a));
-    assert_null(otlp_hand_unpack_resource(b, n, np, ns + 1, &alloc, a));
-    assert_null(otlp_hand_unpack_resource(b, n, np + 1, ns, &alloc, a));
-    assert_non_null(otlp_hand_unpack_resource(b, n, np, ns, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np, ns - 1, NULL, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np, ns + 1, NULL, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(b, n, np + 1, ns, NULL, &alloc, a));
+    assert_non_null(otlp_hand_unpack_resource(b, n, np, ns, NULL, &alloc, a));
     free(b);
     sp_arena_free(a);
 }
@@ -356,6 +357,137 @@ static void a_request_of_one_resource_is_decoded_by_hand(void **state)
         assert_ptr_equal(p->samples[i], p->samples[0] + i);
     free(req);
     free(res);
+    sp_arena_free(a);
+}
+
+/* ---- the layout pass's census (L8 in otlp/decode.c) ----------------------------------------- */
+
+/* A request of the resources given (and an empty dictionary): its length. */
+static size_t request_of(uint8_t *o, uint8_t *const *res, const size_t *len, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += put_len(o + k, 0x0a, res[i], len[i]);
+    static const uint8_t none[1];
+    return k + put_len(o + k, 0x12, none, 0);
+}
+
+/* What protobuf-c unpacks from a resource's bytes, summed as a census counts it. */
+static otlp_resource_census census_by_protobuf_c(const uint8_t *b, size_t n)
+{
+    ResourceProfiles *rp =
+        opentelemetry__proto__profiles__v1development__resource_profiles__unpack(NULL, n, b);
+    assert_non_null(rp);
+    otlp_resource_census c = {.ok = 1};
+    for (size_t i = 0; i < rp->n_scope_profiles; i++)
+        for (size_t j = 0; j < rp->scope_profiles[i]->n_profiles; j++) {
+            const Profile *pr = rp->scope_profiles[i]->profiles[j];
+            c.profiles++;
+            c.samples += pr->n_samples;
+            for (size_t k = 0; k < pr->n_samples; k++) {
+                c.values += pr->samples[k]->n_values;
+                c.attrs += pr->samples[k]->n_attribute_indices;
+                c.times += pr->samples[k]->n_timestamps_unix_nano;
+            }
+        }
+    opentelemetry__proto__profiles__v1development__resource_profiles__free_unpacked(rp, NULL);
+    return c;
+}
+
+/* Ten resources (the census outgrows its first eight entries): each counted as protobuf-c
+ * unpacks it. */
+static void the_layout_census_counts_what_protobuf_c_unpacks(void **state)
+{
+    (void)state;
+    uint8_t *res[10];
+    size_t len[10], total = 64;
+    for (size_t i = 0; i < 10; i++) {
+        res[i] = ebpf_resource(i % 2 ? 301 : 900, &len[i]);
+        total += len[i] + 8;
+    }
+    uint8_t *req = malloc(total);
+    size_t n = request_of(req, res, len, 10);
+    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_layout_info info;
+    const uint8_t *out;
+    size_t outlen;
+    sp_err err = {0};
+    assert_int_equal(otlp_layout_normalize(req, n, a, &out, &outlen, &info, &err), 0);
+    assert_int_equal(info.rewritten, 0);
+    assert_non_null(info.census);
+    assert_int_equal(info.ncensus, 10);
+    for (size_t i = 0; i < 10; i++) {
+        otlp_resource_census want = census_by_protobuf_c(res[i], len[i]);
+        const otlp_resource_census *got = &info.census[i];
+        assert_int_equal(got->ok, 1);
+        assert_int_equal(got->profiles, want.profiles);
+        assert_int_equal(got->samples, want.samples);
+        assert_int_equal(got->values, want.values);
+        assert_int_equal(got->attrs, want.attrs);
+        assert_int_equal(got->times, want.times);
+        free(res[i]);
+    }
+    free(req);
+    sp_arena_free(a);
+}
+
+/* A resource with a Sample the decoder leaves to protobuf-c (an unknown field), or a Profile
+ * whose samples field has a length prefix protobuf-c refuses (six bytes), is not ok in the
+ * census; the resource beside them is. */
+static void the_census_says_which_resources_the_decoder_must_walk(void **state)
+{
+    (void)state;
+    static const uint8_t unknown_field[] = {0x12, 0x04, 0x08, 0x01, 0x48, 0x01}; /* 9: varint */
+    static const uint8_t long_prefix[] = {0x12, 0x82, 0x80, 0x80, 0x80, 0x80, 0x00, 0x08, 0x01};
+    uint8_t r1[64], r2[64];
+    size_t n0, len[3] = {0, wrap(r1, unknown_field, sizeof unknown_field),
+                         wrap(r2, long_prefix, sizeof long_prefix)};
+    uint8_t *res[3] = {ebpf_resource(90, &n0), r1, r2};
+    len[0] = n0;
+    uint8_t *req = malloc(n0 + 256);
+    size_t n = request_of(req, res, len, 3);
+    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_layout_info info;
+    const uint8_t *out;
+    size_t outlen;
+    sp_err err = {0};
+    assert_int_equal(otlp_layout_normalize(req, n, a, &out, &outlen, &info, &err), 0);
+    assert_int_equal(info.ncensus, 3);
+    assert_int_equal(info.census[0].ok, 1);
+    assert_int_equal(info.census[1].ok, 0);
+    assert_int_equal(info.census[2].ok, 0);
+    free(res[0]);
+    free(req);
+    sp_arena_free(a);
+}
+
+/* Through the decode pipeline with layout detection: resources the census vouches for (and one it
+ * does not) come back as protobuf-c unpacks the whole request. */
+static void a_request_decoded_with_its_census_is_protobuf_c_s(void **state)
+{
+    (void)state;
+    static const uint8_t unknown_field[] = {0x12, 0x04, 0x08, 0x01, 0x48, 0x01};
+    uint8_t r2[64];
+    size_t len[3];
+    uint8_t *res[3] = {ebpf_resource(900, &len[0]), ebpf_resource(301, &len[1]), r2};
+    len[2] = wrap(r2, unknown_field, sizeof unknown_field);
+    uint8_t *req = malloc(len[0] + len[1] + 256);
+    size_t n = request_of(req, res, len, 3);
+    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_decoded out;
+    otlp_profiles_lazy *lazy;
+    sp_err err = {0};
+    assert_int_equal(otlp_decode_profiles(req, n, 1, SIZE_MAX, 0, a, &out, &lazy, &err), 0);
+    assert_null(lazy);
+    assert_int_equal(out.layout.ncensus, 3);
+    assert_true(out.layout.census[0].ok && out.layout.census[1].ok && !out.layout.census[2].ok);
+    same_as_protobuf_c(
+        out.msg,
+        &opentelemetry__proto__collector__profiles__v1development__export_profiles_service_request__descriptor,
+        a, req, n);
+    free(res[0]);
+    free(res[1]);
+    free(req);
     sp_arena_free(a);
 }
 
@@ -604,7 +736,7 @@ static void refuses_tags_and_lengths_protobuf_c_refuses(void **state)
         const uint8_t *b = cases[i].bytes;
         size_t n = cases[i].n;
         void *hand = cases[i].dict ? (void *)otlp_hand_unpack_dictionary(b, n, &alloc, a)
-                                   : (void *)otlp_hand_unpack_resource(b, n, 1, 1, &alloc, a);
+                                   : (void *)otlp_hand_unpack_resource(b, n, 1, 1, NULL, &alloc, a);
         void *ref =
             cases[i].dict
                 ? (void *)
@@ -638,7 +770,7 @@ static void a_late_refusal_costs_the_budget_nothing(void **state)
     static const uint8_t bad_loc[] = {0x12, 0x02, 0x28, 0x00};
     memcpy(d2 + dn, bad_loc, sizeof bad_loc);
     size_t before = sp_arena_used(a);
-    assert_null(otlp_hand_unpack_resource(r2, rn + sizeof bad_scope, 4, 3001, &alloc, a));
+    assert_null(otlp_hand_unpack_resource(r2, rn + sizeof bad_scope, 4, 3001, NULL, &alloc, a));
     assert_null(otlp_hand_unpack_dictionary(d2, dn + sizeof bad_loc, &alloc, a));
     assert_int_equal(sp_arena_used(a), before);
     free(res), free(dict), free(r2), free(d2);
@@ -679,6 +811,9 @@ int main(void)
         cmocka_unit_test(leaves_other_shapes_to_protobuf_c),
         cmocka_unit_test(other_counts_than_the_walk_found_are_declined),
         cmocka_unit_test(a_request_of_one_resource_is_decoded_by_hand),
+        cmocka_unit_test(the_layout_census_counts_what_protobuf_c_unpacks),
+        cmocka_unit_test(the_census_says_which_resources_the_decoder_must_walk),
+        cmocka_unit_test(a_request_decoded_with_its_census_is_protobuf_c_s),
         cmocka_unit_test(decodes_an_ebpf_shaped_dictionary_as_protobuf_c_does),
         cmocka_unit_test(takes_every_dictionary_encoding_protobuf_c_takes),
         cmocka_unit_test(leaves_other_dictionaries_to_protobuf_c),

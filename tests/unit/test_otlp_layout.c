@@ -247,6 +247,14 @@ static void current_layout_passes_through_without_copy(void **state)
     assert_ptr_equal(d.out, req.b);
     assert_int_equal(d.info.samples, 2);
     assert_int_equal(d.info.new_votes, 1);
+    /* the census of its one resource: what the samples above hold */
+    assert_int_equal(d.info.ncensus, 1);
+    assert_int_equal(d.info.census[0].ok, 1);
+    assert_int_equal(d.info.census[0].profiles, 1);
+    assert_int_equal(d.info.census[0].samples, 2);
+    assert_int_equal(d.info.census[0].values, 2);
+    assert_int_equal(d.info.census[0].attrs, 3);
+    assert_int_equal(d.info.census[0].times, 3);
     Sample *x = profile0(&d)->samples[0];
     assert_int_equal(x->n_values, 2);
     assert_int_equal(x->values[1], 9);
@@ -325,6 +333,8 @@ static void decodes_v19_layout_values_and_links(void **state)
     assert_string_equal(otlp_layout_name(d.info.layout), "v1.9");
     assert_int_equal(d.info.rewritten, 1);
     assert_int_equal(d.info.old_votes, 3);
+    assert_null(d.info.census); /* it counted the input, not the rewritten bytes */
+    assert_int_equal(d.info.ncensus, 0);
     Profile *p = profile0(&d);
     assert_int_equal(p->n_samples, 3);
     assert_int_equal(p->period, 1000);
