@@ -34,30 +34,28 @@ static void put(char *buf, size_t n, size_t *at, const char *s, size_t len)
     *at += len;
 }
 
+const char *sp_frame_basename(const char *mapping_file)
+{
+    if (!mapping_file || !*mapping_file)
+        return NULL;
+    const char *slash = strrchr(mapping_file, '/');
+    return slash && slash[1] ? slash + 1 : mapping_file;
+}
+
 /* Written by hand, not with snprintf: every unsymbolized location of every request is named
  * here (the converter, the correlator, the store and queries), and printf's format parsing was
  * 8 % of an ingest worker's CPU (bench/RESULTS.md, issue 19). Same text as
  * "%s%s0x%" PRIx64 "%s%s". */
-const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
-                          const char *mapping_file)
+size_t sp_frame_name_parts(char *buf, size_t n, const char *frame_type, size_t type_len,
+                           uint64_t address, const char *base, size_t base_len)
 {
     if (!buf || !n)
-        return "unknown";
-    const char *base = NULL;
-    if (mapping_file && *mapping_file) {
-        const char *slash = strrchr(mapping_file, '/');
-        base = slash && slash[1] ? slash + 1 : mapping_file;
-    }
-    int has_type = frame_type && *frame_type;
+        return 0;
     size_t at = 0;
-    if (!has_type && !address && !base) {
+    if (!type_len && !address && !base_len) {
         put(buf, n, &at, "unknown", 7);
         buf[at] = 0;
-        return buf;
-    }
-    if (has_type) {
-        put(buf, n, &at, frame_type, strlen(frame_type));
-        put(buf, n, &at, " ", 1);
+        return at;
     }
     char hex[2 + 16];
     size_t h = sizeof hex;
@@ -67,12 +65,45 @@ const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t 
     } while (address);
     hex[--h] = 'x';
     hex[--h] = '0';
-    put(buf, n, &at, hex + h, sizeof hex - h);
-    if (base) {
+    size_t hlen = sizeof hex - h;
+    size_t need = type_len + !!type_len + hlen + !!base_len + base_len;
+    if (need < n) { /* room for all of it: no truncation to check per part */
+        if (type_len) {
+            memcpy(buf, frame_type, type_len);
+            buf[type_len] = ' ';
+            at = type_len + 1;
+        }
+        memcpy(buf + at, hex + h, hlen);
+        at += hlen;
+        if (base_len) {
+            buf[at++] = ' ';
+            memcpy(buf + at, base, base_len);
+            at += base_len;
+        }
+        buf[at] = 0;
+        return at;
+    }
+    if (type_len) {
+        put(buf, n, &at, frame_type, type_len);
         put(buf, n, &at, " ", 1);
-        put(buf, n, &at, base, strlen(base));
+    }
+    put(buf, n, &at, hex + h, hlen);
+    if (base_len) {
+        put(buf, n, &at, " ", 1);
+        put(buf, n, &at, base, base_len);
     }
     buf[at] = 0;
+    return at;
+}
+
+const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
+                          const char *mapping_file)
+{
+    if (!buf || !n)
+        return "unknown";
+    const char *base = sp_frame_basename(mapping_file);
+    sp_frame_name_parts(buf, n, frame_type ? frame_type : "", frame_type ? strlen(frame_type) : 0,
+                        address, base, base ? strlen(base) : 0);
     return buf;
 }
 

@@ -205,6 +205,16 @@ static inline int64_t sp_sat_add(int64_t a, int64_t b)
 const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t address,
                           const char *mapping_file);
 
+/* sp_frame_name() from its parts measured: frame_type[0..type_len) and the mapping file's
+ * basename[0..base_len) (what sp_frame_name() takes from a path: after its last '/', unless that
+ * ends it; both as strlen() measures). Writes what sp_frame_name() writes and returns its length.
+ * For a caller that names many frames of few types and mappings (the OTLP converter). */
+size_t sp_frame_name_parts(char *buf, size_t n, const char *frame_type, size_t type_len,
+                           uint64_t address, const char *base, size_t base_len);
+
+/* The basename sp_frame_name() shows of mapping_file (NULL for none or ""). */
+const char *sp_frame_basename(const char *mapping_file);
+
 #define SP_FRAME_NAME_MAX 160 /* room for sp_frame_name() wherever a location is named */
 
 /* The names location loc of p shows as, innermost first: each line's function name, and when no

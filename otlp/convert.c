@@ -43,6 +43,11 @@ typedef struct conv {
     uint32_t **stacks;      /* per stack_table entry, filled on first use */
     sp_print *prints;       /* per location (sp_location_prints()); NULL past the budget */
     sp_print *stack_prints; /* per stack_table entry, made with c->stacks[k]; NULL with prints */
+    /* What synthetic_name() measured: each mapping's file basename (len + 1; 0 not yet), and the
+     * last frame type's length (an eBPF request names thousands of frames of a few of each). */
+    uint32_t *map_base_len;
+    const char **map_base;
+    uint32_t ftype_idx, ftype_len;
 } conv;
 
 /* Index of s in the request's string table, adding it when new (0 on allocation failure, which
@@ -191,12 +196,28 @@ static int add_function(conv *c, uint32_t name)
 static uint32_t synthetic_name(conv *c, const sp_location *loc)
 {
     char buf[512];
-    const char *file = "";
-    if (loc->mapping_id && loc->mapping_id < c->nmaps)
-        file = c->st.s[c->maps[loc->mapping_id].filename];
-    sp_frame_name(buf, sizeof buf, loc->frame_type ? c->st.s[loc->frame_type] : "", loc->address,
-                  file);
-    return sp_strtab_add(&c->st, buf, strlen(buf)); /* new but for a repeated address */
+    const char *base = NULL;
+    size_t base_len = 0;
+    uint32_t m = loc->mapping_id;
+    if (m && m < c->nmaps && c->map_base_len) {
+        if (!c->map_base_len[m]) {
+            c->map_base[m] = sp_frame_basename(c->st.s[c->maps[m].filename]);
+            c->map_base_len[m] = 1 + (c->map_base[m] ? (uint32_t)strlen(c->map_base[m]) : 0);
+        }
+        base = c->map_base[m];
+        base_len = c->map_base_len[m] - 1;
+    } else if (m && m < c->nmaps) {
+        base = sp_frame_basename(c->st.s[c->maps[m].filename]);
+        base_len = base ? strlen(base) : 0;
+    }
+    const char *type = loc->frame_type ? c->st.s[loc->frame_type] : "";
+    if (loc->frame_type != c->ftype_idx) {
+        c->ftype_idx = loc->frame_type;
+        c->ftype_len = (uint32_t)strlen(type);
+    }
+    size_t n =
+        sp_frame_name_parts(buf, sizeof buf, type, c->ftype_len, loc->address, base, base_len);
+    return sp_strtab_add(&c->st, buf, n); /* new but for a repeated address */
 }
 
 /* The locations' prints, made here on a worker so the store's one writer need not key each
@@ -243,6 +264,10 @@ static int convert_dictionary(conv *c, sp_err *err)
     c->attrs = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->attrs);
     c->ftypes = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->ftypes);
     c->stacks = sp_arena_calloc(c->a, d->n_stack_table + 1, sizeof *c->stacks);
+    c->map_base_len = sp_arena_calloc(c->a, c->nmaps, sizeof *c->map_base_len);
+    c->map_base = sp_arena_calloc(c->a, c->nmaps, sizeof *c->map_base);
+    if (!c->map_base)
+        c->map_base_len = NULL; /* measured each time instead */
     if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->ftypes || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 

@@ -1,5 +1,6 @@
-/* common/profile: sp_frame_name() writes exactly what snprintf("%s%s0x%" PRIx64 "%s%s") wrote
- * before it was written by hand, truncation included, for every buffer size. */
+/* common/profile: sp_frame_name() (and sp_frame_name_parts()) write exactly what
+ * snprintf("%s%s0x%" PRIx64 "%s%s") wrote before it was written by hand, truncation included, for
+ * every buffer size. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,6 +48,14 @@ static void frame_name_matches_printf_at_every_buffer_size(void **state)
                     const char *r = sp_frame_name(got, n, types[t], addrs[a], files[f]);
                     assert_ptr_equal(r, got);
                     assert_string_equal(got, want);
+                    /* the converter's way: the parts measured once, the length returned */
+                    const char *base = sp_frame_basename(files[f]);
+                    memset(got, 'Z', sizeof got);
+                    size_t len = sp_frame_name_parts(got, n, types[t] ? types[t] : "",
+                                                     types[t] ? strlen(types[t]) : 0, addrs[a],
+                                                     base, base ? strlen(base) : 0);
+                    assert_string_equal(got, want);
+                    assert_int_equal(len, strlen(want));
                     cases++;
                 }
     assert_int_equal(cases, 5 * 7 * 7 * 64);
