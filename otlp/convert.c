@@ -16,13 +16,14 @@ typedef Opentelemetry__Proto__Common__V1__AnyValue any_t;
 
 /* What one attribute_table entry means for a sample, worked out once per request: the hot loop
  * then costs an array lookup per attribute instead of string compares and interning. */
-enum { ATTR_UNSEEN = 0, ATTR_SKIP, ATTR_TID, ATTR_PID, ATTR_THREAD_NAME, ATTR_LABEL };
+enum { ATTR_UNSEEN = 0, ATTR_SKIP, ATTR_TID, ATTR_PID, ATTR_THREAD_NAME, ATTR_LABEL, ATTR_SERVICE };
 
 typedef struct attr_info {
     uint8_t kind;
-    int64_t num;    /* ATTR_TID, ATTR_PID */
-    uint32_t str;   /* ATTR_THREAD_NAME */
-    sp_label label; /* ATTR_LABEL */
+    int64_t num;     /* ATTR_TID, ATTR_PID */
+    uint32_t str;    /* ATTR_THREAD_NAME */
+    sp_label label;  /* ATTR_LABEL */
+    const char *svc; /* ATTR_SERVICE: its string value (NULL when not a string) */
 } attr_info;
 
 /* Conversion state of one request: the shared string table (the dictionary's strings followed by
@@ -531,8 +532,11 @@ static const attr_info *attr_classify(conv *c, int32_t idx)
     } else if (strcmp(key, "thread.name") == 0) {
         ai->kind = ATTR_THREAD_NAME;
         ai->str = intern(c, any_string(c, kv->value, buf, sizeof buf));
-    } else if (strcmp(key, "service.name") != 0 && *key) {
-        /* service.name splits the profile instead (see convert_profile). */
+    } else if (strcmp(key, "service.name") == 0) {
+        ai->kind = ATTR_SERVICE; /* splits the profile instead (see convert_profile) */
+        const char *v = any_string(c, kv->value, buf, sizeof buf);
+        ai->svc = v == buf ? NULL : v;
+    } else if (*key) {
         char *name = otlp_label_name(c->a, key);
         ai->label.key = name ? intern(c, name) : 0;
         if (kv->value &&
@@ -639,13 +643,16 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
     return 0;
 }
 
+/* The sample's first service.name attribute's string value (NULL: none, or not a string). By the
+ * attributes' classification, not a string compare of each key of each sample. */
 static const char *sample_service(conv *c, const sample_t *in)
 {
-    char buf[32];
-    const char *v =
-        any_string(c, find_attr(c, in->attribute_indices, in->n_attribute_indices, "service.name"),
-                   buf, sizeof buf);
-    return v == buf ? NULL : v;
+    for (size_t k = 0; k < in->n_attribute_indices; k++) {
+        const attr_info *ai = attr_classify(c, in->attribute_indices[k]);
+        if (ai->kind == ATTR_SERVICE)
+            return ai->svc;
+    }
+    return NULL;
 }
 
 static int

@@ -157,10 +157,113 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
     sp_arena_free(a);
 }
 
+static const char *service_of(const sp_profile *p)
+{
+    for (uint32_t i = 0; i < p->nseries; i++)
+        if (strcmp(p->series[i].name, "service_name") == 0)
+            return p->series[i].value;
+    return NULL;
+}
+
+/* A sample's own service.name splits the profile (the first such attribute of the sample; one
+ * whose value is no string names none), in the order the services first appear, the resource's
+ * first. The converter reads it from the attribute entries it classifies once per request. */
+static void samples_with_a_service_name_split_the_profile(void **state)
+{
+    (void)state;
+    char *strings[] = {"", "cpu", "nanoseconds", "service.name", "thread.id"};
+    enum { N = 5 };
+    Any val[N];
+    Kvu kv[N], *kvp[N];
+    for (int i = 0; i < N; i++) {
+        val[i] = (Any)OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+        kv[i] = (Kvu)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__KEY_VALUE_AND_UNIT__INIT;
+        kv[i].value = &val[i];
+        kv[i].key_strindex = i == 3 ? 4 : 3;
+        kvp[i] = &kv[i];
+    }
+    /* 1 service.name "checkout", 2 service.name "cart", 3 thread.id 7, 4 service.name 5 */
+    val[1].value_case = val[2].value_case =
+        OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    val[1].string_value = "checkout";
+    val[2].string_value = "cart";
+    val[3].value_case = val[4].value_case =
+        OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE;
+    val[3].int_value = 7;
+    val[4].int_value = 5;
+    static const int32_t attrs[6][2] = {{3, 1}, {2}, {3}, {4}, {1, 2}, {4, 2}};
+    static const size_t nattrs[6] = {2, 1, 1, 1, 2, 2};
+    Sample smp[6], *smpp[6];
+    int64_t one = 1;
+    for (int i = 0; i < 6; i++) {
+        smp[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
+        smp[i].values = &one;
+        smp[i].n_values = 1;
+        smp[i].attribute_indices = (int32_t *)attrs[i];
+        smp[i].n_attribute_indices = nattrs[i];
+        smpp[i] = &smp[i];
+    }
+    Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
+    d.string_table = strings;
+    d.n_string_table = sizeof strings / sizeof *strings;
+    d.attribute_table = kvp;
+    d.n_attribute_table = N;
+    ValueType st = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
+    st.type_strindex = 1;
+    st.unit_strindex = 2;
+    Profile prof = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT, *profp = &prof;
+    prof.sample_type = &st;
+    prof.time_unix_nano = 1700000000000000000ull;
+    prof.samples = smpp;
+    prof.n_samples = 6;
+    ScopeProfiles sc = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT,
+                  *scp = &sc;
+    sc.profiles = &profp;
+    sc.n_profiles = 1;
+    Opentelemetry__Proto__Common__V1__AnyValue rv =
+        OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
+    rv.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
+    rv.string_value = "shop";
+    Opentelemetry__Proto__Common__V1__KeyValue
+        rkv = OPENTELEMETRY__PROTO__COMMON__V1__KEY_VALUE__INIT,
+        *rkvp = &rkv;
+    rkv.key = "service.name";
+    rkv.value = &rv;
+    Opentelemetry__Proto__Resource__V1__Resource res =
+        OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
+    res.attributes = &rkvp;
+    res.n_attributes = 1;
+    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT,
+                     *rpp = &rp;
+    rp.resource = &res;
+    rp.scope_profiles = &scp;
+    rp.n_scope_profiles = 1;
+    otlp_profiles_req q =
+        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
+    q.resource_profiles = &rpp;
+    q.n_resource_profiles = 1;
+    q.dictionary = &d;
+
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b = {.tenant = "t", .arena = a};
+    sp_err err = {0};
+    assert_int_equal(otlp_profiles_convert(&q, NULL, 1, &b, &err), 0);
+    assert_int_equal(b.nprofiles, 3);
+    static const char *const services[3] = {"shop", "checkout", "cart"};
+    static const uint32_t counts[3] = {3, 2, 1};
+    for (int k = 0; k < 3; k++) {
+        assert_string_equal(service_of(b.profiles[k]), services[k]);
+        assert_int_equal(b.profiles[k]->nsamples, counts[k]);
+    }
+    assert_int_equal(b.profiles[1]->samples[0].tid, 7); /* sample 0: thread.id too */
+    sp_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(locations_share_attribute_entries_and_keep_their_first_frame_type),
+        cmocka_unit_test(samples_with_a_service_name_split_the_profile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
