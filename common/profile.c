@@ -46,6 +46,14 @@ const char *sp_frame_basename(const char *mapping_file)
  * here (the converter, the correlator, the store and queries), and printf's format parsing was
  * 8 % of an ingest worker's CPU (bench/RESULTS.md, issue 19). Same text as
  * "%s%s0x%" PRIx64 "%s%s". */
+size_t sp_frame_name_len(size_t type_len, uint64_t address, size_t base_len)
+{
+    if (!type_len && !address && !base_len)
+        return 7; /* "unknown" */
+    size_t digits = address ? (size_t)(67 - __builtin_clzll(address)) / 4 : 1;
+    return type_len + !!type_len + 2 + digits + !!base_len + base_len;
+}
+
 size_t sp_frame_name_parts(char *buf, size_t n, const char *frame_type, size_t type_len,
                            uint64_t address, const char *base, size_t base_len)
 {

@@ -212,6 +212,9 @@ const char *sp_frame_name(char *buf, size_t n, const char *frame_type, uint64_t 
 size_t sp_frame_name_parts(char *buf, size_t n, const char *frame_type, size_t type_len,
                            uint64_t address, const char *base, size_t base_len);
 
+/* The length of what sp_frame_name_parts() writes given room for it. */
+size_t sp_frame_name_len(size_t type_len, uint64_t address, size_t base_len);
+
 /* The basename sp_frame_name() shows of mapping_file (NULL for none or ""). */
 const char *sp_frame_basename(const char *mapping_file);
 

@@ -136,3 +136,18 @@ uint32_t sp_strtab_add(sp_strtab *t, const char *s, size_t len)
 {
     return len == 0 || len > UINT32_MAX ? 0 : append(t, s, len);
 }
+
+uint32_t sp_strtab_add_room(sp_strtab *t, size_t len, char **room)
+{
+    *room = NULL;
+    if (len == 0 || len > UINT32_MAX || (t->n == t->cap && grow_strings(t, t->cap * 2 + 64)))
+        return 0;
+    char *p = sp_arena_alloc(t->a, len + 1);
+    if (!p)
+        return 0;
+    p[len] = 0;
+    t->s[t->n] = p;
+    t->len[t->n] = (uint32_t)len;
+    *room = p;
+    return t->n++;
+}

@@ -41,5 +41,9 @@ uint32_t sp_strtab_intern(sp_strtab *t, const char *s, size_t n);
  * hash and a cache miss each (an eBPF request's made-up frame names: tens of thousands). 0 for the
  * empty string and on allocation failure, as sp_strtab_intern(). */
 uint32_t sp_strtab_add(sp_strtab *t, const char *s, size_t n);
+/* sp_strtab_add() of n bytes the caller writes itself at *room (then exactly n bytes; the NUL
+ * after them is written here): a name made up in place instead of made, then copied. 0 with
+ * *room NULL for n == 0 and on allocation failure. */
+uint32_t sp_strtab_add_room(sp_strtab *t, size_t n, char **room);
 
 #endif

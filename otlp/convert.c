@@ -216,9 +216,18 @@ static uint32_t synthetic_name(conv *c, const sp_location *loc)
         c->ftype_idx = loc->frame_type;
         c->ftype_len = (uint32_t)strlen(type);
     }
-    size_t n =
-        sp_frame_name_parts(buf, sizeof buf, type, c->ftype_len, loc->address, base, base_len);
-    return sp_strtab_add(&c->st, buf, n); /* new but for a repeated address */
+    /* Written where the table keeps it (new but for a repeated address); a name past the buffer
+     * this used is cut there as before. */
+    size_t n = sp_frame_name_len(c->ftype_len, loc->address, base_len);
+    if (n >= sizeof buf) {
+        n = sp_frame_name_parts(buf, sizeof buf, type, c->ftype_len, loc->address, base, base_len);
+        return sp_strtab_add(&c->st, buf, n);
+    }
+    char *room;
+    uint32_t idx = sp_strtab_add_room(&c->st, n, &room);
+    if (room)
+        sp_frame_name_parts(room, n + 1, type, c->ftype_len, loc->address, base, base_len);
+    return idx;
 }
 
 /* The locations' prints, made here on a worker so the store's one writer need not key each

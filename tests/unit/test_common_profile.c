@@ -56,6 +56,11 @@ static void frame_name_matches_printf_at_every_buffer_size(void **state)
                                                      base, base ? strlen(base) : 0);
                     assert_string_equal(got, want);
                     assert_int_equal(len, strlen(want));
+                    char whole[256];
+                    reference(whole, sizeof whole, types[t], addrs[a], files[f]);
+                    assert_int_equal(sp_frame_name_len(types[t] ? strlen(types[t]) : 0, addrs[a],
+                                                       base ? strlen(base) : 0),
+                                     strlen(whole));
                     cases++;
                 }
     assert_int_equal(cases, 5 * 7 * 7 * 64);

@@ -93,9 +93,10 @@ static void a_budget_too_small_for_the_room_leaves_the_table_working(void **stat
     sp_arena_free(a);
 }
 
-/* Added names (sp_strtab_add, the OTLP converter's made-up frame names): each a new index
- * holding its bytes, duplicates included, and interning around them answers as without them,
- * however many were added (the index is neither rebuilt for them nor fooled by them). */
+/* Added names (sp_strtab_add and sp_strtab_add_room, the OTLP converter's made-up frame names,
+ * copied or written in place): each a new index holding its bytes, duplicates included, and
+ * interning around them answers as without them, however many were added (the index is neither
+ * rebuilt for them nor fooled by them). */
 static void added_names_take_new_indices_and_leave_interning_as_it_was(void **state)
 {
     (void)state;
@@ -109,6 +110,9 @@ static void added_names_take_new_indices_and_leave_interning_as_it_was(void **st
     assert_int_equal(sp_strtab_init(&without, b, prefill, PREFILL), 0);
     assert_int_equal(sp_strtab_reserve(&with, 8, NAMES / 2), 0);
     assert_int_equal(sp_strtab_add(&with, "", 0), 0);
+    char *none;
+    assert_int_equal(sp_strtab_add_room(&with, 0, &none), 0);
+    assert_null(none);
     uint32_t first = sp_strtab_add(&with, "pkg.Func7", 9); /* a prefilled string's bytes */
     assert_int_equal(first, PREFILL);
     assert_string_equal(with.s[first], "pkg.Func7");
@@ -116,10 +120,18 @@ static void added_names_take_new_indices_and_leave_interning_as_it_was(void **st
     for (int i = 0; i < NAMES; i++) {
         char n[64];
         name_of(i, n, sizeof n);
-        uint32_t k = sp_strtab_add(&with, n, strlen(n));
+        uint32_t k;
+        if (i % 2) { /* written in place (sp_strtab_add_room) */
+            char *room;
+            k = sp_strtab_add_room(&with, strlen(n), &room);
+            assert_non_null(room);
+            memcpy(room, n, strlen(n));
+        } else {
+            k = sp_strtab_add(&with, n, strlen(n));
+        }
         assert_int_equal(k, next++); /* never an earlier index */
         assert_int_equal(with.len[k], strlen(n));
-        assert_memory_equal(with.s[k], n, strlen(n));
+        assert_string_equal(with.s[k], n);
         if (i % 500 == 0) { /* interning between the adds: indices of its own table */
             char x[32];
             snprintf(x, sizeof x, "interned %d", i);
