@@ -141,6 +141,7 @@ int jfr_set_add(jfr_set *s, sp_arena *a, uint64_t h, uint32_t id)
 
 int jfr_varint_slow(jfr_ctx *c, jfr_rd *r, uint64_t *v, const char *what)
 {
+    *v = 0; /* on every path: -O3 cannot tell that an error means the caller reads nothing */
     uint64_t x = 0;
     const uint8_t *p = r->p;
     for (int i = 0; i < 9; i++) {
@@ -492,6 +493,7 @@ typedef struct mreader {
 
 static int mindex(mreader *m, const char *what, jfr_str *out)
 {
+    *out = (jfr_str){"", 0};
     uint64_t v;
     int rc = jfr_varint(m->c, &m->r, &v, what);
     if (rc)

@@ -205,6 +205,7 @@ static int mapping_detail(rq *q, frames *f, int64_t m, const char **file, const 
 /* Interns a name into the answer's names (arena copy). */
 static int intern_name(rq *q, frames *f, const char *s, uint32_t *out)
 {
+    *out = 0;
     size_t len = strlen(s);
     uint64_t h = store_strset_hash(s, len);
     int64_t k = store_strset_find_hashed(&f->names, s, len, h);
