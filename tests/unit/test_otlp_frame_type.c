@@ -35,6 +35,38 @@ static const char *const want[NLOC] = {
     NULL,     "native 0x1000", "native 0x2000", "native 0x3000", "kernel 0x4000",
     "0x5000", "7 0x6000",      "kernel 0x7000"};
 
+/* Converts a request of one resource (res, may be NULL), one scope and one profile of samples
+ * smp[0..n) (type strings 1 and 2 of d) over d into b (from arena a), asserting it converts. */
+static void convert_one(Dict *d, Sample **smp, size_t n,
+                        Opentelemetry__Proto__Resource__V1__Resource *res, sp_arena *a, sp_batch *b)
+{
+    ValueType st = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
+    st.type_strindex = 1;
+    st.unit_strindex = 2;
+    Profile pr = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT, *prof = &pr;
+    pr.sample_type = &st;
+    pr.time_unix_nano = 1700000000000000000ull;
+    pr.samples = smp;
+    pr.n_samples = n;
+    ScopeProfiles sc = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT,
+                  *scp = &sc;
+    sc.profiles = &prof;
+    sc.n_profiles = 1;
+    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT,
+                     *rpp = &rp;
+    rp.resource = res;
+    rp.scope_profiles = &scp;
+    rp.n_scope_profiles = 1;
+    otlp_profiles_req q =
+        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
+    q.resource_profiles = &rpp;
+    q.n_resource_profiles = 1;
+    q.dictionary = d;
+    *b = (sp_batch){.tenant = "t", .arena = a};
+    sp_err err = {0};
+    assert_int_equal(otlp_profiles_convert(&q, NULL, 1, b, &err), 0);
+}
+
 static void locations_share_attribute_entries_and_keep_their_first_frame_type(void **state)
 {
     (void)state;
@@ -88,32 +120,10 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
     d.n_location_table = NLOC;
     d.stack_table = stackp;
     d.n_stack_table = NLOC;
-    ValueType st = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
-    st.type_strindex = 1;
-    st.unit_strindex = 2;
-    Profile prof = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT, *profp = &prof;
-    prof.sample_type = &st;
-    prof.time_unix_nano = 1700000000000000000ull;
-    prof.samples = sp_ + 1;
-    prof.n_samples = NLOC - 1;
-    ScopeProfiles sc = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT,
-                  *scp = &sc;
-    sc.profiles = &profp;
-    sc.n_profiles = 1;
-    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT,
-                     *rpp = &rp;
-    rp.scope_profiles = &scp;
-    rp.n_scope_profiles = 1;
-    otlp_profiles_req q =
-        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
-    q.resource_profiles = &rpp;
-    q.n_resource_profiles = 1;
-    q.dictionary = &d;
 
     sp_arena *a = sp_arena_new(0);
-    sp_batch b = {.tenant = "t", .arena = a};
-    sp_err err = {0};
-    assert_int_equal(otlp_profiles_convert(&q, NULL, 1, &b, &err), 0);
+    sp_batch b;
+    convert_one(&d, sp_ + 1, NLOC - 1, NULL, a, &b);
     assert_int_equal(b.nprofiles, 1);
     const sp_profile *p = b.profiles[0];
     assert_int_equal(p->nsamples, NLOC - 1);
@@ -208,18 +218,6 @@ static void samples_with_a_service_name_split_the_profile(void **state)
     d.n_string_table = sizeof strings / sizeof *strings;
     d.attribute_table = kvp;
     d.n_attribute_table = N;
-    ValueType st = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__VALUE_TYPE__INIT;
-    st.type_strindex = 1;
-    st.unit_strindex = 2;
-    Profile prof = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILE__INIT, *profp = &prof;
-    prof.sample_type = &st;
-    prof.time_unix_nano = 1700000000000000000ull;
-    prof.samples = smpp;
-    prof.n_samples = 6;
-    ScopeProfiles sc = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SCOPE_PROFILES__INIT,
-                  *scp = &sc;
-    sc.profiles = &profp;
-    sc.n_profiles = 1;
     Opentelemetry__Proto__Common__V1__AnyValue rv =
         OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__INIT;
     rv.value_case = OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE;
@@ -233,21 +231,10 @@ static void samples_with_a_service_name_split_the_profile(void **state)
         OPENTELEMETRY__PROTO__RESOURCE__V1__RESOURCE__INIT;
     res.attributes = &rkvp;
     res.n_attributes = 1;
-    ResourceProfiles rp = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__RESOURCE_PROFILES__INIT,
-                     *rpp = &rp;
-    rp.resource = &res;
-    rp.scope_profiles = &scp;
-    rp.n_scope_profiles = 1;
-    otlp_profiles_req q =
-        OPENTELEMETRY__PROTO__COLLECTOR__PROFILES__V1DEVELOPMENT__EXPORT_PROFILES_SERVICE_REQUEST__INIT;
-    q.resource_profiles = &rpp;
-    q.n_resource_profiles = 1;
-    q.dictionary = &d;
 
     sp_arena *a = sp_arena_new(0);
-    sp_batch b = {.tenant = "t", .arena = a};
-    sp_err err = {0};
-    assert_int_equal(otlp_profiles_convert(&q, NULL, 1, &b, &err), 0);
+    sp_batch b;
+    convert_one(&d, smpp, 6, &res, a, &b);
     assert_int_equal(b.nprofiles, 3);
     static const char *const services[3] = {"shop", "checkout", "cart"};
     static const uint32_t counts[3] = {3, 2, 1};

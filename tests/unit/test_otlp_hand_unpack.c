@@ -372,6 +372,18 @@ static size_t request_of(uint8_t *o, uint8_t *const *res, const size_t *len, siz
     return k + put_len(o + k, 0x12, none, 0);
 }
 
+/* The layout pass over req[0..n) in a fresh arena (*a, the caller's to free), asserted to pass. */
+static otlp_layout_info layout_of(const uint8_t *req, size_t n, sp_arena **a)
+{
+    *a = sp_arena_new(otlp_decode_budget(n));
+    otlp_layout_info info;
+    const uint8_t *out;
+    size_t outlen;
+    sp_err err = {0};
+    assert_int_equal(otlp_layout_normalize(req, n, *a, &out, &outlen, &info, &err), 0);
+    return info;
+}
+
 /* What protobuf-c unpacks from a resource's bytes, summed as a census counts it. */
 static otlp_resource_census census_by_protobuf_c(const uint8_t *b, size_t n)
 {
@@ -407,12 +419,8 @@ static void the_layout_census_counts_what_protobuf_c_unpacks(void **state)
     }
     uint8_t *req = malloc(total);
     size_t n = request_of(req, res, len, 10);
-    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
-    otlp_layout_info info;
-    const uint8_t *out;
-    size_t outlen;
-    sp_err err = {0};
-    assert_int_equal(otlp_layout_normalize(req, n, a, &out, &outlen, &info, &err), 0);
+    sp_arena *a;
+    otlp_layout_info info = layout_of(req, n, &a);
     assert_int_equal(info.rewritten, 0);
     assert_non_null(info.census);
     assert_int_equal(info.ncensus, 10);
@@ -446,12 +454,8 @@ static void the_census_says_which_resources_the_decoder_must_walk(void **state)
     len[0] = n0;
     uint8_t *req = malloc(n0 + 256);
     size_t n = request_of(req, res, len, 3);
-    sp_arena *a = sp_arena_new(otlp_decode_budget(n));
-    otlp_layout_info info;
-    const uint8_t *out;
-    size_t outlen;
-    sp_err err = {0};
-    assert_int_equal(otlp_layout_normalize(req, n, a, &out, &outlen, &info, &err), 0);
+    sp_arena *a;
+    otlp_layout_info info = layout_of(req, n, &a);
     assert_int_equal(info.ncensus, 3);
     assert_int_equal(info.census[0].ok, 1);
     assert_int_equal(info.census[1].ok, 0);
