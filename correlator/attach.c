@@ -135,6 +135,8 @@ static int64_t obs_value(const sp_sample *s, uint32_t k)
 {
     if (s->values)
         return s->values[k];
+    if (s->nobs <= 1) /* the eBPF profiler's usual Sample: no division */
+        return s->value;
     int64_t share = s->value / (int64_t)s->nobs; /* equal shares, remainder to the first */
     return k == 0 ? s->value - share * (int64_t)(s->nobs - 1) : share;
 }

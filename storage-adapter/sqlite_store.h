@@ -250,6 +250,9 @@ typedef struct sqs_writer {
     store_sum3_entry *sorted3; /* the same for the sample aggregate */
     size_t sorted3_cap;
     int32_t now_hour;
+    /* The last bucket an observation fell in: [bucket_t0, bucket_t0 + SQS_BUCKET_NS) is bucket
+     * bucket_n (zero-initialised: bucket 0, which starts at 0). */
+    int64_t bucket_t0, bucket_n;
     sqs_retention ret;
     struct sqs_xres xres[SQS_XRES_SLOTS];
     struct {
@@ -461,6 +464,18 @@ static inline int64_t sqs_floor_div(int64_t t, int64_t w)
 {
     int64_t q = t / w;
     return (t % w != 0 && ((t < 0) != (w < 0))) ? q - 1 : q;
+}
+
+/* The bucket of time t > 0 on the writer: a division only when t leaves the last one (a
+ * request's observations fall in a few buckets; dividing each was 1 % of the server at full
+ * ingest). */
+static inline int64_t sqs_bucket_of(sqs_writer *w, int64_t t)
+{
+    if ((uint64_t)(t - w->bucket_t0) >= (uint64_t)SQS_BUCKET_NS) { /* both >= 0: no overflow */
+        w->bucket_n = sqs_floor_div(t, SQS_BUCKET_NS);
+        w->bucket_t0 = w->bucket_n * SQS_BUCKET_NS;
+    }
+    return w->bucket_n;
 }
 
 /* sqlite_write.c helpers shared with sqlite_retention.c (writer thread only). */

@@ -425,7 +425,7 @@ static int add_value(sqs_writer *w, int64_t series, int64_t bucket, int64_t stac
             return series ? sqs_oom(err) : sp_fail(err, SP_EINTERNAL, "series id 0");
         *sum += v;
     }
-    int64_t hour = sqs_floor_div(bucket * SQS_BUCKET_NS, SQS_HOUR_NS);
+    int64_t hour = s->nspans ? sqs_floor_div(bucket * SQS_BUCKET_NS, SQS_HOUR_NS) : 0;
     for (uint32_t k = 0; k < s->nspans; k++) {
         const uint8_t *id = s->spans[k].span_id;
         int64_t key = sqs_span_key(id);
@@ -457,13 +457,14 @@ static int add_sample_values(sqs_writer *w, const sp_profile *p, const sp_sample
         *nobs += p->attach_only ? 0 : 1;
         return 0;
     }
-    int64_t share = s->values ? 0 : s->value / (int64_t)s->nobs;
+    /* equal shares, the remainder to the first (no division for the usual single one) */
+    int64_t share = s->values ? 0 : s->nobs == 1 ? s->value : s->value / (int64_t)s->nobs;
     int64_t rest = s->values ? 0 : s->value - share * (int64_t)s->nobs;
     int64_t run_bucket = 0, run_value = 0;
     for (uint32_t k = 0; k < s->nobs; k++) {
         int64_t v = s->values ? s->values[k] : share + (k == 0 ? rest : 0);
         int64_t t = (int64_t)s->timestamps[k];
-        int64_t b = t > 0 ? sqs_floor_div(t, SQS_BUCKET_NS) : default_bucket;
+        int64_t b = t > 0 ? sqs_bucket_of(w, t) : default_bucket;
         if (k > 0 && b != run_bucket) {
             if (run_value &&
                 (rc = add_value(w, series, run_bucket, stack, run_value, s, p->attach_only, err)))
@@ -590,9 +591,8 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         /* The aggregate's slot is a cache miss in a table of hundreds of thousands of entries:
          * prefetched now, the sample is added PREFETCH_AHEAD samples later (the order of the
          * additions changes no sum). */
-        int64_t b0 = s->nobs && s->timestamps[0] > 0
-                         ? sqs_floor_div((int64_t)s->timestamps[0], SQS_BUCKET_NS)
-                         : default_bucket;
+        int64_t b0 = s->nobs && s->timestamps[0] > 0 ? sqs_bucket_of(w, (int64_t)s->timestamps[0])
+                                                     : default_bucket;
         if (!p->attach_only)
             store_sum3_prefetch(&w->samples, series, b0, stack);
         pending *q = &ring[i % PREFETCH_AHEAD];

@@ -79,6 +79,45 @@ static void same_stack_twice_is_one_stack_row_with_summed_values(void **state)
     assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM tenant WHERE name='anonymous'"), 1);
 }
 
+static int64_t bucket_total(fx *f, int64_t t)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce(sum(total), -1) FROM sample_chunk WHERE bucket=%lld",
+             (long long)(t / (10 * SEC)));
+    return sql_int(f->dir, sql);
+}
+
+/* Each observation of a Sample goes to the 10 s bucket of its own time, in whatever order the
+ * times come (the writer remembers the last bucket instead of dividing each time), and a value
+ * without per-observation values is shared equally, the remainder to the first. */
+static void observations_go_to_the_bucket_of_their_time_in_any_order(void **state)
+{
+    fx *f = *state;
+    sp_arena *a = sp_arena_new(0);
+    sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+    sp_sample *s = add_sample(a, p, STK_MFB, 23, f->t0 + 1 * SEC);
+    static const int64_t at[] = {1, 15, 3, 25, 12}; /* seconds after t0 (a bucket's start) */
+    s->nobs = 5;
+    s->values = NULL; /* 23 in five: 7 (4 and the remainder 3), then 4 each */
+    s->timestamps = sp_arena_calloc(a, s->nobs, sizeof *s->timestamps);
+    for (uint32_t k = 0; k < s->nobs; k++)
+        s->timestamps[k] = (uint64_t)(f->t0 + at[k] * SEC);
+    s = add_sample(a, p, STK_MF, 9, f->t0 + 26 * SEC);
+    s->values = NULL; /* one observation, its value the sample's */
+    add_sample(a, p, STK_MB, 5, f->t0 + 2 * SEC);
+    sp_batch b = batch1(a, "t1", p);
+    write_ok(f->s, &b);
+    sp_arena_free(a);
+
+    assert_int_equal(bucket_total(f, f->t0), 7 + 4 + 5);
+    assert_int_equal(bucket_total(f, f->t0 + 10 * SEC), 4 + 4);
+    assert_int_equal(bucket_total(f, f->t0 + 20 * SEC), 4 + 9);
+    assert_int_equal(bucket_total(f, f->t0 + 30 * SEC), -1);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, 0, 0);
+    assert_int_equal(st.total, 23 + 9 + 5);
+    assert_int_equal(value_of(&st, "main;foo;bar"), 23);
+}
+
 /* ---- closing buckets (sqlite_compact.c, M1-M6) ---------------------------------------------- */
 
 #define MERGED_ID "4611686018427387904" /* SQS_CHUNK_MERGED_ID */
@@ -992,6 +1031,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(same_stack_twice_is_one_stack_row_with_summed_values, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(observations_go_to_the_bucket_of_their_time_in_any_order,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(label_matchers_select_series, setup, teardown),
         cmocka_unit_test_setup_teardown(closed_bucket_chunks_merge_into_one_and_answers_stay, setup,
                                         teardown),
