@@ -727,6 +727,19 @@ static uint64_t keep_inferred(prof_ctx *x, const sp_sample *s, const sample_plan
     return lost;
 }
 
+#define KEEP_AHEAD 8 /* samples between a stack's prefetch and its lookup */
+
+/* Prefetches the stacks-by-print slot of sample s when this request has not met its stack yet
+ * (its memo entry by print index is empty): the other samples of a stack find it in the memo. */
+SP_PREFETCH_HELPER void prefetch_stack(const prof_ctx *x, const sp_sample *s)
+{
+    const batch_memo *m = x->m;
+    const sp_profile *p = x->p;
+    if (p->stack_prints && m->by_stack_of == p->stack_prints && s->stack &&
+        s->stack < p->nstack_prints && s->stack < m->nby_stack && !m->by_stack[s->stack])
+        cw_stack_prefetch(x->c, &p->stack_prints[s->stack]);
+}
+
 /* Phase 2 for one profile: the process is marked as profiled, outcomes counted, observations
  * kept for later spans. Cannot fail. */
 void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *memo)
@@ -736,6 +749,8 @@ void cw_keep_profile(corr *c, const prof_plan *pp, uint32_t tenant, batch_memo *
     int64_t last_pid = 0;
     for (uint32_t i = 0; i < pp->norig; i++) {
         const sp_sample *s = &pp->orig[i];
+        if (i + KEEP_AHEAD < pp->norig)
+            prefetch_stack(&x, &pp->orig[i + KEEP_AHEAD]);
         const sample_plan *pl = &pp->plans[i];
         if (s->pid) {
             proc *pr =

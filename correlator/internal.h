@@ -14,6 +14,7 @@
 
 #include "correlator.h"
 #include "../common/hash.h"
+#include "../common/prefetch.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -385,6 +386,18 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
 /* cw_stack_id() through the stacks-by-print cache when the sample's producer printed its stack
  * (equal prints name locations of equal content in the same order, so the same frame names). */
 uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
+/* A slot of corr.printed: the stack id of the print (a, b) when used. */
+struct stack_by_print {
+    uint64_t a, b;
+    uint32_t id, used;
+};
+/* Starts loading the stacks-by-print slot of print pr (a cache miss in a table of up to 32 Ki
+ * entries: 80 % of cw_stack_id_printed's time at full ingest), for a sample a few ahead. */
+SP_PREFETCH_HELPER void cw_stack_prefetch(const corr *c, const sp_print *pr)
+{
+    if (c->printed && c->printed_gen == c->interns_gen)
+        __builtin_prefetch(&c->printed[pr->a & (c->nprinted - 1)]);
+}
 uint32_t cw_tenant_id(corr *c, const char *t, int create);
 wait_ent *cw_wait_add(corr *c, uint32_t tenant, const uint8_t gap[8]);
 

@@ -673,13 +673,9 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
     return cw_itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
 }
 
-#define CW_PRINTS_MAX 32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more   \
-                             */
-
-struct stack_by_print {
-    uint64_t a, b;
-    uint32_t id, used;
-};
+#define CW_PRINTS_MAX                                                                              \
+    32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more                     \
+           */
 
 /* The table's slots: a power of two, at most a 256th of the correlator's budget (it is outside
  * the budget's count, as the per-request memos are), 64 to CW_PRINTS_MAX. */
