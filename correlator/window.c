@@ -673,9 +673,8 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
     return cw_itab_get(&c->stacks, frames, n * (uint32_t)sizeof *frames, 1);
 }
 
-#define CW_PRINTS_MAX                                                                              \
-    32768 /* 768 KiB: a request's known stacks (eBPF: a few thousand) and more                     \
-           */
+/* 768 KiB: a request's known stacks (eBPF: a few thousand) and more */
+#define CW_PRINTS_MAX 32768
 
 /* The table's slots: a power of two, at most a 256th of the correlator's budget (it is outside
  * the budget's count, as the per-request memos are), 64 to CW_PRINTS_MAX. */
