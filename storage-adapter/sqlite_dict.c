@@ -104,6 +104,9 @@ int sqs_load_watermarks(sqs_writer *w, sp_err *err)
 /* Keys the rows of dictionary k with ids in (watermark, to]. */
 static int key_rows(sqs_writer *w, int k, int64_t to, sp_err *err)
 {
+    int rc = sqs_newrows_flush(w, k, err); /* A2: they are read here */
+    if (rc)
+        return rc;
     sqlite3_bind_int64(w->st[keys_of[k].all], 1, w->keyed[k]);
     sqlite3_bind_int64(w->st[keys_of[k].all], 2, to);
     return sqs_run(w, keys_of[k].all, err);
@@ -416,6 +419,15 @@ static int touch(sqs_writer *w, int which, store_dict_entry *e, int64_t id, int3
 {
     if (seen >= target - 1)
         return 0;
+    int k = which == W_STACK_SEEN  ? SQS_KEYS_STACK
+            : which == W_LOC_SEEN  ? SQS_KEYS_LOC
+            : which == W_FUNC_SEEN ? SQS_KEYS_FN
+                                   : -1;
+    if (k >= 0 && sqs_newrow_waits(w, k, id)) {
+        int rc = sqs_newrows_flush(w, k, err); /* A2: an UPDATE would miss it */
+        if (rc)
+            return rc;
+    }
     sqlite3_bind_int64(w->st[which], 1, id);
     sqlite3_bind_int(w->st[which], 2, target);
     int rc = sqs_run(w, which, err);
@@ -552,33 +564,20 @@ static uint64_t zigzag(int64_t v)
 /* The statements of the dictionaries with a key table; `at` reads a candidate by id, its id the
  * parameter at_id. */
 static const struct {
-    int find, at, at_id, ins, seen;
+    int find, at, at_id, seen;
 } rows_of[SQS_NKEYS] = {
-    [SQS_KEYS_STACK] = {W_STACK_FIND, W_STACK_AT, 4, W_STACK_INS, W_STACK_SEEN},
-    [SQS_KEYS_LOC] = {W_LOC_FIND, W_LOC_AT, 7, W_LOC_INS, W_LOC_SEEN},
-    [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_AT, 7, W_FUNC_INS, W_FUNC_SEEN},
+    [SQS_KEYS_STACK] = {W_STACK_FIND, W_STACK_AT, 4, W_STACK_SEEN},
+    [SQS_KEYS_LOC] = {W_LOC_FIND, W_LOC_AT, 7, W_LOC_SEEN},
+    [SQS_KEYS_FN] = {W_FUNC_FIND, W_FUNC_AT, 7, W_FUNC_SEEN},
 };
 
-/* A row of a dictionary with a key table, as its statements take it: ?1 the hash, then
- *   stack:    ?2 locs (bytes[0]; never NULL)                             INS ?3 seen
- *   location: ?2 mapping, ?3 address, ?4 kind (ints), ?5 lines (bytes[0]) INS ?6 seen
- *   function: ?2 name, ?3 system_name (bytes[0..1], text), ?4 file, ?5 start_line (ints)
- *                                                                          INS ?6 seen
- * A NULL bytes pointer binds SQL NULL; the bytes are the caller's (SQLITE_STATIC). Only the
- * statement about to run is bound: a new row read nothing, and binding all three each time was
- * a sixth of what a new row cost the writer. */
-typedef struct sqs_row {
-    int k;
-    int64_t hash;
-    const void *bytes[2];
-    int nbytes[2];
-    int64_t ints[3];
-} sqs_row;
-
-static void bind_row(sqs_writer *w, int which, const sqs_row *r, int32_t seen)
+/* Binds row r (sqs_row, sqlite_store.h) to lookup `which`. Only the statement about to run is
+ * bound: a new row reads nothing, and binding all three each time was a sixth of what a new
+ * row cost the writer. */
+static void bind_row(sqs_writer *w, int which, const sqs_row *r)
 {
     sqlite3_stmt *st = w->st[which];
-    int ins = which == rows_of[r->k].ins, next = 2;
+    int next = 2;
     sqlite3_bind_int64(st, 1, r->hash);
     if (r->k == SQS_KEYS_LOC)
         for (int i = 0; i < 3; i++)
@@ -594,8 +593,6 @@ static void bind_row(sqs_writer *w, int which, const sqs_row *r, int32_t seen)
     if (r->k == SQS_KEYS_FN)
         for (int i = 0; i < 2; i++)
             sqlite3_bind_int64(st, next++, r->ints[i]);
-    if (ins)
-        sqlite3_bind_int(st, next, seen);
 }
 
 /* Steps statement which bound with r, then clears its bindings (they point into the caller's
@@ -620,8 +617,11 @@ static int find_row(sqs_writer *w, const sqs_row *r, int64_t *out, int32_t *seen
         uint32_t id;
         int tried = 0, rc = 0;
         while (rc == 0 && (id = store_hindex_next(&w->index[k], (uint32_t)r->hash, &it))) {
-            if (!tried++)
-                bind_row(w, rows_of[k].at, r, 0);
+            if (!tried++) {
+                if ((rc = sqs_newrows_flush(w, k, err))) /* A2: the id may be waiting */
+                    return rc;
+                bind_row(w, rows_of[k].at, r);
+            }
             sqlite3_bind_int64(w->st[rows_of[k].at], rows_of[k].at_id, id);
             rc = sqs_find(w, rows_of[k].at, out, seen, err);
         }
@@ -630,10 +630,12 @@ static int find_row(sqs_writer *w, const sqs_row *r, int64_t *out, int32_t *seen
         w->index_skips += !tried;
         return rc;
     }
-    int rc = keys_ready(w, k, err);
+    int rc = sqs_newrows_flush(w, k, err); /* A2 */
+    if (!rc)
+        rc = keys_ready(w, k, err);
     if (rc)
         return rc;
-    bind_row(w, rows_of[k].find, r, 0);
+    bind_row(w, rows_of[k].find, r);
     return find_bound(w, rows_of[k].find, out, seen, err);
 }
 
@@ -654,9 +656,7 @@ static int keyed_row(sqs_writer *w, store_dict *d, const sqs_row *r, uint64_t h1
         if (*seen < target - 1)
             *seen = target;
     } else {
-        bind_row(w, rows_of[k].ins, r, target);
-        rc = insert(w, rows_of[k].ins, out, err);
-        sqlite3_clear_bindings(w->st[rows_of[k].ins]);
+        rc = sqs_newrow_add(w, r, target, out, err); /* inserted with others (A1-A3) */
         if (rc || (rc = key_new_row(w, k, r->hash, *out, err)))
             return rc;
         *seen = target;

@@ -116,6 +116,8 @@ static int sweep_dictionary(sqs_writer *w, int max_stmt, int del_stmt, int keys,
     r->deleted += (uint64_t)ch;
     if (ch && del_stmt != W_RET_DEL_STACK)
         r->names_stale = 1; /* names the queries keep may be of these rows (N3) */
+    if (ch && !w->newrows[keys].n)
+        w->newrows[keys].next_id = 0; /* A1: numbered from the highest left, as SQLite would */
     if (ch) {
         /* The cache may name deleted rows; forgetting it forgets the unkeyed rows too, so they
          * are keyed first, unless the hash index finds them (I2; keyed if it gives up, I4). */

@@ -75,15 +75,12 @@ enum {
     W_MAPPING_INS,
     W_FUNC_FIND,
     W_FUNC_AT, /* between FIND and INS: bound with them */
-    W_FUNC_INS,
     W_FUNC_SEEN,
     W_LOC_FIND,
     W_LOC_AT, /* between FIND and INS: bound with them */
-    W_LOC_INS,
     W_LOC_SEEN,
     W_STACK_FIND,
     W_STACK_AT, /* between FIND and INS: bound with them */
-    W_STACK_INS,
     W_STACK_SEEN,
     W_SAMPLE_CHUNK,
     W_SPAN_CHUNK,
@@ -168,6 +165,40 @@ struct sqs_xres {
 /* The dictionaries whose lookups go through key tables filled in bulk (see sqlite_schema.c). */
 enum { SQS_KEYS_STACK, SQS_KEYS_LOC, SQS_KEYS_FN, SQS_NKEYS };
 
+/* A row of a dictionary with a key table, as its lookups take it: ?1 the hash, then
+ *   stack:    ?2 locs (bytes[0]; never NULL)
+ *   location: ?2 mapping, ?3 address, ?4 kind (ints), ?5 lines (bytes[0])
+ *   function: ?2 name, ?3 system_name (bytes[0..1], text), ?4 file, ?5 start_line (ints)
+ * A NULL bytes pointer binds SQL NULL; the bytes are the caller's (SQLITE_STATIC). New rows are
+ * inserted by sqlite_newrows.c, which copies them. */
+typedef struct sqs_row {
+    int k;
+    int64_t hash;
+    const void *bytes[2];
+    int nbytes[2];
+    int64_t ints[3];
+} sqs_row;
+
+/* New rows of one dictionary waiting for their INSERT (sqlite_newrows.c, A1-A3): their bytes
+ * copied into `bytes` (off, nbytes; nbytes -1: NULL). */
+#define SQS_NEWROWS_LG 5 /* up to 32 rows a statement */
+typedef struct sqs_newrow {
+    int64_t id, hash, ints[3];
+    size_t off[2];
+    int nbytes[2];
+    int32_t seen;
+} sqs_newrow;
+typedef struct sqs_newrows {
+    int64_t next_id; /* 0: read max(id) first */
+    int64_t first;   /* the id of rows[0] while n > 0 */
+    sqs_newrow *rows;
+    uint32_t n;
+    size_t rows_cap;
+    uint8_t *bytes;
+    size_t nbytes, bytes_cap;
+    sqlite3_stmt *ins[SQS_NEWROWS_LG + 1]; /* ins[lg]: 2^lg rows */
+} sqs_newrows;
+
 typedef struct sqs_writer {
     sqlite3 *db;
     sqlite3_stmt *st[W_NSTMT];
@@ -212,6 +243,7 @@ typedef struct sqs_writer {
      * (I3): index_gone[i] = {table k, hash, id}. */
     int64_t (*index_gone)[3];
     size_t nindex_gone, index_gone_cap;
+    sqs_newrows newrows[SQS_NKEYS]; /* new rows not inserted yet (A1-A3, sqlite_newrows.c) */
     store_agg periods; /* series id → period last written (aux), this connection's view */
     store_chunk_coder coder;
     /* Closed buckets' chunks merged into one (sqlite_compact.c, M1-M4): (series, bucket, 1) →
@@ -549,6 +581,17 @@ int sqs_is_link_label(const char *n, size_t len);
 int sqs_resolve_series(sqs_writer *w, int64_t tenant, const sp_profile *p, const sp_sample *s,
                        int64_t *out, sp_err *err);
 int32_t sqs_hour_of(int64_t t);
+
+/* sqlite_newrows.c: new dictionary rows inserted many to a statement (A1-A3 there), writer
+ * thread. add gives row r its id (*id) and keeps it (r's bytes copied), inserting the waiting
+ * rows once 2^SQS_NEWROWS_LG are; flush inserts the rows of table k waiting (k < 0: all);
+ * waits: whether row id of table k is still waiting; drop forgets them (a rollback); free. add
+ * and flush return 0, SP_EUNAVAIL (SQLite failed; roll back) or SP_ENOMEM. */
+int sqs_newrow_add(sqs_writer *w, const sqs_row *r, int32_t seen, int64_t *id, sp_err *err);
+int sqs_newrows_flush(sqs_writer *w, int k, sp_err *err);
+int sqs_newrow_waits(const sqs_writer *w, int k, int64_t id);
+void sqs_newrows_drop(sqs_writer *w);
+void sqs_newrows_free(sqs_writer *w);
 
 /* sqlite_symbols.c: the names of native frames (see store_symbolizer). */
 struct rq;

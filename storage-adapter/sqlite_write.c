@@ -99,21 +99,16 @@ static const char *const wsql[W_NSTMT] = {
                     "f.system_name IS ?3 AND f.file=?4 AND f.start_line=?5",
     [W_FUNC_AT] = "SELECT id, seen FROM function WHERE id=?7 AND hash=?1 AND name IS ?2 AND "
                   "system_name IS ?3 AND file=?4 AND start_line=?5",
-    [W_FUNC_INS] = "INSERT INTO function(hash, seen, name, system_name, file, start_line) "
-                   "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_FUNC_SEEN] = "UPDATE function SET seen=?2 WHERE id=?1",
     [W_LOC_FIND] = "SELECT l.id, l.seen FROM location_key k CROSS JOIN location l ON l.id=k.id "
                    "WHERE k.hash=?1 AND l.mapping=?2 AND l.address=?3 AND l.kind=?4 AND "
                    "l.lines IS ?5",
     [W_LOC_AT] = "SELECT id, seen FROM location WHERE id=?7 AND hash=?1 AND mapping=?2 AND "
                  "address=?3 AND kind=?4 AND lines IS ?5",
-    [W_LOC_INS] = "INSERT INTO location(hash, seen, mapping, address, kind, lines) "
-                  "VALUES(?1, ?6, ?2, ?3, ?4, ?5)",
     [W_LOC_SEEN] = "UPDATE location SET seen=?2 WHERE id=?1",
     [W_STACK_FIND] = "SELECT s.id, s.seen FROM stack_key k CROSS JOIN stack s ON s.id=k.id "
                      "WHERE k.hash=?1 AND s.locs=?2",
     [W_STACK_AT] = "SELECT id, seen FROM stack WHERE id=?4 AND hash=?1 AND locs=?2",
-    [W_STACK_INS] = "INSERT INTO stack(hash, seen, locs) VALUES(?1, ?3, ?2)",
     [W_STACK_SEEN] = "UPDATE stack SET seen=?2 WHERE id=?1",
     [W_COMPACT_READ] = "SELECT seq, data, id, total FROM sample_chunk WHERE series=?1 AND "
                        "bucket=?2 ORDER BY seq",
@@ -212,15 +207,12 @@ const char *const sqs_wwhat[W_NSTMT] = {
     [W_MAPPING_INS] = "writing a mapping",
     [W_FUNC_FIND] = "looking up a function",
     [W_FUNC_AT] = "looking up a function by its hash index",
-    [W_FUNC_INS] = "writing a function",
     [W_FUNC_SEEN] = "refreshing a function",
     [W_LOC_FIND] = "looking up a location",
     [W_LOC_AT] = "looking up a location by its hash index",
-    [W_LOC_INS] = "writing a location",
     [W_LOC_SEEN] = "refreshing a location",
     [W_STACK_FIND] = "looking up a stack",
     [W_STACK_AT] = "looking up a stack by its hash index",
-    [W_STACK_INS] = "writing a stack",
     [W_STACK_SEEN] = "refreshing a stack",
     [W_SAMPLE_CHUNK] = "writing sample values",
     [W_COMPACT_READ] = "reading a bucket's chunks to merge them",
@@ -340,6 +332,7 @@ void sqs_writer_free(sqs_store *s)
     for (int i = 0; i < W_NSTMT; i++)
         sqlite3_finalize(w->st[i]);
     memset(w->st, 0, sizeof w->st);
+    sqs_newrows_free(w);
     if (w->db)
         sqlite3_close(w->db);
     w->db = NULL;
@@ -605,7 +598,7 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
         if (ring[k].s && (rc = add_sample_values(w, p, ring[k].s, ring[k].series, ring[k].stack,
                                                  default_bucket, nobs, err)))
             return rc;
-    return 0;
+    return sqs_newrows_flush(w, -1, err); /* A2 of sqlite_newrows.c: none waits past here */
 }
 
 /* Records an hour in span_hour once (the writer remembers which it has written). */
@@ -785,6 +778,7 @@ void sqs_rollback(sqs_writer *w)
     for (int i = 0; i < W_NSTMT; i++)
         sqlite3_reset(w->st[i]);
     clear_caches(w);
+    sqs_newrows_drop(w); /* A3 */
     store_agg_reset(&w->hours);
     sp_err ignored = {0};
     if (sqs_load_watermarks(w, &ignored))
@@ -990,6 +984,8 @@ restart:
     pthread_mutex_lock(&s->mu);
     int house = s->head != NULL; /* H1: others wait, no idle time is coming */
     pthread_mutex_unlock(&s->mu);
+    if (!rc)
+        rc = sqs_newrows_flush(w, -1, &terr); /* none waits (A2); an early return's rows */
     if (!rc)
         rc = flush_samples(w, &terr);
     if (!rc && house)

@@ -128,6 +128,44 @@ static void dictionary_beyond_the_cache_is_found_again(void **state)
     }
 }
 
+/* One request whose location table names each location twice (OTLP does not forbid it): 1500
+ * stacks on the first copies, then the same 1500 on the second. The writer keeps new rows
+ * back and inserts them many to a statement (A1-A3 of sqlite_newrows.c); with the smallest
+ * cache (512 stacks, 256 locations) the repeats come after the cache forgot the first ones, so
+ * the hash index names a row still waiting, which must be inserted before it is read (A2): each
+ * content is one row, in one request as across requests, and the flame graph counts both. */
+static void content_repeated_in_one_request_is_one_row(void **state)
+{
+    fx *f = *state;
+    for (size_t index_rows = 0; index_rows < 2; index_rows++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/r%zu", f->dir, index_rows);
+        store *s;
+        open_indexed(dir, 1, 0, index_rows, &s);
+        for (int round = 0; round < 2; round++) {
+            sp_arena *a = sp_arena_new(0);
+            sp_profile *p = many_stacks(a, f, 1200, 3000);
+            for (uint32_t i = 601; i <= 1200; i++)
+                p->locations[i] = p->locations[i - 600]; /* the second copy of each */
+            for (uint32_t i = 0; i < 3000; i++) {
+                uint32_t *l = p->samples[i].location_ids;
+                l[0] = (i % 1500) % 600 + 1 + (i >= 1500 ? 600 : 0);
+                l[1] = (i % 1500) / 600 + 1 + (i >= 1500 ? 600 : 0);
+            }
+            sp_batch b = batch1(a, "t1", p);
+            write_ok(s, &b);
+            sp_arena_free(a);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 600);
+            assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 1500);
+            assert_int_equal(sql_int(dir, "SELECT count(DISTINCT locs) FROM stack"), 1500);
+            store_stacks out = select_from(s, f, "t1", CPU);
+            assert_int_equal(out.total, 3000 * (round + 1));
+            assert_int_equal(out.nstacks, 1500);
+        }
+        store_close(s);
+    }
+}
+
 /* A profile of n one-frame stacks on n locations never seen before round r, one sample each. */
 static sp_profile *new_locations(sp_arena *a, fx *f, uint32_t n, int r)
 {
@@ -651,12 +689,13 @@ static void background_retention_thread_runs(void **state)
     assert_int_equal(select_stacks(f, "t1", CPU, NULL, 0, 0, 0).total, 0);
 }
 
-/* A transaction that fails after writing new stack and location rows (or while keying them) is
- * rolled back whole, and the writer forgets what it did: its cache, the rows only the cache
- * indexed and its watermarks are those of the file again. Writing everything again afterwards,
- * in the same process and after a restart, adds values and no dictionary row. The failure is
- * a trigger on the table named, added from a second connection (the store has no fault hooks);
- * the default cache keys nothing (every row is unkeyed), the smallest keys all the time. */
+/* A transaction that fails after writing new stack and location rows (or while keying them, or
+ * inserting them) is rolled back whole, and the writer forgets what it did: its cache, the rows
+ * only the cache indexed, the rows waiting and its watermarks are those of the file again. Writing
+ * everything again afterwards, in the same process and after a restart, adds values and no
+ * dictionary row. The failure is a trigger on the table named, added from a second connection (the
+ * store has no fault hooks); the default cache keys nothing (every row is unkeyed), the smallest
+ * keys all the time. */
 static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
 {
     fx *f = *state;
@@ -667,7 +706,9 @@ static void failed_transaction_leaves_keys_and_cache_consistent(void **state)
                  {1, 0, "sample_chunk"},
                  {1, 1, "sample_chunk"},
                  {1, 1, "stack_key"},
-                 {1, 1, "location_key"}};
+                 {1, 1, "location_key"},
+                 {1, 0, "location"}, /* new rows go in many to a statement (sqlite_newrows.c) */
+                 {0, 0, "stack"}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char dir[96];
         snprintf(dir, sizeof dir, "%s/c%zu", f->dir, c);
@@ -1018,6 +1059,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(content_repeated_in_one_request_is_one_row, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(failed_transaction_leaves_keys_and_cache_consistent, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(full_disk_with_unkeyed_rows_finds_them_after_restart, setup,
