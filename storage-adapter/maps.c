@@ -755,12 +755,13 @@ static size_t put_values_bits(uint8_t *r, size_t k, uint8_t *bits, size_t *nbits
  * large enough and that pays (format + 1: the varint length of front, for format 3 also the
  * zstd frame's size, the frame), then tail as it is. */
 static int emit(store_chunk_coder *c, int format, const uint8_t *front, size_t nfront,
-                const uint8_t *tail, size_t ntail, uint8_t **buf, size_t *cap, size_t *len)
+                const uint8_t *tail, size_t ntail, int compress, uint8_t **buf, size_t *cap,
+                size_t *len)
 {
     size_t plain = 1 + nfront + ntail;
     if (reserve(buf, cap, plain))
         return -1;
-    if (nfront >= CHUNK_ZSTD_MIN) {
+    if (compress && nfront >= CHUNK_ZSTD_MIN) {
         size_t bound = 1 + 2 * STORE_VARINT_MAX + ZSTD_compressBound(nfront) + ntail;
         if (!c->zc && !(c->zc = ZSTD_createCCtx()))
             return -1;
@@ -797,7 +798,7 @@ static int emit(store_chunk_coder *c, int format, const uint8_t *front, size_t n
  * plus packed bits (format 2/3: off-CPU nanoseconds spread over many octaves, whose low bits are
  * noise; zstd then codes only the keys and the lengths, so the noise does not flatten its entropy
  * tables). */
-static int chunk_encode(store_chunk_coder *c, const chunk_src *e, size_t n, int nk,
+static int chunk_encode(store_chunk_coder *c, const chunk_src *e, size_t n, int nk, int compress,
                         const uint8_t **blob, size_t *len)
 {
     if (reserve(&c->raw, &c->raw_cap, (size_t)(nk + 1) * n * STORE_VARINT_MAX + 32) ||
@@ -841,12 +842,12 @@ static int chunk_encode(store_chunk_coder *c, const chunk_src *e, size_t n, int 
     if (try_varint) {
         for (size_t i = 0; i < n; i++)
             k += store_varint_put(r + k, zz(src_sum(e, i) / (int64_t)unit));
-        if (emit(c, CHUNK_VARINT, r, k, NULL, 0, &c->out, &c->out_cap, &lv))
+        if (emit(c, CHUNK_VARINT, r, k, NULL, 0, compress, &c->out, &c->out_cap, &lv))
             return -1;
     }
     if (try_bits) {
         k = put_values_bits(r, keys, c->bits, &nbits, e, n, unit);
-        if (emit(c, CHUNK_BITS, r, k, c->bits, nbits, &c->alt, &c->alt_cap, &lb))
+        if (emit(c, CHUNK_BITS, r, k, c->bits, nbits, compress, &c->alt, &c->alt_cap, &lb))
             return -1;
     }
     *blob = lb < lv ? c->alt : c->out;
@@ -860,15 +861,21 @@ int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n,
     chunk_src s = {(const char *)e, sizeof *e,
                    offsetof(store_agg_entry, k) + (size_t)key0 * sizeof(int64_t),
                    offsetof(store_agg_entry, sum)};
-    return chunk_encode(c, &s, n, nk, blob, len);
+    return chunk_encode(c, &s, n, nk, 1, blob, len);
 }
 
-int store_chunk_encode_sum3(store_chunk_coder *c, const store_sum3_entry *e, size_t n,
+int store_chunk_encode_sum3(store_chunk_coder *c, const store_sum3_entry *e, size_t n, int compress,
                             const uint8_t **blob, size_t *len)
 {
     chunk_src s = {(const char *)e, sizeof *e, offsetof(store_sum3_entry, k) + 2 * sizeof(int64_t),
                    offsetof(store_sum3_entry, sum)};
-    return chunk_encode(c, &s, n, 1, blob, len);
+    return chunk_encode(c, &s, n, 1, compress, blob, len);
+}
+
+int store_chunk_packed(const uint8_t *blob, size_t len)
+{
+    return !len || blob[0] == CHUNK_VARINT_ZSTD || blob[0] == CHUNK_BITS_ZSTD ||
+           len < 1 + CHUNK_ZSTD_MIN;
 }
 
 void store_chunk_decoder_free(store_chunk_decoder *d)

@@ -173,9 +173,13 @@ void store_chunk_coder_free(store_chunk_coder *c);
  * failure. */
 int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n, int key0, int nk,
                        const uint8_t **blob, size_t *len);
-/* The same coding of sum-map entries: key e[i].k[2], value e[i].sum (nk = 1). */
-int store_chunk_encode_sum3(store_chunk_coder *c, const store_sum3_entry *e, size_t n,
+/* The same coding of sum-map entries: key e[i].k[2], value e[i].sum (nk = 1). compress 0: no
+ * zstd (formats 0 and 2 only), for a chunk that will be merged and coded again soon. */
+int store_chunk_encode_sum3(store_chunk_coder *c, const store_sum3_entry *e, size_t n, int compress,
                             const uint8_t **blob, size_t *len);
+/* Whether a chunk of at least `len` bytes went through zstd (formats 1 and 3), or was too small
+ * for zstd to pay: 0 for a plain chunk that compression might shrink. */
+int store_chunk_packed(const uint8_t *blob, size_t len);
 /* Decoding state reused across chunks (a zstd context and scratch); zero-initialised. */
 typedef struct store_chunk_decoder {
     void *zd; /* ZSTD_DCtx, made on first use */

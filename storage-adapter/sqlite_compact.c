@@ -21,7 +21,8 @@
  *  M1. Closing changes no answer: the merged chunk holds, per stack, the sum of what the chunks
  *      it replaces held (entries summing to 0 dropped, as the writer drops them), its total is
  *      their total, its seq their largest, and it is written in the same transaction that
- *      deletes them. A lone chunk moves as it is (same blob, total and seq).
+ *      deletes them. A lone chunk moves as it is (same blob, total and seq), or coded again
+ *      when it was written plain (M7).
  *  M2. The writer only remembers which (series, bucket) it wrote to, up to SQS_COMPACT_MAX
  *      entries (past it, new ones are not remembered: counted in compact_untracked); what it
  *      forgets (a restart, a rollback, the cap) stays unmerged in the fresh range, and correct.
@@ -41,6 +42,12 @@
  *      when it fails (SQLite, memory) it is rolled back to it, counted (compact_failed) and
  *      logged, and the batches commit with their buckets unmerged (M2: still correct). Only
  *      when SQLite itself ended the transaction does the failure reach the batches.
+ *  M7. A fresh chunk of a bucket the writer remembers (M2) is written without zstd: it is read
+ *      back, merged and coded again when the bucket closes, so compressing it was wasted (the
+ *      flush's zstd and the close's unzstd were 2.7 % of the server at full ingest,
+ *      bench/RESULTS.md). A bucket it does not remember gets zstd at once. When the writer
+ *      stops, every bucket it remembers is closed (sqs_compact_all, for at most
+ *      SQS_COMPACT_STOP_NS), so only a crash leaves plain chunks behind, a few buckets' worth.
  */
 #include "sqlite_store.h"
 #include "../common/log.h"
@@ -48,21 +55,24 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* Notes that this transaction wrote a chunk to (series, bucket). */
-void sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket)
+/* Notes that this transaction writes a chunk to (series, bucket); 1 when it is remembered. */
+int sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket)
 {
     if (bucket > w->compact_newest)
         w->compact_newest = bucket;
     if (w->compact.n >= SQS_COMPACT_MAX) {
         w->compact_untracked++;
-        return;
+        return 0;
     }
     int64_t *n = store_sum3_at(&w->compact, series, bucket, 1);
-    if (!n)
+    if (!n) {
         w->compact_untracked++;
-    else
-        (*n)++;
+        return 0;
+    }
+    (*n)++;
+    return 1;
 }
 
 typedef struct merge_ctx {
@@ -166,9 +176,21 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
         return rows;
     if (!fresh || bad) /* nothing new, or M4 */
         return 0;
-    if (rows == 1) {
+    if (rows == 1 && store_chunk_packed(w->buf, first_len)) {
         w->chunks_moved++;
         return replace_bucket(w, series, bucket, seq, first_total, w->buf, first_len, err);
+    }
+    if (rows == 1) { /* written plain (M7): coded again, with zstd */
+        merge_ctx c = {&w->merge, series, bucket, 0};
+        int d = store_chunk_decode(w->buf, first_len, 1, &w->decoder, merge_entry, &c);
+        if (d == -2 || c.oom)
+            return sqs_oom(err);
+        if (d) { /* M4 */
+            sp_warn("msg=\"sample chunk does not decode, bucket left unmerged\" series=%" PRId64
+                    " bucket=%" PRId64,
+                    series, bucket);
+            return 0;
+        }
     }
     if (sqs_grow((void **)&w->sorted3, &w->sorted3_cap, w->merge.n, sizeof *w->sorted3))
         return sqs_oom(err);
@@ -178,9 +200,12 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
         total = (int64_t)((uint64_t)total + (uint64_t)w->sorted3[i].sum);
     const uint8_t *blob = NULL;
     size_t len = 0;
-    if (n && store_chunk_encode_sum3(&w->coder, w->sorted3, n, &blob, &len))
+    if (n && store_chunk_encode_sum3(&w->coder, w->sorted3, n, 1, &blob, &len))
         return sqs_oom(err);
-    w->chunks_merged += (uint64_t)rows;
+    if (rows == 1)
+        w->chunks_moved++;
+    else
+        w->chunks_merged += (uint64_t)rows;
     return replace_bucket(w, series, bucket, seq, total, blob, len, err);
 }
 
@@ -269,4 +294,36 @@ int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
                 "are stored\" error=\"%s\" held_back=%llu",
                 cerr.msg, (unsigned long long)held);
     return 0;
+}
+
+/* M7: at stop, every bucket remembered closed, SQS_COMPACT_BATCH to a transaction of its own,
+ * until none is left or SQS_COMPACT_STOP_NS passed (what is left stays correct, M2). */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void sqs_compact_all(sqs_writer *w)
+{
+    int64_t until = mono_ns() + SQS_COMPACT_STOP_NS;
+    while (w->compact.n && mono_ns() < until) {
+        sp_err err = {0};
+        size_t before = w->compact.n;
+        int rc = sqs_run(w, W_BEGIN, &err);
+        if (!rc)
+            rc = close_due(w, INT64_MAX, &err);
+        if (!rc)
+            rc = sqs_run(w, W_COMMIT, &err);
+        if (rc) {
+            sqs_rollback(w);
+            sp_warn("msg=\"closing buckets at stop failed; their chunks stay as they are\" "
+                    "error=\"%s\"",
+                    err.msg);
+            return;
+        }
+        if (w->compact.n >= before)
+            return; /* nothing closed: never loop */
+    }
 }

@@ -536,14 +536,17 @@ void sqs_extras_cache_clear(sqs_writer *w);
 
 /* sqlite_compact.c: closed buckets' chunks merged into one, on the writer thread inside a
  * transaction (the callers' or its own, H1 in sqlite_write.c; invariants M1-M6 there).
- * sqs_compact_note records a chunk written; sqs_compact_due says whether a bucket is due to
- * close; sqs_compact merges what closed: 0, SP_EUNAVAIL (SQLite failed; roll back) or
- * SP_ENOMEM. */
+ * sqs_compact_note records a chunk about to be written (1: remembered, M2); sqs_compact_due says
+ * whether a bucket is due to close; sqs_compact merges what closed: 0, SP_EUNAVAIL (SQLite failed;
+ * roll back) or SP_ENOMEM. */
 #define SQS_COMPACT_LAG     3         /* buckets: closed once one 3 buckets later is written */
 #define SQS_COMPACT_BATCH   1024      /* buckets merged per transaction at most */
 #define SQS_COMPACT_MAX     (1 << 20) /* (series, bucket) pairs remembered at most */
 #define SQS_CHUNK_MERGED_ID ((int64_t)1 << 62) /* sample_chunk ids from here: closed buckets */
-void sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket);
+int sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket);
+/* M7: the writer stopping closes what it remembers, for at most SQS_COMPACT_STOP_NS. */
+#define SQS_COMPACT_STOP_NS (2 * 1000000000LL)
+void sqs_compact_all(sqs_writer *w);
 int sqs_compact_due(const sqs_writer *w, int64_t now_ns);
 int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err);
 

@@ -744,7 +744,8 @@ static int flush_samples(sqs_writer *w, sp_err *err)
             total += w->sorted3[j++].sum;
         const uint8_t *blob;
         size_t len;
-        if (store_chunk_encode_sum3(&w->coder, e, j - i, &blob, &len))
+        int merged_later = sqs_compact_note(w, e->k[0], e->k[1]); /* M7: then no zstd now */
+        if (store_chunk_encode_sum3(&w->coder, e, j - i, !merged_later, &blob, &len))
             return sqs_oom(err);
         sqlite3_bind_int64(st, 1, e->k[0]);
         sqlite3_bind_int64(st, 2, e->k[1]);
@@ -753,7 +754,6 @@ static int flush_samples(sqs_writer *w, sp_err *err)
         int rc = sqs_run(w, W_SAMPLE_CHUNK, err);
         if (rc)
             return rc;
-        sqs_compact_note(w, e->k[0], e->k[1]);
         i = j;
     }
     sqlite3_clear_bindings(st);
@@ -1181,8 +1181,12 @@ void *sqs_writer_main(void *arg)
             }
             continue;
         }
-        if (s->stopping)
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            sqs_compact_all(&s->w); /* M7 of sqlite_compact.c */
+            pthread_mutex_lock(&s->mu);
             break;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     free(group);

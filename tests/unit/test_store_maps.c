@@ -362,7 +362,7 @@ static void sum_map_chunks_equal_agg_chunks(void **state)
     const uint8_t *b1, *b2;
     size_t l1, l2;
     assert_int_equal(store_chunk_encode(&c1, a, N, 2, 1, &b1, &l1), 0);
-    assert_int_equal(store_chunk_encode_sum3(&c2, s, N, &b2, &l2), 0);
+    assert_int_equal(store_chunk_encode_sum3(&c2, s, N, 1, &b2, &l2), 0);
     assert_int_equal(l1, l2);
     assert_memory_equal(b1, b2, l1);
     got.n = 0;

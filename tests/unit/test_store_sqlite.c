@@ -183,6 +183,58 @@ static void closed_bucket_chunks_merge_into_one_and_answers_stay(void **state)
     assert_int_equal(ss.chunks_moved, 1);
 }
 
+/* M7: the fresh chunks of a bucket the writer remembers go without zstd (formats 0 and 2);
+ * closing codes the bucket with zstd (formats 1 and 3), a lone chunk too, and stopping the store
+ * closes the buckets still open. The answers stay the same throughout. Each round_batch is 100
+ * stacks on consecutive ids, a chunk zstd shrinks. */
+static int64_t chunks_where(fx *f, int64_t t, const char *packed, const char *range)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sample_chunk WHERE bucket=%lld AND hex(substr(data, 1, 1)) "
+             "IN %s AND id %s " MERGED_ID,
+             (long long)(t / (10 * SEC)), packed, range);
+    return sql_int(f->dir, sql);
+}
+#define PLAIN  "('00', '02')"
+#define PACKED "('01', '03')"
+
+static void fresh_chunks_go_plain_and_closed_ones_packed(void **state)
+{
+    fx *f = *state;
+    write_round_ok(f->s, f->t0 + 1 * SEC, 0);
+    write_round_ok(f->s, f->t0 + 2 * SEC, 1);
+    write_round_ok(f->s, f->t0 + 12 * SEC, 2);
+    assert_int_equal(chunks_where(f, f->t0, PLAIN, "<"), 2);
+    assert_int_equal(chunks_where(f, f->t0 + 12 * SEC, PLAIN, "<"), 1);
+    assert_int_equal(select_stacks(f, "k", CPU, NULL, 0, f->t0, f->t0 + 20 * SEC).total, 300);
+    write_one(f, STK_MQ, 1, f->t0 + 42 * SEC); /* closes + 0 and + 1 */
+    assert_int_equal(bucket_rows(f, f->t0, ""), 1);
+    assert_int_equal(chunks_where(f, f->t0, PACKED, ">="), 1);
+    assert_int_equal(bucket_rows(f, f->t0 + 12 * SEC, ""), 1);
+    assert_int_equal(chunks_where(f, f->t0 + 12 * SEC, PACKED, ">="), 1);
+    assert_int_equal(bucket_rows(f, f->t0 + 12 * SEC, " AND total = 100"), 1);
+    store_stacks st = select_stacks(f, "k", CPU, NULL, 0, f->t0, f->t0 + 20 * SEC);
+    assert_int_equal(st.total, 300);
+    assert_int_equal(st.nstacks, 300);
+    store_stats ss;
+    store_stats_get(f->s, &ss);
+    assert_int_equal(ss.chunks_merged, 2);
+    assert_int_equal(ss.chunks_moved, 1);
+
+    write_round_ok(f->s, f->t0 + 52 * SEC, 3); /* an open bucket when the store stops */
+    assert_int_equal(chunks_where(f, f->t0 + 52 * SEC, PLAIN, "<"), 1);
+    store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(chunks_where(f, f->t0 + 52 * SEC, PACKED, ">="), 1);
+    assert_int_equal(bucket_rows(f, f->t0 + 52 * SEC, ""), 1);
+    assert_int_equal(bucket_rows(f, f->t0 + 42 * SEC, " AND id >= " MERGED_ID), 1);
+    open_store(f);
+    assert_int_equal(select_stacks(f, "k", CPU, NULL, 0, f->t0, f->t0 + 60 * SEC).total, 400);
+    assert_int_equal(select_stacks(f, "k", CPU, NULL, 0, f->t0 + 50 * SEC, f->t0 + 60 * SEC).total,
+                     100);
+}
+
 /* M3: a write to a closed bucket adds a fresh chunk, merged into the closed one at the next
  * tick; a sender's clock a day ahead closes nothing that the wall clock has not. */
 static void late_writes_merge_again_and_future_clocks_close_nothing(void **state)
@@ -1041,6 +1093,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(late_writes_merge_again_and_future_clocks_close_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(undecodable_chunk_leaves_its_bucket_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(fresh_chunks_go_plain_and_closed_ones_packed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(label_names_values_series_and_types, setup, teardown),
         cmocka_unit_test_setup_teardown(time_range_selects_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(select_series_groups_by_label, setup, teardown),
