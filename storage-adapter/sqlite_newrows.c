@@ -82,7 +82,8 @@ static int bind_row(sqlite3_stmt *st, int k, const sqs_newrows *nr, const sqs_ne
         for (int i = 0; i < 3; i++)
             sqlite3_bind_int64(st, at++, r->ints[i]);
     for (int i = 0; i < (k == SQS_KEYS_FN ? 2 : 1); i++, at++) {
-        const void *b = nr->bytes + r->off[i];
+        /* an empty column is an empty blob or text, never NULL (nr->bytes may be NULL then) */
+        const void *b = r->nbytes[i] > 0 ? (const void *)(nr->bytes + r->off[i]) : "";
         if (r->nbytes[i] < 0)
             sqlite3_bind_null(st, at);
         else if (k == SQS_KEYS_FN)

@@ -235,6 +235,32 @@ static void fresh_chunks_go_plain_and_closed_ones_packed(void **state)
                      100);
 }
 
+/* A sample with no frames is a stack too: its row (locs an empty blob, never NULL) is the first
+ * new row of a fresh store here, inserted with the others of its statement (sqlite_newrows.c),
+ * and found again by the next write. */
+static void a_stack_with_no_frames_is_a_row_of_its_own(void **state)
+{
+    fx *f = *state;
+    static const uint32_t none[] = {0};
+    for (int round = 0; round < 2; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0 + round * SEC);
+        add_sample(a, p, none, 3, f->t0 + round * SEC);
+        if (round) /* the first write's only new row has no bytes at all */
+            add_sample(a, p, STK_MB, 4, f->t0 + round * SEC);
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack"), 2);
+    assert_int_equal(sql_int(f->dir, "SELECT count(*) FROM stack WHERE length(locs) = 0 AND "
+                                     "typeof(locs) = 'blob'"),
+                     1);
+    store_stacks st = select_stacks(f, "t1", CPU, NULL, 0, f->t0, f->t0 + 9 * SEC);
+    assert_int_equal(st.total, 10);
+    assert_int_equal(value_of(&st, "main;baz"), 4);
+}
+
 /* M3: a write to a closed bucket adds a fresh chunk, merged into the closed one at the next
  * tick; a sender's clock a day ahead closes nothing that the wall clock has not. */
 static void late_writes_merge_again_and_future_clocks_close_nothing(void **state)
@@ -1094,6 +1120,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(undecodable_chunk_leaves_its_bucket_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(fresh_chunks_go_plain_and_closed_ones_packed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_stack_with_no_frames_is_a_row_of_its_own, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(label_names_values_series_and_types, setup, teardown),
         cmocka_unit_test_setup_teardown(time_range_selects_buckets, setup, teardown),
