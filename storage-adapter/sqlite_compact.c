@@ -94,6 +94,13 @@ static int merge_entry(void *ctx, int64_t k0, int64_t k1, int64_t v)
     return 0;
 }
 
+static void warn_undecodable(int64_t series, int64_t bucket)
+{
+    sp_warn("msg=\"sample chunk does not decode, bucket left unmerged\" series=%" PRId64
+            " bucket=%" PRId64,
+            series, bucket);
+}
+
 /* Reads every chunk of (series, bucket): the first one's blob copied to w->buf, and from the
  * second on all of them summed into w->merge (emptied first). Returns the rows, or <0 on an
  * SQLite or memory error; *fresh = rows in the fresh id range, *seq = the largest seq, *bad =
@@ -137,9 +144,7 @@ static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh
     if (rc != SQLITE_DONE)
         return sqs_fail(err, w->db, rc, "%s", sqs_wwhat[W_COMPACT_READ]);
     if (*bad)
-        sp_warn("msg=\"sample chunk does not decode, bucket left unmerged\" series=%" PRId64
-                " bucket=%" PRId64,
-                series, bucket);
+        warn_undecodable(series, bucket);
     return rows;
 }
 
@@ -186,9 +191,7 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
         if (d == -2 || c.oom)
             return sqs_oom(err);
         if (d) { /* M4 */
-            sp_warn("msg=\"sample chunk does not decode, bucket left unmerged\" series=%" PRId64
-                    " bucket=%" PRId64,
-                    series, bucket);
+            warn_undecodable(series, bucket);
             return 0;
         }
     }
@@ -296,8 +299,6 @@ int sqs_compact(sqs_writer *w, int64_t now_ns, sp_err *err)
     return 0;
 }
 
-/* M7: at stop, every bucket remembered closed, SQS_COMPACT_BATCH to a transaction of its own,
- * until none is left or SQS_COMPACT_STOP_NS passed (what is left stays correct, M2). */
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -305,6 +306,8 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* M7: at stop, every bucket remembered closed, SQS_COMPACT_BATCH to a transaction of its own,
+ * until none is left or SQS_COMPACT_STOP_NS passed (what is left stays correct, M2). */
 void sqs_compact_all(sqs_writer *w)
 {
     int64_t until = mono_ns() + SQS_COMPACT_STOP_NS;
