@@ -150,6 +150,15 @@ typedef struct sp_profile {
      * unknown_service[:<executable>] and the correlator may replace it with the service the
      * process's spans carry (a sender's own service.name is never replaced). */
     uint8_t service_unknown;
+    /* What the producer learnt of its samples while making them, so that later stages need no
+     * pass of their own over tens of thousands of samples (each such pass is cache misses):
+     * obs_bound >= the sum over samples of (timestamps && nobs ? nobs : 1), newest >= every
+     * timestamp read as int64_t (INT64_MIN when none). Valid only while facts_known; a stage
+     * that changes samples keeps both bounds true (splitting a sample's observations does) or
+     * clears it. 0 (the zeroed profile of a producer that does not fill them): passes count. */
+    uint8_t facts_known;
+    uint64_t obs_bound;
+    int64_t newest;
 } sp_profile;
 
 typedef struct sp_span {

@@ -440,6 +440,7 @@ static int emit_partials(split_scratch *x, const prof_plan *pp, sp_arena *a, sp_
     q->samples = v;
     q->nsamples = x->npart;
     q->attach_only = 1;
+    q->facts_known = 0; /* new times (the parts' own): p's bounds say nothing of them */
     *attached += x->npart;
     return sp_batch_add_profile(b, q) ? -1 : 0;
 }

@@ -290,8 +290,11 @@ static size_t plan_room(const sp_batch *b)
         if (p->attach_only || !corr_is_cpu_type(p->type_id))
             continue;
         samples += p->nsamples;
-        for (uint32_t k = 0; k < p->nsamples; k++)
-            obs += p->samples[k].timestamps && p->samples[k].nobs ? p->samples[k].nobs : 1;
+        if (p->facts_known) /* the producer's bound (common/profile.h) */
+            obs += p->obs_bound;
+        else
+            for (uint32_t k = 0; k < p->nsamples; k++)
+                obs += p->samples[k].timestamps && p->samples[k].nobs ? p->samples[k].nobs : 1;
     }
     size_t per_obs = 2 * sizeof(sp_sample) + 2 * sizeof(int64_t) + 1 + 8 * sizeof(sp_span_ref);
     return obs * per_obs + samples * (sizeof(sample_plan) + 16) + ((size_t)1 << 20);
@@ -319,6 +322,8 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
 {
     size_t attached = 0;
     uint64_t failed = 0;
+    /* the batch is the caller's: its room is counted before the lock, not under it */
+    sp_arena_raise_budget(b->arena, plan_room(b));
     pthread_mutex_lock(&c->lock);
     expire_due(c, now_ns);
     /* this call's stamp on what it adds (I4) */
@@ -350,7 +355,6 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
         cw_memo_free(memo);
     memo->interns_gen = c->interns_gen;
     split_scratch x = {0};
-    sp_arena_raise_budget(b->arena, plan_room(b));
     const char *failed_type = NULL;
     for (size_t i = 0; i < nprof; i++) {
         sp_profile *p = b->profiles[i];

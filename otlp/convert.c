@@ -748,17 +748,28 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
         p->samples = count ? sp_arena_calloc(c->a, count, sizeof *p->samples) : NULL;
         if (count && !p->samples)
             return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
+        uint64_t obs = 0;
+        int64_t newest = INT64_MIN;
         for (size_t i = 0; i < in->n_samples; i++) {
             if (which[i] != k)
                 continue;
-            int rc = convert_sample(c, in->samples[i], &r, pid, &p->samples[p->nsamples], err);
-            p->samples[p->nsamples].ident = ident;
+            sp_sample *s = &p->samples[p->nsamples];
+            int rc = convert_sample(c, in->samples[i], &r, pid, s, err);
+            s->ident = ident;
             if (rc) {
                 sp_err_prefix(err, "sample %zu: ", i);
                 return rc;
             }
+            /* the facts (common/profile.h), while the timestamps just unpacked are in cache */
+            obs += s->timestamps && s->nobs ? s->nobs : 1;
+            for (uint32_t o = 0; s->timestamps && o < s->nobs; o++)
+                if ((int64_t)s->timestamps[o] > newest)
+                    newest = (int64_t)s->timestamps[o];
             p->nsamples++;
         }
+        p->facts_known = 1;
+        p->obs_bound = obs;
+        p->newest = newest;
         labelset ls = {0};
         int rc = labels_add(c, &ls, "__name__", r.name);
         rc |= labels_add(c, &ls, "service_name", services[k]);

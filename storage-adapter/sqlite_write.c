@@ -530,10 +530,15 @@ static int write_profile(sqs_writer *w, int64_t tenant, const sp_profile *p, uin
 
     /* The hour dictionary rows are marked with: the later of now and the newest data. */
     int64_t tmax = p->time_nanos + (p->duration_nanos > 0 ? p->duration_nanos : 0);
-    for (uint32_t i = 0; i < p->nsamples; i++)
-        for (uint32_t k = 0; k < p->samples[i].nobs; k++)
-            if ((int64_t)p->samples[i].timestamps[k] > tmax)
-                tmax = (int64_t)p->samples[i].timestamps[k];
+    if (p->facts_known) { /* the producer's bound: no pass over the samples' timestamps */
+        if (p->newest > tmax)
+            tmax = p->newest;
+    } else {
+        for (uint32_t i = 0; i < p->nsamples; i++)
+            for (uint32_t k = 0; k < p->samples[i].nobs; k++)
+                if ((int64_t)p->samples[i].timestamps[k] > tmax)
+                    tmax = (int64_t)p->samples[i].timestamps[k];
+    }
     int32_t target = sqs_hour_of(tmax);
     if (target < w->now_hour)
         target = w->now_hour;

@@ -181,8 +181,14 @@ static tally convert_all(const otlp_decoded *dec, sp_arena *a)
     t.profiles = b.nprofiles;
     for (size_t i = 0; i < b.nprofiles; i++) {
         const sp_profile *p = b.profiles[i];
+        uint64_t obs = 0;
+        int64_t newest = INT64_MIN;
         for (uint32_t k = 0; k < p->nsamples; k++) {
             const sp_sample *s = &p->samples[k];
+            obs += s->timestamps && s->nobs ? s->nobs : 1;
+            for (uint32_t o = 0; s->timestamps && o < s->nobs; o++)
+                if ((int64_t)s->timestamps[o] > newest)
+                    newest = (int64_t)s->timestamps[o];
             t.samples++;
             assert_int_equal(s->nlocations, 1);
             const sp_location *l = &p->locations[s->location_ids[0]];
@@ -191,6 +197,11 @@ static tally convert_all(const otlp_decoded *dec, sp_arena *a)
                 if (strcmp(name, fn_names[f]) == 0)
                     t.by_leaf[f] += s->value;
         }
+        /* the facts the converter hands on (common/profile.h), against a count of its output */
+        assert_int_equal(p->facts_known, 1);
+        assert_int_equal(p->obs_bound, obs);
+        assert_int_equal(p->newest, newest);
+        assert_true(newest >= 1700000000000000000ll); /* every sample here has a timestamp */
     }
     return t;
 }

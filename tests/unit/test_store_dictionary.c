@@ -852,6 +852,38 @@ static void retention_of_keyed_and_unkeyed_rows(void **state)
         }
 }
 
+/* The hour a new row is marked with comes from the newest time of its profile's samples: found
+ * by a pass over their timestamps, or taken from the producer's bound when it gives one
+ * (sp_profile.facts_known, which the OTLP converter fills). Each round writes one new stack;
+ * rounds 0 and 1 say the newest time is 1000 h ahead (a timestamp there; only the bound), round 2
+ * gives a bound of no timestamps at all. */
+static void the_newest_time_marks_new_rows_by_timestamps_or_the_producers_bound(void **state)
+{
+    fx *f = *state;
+    int64_t ahead = f->t0 + 1000 * HOUR;
+    uint32_t leaf[3] = {L_FOO, L_BAR, L_BAZ};
+    for (int round = 0; round < 3; round++) {
+        sp_arena *a = sp_arena_new(0);
+        sp_profile *p = mkprofile(a, CPU, "api", f->t0);
+        add_sample(a, p, (uint32_t[]){L_MAIN, leaf[round], 0}, 1, round ? f->t0 + SEC : ahead);
+        if (round) {
+            p->facts_known = 1;
+            p->obs_bound = 1;
+            p->newest = round == 1 ? ahead : INT64_MIN;
+        }
+        sp_batch b = batch1(a, "t1", p);
+        write_ok(f->s, &b);
+        sp_arena_free(a);
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM stack WHERE seen = %lld",
+             (long long)(ahead / HOUR));
+    assert_int_equal(sql_int(f->dir, sql), 2); /* rounds 0 and 1 */
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM stack WHERE seen < %lld",
+             (long long)(f->t0 / HOUR + 2));
+    assert_int_equal(sql_int(f->dir, sql), 1); /* round 2: now's hour */
+}
+
 /* A stack a request brings again is the same row whatever the request's layout, with its
  * locations found by their prints: the second request has foo and bar at each other's places in
  * its location table; stacks that differ only in order stay apart; a frame index 0 (left out of
@@ -1066,6 +1098,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(full_disk_with_unkeyed_rows_finds_them_after_restart, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(retention_of_keyed_and_unkeyed_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            the_newest_time_marks_new_rows_by_timestamps_or_the_producers_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(background_retention_thread_runs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
