@@ -128,14 +128,19 @@ static void check_converted(const sp_profile *p)
 {
     CHECK(p->nstrings >= 1 && p->strings[0][0] == 0);
     CHECK(p->sample_type < p->nstrings && p->sample_unit < p->nstrings);
+    uint64_t obs = 0; /* the facts the converter hands on are bounds (common/profile.h) */
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
+        obs += s->timestamps && s->nobs ? s->nobs : 1;
+        for (uint32_t k = 0; p->facts_known && s->timestamps && k < s->nobs; k++)
+            CHECK((int64_t)s->timestamps[k] <= p->newest);
         for (uint32_t k = 0; k < s->nlocations; k++)
             CHECK(s->location_ids[k] < p->nlocations);
         for (uint32_t k = 0; k < s->nlabels; k++)
             CHECK(s->labels[k].key < p->nstrings && s->labels[k].str < p->nstrings);
         CHECK(s->thread_name < p->nstrings);
     }
+    CHECK(!p->facts_known || p->obs_bound >= obs);
     for (uint32_t i = 1; i < p->nlocations; i++) {
         const sp_location *l = &p->locations[i];
         CHECK(l->mapping_id < p->nmappings && l->frame_type < p->nstrings);
