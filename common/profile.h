@@ -81,30 +81,34 @@ extern const char *const sp_ident_attrs[SP_IDENT_KEYS];
 uint64_t sp_ident_hash(const char *s, size_t n);
 
 typedef struct sp_sample {
+    /* Eight-byte fields first, then four-byte ones, then the byte-aligned link: 128 bytes, two
+     * cache lines, where the order of meaning left 136 (padding after nobs, nspans, nlabels and
+     * the link). Every producer initialises by field name, so the order is free. */
     uint32_t *location_ids; /* leaf first */
-    uint32_t nlocations;
-    /* The list's entry in the profile's stack_prints, when the producer made one (0 = none;
-     * location lists shared by samples share the entry). In what was padding: no bytes added. */
-    uint32_t stack;
     int64_t value; /* the sample's total in the profile's sample type (e.g. CPU nanoseconds) */
     /* Per-observation detail when the sender had it: nobs timestamps (UTC ns) and, parallel to
      * them, the value each one contributed (already scaled like `value`). timestamps NULL = no
      * detail; values NULL = every observation contributed an equal share of `value`. */
     uint64_t *timestamps;
     int64_t *values;
-    uint32_t nobs;
     int64_t pid, tid;           /* process.pid / thread.id; 0 = unknown */
     const sp_proc_ident *ident; /* the rest of the process identity; NULL = none given */
-    uint32_t thread_name;       /* string index */
+    /* Spans this sample was attached to by the correlator (explicit link first). */
+    sp_span_ref *spans;
+    sp_label *labels; /* the sample's other attributes */
+    uint32_t nlocations;
+    /* The list's entry in the profile's stack_prints, when the producer made one (0 = none;
+     * location lists shared by samples share the entry). */
+    uint32_t stack;
+    uint32_t nobs;
+    uint32_t thread_name; /* string index */
+    uint32_t nspans;
+    uint32_t nlabels;
     /* Explicit link from the sender (OTLP link_index, pprof span_id/trace_id labels). */
     uint8_t has_link;
     sp_span_ref link;
-    /* Spans this sample was attached to by the correlator (explicit link first). */
-    sp_span_ref *spans;
-    uint32_t nspans;
-    sp_label *labels; /* the sample's other attributes */
-    uint32_t nlabels;
 } sp_sample;
+_Static_assert(sizeof(void *) != 8 || sizeof(sp_sample) == 128, "sp_sample: two cache lines");
 
 typedef struct sp_kv {
     const char *name, *value;

@@ -617,11 +617,13 @@ static int find_row(sqs_writer *w, const sqs_row *r, int64_t *out, int32_t *seen
         uint32_t id;
         int tried = 0, rc = 0;
         while (rc == 0 && (id = store_hindex_next(&w->index[k], (uint32_t)r->hash, &it))) {
-            if (!tried++) {
-                if ((rc = sqs_newrows_flush(w, k, err))) /* A2: the id may be waiting */
-                    return rc;
+            /* A2 for this id only: a row older than the waiting ones is read without inserting
+             * them, so a request's new rows still go in statements of 32 (a location the cache
+             * forgot, met between new ones, used to flush them a few at a time). */
+            if (sqs_newrow_waits(w, k, id) && (rc = sqs_newrows_flush(w, k, err)))
+                return rc;
+            if (!tried++)
                 bind_row(w, rows_of[k].at, r);
-            }
             sqlite3_bind_int64(w->st[rows_of[k].at], rows_of[k].at_id, id);
             rc = sqs_find(w, rows_of[k].at, out, seen, err);
         }

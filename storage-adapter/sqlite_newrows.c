@@ -16,10 +16,10 @@
  *       tables, so nothing else moves it; each statement checks it (last_insert_rowid) and a
  *       row numbered otherwise fails the transaction ("ids out of step"), never misnames one.
  *   A2. Nothing reads or updates a row of table k while it waits: every statement on table k
- *       that could meet one runs after sqs_newrows_flush(w, k) (find_row's reads by id and by
- *       key, touch's refresh, keying in bulk), and every write of a profile ends with all rows
- *       flushed (write_profile), so retention, bucket closing (its savepoint) and the commit
- *       never see a row waiting.
+ *       that could meet one runs after sqs_newrows_flush(w, k) (find_row's reads by key, and by
+ *       an id sqs_newrow_waits() says may wait; touch's refresh likewise; keying in bulk), and
+ *       every write of a profile ends with all rows flushed (write_profile), so retention,
+ *       bucket closing (its savepoint) and the commit never see a row waiting.
  *   A3. A rollback drops the waiting rows and forgets next_id (sqs_rollback): the caches that
  *       named them are cleared with it (W3 of sqlite_write.c).
  * A flush that fails is an SQLite failure of the transaction (SP_EUNAVAIL: the caller rolls

@@ -166,6 +166,54 @@ static void content_repeated_in_one_request_is_one_row(void **state)
     }
 }
 
+/* Rows the cache forgot, met between new ones in one request: a location from an earlier request
+ * is read by its id (the hash index names it) while the request's new locations wait for their
+ * statement of 32 (A2 of sqlite_newrows.c holds for the ids that wait, not for older ones); new
+ * content met again later in the request is found among the waiting rows. Each content is still
+ * one row, and the flame graph counts every sample. */
+static void old_rows_read_between_waiting_new_ones(void **state)
+{
+    fx *f = *state;
+    for (size_t index_rows = 0; index_rows < 2; index_rows++) {
+        char dir[96];
+        snprintf(dir, sizeof dir, "%s/o%zu", f->dir, index_rows);
+        store *s;
+        open_indexed(dir, 1, 0, index_rows, &s);
+        sp_arena *a = sp_arena_new(0);
+        sp_batch b = batch1(a, "t1", many_stacks(a, f, 600, 600)); /* 600 locations, 600 stacks */
+        write_ok(s, &b);
+        sp_arena_free(a);
+        /* 1,800 entries: odd ones the earlier request's locations, even ones new, then copies
+         * of the first 300 new ones; one one-frame stack per sample */
+        a = sp_arena_new(0);
+        sp_profile *p = many_stacks(a, f, 1800, 1800);
+        for (uint32_t j = 1; j <= 1800; j++) {
+            sp_location *l = &p->locations[j];
+            if (j > 1200)
+                *l = p->locations[2 * (j - 1200)];
+            else if (j % 2)
+                l->address = 0x100000 + 16 * ((j + 1) / 2);
+            else
+                l->address = 0x900000 + 16 * j;
+        }
+        for (uint32_t i = 0; i < 1800; i++) {
+            p->samples[i].nlocations = 1;
+            p->samples[i].location_ids[0] = i + 1;
+        }
+        b = batch1(a, "t1", p);
+        write_ok(s, &b);
+        sp_arena_free(a);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM location"), 1200);
+        assert_int_equal(sql_int(dir, "SELECT count(DISTINCT address) FROM location"), 1200);
+        assert_int_equal(sql_int(dir, "SELECT count(*) FROM stack"), 600 + 1200);
+        assert_int_equal(sql_int(dir, "SELECT count(DISTINCT locs) FROM stack"), 1800);
+        store_stacks out = select_from(s, f, "t1", CPU);
+        assert_int_equal(out.total, 600 + 1800);
+        assert_int_equal(out.nstacks, 1800);
+        store_close(s);
+    }
+}
+
 /* A profile of n one-frame stacks on n locations never seen before round r, one sample each. */
 static sp_profile *new_locations(sp_arena *a, fx *f, uint32_t n, int r)
 {
@@ -1091,6 +1139,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(retention_in_small_chunks_deletes_everything_old, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(full_disk_rolls_back_the_whole_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(old_rows_read_between_waiting_new_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(content_repeated_in_one_request_is_one_row, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(failed_transaction_leaves_keys_and_cache_consistent, setup,
