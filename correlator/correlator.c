@@ -101,6 +101,7 @@ void corr_free(corr *c)
     cw_itab_free(&c->idents);
     cw_free_series(c);
     free(c->printed);
+    free(c->lnames);
     free(c->reg);
     free(c->reg_h.heads);
     free(c->wait);

@@ -184,6 +184,13 @@ struct corr {
     struct stack_by_print *printed;
     uint32_t nprinted;
     uint64_t printed_gen;
+    /* Locations of one name by their print (sp_profile.location_prints) → name intern id + 1:
+     * a known location of a later request is named by one probe, not by hashing and comparing
+     * its name (cw_names_prefill). nlnames slots (a power of two, sized like printed), linear
+     * probing, emptied when three quarters full and with every rebuild (lnames_gen). */
+    struct name_by_print *lnames;
+    uint32_t nlnames, lnames_used;
+    uint64_t lnames_gen;
     int64_t last_sweep, now;
     uint32_t sweep_next; /* the slice of the slot buckets the next periodic sweep walks (I11) */
     int64_t sweep_cycle; /* when the current round of slices began */
@@ -386,6 +393,12 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
 /* cw_stack_id() through the stacks-by-print cache when the sample's producer printed its stack
  * (equal prints name locations of equal content in the same order, so the same frame names). */
 uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
+/* A slot of corr.lnames: a location print's first lane, 32 bits of its second, and the name id
+ * + 1 (0: an empty slot). */
+struct name_by_print {
+    uint64_t a;
+    uint32_t b, id1;
+};
 /* A slot of corr.printed: the stack id of the print (a, b) when used. */
 struct stack_by_print {
     uint64_t a, b;

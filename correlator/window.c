@@ -604,25 +604,81 @@ static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t
     return got;
 }
 
+/* 4 MiB: the locations of many requests (eBPF: tens of thousands each, most of them known) */
+#define CW_LNAMES_MAX (1u << 18)
+
 /* Fills cache (cw_stack_id's, per location: name id, 1) for every location of p's table that
  * has one name, before its stacks are interned. The names table holds hundreds of thousands of
  * names and each lookup is a few dependent cache misses (slot, key pointer, key bytes); looked up
  * one location at a time they were 9 % of the server's CPU at full ingest (issue 19). Here a
  * batch of locations goes through each step before the next (hash and prefetch the slots, then
- * prefetch the candidate keys, then look up), so the misses of a batch overlap. */
+ * prefetch the candidate keys, then look up), so the misses of a batch overlap. A location whose
+ * print a request brought before skips all that: its print finds its name id in c->lnames (an
+ * eBPF request's tens of thousands of locations are mostly known; naming them was 4.5 % of the
+ * server's instructions, bench/RESULTS.md). */
+/* The lnames table, made or emptied as needed (see struct corr): NULL without memory. */
+static struct name_by_print *lnames_ready(corr *c)
+{
+    if (c->lnames && (c->lnames_gen != c->interns_gen || c->lnames_used * 4 >= c->nlnames * 3)) {
+        memset(c->lnames, 0, c->nlnames * sizeof *c->lnames);
+        c->lnames_used = 0;
+        c->lnames_gen = c->interns_gen;
+    }
+    if (!c->lnames) {
+        size_t fit = c->opt.max_bytes / 256 / sizeof *c->lnames;
+        uint32_t n = 64;
+        while (n < CW_LNAMES_MAX && (size_t)n * 2 <= fit)
+            n *= 2;
+        if (!(c->lnames = calloc(n, sizeof *c->lnames)))
+            return NULL;
+        c->nlnames = n;
+        c->lnames_used = 0;
+        c->lnames_gen = c->interns_gen;
+    }
+    return c->lnames;
+}
+
+/* The slot of print pr in lnames: its entry, or the empty slot it would take. */
+static struct name_by_print *lnames_slot(const corr *c, const sp_print *pr)
+{
+    uint32_t mask = c->nlnames - 1, i = (uint32_t)pr->a & mask;
+    for (;; i = (i + 1) & mask) {
+        struct name_by_print *e = &c->lnames[i];
+        if (!e->id1 || (e->a == pr->a && e->b == (uint32_t)pr->b))
+            return e;
+    }
+}
+
 void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
 {
     enum { B = 32 };
     char bufs[B][CW_NAME_BUF];
     const char *name[B];
-    uint32_t len[B], hash[B], loc[B];
+    uint32_t len[B], hash[B], loc[B], cand[B];
     itab *t = &c->names;
+    const sp_print *prints = p->location_prints;
+    struct name_by_print *memo = prints ? lnames_ready(c) : NULL;
     for (uint32_t base = 1; base < p->nlocations; base += B) {
-        uint32_t nq = 0;
-        for (uint32_t l = base; l < p->nlocations && l - base < B; l++) {
+        uint32_t nq = 0, nc = 0;
+        for (uint32_t l = base; l < p->nlocations && l - base < B; l++)
+            if (!cache[l * 2 + 1]) {
+                cand[nc++] = l;
+                if (memo)
+                    __builtin_prefetch(&memo[(uint32_t)prints[l].a & (c->nlnames - 1)]);
+            }
+        for (uint32_t i = 0; i < nc; i++) {
+            uint32_t l = cand[i];
             const char *nm[2];
             uint32_t ln[2];
-            if (cache[l * 2 + 1] || loc_names(p, l, nm, ln, 2, bufs[nq]) != 1)
+            if (memo) {
+                const struct name_by_print *e = lnames_slot(c, &prints[l]);
+                if (e->id1) { /* equal prints, equal names (common/profile.h) */
+                    cache[l * 2] = e->id1 - 1;
+                    cache[l * 2 + 1] = 1;
+                    continue;
+                }
+            }
+            if (loc_names(p, l, nm, ln, 2, bufs[nq]) != 1)
                 continue; /* several names: interned when a stack needs them */
             name[nq] = nm[0];
             len[nq] = ln[0];
@@ -646,9 +702,17 @@ void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
         }
         for (uint32_t i = 0; i < nq; i++) {
             uint32_t id = cw_itab_get_hashed(t, name[i], len[i], hash[i], 1);
-            if (id != UINT32_MAX) {
-                cache[loc[i] * 2] = id;
-                cache[loc[i] * 2 + 1] = 1;
+            if (id == UINT32_MAX)
+                continue;
+            cache[loc[i] * 2] = id;
+            cache[loc[i] * 2 + 1] = 1;
+            if (memo && c->lnames_used * 4 < c->nlnames * 3) {
+                struct name_by_print *e = lnames_slot(c, &prints[loc[i]]);
+                if (!e->id1) {
+                    *e = (struct name_by_print){prints[loc[i]].a, (uint32_t)prints[loc[i]].b,
+                                                id + 1};
+                    c->lnames_used++;
+                }
             }
         }
     }

@@ -226,6 +226,36 @@ static void a_known_stack_print_is_interned_without_its_frames(void **state)
     corr_free(c);
 }
 
+/* Frames are named through their location prints too (cw_names_prefill): a location whose print
+ * a request brought before takes the name it had then, without its own being read (here the
+ * later request's leaf says "other" under the print of "parse", which no converter would send:
+ * it shows the print named the frame). Its stack is new, so its frames are named. */
+static void a_known_location_print_is_named_without_its_name(void **state)
+{
+    fixture *f = *state;
+    corr *c = corr_new(NULL);
+    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS};
+    sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
+    give_prints(f->a, p1);
+    attach_part(c, p1, 0, NULL, f->a);
+    sp_profile *p2 = profile(f->a, t2, 1, PID, TID);
+    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+    names[3] = "other";
+    p2->strings = names;
+    static uint32_t reordered[] = {3, 1, 2}; /* handle -> main -> the leaf */
+    p2->samples[0].location_ids = reordered;
+    give_prints(f->a, p2);
+    ((sp_print *)p2->location_prints)[3] = p1->location_prints[3];
+    attach_part(c, p2, 0, NULL, f->a);
+    sp_span v[] = {span(8, 100, 200, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 8), 20 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "handle"), 10 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +263,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(memo_from_before_a_rebuild_is_not_trusted, setup, teardown),
         cmocka_unit_test_setup_teardown(stacks_found_by_print_keep_their_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(a_known_stack_print_is_interned_without_its_frames, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_known_location_print_is_named_without_its_name, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
