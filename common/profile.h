@@ -27,7 +27,9 @@ typedef struct sp_function {
     uint32_t name, system_name, filename; /* string indices */
     int64_t start_line;
     /* 1: no sender's symbol; a converter named it with sp_frame_name() from the one location that
-     * uses it (the store then need not compare the name to know it says nothing new). */
+     * uses it (the store then need not compare the name to know it says nothing new). Name 0
+     * (and system_name 0): the name is left to readers, who make it with sp_location_names()
+     * (a bare location's made-up name shorter than SP_FRAME_NAME_MAX; otlp/convert.c). */
     uint8_t made_up;
 } sp_function;
 

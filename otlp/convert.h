@@ -6,7 +6,8 @@
  * rewrite (samples/count with period cpu/nanoseconds → cpu/nanoseconds scaled by the period),
  * service_name and series labels follow Pyroscope's OTLP ingestion so Grafana finds the series
  * (see ../shared/reference/OTLP-PROFILES.md section c). Frames without a symbol get a readable name
- * ("native 0x9a3f0 libc.so.6"), never an empty one.
+ * ("native 0x9a3f0 libc.so.6"), never an empty one: a bare location's is left to readers, who
+ * make it with sp_location_names() (sp_function.made_up, name 0).
  *
  * Called by otlp/service.c on a worker thread; everything it makes lives in the arena. It trusts
  * otlp_validate_profiles() for the references of the profiles it converts, and skips the ones the

@@ -738,8 +738,8 @@ static int made_up_says_nothing(const sp_profile *p, const sp_location *l)
 static int is_synthetic(const sp_profile *p, const sp_location *l, uint32_t fid)
 {
     const sp_function *f = &p->functions[fid];
-    if (f->made_up)
-        return made_up_says_nothing(p, l);
+    if (f->made_up) /* no name: left to readers, as the store's reader does (store_frame_name) */
+        return !f->name || made_up_says_nothing(p, l);
     size_t nl, sl, fl;
     const char *name = sqs_pstr(p, f->name, &nl), *sys = sqs_pstr(p, f->system_name, &sl);
     sqs_pstr(p, f->filename, &fl);

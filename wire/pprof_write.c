@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------- encoding: a small protobuf writer, no intermediate structs ---------- */
@@ -116,9 +117,17 @@ int wire_pprof_encode_ex(const sp_profile *p, int flags, sp_buf *out, sp_err *er
               put_uint(&m, 9, mp->has_line_numbers) | put_uint(&m, 10, mp->has_inline_frames);
         rc |= put_msg(out, 3, &m);
     }
-    /* location = 4 */
+    /* location = 4; made_of[f]: the location whose made-up name function f leaves to readers */
+    uint32_t *made_of = NULL;
     for (uint32_t i = 1; i < p->nlocations && !rc; i++) {
         const sp_location *lc = &p->locations[i];
+        uint32_t fid = lc->nlines == 1 ? lc->lines[0].function_id : 0;
+        if (fid && fid < p->nfunctions && p->functions[fid].made_up && !p->functions[fid].name) {
+            if (!made_of && !(made_of = calloc(p->nfunctions, sizeof *made_of)))
+                rc = 1;
+            else
+                made_of[fid] = i;
+        }
         rc |= put_uint(&m, 1, i) | put_uint(&m, 2, lc->mapping_id) | put_uint(&m, 3, lc->address);
         for (uint32_t k = 0; k < lc->nlines; k++) {
             rc |= put_uint(&l, 1, lc->lines[k].function_id) |
@@ -133,10 +142,18 @@ int wire_pprof_encode_ex(const sp_profile *p, int flags, sp_buf *out, sp_err *er
     /* function = 5 */
     for (uint32_t i = 1; i < p->nfunctions && !rc; i++) {
         const sp_function *f = &p->functions[i];
-        rc |= put_uint(&m, 1, i) | put_uint(&m, 2, f->name) | put_uint(&m, 3, f->system_name) |
+        uint32_t name = f->name, sys = f->system_name;
+        if (made_of && made_of[i]) { /* the name sp_location_names() makes (common/profile.h) */
+            const char *nm[1];
+            char buf[SP_FRAME_NAME_MAX];
+            if (sp_location_names(p, made_of[i], nm, NULL, 1, buf) == 1)
+                name = sys = add_string(&x, nm[0]);
+        }
+        rc |= put_uint(&m, 1, i) | put_uint(&m, 2, name) | put_uint(&m, 3, sys) |
               put_uint(&m, 4, f->filename) | put_uint(&m, 5, (uint64_t)f->start_line);
         rc |= put_msg(out, 5, &m);
     }
+    free(made_of);
     /* string_table = 6: the profile's strings, then the ones added above */
     if (!rc)
         rc |= sp_buf_put_pb_len(out, 6, "", 0);

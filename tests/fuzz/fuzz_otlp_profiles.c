@@ -147,8 +147,13 @@ static void check_converted(const sp_profile *p)
         CHECK(l->nlines >= 1); /* unsymbolized frames get a synthetic function */
         for (uint32_t k = 0; k < l->nlines; k++) {
             CHECK(l->lines[k].function_id < p->nfunctions);
-            CHECK(p->functions[l->lines[k].function_id].name != 0); /* never an empty name */
+            const sp_function *f = &p->functions[l->lines[k].function_id];
+            CHECK(f->name != 0 || (f->made_up && l->bare)); /* a name, or one readers make */
         }
+        const char *nm[4];
+        uint32_t ln[4];
+        char buf[SP_FRAME_NAME_MAX];
+        CHECK(sp_location_names(p, i, nm, ln, 4, buf) >= 1 && ln[0] > 0); /* never empty */
     }
     for (uint32_t i = 1; i < p->nfunctions; i++)
         CHECK(p->functions[i].name < p->nstrings && p->functions[i].filename < p->nstrings);

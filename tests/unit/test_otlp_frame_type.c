@@ -10,6 +10,8 @@
 #include <cmocka.h>
 
 #include "otlp/convert.h"
+#include "pprof/profile.pb-c.h"
+#include "wire/pprof_write.h"
 
 #include <string.h>
 
@@ -132,11 +134,42 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
         assert_int_equal(smp->nlocations, 1);
         const sp_location *l = &p->locations[smp->location_ids[0]];
         uint32_t i = smp->location_ids[0];
-        const char *name = p->strings[p->functions[l->lines[0].function_id].name];
+        /* the name is left to readers (sp_function.made_up, name 0), who all make it alike */
+        const sp_function *f = &p->functions[l->lines[0].function_id];
+        assert_true(f->made_up);
+        assert_int_equal(f->name, 0);
+        const char *nm[1];
+        char buf[SP_FRAME_NAME_MAX];
+        assert_int_equal(sp_location_names(p, i, nm, NULL, 1, buf), 1);
+        const char *name = nm[0];
         assert_string_equal(name, want[i]);
         const char *ft = l->frame_type ? p->strings[l->frame_type] : "";
         assert_int_equal(strncmp(name, ft, strlen(ft)), 0);
     }
+    /* Written as pprof (the Pyroscope pusher's form), every frame carries the name readers make:
+     * the writer adds the names the converter left to readers to the string table. */
+    sp_buf pb;
+    sp_buf_init(&pb, 0);
+    sp_err err = {0};
+    assert_int_equal(wire_pprof_encode(p, &pb, &err), 0);
+    Perftools__Profiles__Profile *pp =
+        perftools__profiles__profile__unpack(NULL, pb.len, (const uint8_t *)pb.data);
+    assert_non_null(pp);
+    assert_int_equal(pp->n_location, NLOC - 1);
+    for (size_t k = 0; k < pp->n_location; k++) {
+        const Perftools__Profiles__Location *pl = pp->location[k];
+        assert_int_equal(pl->n_line, 1);
+        const Perftools__Profiles__Function *pf = NULL;
+        for (size_t j = 0; j < pp->n_function; j++)
+            if (pp->function[j]->id == pl->line[0]->function_id)
+                pf = pp->function[j];
+        assert_non_null(pf);
+        assert_true(pf->name > 0 && (size_t)pf->name < pp->n_string_table);
+        assert_string_equal(pp->string_table[pf->name], want[pl->id]);
+        assert_string_equal(pp->string_table[pf->system_name], want[pl->id]);
+    }
+    perftools__profiles__profile__free_unpacked(pp, NULL);
+    sp_buf_free(&pb);
     /* The locations' prints come with the profile, made from the tables as converted (each
      * bare location with its made-up line): the same as printing the final tables again, and
      * one per distinct content. */
