@@ -131,19 +131,7 @@ int store_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
  *   D3. The move ends before the next growth: DICT_MOVE_PER_PUT slots per put covers old (half
  *       the new capacity) well within the quarter of it that puts take to fill the new table to
  *       the next growth (nine 32nds when grown early, at 7/16 full); a growth that still
- *       finds old moves the rest first.
- * A full cache keeps what is in use, in two generations (a clock of two hands, as a CLOCK cache
- * keeps recently used pages; the writer's cache used to clear itself when full, and every row in
- * use was read from SQLite again: 70 k lookups in a 200-Export run, bench/RESULTS.md):
- *   D4. d->prev, when set, is the generation before d->slots: no key is put there, it is probed
- *       only after d->slots and d->old missed, and a caller may change the values of an entry
- *       found there. A key found there is copied into d->slots when that takes an empty slot of
- *       a table not growing and below half full (no entry moves, so no pointer handed out goes
- *       stale); otherwise its entry in prev is returned.
- *   D5. A put of a key not in d->slots or d->old when d->n == d->max frees prev (the keys in it
- *       not used since: d->clears counts this forgetting as a clear) and makes d->slots prev,
- *       then starts an empty table of the same capacity. d->n counts d->slots and d->old only,
- *       so max bounds each generation and the cache holds at most twice max keys. */
+ *       finds old moves the rest first. */
 #define DICT_MOVE_PER_PUT 16
 
 void store_dict_init(store_dict *d, size_t max_entries)
@@ -159,17 +147,9 @@ static void dict_drop_old(store_dict *d)
     d->old_cap = d->moved = 0;
 }
 
-static void dict_drop_prev(store_dict *d)
-{
-    sp_huge_free(d->prev, d->prev_cap * sizeof *d->prev);
-    d->prev = NULL;
-    d->prev_cap = 0;
-}
-
 void store_dict_free(store_dict *d)
 {
     dict_drop_old(d);
-    dict_drop_prev(d);
     sp_huge_free(d->slots, d->cap * sizeof *d->slots);
     d->slots = NULL;
     d->cap = d->n = 0;
@@ -178,7 +158,6 @@ void store_dict_free(store_dict *d)
 void store_dict_clear(store_dict *d)
 {
     dict_drop_old(d);
-    dict_drop_prev(d);
     if (d->slots)
         memset(d->slots, 0, d->cap * sizeof *d->slots);
     d->n = 0;
@@ -197,28 +176,6 @@ static store_dict_entry *dict_probe(store_dict_entry *slots, size_t cap, uint64_
     }
 }
 
-/* The slot of a key known to be absent from d->slots. */
-static store_dict_entry *dict_empty_slot(store_dict *d, uint64_t h1)
-{
-    size_t mask = d->cap - 1, i = h1 & mask;
-    while (d->slots[i].h1 || d->slots[i].h2)
-        i = (i + 1) & mask;
-    return &d->slots[i];
-}
-
-/* D4: the key of prev's entry e, in use again, copied into the current generation when that
- * moves nothing; else e itself. */
-static store_dict_entry *dict_promote(store_dict *d, store_dict_entry *e)
-{
-    if (d->old || d->n >= d->max || (d->n + 1) * 2 > d->cap)
-        return e;
-    store_dict_entry *to = dict_empty_slot(d, e->h1);
-    *to = *e;
-    d->n++;
-    d->promoted++;
-    return to;
-}
-
 store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
 {
     if (!d->cap)
@@ -228,9 +185,16 @@ store_dict_entry *store_dict_find(store_dict *d, uint64_t h1, uint64_t h2)
     store_dict_entry *e = dict_probe(d->slots, d->cap, h1, h2);
     if (!e && d->old)
         e = dict_probe(d->old, d->old_cap, h1, h2); /* D2 */
-    if (!e && d->prev && (e = dict_probe(d->prev, d->prev_cap, h1, h2)))
-        e = dict_promote(d, e); /* D4 */
     return e;
+}
+
+/* The slot of a key known to be absent from d->slots. */
+static store_dict_entry *dict_empty_slot(store_dict *d, uint64_t h1)
+{
+    size_t mask = d->cap - 1, i = h1 & mask;
+    while (d->slots[i].h1 || d->slots[i].h2)
+        i = (i + 1) & mask;
+    return &d->slots[i];
 }
 
 /* Copies up to k more of old's slots (D2); frees old when all are. */
@@ -265,35 +229,14 @@ static int dict_grow(store_dict *d, int populate)
     return 0;
 }
 
-/* D5: the current generation becomes the previous one, the previous one is forgotten. When the
- * new table cannot be had, the cache clears instead (the old rule). */
-static void dict_rotate(store_dict *d)
-{
-    if (d->old)
-        dict_move(d, SIZE_MAX); /* D3: one table to retire */
-    dict_drop_prev(d);
-    store_dict_entry *ns = sp_huge_calloc(sp_huge_bytes(d->cap, sizeof *ns));
-    if (!ns) {
-        store_dict_clear(d);
-        return;
-    }
-    d->prev = d->slots;
-    d->prev_cap = d->cap;
-    d->slots = ns;
-    d->n = 0;
-    d->clears++;
-}
-
 store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_t id, int32_t seen)
 {
     if (!h1 && !h2)
         h2 = 1;
     store_dict_entry *e = store_dict_find(d, h1, h2); /* D1: updated where it is */
-    if (e && d->prev && e >= d->prev && e < d->prev + d->prev_cap)
-        e = NULL; /* D4: not promoted, so new to this generation */
     if (!e) {
         if (d->n >= d->max)
-            dict_rotate(d); /* D5 */
+            store_dict_clear(d);
         if ((d->n + 1) * 2 > d->cap && dict_grow(d, 0) != 0) {
             store_dict_clear(d);
             if (!d->cap)
@@ -319,7 +262,7 @@ store_dict_entry *store_dict_put(store_dict *d, uint64_t h1, uint64_t h2, int64_
 
 size_t store_dict_bytes(const store_dict *d)
 {
-    return (d->cap + d->old_cap + d->prev_cap) * sizeof *d->slots;
+    return (d->cap + d->old_cap) * sizeof *d->slots;
 }
 
 int store_dict_room_due(const store_dict *d)

@@ -28,15 +28,12 @@ size_t store_varint_put(uint8_t *out, uint64_t v);
 int store_varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v);
 
 /* ---- dictionary cache: content fingerprint (h1, h2) → database row id -------------------------
- * Bounded by max entries a generation; when a put would exceed it, the current generation becomes
- * the previous one and the one before is forgotten, so what was used in the last two generations
- * stays (D4-D5 in maps.c). The cache only saves lookups, the database stays the truth, so
- * forgetting is always safe; `clears` counts each time keys may have been forgotten.
+ * Bounded by max entries; when a put would exceed it, the cache clears itself (the eviction
+ * rule: the cache only saves lookups, the database stays the truth, so forgetting is always safe).
  *
  * It grows by doubling, moved a few slots per put (invariants D1-D3 in maps.c): growing a table
  * of 262 k entries in one go stalled the writer for 20-40 ms, one Export's whole budget.
- * An entry pointer is valid until the next put or clear (a find that copies a key from the
- * previous generation moves no entry). */
+ * An entry pointer is valid until the next put or clear. */
 typedef struct store_dict_entry {
     uint64_t h1, h2; /* (0, 0) = empty slot */
     int64_t id;
@@ -47,11 +44,8 @@ typedef struct store_dict {
     store_dict_entry *slots;
     size_t cap, n, max; /* n: distinct keys, in slots and the part of old not moved yet */
     uint64_t clears;
-    store_dict_entry *old;  /* the table being moved into slots, or NULL */
-    size_t old_cap, moved;  /* old's slots below moved are in slots (D2) */
-    store_dict_entry *prev; /* the generation before slots, or NULL (D4-D5) */
-    size_t prev_cap;
-    uint64_t promoted; /* keys copied from prev into slots, found again (D4) */
+    store_dict_entry *old; /* the table being moved into slots, or NULL */
+    size_t old_cap, moved; /* old's slots below moved are in slots (D2) */
 } store_dict;
 
 void store_dict_init(store_dict *d, size_t max_entries);

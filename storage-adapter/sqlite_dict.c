@@ -8,9 +8,8 @@
  * watermark are not keyed yet and are found through the cache, or the index).
  * Errors: SP_EUNAVAIL (SQLite failed: the caller rolls back the whole transaction), SP_ENOMEM.
  *
- * A cache that forgot rows (a full one forgets what its last two generations did not use, D5
- * of maps.c) cannot tell a new row from a forgotten one. The hash indexes answer that for
- * stacks, locations and functions, in memory:
+ * A cache that forgot rows (it clears itself when full) cannot tell a new row from a forgotten
+ * one. The hash indexes answer that for stacks, locations and functions, in memory:
  *   I1. While bit k of index_complete is set, every row of table k is in index[k] as (its hash
  *       column, its id). It may hold more (rows of a transaction rolled back): a superset is
  *       safe, since an id it gives is only a candidate, checked against the row's content.

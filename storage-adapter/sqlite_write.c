@@ -293,9 +293,9 @@ int sqs_writer_init(sqs_store *s, sp_err *err)
         if (rc != SQLITE_OK)
             return sqs_fail(err, w->db, rc, "preparing writer statement %d", i);
     }
-    /* The cache budget, split by how many rows each dictionary tends to have. An entry costs its
-     * size 4 times over: tables at most half full, two generations of max (D4-D5 of maps.c). */
-    size_t entries = s->opt.cache_bytes / (4 * sizeof(store_dict_entry));
+    /* The cache budget, split by how many rows each dictionary tends to have. An entry costs
+     * its size twice over (the tables are kept at most half full). */
+    size_t entries = s->opt.cache_bytes / (2 * sizeof(store_dict_entry));
     if (entries < 1024)
         entries = 1024;
     store_dict_init(&w->stacks, entries * 6 / 16);

@@ -247,7 +247,7 @@ static void keying_ahead_waits_for_a_whole_slice(void **state)
     enum { SLICE = 16384, ROUND = 4000, ROUNDS = 15 };
     store_close(f->s);
     store_options o = opts(f->dir);
-    o.cache_bytes = (size_t)32 << 20; /* sqlite_write.c: 1/4 of cache_bytes / 128 are locations */
+    o.cache_bytes = (size_t)16 << 20; /* sqlite_write.c: 1/4 of cache_bytes / 64 are locations */
     o.index_rows = 1; /* the hash index gives up at its second row: key tables (I4) */
     sp_err err = {0};
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
@@ -386,7 +386,7 @@ static void with_the_hash_index_nothing_is_keyed(void **state)
     enum { ROUND = 4000, ROUNDS = 15 };
     store_close(f->s);
     store_options o = opts(f->dir);
-    o.cache_bytes = (size_t)32 << 20;
+    o.cache_bytes = (size_t)16 << 20;
     sp_err err = {0};
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);
     for (int pass = 0; pass < 3; pass++) {
@@ -423,7 +423,7 @@ static void the_hash_index_hands_over_to_the_key_tables(void **state)
     enum { SLICE = 16384, ROUND = 4000, ROUNDS = 15 };
     store_close(f->s);
     store_options o = opts(f->dir);
-    o.cache_bytes = (size_t)32 << 20;
+    o.cache_bytes = (size_t)16 << 20;
     o.index_rows = 40000;
     sp_err err = {0};
     assert_int_equal(store_open_sqlite(&f->s, &o, &err), 0);

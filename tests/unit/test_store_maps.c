@@ -432,58 +432,6 @@ static void dict_check(store_dict *d, const int64_t *ids, uint64_t from, uint64_
     }
 }
 
-/* A full cache keeps what is in use (D4-D5 in maps.c): with max M a generation, the keys found
- * or put since the last generation began survive the next one; the rest are forgotten. The
- * oracle is which keys each step touched, kept here. */
-static void dict_keeps_what_its_last_two_generations_used(void **state)
-{
-    (void)state;
-    enum { M = 1000 };
-    store_dict d;
-    store_dict_init(&d, M);
-    for (uint64_t k = 0; k < M; k++) /* generation A: keys 0-999 */
-        assert_non_null(store_dict_put(&d, dict_h1(k), k, (int64_t)k + 5, (int32_t)k));
-    assert_non_null(store_dict_put(&d, dict_h1(M), M, 1, 1)); /* B begins: A is the previous */
-    assert_int_equal(d.clears, 1);
-    store_dict_entry *held = store_dict_find(&d, dict_h1(M), M);
-    assert_non_null(held);
-    for (uint64_t k = 0; k < 100; k++) { /* in use again: copied into B, values and all */
-        store_dict_entry *e = store_dict_find(&d, dict_h1(k), k);
-        assert_non_null(e);
-        assert_int_equal(e->id, (int64_t)k + 5);
-        assert_int_equal(e->seen, (int32_t)k);
-    }
-    assert_int_equal(d.n, 101);
-    assert_int_equal(d.promoted, 100);
-    /* copying moved no entry: a pointer handed out before is still the key's */
-    assert_true(held->h2 == M && held->id == 1);
-    store_dict_find(&d, dict_h1(7), 7)->seen = 77; /* a caller's update lands in B */
-    for (uint64_t k = M + 1; d.n < M; k++)
-        assert_non_null(store_dict_put(&d, dict_h1(k), k, 2, 2));
-    assert_int_equal(d.clears, 1);
-    /* B is full: key 150 is still found in A, but B has no room to take it (D4) ... */
-    assert_int_equal(store_dict_find(&d, dict_h1(150), 150)->id, 155);
-    assert_int_equal(d.n, M);
-    /* ... and a put of it is a new key of the generation, which begins C */
-    assert_non_null(store_dict_put(&d, dict_h1(150), 150, 9, 9));
-    assert_int_equal(d.clears, 2);
-    assert_int_equal(d.n, 1);
-    for (uint64_t k = 0; k < M; k++) { /* B's keys found; A's others forgotten */
-        store_dict_entry *e = store_dict_find(&d, dict_h1(k), k);
-        if (k < 100 || k == 150)
-            assert_non_null(e);
-        else if (e)
-            fail_msg("key %llu of the generation before last was kept", (unsigned long long)k);
-    }
-    assert_int_equal(store_dict_find(&d, dict_h1(7), 7)->seen, 77);
-    assert_int_equal(store_dict_find(&d, dict_h1(150), 150)->id, 9);
-    assert_true(store_dict_bytes(&d) == (d.cap + d.prev_cap) * sizeof(store_dict_entry));
-    store_dict_clear(&d); /* a clear forgets both generations */
-    assert_null(store_dict_find(&d, dict_h1(M + 1), M + 1));
-    assert_null(store_dict_find(&d, dict_h1(3), 3));
-    store_dict_free(&d);
-}
-
 static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
 {
     (void)state;
@@ -515,14 +463,11 @@ static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
     assert_int_equal(d.n, N);
     assert_int_equal(d.clears, 0);
     dict_check(&d, ids, 0, N, 1);
-    /* One more key starts a new generation (max N): the full table becomes the previous one
-     * (D5), still found, and a key found there is copied into the new one (D4). */
+    /* One more key clears it (max N), in the middle of nothing; then it is empty and usable. */
     assert_non_null(store_dict_put(&d, dict_h1(N), N, 1, 1));
     assert_int_equal(d.clears, 1);
     assert_int_equal(d.n, 1);
-    assert_non_null(d.prev);
-    assert_int_equal(store_dict_find(&d, dict_h1(5), 5)->id, ids[5]);
-    assert_int_equal(d.n, 2);
+    assert_null(store_dict_find(&d, dict_h1(5), 5));
     /* A clear while the old table is still being moved drops it with everything else. */
     store_dict_free(&d);
     store_dict_init(&d, N);
@@ -531,7 +476,6 @@ static void dict_grows_a_little_per_put_and_forgets_nothing(void **state)
     assert_non_null(d.old);
     store_dict_clear(&d);
     assert_null(d.old);
-    assert_null(d.prev);
     assert_null(store_dict_find(&d, dict_h1(3), 3));
     assert_non_null(store_dict_put(&d, dict_h1(3), 3, 9, 9));
     assert_int_equal(store_dict_find(&d, dict_h1(3), 3)->id, 9);
@@ -713,7 +657,6 @@ int main(void)
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
         cmocka_unit_test(hash_index_gives_back_every_row_of_a_hash_once),
         cmocka_unit_test(dict_grows_a_little_per_put_and_forgets_nothing),
-        cmocka_unit_test(dict_keeps_what_its_last_two_generations_used),
         cmocka_unit_test(dict_grows_early_when_asked),
         cmocka_unit_test(fingerprint_pairs_equal_two_single_hashes_and_stay_stable),
     };
