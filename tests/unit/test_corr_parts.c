@@ -201,27 +201,44 @@ static void stacks_found_by_print_keep_their_frames(void **state)
     corr_free(c);
 }
 
+/* A correlator that took one printed request (main→handle→parse at 150 ms, *first), and the
+ * profile of a second one at 160 ms on handle→main→parse over the strings given. */
+static corr *after_one_printed_request(fixture *f, sp_profile **first, sp_profile **second,
+                                       const char **strings)
+{
+    corr *c = corr_new(NULL);
+    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS};
+    *first = profile(f->a, t1, 1, PID, TID);
+    give_prints(f->a, *first);
+    attach_part(c, *first, 0, NULL, f->a);
+    *second = profile(f->a, t2, 1, PID, TID);
+    static uint32_t reordered[] = {3, 1, 2};
+    (*second)->samples[0].location_ids = reordered;
+    (*second)->strings = strings;
+    give_prints(f->a, *second);
+    return c;
+}
+
+/* The late span over both requests' samples (100-200 ms): what it claimed, in tb. */
+static void claim_both(corr *c, fixture *f, sp_batch *tb)
+{
+    sp_span v[] = {span(8, 100, 200, PID, TID)};
+    send_spans(c, f, v, 1, tb);
+    assert_int_equal(late_value(tb, 8), 20 * MS);
+}
+
 /* The correlator trusts a stack print as the store does: a later request whose sample carries
  * a known print is kept under that stack without its frames being named (here its list differs,
  * which no converter would send: it shows the print found the stack). */
 static void a_known_stack_print_is_interned_without_its_frames(void **state)
 {
     fixture *f = *state;
-    corr *c = corr_new(NULL);
-    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS};
-    sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
-    give_prints(f->a, p1);
-    attach_part(c, p1, 0, NULL, f->a);
-    sp_profile *p2 = profile(f->a, t2, 1, PID, TID);
-    static uint32_t reordered[] = {3, 1, 2};
-    p2->samples[0].location_ids = reordered;
-    give_prints(f->a, p2);
+    sp_profile *p1, *p2;
+    corr *c = after_one_printed_request(f, &p1, &p2, strs);
     ((sp_print *)p2->stack_prints)[1] = p1->stack_prints[1];
     attach_part(c, p2, 0, NULL, f->a);
-    sp_span v[] = {span(8, 100, 200, PID, TID)};
     sp_batch tb;
-    send_spans(c, f, v, 1, &tb);
-    assert_int_equal(late_value(&tb, 8), 20 * MS);
+    claim_both(c, f, &tb);
     assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
     corr_free(c);
 }
@@ -233,24 +250,14 @@ static void a_known_stack_print_is_interned_without_its_frames(void **state)
 static void a_known_location_print_is_named_without_its_name(void **state)
 {
     fixture *f = *state;
-    corr *c = corr_new(NULL);
-    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS};
-    sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
-    give_prints(f->a, p1);
-    attach_part(c, p1, 0, NULL, f->a);
-    sp_profile *p2 = profile(f->a, t2, 1, PID, TID);
     const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
     names[3] = "other";
-    p2->strings = names;
-    static uint32_t reordered[] = {3, 1, 2}; /* handle -> main -> the leaf */
-    p2->samples[0].location_ids = reordered;
-    give_prints(f->a, p2);
+    sp_profile *p1, *p2;
+    corr *c = after_one_printed_request(f, &p1, &p2, names);
     ((sp_print *)p2->location_prints)[3] = p1->location_prints[3];
     attach_part(c, p2, 0, NULL, f->a);
-    sp_span v[] = {span(8, 100, 200, PID, TID)};
     sp_batch tb;
-    send_spans(c, f, v, 1, &tb);
-    assert_int_equal(late_value(&tb, 8), 20 * MS);
+    claim_both(c, f, &tb);
     assert_int_equal(late_leaves(&tb, "parse", "handle"), 10 * MS);
     assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
     corr_free(c);
