@@ -607,15 +607,6 @@ static uint32_t frame_names(corr *c, const sp_profile *p, uint32_t loc, uint32_t
 /* 4 MiB: the locations of many requests (eBPF: tens of thousands each, most of them known) */
 #define CW_LNAMES_MAX (1u << 18)
 
-/* Fills cache (cw_stack_id's, per location: name id, 1) for every location of p's table that
- * has one name, before its stacks are interned. The names table holds hundreds of thousands of
- * names and each lookup is a few dependent cache misses (slot, key pointer, key bytes); looked up
- * one location at a time they were 9 % of the server's CPU at full ingest (issue 19). Here a
- * batch of locations goes through each step before the next (hash and prefetch the slots, then
- * prefetch the candidate keys, then look up), so the misses of a batch overlap. A location whose
- * print a request brought before skips all that: its print finds its name id in c->lnames (an
- * eBPF request's tens of thousands of locations are mostly known; naming them was 4.5 % of the
- * server's instructions, bench/RESULTS.md). */
 /* The lnames table, made or emptied as needed (see struct corr): NULL without memory. */
 static struct name_by_print *lnames_ready(corr *c)
 {
@@ -649,6 +640,15 @@ static struct name_by_print *lnames_slot(const corr *c, const sp_print *pr)
     }
 }
 
+/* Fills cache (cw_stack_id's, per location: name id, 1) for every location of p's table that
+ * has one name, before its stacks are interned. The names table holds hundreds of thousands of
+ * names and each lookup is a few dependent cache misses (slot, key pointer, key bytes); looked up
+ * one location at a time they were 9 % of the server's CPU at full ingest (issue 19). Here a
+ * batch of locations goes through each step before the next (hash and prefetch the slots, then
+ * prefetch the candidate keys, then look up), so the misses of a batch overlap. A location whose
+ * print a request brought before skips all that: its print finds its name id in c->lnames (an
+ * eBPF request's tens of thousands of locations are mostly known; naming them was 4.5 % of the
+ * server's instructions, bench/RESULTS.md). */
 void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
 {
     enum { B = 32 };
