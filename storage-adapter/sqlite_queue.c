@@ -113,16 +113,19 @@ static int validate_profile(const sp_profile *p, size_t pi, const table_marks *f
 }
 
 /* checked: for a stream's part, the tables its earlier parts validated (updated here); NULL for
- * a batch. */
-static int validate_batch(const sp_batch *b, table_marks *checked, sp_err *err)
+ * a batch. lists: for a stream's part, the stream's memo of location lists checked against those
+ * tables (S5: a later part's tables extend them, and the converters hand every part the lists
+ * they made for the first, so each list is walked once a stream, not once a part); NULL for a
+ * batch, which takes a memo of its own. */
+static int validate_batch(const sp_batch *b, table_marks *checked, checked_list *lists, sp_err *err)
 {
     if (b->nprofiles && !b->profiles)
         return BAD("batch has %zu profiles but no storage", b->nprofiles);
     if (b->nspans && !b->spans)
         return BAD("batch has %zu spans but no storage", b->nspans);
     const sp_profile *prev = NULL;
-    checked_list *seen = b->nprofiles ? calloc(CHECKED_LISTS, sizeof *seen) : NULL;
-    if (b->nprofiles && !seen)
+    checked_list *seen = lists;
+    if (b->nprofiles && !seen && !(seen = calloc(CHECKED_LISTS, sizeof *seen)))
         return sp_fail(err, SP_ENOMEM, "out of memory validating a batch");
     int rc = 0;
     for (size_t i = 0; i < b->nprofiles && !rc; i++) {
@@ -136,19 +139,20 @@ static int validate_batch(const sp_batch *b, table_marks *checked, sp_err *err)
         if (shared) {
             all = (table_marks){p->nfunctions, p->nmappings, p->nlocations};
             from = &all;
+        } else if (p && checked && p->nfunctions >= checked->functions &&
+                   p->nmappings >= checked->mappings && p->nlocations >= checked->locations) {
+            from = checked; /* S5: the lists checked so far hold against these tables too */
         } else {
             /* lists checked against other tables prove nothing here */
             memset(seen, 0, CHECKED_LISTS * sizeof *seen);
-            if (p && checked && p->nfunctions >= checked->functions &&
-                p->nmappings >= checked->mappings && p->nlocations >= checked->locations)
-                from = checked;
         }
         rc = validate_profile(p, i, from, seen, err);
         if (!rc && p && checked)
             *checked = (table_marks){p->nfunctions, p->nmappings, p->nlocations};
         prev = p;
     }
-    free(seen);
+    if (seen != lists)
+        free(seen);
     return rc;
 }
 
@@ -210,7 +214,7 @@ int sqs_write(store *st, const sp_batch *b, sp_err *err)
     sqs_store *s = (sqs_store *)st;
     if (!b->nprofiles && !b->nspans)
         return 0;
-    int rc = validate_batch(b, NULL, err);
+    int rc = validate_batch(b, NULL, NULL, err);
     if (rc)
         return rc;
     sqs_req req = {.kind = SQS_REQ_WRITE, .batch = b, .err = err};
@@ -225,6 +229,7 @@ typedef struct sqs_stream {
     sp_arena *a;
     sp_err err;          /* the writer's message for the whole stream */
     table_marks checked; /* what the parts so far validated of the tables (S5) */
+    checked_list *lists; /* the location lists checked against them (validate_batch's memo) */
 } sqs_stream;
 
 int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err)
@@ -254,7 +259,10 @@ int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err)
     sqs_req *req = &ss->req;
     if (!part->nprofiles && !part->nspans)
         return 0;
-    int rc = validate_batch(part, &ss->checked, err);
+    if (!ss->lists && !(ss->lists = sp_arena_calloc(ss->a, CHECKED_LISTS, sizeof *ss->lists)))
+        return sp_fail(err, SP_ETOOBIG,
+                       "no room for the store stream's validation memo in the request's budget");
+    int rc = validate_batch(part, &ss->checked, ss->lists, err);
     if (rc)
         return rc;
     sqs_part *pt = sp_arena_calloc(ss->a, 1, sizeof *pt);

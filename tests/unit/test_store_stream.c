@@ -226,6 +226,36 @@ static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
     assert_int_equal(app.nstacks, 0);
 }
 
+/* A stream checks each location list once (its memo lives across the parts, S5), but only
+ * while the parts' tables extend those it was checked against: a part whose table is shorter
+ * (against the contract) has the same list walked again and refused by name. */
+static void list_checked_in_a_part_is_walked_again_against_a_shorter_table(void **state)
+{
+    fx *f = *state;
+    int64_t t = recent_bucket();
+    store_stream *st = begin(f);
+    static const uint32_t with_inl[] = {L_MAIN, L_INL, 0};
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    sp_sample *s1 = add_sample(f->a, p1, with_inl, 1, t + SEC);
+    part_ok(st, batch_of(f->a, p1));
+    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p2, with_inl, 1, t + SEC); /* the same list as part 1's sample: */
+    p2->samples[0].location_ids = s1->location_ids;
+    p2->samples[0].nlocations = s1->nlocations;
+    part_ok(st, batch_of(f->a, p2)); /* the same tables: taken */
+    sp_profile *p3 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p3, with_inl, 1, t + SEC);
+    p3->samples[0].location_ids = s1->location_ids;
+    p3->samples[0].nlocations = s1->nlocations;
+    cut_tables(p3, L_INL, p3->nfunctions);
+    sp_err err = {0};
+    assert_int_equal(store_stream_part(st, batch_of(f->a, p3), &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "location_id 7 out of range (7 locations)"));
+    assert_int_equal(store_stream_end(st, 1, &err), 0);
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(app.nstacks, 0);
+}
+
 /* A stream without parts stores nothing and answers 0; so does one given up before its first
  * part (nothing was queued). */
 static void empty_streams_answer_at_once(void **state)
@@ -250,6 +280,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(bad_part_is_refused_and_the_stream_stores_nothing, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            list_checked_in_a_part_is_walked_again_against_a_shorter_table, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_streams_answer_at_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
