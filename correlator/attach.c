@@ -453,11 +453,15 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
     pp->p = p;
     pp->orig = p->samples;
     pp->norig = p->nsamples;
-    pp->plans = sp_arena_calloc(a, p->nsamples + 1, sizeof *pp->plans);
+    /* each plan zeroed as the loop below reaches it, not the block at once (a second pass) */
+    pp->plans = sp_arena_alloc(a, ((size_t)p->nsamples + 1) * sizeof *pp->plans);
     if (!pp->plans)
         return -1;
     x->nout = 0;
     x->spans_only = 1;
+    /* one output per sample unless some split: room for those at once, not by doublings */
+    if (reserve((void **)&x->out, &x->capout, p->nsamples, sizeof *x->out))
+        return -1;
     int reshaped = 0;
     const sp_proc_ident *last = NULL;
     uint32_t last_id = 0;
@@ -465,6 +469,7 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
     for (uint32_t i = 0; i < p->nsamples; i++) {
         const sp_sample *s = &p->samples[i];
         sample_plan *pl = &pp->plans[i];
+        *pl = (sample_plan){0};
         if (s->ident != last || !last_id) {
             last = s->ident;
             last_id = cw_ident_id(c, s->ident);

@@ -308,8 +308,10 @@ corr_memo *corr_memo_new(void)
 
 void corr_memo_free(corr_memo *m)
 {
-    if (m)
+    if (m) {
         cw_memo_free(&m->m);
+        cw_scratch_free(&m->x);
+    }
     free(m);
 }
 
@@ -355,7 +357,7 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
     if (memo->interns_gen != c->interns_gen) /* names and stacks were renumbered since */
         cw_memo_free(memo);
     memo->interns_gen = c->interns_gen;
-    split_scratch x = {0};
+    split_scratch local_x = {0}, *x = cm ? &cm->x : &local_x;
     const char *failed_type = NULL;
     for (size_t i = 0; i < nprof; i++) {
         sp_profile *p = b->profiles[i];
@@ -371,7 +373,7 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
         }
         prof_plan pp;
         size_t got = 0;
-        if (cw_plan_profile(c, &x, &pp, p, b->arena, tenant, b, &got)) {
+        if (cw_plan_profile(c, x, &pp, p, b->arena, tenant, b, &got)) {
             /* stored as received, unattached: the samples are what the client was promised */
             p->samples = (sp_sample *)pp.orig;
             p->nsamples = pp.norig;
@@ -386,7 +388,7 @@ int corr_attach_part(corr *c, sp_batch *b, int64_t now_ns, corr_ticket *t, corr_
         attached += got;
         cw_keep_profile(c, &pp, tenant, memo);
     }
-    cw_scratch_free(&x);
+    cw_scratch_free(&local_x);
     cw_memo_free(&local);
     c->st.attach_failed += failed;
     if (t && c->nconsumed) {

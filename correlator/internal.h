@@ -350,6 +350,7 @@ typedef struct batch_memo {
 /* The public memo of a streamed request's parts (correlator.h). */
 struct corr_memo {
     batch_memo m;
+    split_scratch x; /* phase 1's arrays, kept from part to part instead of grown for each */
 };
 
 /* window.c */
