@@ -264,6 +264,23 @@ static void location_prints(conv *c)
     }
 }
 
+/* The function table, the request's entries zeroed, with room for a function per bare location
+ * (its made-up name, left to readers) at once: not a table doubled and copied as they come, tens
+ * of thousands in an eBPF request. NULL when the budget has no room. */
+static sp_function *function_table(conv *c)
+{
+    const dict_t *d = c->d;
+    uint32_t bare = 0;
+    for (uint32_t i = 1; i < d->n_location_table; i++)
+        bare += d->location_table[i]->n_lines == 0;
+    c->nfuncs = d->n_function_table ? (uint32_t)d->n_function_table : 1;
+    c->capfuncs = c->nfuncs + bare + 16;
+    sp_function *f = sp_arena_alloc(c->a, (size_t)c->capfuncs * sizeof *f);
+    if (f) /* add_function() zeroes the rest */
+        memset(f, 0, (size_t)c->nfuncs * sizeof *f);
+    return f;
+}
+
 static int convert_dictionary(conv *c, sp_err *err)
 {
     const dict_t *d = c->d;
@@ -272,9 +289,7 @@ static int convert_dictionary(conv *c, sp_err *err)
 
     c->nmaps = d->n_mapping_table ? (uint32_t)d->n_mapping_table : 1;
     c->maps = sp_arena_calloc(c->a, c->nmaps, sizeof *c->maps);
-    c->nfuncs = d->n_function_table ? (uint32_t)d->n_function_table : 1;
-    c->capfuncs = c->nfuncs + 16;
-    c->funcs = sp_arena_calloc(c->a, c->capfuncs, sizeof *c->funcs);
+    c->funcs = function_table(c);
     c->nlocs = d->n_location_table ? (uint32_t)d->n_location_table : 1;
     c->locs = sp_arena_calloc(c->a, c->nlocs, sizeof *c->locs);
     c->attrs = sp_arena_calloc(c->a, d->n_attribute_table + 1, sizeof *c->attrs);
@@ -287,13 +302,10 @@ static int convert_dictionary(conv *c, sp_err *err)
     if (!c->maps || !c->funcs || !c->locs || !c->attrs || !c->ftypes || !c->stacks)
         return sp_fail(err, SP_ETOOBIG, "dictionary too large for the request budget");
 
-    /* Every mapping interns its build id and every bare location a made-up name: room for them
-     * at once (an eBPF request's native frames are thousands of names). Failing only leaves the
-     * table to grow as it goes. */
-    uint32_t bare = 0;
-    for (uint32_t i = 1; i < d->n_location_table; i++)
-        bare += d->location_table[i]->n_lines == 0;
-    sp_strtab_reserve(&c->st, (uint32_t)d->n_mapping_table, bare);
+    /* Every mapping interns its build id: room for them at once. Bare locations' names are
+     * mostly left to readers (synthetic_name); the few too long for that grow the table. Failing
+     * only leaves the table to grow as it goes. */
+    sp_strtab_reserve(&c->st, (uint32_t)d->n_mapping_table, 0);
     for (uint32_t i = 1; i < d->n_mapping_table; i++) {
         const Opentelemetry__Proto__Profiles__V1development__Mapping *m = d->mapping_table[i];
         sp_mapping *o = &c->maps[i];
