@@ -582,6 +582,44 @@ static void rejects_truncated_sample_naming_its_path(void **state)
     sp_arena_free(a);
 }
 
+/* Samples with a one-byte length are walked by a shortcut, longer ones by the generic walk: the
+ * census and votes count both, and a broken Sample after them is still named by its place. */
+static void samples_short_and_long_are_counted_and_a_broken_one_named(void **state)
+{
+    int64_t attrs[] = {1};
+    uint64_t ts[20];
+    for (int i = 0; i < 20; i++)
+        ts[i] = 1700000000000000000ull + (uint64_t)i;
+    bb s[3], req;
+    new_sample(&s[0], 1, attrs, 1, 0, NULL, 0, ts, 1);
+    new_sample(&s[1], 1, attrs, 1, 0, NULL, 0, ts, 20);
+    assert_true(s[1].n >= 128); /* a two-byte length */
+    new_sample(&s[2], 1, attrs, 1, 0, NULL, 0, ts, 2);
+    request(&req, 1, NULL, s, 3);
+    decoded d;
+    decode(&d, &req);
+    assert_int_equal(d.info.samples, 3);
+    assert_int_equal(d.info.new_votes, 0); /* timestamps only: fits both numberings */
+    assert_int_equal(d.info.census[0].samples, 3);
+    assert_int_equal(d.info.census[0].times, 23);
+    assert_int_equal(profile0(&d)->n_samples, 3);
+    assert_int_equal(profile0(&d)->samples[1]->n_timestamps_unix_nano, 20);
+    decoded_free(&d);
+
+    s[2].b[s[2].n++] = 0x08; /* field 1 varint ... */
+    s[2].b[s[2].n++] = 0x80; /* ... whose continuation never comes */
+    request(&req, 1, NULL, s, 3);
+    sp_arena *a = sp_arena_new(0);
+    const uint8_t *out;
+    size_t n;
+    sp_err err = {0};
+    assert_int_equal(otlp_layout_normalize(req.b, req.n, a, &out, &n, NULL, &err), SP_EINVAL);
+    assert_non_null(
+        strstr(err.msg, "resource_profiles[0].scope_profiles[0].profiles[0].samples[2]"));
+    assert_non_null(strstr(err.msg, "truncated"));
+    sp_arena_free(a);
+}
+
 static void rejects_length_past_the_end_of_input(void **state)
 {
     bb req;
@@ -650,6 +688,7 @@ int main(void)
         cmocka_unit_test(samples_that_fit_both_layouts_are_left_alone),
         cmocka_unit_test(unknown_fields_survive_the_rewrite),
         cmocka_unit_test(rejects_truncated_sample_naming_its_path),
+        cmocka_unit_test(samples_short_and_long_are_counted_and_a_broken_one_named),
         cmocka_unit_test(rejects_length_past_the_end_of_input),
         cmocka_unit_test(empty_request_is_current_layout),
         cmocka_unit_test(rewrite_that_does_not_fit_the_arena_budget_is_too_big),
