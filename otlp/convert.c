@@ -49,6 +49,7 @@ typedef struct conv {
     uint32_t *map_base_len;
     const char **map_base;
     uint32_t ftype_idx, ftype_len;
+    int8_t sample_services; /* an attribute keyed service.name: -1 not looked yet, 0 none, 1 some */
 } conv;
 
 /* Index of s in the request's string table, adding it when new (0 on allocation failure, which
@@ -671,6 +672,19 @@ static int convert_sample(conv *c, const sample_t *in, const type_rule *r, int64
     return 0;
 }
 
+/* Whether any attribute of the request's table is keyed service.name: when none is (the eBPF
+ * profiler's requests), no sample splits its profile and the per-sample look below is skipped. */
+static int request_has_sample_services(conv *c)
+{
+    if (c->sample_services < 0) {
+        c->sample_services = 0;
+        for (size_t i = 1; i < c->d->n_attribute_table && !c->sample_services; i++)
+            c->sample_services =
+                strcmp(str_at(c, c->d->attribute_table[i]->key_strindex), "service.name") == 0;
+    }
+    return c->sample_services;
+}
+
 /* The sample's first service.name attribute's string value (NULL: none, or not a string). By the
  * attributes' classification, not a string compare of each key of each sample. */
 static const char *sample_service(conv *c, const sample_t *in)
@@ -731,7 +745,10 @@ convert_profile(conv *c, const Opentelemetry__Proto__Profiles__V1development__Re
         return sp_fail(err, SP_ETOOBIG, "profile too large for the request budget");
     uint32_t nservices = 1;
     services[0] = svc;
-    for (size_t i = 0; i < in->n_samples; i++) {
+    int split = request_has_sample_services(c);
+    if (!split)
+        memset(which, 0, in->n_samples * sizeof *which);
+    for (size_t i = 0; split && i < in->n_samples; i++) {
         const char *s = sample_service(c, in->samples[i]);
         uint32_t k = 0;
         if (s && *s) {
@@ -826,6 +843,7 @@ int otlp_profiles_conv_begin(const otlp_profiles_req *req, const otlp_verdict *v
         return sp_fail(err, SP_ETOOBIG, "request too large for its budget");
     pc->c.a = a;
     pc->c.d = req->dictionary;
+    pc->c.sample_services = -1;
     pc->req = req;
     pc->v = v;
     if (req->dictionary) { /* validation already refused profiles without a dictionary */
