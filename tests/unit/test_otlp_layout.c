@@ -563,23 +563,34 @@ static void unknown_fields_survive_the_rewrite(void **state)
     decoded_free(&d);
 }
 
+/* Appends a varint field whose continuation never comes (a truncated Sample). */
+static void truncate_with_a_varint(bb *s)
+{
+    s->b[s->n++] = 0x08; /* field 1 varint ... */
+    s->b[s->n++] = 0x80; /* ... whose continuation never comes */
+}
+
+/* req is refused as truncated, naming the path to the broken message. */
+static void refused_as_truncated_at(const bb *req, const char *path)
+{
+    sp_arena *a = sp_arena_new(0);
+    const uint8_t *out;
+    size_t n;
+    sp_err err = {0};
+    assert_int_equal(otlp_layout_normalize(req->b, req->n, a, &out, &n, NULL, &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "truncated"));
+    sp_arena_free(a);
+}
+
 static void rejects_truncated_sample_naming_its_path(void **state)
 {
     int64_t attrs[] = {1}, values[] = {4};
     bb s, req;
     old_sample(&s, 1, attrs, 1, 0, values, 1, NULL, 0);
-    s.b[s.n++] = 0x08; /* field 1 varint ... */
-    s.b[s.n++] = 0x80; /* ... whose continuation never comes */
+    truncate_with_a_varint(&s);
     request(&req, 2, NULL, &s, 1);
-    sp_arena *a = sp_arena_new(0);
-    const uint8_t *out;
-    size_t n;
-    sp_err err = {0};
-    assert_int_equal(otlp_layout_normalize(req.b, req.n, a, &out, &n, NULL, &err), SP_EINVAL);
-    assert_non_null(
-        strstr(err.msg, "resource_profiles[0].scope_profiles[0].profiles[0].samples[0]"));
-    assert_non_null(strstr(err.msg, "truncated"));
-    sp_arena_free(a);
+    refused_as_truncated_at(&req, "resource_profiles[0].scope_profiles[0].profiles[0].samples[0]");
 }
 
 /* Samples with a one-byte length are walked by a shortcut, longer ones by the generic walk: the
@@ -606,18 +617,9 @@ static void samples_short_and_long_are_counted_and_a_broken_one_named(void **sta
     assert_int_equal(profile0(&d)->samples[1]->n_timestamps_unix_nano, 20);
     decoded_free(&d);
 
-    s[2].b[s[2].n++] = 0x08; /* field 1 varint ... */
-    s[2].b[s[2].n++] = 0x80; /* ... whose continuation never comes */
+    truncate_with_a_varint(&s[2]);
     request(&req, 1, NULL, s, 3);
-    sp_arena *a = sp_arena_new(0);
-    const uint8_t *out;
-    size_t n;
-    sp_err err = {0};
-    assert_int_equal(otlp_layout_normalize(req.b, req.n, a, &out, &n, NULL, &err), SP_EINVAL);
-    assert_non_null(
-        strstr(err.msg, "resource_profiles[0].scope_profiles[0].profiles[0].samples[2]"));
-    assert_non_null(strstr(err.msg, "truncated"));
-    sp_arena_free(a);
+    refused_as_truncated_at(&req, "resource_profiles[0].scope_profiles[0].profiles[0].samples[2]");
 }
 
 static void rejects_length_past_the_end_of_input(void **state)

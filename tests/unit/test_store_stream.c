@@ -208,6 +208,19 @@ static void stream_begun_while_the_writer_is_busy_is_written_whole(void **state)
     assert_int_equal(value_of(&app, "main;foo;bar"), 1);
 }
 
+/* Hands p to st as a part, which must be refused naming `why`; the stream then ends failed and
+ * nothing of it is stored for service "app" around t. */
+static void part_refused_and_nothing_stored(fx *f, store_stream *st, sp_profile *p, int64_t t,
+                                            const char *why)
+{
+    sp_err err = {0};
+    assert_int_equal(store_stream_part(st, batch_of(f->a, p), &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, why));
+    assert_int_equal(store_stream_end(st, 1, &err), 0);
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(app.nstacks, 0);
+}
+
 /* A part that names a location its tables do not have is refused by name; the stream then ends
  * failed and nothing of it is stored, its good first part included. */
 static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
@@ -218,12 +231,7 @@ static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
     sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
     sp_sample *s = add_sample(f->a, p2, STK_MB, 1, t + SEC);
     s->location_ids[0] = NLOC + 3;
-    sp_err err = {0};
-    assert_int_equal(store_stream_part(st, batch_of(f->a, p2), &err), SP_EINVAL);
-    assert_non_null(strstr(err.msg, "location_id 11 out of range (8 locations)"));
-    assert_int_equal(store_stream_end(st, 1, &err), 0);
-    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
-    assert_int_equal(app.nstacks, 0);
+    part_refused_and_nothing_stored(f, st, p2, t, "location_id 11 out of range (8 locations)");
 }
 
 /* A stream checks each location list once (its memo lives across the parts, S5), but only
@@ -248,12 +256,7 @@ static void list_checked_in_a_part_is_walked_again_against_a_shorter_table(void 
     p3->samples[0].location_ids = s1->location_ids;
     p3->samples[0].nlocations = s1->nlocations;
     cut_tables(p3, L_INL, p3->nfunctions);
-    sp_err err = {0};
-    assert_int_equal(store_stream_part(st, batch_of(f->a, p3), &err), SP_EINVAL);
-    assert_non_null(strstr(err.msg, "location_id 7 out of range (7 locations)"));
-    assert_int_equal(store_stream_end(st, 1, &err), 0);
-    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
-    assert_int_equal(app.nstacks, 0);
+    part_refused_and_nothing_stored(f, st, p3, t, "location_id 7 out of range (7 locations)");
 }
 
 /* A stream without parts stores nothing and answers 0; so does one given up before its first
