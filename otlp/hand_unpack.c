@@ -297,7 +297,7 @@ static int walk_profile(walk *w, const uint8_t *p, size_t n, size_t *stripped)
         if (end - p >= 2 && p[0] == TAG_LEN_2 && p[1] < 0x80 && p[1] <= end - p - 2) {
             /* Most fields: a Sample with a one-byte length, which wire_pb_next() and
              * protobuf-c's bounds take as they are (S1); taken here without the generic field
-             * (a tenth of the walk's instructions a Sample). */
+             * (about half of this walk's instructions, bench/RESULTS.md). */
             const uint8_t *val = p + 2, *next = val + p[1];
             if (w->nsamples == w->maxsamples || (!w->record && scan_sample(w, val, next)))
                 return -1;
