@@ -151,6 +151,9 @@ static int validate_batch(const sp_batch *b, table_marks *checked, checked_list 
             *checked = (table_marks){p->nfunctions, p->nmappings, p->nlocations};
         prev = p;
     }
+    if (rc && seen == lists) /* lists this refused part checked hold only against its tables,
+                                which `checked` never took: forget them all */
+        memset(seen, 0, CHECKED_LISTS * sizeof *seen);
     if (seen != lists)
         free(seen);
     return rc;

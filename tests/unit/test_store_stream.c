@@ -259,6 +259,31 @@ static void list_checked_in_a_part_is_walked_again_against_a_shorter_table(void 
     part_refused_and_nothing_stored(f, st, p3, t, "location_id 7 out of range (7 locations)");
 }
 
+/* A part refused after some of its lists were checked against its own (longer) tables leaves
+ * nothing of them in the stream's memo: a later part with tables shorter than the refused one's,
+ * but not than the last part taken, walks the same list again and is refused by name. */
+static void lists_of_a_refused_part_are_walked_again(void **state)
+{
+    fx *f = *state;
+    int64_t t = recent_bucket();
+    store_stream *st = begin(f);
+    static const uint32_t with_inl[] = {L_MAIN, L_INL, 0};
+    sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
+    sp_sample *s1 = add_sample(f->a, p1, with_inl, 1, t + SEC); /* checked, then: */
+    sp_sample *bad = add_sample(f->a, p1, STK_MB, 1, t + SEC);
+    bad->labels = sp_arena_calloc(f->a, 1, sizeof *bad->labels);
+    bad->labels[0].key = 999; /* no such string */
+    bad->nlabels = 1;
+    sp_err err = {0};
+    assert_int_equal(store_stream_part(st, batch_of(f->a, p1), &err), SP_EINVAL);
+    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p2, with_inl, 1, t + SEC);
+    p2->samples[0].location_ids = s1->location_ids;
+    p2->samples[0].nlocations = s1->nlocations;
+    cut_tables(p2, L_INL, p2->nfunctions);
+    part_refused_and_nothing_stored(f, st, p2, t, "location_id 7 out of range (7 locations)");
+}
+
 /* A stream without parts stores nothing and answers 0; so does one given up before its first
  * part (nothing was queued). */
 static void empty_streams_answer_at_once(void **state)
@@ -285,6 +310,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             list_checked_in_a_part_is_walked_again_against_a_shorter_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(lists_of_a_refused_part_are_walked_again, setup, teardown),
         cmocka_unit_test_setup_teardown(empty_streams_answer_at_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
