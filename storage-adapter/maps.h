@@ -139,60 +139,6 @@ SP_PREFETCH_HELPER void store_sum3_prefetch(const store_sum3 *m, int64_t k0, int
  * how many. The map's entries are unchanged (it keeps the sort's working memory). */
 size_t store_sum3_sorted(store_sum3 *m, store_sum3_entry *out);
 
-/* ---- value chunks: sorted (key, key, value) lists coded for the disk ----------------------------
- * A chunk holds n entries sorted by (k0, k1) (nk = 1: k0 only). Coded column by column so that
- * zstd finds the repetition: varint n, varint unit (the gcd of the values: CPU samples are
- * multiples of the period), then k0 as zigzag deltas, then (nk = 2) k1 as zigzag deltas from the
- * previous entry's k1 when k0 repeats and as itself when it changes, then the values v / unit
- * zigzagged, in one of two ways. Blob = one format byte, then:
- *   0  that coding with the values as varints;
- *   1  varint length of format 0's bytes, their zstd frame;
- *   2  that coding with the values as bit lengths (one byte each, 0..64), then the values
- *      without their leading 1 bit packed least significant bit first, exactly as many bytes
- *      as the lengths need;
- *   3  varint length of format 2's bytes up to the bit lengths, varint size of their zstd frame,
- *      the frame, then the packed bits (noise that zstd would only flatten its tables with).
- * The encoder picks by the values' mean bit length (varints under 8, bits from 16, between both
- * and the smaller blob): counts and periods take 0/1, off-CPU nanoseconds 2/3. Formats 0 and 1
- * are what files written before schema 7 hold. */
-typedef struct store_chunk_coder {
-    void *zc;     /* ZSTD_CCtx, made on first use */
-    uint8_t *raw; /* scratch */
-    size_t raw_cap;
-    uint8_t *out; /* the varint candidate */
-    size_t out_cap;
-    uint8_t *bits; /* format 2's packed values */
-    size_t bits_cap;
-    uint8_t *alt; /* the bit-packed candidate */
-    size_t alt_cap;
-} store_chunk_coder;
-
-void store_chunk_coder_free(store_chunk_coder *c);
-/* Codes entries e[0..n) taking keys from e[i].k[key0] (and k[key0 + 1] when nk = 2) and values
- * from e[i].sum. *blob points into the coder (valid until its next use). -1 on allocation
- * failure. */
-int store_chunk_encode(store_chunk_coder *c, const store_agg_entry *e, size_t n, int key0, int nk,
-                       const uint8_t **blob, size_t *len);
-/* The same coding of sum-map entries: key e[i].k[2], value e[i].sum (nk = 1). compress 0: no
- * zstd (formats 0 and 2 only), for a chunk that will be merged and coded again soon. */
-int store_chunk_encode_sum3(store_chunk_coder *c, const store_sum3_entry *e, size_t n, int compress,
-                            const uint8_t **blob, size_t *len);
-/* Whether a chunk of at least `len` bytes went through zstd (formats 1 and 3), or was too small
- * for zstd to pay: 0 for a plain chunk that compression might shrink. */
-int store_chunk_packed(const uint8_t *blob, size_t len);
-/* Decoding state reused across chunks (a zstd context and scratch); zero-initialised. */
-typedef struct store_chunk_decoder {
-    void *zd; /* ZSTD_DCtx, made on first use */
-    uint8_t *scratch;
-    size_t cap;
-} store_chunk_decoder;
-
-void store_chunk_decoder_free(store_chunk_decoder *d);
-/* Decodes a blob and calls fn for every entry (k1 = 0 when nk = 1). 0, -1 when the blob is
- * malformed, -2 on allocation failure, or the first non-zero answer of fn. */
-int store_chunk_decode(const uint8_t *blob, size_t len, int nk, store_chunk_decoder *d,
-                       int (*fn)(void *ctx, int64_t k0, int64_t k1, int64_t v), void *ctx);
-
 /* ---- string set: interns strings to dense indices 0..n-1 ---------------------------------------
  * The strings are not copied: what is added must outlive the set (typically an arena copy). */
 typedef struct store_strset {

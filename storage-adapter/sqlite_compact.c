@@ -75,25 +75,6 @@ int sqs_compact_note(sqs_writer *w, int64_t series, int64_t bucket)
     return 1;
 }
 
-typedef struct merge_ctx {
-    store_sum3 *m;
-    int64_t series, bucket;
-    int oom;
-} merge_ctx;
-
-static int merge_entry(void *ctx, int64_t k0, int64_t k1, int64_t v)
-{
-    (void)k1;
-    merge_ctx *c = ctx;
-    int64_t *sum = store_sum3_at(c->m, c->series, c->bucket, k0);
-    if (!sum) {
-        c->oom = 1;
-        return 1;
-    }
-    *sum = (int64_t)((uint64_t)*sum + (uint64_t)v); /* as the writer sums, wrapping not trapping */
-    return 0;
-}
-
 static void warn_undecodable(int64_t series, int64_t bucket)
 {
     sp_warn("msg=\"sample chunk does not decode, bucket left unmerged\" series=%" PRId64
@@ -102,7 +83,7 @@ static void warn_undecodable(int64_t series, int64_t bucket)
 }
 
 /* Reads every chunk of (series, bucket): the first one's blob copied to w->buf, and from the
- * second on all of them summed into w->merge (emptied first). Returns the rows, or <0 on an
+ * second on all of them decoded into w->merge (emptied first). Returns the rows, or <0 on an
  * SQLite or memory error; *fresh = rows in the fresh id range, *seq = the largest seq, *bad =
  * a chunk did not decode (M4). */
 static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh, int64_t *seq,
@@ -111,9 +92,8 @@ static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh
     sqlite3_stmt *st = w->st[W_COMPACT_READ];
     sqlite3_bind_int64(st, 1, series);
     sqlite3_bind_int64(st, 2, bucket);
-    store_sum3_reset(&w->merge);
-    merge_ctx c = {&w->merge, series, bucket, 0};
-    int rc, rows = 0;
+    store_chunk_merge_reset(&w->merge);
+    int rc, rows = 0, oom = 0;
     *fresh = *bad = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         *seq = sqlite3_column_int64(st, 0);
@@ -123,18 +103,18 @@ static int read_bucket(sqs_writer *w, int64_t series, int64_t bucket, int *fresh
         int d = 0;
         if (rows++ == 0) { /* kept as it is if it stays alone */
             if (sqs_grow((void **)&w->buf, &w->buf_cap, len ? len : 1, 1))
-                c.oom = 1;
+                oom = 1;
             else
                 memcpy(w->buf, blob, len);
             *first_len = len;
             *first_total = sqlite3_column_int64(st, 3);
-        } else {
+        } else if (!*bad) {
             if (rows == 2)
-                d = store_chunk_decode(w->buf, *first_len, 1, &w->decoder, merge_entry, &c);
+                d = store_chunk_merge_add(&w->merge, w->buf, *first_len, &w->decoder);
             if (!d)
-                d = store_chunk_decode(blob, len, 1, &w->decoder, merge_entry, &c);
+                d = store_chunk_merge_add(&w->merge, blob, len, &w->decoder);
         }
-        if (d == -2 || c.oom) {
+        if (d == -2 || oom) {
             sqlite3_reset(st);
             return sqs_oom(err);
         }
@@ -186,9 +166,8 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
         return replace_bucket(w, series, bucket, seq, first_total, w->buf, first_len, err);
     }
     if (rows == 1) { /* written plain (M7): coded again, with zstd */
-        merge_ctx c = {&w->merge, series, bucket, 0};
-        int d = store_chunk_decode(w->buf, first_len, 1, &w->decoder, merge_entry, &c);
-        if (d == -2 || c.oom)
+        int d = store_chunk_merge_add(&w->merge, w->buf, first_len, &w->decoder);
+        if (d == -2)
             return sqs_oom(err);
         if (d) { /* M4 */
             warn_undecodable(series, bucket);
@@ -197,7 +176,10 @@ static int close_bucket(sqs_writer *w, int64_t series, int64_t bucket, sp_err *e
     }
     if (sqs_grow((void **)&w->sorted3, &w->sorted3_cap, w->merge.n, sizeof *w->sorted3))
         return sqs_oom(err);
-    size_t n = store_sum3_sorted(&w->merge, w->sorted3);
+    int64_t summed = store_chunk_merge_sum(&w->merge, series, bucket, w->sorted3);
+    if (summed < 0)
+        return sqs_oom(err);
+    size_t n = (size_t)summed;
     int64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total = (int64_t)((uint64_t)total + (uint64_t)w->sorted3[i].sum);

@@ -12,6 +12,7 @@
 #define STORE_SQLITE_STORE_H
 
 #include "hash_index.h"
+#include "chunk.h"
 #include "maps.h"
 #include "name_cache.h"
 #include "store.h"
@@ -250,7 +251,7 @@ typedef struct sqs_writer {
      * chunks this writer wrote there, the newest bucket written, the closed buckets already
      * done; scratch for the entries kept; counters for the stats. */
     store_sum3 compact;
-    store_sum3 merge; /* one bucket's stacks being merged: small, so emptying it is cheap */
+    store_chunk_merge merge; /* one bucket's chunks being merged */
     int64_t compact_newest, compact_done_upto;
     store_sum3_entry *compact_keep;
     size_t compact_keep_cap;

@@ -356,7 +356,7 @@ void sqs_writer_free(sqs_store *s)
     store_agg_free(&w->periods);
     store_chunk_coder_free(&w->coder);
     store_sum3_free(&w->compact);
-    store_sum3_free(&w->merge);
+    store_chunk_merge_free(&w->merge);
     free(w->compact_keep);
     store_chunk_decoder_free(&w->decoder);
     free(w->fn_ids);

@@ -6,6 +6,7 @@
  * Chunks carry their own lengths (entry count, zstd size, format 3's frame size, format 2/3's
  * bit lengths): a lying length must be refused, not trusted. Blobs of every format (0-3) are
  * reachable from the even mode; seeds bits_* hold formats 2 and 3. */
+#include "storage-adapter/chunk.h"
 #include "storage-adapter/maps.h"
 
 #include <stdint.h>

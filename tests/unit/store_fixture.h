@@ -4,6 +4,7 @@
 #ifndef SPANPROF_TEST_STORE_FIXTURE_H
 #define SPANPROF_TEST_STORE_FIXTURE_H
 
+#include "storage-adapter/chunk.h"
 #include "storage-adapter/maps.h"
 #include "storage-adapter/store.h"
 

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "storage-adapter/hash_index.h"
+#include "storage-adapter/chunk.h"
 #include "storage-adapter/maps.h"
 
 #include <stdlib.h>
@@ -247,6 +248,70 @@ static int ref_cmp(const void *a, const void *b)
         if (x->k[i] != y->k[i])
             return x->k[i] < y->k[i] ? -1 : 1;
     return 0;
+}
+
+/* A bucket's chunks merged (storage-adapter/chunk.c) give, per key, the sum of every value the
+ * chunks hold, in signed key order, zero sums left out; checked against a plain table of sums
+ * over the keys' small domain, for 1 to 5 runs (odd counts leave a run without a partner in a
+ * pass), keys repeated inside a run, negative keys, sums that wrap or cancel, and a run out of
+ * order (sorted as a whole instead). A blob that does not decode is refused. */
+static void chunk_merge_sums_runs_like_a_table(void **state)
+{
+    (void)state;
+    enum { DOMAIN = 101, OFFSET = 50, PER_RUN = 300 };
+    store_chunk_coder coder = {0};
+    store_chunk_decoder dec = {0};
+    store_chunk_merge m = {0};
+    static store_agg_entry e[PER_RUN];
+    static store_sum3_entry out[5 * PER_RUN];
+    uint64_t seed = 42;
+    for (int unsorted = 0; unsorted < 2; unsorted++)
+        for (int runs = 1; runs <= 5; runs++) {
+            uint64_t want[DOMAIN] = {0};
+            store_chunk_merge_reset(&m);
+            for (int r = 0; r < runs; r++) {
+                size_t n = 1 + (size_t)(seed % PER_RUN);
+                for (size_t i = 0; i < n; i++) {
+                    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                    memset(&e[i], 0, sizeof e[i]);
+                    e[i].k[2] = (int64_t)(seed >> 33) % DOMAIN - OFFSET;
+                    e[i].sum = seed % 7 == 0   ? INT64_MAX - 3
+                               : seed % 5 == 0 ? -(int64_t)(seed >> 40)
+                                               : (int64_t)(seed >> 50);
+                    want[e[i].k[2] + OFFSET] += (uint64_t)e[i].sum;
+                }
+                if (!(unsorted && r == runs / 2)) /* insertion sort: keys ascending, repeats kept */
+                    for (size_t i = 1; i < n; i++)
+                        for (size_t j = i; j > 0 && e[j].k[2] < e[j - 1].k[2]; j--) {
+                            store_agg_entry t = e[j];
+                            e[j] = e[j - 1];
+                            e[j - 1] = t;
+                        }
+                const uint8_t *blob;
+                size_t len;
+                assert_int_equal(store_chunk_encode(&coder, e, n, 2, 1, &blob, &len), 0);
+                assert_int_equal(store_chunk_merge_add(&m, blob, len, &dec), 0);
+            }
+            int64_t got = store_chunk_merge_sum(&m, 7, 9, out);
+            size_t at = 0;
+            for (int k = 0; k < DOMAIN; k++) {
+                if (!want[k])
+                    continue;
+                assert_true(at < (size_t)got);
+                assert_int_equal(out[at].k[0], 7);
+                assert_int_equal(out[at].k[1], 9);
+                assert_int_equal(out[at].k[2], k - OFFSET);
+                assert_int_equal(out[at].sum, (int64_t)want[k]);
+                at++;
+            }
+            assert_int_equal(got, (int64_t)at);
+        }
+    static const uint8_t broken[] = {2, 5, 1, 2}; /* five entries announced, one key there */
+    store_chunk_merge_reset(&m);
+    assert_int_equal(store_chunk_merge_add(&m, broken, sizeof broken, &dec), -1);
+    store_chunk_merge_free(&m);
+    store_chunk_decoder_free(&dec);
+    store_chunk_coder_free(&coder);
 }
 
 /* Adds n observations drawn by `shape` to a sum map and to a plain array, then checks that the
@@ -652,6 +717,7 @@ int main(void)
         cmocka_unit_test(off_cpu_values_take_the_bit_coding_and_round_trip),
         cmocka_unit_test(old_format_blobs_still_decode),
         cmocka_unit_test(malformed_bit_coded_blobs_are_refused),
+        cmocka_unit_test(chunk_merge_sums_runs_like_a_table),
         cmocka_unit_test(sum_map_aggregates_and_sorts_like_qsort),
         cmocka_unit_test(sum_map_refuses_key_zero),
         cmocka_unit_test(sum_map_chunks_equal_agg_chunks),
