@@ -677,6 +677,44 @@ static void takes_every_dictionary_encoding_protobuf_c_takes(void **state)
     sp_arena_free(a);
 }
 
+/* A Stack's packed location indices are counted eight bytes at a time where they can be: a
+ * varint of every length from 1 to 11 bytes (11 is one protobuf-c refuses), after 0 to 16
+ * one-byte varints so that it starts at every place of a word and crosses into the next, must be
+ * taken exactly when protobuf-c takes it, with the same indices; the hand decoder refuses what
+ * protobuf-c refuses. */
+static void packed_indices_of_every_length_and_place_as_protobuf_c(void **state)
+{
+    (void)state;
+    for (size_t pre = 0; pre <= 16; pre++)
+        for (size_t len = 1; len <= 11; len++)
+            for (size_t post = 0; post <= 9; post += 3) {
+                uint8_t payload[64], stack[80], dict[96];
+                size_t n = 0;
+                for (size_t i = 0; i < pre; i++)
+                    payload[n++] = 0x01;
+                for (size_t i = 0; i + 1 < len; i++)
+                    payload[n++] = 0x80 | (uint8_t)i;
+                payload[n++] = len >= 10 ? 0x01 : 0x02; /* 10 bytes: a negative int32 */
+                for (size_t i = 0; i < post; i++)
+                    payload[n++] = 0x03;
+                size_t sn = put_len(stack, 0x0a, payload, n);
+                size_t dn = put_len(dict, 0x3a, stack, sn);
+                sp_arena *a = sp_arena_new(1 << 20);
+                ProtobufCAllocator alloc = {arena_alloc, arena_free, a};
+                Dict *ref =
+                    opentelemetry__proto__profiles__v1development__profiles_dictionary__unpack(
+                        &alloc, dn, dict);
+                Dict *hand = dict_both_ways(a, dict, dn);
+                if ((hand != NULL) != (ref != NULL))
+                    fail_msg("%zu + %zu-byte varint + %zu: hand %s, protobuf-c %s", pre, len, post,
+                             hand ? "takes" : "refuses", ref ? "takes" : "refuses");
+                if (hand)
+                    assert_int_equal(hand->stack_table[0]->n_location_indices, pre + 1 + post);
+                assert_int_equal(ref != NULL, len <= 10);
+                sp_arena_free(a);
+            }
+}
+
 /* Each dictionary here is one protobuf-c decides: the decoder must answer NULL. */
 static void leaves_other_dictionaries_to_protobuf_c(void **state)
 {
@@ -820,6 +858,7 @@ int main(void)
         cmocka_unit_test(a_request_decoded_with_its_census_is_protobuf_c_s),
         cmocka_unit_test(decodes_an_ebpf_shaped_dictionary_as_protobuf_c_does),
         cmocka_unit_test(takes_every_dictionary_encoding_protobuf_c_takes),
+        cmocka_unit_test(packed_indices_of_every_length_and_place_as_protobuf_c),
         cmocka_unit_test(leaves_other_dictionaries_to_protobuf_c),
         cmocka_unit_test(refuses_tags_and_lengths_protobuf_c_refuses),
         cmocka_unit_test(a_late_refusal_costs_the_budget_nothing),
