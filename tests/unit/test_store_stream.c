@@ -234,6 +234,20 @@ static void bad_part_is_refused_and_the_stream_stores_nothing(void **state)
     part_refused_and_nothing_stored(f, st, p2, t, "location_id 11 out of range (8 locations)");
 }
 
+/* A profile of one sample whose location list is s's very list (as a converter hands every part
+ * the lists it made for the first), its location table cut to nloc entries. */
+static sp_profile *sharing_the_list_of(fx *f, const sp_sample *s, int64_t t, uint32_t nloc)
+{
+    static const uint32_t with_inl[] = {L_MAIN, L_INL, 0};
+    sp_profile *p = mkprofile(f->a, CPU, "app", t);
+    add_sample(f->a, p, with_inl, 1, t + SEC);
+    p->samples[0].location_ids = s->location_ids;
+    p->samples[0].nlocations = s->nlocations;
+    if (nloc < p->nlocations)
+        cut_tables(p, nloc, p->nfunctions);
+    return p;
+}
+
 /* A stream checks each location list once (its memo lives across the parts, S5), but only
  * while the parts' tables extend those it was checked against: a part whose table is shorter
  * (against the contract) has the same list walked again and refused by name. */
@@ -246,17 +260,9 @@ static void list_checked_in_a_part_is_walked_again_against_a_shorter_table(void 
     sp_profile *p1 = mkprofile(f->a, CPU, "app", t);
     sp_sample *s1 = add_sample(f->a, p1, with_inl, 1, t + SEC);
     part_ok(st, batch_of(f->a, p1));
-    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p2, with_inl, 1, t + SEC); /* the same list as part 1's sample: */
-    p2->samples[0].location_ids = s1->location_ids;
-    p2->samples[0].nlocations = s1->nlocations;
-    part_ok(st, batch_of(f->a, p2)); /* the same tables: taken */
-    sp_profile *p3 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p3, with_inl, 1, t + SEC);
-    p3->samples[0].location_ids = s1->location_ids;
-    p3->samples[0].nlocations = s1->nlocations;
-    cut_tables(p3, L_INL, p3->nfunctions);
-    part_refused_and_nothing_stored(f, st, p3, t, "location_id 7 out of range (7 locations)");
+    part_ok(st, batch_of(f->a, sharing_the_list_of(f, s1, t, NLOC))); /* same tables: taken */
+    part_refused_and_nothing_stored(f, st, sharing_the_list_of(f, s1, t, L_INL), t,
+                                    "location_id 7 out of range (7 locations)");
 }
 
 /* A part refused after some of its lists were checked against its own (longer) tables leaves
@@ -276,12 +282,8 @@ static void lists_of_a_refused_part_are_walked_again(void **state)
     bad->nlabels = 1;
     sp_err err = {0};
     assert_int_equal(store_stream_part(st, batch_of(f->a, p1), &err), SP_EINVAL);
-    sp_profile *p2 = mkprofile(f->a, CPU, "app", t);
-    add_sample(f->a, p2, with_inl, 1, t + SEC);
-    p2->samples[0].location_ids = s1->location_ids;
-    p2->samples[0].nlocations = s1->nlocations;
-    cut_tables(p2, L_INL, p2->nfunctions);
-    part_refused_and_nothing_stored(f, st, p2, t, "location_id 7 out of range (7 locations)");
+    part_refused_and_nothing_stored(f, st, sharing_the_list_of(f, s1, t, L_INL), t,
+                                    "location_id 7 out of range (7 locations)");
 }
 
 /* A stream without parts stores nothing and answers 0; so does one given up before its first
