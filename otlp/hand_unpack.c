@@ -81,7 +81,9 @@ static __attribute__((noinline)) int64_t packed_varints_words(const uint8_t *p, 
         }
         if (*run + (unsigned)__builtin_ctzll(ends) / 8 >= 10)
             return -1;
-        n += __builtin_popcountll(ends);
+        /* the ends' count: their bits moved to each byte's bottom and summed into the top byte
+         * by one multiply (a popcount is a libgcc call without -mpopcnt) */
+        n += (int64_t)((ends >> 7) * 0x0101010101010101ull >> 56);
         *run = 7 - (unsigned)(63 - __builtin_clzll(ends)) / 8;
     }
     return n;
@@ -230,6 +232,16 @@ static uint64_t load_le64(const uint8_t *p)
 static uint64_t take_varint(const uint8_t **p)
 {
     const uint8_t *q = *p;
+    /* one and two bytes without the loop: lengths, tags' values and indices into tables of up
+     * to 16 k entries (a Stack's location indices are most of the varints read here) */
+    if (q[0] < 0x80) {
+        *p = q + 1;
+        return q[0];
+    }
+    if (q[1] < 0x80) {
+        *p = q + 2;
+        return (uint64_t)(q[0] & 0x7f) | (uint64_t)q[1] << 7;
+    }
     uint64_t v = 0;
     for (unsigned shift = 0;; shift += 7) {
         uint8_t b = *q++;
