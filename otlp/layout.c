@@ -126,8 +126,9 @@ static void cast(ctx *c, unsigned f2, unsigned f2_misfit, unsigned f3len, unsign
 
 /* Votes on one Sample's numbering; -1 (no vote) when its framing is broken. A Sample of the shape
  * otlp/hand_unpack.c decodes (most) is walked once for both: its facts vote, and go to the
- * resource's census. */
-static int vote(ctx *c, const uint8_t *p, size_t len)
+ * resource's census. Flattened: the walk inlined here (under link-time optimization) rather
+ * than called once per Sample, 0.8 % of bench_convert's instructions. */
+static __attribute__((flatten)) int vote(ctx *c, const uint8_t *p, size_t len)
 {
     otlp_sample_facts sf;
     if (otlp_sample_facts_of(p, len, c->nattr, &sf) == 0) {
