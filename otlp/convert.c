@@ -28,6 +28,13 @@ typedef struct attr_info {
 
 /* Conversion state of one request: the shared string table (the dictionary's strings followed by
  * the ones conversion adds) and the dictionary tables converted once for every profile. */
+/* A stack's location ids as samples get them (sp_sample.location_ids, nlocations): its count
+ * kept beside them, so a sample that reuses the stack does not load the decoded Stack again. */
+typedef struct stack_ref {
+    uint32_t *ids;
+    uint32_t n;
+} stack_ref;
+
 typedef struct conv {
     sp_arena *a;
     const dict_t *d;
@@ -41,7 +48,7 @@ typedef struct conv {
     attr_info *attrs;       /* per attribute_table entry, filled on first use */
     uint32_t *ftypes;       /* per attribute_table entry: 0 unseen, 1 not profile.frame.type, else
                              * 2 + the string index of its value (frame_type) */
-    uint32_t **stacks;      /* per stack_table entry, filled on first use */
+    stack_ref *stacks;      /* per stack_table entry, filled on first use */
     sp_print *prints;       /* per location (sp_location_prints()); NULL past the budget */
     sp_print *stack_prints; /* per stack_table entry, made with c->stacks[k]; NULL with prints */
     /* What synthetic_name() measured: each mapping's file basename (len + 1; 0 not yet), and the
@@ -590,7 +597,21 @@ static inline const attr_info *attr_classify(conv *c, int32_t idx)
     return ai->kind != ATTR_UNSEEN ? ai : attr_learn(c, idx, ai);
 }
 
-/* A stack's location ids, converted once and shared by every sample that uses the stack. */
+/* 1 when every index of a Stack names a location (0 included: "none"), as the validator found
+ * for every stack a converted sample uses. */
+static int indices_in_range(const int32_t *li, size_t n, uint32_t nlocs)
+{
+    uint32_t bad = 0;
+    for (size_t k = 0; k < n; k++) /* no early exit: the compiler compares several at once */
+        bad |= (uint32_t)li[k] >= nlocs;
+    return !bad;
+}
+
+/* A stack's location ids, converted once and shared by every sample that uses the stack. The
+ * decoded Stack's own indices serve as they are when all are in range (a negative one is not):
+ * the same numbers the copy would hold, without the copy (a request's stacks hold twice as many
+ * indices as it has samples). Otherwise, and for an empty stack, a copy with each index out of
+ * range made 0. */
 static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n, uint32_t *stack)
 {
     const dict_t *d = c->d;
@@ -599,22 +620,28 @@ static int stack_ids(conv *c, int32_t idx, uint32_t **ids, uint32_t *n, uint32_t
     *stack = 0;
     if (idx <= 0 || (size_t)idx >= d->n_stack_table)
         return 0;
-    if (!c->stacks[idx]) {
+    stack_ref *r = &c->stacks[idx];
+    if (!r->ids) {
         const Opentelemetry__Proto__Profiles__V1development__Stack *st = d->stack_table[idx];
-        uint32_t *v = sp_arena_alloc(c->a, (st->n_location_indices + 1) * sizeof *v);
-        if (!v)
-            return SP_ETOOBIG;
-        for (size_t k = 0; k < st->n_location_indices; k++) {
-            int32_t li = st->location_indices[k];
-            v[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
+        size_t nl = st->n_location_indices;
+        uint32_t *v;
+        if (nl && indices_in_range(st->location_indices, nl, c->nlocs)) {
+            v = (uint32_t *)st->location_indices; /* int32_t's unsigned counterpart */
+        } else {
+            v = sp_arena_alloc(c->a, (nl + 1) * sizeof *v);
+            if (!v)
+                return SP_ETOOBIG;
+            for (size_t k = 0; k < nl; k++) {
+                int32_t li = st->location_indices[k];
+                v[k] = li > 0 && (uint32_t)li < c->nlocs ? (uint32_t)li : 0;
+            }
         }
         if (c->stack_prints) /* before the list is handed on with a sample (stack_prints) */
-            c->stack_prints[idx] =
-                sp_stack_print(c->prints, c->nlocs, v, (uint32_t)st->n_location_indices);
-        c->stacks[idx] = v;
+            c->stack_prints[idx] = sp_stack_print(c->prints, c->nlocs, v, (uint32_t)nl);
+        *r = (stack_ref){v, (uint32_t)nl};
     }
-    *ids = c->stacks[idx];
-    *n = (uint32_t)d->stack_table[idx]->n_location_indices;
+    *ids = r->ids;
+    *n = r->n;
     *stack = c->stack_prints ? (uint32_t)idx : 0;
     return 0;
 }

@@ -2,7 +2,8 @@
  * key, whichever attribute_table entries it shares with other locations (the converter reads
  * each entry once per request). The oracle is the made-up names of unnamed frames, written out
  * here by hand ("<frame type> 0x<address>"). The converted profile carries its locations'
- * prints (common/profile.h), made from its final tables. */
+ * prints (common/profile.h), made from its final tables. Also what else the converter makes of
+ * a request's tables: a sample's service, its stack's location ids. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,11 +280,91 @@ static void samples_with_a_service_name_split_the_profile(void **state)
     sp_arena_free(a);
 }
 
+/* A sample's location ids are its Stack's indices, the same list for every sample of the stack;
+ * an index that names no location (only a request nobody validated has one: negative, or the
+ * table's size and past) is 0 in its place, the others kept. Written out here by hand. */
+static void stack_indices_become_location_ids_out_of_range_ones_0(void **state)
+{
+    (void)state;
+    char *strings[] = {"", "cpu", "nanoseconds"};
+    enum { NL = 5 };
+    Location loc[NL], *locp[NL];
+    for (int i = 0; i < NL; i++) {
+        loc[i] = (Location)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__LOCATION__INIT;
+        loc[i].address = 0x100 * (uint64_t)i;
+        locp[i] = &loc[i];
+    }
+    static int32_t in_range[] = {3, 1, 4, 0, 2}, out_of_range[] = {1, NL, -4, 0, 99, 2, NL - 1},
+                   just_past[] = {2, NL}, negative[] = {-1, 3};
+    static const uint32_t want_out[] = {1, 0, 0, 0, 0, 2, NL - 1};
+    Stack st[6], *stp[6];
+    for (int i = 0; i < 6; i++) {
+        st[i] = (Stack)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__STACK__INIT;
+        stp[i] = &st[i];
+    }
+    st[1].location_indices = in_range;
+    st[1].n_location_indices = sizeof in_range / sizeof *in_range;
+    st[2].location_indices = out_of_range;
+    st[2].n_location_indices = sizeof out_of_range / sizeof *out_of_range;
+    /* st[3]: no locations */
+    st[4].location_indices = just_past;
+    st[4].n_location_indices = 2;
+    st[5].location_indices = negative;
+    st[5].n_location_indices = 2;
+    static const int32_t stack_of[] = {1, 2, 3, 1, 2, 4, 5};
+    enum { NS = sizeof stack_of / sizeof *stack_of };
+    Sample smp[NS], *smpp[NS];
+    int64_t one = 1;
+    for (int i = 0; i < NS; i++) {
+        smp[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
+        smp[i].stack_index = stack_of[i];
+        smp[i].values = &one;
+        smp[i].n_values = 1;
+        smpp[i] = &smp[i];
+    }
+    Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
+    d.string_table = strings;
+    d.n_string_table = sizeof strings / sizeof *strings;
+    d.location_table = locp;
+    d.n_location_table = NL;
+    d.stack_table = stp;
+    d.n_stack_table = 6;
+
+    sp_arena *a = sp_arena_new(0);
+    sp_batch b;
+    convert_one(&d, smpp, NS, NULL, a, &b);
+    assert_int_equal(b.nprofiles, 1);
+    const sp_profile *p = b.profiles[0];
+    assert_int_equal(p->nsamples, NS);
+    const sp_sample *s = p->samples;
+    assert_int_equal(s[0].nlocations, 5);
+    for (uint32_t k = 0; k < 5; k++)
+        assert_int_equal(s[0].location_ids[k], (uint32_t)in_range[k]);
+    assert_int_equal(s[1].nlocations, sizeof want_out / sizeof *want_out);
+    for (uint32_t k = 0; k < s[1].nlocations; k++)
+        assert_int_equal(s[1].location_ids[k], want_out[k]);
+    assert_int_equal(s[2].nlocations, 0);
+    /* a stack's samples share one list */
+    assert_ptr_equal(s[3].location_ids, s[0].location_ids);
+    assert_int_equal(s[3].nlocations, s[0].nlocations);
+    assert_ptr_equal(s[4].location_ids, s[1].location_ids);
+    assert_int_equal(s[4].nlocations, s[1].nlocations);
+    /* one index just past the table, or one negative, among good ones */
+    assert_int_equal(s[5].nlocations, 2);
+    assert_int_equal(s[5].location_ids[0], 2);
+    assert_int_equal(s[5].location_ids[1], 0);
+    assert_int_equal(s[6].nlocations, 2);
+    assert_int_equal(s[6].location_ids[0], 0);
+    assert_int_equal(s[6].location_ids[1], 3);
+    sp_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(locations_share_attribute_entries_and_keep_their_first_frame_type),
         cmocka_unit_test(samples_with_a_service_name_split_the_profile),
+        cmocka_unit_test(stack_indices_become_location_ids_out_of_range_ones_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
