@@ -101,33 +101,40 @@ static sp_sample *out_push(split_scratch *x)
 }
 
 /* The output of a sample that stays one sample, its spans not set yet. Until a sample of the
- * profile is split (x->spans_only), the outputs are the samples themselves in order and only their
- * spans are read back, so only those are written: a copy of each sample was 6 MB for a request of
- * 40,000 (issue 19). The first split copies the rest of them in (outputs_become_copies). */
+ * profile is split (x->spans_only), the outputs are the samples themselves in order, and only
+ * their spans change: the sample itself is the output (phase 2 reads the samples' times and
+ * values, never their spans; a plan that fails has the caller clear every sample's spans). A copy
+ * of each sample was 6 MB for a request of 40,000 (issue 19); an output entry per sample for its
+ * spans alone, 128 bytes apart, was a cache line written and read back per sample. The first
+ * split copies the samples so far in (outputs_become_copies). s is p->samples[i], arena memory
+ * the plan may write. */
 static sp_sample *out_same(split_scratch *x, const sp_sample *s)
 {
-    sp_sample *d = out_push(x);
-    if (!d)
-        return NULL;
-    if (!x->spans_only)
+    sp_sample *d;
+    if (x->spans_only) {
+        if (x->nout == UINT32_MAX)
+            return NULL;
+        x->nout++;
+        d = (sp_sample *)s;
+    } else {
+        if (!(d = out_push(x)))
+            return NULL;
         *d = *s;
+    }
     d->spans = NULL;
     d->nspans = 0;
     return d;
 }
 
-/* The first split of a profile whose samples orig[0..x->nout) had one output each. */
+/* The first split of a profile whose samples orig[0..x->nout) were their own outputs (their
+ * spans set in place): copied in, spans and all. out has room for them (cw_plan_profile
+ * reserved one per sample). */
 static void outputs_become_copies(split_scratch *x, const sp_sample *orig)
 {
     if (!x->spans_only)
         return;
-    for (uint32_t j = 0; j < x->nout; j++) {
-        sp_span_ref *spans = x->out[j].spans;
-        uint32_t n = x->out[j].nspans;
+    for (uint32_t j = 0; j < x->nout; j++)
         x->out[j] = orig[j];
-        x->out[j].spans = spans;
-        x->out[j].nspans = n;
-    }
     x->spans_only = 0;
 }
 
@@ -493,14 +500,9 @@ int cw_plan_profile(corr *c, split_scratch *x, prof_plan *pp, sp_profile *p, sp_
             return -1;
         p->samples = v;
         p->nsamples = x->nout;
-    } else {
-        /* one output per sample, in order: only the spans change (orig is the same array,
-         * phase 2 reads its times and values, never its spans) */
-        for (uint32_t i = 0; i < p->nsamples; i++) {
-            p->samples[i].spans = x->out[i].spans;
-            p->samples[i].nspans = x->out[i].nspans;
-        }
     }
+    /* else one output per sample, in order: the samples themselves, their spans set in place
+     * (out_same) */
     return emit_partials(x, pp, a, b, attached);
 }
 
