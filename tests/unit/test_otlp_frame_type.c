@@ -70,6 +70,16 @@ static void convert_one(Dict *d, Sample **smp, size_t n,
     assert_int_equal(otlp_profiles_convert(&q, NULL, 1, b, &err), 0);
 }
 
+/* *s as a sample of one count on stack stack_index, *one the value it points at (1). */
+static Sample *one_count_sample(Sample *s, int32_t stack_index, int64_t *one)
+{
+    *s = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
+    s->stack_index = stack_index;
+    s->values = one;
+    s->n_values = 1;
+    return s;
+}
+
 static void locations_share_attribute_entries_and_keep_their_first_frame_type(void **state)
 {
     (void)state;
@@ -108,11 +118,7 @@ static void locations_share_attribute_entries_and_keep_their_first_frame_type(vo
         stack[i].location_indices = &loc_index[i];
         stack[i].n_location_indices = i ? 1 : 0;
         stackp[i] = &stack[i];
-        s[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
-        s[i].stack_index = i;
-        s[i].values = &one;
-        s[i].n_values = 1;
-        sp_[i] = &s[i];
+        sp_[i] = one_count_sample(&s[i], i, &one);
     }
     Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
     d.string_table = strings;
@@ -240,12 +246,9 @@ static void samples_with_a_service_name_split_the_profile(void **state)
     Sample smp[6], *smpp[6];
     int64_t one = 1;
     for (int i = 0; i < 6; i++) {
-        smp[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
-        smp[i].values = &one;
-        smp[i].n_values = 1;
+        smpp[i] = one_count_sample(&smp[i], 0, &one);
         smp[i].attribute_indices = (int32_t *)attrs[i];
         smp[i].n_attribute_indices = nattrs[i];
-        smpp[i] = &smp[i];
     }
     Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
     d.string_table = strings;
@@ -316,11 +319,7 @@ static void stack_indices_become_location_ids_out_of_range_ones_0(void **state)
     Sample smp[NS], *smpp[NS];
     int64_t one = 1;
     for (int i = 0; i < NS; i++) {
-        smp[i] = (Sample)OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__SAMPLE__INIT;
-        smp[i].stack_index = stack_of[i];
-        smp[i].values = &one;
-        smp[i].n_values = 1;
-        smpp[i] = &smp[i];
+        smpp[i] = one_count_sample(&smp[i], stack_of[i], &one);
     }
     Dict d = OPENTELEMETRY__PROTO__PROFILES__V1DEVELOPMENT__PROFILES_DICTIONARY__INIT;
     d.string_table = strings;
