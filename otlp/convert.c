@@ -26,8 +26,6 @@ typedef struct attr_info {
     const char *svc; /* ATTR_SERVICE: its string value (NULL when not a string) */
 } attr_info;
 
-/* Conversion state of one request: the shared string table (the dictionary's strings followed by
- * the ones conversion adds) and the dictionary tables converted once for every profile. */
 /* A stack's location ids as samples get them (sp_sample.location_ids, nlocations): its count
  * kept beside them, so a sample that reuses the stack does not load the decoded Stack again. */
 typedef struct stack_ref {
@@ -35,6 +33,8 @@ typedef struct stack_ref {
     uint32_t n;
 } stack_ref;
 
+/* Conversion state of one request: the shared string table (the dictionary's strings followed by
+ * the ones conversion adds) and the dictionary tables converted once for every profile. */
 typedef struct conv {
     sp_arena *a;
     const dict_t *d;
