@@ -233,6 +233,12 @@ typedef struct sqs_stream {
     sp_err err;          /* the writer's message for the whole stream */
     table_marks checked; /* what the parts so far validated of the tables (S5) */
     checked_list *lists; /* the location lists checked against them (validate_batch's memo) */
+    /* S6: begun while the writer was busy, the parts are validated as they come (while the
+     * caller's caches still hold them; validating the whole batch at its end read 5 MB of
+     * samples back from memory on the thread the Export's answer waits for) and joined in
+     * `all`, which end queues as one batch. */
+    int joined;
+    sp_batch all;
 } sqs_stream;
 
 int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err)
@@ -242,16 +248,33 @@ int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err)
     int busy = s->writing || s->npending;
     pthread_mutex_unlock(&s->mu);
     *impl = NULL;
-    if (busy) /* S6 */
-        return 0;
     sqs_stream *ss = sp_arena_calloc(a, 1, sizeof *ss);
     if (!ss)
         return sp_fail(err, SP_ETOOBIG, "no room for a store stream in the request's budget");
     ss->a = a;
+    if (busy) { /* S6 */
+        ss->joined = 1;
+        ss->all.arena = a;
+        *impl = ss;
+        return 0;
+    }
     ss->req.kind = SQS_REQ_STREAM;
     ss->req.err = &ss->err;
     pthread_cond_init(&ss->req.cv, NULL);
     *impl = ss;
+    return 0;
+}
+
+/* S6: a validated part joins the batch that end writes. */
+static int join_part(sqs_stream *ss, const sp_batch *part, sp_err *err)
+{
+    if (part->nspans)
+        return sp_fail(err, SP_EINTERNAL, "store_stream_part: spans are written by store_write");
+    if (!ss->all.nprofiles)
+        ss->all.tenant = part->tenant;
+    for (size_t i = 0; i < part->nprofiles; i++)
+        if (sp_batch_add_profile(&ss->all, part->profiles[i]))
+            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
     return 0;
 }
 
@@ -268,6 +291,8 @@ int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err)
     int rc = validate_batch(part, &ss->checked, ss->lists, err);
     if (rc)
         return rc;
+    if (ss->joined)
+        return join_part(ss, part, err);
     sqs_part *pt = sp_arena_calloc(ss->a, 1, sizeof *pt);
     if (!pt)
         return sp_fail(err, SP_ETOOBIG, "no room for a store stream part in the request's budget");
@@ -298,6 +323,12 @@ int sqs_stream_end(store *st, void *impl, int failed, sp_err *err)
 {
     sqs_store *s = (sqs_store *)st;
     sqs_stream *ss = impl;
+    if (ss->joined) { /* S6: the parts were validated as they came */
+        if (failed || !ss->all.nprofiles)
+            return 0;
+        sqs_req one = {.kind = SQS_REQ_WRITE, .batch = &ss->all, .err = err};
+        return enqueue_and_wait(s, &one, err);
+    }
     sqs_req *req = &ss->req;
     pthread_mutex_lock(&s->mu);
     if (req->queued) {

@@ -53,8 +53,8 @@
  *  S5. The memos (table index → row id) live across the parts of one stream: its tables only
  *      grow (store_stream_part's contract), so the memos are extended, not cleared; they are
  *      cleared for any other batch, part of another stream, and each transaction.
- *  S6. A stream is taken only while the writer is idle (no transaction being built, nothing
- *      queued); otherwise store.c joins its parts and writes them whole at its end. Streaming
+ *  S6. A stream is taken only while the writer is idle (no transaction or queue); otherwise its
+ *      parts are validated as they come and written whole at its end (sqlite_queue.c). Streaming
  *      pays when the writer would otherwise wait for the request's conversion; when it is busy,
  *      parts would only hold its transaction open longer (measured: bench/RESULTS.md).
  *

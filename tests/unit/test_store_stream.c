@@ -208,6 +208,34 @@ static void stream_begun_while_the_writer_is_busy_is_written_whole(void **state)
     assert_int_equal(value_of(&app, "main;foo;bar"), 1);
 }
 
+/* A stream begun while the writer is busy (S6) has each part validated as it comes, as a
+ * stream written part by part does: a bad part is refused by name at once (not only when the
+ * joined batch is written at the end), the stream then ends failed and stores nothing, and the
+ * stream the writer was busy with commits. */
+static void bad_part_of_a_stream_begun_while_busy_is_refused_at_once(void **state)
+{
+    fx *f = *state;
+    int64_t t = recent_bucket();
+    store_stream *a = begun_with_a_part(f, t);
+    store_stream *b = begin(f);
+    sp_profile *q1 = mkprofile(f->a, CPU, "other", t);
+    add_sample(f->a, q1, STK_MFB, 2, t + SEC);
+    part_ok(b, batch_of(f->a, q1));
+    sp_profile *q2 = mkprofile(f->a, CPU, "other", t);
+    sp_sample *s = add_sample(f->a, q2, STK_MB, 1, t + SEC);
+    s->location_ids[0] = NLOC + 3;
+    sp_err err = {0};
+    assert_int_equal(store_stream_part(b, batch_of(f->a, q2), &err), SP_EINVAL);
+    assert_non_null(strstr(err.msg, "location_id 11 out of range (8 locations)"));
+    assert_int_equal(store_stream_end(b, 1, &err), 0);
+    assert_int_equal(store_stream_end(a, 0, &err), 0);
+    store_matcher other = {"service_name", "other", STORE_MATCH_EQ};
+    store_stacks got = select_stacks(f, "t1", CPU, &other, 1, t - HOUR, t + HOUR);
+    assert_int_equal(got.nstacks, 0);
+    store_stacks app = select_stacks(f, "t1", CPU, &APP, 1, t - HOUR, t + HOUR);
+    assert_int_equal(value_of(&app, "main;foo;bar"), 1);
+}
+
 /* Hands p to st as a part, which must be refused naming `why`; the stream then ends failed and
  * nothing of it is stored for service "app" around t. */
 static void part_refused_and_nothing_stored(fx *f, store_stream *st, sp_profile *p, int64_t t,
@@ -307,6 +335,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(given_up_stream_stores_nothing_and_keeps_the_others, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stream_begun_while_the_writer_is_busy_is_written_whole,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_part_of_a_stream_begun_while_busy_is_refused_at_once,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(bad_part_is_refused_and_the_stream_stores_nothing, setup,
                                         teardown),
