@@ -18,6 +18,13 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* The correlator's figures as it last published them (after its last attach or sweep): a scrape
  * never takes the correlator's lock, so it never waits behind an attach. */
 void pipeline_metrics(void *ud)
@@ -141,6 +148,8 @@ static void *maintain(void *ud)
 int pipeline_start(pipeline *p)
 {
     sp_metrics_gauge_add("ingest_stage_cpu_microseconds_total", 0);
+    sp_metrics_gauge_add("ingest_stage_drain_microseconds_total", 0);
+    sp_metrics_gauge_add("ingest_commit_wait_microseconds_total", 0);
     if (p->forward) /* counters are exported from start, 0 until something happens */
         sp_metrics_gauge_add("traces_forward_spans_marked_total", 0);
     if (p->pusher)
@@ -421,9 +430,15 @@ int pipeline_stream_end(void *stream, int failed, sp_err *err)
     st->closed = 1;
     pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    int64_t t0 = mono_us();
     pthread_join(st->thread, NULL); /* P1: from here on, everything is this thread's again */
+    int64_t t1 = mono_us();
     int stage_rc = st->rc;
     int rc = store_stream_end(st->ss, failed || stage_rc, err);
+    /* Where an Export's worker waits once it converted the last part: for its stage thread to
+     * correlate the parts still queued, then for the store's commit (bench_ingest prints both). */
+    sp_metrics_gauge_add("ingest_stage_drain_microseconds_total", t1 - t0);
+    sp_metrics_gauge_add("ingest_commit_wait_microseconds_total", mono_us() - t1);
     if (stage_rc && !failed)
         rc = sp_fail(err, stage_rc, "%s", st->err.msg);
     corr_memo_free(st->memo);

@@ -1060,6 +1060,8 @@ int main(int argc, char **argv)
     double stage_us = bq_metric(port + 1, "spanprof_ingest_stage_cpu_microseconds_total");
     if (stage_us > 0)
         cpu_ingest += stage_us / 1e6;
+    double drain_us = bq_metric(port + 1, "spanprof_ingest_stage_drain_microseconds_total");
+    double commit_us = bq_metric(port + 1, "spanprof_ingest_commit_wait_microseconds_total");
     double cpu_writer = threads_cpu_s(pid, "store-writer");
     double wait_query = threads_sum(pid, "query-", task_wait_s);
     long hwm = proc_hwm_kb(pid);
@@ -1104,6 +1106,10 @@ int main(int argc, char **argv)
                cpu_ingest, cpu_ingest * 1e6 / (double)sent, stage_us > 0 ? stage_us / 1e6 : 0,
                cpu_writer, cpu_writer * 1e6 / (double)sent,
                cpu - cpu_ingest - cpu_query - cpu_writer);
+    if (drain_us > 0 || commit_us > 0)
+        printf("on average per Export, after its last part was converted, its worker waited %.2f "
+               "ms for its stage thread (correlation), then %.2f ms for its commit\n",
+               drain_us / 1e3 / nrequests, commit_us / 1e3 / nrequests);
     printf("server page faults: %lu (%.0f per Export)\n", flt1 - flt0,
            (double)(flt1 - flt0) / nrequests);
     printf("server bytes written: %.1f MB while the run lasted (%.1f B per sample; WAL and "

@@ -4,6 +4,7 @@ import grpc
 
 from e2e_helpers import (
     RPC_TIMEOUT,
+    _resource,
     cpu_profile_request,
     http_request,
     post_protobuf,
@@ -106,3 +107,24 @@ def test_counters_are_exported_from_start(spanprof):
         assert series, f"{name} is not exported by a fresh server"
     assert m.total("spanprof_otlp_http_json_traces_requests_total") == 0
     assert m.total("spanprof_span_attributes_damaged_total") == 0
+
+
+def test_a_large_export_counts_its_worker_s_waits(spanprof):
+    """An Export large enough to be converted, correlated and stored in parts (two resources,
+    10,000 samples) counts where its worker waited after converting the last part: for the stage
+    thread's correlation and for the store's commit, exported from start at 0."""
+    names = ("spanprof_ingest_stage_drain_microseconds_total",
+             "spanprof_ingest_commit_wait_microseconds_total")
+    before = scrape(spanprof.http_port)
+    for name in names:
+        assert before.series(name), f"{name} is not exported by a fresh server"
+        assert before.total(name) == 0
+    req, _ = cpu_profile_request(samples_per_profile=5000, pid=4301)
+    second = req.resource_profiles.add()
+    second.CopyFrom(req.resource_profiles[0])
+    second.resource.CopyFrom(_resource(4302, "e2e-svc"))
+    with grpc.insecure_channel(spanprof.grpc_target) as ch:
+        profiles_stub(ch).Export(req, timeout=RPC_TIMEOUT)
+    after = wait_for_metric(spanprof.http_port,
+                            lambda m: m.total("spanprof_accepted_items_total", "profile") >= 2)
+    assert after.total("spanprof_ingest_commit_wait_microseconds_total") > 0
