@@ -555,6 +555,20 @@ static uint32_t *memo_by_stack(batch_memo *m, const sp_profile *p, const sp_samp
     return &m->by_stack[s->stack];
 }
 
+/* The id of the sample's stack through the stacks-by-print cache. Only a stack it does not know
+ * has its locations named (their misses overlapped, each location once a request): naming the
+ * request's whole location table up front cost 3.5 M instructions a request, and most of its
+ * stacks are known (bench/RESULTS.md, twenty-third session). */
+static uint32_t stack_printed(prof_ctx *x, const sp_sample *s)
+{
+    batch_memo *m = x->m;
+    uint32_t id = cw_stack_by_print(x->c, x->p, s);
+    if (id != UINT32_MAX)
+        return id;
+    cw_names_prefill(x->c, x->p, m->loc_cache, s->location_ids, s->nlocations);
+    return cw_stack_id_printed(x->c, x->p, s, m->loc_cache);
+}
+
 static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
 {
     batch_memo *m = x->m;
@@ -567,15 +581,13 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
         if (m->keys)
             memset(m->keys, 0, m->cap * sizeof *m->keys);
         m->by_stack_of = NULL;
-        if (m->loc_cache)
-            cw_names_prefill(x->c, x->p, m->loc_cache);
     }
     if (!s->location_ids || !m->loc_cache)
         return cw_stack_id(x->c, x->p, s, m->loc_cache);
     uint32_t *by = memo_by_stack(m, x->p, s);
     if (by) {
         if (!*by) {
-            uint32_t id = cw_stack_id_printed(x->c, x->p, s, m->loc_cache);
+            uint32_t id = stack_printed(x, s);
             if (id == UINT32_MAX)
                 return id;
             *by = id + 1;
@@ -613,7 +625,7 @@ static uint32_t ctx_stack(prof_ctx *x, const sp_sample *s)
             return m->vals[j];
         j = (j + 1) & (m->cap - 1);
     }
-    uint32_t id = cw_stack_id_printed(x->c, x->p, s, m->loc_cache);
+    uint32_t id = stack_printed(x, s);
     if (id != UINT32_MAX) {
         m->keys[j] = s->location_ids;
         m->vals[j] = id;

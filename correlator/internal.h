@@ -379,7 +379,10 @@ void cw_itab_compact(itab *t, itab_plan *pl, uint32_t (*rekey)(char *key, uint32
                      void *ud);
 void cw_itab_plan_free(itab_plan *pl);
 #define CW_NAME_BUF SP_FRAME_NAME_MAX /* a made-up frame name (sp_frame_name) */
-void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache);
+/* Names the locations ids[0..nids) that cache (per location of p: name id, 1 when cached) does
+ * not hold yet, in batches whose cache misses overlap; ids out of p's table are skipped. */
+void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache, const uint32_t *ids,
+                      uint32_t nids);
 uint32_t cw_obs_lower(slot *s, int64_t t);
 uint32_t cw_proc_bucket(uint32_t tenant, int64_t pid);
 reg_ent *cw_reg_add(corr *c, uint32_t tenant, const sp_span *sp, uint32_t ident, int eligible);
@@ -394,6 +397,9 @@ uint32_t cw_stack_id(corr *c, const sp_profile *p, const sp_sample *s, uint32_t 
 /* cw_stack_id() through the stacks-by-print cache when the sample's producer printed its stack
  * (equal prints name locations of equal content in the same order, so the same frame names). */
 uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache);
+/* The id the stacks-by-print cache holds for the sample's printed stack; UINT32_MAX when it has
+ * none (not printed, not cached, or no cache). Names nothing and adds nothing. */
+uint32_t cw_stack_by_print(corr *c, const sp_profile *p, const sp_sample *s);
 /* A slot of corr.lnames: a location print's first lane, 32 bits of its second, and the name id
  * + 1 (0: an empty slot). */
 struct name_by_print {

@@ -649,7 +649,8 @@ static struct name_by_print *lnames_slot(const corr *c, const sp_print *pr)
  * print a request brought before skips all that: its print finds its name id in c->lnames (an
  * eBPF request's tens of thousands of locations are mostly known; naming them was 4.5 % of the
  * server's instructions, bench/RESULTS.md). */
-void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
+void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache, const uint32_t *ids,
+                      uint32_t nids)
 {
     enum { B = 32 };
     char bufs[B][CW_NAME_BUF];
@@ -658,14 +659,16 @@ void cw_names_prefill(corr *c, const sp_profile *p, uint32_t *cache)
     itab *t = &c->names;
     const sp_print *prints = p->location_prints;
     struct name_by_print *memo = prints ? lnames_ready(c) : NULL;
-    for (uint32_t base = 1; base < p->nlocations; base += B) {
+    for (uint32_t base = 0; base < nids; base += B) {
         uint32_t nq = 0, nc = 0;
-        for (uint32_t l = base; l < p->nlocations && l - base < B; l++)
-            if (!cache[l * 2 + 1]) {
+        for (uint32_t k = base; k < nids && k - base < B; k++) {
+            uint32_t l = ids[k];
+            if (l && l < p->nlocations && !cache[l * 2 + 1]) {
                 cand[nc++] = l;
                 if (memo)
                     __builtin_prefetch(&memo[(uint32_t)prints[l].a & (c->nlnames - 1)]);
             }
+        }
         for (uint32_t i = 0; i < nc; i++) {
             uint32_t l = cand[i];
             const char *nm[2];
@@ -749,6 +752,16 @@ static uint32_t printed_slots(const corr *c)
     while (n < CW_PRINTS_MAX && (size_t)n * 2 <= fit)
         n *= 2;
     return n;
+}
+
+uint32_t cw_stack_by_print(corr *c, const sp_profile *p, const sp_sample *s)
+{
+    if (!p->stack_prints || !s->stack || s->stack >= p->nstack_prints || !c->printed ||
+        c->printed_gen != c->interns_gen)
+        return UINT32_MAX;
+    const sp_print *pr = &p->stack_prints[s->stack];
+    const struct stack_by_print *e = &c->printed[pr->a & (c->nprinted - 1)];
+    return e->used && e->a == pr->a && e->b == pr->b ? e->id : UINT32_MAX;
 }
 
 uint32_t cw_stack_id_printed(corr *c, const sp_profile *p, const sp_sample *s, uint32_t *cache)

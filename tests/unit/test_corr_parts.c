@@ -263,6 +263,41 @@ static void a_known_location_print_is_named_without_its_name(void **state)
     corr_free(c);
 }
 
+/* A request whose stacks the stacks-by-print cache all knows names none of its frames: the
+ * location names of a request are resolved (and remembered by location print) only once one of
+ * its stacks is new. Here the second request's leaf says "other" under a fresh location print,
+ * which no converter would send; its stack is known, so nothing is read, and the third request,
+ * whose new stack has a leaf of that print, is named by its own leaf ("parse"), not by what the
+ * second one's name would have taught. */
+static void a_request_of_known_stacks_names_none_of_its_frames(void **state)
+{
+    fixture *f = *state;
+    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+    names[3] = "other";
+    sp_profile *p1, *p2;
+    corr *c = after_one_printed_request(f, &p1, &p2, names);
+    ((sp_print *)p2->stack_prints)[1] = p1->stack_prints[1];
+    const sp_print fresh = {0x0123456789abcdefull, 0xfedcba9876543210ull};
+    ((sp_print *)p2->location_prints)[3] = fresh;
+    attach_part(c, p2, 0, NULL, f->a);
+
+    uint64_t t3[] = {170 * MS};
+    sp_profile *p3 = profile(f->a, t3, 1, PID, TID);
+    static uint32_t reordered[] = {3, 1, 2};
+    p3->samples[0].location_ids = reordered;
+    give_prints(f->a, p3);
+    ((sp_print *)p3->location_prints)[3] = fresh;
+    attach_part(c, p3, 0, NULL, f->a);
+
+    sp_span v[] = {span(8, 100, 200, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 8), 30 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+    corr_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +307,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_known_stack_print_is_interned_without_its_frames, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_known_location_print_is_named_without_its_name, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_request_of_known_stacks_names_none_of_its_frames, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
