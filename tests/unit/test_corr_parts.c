@@ -160,6 +160,30 @@ static int64_t late_leaves(const sp_batch *tb, const char *leaf, const char *mid
     return sum;
 }
 
+/* A printed profile at 170 ms whose stack, from the root, is handle→main→parse. */
+static sp_profile *printed_on_the_reordered_stack(fixture *f)
+{
+    uint64_t *t = sp_arena_alloc(f->a, sizeof *t);
+    *t = 170 * MS;
+    sp_profile *p = profile(f->a, t, 1, PID, TID);
+    static uint32_t reordered[] = {3, 1, 2};
+    p->samples[0].location_ids = reordered;
+    give_prints(f->a, p);
+    return p;
+}
+
+/* A late span over 100-200 ms claims three samples of 10 ms: two on main→handle→parse, one on
+ * handle→main→parse. */
+static void span_claims_two_and_one(corr *c, fixture *f)
+{
+    sp_span v[] = {span(8, 100, 200, PID, TID)};
+    sp_batch tb;
+    send_spans(c, f, v, 1, &tb);
+    assert_int_equal(late_value(&tb, 8), 30 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
+    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+}
+
 /* Requests whose stacks come printed: a stack a later request brings again is found by its
  * print, with its own frames; another list of the same locations is another stack; and after
  * the correlator renumbered its stacks, a print from before names nothing (or its sample would
@@ -169,24 +193,15 @@ static void stacks_found_by_print_keep_their_frames(void **state)
     fixture *f = *state;
     corr_options o = {.max_bytes = 256 * 1024, .window_ns = 1000000 * MS};
     corr *c = corr_new(&o);
-    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS}, t3[] = {170 * MS};
+    uint64_t t1[] = {150 * MS}, t2[] = {160 * MS};
     sp_profile *p1 = profile(f->a, t1, 1, PID, TID);
     give_prints(f->a, p1);
     attach_part(c, p1, 0, NULL, f->a);
     sp_profile *p2 = profile(f->a, t2, 1, PID, TID); /* the same stack, a new request */
     give_prints(f->a, p2);
     attach_part(c, p2, 0, NULL, f->a);
-    sp_profile *p3 = profile(f->a, t3, 1, PID, TID); /* root handle, main, leaf parse: its own */
-    static uint32_t reordered[] = {3, 1, 2};
-    p3->samples[0].location_ids = reordered;
-    give_prints(f->a, p3);
-    attach_part(c, p3, 0, NULL, f->a);
-    sp_span v1[] = {span(8, 100, 200, PID, TID)};
-    sp_batch tb;
-    send_spans(c, f, v1, 1, &tb);
-    assert_int_equal(late_value(&tb, 8), 30 * MS);
-    assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
-    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+    attach_part(c, printed_on_the_reordered_stack(f), 0, NULL, f->a); /* its own stack */
+    span_claims_two_and_one(c, f);
 
     int i = until_a_rebuild(c, f, 300); /* the print table keeps p1's entry */
     int64_t at = 500 + i;               /* far from the rounds: the span takes this one alone */
@@ -195,6 +210,7 @@ static void stacks_found_by_print_keep_their_frames(void **state)
     give_prints(f->a, p4);
     attach_part(c, p4, at * MS, NULL, f->a);
     sp_span v2[] = {span(9, at - 15, at + 15, PID, TID)};
+    sp_batch tb;
     send_spans(c, f, v2, 1, &tb);
     assert_int_equal(late_value(&tb, 9), 10 * MS);
     assert_int_equal(late_leaves(&tb, "parse", "handle"), 10 * MS);
@@ -217,6 +233,14 @@ static corr *after_one_printed_request(fixture *f, sp_profile **first, sp_profil
     (*second)->strings = strings;
     give_prints(f->a, *second);
     return c;
+}
+
+/* after_one_printed_request() with the second request's strings naming its leaf "other". */
+static corr *second_leaf_says_other(fixture *f, sp_profile **first, sp_profile **second)
+{
+    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
+    names[3] = "other";
+    return after_one_printed_request(f, first, second, names);
 }
 
 /* The late span over both requests' samples (100-200 ms): what it claimed, in tb. */
@@ -250,10 +274,8 @@ static void a_known_stack_print_is_interned_without_its_frames(void **state)
 static void a_known_location_print_is_named_without_its_name(void **state)
 {
     fixture *f = *state;
-    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
-    names[3] = "other";
     sp_profile *p1, *p2;
-    corr *c = after_one_printed_request(f, &p1, &p2, names);
+    corr *c = second_leaf_says_other(f, &p1, &p2);
     ((sp_print *)p2->location_prints)[3] = p1->location_prints[3];
     attach_part(c, p2, 0, NULL, f->a);
     sp_batch tb;
@@ -272,29 +294,17 @@ static void a_known_location_print_is_named_without_its_name(void **state)
 static void a_request_of_known_stacks_names_none_of_its_frames(void **state)
 {
     fixture *f = *state;
-    const char **names = sp_arena_memdup(f->a, strs, sizeof strs);
-    names[3] = "other";
     sp_profile *p1, *p2;
-    corr *c = after_one_printed_request(f, &p1, &p2, names);
+    corr *c = second_leaf_says_other(f, &p1, &p2);
     ((sp_print *)p2->stack_prints)[1] = p1->stack_prints[1];
     const sp_print fresh = {0x0123456789abcdefull, 0xfedcba9876543210ull};
     ((sp_print *)p2->location_prints)[3] = fresh;
     attach_part(c, p2, 0, NULL, f->a);
 
-    uint64_t t3[] = {170 * MS};
-    sp_profile *p3 = profile(f->a, t3, 1, PID, TID);
-    static uint32_t reordered[] = {3, 1, 2};
-    p3->samples[0].location_ids = reordered;
-    give_prints(f->a, p3);
+    sp_profile *p3 = printed_on_the_reordered_stack(f);
     ((sp_print *)p3->location_prints)[3] = fresh;
     attach_part(c, p3, 0, NULL, f->a);
-
-    sp_span v[] = {span(8, 100, 200, PID, TID)};
-    sp_batch tb;
-    send_spans(c, f, v, 1, &tb);
-    assert_int_equal(late_value(&tb, 8), 30 * MS);
-    assert_int_equal(late_leaves(&tb, "parse", "handle"), 20 * MS);
-    assert_int_equal(late_leaves(&tb, "parse", "main"), 10 * MS);
+    span_claims_two_and_one(c, f);
     corr_free(c);
 }
 
