@@ -265,19 +265,6 @@ int sqs_stream_begin(store *st, sp_arena *a, void **impl, sp_err *err)
     return 0;
 }
 
-/* S6: a validated part joins the batch that end writes. */
-static int join_part(sqs_stream *ss, const sp_batch *part, sp_err *err)
-{
-    if (part->nspans)
-        return sp_fail(err, SP_EINTERNAL, "store_stream_part: spans are written by store_write");
-    if (!ss->all.nprofiles)
-        ss->all.tenant = part->tenant;
-    for (size_t i = 0; i < part->nprofiles; i++)
-        if (sp_batch_add_profile(&ss->all, part->profiles[i]))
-            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
-    return 0;
-}
-
 int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err)
 {
     sqs_store *s = (sqs_store *)st;
@@ -291,8 +278,8 @@ int sqs_stream_part(store *st, void *impl, const sp_batch *part, sp_err *err)
     int rc = validate_batch(part, &ss->checked, ss->lists, err);
     if (rc)
         return rc;
-    if (ss->joined)
-        return join_part(ss, part, err);
+    if (ss->joined) /* S6: a validated part joins the batch that end writes */
+        return store_join_part(&ss->all, part, err);
     sqs_part *pt = sp_arena_calloc(ss->a, 1, sizeof *pt);
     if (!pt)
         return sp_fail(err, SP_ETOOBIG, "no room for a store stream part in the request's budget");

@@ -130,13 +130,18 @@ int store_stream_part(store_stream *st, const sp_batch *part, sp_err *err)
         return sp_fail(err, SP_EINTERNAL, "store_stream_part: no stream or part");
     if (st->impl)
         return st->s->ops->stream_part(st->s, st->impl, part, err);
-    if (!st->all.nprofiles && !st->all.nspans)
-        st->all.tenant = part->tenant;
-    for (size_t i = 0; i < part->nprofiles; i++)
-        if (sp_batch_add_profile(&st->all, part->profiles[i]))
-            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
+    return store_join_part(&st->all, part, err);
+}
+
+int store_join_part(sp_batch *all, const sp_batch *part, sp_err *err)
+{
     if (part->nspans)
         return sp_fail(err, SP_EINTERNAL, "store_stream_part: spans are written by store_write");
+    if (!all->nprofiles && !all->nspans)
+        all->tenant = part->tenant;
+    for (size_t i = 0; i < part->nprofiles; i++)
+        if (sp_batch_add_profile(all, part->profiles[i]))
+            return sp_fail(err, SP_ETOOBIG, "too many profiles for the request budget");
     return 0;
 }
 

@@ -325,6 +325,11 @@ struct store {
     const store_ops *ops;
 };
 
+/* For a backend that joins a stream's parts into one batch (store.c does for one without
+ * streams): appends part's profiles to all, whose tenant the first part names. SP_ETOOBIG past
+ * all's arena budget; SP_EINTERNAL for a part with spans (written by store_write). */
+int store_join_part(sp_batch *all, const sp_batch *part, sp_err *err);
+
 /* ---- opening and closing ------------------------------------------------------------------------
  */
 
